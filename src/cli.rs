@@ -1,0 +1,88 @@
+//! Command-line surface. Parsing only; the work lives in `commands`.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+use crate::output::{ColorChoice, Format};
+
+/// oxi turns a repository's roadmap.md into reviewed pull requests by running coding-agent CLIs
+/// unattended, under hard caps on time and money.
+#[derive(Debug, Parser)]
+#[command(name = "oxi", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// oxi.toml to use [default: the nearest oxi.toml walking up from the current directory]
+    #[arg(long, global = true, env = "OXI_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Output format for commands that print data
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// More log detail on stderr (-v debug, -vv trace)
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Less log detail on stderr (-q warnings only, -qq errors only)
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub quiet: u8,
+    /// Colour in output; `auto` honours NO_COLOR and terminals
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write oxi.toml and .oxi/ (ledger, runs/) in the current directory
+    Init(InitArgs),
+    /// Read the roadmap into the ledger (idempotent)
+    Ingest(IngestArgs),
+    /// Show the queue in dispatch order, with the reason each held task waits
+    Plan(PlanArgs),
+    /// Task counts by state, spend today and this month against the caps, and the killswitch
+    Status,
+    /// Engage the killswitch: no new dispatch until `oxi resume` (running work finishes)
+    Pause(PauseArgs),
+    /// Release the killswitch
+    Resume,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Overwrite an existing oxi.toml
+    #[arg(long)]
+    pub force: bool,
+    /// Roadmap path to write into oxi.toml, relative to the repository root
+    #[arg(long, value_name = "PATH")]
+    pub roadmap: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Read this roadmap instead of project.roadmap
+    #[arg(long, value_name = "PATH")]
+    pub roadmap: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Only show the plan (oxi plan never changes the ledger; the flag is accepted for scripts
+    /// that want to say so)
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Include only tasks that are eligible now
+    #[arg(long)]
+    pub eligible: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// Why, recorded in the ledger and shown by `oxi status`
+    #[arg(long)]
+    pub reason: Option<String>,
+}

@@ -1,0 +1,103 @@
+//! `oxi init`: writes oxi.toml and .oxi/ (ledger, runs/) in the current directory, nothing else.
+
+use anyhow::{Context as _, Result, bail};
+
+use super::Context;
+use crate::cli::InitArgs;
+use crate::config::{self, CONFIG_FILE_NAME, STATE_DIR_NAME};
+use crate::git;
+use crate::ledger::Ledger;
+use crate::output::{Format, json_string, write_stdout};
+
+/// The starter config `oxi init` renders.
+pub const CONFIG_TEMPLATE: &str = include_str!("../../templates/oxi.toml");
+
+/// Renders the starter config for a repository at `dir`.
+pub fn render_config(
+    roadmap: &str,
+    base_branch: &str,
+    github_repo: Option<&str>,
+) -> Result<String> {
+    let mut env = minijinja::Environment::new();
+    env.add_template("oxi.toml", CONFIG_TEMPLATE)?;
+    let text = env.get_template("oxi.toml")?.render(minijinja::context! {
+        roadmap => roadmap.replace('\\', "\\\\").replace('"', "\\\""),
+        base_branch => base_branch,
+        github_repo => github_repo,
+    })?;
+    // minijinja drops the template's final newline; files end with one.
+    Ok(format!("{}\n", text.trim_end()))
+}
+
+pub fn run(ctx: &Context, args: &InitArgs) -> Result<()> {
+    let dir = &ctx.cwd;
+    let config_path = dir.join(CONFIG_FILE_NAME);
+    let existed = config_path.exists();
+    if existed && !args.force {
+        tracing::info!("{CONFIG_FILE_NAME} already exists; keeping it (use --force to overwrite)");
+    } else {
+        let in_git = git::toplevel(dir).is_some();
+        if !in_git {
+            tracing::warn!(
+                "{} is not inside a git repository; oxi needs one to create worktrees (`git init` first)",
+                dir.display()
+            );
+        }
+        let base_branch = git::default_branch(dir).unwrap_or_else(|| "main".to_owned());
+        let roadmap = args
+            .roadmap
+            .as_ref()
+            .map_or_else(|| "roadmap.md".to_owned(), |p| p.display().to_string());
+        let github_repo = git::github_repo(dir);
+        let text = render_config(&roadmap, &base_branch, github_repo.as_deref())?;
+        // The rendered file must load; a template bug must not leave a broken config behind.
+        config::parse(&text, CONFIG_FILE_NAME).context("the generated oxi.toml does not load")?;
+        std::fs::write(&config_path, text)
+            .with_context(|| format!("cannot write {}", config_path.display()))?;
+    }
+
+    let state_dir = dir.join(STATE_DIR_NAME);
+    if state_dir.exists() && !state_dir.is_dir() {
+        bail!("{} exists and is not a directory", state_dir.display());
+    }
+    std::fs::create_dir_all(state_dir.join("runs"))
+        .with_context(|| format!("cannot create {}", state_dir.display()))?;
+    // Keep oxi's state out of the user's commits without touching their .gitignore.
+    std::fs::write(state_dir.join(".gitignore"), "*\n")?;
+    let ledger = Ledger::open(&state_dir.join("ledger.db"))?;
+    let version = ledger.read().schema_version()?;
+
+    let roadmap_exists = config::load(&config_path, None)
+        .map(|c| c.roadmap_path().exists())
+        .unwrap_or(false);
+    let text = match ctx.global.format {
+        Format::Json => json_string(&serde_json::json!({
+            "config": config_path.display().to_string(),
+            "config_written": !existed || args.force,
+            "state_dir": state_dir.display().to_string(),
+            "ledger_schema_version": version,
+        }))?,
+        _ => {
+            let mut out = String::new();
+            if existed && !args.force {
+                out.push_str(&format!("kept     {CONFIG_FILE_NAME}\n"));
+            } else {
+                out.push_str(&format!("wrote    {CONFIG_FILE_NAME}\n"));
+            }
+            out.push_str(&format!(
+                "created  {STATE_DIR_NAME}/ (ledger schema v{version}, runs/)\n"
+            ));
+            out.push_str("next:    ");
+            if roadmap_exists {
+                out.push_str("oxi ingest && oxi plan --dry-run\n");
+            } else {
+                out.push_str(
+                    "write roadmap.md (see docs/roadmap-formats.md), then oxi ingest && oxi plan --dry-run\n",
+                );
+            }
+            out
+        }
+    };
+    write_stdout(&text)?;
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! One file per subcommand: glue between the CLI, the config, the ledger and the output.
+
+mod ingest;
+mod init;
+mod pause;
+mod plan;
+mod status;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::cli::{Command, GlobalArgs};
+use crate::config::{self, LoadedConfig};
+use crate::ledger::Ledger;
+
+/// What every command gets: the global flags and a way to reach the config and ledger.
+pub struct Context {
+    pub global: GlobalArgs,
+    pub cwd: PathBuf,
+}
+
+impl Context {
+    pub fn new(global: GlobalArgs) -> Result<Self> {
+        let cwd = std::env::current_dir()?;
+        Ok(Self { global, cwd })
+    }
+
+    /// Loads `--config` or the nearest `oxi.toml`, with `OXI_RUN_MODE` applied.
+    pub fn config(&self) -> Result<LoadedConfig, config::ConfigError> {
+        let path = match &self.global.config {
+            Some(path) => path.clone(),
+            None => config::discover(&self.cwd)?,
+        };
+        let env_mode = std::env::var(config::RUN_MODE_ENV).ok();
+        config::load(&path, env_mode.as_deref())
+    }
+
+    /// Opens (creating if needed) the ledger beside the config.
+    pub fn ledger(&self, config: &LoadedConfig) -> Result<Ledger, crate::ledger::LedgerError> {
+        Ledger::open(&config.ledger_path())
+    }
+
+    /// Who is at the keyboard, for events that record an operator action.
+    pub fn operator(&self) -> String {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".to_owned());
+        format!("operator:{user}")
+    }
+}
+
+/// Runs one parsed command.
+pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
+    match command {
+        Command::Init(args) => init::run(ctx, args),
+        Command::Ingest(args) => ingest::run(ctx, args),
+        Command::Plan(args) => plan::run(ctx, args),
+        Command::Status => status::run(ctx),
+        Command::Pause(args) => pause::pause(ctx, args),
+        Command::Resume => pause::resume(ctx),
+    }
+}
+
+/// The starter `oxi.toml` that `oxi init` writes (exposed for tests).
+#[doc(hidden)]
+pub fn render_config_for_tests(roadmap: &str, base_branch: &str, github_repo: Option<&str>) -> String {
+    init::render_config(roadmap, base_branch, github_repo).unwrap_or_default()
+}

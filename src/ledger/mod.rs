@@ -1,0 +1,240 @@
+//! The ledger: one SQLite file (`.oxi/ledger.db`) holding tasks, runs, the append-only event
+//! trail, spend reservations and settlements, approvals, and a small key/value table.
+//!
+//! All SQL lives in this module behind typed functions, so a different backend (Postgres for
+//! several hosts) can replace it without touching the pipeline.
+//!
+//! Durability: WAL with `synchronous=FULL`. In WAL mode `NORMAL` may lose the last commits on
+//! power loss; a task ledger must never roll back a committed claim (the worker would run twice
+//! and the money be spent twice), so every commit is synced.
+
+mod migrate;
+mod queries;
+pub mod state;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+pub use migrate::{MIGRATIONS, Migration};
+pub use queries::*;
+pub use state::TaskState;
+
+/// How long a writer waits for another writer before giving up with `SQLITE_BUSY`.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Errors from the ledger. None is retryable by the caller except `Busy`, which already waited
+/// `BUSY_TIMEOUT`.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The ledger file or its directory could not be created or opened.
+    #[error("cannot open ledger {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A newer oxi wrote this ledger; this binary does not know its schema.
+    #[error(
+        "ledger {path} has schema version {found}, but this oxi knows versions up to {supported}; it was written by a newer oxi. Upgrade oxi (or restore an older ledger backup)."
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    /// An applied migration's text differs from the one in this binary (a landed migration was edited).
+    #[error(
+        "ledger migration {version:04} ({name}) differs from the one applied to this ledger; migrations must never be edited once released"
+    )]
+    MigrationChanged { version: i64, name: String },
+    /// The state machine forbids this change.
+    #[error("task {task}: illegal state transition {from} -> {to}")]
+    IllegalTransition {
+        task: String,
+        from: TaskState,
+        to: TaskState,
+    },
+    /// The task was not in the state the caller expected (someone else moved it first).
+    #[error("task {task} is {found}, expected {expected}")]
+    StateConflict {
+        task: String,
+        expected: TaskState,
+        found: String,
+    },
+    /// No such task.
+    #[error("no task {0} in the ledger; `oxi plan --dry-run` lists the tasks")]
+    NoSuchTask(String),
+    /// Another process held the write lock for longer than `BUSY_TIMEOUT`.
+    #[error("ledger is locked by another oxi process (waited {}s); try again", BUSY_TIMEOUT.as_secs())]
+    Busy,
+    /// A row could not be read back into its type (hand-edited or corrupted ledger).
+    #[error("ledger row is corrupt: {0}")]
+    Corrupt(String),
+    #[error("ledger: {0}")]
+    Sqlite(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for LedgerError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                LedgerError::Busy
+            }
+            _ => LedgerError::Sqlite(e),
+        }
+    }
+}
+
+pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
+
+/// An open ledger.
+pub struct Ledger {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger").field("path", &self.path).finish()
+    }
+}
+
+impl Ledger {
+    /// Opens (creating if needed) the ledger at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, true)
+    }
+
+    /// Opens an existing ledger without creating it. Used by read-only commands so a typo'd
+    /// path does not leave an empty ledger behind.
+    pub fn open_existing(path: &Path) -> Result<Self> {
+        Self::open_with(path, false)
+    }
+
+    fn open_with(path: &Path, create: bool) -> Result<Self> {
+        let io = |source| LedgerError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if create {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(io)?;
+            }
+            create_private_file(path).map_err(io)?;
+        } else if !path.exists() {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no ledger yet; run `oxi init` or `oxi ingest` first",
+            )));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        let mut ledger = Ledger {
+            conn,
+            path: path.to_path_buf(),
+        };
+        ledger.configure()?;
+        migrate::migrate(&mut ledger.conn, path, None)?;
+        Ok(ledger)
+    }
+
+    /// An in-memory ledger for tests and benchmarks.
+    pub fn open_in_memory() -> Result<Self> {
+        let mut ledger = Ledger {
+            conn: Connection::open_in_memory()?,
+            path: PathBuf::from(":memory:"),
+        };
+        ledger.configure()?;
+        migrate::migrate(&mut ledger.conn, Path::new(":memory:"), None)?;
+        Ok(ledger)
+    }
+
+    /// Opens a ledger and migrates it only up to `version` (tests of migrations).
+    pub fn open_at_version(path: &Path, version: i64) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| LedgerError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        let mut ledger = Ledger {
+            conn: Connection::open(path)?,
+            path: path.to_path_buf(),
+        };
+        ledger.configure()?;
+        migrate::migrate(&mut ledger.conn, path, Some(version))?;
+        Ok(ledger)
+    }
+
+    fn configure(&mut self) -> Result<()> {
+        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        self.conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .or_else(|e| {
+                // In-memory databases answer "memory"; that is fine for tests.
+                if self.path == Path::new(":memory:") {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })?;
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        self.conn.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Read access (each statement is its own snapshot).
+    pub fn read(&self) -> Queries<'_> {
+        Queries { conn: &self.conn }
+    }
+
+    /// Runs `f` inside one `BEGIN IMMEDIATE` transaction: all of it commits or none of it does.
+    pub fn write<T>(&mut self, f: impl FnOnce(&Queries<'_>) -> Result<T>) -> Result<T> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&Queries { conn: &tx })?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// `PRAGMA integrity_check`: `Ok(())` or the problems SQLite lists.
+    pub fn integrity_check(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
+        let rows: Vec<String> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows.into_iter().filter(|r| r != "ok").collect())
+    }
+
+    /// The raw connection, for benchmarks and tests that need to bypass the typed layer.
+    #[doc(hidden)]
+    pub fn raw_connection(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+/// Creates the ledger file with mode 0600 if missing, and tightens it if it is looser.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    let mode = file.metadata()?.permissions().mode() & 0o777;
+    if mode != 0o600 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,514 @@
+//! Typed reads and writes. `Queries` wraps a connection or an open transaction; every SQL
+//! statement oxi runs is in this file or in the migrations.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+
+use super::{LedgerError, Result, TaskState};
+use crate::money::MicroUsd;
+
+/// Typed access over a connection or a transaction.
+pub struct Queries<'c> {
+    pub(super) conn: &'c Connection,
+}
+
+/// What the roadmap says about a task: everything ingest may write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub id: String,
+    pub priority_tier: u8,
+    pub title: String,
+    pub subtitle: Option<String>,
+    pub body: String,
+    pub section: Option<String>,
+    pub milestone: Option<String>,
+    pub format: String,
+    pub depends_on: Vec<String>,
+    pub file_hints: Vec<String>,
+    pub source_line: u32,
+    pub roadmap_order: u32,
+    /// Hash of the fields that form the worker's brief; a change means the task text changed.
+    pub content_hash: String,
+    /// Checked off (`[x]`) or under a "Done" heading in the roadmap.
+    pub roadmap_done: bool,
+}
+
+/// A task as the ledger holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskRow {
+    #[serde(flatten)]
+    pub spec: TaskSpec,
+    pub in_roadmap: bool,
+    pub state: TaskState,
+    pub held_reason: Option<String>,
+    pub failure_class: Option<String>,
+    pub attempts: u32,
+    pub worker_calls: u32,
+    pub retry_at_ms: Option<i64>,
+    pub last_deferred_at_ms: Option<i64>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// What the audit trail records. Every KPI in `oxi report` is derived from these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Ingest created a task.
+    TaskAdded,
+    /// Ingest changed an unstarted task's text, tier or dependencies.
+    TaskUpdated,
+    /// A task changed state.
+    TaskStateChanged,
+    /// An in-flight task's roadmap text changed; the running attempt keeps the old brief.
+    TaskChangedInFlight,
+    /// An in-flight task left the roadmap; it is left to finish.
+    TaskRemovedInFlight,
+    /// One ingest pass finished.
+    IngestCompleted,
+    /// The killswitch was engaged.
+    Paused,
+    /// The killswitch was released.
+    Resumed,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::TaskAdded => "task_added",
+            EventKind::TaskUpdated => "task_updated",
+            EventKind::TaskStateChanged => "task_state_changed",
+            EventKind::TaskChangedInFlight => "task_changed_in_flight",
+            EventKind::TaskRemovedInFlight => "task_removed_in_flight",
+            EventKind::IngestCompleted => "ingest_completed",
+            EventKind::Paused => "paused",
+            EventKind::Resumed => "resumed",
+        }
+    }
+}
+
+/// A new row for the event trail.
+#[derive(Debug, Clone)]
+pub struct NewEvent<'a> {
+    pub at_ms: i64,
+    pub kind: EventKind,
+    pub task_id: Option<&'a str>,
+    pub run_id: Option<&'a str>,
+    /// `oxi` for the supervisor, `operator:<user>` for a human action.
+    pub actor: &'a str,
+    pub data: serde_json::Value,
+}
+
+/// Extra fields set together with a state change.
+#[derive(Debug, Clone, Default)]
+pub struct TransitionFields {
+    pub held_reason: Option<String>,
+    pub failure_class: Option<String>,
+    pub retry_at_ms: Option<i64>,
+}
+
+/// One state change: from where, to where, who asked and why.
+#[derive(Debug, Clone)]
+pub struct Transition<'a> {
+    pub from: TaskState,
+    pub to: TaskState,
+    pub fields: TransitionFields,
+    /// `oxi` or `operator:<user>`.
+    pub actor: &'a str,
+    pub reason: &'a str,
+}
+
+impl<'a> Transition<'a> {
+    /// A change made by oxi itself with no extra fields.
+    pub fn by_oxi(from: TaskState, to: TaskState, reason: &'a str) -> Self {
+        Self {
+            from,
+            to,
+            fields: TransitionFields::default(),
+            actor: "oxi",
+            reason,
+        }
+    }
+}
+
+/// Money for one budget day and its month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct SpendTotals {
+    pub day_spent: MicroUsd,
+    pub day_reserved: MicroUsd,
+    pub month_spent: MicroUsd,
+    pub month_reserved: MicroUsd,
+}
+
+/// The killswitch, as stored under `KILLSWITCH_KEY`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Killswitch {
+    pub paused: bool,
+    pub by: String,
+    pub reason: Option<String>,
+    pub at_ms: i64,
+}
+
+pub const KILLSWITCH_KEY: &str = "killswitch";
+
+const TASK_COLUMNS: &str = "id, priority_tier, title, subtitle, body, section, format, depends_on,
+    file_hints, source_line, roadmap_order, content_hash, in_roadmap, state, held_reason,
+    failure_class, attempts, worker_calls, retry_at_ms, last_deferred_at_ms, created_at_ms,
+    updated_at_ms, milestone, roadmap_done";
+
+fn json_list(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+fn to_json_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn task_from_row(row: &Row<'_>) -> rusqlite::Result<(TaskRow, String)> {
+    let state_text: String = row.get(13)?;
+    let task = TaskRow {
+        spec: TaskSpec {
+            id: row.get(0)?,
+            priority_tier: row.get(1)?,
+            title: row.get(2)?,
+            subtitle: row.get(3)?,
+            body: row.get(4)?,
+            section: row.get(5)?,
+            format: row.get(6)?,
+            depends_on: json_list(&row.get::<_, String>(7)?),
+            file_hints: json_list(&row.get::<_, String>(8)?),
+            source_line: row.get(9)?,
+            roadmap_order: row.get(10)?,
+            content_hash: row.get(11)?,
+            milestone: row.get(22)?,
+            roadmap_done: row.get(23)?,
+        },
+        in_roadmap: row.get(12)?,
+        state: TaskState::Queued,
+        held_reason: row.get(14)?,
+        failure_class: row.get(15)?,
+        attempts: row.get(16)?,
+        worker_calls: row.get(17)?,
+        retry_at_ms: row.get(18)?,
+        last_deferred_at_ms: row.get(19)?,
+        created_at_ms: row.get(20)?,
+        updated_at_ms: row.get(21)?,
+    };
+    Ok((task, state_text))
+}
+
+fn finish_task(pair: (TaskRow, String)) -> Result<TaskRow> {
+    let (mut task, state_text) = pair;
+    task.state = state_text
+        .parse()
+        .map_err(|e| LedgerError::Corrupt(format!("task {}: {e}", task.spec.id)))?;
+    Ok(task)
+}
+
+impl Queries<'_> {
+    /// The schema version (`PRAGMA user_version`).
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+
+    /// Every task, in roadmap order (tasks no longer in the roadmap last).
+    pub fn tasks(&self) -> Result<Vec<TaskRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks ORDER BY in_roadmap DESC, roadmap_order, id"
+        ))?;
+        let rows = stmt.query_map([], task_from_row)?;
+        rows.map(|r| finish_task(r?)).collect()
+    }
+
+    pub fn task(&self, id: &str) -> Result<Option<TaskRow>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?;
+        stmt.query_row([id], task_from_row)
+            .optional()?
+            .map(finish_task)
+            .transpose()
+    }
+
+    /// How many tasks are in each state (states with none are left out). Uses the state index.
+    pub fn task_counts(&self) -> Result<BTreeMap<TaskState, u64>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT state, COUNT(*) FROM tasks GROUP BY state")?;
+        let mut counts = BTreeMap::new();
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (state, n) = row?;
+            let state: TaskState = state.parse().map_err(LedgerError::Corrupt)?;
+            counts.insert(state, u64::try_from(n).unwrap_or(0));
+        }
+        Ok(counts)
+    }
+
+    /// Inserts a task from the roadmap in `state` (queued, or done for checked-off items).
+    pub fn insert_task(&self, spec: &TaskSpec, state: TaskState, now_ms: i64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO tasks (id, priority_tier, title, subtitle, body, section, format,
+                    depends_on, file_hints, source_line, roadmap_order, content_hash, in_roadmap,
+                    state, created_at_ms, updated_at_ms, milestone, roadmap_done)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1, ?13, ?14, ?14,
+                    ?15, ?16)",
+            )?
+            .execute(params![
+                spec.id,
+                spec.priority_tier,
+                spec.title,
+                spec.subtitle,
+                spec.body,
+                spec.section,
+                spec.format,
+                to_json_list(&spec.depends_on),
+                to_json_list(&spec.file_hints),
+                spec.source_line,
+                spec.roadmap_order,
+                spec.content_hash,
+                state.as_str(),
+                now_ms,
+                spec.milestone,
+                spec.roadmap_done,
+            ])?;
+        Ok(())
+    }
+
+    /// Rewrites a task's roadmap fields (text, tier, dependencies, position) and marks it present.
+    pub fn update_task_spec(&self, spec: &TaskSpec, now_ms: i64) -> Result<()> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE tasks SET priority_tier = ?2, title = ?3, subtitle = ?4, body = ?5,
+                    section = ?6, format = ?7, depends_on = ?8, file_hints = ?9,
+                    source_line = ?10, roadmap_order = ?11, content_hash = ?12, in_roadmap = 1,
+                    updated_at_ms = ?13, milestone = ?14, roadmap_done = ?15
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                spec.id,
+                spec.priority_tier,
+                spec.title,
+                spec.subtitle,
+                spec.body,
+                spec.section,
+                spec.format,
+                to_json_list(&spec.depends_on),
+                to_json_list(&spec.file_hints),
+                spec.source_line,
+                spec.roadmap_order,
+                spec.content_hash,
+                now_ms,
+                spec.milestone,
+                spec.roadmap_done,
+            ])?;
+        if changed == 0 {
+            return Err(LedgerError::NoSuchTask(spec.id.clone()));
+        }
+        Ok(())
+    }
+
+    /// Records where a task sits in the roadmap (and its checkbox) without touching its text.
+    pub fn update_task_position(
+        &self,
+        id: &str,
+        source_line: u32,
+        roadmap_order: u32,
+        in_roadmap: bool,
+        roadmap_done: bool,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE tasks SET source_line = ?2, roadmap_order = ?3, in_roadmap = ?4,
+                    roadmap_done = ?5
+                 WHERE id = ?1 AND (source_line <> ?2 OR roadmap_order <> ?3 OR in_roadmap <> ?4
+                    OR roadmap_done <> ?5)",
+            )?
+            .execute(params![
+                id,
+                source_line,
+                roadmap_order,
+                in_roadmap,
+                roadmap_done
+            ])?;
+        Ok(())
+    }
+
+    /// Moves a task from `from` to `to`, setting `fields`, and records a `task_state_changed`
+    /// event naming `actor` and `reason`. Refuses transitions the state machine forbids and
+    /// fails with `StateConflict` if the task is no longer in `from`.
+    pub fn transition_task(&self, id: &str, change: &Transition<'_>, now_ms: i64) -> Result<()> {
+        let Transition {
+            from,
+            to,
+            ref fields,
+            actor,
+            reason,
+        } = *change;
+        if !from.can_transition_to(to) {
+            return Err(LedgerError::IllegalTransition {
+                task: id.to_owned(),
+                from,
+                to,
+            });
+        }
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE tasks SET state = ?3, held_reason = ?4, failure_class = ?5,
+                    retry_at_ms = ?6, updated_at_ms = ?7
+                 WHERE id = ?1 AND state = ?2",
+            )?
+            .execute(params![
+                id,
+                from.as_str(),
+                to.as_str(),
+                fields.held_reason,
+                fields.failure_class,
+                fields.retry_at_ms,
+                now_ms,
+            ])?;
+        if changed == 0 {
+            let found: Option<String> = self
+                .conn
+                .query_row("SELECT state FROM tasks WHERE id = ?1", [id], |r| r.get(0))
+                .optional()?;
+            return Err(match found {
+                None => LedgerError::NoSuchTask(id.to_owned()),
+                Some(found) => LedgerError::StateConflict {
+                    task: id.to_owned(),
+                    expected: from,
+                    found,
+                },
+            });
+        }
+        let mut data = serde_json::json!({
+            "from": from.as_str(),
+            "to": to.as_str(),
+            "reason": reason,
+        });
+        if let Some(map) = data.as_object_mut() {
+            if let Some(held) = &fields.held_reason {
+                map.insert("held_reason".into(), held.clone().into());
+            }
+            if let Some(class) = &fields.failure_class {
+                map.insert("failure_class".into(), class.clone().into());
+            }
+        }
+        self.append_event(&NewEvent {
+            at_ms: now_ms,
+            kind: EventKind::TaskStateChanged,
+            task_id: Some(id),
+            run_id: None,
+            actor,
+            data,
+        })?;
+        Ok(())
+    }
+
+    /// Appends one row to the audit trail and returns its id.
+    pub fn append_event(&self, event: &NewEvent<'_>) -> Result<i64> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO events (at_ms, kind, task_id, run_id, actor, data)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                event.at_ms,
+                event.kind.as_str(),
+                event.task_id,
+                event.run_id,
+                event.actor,
+                event.data.to_string(),
+            ])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The number of events ever recorded. The trail is append-only with AUTOINCREMENT ids, so
+    /// the largest id is the count; reading it is one index probe, not a scan.
+    pub fn event_count(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
+    }
+
+    /// Spent (settled and running costs) and outstanding reservations for `day` and `month`.
+    pub fn spend_totals(&self, day: &str, month: &str) -> Result<SpendTotals> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT COALESCE(SUM(actual_microusd), 0),
+                    COALESCE(SUM(CASE WHEN status = 'reserved'
+                        THEN MAX(reserved_microusd - actual_microusd, 0) ELSE 0 END), 0)
+             FROM spend WHERE day = ?1",
+        )?;
+        let (day_spent, day_reserved) = stmt.query_row([day], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT COALESCE(SUM(actual_microusd), 0),
+                    COALESCE(SUM(CASE WHEN status = 'reserved'
+                        THEN MAX(reserved_microusd - actual_microusd, 0) ELSE 0 END), 0)
+             FROM spend WHERE month = ?1",
+        )?;
+        let (month_spent, month_reserved) =
+            stmt.query_row([month], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(SpendTotals {
+            day_spent,
+            day_reserved,
+            month_spent,
+            month_reserved,
+        })
+    }
+
+    pub fn kv_get(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM kv WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn kv_set(&self, key: &str, value: &str, now_ms: i64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO kv (key, value, updated_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value,
+                    updated_at_ms = excluded.updated_at_ms",
+            )?
+            .execute(params![key, value, now_ms])?;
+        Ok(())
+    }
+
+    /// The killswitch, if it was ever set.
+    pub fn killswitch(&self) -> Result<Option<Killswitch>> {
+        self.kv_get(KILLSWITCH_KEY)?
+            .map(|text| {
+                serde_json::from_str(&text)
+                    .map_err(|e| LedgerError::Corrupt(format!("kv {KILLSWITCH_KEY}: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Engages or releases the killswitch and records who did it.
+    pub fn set_killswitch(&self, switch: &Killswitch) -> Result<()> {
+        let text = serde_json::to_string(switch)
+            .map_err(|e| LedgerError::Corrupt(format!("killswitch: {e}")))?;
+        self.kv_set(KILLSWITCH_KEY, &text, switch.at_ms)?;
+        self.append_event(&NewEvent {
+            at_ms: switch.at_ms,
+            kind: if switch.paused {
+                EventKind::Paused
+            } else {
+                EventKind::Resumed
+            },
+            task_id: None,
+            run_id: None,
+            actor: &switch.by,
+            data: serde_json::json!({ "reason": switch.reason }),
+        })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,76 @@
+//! oxi: a supervisor that turns a repository's `roadmap.md` into reviewed pull requests by
+//! running coding-agent CLIs unattended, under hard caps on runtime, iterations and money.
+//!
+//! The binary is a thin wrapper around [`run`]; every stage of the pipeline is a module here.
+
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod config;
+pub mod git;
+pub mod ledger;
+pub mod money;
+pub mod output;
+pub mod plan;
+pub mod roadmap;
+
+use tracing_subscriber::EnvFilter;
+
+/// Exit codes, documented in docs/cli.md. Scripts rely on them.
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// A failure not covered below.
+    pub const FAILURE: i32 = 1;
+    /// Bad command line (clap).
+    pub const USAGE: i32 = 2;
+    /// oxi.toml missing or invalid, or a bad `OXI_RUN_MODE`.
+    pub const CONFIG: i32 = 3;
+    /// The ledger cannot be opened, is locked, or was written by a newer oxi.
+    pub const LEDGER: i32 = 4;
+    /// The roadmap cannot be read or parsed.
+    pub const ROADMAP: i32 = 5;
+}
+
+/// Maps an error to its exit code by its type.
+pub fn exit_code(error: &anyhow::Error) -> i32 {
+    for cause in error.chain() {
+        if cause.is::<config::ConfigError>() {
+            return exit::CONFIG;
+        }
+        if cause.is::<ledger::LedgerError>() {
+            return exit::LEDGER;
+        }
+        if cause.is::<roadmap::RoadmapError>() {
+            return exit::ROADMAP;
+        }
+    }
+    exit::FAILURE
+}
+
+/// Sets up stderr logging from `-v`/`-q` and `OXI_LOG`.
+pub fn init_logging(global: &cli::GlobalArgs) {
+    let level = match (global.verbose, global.quiet) {
+        (0, 0) => "info",
+        (1, _) => "debug",
+        (v, _) if v >= 2 => "trace",
+        (_, 1) => "warn",
+        _ => "error",
+    };
+    let filter = EnvFilter::try_from_env("OXI_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(global.color.stderr_has_color())
+        .with_target(false)
+        .without_time()
+        .try_init();
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    cli.global.color.apply();
+    init_logging(&cli.global);
+    let ctx = commands::Context::new(cli.global)?;
+    commands::dispatch(&ctx, &cli.command)
+}

@@ -1,0 +1,293 @@
+//! The dispatch order: which waiting task goes next, and why each held one waits.
+//!
+//! Order: priority tier, then roadmap order, with dependencies first. A task inherits the best
+//! tier of the tasks waiting on it, so a tier-0 item's tier-2 dependency is not starved behind
+//! tier-1 work. Tasks whose dependencies are not done are listed with that reason.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use serde::Serialize;
+
+use crate::ledger::{TaskRow, TaskState};
+
+/// One line of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedTask {
+    pub id: String,
+    pub priority_tier: u8,
+    /// The tier it is scheduled at (its own, or a better one inherited from a dependent).
+    pub effective_tier: u8,
+    pub title: String,
+    pub state: TaskState,
+    /// Why it cannot be dispatched now; `None` when it is eligible.
+    pub held_reason: Option<String>,
+    pub depends_on: Vec<String>,
+    pub attempts: u32,
+    pub section: Option<String>,
+    pub file_hints: Vec<String>,
+}
+
+impl PlannedTask {
+    pub fn is_eligible(&self) -> bool {
+        self.held_reason.is_none()
+    }
+}
+
+/// Plans every waiting task (queued, held, retry-wait) in dispatch order.
+pub fn plan(tasks: &[TaskRow], now_ms: i64) -> Vec<PlannedTask> {
+    let by_id: HashMap<&str, &TaskRow> = tasks.iter().map(|t| (t.spec.id.as_str(), t)).collect();
+    let waiting: Vec<&TaskRow> = tasks.iter().filter(|t| t.state.is_waiting()).collect();
+    let index: HashMap<&str, usize> = waiting
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.spec.id.as_str(), i))
+        .collect();
+
+    // Edges dependency -> dependent, among waiting tasks only.
+    let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); waiting.len()];
+    let mut indegree = vec![0usize; waiting.len()];
+    for (i, task) in waiting.iter().enumerate() {
+        for dep in &task.spec.depends_on {
+            if let Some(&d) = index.get(dep.as_str()) {
+                dependents[d].push(i);
+                indegree[i] += 1;
+            }
+        }
+    }
+
+    // Topological order (any), to propagate tiers from dependents to dependencies.
+    let mut topo = Vec::with_capacity(waiting.len());
+    let mut remaining = indegree.clone();
+    let mut ready: Vec<usize> = (0..waiting.len()).filter(|&i| remaining[i] == 0).collect();
+    while let Some(i) = ready.pop() {
+        topo.push(i);
+        for &j in &dependents[i] {
+            remaining[j] -= 1;
+            if remaining[j] == 0 {
+                ready.push(j);
+            }
+        }
+    }
+    let mut effective: Vec<u8> = waiting.iter().map(|t| t.spec.priority_tier).collect();
+    for &i in topo.iter().rev() {
+        for &j in &dependents[i] {
+            effective[i] = effective[i].min(effective[j]);
+        }
+    }
+
+    // Dispatch order: the ready task with the best (effective tier, roadmap order) goes first.
+    let key = |i: usize| (effective[i], waiting[i].spec.roadmap_order, i);
+    let mut order = Vec::with_capacity(waiting.len());
+    let mut remaining = indegree;
+    let mut heap: BinaryHeap<Reverse<(u8, u32, usize)>> = (0..waiting.len())
+        .filter(|&i| remaining[i] == 0)
+        .map(|i| Reverse(key(i)))
+        .collect();
+    while let Some(Reverse((_, _, i))) = heap.pop() {
+        order.push(i);
+        for &j in &dependents[i] {
+            remaining[j] -= 1;
+            if remaining[j] == 0 {
+                heap.push(Reverse(key(j)));
+            }
+        }
+    }
+    let mut in_cycle: Vec<usize> = (0..waiting.len()).filter(|&i| remaining[i] > 0).collect();
+    in_cycle.sort_by_key(|&i| key(i));
+    let cycle_members: std::collections::HashSet<usize> = in_cycle.iter().copied().collect();
+    order.extend(in_cycle);
+
+    order
+        .into_iter()
+        .map(|i| {
+            let task = waiting[i];
+            let held_reason = if cycle_members.contains(&i) {
+                Some(cycle_reason(i, &waiting, &index, &cycle_members))
+            } else {
+                held_reason(task, &by_id, now_ms)
+            };
+            PlannedTask {
+                id: task.spec.id.clone(),
+                priority_tier: task.spec.priority_tier,
+                effective_tier: effective[i],
+                title: task.spec.title.clone(),
+                state: task.state,
+                held_reason,
+                depends_on: task.spec.depends_on.clone(),
+                attempts: task.attempts,
+                section: task.spec.section.clone(),
+                file_hints: task.spec.file_hints.clone(),
+            }
+        })
+        .collect()
+}
+
+fn held_reason(task: &TaskRow, by_id: &HashMap<&str, &TaskRow>, now_ms: i64) -> Option<String> {
+    if task.state == TaskState::Held {
+        return Some(
+            task.held_reason
+                .clone()
+                .unwrap_or_else(|| "held for a human; `oxi approve` releases it".to_owned()),
+        );
+    }
+    let mut blockers = Vec::new();
+    for dep in &task.spec.depends_on {
+        match by_id.get(dep.as_str()) {
+            None => blockers.push(format!("{dep} (not in the roadmap or ledger)")),
+            Some(d) if !d.state.satisfies_dependents() => {
+                blockers.push(format!("{dep} ({})", d.state));
+            }
+            Some(_) => {}
+        }
+    }
+    if !blockers.is_empty() {
+        return Some(format!("depends on {}", blockers.join(", ")));
+    }
+    if task.state == TaskState::RetryWait
+        && let Some(at) = task.retry_at_ms
+        && at > now_ms
+    {
+        return Some(format!("retry backoff until {}", crate::clock::rfc3339(at)));
+    }
+    None
+}
+
+fn cycle_reason(
+    start: usize,
+    waiting: &[&TaskRow],
+    index: &HashMap<&str, usize>,
+    members: &std::collections::HashSet<usize>,
+) -> String {
+    let mut path = vec![start];
+    let mut current = start;
+    loop {
+        let next = waiting[current]
+            .spec
+            .depends_on
+            .iter()
+            .filter_map(|d| index.get(d.as_str()).copied())
+            .find(|d| members.contains(d));
+        let Some(next) = next else { break };
+        if let Some(pos) = path.iter().position(|&p| p == next) {
+            path.push(next);
+            path.drain(..pos);
+            break;
+        }
+        path.push(next);
+        current = next;
+    }
+    let names: Vec<&str> = path.iter().map(|&i| waiting[i].spec.id.as_str()).collect();
+    format!("dependency cycle: {}", names.join(" -> "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::TaskSpec;
+
+    fn task(id: &str, tier: u8, order: u32, deps: &[&str], state: TaskState) -> TaskRow {
+        TaskRow {
+            spec: TaskSpec {
+                id: id.to_owned(),
+                priority_tier: tier,
+                title: format!("title {id}"),
+                subtitle: None,
+                body: String::new(),
+                section: None,
+                milestone: None,
+                format: "oxi".to_owned(),
+                depends_on: deps.iter().map(|d| (*d).to_owned()).collect(),
+                file_hints: Vec::new(),
+                source_line: order + 1,
+                roadmap_order: order,
+                content_hash: String::new(),
+                roadmap_done: false,
+            },
+            in_roadmap: true,
+            state,
+            held_reason: None,
+            failure_class: None,
+            attempts: 0,
+            worker_calls: 0,
+            retry_at_ms: None,
+            last_deferred_at_ms: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    fn ids(plan: &[PlannedTask]) -> Vec<&str> {
+        plan.iter().map(|p| p.id.as_str()).collect()
+    }
+
+    #[test]
+    fn tier_then_roadmap_order() {
+        let tasks = [
+            task("T2-1", 2, 0, &[], TaskState::Queued),
+            task("T0-1", 0, 1, &[], TaskState::Queued),
+            task("T1-1", 1, 2, &[], TaskState::Queued),
+            task("T0-2", 0, 3, &[], TaskState::Queued),
+        ];
+        assert_eq!(ids(&plan(&tasks, 0)), ["T0-1", "T0-2", "T1-1", "T2-1"]);
+    }
+
+    #[test]
+    fn dependencies_go_first_and_inherit_the_dependents_tier() {
+        let tasks = [
+            task("T1-1", 1, 0, &[], TaskState::Queued),
+            task("T0-1", 0, 1, &["T2-9"], TaskState::Queued),
+            task("T2-9", 2, 2, &[], TaskState::Queued),
+        ];
+        let p = plan(&tasks, 0);
+        assert_eq!(ids(&p), ["T2-9", "T0-1", "T1-1"]);
+        assert_eq!(p[0].effective_tier, 0);
+        assert_eq!(p[0].held_reason, None);
+        assert_eq!(
+            p[1].held_reason.as_deref(),
+            Some("depends on T2-9 (queued)")
+        );
+    }
+
+    #[test]
+    fn satisfied_unknown_and_cyclic_dependencies() {
+        let tasks = [
+            task("A-1", 1, 0, &["D-1"], TaskState::Queued),
+            task("A-2", 1, 1, &["Z-9"], TaskState::Queued),
+            task("C-1", 1, 2, &["C-2"], TaskState::Queued),
+            task("C-2", 1, 3, &["C-1"], TaskState::Queued),
+            task("D-1", 1, 4, &[], TaskState::Merged),
+        ];
+        let p = plan(&tasks, 0);
+        assert_eq!(ids(&p), ["A-1", "A-2", "C-1", "C-2"]);
+        assert_eq!(p[0].held_reason, None);
+        assert_eq!(
+            p[1].held_reason.as_deref(),
+            Some("depends on Z-9 (not in the roadmap or ledger)")
+        );
+        assert_eq!(
+            p[2].held_reason.as_deref(),
+            Some("dependency cycle: C-1 -> C-2 -> C-1")
+        );
+    }
+
+    #[test]
+    fn holds_and_backoff() {
+        let mut held = task("H-1", 0, 0, &[], TaskState::Held);
+        held.held_reason = Some("needs approval: infra/main.tf".to_owned());
+        let mut waiting = task("R-1", 0, 1, &[], TaskState::RetryWait);
+        waiting.retry_at_ms = Some(2_000);
+        let p = plan(&[held, waiting.clone()], 1_000);
+        assert_eq!(
+            p[0].held_reason.as_deref(),
+            Some("needs approval: infra/main.tf")
+        );
+        assert!(
+            p[1].held_reason
+                .as_deref()
+                .unwrap()
+                .starts_with("retry backoff until")
+        );
+        assert!(plan(&[waiting], 2_000)[0].is_eligible());
+    }
+}

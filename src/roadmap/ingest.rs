@@ -1,0 +1,277 @@
+//! Applies a parsed roadmap to the ledger, idempotently.
+//!
+//! - A new id becomes a `queued` task (`done` when checked off or under a "Done" heading).
+//! - A known id gets its text, tier and dependencies rewritten unless it is in flight; an
+//!   in-flight task keeps the brief it started with and an event records the change.
+//! - An id that left the roadmap becomes `abandoned` only if nothing is in flight for it.
+//! - Re-running on the same roadmap changes nothing and adds only the `ingest_completed` event.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::{Roadmap, RoadmapItem, Warning};
+use crate::ledger::{EventKind, Ledger, LedgerError, NewEvent, TaskSpec, TaskState, Transition};
+
+/// What one ingest changed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IngestSummary {
+    pub roadmap: String,
+    pub items: usize,
+    pub by_format: BTreeMap<String, usize>,
+    pub added: Vec<String>,
+    pub updated: Vec<String>,
+    pub unchanged: usize,
+    pub marked_done: Vec<String>,
+    pub reopened: Vec<String>,
+    pub abandoned: Vec<String>,
+    /// Changed or removed in the roadmap while in flight: left alone until the run ends.
+    pub in_flight_untouched: Vec<String>,
+    pub warnings: Vec<Warning>,
+}
+
+/// Key under which the last ingested roadmap's hash is kept (saturate re-ingests on change).
+pub const ROADMAP_HASH_KEY: &str = "roadmap_sha256";
+
+/// Hash of the roadmap bytes, hex.
+pub fn roadmap_hash(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn spec_of(item: &RoadmapItem, order: usize) -> TaskSpec {
+    let mut hasher = Sha256::new();
+    for part in [
+        item.priority_tier.to_string().as_str(),
+        &item.title,
+        item.subtitle.as_deref().unwrap_or(""),
+        &item.body,
+        item.section.as_deref().unwrap_or(""),
+        item.milestone.as_deref().unwrap_or(""),
+        &item.depends_on.join(","),
+        &item.file_hints.join(","),
+        item.format.as_str(),
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update([0u8]);
+    }
+    let content_hash: String = hasher
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    TaskSpec {
+        id: item.id.clone(),
+        priority_tier: item.priority_tier,
+        title: item.title.clone(),
+        subtitle: item.subtitle.clone(),
+        body: item.body.clone(),
+        section: item.section.clone(),
+        milestone: item.milestone.clone(),
+        format: item.format.as_str().to_owned(),
+        depends_on: item.depends_on.clone(),
+        file_hints: item.file_hints.clone(),
+        source_line: u32::try_from(item.line).unwrap_or(u32::MAX),
+        roadmap_order: u32::try_from(order).unwrap_or(u32::MAX),
+        content_hash,
+        roadmap_done: item.done,
+    }
+}
+
+/// Applies `roadmap` to the ledger in one transaction and returns what changed.
+pub fn apply(
+    ledger: &mut Ledger,
+    roadmap: &Roadmap,
+    roadmap_label: &str,
+    roadmap_sha256: &str,
+    now_ms: i64,
+) -> Result<IngestSummary, LedgerError> {
+    let mut summary = IngestSummary {
+        roadmap: roadmap_label.to_owned(),
+        items: roadmap.items.len(),
+        warnings: roadmap.warnings.clone(),
+        ..IngestSummary::default()
+    };
+    for item in &roadmap.items {
+        *summary
+            .by_format
+            .entry(item.format.as_str().to_owned())
+            .or_default() += 1;
+    }
+    ledger.write(|q| {
+        let existing: HashMap<String, _> = q
+            .tasks()?
+            .into_iter()
+            .map(|t| (t.spec.id.clone(), t))
+            .collect();
+        let mut present: HashSet<&str> = HashSet::with_capacity(roadmap.items.len());
+        for (order, item) in roadmap.items.iter().enumerate() {
+            present.insert(&item.id);
+            let spec = spec_of(item, order);
+            let Some(task) = existing.get(&item.id) else {
+                let state = if item.done {
+                    TaskState::Done
+                } else {
+                    TaskState::Queued
+                };
+                q.insert_task(&spec, state, now_ms)?;
+                q.append_event(&NewEvent {
+                    at_ms: now_ms,
+                    kind: EventKind::TaskAdded,
+                    task_id: Some(&spec.id),
+                    run_id: None,
+                    actor: "oxi",
+                    data: serde_json::json!({
+                        "state": state.as_str(),
+                        "line": spec.source_line,
+                        "priority_tier": spec.priority_tier,
+                        "format": spec.format,
+                    }),
+                })?;
+                summary.added.push(spec.id.clone());
+                if item.done {
+                    summary.marked_done.push(spec.id.clone());
+                }
+                continue;
+            };
+
+            let in_flight = task.state.is_in_flight();
+            let text_changed = task.spec.content_hash != spec.content_hash;
+            if in_flight {
+                if text_changed {
+                    q.append_event(&NewEvent {
+                        at_ms: now_ms,
+                        kind: EventKind::TaskChangedInFlight,
+                        task_id: Some(&spec.id),
+                        run_id: None,
+                        actor: "oxi",
+                        data: serde_json::json!({ "line": spec.source_line }),
+                    })?;
+                    summary.in_flight_untouched.push(spec.id.clone());
+                }
+                q.update_task_position(
+                    &spec.id,
+                    spec.source_line,
+                    spec.roadmap_order,
+                    true,
+                    task.spec.roadmap_done,
+                )?;
+                continue;
+            }
+
+            let mut changed = false;
+            if text_changed {
+                q.update_task_spec(&spec, now_ms)?;
+                q.append_event(&NewEvent {
+                    at_ms: now_ms,
+                    kind: EventKind::TaskUpdated,
+                    task_id: Some(&spec.id),
+                    run_id: None,
+                    actor: "oxi",
+                    data: serde_json::json!({ "line": spec.source_line }),
+                })?;
+                summary.updated.push(spec.id.clone());
+                changed = true;
+            } else {
+                q.update_task_position(
+                    &spec.id,
+                    spec.source_line,
+                    spec.roadmap_order,
+                    true,
+                    spec.roadmap_done,
+                )?;
+            }
+
+            let target = if item.done && task.state != TaskState::Done {
+                Some((TaskState::Done, "checked off in the roadmap"))
+            } else if !item.done && task.state == TaskState::Done && task.spec.roadmap_done {
+                Some((TaskState::Queued, "unchecked in the roadmap"))
+            } else if task.state == TaskState::Abandoned && !item.done {
+                Some((TaskState::Queued, "back in the roadmap"))
+            } else {
+                None
+            };
+            if let Some((to, reason)) = target
+                && task.state.can_transition_to(to)
+            {
+                q.transition_task(
+                    &spec.id,
+                    &Transition::by_oxi(task.state, to, reason),
+                    now_ms,
+                )?;
+                changed = true;
+                match to {
+                    TaskState::Done => summary.marked_done.push(spec.id.clone()),
+                    _ => summary.reopened.push(spec.id.clone()),
+                }
+            }
+            if !changed {
+                summary.unchanged += 1;
+            }
+        }
+
+        for (id, task) in &existing {
+            if present.contains(id.as_str()) || !task.in_roadmap {
+                continue;
+            }
+            let spec = &task.spec;
+            q.update_task_position(
+                id,
+                spec.source_line,
+                spec.roadmap_order,
+                false,
+                spec.roadmap_done,
+            )?;
+            if task.state.is_in_flight() {
+                q.append_event(&NewEvent {
+                    at_ms: now_ms,
+                    kind: EventKind::TaskRemovedInFlight,
+                    task_id: Some(id),
+                    run_id: None,
+                    actor: "oxi",
+                    data: serde_json::json!({ "state": task.state.as_str() }),
+                })?;
+                summary.in_flight_untouched.push(id.clone());
+            } else if task.state.is_waiting() {
+                q.transition_task(
+                    id,
+                    &Transition::by_oxi(
+                        task.state,
+                        TaskState::Abandoned,
+                        "removed from the roadmap",
+                    ),
+                    now_ms,
+                )?;
+                summary.abandoned.push(id.clone());
+            }
+        }
+        summary.abandoned.sort();
+        summary.in_flight_untouched.sort();
+
+        q.kv_set(ROADMAP_HASH_KEY, roadmap_sha256, now_ms)?;
+        q.append_event(&NewEvent {
+            at_ms: now_ms,
+            kind: EventKind::IngestCompleted,
+            task_id: None,
+            run_id: None,
+            actor: "oxi",
+            data: serde_json::json!({
+                "roadmap": roadmap_label,
+                "sha256": roadmap_sha256,
+                "items": summary.items,
+                "added": summary.added.len(),
+                "updated": summary.updated.len(),
+                "abandoned": summary.abandoned.len(),
+                "marked_done": summary.marked_done.len(),
+                "reopened": summary.reopened.len(),
+                "warnings": summary.warnings.len(),
+            }),
+        })?;
+        Ok(())
+    })?;
+    Ok(summary)
+}

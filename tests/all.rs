@@ -1,0 +1,9 @@
+//! oxi's integration tests: one binary, one module per area (see tests/support for the builder).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
+
+mod support;
+
+mod cli_basics;
+mod config_errors;
+mod ledger;
+mod roadmap_ingest;

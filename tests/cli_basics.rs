@@ -1,0 +1,97 @@
+//! init, status, pause/resume and the global flags, as a user runs them.
+
+use crate::support::Sandbox;
+
+#[test]
+fn init_writes_oxi_toml_and_state_dir_and_nothing_else() {
+    let s = Sandbox::git_repo();
+    let before: Vec<String> = list(s.path());
+    insta::assert_snapshot!("init_output", s.oxi(&["init"]).ok());
+    let mut after = list(s.path());
+    after.retain(|f| !before.contains(f));
+    assert_eq!(after, ["oxi.toml", ".oxi"].map(String::from).to_vec().tap_sort());
+    let mut state: Vec<String> = list(&s.file(".oxi"));
+    state.retain(|f| !f.starts_with("ledger.db-"));
+    assert_eq!(state, [".gitignore", "ledger.db", "runs"].map(String::from).to_vec());
+    assert_eq!(s.read(".oxi/.gitignore"), "*\n");
+    // git sees nothing new but oxi.toml.
+    let porcelain = crate::support::git(s.path(), &["status", "--porcelain"]);
+    assert_eq!(porcelain, "?? oxi.toml");
+    // A second init keeps the user's edits.
+    s.write("oxi.toml", "[run]\nmax_parallel_jobs = 2\n");
+    s.oxi(&["init"]).ok();
+    assert_eq!(s.read("oxi.toml"), "[run]\nmax_parallel_jobs = 2\n");
+}
+
+trait TapSort {
+    fn tap_sort(self) -> Self;
+}
+
+impl TapSort for Vec<String> {
+    fn tap_sort(mut self) -> Self {
+        self.sort();
+        self
+    }
+}
+
+fn list(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".git")
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn status_and_killswitch() {
+    let s = Sandbox::initialised("- [ ] one\n- [x] two\n- [ ] three\n");
+    s.oxi(&["ingest"]).ok();
+    let status = s.oxi(&["status", "--format", "json"]).json();
+    assert_eq!(status["tasks"]["queued"], 2);
+    assert_eq!(status["tasks"]["done"], 1);
+    assert_eq!(status["paused"], false);
+    assert_eq!(status["spend"]["daily_cap_usd"], 20.0);
+
+    s.oxi(&["pause", "--reason", "deploy freeze"]).ok();
+    let status = s.oxi(&["status", "--format", "json"]).json();
+    assert_eq!(status["paused"], true);
+    assert_eq!(status["killswitch"]["by"], "operator:tester");
+    assert_eq!(status["killswitch"]["reason"], "deploy freeze");
+    assert!(s.oxi(&["pause"]).ok().contains("already paused"));
+    assert!(s.oxi(&["resume"]).ok().contains("resumed"));
+    assert_eq!(s.oxi(&["status", "--format", "json"]).json()["paused"], false);
+
+    let table = s.oxi(&["status"]).ok().to_owned();
+    assert!(table.contains("queued 2, done 1"), "{table}");
+    let markdown = s.oxi(&["status", "--format", "markdown"]).ok().to_owned();
+    assert!(markdown.contains("| mode"), "{markdown}");
+}
+
+#[test]
+fn config_flag_and_discovery_from_a_subdirectory() {
+    let s = Sandbox::initialised("- [ ] one\n");
+    std::fs::create_dir_all(s.file("deep/er")).unwrap();
+    let run = {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_oxi"));
+        c.args(["ingest", "--format", "json"])
+            .current_dir(s.file("deep/er"))
+            .env("NO_COLOR", "1")
+            .env_remove("OXI_CONFIG");
+        c.output().unwrap()
+    };
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let other = Sandbox::empty();
+    let cfg = s.file("oxi.toml");
+    let status = other.oxi(&["--config", cfg.to_str().unwrap(), "status", "--format", "json"]);
+    assert_eq!(status.json()["tasks"]["queued"], 1);
+}
+
+#[test]
+fn status_before_any_ingest_is_friendly() {
+    let s = Sandbox::git_repo();
+    s.write("oxi.toml", "");
+    let stderr = s.oxi(&["status"]).fails_with(4).to_owned();
+    assert!(stderr.contains("oxi init"), "{stderr}");
+}

@@ -1,0 +1,220 @@
+//! The ledger: migrations, durability settings, file mode, the state machine as the database
+//! enforces it, and the append-only trail.
+
+use std::os::unix::fs::PermissionsExt;
+
+use oxi::ledger::{Ledger, LedgerError, MIGRATIONS, TaskSpec, TaskState, Transition};
+
+fn spec(id: &str) -> TaskSpec {
+    TaskSpec {
+        id: id.to_owned(),
+        priority_tier: 0,
+        title: "t".into(),
+        subtitle: None,
+        body: String::new(),
+        section: None,
+        milestone: None,
+        format: "oxi".into(),
+        depends_on: vec![],
+        file_hints: vec![],
+        source_line: 1,
+        roadmap_order: 0,
+        content_hash: "h".into(),
+        roadmap_done: false,
+    }
+}
+
+#[test]
+fn fresh_ledger_is_wal_full_sync_private_and_current() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".oxi/ledger.db");
+    let mut ledger = Ledger::open(&path).unwrap();
+    assert_eq!(
+        ledger.read().schema_version().unwrap(),
+        MIGRATIONS.last().unwrap().version
+    );
+    let conn = ledger.raw_connection();
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+    let sync: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap();
+    assert_eq!(sync, 2, "synchronous=FULL");
+    let fk: i64 = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
+    assert_eq!(fk, 1);
+    ledger.write(|q| q.insert_task(&spec("T0-1"), TaskState::Queued, 1)).unwrap();
+    for file in ["ledger.db", "ledger.db-wal"] {
+        let mode = std::fs::metadata(dir.path().join(".oxi").join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+}
+
+#[test]
+fn loose_file_mode_is_tightened_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    drop(Ledger::open(&path).unwrap());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    drop(Ledger::open(&path).unwrap());
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn migrating_from_the_previous_version_keeps_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let latest = MIGRATIONS.last().unwrap().version;
+    let previous = latest - 1;
+    {
+        let ledger = Ledger::open_at_version(&path, previous).unwrap();
+        assert_eq!(ledger.read().schema_version().unwrap(), previous);
+    }
+    let mut ledger = Ledger::open(&path).unwrap();
+    assert_eq!(ledger.read().schema_version().unwrap(), latest);
+    ledger.write(|q| q.insert_task(&spec("T0-1"), TaskState::Queued, 1)).unwrap();
+    drop(ledger);
+    // Re-opening an up-to-date ledger is a no-op that keeps the rows.
+    let ledger = Ledger::open(&path).unwrap();
+    assert_eq!(ledger.read().tasks().unwrap().len(), 1);
+}
+
+#[test]
+fn a_ledger_from_a_newer_oxi_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut ledger = Ledger::open(&path).unwrap();
+    ledger
+        .raw_connection()
+        .pragma_update(None, "user_version", 999)
+        .unwrap();
+    drop(ledger);
+    let err = Ledger::open(&path).unwrap_err();
+    assert!(matches!(err, LedgerError::TooNew { found: 999, .. }), "{err}");
+    assert!(err.to_string().contains("written by a newer oxi"), "{err}");
+}
+
+#[test]
+fn an_edited_migration_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let mut ledger = Ledger::open(&path).unwrap();
+    ledger
+        .raw_connection()
+        .execute("UPDATE schema_migrations SET checksum = 'x' WHERE version = 1", [])
+        .unwrap();
+    drop(ledger);
+    assert!(matches!(
+        Ledger::open(&path).unwrap_err(),
+        LedgerError::MigrationChanged { version: 1, .. }
+    ));
+}
+
+#[test]
+fn transition_table_matches_migration() {
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    let conn = ledger.raw_connection();
+    let mut stmt = conn
+        .prepare("SELECT from_state, to_state FROM task_transitions")
+        .unwrap();
+    let mut in_sql: Vec<(String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    in_sql.sort();
+    let mut in_rust = Vec::new();
+    for from in TaskState::ALL {
+        for to in TaskState::ALL {
+            if from.can_transition_to(to) {
+                in_rust.push((from.as_str().to_owned(), to.as_str().to_owned()));
+            }
+        }
+    }
+    in_rust.sort();
+    assert_eq!(in_sql, in_rust);
+    let states: i64 = conn
+        .query_row("SELECT COUNT(*) FROM task_states", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(states, TaskState::ALL.len() as i64);
+}
+
+#[test]
+fn illegal_transitions_cannot_be_written_even_by_hand() {
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    ledger.write(|q| q.insert_task(&spec("T0-1"), TaskState::Queued, 1)).unwrap();
+    // Through the typed layer.
+    let err = ledger
+        .write(|q| {
+            q.transition_task(
+                "T0-1",
+                &Transition::by_oxi(TaskState::Queued, TaskState::Merged, "test"),
+                2,
+            )
+        })
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::IllegalTransition { .. }), "{err}");
+    // Behind its back: the trigger refuses.
+    let raw = ledger
+        .raw_connection()
+        .execute("UPDATE tasks SET state = 'merged' WHERE id = 'T0-1'", []);
+    assert!(raw.unwrap_err().to_string().contains("illegal task state transition"));
+    // A stale expectation is a conflict, not a silent overwrite.
+    ledger
+        .write(|q| {
+            q.transition_task(
+                "T0-1",
+                &Transition::by_oxi(TaskState::Queued, TaskState::Dispatched, "claim"),
+                3,
+            )
+        })
+        .unwrap();
+    let err = ledger
+        .write(|q| {
+            q.transition_task(
+                "T0-1",
+                &Transition::by_oxi(TaskState::Queued, TaskState::Dispatched, "claim again"),
+                4,
+            )
+        })
+        .unwrap_err();
+    assert!(matches!(err, LedgerError::StateConflict { .. }), "{err}");
+    assert_eq!(
+        ledger.read().task("T0-1").unwrap().unwrap().state,
+        TaskState::Dispatched
+    );
+}
+
+#[test]
+fn events_are_append_only() {
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    ledger.write(|q| q.insert_task(&spec("T0-1"), TaskState::Queued, 1)).unwrap();
+    ledger
+        .write(|q| {
+            q.transition_task(
+                "T0-1",
+                &Transition::by_oxi(TaskState::Queued, TaskState::Held, "test"),
+                2,
+            )
+        })
+        .unwrap();
+    assert_eq!(ledger.read().event_count().unwrap(), 1);
+    let conn = ledger.raw_connection();
+    assert!(conn.execute("UPDATE events SET kind = 'x'", []).is_err());
+    assert!(conn.execute("DELETE FROM events", []).is_err());
+    let count: i64 = conn
+        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(count, 1);
+}
+
+#[test]
+fn a_failed_write_leaves_nothing_behind() {
+    let mut ledger = Ledger::open_in_memory().unwrap();
+    let result = ledger.write(|q| {
+        q.insert_task(&spec("T0-1"), TaskState::Queued, 1)?;
+        q.insert_task(&spec("T0-1"), TaskState::Queued, 1)
+    });
+    assert!(result.is_err());
+    assert!(ledger.read().tasks().unwrap().is_empty());
+}

@@ -1,0 +1,148 @@
+//! A small builder for tests: a temporary directory (optionally a git repository with a bare
+//! `origin`), files in it, and the real `oxi` binary run inside it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+/// What one `oxi` invocation did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(
+            self.code, 0,
+            "oxi failed with {}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        &self.stdout
+    }
+
+    /// Asserts failure with `code` and returns stderr.
+    #[track_caller]
+    pub fn fails_with(&self, code: i32) -> &str {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}, got {}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        &self.stderr
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "oxi-test")
+        .env("GIT_AUTHOR_EMAIL", "oxi-test@example.invalid")
+        .env("GIT_COMMITTER_NAME", "oxi-test")
+        .env("GIT_COMMITTER_EMAIL", "oxi-test@example.invalid")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+impl Sandbox {
+    /// An empty temporary directory.
+    pub fn empty() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// A git repository on `main` with one commit.
+    pub fn git_repo() -> Self {
+        let sandbox = Self::empty();
+        let root = sandbox.path().to_path_buf();
+        git(&root, &["init", "-q", "-b", "main"]);
+        sandbox.write("README.md", "# sample\n");
+        git(&root, &["add", "-A"]);
+        git(&root, &["commit", "-q", "-m", "initial"]);
+        sandbox
+    }
+
+    /// A git repository already set up with `oxi init` and `roadmap`.
+    pub fn initialised(roadmap: &str) -> Self {
+        let sandbox = Self::git_repo();
+        sandbox.oxi(&["init"]).ok();
+        sandbox.write("roadmap.md", roadmap);
+        sandbox
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, rel: &str) -> PathBuf {
+        self.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, contents: impl AsRef<[u8]>) {
+        let path = self.file(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(path, contents).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.file(rel)).unwrap()
+    }
+
+    /// Runs the real `oxi` binary in the sandbox with a clean, colourless environment.
+    pub fn oxi(&self, args: &[&str]) -> Run {
+        self.oxi_env(args, &[])
+    }
+
+    pub fn oxi_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_oxi"));
+        command
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("OXI_CONFIG")
+            .env_remove("OXI_RUN_MODE")
+            .env_remove("OXI_LOG")
+            .env("NO_COLOR", "1")
+            .env("USER", "tester");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let out = command.output().expect("oxi binary runs");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// A fixture file's path.
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
+}
+
+pub fn fixture_text(rel: &str) -> String {
+    std::fs::read_to_string(fixture(rel)).unwrap()
+}
