@@ -9,10 +9,14 @@ pub mod commands;
 pub mod config;
 pub mod git;
 pub mod ledger;
+pub mod mock_model;
 pub mod money;
 pub mod output;
 pub mod plan;
+pub mod process;
+pub mod redact;
 pub mod roadmap;
+pub mod worker;
 
 use tracing_subscriber::EnvFilter;
 

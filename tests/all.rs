@@ -1,9 +1,16 @@
 //! oxi's integration tests: one binary, one module per area (see tests/support for the builder).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod support;
 
 mod cli_basics;
 mod config_errors;
 mod ledger;
+mod mock_model;
 mod roadmap_ingest;
+mod worker_normalize;

@@ -9,10 +9,18 @@ fn init_writes_oxi_toml_and_state_dir_and_nothing_else() {
     insta::assert_snapshot!("init_output", s.oxi(&["init"]).ok());
     let mut after = list(s.path());
     after.retain(|f| !before.contains(f));
-    assert_eq!(after, ["oxi.toml", ".oxi"].map(String::from).to_vec().tap_sort());
+    assert_eq!(
+        after,
+        ["oxi.toml", ".oxi"].map(String::from).to_vec().tap_sort()
+    );
     let mut state: Vec<String> = list(&s.file(".oxi"));
     state.retain(|f| !f.starts_with("ledger.db-"));
-    assert_eq!(state, [".gitignore", "ledger.db", "runs"].map(String::from).to_vec());
+    assert_eq!(
+        state,
+        [".gitignore", "ledger.db", "runs"]
+            .map(String::from)
+            .to_vec()
+    );
     assert_eq!(s.read(".oxi/.gitignore"), "*\n");
     // git sees nothing new but oxi.toml.
     let porcelain = crate::support::git(s.path(), &["status", "--porcelain"]);
@@ -61,7 +69,10 @@ fn status_and_killswitch() {
     assert_eq!(status["killswitch"]["reason"], "deploy freeze");
     assert!(s.oxi(&["pause"]).ok().contains("already paused"));
     assert!(s.oxi(&["resume"]).ok().contains("resumed"));
-    assert_eq!(s.oxi(&["status", "--format", "json"]).json()["paused"], false);
+    assert_eq!(
+        s.oxi(&["status", "--format", "json"]).json()["paused"],
+        false
+    );
 
     let table = s.oxi(&["status"]).ok().to_owned();
     assert!(table.contains("queued 2, done 1"), "{table}");
@@ -81,10 +92,20 @@ fn config_flag_and_discovery_from_a_subdirectory() {
             .env_remove("OXI_CONFIG");
         c.output().unwrap()
     };
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let other = Sandbox::empty();
     let cfg = s.file("oxi.toml");
-    let status = other.oxi(&["--config", cfg.to_str().unwrap(), "status", "--format", "json"]);
+    let status = other.oxi(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "status",
+        "--format",
+        "json",
+    ]);
     assert_eq!(status.json()["tasks"]["queued"], 1);
 }
 

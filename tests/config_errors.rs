@@ -22,7 +22,10 @@ fn unknown_keys_wrong_types_and_contradictions_name_file_line_and_key() {
             "daily_above_monthly",
             "[caps]\njob_usd = 1.0\ndaily_usd = 500.0\nmonthly_usd = 400.0\n",
         ),
-        ("job_above_daily", "[caps]\n\njob_usd = 30.0\ndaily_usd = 20.0\n"),
+        (
+            "job_above_daily",
+            "[caps]\n\njob_usd = 30.0\ndaily_usd = 20.0\n",
+        ),
         (
             "empty_argv",
             "[verify]\ntier0 = [\n  { name = \"unit\", argv = [], timeout = \"5m\" },\n]\n",
@@ -53,7 +56,10 @@ fn unknown_keys_wrong_types_and_contradictions_name_file_line_and_key() {
 fn run_mode_env_overrides_and_bad_values_are_refused() {
     let s = Sandbox::initialised("- [ ] x\n");
     s.oxi(&["ingest"]).ok();
-    let status = s.oxi_env(&["status", "--format", "json"], &[("OXI_RUN_MODE", "release")]);
+    let status = s.oxi_env(
+        &["status", "--format", "json"],
+        &[("OXI_RUN_MODE", "release")],
+    );
     assert_eq!(status.json()["mode"], "release");
     let bad = s.oxi_env(&["status"], &[("OXI_RUN_MODE", "yolo")]);
     insta::assert_snapshot!("bad_run_mode_env", bad.fails_with(3).trim_end());
@@ -71,7 +77,10 @@ fn example_parses_and_documents_every_key() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("oxi.toml.example");
     let text = std::fs::read_to_string(&path).unwrap();
     let config = oxi::config::parse(&text, "oxi.toml.example").unwrap();
-    assert!(config.github.is_some(), "the example shows the [github] table");
+    assert!(
+        config.github.is_some(),
+        "the example shows the [github] table"
+    );
 
     // Every key the config type knows (with every optional table filled) appears in the example.
     let mut full = config.clone();
@@ -101,7 +110,11 @@ fn collect_keys(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
     const MAPS: &[&str] = &["workers", "rates"];
     if let toml::Value::Table(table) = value {
         for (k, v) in table {
-            let key = if MAPS.contains(&prefix) { "*" } else { k.as_str() };
+            let key = if MAPS.contains(&prefix) {
+                "*"
+            } else {
+                k.as_str()
+            };
             let path = if prefix.is_empty() {
                 key.to_owned()
             } else {

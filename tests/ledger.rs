@@ -34,13 +34,21 @@ fn fresh_ledger_is_wal_full_sync_private_and_current() {
         MIGRATIONS.last().unwrap().version
     );
     let conn = ledger.raw_connection();
-    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
-    let sync: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap();
+    let sync: i64 = conn
+        .pragma_query_value(None, "synchronous", |r| r.get(0))
+        .unwrap();
     assert_eq!(sync, 2, "synchronous=FULL");
-    let fk: i64 = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
+    let fk: i64 = conn
+        .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+        .unwrap();
     assert_eq!(fk, 1);
-    ledger.write(|q| q.insert_task(&spec("T0-1"), TaskState::Queued, 1)).unwrap();
+    ledger
+        .write(|q| q.insert_task(&spec("T0-1"), TaskState::Queued, 1))
+        .unwrap();
     for file in ["ledger.db", "ledger.db-wal"] {
         let mode = std::fs::metadata(dir.path().join(".oxi").join(file))
             .unwrap()
@@ -57,7 +65,10 @@ fn loose_file_mode_is_tightened_on_open() {
     drop(Ledger::open(&path).unwrap());
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     drop(Ledger::open(&path).unwrap());
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }
 
 #[test]
@@ -72,7 +83,9 @@ fn migrating_from_the_previous_version_keeps_data() {
     }
     let mut ledger = Ledger::open(&path).unwrap();
     assert_eq!(ledger.read().schema_version().unwrap(), latest);
-    ledger.write(|q| q.insert_task(&spec("T0-1"), TaskState::Queued, 1)).unwrap();
+    ledger
+        .write(|q| q.insert_task(&spec("T0-1"), TaskState::Queued, 1))
+        .unwrap();
     drop(ledger);
     // Re-opening an up-to-date ledger is a no-op that keeps the rows.
     let ledger = Ledger::open(&path).unwrap();
@@ -90,7 +103,10 @@ fn a_ledger_from_a_newer_oxi_is_a_clear_error() {
         .unwrap();
     drop(ledger);
     let err = Ledger::open(&path).unwrap_err();
-    assert!(matches!(err, LedgerError::TooNew { found: 999, .. }), "{err}");
+    assert!(
+        matches!(err, LedgerError::TooNew { found: 999, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("written by a newer oxi"), "{err}");
 }
 
@@ -101,7 +117,10 @@ fn an_edited_migration_is_detected() {
     let mut ledger = Ledger::open(&path).unwrap();
     ledger
         .raw_connection()
-        .execute("UPDATE schema_migrations SET checksum = 'x' WHERE version = 1", [])
+        .execute(
+            "UPDATE schema_migrations SET checksum = 'x' WHERE version = 1",
+            [],
+        )
         .unwrap();
     drop(ledger);
     assert!(matches!(
@@ -142,7 +161,9 @@ fn transition_table_matches_migration() {
 #[test]
 fn illegal_transitions_cannot_be_written_even_by_hand() {
     let mut ledger = Ledger::open_in_memory().unwrap();
-    ledger.write(|q| q.insert_task(&spec("T0-1"), TaskState::Queued, 1)).unwrap();
+    ledger
+        .write(|q| q.insert_task(&spec("T0-1"), TaskState::Queued, 1))
+        .unwrap();
     // Through the typed layer.
     let err = ledger
         .write(|q| {
@@ -153,12 +174,19 @@ fn illegal_transitions_cannot_be_written_even_by_hand() {
             )
         })
         .unwrap_err();
-    assert!(matches!(err, LedgerError::IllegalTransition { .. }), "{err}");
+    assert!(
+        matches!(err, LedgerError::IllegalTransition { .. }),
+        "{err}"
+    );
     // Behind its back: the trigger refuses.
     let raw = ledger
         .raw_connection()
         .execute("UPDATE tasks SET state = 'merged' WHERE id = 'T0-1'", []);
-    assert!(raw.unwrap_err().to_string().contains("illegal task state transition"));
+    assert!(
+        raw.unwrap_err()
+            .to_string()
+            .contains("illegal task state transition")
+    );
     // A stale expectation is a conflict, not a silent overwrite.
     ledger
         .write(|q| {
@@ -188,7 +216,9 @@ fn illegal_transitions_cannot_be_written_even_by_hand() {
 #[test]
 fn events_are_append_only() {
     let mut ledger = Ledger::open_in_memory().unwrap();
-    ledger.write(|q| q.insert_task(&spec("T0-1"), TaskState::Queued, 1)).unwrap();
+    ledger
+        .write(|q| q.insert_task(&spec("T0-1"), TaskState::Queued, 1))
+        .unwrap();
     ledger
         .write(|q| {
             q.transition_task(

@@ -70,10 +70,17 @@ fn milestone_roadmap_records_the_milestone() {
     let ids: Vec<&str> = r.items.iter().map(|i| i.id.as_str()).collect();
     assert_eq!(
         ids,
-        ["T-022", "T-023", "T-024", "T-025", "T-026", "T-027", "T-028", "T-029", "T-030"]
+        [
+            "T-022", "T-023", "T-024", "T-025", "T-026", "T-027", "T-028", "T-029", "T-030"
+        ]
     );
     let t026 = &r.items[4];
-    assert!(t026.milestone.as_deref().unwrap().starts_with("Milestone M2"));
+    assert!(
+        t026.milestone
+            .as_deref()
+            .unwrap()
+            .starts_with("Milestone M2")
+    );
     assert_eq!(
         t026.subtitle.as_deref(),
         Some("approve QC/missions gated by role")
@@ -85,7 +92,11 @@ fn milestone_roadmap_records_the_milestone() {
 fn checklist_roadmap_yields_the_11_action_items_with_stable_ids() {
     let r = parse_fixture("checklist.md");
     assert_eq!(r.items.len(), 11);
-    assert!(r.items.iter().all(|i| i.derived_id && i.id.starts_with("C-")));
+    assert!(
+        r.items
+            .iter()
+            .all(|i| i.derived_id && i.id.starts_with("C-"))
+    );
     assert_eq!(r.items[0].section.as_deref(), Some("Action items"));
     let again = parse_fixture("checklist.md");
     assert_eq!(r.items, again.items);
@@ -99,7 +110,11 @@ fn checked_items_and_done_sections_are_recorded_done() {
     let done: Vec<(bool, &str)> = r.items.iter().map(|i| (i.done, i.title.as_str())).collect();
     assert_eq!(
         done,
-        [(false, "write docs"), (true, "ship it"), (true, "old thing")]
+        [
+            (false, "write docs"),
+            (true, "ship it"),
+            (true, "old thing")
+        ]
     );
 }
 
@@ -137,7 +152,10 @@ fn zero_items_lists_the_formats_and_quotes_the_near_miss() {
         "bad_zero_items_no_separator",
         parse_err(b"# Roadmap\n\nT0-104 file-overlap gate\n")
     );
-    insta::assert_snapshot!("bad_zero_items_nothing", parse_err(b"# Just prose\n\nHello.\n"));
+    insta::assert_snapshot!(
+        "bad_zero_items_nothing",
+        parse_err(b"# Just prose\n\nHello.\n")
+    );
 }
 
 #[test]
@@ -247,9 +265,19 @@ fn cli_ingest_then_plan_json_is_in_dispatch_order_with_held_reasons() {
         rows,
         [
             ("T2-5".into(), 2, "queued".into(), None),
-            ("T0-9".into(), 0, "queued".into(), Some("depends on T2-5 (queued)".into())),
+            (
+                "T0-9".into(),
+                0,
+                "queued".into(),
+                Some("depends on T2-5 (queued)".into())
+            ),
             ("T1-1".into(), 1, "queued".into(), None),
-            ("T2-6".into(), 2, "queued".into(), Some("depends on T1-1 (queued)".into())),
+            (
+                "T2-6".into(),
+                2,
+                "queued".into(),
+                Some("depends on T1-1 (queued)".into())
+            ),
         ]
     );
     insta::assert_snapshot!("cli_plan_table", s.oxi(&["plan", "--dry-run"]).ok());
@@ -266,5 +294,8 @@ fn cli_zero_items_is_exit_5_with_the_near_miss() {
     assert!(stderr.contains("roadmap.md:3"), "{stderr}");
     assert!(stderr.contains("plain hyphen"), "{stderr}");
     // Nothing was recorded.
-    assert_eq!(s.oxi(&["status", "--format", "json"]).json()["tasks_total"], 0);
+    assert_eq!(
+        s.oxi(&["status", "--format", "json"]).json()["tasks_total"],
+        0
+    );
 }

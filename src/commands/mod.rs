@@ -64,6 +64,16 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
 
 /// The starter `oxi.toml` that `oxi init` writes (exposed for tests).
 #[doc(hidden)]
-pub fn render_config_for_tests(roadmap: &str, base_branch: &str, github_repo: Option<&str>) -> String {
+pub fn render_config_for_tests(
+    roadmap: &str,
+    base_branch: &str,
+    github_repo: Option<&str>,
+) -> String {
     init::render_config(roadmap, base_branch, github_repo).unwrap_or_default()
+}
+
+/// `oxi status`'s data, for the benchmark (the command itself adds only printing).
+#[doc(hidden)]
+pub fn status_for_bench(config: &LoadedConfig, ledger: &Ledger, now_ms: i64) -> usize {
+    status::collect(config, ledger, now_ms).map_or(0, |s| s.tasks.len())
 }

@@ -1,6 +1,8 @@
 //! A small builder for tests: a temporary directory (optionally a git repository with a bare
 //! `origin`), files in it, and the real `oxi` binary run inside it.
 
+pub mod live;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -140,7 +142,9 @@ impl Sandbox {
 
 /// A fixture file's path.
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
 }
 
 pub fn fixture_text(rel: &str) -> String {

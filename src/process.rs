@@ -1,0 +1,439 @@
+//! Running a worker process as a careful human would: argv-form (no shell anywhere), a cleared
+//! environment, null stdin, its own process group, a parent-death signal, wall-clock and stall
+//! deadlines that end the whole group (SIGTERM, grace, SIGKILL), and both pipes drained
+//! concurrently with bounded memory however much the worker prints.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, watch};
+
+/// Bytes read from a pipe at a time.
+const CHUNK: usize = 64 * 1024;
+
+/// Errors that prevent a run from starting. Once started, every ending is a `Finished`.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The binary is missing or not executable. Not retryable with the same config.
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An empty argv (config validation prevents this).
+    #[error("empty argv")]
+    EmptyArgv,
+    /// The sink refused the process before its first byte was read (e.g. the ledger could not
+    /// record its pid); the process group has been killed.
+    #[error("could not record the started process: {0}")]
+    Record(String),
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Spawn {
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    /// The complete environment (the caller builds the allow-list; nothing is inherited).
+    pub env: Vec<(String, String)>,
+}
+
+/// Deadlines and caps.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub wall: Duration,
+    pub stall: Duration,
+    /// Between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// Longer lines are cut to this many bytes and marked truncated.
+    pub line_cap: usize,
+    /// After the worker exits, how long to keep reading pipes that grandchildren hold open.
+    pub drain: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            wall: Duration::from_secs(45 * 60),
+            stall: Duration::from_secs(10 * 60),
+            grace: Duration::from_secs(5),
+            line_cap: 1024 * 1024,
+            drain: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Why oxi stopped the process (as opposed to it exiting by itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    WallClock,
+    Stalled,
+    Budget,
+    OutputCapped,
+    Shutdown,
+}
+
+/// The sink's answer to a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    Stop(StopReason),
+}
+
+/// Receives the process's pid before any output is read, then every line.
+pub trait LineSink {
+    /// Called once, right after spawn and before the first byte is read.
+    fn spawned(&mut self, pid: u32) -> Result<(), String>;
+    /// One line (without its newline). `truncated` when it was longer than `line_cap`.
+    fn line(&mut self, stream: Stream, line: &[u8], truncated: bool) -> Control;
+    /// Called on every output chunk, so leases can be renewed while output flows.
+    fn heartbeat(&mut self) {}
+}
+
+/// How the process ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Finished {
+    pub pid: u32,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stop: Option<StopReason>,
+    pub elapsed_ms: u64,
+    /// From oxi's first stop signal to the exit, when oxi stopped it.
+    pub stop_to_exit_ms: Option<u64>,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub lines_truncated: u64,
+    /// Pipes were still held open (by grandchildren) after the drain window; reading stopped.
+    pub pipes_abandoned: bool,
+}
+
+enum Chunk {
+    Data(Stream, Vec<u8>),
+    Eof(Stream),
+}
+
+/// Splits a byte stream into lines with a cap, keeping at most `cap` bytes of any line.
+struct LineSplitter {
+    buf: Vec<u8>,
+    cap: usize,
+    truncated: bool,
+}
+
+impl LineSplitter {
+    fn new(cap: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            cap,
+            truncated: false,
+        }
+    }
+
+    /// Feeds bytes; calls `emit(line, truncated)` for each complete line.
+    fn feed(&mut self, mut data: &[u8], emit: &mut dyn FnMut(&[u8], bool) -> Control) -> Control {
+        while !data.is_empty() {
+            match data.iter().position(|b| *b == b'\n') {
+                Some(pos) => {
+                    self.push(&data[..pos]);
+                    data = &data[pos + 1..];
+                    let control = self.flush(emit);
+                    if control != Control::Continue {
+                        return control;
+                    }
+                }
+                None => {
+                    self.push(data);
+                    data = &[];
+                }
+            }
+        }
+        Control::Continue
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let room = self.cap.saturating_sub(self.buf.len());
+        if bytes.len() > room {
+            self.truncated = true;
+        }
+        self.buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    fn flush(&mut self, emit: &mut dyn FnMut(&[u8], bool) -> Control) -> Control {
+        let mut line: &[u8] = &self.buf;
+        if line.last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
+        }
+        let control = emit(line, self.truncated);
+        self.buf.clear();
+        if self.buf.capacity() > CHUNK * 2 {
+            self.buf.shrink_to(CHUNK);
+        }
+        self.truncated = false;
+        control
+    }
+
+    fn finish(&mut self, emit: &mut dyn FnMut(&[u8], bool) -> Control) -> Control {
+        if self.buf.is_empty() && !self.truncated {
+            return Control::Continue;
+        }
+        self.flush(emit)
+    }
+}
+
+fn signal_group(pgid: u32, signal: Signal) {
+    let Ok(raw) = i32::try_from(pgid) else { return };
+    // ESRCH (already gone) is the common, fine case.
+    let _ = killpg(Pid::from_raw(raw), signal);
+}
+
+/// True when any process of the group is alive.
+pub fn group_alive(pgid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pgid) else {
+        return false;
+    };
+    killpg(Pid::from_raw(raw), None).is_ok()
+}
+
+/// Ends a whole process group: SIGTERM, up to `grace`, then SIGKILL. Used by the reaper.
+pub async fn terminate_group(pgid: u32, grace: Duration) {
+    signal_group(pgid, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && group_alive(pgid) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal_group(pgid, Signal::SIGKILL);
+}
+
+fn build_command(spawn: &Spawn) -> Result<tokio::process::Command, ProcessError> {
+    let (program, args) = spawn.argv.split_first().ok_or(ProcessError::EmptyArgv)?;
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .current_dir(&spawn.cwd)
+        .env_clear()
+        .envs(spawn.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group, so a deadline can end the worker and everything it started.
+        .process_group(0)
+        .kill_on_drop(true);
+    #[cfg(target_os = "linux")]
+    {
+        #[allow(unsafe_code)]
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
+        // which is async-signal-safe; it allocates nothing and touches no locks.
+        unsafe {
+            command.pre_exec(|| {
+                // If oxi dies (even by SIGKILL), the worker is killed too, not orphaned.
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
+    }
+    Ok(command)
+}
+
+async fn read_pipe<R: tokio::io::AsyncRead + Unpin>(
+    mut pipe: R,
+    stream: Stream,
+    tx: mpsc::Sender<Chunk>,
+) {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if tx
+                    .send(Chunk::Data(stream, buf[..n].to_vec()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = tx.send(Chunk::Eof(stream)).await;
+}
+
+/// Runs the process to its end under `limits`, feeding `sink`. Resolves when the process has
+/// exited and its group has been killed, and pipes are drained or abandoned.
+pub async fn supervise(
+    spawn: &Spawn,
+    limits: &Limits,
+    sink: &mut dyn LineSink,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<Finished, ProcessError> {
+    let program = spawn.argv.first().cloned().unwrap_or_default();
+    let mut child = build_command(spawn)?
+        .spawn()
+        .map_err(|source| ProcessError::Spawn { program, source })?;
+    let pid = child.id().unwrap_or(0);
+    let started = Instant::now();
+    if let Err(e) = sink.spawned(pid) {
+        signal_group(pid, Signal::SIGKILL);
+        let _ = child.wait().await;
+        return Err(ProcessError::Record(e));
+    }
+
+    // Small bounded channel: a slow sink back-pressures the pipes, never grows memory.
+    let (tx, mut rx) = mpsc::channel::<Chunk>(8);
+    let mut readers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        readers.push(tokio::spawn(read_pipe(out, Stream::Stdout, tx.clone())));
+    }
+    if let Some(err) = child.stderr.take() {
+        readers.push(tokio::spawn(read_pipe(err, Stream::Stderr, tx.clone())));
+    }
+    drop(tx);
+    let mut open_streams = readers.len();
+
+    let mut stdout_lines = LineSplitter::new(limits.line_cap);
+    let mut stderr_lines = LineSplitter::new(limits.line_cap);
+    let mut finished = Finished {
+        pid,
+        exit_code: None,
+        signal: None,
+        stop: None,
+        elapsed_ms: 0,
+        stop_to_exit_ms: None,
+        stdout_bytes: 0,
+        stderr_bytes: 0,
+        lines_truncated: 0,
+        pipes_abandoned: false,
+    };
+    let wall_deadline = tokio::time::Instant::now() + limits.wall;
+    let mut last_output = tokio::time::Instant::now();
+    let mut stop_at: Option<tokio::time::Instant> = None;
+    let mut killed = false;
+    let mut exit_status: Option<std::process::ExitStatus> = None;
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
+    let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
+
+    loop {
+        if exit_status.is_some() && open_streams == 0 {
+            break;
+        }
+        let stall_deadline = last_output + limits.stall;
+        let kill_deadline = stop_at.map(|t| t + limits.grace).filter(|_| !killed);
+        let mut request_stop: Option<StopReason> = None;
+        tokio::select! {
+            chunk = rx.recv(), if open_streams > 0 => match chunk {
+                Some(Chunk::Data(stream, data)) => {
+                    last_output = tokio::time::Instant::now();
+                    sink.heartbeat();
+                    let (splitter, counter) = match stream {
+                        Stream::Stdout => (&mut stdout_lines, &mut finished.stdout_bytes),
+                        Stream::Stderr => (&mut stderr_lines, &mut finished.stderr_bytes),
+                    };
+                    *counter += data.len() as u64;
+                    let truncated = &mut finished.lines_truncated;
+                    let control = splitter.feed(&data, &mut |line, cut| {
+                        if cut { *truncated += 1; }
+                        sink.line(stream, line, cut)
+                    });
+                    if let Control::Stop(reason) = control {
+                        request_stop = Some(reason);
+                    }
+                }
+                Some(Chunk::Eof(stream)) => {
+                    open_streams -= 1;
+                    let splitter = match stream {
+                        Stream::Stdout => &mut stdout_lines,
+                        Stream::Stderr => &mut stderr_lines,
+                    };
+                    let truncated = &mut finished.lines_truncated;
+                    let control = splitter.finish(&mut |line, cut| {
+                        if cut { *truncated += 1; }
+                        sink.line(stream, line, cut)
+                    });
+                    if let Control::Stop(reason) = control {
+                        request_stop = Some(reason);
+                    }
+                }
+                None => open_streams = 0,
+            },
+            status = child.wait(), if exit_status.is_none() => {
+                exit_status = Some(status.unwrap_or_else(|_| std::os::unix::process::ExitStatusExt::from_raw(0)));
+                // Anything still in the group is an orphan of this run.
+                signal_group(pid, Signal::SIGKILL);
+                drain_deadline = Some(tokio::time::Instant::now() + limits.drain);
+            }
+            _ = tokio::time::sleep_until(wall_deadline), if stop_at.is_none() && exit_status.is_none() => {
+                request_stop = Some(StopReason::WallClock);
+            }
+            _ = tokio::time::sleep_until(stall_deadline), if stop_at.is_none() && exit_status.is_none() => {
+                request_stop = Some(StopReason::Stalled);
+            }
+            _ = tokio::time::sleep_until(kill_deadline.unwrap_or(far)), if kill_deadline.is_some() && exit_status.is_none() => {
+                signal_group(pid, Signal::SIGKILL);
+                killed = true;
+            }
+            _ = tokio::time::sleep_until(drain_deadline.unwrap_or(far)), if drain_deadline.is_some() && open_streams > 0 => {
+                finished.pipes_abandoned = true;
+                break;
+            }
+            changed = shutdown.changed(), if stop_at.is_none() && exit_status.is_none() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    request_stop = Some(StopReason::Shutdown);
+                }
+            }
+        }
+        if let Some(reason) = request_stop
+            && stop_at.is_none()
+            && exit_status.is_none()
+        {
+            finished.stop = Some(reason);
+            stop_at = Some(tokio::time::Instant::now());
+            signal_group(pid, Signal::SIGTERM);
+        }
+    }
+    for reader in readers {
+        reader.abort();
+    }
+    let status = exit_status.unwrap_or_else(|| std::os::unix::process::ExitStatusExt::from_raw(0));
+    finished.exit_code = status.code();
+    finished.signal = std::os::unix::process::ExitStatusExt::signal(&status);
+    finished.elapsed_ms = started.elapsed().as_millis() as u64;
+    finished.stop_to_exit_ms = stop_at.map(|t| t.elapsed().as_millis() as u64);
+    Ok(finished)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitter_caps_lines_and_marks_them() {
+        let mut s = LineSplitter::new(4);
+        let mut lines = Vec::new();
+        let mut emit = |l: &[u8], t: bool| {
+            lines.push((String::from_utf8_lossy(l).into_owned(), t));
+            Control::Continue
+        };
+        s.feed(b"ab\r\nabcdefgh\nxy", &mut emit);
+        s.feed(b"z\n", &mut emit);
+        s.feed(b"tail", &mut emit);
+        s.finish(&mut emit);
+        assert_eq!(
+            lines,
+            vec![
+                ("ab".to_owned(), false),
+                ("abcd".to_owned(), true),
+                ("xyz".to_owned(), false),
+                ("tail".to_owned(), false),
+            ]
+        );
+    }
+}

@@ -1,0 +1,406 @@
+//! OpenAI Codex CLI (`codex exec --json`), as version 0.169.0 prints it
+//! (fixtures/captures/codex-*.jsonl).
+//!
+//! Facts the normalizer relies on: `turn.completed.usage` is summed over the turn, with
+//! `cached_input_tokens` inside `input_tokens` and `reasoning_output_tokens` inside
+//! `output_tokens`; there is no cost, so oxi prices tokens with the rate card; retries show as
+//! `error` lines ("Reconnecting... n/5 (…)") and a failed turn as `turn.failed`.
+
+use serde::Deserialize;
+
+use super::event::{Event, Normalized, Tokens, UsageScope, clip};
+
+pub const CONTRACT_VERSION: &str = "codex-exec-json/1";
+pub const TESTED_VERSIONS: &[&str] = &["0.169.0"];
+
+const TEXT_CLIP: usize = 16 * 1024;
+
+#[derive(Deserialize)]
+#[serde(tag = "type")]
+enum Line {
+    #[serde(rename = "thread.started")]
+    ThreadStarted {
+        #[serde(default)]
+        thread_id: Option<String>,
+    },
+    #[serde(rename = "turn.started")]
+    TurnStarted {},
+    #[serde(rename = "item.started")]
+    ItemStarted { item: Item },
+    #[serde(rename = "item.updated")]
+    ItemUpdated { item: Item },
+    #[serde(rename = "item.completed")]
+    ItemCompleted { item: Item },
+    #[serde(rename = "turn.completed")]
+    TurnCompleted {
+        #[serde(default)]
+        usage: Option<Usage>,
+    },
+    #[serde(rename = "turn.failed")]
+    TurnFailed {
+        #[serde(default)]
+        error: Option<ErrorBody>,
+    },
+    #[serde(rename = "error")]
+    Error {
+        #[serde(default)]
+        message: Option<String>,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ErrorBody {
+    message: Option<String>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(default)]
+struct Usage {
+    input_tokens: u64,
+    cached_input_tokens: u64,
+    cache_write_input_tokens: u64,
+    output_tokens: u64,
+    reasoning_output_tokens: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Item {
+    AgentMessage {
+        #[serde(default)]
+        text: String,
+    },
+    Reasoning {
+        #[serde(default)]
+        text: String,
+    },
+    CommandExecution {
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        command: String,
+        #[serde(default)]
+        aggregated_output: String,
+        #[serde(default)]
+        exit_code: Option<i64>,
+        #[serde(default)]
+        status: Option<String>,
+    },
+    FileChange {
+        #[serde(default)]
+        changes: Vec<Change>,
+    },
+    McpToolCall {
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        server: String,
+        #[serde(default)]
+        tool: String,
+        #[serde(default)]
+        arguments: serde_json::Value,
+        #[serde(default)]
+        result: serde_json::Value,
+        #[serde(default)]
+        error: serde_json::Value,
+    },
+    WebSearch {
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        query: String,
+    },
+    TodoList {
+        #[serde(default)]
+        items: Vec<TodoItem>,
+    },
+    Error {
+        #[serde(default)]
+        message: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct Change {
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    kind: String,
+}
+
+#[derive(Deserialize)]
+struct TodoItem {
+    #[serde(default)]
+    text: String,
+    #[serde(default)]
+    completed: bool,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Phase {
+    Started,
+    Updated,
+    Completed,
+}
+
+fn item_events(item: Item, phase: Phase) -> Vec<Event> {
+    match (item, phase) {
+        (Item::AgentMessage { text }, Phase::Completed) => vec![Event::Message {
+            text: clip(&text, TEXT_CLIP),
+        }],
+        (Item::Reasoning { text }, Phase::Completed) => vec![Event::Reasoning {
+            text: clip(&text, TEXT_CLIP),
+        }],
+        (Item::CommandExecution { id, command, .. }, Phase::Started) => vec![Event::ToolCall {
+            id,
+            name: "shell".to_owned(),
+            input: serde_json::json!({ "command": command }),
+        }],
+        (
+            Item::CommandExecution {
+                command,
+                aggregated_output,
+                exit_code,
+                status,
+                ..
+            },
+            Phase::Completed,
+        ) => vec![Event::Command {
+            command,
+            exit_code,
+            status,
+            output: clip(&aggregated_output, TEXT_CLIP),
+        }],
+        (Item::FileChange { changes }, Phase::Completed) => changes
+            .into_iter()
+            .map(|c| Event::FileChange {
+                path: c.path,
+                change: c.kind,
+            })
+            .collect(),
+        (
+            Item::McpToolCall {
+                id,
+                server,
+                tool,
+                arguments,
+                ..
+            },
+            Phase::Started,
+        ) => vec![Event::ToolCall {
+            id,
+            name: format!("{server}.{tool}"),
+            input: arguments,
+        }],
+        (
+            Item::McpToolCall {
+                id, result, error, ..
+            },
+            Phase::Completed,
+        ) => {
+            let is_error = !error.is_null();
+            let content = if is_error { error } else { result };
+            vec![Event::ToolResult {
+                id,
+                is_error,
+                content: clip(&content.to_string(), TEXT_CLIP),
+            }]
+        }
+        (Item::WebSearch { id, query }, Phase::Started) => vec![Event::ToolCall {
+            id,
+            name: "web_search".to_owned(),
+            input: serde_json::json!({ "query": query }),
+        }],
+        (Item::TodoList { items }, Phase::Completed | Phase::Updated) => {
+            let text = items
+                .iter()
+                .map(|i| format!("[{}] {}", if i.completed { "x" } else { " " }, i.text))
+                .collect::<Vec<_>>()
+                .join("\n");
+            vec![Event::Reasoning { text }]
+        }
+        (Item::Error { message }, Phase::Completed) => vec![Event::Error {
+            message,
+            status: None,
+            retrying: false,
+        }],
+        // Started/updated phases of the other items carry nothing new.
+        _ => Vec::new(),
+    }
+}
+
+/// An HTTP status named in a codex error message ("last status: 429 Too Many Requests").
+fn status_in(message: &str) -> Option<u16> {
+    let idx = message.find("status: ")?;
+    message[idx + 8..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn is_rate_limit(message: &str) -> bool {
+    status_in(message) == Some(429)
+        || message.contains("Too Many Requests")
+        || message.to_ascii_lowercase().contains("rate limit")
+}
+
+fn raw_type(line: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct TypeOnly {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        item: Option<ItemType>,
+    }
+    #[derive(Deserialize)]
+    struct ItemType {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+    }
+    match serde_json::from_slice::<TypeOnly>(line) {
+        Ok(TypeOnly {
+            kind: Some(kind),
+            item: Some(ItemType { kind: Some(item) }),
+        }) => format!("{kind}/{item}"),
+        Ok(TypeOnly {
+            kind: Some(kind), ..
+        }) => kind,
+        _ => "(no type)".to_owned(),
+    }
+}
+
+/// One stdout line to canonical events. Pure: no I/O, no state.
+pub fn normalize(line: &[u8]) -> Normalized {
+    let parsed: Line = match serde_json::from_slice(line) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            return match serde_json::from_slice::<serde_json::Value>(line) {
+                Ok(serde_json::Value::Object(_)) => Normalized::Events(vec![Event::Unknown {
+                    raw_type: raw_type(line),
+                }]),
+                _ => Normalized::ParseFailure {
+                    reason: e.to_string(),
+                },
+            };
+        }
+    };
+    let events = match parsed {
+        Line::ThreadStarted { thread_id } => vec![Event::SessionStarted {
+            session_id: thread_id,
+            model: None,
+            cwd: None,
+            tools: Vec::new(),
+            cli_version: None,
+        }],
+        Line::TurnStarted {} => vec![Event::TurnStarted],
+        Line::ItemStarted { item } => item_events(item, Phase::Started),
+        Line::ItemUpdated { item } => item_events(item, Phase::Updated),
+        Line::ItemCompleted { item } => match item {
+            Item::Other => vec![Event::Unknown {
+                raw_type: raw_type(line),
+            }],
+            item => item_events(item, Phase::Completed),
+        },
+        Line::TurnCompleted { usage } => {
+            let usage = usage.unwrap_or_default();
+            vec![
+                Event::Usage {
+                    scope: UsageScope::Turn,
+                    message_id: None,
+                    tokens: Tokens {
+                        input: usage.input_tokens,
+                        cached_input: usage.cached_input_tokens,
+                        cache_write_input: usage.cache_write_input_tokens,
+                        output: usage.output_tokens,
+                        reasoning: usage.reasoning_output_tokens,
+                    },
+                    cost_usd: None,
+                },
+                Event::Result {
+                    is_error: false,
+                    subtype: Some("turn.completed".to_owned()),
+                    text: None,
+                    num_turns: None,
+                    duration_ms: None,
+                    api_error_status: None,
+                    terminal_reason: None,
+                },
+            ]
+        }
+        Line::TurnFailed { error } => {
+            let message = error.and_then(|e| e.message).unwrap_or_default();
+            vec![Event::Result {
+                is_error: true,
+                subtype: Some("turn.failed".to_owned()),
+                api_error_status: status_in(&message).or(is_rate_limit(&message).then_some(429)),
+                text: Some(message),
+                num_turns: None,
+                duration_ms: None,
+                terminal_reason: None,
+            }]
+        }
+        Line::Error { message } => {
+            let message = message.unwrap_or_default();
+            let retrying = message.starts_with("Reconnecting");
+            if is_rate_limit(&message) {
+                vec![Event::RateLimited {
+                    message,
+                    retry_after_ms: None,
+                    attempt: None,
+                }]
+            } else {
+                vec![Event::Error {
+                    status: status_in(&message),
+                    message,
+                    retrying,
+                }]
+            }
+        }
+        Line::Other => vec![Event::Unknown {
+            raw_type: raw_type(line),
+        }],
+    };
+    Normalized::Events(events)
+}
+
+/// How codex may touch the machine: `workspace-write` (its sandbox: writes only in the
+/// worktree) by default; `danger-full-access` or `bypass` where its sandbox cannot run.
+pub fn argv(
+    command: &[String],
+    prompt: &str,
+    model: Option<&str>,
+    sandbox: &str,
+    extra: &[String],
+) -> Vec<String> {
+    let mut argv: Vec<String> = command.to_vec();
+    argv.extend(
+        [
+            "exec",
+            "--json",
+            "--skip-git-repo-check",
+            // Without this, an unreachable API is retried forever (seen in 0.169.0).
+            "--disable",
+            "unbounded_connection_retries",
+        ]
+        .map(String::from),
+    );
+    if sandbox == "bypass" {
+        argv.push("--dangerously-bypass-approvals-and-sandbox".to_owned());
+    } else {
+        argv.push("--sandbox".to_owned());
+        argv.push(sandbox.to_owned());
+    }
+    if let Some(model) = model {
+        argv.push("--model".to_owned());
+        argv.push(model.to_owned());
+    }
+    argv.extend(extra.iter().cloned());
+    argv.push("--".to_owned());
+    argv.push(prompt.to_owned());
+    argv
+}

@@ -1,0 +1,370 @@
+//! Workers: the real agent CLIs behind one trait. Each adapter knows its CLI's argv, how to
+//! turn a stdout line into canonical events, and which versions it was tested against; the
+//! accumulator and classification here are shared.
+
+pub mod claude;
+pub mod codex;
+pub mod event;
+
+use std::sync::LazyLock;
+
+use serde::Serialize;
+
+use crate::config::{RateCard, WorkerKind};
+use crate::money::MicroUsd;
+pub use event::{Event, Normalized, Tokens, UsageScope};
+
+/// One CLI's contract.
+pub trait Adapter: Send + Sync {
+    fn kind(&self) -> WorkerKind;
+    /// Recorded in every run's meta.json; bumped when the mapping changes meaning.
+    fn contract_version(&self) -> &'static str;
+    fn tested_versions(&self) -> &'static [&'static str];
+    /// One stdout line to canonical events. Pure.
+    fn normalize(&self, line: &[u8]) -> Normalized;
+    /// The version number in `<cli> --version` output.
+    fn parse_version(&self, output: &str) -> Option<String> {
+        output
+            .split_whitespace()
+            .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()) && w.contains('.'))
+            .map(str::to_owned)
+    }
+}
+
+pub struct ClaudeAdapter;
+pub struct CodexAdapter;
+
+impl Adapter for ClaudeAdapter {
+    fn kind(&self) -> WorkerKind {
+        WorkerKind::Claude
+    }
+    fn contract_version(&self) -> &'static str {
+        claude::CONTRACT_VERSION
+    }
+    fn tested_versions(&self) -> &'static [&'static str] {
+        claude::TESTED_VERSIONS
+    }
+    fn normalize(&self, line: &[u8]) -> Normalized {
+        claude::normalize(line)
+    }
+}
+
+impl Adapter for CodexAdapter {
+    fn kind(&self) -> WorkerKind {
+        WorkerKind::Codex
+    }
+    fn contract_version(&self) -> &'static str {
+        codex::CONTRACT_VERSION
+    }
+    fn tested_versions(&self) -> &'static [&'static str] {
+        codex::TESTED_VERSIONS
+    }
+    fn normalize(&self, line: &[u8]) -> Normalized {
+        codex::normalize(line)
+    }
+}
+
+/// The adapter for a worker kind.
+pub fn adapter(kind: WorkerKind) -> &'static dyn Adapter {
+    match kind {
+        WorkerKind::Claude => &ClaudeAdapter,
+        WorkerKind::Codex => &CodexAdapter,
+    }
+}
+
+/// How a run ended: the start of the failure taxonomy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Classification {
+    Success,
+    /// Retryable after a wait (`retry_after_ms` when known).
+    RateLimited,
+    /// 5xx, network, SIGINT (exit 130): retryable.
+    Transient,
+    WorkerError,
+    Timeout,
+    Stalled,
+    /// The worker exited without a result line.
+    ParseFailure,
+    OutputCapped,
+    /// The binary is missing or not executable.
+    SpawnFailed,
+    BudgetExceeded,
+    /// oxi was shut down (signal) and stopped the run.
+    Killed,
+}
+
+impl Classification {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Classification::Success => "success",
+            Classification::RateLimited => "rate_limited",
+            Classification::Transient => "transient",
+            Classification::WorkerError => "worker_error",
+            Classification::Timeout => "timeout",
+            Classification::Stalled => "stalled",
+            Classification::ParseFailure => "parse_failure",
+            Classification::OutputCapped => "output_capped",
+            Classification::SpawnFailed => "spawn_failed",
+            Classification::BudgetExceeded => "budget_exceeded",
+            Classification::Killed => "killed",
+        }
+    }
+
+    /// Worth another attempt after a backoff.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            Classification::RateLimited | Classification::Transient
+        )
+    }
+}
+
+/// Prices tokens with a rate card (USD per million tokens), rounding up to the micro-dollar.
+pub fn price(tokens: &Tokens, card: &RateCard) -> MicroUsd {
+    let cached_rate = card.cached_input_per_mtok.unwrap_or(card.input_per_mtok);
+    let reasoning_rate = card.reasoning_per_mtok.unwrap_or(card.output_per_mtok);
+    let write_rate = card.input_per_mtok * 1.25;
+    let plain_input = tokens
+        .input
+        .saturating_sub(tokens.cached_input)
+        .saturating_sub(tokens.cache_write_input);
+    let plain_output = tokens.output.saturating_sub(tokens.reasoning);
+    let usd_per_mtok = plain_input as f64 * card.input_per_mtok
+        + tokens.cached_input as f64 * cached_rate
+        + tokens.cache_write_input as f64 * write_rate
+        + plain_output as f64 * card.output_per_mtok
+        + tokens.reasoning as f64 * reasoning_rate;
+    // usd = tokens * rate / 1e6; micro-usd = usd * 1e6 = tokens * rate.
+    usd_per_mtok.ceil() as MicroUsd
+}
+
+#[allow(clippy::expect_used)] // A constant pattern.
+static RESULT_BLOCK: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"(?m)^\s*OXI_RESULT\s+(\{.*\})\s*$").expect("constant regex")
+});
+
+/// The last `OXI_RESULT {json}` line in `text`, if any parses.
+pub fn extract_result_block(text: &str) -> Option<serde_json::Value> {
+    RESULT_BLOCK
+        .captures_iter(text)
+        .filter_map(|c| serde_json::from_str(&c[1]).ok())
+        .last()
+}
+
+/// Everything a run's events add up to.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Accumulator {
+    pub session_id: Option<String>,
+    pub model: Option<String>,
+    pub cli_version: Option<String>,
+    /// Final tokens (run total if reported, else the sum of turns).
+    pub tokens: Tokens,
+    /// The CLI's own cost figure, when it gives one.
+    pub reported_cost_usd: Option<f64>,
+    pub run_total_seen: bool,
+    turn_tokens: Tokens,
+    /// Latest stream-start usage per model message (for a running estimate).
+    #[serde(skip)]
+    message_estimates: Vec<(Option<String>, Tokens)>,
+    pub result: Option<Event>,
+    pub last_message: Option<String>,
+    pub result_block: Option<serde_json::Value>,
+    pub rate_limited: bool,
+    pub retry_after_ms: Option<u64>,
+    pub errors: Vec<String>,
+    pub files_changed: Vec<String>,
+    pub event_counts: std::collections::BTreeMap<String, u64>,
+    pub unknown_types: std::collections::BTreeMap<String, u64>,
+    pub parse_failures: u64,
+}
+
+impl Accumulator {
+    pub fn observe(&mut self, event: &Event) {
+        *self
+            .event_counts
+            .entry(event.kind().to_owned())
+            .or_default() += 1;
+        match event {
+            Event::SessionStarted {
+                session_id,
+                model,
+                cli_version,
+                ..
+            } => {
+                self.session_id = session_id.clone().or(self.session_id.take());
+                self.model = model.clone().or(self.model.take());
+                self.cli_version = cli_version.clone().or(self.cli_version.take());
+            }
+            Event::Message { text } => {
+                if let Some(block) = extract_result_block(text) {
+                    self.result_block = Some(block);
+                }
+                self.last_message = Some(text.clone());
+            }
+            Event::FileChange { path, .. } if !self.files_changed.contains(path) => {
+                self.files_changed.push(path.clone());
+            }
+            Event::Usage {
+                scope,
+                message_id,
+                tokens,
+                cost_usd,
+            } => match scope {
+                UsageScope::RunTotal => {
+                    self.run_total_seen = true;
+                    self.tokens = *tokens;
+                    if cost_usd.is_some() {
+                        self.reported_cost_usd = *cost_usd;
+                    }
+                }
+                UsageScope::Turn => {
+                    self.turn_tokens.add(tokens);
+                    if !self.run_total_seen {
+                        self.tokens = self.turn_tokens;
+                    }
+                }
+                UsageScope::MessageEstimate => {
+                    match self
+                        .message_estimates
+                        .iter_mut()
+                        .find(|(id, _)| id.is_some() && id == message_id)
+                    {
+                        Some(entry) => entry.1 = *tokens,
+                        None => self.message_estimates.push((message_id.clone(), *tokens)),
+                    }
+                }
+            },
+            Event::RateLimited { retry_after_ms, .. } => {
+                self.rate_limited = true;
+                if retry_after_ms.is_some() {
+                    self.retry_after_ms = *retry_after_ms;
+                }
+            }
+            Event::Error { message, .. } if self.errors.len() < 20 => {
+                self.errors.push(message.clone());
+            }
+            Event::Result { text, .. } => {
+                if let Some(text) = text
+                    && let Some(block) = extract_result_block(text)
+                {
+                    self.result_block = Some(block);
+                }
+                self.result = Some(event.clone());
+            }
+            Event::Unknown { raw_type } => {
+                *self.unknown_types.entry(raw_type.clone()).or_default() += 1;
+            }
+            _ => {}
+        }
+    }
+
+    /// Tokens known so far, for a running cost: final or turn totals when reported, otherwise
+    /// the stream-start usage of each model message.
+    pub fn running_tokens(&self) -> Tokens {
+        if self.run_total_seen || !self.turn_tokens.is_zero() {
+            return self.tokens;
+        }
+        let mut sum = Tokens::default();
+        for (_, tokens) in &self.message_estimates {
+            sum.add(tokens);
+        }
+        sum
+    }
+
+    /// Cost so far: the CLI's figure if it gave one, else tokens priced with `card`.
+    pub fn cost(&self, card: Option<&RateCard>) -> Option<MicroUsd> {
+        if let Some(usd) = self.reported_cost_usd {
+            return Some(crate::money::usd_to_micro(usd));
+        }
+        card.map(|card| price(&self.running_tokens(), card))
+    }
+}
+
+/// How the process ended, as classification needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Ending {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stop: Option<crate::process::StopReason>,
+}
+
+/// Classifies a finished run from its events and its ending.
+pub fn classify(acc: &Accumulator, ending: &Ending) -> Classification {
+    use crate::process::StopReason;
+    match ending.stop {
+        Some(StopReason::WallClock) => return Classification::Timeout,
+        Some(StopReason::Stalled) => return Classification::Stalled,
+        Some(StopReason::Budget) => return Classification::BudgetExceeded,
+        Some(StopReason::OutputCapped) => return Classification::OutputCapped,
+        Some(StopReason::Shutdown) => return Classification::Killed,
+        None => {}
+    }
+    if ending.exit_code == Some(130) || ending.signal == Some(2) {
+        return Classification::Transient;
+    }
+    match &acc.result {
+        Some(Event::Result {
+            is_error: false, ..
+        }) if ending.exit_code == Some(0) => Classification::Success,
+        Some(Event::Result {
+            is_error: true,
+            api_error_status,
+            terminal_reason,
+            text,
+            ..
+        }) => {
+            let text = text.as_deref().unwrap_or("");
+            match api_error_status {
+                Some(429) => Classification::RateLimited,
+                Some(s) if *s >= 500 => Classification::Transient,
+                _ if terminal_reason.as_deref() == Some("api_error")
+                    || text.contains("Connection failed")
+                    || text.contains("high demand")
+                    || text.contains("stream disconnected") =>
+                {
+                    Classification::Transient
+                }
+                _ => Classification::WorkerError,
+            }
+        }
+        Some(_) => Classification::WorkerError,
+        None if acc.rate_limited => Classification::RateLimited,
+        None if ending.exit_code == Some(0) => Classification::ParseFailure,
+        None => Classification::WorkerError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_like_the_cli_does() {
+        // The capture's usage on claude-sonnet-4-5 cost 0.00957 USD (Claude's own figure).
+        let card = RateCard {
+            input_per_mtok: 3.0,
+            cached_input_per_mtok: Some(0.3),
+            output_per_mtok: 15.0,
+            reasoning_per_mtok: None,
+        };
+        let tokens = Tokens {
+            input: 2400 + 200 + 400,
+            cached_input: 400,
+            cache_write_input: 200,
+            output: 100,
+            reasoning: 0,
+        };
+        assert_eq!(price(&tokens, &card), 9_570);
+    }
+
+    #[test]
+    fn result_block_is_the_last_parseable_one() {
+        let text = "work\nOXI_RESULT {\"status\":\"partial\"}\nmore\nOXI_RESULT {\"status\":\"done\"}\nOXI_RESULT {broken";
+        assert_eq!(
+            extract_result_block(text),
+            Some(serde_json::json!({"status": "done"}))
+        );
+        assert_eq!(extract_result_block("no block"), None);
+    }
+}
