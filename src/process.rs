@@ -197,12 +197,39 @@ fn signal_group(pgid: u32, signal: Signal) {
     let _ = killpg(Pid::from_raw(raw), signal);
 }
 
-/// True when any process of the group is alive.
+/// True when any process of the group is alive. Zombies (dead, not yet reaped by their parent)
+/// do not count: they hold no resources and cannot run.
 pub fn group_alive(pgid: u32) -> bool {
     let Ok(raw) = i32::try_from(pgid) else {
         return false;
     };
-    killpg(Pid::from_raw(raw), None).is_ok()
+    if killpg(Pid::from_raw(raw), None).is_err() {
+        return false;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return true;
+        };
+        for entry in entries.flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid pgrp ...; comm may contain spaces, so split after ')'.
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let mut fields = rest.split_whitespace();
+            let state = fields.next();
+            let group = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
+            if group == Some(pgid) && state != Some("Z") && state != Some("X") {
+                return true;
+            }
+        }
+        false
+    }
+    #[cfg(not(target_os = "linux"))]
+    true
 }
 
 /// Ends a whole process group: SIGTERM, up to `grace`, then SIGKILL. Used by the reaper.
@@ -366,6 +393,7 @@ pub async fn supervise(
             },
             status = child.wait(), if exit_status.is_none() => {
                 exit_status = Some(status.unwrap_or_else(|_| std::os::unix::process::ExitStatusExt::from_raw(0)));
+                finished.stop_to_exit_ms = stop_at.map(|t| t.elapsed().as_millis() as u64);
                 // Anything still in the group is an orphan of this run.
                 signal_group(pid, Signal::SIGKILL);
                 drain_deadline = Some(tokio::time::Instant::now() + limits.drain);
@@ -402,11 +430,17 @@ pub async fn supervise(
     for reader in readers {
         reader.abort();
     }
+    // The group was sent SIGKILL when the worker exited; give the kernel a moment to finish it
+    // so callers (and the reaper's invariant) see no live process of the run.
+    let gone_by = Instant::now() + Duration::from_millis(500);
+    while group_alive(pid) && Instant::now() < gone_by {
+        signal_group(pid, Signal::SIGKILL);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let status = exit_status.unwrap_or_else(|| std::os::unix::process::ExitStatusExt::from_raw(0));
     finished.exit_code = status.code();
     finished.signal = std::os::unix::process::ExitStatusExt::signal(&status);
     finished.elapsed_ms = started.elapsed().as_millis() as u64;
-    finished.stop_to_exit_ms = stop_at.map(|t| t.elapsed().as_millis() as u64);
     Ok(finished)
 }
 

@@ -12,5 +12,6 @@ mod cli_basics;
 mod config_errors;
 mod ledger;
 mod mock_model;
+mod process;
 mod roadmap_ingest;
 mod worker_normalize;

@@ -16,7 +16,9 @@ const OXI_RESULT: &str = r#"OXI_RESULT {"status":"done"}"#;
 const SILENCE: Duration = Duration::from_secs(3);
 
 async fn server(script: Script) -> MockModelServer {
-    MockModelServer::start(script).await.expect("mock model server starts")
+    MockModelServer::start(script)
+        .await
+        .expect("mock model server starts")
 }
 
 fn final_text(text: &str) -> String {
@@ -47,7 +49,12 @@ async fn claude_writes_a_file_and_reports_usage_and_cost() {
     let tool_use = run
         .events_of("assistant", None)
         .into_iter()
-        .flat_map(|e| e["message"]["content"].as_array().cloned().unwrap_or_default())
+        .flat_map(|e| {
+            e["message"]["content"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .find(|block| block["type"] == "tool_use")
         .unwrap_or_else(|| panic!("no tool_use event\n{run}"));
     assert_eq!(tool_use["name"], "Write");
@@ -63,7 +70,10 @@ async fn claude_writes_a_file_and_reports_usage_and_cost() {
     assert_eq!(result["usage"]["cache_read_input_tokens"], 400);
     assert_eq!(result["usage"]["cache_creation_input_tokens"], 200);
     assert_eq!(result["usage"]["output_tokens"], 100);
-    assert!(result["total_cost_usd"].as_f64().is_some_and(|c| c > 0.0), "{run}");
+    assert!(
+        result["total_cost_usd"].as_f64().is_some_and(|c| c > 0.0),
+        "{run}"
+    );
 
     let requests = server.model_requests();
     assert_eq!(requests.len(), 2, "{requests:#?}");
@@ -136,7 +146,11 @@ async fn codex_writes_a_file_and_reports_usage() {
     let results = requests[1].tool_results();
     assert_eq!(results.len(), 1, "{results:#?}");
     assert!(results[0].output.contains("Success"), "{results:#?}");
-    assert_eq!(server.requests().len(), 2, "no start-up requests besides the model's");
+    assert_eq!(
+        server.requests().len(),
+        2,
+        "no start-up requests besides the model's"
+    );
     server.shutdown().await.unwrap();
 }
 
@@ -172,7 +186,9 @@ async fn codex_final_text_carries_oxi_result() {
         .into_iter()
         .filter(|e| e["item"]["type"] == "agent_message")
         .collect();
-    let last = messages.last().unwrap_or_else(|| panic!("no agent_message\n{run}"));
+    let last = messages
+        .last()
+        .unwrap_or_else(|| panic!("no agent_message\n{run}"));
     let text = last["item"]["text"].as_str().unwrap_or_default();
     assert!(text.lines().any(|l| l == OXI_RESULT), "{run}");
     assert_eq!(run.events_of("turn.completed", None).len(), 1, "{run}");
@@ -232,7 +248,50 @@ async fn codex_runs_a_scripted_shell_command() {
     assert_eq!(requests.len(), 2, "{run}");
     assert!(requests[0].tool_names().iter().any(|t| t == "exec_command"));
     let results = requests[1].tool_results();
-    assert!(results.iter().any(|r| r.output.contains("printed")), "{results:#?}");
+    assert!(
+        results.iter().any(|r| r.output.contains("printed")),
+        "{results:#?}"
+    );
+}
+
+/// `WriteFile` also replaces a file the agent never read (here the committed README).
+async fn overwrites_an_existing_file(cli: Cli) {
+    let Some(bin) = live::require(cli) else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let server = server(Script::steps([
+        Step::write_file("README.md", "# replaced\n"),
+        Step::text("replaced it"),
+    ]))
+    .await;
+    let command = match cli {
+        Cli::Claude => live::claude(&bin, &server, &scratch, "replace the readme"),
+        Cli::Codex => live::codex(&bin, &server, &scratch, "replace the readme", ""),
+    };
+    let run = live::run(command).await;
+
+    assert_eq!(run.code, Some(0), "{run}");
+    assert_eq!(
+        scratch.read("README.md").as_deref(),
+        Some("# replaced\n"),
+        "{run}"
+    );
+    let requests = server.model_requests();
+    assert_eq!(requests.len(), 2, "{run}");
+    let results = requests[1].tool_results();
+    assert_eq!(results.len(), 1, "{results:#?}");
+    assert!(!results[0].is_error, "{results:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_overwrites_an_existing_file() {
+    overwrites_an_existing_file(Cli::Claude).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_overwrites_an_existing_file() {
+    overwrites_an_existing_file(Cli::Codex).await;
 }
 
 /// Claude Code retries failed requests `CLAUDE_CODE_MAX_RETRIES` times, printing an
@@ -293,7 +352,9 @@ async fn codex_surfaces_status(code: u16, provider_extra: &str, message: &str) {
     assert_eq!(run.code, Some(1), "{run}");
     let error = run.one_event("error", None);
     assert!(
-        error["message"].as_str().is_some_and(|m| m.contains(message)),
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(message)),
         "{run}"
     );
     let failed = run.one_event("turn.failed", None);

@@ -84,10 +84,10 @@ pub enum Step {
     Auto,
     /// A final assistant message with this text.
     Text(String),
-    /// A tool call that creates `path` with `content`: Claude `Write` (a relative path is
-    /// made absolute with the working directory Claude states in its prompt), Codex
-    /// `apply_patch` with an `Add File` hunk (Codex ends the file with a newline). Claude
-    /// refuses to overwrite a file it has not read in the session.
+    /// A tool call that creates or overwrites `path` with `content`: Claude `Write` (a
+    /// relative path is made absolute with the working directory Claude states in its
+    /// prompt), Codex `apply_patch` with an `Add File` hunk (which also replaces an existing
+    /// file, and always ends it with a newline).
     WriteFile { path: String, content: String },
     /// A shell command: Claude `Bash`; Codex `exec_command` (`shell_command`/`shell` if that
     /// is what the request offers).

@@ -55,9 +55,11 @@ pub fn agent_cli_dir() -> PathBuf {
     if let Some(dir) = non_empty("OXI_AGENT_CLI_DIR") {
         return PathBuf::from(dir);
     }
-    let cache = non_empty("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(non_empty("HOME").unwrap_or_else(|| "/".into())).join(".cache")
-    });
+    let cache = non_empty("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(non_empty("HOME").unwrap_or_else(|| "/".into())).join(".cache")
+        });
     cache.join("oxi").join("agent-clis")
 }
 
@@ -132,7 +134,11 @@ impl Scratch {
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .expect("scratch dir");
         let root = dir.path().canonicalize().expect("canonical scratch dir");
-        let (repo, home, codex_home) = (root.join("repo"), root.join("home"), root.join("codex-home"));
+        let (repo, home, codex_home) = (
+            root.join("repo"),
+            root.join("home"),
+            root.join("codex-home"),
+        );
         for dir in [&repo, &home, &codex_home] {
             std::fs::create_dir_all(dir).expect("scratch subdir");
         }
@@ -246,7 +252,11 @@ impl Finished {
 
     pub fn one_event(&self, kind: &str, subtype: Option<&str>) -> Value {
         let mut found = self.events_of(kind, subtype);
-        assert_eq!(found.len(), 1, "expected one {kind}/{subtype:?} event\n{self}");
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one {kind}/{subtype:?} event\n{self}"
+        );
         found.remove(0)
     }
 }
