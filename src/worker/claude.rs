@@ -186,17 +186,7 @@ fn raw_type(line: &[u8]) -> String {
 pub fn normalize(line: &[u8]) -> Normalized {
     let parsed: Line = match serde_json::from_slice(line) {
         Ok(parsed) => parsed,
-        Err(e) => {
-            // Valid JSON of a shape we do not know is kept as `unknown`; anything else fails.
-            return match serde_json::from_slice::<serde_json::Value>(line) {
-                Ok(serde_json::Value::Object(_)) => Normalized::Events(vec![Event::Unknown {
-                    raw_type: raw_type(line),
-                }]),
-                _ => Normalized::ParseFailure {
-                    reason: e.to_string(),
-                },
-            };
-        }
+        Err(e) => return Normalized::unparsed(line, &e, raw_type),
     };
     let events = match parsed {
         Line::System(sys) => match sys.subtype.as_deref() {

@@ -278,16 +278,7 @@ fn raw_type(line: &[u8]) -> String {
 pub fn normalize(line: &[u8]) -> Normalized {
     let parsed: Line = match serde_json::from_slice(line) {
         Ok(parsed) => parsed,
-        Err(e) => {
-            return match serde_json::from_slice::<serde_json::Value>(line) {
-                Ok(serde_json::Value::Object(_)) => Normalized::Events(vec![Event::Unknown {
-                    raw_type: raw_type(line),
-                }]),
-                _ => Normalized::ParseFailure {
-                    reason: e.to_string(),
-                },
-            };
-        }
+        Err(e) => return Normalized::unparsed(line, &e, raw_type),
     };
     let events = match parsed {
         Line::ThreadStarted { thread_id } => vec![Event::SessionStarted {

@@ -147,6 +147,21 @@ pub enum Normalized {
     ParseFailure { reason: String },
 }
 
+impl Normalized {
+    /// A line the typed parse rejected: valid JSON of a shape we do not know is kept as
+    /// `unknown` (named by `raw_type`); anything else is a parse failure.
+    pub fn unparsed(line: &[u8], error: &serde_json::Error, raw_type: fn(&[u8]) -> String) -> Self {
+        match serde_json::from_slice::<serde_json::Value>(line) {
+            Ok(serde_json::Value::Object(_)) => Normalized::Events(vec![Event::Unknown {
+                raw_type: raw_type(line),
+            }]),
+            _ => Normalized::ParseFailure {
+                reason: error.to_string(),
+            },
+        }
+    }
+}
+
 /// Truncates text kept in events and transcripts; the raw line keeps everything (up to caps).
 pub fn clip(text: &str, max_chars: usize) -> String {
     if text.len() <= max_chars {
