@@ -50,6 +50,26 @@ pub enum Command {
     Pause(PauseArgs),
     /// Release the killswitch
     Resume,
+    /// Run one worker outside the queue, in a directory, under every cap; stream its transcript
+    Run(RunArgs),
+    /// Check each configured worker: binary found, version tested, recorded output still parses
+    Workers,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Worker to run (a [workers.NAME] table) [default: the first routing.executor]
+    #[arg(long, short = 'w', value_name = "NAME")]
+    pub worker: Option<String>,
+    /// Directory the worker works in [default: the current directory]
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Read the prompt from this file (`-` for stdin) instead of the command line
+    #[arg(long, value_name = "PATH", conflicts_with = "prompt")]
+    pub prompt_file: Option<PathBuf>,
+    /// What to ask the worker to do
+    #[arg(value_name = "PROMPT", required_unless_present = "prompt_file")]
+    pub prompt: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -3,10 +3,12 @@
 //!
 //! The binary is a thin wrapper around [`run`]; every stage of the pipeline is a module here.
 
+pub mod budget;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod digest;
 pub mod git;
 pub mod ledger;
 pub mod mock_model;
@@ -16,6 +18,7 @@ pub mod plan;
 pub mod process;
 pub mod redact;
 pub mod roadmap;
+pub mod runner;
 pub mod worker;
 
 use tracing_subscriber::EnvFilter;
@@ -34,11 +37,37 @@ pub mod exit {
     pub const LEDGER: i32 = 4;
     /// The roadmap cannot be read or parsed.
     pub const ROADMAP: i32 = 5;
+    /// A spend cap refused the work (nothing was started).
+    pub const BUDGET: i32 = 6;
+    /// oxi was stopped by SIGINT/SIGTERM and ended its runs (128 + SIGINT, as shells report it).
+    pub const INTERRUPTED: i32 = 130;
 }
+
+/// Ends the process with `code` after the command has already printed what happened (a run
+/// that did not succeed is reported, not raised as an error).
+#[derive(Debug, thiserror::Error)]
+#[error("exit status {0}")]
+pub struct ExitWith(pub i32);
 
 /// Maps an error to its exit code by its type.
 pub fn exit_code(error: &anyhow::Error) -> i32 {
     for cause in error.chain() {
+        if let Some(ExitWith(code)) = cause.downcast_ref::<ExitWith>() {
+            return *code;
+        }
+        if let Some(runner::RunnerError::UnknownWorker { .. } | runner::RunnerError::BadCwd(_)) =
+            cause.downcast_ref::<runner::RunnerError>()
+        {
+            return exit::USAGE;
+        }
+        if cause.is::<budget::Refusal>()
+            || matches!(
+                cause.downcast_ref::<runner::RunnerError>(),
+                Some(runner::RunnerError::Budget(_))
+            )
+        {
+            return exit::BUDGET;
+        }
         if cause.is::<config::ConfigError>() {
             return exit::CONFIG;
         }

@@ -4,6 +4,7 @@ fn main() {
     let cli = oxi::cli::Cli::parse();
     let code = match oxi::run(cli) {
         Ok(()) => oxi::exit::OK,
+        Err(error) if error.downcast_ref::<oxi::ExitWith>().is_some() => oxi::exit_code(&error),
         Err(error) => {
             let code = oxi::exit_code(&error);
             let mut stderr = anstream::stderr();

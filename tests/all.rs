@@ -14,4 +14,5 @@ mod ledger;
 mod mock_model;
 mod process;
 mod roadmap_ingest;
+mod run_cmd;
 mod worker_normalize;

@@ -44,6 +44,23 @@ fn unknown_keys_wrong_types_and_contradictions_name_file_line_and_key() {
         ),
         ("syntax", "[caps\ndaily_usd = 1\n"),
         ("bad_glob", "[governance]\nprotected = [\"src/[\"]\n"),
+        ("bad_size", "[caps]\noutput_per_run = \"lots\"\n"),
+        (
+            "raw_log_above_output",
+            "[caps]\noutput_per_run = \"1 MiB\"\nraw_log_per_run = \"2 MiB\"\n",
+        ),
+        (
+            "prompting_permission_mode",
+            "[workers.claude]\nkind = \"claude\"\ncommand = [\"claude\"]\npermission_mode = \"default\"\n[routing]\nexecutor = [\"claude\"]\nreviewer = [\"claude\"]\n",
+        ),
+        (
+            "sandbox_on_claude",
+            "[workers.claude]\nkind = \"claude\"\ncommand = [\"claude\"]\nsandbox = \"read-only\"\n[routing]\nexecutor = [\"claude\"]\nreviewer = [\"claude\"]\n",
+        ),
+        (
+            "github_token_in_set_env",
+            "[workers.claude]\nkind = \"claude\"\ncommand = [\"claude\"]\nset_env = { GH_TOKEN = \"x\" }\n[routing]\nexecutor = [\"claude\"]\nreviewer = [\"claude\"]\n",
+        ),
     ];
     let mut all = String::new();
     for (name, toml) in cases {

@@ -4,7 +4,9 @@ mod ingest;
 mod init;
 mod pause;
 mod plan;
+mod run;
 mod status;
+mod workers;
 
 use std::path::PathBuf;
 
@@ -59,6 +61,8 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Status => status::run(ctx),
         Command::Pause(args) => pause::pause(ctx, args),
         Command::Resume => pause::resume(ctx),
+        Command::Run(args) => run::run(ctx, args),
+        Command::Workers => workers::run(ctx),
     }
 }
 

@@ -4,6 +4,7 @@
 //! Secrets never live here: the file holds only the *names* of environment variables.
 
 mod duration;
+mod size;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use duration::HumanDuration;
+pub use size::HumanSize;
 
 /// The file name `oxi` looks for, walking up from the current directory.
 pub const CONFIG_FILE_NAME: &str = "oxi.toml";
@@ -144,6 +146,12 @@ pub struct CapsConfig {
     pub max_attempts: u32,
     /// Worker invocations per task, all roles counted.
     pub max_worker_calls: u32,
+    /// Between SIGTERM and SIGKILL when oxi stops a run's process group.
+    pub kill_grace: HumanDuration,
+    /// A run whose output passes this many bytes is stopped as `output_capped`.
+    pub output_per_run: HumanSize,
+    /// How much of a run's raw output is kept in `raw.jsonl` (the rest is counted, not kept).
+    pub raw_log_per_run: HumanSize,
 }
 
 impl Default for CapsConfig {
@@ -157,6 +165,9 @@ impl Default for CapsConfig {
             monthly_usd: 400.0,
             max_attempts: 3,
             max_worker_calls: 6,
+            kill_grace: HumanDuration::from_secs(10),
+            output_per_run: HumanSize::gib(1),
+            raw_log_per_run: HumanSize::mib(64),
         }
     }
 }
@@ -201,6 +212,40 @@ pub struct WorkerConfig {
     /// Fixed variables set for the worker.
     #[serde(default)]
     pub set_env: BTreeMap<String, String>,
+    /// Claude only: `--permission-mode`. `acceptEdits` (default) edits files without asking and
+    /// works as root; `bypassPermissions` also runs commands (as root Claude then needs
+    /// `IS_SANDBOX=1` in `set_env`).
+    #[serde(default)]
+    pub permission_mode: Option<String>,
+    /// Claude only: `--max-turns`, the agent's own turn limit.
+    #[serde(default)]
+    pub max_turns: Option<u32>,
+    /// Codex only: `--sandbox` (`read-only`, `workspace-write` (default),
+    /// `danger-full-access`), or `bypass` for `--dangerously-bypass-approvals-and-sandbox`.
+    #[serde(default)]
+    pub sandbox: Option<String>,
+}
+
+/// Claude permission modes that run unattended (the others prompt, or refuse to edit).
+pub const CLAUDE_PERMISSION_MODES: &[&str] = &["acceptEdits", "bypassPermissions"];
+/// Codex sandbox policies, plus oxi's `bypass`.
+pub const CODEX_SANDBOXES: &[&str] = &[
+    "read-only",
+    "workspace-write",
+    "danger-full-access",
+    "bypass",
+];
+
+impl WorkerConfig {
+    /// The effective Claude permission mode.
+    pub fn permission_mode(&self) -> &str {
+        self.permission_mode.as_deref().unwrap_or("acceptEdits")
+    }
+
+    /// The effective Codex sandbox.
+    pub fn sandbox(&self) -> &str {
+        self.sandbox.as_deref().unwrap_or("workspace-write")
+    }
 }
 
 impl Default for Config {
@@ -219,17 +264,30 @@ impl Default for Config {
     }
 }
 
-/// The default codex model's published prices (USD per million tokens) when `[rates]` is absent.
+/// Published prices (USD per million tokens) of the default models, used when `[rates]` is
+/// absent. Claude reports its own final cost; its card prices the running estimate that lets a
+/// run be stopped at the per-job cap before the CLI's figure arrives.
 fn default_rates() -> BTreeMap<String, RateCard> {
-    BTreeMap::from([(
-        "gpt-5.5".to_owned(),
-        RateCard {
-            input_per_mtok: 1.25,
-            cached_input_per_mtok: Some(0.125),
-            output_per_mtok: 10.0,
-            reasoning_per_mtok: None,
-        },
-    )])
+    BTreeMap::from([
+        (
+            "gpt-5.5".to_owned(),
+            RateCard {
+                input_per_mtok: 1.25,
+                cached_input_per_mtok: Some(0.125),
+                output_per_mtok: 10.0,
+                reasoning_per_mtok: None,
+            },
+        ),
+        (
+            "claude-sonnet-4-5".to_owned(),
+            RateCard {
+                input_per_mtok: 3.0,
+                cached_input_per_mtok: Some(0.3),
+                output_per_mtok: 15.0,
+                reasoning_per_mtok: None,
+            },
+        ),
+    ])
 }
 
 fn default_workers() -> BTreeMap<String, WorkerConfig> {
@@ -243,6 +301,9 @@ fn default_workers() -> BTreeMap<String, WorkerConfig> {
             args: Vec::new(),
             env: vec!["ANTHROPIC_API_KEY".to_owned()],
             set_env: BTreeMap::new(),
+            permission_mode: None,
+            max_turns: None,
+            sandbox: None,
         },
     );
     workers.insert(
@@ -254,6 +315,9 @@ fn default_workers() -> BTreeMap<String, WorkerConfig> {
             args: Vec::new(),
             env: vec!["OPENAI_API_KEY".to_owned(), "CODEX_HOME".to_owned()],
             set_env: BTreeMap::new(),
+            permission_mode: None,
+            max_turns: None,
+            sandbox: None,
         },
     );
     workers
@@ -665,6 +729,30 @@ fn validate(config: &Config) -> Vec<Problem> {
             ),
         ));
     }
+    if caps.kill_grace.as_duration().is_zero() {
+        problems.push(problem(
+            &["caps", "kill_grace"],
+            "must be longer than 0s: workers need a moment to exit cleanly on SIGTERM",
+        ));
+    }
+    if caps.output_per_run.bytes() < 64 * 1024 {
+        problems.push(problem(
+            &["caps", "output_per_run"],
+            format!(
+                "{} is too small for any real run; use at least 64 KiB (default 1 GiB)",
+                caps.output_per_run
+            ),
+        ));
+    }
+    if caps.raw_log_per_run > caps.output_per_run {
+        problems.push(problem(
+            &["caps", "raw_log_per_run"],
+            format!(
+                "{} is more than caps.output_per_run ({}), so it could never be reached",
+                caps.raw_log_per_run, caps.output_per_run
+            ),
+        ));
+    }
     if config.run.max_parallel_jobs == 0 {
         problems.push(problem(&["run", "max_parallel_jobs"], "must be at least 1"));
     }
@@ -703,6 +791,64 @@ fn validate(config: &Config) -> Vec<Problem> {
                     &["workers", name, "set_env"],
                     format!("{var:?} is not an environment variable name"),
                 ));
+            }
+            if token_env == Some(var.as_str()) || var == "GITHUB_TOKEN" || var == "GH_TOKEN" {
+                problems.push(problem(
+                    &["workers", name, "set_env"],
+                    format!("{var} is a GitHub token; a worker never receives it"),
+                ));
+            }
+        }
+        let only = |key: &str, kind: WorkerKind| {
+            problem(
+                &["workers", name, key],
+                format!(
+                    "`{key}` applies only to {kind} workers; this worker's kind is {}",
+                    worker.kind
+                ),
+            )
+        };
+        match worker.kind {
+            WorkerKind::Claude => {
+                if worker.sandbox.is_some() {
+                    problems.push(only("sandbox", WorkerKind::Codex));
+                }
+                if let Some(mode) = &worker.permission_mode
+                    && !CLAUDE_PERMISSION_MODES.contains(&mode.as_str())
+                {
+                    problems.push(problem(
+                        &["workers", name, "permission_mode"],
+                        format!(
+                            "{mode:?} does not run unattended; use one of {}",
+                            CLAUDE_PERMISSION_MODES.join(", ")
+                        ),
+                    ));
+                }
+                if worker.max_turns == Some(0) {
+                    problems.push(problem(
+                        &["workers", name, "max_turns"],
+                        "must be at least 1",
+                    ));
+                }
+            }
+            WorkerKind::Codex => {
+                if worker.permission_mode.is_some() {
+                    problems.push(only("permission_mode", WorkerKind::Claude));
+                }
+                if worker.max_turns.is_some() {
+                    problems.push(only("max_turns", WorkerKind::Claude));
+                }
+                if let Some(sandbox) = &worker.sandbox
+                    && !CODEX_SANDBOXES.contains(&sandbox.as_str())
+                {
+                    problems.push(problem(
+                        &["workers", name, "sandbox"],
+                        format!(
+                            "unknown sandbox {sandbox:?}; use one of {}",
+                            CODEX_SANDBOXES.join(", ")
+                        ),
+                    ));
+                }
             }
         }
     }

@@ -10,6 +10,7 @@
 
 mod migrate;
 mod queries;
+mod runs;
 pub mod state;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use migrate::{MIGRATIONS, Migration};
 pub use queries::*;
+pub use runs::*;
 pub use state::TaskState;
 
 /// How long a writer waits for another writer before giving up with `SQLITE_BUSY`.

@@ -72,6 +72,12 @@ pub enum EventKind {
     Paused,
     /// The killswitch was released.
     Resumed,
+    /// A worker run started (its pid is recorded on the run row).
+    RunStarted,
+    /// A worker run ended, with its classification and cost.
+    RunFinished,
+    /// A run was refused because it could cross a spend cap.
+    BudgetRefused,
 }
 
 impl EventKind {
@@ -85,6 +91,9 @@ impl EventKind {
             EventKind::IngestCompleted => "ingest_completed",
             EventKind::Paused => "paused",
             EventKind::Resumed => "resumed",
+            EventKind::RunStarted => "run_started",
+            EventKind::RunFinished => "run_finished",
+            EventKind::BudgetRefused => "budget_refused",
         }
     }
 }

@@ -36,10 +36,7 @@ pub const ROADMAP_HASH_KEY: &str = "roadmap_sha256";
 
 /// Hash of the roadmap bytes, hex.
 pub fn roadmap_hash(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::sha256_hex(bytes, 32)
 }
 
 fn spec_of(item: &RoadmapItem, order: usize) -> TaskSpec {
@@ -58,12 +55,7 @@ fn spec_of(item: &RoadmapItem, order: usize) -> TaskSpec {
         hasher.update(part.as_bytes());
         hasher.update([0u8]);
     }
-    let content_hash: String = hasher
-        .finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let content_hash = crate::digest::hex(&hasher.finalize()[..16]);
     TaskSpec {
         id: item.id.clone(),
         priority_tier: item.priority_tier,

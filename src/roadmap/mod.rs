@@ -17,7 +17,6 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 /// Largest roadmap accepted. Real ones are kilobytes; this bounds memory on a wrong path.
 pub const MAX_ROADMAP_BYTES: usize = 64 * 1024 * 1024;
@@ -615,9 +614,7 @@ pub fn derived_id(text: &str) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    let digest = Sha256::digest(normalized.as_bytes());
-    let hex: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
-    format!("C-{hex}")
+    format!("C-{}", crate::digest::sha256_hex(normalized.as_bytes(), 5))
 }
 
 /// Ids after "Depends on" / "Blocked by", with `A..B` ranges expanded.

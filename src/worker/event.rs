@@ -173,3 +173,15 @@ pub fn clip(text: &str, max_chars: usize) -> String {
     }
     format!("{}… [{} more bytes]", &text[..end], text.len() - end)
 }
+
+/// Up to `max_bytes` of `bytes` as (lossy) UTF-8 text, marked when cut.
+pub fn clip_bytes(bytes: &[u8], max_bytes: usize) -> String {
+    if bytes.len() <= max_bytes {
+        return String::from_utf8_lossy(bytes).into_owned();
+    }
+    format!(
+        "{}… [{} more bytes]",
+        String::from_utf8_lossy(&bytes[..max_bytes]),
+        bytes.len() - max_bytes
+    )
+}

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::config::{RateCard, WorkerKind};
 use crate::money::MicroUsd;
-pub use event::{Event, Normalized, Tokens, UsageScope};
+pub use event::{Event, Normalized, Tokens, UsageScope, clip_bytes};
 
 /// One CLI's contract.
 pub trait Adapter: Send + Sync {

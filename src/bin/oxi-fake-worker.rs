@@ -1,0 +1,325 @@
+//! A stand-in for `claude` / `codex` that prints their real wire formats (shapes taken from
+//! fixtures/captures) and misbehaves on request, for the faults a live CLI cannot be made to
+//! produce on cue: floods, garbage, an 8 MiB line, a grandchild holding the pipes, a process
+//! that ignores SIGTERM, exit 130, a runaway spender, a worker that echoes secrets.
+//!
+//! Used by oxi's tests, benchmarks and chaos harness; also handy to try an `oxi.toml` without
+//! spending anything (`command = ["oxi-fake-worker"]`). It accepts and ignores oxi's argv
+//! except to learn its flavour (`exec` in argv means codex) and the prompt (the last argument).
+//!
+//! Environment:
+//! - `OXI_FAKE_SCENARIO`: `edit` (default), `flood:<bytes>`, `garbage`, `long-line:<bytes>`,
+//!   `hang`, `silent-then-hang`, `ignore-term`, `grandchild`, `grandchild-escape`, `exit130`,
+//!   `spend`, `rate-limited`, `echo-env:<NAME>`, `env-names`, `no-result`, `fail`.
+//! - `OXI_FAKE_FILE`: the file `edit` writes (default `hello.txt`, relative to the cwd).
+//! - `OXI_FAKE_SLEEP_MS`: how long sleeping scenarios sleep (default 600000).
+//! - `OXI_FAKE_VERSION`: what `--version` prints (default `2.1.328 (Claude Code)`).
+
+use std::io::{BufWriter, Write};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    Claude,
+    Codex,
+}
+
+struct Out {
+    flavor: Flavor,
+    out: BufWriter<std::io::Stdout>,
+    session: String,
+}
+
+impl Out {
+    fn line(&mut self, value: &Value) {
+        let _ = writeln!(self.out, "{value}");
+        let _ = self.out.flush();
+    }
+
+    fn raw(&mut self, bytes: &[u8]) {
+        let _ = self.out.write_all(bytes);
+        let _ = self.out.flush();
+    }
+
+    fn init(&mut self, cwd: &str) {
+        match self.flavor {
+            Flavor::Claude => self.line(&json!({
+                "type": "system", "subtype": "init", "cwd": cwd, "session_id": self.session,
+                "tools": ["Bash", "Edit", "Read", "Write"], "model": "claude-sonnet-4-5",
+                "permissionMode": "acceptEdits", "claude_code_version": "2.1.328",
+            })),
+            Flavor::Codex => {
+                self.line(&json!({"type": "thread.started", "thread_id": self.session}));
+                self.line(&json!({"type": "turn.started"}));
+            }
+        }
+    }
+
+    fn message(&mut self, id: &str, text: &str, input_tokens: u64) {
+        match self.flavor {
+            Flavor::Claude => self.line(&json!({
+                "type": "assistant",
+                "message": {
+                    "id": id, "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+                    "content": [{"type": "text", "text": text}],
+                    "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": input_tokens, "cache_creation_input_tokens": 0,
+                              "cache_read_input_tokens": 0, "output_tokens": 1},
+                },
+                "parent_tool_use_id": null, "session_id": self.session,
+            })),
+            Flavor::Codex => self.line(&json!({
+                "type": "item.completed",
+                "item": {"id": id, "type": "agent_message", "text": text},
+            })),
+        }
+    }
+
+    fn write_file(&mut self, path: &str, content: &str) {
+        let _ = std::fs::write(path, content);
+        match self.flavor {
+            Flavor::Claude => {
+                self.line(&json!({
+                    "type": "assistant",
+                    "message": {
+                        "id": "msg_fake_write", "type": "message", "role": "assistant",
+                        "model": "claude-sonnet-4-5",
+                        "content": [{"type": "tool_use", "id": "toolu_fake_1", "name": "Write",
+                                     "input": {"file_path": path, "content": content}}],
+                        "usage": {"input_tokens": 1200, "cache_creation_input_tokens": 100,
+                                  "cache_read_input_tokens": 200, "output_tokens": 1},
+                    },
+                    "session_id": self.session,
+                }));
+                self.line(&json!({
+                    "type": "user",
+                    "message": {"role": "user", "content": [{"tool_use_id": "toolu_fake_1",
+                        "type": "tool_result", "content": format!("File created successfully at: {path}")}]},
+                    "session_id": self.session,
+                    "tool_use_result": {"type": "create", "filePath": path, "content": content},
+                }));
+            }
+            Flavor::Codex => {
+                let item = json!({"id": "item_1", "type": "file_change",
+                    "changes": [{"path": path, "kind": "add"}], "status": "completed"});
+                self.line(&json!({"type": "item.completed", "item": item}));
+            }
+        }
+    }
+
+    /// The final line: Claude's `result` with its cost, or Codex's `turn.completed` usage.
+    fn result(&mut self, text: &str, is_error: bool, api_error_status: Option<u16>) {
+        match self.flavor {
+            Flavor::Claude => self.line(&json!({
+                "type": "result", "subtype": "success", "is_error": is_error,
+                "duration_ms": 1234, "duration_api_ms": 1000, "num_turns": 2,
+                "result": text, "stop_reason": "end_turn", "session_id": self.session,
+                "total_cost_usd": 0.01268, "api_error_status": api_error_status,
+                "terminal_reason": if api_error_status.is_some() { Some("api_error") } else { None },
+                "usage": {"input_tokens": 2400, "cache_creation_input_tokens": 200,
+                          "cache_read_input_tokens": 400, "output_tokens": 100},
+            })),
+            Flavor::Codex => {
+                self.message("item_9", text, 0);
+                if is_error {
+                    self.line(&json!({"type": "turn.failed", "error": {"message": text}}));
+                } else {
+                    self.line(&json!({"type": "turn.completed", "usage": {
+                        "input_tokens": 2400, "cached_input_tokens": 400,
+                        "cache_write_input_tokens": 0, "output_tokens": 100,
+                        "reasoning_output_tokens": 40}}));
+                }
+            }
+        }
+    }
+}
+
+fn sleep_ms() -> u64 {
+    std::env::var("OXI_FAKE_SLEEP_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600_000)
+}
+
+fn amount(arg: Option<&str>, default: u64) -> u64 {
+    arg.and_then(|a| a.parse().ok()).unwrap_or(default)
+}
+
+fn spawn_grandchild(escape: bool) {
+    let Ok(me) = std::env::current_exe() else {
+        return;
+    };
+    let mut command = std::process::Command::new(me);
+    command
+        .env("OXI_FAKE_SCENARIO", "sleep")
+        .stdin(std::process::Stdio::null());
+    if escape {
+        use std::os::unix::process::CommandExt;
+        // Its own group: oxi's group kill does not reach it, only the drain bound protects oxi.
+        command.process_group(0);
+    }
+    // stdout/stderr are inherited: the grandchild holds oxi's pipes open.
+    let _ = command.spawn();
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() == 2 && args[1] == "--version" {
+        // As the real CLIs print it; OXI_FAKE_VERSION impersonates another version.
+        let version = std::env::var("OXI_FAKE_VERSION")
+            .unwrap_or_else(|_| "2.1.328 (Claude Code)".to_owned());
+        let _ = writeln!(std::io::stdout(), "{version}");
+        return;
+    }
+    let flavor = if args.iter().any(|a| a == "exec") {
+        Flavor::Codex
+    } else {
+        Flavor::Claude
+    };
+    let prompt = args.last().cloned().unwrap_or_default();
+    let cwd = std::env::current_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    let scenario = std::env::var("OXI_FAKE_SCENARIO").unwrap_or_else(|_| "edit".to_owned());
+    let (name, arg) = match scenario.split_once(':') {
+        Some((name, arg)) => (name.to_owned(), Some(arg.to_owned())),
+        None => (scenario.clone(), None),
+    };
+    let mut out = Out {
+        flavor,
+        out: BufWriter::with_capacity(256 * 1024, std::io::stdout()),
+        session: format!("fake-{}", std::process::id()),
+    };
+    let done = "Done.\nOXI_RESULT {\"status\":\"done\"}";
+    match name.as_str() {
+        "sleep" => std::thread::sleep(Duration::from_millis(sleep_ms())),
+        "edit" => {
+            out.init(&cwd);
+            out.message("msg_fake_1", &format!("Working on: {prompt}"), 1200);
+            let file = std::env::var("OXI_FAKE_FILE").unwrap_or_else(|_| "hello.txt".to_owned());
+            let path = std::path::Path::new(&cwd).join(file);
+            out.write_file(&path.display().to_string(), "hi\n");
+            out.result(done, false, None);
+        }
+        "flood" => {
+            out.init(&cwd);
+            let total = amount(arg.as_deref(), 1 << 30);
+            let text = "x".repeat(4000);
+            let line = match flavor {
+                Flavor::Claude => json!({"type": "assistant", "message": {"id": "msg_flood",
+                    "type": "message", "role": "assistant", "content": [{"type": "text", "text": text}]},
+                    "session_id": out.session}),
+                Flavor::Codex => json!({"type": "item.completed",
+                    "item": {"id": "item_flood", "type": "agent_message", "text": text}}),
+            };
+            let mut bytes = line.to_string().into_bytes();
+            bytes.push(b'\n');
+            let mut written = 0u64;
+            while written < total {
+                if out.out.write_all(&bytes).is_err() {
+                    return;
+                }
+                written += bytes.len() as u64;
+            }
+            out.result(done, false, None);
+        }
+        "garbage" => {
+            out.init(&cwd);
+            out.raw(b"this is not json\n");
+            out.raw(b"{\"type\": \"assistant\", \"message\": 42}\n");
+            out.raw(b"[1, 2, 3]\n");
+            out.raw(b"{\"type\": \"brand_new_event\", \"x\": 1}\n");
+            out.raw(&[0xff, 0xfe, b'\n']);
+            out.result(done, false, None);
+        }
+        "long-line" => {
+            out.init(&cwd);
+            let size = amount(arg.as_deref(), 8 << 20) as usize;
+            out.raw(&vec![b'a'; size]);
+        }
+        "hang" => {
+            out.init(&cwd);
+            std::thread::sleep(Duration::from_millis(sleep_ms()));
+        }
+        "silent-then-hang" => std::thread::sleep(Duration::from_millis(sleep_ms())),
+        "ignore-term" => {
+            #[allow(unsafe_code)]
+            // SAFETY: SIG_IGN installs no handler code; nothing else runs concurrently yet.
+            unsafe {
+                let _ = nix::sys::signal::signal(
+                    nix::sys::signal::Signal::SIGTERM,
+                    nix::sys::signal::SigHandler::SigIgn,
+                );
+            }
+            out.init(&cwd);
+            loop {
+                std::thread::sleep(Duration::from_millis(sleep_ms()));
+            }
+        }
+        "grandchild" | "grandchild-escape" => {
+            out.init(&cwd);
+            spawn_grandchild(name == "grandchild-escape");
+            out.result(done, false, None);
+        }
+        "exit130" => {
+            out.init(&cwd);
+            std::process::exit(130);
+        }
+        "spend" => {
+            // A runaway: every message adds 100k input tokens ($0.30 at Sonnet prices).
+            out.init(&cwd);
+            for i in 0u64.. {
+                match flavor {
+                    Flavor::Claude => {
+                        out.message(&format!("msg_spend_{i}"), "thinking about it", 100_000)
+                    }
+                    Flavor::Codex => out.line(&json!({"type": "turn.completed", "usage": {
+                        "input_tokens": 100_000, "cached_input_tokens": 0,
+                        "output_tokens": 1000, "reasoning_output_tokens": 0}})),
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        "rate-limited" => {
+            out.init(&cwd);
+            out.result("API Error: 429 rate limited", true, Some(429));
+            std::process::exit(1);
+        }
+        "echo-env" => {
+            let var = arg.unwrap_or_default();
+            let value = std::env::var(&var).unwrap_or_default();
+            out.init(&cwd);
+            out.message("msg_echo", &format!("the value of {var} is {value}"), 10);
+            let _ = std::fs::write(std::path::Path::new(&cwd).join("leak.txt"), &value);
+            let _ = writeln!(std::io::stderr(), "debug: {var}={value}");
+            out.result(&format!("leaked {value}\n{done}"), false, None);
+        }
+        "env-names" => {
+            let mut names: Vec<String> = std::env::vars_os()
+                .filter_map(|(k, _)| k.into_string().ok())
+                .collect();
+            names.sort();
+            out.init(&cwd);
+            out.message("msg_env", &format!("ENV {}", names.join(",")), 10);
+            out.result(done, false, None);
+        }
+        "no-result" => {
+            out.init(&cwd);
+            out.message("msg_1", "I stopped early.", 10);
+        }
+        "fail" => {
+            out.init(&cwd);
+            let _ = writeln!(std::io::stderr(), "fatal: something went wrong");
+            std::process::exit(2);
+        }
+        other => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "oxi-fake-worker: unknown scenario {other:?}"
+            );
+            std::process::exit(64);
+        }
+    }
+}

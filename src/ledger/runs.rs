@@ -1,0 +1,364 @@
+//! Runs, their leases, and the money held for them.
+//!
+//! A run's life in the ledger: `begin_run` creates the row, reserves its budget and records
+//! `run_started` in one transaction (after the caller checked the caps in that same
+//! transaction); `record_run_process` stores pid/pgid before the first byte of output is read;
+//! `renew_run` extends the lease and publishes the running cost; `finish_run` records the end
+//! and settles the reservation to what the run really cost.
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::{EventKind, LedgerError, NewEvent, Queries, Result};
+use crate::money::MicroUsd;
+
+/// Everything known about a run when it is created.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    pub id: &'a str,
+    /// `None` for a run outside the queue (`oxi run`).
+    pub task_id: Option<&'a str>,
+    pub attempt: u32,
+    /// `executor`, `reviewer`, `planner` or `adhoc`.
+    pub role: &'a str,
+    pub worker: &'a str,
+    pub worker_kind: &'a str,
+    pub model: Option<&'a str>,
+    pub run_dir: &'a str,
+    pub worktree: Option<&'a str>,
+    pub branch: Option<&'a str>,
+    pub started_at_ms: i64,
+    /// Held against the day's and month's caps until the run settles.
+    pub reserve_microusd: MicroUsd,
+    /// UTC budget day and month of `started_at_ms`.
+    pub day: &'a str,
+    pub month: &'a str,
+    /// `oxi` or `operator:<user>`.
+    pub actor: &'a str,
+}
+
+/// How a run ended, as recorded on its row.
+#[derive(Debug, Clone, Default)]
+pub struct RunEnd<'a> {
+    pub ended_at_ms: i64,
+    pub classification: &'a str,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stop_reason: Option<&'a str>,
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub cost_microusd: MicroUsd,
+    pub cli_version: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+    pub parse_failures: u64,
+    pub bytes_cut: u64,
+    pub retry_after_ms: Option<u64>,
+    pub detail: Option<&'a str>,
+    /// Written into the `run_finished` event as is (files changed, durations, ...).
+    pub summary: serde_json::Value,
+}
+
+/// A run row as read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunRow {
+    pub id: String,
+    pub task_id: Option<String>,
+    pub attempt: u32,
+    pub role: String,
+    pub worker: String,
+    pub worker_kind: String,
+    pub model: Option<String>,
+    pub status: String,
+    pub classification: Option<String>,
+    pub pid: Option<u32>,
+    pub pgid: Option<u32>,
+    pub lease_expires_at_ms: Option<i64>,
+    pub started_at_ms: i64,
+    pub ended_at_ms: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stop_reason: Option<String>,
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub cost_microusd: MicroUsd,
+    pub run_dir: Option<String>,
+    pub worktree: Option<String>,
+    pub branch: Option<String>,
+    pub cli_version: Option<String>,
+    pub session_id: Option<String>,
+    pub parse_failures: u64,
+    pub bytes_cut: u64,
+    pub retry_after_ms: Option<u64>,
+    pub detail: Option<String>,
+}
+
+/// A reservation as read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SpendRow {
+    pub run_id: String,
+    pub day: String,
+    pub month: String,
+    pub reserved_microusd: MicroUsd,
+    pub actual_microusd: MicroUsd,
+    pub status: String,
+}
+
+const RUN_COLUMNS: &str = "id, task_id, attempt, role, worker, worker_kind, model, status,
+    classification, pid, pgid, lease_expires_at_ms, started_at_ms, ended_at_ms, exit_code, signal,
+    stop_reason, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens,
+    cost_microusd, run_dir, worktree, branch, cli_version, session_id, parse_failures, bytes_cut,
+    retry_after_ms, detail";
+
+fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: row.get(0)?,
+        task_id: row.get(1)?,
+        attempt: row.get(2)?,
+        role: row.get(3)?,
+        worker: row.get(4)?,
+        worker_kind: row.get(5)?,
+        model: row.get(6)?,
+        status: row.get(7)?,
+        classification: row.get(8)?,
+        pid: row.get(9)?,
+        pgid: row.get(10)?,
+        lease_expires_at_ms: row.get(11)?,
+        started_at_ms: row.get(12)?,
+        ended_at_ms: row.get(13)?,
+        exit_code: row.get(14)?,
+        signal: row.get(15)?,
+        stop_reason: row.get(16)?,
+        input_tokens: count(row, 17)?,
+        cached_input_tokens: count(row, 18)?,
+        output_tokens: count(row, 19)?,
+        reasoning_tokens: count(row, 20)?,
+        cost_microusd: row.get(21)?,
+        run_dir: row.get(22)?,
+        worktree: row.get(23)?,
+        branch: row.get(24)?,
+        cli_version: row.get(25)?,
+        session_id: row.get(26)?,
+        parse_failures: count(row, 27)?,
+        bytes_cut: count(row, 28)?,
+        retry_after_ms: row.get::<_, Option<i64>>(29)?.map(|v| v.max(0) as u64),
+        detail: row.get(30)?,
+    })
+}
+
+/// SQLite integers are signed; counts are stored as non-negative i64.
+fn count(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
+    Ok(row.get::<_, i64>(index)?.max(0) as u64)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Queries<'_> {
+    /// Creates a running run, reserves its budget and records `run_started`. Call it inside the
+    /// same `Ledger::write` that checked the caps, so no other claimer sees stale totals.
+    pub fn begin_run(&self, run: &NewRun<'_>) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO runs (id, task_id, attempt, role, worker, worker_kind, model, status,
+                     started_at_ms, run_dir, worktree, branch)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                run.id,
+                run.task_id,
+                run.attempt,
+                run.role,
+                run.worker,
+                run.worker_kind,
+                run.model,
+                run.started_at_ms,
+                run.run_dir,
+                run.worktree,
+                run.branch,
+            ])?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO spend (run_id, day, month, reserved_microusd, status, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, 'reserved', ?5)",
+            )?
+            .execute(params![
+                run.id,
+                run.day,
+                run.month,
+                run.reserve_microusd,
+                run.started_at_ms
+            ])?;
+        self.append_event(&NewEvent {
+            at_ms: run.started_at_ms,
+            kind: EventKind::RunStarted,
+            task_id: run.task_id,
+            run_id: Some(run.id),
+            actor: run.actor,
+            data: serde_json::json!({
+                "role": run.role,
+                "worker": run.worker,
+                "worker_kind": run.worker_kind,
+                "model": run.model,
+                "attempt": run.attempt,
+                "reserved_microusd": run.reserve_microusd,
+                "run_dir": run.run_dir,
+            }),
+        })?;
+        Ok(())
+    }
+
+    /// Stores the process id and group of a started run and its first lease.
+    pub fn record_run_process(&self, run_id: &str, pid: u32, lease_until_ms: i64) -> Result<()> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE runs SET pid = ?2, pgid = ?2, lease_expires_at_ms = ?3
+                 WHERE id = ?1 AND status = 'running'",
+            )?
+            .execute(params![run_id, pid, lease_until_ms])?;
+        if changed == 0 {
+            return Err(LedgerError::Corrupt(format!(
+                "run {run_id} is not running; cannot record its process"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Extends a running run's lease and publishes its running cost into its reservation, so
+    /// `oxi status` and other claimers see money as it is spent.
+    pub fn renew_run(&self, run_id: &str, lease_until_ms: i64, running: MicroUsd) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE runs SET lease_expires_at_ms = ?2, cost_microusd = MAX(cost_microusd, ?3)
+                 WHERE id = ?1 AND status = 'running'",
+            )?
+            .execute(params![run_id, lease_until_ms, running])?;
+        self.conn
+            .prepare_cached(
+                "UPDATE spend SET actual_microusd = MAX(actual_microusd, ?2)
+                 WHERE run_id = ?1 AND status = 'reserved'",
+            )?
+            .execute(params![run_id, running])?;
+        Ok(())
+    }
+
+    /// Records how a run ended, settles its reservation to the real cost and appends
+    /// `run_finished`. A run already finished (by the reaper, say) is left as it is.
+    pub fn finish_run(&self, run_id: &str, end: &RunEnd<'_>) -> Result<bool> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE runs SET status = 'finished', classification = ?2, ended_at_ms = ?3,
+                     exit_code = ?4, signal = ?5, stop_reason = ?6, input_tokens = ?7,
+                     cached_input_tokens = ?8, output_tokens = ?9, reasoning_tokens = ?10,
+                     cost_microusd = ?11, cli_version = ?12, session_id = ?13,
+                     parse_failures = ?14, bytes_cut = ?15, retry_after_ms = ?16, detail = ?17,
+                     lease_expires_at_ms = NULL
+                 WHERE id = ?1 AND status = 'running'",
+            )?
+            .execute(params![
+                run_id,
+                end.classification,
+                end.ended_at_ms,
+                end.exit_code,
+                end.signal,
+                end.stop_reason,
+                to_i64(end.input_tokens),
+                to_i64(end.cached_input_tokens),
+                to_i64(end.output_tokens),
+                to_i64(end.reasoning_tokens),
+                end.cost_microusd,
+                end.cli_version,
+                end.session_id,
+                to_i64(end.parse_failures),
+                to_i64(end.bytes_cut),
+                end.retry_after_ms.map(to_i64),
+                end.detail,
+            ])?;
+        if changed == 0 {
+            return Ok(false);
+        }
+        self.conn
+            .prepare_cached(
+                "UPDATE spend SET status = 'settled', actual_microusd = ?2, settled_at_ms = ?3
+                 WHERE run_id = ?1 AND status = 'reserved'",
+            )?
+            .execute(params![run_id, end.cost_microusd, end.ended_at_ms])?;
+        let task_id: Option<String> = self
+            .conn
+            .prepare_cached("SELECT task_id FROM runs WHERE id = ?1")?
+            .query_row([run_id], |r| r.get(0))?;
+        let mut data = serde_json::json!({
+            "classification": end.classification,
+            "exit_code": end.exit_code,
+            "signal": end.signal,
+            "stop_reason": end.stop_reason,
+            "cost_microusd": end.cost_microusd,
+            "tokens": {
+                "input": end.input_tokens,
+                "cached_input": end.cached_input_tokens,
+                "output": end.output_tokens,
+                "reasoning": end.reasoning_tokens,
+            },
+            "parse_failures": end.parse_failures,
+            "bytes_cut": end.bytes_cut,
+            "detail": end.detail,
+        });
+        if let (Some(map), Some(extra)) = (data.as_object_mut(), end.summary.as_object()) {
+            for (k, v) in extra {
+                map.insert(k.clone(), v.clone());
+            }
+        }
+        self.append_event(&NewEvent {
+            at_ms: end.ended_at_ms,
+            kind: EventKind::RunFinished,
+            task_id: task_id.as_deref(),
+            run_id: Some(run_id),
+            actor: "oxi",
+            data,
+        })?;
+        Ok(true)
+    }
+
+    pub fn run(&self, run_id: &str) -> Result<Option<RunRow>> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?
+            .query_row([run_id], run_from_row)
+            .optional()?)
+    }
+
+    /// Runs still marked running (live, or orphaned by a supervisor that died).
+    pub fn running_runs(&self) -> Result<Vec<RunRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' ORDER BY started_at_ms"
+        ))?;
+        let rows = stmt.query_map([], run_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    pub fn spend_for_run(&self, run_id: &str) -> Result<Option<SpendRow>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT run_id, day, month, reserved_microusd, actual_microusd, status
+                 FROM spend WHERE run_id = ?1",
+            )?
+            .query_row([run_id], |r| {
+                Ok(SpendRow {
+                    run_id: r.get(0)?,
+                    day: r.get(1)?,
+                    month: r.get(2)?,
+                    reserved_microusd: r.get(3)?,
+                    actual_microusd: r.get(4)?,
+                    status: r.get(5)?,
+                })
+            })
+            .optional()?)
+    }
+}

@@ -1,0 +1,702 @@
+//! One worker run, start to finish: the argv and allow-listed environment for the configured
+//! CLI, the run directory, the ledger row with its budget reservation and lease, supervision
+//! under every cap, and the settled outcome. `oxi run` calls this directly; the tick calls it
+//! for each claimed task.
+
+pub mod artifacts;
+pub mod contract;
+pub mod env;
+pub mod recorder;
+pub mod transcript;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::budget::{self, Caps, Refusal};
+use crate::clock::{day_of, month_of, now_ms, rfc3339};
+use crate::config::{LoadedConfig, RateCard, WorkerConfig, WorkerKind};
+use crate::git::TreeSnapshot;
+use crate::ledger::{EventKind, Ledger, LedgerError, NewEvent, NewRun, RunEnd};
+use crate::money::{MicroUsd, micro_to_usd};
+use crate::process::{self, Limits, ProcessError, Spawn};
+use crate::redact::Redactor;
+use crate::worker::{self, Classification, Ending, Tokens};
+use artifacts::{ArtifactError, CappedFile};
+use env::WorkerEnv;
+use recorder::{Files, Recorder};
+
+/// Longest line kept whole; longer lines are truncated, marked, and counted as parse failures.
+pub const LINE_CAP: usize = 1024 * 1024;
+/// How long oxi keeps reading pipes a worker's grandchildren hold open after it exits.
+pub const DRAIN: Duration = Duration::from_secs(2);
+
+/// Errors that prevent a run from being recorded at all. A run that starts and fails is not an
+/// error: it is a `RunReport` with a classification.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(
+        "no worker named {name:?} in {config} (configured: {known}); add a [workers.{name}] table"
+    )]
+    UnknownWorker {
+        name: String,
+        config: String,
+        known: String,
+    },
+    #[error(transparent)]
+    Budget(#[from] Refusal),
+    #[error("working directory {0} does not exist or is not a directory")]
+    BadCwd(PathBuf),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+}
+
+/// What to run.
+pub struct RunRequest<'a> {
+    pub worker_name: &'a str,
+    pub prompt: &'a str,
+    pub cwd: &'a Path,
+    /// `executor`, `reviewer`, `planner`, or `adhoc` for `oxi run`.
+    pub role: &'a str,
+    pub task_id: Option<&'a str>,
+    pub attempt: u32,
+    pub worktree: Option<&'a str>,
+    pub branch: Option<&'a str>,
+    /// `oxi` or `operator:<user>`.
+    pub actor: &'a str,
+    /// oxi's own environment, from which the worker's allow-list is drawn.
+    pub parent_env: Vec<(String, String)>,
+    /// Where the transcript streams while the run goes.
+    pub live: Option<Box<dyn Write + Send>>,
+}
+
+/// How a run ended, as `oxi run` prints it and the tick consumes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub worker: String,
+    pub worker_kind: WorkerKind,
+    pub model: Option<String>,
+    pub classification: Classification,
+    pub retryable: bool,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stop_reason: Option<process::StopReason>,
+    pub tokens: TokenSummary,
+    pub cost_usd: f64,
+    pub cost_microusd: MicroUsd,
+    /// `cli` (the CLI's own figure), `rate_card`, or `unknown`.
+    pub cost_source: &'static str,
+    pub run_dir: PathBuf,
+    pub files_changed: Vec<String>,
+    pub elapsed_ms: u64,
+    pub cli_version: Option<String>,
+    pub session_id: Option<String>,
+    pub parse_failures: u64,
+    pub bytes_cut: u64,
+    pub lines_truncated: u64,
+    pub retry_after_ms: Option<u64>,
+    /// The worker's `OXI_RESULT {json}` block, when it printed one.
+    pub result: Option<serde_json::Value>,
+    /// The worker's last message (clipped), for a reader.
+    pub last_message: Option<String>,
+    /// Why it ended so, in one line, when it did not succeed.
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TokenSummary {
+    pub input: u64,
+    pub cached_input: u64,
+    pub cache_write_input: u64,
+    pub output: u64,
+    pub reasoning: u64,
+}
+
+impl From<Tokens> for TokenSummary {
+    fn from(t: Tokens) -> Self {
+        Self {
+            input: t.input,
+            cached_input: t.cached_input,
+            cache_write_input: t.cache_write_input,
+            output: t.output,
+            reasoning: t.reasoning,
+        }
+    }
+}
+
+/// A sortable, unique run id: UTC time to the second, then 8 hex digits of a hash of the
+/// time in nanoseconds, the pid and a process-wide counter.
+pub fn new_run_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = jiff::Timestamp::now();
+    let mut hasher = Sha256::new();
+    hasher.update(now.as_nanosecond().to_le_bytes());
+    hasher.update(std::process::id().to_le_bytes());
+    hasher.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    let digest = hasher.finalize();
+    let suffix = crate::digest::hex(&digest[..4]);
+    format!(
+        "{}-{suffix}",
+        now.to_zoned(jiff::tz::TimeZone::UTC)
+            .strftime("%Y%m%dT%H%M%SZ")
+    )
+}
+
+/// The argv for one run of `worker`.
+pub fn build_argv(worker: &WorkerConfig, prompt: &str) -> Vec<String> {
+    match worker.kind {
+        WorkerKind::Claude => worker::claude::argv(
+            &worker.command,
+            prompt,
+            worker.model.as_deref(),
+            worker.permission_mode(),
+            worker.max_turns,
+            &worker.args,
+        ),
+        WorkerKind::Codex => worker::codex::argv(
+            &worker.command,
+            prompt,
+            worker.model.as_deref(),
+            worker.sandbox(),
+            &worker.args,
+        ),
+    }
+}
+
+/// Everything decided before the process starts.
+pub struct PreparedRun<'a> {
+    pub run_id: String,
+    pub request: RunRequest<'a>,
+    pub worker: WorkerConfig,
+    pub argv: Vec<String>,
+    pub env: WorkerEnv,
+    pub redactor: Redactor,
+    pub run_dir: PathBuf,
+    pub limits: Limits,
+    pub caps: Caps,
+    pub card: Option<RateCard>,
+    pub output_cap: u64,
+    pub raw_cap: u64,
+    pub lease: Duration,
+}
+
+/// Resolves the worker, argv, environment and limits for `request`.
+pub fn prepare<'a>(
+    config: &LoadedConfig,
+    request: RunRequest<'a>,
+) -> Result<PreparedRun<'a>, RunnerError> {
+    let worker = config
+        .config
+        .workers
+        .get(request.worker_name)
+        .cloned()
+        .ok_or_else(|| RunnerError::UnknownWorker {
+            name: request.worker_name.to_owned(),
+            config: config.display_path(),
+            known: config
+                .config
+                .workers
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    if !request.cwd.is_dir() {
+        return Err(RunnerError::BadCwd(request.cwd.to_path_buf()));
+    }
+    let token_env = config.config.github.as_ref().map(|g| g.token_env.as_str());
+    let env = env::worker_env(&worker, request.parent_env.clone(), token_env);
+    // The GitHub token is not passed, but if a worker ever echoed it, it must still be masked.
+    let mut secrets = env.secrets.clone();
+    for name in env::NEVER_PASSED.iter().copied().chain(token_env) {
+        if let Some((_, value)) = request.parent_env.iter().find(|(k, _)| k == name) {
+            secrets.push(value.clone());
+        }
+    }
+    let redactor = Redactor::new(&secrets);
+    let argv = build_argv(&worker, request.prompt);
+    let caps_config = &config.config.caps;
+    let limits = Limits {
+        wall: caps_config.job_runtime.as_duration(),
+        stall: caps_config.stall_timeout.as_duration(),
+        grace: caps_config.kill_grace.as_duration(),
+        line_cap: LINE_CAP,
+        drain: DRAIN,
+    };
+    let card = worker
+        .model
+        .as_ref()
+        .and_then(|m| config.config.rates.get(m))
+        .cloned();
+    let run_id = new_run_id();
+    Ok(PreparedRun {
+        run_dir: config.runs_dir().join(&run_id),
+        run_id,
+        request,
+        argv,
+        env,
+        redactor,
+        limits,
+        caps: Caps::from_config(caps_config),
+        card,
+        output_cap: caps_config.output_per_run.bytes(),
+        raw_cap: caps_config.raw_log_per_run.bytes(),
+        lease: limits.stall + limits.grace + Duration::from_secs(30),
+        worker,
+    })
+}
+
+impl PreparedRun<'_> {
+    /// argv as recorded: secrets masked, the prompt replaced by a pointer to prompt.md.
+    pub fn recorded_argv(&self) -> Vec<String> {
+        let last = self.argv.len().saturating_sub(1);
+        self.argv
+            .iter()
+            .enumerate()
+            .map(|(i, arg)| {
+                if i == last {
+                    "<prompt: prompt.md>".to_owned()
+                } else {
+                    self.redactor.redact(arg).into_owned()
+                }
+            })
+            .collect()
+    }
+
+    /// Checks the day's and month's caps and, in the same transaction, creates the run row
+    /// and reserves `reserve` (the per-job cap for `oxi run`). A refusal is recorded as a
+    /// `budget_refused` event and returned.
+    pub fn admit(&self, ledger: &mut Ledger, reserve: MicroUsd) -> Result<(), RunnerError> {
+        let now = now_ms();
+        let (day, month) = (day_of(now), month_of(now));
+        let run_dir = self.run_dir.display().to_string();
+        let new_run = NewRun {
+            id: &self.run_id,
+            task_id: self.request.task_id,
+            attempt: self.request.attempt,
+            role: self.request.role,
+            worker: self.request.worker_name,
+            worker_kind: self.worker.kind.as_str(),
+            model: self.worker.model.as_deref(),
+            run_dir: &run_dir,
+            worktree: self.request.worktree,
+            branch: self.request.branch,
+            started_at_ms: now,
+            reserve_microusd: reserve,
+            day: &day,
+            month: &month,
+            actor: self.request.actor,
+        };
+        let caps = self.caps;
+        let outcome = ledger.write(|q| {
+            let totals = q.spend_totals(&day, &month)?;
+            match budget::admit(&totals, reserve, &caps) {
+                Ok(()) => {
+                    q.begin_run(&new_run)?;
+                    Ok(Ok(()))
+                }
+                Err(refusal) => {
+                    q.append_event(&NewEvent {
+                        at_ms: now,
+                        kind: EventKind::BudgetRefused,
+                        task_id: new_run.task_id,
+                        run_id: None,
+                        actor: new_run.actor,
+                        data: serde_json::json!({
+                            "worker": new_run.worker,
+                            "refusal": &refusal,
+                        }),
+                    })?;
+                    Ok(Err(refusal))
+                }
+            }
+        })?;
+        outcome.map_err(RunnerError::Budget)
+    }
+
+    /// Runs the admitted process to its end and settles it. Never leaves the run row
+    /// `running` unless the ledger itself fails.
+    pub async fn run(
+        mut self,
+        ledger: &mut Ledger,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<RunReport, RunnerError> {
+        artifacts::create_private_dir(&self.run_dir)?;
+        let masked_prompt = self.redactor.redact(self.request.prompt).into_owned();
+        artifacts::write_atomic(&self.run_dir.join("prompt.md"), masked_prompt.as_bytes())?;
+        let before = TreeSnapshot::take(self.request.cwd);
+        let files = Files {
+            raw: CappedFile::create(self.run_dir.join("raw.jsonl"), self.raw_cap)?,
+            stderr: CappedFile::create(self.run_dir.join("stderr.log"), self.raw_cap)?,
+            events: CappedFile::create(self.run_dir.join("events.jsonl"), self.raw_cap)?,
+            transcript: CappedFile::create(self.run_dir.join("transcript.md"), self.raw_cap)?,
+        };
+        let started_ms = now_ms();
+        let adapter = worker::adapter(self.worker.kind);
+        let live = self.request.live.take();
+        let spawn = Spawn {
+            argv: self.argv.clone(),
+            cwd: self.request.cwd.to_path_buf(),
+            env: self.env.vars.clone(),
+        };
+        let mut recorder = Recorder::new(
+            adapter,
+            &self.redactor,
+            ledger,
+            &self.run_id,
+            files,
+            live,
+            self.card,
+            self.caps.job,
+            self.output_cap,
+            self.lease,
+        );
+        let header = format!(
+            "# oxi run {} · worker {} ({}{}) · {}",
+            self.run_id,
+            self.request.worker_name,
+            self.worker.kind,
+            self.worker
+                .model
+                .as_deref()
+                .map(|m| format!(", {m}"))
+                .unwrap_or_default(),
+            rfc3339(started_ms)
+        );
+        recorder.files.transcript.line(header.as_bytes());
+        let outcome = process::supervise(&spawn, &self.limits, &mut recorder, shutdown).await;
+        recorder.flush();
+
+        let (classification, finished, mut detail) = match outcome {
+            Ok(finished) => {
+                let ending = Ending {
+                    exit_code: finished.exit_code,
+                    signal: finished.signal,
+                    stop: finished.stop,
+                };
+                let classification = worker::classify(&recorder.acc, &ending);
+                (classification, Some(finished), None)
+            }
+            Err(ProcessError::Spawn { program, source }) => (
+                Classification::SpawnFailed,
+                None,
+                Some(format!(
+                    "cannot start `{program}` (workers.{}.command): {source}; install it or set workers.{}.command to its path",
+                    self.request.worker_name, self.request.worker_name
+                )),
+            ),
+            Err(e) => (Classification::WorkerError, None, Some(e.to_string())),
+        };
+        if detail.is_none() && classification != Classification::Success {
+            detail = Some(self.explain(classification, &recorder, finished.as_ref()));
+        }
+        let artifact_errors = recorder.artifact_errors();
+        if let Some(first) = artifact_errors.first() {
+            let note = format!("run artifacts incomplete: {first}");
+            detail = Some(match detail {
+                Some(d) => format!("{d}; {note}"),
+                None => note,
+            });
+        }
+
+        let acc = &recorder.acc;
+        let cost = acc.cost(self.card.as_ref());
+        let cost_source = match (acc.reported_cost_usd, cost) {
+            (Some(_), _) => "cli",
+            (None, Some(_)) => "rate_card",
+            (None, None) => "unknown",
+        };
+        let cost_microusd = cost.unwrap_or(0);
+        // Final totals when the CLI reported them, else the stream-start estimates.
+        let tokens = acc.running_tokens();
+        let mut cli_version = acc.cli_version.clone();
+        if cli_version.is_none() && finished.is_some() {
+            cli_version =
+                contract::probe_version(&self.worker.command, &self.env.vars, self.request.cwd)
+                    .await
+                    .ok()
+                    .and_then(|out| adapter.parse_version(&out));
+        }
+        let mut files_changed: Vec<String> = Vec::new();
+        if let Some(before) = &before
+            && let Some(after) = TreeSnapshot::take(self.request.cwd)
+        {
+            files_changed = before
+                .changed_since(&after)
+                .into_iter()
+                .filter(|p| !p.starts_with(".oxi/"))
+                .collect();
+        }
+        for path in &acc.files_changed {
+            let relative = Path::new(path)
+                .strip_prefix(
+                    before
+                        .as_ref()
+                        .map(|b| b.toplevel.as_path())
+                        .unwrap_or(self.request.cwd),
+                )
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| path.clone());
+            if !files_changed.contains(&relative) {
+                files_changed.push(relative);
+            }
+        }
+        files_changed.sort();
+        let ended_ms = now_ms();
+        let report = RunReport {
+            run_id: self.run_id.clone(),
+            worker: self.request.worker_name.to_owned(),
+            worker_kind: self.worker.kind,
+            model: acc.model.clone().or_else(|| self.worker.model.clone()),
+            classification,
+            retryable: classification.is_retryable(),
+            exit_code: finished.as_ref().and_then(|f| f.exit_code),
+            signal: finished.as_ref().and_then(|f| f.signal),
+            stop_reason: finished.as_ref().and_then(|f| f.stop),
+            tokens: tokens.into(),
+            cost_usd: micro_to_usd(cost_microusd),
+            cost_microusd,
+            cost_source,
+            run_dir: self.run_dir.clone(),
+            files_changed,
+            elapsed_ms: finished
+                .as_ref()
+                .map(|f| f.elapsed_ms)
+                .unwrap_or_else(|| (ended_ms - started_ms).max(0) as u64),
+            cli_version,
+            session_id: acc.session_id.clone(),
+            parse_failures: acc.parse_failures,
+            bytes_cut: recorder.bytes_cut(),
+            lines_truncated: recorder.lines_truncated,
+            retry_after_ms: acc.retry_after_ms,
+            result: acc.result_block.clone(),
+            last_message: acc.last_message.as_deref().map(|m| {
+                self.redactor
+                    .redact(&worker::event::clip(m, 2000))
+                    .into_owned()
+            }),
+            detail: detail.map(|d| self.redactor.redact(&d).into_owned()),
+        };
+        let summary = format!(
+            "■ {} · {} · {} · exit {}{}",
+            report.classification.as_str(),
+            crate::money::format_usd(report.cost_microusd),
+            humantime::format_duration(Duration::from_millis(report.elapsed_ms / 100 * 100)),
+            report
+                .exit_code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".to_owned()),
+            report
+                .detail
+                .as_deref()
+                .map(|d| format!("\n  {d}"))
+                .unwrap_or_default()
+        );
+        recorder.files.transcript.line(summary.as_bytes());
+        if let Some(live) = &mut recorder.live {
+            let _ = writeln!(live, "{summary}");
+        }
+        recorder.flush();
+
+        let meta = self.meta(&report, &recorder, finished.as_ref(), started_ms, ended_ms);
+        let ledger_errors = recorder.ledger_errors.clone();
+        let Recorder { ledger, .. } = recorder;
+        ledger.write(|q| {
+            q.finish_run(
+                &report.run_id,
+                &RunEnd {
+                    ended_at_ms: ended_ms,
+                    classification: report.classification.as_str(),
+                    exit_code: report.exit_code,
+                    signal: report.signal,
+                    stop_reason: report.stop_reason.map(stop_reason_str),
+                    input_tokens: tokens.input,
+                    cached_input_tokens: tokens.cached_input,
+                    output_tokens: tokens.output,
+                    reasoning_tokens: tokens.reasoning,
+                    cost_microusd,
+                    cli_version: report.cli_version.as_deref(),
+                    session_id: report.session_id.as_deref(),
+                    parse_failures: report.parse_failures,
+                    bytes_cut: report.bytes_cut,
+                    retry_after_ms: report.retry_after_ms,
+                    detail: report.detail.as_deref(),
+                    summary: serde_json::json!({
+                        "files_changed": report.files_changed,
+                        "elapsed_ms": report.elapsed_ms,
+                        "cost_source": report.cost_source,
+                        "ledger_errors": ledger_errors,
+                    }),
+                },
+            )
+        })?;
+        let mut meta_text = serde_json::to_vec_pretty(&meta).unwrap_or_default();
+        meta_text.push(b'\n');
+        artifacts::write_atomic(&self.run_dir.join("meta.json"), &meta_text)?;
+        Ok(report)
+    }
+
+    /// One line on why a run did not succeed.
+    fn explain(
+        &self,
+        classification: Classification,
+        recorder: &Recorder<'_>,
+        finished: Option<&process::Finished>,
+    ) -> String {
+        let name = self.request.worker_name;
+        let stderr_tail = recorder
+            .stderr_tail
+            .back()
+            .map(|l| format!("; last stderr: {l}"))
+            .unwrap_or_default();
+        let first_error = recorder
+            .acc
+            .errors
+            .last()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        match classification {
+            Classification::Timeout => format!(
+                "stopped after caps.job_runtime ({})",
+                humantime::format_duration(self.limits.wall)
+            ),
+            Classification::Stalled => format!(
+                "no output for caps.stall_timeout ({}); stopped",
+                humantime::format_duration(self.limits.stall)
+            ),
+            Classification::BudgetExceeded => format!(
+                "running cost {} crossed caps.job_usd ({}); stopped",
+                crate::money::format_usd(recorder.running_cost()),
+                crate::money::format_usd(self.caps.job)
+            ),
+            Classification::OutputCapped => format!(
+                "output passed caps.output_per_run ({} bytes); stopped",
+                self.output_cap
+            ),
+            Classification::Killed => "oxi was asked to stop (signal); the run was ended".into(),
+            Classification::RateLimited => format!(
+                "the model API rate-limited the worker{}{first_error}",
+                recorder
+                    .acc
+                    .retry_after_ms
+                    .map(|ms| format!(" (retry after {:.0}s)", ms as f64 / 1000.0))
+                    .unwrap_or_default()
+            ),
+            Classification::Transient => {
+                format!("a transient failure (5xx, network or SIGINT){first_error}{stderr_tail}")
+            }
+            Classification::ParseFailure => format!(
+                "{name} exited 0 without a result line ({} lines did not parse){stderr_tail}",
+                recorder.acc.parse_failures
+            ),
+            _ => format!(
+                "{name} failed (exit {}){first_error}{stderr_tail}",
+                finished
+                    .and_then(|f| f.exit_code)
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into())
+            ),
+        }
+    }
+
+    fn meta(
+        &self,
+        report: &RunReport,
+        recorder: &Recorder<'_>,
+        finished: Option<&process::Finished>,
+        started_ms: i64,
+        ended_ms: i64,
+    ) -> serde_json::Value {
+        let adapter = worker::adapter(self.worker.kind);
+        let identity = serde_json::json!({
+            "run_id": report.run_id,
+            "task_id": self.request.task_id,
+            "role": self.request.role,
+            "attempt": self.request.attempt,
+            "worker": report.worker,
+            "worker_kind": report.worker_kind,
+            "model": report.model,
+            "argv": self.recorded_argv(),
+            "cwd": self.request.cwd,
+            "env_names": self.env.names(),
+            "env_missing": self.env.missing,
+            "cli_version": report.cli_version,
+            "contract_version": adapter.contract_version(),
+            "tested_versions": adapter.tested_versions(),
+            "version_tested": report
+                .cli_version
+                .as_deref()
+                .map(|v| adapter.tested_versions().contains(&v)),
+        });
+        let outcome = serde_json::json!({
+            "started_at": rfc3339(started_ms),
+            "ended_at": rfc3339(ended_ms),
+            "elapsed_ms": report.elapsed_ms,
+            "stop_to_exit_ms": finished.and_then(|f| f.stop_to_exit_ms),
+            "exit_code": report.exit_code,
+            "signal": report.signal,
+            "stop_reason": report.stop_reason,
+            "classification": report.classification,
+            "detail": report.detail,
+            "session_id": report.session_id,
+            "tokens": report.tokens,
+            "cost_microusd": report.cost_microusd,
+            "cost_usd": report.cost_usd,
+            "cost_source": report.cost_source,
+            "files_changed": report.files_changed,
+            "result": report.result,
+        });
+        let limits = serde_json::json!({
+            "job_runtime_ms": self.limits.wall.as_millis() as u64,
+            "stall_timeout_ms": self.limits.stall.as_millis() as u64,
+            "kill_grace_ms": self.limits.grace.as_millis() as u64,
+            "job_usd_microusd": self.caps.job,
+            "output_per_run_bytes": self.output_cap,
+            "raw_log_per_run_bytes": self.raw_cap,
+            "line_cap_bytes": self.limits.line_cap,
+        });
+        let output = serde_json::json!({
+            "stdout_bytes": finished.map(|f| f.stdout_bytes),
+            "stderr_bytes": finished.map(|f| f.stderr_bytes),
+            "raw_bytes_kept": recorder.files.raw.kept(),
+            "bytes_cut": report.bytes_cut,
+            "lines_truncated": report.lines_truncated,
+            "pipes_abandoned": finished.map(|f| f.pipes_abandoned),
+            "parse_failures": report.parse_failures,
+            "parse_failure_samples": recorder.parse_failure_samples,
+            "unknown_types": recorder.acc.unknown_types,
+            "event_counts": recorder.acc.event_counts,
+            "stderr_tail": recorder.stderr_tail,
+            "artifact_errors": recorder.artifact_errors(),
+            "ledger_errors": recorder.ledger_errors,
+        });
+        let mut meta = serde_json::Map::new();
+        for part in [identity, outcome, output] {
+            if let serde_json::Value::Object(map) = part {
+                meta.extend(map);
+            }
+        }
+        meta.insert("limits".into(), limits);
+        let mut meta = serde_json::Value::Object(meta);
+        self.redactor.redact_json(&mut meta);
+        meta
+    }
+}
+
+pub fn stop_reason_str(reason: process::StopReason) -> &'static str {
+    match reason {
+        process::StopReason::WallClock => "wall_clock",
+        process::StopReason::Stalled => "stalled",
+        process::StopReason::Budget => "budget",
+        process::StopReason::OutputCapped => "output_capped",
+        process::StopReason::Shutdown => "shutdown",
+    }
+}
