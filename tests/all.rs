@@ -15,4 +15,5 @@ mod mock_model;
 mod process;
 mod roadmap_ingest;
 mod run_cmd;
+mod run_live;
 mod worker_normalize;
