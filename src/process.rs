@@ -13,7 +13,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 
 /// Bytes read from a pipe at a time.
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 32 * 1024;
 
 /// Errors that prevent a run from starting. Once started, every ending is a `Finished`.
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +112,8 @@ pub struct Finished {
     pub elapsed_ms: u64,
     /// From oxi's first stop signal to the exit, when oxi stopped it.
     pub stop_to_exit_ms: Option<u64>,
+    /// From oxi's first stop signal until no process of the group was left.
+    pub stop_to_gone_ms: Option<u64>,
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
     pub lines_truncated: u64,
@@ -299,7 +301,7 @@ async fn read_pipe<R: tokio::io::AsyncRead + Unpin>(
 pub async fn supervise(
     spawn: &Spawn,
     limits: &Limits,
-    sink: &mut dyn LineSink,
+    sink: &mut (dyn LineSink + Send),
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Finished, ProcessError> {
     let program = spawn.argv.first().cloned().unwrap_or_default();
@@ -315,7 +317,7 @@ pub async fn supervise(
     }
 
     // Small bounded channel: a slow sink back-pressures the pipes, never grows memory.
-    let (tx, mut rx) = mpsc::channel::<Chunk>(8);
+    let (tx, mut rx) = mpsc::channel::<Chunk>(4);
     let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
         readers.push(tokio::spawn(read_pipe(out, Stream::Stdout, tx.clone())));
@@ -335,6 +337,7 @@ pub async fn supervise(
         stop: None,
         elapsed_ms: 0,
         stop_to_exit_ms: None,
+        stop_to_gone_ms: None,
         stdout_bytes: 0,
         stderr_bytes: 0,
         lines_truncated: 0,
@@ -437,6 +440,7 @@ pub async fn supervise(
         signal_group(pid, Signal::SIGKILL);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    finished.stop_to_gone_ms = stop_at.map(|t| t.elapsed().as_millis() as u64);
     let status = exit_status.unwrap_or_else(|| std::os::unix::process::ExitStatusExt::from_raw(0));
     finished.exit_code = status.code();
     finished.signal = std::os::unix::process::ExitStatusExt::signal(&status);

@@ -52,7 +52,8 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), ArtifactError> {
     fs::rename(&tmp, path).map_err(io_err(path))
 }
 
-/// A line-oriented file that keeps at most `cap` bytes and counts what it did not keep.
+/// A line-oriented file that keeps at most `cap` bytes and counts what it did not keep. What is
+/// kept is always a prefix: once one line does not fit, every later line is cut too.
 /// A write error (say, a full disk) stops writing but is remembered, never fatal to the run:
 /// the ledger row is what must survive.
 pub struct CappedFile {
@@ -68,7 +69,7 @@ impl CappedFile {
     pub fn create(path: PathBuf, cap: u64) -> Result<Self, ArtifactError> {
         let file = create_file(&path)?;
         Ok(Self {
-            out: Some(BufWriter::with_capacity(64 * 1024, file)),
+            out: Some(BufWriter::with_capacity(16 * 1024, file)),
             path,
             cap,
             kept: 0,
@@ -82,6 +83,8 @@ impl CappedFile {
         let len = line.len() as u64 + 1;
         if self.kept + len > self.cap || self.out.is_none() {
             self.cut += len;
+            self.flush();
+            self.out = None;
             return;
         }
         if let Some(out) = &mut self.out
@@ -93,6 +96,12 @@ impl CappedFile {
             return;
         }
         self.kept += len;
+    }
+
+    /// True once nothing more will be written (cap reached or a write failed), so callers can
+    /// skip the work of preparing lines.
+    pub fn is_full(&self) -> bool {
+        self.out.is_none()
     }
 
     pub fn kept(&self) -> u64 {
@@ -136,6 +145,7 @@ mod tests {
         file.line(b"abcd"); // 5
         file.line(b"efgh"); // 10
         file.line(b"i"); // would be 12: cut
+        assert!(file.is_full());
         file.flush();
         assert_eq!((file.kept(), file.cut()), (10, 2));
         assert_eq!(fs::read_to_string(&path).unwrap(), "abcd\nefgh\n");

@@ -641,6 +641,7 @@ impl PreparedRun<'_> {
             "ended_at": rfc3339(ended_ms),
             "elapsed_ms": report.elapsed_ms,
             "stop_to_exit_ms": finished.and_then(|f| f.stop_to_exit_ms),
+            "stop_to_gone_ms": finished.and_then(|f| f.stop_to_gone_ms),
             "exit_code": report.exit_code,
             "signal": report.signal,
             "stop_reason": report.stop_reason,

@@ -102,6 +102,9 @@ impl<'a> Recorder<'a> {
     }
 
     fn transcript_line(&mut self, text: &str) {
+        if self.files.transcript.is_full() && self.live.is_none() {
+            return;
+        }
         let text = self.redactor.redact(text);
         self.files.transcript.line(text.as_bytes());
         if let Some(live) = &mut self.live {
@@ -115,6 +118,9 @@ impl<'a> Recorder<'a> {
     /// Writes one canonical record (`{"seq", "ms", ...}`) to events.jsonl.
     fn record(&mut self, mut value: serde_json::Value) {
         self.seq += 1;
+        if self.files.events.is_full() {
+            return;
+        }
         if let Some(map) = value.as_object_mut() {
             map.insert("seq".into(), self.seq.into());
             map.insert(
@@ -128,14 +134,21 @@ impl<'a> Recorder<'a> {
     }
 
     fn event(&mut self, event: Event) {
-        if let Some(text) = transcript::render(&event) {
+        // Past the caps of both files (a flood), only the accounting is left to do.
+        if (!self.files.transcript.is_full() || self.live.is_some())
+            && let Some(text) = transcript::render(&event)
+        {
             self.transcript_line(&text);
         }
-        match serde_json::to_value(&event) {
-            Ok(value) => self.record(value),
-            Err(e) => self
-                .ledger_errors
-                .push(format!("event not serializable: {e}")),
+        if self.files.events.is_full() {
+            self.seq += 1;
+        } else {
+            match serde_json::to_value(&event) {
+                Ok(value) => self.record(value),
+                Err(e) => self
+                    .ledger_errors
+                    .push(format!("event not serializable: {e}")),
+            }
         }
         self.acc.observe(&event);
     }
@@ -155,8 +168,8 @@ impl<'a> Recorder<'a> {
     }
 
     fn stdout_line(&mut self, line: &[u8], truncated: bool) {
-        let masked = self.redactor.redact_bytes(line);
         if truncated {
+            let masked = self.redactor.redact_bytes(line);
             // The kept head is not valid JSON; mark it so raw.jsonl stays one record per line.
             let marker = serde_json::json!({
                 "type": "oxi.truncated_line",
@@ -167,7 +180,13 @@ impl<'a> Recorder<'a> {
             self.parse_failure(line, "line longer than the per-line cap; truncated");
             return;
         }
-        self.files.raw.line(&masked);
+        if self.files.raw.is_full() {
+            // Counted as cut without masking bytes nobody will read.
+            self.files.raw.line(line);
+        } else {
+            let masked = self.redactor.redact_bytes(line);
+            self.files.raw.line(&masked);
+        }
         if line.iter().all(u8::is_ascii_whitespace) {
             return;
         }
