@@ -54,6 +54,24 @@ pub enum Command {
     Run(RunArgs),
     /// Check each configured worker: binary found, version tested, recorded output still parses
     Workers,
+    /// One bounded pass: reap, ingest, plan, claim, dispatch, verify, critic, deliver; then exit
+    Tick,
+    /// Approve a held task: deliver work held for approval, or run a task held over its estimate
+    Approve(TaskActionArgs),
+    /// Give a failed, stopped or held task a fresh set of attempts
+    Retry(TaskActionArgs),
+    /// Cancel a task (its running worker, if any, is stopped)
+    Cancel(TaskActionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TaskActionArgs {
+    /// The task id, as `oxi plan` and `oxi status` show it
+    #[arg(value_name = "TASK")]
+    pub task: String,
+    /// Why, recorded with the operator action
+    #[arg(long)]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Args)]

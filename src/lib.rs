@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod critic;
 pub mod digest;
 pub mod git;
 pub mod ledger;
@@ -16,10 +17,14 @@ pub mod money;
 pub mod output;
 pub mod plan;
 pub mod process;
+pub mod prompt;
 pub mod redact;
 pub mod roadmap;
 pub mod runner;
+pub mod tick;
+pub mod verify;
 pub mod worker;
+pub mod worktree;
 
 use tracing_subscriber::EnvFilter;
 
@@ -39,6 +44,10 @@ pub mod exit {
     pub const ROADMAP: i32 = 5;
     /// A spend cap refused the work (nothing was started).
     pub const BUDGET: i32 = 6;
+    /// `oxi tick`: a task ended in a terminal failure this pass (failed, framework_fix_needed).
+    pub const TASK_FAILURES: i32 = 7;
+    /// `oxi tick`: a doctor-level problem blocks dispatch (see the message).
+    pub const BLOCKED: i32 = 8;
     /// oxi was stopped by SIGINT/SIGTERM and ended its runs (128 + SIGINT, as shells report it).
     pub const INTERRUPTED: i32 = 130;
 }

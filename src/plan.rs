@@ -214,6 +214,9 @@ mod tests {
             last_deferred_at_ms: None,
             created_at_ms: 0,
             updated_at_ms: 0,
+            branch: None,
+            base_commit: None,
+            last_failure: None,
         }
     }
 

@@ -16,4 +16,5 @@ mod process;
 mod roadmap_ingest;
 mod run_cmd;
 mod run_live;
+mod tick;
 mod worker_normalize;

@@ -10,7 +10,10 @@
 //! Environment:
 //! - `OXI_FAKE_SCENARIO`: `edit` (default), `flood:<bytes>`, `garbage`, `long-line:<bytes>`,
 //!   `hang`, `silent-then-hang`, `ignore-term`, `grandchild`, `grandchild-escape`, `exit130`,
-//!   `spend`, `rate-limited`, `echo-env:<NAME>`, `env-names`, `no-result`, `fail`.
+//!   `spend`, `rate-limited`, `echo-env:<NAME>`, `env-names`, `no-result`, `fail`,
+//!   `edit-fix` (writes "bye", or "hi" once the prompt says a previous attempt failed),
+//!   `hang-family` (a sleeping grandchild in its group, then hangs), `review-strict` (requests
+//!   changes on attempt 1, approves later), `review:<verdict>`.
 //! - `OXI_FAKE_FILE`: the file `edit` writes (default `hello.txt`, relative to the cwd).
 //! - `OXI_FAKE_SLEEP_MS`: how long sleeping scenarios sleep (default 600000).
 //! - `OXI_FAKE_VERSION`: what `--version` prints (default `2.1.328 (Claude Code)`).
@@ -78,6 +81,9 @@ impl Out {
     }
 
     fn write_file(&mut self, path: &str, content: &str) {
+        if let Some(parent) = std::path::Path::new(path).parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
         let _ = std::fs::write(path, content);
         match self.flavor {
             Flavor::Claude => {
@@ -195,6 +201,35 @@ fn main() {
     let done = "Done.\nOXI_RESULT {\"status\":\"done\"}";
     match name.as_str() {
         "sleep" => std::thread::sleep(Duration::from_millis(sleep_ms())),
+        "edit-fix" => {
+            out.init(&cwd);
+            let fixed = prompt.contains("the previous attempt failed");
+            let file = std::env::var("OXI_FAKE_FILE").unwrap_or_else(|_| "hello.txt".to_owned());
+            let path = std::path::Path::new(&cwd).join(file);
+            out.write_file(
+                &path.display().to_string(),
+                if fixed { "hi\n" } else { "bye\n" },
+            );
+            out.result(done, false, None);
+        }
+        "hang-family" => {
+            out.init(&cwd);
+            spawn_grandchild(false);
+            std::thread::sleep(Duration::from_millis(sleep_ms()));
+        }
+        "review-strict" | "review" => {
+            out.init(&cwd);
+            let verdict = match (name.as_str(), arg.as_deref()) {
+                ("review", Some(v)) => v.to_owned(),
+                _ if prompt.contains("(attempt 1 of") => "request_changes".to_owned(),
+                _ => "approve".to_owned(),
+            };
+            let block =
+                json!({"verdict": verdict, "comments": ["say hi in capitals"], "confidence": 0.9});
+            let text = format!("Reviewed.\nOXI_REVIEW {block}");
+            out.message("msg_review", &text, 10);
+            out.result(&text, false, None);
+        }
         "edit" => {
             out.init(&cwd);
             out.message("msg_fake_1", &format!("Working on: {prompt}"), 1200);

@@ -6,6 +6,8 @@ mod pause;
 mod plan;
 mod run;
 mod status;
+mod task;
+mod tick;
 mod workers;
 
 use std::path::PathBuf;
@@ -63,6 +65,10 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Resume => pause::resume(ctx),
         Command::Run(args) => run::run(ctx, args),
         Command::Workers => workers::run(ctx),
+        Command::Tick => tick::run(ctx),
+        Command::Approve(args) => task::approve(ctx, args),
+        Command::Retry(args) => task::retry(ctx, args),
+        Command::Cancel(args) => task::cancel(ctx, args),
     }
 }
 

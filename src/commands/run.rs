@@ -42,7 +42,7 @@ fn read_prompt(args: &RunArgs) -> Result<String> {
 
 /// Sends `true` on the first SIGINT/SIGTERM so the run is stopped cleanly (TERM, grace, KILL
 /// of its whole group) and recorded as `killed`; a second signal exits at once.
-fn watch_signals() -> tokio::sync::watch::Receiver<bool> {
+pub(super) fn watch_signals() -> tokio::sync::watch::Receiver<bool> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};

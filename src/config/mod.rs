@@ -84,8 +84,35 @@ pub struct Config {
     /// When the table is absent: a card for the default codex model only.
     pub rates: BTreeMap<String, RateCard>,
     pub verify: VerifyConfig,
+    pub critic: CriticConfig,
     pub governance: GovernanceConfig,
     pub github: Option<GithubConfig>,
+}
+
+/// When the reviewer worker may be skipped, and when only tier0 runs before review.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CriticConfig {
+    /// Skip the reviewer for small, green diffs with no risk trigger (seed 001's guardrails).
+    pub auto_approve: bool,
+    /// Largest diff (files) auto-approve accepts.
+    pub max_files: u32,
+    /// Largest diff (lines added + removed) auto-approve accepts.
+    pub max_changed_lines: u32,
+    /// tier0_fast: after this many consecutive green verifications, a small diff runs only
+    /// tier0 before review. 0 turns it off.
+    pub tier0_fast_after: u32,
+}
+
+impl Default for CriticConfig {
+    fn default() -> Self {
+        Self {
+            auto_approve: true,
+            max_files: 5,
+            max_changed_lines: 300,
+            tier0_fast_after: 5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,6 +179,13 @@ pub struct CapsConfig {
     pub output_per_run: HumanSize,
     /// How much of a run's raw output is kept in `raw.jsonl` (the rest is counted, not kept).
     pub raw_log_per_run: HumanSize,
+    /// The least a run is assumed to cost when admitting it (before there is history, the
+    /// estimate is this floor; after, the p90 of past runs of that worker, at least this).
+    pub estimate_floor_usd: f64,
+    /// First backoff for a rate-limited or transient run; doubles per attempt.
+    pub retry_backoff: HumanDuration,
+    /// Longest backoff.
+    pub retry_backoff_max: HumanDuration,
 }
 
 impl Default for CapsConfig {
@@ -168,6 +202,9 @@ impl Default for CapsConfig {
             kill_grace: HumanDuration::from_secs(10),
             output_per_run: HumanSize::gib(1),
             raw_log_per_run: HumanSize::mib(64),
+            estimate_floor_usd: 0.25,
+            retry_backoff: HumanDuration::from_secs(120),
+            retry_backoff_max: HumanDuration::from_secs(2 * 3600),
         }
     }
 }
@@ -258,6 +295,7 @@ impl Default for Config {
             routing: RoutingConfig::default(),
             rates: default_rates(),
             verify: VerifyConfig::default(),
+            critic: CriticConfig::default(),
             governance: GovernanceConfig::default(),
             github: None,
         }
@@ -726,6 +764,29 @@ fn validate(config: &Config) -> Vec<Problem> {
             format!(
                 "stall timeout {} is longer than the job runtime cap {}, so it could never fire",
                 caps.stall_timeout, caps.job_runtime
+            ),
+        ));
+    }
+    if !caps.estimate_floor_usd.is_finite() || caps.estimate_floor_usd < 0.0 {
+        problems.push(problem(
+            &["caps", "estimate_floor_usd"],
+            "must be a non-negative amount",
+        ));
+    } else if caps.estimate_floor_usd > caps.job_usd {
+        problems.push(problem(
+            &["caps", "estimate_floor_usd"],
+            format!(
+                "{} is more than caps.job_usd ({}): every task would be held for a human",
+                caps.estimate_floor_usd, caps.job_usd
+            ),
+        ));
+    }
+    if caps.retry_backoff > caps.retry_backoff_max {
+        problems.push(problem(
+            &["caps", "retry_backoff"],
+            format!(
+                "{} is longer than caps.retry_backoff_max ({})",
+                caps.retry_backoff, caps.retry_backoff_max
             ),
         ));
     }

@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "run_details",
         sql: include_str!("migrations/0002_run_details.sql"),
     },
+    Migration {
+        version: 3,
+        name: "tick",
+        sql: include_str!("migrations/0003_tick.sql"),
+    },
 ];
 
 fn checksum(sql: &str) -> String {

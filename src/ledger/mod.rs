@@ -12,6 +12,7 @@ mod migrate;
 mod queries;
 mod runs;
 pub mod state;
+mod tick;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,6 +23,7 @@ pub use migrate::{MIGRATIONS, Migration};
 pub use queries::*;
 pub use runs::*;
 pub use state::TaskState;
+pub use tick::*;
 
 /// How long a writer waits for another writer before giving up with `SQLITE_BUSY`.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

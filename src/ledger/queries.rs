@@ -50,6 +50,11 @@ pub struct TaskRow {
     pub last_deferred_at_ms: Option<i64>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// `oxi/<id>-<slug>` once dispatched.
+    pub branch: Option<String>,
+    pub base_commit: Option<String>,
+    /// The last attempt's failure, fed to the next attempt's prompt.
+    pub last_failure: Option<String>,
 }
 
 /// What the audit trail records. Every KPI in `oxi report` is derived from these.
@@ -78,6 +83,24 @@ pub enum EventKind {
     RunFinished,
     /// A run was refused because it could cross a spend cap.
     BudgetRefused,
+    /// A runnable task waited (file overlap with in-flight work).
+    TaskDeferred,
+    /// The reaper ended an orphaned run.
+    RunReaped,
+    /// Verification results for one run, per tier.
+    Verified,
+    /// Governance stopped or held a task (memo: paths and trigger).
+    GovernanceMemo,
+    /// The critic's decision (auto-approve with `review_skipped_reason`, or a reviewer verdict).
+    ReviewDecided,
+    /// A task's work was committed on its branch (fast mode: the delivery).
+    Delivered,
+    /// A run or a day/month ended above its cap.
+    BudgetBreach,
+    /// An operator acted on one task (`oxi retry`, `cancel`, `approve`).
+    OperatorAction,
+    /// One tick pass finished.
+    TickCompleted,
 }
 
 impl EventKind {
@@ -94,6 +117,15 @@ impl EventKind {
             EventKind::RunStarted => "run_started",
             EventKind::RunFinished => "run_finished",
             EventKind::BudgetRefused => "budget_refused",
+            EventKind::TaskDeferred => "task_deferred",
+            EventKind::RunReaped => "run_reaped",
+            EventKind::Verified => "verified",
+            EventKind::GovernanceMemo => "governance_memo",
+            EventKind::ReviewDecided => "review_decided",
+            EventKind::Delivered => "delivered",
+            EventKind::BudgetBreach => "budget_breach",
+            EventKind::OperatorAction => "operator_action",
+            EventKind::TickCompleted => "tick_completed",
         }
     }
 }
@@ -165,7 +197,7 @@ pub const KILLSWITCH_KEY: &str = "killswitch";
 const TASK_COLUMNS: &str = "id, priority_tier, title, subtitle, body, section, format, depends_on,
     file_hints, source_line, roadmap_order, content_hash, in_roadmap, state, held_reason,
     failure_class, attempts, worker_calls, retry_at_ms, last_deferred_at_ms, created_at_ms,
-    updated_at_ms, milestone, roadmap_done";
+    updated_at_ms, milestone, roadmap_done, branch, base_commit, last_failure";
 
 fn json_list(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
@@ -204,6 +236,9 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<(TaskRow, String)> {
         last_deferred_at_ms: row.get(19)?,
         created_at_ms: row.get(20)?,
         updated_at_ms: row.get(21)?,
+        branch: row.get(24)?,
+        base_commit: row.get(25)?,
+        last_failure: row.get(26)?,
     };
     Ok((task, state_text))
 }

@@ -35,6 +35,8 @@ pub struct NewRun<'a> {
     pub month: &'a str,
     /// `oxi` or `operator:<user>`.
     pub actor: &'a str,
+    /// The oxi process supervising it (a run whose supervisor is gone is reaped at once).
+    pub supervisor_pid: u32,
 }
 
 /// How a run ended, as recorded on its row.
@@ -58,6 +60,9 @@ pub struct RunEnd<'a> {
     pub detail: Option<&'a str>,
     /// Written into the `run_finished` event as is (files changed, durations, ...).
     pub summary: serde_json::Value,
+    /// Release the reservation instead of settling it (a reaped run: what it spent is unknown
+    /// beyond the running cost it last published, which is kept as `actual`).
+    pub release: bool,
 }
 
 /// A run row as read back.
@@ -94,6 +99,7 @@ pub struct RunRow {
     pub bytes_cut: u64,
     pub retry_after_ms: Option<u64>,
     pub detail: Option<String>,
+    pub supervisor_pid: Option<u32>,
 }
 
 /// A reservation as read back.
@@ -111,7 +117,7 @@ const RUN_COLUMNS: &str = "id, task_id, attempt, role, worker, worker_kind, mode
     classification, pid, pgid, lease_expires_at_ms, started_at_ms, ended_at_ms, exit_code, signal,
     stop_reason, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens,
     cost_microusd, run_dir, worktree, branch, cli_version, session_id, parse_failures, bytes_cut,
-    retry_after_ms, detail";
+    retry_after_ms, detail, supervisor_pid";
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -146,6 +152,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         bytes_cut: count(row, 28)?,
         retry_after_ms: row.get::<_, Option<i64>>(29)?.map(|v| v.max(0) as u64),
         detail: row.get(30)?,
+        supervisor_pid: row.get(31)?,
     })
 }
 
@@ -165,8 +172,8 @@ impl Queries<'_> {
         self.conn
             .prepare_cached(
                 "INSERT INTO runs (id, task_id, attempt, role, worker, worker_kind, model, status,
-                     started_at_ms, run_dir, worktree, branch)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?11)",
+                     started_at_ms, run_dir, worktree, branch, supervisor_pid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?11, ?12)",
             )?
             .execute(params![
                 run.id,
@@ -180,6 +187,7 @@ impl Queries<'_> {
                 run.run_dir,
                 run.worktree,
                 run.branch,
+                run.supervisor_pid,
             ])?;
         self.conn
             .prepare_cached(
@@ -285,10 +293,17 @@ impl Queries<'_> {
         }
         self.conn
             .prepare_cached(
-                "UPDATE spend SET status = 'settled', actual_microusd = ?2, settled_at_ms = ?3
+                "UPDATE spend SET status = ?4, settled_at_ms = ?3,
+                     actual_microusd = CASE WHEN ?4 = 'settled' THEN ?2
+                                            ELSE MAX(actual_microusd, ?2) END
                  WHERE run_id = ?1 AND status = 'reserved'",
             )?
-            .execute(params![run_id, end.cost_microusd, end.ended_at_ms])?;
+            .execute(params![
+                run_id,
+                end.cost_microusd,
+                end.ended_at_ms,
+                if end.release { "released" } else { "settled" }
+            ])?;
         let task_id: Option<String> = self
             .conn
             .prepare_cached("SELECT task_id FROM runs WHERE id = ?1")?

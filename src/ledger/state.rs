@@ -92,7 +92,14 @@ impl TaskState {
                 Dispatched | Held | Failed | Cancelled | Abandoned | Done
             ) | (
                 Held,
-                Queued | Dispatched | Failed | Cancelled | Abandoned | Done
+                Queued
+                    | Dispatched
+                    | DeliverPending
+                    | RetryWait
+                    | Failed
+                    | Cancelled
+                    | Abandoned
+                    | Done
             ) | (
                 RetryWait,
                 Dispatched | Queued | Held | Failed | Cancelled | Abandoned | Done

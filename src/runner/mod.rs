@@ -55,6 +55,8 @@ pub enum RunnerError {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
+    #[error("{0}")]
+    Prompt(String),
 }
 
 /// What to run.
@@ -193,7 +195,7 @@ pub fn prepare<'a>(
     config: &LoadedConfig,
     request: RunRequest<'a>,
 ) -> Result<PreparedRun<'a>, RunnerError> {
-    let worker = config
+    let mut worker = config
         .config
         .workers
         .get(request.worker_name)
@@ -209,9 +211,6 @@ pub fn prepare<'a>(
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;
-    if !request.cwd.is_dir() {
-        return Err(RunnerError::BadCwd(request.cwd.to_path_buf()));
-    }
     let token_env = config.config.github.as_ref().map(|g| g.token_env.as_str());
     let env = env::worker_env(&worker, request.parent_env.clone(), token_env);
     // The GitHub token is not passed, but if a worker ever echoed it, it must still be masked.
@@ -222,7 +221,13 @@ pub fn prepare<'a>(
         }
     }
     let redactor = Redactor::new(&secrets);
-    let argv = build_argv(&worker, request.prompt);
+    // A reviewer judges; it must not edit. Codex enforces that with its sandbox; Claude's edits
+    // (if any) are discarded by the critic after the run.
+    if request.role == "reviewer" && worker.kind == WorkerKind::Codex {
+        worker.sandbox = Some("read-only".to_owned());
+    }
+    // Secrets are masked before the prompt leaves oxi.
+    let argv = build_argv(&worker, &redactor.redact(request.prompt));
     let caps_config = &config.config.caps;
     let limits = Limits {
         wall: caps_config.job_runtime.as_duration(),
@@ -275,6 +280,17 @@ impl PreparedRun<'_> {
     /// and reserves `reserve` (the per-job cap for `oxi run`). A refusal is recorded as a
     /// `budget_refused` event and returned.
     pub fn admit(&self, ledger: &mut Ledger, reserve: MicroUsd) -> Result<(), RunnerError> {
+        self.admit_with(ledger, reserve, |_| Ok(()))
+    }
+
+    /// `admit`, also running `claim` (e.g. the task's state change) in the same transaction,
+    /// before the run row is created.
+    pub fn admit_with(
+        &self,
+        ledger: &mut Ledger,
+        reserve: MicroUsd,
+        claim: impl FnOnce(&crate::ledger::Queries<'_>) -> Result<(), LedgerError>,
+    ) -> Result<(), RunnerError> {
         let now = now_ms();
         let (day, month) = (day_of(now), month_of(now));
         let run_dir = self.run_dir.display().to_string();
@@ -294,12 +310,14 @@ impl PreparedRun<'_> {
             day: &day,
             month: &month,
             actor: self.request.actor,
+            supervisor_pid: std::process::id(),
         };
         let caps = self.caps;
         let outcome = ledger.write(|q| {
             let totals = q.spend_totals(&day, &month)?;
             match budget::admit(&totals, reserve, &caps) {
                 Ok(()) => {
+                    claim(q)?;
                     q.begin_run(&new_run)?;
                     Ok(Ok(()))
                 }
@@ -322,6 +340,25 @@ impl PreparedRun<'_> {
         outcome.map_err(RunnerError::Budget)
     }
 
+    /// Ends an admitted run that never started (its worktree could not be made, say): the row
+    /// is finished as `worker_error` with `detail`, the reservation settled at zero.
+    pub fn abandon(&self, ledger: &mut Ledger, detail: &str) -> Result<(), RunnerError> {
+        let now = now_ms();
+        ledger.write(|q| {
+            q.finish_run(
+                &self.run_id,
+                &RunEnd {
+                    ended_at_ms: now,
+                    classification: Classification::WorkerError.as_str(),
+                    detail: Some(detail),
+                    summary: serde_json::json!({ "started": false }),
+                    ..RunEnd::default()
+                },
+            )
+        })?;
+        Ok(())
+    }
+
     /// Runs the admitted process to its end and settles it. Never leaves the run row
     /// `running` unless the ledger itself fails.
     pub async fn run(
@@ -329,6 +366,10 @@ impl PreparedRun<'_> {
         ledger: &mut Ledger,
         shutdown: watch::Receiver<bool>,
     ) -> Result<RunReport, RunnerError> {
+        // Checked here, not in `prepare`: a task's worktree is created between claim and run.
+        if !self.request.cwd.is_dir() {
+            return Err(RunnerError::BadCwd(self.request.cwd.to_path_buf()));
+        }
         artifacts::create_private_dir(&self.run_dir)?;
         let masked_prompt = self.redactor.redact(self.request.prompt).into_owned();
         artifacts::write_atomic(&self.run_dir.join("prompt.md"), masked_prompt.as_bytes())?;
@@ -529,6 +570,7 @@ impl PreparedRun<'_> {
                     bytes_cut: report.bytes_cut,
                     retry_after_ms: report.retry_after_ms,
                     detail: report.detail.as_deref(),
+                    release: false,
                     summary: serde_json::json!({
                         "files_changed": report.files_changed,
                         "elapsed_ms": report.elapsed_ms,

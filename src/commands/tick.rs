@@ -1,0 +1,124 @@
+//! `oxi tick`: what cron, launchd or a systemd timer runs.
+
+use anyhow::Result;
+
+use super::Context;
+use super::run::parent_env;
+use crate::output::{Format, Grid, json_string, write_stdout};
+use crate::tick::{self, TickReport, lock};
+use crate::{ExitWith, exit};
+
+fn render(report: &TickReport) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "tick ({} mode): {} in {} ms\n",
+        report.mode, report.outcome, report.phases_ms.total
+    ));
+    for r in &report.reaped {
+        out.push_str(&format!(
+            "reaped {} {}: {}{}\n",
+            r.run_id.as_deref().unwrap_or("-"),
+            r.task_id.as_deref().unwrap_or(""),
+            r.reason,
+            r.task_state.map(|s| format!(" -> {s}")).unwrap_or_default()
+        ));
+    }
+    if let Some(ingest) = &report.ingest
+        && (!ingest.added.is_empty()
+            || !ingest.updated.is_empty()
+            || !ingest.marked_done.is_empty())
+    {
+        out.push_str(&format!(
+            "roadmap: {} added, {} updated, {} done\n",
+            ingest.added.len(),
+            ingest.updated.len(),
+            ingest.marked_done.len()
+        ));
+    }
+    for id in &report.delivered_approved {
+        out.push_str(&format!("delivered {id} (approved)\n"));
+    }
+    for problem in &report.blocked {
+        out.push_str(&format!("blocked: {problem}\n"));
+    }
+    if report.paused {
+        out.push_str("paused: no new claims (`oxi resume` to continue)\n");
+    }
+    for stop in report
+        .failed_at_claim
+        .iter()
+        .chain(&report.held_at_claim)
+        .chain(&report.deferred)
+    {
+        out.push_str(&format!("{}: {}\n", stop.task_id, stop.reason));
+    }
+    if let Some(refusal) = &report.budget_refusal {
+        out.push_str(&format!("budget: {refusal}\n"));
+    }
+    if !report.jobs.is_empty() {
+        let mut grid = Grid::new([
+            "task", "attempt", "worker", "run", "result", "state", "cost", "branch",
+        ]);
+        for job in &report.jobs {
+            grid.row([
+                job.task_id.clone(),
+                job.attempt.to_string(),
+                job.worker.clone(),
+                job.run_id.clone(),
+                job.failure_class
+                    .clone()
+                    .or_else(|| job.classification.clone())
+                    .unwrap_or_else(|| "-".to_owned()),
+                job.state.to_string(),
+                format!("${:.2}", job.cost_usd),
+                job.branch.clone(),
+            ]);
+        }
+        out.push_str(&grid.render(Format::Table));
+        for job in &report.jobs {
+            if let Some(detail) = &job.detail {
+                let first = detail.lines().next().unwrap_or("");
+                out.push_str(&format!("{}: {first}\n", job.task_id));
+            }
+        }
+    }
+    out
+}
+
+pub fn run(ctx: &Context) -> Result<()> {
+    let config = ctx.config()?;
+    let _lock = match lock::acquire(&config.state_dir.join("tick.lock")) {
+        Ok(lock) => lock,
+        Err(lock::LockError::Held(pid)) => {
+            let text = match ctx.global.format {
+                Format::Json => json_string(&serde_json::json!({
+                    "outcome": "already_running",
+                    "pid": pid,
+                }))?,
+                _ => format!("tick already running (pid {pid})\n"),
+            };
+            write_stdout(&text)?;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut ledger = ctx.ledger(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let actor = "oxi".to_owned();
+    let report = runtime.block_on(async {
+        let shutdown = super::run::watch_signals();
+        tick::pass(&config, &mut ledger, parent_env(), &actor, shutdown).await
+    })?;
+    let text = match ctx.global.format {
+        Format::Json => json_string(&report)?,
+        _ => render(&report),
+    };
+    write_stdout(&text)?;
+    match tick::exit_code(&report) {
+        exit::OK => Ok(()),
+        code => Err(ExitWith(code).into()),
+    }
+}

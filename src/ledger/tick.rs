@@ -1,0 +1,217 @@
+//! Reads and writes the tick needs beyond task states and runs: attempt counters, a task's
+//! branch and last failure, cost estimates, verification results and deferrals.
+
+use rusqlite::params;
+
+use super::{Queries, Result, RunRow};
+use crate::money::MicroUsd;
+
+/// One acceptance command's outcome, as recorded.
+#[derive(Debug, Clone)]
+pub struct VerifyRecord<'a> {
+    pub run_id: &'a str,
+    pub task_id: Option<&'a str>,
+    pub tier: &'a str,
+    pub name: &'a str,
+    /// `passed`, `failed`, `timed_out` or `error`.
+    pub status: &'a str,
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+    pub log_path: Option<&'a str>,
+    pub at_ms: i64,
+}
+
+impl Queries<'_> {
+    /// One more attempt (and worker call) for a task being claimed.
+    pub fn count_attempt(&self, task_id: &str, now_ms: i64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE tasks SET attempts = attempts + 1, worker_calls = worker_calls + 1,
+                     updated_at_ms = ?2 WHERE id = ?1",
+            )?
+            .execute(params![task_id, now_ms])?;
+        Ok(())
+    }
+
+    /// One more worker call (a reviewer run) for a task.
+    pub fn count_worker_call(&self, task_id: &str, now_ms: i64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE tasks SET worker_calls = worker_calls + 1, updated_at_ms = ?2 WHERE id = ?1",
+            )?
+            .execute(params![task_id, now_ms])?;
+        Ok(())
+    }
+
+    /// Resets a task's counters (an operator's `oxi retry`).
+    pub fn reset_task_counters(&self, task_id: &str, now_ms: i64) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE tasks SET attempts = 0, worker_calls = 0, updated_at_ms = ?2 WHERE id = ?1",
+            )?
+            .execute(params![task_id, now_ms])?;
+        Ok(())
+    }
+
+    pub fn set_task_branch(&self, task_id: &str, branch: &str, base_commit: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE tasks SET branch = ?2, base_commit = ?3 WHERE id = ?1")?
+            .execute(params![task_id, branch, base_commit])?;
+        Ok(())
+    }
+
+    pub fn set_task_failure(&self, task_id: &str, failure: Option<&str>) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE tasks SET last_failure = ?2 WHERE id = ?1")?
+            .execute(params![task_id, failure])?;
+        Ok(())
+    }
+
+    /// Records that a runnable task waited this pass, and why.
+    pub fn defer_task(&self, task_id: &str, reason: &str, now_ms: i64) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE tasks SET last_deferred_at_ms = ?2 WHERE id = ?1")?
+            .execute(params![task_id, now_ms])?;
+        self.append_event(&super::NewEvent {
+            at_ms: now_ms,
+            kind: super::EventKind::TaskDeferred,
+            task_id: Some(task_id),
+            run_id: None,
+            actor: "oxi",
+            data: serde_json::json!({ "reason": reason }),
+        })?;
+        Ok(())
+    }
+
+    /// The 90th percentile cost of the last 50 finished runs of `worker` in `role`, if any.
+    pub fn cost_p90(&self, worker: &str, role: &str) -> Result<Option<MicroUsd>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT cost_microusd FROM runs
+             WHERE worker = ?1 AND role = ?2 AND status = 'finished'
+               AND classification NOT IN ('spawn_failed', 'reaped')
+             ORDER BY started_at_ms DESC LIMIT 50",
+        )?;
+        let mut costs: Vec<MicroUsd> = stmt
+            .query_map(params![worker, role], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if costs.is_empty() {
+            return Ok(None);
+        }
+        costs.sort_unstable();
+        let rank = (costs.len() * 9).div_ceil(10).max(1) - 1;
+        Ok(Some(costs[rank]))
+    }
+
+    pub fn insert_verify_result(&self, record: &VerifyRecord<'_>) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO verify_results (run_id, task_id, tier, name, status, exit_code,
+                     duration_ms, log_path, at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                record.run_id,
+                record.task_id,
+                record.tier,
+                record.name,
+                record.status,
+                record.exit_code,
+                i64::try_from(record.duration_ms).unwrap_or(i64::MAX),
+                record.log_path,
+                record.at_ms,
+            ])?;
+        Ok(())
+    }
+
+    /// True when the last `n` verified executor runs all passed every command (tier0_fast).
+    pub fn last_runs_green(&self, n: u32) -> Result<bool> {
+        if n == 0 {
+            return Ok(false);
+        }
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT run_id, SUM(status != 'passed') FROM verify_results
+             GROUP BY run_id ORDER BY MAX(id) DESC LIMIT ?1",
+        )?;
+        let rows: Vec<(String, i64)> = stmt
+            .query_map([n], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows.len() == n as usize && rows.iter().all(|(_, failed)| *failed == 0))
+    }
+
+    pub fn runs_for_task(&self, task_id: &str) -> Result<Vec<RunRow>> {
+        let ids: Vec<String> = self
+            .conn
+            .prepare_cached("SELECT id FROM runs WHERE task_id = ?1 ORDER BY started_at_ms")?
+            .query_map([task_id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut runs = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(run) = self.run(&id)? {
+                runs.push(run);
+            }
+        }
+        Ok(runs)
+    }
+}
+
+/// An operator's approval of a task.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ApprovalRow {
+    pub id: i64,
+    pub task_id: String,
+    /// `needs_approval` (deliver held work), `over_estimate` (run despite the estimate), `held`.
+    pub kind: String,
+    pub approved_by: String,
+    pub note: Option<String>,
+    pub at_ms: i64,
+    pub used_by_run: Option<String>,
+}
+
+impl Queries<'_> {
+    pub fn insert_approval(
+        &self,
+        task_id: &str,
+        kind: &str,
+        approved_by: &str,
+        note: Option<&str>,
+        at_ms: i64,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO approvals (task_id, kind, approved_by, note, at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![task_id, kind, approved_by, note, at_ms])?;
+        Ok(())
+    }
+
+    pub fn approvals_for(&self, task_id: &str) -> Result<Vec<ApprovalRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, task_id, kind, approved_by, note, at_ms, used_by_run
+             FROM approvals WHERE task_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([task_id], |r| {
+            Ok(ApprovalRow {
+                id: r.get(0)?,
+                task_id: r.get(1)?,
+                kind: r.get(2)?,
+                approved_by: r.get(3)?,
+                note: r.get(4)?,
+                at_ms: r.get(5)?,
+                used_by_run: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Consumes an unused over-estimate approval (one approval, one run).
+    pub fn mark_over_estimate_used(&self, task_id: &str, run_id: &str) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE approvals SET used_by_run = ?2
+                 WHERE task_id = ?1 AND kind = 'over_estimate' AND used_by_run IS NULL",
+            )?
+            .execute([task_id, run_id])?;
+        Ok(())
+    }
+}

@@ -1,0 +1,610 @@
+//! `oxi tick`: one bounded pass of reap → ingest → plan → claim → dispatch → verify → critic →
+//! deliver, waiting for the runs it started, then exit. One tick at a time (a file lock);
+//! the killswitch stops new claims; every cap is enforced in-process.
+
+pub mod job;
+pub mod lock;
+pub mod reap;
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::clock::now_ms;
+use crate::config::{LoadedConfig, RunMode};
+use crate::git::TreeSnapshot;
+use crate::ledger::{
+    EventKind, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition, TransitionFields,
+};
+use crate::money::{format_usd, usd_to_micro};
+use crate::prompt::{self, ExecutorPrompt};
+use crate::roadmap::{self, ingest::IngestSummary};
+use crate::runner::{self, RunRequest, RunnerError};
+use job::{JobContext, JobResult, JobSpec};
+use reap::Reaped;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TickError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
+    #[error(transparent)]
+    Roadmap(#[from] roadmap::RoadmapError),
+    #[error("{0}")]
+    Prompt(String),
+}
+
+/// What one pass did, printed by `oxi tick`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TickReport {
+    /// `nothing_to_do`, `dispatched`, `failures`, `budget`, `paused`, `blocked`.
+    pub outcome: &'static str,
+    pub mode: RunMode,
+    pub reaped: Vec<Reaped>,
+    pub ingest: Option<IngestSummary>,
+    pub delivered_approved: Vec<String>,
+    pub failed_at_claim: Vec<ClaimStop>,
+    pub held_at_claim: Vec<ClaimStop>,
+    pub deferred: Vec<ClaimStop>,
+    pub budget_refusal: Option<String>,
+    pub paused: bool,
+    pub blocked: Vec<String>,
+    pub jobs: Vec<JobResult>,
+    pub phases_ms: TickPhases,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClaimStop {
+    pub task_id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TickPhases {
+    pub reap: u64,
+    pub ingest: u64,
+    pub claim: u64,
+    pub jobs: u64,
+    pub total: u64,
+}
+
+impl TickReport {
+    fn empty(mode: RunMode) -> Self {
+        Self {
+            outcome: "nothing_to_do",
+            mode,
+            reaped: Vec::new(),
+            ingest: None,
+            delivered_approved: Vec::new(),
+            failed_at_claim: Vec::new(),
+            held_at_claim: Vec::new(),
+            deferred: Vec::new(),
+            budget_refusal: None,
+            paused: false,
+            blocked: Vec::new(),
+            jobs: Vec::new(),
+            phases_ms: TickPhases::default(),
+        }
+    }
+}
+
+/// Problems that make dispatch pointless; the tick refuses to claim while any is present.
+pub fn blocking_problems(config: &LoadedConfig, parent_env: &[(String, String)]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let repo = &config.repo_root;
+    if crate::git::toplevel(repo).is_none() {
+        problems.push(format!(
+            "{} is not a git repository; oxi works in git worktrees (git init, or fix project.root)",
+            repo.display()
+        ));
+        return problems;
+    }
+    let base = &config.config.project.base_branch;
+    if crate::worktree::resolve(repo, base).is_none() {
+        problems.push(format!(
+            "base branch {base:?} does not exist; create it or set project.base_branch in {}",
+            config.display_path()
+        ));
+    }
+    let path_var = parent_env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    let executors = &config.config.routing.executor.0;
+    let found = executors.iter().any(|name| {
+        config.config.workers.get(name).is_some_and(|w| {
+            w.command.first().is_some_and(|program| {
+                runner::contract::resolve_binary(program, path_var, repo).is_some()
+            })
+        })
+    });
+    if !found {
+        problems.push(format!(
+            "no executor worker can start: none of {} has its command on PATH; install the CLI or fix workers.<name>.command (`oxi workers` shows each)",
+            executors.join(", ")
+        ));
+    }
+    for (tier, commands) in [
+        ("tier0", &config.config.verify.tier0),
+        ("tier1", &config.config.verify.tier1),
+        ("tier2", &config.config.verify.tier2),
+    ] {
+        for command in commands {
+            if let Some(program) = command.argv.first()
+                && runner::contract::resolve_binary(program, path_var, repo).is_none()
+            {
+                problems.push(format!(
+                    "acceptance command {:?} (verify.{tier}) cannot run: {program:?} is not found",
+                    command.name
+                ));
+            }
+        }
+    }
+    problems
+}
+
+fn ingest(ledger: &mut Ledger, config: &LoadedConfig) -> Result<IngestSummary, TickError> {
+    let path = config.roadmap_path();
+    let bytes = std::fs::read(&path).map_err(|source| roadmap::RoadmapError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let label = path
+        .strip_prefix(&config.repo_root)
+        .unwrap_or(&path)
+        .display()
+        .to_string();
+    let parsed = roadmap::parse(
+        &bytes,
+        std::path::Path::new(&label),
+        config.config.project.default_priority_tier,
+    )?;
+    for warning in &parsed.warnings {
+        tracing::warn!("{label}:{}: {}", warning.line, warning.message);
+    }
+    Ok(roadmap::ingest::apply(
+        ledger,
+        &parsed,
+        &label,
+        &roadmap::ingest::roadmap_hash(&bytes),
+        now_ms(),
+    )?)
+}
+
+/// The worker for a task's next attempt: the first in the role's chain, moving past workers
+/// whose last run for this task was rate-limited, transient or could not start (seed 004 T2-39).
+pub fn choose_worker(chain: &[String], last_runs: &[crate::ledger::RunRow]) -> Option<String> {
+    let last = last_runs.iter().rev().find(|r| r.role == "executor");
+    let skip = last.and_then(|run| {
+        let class = run.classification.as_deref()?;
+        ["rate_limited", "transient", "spawn_failed"]
+            .contains(&class)
+            .then(|| run.worker.clone())
+    });
+    match skip {
+        Some(worker) if chain.len() > 1 => {
+            let at = chain.iter().position(|w| *w == worker).unwrap_or(0);
+            chain.get((at + 1) % chain.len()).cloned()
+        }
+        _ => chain.first().cloned(),
+    }
+}
+
+/// Two path sets overlap when a path equals, contains or is contained by another, or a glob
+/// of one matches a path of the other.
+pub fn overlaps(a: &[String], b: &BTreeSet<String>) -> Option<String> {
+    for x in a {
+        for y in b {
+            let (x_, y_) = (x.trim_end_matches('/'), y.trim_end_matches('/'));
+            if x_ == y_
+                || x_.starts_with(&format!("{y_}/"))
+                || y_.starts_with(&format!("{x_}/"))
+                || crate::critic::within_hints(x_, std::slice::from_ref(y))
+                || crate::critic::within_hints(y_, std::slice::from_ref(x))
+            {
+                return Some(format!("{x} overlaps {y}"));
+            }
+        }
+    }
+    None
+}
+
+fn operator_approved_over_estimate(ledger: &Ledger, task_id: &str) -> bool {
+    ledger
+        .read()
+        .approvals_for(task_id)
+        .map(|a| {
+            a.iter()
+                .any(|a| a.kind == "over_estimate" && a.used_by_run.is_none())
+        })
+        .unwrap_or(false)
+}
+
+/// One pass. The caller holds the tick lock.
+pub async fn pass(
+    config: &LoadedConfig,
+    ledger: &mut Ledger,
+    parent_env: Vec<(String, String)>,
+    actor: &str,
+    shutdown: watch::Receiver<bool>,
+) -> Result<TickReport, TickError> {
+    let started = Instant::now();
+    let mut report = TickReport::empty(config.config.run.mode);
+
+    let t = Instant::now();
+    report.reaped = reap::reap(ledger, config).await?;
+    report.phases_ms.reap = t.elapsed().as_millis() as u64;
+
+    let t = Instant::now();
+    report.ingest = Some(ingest(ledger, config)?);
+    report.phases_ms.ingest = t.elapsed().as_millis() as u64;
+
+    // Tasks an operator approved after a hold: their work is committed on their branch.
+    for task in ledger.read().tasks()? {
+        if task.state == TaskState::DeliverPending && config.config.run.mode == RunMode::Fast {
+            let id = task.spec.id.clone();
+            let now = now_ms();
+            ledger.write(|q| {
+                q.transition_task(
+                    &id,
+                    &Transition::by_oxi(
+                        TaskState::DeliverPending,
+                        TaskState::Delivered,
+                        "delivered locally after approval (fast mode)",
+                    ),
+                    now,
+                )?;
+                q.append_event(&NewEvent {
+                    at_ms: now,
+                    kind: EventKind::Delivered,
+                    task_id: Some(&id),
+                    run_id: None,
+                    actor: "oxi",
+                    data: serde_json::json!({ "mode": "fast", "branch": task.branch, "after_approval": true }),
+                })?;
+                Ok(())
+            })?;
+            report.delivered_approved.push(task.spec.id.clone());
+        }
+    }
+
+    report.blocked = blocking_problems(config, &parent_env);
+    if !report.blocked.is_empty() {
+        report.outcome = "blocked";
+        report.phases_ms.total = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
+    if ledger.read().killswitch()?.is_some_and(|k| k.paused) {
+        report.paused = true;
+        report.outcome = "paused";
+        report.phases_ms.total = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
+
+    // Plan and claim.
+    let t = Instant::now();
+    let caps = &config.config.caps;
+    let job_cap = usd_to_micro(caps.job_usd);
+    let floor = usd_to_micro(caps.estimate_floor_usd);
+    let live_runs = ledger.read().running_runs()?.len() as u32;
+    let slots = config
+        .config
+        .run
+        .max_parallel_jobs
+        .saturating_sub(live_runs);
+    let tasks = ledger.read().tasks()?;
+    let by_id: std::collections::HashMap<&str, &TaskRow> =
+        tasks.iter().map(|t| (t.spec.id.as_str(), t)).collect();
+    let mut in_flight_files: BTreeSet<String> = BTreeSet::new();
+    for task in tasks.iter().filter(|t| t.state.is_in_flight()) {
+        in_flight_files.extend(task.spec.file_hints.iter().cloned());
+    }
+    let mut specs: Vec<JobSpec> = Vec::new();
+    let now = now_ms();
+    for planned in crate::plan::plan(&tasks, now) {
+        if specs.len() as u32 >= slots {
+            break;
+        }
+        if !planned.is_eligible() {
+            continue;
+        }
+        let Some(task) = by_id.get(planned.id.as_str()).copied() else {
+            continue;
+        };
+        let id = task.spec.id.clone();
+        if task.attempts >= caps.max_attempts || task.worker_calls >= caps.max_worker_calls {
+            let reason = format!(
+                "attempts_exhausted: {} attempts (caps.max_attempts {}), {} worker calls (caps.max_worker_calls {})",
+                task.attempts, caps.max_attempts, task.worker_calls, caps.max_worker_calls
+            );
+            ledger.write(|q| {
+                q.transition_task(
+                    &id,
+                    &Transition {
+                        from: task.state,
+                        to: TaskState::Failed,
+                        fields: TransitionFields {
+                            failure_class: Some("attempts_exhausted".to_owned()),
+                            ..TransitionFields::default()
+                        },
+                        actor: "oxi",
+                        reason: &reason,
+                    },
+                    now,
+                )
+            })?;
+            report.failed_at_claim.push(ClaimStop {
+                task_id: id,
+                reason,
+            });
+            continue;
+        }
+        if let Some(reason) = overlaps(&task.spec.file_hints, &in_flight_files) {
+            let reason = format!("file overlap with in-flight work: {reason}");
+            ledger.write(|q| q.defer_task(&id, &reason, now))?;
+            report.deferred.push(ClaimStop {
+                task_id: id,
+                reason,
+            });
+            continue;
+        }
+        let runs = ledger.read().runs_for_task(&id)?;
+        let Some(worker) = choose_worker(&config.config.routing.executor.0, &runs) else {
+            continue;
+        };
+        let estimate = ledger
+            .read()
+            .cost_p90(&worker, "executor")?
+            .unwrap_or(floor)
+            .max(floor);
+        if estimate > job_cap && !operator_approved_over_estimate(ledger, &id) {
+            let reason = format!(
+                "estimated cost {} (p90 of {worker}'s past runs) exceeds caps.job_usd {}; `oxi approve {id}` runs it anyway",
+                format_usd(estimate),
+                format_usd(job_cap)
+            );
+            ledger.write(|q| {
+                q.transition_task(
+                    &id,
+                    &Transition {
+                        from: task.state,
+                        to: TaskState::Held,
+                        fields: TransitionFields {
+                            held_reason: Some(reason.clone()),
+                            ..TransitionFields::default()
+                        },
+                        actor: "oxi",
+                        reason: "over estimate",
+                    },
+                    now,
+                )
+            })?;
+            report.held_at_claim.push(ClaimStop {
+                task_id: id,
+                reason,
+            });
+            continue;
+        }
+        let attempt = task.attempts + 1;
+        let worktree = job::worktree_path(&config.state_dir, &id, attempt);
+        let branch = task
+            .branch
+            .clone()
+            .unwrap_or_else(|| crate::worktree::branch_name(&id, &task.spec.title));
+        let acceptance: Vec<String> = config
+            .config
+            .verify
+            .tier0
+            .iter()
+            .chain(&config.config.verify.tier1)
+            .chain(&config.config.verify.tier2)
+            .map(|c| prompt::shell_words(&c.argv))
+            .collect();
+        let text = prompt::executor(&ExecutorPrompt {
+            id: &id,
+            title: &task.spec.title,
+            subtitle: task.spec.subtitle.as_deref(),
+            brief: &task.spec.body,
+            file_hints: &task.spec.file_hints,
+            acceptance,
+            worktree: worktree.display().to_string(),
+            protected: &config.config.governance.protected,
+            attempt,
+            max_attempts: caps.max_attempts,
+            last_failure: task
+                .last_failure
+                .as_deref()
+                .map(|f| prompt::clip_tail(f, prompt::FAILURE_CLIP)),
+        })
+        .map_err(|e| TickError::Prompt(e.to_string()))?;
+        in_flight_files.extend(task.spec.file_hints.iter().cloned());
+        specs.push(JobSpec {
+            task: task.clone(),
+            attempt,
+            worker,
+            worktree,
+            branch,
+            prompt: text,
+            estimate,
+        });
+    }
+
+    // Admission: reserve each estimate in the transaction that claims the task and creates the
+    // run; the first refusal stops claiming.
+    let mut admitted = Vec::new();
+    let worktree_strings: Vec<String> = specs
+        .iter()
+        .map(|s| s.worktree.display().to_string())
+        .collect();
+    for (spec, worktree) in specs.iter().zip(&worktree_strings) {
+        let request = RunRequest {
+            worker_name: &spec.worker,
+            prompt: &spec.prompt,
+            cwd: &spec.worktree,
+            role: "executor",
+            task_id: Some(&spec.task.spec.id),
+            attempt: spec.attempt,
+            worktree: Some(worktree),
+            branch: Some(&spec.branch),
+            actor,
+            parent_env: parent_env.clone(),
+            live: None,
+        };
+        let prepared = runner::prepare(config, request)?;
+        let id = spec.task.spec.id.clone();
+        let from = spec.task.state;
+        let now = now_ms();
+        let worker = spec.worker.clone();
+        let result = prepared.admit_with(ledger, spec.estimate, |q| {
+            q.transition_task(
+                &id,
+                &Transition {
+                    from,
+                    to: TaskState::Dispatched,
+                    fields: TransitionFields::default(),
+                    actor: "oxi",
+                    reason: &format!("claimed for attempt {} on {worker}", spec.attempt),
+                },
+                now,
+            )?;
+            q.count_attempt(&id, now)
+        });
+        match result {
+            Ok(()) => {
+                let run_id = prepared.run_id.clone();
+                ledger.write(|q| q.mark_over_estimate_used(&id, &run_id))?;
+                admitted.push((spec, prepared));
+            }
+            Err(RunnerError::Budget(refusal)) => {
+                report.budget_refusal = Some(refusal.to_string());
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    report.phases_ms.claim = t.elapsed().as_millis() as u64;
+
+    // Dispatch: each job in its own thread (git and acceptance commands block), all awaited.
+    let t = Instant::now();
+    let ctx = JobContext {
+        config,
+        parent_env: parent_env.clone(),
+        actor,
+        main_before: TreeSnapshot::take(&config.repo_root),
+    };
+    let results: Vec<Result<JobResult, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = admitted
+            .into_iter()
+            .map(|(spec, prepared)| {
+                let ctx = &ctx;
+                let shutdown = shutdown.clone();
+                scope.spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    runtime
+                        .block_on(job::run(ctx, spec, prepared, shutdown))
+                        .map_err(|e| format!("task {}: {e}", spec.task.spec.id))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a job thread panicked".to_owned()))
+            })
+            .collect()
+    });
+    report.phases_ms.jobs = t.elapsed().as_millis() as u64;
+    for result in results {
+        match result {
+            Ok(job) => report.jobs.push(job),
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    record_period_breach(ledger, config)?;
+    report.outcome = if report
+        .jobs
+        .iter()
+        .any(|j| matches!(j.state, TaskState::Failed | TaskState::FrameworkFixNeeded))
+        || !report.failed_at_claim.is_empty()
+    {
+        "failures"
+    } else if !report.jobs.is_empty() {
+        "dispatched"
+    } else if report.budget_refusal.is_some() {
+        "budget"
+    } else {
+        "nothing_to_do"
+    };
+    report.phases_ms.total = started.elapsed().as_millis() as u64;
+    let summary = serde_json::json!({
+        "outcome": report.outcome,
+        "claimed": report.jobs.iter().map(|j| &j.task_id).collect::<Vec<_>>(),
+        "reaped": report.reaped.len(),
+        "budget_refusal": report.budget_refusal,
+        "ms": report.phases_ms.total,
+    });
+    ledger.write(|q| {
+        q.append_event(&NewEvent {
+            at_ms: now_ms(),
+            kind: EventKind::TickCompleted,
+            task_id: None,
+            run_id: None,
+            actor: "oxi",
+            data: summary,
+        })
+        .map(|_| ())
+    })?;
+    Ok(report)
+}
+
+/// A `budget_breach` event once per day or month whose spend ended above its cap.
+fn record_period_breach(ledger: &mut Ledger, config: &LoadedConfig) -> Result<(), LedgerError> {
+    let now = now_ms();
+    let (day, month) = (crate::clock::day_of(now), crate::clock::month_of(now));
+    let totals = ledger.read().spend_totals(&day, &month)?;
+    let caps = crate::budget::Caps::from_config(&config.config.caps);
+    for (scope, period, spent, cap) in [
+        ("day", &day, totals.day_spent, caps.daily),
+        ("month", &month, totals.month_spent, caps.monthly),
+    ] {
+        let key = format!("budget_breach:{scope}:{period}");
+        if spent > cap && ledger.read().kv_get(&key)?.is_none() {
+            ledger.write(|q| {
+                q.kv_set(&key, &spent.to_string(), now)?;
+                q.append_event(&NewEvent {
+                    at_ms: now,
+                    kind: EventKind::BudgetBreach,
+                    task_id: None,
+                    run_id: None,
+                    actor: "oxi",
+                    data: serde_json::json!({
+                        "scope": scope,
+                        "period": period,
+                        "spent_microusd": spent,
+                        "cap_microusd": cap,
+                    }),
+                })
+                .map(|_| ())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The tick's exit status, documented in docs/cli.md.
+pub fn exit_code(report: &TickReport) -> i32 {
+    match report.outcome {
+        "failures" => crate::exit::TASK_FAILURES,
+        "blocked" => crate::exit::BLOCKED,
+        "budget" => crate::exit::BUDGET,
+        _ => crate::exit::OK,
+    }
+}

@@ -1,0 +1,234 @@
+//! The reaper, at the head of every tick: runs whose supervisor is gone or whose lease expired
+//! are ended (their whole process group, if any of it lives), recorded as `reaped`, their
+//! reservation released, and their task requeued or failed. A run whose supervisor lives and
+//! whose lease is current is never touched. Tasks left in flight with no run (their tick died
+//! between runs) are recovered the same way.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::clock::now_ms;
+use crate::config::LoadedConfig;
+use crate::ledger::{
+    EventKind, Ledger, LedgerError, NewEvent, RunEnd, RunRow, TaskState, Transition,
+    TransitionFields,
+};
+use crate::process;
+use crate::worktree;
+
+/// One reaped run or recovered task.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reaped {
+    pub run_id: Option<String>,
+    pub task_id: Option<String>,
+    pub reason: String,
+    /// The recorded process group was alive and was ended.
+    pub group_ended: bool,
+    /// What the task became.
+    pub task_state: Option<TaskState>,
+}
+
+/// True when a process with this pid exists (EPERM means it exists but is not ours).
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) {
+        Ok(()) => true,
+        Err(e) => e == nix::errno::Errno::EPERM,
+    }
+}
+
+fn orphan_reason(run: &RunRow, now: i64) -> Option<String> {
+    let me = std::process::id();
+    if run.supervisor_pid == Some(me) {
+        return None;
+    }
+    let supervisor_alive = run.supervisor_pid.is_some_and(pid_alive);
+    if !supervisor_alive {
+        return Some(match run.supervisor_pid {
+            Some(pid) => format!("its supervisor (pid {pid}) is gone"),
+            None => "it has no recorded supervisor".to_owned(),
+        });
+    }
+    match run.lease_expires_at_ms {
+        Some(until) if until < now => Some(format!(
+            "its lease expired at {}",
+            crate::clock::rfc3339(until)
+        )),
+        _ => None,
+    }
+}
+
+/// Requeues (attempts left) or fails (attempts exhausted) an interrupted in-flight task.
+fn recover_task(
+    ledger: &mut Ledger,
+    config: &LoadedConfig,
+    task_id: &str,
+    why: &str,
+) -> Result<Option<TaskState>, LedgerError> {
+    let Some(task) = ledger.read().task(task_id)? else {
+        return Ok(None);
+    };
+    if !task.state.is_in_flight() || task.state == TaskState::DeliverPending {
+        return Ok(None);
+    }
+    let caps = &config.config.caps;
+    let exhausted =
+        task.attempts >= caps.max_attempts || task.worker_calls >= caps.max_worker_calls;
+    let (to, fields) = if exhausted {
+        (
+            TaskState::Failed,
+            TransitionFields {
+                failure_class: Some("attempts_exhausted".to_owned()),
+                ..TransitionFields::default()
+            },
+        )
+    } else {
+        (
+            TaskState::Queued,
+            TransitionFields {
+                failure_class: Some("reaped".to_owned()),
+                ..TransitionFields::default()
+            },
+        )
+    };
+    let failure = format!(
+        "The previous attempt was interrupted ({why}); any work it made is committed on this branch."
+    );
+    let now = now_ms();
+    ledger.write(|q| {
+        q.transition_task(
+            task_id,
+            &Transition {
+                from: task.state,
+                to,
+                fields,
+                actor: "oxi",
+                reason: why,
+            },
+            now,
+        )?;
+        q.set_task_failure(task_id, Some(&failure))
+    })?;
+    Ok(Some(to))
+}
+
+/// Commits whatever an interrupted attempt left in its worktree onto the task branch and
+/// removes the worktree.
+fn salvage(repo: &Path, worktree: Option<&str>) {
+    if let Some(path) = worktree {
+        let path = PathBuf::from(path);
+        if path.exists()
+            && let Err(e) = worktree::retire(repo, &path, "oxi: salvage work of an interrupted run")
+        {
+            tracing::warn!("could not retire worktree {}: {e}", path.display());
+        }
+    }
+}
+
+/// Reaps orphaned runs and recovers stranded tasks.
+pub async fn reap(ledger: &mut Ledger, config: &LoadedConfig) -> Result<Vec<Reaped>, LedgerError> {
+    let grace = config.config.caps.kill_grace.as_duration();
+    let mut reaped = Vec::new();
+    let now = now_ms();
+    for run in ledger.read().running_runs()? {
+        let Some(reason) = orphan_reason(&run, now) else {
+            continue;
+        };
+        let mut group_ended = false;
+        if let Some(pgid) = run.pgid
+            && process::group_alive(pgid)
+        {
+            process::terminate_group(pgid, grace).await;
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            while process::group_alive(pgid) && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            group_ended = true;
+        }
+        let detail = format!("reaped: {reason}");
+        let ended = now_ms();
+        ledger.write(|q| {
+            let finished = q.finish_run(
+                &run.id,
+                &RunEnd {
+                    ended_at_ms: ended,
+                    classification: "reaped",
+                    cost_microusd: run.cost_microusd,
+                    detail: Some(&detail),
+                    release: true,
+                    summary: serde_json::json!({ "group_ended": group_ended }),
+                    ..RunEnd::default()
+                },
+            )?;
+            if finished {
+                q.append_event(&NewEvent {
+                    at_ms: ended,
+                    kind: EventKind::RunReaped,
+                    task_id: run.task_id.as_deref(),
+                    run_id: Some(&run.id),
+                    actor: "oxi",
+                    data: serde_json::json!({
+                        "reason": reason,
+                        "pgid": run.pgid,
+                        "group_ended": group_ended,
+                    }),
+                })?;
+            }
+            Ok(())
+        })?;
+        salvage(&config.repo_root, run.worktree.as_deref());
+        let task_state = match &run.task_id {
+            Some(task) => recover_task(ledger, config, task, &detail)?,
+            None => None,
+        };
+        reaped.push(Reaped {
+            run_id: Some(run.id.clone()),
+            task_id: run.task_id.clone(),
+            reason: detail,
+            group_ended,
+            task_state,
+        });
+    }
+
+    // Tasks in flight with no live run: their tick died between runs (verifying, say).
+    let live: std::collections::HashSet<String> = ledger
+        .read()
+        .running_runs()?
+        .into_iter()
+        .filter_map(|r| r.task_id)
+        .collect();
+    let stranded: Vec<_> = ledger
+        .read()
+        .tasks()?
+        .into_iter()
+        .filter(|t| {
+            matches!(
+                t.state,
+                TaskState::Dispatched | TaskState::Verifying | TaskState::Reviewing
+            ) && !live.contains(&t.spec.id)
+        })
+        .collect();
+    for task in stranded {
+        let last_worktree = ledger
+            .read()
+            .runs_for_task(&task.spec.id)?
+            .into_iter()
+            .rev()
+            .find_map(|r| r.worktree);
+        salvage(&config.repo_root, last_worktree.as_deref());
+        let why = format!("the tick that was {} it stopped", task.state);
+        let task_state = recover_task(ledger, config, &task.spec.id, &why)?;
+        reaped.push(Reaped {
+            run_id: None,
+            task_id: Some(task.spec.id.clone()),
+            reason: why,
+            group_ended: false,
+            task_state,
+        });
+    }
+    Ok(reaped)
+}

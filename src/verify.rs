@@ -1,0 +1,476 @@
+//! Verify a run's work: the diff against the base, governance (allowed roots, protected and
+//! needs-approval globs, escaping symlinks, the untouched main checkout), secrets in the diff,
+//! and the acceptance commands by tier, each with its own timeout, log and time.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Serialize;
+
+use crate::config::{AcceptanceCommand, GovernanceConfig};
+use crate::git::{self, GitError};
+use crate::process::{self, Control, Limits, LineSink, Spawn, StopReason, Stream};
+use crate::redact::Redactor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error("governance.{key}: bad glob {glob:?}: {message}")]
+    Glob {
+        key: &'static str,
+        glob: String,
+        message: String,
+    },
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One changed path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangedFile {
+    pub path: String,
+    /// `A`dded, `M`odified, `D`eleted, `T`ype changed.
+    pub status: char,
+    pub added: u64,
+    pub removed: u64,
+}
+
+/// The work of a task branch against its base.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Diff {
+    pub files: Vec<ChangedFile>,
+    pub lines_added: u64,
+    pub lines_removed: u64,
+    /// `-U0` patch text (for the secret scan and the reviewer), not serialized.
+    #[serde(skip)]
+    pub patch: String,
+}
+
+impl Diff {
+    pub fn changed_lines(&self) -> u64 {
+        self.lines_added + self.lines_removed
+    }
+
+    pub fn paths(&self) -> Vec<String> {
+        self.files.iter().map(|f| f.path.clone()).collect()
+    }
+}
+
+/// Stages everything in the worktree and diffs it (commits included) against `base`.
+pub fn diff(worktree: &Path, base: &str) -> Result<Diff, VerifyError> {
+    git::run(worktree, &["add", "-A"])?;
+    let numstat = git::run_raw(
+        worktree,
+        &["diff", "--cached", "--no-renames", "--numstat", "-z", base],
+    )?;
+    let status = git::run_raw(
+        worktree,
+        &[
+            "diff",
+            "--cached",
+            "--no-renames",
+            "--name-status",
+            "-z",
+            base,
+        ],
+    )?;
+    let mut statuses = std::collections::HashMap::new();
+    let mut parts = status.split(|b| *b == 0).filter(|p| !p.is_empty());
+    while let (Some(code), Some(path)) = (parts.next(), parts.next()) {
+        let code = code.first().map_or('M', |c| *c as char);
+        statuses.insert(String::from_utf8_lossy(path).into_owned(), code);
+    }
+    let mut diff = Diff::default();
+    for record in numstat.split(|b| *b == 0).filter(|p| !p.is_empty()) {
+        let text = String::from_utf8_lossy(record);
+        let mut fields = text.splitn(3, '\t');
+        let (Some(added), Some(removed), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        // Binary files show "-".
+        let added = added.parse().unwrap_or(0);
+        let removed = removed.parse().unwrap_or(0);
+        diff.lines_added += added;
+        diff.lines_removed += removed;
+        diff.files.push(ChangedFile {
+            status: statuses.get(path).copied().unwrap_or('M'),
+            path: path.to_owned(),
+            added,
+            removed,
+        });
+    }
+    let patch = git::run_raw(
+        worktree,
+        &[
+            "diff",
+            "--cached",
+            "--no-renames",
+            "-U0",
+            "--no-color",
+            base,
+        ],
+    )?;
+    diff.patch = String::from_utf8_lossy(&patch).into_owned();
+    Ok(diff)
+}
+
+/// Where a secret was found in a diff: the file and line, never the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretHit {
+    pub path: String,
+    pub line: u64,
+}
+
+/// Added lines of `patch` that contain a secret oxi holds or a token-shaped string.
+pub fn secrets_in_patch(patch: &str, redactor: &Redactor) -> Vec<SecretHit> {
+    let mut hits = Vec::new();
+    let mut path = String::new();
+    let mut line_no = 0u64;
+    for line in patch.lines() {
+        if let Some(rest) = line.strip_prefix("+++ ") {
+            path = rest.strip_prefix("b/").unwrap_or(rest).to_owned();
+        } else if let Some(rest) = line.strip_prefix("@@ ") {
+            // @@ -a,b +c,d @@
+            line_no = rest
+                .split_whitespace()
+                .find_map(|p| p.strip_prefix('+'))
+                .and_then(|p| p.split(',').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+        } else if let Some(added) = line.strip_prefix('+') {
+            if redactor.contains_secret(added) {
+                hits.push(SecretHit {
+                    path: path.clone(),
+                    line: line_no,
+                });
+            }
+            line_no += 1;
+        }
+    }
+    hits
+}
+
+/// What governance found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GovernanceReport {
+    /// Paths outside the allowed roots (or escaping the worktree through `..` or a symlink).
+    pub outside: Vec<String>,
+    /// Paths matching a protected glob.
+    pub protected: Vec<String>,
+    /// Paths matching a needs-approval glob.
+    pub needs_approval: Vec<String>,
+    /// Paths of the main checkout that changed while the run went.
+    pub main_checkout: Vec<String>,
+}
+
+impl GovernanceReport {
+    /// Stops the task (`framework_fix_needed`).
+    pub fn is_violation(&self) -> bool {
+        !self.outside.is_empty() || !self.protected.is_empty() || !self.main_checkout.is_empty()
+    }
+
+    /// The memo a person reads: which paths, which trigger.
+    pub fn memo(&self) -> String {
+        let mut parts = Vec::new();
+        for (trigger, paths) in [
+            ("outside governance.allowed_roots", &self.outside),
+            ("protected (governance.protected)", &self.protected),
+            (
+                "main checkout modified (the runner repo must stay untouched)",
+                &self.main_checkout,
+            ),
+            (
+                "needs approval (governance.needs_approval)",
+                &self.needs_approval,
+            ),
+        ] {
+            if !paths.is_empty() {
+                parts.push(format!("{trigger}: {}", paths.join(", ")));
+            }
+        }
+        parts.join("; ")
+    }
+}
+
+fn globset(key: &'static str, globs: &[String]) -> Result<GlobSet, VerifyError> {
+    let mut builder = GlobSetBuilder::new();
+    for glob in globs {
+        builder.add(Glob::new(glob).map_err(|e| VerifyError::Glob {
+            key,
+            glob: glob.clone(),
+            message: e.to_string(),
+        })?);
+    }
+    builder.build().map_err(|e| VerifyError::Glob {
+        key,
+        glob: globs.join(", "),
+        message: e.to_string(),
+    })
+}
+
+/// Lexically normalizes a repository-relative path; `None` when it climbs out with `..` or is
+/// absolute.
+fn normalize(path: &str) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for component in Path::new(path).components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// True when `path` (in `worktree`) is a symlink whose target leaves the worktree.
+fn symlink_escapes(worktree: &Path, path: &str) -> bool {
+    let full = worktree.join(path);
+    let Ok(meta) = std::fs::symlink_metadata(&full) else {
+        return false;
+    };
+    if !meta.file_type().is_symlink() {
+        return false;
+    }
+    let Ok(target) = std::fs::read_link(&full) else {
+        return true;
+    };
+    if target.is_absolute() {
+        return !target.starts_with(worktree);
+    }
+    let parent = Path::new(path).parent().unwrap_or(Path::new(""));
+    normalize(&parent.join(&target).display().to_string()).is_none()
+}
+
+/// Checks every changed path against the governance config.
+pub fn governance(
+    worktree: &Path,
+    diff: &Diff,
+    config: &GovernanceConfig,
+    main_checkout_changes: Vec<String>,
+) -> Result<GovernanceReport, VerifyError> {
+    let protected = globset("protected", &config.protected)?;
+    let approval = globset("needs_approval", &config.needs_approval)?;
+    let roots: Vec<PathBuf> = config
+        .allowed_roots
+        .iter()
+        .filter_map(|r| normalize(r))
+        .collect();
+    let mut report = GovernanceReport {
+        main_checkout: main_checkout_changes,
+        ..GovernanceReport::default()
+    };
+    for file in &diff.files {
+        let inside = match normalize(&file.path) {
+            None => false,
+            Some(p) => {
+                roots
+                    .iter()
+                    .any(|r| r.as_os_str().is_empty() || p.starts_with(r))
+                    && !symlink_escapes(worktree, &file.path)
+            }
+        };
+        if !inside {
+            report.outside.push(file.path.clone());
+        }
+        if protected.is_match(&file.path) {
+            report.protected.push(file.path.clone());
+        }
+        if approval.is_match(&file.path) {
+            report.needs_approval.push(file.path.clone());
+        }
+    }
+    Ok(report)
+}
+
+/// One acceptance command's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandResult {
+    pub tier: String,
+    pub name: String,
+    /// `passed`, `failed`, `timed_out` or `error`.
+    pub status: &'static str,
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+    pub log_path: PathBuf,
+    /// The last lines of its output, for the next attempt's prompt.
+    #[serde(skip)]
+    pub tail: String,
+}
+
+impl CommandResult {
+    pub fn passed(&self) -> bool {
+        self.status == "passed"
+    }
+}
+
+/// Writes a command's output to its log (capped) and keeps its last lines.
+struct LogSink {
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    written: u64,
+    cap: u64,
+    tail: VecDeque<String>,
+    redactor: Redactor,
+}
+
+const LOG_CAP: u64 = 8 << 20;
+const TAIL_LINES: usize = 40;
+
+impl LineSink for LogSink {
+    fn spawned(&mut self, _pid: u32) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn line(&mut self, _stream: Stream, line: &[u8], _truncated: bool) -> Control {
+        let masked = self.redactor.redact_bytes(line);
+        if self.written < self.cap
+            && let Some(file) = &mut self.file
+        {
+            let _ = file.write_all(&masked).and_then(|()| file.write_all(b"\n"));
+            self.written += masked.len() as u64 + 1;
+        }
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(crate::worker::clip_bytes(&masked, 400));
+        Control::Continue
+    }
+}
+
+/// Runs acceptance commands in order (stopping at the first failure), argv-form in `cwd`
+/// with `env`, each under its timeout; logs go to `log_dir/verify-<tier>-<n>.log`.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_commands(
+    tier: &str,
+    commands: &[AcceptanceCommand],
+    cwd: &Path,
+    env: &[(String, String)],
+    log_dir: &Path,
+    grace: Duration,
+    redactor: &Redactor,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<CommandResult>, VerifyError> {
+    let mut results = Vec::new();
+    for (i, command) in commands.iter().enumerate() {
+        let log_path = log_dir.join(format!(
+            "verify-{tier}-{i}-{}.log",
+            crate::worktree::slug(&command.name, 30)
+        ));
+        let file = std::fs::File::create(&log_path).map_err(|source| VerifyError::Io {
+            path: log_path.clone(),
+            source,
+        })?;
+        let mut sink = LogSink {
+            file: Some(std::io::BufWriter::new(file)),
+            written: 0,
+            cap: LOG_CAP,
+            tail: VecDeque::new(),
+            redactor: redactor.clone(),
+        };
+        let spawn = Spawn {
+            argv: command.argv.clone(),
+            cwd: cwd.to_path_buf(),
+            env: env.to_vec(),
+        };
+        let timeout = command.timeout.as_duration();
+        let limits = Limits {
+            wall: timeout,
+            stall: timeout,
+            grace,
+            line_cap: 64 * 1024,
+            drain: Duration::from_secs(2),
+        };
+        let started = Instant::now();
+        let outcome = process::supervise(&spawn, &limits, &mut sink, shutdown.clone()).await;
+        if let Some(file) = &mut sink.file {
+            let _ = file.flush();
+        }
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let (status, exit_code) = match &outcome {
+            Ok(f)
+                if f.stop == Some(StopReason::WallClock) || f.stop == Some(StopReason::Stalled) =>
+            {
+                ("timed_out", f.exit_code)
+            }
+            Ok(f) if f.exit_code == Some(0) => ("passed", Some(0)),
+            Ok(f) => ("failed", f.exit_code),
+            Err(_) => ("error", None),
+        };
+        let mut tail: Vec<String> = sink.tail.into_iter().collect();
+        if let Err(e) = &outcome {
+            tail.push(format!("cannot run {:?}: {e}", command.argv));
+        }
+        if status == "timed_out" {
+            tail.push(format!(
+                "(stopped after its timeout of {})",
+                command.timeout
+            ));
+        }
+        let result = CommandResult {
+            tier: tier.to_owned(),
+            name: command.name.clone(),
+            status,
+            exit_code,
+            duration_ms,
+            log_path,
+            tail: tail.join("\n"),
+        };
+        let passed = result.passed();
+        results.push(result);
+        if !passed {
+            break;
+        }
+    }
+    Ok(results)
+}
+
+/// The environment acceptance commands get: oxi's own, minus GitHub tokens and every
+/// variable a worker receives as a secret (model API keys).
+pub fn command_env(parent: &[(String, String)], withheld: &[String]) -> Vec<(String, String)> {
+    parent
+        .iter()
+        .filter(|(k, _)| {
+            !crate::runner::env::NEVER_PASSED.contains(&k.as_str()) && !withheld.contains(k)
+        })
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_hits_name_file_and_line_only() {
+        let patch = "diff --git a/src/x.rs b/src/x.rs\n--- a/src/x.rs\n+++ b/src/x.rs\n@@ -3,0 +4,2 @@\n+let a = 1;\n+let key = \"my-honeytoken-value\";\n";
+        let r = Redactor::new(["my-honeytoken-value"]);
+        assert_eq!(
+            secrets_in_patch(patch, &r),
+            vec![SecretHit {
+                path: "src/x.rs".into(),
+                line: 5
+            }]
+        );
+    }
+
+    #[test]
+    fn parent_dirs_that_climb_out_are_outside() {
+        assert_eq!(normalize("a/../b"), Some(PathBuf::from("b")));
+        assert_eq!(normalize("../b"), None);
+        assert_eq!(normalize("/etc/passwd"), None);
+    }
+}

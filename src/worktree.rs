@@ -1,0 +1,211 @@
+//! Git worktrees for task runs: one per attempt under `.oxi/worktrees/`, on the task's branch
+//! `oxi/<task-id>-<slug>`, started from the base branch. A retry continues on the branch, so the
+//! previous attempt's work is never thrown away; clean-up commits anything uncommitted before
+//! removing a worktree, so no work that is not on a branch is ever deleted.
+
+use std::path::{Path, PathBuf};
+
+use crate::git::{self, GitError};
+
+/// Longest slug taken from a title.
+const SLUG_MAX: usize = 40;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorktreeError {
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error("base branch {branch:?} does not exist in {repo}; set project.base_branch in oxi.toml")]
+    NoBase { branch: String, repo: String },
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Lower-case ASCII letters, digits and single dashes: nothing git, a shell or a URL treats
+/// specially, whatever the roadmap says.
+pub fn slug(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+        if out.len() >= max {
+            break;
+        }
+    }
+    out.trim_matches('-').to_owned()
+}
+
+/// The branch for a task: `oxi/<id>-<slug of title>`, bounded in length.
+pub fn branch_name(task_id: &str, title: &str) -> String {
+    let id = slug(task_id, 24);
+    let id = if id.is_empty() { "task".to_owned() } else { id };
+    let title = slug(title, SLUG_MAX);
+    if title.is_empty() {
+        format!("oxi/{id}")
+    } else {
+        format!("oxi/{id}-{title}")
+    }
+}
+
+/// A worktree ready for a run.
+#[derive(Debug, Clone)]
+pub struct Worktree {
+    pub path: PathBuf,
+    pub branch: String,
+    /// The base-branch commit the task branch started from (its diff base).
+    pub base_commit: String,
+    /// The branch already had commits (a retry continuing earlier work).
+    pub continued: bool,
+}
+
+fn path_str(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// The commit `rev` names, if any.
+pub fn resolve(repo: &Path, rev: &str) -> Option<String> {
+    git::run(
+        repo,
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            &format!("{rev}^{{commit}}"),
+        ],
+    )
+    .ok()
+    .filter(|s| !s.is_empty())
+}
+
+/// Creates the worktree for one attempt. An existing directory at `path` (left by a crash) is
+/// retired first, its uncommitted work committed onto its branch.
+pub fn prepare(
+    repo: &Path,
+    path: &Path,
+    branch: &str,
+    base_branch: &str,
+) -> Result<Worktree, WorktreeError> {
+    let base_head = resolve(repo, base_branch).ok_or_else(|| WorktreeError::NoBase {
+        branch: base_branch.to_owned(),
+        repo: path_str(repo),
+    })?;
+    if path.exists() {
+        retire(repo, path, "oxi: salvage work left by an interrupted run")?;
+    }
+    let _ = git::run(repo, &["worktree", "prune"]);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| WorktreeError::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    let existing = resolve(repo, &format!("refs/heads/{branch}"));
+    let (base_commit, continued) = match existing {
+        Some(_) => {
+            git::run(repo, &["worktree", "add", &path_str(path), branch])?;
+            let base = git::run(repo, &["merge-base", base_branch, branch])?;
+            let ahead = git::run(repo, &["rev-list", "--count", &format!("{base}..{branch}")])?;
+            (base, ahead.trim() != "0")
+        }
+        None => {
+            git::run(
+                repo,
+                &["worktree", "add", "-b", branch, &path_str(path), &base_head],
+            )?;
+            (base_head, false)
+        }
+    };
+    Ok(Worktree {
+        path: path.to_path_buf(),
+        branch: branch.to_owned(),
+        base_commit,
+        continued,
+    })
+}
+
+/// git arguments that supply an identity only when the user has none configured, so oxi's
+/// commits work on a fresh machine and otherwise carry the user's identity.
+fn identity_args(dir: &Path) -> Vec<String> {
+    let mut args = Vec::new();
+    if git::run(dir, &["config", "user.name"]).is_err() {
+        args.extend(["-c".to_owned(), "user.name=oxi".to_owned()]);
+    }
+    if git::run(dir, &["config", "user.email"]).is_err() {
+        args.extend(["-c".to_owned(), "user.email=oxi@localhost".to_owned()]);
+    }
+    args
+}
+
+/// True when the worktree has changes not committed (tracked or untracked).
+pub fn is_dirty(dir: &Path) -> Result<bool, GitError> {
+    Ok(!git::run(dir, &["status", "--porcelain", "--untracked-files=all"])?.is_empty())
+}
+
+/// Stages everything and commits with `message`; returns the new HEAD, or `None` when there
+/// was nothing to commit.
+pub fn commit_all(dir: &Path, message: &str) -> Result<Option<String>, GitError> {
+    git::run(dir, &["add", "-A"])?;
+    if git::run(dir, &["diff", "--cached", "--quiet"]).is_ok() {
+        return Ok(None);
+    }
+    let mut args = identity_args(dir);
+    args.extend([
+        "commit".to_owned(),
+        "-q".to_owned(),
+        "-m".to_owned(),
+        message.to_owned(),
+    ]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    git::run(dir, &refs)?;
+    Ok(Some(git::run(dir, &["rev-parse", "HEAD"])?))
+}
+
+/// Removes a worktree, committing any uncommitted work onto its branch first (`message`).
+/// The branch is kept.
+pub fn retire(repo: &Path, path: &Path, message: &str) -> Result<(), WorktreeError> {
+    if path.join(".git").exists() && is_dirty(path).unwrap_or(false) {
+        commit_all(path, message)?;
+    }
+    if git::run(repo, &["worktree", "remove", "--force", &path_str(path)]).is_err() {
+        // Not a registered worktree (a stray directory): only remove it when it holds nothing.
+        if path.exists() && std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none()) {
+            let _ = std::fs::remove_dir(path);
+        }
+    }
+    let _ = git::run(repo, &["worktree", "prune"]);
+    Ok(())
+}
+
+/// Discards uncommitted changes (used after a read-only reviewer run that edited anyway).
+pub fn discard_changes(dir: &Path) -> Result<(), GitError> {
+    git::run(dir, &["reset", "-q", "--hard"])?;
+    git::run(dir, &["clean", "-q", "-fd"])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_names_are_safe_and_bounded() {
+        assert_eq!(
+            branch_name("T0-104", "PR-overlap gate: don't ship conflicts!"),
+            "oxi/t0-104-pr-overlap-gate-don-t-ship-conflicts"
+        );
+        assert_eq!(
+            branch_name("T1-1", "$(rm -rf /); `echo` ~/.. @{u} ^HEAD: *?[x]"),
+            "oxi/t1-1-rm-rf-echo-u-head-x"
+        );
+        assert_eq!(branch_name("C-abc", "日本語だけ"), "oxi/c-abc");
+        let long = branch_name("T2-9", &"word ".repeat(50));
+        assert!(long.len() <= 4 + 24 + 1 + SLUG_MAX, "{long}");
+        assert!(!long.ends_with('-'));
+    }
+}
