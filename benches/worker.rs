@@ -170,6 +170,7 @@ fn flood_child() {
                     actor: "bench",
                     parent_env: vec![("PATH".into(), std::env::var("PATH").unwrap_or_default())],
                     live: None,
+                    track_files: false,
                 };
                 let prepared = runner::prepare(&config, request).unwrap();
                 prepared.admit(&mut ledger, 0).unwrap();

@@ -19,28 +19,20 @@ pub enum GitError {
     },
 }
 
-/// Runs `git -C dir args…` and returns trimmed stdout.
-pub fn run(dir: &Path, args: &[&str]) -> Result<String, GitError> {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .output()
-        .map_err(GitError::Spawn)?;
-    if !output.status.success() {
-        return Err(GitError::Failed {
-            args: args.join(" "),
-            dir: dir.display().to_string(),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+/// The git binary, found on PATH once per process (a tick runs git dozens of times; searching
+/// a long PATH for each costs more than the git command itself).
+fn git_binary() -> &'static std::ffi::OsStr {
+    static GIT: std::sync::OnceLock<std::ffi::OsString> = std::sync::OnceLock::new();
+    GIT.get_or_init(|| {
+        which::which("git")
+            .map(std::path::PathBuf::into_os_string)
+            .unwrap_or_else(|_| "git".into())
+    })
 }
 
 /// Runs `git -C dir args…` and returns stdout untouched (for `-z` output).
 pub fn run_raw(dir: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> {
-    let output = Command::new("git")
+    let output = Command::new(git_binary())
         .arg("-C")
         .arg(dir)
         .args(args)
@@ -57,6 +49,12 @@ pub fn run_raw(dir: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> {
     Ok(output.stdout)
 }
 
+/// Runs `git -C dir args…` and returns trimmed stdout.
+pub fn run(dir: &Path, args: &[&str]) -> Result<String, GitError> {
+    let stdout = run_raw(dir, args)?;
+    Ok(String::from_utf8_lossy(&stdout).trim().to_owned())
+}
+
 /// The state of every changed or untracked path in a work tree (relative to its top), each with
 /// a fingerprint of its content, so two snapshots tell which paths a run touched even when
 /// they were already dirty before it.
@@ -71,31 +69,65 @@ pub struct TreeSnapshot {
 impl TreeSnapshot {
     /// Takes a snapshot of the work tree containing `dir`; `None` outside a git repository.
     pub fn take(dir: &Path) -> Option<Self> {
-        let toplevel = std::path::PathBuf::from(toplevel(dir)?);
+        Self::take_at(std::path::PathBuf::from(toplevel(dir)?))
+    }
+
+    /// `take` for a directory known to be the top of its work tree (one git call fewer).
+    pub fn take_at(toplevel: std::path::PathBuf) -> Option<Self> {
+        // Porcelain v2 with --branch gives the HEAD commit and the paths in one call.
         let status = run_raw(
             &toplevel,
-            &["status", "--porcelain=v1", "-z", "--untracked-files=all"],
+            &[
+                "status",
+                "--porcelain=v2",
+                "--branch",
+                "-z",
+                "--untracked-files=all",
+            ],
         )
         .ok()?;
+        let mut head = None;
         let mut paths = std::collections::BTreeMap::new();
         let mut entries = status.split(|b| *b == 0).filter(|e| !e.is_empty());
         while let Some(entry) = entries.next() {
-            if entry.len() < 4 {
+            let text = String::from_utf8_lossy(entry);
+            let (code, path) = if let Some(oid) = text.strip_prefix("# branch.oid ") {
+                if oid != "(initial)" {
+                    head = Some(oid.to_owned());
+                }
                 continue;
-            }
-            let code = String::from_utf8_lossy(&entry[..2]).into_owned();
-            let path = String::from_utf8_lossy(&entry[3..]).into_owned();
-            if code.starts_with('R') || code.starts_with('C') {
-                // The original path follows as its own entry.
-                entries.next();
-            }
+            } else if text.starts_with('#') {
+                continue;
+            } else if let Some(path) = text.strip_prefix("? ") {
+                ("??".to_owned(), path.to_owned())
+            } else if let Some(path) = text.strip_prefix("! ") {
+                ("!!".to_owned(), path.to_owned())
+            } else {
+                // "1 XY sub mH mI mW hH hI path", "2 XY sub mH mI mW hH hI Xscore path\0orig",
+                // "u XY sub m1 m2 m3 mW h1 h2 h3 path".
+                let fields = match text.chars().next() {
+                    Some('1') => 9,
+                    Some('2') => 10,
+                    Some('u') => 11,
+                    _ => continue,
+                };
+                let mut parts = text.splitn(fields, ' ');
+                let code = parts.nth(1).unwrap_or("..").to_owned();
+                let Some(path) = parts.nth(fields - 3) else {
+                    continue;
+                };
+                if text.starts_with('2') {
+                    // The original path follows as its own entry.
+                    entries.next();
+                }
+                (code, path.to_owned())
+            };
             let fingerprint = match std::fs::read(toplevel.join(&path)) {
                 Ok(bytes) => format!("{code}:{}", crate::digest::sha256_hex(&bytes, 32)),
                 Err(_) => format!("{code}:absent"),
             };
             paths.insert(path, fingerprint);
         }
-        let head = run(&toplevel, &["rev-parse", "--verify", "--quiet", "HEAD"]).ok();
         Some(Self {
             toplevel,
             head,
@@ -199,5 +231,45 @@ mod tests {
         }
         assert_eq!(parse_github_url("https://gitlab.com/acme/widgets"), None);
         assert_eq!(parse_github_url("/srv/git/widgets.git"), None);
+    }
+
+    #[test]
+    fn snapshots_see_new_modified_deleted_renamed_and_committed_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let git = |args: &[&str]| {
+            run(
+                &root,
+                &[&["-c", "user.name=t", "-c", "user.email=t@t"], args].concat(),
+            )
+            .unwrap()
+        };
+        git(&["init", "-q", "-b", "main"]);
+        std::fs::write(root.join("a.txt"), "a").unwrap();
+        std::fs::write(root.join("b.txt"), "b").unwrap();
+        std::fs::write(root.join("c.txt"), "c").unwrap();
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "init"]);
+        std::fs::write(root.join("dirty.txt"), "already dirty").unwrap();
+        let before = TreeSnapshot::take(&root).unwrap();
+        assert!(before.head.is_some());
+        std::fs::write(root.join("a.txt"), "changed").unwrap();
+        std::fs::remove_file(root.join("b.txt")).unwrap();
+        std::fs::write(root.join("dirty.txt"), "dirtier").unwrap();
+        std::fs::write(root.join("new dir file.txt"), "new").unwrap();
+        git(&["mv", "c.txt", "c2.txt"]);
+        let after = TreeSnapshot::take_at(root.clone()).unwrap();
+        assert_eq!(
+            before.changed_since(&after),
+            ["a.txt", "b.txt", "c2.txt", "dirty.txt", "new dir file.txt"]
+        );
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "more"]);
+        let committed = TreeSnapshot::take(&root).unwrap();
+        assert!(
+            before
+                .changed_since(&committed)
+                .contains(&"a.txt".to_owned())
+        );
     }
 }

@@ -67,30 +67,36 @@ impl Diff {
 /// Stages everything in the worktree and diffs it (commits included) against `base`.
 pub fn diff(worktree: &Path, base: &str) -> Result<Diff, VerifyError> {
     git::run(worktree, &["add", "-A"])?;
-    let numstat = git::run_raw(
-        worktree,
-        &["diff", "--cached", "--no-renames", "--numstat", "-z", base],
-    )?;
-    let status = git::run_raw(
+    // One call for both: `--raw` records (":<modes> <shas> <status>\0<path>\0") then
+    // `--numstat` records ("<added>\t<removed>\t<path>\0").
+    let listing = git::run_raw(
         worktree,
         &[
             "diff",
             "--cached",
             "--no-renames",
-            "--name-status",
+            "--raw",
+            "--numstat",
             "-z",
             base,
         ],
     )?;
     let mut statuses = std::collections::HashMap::new();
-    let mut parts = status.split(|b| *b == 0).filter(|p| !p.is_empty());
-    while let (Some(code), Some(path)) = (parts.next(), parts.next()) {
-        let code = code.first().map_or('M', |c| *c as char);
-        statuses.insert(String::from_utf8_lossy(path).into_owned(), code);
-    }
     let mut diff = Diff::default();
-    for record in numstat.split(|b| *b == 0).filter(|p| !p.is_empty()) {
-        let text = String::from_utf8_lossy(record);
+    let mut tokens = listing.split(|b| *b == 0).filter(|p| !p.is_empty());
+    while let Some(token) = tokens.next() {
+        if token.first() == Some(&b':') {
+            let status = token
+                .rsplit(|b| *b == b' ')
+                .next()
+                .and_then(|s| s.first())
+                .map_or('M', |c| *c as char);
+            if let Some(path) = tokens.next() {
+                statuses.insert(String::from_utf8_lossy(path).into_owned(), status);
+            }
+            continue;
+        }
+        let text = String::from_utf8_lossy(token);
         let mut fields = text.splitn(3, '\t');
         let (Some(added), Some(removed), Some(path)) =
             (fields.next(), fields.next(), fields.next())

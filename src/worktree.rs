@@ -98,7 +98,6 @@ pub fn prepare(
     if path.exists() {
         retire(repo, path, "oxi: salvage work left by an interrupted run")?;
     }
-    let _ = git::run(repo, &["worktree", "prune"]);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|source| WorktreeError::Io {
             path: parent.to_path_buf(),
@@ -106,18 +105,23 @@ pub fn prepare(
         })?;
     }
     let existing = resolve(repo, &format!("refs/heads/{branch}"));
+    // A worktree directory deleted by hand leaves a stale registration that blocks `add`;
+    // prune and try once more.
+    let add = |args: &[&str]| -> Result<(), GitError> {
+        git::run(repo, args).map(|_| ()).or_else(|_| {
+            git::run(repo, &["worktree", "prune"])?;
+            git::run(repo, args).map(|_| ())
+        })
+    };
     let (base_commit, continued) = match existing {
         Some(_) => {
-            git::run(repo, &["worktree", "add", &path_str(path), branch])?;
+            add(&["worktree", "add", &path_str(path), branch])?;
             let base = git::run(repo, &["merge-base", base_branch, branch])?;
             let ahead = git::run(repo, &["rev-list", "--count", &format!("{base}..{branch}")])?;
             (base, ahead.trim() != "0")
         }
         None => {
-            git::run(
-                repo,
-                &["worktree", "add", "-b", branch, &path_str(path), &base_head],
-            )?;
+            add(&["worktree", "add", "-b", branch, &path_str(path), &base_head])?;
             (base_head, false)
         }
     };
@@ -132,11 +136,13 @@ pub fn prepare(
 /// git arguments that supply an identity only when the user has none configured, so oxi's
 /// commits work on a fresh machine and otherwise carry the user's identity.
 fn identity_args(dir: &Path) -> Vec<String> {
+    let configured =
+        git::run(dir, &["config", "--get-regexp", r"^user\.(name|email)$"]).unwrap_or_default();
     let mut args = Vec::new();
-    if git::run(dir, &["config", "user.name"]).is_err() {
+    if !configured.lines().any(|l| l.starts_with("user.name ")) {
         args.extend(["-c".to_owned(), "user.name=oxi".to_owned()]);
     }
-    if git::run(dir, &["config", "user.email"]).is_err() {
+    if !configured.lines().any(|l| l.starts_with("user.email ")) {
         args.extend(["-c".to_owned(), "user.email=oxi@localhost".to_owned()]);
     }
     args
@@ -154,16 +160,25 @@ pub fn commit_all(dir: &Path, message: &str) -> Result<Option<String>, GitError>
     if git::run(dir, &["diff", "--cached", "--quiet"]).is_ok() {
         return Ok(None);
     }
-    let mut args = identity_args(dir);
-    args.extend([
-        "commit".to_owned(),
-        "-q".to_owned(),
-        "-m".to_owned(),
-        message.to_owned(),
-    ]);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    git::run(dir, &refs)?;
-    Ok(Some(git::run(dir, &["rev-parse", "HEAD"])?))
+    commit_staged(dir, message).map(Some)
+}
+
+/// Commits what is staged and returns the branch head (unchanged when nothing was staged).
+pub fn commit_staged(dir: &Path, message: &str) -> Result<String, GitError> {
+    if git::run(dir, &["commit", "-q", "-m", message]).is_err() {
+        if git::run(dir, &["diff", "--cached", "--quiet"]).is_ok() {
+            // Nothing new to commit (a retry that kept the previous attempt's work as it was):
+            // the branch head already holds the work.
+            return git::run(dir, &["rev-parse", "HEAD"]);
+        }
+        // Most often a machine with no identity configured: supply oxi's and try again (a
+        // second failure, e.g. a hook refusing, is reported as is).
+        let mut args = identity_args(dir);
+        args.extend(["commit", "-q", "-m", message].map(str::to_owned));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        git::run(dir, &refs)?;
+    }
+    git::run(dir, &["rev-parse", "HEAD"])
 }
 
 /// Removes a worktree, committing any uncommitted work onto its branch first (`message`).
@@ -177,9 +192,14 @@ pub fn retire(repo: &Path, path: &Path, message: &str) -> Result<(), WorktreeErr
         if path.exists() && std::fs::read_dir(path).is_ok_and(|mut d| d.next().is_none()) {
             let _ = std::fs::remove_dir(path);
         }
+        let _ = git::run(repo, &["worktree", "prune"]);
     }
-    let _ = git::run(repo, &["worktree", "prune"]);
     Ok(())
+}
+
+/// Removes a worktree whose work is all committed (no dirtiness check needed).
+pub fn remove_clean(repo: &Path, path: &Path) -> Result<(), GitError> {
+    git::run(repo, &["worktree", "remove", &path_str(path)]).map(|_| ())
 }
 
 /// Discards uncommitted changes (used after a read-only reviewer run that edited anyway).

@@ -237,3 +237,79 @@ async fn claude_hung_model_is_stalled() {
 async fn codex_hung_model_is_stalled() {
     a_hung_model_is_stalled_and_the_cli_group_ends(Cli::Codex).await;
 }
+
+/// One full `oxi tick` with the live CLI as the executor: claim, worktree, run, verify with a
+/// real acceptance command, auto-approve, commit on the task branch.
+async fn a_full_tick_delivers(cli: Cli) {
+    let Some(bin) = live::require(cli) else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let server = MockModelServer::start(Script::steps([
+        Step::write_file("notes/plan.md", "# Plan\nstep one\n"),
+        Step::text(format!("Wrote the plan.\n{OXI_RESULT}")),
+    ]))
+    .await
+    .unwrap();
+    write_config(&scratch, cli, &bin, &server, "");
+    let mut toml = std::fs::read_to_string(scratch.repo.join("oxi.toml")).unwrap();
+    toml.push_str(
+        "\n[verify]\ntier0 = [{ name = \"plan exists\", argv = [\"test\", \"-s\", \"notes/plan.md\"], timeout = \"30s\" }]\n",
+    );
+    std::fs::write(scratch.repo.join("oxi.toml"), toml).unwrap();
+    std::fs::write(
+        scratch.repo.join("roadmap.md"),
+        "# Roadmap\n\n**T0-7 · Write the plan**\nPut the plan in `notes/plan.md`.\n",
+    )
+    .unwrap();
+    crate::support::git(&scratch.repo, &["add", "roadmap.md"]);
+    crate::support::git(&scratch.repo, &["commit", "-q", "-m", "roadmap"]);
+
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_oxi"));
+    command
+        .args(["tick", "--format", "json"])
+        .current_dir(&scratch.repo)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &scratch.home)
+        .env("LANG", "C.UTF-8")
+        .env("ANTHROPIC_API_KEY", "sk-test-live-key")
+        .env("MOCK_API_KEY", "sk-test-live-key")
+        .env("CODEX_HOME", &scratch.codex_home)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(live::HARD_TIMEOUT, command.output())
+        .await
+        .expect("tick finishes")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert_eq!(output.status.code(), Some(0), "{report:#}");
+    let job = &report["jobs"][0];
+    assert_eq!(job["state"], "delivered", "{report:#}");
+    let branch = job["branch"].as_str().unwrap();
+    assert_eq!(branch, "oxi/t0-7-write-the-plan");
+    assert_eq!(
+        crate::support::git(&scratch.repo, &["show", &format!("{branch}:notes/plan.md")]),
+        "# Plan\nstep one"
+    );
+    assert!(
+        !scratch.repo.join("notes/plan.md").exists(),
+        "the main checkout is untouched"
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_full_tick_delivers_a_branch() {
+    a_full_tick_delivers(Cli::Claude).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_full_tick_delivers_a_branch() {
+    a_full_tick_delivers(Cli::Codex).await;
+}

@@ -179,6 +179,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
         actor: &actor,
         parent_env: parent_env(),
         live,
+        track_files: true,
     };
     let prepared = runner::prepare(&config, request)?;
     for name in &prepared.env.missing {

@@ -38,6 +38,19 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// True when every applied migration's recorded checksum matches this binary's text.
+fn checksums_match(conn: &Connection) -> Result<bool> {
+    let mut stmt = conn.prepare("SELECT version, checksum FROM schema_migrations")?;
+    let recorded: Vec<(i64, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(MIGRATIONS.iter().all(|m| {
+        recorded
+            .iter()
+            .any(|(v, c)| *v == m.version && *c == checksum(m.sql))
+    }))
+}
+
 fn checksum(sql: &str) -> String {
     crate::digest::sha256_hex(sql.as_bytes(), 32)
 }
@@ -53,6 +66,10 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path, target: Option<i64>) -
             found: current,
             supported: latest,
         });
+    }
+    if current == latest && current > 0 && checksums_match(conn)? {
+        // The common case (every command opens the ledger): nothing to do, and no write lock.
+        return Ok(());
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(

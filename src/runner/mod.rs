@@ -76,6 +76,9 @@ pub struct RunRequest<'a> {
     pub parent_env: Vec<(String, String)>,
     /// Where the transcript streams while the run goes.
     pub live: Option<Box<dyn Write + Send>>,
+    /// Snapshot the work tree before and after to report `files_changed` (`oxi run`); the tick
+    /// diffs the task branch itself and skips this.
+    pub track_files: bool,
 }
 
 /// How a run ended, as `oxi run` prints it and the tick consumes it.
@@ -373,7 +376,11 @@ impl PreparedRun<'_> {
         artifacts::create_private_dir(&self.run_dir)?;
         let masked_prompt = self.redactor.redact(self.request.prompt).into_owned();
         artifacts::write_atomic(&self.run_dir.join("prompt.md"), masked_prompt.as_bytes())?;
-        let before = TreeSnapshot::take(self.request.cwd);
+        let before = if self.request.track_files {
+            TreeSnapshot::take(self.request.cwd)
+        } else {
+            None
+        };
         let files = Files {
             raw: CappedFile::create(self.run_dir.join("raw.jsonl"), self.raw_cap)?,
             stderr: CappedFile::create(self.run_dir.join("stderr.log"), self.raw_cap)?,

@@ -63,8 +63,10 @@ pub struct JobResult {
 pub struct Phases {
     pub worktree: u64,
     pub executor: u64,
+    /// Diff, governance, secret scan and acceptance tiers 0 and 1.
     pub verify: u64,
     pub verify_by_tier: std::collections::BTreeMap<String, u64>,
+    pub commit: u64,
     pub review: u64,
     pub deliver: u64,
 }
@@ -291,7 +293,6 @@ impl Job<'_> {
         .await
         .map_err(|e| e.to_string())?;
         let ms = elapsed_ms(started);
-        self.result.phases_ms.verify += ms;
         self.result
             .phases_ms
             .verify_by_tier
@@ -495,6 +496,7 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
         "worker finished",
         None,
     )?;
+    let verify_started = Instant::now();
     let diff = match verify::diff(&spec.worktree, &tree.base_commit) {
         Ok(diff) => diff,
         Err(e) => {
@@ -520,7 +522,7 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
         )?;
         return Ok(());
     }
-    let main_changes = match (&job.ctx.main_before, TreeSnapshot::take(repo)) {
+    let main_changes = match (&job.ctx.main_before, TreeSnapshot::take_at(repo.clone())) {
         (Some(before), Some(after)) => before
             .changed_since(&after)
             .into_iter()
@@ -678,7 +680,9 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
         return Ok(());
     }
 
+    job.result.phases_ms.verify = elapsed_ms(verify_started);
     // Commit the verified work on the task branch (trailers say where it came from).
+    let commit_started = Instant::now();
     let message = format!(
         "{}: {}\n\nOxi-Task: {}\nOxi-Run: {}\nOxi-Attempt: {}\nOxi-Worker: {}\n",
         spec.task.spec.id,
@@ -688,8 +692,9 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
         spec.attempt,
         spec.worker
     );
-    let commit = match worktree::commit_all(&spec.worktree, &message) {
-        Ok(commit) => commit,
+    // `verify::diff` staged everything and found changes.
+    let commit = match worktree::commit_staged(&spec.worktree, &message) {
+        Ok(commit) => Some(commit),
         Err(e) => {
             job.fail_or_retry(
                 "deliver_failed",
@@ -701,6 +706,7 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
         }
     };
     job.result.commit = commit.clone();
+    job.result.phases_ms.commit = elapsed_ms(commit_started);
 
     if !governance.needs_approval.is_empty() {
         let memo = governance.memo();
@@ -792,7 +798,10 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
 
     // Deliver (fast mode: the commit is on the branch; nothing is pushed).
     let started = Instant::now();
-    job.retire("oxi: salvage");
+    if let Err(e) = worktree::remove_clean(repo, &spec.worktree) {
+        tracing::warn!("task {}: {e}", spec.task.spec.id);
+        job.retire("oxi: salvage");
+    }
     job.move_to(
         TaskState::Delivered,
         TransitionFields::default(),
@@ -882,6 +891,7 @@ async fn review(
         actor: job.ctx.actor,
         parent_env: job.ctx.parent_env.clone(),
         live: None,
+        track_files: false,
     };
     let prepared = runner::prepare(config, request)?;
     let floor = usd_to_micro(config.config.caps.estimate_floor_usd);
@@ -1061,7 +1071,7 @@ fn write_artifacts(job: &Job<'_>) {
          | | |\n|---|---|\n\
          | worker | {} |\n| outcome | {}{} |\n| branch | `{}`{} |\n| diff | {} files, {} lines |\n\
          | review | {} |\n| cost | {} |\n\
-         | time | worktree {} ms · executor {} ms · verify {} ms ({}) · review {} ms · deliver {} ms |\n{}",
+         | time | worktree {} ms · executor {} ms · verify {} ms ({}) · commit {} ms · review {} ms · deliver {} ms |\n{}",
         r.task_id,
         r.attempt,
         r.state,
@@ -1088,6 +1098,7 @@ fn write_artifacts(job: &Job<'_>) {
         } else {
             tiers.join(", ")
         },
+        r.phases_ms.commit,
         r.phases_ms.review,
         r.phases_ms.deliver,
         r.detail

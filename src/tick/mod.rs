@@ -95,7 +95,7 @@ impl TickReport {
 pub fn blocking_problems(config: &LoadedConfig, parent_env: &[(String, String)]) -> Vec<String> {
     let mut problems = Vec::new();
     let repo = &config.repo_root;
-    if crate::git::toplevel(repo).is_none() {
+    if !repo.join(".git").exists() && crate::git::toplevel(repo).is_none() {
         problems.push(format!(
             "{} is not a git repository; oxi works in git worktrees (git init, or fix project.root)",
             repo.display()
@@ -146,12 +146,23 @@ pub fn blocking_problems(config: &LoadedConfig, parent_env: &[(String, String)])
     problems
 }
 
-fn ingest(ledger: &mut Ledger, config: &LoadedConfig) -> Result<IngestSummary, TickError> {
+/// Ingests the roadmap when it changed since the last ingest (same bytes: nothing to do, and
+/// no write, so a no-op tick costs no fsync).
+fn ingest(ledger: &mut Ledger, config: &LoadedConfig) -> Result<Option<IngestSummary>, TickError> {
     let path = config.roadmap_path();
     let bytes = std::fs::read(&path).map_err(|source| roadmap::RoadmapError::Read {
         path: path.clone(),
         source,
     })?;
+    let hash = roadmap::ingest::roadmap_hash(&bytes);
+    if ledger
+        .read()
+        .kv_get(roadmap::ingest::ROADMAP_HASH_KEY)?
+        .as_deref()
+        == Some(hash.as_str())
+    {
+        return Ok(None);
+    }
     let label = path
         .strip_prefix(&config.repo_root)
         .unwrap_or(&path)
@@ -165,13 +176,13 @@ fn ingest(ledger: &mut Ledger, config: &LoadedConfig) -> Result<IngestSummary, T
     for warning in &parsed.warnings {
         tracing::warn!("{label}:{}: {}", warning.line, warning.message);
     }
-    Ok(roadmap::ingest::apply(
+    Ok(Some(roadmap::ingest::apply(
         ledger,
         &parsed,
         &label,
-        &roadmap::ingest::roadmap_hash(&bytes),
+        &hash,
         now_ms(),
-    )?)
+    )?))
 }
 
 /// The worker for a task's next attempt: the first in the role's chain, moving past workers
@@ -239,7 +250,7 @@ pub async fn pass(
     report.phases_ms.reap = t.elapsed().as_millis() as u64;
 
     let t = Instant::now();
-    report.ingest = Some(ingest(ledger, config)?);
+    report.ingest = ingest(ledger, config)?;
     report.phases_ms.ingest = t.elapsed().as_millis() as u64;
 
     // Tasks an operator approved after a hold: their work is committed on their branch.
@@ -271,6 +282,14 @@ pub async fn pass(
         }
     }
 
+    let tasks = ledger.read().tasks()?;
+    let now = now_ms();
+    let planned = crate::plan::plan(&tasks, now);
+    if !planned.iter().any(crate::plan::PlannedTask::is_eligible) {
+        // Nothing to claim: no checks, no writes beyond what reaping needed.
+        report.phases_ms.total = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
     report.blocked = blocking_problems(config, &parent_env);
     if !report.blocked.is_empty() {
         report.outcome = "blocked";
@@ -295,7 +314,6 @@ pub async fn pass(
         .run
         .max_parallel_jobs
         .saturating_sub(live_runs);
-    let tasks = ledger.read().tasks()?;
     let by_id: std::collections::HashMap<&str, &TaskRow> =
         tasks.iter().map(|t| (t.spec.id.as_str(), t)).collect();
     let mut in_flight_files: BTreeSet<String> = BTreeSet::new();
@@ -303,8 +321,7 @@ pub async fn pass(
         in_flight_files.extend(task.spec.file_hints.iter().cloned());
     }
     let mut specs: Vec<JobSpec> = Vec::new();
-    let now = now_ms();
-    for planned in crate::plan::plan(&tasks, now) {
+    for planned in planned {
         if specs.len() as u32 >= slots {
             break;
         }
@@ -452,6 +469,7 @@ pub async fn pass(
             actor,
             parent_env: parent_env.clone(),
             live: None,
+            track_files: false,
         };
         let prepared = runner::prepare(config, request)?;
         let id = spec.task.spec.id.clone();
@@ -493,7 +511,7 @@ pub async fn pass(
         config,
         parent_env: parent_env.clone(),
         actor,
-        main_before: TreeSnapshot::take(&config.repo_root),
+        main_before: TreeSnapshot::take_at(config.repo_root.clone()),
     };
     let results: Vec<Result<JobResult, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = admitted
@@ -551,6 +569,13 @@ pub async fn pass(
         "budget_refusal": report.budget_refusal,
         "ms": report.phases_ms.total,
     });
+    let something_happened = report.outcome != "nothing_to_do"
+        || !report.reaped.is_empty()
+        || !report.deferred.is_empty()
+        || !report.held_at_claim.is_empty();
+    if !something_happened {
+        return Ok(report);
+    }
     ledger.write(|q| {
         q.append_event(&NewEvent {
             at_ms: now_ms(),

@@ -1,0 +1,175 @@
+//! Tick benchmarks (`cargo bench --bench tick`):
+//!
+//! - a tick with nothing to do, as `oxi tick` is run by cron (a fresh process each time), on
+//!   ledgers of 0 and 1,000,000 events: median wall time and its ratio to `/bin/true` spawned
+//!   the same way in the same run (goal: <= 5 ms, flat in ledger size);
+//! - the overhead of one dispatch for a worker that exits at once (`oxi-fake-worker edit`, no
+//!   acceptance commands), by phase (goal: <= 50 ms excluding `git worktree add`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const OXI: &str = env!("CARGO_BIN_EXE_oxi");
+const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "bench")
+        .env("GIT_AUTHOR_EMAIL", "bench@example.invalid")
+        .env("GIT_COMMITTER_NAME", "bench")
+        .env("GIT_COMMITTER_EMAIL", "bench@example.invalid")
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+fn repo(roadmap: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    git(root, &["init", "-q", "-b", "main"]);
+    std::fs::write(root.join(".gitignore"), ".oxi/\n").unwrap();
+    std::fs::write(root.join("roadmap.md"), roadmap).unwrap();
+    std::fs::write(
+        root.join("oxi.toml"),
+        format!(
+            "[workers.fake]\nkind = \"claude\"\ncommand = [\"{FAKE}\"]\nmodel = \"claude-sonnet-4-5\"\nset_env = {{ OXI_FAKE_SCENARIO = \"edit\" }}\n\n[routing]\nexecutor = [\"fake\"]\nreviewer = [\"fake\"]\n"
+        ),
+    )
+    .unwrap();
+    git(root, &["add", "-A"]);
+    git(root, &["commit", "-q", "-m", "bench"]);
+    dir
+}
+
+fn run(program: &str, args: &[&str], dir: &Path) -> (Duration, String) {
+    let started = Instant::now();
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        started.elapsed(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn add_events(db: &Path, n: u64) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch(&format!(
+        "WITH RECURSIVE seq(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM seq WHERE x < {n})
+         INSERT INTO events (at_ms, kind, task_id, actor, data)
+         SELECT 1700000000000 + x, 'task_state_changed', 'T0-1', 'oxi', '{{\"from\":\"queued\",\"to\":\"dispatched\"}}' FROM seq;"
+    ))
+    .unwrap();
+}
+
+fn noop_bench() {
+    println!("\n## tick with nothing to do (fresh process each time)");
+    // One task, already done in the roadmap: nothing is eligible.
+    let dir = repo("# Roadmap\n\n- [x] already done\n");
+    let (_, first) = run(OXI, &["tick", "--format", "json"], dir.path());
+    assert!(first.contains("nothing_to_do"), "{first}");
+    let db = dir.path().join(".oxi/ledger.db");
+    for (label, extra) in [("0 events", 0u64), ("1,000,000 events", 1_000_000)] {
+        if extra > 0 {
+            add_events(&db, extra);
+        }
+        let mut oxi = Vec::new();
+        let mut truth = Vec::new();
+        for _ in 0..40 {
+            oxi.push(run(OXI, &["tick"], dir.path()).0);
+            truth.push(run("/bin/true", &[], dir.path()).0);
+        }
+        let (o, t) = (median(oxi), median(truth));
+        println!(
+            "{label}: oxi tick {:.2} ms, /bin/true {:.2} ms, ratio {:.1}",
+            o.as_secs_f64() * 1e3,
+            t.as_secs_f64() * 1e3,
+            o.as_secs_f64() / t.as_secs_f64()
+        );
+    }
+}
+
+fn dispatch_bench() {
+    println!("\n## one dispatch, worker exits at once (medians over 10 ticks)");
+    let mut roadmap = String::from("# Roadmap\n\n");
+    for i in 0..10 {
+        roadmap.push_str(&format!("**T0-{i} · Task number {i}**\nDo it.\n\n"));
+    }
+    let dir = repo(&roadmap);
+    let mut phases: std::collections::BTreeMap<&str, Vec<u64>> = Default::default();
+    let mut walls = Vec::new();
+    for _ in 0..10 {
+        let (wall, out) = run(OXI, &["tick", "--format", "json"], dir.path());
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let job = &v["jobs"][0];
+        assert_eq!(job["state"], "delivered", "{v:#}");
+        walls.push(wall);
+        for (name, value) in [
+            ("tick: reap", &v["phases_ms"]["reap"]),
+            ("tick: ingest", &v["phases_ms"]["ingest"]),
+            (
+                "tick: plan + claim (admission, run row)",
+                &v["phases_ms"]["claim"],
+            ),
+            ("job: git worktree add", &job["phases_ms"]["worktree"]),
+            (
+                "job: spawn -> exit -> settle",
+                &job["phases_ms"]["executor"],
+            ),
+            (
+                "job: verify (diff, governance, secret scan; no commands)",
+                &job["phases_ms"]["verify"],
+            ),
+            ("job: commit", &job["phases_ms"]["commit"]),
+            (
+                "job: deliver (worktree remove, state)",
+                &job["phases_ms"]["deliver"],
+            ),
+            ("tick: total in-process", &v["phases_ms"]["total"]),
+        ] {
+            phases
+                .entry(name)
+                .or_default()
+                .push(value.as_u64().unwrap_or(0));
+        }
+    }
+    for (name, mut values) in phases {
+        values.sort();
+        println!("{name}: {} ms", values[values.len() / 2]);
+    }
+    println!(
+        "wall (process start to exit): {:.1} ms",
+        median(walls).as_secs_f64() * 1e3
+    );
+}
+
+fn main() {
+    let machine = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("machine: {machine} cores");
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |part: &str| args.is_empty() || args.iter().any(|a| a == part);
+    if wanted("noop") {
+        noop_bench();
+    }
+    if wanted("dispatch") {
+        dispatch_bench();
+    }
+}
