@@ -1,8 +1,12 @@
 //! The dispatch order: which waiting task goes next, and why each held one waits.
 //!
-//! Order: priority tier, then roadmap order, with dependencies first. A task inherits the best
-//! tier of the tasks waiting on it, so a tier-0 item's tier-2 dependency is not starved behind
-//! tier-1 work. Tasks whose dependencies are not done are listed with that reason.
+//! Order: priority tier, then a priority score, with dependencies first. A task inherits the
+//! best tier of the tasks waiting on it, so a tier-0 item's tier-2 dependency is not starved
+//! behind tier-1 work. Tasks whose dependencies are not done are listed with that reason.
+//!
+//! The score (lower goes first) is the roadmap position, moved back 5 places per attempt
+//! already spent (fresh work before repeated failures) and forward one place per day waited
+//! (at most 30), so nothing starves behind a long roadmap.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -76,11 +80,11 @@ pub fn plan(tasks: &[TaskRow], now_ms: i64) -> Vec<PlannedTask> {
         }
     }
 
-    // Dispatch order: the ready task with the best (effective tier, roadmap order) goes first.
-    let key = |i: usize| (effective[i], waiting[i].spec.roadmap_order, i);
+    // Dispatch order: the ready task with the best (effective tier, score) goes first.
+    let key = |i: usize| (effective[i], priority_score(waiting[i], now_ms), i);
     let mut order = Vec::with_capacity(waiting.len());
     let mut remaining = indegree;
-    let mut heap: BinaryHeap<Reverse<(u8, u32, usize)>> = (0..waiting.len())
+    let mut heap: BinaryHeap<Reverse<(u8, i64, usize)>> = (0..waiting.len())
         .filter(|&i| remaining[i] == 0)
         .map(|i| Reverse(key(i)))
         .collect();
@@ -121,6 +125,12 @@ pub fn plan(tasks: &[TaskRow], now_ms: i64) -> Vec<PlannedTask> {
             }
         })
         .collect()
+}
+
+/// Lower goes first: roadmap position, +5 per attempt spent, -1 per day waited (at most 30).
+pub fn priority_score(task: &TaskRow, now_ms: i64) -> i64 {
+    let days_waiting = ((now_ms - task.created_at_ms).max(0) / 86_400_000).min(30);
+    i64::from(task.spec.roadmap_order) + 5 * i64::from(task.attempts) - days_waiting
 }
 
 fn held_reason(task: &TaskRow, by_id: &HashMap<&str, &TaskRow>, now_ms: i64) -> Option<String> {
@@ -222,6 +232,22 @@ mod tests {
 
     fn ids(plan: &[PlannedTask]) -> Vec<&str> {
         plan.iter().map(|p| p.id.as_str()).collect()
+    }
+
+    #[test]
+    fn retries_yield_to_fresh_work_and_old_work_moves_up() {
+        let day = 86_400_000;
+        let mut retried = task("A", 1, 0, &[], TaskState::Queued);
+        retried.attempts = 1;
+        let fresh = task("B", 1, 3, &[], TaskState::Queued);
+        let p = plan(&[retried.clone(), fresh.clone()], 0);
+        assert_eq!(p[0].id, "B", "one attempt spent moves A back 5 places");
+        let mut old = task("C", 1, 10, &[], TaskState::Queued);
+        old.created_at_ms = 0;
+        let mut new = task("D", 1, 4, &[], TaskState::Queued);
+        new.created_at_ms = 20 * day;
+        let p = plan(&[old, new], 20 * day);
+        assert_eq!(p[0].id, "C", "20 days of waiting outweigh 6 places");
     }
 
     #[test]

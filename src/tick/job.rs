@@ -1041,9 +1041,18 @@ fn write_artifacts(job: &Job<'_>) {
     if !dir.is_dir() {
         return;
     }
+    let (attempts, worker_calls) = job
+        .ledger
+        .read()
+        .task(&r.task_id)
+        .ok()
+        .flatten()
+        .map_or((r.attempt, 0), |t| (t.attempts, t.worker_calls));
     let state = serde_json::json!({
         "task_id": r.task_id,
         "attempt": r.attempt,
+        "retries": attempts.saturating_sub(1),
+        "worker_calls": worker_calls,
         "state": r.state,
         "classification": r.classification,
         "failure_class": r.failure_class,
@@ -1069,13 +1078,15 @@ fn write_artifacts(job: &Job<'_>) {
     let summary = format!(
         "# {} attempt {} — {}\n\n\
          | | |\n|---|---|\n\
-         | worker | {} |\n| outcome | {}{} |\n| branch | `{}`{} |\n| diff | {} files, {} lines |\n\
+         | worker | {} |\n| worker calls | {} (retries so far: {}) |\n| outcome | {}{} |\n| branch | `{}`{} |\n| diff | {} files, {} lines |\n\
          | review | {} |\n| cost | {} |\n\
          | time | worktree {} ms · executor {} ms · verify {} ms ({}) · commit {} ms · review {} ms · deliver {} ms |\n{}",
         r.task_id,
         r.attempt,
         r.state,
         r.worker,
+        worker_calls,
+        attempts.saturating_sub(1),
         r.classification.as_deref().unwrap_or("-"),
         r.failure_class
             .as_deref()
