@@ -4,8 +4,9 @@
 //! best tier of the tasks waiting on it, so a tier-0 item's tier-2 dependency is not starved
 //! behind tier-1 work. Tasks whose dependencies are not done are listed with that reason.
 //!
-//! The score (lower goes first) is the roadmap position, moved back 5 places per attempt
-//! already spent (fresh work before repeated failures) and forward one place per day waited
+//! The score (lower goes first) is the roadmap position, moved forward 5 places per attempt
+//! already spent (finish started work, whose branch holds the earlier attempts, before
+//! starting new work; the attempt caps bound how long that lasts) and one place per day waited
 //! (at most 30), so nothing starves behind a long roadmap.
 
 use std::cmp::Reverse;
@@ -127,10 +128,10 @@ pub fn plan(tasks: &[TaskRow], now_ms: i64) -> Vec<PlannedTask> {
         .collect()
 }
 
-/// Lower goes first: roadmap position, +5 per attempt spent, -1 per day waited (at most 30).
+/// Lower goes first: roadmap position, -5 per attempt spent, -1 per day waited (at most 30).
 pub fn priority_score(task: &TaskRow, now_ms: i64) -> i64 {
     let days_waiting = ((now_ms - task.created_at_ms).max(0) / 86_400_000).min(30);
-    i64::from(task.spec.roadmap_order) + 5 * i64::from(task.attempts) - days_waiting
+    i64::from(task.spec.roadmap_order) - 5 * i64::from(task.attempts) - days_waiting
 }
 
 fn held_reason(task: &TaskRow, by_id: &HashMap<&str, &TaskRow>, now_ms: i64) -> Option<String> {
@@ -235,13 +236,13 @@ mod tests {
     }
 
     #[test]
-    fn retries_yield_to_fresh_work_and_old_work_moves_up() {
+    fn started_work_and_old_work_move_up() {
         let day = 86_400_000;
-        let mut retried = task("A", 1, 0, &[], TaskState::Queued);
+        let fresh = task("A", 1, 0, &[], TaskState::Queued);
+        let mut retried = task("B", 1, 3, &[], TaskState::Queued);
         retried.attempts = 1;
-        let fresh = task("B", 1, 3, &[], TaskState::Queued);
-        let p = plan(&[retried.clone(), fresh.clone()], 0);
-        assert_eq!(p[0].id, "B", "one attempt spent moves A back 5 places");
+        let p = plan(&[fresh, retried], 0);
+        assert_eq!(p[0].id, "B", "one attempt spent moves B forward 5 places");
         let mut old = task("C", 1, 10, &[], TaskState::Queued);
         old.created_at_ms = 0;
         let mut new = task("D", 1, 4, &[], TaskState::Queued);
