@@ -516,7 +516,13 @@ fn the_daily_cap_refuses_a_run_that_could_cross_it() {
 
 #[test]
 fn sigint_stops_the_run_cleanly_and_records_it() {
-    let s = sandbox("hang", "stall_timeout = \"1m\"");
+    let s = sandbox("hang", "stall_timeout = \"5m\"");
+    // The worker must outlive any scheduling delay of a loaded machine.
+    let toml = s.read("oxi.toml").replace(
+        "OXI_FAKE_SLEEP_MS = \"20000\"",
+        "OXI_FAKE_SLEEP_MS = \"300000\"",
+    );
+    s.write("oxi.toml", toml);
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_oxi"))
         .args(["run", "--format", "json", "wait forever"])
         .current_dir(s.path())
@@ -526,7 +532,7 @@ fn sigint_stops_the_run_cleanly_and_records_it() {
         .spawn()
         .unwrap();
     let db = s.file(".oxi/ledger.db");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     let pgid = loop {
         assert!(Instant::now() < deadline, "the run never recorded its pid");
         if let Some(pgid) = wait_for_pgid(&db) {
@@ -559,8 +565,15 @@ fn sigint_stops_the_run_cleanly_and_records_it() {
 }
 
 fn wait_for_pgid(db: &Path) -> Option<u32> {
-    let ledger = Ledger::open_existing(db).ok()?;
-    ledger.read().running_runs().ok()?.first()?.pgid
+    let mut ledger = Ledger::open_existing(db).ok()?;
+    ledger
+        .raw_connection()
+        .query_row(
+            "SELECT pgid FROM runs WHERE pgid IS NOT NULL LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .ok()
 }
 
 #[test]

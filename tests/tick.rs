@@ -321,22 +321,31 @@ fn wait_for_live_run(r: &Repo) -> oxi::ledger::RunRow {
 }
 
 #[test]
-fn a_second_concurrent_tick_exits_at_once() {
+fn a_second_concurrent_tick_exits_at_once_and_sigterm_ends_the_first_cleanly() {
     let r = repo(
         "hang",
-        "[caps]\nstall_timeout = \"2s\"\nkill_grace = \"1s\"\n",
+        "[caps]\nstall_timeout = \"5m\"\nkill_grace = \"1s\"\n",
     );
     let first = spawn_tick(&r);
-    let _ = wait_for_live_run(&r);
+    let run = wait_for_live_run(&r);
     let started = Instant::now();
     let second = r.tick();
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(second.code, 0);
     assert_eq!(second.json()["outcome"], "already_running");
     assert_eq!(second.json()["pid"], first.id().to_string());
+    // SIGTERM: the running worker is stopped and recorded, the task goes back to the queue.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let out = first.wait_with_output().unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(job(&report, "T0-1")["classification"], "stalled");
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(job(&report, "T0-1")["classification"], "killed");
+    assert_eq!(r.state("T0-1"), TaskState::Queued);
+    assert!(!oxi::process::group_alive(run.pgid.unwrap()));
 }
 
 #[test]

@@ -5,7 +5,10 @@ use anyhow::Result;
 use super::Context;
 use crate::cli::IngestArgs;
 use crate::output::{Format, json_string, write_stdout};
-use crate::roadmap::{self, ingest::IngestSummary};
+use crate::roadmap::{
+    self,
+    ingest::{IngestSummary, RoadmapFile},
+};
 
 pub fn run(ctx: &Context, args: &IngestArgs) -> Result<()> {
     let config = ctx.config()?;
@@ -13,25 +16,14 @@ pub fn run(ctx: &Context, args: &IngestArgs) -> Result<()> {
         Some(path) => ctx.cwd.join(path),
         None => config.roadmap_path(),
     };
-    let bytes = std::fs::read(&path).map_err(|source| roadmap::RoadmapError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    let label = display(&path, &config.repo_root);
-    let parsed = roadmap::parse(
-        &bytes,
-        std::path::Path::new(&label),
-        config.config.project.default_priority_tier,
-    )?;
-    for warning in &parsed.warnings {
-        tracing::warn!("{label}:{}: {}", warning.line, warning.message);
-    }
+    let file = RoadmapFile::read(&path, &config.repo_root)?;
+    let parsed = file.parse(config.config.project.default_priority_tier)?;
     let mut ledger = ctx.ledger(&config)?;
     let summary = roadmap::ingest::apply(
         &mut ledger,
         &parsed,
-        &label,
-        &roadmap::ingest::roadmap_hash(&bytes),
+        &file.label,
+        &file.sha256,
         crate::clock::now_ms(),
     )?;
     let text = match ctx.global.format {
@@ -40,13 +32,6 @@ pub fn run(ctx: &Context, args: &IngestArgs) -> Result<()> {
     };
     write_stdout(&text)?;
     Ok(())
-}
-
-fn display(path: &std::path::Path, root: &std::path::Path) -> String {
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
 }
 
 fn list(ids: &[String]) -> String {

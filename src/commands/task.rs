@@ -21,27 +21,48 @@ fn load(ctx: &Context, id: &str) -> Result<(crate::config::LoadedConfig, Ledger,
     Ok((config, ledger, task))
 }
 
-fn action_event<'a>(
-    task: &'a str,
-    actor: &'a str,
+/// Moves `id` from `from` to `to` as the operator, runs `extra` and records the
+/// `operator_action` event, in one transaction.
+#[allow(clippy::too_many_arguments)]
+fn act(
+    ledger: &mut Ledger,
+    id: &str,
+    actor: &str,
     action: &str,
     from: TaskState,
     to: TaskState,
     note: Option<&str>,
-) -> NewEvent<'a> {
-    NewEvent {
-        at_ms: now_ms(),
-        kind: EventKind::OperatorAction,
-        task_id: Some(task),
-        run_id: None,
-        actor,
-        data: serde_json::json!({
-            "action": action,
-            "from": from.as_str(),
-            "to": to.as_str(),
-            "note": note,
-        }),
-    }
+    extra: impl FnOnce(&crate::ledger::Queries<'_>, i64) -> Result<(), crate::ledger::LedgerError>,
+) -> Result<(), crate::ledger::LedgerError> {
+    let now = now_ms();
+    ledger.write(|q| {
+        extra(q, now)?;
+        q.transition_task(
+            id,
+            &Transition {
+                from,
+                to,
+                fields: TransitionFields::default(),
+                actor,
+                reason: &format!("operator {action}"),
+            },
+            now,
+        )?;
+        q.append_event(&NewEvent {
+            at_ms: now,
+            kind: EventKind::OperatorAction,
+            task_id: Some(id),
+            run_id: None,
+            actor,
+            data: serde_json::json!({
+                "action": action,
+                "from": from.as_str(),
+                "to": to.as_str(),
+                "note": note,
+            }),
+        })?;
+        Ok(())
+    })
 }
 
 fn print(
@@ -97,31 +118,18 @@ pub fn approve(ctx: &Context, args: &TaskActionArgs) -> Result<()> {
         ("held", TaskState::Queued, "the next tick may claim it")
     };
     let actor = ctx.operator();
-    let now = now_ms();
     let id = task.spec.id.clone();
-    ledger.write(|q| {
-        q.insert_approval(&id, kind, &actor, args.note.as_deref(), now)?;
-        q.transition_task(
-            &id,
-            &Transition {
-                from: TaskState::Held,
-                to,
-                fields: TransitionFields::default(),
-                actor: &actor,
-                reason: &format!("approved ({kind})"),
-            },
-            now,
-        )?;
-        q.append_event(&action_event(
-            &id,
-            &actor,
-            "approve",
-            TaskState::Held,
-            to,
-            args.note.as_deref(),
-        ))?;
-        Ok(())
-    })?;
+    let note = args.note.as_deref();
+    act(
+        &mut ledger,
+        &id,
+        &actor,
+        "approve",
+        TaskState::Held,
+        to,
+        note,
+        |q, now| q.insert_approval(&id, kind, &actor, note, now),
+    )?;
     print(ctx, &id, "approve", TaskState::Held, to, next)
 }
 
@@ -136,37 +144,24 @@ pub fn retry(ctx: &Context, args: &TaskActionArgs) -> Result<()> {
         );
     }
     let actor = ctx.operator();
-    let now = now_ms();
     let id = task.spec.id.clone();
-    ledger.write(|q| {
-        q.transition_task(
-            &id,
-            &Transition {
-                from,
-                to: TaskState::Queued,
-                fields: TransitionFields::default(),
-                actor: &actor,
-                reason: "operator retry",
-            },
-            now,
-        )?;
-        q.reset_task_counters(&id, now)?;
-        q.append_event(&action_event(
-            &id,
-            &actor,
-            "retry",
-            from,
-            TaskState::Queued,
-            args.note.as_deref(),
-        ))?;
-        Ok(())
-    })?;
+    let to = TaskState::Queued;
+    act(
+        &mut ledger,
+        &id,
+        &actor,
+        "retry",
+        from,
+        to,
+        args.note.as_deref(),
+        |q, now| q.reset_task_counters(&id, now),
+    )?;
     print(
         ctx,
         &id,
         "retry",
         from,
-        TaskState::Queued,
+        to,
         "attempts reset; the next tick may claim it",
     )
 }
@@ -178,30 +173,18 @@ pub fn cancel(ctx: &Context, args: &TaskActionArgs) -> Result<()> {
         bail!("{} is {}, which cannot be cancelled", task.spec.id, from);
     }
     let actor = ctx.operator();
-    let now = now_ms();
     let id = task.spec.id.clone();
-    ledger.write(|q| {
-        q.transition_task(
-            &id,
-            &Transition {
-                from,
-                to: TaskState::Cancelled,
-                fields: TransitionFields::default(),
-                actor: &actor,
-                reason: "operator cancel",
-            },
-            now,
-        )?;
-        q.append_event(&action_event(
-            &id,
-            &actor,
-            "cancel",
-            from,
-            TaskState::Cancelled,
-            args.note.as_deref(),
-        ))?;
-        Ok(())
-    })?;
+    let to = TaskState::Cancelled;
+    act(
+        &mut ledger,
+        &id,
+        &actor,
+        "cancel",
+        from,
+        to,
+        args.note.as_deref(),
+        |_, _| Ok(()),
+    )?;
     // A run still going for it is stopped; its supervisor records the ending.
     let grace = config.config.caps.kill_grace.as_duration();
     let live: Vec<u32> = ledger
@@ -219,16 +202,10 @@ pub fn cancel(ctx: &Context, args: &TaskActionArgs) -> Result<()> {
             runtime.block_on(crate::process::terminate_group(*pgid, grace));
         }
     }
-    print(
-        ctx,
-        &id,
-        "cancel",
-        from,
-        TaskState::Cancelled,
-        if live.is_empty() {
-            "done"
-        } else {
-            "its running worker was stopped"
-        },
-    )
+    let next = if live.is_empty() {
+        "done"
+    } else {
+        "its running worker was stopped"
+    };
+    print(ctx, &id, "cancel", from, to, next)
 }

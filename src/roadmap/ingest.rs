@@ -34,6 +34,46 @@ pub struct IngestSummary {
 /// Key under which the last ingested roadmap's hash is kept (saturate re-ingests on change).
 pub const ROADMAP_HASH_KEY: &str = "roadmap_sha256";
 
+/// A roadmap file as read: its bytes, the label errors and events name it by (relative to the
+/// repository root), and its hash.
+pub struct RoadmapFile {
+    pub bytes: Vec<u8>,
+    pub label: String,
+    pub sha256: String,
+}
+
+impl RoadmapFile {
+    pub fn read(
+        path: &std::path::Path,
+        root: &std::path::Path,
+    ) -> Result<Self, super::RoadmapError> {
+        let bytes = std::fs::read(path).map_err(|source| super::RoadmapError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let label = path
+            .strip_prefix(root)
+            .unwrap_or(path)
+            .display()
+            .to_string();
+        let sha256 = roadmap_hash(&bytes);
+        Ok(Self {
+            bytes,
+            label,
+            sha256,
+        })
+    }
+
+    /// Parses it, logging each warning with its line.
+    pub fn parse(&self, default_tier: u8) -> Result<Roadmap, super::RoadmapError> {
+        let parsed = super::parse(&self.bytes, std::path::Path::new(&self.label), default_tier)?;
+        for warning in &parsed.warnings {
+            tracing::warn!("{}:{}: {}", self.label, warning.line, warning.message);
+        }
+        Ok(parsed)
+    }
+}
+
 /// Hash of the roadmap bytes, hex.
 pub fn roadmap_hash(bytes: &[u8]) -> String {
     crate::digest::sha256_hex(bytes, 32)

@@ -149,38 +149,21 @@ pub fn blocking_problems(config: &LoadedConfig, parent_env: &[(String, String)])
 /// Ingests the roadmap when it changed since the last ingest (same bytes: nothing to do, and
 /// no write, so a no-op tick costs no fsync).
 fn ingest(ledger: &mut Ledger, config: &LoadedConfig) -> Result<Option<IngestSummary>, TickError> {
-    let path = config.roadmap_path();
-    let bytes = std::fs::read(&path).map_err(|source| roadmap::RoadmapError::Read {
-        path: path.clone(),
-        source,
-    })?;
-    let hash = roadmap::ingest::roadmap_hash(&bytes);
+    let file = roadmap::ingest::RoadmapFile::read(&config.roadmap_path(), &config.repo_root)?;
     if ledger
         .read()
         .kv_get(roadmap::ingest::ROADMAP_HASH_KEY)?
         .as_deref()
-        == Some(hash.as_str())
+        == Some(file.sha256.as_str())
     {
         return Ok(None);
     }
-    let label = path
-        .strip_prefix(&config.repo_root)
-        .unwrap_or(&path)
-        .display()
-        .to_string();
-    let parsed = roadmap::parse(
-        &bytes,
-        std::path::Path::new(&label),
-        config.config.project.default_priority_tier,
-    )?;
-    for warning in &parsed.warnings {
-        tracing::warn!("{label}:{}: {}", warning.line, warning.message);
-    }
+    let parsed = file.parse(config.config.project.default_priority_tier)?;
     Ok(Some(roadmap::ingest::apply(
         ledger,
         &parsed,
-        &label,
-        &hash,
+        &file.label,
+        &file.sha256,
         now_ms(),
     )?))
 }
