@@ -56,12 +56,23 @@ pub enum Command {
     Workers,
     /// One bounded pass: reap, ingest, plan, claim, dispatch, verify, critic, deliver; then exit
     Tick,
-    /// Approve a held task: deliver work held for approval, or run a task held over its estimate
-    Approve(TaskActionArgs),
+    /// Approve a held task (deliver work held for approval, or run a task held over its
+    /// estimate), or with --merge a delivered task's pull request
+    Approve(ApproveArgs),
     /// Give a failed, stopped or held task a fresh set of attempts
     Retry(TaskActionArgs),
     /// Cancel a task (its running worker, if any, is stopped)
     Cancel(TaskActionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    #[command(flatten)]
+    pub task: TaskActionArgs,
+    /// Approve merging the task's pull request: the next release tick marks it ready and
+    /// squash-merges it once its checks pass (and deletes the branch)
+    #[arg(long)]
+    pub merge: bool,
 }
 
 #[derive(Debug, Args)]

@@ -32,11 +32,18 @@ fn git_binary() -> &'static std::ffi::OsStr {
 
 /// Runs `git -C dir args…` and returns stdout untouched (for `-z` output).
 pub fn run_raw(dir: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> {
+    run_with_env(dir, args, &[])
+}
+
+/// `run_raw` with extra environment variables (how credentials reach git: the environment is
+/// not visible in a process listing, argv is).
+pub fn run_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Vec<u8>, GitError> {
     let output = Command::new(git_binary())
         .arg("-C")
         .arg(dir)
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
+        .envs(env.iter().copied())
         .output()
         .map_err(GitError::Spawn)?;
     if !output.status.success() {

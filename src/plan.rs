@@ -228,6 +228,8 @@ mod tests {
             branch: None,
             base_commit: None,
             last_failure: None,
+            pr_number: None,
+            pr_url: None,
         }
     }
 

@@ -13,6 +13,7 @@ mod config_errors;
 mod ledger;
 mod mock_model;
 mod process;
+mod release;
 mod roadmap_ingest;
 mod run_cmd;
 mod run_live;

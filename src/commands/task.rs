@@ -4,7 +4,7 @@
 use anyhow::{Result, bail};
 
 use super::Context;
-use crate::cli::TaskActionArgs;
+use crate::cli::{ApproveArgs, TaskActionArgs};
 use crate::clock::now_ms;
 use crate::ledger::{
     EventKind, Ledger, NewEvent, TaskRow, TaskState, Transition, TransitionFields,
@@ -86,8 +86,49 @@ fn print(
     Ok(())
 }
 
-pub fn approve(ctx: &Context, args: &TaskActionArgs) -> Result<()> {
+pub fn approve(ctx: &Context, approve: &ApproveArgs) -> Result<()> {
+    let args = &approve.task;
     let (_config, mut ledger, task) = load(ctx, &args.task)?;
+    if approve.merge {
+        if task.state != TaskState::Delivered || task.pr_number.is_none() {
+            bail!(
+                "{} is {}{}; --merge approves a delivered task's pull request",
+                task.spec.id,
+                task.state,
+                if task.pr_number.is_none() {
+                    " with no pull request"
+                } else {
+                    ""
+                }
+            );
+        }
+        let actor = ctx.operator();
+        let now = now_ms();
+        let id = task.spec.id.clone();
+        ledger.write(|q| {
+            q.insert_approval(&id, "merge", &actor, args.note.as_deref(), now)?;
+            q.append_event(&NewEvent {
+                at_ms: now,
+                kind: EventKind::OperatorAction,
+                task_id: Some(&id),
+                run_id: None,
+                actor: &actor,
+                data: serde_json::json!({ "action": "approve_merge", "pr": task.pr_number, "note": args.note }),
+            })
+            .map(|_| ())
+        })?;
+        let text = match ctx.global.format {
+            Format::Json => json_string(&serde_json::json!({
+                "task": id, "action": "approve_merge", "pr": task.pr_number,
+            }))?,
+            _ => format!(
+                "{id}: merge of pull request #{} approved; the next release tick merges it once its checks pass\n",
+                task.pr_number.unwrap_or(0)
+            ),
+        };
+        write_stdout(&text)?;
+        return Ok(());
+    }
     if task.state != TaskState::Held {
         bail!(
             "{} is {}, not held; only a held task can be approved (`oxi plan --dry-run` shows why tasks wait)",

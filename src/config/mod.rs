@@ -488,6 +488,54 @@ pub struct GithubConfig {
     /// The git remote branches are pushed to.
     #[serde(default = "default_remote")]
     pub remote: String,
+    /// Labels put on every pull request oxi opens (plus `tier-N`).
+    #[serde(default = "default_labels")]
+    pub labels: Vec<String>,
+    /// When oxi may merge: `never` (default; `oxi approve TASK --merge` merges) or
+    /// `on_critic_approve` (needs `acknowledge_unattended_merge = true`).
+    #[serde(default)]
+    pub merge: MergePolicy,
+    /// The operator's acknowledgement that `merge = "on_critic_approve"` merges without a human.
+    #[serde(default)]
+    pub acknowledge_unattended_merge: bool,
+    /// What the PR-overlap gate does when GitHub cannot be asked: `defer` (default: fail
+    /// closed) or `allow`.
+    #[serde(default)]
+    pub overlap_unknown: OverlapUnknown,
+    /// Longest wait for a rate limit to reset (or a retry-after) before giving up this tick.
+    #[serde(default = "default_rate_limit_wait")]
+    pub max_rate_limit_wait: HumanDuration,
+    /// First backoff for 5xx and network errors (doubling, 4 tries in all).
+    #[serde(default = "default_github_backoff")]
+    pub retry_backoff: HumanDuration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MergePolicy {
+    #[default]
+    Never,
+    OnCriticApprove,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OverlapUnknown {
+    #[default]
+    Defer,
+    Allow,
+}
+
+fn default_labels() -> Vec<String> {
+    vec!["oxi".to_owned()]
+}
+
+fn default_rate_limit_wait() -> HumanDuration {
+    HumanDuration::from_secs(15 * 60)
+}
+
+fn default_github_backoff() -> HumanDuration {
+    HumanDuration::from_secs(2)
 }
 
 fn default_api_url() -> String {
@@ -522,7 +570,19 @@ pub enum ModeSource {
     Env,
 }
 
+/// Proof that the effective run mode is `release`. Only [`LoadedConfig::release_mode`] makes
+/// one, and the GitHub writer cannot be built without it: fast mode never holds a writer.
+#[derive(Debug)]
+pub struct ReleaseMode {
+    _private: (),
+}
+
 impl LoadedConfig {
+    /// `Some` only in release mode.
+    pub fn release_mode(&self) -> Option<ReleaseMode> {
+        (self.config.run.mode == RunMode::Release).then_some(ReleaseMode { _private: () })
+    }
+
     pub fn roadmap_path(&self) -> PathBuf {
         self.repo_root.join(&self.config.project.roadmap)
     }
@@ -1067,6 +1127,20 @@ fn validate(config: &Config) -> Vec<Problem> {
                     github.token_env
                 ),
             ));
+        }
+        if github.merge == MergePolicy::OnCriticApprove && !github.acknowledge_unattended_merge {
+            problems.push(problem(
+                &["github", "merge"],
+                "\"on_critic_approve\" merges pull requests with no human review; set github.acknowledge_unattended_merge = true to confirm (see docs/release.md)",
+            ));
+        }
+        for label in &github.labels {
+            if label.trim().is_empty() || label.len() > 50 {
+                problems.push(problem(
+                    &["github", "labels"],
+                    format!("{label:?} is not a usable label (1 to 50 characters)"),
+                ));
+            }
         }
         let allowed = &config.project.allowed_repos;
         if !allowed.is_empty() && !allowed.iter().any(|r| r.eq_ignore_ascii_case(&github.repo)) {

@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "tick",
         sql: include_str!("migrations/0003_tick.sql"),
     },
+    Migration {
+        version: 4,
+        name: "release",
+        sql: include_str!("migrations/0004_release.sql"),
+    },
 ];
 
 /// True when every applied migration's recorded checksum matches this binary's text.

@@ -55,6 +55,9 @@ pub struct TaskRow {
     pub base_commit: Option<String>,
     /// The last attempt's failure, fed to the next attempt's prompt.
     pub last_failure: Option<String>,
+    /// The pull request delivering it (release mode).
+    pub pr_number: Option<u64>,
+    pub pr_url: Option<String>,
 }
 
 /// What the audit trail records. Every KPI in `oxi report` is derived from these.
@@ -101,6 +104,20 @@ pub enum EventKind {
     OperatorAction,
     /// One tick pass finished.
     TickCompleted,
+    /// A task's branch was pushed and its pull request opened or updated.
+    PrOpened,
+    /// A pull request's checks finished (`first_pass` for the first result of the PR).
+    CiResult,
+    /// A review was submitted on an oxi pull request.
+    PrReviewed,
+    /// An oxi pull request was merged (by oxi after approval, or by a maintainer).
+    PrMerged,
+    /// An oxi pull request was closed without merging.
+    PrClosed,
+    /// A delivered task went back to work because of CI or review feedback.
+    FollowUp,
+    /// A GitHub step failed; the task waits where it was.
+    GithubError,
 }
 
 impl EventKind {
@@ -126,6 +143,13 @@ impl EventKind {
             EventKind::BudgetBreach => "budget_breach",
             EventKind::OperatorAction => "operator_action",
             EventKind::TickCompleted => "tick_completed",
+            EventKind::PrOpened => "pr_opened",
+            EventKind::CiResult => "ci_result",
+            EventKind::PrReviewed => "pr_reviewed",
+            EventKind::PrMerged => "pr_merged",
+            EventKind::PrClosed => "pr_closed",
+            EventKind::FollowUp => "follow_up",
+            EventKind::GithubError => "github_error",
         }
     }
 }
@@ -197,7 +221,7 @@ pub const KILLSWITCH_KEY: &str = "killswitch";
 const TASK_COLUMNS: &str = "id, priority_tier, title, subtitle, body, section, format, depends_on,
     file_hints, source_line, roadmap_order, content_hash, in_roadmap, state, held_reason,
     failure_class, attempts, worker_calls, retry_at_ms, last_deferred_at_ms, created_at_ms,
-    updated_at_ms, milestone, roadmap_done, branch, base_commit, last_failure";
+    updated_at_ms, milestone, roadmap_done, branch, base_commit, last_failure, pr_number, pr_url";
 
 fn json_list(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
@@ -239,6 +263,8 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<(TaskRow, String)> {
         branch: row.get(24)?,
         base_commit: row.get(25)?,
         last_failure: row.get(26)?,
+        pr_number: row.get::<_, Option<i64>>(27)?.map(|n| n.max(0) as u64),
+        pr_url: row.get(28)?,
     };
     Ok((task, state_text))
 }

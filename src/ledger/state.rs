@@ -113,7 +113,10 @@ impl TaskState {
                 Reviewing,
                 DeliverPending | Delivered | RetryWait | Queued | Held | Failed | Cancelled
             ) | (DeliverPending, Delivered | Held | Failed | Cancelled)
-                | (Delivered, Merged | Rejected | Dispatched | Done | Cancelled)
+                | (
+                    Delivered,
+                    Merged | Rejected | Dispatched | Queued | Done | Cancelled
+                )
                 | (Merged, Done)
                 | (Done, Queued)
                 | (Failed, Queued | Abandoned | Done)

@@ -60,6 +60,17 @@ impl Queries<'_> {
         Ok(())
     }
 
+    pub fn set_task_pr(&self, task_id: &str, number: u64, url: Option<&str>) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE tasks SET pr_number = ?2, pr_url = ?3 WHERE id = ?1")?
+            .execute(params![
+                task_id,
+                i64::try_from(number).unwrap_or(i64::MAX),
+                url
+            ])?;
+        Ok(())
+    }
+
     pub fn set_task_failure(&self, task_id: &str, failure: Option<&str>) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE tasks SET last_failure = ?2 WHERE id = ?1")?

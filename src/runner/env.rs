@@ -70,6 +70,29 @@ where
     }
 }
 
+/// A redactor for every secret oxi holds: the values of every variable any worker receives
+/// through `env`, and the GitHub token (whichever variable holds it).
+pub fn redactor_for(
+    config: &crate::config::LoadedConfig,
+    parent_env: &[(String, String)],
+) -> crate::redact::Redactor {
+    let token_env = config.config.github.as_ref().map(|g| g.token_env.as_str());
+    let names: Vec<&str> = config
+        .config
+        .workers
+        .values()
+        .flat_map(|w| w.env.iter().map(String::as_str))
+        .chain(NEVER_PASSED.iter().copied())
+        .chain(token_env)
+        .collect();
+    crate::redact::Redactor::new(
+        parent_env
+            .iter()
+            .filter(|(k, _)| names.contains(&k.as_str()))
+            .map(|(_, v)| v.as_str()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

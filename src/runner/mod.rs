@@ -216,14 +216,9 @@ pub fn prepare<'a>(
         })?;
     let token_env = config.config.github.as_ref().map(|g| g.token_env.as_str());
     let env = env::worker_env(&worker, request.parent_env.clone(), token_env);
-    // The GitHub token is not passed, but if a worker ever echoed it, it must still be masked.
-    let mut secrets = env.secrets.clone();
-    for name in env::NEVER_PASSED.iter().copied().chain(token_env) {
-        if let Some((_, value)) = request.parent_env.iter().find(|(k, _)| k == name) {
-            secrets.push(value.clone());
-        }
-    }
-    let redactor = Redactor::new(&secrets);
+    // Every secret oxi holds is masked, not only this worker's: the GitHub token is never
+    // passed, but if a worker ever echoed it, it must still be masked.
+    let redactor = env::redactor_for(config, &request.parent_env);
     // A reviewer judges; it must not edit. Codex enforces that with its sandbox; Claude's edits
     // (if any) are discarded by the critic after the run.
     if request.role == "reviewer" && worker.kind == WorkerKind::Codex {

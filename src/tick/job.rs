@@ -53,6 +53,13 @@ pub struct JobResult {
     pub cost_usd: f64,
     pub files_changed: usize,
     pub lines_changed: u64,
+    pub lines_added: u64,
+    pub lines_removed: u64,
+    pub paths: Vec<String>,
+    /// One line per acceptance command run.
+    pub verification: Vec<String>,
+    /// Input and output tokens of every run of this job.
+    pub tokens: (u64, u64),
     pub review: Option<String>,
     pub phases_ms: Phases,
     pub run_dir: PathBuf,
@@ -238,6 +245,8 @@ impl Job<'_> {
 
     fn note_cost(&mut self, report: &RunReport) {
         self.cost += report.cost_microusd;
+        self.result.tokens.0 += report.tokens.input;
+        self.result.tokens.1 += report.tokens.output;
         self.result.cost_usd = crate::money::micro_to_usd(self.cost);
         let cap = usd_to_micro(self.ctx.config.config.caps.job_usd);
         if report.cost_microusd > cap {
@@ -293,6 +302,15 @@ impl Job<'_> {
         .await
         .map_err(|e| e.to_string())?;
         let ms = elapsed_ms(started);
+        self.result.verification.extend(results.iter().map(|r| {
+            format!(
+                "{} `{}`: {} in {:.1}s",
+                r.tier,
+                r.name,
+                r.status.replace('_', " "),
+                r.duration_ms as f64 / 1000.0
+            )
+        }));
         self.result
             .phases_ms
             .verify_by_tier
@@ -373,6 +391,11 @@ pub async fn run(
             cost_usd: 0.0,
             files_changed: 0,
             lines_changed: 0,
+            lines_added: 0,
+            lines_removed: 0,
+            paths: Vec::new(),
+            verification: Vec::new(),
+            tokens: (0, 0),
             review: None,
             phases_ms: Phases::default(),
             run_dir,
@@ -512,6 +535,9 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
     };
     job.result.files_changed = diff.files.len();
     job.result.lines_changed = diff.changed_lines();
+    job.result.lines_added = diff.lines_added;
+    job.result.lines_removed = diff.lines_removed;
+    job.result.paths = diff.paths();
     if diff.files.is_empty() {
         job.retire("oxi: nothing to salvage");
         job.fail_or_retry(
@@ -796,11 +822,24 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
         }
     }
 
-    // Deliver (fast mode: the commit is on the branch; nothing is pushed).
+    // Deliver. The commit is on the branch; fast mode stops there, release mode leaves the
+    // push and the pull request to the tick's deliver stage (which also resumes it later).
     let started = Instant::now();
     if let Err(e) = worktree::remove_clean(repo, &spec.worktree) {
         tracing::warn!("task {}: {e}", spec.task.spec.id);
         job.retire("oxi: salvage");
+    }
+    if config.config.run.mode == crate::config::RunMode::Release {
+        job.move_to(
+            TaskState::DeliverPending,
+            TransitionFields::default(),
+            "verified and approved; push and pull request next",
+            None,
+        )?;
+        let id = job.id().to_owned();
+        job.ledger.write(|q| q.set_task_failure(&id, None))?;
+        job.result.phases_ms.deliver = elapsed_ms(started);
+        return Ok(());
     }
     job.move_to(
         TaskState::Delivered,
@@ -1063,6 +1102,12 @@ fn write_artifacts(job: &Job<'_>) {
         "cost_usd": r.cost_usd,
         "files_changed": r.files_changed,
         "lines_changed": r.lines_changed,
+        "lines_added": r.lines_added,
+        "lines_removed": r.lines_removed,
+        "paths": r.paths,
+        "verification": r.verification,
+        "tokens": { "input": r.tokens.0, "output": r.tokens.1 },
+        "run_id": r.run_id,
         "review": r.review,
         "phases_ms": r.phases_ms,
     });

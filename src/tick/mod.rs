@@ -53,6 +53,10 @@ pub struct TickReport {
     pub paused: bool,
     pub blocked: Vec<String>,
     pub jobs: Vec<JobResult>,
+    /// Release mode: pushes, pull requests, syncs, merges, follow-ups.
+    pub release: Vec<crate::release::ReleaseAction>,
+    /// Release mode: why GitHub could not be used this pass (the next tick retries).
+    pub github_unavailable: Option<String>,
     pub phases_ms: TickPhases,
 }
 
@@ -86,6 +90,8 @@ impl TickReport {
             paused: false,
             blocked: Vec::new(),
             jobs: Vec::new(),
+            release: Vec::new(),
+            github_unavailable: None,
             phases_ms: TickPhases::default(),
         }
     }
@@ -265,6 +271,40 @@ pub async fn pass(
         }
     }
 
+    // Release mode: GitHub, checked up front (a bad token blocks the pass), then resume
+    // deliveries and follow every open pull request before claiming anything new.
+    let release_mode = config.release_mode();
+    let mut github: Option<(crate::github::GithubClient, String)> = None;
+    if release_mode.is_some() {
+        match github_preflight(config, &parent_env).await {
+            Ok(ready) => github = Some(ready),
+            Err(e) if e.is_transient() => report.github_unavailable = Some(e.to_string()),
+            Err(e) => {
+                report.blocked.push(e.to_string());
+                report.outcome = "blocked";
+                report.phases_ms.total = started.elapsed().as_millis() as u64;
+                return Ok(report);
+            }
+        }
+    }
+    let writer = github
+        .as_ref()
+        .zip(release_mode)
+        .map(|((client, _), proof)| crate::github::GithubWriter::new(client, proof));
+    let redactor = runner::env::redactor_for(config, &parent_env);
+    if let (Some((client, token)), Some(writer)) = (&github, &writer) {
+        match release_stage(config, ledger, client, writer, token, &redactor, true).await {
+            Ok(actions) => report.release.extend(actions),
+            Err(Stop::Blocked(message)) => {
+                report.blocked.push(message);
+                report.outcome = "blocked";
+                report.phases_ms.total = started.elapsed().as_millis() as u64;
+                return Ok(report);
+            }
+            Err(Stop::Error(e)) => return Err(e),
+        }
+    }
+
     let tasks = ledger.read().tasks()?;
     let now = now_ms();
     let planned = crate::plan::plan(&tasks, now);
@@ -303,6 +343,24 @@ pub async fn pass(
     for task in tasks.iter().filter(|t| t.state.is_in_flight()) {
         in_flight_files.extend(task.spec.file_hints.iter().cloned());
     }
+    // The PR-overlap gate (seed 004 T0-104): files that open oxi pull requests touch. When
+    // GitHub cannot be asked the gate fails closed unless github.overlap_unknown = "allow".
+    let open_pulls: Result<Vec<(u64, String, BTreeSet<String>)>, String> = match &github {
+        Some((client, _)) => crate::release::open_oxi_pulls(config, client)
+            .await
+            .map_err(|e| e.to_string()),
+        None if release_mode_active(config) => Err(report
+            .github_unavailable
+            .clone()
+            .unwrap_or_else(|| "GitHub is not reachable".to_owned())),
+        None => Ok(Vec::new()),
+    };
+    let overlap_policy = config
+        .config
+        .github
+        .as_ref()
+        .map(|g| g.overlap_unknown)
+        .unwrap_or_default();
     let mut specs: Vec<JobSpec> = Vec::new();
     for planned in planned {
         if specs.len() as u32 >= slots {
@@ -337,6 +395,27 @@ pub async fn pass(
                 )
             })?;
             report.failed_at_claim.push(ClaimStop {
+                task_id: id,
+                reason,
+            });
+            continue;
+        }
+        let pr_overlap = match &open_pulls {
+            Ok(pulls) => pulls
+                .iter()
+                .filter(|(_, head, _)| Some(head) != task.branch.as_ref())
+                .find_map(|(number, _, files)| {
+                    overlaps(&task.spec.file_hints, files)
+                        .map(|why| format!("open pull request #{number}: {why}"))
+                }),
+            Err(e) if overlap_policy == crate::config::OverlapUnknown::Defer => Some(format!(
+                "overlap_unknown: open pull requests could not be listed ({e}); github.overlap_unknown = \"defer\""
+            )),
+            Err(_) => None,
+        };
+        if let Some(reason) = pr_overlap {
+            ledger.write(|q| q.defer_task(&id, &reason, now))?;
+            report.deferred.push(ClaimStop {
                 task_id: id,
                 reason,
             });
@@ -529,6 +608,24 @@ pub async fn pass(
         }
     }
 
+    // Release mode: push and open pull requests for what this pass verified.
+    if let (Some((client, token)), Some(writer)) = (&github, &writer) {
+        match release_stage(config, ledger, client, writer, token, &redactor, false).await {
+            Ok(actions) => {
+                for action in &actions {
+                    if action.action == "pr_opened"
+                        && let Some(job) =
+                            report.jobs.iter_mut().find(|j| j.task_id == action.task_id)
+                    {
+                        job.state = TaskState::Delivered;
+                    }
+                }
+                report.release.extend(actions);
+            }
+            Err(Stop::Blocked(message)) => report.blocked.push(message),
+            Err(Stop::Error(e)) => return Err(e),
+        }
+    }
     record_period_breach(ledger, config)?;
     report.outcome = if report
         .jobs
@@ -571,6 +668,72 @@ pub async fn pass(
         .map(|_| ())
     })?;
     Ok(report)
+}
+
+fn release_mode_active(config: &LoadedConfig) -> bool {
+    config.config.run.mode == RunMode::Release
+}
+
+/// The GitHub client for a release tick, after checking the token and push rights.
+async fn github_preflight(
+    config: &LoadedConfig,
+    parent_env: &[(String, String)],
+) -> Result<(crate::github::GithubClient, String), crate::github::GithubError> {
+    let Some(github) = &config.config.github else {
+        return Err(crate::github::GithubError::Client(format!(
+            "release mode needs a [github] table in {} (repo, api_url, token_env)",
+            config.display_path()
+        )));
+    };
+    let token = crate::github::resolve_token(github, parent_env)?;
+    let client = crate::github::GithubClient::new(github, &token)?;
+    let repository = client.repository().await?;
+    if !repository.permissions.is_some_and(|p| p.push) {
+        return Err(crate::github::GithubError::Forbidden {
+            endpoint: format!("GET /repos/{}", github.repo),
+            message: "the token has no push access".to_owned(),
+            repo: github.repo.clone(),
+        });
+    }
+    Ok((client, token))
+}
+
+enum Stop {
+    /// A problem a person must fix (bad token, no rights): the pass reports it as blocked.
+    Blocked(String),
+    Error(TickError),
+}
+
+/// Resume deliveries (and, before claiming, follow open pull requests).
+async fn release_stage(
+    config: &LoadedConfig,
+    ledger: &mut Ledger,
+    client: &crate::github::GithubClient,
+    writer: &crate::github::GithubWriter<'_>,
+    token: &str,
+    redactor: &crate::redact::Redactor,
+    with_sync: bool,
+) -> Result<Vec<crate::release::ReleaseAction>, Stop> {
+    use crate::release::ReleaseError;
+    let classify = |e: ReleaseError| match e {
+        ReleaseError::Github(g) if !g.is_transient() => Stop::Blocked(g.to_string()),
+        ReleaseError::Ledger(l) => Stop::Error(TickError::Ledger(l)),
+        other => Stop::Blocked(other.to_string()),
+    };
+    let mut actions =
+        crate::release::deliver_pending(config, ledger, client, writer, token, redactor)
+            .await
+            .map_err(classify)?;
+    if with_sync {
+        match crate::release::sync(ledger, client, writer).await {
+            Ok(more) => actions.extend(more),
+            Err(ReleaseError::Github(e)) if e.is_transient() => {
+                tracing::warn!("pull request sync skipped this tick: {e}");
+            }
+            Err(e) => return Err(classify(e)),
+        }
+    }
+    Ok(actions)
 }
 
 /// A `budget_breach` event once per day or month whose spend ended above its cap.

@@ -1,0 +1,620 @@
+//! A fake of the GitHub REST endpoints oxi uses, on 127.0.0.1, for tests: answers shaped like
+//! GitHub's documented ones (status codes, `Link` pagination, rate-limit headers, error bodies),
+//! pull-request files computed from the real bare `origin` repository, and faults on cue
+//! (401, 403 rate limits, 500s). It records every request so a test can prove fast mode never
+//! writes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// One request as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenRequest {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+}
+
+impl SeenRequest {
+    pub fn is_write(&self) -> bool {
+        self.method != "GET" && self.method != "HEAD"
+    }
+}
+
+/// An answer given instead of the real one, `times` times, to requests whose method matches
+/// (any when `None`) and whose path contains `path_contains`.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub method: Option<String>,
+    pub path_contains: String,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+    pub times: u32,
+}
+
+impl Fault {
+    /// A primary rate limit: 403, `x-ratelimit-remaining: 0`, reset `reset_in_secs` from now.
+    pub fn rate_limited(
+        method: Option<&str>,
+        path_contains: &str,
+        reset_in_secs: i64,
+        times: u32,
+    ) -> Self {
+        let reset = crate::clock::now_ms() / 1000 + reset_in_secs;
+        Self {
+            method: method.map(str::to_owned),
+            path_contains: path_contains.to_owned(),
+            status: 403,
+            headers: vec![
+                ("x-ratelimit-remaining".into(), "0".into()),
+                ("x-ratelimit-reset".into(), reset.to_string()),
+            ],
+            body: json!({
+                "message": "API rate limit exceeded for user ID 1.",
+                "documentation_url": "https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting"
+            }),
+            times,
+        }
+    }
+
+    pub fn status(method: Option<&str>, path_contains: &str, status: u16, times: u32) -> Self {
+        Self {
+            method: method.map(str::to_owned),
+            path_contains: path_contains.to_owned(),
+            status,
+            headers: Vec::new(),
+            body: json!({ "message": if status >= 500 { "Server Error" } else { "Fault" } }),
+            times,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Pull {
+    number: u64,
+    title: String,
+    body: String,
+    head: String,
+    base: String,
+    draft: bool,
+    state: String,
+    merged: bool,
+    labels: Vec<String>,
+}
+
+struct Inner {
+    token: String,
+    repo: String,
+    bare: PathBuf,
+    pulls: Vec<Pull>,
+    check_runs: HashMap<String, Vec<Value>>,
+    reviews: HashMap<u64, Vec<Value>>,
+    faults: Vec<Fault>,
+    requests: Vec<SeenRequest>,
+    page_size_cap: usize,
+    push_permission: bool,
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+/// The running fake.
+pub struct FakeGithub {
+    addr: SocketAddr,
+    inner: Shared,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn git(bare: &std::path::Path, args: &[&str]) -> Option<String> {
+    crate::git::run(bare, args).ok()
+}
+
+impl FakeGithub {
+    /// Serves `repo` (`owner/name`) backed by the bare repository `bare`, accepting `token`.
+    pub async fn start(repo: &str, token: &str, bare: PathBuf) -> std::io::Result<Self> {
+        let inner = Arc::new(Mutex::new(Inner {
+            token: token.to_owned(),
+            repo: repo.to_owned(),
+            bare,
+            pulls: Vec::new(),
+            check_runs: HashMap::new(),
+            reviews: HashMap::new(),
+            faults: Vec::new(),
+            requests: Vec::new(),
+            page_size_cap: 100,
+            push_permission: true,
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let app = Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&inner));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(Self {
+            addr,
+            inner,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut inner)
+    }
+
+    pub fn requests(&self) -> Vec<SeenRequest> {
+        self.with(|i| i.requests.clone())
+    }
+
+    pub fn writes(&self) -> Vec<SeenRequest> {
+        self.with(|i| {
+            i.requests
+                .iter()
+                .filter(|r| r.is_write())
+                .cloned()
+                .collect()
+        })
+    }
+
+    pub fn add_fault(&self, fault: Fault) {
+        self.with(|i| i.faults.push(fault));
+    }
+
+    /// Lists return at most `n` items per page (to exercise pagination).
+    pub fn set_page_size(&self, n: usize) {
+        self.with(|i| i.page_size_cap = n.max(1));
+    }
+
+    pub fn set_push_permission(&self, push: bool) {
+        self.with(|i| i.push_permission = push);
+    }
+
+    /// Check runs for a commit (by sha or by the branch whose head it is).
+    pub fn set_check_run(&self, sha_or_branch: &str, name: &str, conclusion: &str, summary: &str) {
+        let run = json!({
+            "id": 1, "name": name, "status": "completed", "conclusion": conclusion,
+            "output": { "title": format!("{name}: {conclusion}"), "summary": summary, "text": summary },
+        });
+        self.with(|i| {
+            i.check_runs
+                .entry(sha_or_branch.to_owned())
+                .or_default()
+                .push(run)
+        });
+    }
+
+    pub fn add_review(&self, number: u64, state: &str, body: &str) {
+        self.with(|i| {
+            i.reviews.entry(number).or_default().push(json!({
+                "id": 1, "state": state, "body": body, "user": { "login": "maintainer" },
+                "submitted_at": "2026-11-21T12:00:00Z",
+            }))
+        });
+    }
+
+    /// A maintainer merges or closes a pull request on GitHub.
+    pub fn set_pull_state(&self, number: u64, merged: bool) {
+        self.with(|i| {
+            if let Some(p) = i.pulls.iter_mut().find(|p| p.number == number) {
+                p.state = "closed".into();
+                p.merged = merged;
+            }
+        });
+    }
+
+    /// (number, title, body, head, draft, state, merged, labels) of every pull request.
+    pub fn pulls(&self) -> Vec<Value> {
+        self.with(|i| {
+            let repo = i.repo.clone();
+            i.pulls.iter().map(|p| pull_json(&repo, p, None)).collect()
+        })
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+fn pull_json(repo: &str, p: &Pull, bare: Option<&std::path::Path>) -> Value {
+    let sha = |branch: &str| {
+        bare.and_then(|b| git(b, &["rev-parse", &format!("refs/heads/{branch}")]))
+            .unwrap_or_else(|| "0".repeat(40))
+    };
+    json!({
+        "url": format!("https://api.github.com/repos/{repo}/pulls/{}", p.number),
+        "html_url": format!("https://github.com/{repo}/pull/{}", p.number),
+        "id": p.number * 1000,
+        "node_id": format!("PR_fake{}", p.number),
+        "number": p.number,
+        "state": p.state,
+        "locked": false,
+        "title": p.title,
+        "body": p.body,
+        "draft": p.draft,
+        "merged": p.merged,
+        "merged_at": if p.merged { Value::from("2026-11-21T12:00:00Z") } else { Value::Null },
+        "user": { "login": "oxi-bot", "id": 1 },
+        "labels": p.labels.iter().map(|l| json!({ "name": l, "color": "ededed" })).collect::<Vec<_>>(),
+        "head": { "ref": p.head, "sha": sha(&p.head), "label": format!("{}:{}", repo.split('/').next().unwrap_or(""), p.head) },
+        "base": { "ref": p.base, "sha": sha(&p.base) },
+    })
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    let reset = crate::clock::now_ms() / 1000 + 3600;
+    let headers = response.headers_mut();
+    for (k, v) in [
+        ("x-ratelimit-limit", "5000".to_owned()),
+        ("x-ratelimit-remaining", "4999".to_owned()),
+        ("x-ratelimit-reset", reset.to_string()),
+        ("x-ratelimit-used", "1".to_owned()),
+        ("x-ratelimit-resource", "core".to_owned()),
+        ("x-github-api-version-selected", "2022-11-28".to_owned()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(&v) {
+            headers.insert(k, value);
+        }
+    }
+    response
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    json_response(
+        status,
+        json!({ "message": message, "documentation_url": "https://docs.github.com/rest", "status": status.as_u16().to_string() }),
+    )
+}
+
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// One page of `items`, with a `Link` header when more follow.
+fn paginate(base_url: &str, path: &str, query: &str, items: Vec<Value>, cap: usize) -> Response {
+    let per_page = query_param(query, "per_page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(30)
+        .min(cap)
+        .max(1);
+    let page = query_param(query, "page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    let start = (page - 1) * per_page;
+    let slice: Vec<Value> = items.iter().skip(start).take(per_page).cloned().collect();
+    let mut response = json_response(StatusCode::OK, Value::Array(slice));
+    if start + per_page < items.len() {
+        let others: Vec<&str> = query
+            .split('&')
+            .filter(|kv| !kv.starts_with("page=") && !kv.is_empty())
+            .collect();
+        let next = format!("{base_url}{path}?{}&page={}", others.join("&"), page + 1);
+        if let Ok(v) = HeaderValue::from_str(&format!("<{next}>; rel=\"next\"")) {
+            response.headers_mut().insert("link", v);
+        }
+    }
+    response
+}
+
+async fn handle(
+    State(inner): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = uri.path().to_owned();
+    let query = uri.query().unwrap_or("").to_owned();
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_owned();
+    let base_url = format!("http://{host}");
+    let mut state = inner
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    state.requests.push(SeenRequest {
+        method: method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+    });
+    if let Some(fault) = state.faults.iter_mut().find(|f| {
+        f.times > 0
+            && f.method.as_deref().is_none_or(|m| m == method.as_str())
+            && path.contains(&f.path_contains)
+    }) {
+        fault.times -= 1;
+        let status =
+            StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = json_response(status, fault.body.clone());
+        for (k, v) in &fault.headers {
+            if let (Ok(name), Ok(value)) = (
+                axum::http::HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        return response;
+    }
+    let auth = headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let token = auth
+        .strip_prefix("Bearer ")
+        .or_else(|| auth.strip_prefix("token "))
+        .unwrap_or("");
+    if token != state.token {
+        return error(StatusCode::UNAUTHORIZED, "Bad credentials");
+    }
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let repo = state.repo.clone();
+    let bare = state.bare.clone();
+    let cap = state.page_size_cap;
+    let prefix = format!("/repos/{repo}");
+    if path == "/user" && method == Method::GET {
+        return json_response(
+            StatusCode::OK,
+            json!({ "login": "oxi-bot", "id": 1, "type": "User" }),
+        );
+    }
+    if path == "/graphql" && method == Method::POST {
+        let query = body["query"].as_str().unwrap_or("");
+        let id = body["variables"]["id"].as_str().unwrap_or("");
+        if query.contains("markPullRequestReadyForReview") {
+            let number: u64 = id.trim_start_matches("PR_fake").parse().unwrap_or(0);
+            if let Some(p) = state.pulls.iter_mut().find(|p| p.number == number) {
+                p.draft = false;
+                return json_response(
+                    StatusCode::OK,
+                    json!({ "data": { "markPullRequestReadyForReview": { "pullRequest": { "id": id, "isDraft": false } } } }),
+                );
+            }
+            return json_response(
+                StatusCode::OK,
+                json!({ "data": null, "errors": [{ "type": "NOT_FOUND", "message": format!("Could not resolve to a node with the global id of '{id}'") }] }),
+            );
+        }
+        return error(StatusCode::BAD_REQUEST, "Unsupported query");
+    }
+    let Some(rest) = path.strip_prefix(&prefix) else {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    match (method.as_str(), parts.as_slice()) {
+        ("GET", []) => json_response(
+            StatusCode::OK,
+            json!({
+                "id": 1, "full_name": repo, "private": true, "default_branch": "main",
+                "permissions": { "admin": false, "maintain": false, "push": state.push_permission, "triage": true, "pull": true },
+            }),
+        ),
+        ("GET", ["pulls"]) => {
+            let wanted = query_param(&query, "state").unwrap_or("open").to_owned();
+            let head = query_param(&query, "head").map(|h| {
+                let decoded = h.replace("%3A", ":");
+                decoded
+                    .split_once(':')
+                    .map_or(decoded.clone(), |(_, b)| b.to_owned())
+            });
+            let items: Vec<Value> = state
+                .pulls
+                .iter()
+                .filter(|p| wanted == "all" || p.state == wanted)
+                .filter(|p| head.as_deref().is_none_or(|h| p.head == h))
+                .map(|p| pull_json(&repo, p, Some(&bare)))
+                .collect();
+            paginate(&base_url, &path, &query, items, cap)
+        }
+        ("POST", ["pulls"]) => {
+            let head = body["head"].as_str().unwrap_or("").to_owned();
+            let base = body["base"].as_str().unwrap_or("main").to_owned();
+            if git(
+                &bare,
+                &[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    &format!("refs/heads/{head}"),
+                ],
+            )
+            .is_none()
+            {
+                return json_response(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({ "message": "Validation Failed", "errors": [{ "resource": "PullRequest", "field": "head", "code": "invalid" }], "documentation_url": "https://docs.github.com/rest/pulls/pulls#create-a-pull-request" }),
+                );
+            }
+            if state
+                .pulls
+                .iter()
+                .any(|p| p.head == head && p.state == "open")
+            {
+                return json_response(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({ "message": "Validation Failed", "errors": [{ "resource": "PullRequest", "code": "custom", "message": format!("A pull request already exists for {}:{head}.", repo.split('/').next().unwrap_or("")) }] }),
+                );
+            }
+            let number = state.pulls.len() as u64 + 1;
+            let pull = Pull {
+                number,
+                title: body["title"].as_str().unwrap_or("").to_owned(),
+                body: body["body"].as_str().unwrap_or("").to_owned(),
+                head,
+                base,
+                draft: body["draft"].as_bool().unwrap_or(false),
+                state: "open".into(),
+                merged: false,
+                labels: Vec::new(),
+            };
+            let json = pull_json(&repo, &pull, Some(&bare));
+            state.pulls.push(pull);
+            json_response(StatusCode::CREATED, json)
+        }
+        (m, ["pulls", number, rest @ ..]) => {
+            let Ok(number) = number.parse::<u64>() else {
+                return error(StatusCode::NOT_FOUND, "Not Found");
+            };
+            let reviews = state.reviews.get(&number).cloned().unwrap_or_default();
+            let Some(pull) = state.pulls.iter_mut().find(|p| p.number == number) else {
+                return error(StatusCode::NOT_FOUND, "Not Found");
+            };
+            match (m, rest) {
+                ("GET", []) => json_response(StatusCode::OK, pull_json(&repo, pull, Some(&bare))),
+                ("PATCH", []) => {
+                    if let Some(title) = body["title"].as_str() {
+                        pull.title = title.to_owned();
+                    }
+                    if let Some(text) = body["body"].as_str() {
+                        pull.body = text.to_owned();
+                    }
+                    json_response(StatusCode::OK, pull_json(&repo, pull, Some(&bare)))
+                }
+                ("GET", ["files"]) => {
+                    let range = format!("refs/heads/{}...refs/heads/{}", pull.base, pull.head);
+                    let listing = git(&bare, &["diff", "--name-status", "--no-renames", &range])
+                        .unwrap_or_default();
+                    let files: Vec<Value> = listing
+                        .lines()
+                        .filter_map(|l| l.split_once('\t'))
+                        .map(|(status, name)| {
+                            let status = match status {
+                                "A" => "added",
+                                "D" => "removed",
+                                _ => "modified",
+                            };
+                            json!({ "filename": name, "status": status, "additions": 1, "deletions": 0, "changes": 1 })
+                        })
+                        .collect();
+                    paginate(&base_url, &path, &query, files, cap)
+                }
+                ("GET", ["reviews"]) => paginate(&base_url, &path, &query, reviews, cap),
+                ("PUT", ["merge"]) => {
+                    if pull.draft {
+                        return error(
+                            StatusCode::METHOD_NOT_ALLOWED,
+                            "Pull Request is still a draft",
+                        );
+                    }
+                    if pull.state != "open" {
+                        return error(
+                            StatusCode::METHOD_NOT_ALLOWED,
+                            "Pull Request is not mergeable",
+                        );
+                    }
+                    let head_sha = git(&bare, &["rev-parse", &format!("refs/heads/{}", pull.head)]);
+                    if let Some(sha) = body["sha"].as_str()
+                        && head_sha.as_deref() != Some(sha)
+                    {
+                        return error(
+                            StatusCode::CONFLICT,
+                            "Head branch was modified. Review and try the merge again.",
+                        );
+                    }
+                    pull.state = "closed".into();
+                    pull.merged = true;
+                    json_response(
+                        StatusCode::OK,
+                        json!({ "sha": head_sha, "merged": true, "message": "Pull Request successfully merged" }),
+                    )
+                }
+                _ => error(StatusCode::NOT_FOUND, "Not Found"),
+            }
+        }
+        ("POST", ["issues", number, "labels"]) => {
+            let Ok(number) = number.parse::<u64>() else {
+                return error(StatusCode::NOT_FOUND, "Not Found");
+            };
+            let Some(pull) = state.pulls.iter_mut().find(|p| p.number == number) else {
+                return error(StatusCode::NOT_FOUND, "Not Found");
+            };
+            for label in body["labels"].as_array().into_iter().flatten() {
+                if let Some(name) = label.as_str()
+                    && !pull.labels.iter().any(|l| l == name)
+                {
+                    pull.labels.push(name.to_owned());
+                }
+            }
+            let labels: Vec<Value> = pull
+                .labels
+                .iter()
+                .map(|l| json!({ "name": l, "color": "ededed" }))
+                .collect();
+            json_response(StatusCode::OK, Value::Array(labels))
+        }
+        ("GET", ["commits", sha, "check-runs"]) => {
+            let mut runs = state.check_runs.get(*sha).cloned().unwrap_or_default();
+            for (key, value) in &state.check_runs {
+                if git(
+                    &bare,
+                    &[
+                        "rev-parse",
+                        "--verify",
+                        "--quiet",
+                        &format!("refs/heads/{key}"),
+                    ],
+                )
+                .as_deref()
+                    == Some(*sha)
+                {
+                    runs.extend(value.iter().cloned());
+                }
+            }
+            json_response(
+                StatusCode::OK,
+                json!({ "total_count": runs.len(), "check_runs": runs }),
+            )
+        }
+        ("DELETE", ["git", "refs", "heads", branch @ ..]) => {
+            let branch = branch.join("/");
+            if git(
+                &bare,
+                &["update-ref", "-d", &format!("refs/heads/{branch}")],
+            )
+            .is_some()
+            {
+                StatusCode::NO_CONTENT.into_response()
+            } else {
+                error(StatusCode::UNPROCESSABLE_ENTITY, "Reference does not exist")
+            }
+        }
+        _ => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}

@@ -1,0 +1,595 @@
+//! Release mode: push task branches, open or update draft pull requests, gate claims on files
+//! open pull requests touch, follow each pull request (merged, closed, CI, reviews), start
+//! follow-ups, and merge only what a human (or, opted in, the critic) approved.
+//!
+//! Everything here needs a [`GithubWriter`], which only a release-mode tick can build.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use base64::Engine;
+use serde::Serialize;
+
+use crate::clock::now_ms;
+use crate::config::{LoadedConfig, MergePolicy};
+use crate::github::{GithubClient, GithubError, GithubWriter};
+use crate::ledger::{EventKind, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition};
+use crate::redact::Redactor;
+
+const PR_TEMPLATE: &str = include_str!("../templates/pr.md.j2");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error(transparent)]
+    Github(#[from] GithubError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("git push of {branch} to {remote} failed: {message}")]
+    Push {
+        branch: String,
+        remote: String,
+        message: String,
+    },
+    #[error("pull request body template: {0}")]
+    Template(String),
+}
+
+/// What a release step did, for the tick's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseAction {
+    pub task_id: String,
+    pub action: String,
+    pub pr: Option<u64>,
+    pub detail: Option<String>,
+}
+
+fn action(task: &str, action: &str, pr: Option<u64>, detail: Option<String>) -> ReleaseAction {
+    ReleaseAction {
+        task_id: task.to_owned(),
+        action: action.to_owned(),
+        pr,
+        detail,
+    }
+}
+
+fn event(
+    ledger: &mut Ledger,
+    kind: EventKind,
+    task: &str,
+    data: serde_json::Value,
+) -> Result<(), LedgerError> {
+    ledger.write(|q| {
+        q.append_event(&NewEvent {
+            at_ms: now_ms(),
+            kind,
+            task_id: Some(task),
+            run_id: None,
+            actor: "oxi",
+            data,
+        })
+        .map(|_| ())
+    })
+}
+
+fn transition(
+    ledger: &mut Ledger,
+    task: &str,
+    from: TaskState,
+    to: TaskState,
+    reason: &str,
+) -> Result<(), LedgerError> {
+    let now = now_ms();
+    ledger.write(|q| q.transition_task(task, &Transition::by_oxi(from, to, reason), now))
+}
+
+/// Pushes `branch` to the configured remote. The token travels in git's environment
+/// (`GIT_CONFIG_*`), never in argv, so it is not in a process listing or a log.
+pub fn push(repo: &Path, remote: &str, branch: &str, token: &str) -> Result<(), ReleaseError> {
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
+    let header = format!("AUTHORIZATION: basic {basic}");
+    let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
+    crate::git::run_with_env(
+        repo,
+        &["push", "--quiet", remote, &refspec],
+        &[
+            ("GIT_CONFIG_COUNT", "1"),
+            ("GIT_CONFIG_KEY_0", "http.extraheader"),
+            ("GIT_CONFIG_VALUE_0", &header),
+        ],
+    )
+    .map(|_| ())
+    .map_err(|e| ReleaseError::Push {
+        branch: branch.to_owned(),
+        remote: remote.to_owned(),
+        message: Redactor::new([token]).redact(&e.to_string()).into_owned(),
+    })
+}
+
+/// The last executor run's `state.json` (what the PR body reports).
+fn last_state(ledger: &Ledger, task: &str) -> serde_json::Value {
+    ledger
+        .read()
+        .runs_for_task(task)
+        .ok()
+        .and_then(|runs| {
+            runs.into_iter()
+                .rev()
+                .filter(|r| r.role == "executor")
+                .find_map(|r| {
+                    let text =
+                        std::fs::read_to_string(Path::new(&r.run_dir?).join("state.json")).ok()?;
+                    serde_json::from_str(&text).ok()
+                })
+        })
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The pull request's title and body for a task.
+pub fn render_pr(
+    config: &LoadedConfig,
+    task: &TaskRow,
+    state: &serde_json::Value,
+    redactor: &Redactor,
+) -> Result<(String, String), ReleaseError> {
+    let title = format!("{}: {}", task.spec.id, task.spec.title);
+    let ms = state["phases_ms"].as_object().map_or(0, |p| {
+        p.values()
+            .filter_map(serde_json::Value::as_u64)
+            .sum::<u64>()
+    });
+    let ctx = serde_json::json!({
+        "id": task.spec.id,
+        "brief": task.spec.body,
+        "files": state["files_changed"].as_u64().unwrap_or(0),
+        "lines_added": state["lines_added"].as_u64().unwrap_or(0),
+        "lines_removed": state["lines_removed"].as_u64().unwrap_or(0),
+        "paths": state["paths"],
+        "verification": state["verification"],
+        "review": state["review"].as_str().unwrap_or("(no review recorded)"),
+        "cost": format!("${:.2}", state["cost_usd"].as_f64().unwrap_or(0.0)),
+        "tokens": format!(
+            "{} input / {} output tokens",
+            state["tokens"]["input"].as_u64().unwrap_or(0),
+            state["tokens"]["output"].as_u64().unwrap_or(0)
+        ),
+        "time": humantime::format_duration(std::time::Duration::from_secs(ms / 1000)).to_string(),
+        "attempt": state["attempt"].as_u64().unwrap_or(u64::from(task.attempts)),
+        "run_id": state["run_id"].as_str().unwrap_or("-"),
+        "branch": task.branch.as_deref().unwrap_or(""),
+        "auto_merge": config.config.github.as_ref().is_some_and(|g| g.merge == MergePolicy::OnCriticApprove),
+    });
+    let mut env = minijinja::Environment::new();
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+        .map_err(|e| ReleaseError::Template(e.to_string()))?;
+    env.set_syntax(syntax);
+    env.add_template("pr.md.j2", PR_TEMPLATE)
+        .map_err(|e| ReleaseError::Template(e.to_string()))?;
+    let body = env
+        .get_template("pr.md.j2")
+        .and_then(|t| t.render(minijinja::value::Serde(&ctx)))
+        .map_err(|e| ReleaseError::Template(e.to_string()))?;
+    Ok((
+        redactor.redact(&title).into_owned(),
+        redactor.redact(&format!("{body}\n")).into_owned(),
+    ))
+}
+
+/// Pushes and opens (or updates) the draft pull request of every `deliver_pending` task. A
+/// failed step leaves the task where it is; the next tick resumes it. Idempotent: an open
+/// pull request for the branch is updated, never duplicated.
+pub async fn deliver_pending(
+    config: &LoadedConfig,
+    ledger: &mut Ledger,
+    client: &GithubClient,
+    writer: &GithubWriter<'_>,
+    token: &str,
+    redactor: &Redactor,
+) -> Result<Vec<ReleaseAction>, ReleaseError> {
+    let Some(github) = &config.config.github else {
+        return Ok(Vec::new());
+    };
+    let mut actions = Vec::new();
+    let pending: Vec<TaskRow> = ledger
+        .read()
+        .tasks()?
+        .into_iter()
+        .filter(|t| t.state == TaskState::DeliverPending)
+        .collect();
+    for task in pending {
+        let id = task.spec.id.clone();
+        let Some(branch) = task.branch.clone() else {
+            continue;
+        };
+        let result = deliver_one(
+            config, ledger, client, writer, token, redactor, &task, &branch,
+        )
+        .await;
+        match result {
+            Ok(number) => {
+                if github.merge == MergePolicy::OnCriticApprove
+                    && !ledger
+                        .read()
+                        .approvals_for(&id)?
+                        .iter()
+                        .any(|a| a.kind == "needs_approval")
+                {
+                    let now = now_ms();
+                    ledger.write(|q| {
+                        q.insert_approval(
+                            &id,
+                            "merge",
+                            "oxi:critic",
+                            Some("github.merge = on_critic_approve"),
+                            now,
+                        )
+                    })?;
+                }
+                actions.push(action(&id, "pr_opened", Some(number), None));
+            }
+            Err(
+                e @ (ReleaseError::Github(GithubError::Unauthorized { .. })
+                | ReleaseError::Github(GithubError::Forbidden { .. })),
+            ) => {
+                event(
+                    ledger,
+                    EventKind::GithubError,
+                    &id,
+                    serde_json::json!({ "step": "deliver", "error": e.to_string() }),
+                )?;
+                return Err(e);
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "task {id}: {e}; it stays deliver_pending and the next tick resumes"
+                );
+                event(
+                    ledger,
+                    EventKind::GithubError,
+                    &id,
+                    serde_json::json!({ "step": "deliver", "error": e.to_string() }),
+                )?;
+                actions.push(action(&id, "deliver_pending", None, Some(e.to_string())));
+            }
+        }
+    }
+    Ok(actions)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn deliver_one(
+    config: &LoadedConfig,
+    ledger: &mut Ledger,
+    client: &GithubClient,
+    writer: &GithubWriter<'_>,
+    token: &str,
+    redactor: &Redactor,
+    task: &TaskRow,
+    branch: &str,
+) -> Result<u64, ReleaseError> {
+    let github = config
+        .config
+        .github
+        .as_ref()
+        .ok_or_else(|| ReleaseError::Template("no [github] table".into()))?;
+    push(&config.repo_root, &github.remote, branch, token)?;
+    let state = last_state(ledger, &task.spec.id);
+    let (title, body) = render_pr(config, task, &state, redactor)?;
+    let base = &config.config.project.base_branch;
+    let existing = client.pulls("open", Some(branch)).await?;
+    let pull = match existing.into_iter().find(|p| p.head.name == branch) {
+        Some(pull) => writer.update_pull(pull.number, &title, &body).await?,
+        None => writer.create_pull(&title, &body, branch, base).await?,
+    };
+    let mut labels = github.labels.clone();
+    labels.push(format!("tier-{}", task.spec.priority_tier));
+    writer.add_labels(pull.number, &labels).await?;
+    let id = task.spec.id.clone();
+    let now = now_ms();
+    ledger.write(|q| {
+        q.set_task_pr(&id, pull.number, pull.html_url.as_deref())?;
+        q.transition_task(
+            &id,
+            &Transition::by_oxi(
+                TaskState::DeliverPending,
+                TaskState::Delivered,
+                "pull request opened",
+            ),
+            now,
+        )?;
+        q.append_event(&NewEvent {
+            at_ms: now,
+            kind: EventKind::PrOpened,
+            task_id: Some(&id),
+            run_id: None,
+            actor: "oxi",
+            data: serde_json::json!({
+                "number": pull.number,
+                "url": pull.html_url,
+                "branch": branch,
+                "draft": pull.draft,
+                "labels": labels,
+            }),
+        })?;
+        Ok(())
+    })?;
+    Ok(pull.number)
+}
+
+/// Open pull requests oxi opened (its label or branch prefix) and the files each touches.
+pub async fn open_oxi_pulls(
+    config: &LoadedConfig,
+    client: &GithubClient,
+) -> Result<Vec<(u64, String, BTreeSet<String>)>, GithubError> {
+    let labels: Vec<String> = config
+        .config
+        .github
+        .as_ref()
+        .map(|g| g.labels.clone())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for pull in client.pulls("open", None).await? {
+        let ours = pull.head.name.starts_with("oxi/")
+            || pull.labels.iter().any(|l| labels.contains(&l.name));
+        if !ours {
+            continue;
+        }
+        let files = client
+            .pull_files(pull.number)
+            .await?
+            .into_iter()
+            .map(|f| f.filename)
+            .collect();
+        out.push((pull.number, pull.head.name.clone(), files));
+    }
+    Ok(out)
+}
+
+/// Follows every delivered task's pull request: merged → `merged` then `done`; closed →
+/// `rejected`; CI results recorded (first pass or not); a failed CI run or a "changes
+/// requested" review sends the task back to work on its branch; approved merges happen.
+pub async fn sync(
+    ledger: &mut Ledger,
+    client: &GithubClient,
+    writer: &GithubWriter<'_>,
+) -> Result<Vec<ReleaseAction>, ReleaseError> {
+    let mut actions = Vec::new();
+    let delivered: Vec<TaskRow> = ledger
+        .read()
+        .tasks()?
+        .into_iter()
+        .filter(|t| t.state == TaskState::Delivered && t.pr_number.is_some())
+        .collect();
+    for task in delivered {
+        let id = task.spec.id.clone();
+        let Some(number) = task.pr_number else {
+            continue;
+        };
+        let pull = match client.pull(number).await {
+            Ok(pull) => pull,
+            Err(e) if e.is_transient() => {
+                actions.push(action(
+                    &id,
+                    "sync_skipped",
+                    Some(number),
+                    Some(e.to_string()),
+                ));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if pull.is_merged() {
+            transition(
+                ledger,
+                &id,
+                TaskState::Delivered,
+                TaskState::Merged,
+                "pull request merged",
+            )?;
+            transition(ledger, &id, TaskState::Merged, TaskState::Done, "merged")?;
+            event(
+                ledger,
+                EventKind::PrMerged,
+                &id,
+                serde_json::json!({ "number": number, "by": "maintainer" }),
+            )?;
+            actions.push(action(&id, "merged", Some(number), None));
+            continue;
+        }
+        if pull.state == "closed" {
+            transition(
+                ledger,
+                &id,
+                TaskState::Delivered,
+                TaskState::Rejected,
+                "pull request closed without merging",
+            )?;
+            event(
+                ledger,
+                EventKind::PrClosed,
+                &id,
+                serde_json::json!({ "number": number }),
+            )?;
+            actions.push(action(&id, "rejected", Some(number), None));
+            continue;
+        }
+
+        // CI on the head commit.
+        let sha = pull.head.sha.clone();
+        let runs = client.check_runs(&sha).await?;
+        let completed = !runs.is_empty() && runs.iter().all(|r| r.status == "completed");
+        let failed: Vec<&crate::github::model::CheckRun> = runs
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.conclusion.as_deref(),
+                    Some("failure" | "timed_out" | "cancelled" | "action_required")
+                )
+            })
+            .collect();
+        let seen_key = format!("ci:{number}:{sha}");
+        if completed && ledger.read().kv_get(&seen_key)?.is_none() {
+            let first_key = format!("ci_first:{number}");
+            let first_pass = ledger.read().kv_get(&first_key)?.is_none();
+            let green = failed.is_empty();
+            let now = now_ms();
+            ledger.write(|q| {
+                q.kv_set(&seen_key, if green { "green" } else { "red" }, now)?;
+                if first_pass {
+                    q.kv_set(&first_key, if green { "green" } else { "red" }, now)?;
+                }
+                q.append_event(&NewEvent {
+                    at_ms: now,
+                    kind: EventKind::CiResult,
+                    task_id: Some(&id),
+                    run_id: None,
+                    actor: "oxi",
+                    data: serde_json::json!({
+                        "number": number, "sha": sha, "green": green, "first_pass": first_pass,
+                        "checks": runs.iter().map(|r| serde_json::json!({"name": r.name, "conclusion": r.conclusion})).collect::<Vec<_>>(),
+                    }),
+                })
+                .map(|_| ())
+            })?;
+            if !green {
+                let log: Vec<String> = failed
+                    .iter()
+                    .map(|r| {
+                        let out = r.output.clone().unwrap_or_default();
+                        format!(
+                            "Check {:?} ended {}:\n{}\n{}",
+                            r.name,
+                            r.conclusion.as_deref().unwrap_or("?"),
+                            out.summary.unwrap_or_default(),
+                            out.text.unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                follow_up(
+                    ledger,
+                    &task,
+                    &format!("CI failed on pull request #{number}:\n{}", log.join("\n")),
+                )?;
+                actions.push(action(&id, "follow_up_ci", Some(number), None));
+                continue;
+            }
+        }
+
+        // Reviews.
+        let reviews = client.reviews(number).await?;
+        let seen_key = format!("reviews_seen:{number}");
+        let seen: usize = ledger
+            .read()
+            .kv_get(&seen_key)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if reviews.len() > seen {
+            let new = &reviews[seen..];
+            let now = now_ms();
+            ledger.write(|q| q.kv_set(&seen_key, &reviews.len().to_string(), now))?;
+            for review in new {
+                event(
+                    ledger,
+                    EventKind::PrReviewed,
+                    &id,
+                    serde_json::json!({ "number": number, "state": review.state }),
+                )?;
+            }
+            let requested: Vec<String> = new
+                .iter()
+                .filter(|r| r.state == "CHANGES_REQUESTED")
+                .map(|r| r.body.clone().unwrap_or_default())
+                .collect();
+            if !requested.is_empty() {
+                follow_up(
+                    ledger,
+                    &task,
+                    &format!(
+                        "A reviewer requested changes on pull request #{number}:\n{}",
+                        requested.join("\n---\n")
+                    ),
+                )?;
+                actions.push(action(&id, "follow_up_review", Some(number), None));
+                continue;
+            }
+        }
+
+        // Merge, only with an approval, once checks are green.
+        let approval = ledger
+            .read()
+            .approvals_for(&id)?
+            .into_iter()
+            .rev()
+            .find(|a| a.kind == "merge");
+        if let Some(approval) = approval
+            && completed
+            && failed.is_empty()
+        {
+            if pull.draft
+                && let Some(node) = &pull.node_id
+            {
+                writer.mark_ready(node).await?;
+            }
+            writer
+                .merge_pull(
+                    number,
+                    &sha,
+                    &format!("{}: {}", task.spec.id, task.spec.title),
+                )
+                .await?;
+            writer.delete_branch(&pull.head.name).await?;
+            transition(
+                ledger,
+                &id,
+                TaskState::Delivered,
+                TaskState::Merged,
+                "merged by oxi after approval",
+            )?;
+            transition(ledger, &id, TaskState::Merged, TaskState::Done, "merged")?;
+            event(
+                ledger,
+                EventKind::PrMerged,
+                &id,
+                serde_json::json!({ "number": number, "by": "oxi", "approved_by": approval.approved_by }),
+            )?;
+            actions.push(action(
+                &id,
+                "merged_by_oxi",
+                Some(number),
+                Some(approval.approved_by),
+            ));
+        }
+    }
+    Ok(actions)
+}
+
+/// Sends a delivered task back to work on its branch with `feedback` in its next prompt
+/// (within its caps: the claim fails it `attempts_exhausted` past them).
+fn follow_up(ledger: &mut Ledger, task: &TaskRow, feedback: &str) -> Result<(), LedgerError> {
+    let id = task.spec.id.clone();
+    let now = now_ms();
+    let feedback = crate::prompt::clip_tail(feedback, crate::prompt::FAILURE_CLIP);
+    ledger.write(|q| {
+        q.transition_task(
+            &id,
+            &Transition::by_oxi(
+                TaskState::Delivered,
+                TaskState::Queued,
+                "pull request feedback",
+            ),
+            now,
+        )?;
+        q.set_task_failure(&id, Some(&feedback))?;
+        q.append_event(&NewEvent {
+            at_ms: now,
+            kind: EventKind::FollowUp,
+            task_id: Some(&id),
+            run_id: None,
+            actor: "oxi",
+            data: serde_json::json!({ "pr": task.pr_number }),
+        })
+        .map(|_| ())
+    })
+}
