@@ -63,6 +63,23 @@ pub enum Command {
     Retry(TaskActionArgs),
     /// Cancel a task (its running worker, if any, is stopped)
     Cancel(TaskActionArgs),
+    /// Roadmap maintenance
+    #[command(subcommand)]
+    Roadmap(RoadmapCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoadmapCommand {
+    /// Remove items whose task is done (merged) from the roadmap: prints the diff; --write
+    /// applies it
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Write the pruned roadmap (default: only show the diff)
+    #[arg(long)]
+    pub write: bool,
 }
 
 #[derive(Debug, Args)]

@@ -263,6 +263,23 @@ async fn an_approved_merge_waits_for_green_checks_then_squash_merges_and_deletes
     assert!(!w.bare_has(BRANCH), "the branch was deleted");
     let merged = w.events("pr_merged");
     assert_eq!(merged[0]["approved_by"], "operator:tester");
+    // The weekly prune: a diff first, then --write.
+    let preview = w.s.oxi(&["roadmap", "prune"]);
+    let shown = preview.ok();
+    assert!(
+        shown.contains("-**T0-1 · Add a greeting file**") && shown.contains("--write"),
+        "{shown}"
+    );
+    assert!(
+        w.s.read("roadmap.md").contains("T0-1"),
+        "nothing written without --write"
+    );
+    w.s.oxi(&["roadmap", "prune", "--write"]).ok();
+    let roadmap = w.s.read("roadmap.md");
+    assert!(
+        !roadmap.contains("T0-1") && roadmap.contains("T0-2 · Shout the greeting"),
+        "{roadmap}"
+    );
     let ci = w.events("ci_result");
     assert_eq!(ci[0]["first_pass"], true);
     assert_eq!(ci[0]["green"], true);

@@ -4,6 +4,7 @@ mod ingest;
 mod init;
 mod pause;
 mod plan;
+mod prune;
 mod run;
 mod status;
 mod task;
@@ -69,6 +70,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Approve(args) => task::approve(ctx, args),
         Command::Retry(args) => task::retry(ctx, args),
         Command::Cancel(args) => task::cancel(ctx, args),
+        Command::Roadmap(crate::cli::RoadmapCommand::Prune(args)) => prune::run(ctx, args),
     }
 }
 

@@ -831,3 +831,59 @@ mod tests {
         assert!(derived_id("x").starts_with("C-"));
     }
 }
+
+/// `text` without the items whose id is in `remove`: each from its line until the next item or
+/// heading, with the blank lines that followed it (seed 004's weekly prune of done items).
+/// Everything else is kept byte for byte.
+pub fn prune(
+    text: &str,
+    items: &[RoadmapItem],
+    remove: &std::collections::HashSet<String>,
+) -> String {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut starts: Vec<usize> = items.iter().map(|i| i.line).collect();
+    starts.sort_unstable();
+    let mut drop = vec![false; lines.len()];
+    for item in items.iter().filter(|i| remove.contains(&i.id)) {
+        let first = item.line.saturating_sub(1);
+        let next_item = starts
+            .iter()
+            .copied()
+            .find(|&l| l > item.line)
+            .map_or(lines.len(), |l| l - 1);
+        let mut end = first + 1;
+        while end < next_item && heading(lines[end]).is_none() {
+            end += 1;
+        }
+        for flag in drop.iter_mut().take(end).skip(first) {
+            *flag = true;
+        }
+    }
+    lines
+        .iter()
+        .zip(&drop)
+        .filter(|(_, dropped)| !**dropped)
+        .map(|(line, _)| *line)
+        .collect()
+}
+
+#[cfg(test)]
+mod prune_tests {
+    use super::*;
+
+    #[test]
+    fn prune_removes_whole_items_and_keeps_everything_else() {
+        let text = "# Roadmap\n\n## Tier 0\n\n**T0-1 · Done thing**\nIts brief.\n\n**T0-2 · Open thing**\nKeep me.\n\n## Tier 1\n\n- [x] finished chore\n- [ ] open chore\n";
+        let roadmap = parse(text.as_bytes(), Path::new("roadmap.md"), 1).unwrap();
+        let done: std::collections::HashSet<String> = roadmap
+            .items
+            .iter()
+            .filter(|i| i.id == "T0-1" || i.title == "finished chore")
+            .map(|i| i.id.clone())
+            .collect();
+        assert_eq!(
+            prune(text, &roadmap.items, &done),
+            "# Roadmap\n\n## Tier 0\n\n**T0-2 · Open thing**\nKeep me.\n\n## Tier 1\n\n- [ ] open chore\n"
+        );
+    }
+}
