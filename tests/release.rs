@@ -444,6 +444,25 @@ async fn the_overlap_gate_pages_through_pull_requests_and_fails_closed_without_g
             .unwrap()
             .contains("#1")
     );
+    // A malformed answer is an error naming the endpoint (here the sync's read of PR #1 gets
+    // it first); nothing is claimed in that pass.
+    w.github.add_fault(Fault {
+        method: Some("GET".into()),
+        path_contains: "/pulls".into(),
+        status: 200,
+        headers: Vec::new(),
+        body: serde_json::json!({ "unexpected": "shape" }),
+        times: 1,
+    });
+    let tick = w.tick().await;
+    let blocked = tick.report["blocked"][0].as_str().unwrap_or("");
+    assert!(
+        blocked.contains("GET /repos/acme/widgets/pulls")
+            && blocked.contains("not what oxi expected"),
+        "{:#}",
+        tick.report
+    );
+    assert!(tick.report["jobs"].as_array().unwrap().is_empty());
     // GitHub down for listing pulls: the gate defers rather than risk a conflict.
     w.github
         .add_fault(Fault::status(Some("GET"), "/pulls", 500, 100));

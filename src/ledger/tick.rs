@@ -1,7 +1,7 @@
 //! Reads and writes the tick needs beyond task states and runs: attempt counters, a task's
 //! branch and last failure, cost estimates, verification results and deferrals.
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::{Queries, Result, RunRow};
 use crate::money::MicroUsd;
@@ -147,6 +147,22 @@ impl Queries<'_> {
             .query_map([n], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows.len() == n as usize && rows.iter().all(|(_, failed)| *failed == 0))
+    }
+
+    /// The paths the task's last verified attempt changed (from its `verified` event).
+    pub fn last_attempt_paths(&self, task_id: &str) -> Result<Vec<String>> {
+        let data: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT data FROM events WHERE task_id = ?1 AND kind = 'verified'
+                 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row([task_id], |r| r.get(0))
+            .optional()?;
+        Ok(data
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+            .and_then(|v| serde_json::from_value(v["paths"].clone()).ok())
+            .unwrap_or_default())
     }
 
     pub fn runs_for_task(&self, task_id: &str) -> Result<Vec<RunRow>> {

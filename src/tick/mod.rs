@@ -401,13 +401,19 @@ pub async fn pass(
             continue;
         }
         let pr_overlap = match &open_pulls {
-            Ok(pulls) => pulls
-                .iter()
-                .filter(|(_, head, _)| Some(head) != task.branch.as_ref())
-                .find_map(|(number, _, files)| {
-                    overlaps(&task.spec.file_hints, files)
-                        .map(|why| format!("open pull request #{number}: {why}"))
-                }),
+            Ok(pulls) if !pulls.is_empty() => {
+                // The task's declared files and what its last attempt actually changed.
+                let mut files = task.spec.file_hints.clone();
+                files.extend(ledger.read().last_attempt_paths(&id)?);
+                pulls
+                    .iter()
+                    .filter(|(_, head, _)| Some(head) != task.branch.as_ref())
+                    .find_map(|(number, _, pr_files)| {
+                        overlaps(&files, pr_files)
+                            .map(|why| format!("open pull request #{number}: {why}"))
+                    })
+            }
+            Ok(_) => None,
             Err(e) if overlap_policy == crate::config::OverlapUnknown::Defer => Some(format!(
                 "overlap_unknown: open pull requests could not be listed ({e}); github.overlap_unknown = \"defer\""
             )),
