@@ -63,6 +63,9 @@ pub enum Command {
     Retry(TaskActionArgs),
     /// Cancel a task (its running worker, if any, is stopped)
     Cancel(TaskActionArgs),
+    /// The preflight: config, ledger, git, disk, workers, GitHub, acceptance commands; each
+    /// check ok / warn / fail with the fix
+    Doctor,
     /// Roadmap maintenance
     #[command(subcommand)]
     Roadmap(RoadmapCommand),

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod critic;
 pub mod digest;
+pub mod doctor;
 pub mod git;
 pub mod github;
 pub mod ledger;

@@ -10,6 +10,7 @@ mod support;
 
 mod cli_basics;
 mod config_errors;
+mod doctor;
 mod ledger;
 mod mock_model;
 mod process;
