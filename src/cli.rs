@@ -63,6 +63,9 @@ pub enum Command {
     Retry(TaskActionArgs),
     /// Cancel a task (its running worker, if any, is stopped)
     Cancel(TaskActionArgs),
+    /// The whole loop on a throwaway sample repository: offline worker, real git, real
+    /// acceptance command, no network, no API key
+    Demo(DemoArgs),
     /// The preflight: config, ledger, git, disk, workers, GitHub, acceptance commands; each
     /// check ok / warn / fail with the fix
     Doctor,
@@ -83,6 +86,14 @@ pub struct PruneArgs {
     /// Write the pruned roadmap (default: only show the diff)
     #[arg(long)]
     pub write: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Build the sample repository here and keep it (default: a temporary directory, removed
+    /// at the end)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

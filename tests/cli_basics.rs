@@ -116,3 +116,32 @@ fn status_before_any_ingest_is_friendly() {
     let stderr = s.oxi(&["status"]).fails_with(4).to_owned();
     assert!(stderr.contains("oxi init"), "{stderr}");
 }
+
+/// The README's first command: the whole loop on a sample repository, offline.
+#[test]
+fn oxi_demo_runs_the_whole_loop_offline() {
+    let s = Sandbox::empty();
+    let dir = s.path().join("demo");
+    let started = std::time::Instant::now();
+    let out = s.oxi(&["demo", "--dir", dir.to_str().unwrap()]);
+    let text = out.ok().to_owned();
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    for needle in [
+        "tick 1: ingest: 3 tasks added",
+        "verify_failed -> queued",
+        "notes/changelog.md: the first line must be a '# ' title",
+        "T1-1 attempt 2",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?}:\n{text}");
+    }
+    let branches = crate::support::git(&dir, &["branch", "--list", "oxi/*"]);
+    assert_eq!(branches.lines().count(), 3, "{branches}");
+    let note = crate::support::git(
+        &dir,
+        &["show", "oxi/t1-1-write-the-changelog:notes/changelog.md"],
+    );
+    assert!(note.starts_with("# Write the changelog"), "{note}");
+    // A non-empty directory is refused rather than overwritten.
+    let again = s.oxi(&["demo", "--dir", dir.to_str().unwrap()]);
+    assert!(again.fails_with(1).contains("is not empty"));
+}

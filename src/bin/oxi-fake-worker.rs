@@ -230,6 +230,35 @@ fn main() {
             out.message("msg_review", &text, 10);
             out.result(&text, false, None);
         }
+        "demo" => {
+            // Writes the first file the prompt's hints name, as a small Markdown note; a task
+            // about a changelog forgets the title on its first attempt (so the demo shows a
+            // retry with the failure in the next prompt).
+            out.init(&cwd);
+            let title = prompt
+                .lines()
+                .find_map(|l| l.strip_prefix("# "))
+                .and_then(|l| l.split_once(": "))
+                .map_or("Note", |(_, t)| t)
+                .to_owned();
+            let file = prompt
+                .lines()
+                .find(|l| l.starts_with("Files likely involved:"))
+                .and_then(|l| l.split('`').nth(1))
+                .unwrap_or("notes/note.md")
+                .to_owned();
+            out.message("msg_demo_1", &format!("I'll write {file}."), 1500);
+            let forget = title.to_lowercase().contains("changelog")
+                && !prompt.contains("the previous attempt failed");
+            let text = if forget {
+                "Nothing much changed.\n".to_owned()
+            } else {
+                format!("# {title}\n\nWritten by oxi-fake-worker for the oxi demo.\n")
+            };
+            let path = std::path::Path::new(&cwd).join(&file);
+            out.write_file(&path.display().to_string(), &text);
+            out.result(done, false, None);
+        }
         "edit" => {
             out.init(&cwd);
             out.message("msg_fake_1", &format!("Working on: {prompt}"), 1200);

@@ -1,5 +1,6 @@
 //! One file per subcommand: glue between the CLI, the config, the ledger and the output.
 
+mod demo;
 mod doctor;
 mod ingest;
 mod init;
@@ -69,6 +70,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Workers => workers::run(ctx),
         Command::Tick => tick::run(ctx),
         Command::Doctor => doctor::run(ctx),
+        Command::Demo(args) => demo::run(ctx, args),
         Command::Approve(args) => task::approve(ctx, args),
         Command::Retry(args) => task::retry(ctx, args),
         Command::Cancel(args) => task::cancel(ctx, args),

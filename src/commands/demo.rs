@@ -1,0 +1,187 @@
+//! `oxi demo`: the README's first command. A throwaway sample repository (a roadmap of three
+//! items and a real acceptance command), and the whole loop in fast mode with the offline
+//! worker (`oxi-fake-worker`, which speaks Claude Code's wire format): no network, no API key.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail};
+
+use super::Context;
+use super::run::parent_env;
+use crate::cli::DemoArgs;
+use crate::output::write_stdout;
+
+const ROADMAP: &str = "# Sample roadmap\n\n## Tier 0\n\n**T0-1 · Write the greeting note**\nCreate `notes/greeting.md` that welcomes new contributors.\n\n**T0-2 · Write the farewell note**\nCreate `notes/farewell.md` for contributors who move on.\n\n## Tier 1\n\n**T1-1 · Write the changelog**\nCreate `notes/changelog.md` summarising what changed.\n";
+
+const CHECK: &str = "# The sample's acceptance test: every note starts with a '# ' title.\nfor f in notes/*.md; do\n  head -n 1 \"$f\" | grep -q '^# ' || { echo \"$f: the first line must be a '# ' title\"; exit 1; }\ndone\n";
+
+fn fake_worker() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the oxi binary")?;
+    let fake = exe.with_file_name("oxi-fake-worker");
+    if !fake.is_file() {
+        bail!(
+            "the offline worker {} is missing; it is built and installed with oxi (cargo build / cargo install installs both)",
+            fake.display()
+        );
+    }
+    Ok(fake)
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<()> {
+    crate::git::run(
+        dir,
+        &[
+            "-c",
+            "user.name=oxi demo",
+            "-c",
+            "user.email=demo@oxi.invalid",
+        ]
+        .iter()
+        .chain(args)
+        .copied()
+        .collect::<Vec<_>>(),
+    )?;
+    Ok(())
+}
+
+fn say(text: &str) -> Result<()> {
+    write_stdout(&format!("{text}\n"))?;
+    Ok(())
+}
+
+pub fn run(_ctx: &Context, args: &DemoArgs) -> Result<()> {
+    let started = Instant::now();
+    let temp;
+    let root = match &args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            if std::fs::read_dir(dir)?.next().is_some() {
+                bail!(
+                    "{} is not empty; give oxi demo an empty or new directory",
+                    dir.display()
+                );
+            }
+            dir.canonicalize()?
+        }
+        None => {
+            temp = tempfile::Builder::new().prefix("oxi-demo-").tempdir()?;
+            temp.path().canonicalize()?
+        }
+    };
+    let fake = fake_worker()?;
+    say(&format!("oxi demo in {}", root.display()))?;
+
+    // The sample repository.
+    git(&root, &["init", "-q", "-b", "main"])?;
+    std::fs::create_dir_all(root.join("notes"))?;
+    std::fs::write(
+        root.join("notes/README.md"),
+        "# Notes\n\nOne file per note.\n",
+    )?;
+    std::fs::write(root.join("check.sh"), CHECK)?;
+    std::fs::write(root.join("roadmap.md"), ROADMAP)?;
+    std::fs::write(root.join(".gitignore"), ".oxi/\n")?;
+    std::fs::write(
+        root.join("oxi.toml"),
+        format!(
+            "# The demo's configuration: an offline worker, a real acceptance command.\n[run]\nmode = \"fast\"\nmax_parallel_jobs = 2\n\n[workers.offline]\nkind = \"claude\"\ncommand = [{:?}]\nmodel = \"claude-sonnet-4-5\"\nset_env = {{ OXI_FAKE_SCENARIO = \"demo\" }}\n\n[routing]\nexecutor = [\"offline\"]\nreviewer = [\"offline\"]\n\n[verify]\ntier0 = [{{ name = \"notes have titles\", argv = [\"sh\", \"check.sh\"], timeout = \"30s\" }}]\n",
+            fake.display().to_string()
+        ),
+    )?;
+    git(&root, &["add", "-A"])?;
+    git(&root, &["commit", "-q", "-m", "sample repository"])?;
+    say(
+        "created a git repository with roadmap.md (3 items), check.sh (the acceptance test) and oxi.toml",
+    )?;
+
+    let config = crate::config::load(&root.join("oxi.toml"), None)?;
+    let mut ledger = crate::ledger::Ledger::open(&config.ledger_path())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (_tx, shutdown) = tokio::sync::watch::channel(false);
+    for pass in 1..=8 {
+        let report = runtime.block_on(crate::tick::pass(
+            &config,
+            &mut ledger,
+            parent_env(),
+            "oxi-demo",
+            shutdown.clone(),
+        ))?;
+        if let Some(ingest) = &report.ingest {
+            say(&format!(
+                "tick {pass}: ingest: {} tasks added",
+                ingest.added.len()
+            ))?;
+        }
+        if report.jobs.is_empty() {
+            say(&format!("tick {pass}: nothing left to do"))?;
+            break;
+        }
+        for job in &report.jobs {
+            let outcome = match (&job.failure_class, &job.review) {
+                (Some(class), _) => format!(
+                    "{} -> {} (next attempt gets the failure output)",
+                    class, job.state
+                ),
+                (None, Some(review)) => {
+                    format!("verified, {review} -> {} on {}", job.state, job.branch)
+                }
+                (None, None) => job.state.to_string(),
+            };
+            say(&format!(
+                "tick {pass}: {} attempt {} by {}: {outcome}",
+                job.task_id, job.attempt, job.worker
+            ))?;
+            if let Some(detail) = &job.detail
+                && job.failure_class.is_some()
+            {
+                for line in detail.lines().take(2) {
+                    say(&format!("         {line}"))?;
+                }
+            }
+        }
+    }
+
+    // The report.
+    let tasks = ledger.read().tasks()?;
+    say("\nresult:")?;
+    for task in &tasks {
+        say(&format!(
+            "  {:<5} {:<28} {:<10} {} attempt(s)  {}",
+            task.spec.id,
+            task.spec.title,
+            task.state.as_str(),
+            task.attempts,
+            task.branch.as_deref().unwrap_or("")
+        ))?;
+    }
+    let now = crate::clock::now_ms();
+    let spend = ledger
+        .read()
+        .spend_totals(&crate::clock::day_of(now), &crate::clock::month_of(now))?;
+    let runs: i64 = ledger
+        .raw_connection()
+        .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))?;
+    say(&format!(
+        "  {runs} worker runs, {} (offline worker: the figures are its scripted usage), {:.1}s",
+        crate::money::format_usd(spend.day_spent),
+        started.elapsed().as_secs_f64()
+    ))?;
+    let delivered = tasks
+        .iter()
+        .filter(|t| t.state == crate::ledger::TaskState::Delivered)
+        .count();
+    if args.dir.is_some() {
+        say(&format!(
+            "  kept in {}: `git log --all --oneline`, `oxi status`, .oxi/runs/*/summary.md",
+            root.display()
+        ))?;
+    }
+    if delivered != tasks.len() {
+        bail!("the demo delivered {delivered} of {} tasks", tasks.len());
+    }
+    Ok(())
+}
