@@ -69,6 +69,11 @@ pub enum Command {
     /// The preflight: config, ledger, git, disk, workers, GitHub, acceptance commands; each
     /// check ok / warn / fail with the fix
     Doctor,
+    /// One task: its runs (classification, cost, timings), verification, critic decision,
+    /// governance memos, and the path of every artifact
+    Show(ShowArgs),
+    /// The readable transcript of a run (or a task's latest run); --follow tails a live one
+    Logs(LogsArgs),
     /// Roadmap maintenance
     #[command(subcommand)]
     Roadmap(RoadmapCommand),
@@ -86,6 +91,23 @@ pub struct PruneArgs {
     /// Write the pruned roadmap (default: only show the diff)
     #[arg(long)]
     pub write: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The task id
+    #[arg(value_name = "TASK")]
+    pub task: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// A run id, or a task id (its latest run)
+    #[arg(value_name = "RUN|TASK")]
+    pub target: String,
+    /// Keep printing as the run writes, until it ends
+    #[arg(long, short = 'f')]
+    pub follow: bool,
 }
 
 #[derive(Debug, Args)]

@@ -141,6 +141,43 @@ fn oxi_demo_runs_the_whole_loop_offline() {
         &["show", "oxi/t1-1-write-the-changelog:notes/changelog.md"],
     );
     assert!(note.starts_with("# Write the changelog"), "{note}");
+    // Triage on what the demo left: the task's runs, history and artifacts, and a transcript.
+    let oxi_in = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_oxi"))
+            .args(args)
+            .current_dir(&dir)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = oxi_in(&["show", "T1-1"]);
+    for needle in [
+        "state delivered",
+        "verification red",
+        "[verify_failed]",
+        "auto-approved",
+        "summary.md",
+        "verify-tier0-0-notes-have-titles.log",
+    ] {
+        assert!(
+            shown.contains(needle),
+            "oxi show lacks {needle:?}:\n{shown}"
+        );
+    }
+    let logs = oxi_in(&["logs", "T1-1"]);
+    assert!(
+        logs.contains("→ Write") && logs.contains("■ success"),
+        "{logs}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&oxi_in(&["show", "T1-1", "--format", "json"])).unwrap();
+    assert_eq!(json["runs"].as_array().unwrap().len(), 2);
     // A non-empty directory is refused rather than overwritten.
     let again = s.oxi(&["demo", "--dir", dir.to_str().unwrap()]);
     assert!(again.fails_with(1).contains("is not empty"));

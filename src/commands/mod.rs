@@ -8,6 +8,7 @@ mod pause;
 mod plan;
 mod prune;
 mod run;
+mod show;
 mod status;
 mod task;
 mod tick;
@@ -70,6 +71,8 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Workers => workers::run(ctx),
         Command::Tick => tick::run(ctx),
         Command::Doctor => doctor::run(ctx),
+        Command::Show(args) => show::show(ctx, args),
+        Command::Logs(args) => show::logs(ctx, args),
         Command::Demo(args) => demo::run(ctx, args),
         Command::Approve(args) => task::approve(ctx, args),
         Command::Retry(args) => task::retry(ctx, args),
