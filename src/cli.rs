@@ -74,6 +74,10 @@ pub enum Command {
     Show(ShowArgs),
     /// The readable transcript of a run (or a task's latest run); --follow tails a live one
     Logs(LogsArgs),
+    /// Shell completions (bash, zsh, fish, elvish, powershell) on stdout
+    Completions(CompletionsArgs),
+    /// The manual page (roff) on stdout
+    Man,
     /// Roadmap maintenance
     #[command(subcommand)]
     Roadmap(RoadmapCommand),
@@ -108,6 +112,12 @@ pub struct LogsArgs {
     /// Keep printing as the run writes, until it ends
     #[arg(long, short = 'f')]
     pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +172,17 @@ pub struct InitArgs {
     /// Roadmap path to write into oxi.toml, relative to the repository root
     #[arg(long, value_name = "PATH")]
     pub roadmap: Option<PathBuf>,
+    /// Print the files that run `oxi tick` on a schedule for this repository (nothing else is
+    /// done)
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub schedule: Option<ScheduleKind>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ScheduleKind {
+    Cron,
+    Systemd,
+    Launchd,
 }
 
 #[derive(Debug, Args)]

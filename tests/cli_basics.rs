@@ -182,3 +182,39 @@ fn oxi_demo_runs_the_whole_loop_offline() {
     let again = s.oxi(&["demo", "--dir", dir.to_str().unwrap()]);
     assert!(again.fails_with(1).contains("is not empty"));
 }
+
+#[test]
+fn completions_man_and_schedule_files_are_generated() {
+    let s = Sandbox::git_repo();
+    let bash = s.oxi(&["completions", "bash"]);
+    assert!(bash.ok().contains("_oxi()") && bash.stdout.contains("tick"));
+    let man = s.oxi(&["man"]);
+    assert!(man.ok().contains(".TH oxi 1"));
+    let root = s.path().canonicalize().unwrap().display().to_string();
+    for (kind, needles) in [
+        ("cron", vec!["*/15 * * * *", " tick >> "]),
+        (
+            "systemd",
+            vec![
+                "Type=oneshot",
+                "OnUnitInactiveSec=15min",
+                "WorkingDirectory=",
+            ],
+        ),
+        (
+            "launchd",
+            vec![
+                "<key>StartInterval</key><integer>900</integer>",
+                "<string>tick</string>",
+            ],
+        ),
+    ] {
+        let out = s.oxi(&["init", "--schedule", kind]);
+        let text = out.ok();
+        for needle in needles {
+            assert!(text.contains(needle), "{kind} lacks {needle:?}:\n{text}");
+        }
+        assert!(text.contains(&root), "{kind} names the repository:\n{text}");
+    }
+    assert!(!s.file("oxi.toml").exists(), "--schedule only prints");
+}

@@ -29,8 +29,53 @@ pub fn render_config(
     Ok(format!("{}\n", text.trim_end()))
 }
 
+/// The scheduling files for `oxi init --schedule`, rendered for this repository.
+pub fn schedule(kind: crate::cli::ScheduleKind, repo: &std::path::Path) -> Result<String> {
+    use crate::cli::ScheduleKind;
+    let files: &[(&str, &str)] = match kind {
+        ScheduleKind::Cron => &[(
+            "crontab line",
+            include_str!("../../templates/schedule/cron"),
+        )],
+        ScheduleKind::Systemd => &[
+            (
+                "oxi-tick.service",
+                include_str!("../../templates/schedule/oxi-tick.service"),
+            ),
+            (
+                "oxi-tick.timer",
+                include_str!("../../templates/schedule/oxi-tick.timer"),
+            ),
+        ],
+        ScheduleKind::Launchd => &[(
+            "dev.oxi.tick.plist",
+            include_str!("../../templates/schedule/launchd.plist"),
+        )],
+    };
+    let oxi = std::env::current_exe()?.display().to_string();
+    let home = std::env::var("HOME").unwrap_or_else(|_| "~".to_owned());
+    let env_file = format!("{home}/.config/oxi/env");
+    let mut out = String::new();
+    for (name, source) in files {
+        let mut env = minijinja::Environment::new();
+        env.add_template(name, source)?;
+        let text = env.get_template(name)?.render(minijinja::context! {
+            repo => repo.display().to_string(),
+            oxi => oxi.clone(),
+            env_file => env_file.clone(),
+        })?;
+        out.push_str(&format!("# ---- {name}\n{}\n", text.trim_end()));
+    }
+    Ok(out)
+}
+
 pub fn run(ctx: &Context, args: &InitArgs) -> Result<()> {
     let dir = &ctx.cwd;
+    if let Some(kind) = args.schedule {
+        let root = git::toplevel(dir).map_or_else(|| dir.clone(), std::path::PathBuf::from);
+        write_stdout(&schedule(kind, &root)?)?;
+        return Ok(());
+    }
     let config_path = dir.join(CONFIG_FILE_NAME);
     let existed = config_path.exists();
     if existed && !args.force {

@@ -71,6 +71,22 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Workers => workers::run(ctx),
         Command::Tick => tick::run(ctx),
         Command::Doctor => doctor::run(ctx),
+        Command::Completions(args) => {
+            // Rendered into memory first: a closed pipe (`| head`) is then a quiet exit,
+            // not a panic inside the generator.
+            let mut command = <crate::cli::Cli as clap::CommandFactory>::command();
+            let mut buffer = Vec::new();
+            clap_complete::generate(args.shell, &mut command, "oxi", &mut buffer);
+            crate::output::write_stdout(&String::from_utf8_lossy(&buffer))?;
+            Ok(())
+        }
+        Command::Man => {
+            let command = <crate::cli::Cli as clap::CommandFactory>::command();
+            let mut buffer = Vec::new();
+            clap_mangen::Man::new(command).render(&mut buffer)?;
+            crate::output::write_stdout(&String::from_utf8_lossy(&buffer))?;
+            Ok(())
+        }
         Command::Show(args) => show::show(ctx, args),
         Command::Logs(args) => show::logs(ctx, args),
         Command::Demo(args) => demo::run(ctx, args),
