@@ -69,6 +69,9 @@ pub enum Command {
     /// The preflight: config, ledger, git, disk, workers, GitHub, acceptance commands; each
     /// check ok / warn / fail with the fix
     Doctor,
+    /// KPIs and gates from the ledger: acceptance, success, queue wait, spend, CI, retries,
+    /// interventions, governance, failure taxonomy; table, markdown, json or html
+    Report(ReportArgs),
     /// One task: its runs (classification, cost, timings), verification, critic decision,
     /// governance memos, and the path of every artifact
     Show(ShowArgs),
@@ -95,6 +98,16 @@ pub struct PruneArgs {
     /// Write the pruned roadmap (default: only show the diff)
     #[arg(long)]
     pub write: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Window: 24h, 7d, 30d (any duration) or all
+    #[arg(long, default_value = "7d")]
+    pub since: String,
+    /// Write the report to this file instead of stdout
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,7 @@ pub mod process;
 pub mod prompt;
 pub mod redact;
 pub mod release;
+pub mod report;
 pub mod roadmap;
 pub mod runner;
 pub mod tick;

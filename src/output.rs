@@ -15,6 +15,8 @@ pub enum Format {
     Table,
     Json,
     Markdown,
+    /// A self-contained page with charts (`oxi report`); other commands print a table.
+    Html,
 }
 
 /// `--color`.

@@ -15,6 +15,7 @@ mod ledger;
 mod mock_model;
 mod process;
 mod release;
+mod report;
 mod roadmap_ingest;
 mod run_cmd;
 mod run_live;

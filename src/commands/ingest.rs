@@ -28,7 +28,7 @@ pub fn run(ctx: &Context, args: &IngestArgs) -> Result<()> {
     )?;
     let text = match ctx.global.format {
         Format::Json => json_string(&summary)?,
-        Format::Table | Format::Markdown => render(&summary, ctx.global.format),
+        Format::Table | Format::Markdown | Format::Html => render(&summary, ctx.global.format),
     };
     write_stdout(&text)?;
     Ok(())

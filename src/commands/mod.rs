@@ -7,6 +7,7 @@ mod init;
 mod pause;
 mod plan;
 mod prune;
+mod report;
 mod run;
 mod show;
 mod status;
@@ -88,6 +89,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
             Ok(())
         }
         Command::Show(args) => show::show(ctx, args),
+        Command::Report(args) => report::run(ctx, args),
         Command::Logs(args) => show::logs(ctx, args),
         Command::Demo(args) => demo::run(ctx, args),
         Command::Approve(args) => task::approve(ctx, args),

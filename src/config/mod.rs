@@ -87,6 +87,42 @@ pub struct Config {
     pub critic: CriticConfig,
     pub governance: GovernanceConfig,
     pub github: Option<GithubConfig>,
+    pub kpi: KpiConfig,
+}
+
+/// Targets `oxi report` checks each KPI against (seed 000's gates).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KpiConfig {
+    /// Merged / (merged + closed unmerged) pull requests.
+    pub min_acceptance_rate: f64,
+    /// Successful executor runs / finished executor runs.
+    pub min_job_success_rate: f64,
+    /// 95th percentile of the wait from a task's arrival to its first dispatch.
+    pub max_queue_wait_p95: HumanDuration,
+    /// Runs or days/months that ended above a cap.
+    pub max_budget_breaches: u32,
+    /// Pull requests whose first CI result was green.
+    pub min_first_pass_ci_rate: f64,
+    pub max_parse_failures_per_100_calls: f64,
+    /// Operator actions per task worked on.
+    pub max_human_intervention_rate: f64,
+    pub max_governance_violations: u32,
+}
+
+impl Default for KpiConfig {
+    fn default() -> Self {
+        Self {
+            min_acceptance_rate: 0.6,
+            min_job_success_rate: 0.7,
+            max_queue_wait_p95: HumanDuration::from_secs(24 * 3600),
+            max_budget_breaches: 0,
+            min_first_pass_ci_rate: 0.6,
+            max_parse_failures_per_100_calls: 1.0,
+            max_human_intervention_rate: 0.3,
+            max_governance_violations: 0,
+        }
+    }
 }
 
 /// When the reviewer worker may be skipped, and when only tier0 runs before review.
@@ -297,6 +333,7 @@ impl Default for Config {
             verify: VerifyConfig::default(),
             critic: CriticConfig::default(),
             governance: GovernanceConfig::default(),
+            kpi: KpiConfig::default(),
             github: None,
         }
     }

@@ -10,6 +10,7 @@
 
 mod migrate;
 mod queries;
+mod report;
 mod runs;
 pub mod state;
 mod tick;
@@ -21,6 +22,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use migrate::{MIGRATIONS, Migration};
 pub use queries::*;
+pub use report::*;
 pub use runs::*;
 pub use state::TaskState;
 pub use tick::*;

@@ -1,0 +1,598 @@
+//! `oxi report`: seed 000's gates and seed 001's KPIs, all derived from the ledger for a time
+//! window, each checked against its `[kpi]` target; rendered as a table, Markdown, stable JSON,
+//! or one self-contained HTML page with charts.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::config::{KpiConfig, LoadedConfig};
+use crate::ledger::{Ledger, LedgerError, RunFact};
+use crate::money::micro_to_usd;
+
+/// Median and 90th/95th percentiles of a sample.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Spread {
+    pub count: usize,
+    pub median: f64,
+    pub p90: f64,
+    pub p95: f64,
+}
+
+fn spread(mut values: Vec<f64>) -> Spread {
+    if values.is_empty() {
+        return Spread::default();
+    }
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        let rank = ((values.len() as f64) * q).ceil() as usize;
+        values[rank.clamp(1, values.len()) - 1]
+    };
+    Spread {
+        count: values.len(),
+        median: at(0.5),
+        p90: at(0.9),
+        p95: at(0.95),
+    }
+}
+
+fn ratio(part: usize, whole: usize) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
+}
+
+/// One KPI against its target.
+#[derive(Debug, Clone, Serialize)]
+pub struct Gate {
+    pub kpi: &'static str,
+    /// `None` when there is no data in the window.
+    pub value: Option<f64>,
+    pub target: String,
+    /// `pass`, `fail` or `no_data`.
+    pub verdict: &'static str,
+}
+
+fn gate_min(kpi: &'static str, value: Option<f64>, min: f64) -> Gate {
+    Gate {
+        kpi,
+        value,
+        target: format!(">= {min}"),
+        verdict: match value {
+            None => "no_data",
+            Some(v) if v >= min => "pass",
+            Some(_) => "fail",
+        },
+    }
+}
+
+fn gate_max(kpi: &'static str, value: Option<f64>, max: f64) -> Gate {
+    Gate {
+        kpi,
+        value,
+        target: format!("<= {max}"),
+        verdict: match value {
+            None => "no_data",
+            Some(v) if v <= max => "pass",
+            Some(_) => "fail",
+        },
+    }
+}
+
+/// Everything the report shows. Field names are stable (scripts and dashboards read them).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub since: String,
+    pub generated_at: String,
+    pub tasks_worked: usize,
+    pub delivered: usize,
+    pub merged: usize,
+    pub rejected: usize,
+    pub maintainer_acceptance_rate: Option<f64>,
+    pub executor_runs: usize,
+    pub job_success_rate: Option<f64>,
+    pub queue_wait_hours: Spread,
+    pub time_per_task_minutes: Spread,
+    pub worker_calls_per_task: Spread,
+    pub verify_seconds_by_tier: BTreeMap<String, Spread>,
+    pub worker_calls: usize,
+    pub parse_failures_per_100_calls: Option<f64>,
+    pub retry_rate: Option<f64>,
+    pub human_interventions: usize,
+    pub human_intervention_rate: Option<f64>,
+    pub governance_violations: usize,
+    pub review_skips: BTreeMap<String, usize>,
+    pub first_pass_ci_green_rate: Option<f64>,
+    pub spend_usd: f64,
+    pub spend_by_day_usd: Vec<(String, f64)>,
+    pub daily_cap_usd: f64,
+    pub monthly_cap_usd: f64,
+    pub budget_breaches: usize,
+    pub cost_per_delivered_task_usd: Option<f64>,
+    pub tokens: BTreeMap<&'static str, i64>,
+    pub failure_taxonomy: BTreeMap<String, usize>,
+    pub outcomes_by_day: BTreeMap<String, BTreeMap<String, usize>>,
+    pub gates: Vec<Gate>,
+}
+
+/// Parses `24h`, `7d`, `30d` or `all` into the window's start.
+pub fn since_ms(since: &str, now_ms: i64) -> Result<i64, String> {
+    if since == "all" {
+        return Ok(0);
+    }
+    let duration = humantime::parse_duration(since)
+        .map_err(|e| format!("--since {since:?}: {e}; use 24h, 7d, 30d or all"))?;
+    Ok(now_ms - duration.as_millis() as i64)
+}
+
+/// Computes the report for events and runs since `since` (a `since_ms` spec).
+pub fn build(
+    config: &LoadedConfig,
+    ledger: &Ledger,
+    since: &str,
+    now_ms: i64,
+) -> Result<Report, ReportError> {
+    let from = since_ms(since, now_ms).map_err(ReportError::Since)?;
+    let q = ledger.read();
+    let runs: Vec<RunFact> = q.report_runs(from)?;
+    let executor: Vec<&RunFact> = runs.iter().filter(|r| r.role == "executor").collect();
+    let successes = executor
+        .iter()
+        .filter(|r| r.classification == "success")
+        .count();
+    let tasks = q.tasks()?;
+    let created: BTreeMap<&str, i64> = tasks
+        .iter()
+        .map(|t| (t.spec.id.as_str(), t.created_at_ms))
+        .collect();
+
+    // Per task: first dispatch, number of worker calls, attempts.
+    let mut first_start: BTreeMap<String, i64> = BTreeMap::new();
+    let mut calls: BTreeMap<String, usize> = BTreeMap::new();
+    let mut attempts: BTreeMap<String, usize> = BTreeMap::new();
+    for run in &runs {
+        let Some(task) = &run.task_id else { continue };
+        *calls.entry(task.clone()).or_default() += 1;
+        if run.role == "executor" {
+            *attempts.entry(task.clone()).or_default() += 1;
+        }
+        let entry = first_start.entry(task.clone()).or_insert(run.started_at_ms);
+        *entry = (*entry).min(run.started_at_ms);
+    }
+    let queue_wait = spread(
+        first_start
+            .iter()
+            .filter_map(|(task, start)| {
+                created
+                    .get(task.as_str())
+                    .map(|c| (start - c).max(0) as f64 / 3_600_000.0)
+            })
+            .collect(),
+    );
+    let delivered_events = q.report_events("delivered", from)?;
+    let pr_opened = q.report_events("pr_opened", from)?;
+    let mut delivered_at: BTreeMap<String, i64> = BTreeMap::new();
+    for (at, task, _) in delivered_events.iter().chain(&pr_opened) {
+        if let Some(task) = task {
+            delivered_at.entry(task.clone()).or_insert(*at);
+        }
+    }
+    let time_per_task = spread(
+        delivered_at
+            .iter()
+            .filter_map(|(task, at)| {
+                first_start
+                    .get(task)
+                    .map(|s| (at - s).max(0) as f64 / 60_000.0)
+            })
+            .collect(),
+    );
+    let calls_per_task = spread(calls.values().map(|c| *c as f64).collect());
+    let verify = q
+        .report_verify_times(from)?
+        .into_iter()
+        .map(|(tier, ms)| {
+            (
+                tier,
+                spread(ms.into_iter().map(|m| m as f64 / 1000.0).collect()),
+            )
+        })
+        .collect();
+    let merged = q.report_events("pr_merged", from)?.len();
+    let rejected = q.report_events("pr_closed", from)?.len();
+    let ci = q.report_events("ci_result", from)?;
+    let first_ci: Vec<&serde_json::Value> = ci
+        .iter()
+        .filter(|(_, _, d)| d["first_pass"] == true)
+        .map(|(_, _, d)| d)
+        .collect();
+    let first_green = first_ci.iter().filter(|d| d["green"] == true).count();
+    let interventions = q.report_events("operator_action", from)?.len();
+    let governance = q
+        .report_events("governance_memo", from)?
+        .iter()
+        .filter(|(_, _, d)| d["trigger"] != "needs_approval")
+        .count();
+    let mut review_skips: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, _, data) in q.report_events("review_decided", from)? {
+        if data["decision"] == "auto_approve" {
+            let reason = data["review_skipped_reason"]
+                .as_str()
+                .unwrap_or("auto-approved");
+            // Group by the reason's kind, not its per-diff numbers.
+            let kind = reason.split(':').next().unwrap_or(reason).to_owned();
+            *review_skips.entry(kind).or_default() += 1;
+        }
+    }
+    let breaches = q.report_events("budget_breach", from)?.len();
+    let spend: i64 = runs.iter().map(|r| r.cost_microusd).sum();
+    let since_day = crate::clock::day_of(from.max(0));
+    let spend_by_day = q
+        .report_spend_by_day(if from == 0 { "0000-00-00" } else { &since_day })?
+        .into_iter()
+        .map(|(d, m)| (d, micro_to_usd(m)))
+        .collect();
+    let mut taxonomy: BTreeMap<String, usize> = BTreeMap::new();
+    let mut outcomes: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for run in &executor {
+        *taxonomy.entry(run.classification.clone()).or_default() += 1;
+        *outcomes
+            .entry(crate::clock::day_of(run.ended_at_ms))
+            .or_default()
+            .entry(run.classification.clone())
+            .or_default() += 1;
+    }
+    let worker_calls = runs.len();
+    let parse_failures: i64 = runs.iter().map(|r| r.parse_failures).sum();
+    let retried = attempts.values().filter(|a| **a > 1).count();
+    let worked = calls.len();
+    let delivered = delivered_at.len();
+    let kpi: &KpiConfig = &config.config.kpi;
+    let acceptance = ratio(merged, merged + rejected);
+    let success = ratio(successes, executor.len());
+    let first_pass = ratio(first_green, first_ci.len());
+    let parse_rate =
+        (worker_calls > 0).then(|| parse_failures as f64 * 100.0 / worker_calls as f64);
+    let intervention = ratio(interventions, worked);
+    let gates = vec![
+        gate_min(
+            "maintainer_acceptance_rate",
+            acceptance,
+            kpi.min_acceptance_rate,
+        ),
+        gate_min("job_success_rate", success, kpi.min_job_success_rate),
+        gate_max(
+            "queue_wait_p95_hours",
+            (queue_wait.count > 0).then_some(queue_wait.p95),
+            kpi.max_queue_wait_p95.as_duration().as_secs_f64() / 3600.0,
+        ),
+        gate_max(
+            "budget_breaches",
+            Some(breaches as f64),
+            f64::from(kpi.max_budget_breaches),
+        ),
+        gate_min(
+            "first_pass_ci_green_rate",
+            first_pass,
+            kpi.min_first_pass_ci_rate,
+        ),
+        gate_max(
+            "parse_failures_per_100_calls",
+            parse_rate,
+            kpi.max_parse_failures_per_100_calls,
+        ),
+        gate_max(
+            "human_intervention_rate",
+            intervention,
+            kpi.max_human_intervention_rate,
+        ),
+        gate_max(
+            "governance_violations",
+            Some(governance as f64),
+            f64::from(kpi.max_governance_violations),
+        ),
+    ];
+    let mut tokens = BTreeMap::new();
+    tokens.insert("input", runs.iter().map(|r| r.input_tokens).sum());
+    tokens.insert("output", runs.iter().map(|r| r.output_tokens).sum());
+    Ok(Report {
+        since: since.to_owned(),
+        generated_at: crate::clock::rfc3339(now_ms),
+        tasks_worked: worked,
+        delivered,
+        merged,
+        rejected,
+        maintainer_acceptance_rate: acceptance,
+        executor_runs: executor.len(),
+        job_success_rate: success,
+        queue_wait_hours: queue_wait,
+        time_per_task_minutes: time_per_task,
+        worker_calls_per_task: calls_per_task,
+        verify_seconds_by_tier: verify,
+        worker_calls,
+        parse_failures_per_100_calls: parse_rate,
+        retry_rate: ratio(retried, worked),
+        human_interventions: interventions,
+        human_intervention_rate: intervention,
+        governance_violations: governance,
+        review_skips,
+        first_pass_ci_green_rate: first_pass,
+        spend_usd: micro_to_usd(spend),
+        spend_by_day_usd: spend_by_day,
+        daily_cap_usd: config.config.caps.daily_usd,
+        monthly_cap_usd: config.config.caps.monthly_usd,
+        budget_breaches: breaches,
+        cost_per_delivered_task_usd: (delivered > 0)
+            .then(|| micro_to_usd(spend) / delivered as f64),
+        tokens,
+        failure_taxonomy: taxonomy,
+        outcomes_by_day: outcomes,
+        gates,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{0}")]
+    Since(String),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("-".to_owned(), |v| format!("{:.0}%", v * 100.0))
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map_or("-".to_owned(), |v| format!("{v:.2}"))
+}
+
+fn spread_text(s: &Spread, unit: &str) -> String {
+    if s.count == 0 {
+        "-".to_owned()
+    } else {
+        format!(
+            "median {:.1}{unit}, p90 {:.1}{unit} (n={})",
+            s.median, s.p90, s.count
+        )
+    }
+}
+
+/// Rows of (section, metric, value) for the table and Markdown forms.
+pub fn rows(r: &Report) -> Vec<(String, String, String)> {
+    let mut rows = vec![
+        (
+            "tasks",
+            "worked / delivered",
+            format!("{} / {}", r.tasks_worked, r.delivered),
+        ),
+        (
+            "tasks",
+            "maintainer acceptance",
+            format!(
+                "{} ({} merged, {} closed)",
+                pct(r.maintainer_acceptance_rate),
+                r.merged,
+                r.rejected
+            ),
+        ),
+        (
+            "runs",
+            "job success rate",
+            format!(
+                "{} of {} executor runs",
+                pct(r.job_success_rate),
+                r.executor_runs
+            ),
+        ),
+        ("time", "queue wait", spread_text(&r.queue_wait_hours, "h")),
+        (
+            "time",
+            "time per task",
+            spread_text(&r.time_per_task_minutes, "m"),
+        ),
+        (
+            "runs",
+            "worker calls per task",
+            spread_text(&r.worker_calls_per_task, ""),
+        ),
+        (
+            "runs",
+            "parse failures per 100 calls",
+            num(r.parse_failures_per_100_calls),
+        ),
+        ("runs", "retry rate", pct(r.retry_rate)),
+        (
+            "humans",
+            "interventions",
+            format!(
+                "{} ({} per task)",
+                r.human_interventions,
+                num(r.human_intervention_rate)
+            ),
+        ),
+        (
+            "safety",
+            "governance violations",
+            r.governance_violations.to_string(),
+        ),
+        ("ci", "first-pass CI green", pct(r.first_pass_ci_green_rate)),
+        (
+            "money",
+            "spend",
+            format!(
+                "${:.2} (daily cap ${:.2}, monthly cap ${:.2})",
+                r.spend_usd, r.daily_cap_usd, r.monthly_cap_usd
+            ),
+        ),
+        (
+            "money",
+            "cost per delivered task",
+            r.cost_per_delivered_task_usd
+                .map_or("-".to_owned(), |c| format!("${c:.2}")),
+        ),
+        ("money", "budget breaches", r.budget_breaches.to_string()),
+        (
+            "money",
+            "tokens in / out",
+            format!(
+                "{} / {}",
+                r.tokens.get("input").unwrap_or(&0),
+                r.tokens.get("output").unwrap_or(&0)
+            ),
+        ),
+    ]
+    .into_iter()
+    .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c))
+    .collect::<Vec<_>>();
+    for (tier, s) in &r.verify_seconds_by_tier {
+        rows.push(("time".into(), format!("verify {tier}"), spread_text(s, "s")));
+    }
+    for (reason, n) in &r.review_skips {
+        rows.push(("review".into(), format!("skipped: {reason}"), n.to_string()));
+    }
+    for (class, n) in &r.failure_taxonomy {
+        rows.push(("outcomes".into(), class.clone(), n.to_string()));
+    }
+    for g in &r.gates {
+        rows.push((
+            "gates".into(),
+            g.kpi.to_owned(),
+            format!("{} (target {}) {}", num(g.value), g.target, g.verdict),
+        ));
+    }
+    rows
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A bar chart as inline SVG: `bars` of (label, value), an optional horizontal line at `cap`.
+fn bar_chart(title: &str, bars: &[(String, f64)], cap: Option<f64>, unit: &str) -> String {
+    let (w, h, pad) = (640.0, 220.0, 30.0);
+    let max = bars
+        .iter()
+        .map(|(_, v)| *v)
+        .chain(cap)
+        .fold(0.0_f64, f64::max)
+        .max(1e-9);
+    let n = bars.len().max(1) as f64;
+    let bw = (w - 2.0 * pad) / n;
+    let mut svg = format!(
+        "<figure><figcaption>{}</figcaption><svg viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{}\">",
+        escape(title),
+        escape(title)
+    );
+    svg.push_str(&format!(
+        "<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#888\"/>",
+        h - pad,
+        w - pad,
+        h - pad
+    ));
+    for (i, (label, value)) in bars.iter().enumerate() {
+        let bh = (value / max) * (h - 2.0 * pad);
+        let x = pad + i as f64 * bw + bw * 0.1;
+        svg.push_str(&format!(
+            "<rect class=\"bar\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"#3b82f6\"><title>{}: {value:.2}{unit}</title></rect>",
+            h - pad - bh,
+            bw * 0.8,
+            escape(label)
+        ));
+        svg.push_str(&format!(
+            "<text x=\"{:.1}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\">{}</text>",
+            x + bw * 0.4,
+            h - pad + 14.0,
+            escape(label)
+        ));
+    }
+    if let Some(cap) = cap {
+        let y = h - pad - (cap / max) * (h - 2.0 * pad);
+        svg.push_str(&format!(
+            "<line class=\"cap\" x1=\"{pad}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#dc2626\" stroke-dasharray=\"6 4\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"10\" fill=\"#dc2626\" text-anchor=\"end\">cap {cap:.2}{unit}</text>",
+            w - pad,
+            w - pad,
+            y - 4.0
+        ));
+    }
+    svg.push_str("</svg></figure>");
+    svg
+}
+
+/// One self-contained page: no scripts, no external resources.
+pub fn html(r: &Report) -> String {
+    let spend: Vec<(String, f64)> = r
+        .spend_by_day_usd
+        .iter()
+        .map(|(d, v)| (d[5..].to_owned(), *v))
+        .collect();
+    let outcomes: Vec<(String, f64)> = r
+        .outcomes_by_day
+        .iter()
+        .map(|(day, by)| {
+            let ok = *by.get("success").unwrap_or(&0) as f64;
+            let total: usize = by.values().sum();
+            (
+                format!("{} ({ok:.0}/{total})", &day[5..]),
+                ok / total.max(1) as f64 * 100.0,
+            )
+        })
+        .collect();
+    let s = &r.time_per_task_minutes;
+    let distribution = vec![
+        ("median".to_owned(), s.median),
+        ("p90".to_owned(), s.p90),
+        ("p95".to_owned(), s.p95),
+    ];
+    let mut rows_html = String::new();
+    for (section, metric, value) in rows(r) {
+        let class = if value.ends_with(" fail") {
+            " class=\"fail\""
+        } else {
+            ""
+        };
+        rows_html.push_str(&format!(
+            "<tr{class}><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&section),
+            escape(&metric),
+            escape(&value)
+        ));
+    }
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>oxi report</title>\
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em;color:#111}}\
+table{{border-collapse:collapse;width:100%}}td{{border-bottom:1px solid #ddd;padding:.3em .6em}}\
+tr.fail td{{color:#b91c1c;font-weight:600}}figure{{margin:1.5em 0}}figcaption{{font-weight:600}}</style>\
+</head><body><h1>oxi report</h1><p>Since {} · generated {}</p>{}{}{}<h2>KPIs</h2><table>{rows_html}</table></body></html>\n",
+        escape(&r.since),
+        escape(&r.generated_at),
+        bar_chart(
+            "Spend per day (USD) against the daily cap",
+            &spend,
+            Some(r.daily_cap_usd),
+            ""
+        ),
+        bar_chart(
+            "Executor runs that succeeded, per day (%)",
+            &outcomes,
+            None,
+            "%"
+        ),
+        bar_chart("Time per task (minutes)", &distribution, None, "m"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_rank_up() {
+        let s = spread((1..=10).map(f64::from).collect());
+        assert_eq!((s.median, s.p90, s.p95), (5.0, 9.0, 10.0));
+        assert_eq!(spread(Vec::new()).count, 0);
+        assert!(since_ms("7d", 1_000_000_000_000).is_ok());
+        assert!(since_ms("last week", 0).is_err());
+    }
+}
