@@ -171,6 +171,7 @@ fn flood_child() {
                     parent_env: vec![("PATH".into(), std::env::var("PATH").unwrap_or_default())],
                     live: None,
                     track_files: false,
+                    run_id: None,
                 };
                 let prepared = runner::prepare(&config, request).unwrap();
                 prepared.admit(&mut ledger, 0).unwrap();

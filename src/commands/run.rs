@@ -180,6 +180,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
         parent_env: parent_env(),
         live,
         track_files: true,
+        run_id: None,
     };
     let prepared = runner::prepare(&config, request)?;
     for name in &prepared.env.missing {

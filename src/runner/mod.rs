@@ -79,6 +79,9 @@ pub struct RunRequest<'a> {
     /// Snapshot the work tree before and after to report `files_changed` (`oxi run`); the tick
     /// diffs the task branch itself and skips this.
     pub track_files: bool,
+    /// Reuse this run id (a run admitted by the claim and started by a job thread); `None`
+    /// makes a new one.
+    pub run_id: Option<String>,
 }
 
 /// How a run ended, as `oxi run` prints it and the tick consumes it.
@@ -239,7 +242,7 @@ pub fn prepare<'a>(
         .as_ref()
         .and_then(|m| config.config.rates.get(m))
         .cloned();
-    let run_id = new_run_id();
+    let run_id = request.run_id.clone().unwrap_or_else(new_run_id);
     Ok(PreparedRun {
         run_dir: config.runs_dir().join(&run_id),
         run_id,

@@ -931,6 +931,7 @@ async fn review(
         parent_env: job.ctx.parent_env.clone(),
         live: None,
         track_files: false,
+        run_id: None,
     };
     let prepared = runner::prepare(config, request)?;
     let floor = usd_to_micro(config.config.caps.estimate_floor_usd);

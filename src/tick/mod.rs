@@ -328,14 +328,138 @@ pub async fn pass(
 
     // Plan and claim.
     let t = Instant::now();
+    let admitted = claim(
+        config,
+        ledger,
+        &parent_env,
+        actor,
+        None,
+        github.as_ref().map(|(client, _)| client),
+        &mut report,
+        &tasks,
+        planned,
+    )
+    .await?;
+    report.phases_ms.claim = t.elapsed().as_millis() as u64;
+
+    // Dispatch: each job in its own thread (git and acceptance commands block), all awaited.
+    let t = Instant::now();
+    let ctx = JobContext {
+        config,
+        parent_env: parent_env.clone(),
+        actor,
+        main_before: TreeSnapshot::take_at(config.repo_root.clone()),
+    };
+    let results: Vec<Result<JobResult, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = admitted
+            .into_iter()
+            .map(|(spec, run_id)| {
+                let ctx = &ctx;
+                let shutdown = shutdown.clone();
+                scope.spawn(move || start_job(ctx, &spec, &run_id, shutdown))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a job thread panicked".to_owned()))
+            })
+            .collect()
+    });
+    report.phases_ms.jobs = t.elapsed().as_millis() as u64;
+    for result in results {
+        match result {
+            Ok(job) => report.jobs.push(job),
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    // Release mode: push and open pull requests for what this pass verified.
+    if let (Some((client, token)), Some(writer)) = (&github, &writer) {
+        match release_stage(config, ledger, client, writer, token, &redactor, false).await {
+            Ok(actions) => {
+                for action in &actions {
+                    if action.action == "pr_opened"
+                        && let Some(job) =
+                            report.jobs.iter_mut().find(|j| j.task_id == action.task_id)
+                    {
+                        job.state = TaskState::Delivered;
+                    }
+                }
+                report.release.extend(actions);
+            }
+            Err(Stop::Blocked(message)) => report.blocked.push(message),
+            Err(Stop::Error(e)) => return Err(e),
+        }
+    }
+    record_period_breach(ledger, config)?;
+    report.outcome = if report
+        .jobs
+        .iter()
+        .any(|j| matches!(j.state, TaskState::Failed | TaskState::FrameworkFixNeeded))
+        || !report.failed_at_claim.is_empty()
+    {
+        "failures"
+    } else if !report.jobs.is_empty() {
+        "dispatched"
+    } else if report.budget_refusal.is_some() {
+        "budget"
+    } else {
+        "nothing_to_do"
+    };
+    report.phases_ms.total = started.elapsed().as_millis() as u64;
+    let summary = serde_json::json!({
+        "outcome": report.outcome,
+        "claimed": report.jobs.iter().map(|j| &j.task_id).collect::<Vec<_>>(),
+        "reaped": report.reaped.len(),
+        "budget_refusal": report.budget_refusal,
+        "ms": report.phases_ms.total,
+    });
+    let something_happened = report.outcome != "nothing_to_do"
+        || !report.reaped.is_empty()
+        || !report.deferred.is_empty()
+        || !report.held_at_claim.is_empty();
+    if !something_happened {
+        return Ok(report);
+    }
+    ledger.write(|q| {
+        q.append_event(&NewEvent {
+            at_ms: now_ms(),
+            kind: EventKind::TickCompleted,
+            task_id: None,
+            run_id: None,
+            actor: "oxi",
+            data: summary,
+        })
+        .map(|_| ())
+    })?;
+    Ok(report)
+}
+
+/// Claims up to `slots` tasks (default `run.max_parallel_jobs`, minus runs already live):
+/// iteration caps, the PR-overlap and file-overlap gates, the estimate, then admission, the
+/// claim and the run row in one transaction each. Stops go into `report`; returns each claimed
+/// task with the id of its admitted run.
+#[allow(clippy::too_many_arguments)]
+pub async fn claim(
+    config: &LoadedConfig,
+    ledger: &mut Ledger,
+    parent_env: &[(String, String)],
+    actor: &str,
+    slots: Option<u32>,
+    github: Option<&crate::github::GithubClient>,
+    report: &mut TickReport,
+    tasks: &[TaskRow],
+    planned: Vec<crate::plan::PlannedTask>,
+) -> Result<Vec<(JobSpec, String)>, TickError> {
+    let now = now_ms();
     let caps = &config.config.caps;
     let job_cap = usd_to_micro(caps.job_usd);
     let floor = usd_to_micro(caps.estimate_floor_usd);
     let live_runs = ledger.read().running_runs()?.len() as u32;
-    let slots = config
-        .config
-        .run
-        .max_parallel_jobs
+    let slots = slots
+        .unwrap_or(config.config.run.max_parallel_jobs)
         .saturating_sub(live_runs);
     let by_id: std::collections::HashMap<&str, &TaskRow> =
         tasks.iter().map(|t| (t.spec.id.as_str(), t)).collect();
@@ -345,8 +469,8 @@ pub async fn pass(
     }
     // The PR-overlap gate (seed 004 T0-104): files that open oxi pull requests touch. When
     // GitHub cannot be asked the gate fails closed unless github.overlap_unknown = "allow".
-    let open_pulls: Result<Vec<(u64, String, BTreeSet<String>)>, String> = match &github {
-        Some((client, _)) => crate::release::open_oxi_pulls(config, client)
+    let open_pulls: Result<Vec<(u64, String, BTreeSet<String>)>, String> = match github {
+        Some(client) => crate::release::open_oxi_pulls(config, client)
             .await
             .map_err(|e| e.to_string()),
         None if release_mode_active(config) => Err(report
@@ -535,9 +659,10 @@ pub async fn pass(
             worktree: Some(worktree),
             branch: Some(&spec.branch),
             actor,
-            parent_env: parent_env.clone(),
+            parent_env: parent_env.to_vec(),
             live: None,
             track_files: false,
+            run_id: None,
         };
         let prepared = runner::prepare(config, request)?;
         let id = spec.task.spec.id.clone();
@@ -562,7 +687,7 @@ pub async fn pass(
             Ok(()) => {
                 let run_id = prepared.run_id.clone();
                 ledger.write(|q| q.mark_over_estimate_used(&id, &run_id))?;
-                admitted.push((spec, prepared));
+                admitted.push((spec.clone(), run_id));
             }
             Err(RunnerError::Budget(refusal)) => {
                 report.budget_refusal = Some(refusal.to_string());
@@ -571,109 +696,42 @@ pub async fn pass(
             Err(e) => return Err(e.into()),
         }
     }
-    report.phases_ms.claim = t.elapsed().as_millis() as u64;
+    Ok(admitted)
+}
 
-    // Dispatch: each job in its own thread (git and acceptance commands block), all awaited.
-    let t = Instant::now();
-    let ctx = JobContext {
-        config,
-        parent_env: parent_env.clone(),
-        actor,
-        main_before: TreeSnapshot::take_at(config.repo_root.clone()),
+/// Runs one admitted job to its end on the current thread (its own small runtime: git and
+/// acceptance commands block).
+pub fn start_job(
+    ctx: &JobContext<'_>,
+    spec: &JobSpec,
+    run_id: &str,
+    shutdown: watch::Receiver<bool>,
+) -> Result<JobResult, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let worktree = spec.worktree.display().to_string();
+    let request = RunRequest {
+        worker_name: &spec.worker,
+        prompt: &spec.prompt,
+        cwd: &spec.worktree,
+        role: "executor",
+        task_id: Some(&spec.task.spec.id),
+        attempt: spec.attempt,
+        worktree: Some(&worktree),
+        branch: Some(&spec.branch),
+        actor: ctx.actor,
+        parent_env: ctx.parent_env.clone(),
+        live: None,
+        track_files: false,
+        run_id: Some(run_id.to_owned()),
     };
-    let results: Vec<Result<JobResult, String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = admitted
-            .into_iter()
-            .map(|(spec, prepared)| {
-                let ctx = &ctx;
-                let shutdown = shutdown.clone();
-                scope.spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(|e| e.to_string())?;
-                    runtime
-                        .block_on(job::run(ctx, spec, prepared, shutdown))
-                        .map_err(|e| format!("task {}: {e}", spec.task.spec.id))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("a job thread panicked".to_owned()))
-            })
-            .collect()
-    });
-    report.phases_ms.jobs = t.elapsed().as_millis() as u64;
-    for result in results {
-        match result {
-            Ok(job) => report.jobs.push(job),
-            Err(e) => tracing::error!("{e}"),
-        }
-    }
-
-    // Release mode: push and open pull requests for what this pass verified.
-    if let (Some((client, token)), Some(writer)) = (&github, &writer) {
-        match release_stage(config, ledger, client, writer, token, &redactor, false).await {
-            Ok(actions) => {
-                for action in &actions {
-                    if action.action == "pr_opened"
-                        && let Some(job) =
-                            report.jobs.iter_mut().find(|j| j.task_id == action.task_id)
-                    {
-                        job.state = TaskState::Delivered;
-                    }
-                }
-                report.release.extend(actions);
-            }
-            Err(Stop::Blocked(message)) => report.blocked.push(message),
-            Err(Stop::Error(e)) => return Err(e),
-        }
-    }
-    record_period_breach(ledger, config)?;
-    report.outcome = if report
-        .jobs
-        .iter()
-        .any(|j| matches!(j.state, TaskState::Failed | TaskState::FrameworkFixNeeded))
-        || !report.failed_at_claim.is_empty()
-    {
-        "failures"
-    } else if !report.jobs.is_empty() {
-        "dispatched"
-    } else if report.budget_refusal.is_some() {
-        "budget"
-    } else {
-        "nothing_to_do"
-    };
-    report.phases_ms.total = started.elapsed().as_millis() as u64;
-    let summary = serde_json::json!({
-        "outcome": report.outcome,
-        "claimed": report.jobs.iter().map(|j| &j.task_id).collect::<Vec<_>>(),
-        "reaped": report.reaped.len(),
-        "budget_refusal": report.budget_refusal,
-        "ms": report.phases_ms.total,
-    });
-    let something_happened = report.outcome != "nothing_to_do"
-        || !report.reaped.is_empty()
-        || !report.deferred.is_empty()
-        || !report.held_at_claim.is_empty();
-    if !something_happened {
-        return Ok(report);
-    }
-    ledger.write(|q| {
-        q.append_event(&NewEvent {
-            at_ms: now_ms(),
-            kind: EventKind::TickCompleted,
-            task_id: None,
-            run_id: None,
-            actor: "oxi",
-            data: summary,
-        })
-        .map(|_| ())
-    })?;
-    Ok(report)
+    let prepared = runner::prepare(ctx.config, request)
+        .map_err(|e| format!("task {}: {e}", spec.task.spec.id))?;
+    runtime
+        .block_on(job::run(ctx, spec, prepared, shutdown))
+        .map_err(|e| format!("task {}: {e}", spec.task.spec.id))
 }
 
 fn release_mode_active(config: &LoadedConfig) -> bool {
