@@ -56,6 +56,9 @@ pub enum Command {
     Workers,
     /// One bounded pass: reap, ingest, plan, claim, dispatch, verify, critic, deliver; then exit
     Tick,
+    /// Keep N slots busy continuously (under tmux or a service): refill a slot as soon as it
+    /// frees up, under the same caps
+    Saturate(SaturateArgs),
     /// Approve a held task (deliver work held for approval, or run a task held over its
     /// estimate), or with --merge a delivered task's pull request
     Approve(ApproveArgs),
@@ -98,6 +101,22 @@ pub struct PruneArgs {
     /// Write the pruned roadmap (default: only show the diff)
     #[arg(long)]
     pub write: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SaturateArgs {
+    /// Slots: a number, or `auto` = min(run.max_parallel_jobs, memory, cores - load)
+    #[arg(long, default_value = "auto")]
+    pub concurrency: String,
+    /// Lower today's cap for this session (USD); caps.daily_usd still applies
+    #[arg(long, value_name = "USD")]
+    pub max_cost_per_day: Option<f64>,
+    /// Exit once nothing is eligible and no run is in flight
+    #[arg(long)]
+    pub until_empty: bool,
+    /// After SIGTERM/SIGINT, how long in-flight runs may finish before they are stopped
+    #[arg(long, default_value = "10m")]
+    pub grace: humantime::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +215,8 @@ pub enum ScheduleKind {
     Cron,
     Systemd,
     Launchd,
+    /// `oxi saturate` in a tmux session
+    Tmux,
 }
 
 #[derive(Debug, Args)]

@@ -25,6 +25,7 @@ pub mod release;
 pub mod report;
 pub mod roadmap;
 pub mod runner;
+pub mod saturate;
 pub mod tick;
 pub mod verify;
 pub mod worker;

@@ -83,6 +83,16 @@ pub fn resolve(repo: &Path, rev: &str) -> Option<String> {
     .filter(|s| !s.is_empty())
 }
 
+/// Serializes changes to the repository's worktree list within this process: concurrent
+/// `git worktree add/remove` in one repository race on git's own lock files.
+static REPO_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn repo_lock() -> std::sync::MutexGuard<'static, ()> {
+    REPO_LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Creates the worktree for one attempt. An existing directory at `path` (left by a crash) is
 /// retired first, its uncommitted work committed onto its branch.
 pub fn prepare(
@@ -98,6 +108,8 @@ pub fn prepare(
     if path.exists() {
         retire(repo, path, "oxi: salvage work left by an interrupted run")?;
     }
+    // (`retire` takes the lock itself; it is not re-entrant.)
+    let _guard = repo_lock();
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|source| WorktreeError::Io {
             path: parent.to_path_buf(),
@@ -105,11 +117,12 @@ pub fn prepare(
         })?;
     }
     let existing = resolve(repo, &format!("refs/heads/{branch}"));
-    // A worktree directory deleted by hand leaves a stale registration that blocks `add`;
-    // prune and try once more.
+    // A worktree directory deleted by hand leaves a stale registration that blocks `add`, and
+    // another process may hold one of git's locks for a moment: prune, wait, try once more.
     let add = |args: &[&str]| -> Result<(), GitError> {
         git::run(repo, args).map(|_| ()).or_else(|_| {
             git::run(repo, &["worktree", "prune"])?;
+            std::thread::sleep(std::time::Duration::from_millis(200));
             git::run(repo, args).map(|_| ())
         })
     };
@@ -184,6 +197,7 @@ pub fn commit_staged(dir: &Path, message: &str) -> Result<String, GitError> {
 /// Removes a worktree, committing any uncommitted work onto its branch first (`message`).
 /// The branch is kept.
 pub fn retire(repo: &Path, path: &Path, message: &str) -> Result<(), WorktreeError> {
+    let _guard = repo_lock();
     if path.join(".git").exists() && is_dirty(path).unwrap_or(false) {
         commit_all(path, message)?;
     }
@@ -199,6 +213,7 @@ pub fn retire(repo: &Path, path: &Path, message: &str) -> Result<(), WorktreeErr
 
 /// Removes a worktree whose work is all committed (no dirtiness check needed).
 pub fn remove_clean(repo: &Path, path: &Path) -> Result<(), GitError> {
+    let _guard = repo_lock();
     git::run(repo, &["worktree", "remove", &path_str(path)]).map(|_| ())
 }
 

@@ -19,5 +19,6 @@ mod report;
 mod roadmap_ingest;
 mod run_cmd;
 mod run_live;
+mod saturate;
 mod tick;
 mod worker_normalize;

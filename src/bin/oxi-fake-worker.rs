@@ -13,7 +13,7 @@
 //!   `spend`, `rate-limited`, `echo-env:<NAME>`, `env-names`, `no-result`, `fail`,
 //!   `edit-fix` (writes "bye", or "hi" once the prompt says a previous attempt failed),
 //!   `hang-family` (a sleeping grandchild in its group, then hangs), `review-strict` (requests
-//!   changes on attempt 1, approves later), `review:<verdict>`.
+//!   changes on attempt 1, approves later), `review:<verdict>`, `slow-edit:<ms>`, `demo`.
 //! - `OXI_FAKE_FILE`: the file `edit` writes (default `hello.txt`, relative to the cwd).
 //! - `OXI_FAKE_SLEEP_MS`: how long sleeping scenarios sleep (default 600000).
 //! - `OXI_FAKE_VERSION`: what `--version` prints (default `2.1.328 (Claude Code)`).
@@ -257,6 +257,22 @@ fn main() {
             };
             let path = std::path::Path::new(&cwd).join(&file);
             out.write_file(&path.display().to_string(), &text);
+            out.result(done, false, None);
+        }
+        "slow-edit" => {
+            // Like `edit` after `arg` milliseconds of (printed) thought: a run that is in flight
+            // for a while but finishes by itself.
+            out.init(&cwd);
+            let total = amount(arg.as_deref(), 1500);
+            let mut waited = 0;
+            while waited < total {
+                out.message(&format!("msg_think_{waited}"), "thinking", 10);
+                std::thread::sleep(Duration::from_millis(250));
+                waited += 250;
+            }
+            let file = std::env::var("OXI_FAKE_FILE").unwrap_or_else(|_| "hello.txt".to_owned());
+            let path = std::path::Path::new(&cwd).join(file);
+            out.write_file(&path.display().to_string(), "hi\n");
             out.result(done, false, None);
         }
         "edit" => {

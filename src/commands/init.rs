@@ -46,7 +46,12 @@ pub fn schedule(kind: crate::cli::ScheduleKind, repo: &std::path::Path) -> Resul
                 "oxi-tick.timer",
                 include_str!("../../templates/schedule/oxi-tick.timer"),
             ),
+            (
+                "oxi-saturate.service (instead of the timer)",
+                include_str!("../../templates/schedule/oxi-saturate.service"),
+            ),
         ],
+        ScheduleKind::Tmux => &[("tmux", include_str!("../../templates/schedule/tmux.md"))],
         ScheduleKind::Launchd => &[(
             "dev.oxi.tick.plist",
             include_str!("../../templates/schedule/launchd.plist"),

@@ -9,6 +9,7 @@ mod plan;
 mod prune;
 mod report;
 mod run;
+mod saturate;
 mod show;
 mod status;
 mod task;
@@ -71,6 +72,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Run(args) => run::run(ctx, args),
         Command::Workers => workers::run(ctx),
         Command::Tick => tick::run(ctx),
+        Command::Saturate(args) => saturate::run(ctx, args),
         Command::Doctor => doctor::run(ctx),
         Command::Completions(args) => {
             // Rendered into memory first: a closed pipe (`| head`) is then a quiet exit,

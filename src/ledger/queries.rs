@@ -116,6 +116,8 @@ pub enum EventKind {
     PrClosed,
     /// A delivered task went back to work because of CI or review feedback.
     FollowUp,
+    /// `oxi saturate` stopped claiming: the day's cap is reached.
+    DailyBudgetReached,
     /// A GitHub step failed; the task waits where it was.
     GithubError,
 }
@@ -149,6 +151,7 @@ impl EventKind {
             EventKind::PrMerged => "pr_merged",
             EventKind::PrClosed => "pr_closed",
             EventKind::FollowUp => "follow_up",
+            EventKind::DailyBudgetReached => "daily_budget_reached",
             EventKind::GithubError => "github_error",
         }
     }

@@ -76,7 +76,7 @@ pub struct TickPhases {
 }
 
 impl TickReport {
-    fn empty(mode: RunMode) -> Self {
+    pub fn empty(mode: RunMode) -> Self {
         Self {
             outcome: "nothing_to_do",
             mode,
@@ -154,7 +154,10 @@ pub fn blocking_problems(config: &LoadedConfig, parent_env: &[(String, String)])
 
 /// Ingests the roadmap when it changed since the last ingest (same bytes: nothing to do, and
 /// no write, so a no-op tick costs no fsync).
-fn ingest(ledger: &mut Ledger, config: &LoadedConfig) -> Result<Option<IngestSummary>, TickError> {
+pub(crate) fn ingest(
+    ledger: &mut Ledger,
+    config: &LoadedConfig,
+) -> Result<Option<IngestSummary>, TickError> {
     let file = roadmap::ingest::RoadmapFile::read(&config.roadmap_path(), &config.repo_root)?;
     if ledger
         .read()
@@ -235,7 +238,7 @@ pub async fn pass(
     let mut report = TickReport::empty(config.config.run.mode);
 
     let t = Instant::now();
-    report.reaped = reap::reap(ledger, config).await?;
+    report.reaped = reap::reap(ledger, config, &[]).await?;
     report.phases_ms.reap = t.elapsed().as_millis() as u64;
 
     let t = Instant::now();
@@ -437,7 +440,7 @@ pub async fn pass(
     Ok(report)
 }
 
-/// Claims up to `slots` tasks (default `run.max_parallel_jobs`, minus runs already live):
+/// Claims up to `slots` tasks (default: `run.max_parallel_jobs` minus runs already live):
 /// iteration caps, the PR-overlap and file-overlap gates, the estimate, then admission, the
 /// claim and the run row in one transaction each. Stops go into `report`; returns each claimed
 /// task with the id of its admitted run.
@@ -458,9 +461,15 @@ pub async fn claim(
     let job_cap = usd_to_micro(caps.job_usd);
     let floor = usd_to_micro(caps.estimate_floor_usd);
     let live_runs = ledger.read().running_runs()?.len() as u32;
-    let slots = slots
-        .unwrap_or(config.config.run.max_parallel_jobs)
-        .saturating_sub(live_runs);
+    // A tick fills `max_parallel_jobs` minus what is already running; a caller that tracks its
+    // own slots (saturate) says exactly how many to claim.
+    let slots = slots.unwrap_or_else(|| {
+        config
+            .config
+            .run
+            .max_parallel_jobs
+            .saturating_sub(live_runs)
+    });
     let by_id: std::collections::HashMap<&str, &TaskRow> =
         tasks.iter().map(|t| (t.spec.id.as_str(), t)).collect();
     let mut in_flight_files: BTreeSet<String> = BTreeSet::new();
@@ -739,7 +748,7 @@ fn release_mode_active(config: &LoadedConfig) -> bool {
 }
 
 /// The GitHub client for a release tick, after checking the token and push rights.
-async fn github_preflight(
+pub(crate) async fn github_preflight(
     config: &LoadedConfig,
     parent_env: &[(String, String)],
 ) -> Result<(crate::github::GithubClient, String), crate::github::GithubError> {
@@ -762,14 +771,14 @@ async fn github_preflight(
     Ok((client, token))
 }
 
-enum Stop {
+pub(crate) enum Stop {
     /// A problem a person must fix (bad token, no rights): the pass reports it as blocked.
     Blocked(String),
     Error(TickError),
 }
 
 /// Resume deliveries (and, before claiming, follow open pull requests).
-async fn release_stage(
+pub(crate) async fn release_stage(
     config: &LoadedConfig,
     ledger: &mut Ledger,
     client: &crate::github::GithubClient,

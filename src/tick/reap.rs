@@ -129,8 +129,13 @@ fn salvage(repo: &Path, worktree: Option<&str>) {
     }
 }
 
-/// Reaps orphaned runs and recovers stranded tasks.
-pub async fn reap(ledger: &mut Ledger, config: &LoadedConfig) -> Result<Vec<Reaped>, LedgerError> {
+/// Reaps orphaned runs and recovers stranded tasks. `busy` are tasks this process is working
+/// on between runs (a long-lived dispatcher's jobs that are verifying, say): not stranded.
+pub async fn reap(
+    ledger: &mut Ledger,
+    config: &LoadedConfig,
+    busy: &[String],
+) -> Result<Vec<Reaped>, LedgerError> {
     let grace = config.config.caps.kill_grace.as_duration();
     let mut reaped = Vec::new();
     let now = now_ms();
@@ -210,6 +215,7 @@ pub async fn reap(ledger: &mut Ledger, config: &LoadedConfig) -> Result<Vec<Reap
                 t.state,
                 TaskState::Dispatched | TaskState::Verifying | TaskState::Reviewing
             ) && !live.contains(&t.spec.id)
+                && !busy.contains(&t.spec.id)
         })
         .collect();
     for task in stranded {
