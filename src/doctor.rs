@@ -399,14 +399,31 @@ fn template_checks(out: &mut Vec<Check>) {
     });
 }
 
-/// Every check, in order.
+/// Every check, in order. The last one repeats, word for word, what `oxi tick` and
+/// `oxi saturate` would refuse to dispatch on.
 pub async fn run(config: &LoadedConfig, parent_env: &[(String, String)]) -> Vec<Check> {
     let mut out = vec![check("config", Status::Ok, config.display_path(), None)];
+    let blocking = crate::tick::blocking_problems(config, parent_env);
     ledger_checks(config, &mut out);
     git_checks(config, &mut out);
     worker_checks(config, parent_env, &mut out).await;
     github_checks(config, parent_env, &mut out).await;
     command_checks(config, parent_env, &mut out);
     template_checks(&mut out);
+    out.push(if blocking.is_empty() {
+        check(
+            "dispatch",
+            Status::Ok,
+            "oxi tick and oxi saturate may dispatch",
+            None,
+        )
+    } else {
+        check(
+            "dispatch",
+            Status::Fail,
+            blocking.join("; "),
+            Some("oxi tick and oxi saturate refuse to dispatch until this is fixed".into()),
+        )
+    });
     out
 }

@@ -155,6 +155,8 @@ fn event(ledger: &mut Ledger, kind: EventKind, data: serde_json::Value) {
 struct Status {
     terminal: bool,
     last: String,
+    /// Off a terminal the block is a log line at most this often.
+    last_logged: Option<Instant>,
 }
 
 impl Status {
@@ -166,8 +168,12 @@ impl Status {
             let lines = self.last.lines().count();
             let _ = write!(err, "{}", "\x1b[1A\x1b[2K".repeat(lines));
             let _ = write!(err, "{text}");
-        } else if text != self.last {
+        } else if self
+            .last_logged
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(30))
+        {
             let _ = write!(err, "{text}");
+            self.last_logged = Some(Instant::now());
         }
         self.last = text.to_owned();
     }
@@ -212,6 +218,7 @@ pub fn run(
     let mut status = Status {
         terminal: std::io::stderr().is_terminal(),
         last: String::new(),
+        last_logged: None,
     };
     status.log(&format!(
         "oxi saturate: {concurrency} slot(s) ({concurrency_reason}); SIGTERM/SIGINT stop claiming, a second stops at once; SIGHUP reloads {}",

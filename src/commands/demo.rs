@@ -170,6 +170,23 @@ pub fn run(_ctx: &Context, args: &DemoArgs) -> Result<()> {
         crate::money::format_usd(spend.day_spent),
         started.elapsed().as_secs_f64()
     ))?;
+    let report = crate::report::build(&config, &ledger, "all", crate::clock::now_ms())?;
+    let mut grid = crate::output::Grid::new(["", "kpi", "value"]);
+    for (section, metric, value) in crate::report::rows(&report)
+        .into_iter()
+        .filter(|(s, _, _)| {
+            matches!(
+                s.as_str(),
+                "tasks" | "runs" | "money" | "outcomes" | "review"
+            )
+        })
+    {
+        grid.row([section, metric, value]);
+    }
+    say(&format!(
+        "\noxi report (excerpt; `oxi report` in the repository has all of it):\n{}",
+        grid.render(crate::output::Format::Table).trim_end()
+    ))?;
     let delivered = tasks
         .iter()
         .filter(|t| t.state == crate::ledger::TaskState::Delivered)
