@@ -506,3 +506,29 @@ fn operator_retry_and_cancel_are_recorded() {
     assert!(err.contains("not held"), "{err}");
     assert_eq!(r.event_count("operator_action"), 2);
 }
+
+#[test]
+fn oxi_logs_follow_tails_a_live_run_until_it_ends() {
+    let r = repo("slow-edit:1500", "");
+    let tick = spawn_tick(&r);
+    let run = wait_for_live_run(&r);
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_oxi"))
+        .args(["logs", &run.id, "--follow"])
+        .current_dir(r.s.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(
+        text.contains("thinking") && text.contains("■ success"),
+        "{text}"
+    );
+    tick.wait_with_output().unwrap();
+}
