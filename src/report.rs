@@ -102,6 +102,9 @@ pub struct Report {
     pub review_skips: BTreeMap<String, usize>,
     pub first_pass_ci_green_rate: Option<f64>,
     pub spend_usd: f64,
+    /// Spent today and this month (UTC) as of `generated_at`, whatever the window.
+    pub day_spend_usd: f64,
+    pub month_spend_usd: f64,
     pub spend_by_day_usd: Vec<(String, f64)>,
     pub daily_cap_usd: f64,
     pub monthly_cap_usd: f64,
@@ -290,6 +293,10 @@ pub fn build(
             f64::from(kpi.max_governance_violations),
         ),
     ];
+    let current = q.spend_totals(
+        &crate::clock::day_of(now_ms),
+        &crate::clock::month_of(now_ms),
+    )?;
     let mut tokens = BTreeMap::new();
     tokens.insert("input", runs.iter().map(|r| r.input_tokens).sum());
     tokens.insert("output", runs.iter().map(|r| r.output_tokens).sum());
@@ -316,6 +323,8 @@ pub fn build(
         review_skips,
         first_pass_ci_green_rate: first_pass,
         spend_usd: micro_to_usd(spend),
+        day_spend_usd: micro_to_usd(current.day_spent),
+        month_spend_usd: micro_to_usd(current.month_spent),
         spend_by_day_usd: spend_by_day,
         daily_cap_usd: config.config.caps.daily_usd,
         monthly_cap_usd: config.config.caps.monthly_usd,
@@ -417,10 +426,15 @@ pub fn rows(r: &Report) -> Vec<(String, String, String)> {
         ("ci", "first-pass CI green", pct(r.first_pass_ci_green_rate)),
         (
             "money",
-            "spend",
+            "spend in the window",
+            format!("${:.2}", r.spend_usd),
+        ),
+        (
+            "money",
+            "today / this month",
             format!(
-                "${:.2} (daily cap ${:.2}, monthly cap ${:.2})",
-                r.spend_usd, r.daily_cap_usd, r.monthly_cap_usd
+                "${:.2} of ${:.2} / ${:.2} of ${:.2}",
+                r.day_spend_usd, r.daily_cap_usd, r.month_spend_usd, r.monthly_cap_usd
             ),
         ),
         (
