@@ -37,6 +37,33 @@ pub struct JobSpec {
     pub estimate: MicroUsd,
 }
 
+impl JobSpec {
+    /// The executor run's request: the claim admits it, the job thread starts it by id.
+    pub fn executor_request<'a>(
+        &'a self,
+        worktree: &'a str,
+        actor: &'a str,
+        parent_env: Vec<(String, String)>,
+        run_id: Option<String>,
+    ) -> RunRequest<'a> {
+        RunRequest {
+            worker_name: &self.worker,
+            prompt: &self.prompt,
+            cwd: &self.worktree,
+            role: "executor",
+            task_id: Some(&self.task.spec.id),
+            attempt: self.attempt,
+            worktree: Some(worktree),
+            branch: Some(&self.branch),
+            actor,
+            parent_env,
+            live: None,
+            track_files: false,
+            run_id,
+        }
+    }
+}
+
 /// How one job ended, for the tick's summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobResult {

@@ -21,7 +21,7 @@ use crate::ledger::{
 use crate::money::{format_usd, usd_to_micro};
 use crate::prompt::{self, ExecutorPrompt};
 use crate::roadmap::{self, ingest::IngestSummary};
-use crate::runner::{self, RunRequest, RunnerError};
+use crate::runner::{self, RunnerError};
 use job::{JobContext, JobResult, JobSpec};
 use reap::Reaped;
 
@@ -658,21 +658,7 @@ pub async fn claim(
         .map(|s| s.worktree.display().to_string())
         .collect();
     for (spec, worktree) in specs.iter().zip(&worktree_strings) {
-        let request = RunRequest {
-            worker_name: &spec.worker,
-            prompt: &spec.prompt,
-            cwd: &spec.worktree,
-            role: "executor",
-            task_id: Some(&spec.task.spec.id),
-            attempt: spec.attempt,
-            worktree: Some(worktree),
-            branch: Some(&spec.branch),
-            actor,
-            parent_env: parent_env.to_vec(),
-            live: None,
-            track_files: false,
-            run_id: None,
-        };
+        let request = spec.executor_request(worktree, actor, parent_env.to_vec(), None);
         let prepared = runner::prepare(config, request)?;
         let id = spec.task.spec.id.clone();
         let from = spec.task.state;
@@ -721,21 +707,12 @@ pub fn start_job(
         .build()
         .map_err(|e| e.to_string())?;
     let worktree = spec.worktree.display().to_string();
-    let request = RunRequest {
-        worker_name: &spec.worker,
-        prompt: &spec.prompt,
-        cwd: &spec.worktree,
-        role: "executor",
-        task_id: Some(&spec.task.spec.id),
-        attempt: spec.attempt,
-        worktree: Some(&worktree),
-        branch: Some(&spec.branch),
-        actor: ctx.actor,
-        parent_env: ctx.parent_env.clone(),
-        live: None,
-        track_files: false,
-        run_id: Some(run_id.to_owned()),
-    };
+    let request = spec.executor_request(
+        &worktree,
+        ctx.actor,
+        ctx.parent_env.clone(),
+        Some(run_id.to_owned()),
+    );
     let prepared = runner::prepare(ctx.config, request)
         .map_err(|e| format!("task {}: {e}", spec.task.spec.id))?;
     runtime
