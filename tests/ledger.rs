@@ -248,3 +248,75 @@ fn a_failed_write_leaves_nothing_behind() {
     assert!(result.is_err());
     assert!(ledger.read().tasks().unwrap().is_empty());
 }
+
+mod rollup {
+    use oxi::ledger::{Ledger, NewRun, RunEnd};
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Begin {
+            day: u8,
+            reserve: i64,
+        },
+        Renew {
+            run: usize,
+            cost: i64,
+        },
+        Finish {
+            run: usize,
+            cost: i64,
+            release: bool,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..3, 0i64..2_000_000).prop_map(|(day, reserve)| Op::Begin { day, reserve }),
+            (0usize..20, 0i64..3_000_000).prop_map(|(run, cost)| Op::Renew { run, cost }),
+            (0usize..20, 0i64..3_000_000, any::<bool>())
+                .prop_map(|(run, cost, release)| Op::Finish { run, cost, release }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// The trigger-kept totals always equal the sums over every reservation.
+        #[test]
+        fn spend_rollup_matches_the_sums(ops in proptest::collection::vec(op(), 1..40)) {
+            let mut ledger = Ledger::open_in_memory().unwrap();
+            let mut runs: Vec<String> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Begin { day, reserve } => {
+                        let id = format!("r{}", runs.len());
+                        let day_text = format!("2026-11-2{day}");
+                        ledger.write(|q| q.begin_run(&NewRun {
+                            id: &id, task_id: None, attempt: 1, role: "adhoc", worker: "w", worker_kind: "claude",
+                            model: None, run_dir: "/x", worktree: None, branch: None, started_at_ms: 0,
+                            reserve_microusd: reserve, day: &day_text, month: "2026-11", actor: "t", supervisor_pid: 1,
+                        })).unwrap();
+                        runs.push(id);
+                    }
+                    Op::Renew { run, cost } => {
+                        if let Some(id) = runs.get(run) {
+                            ledger.write(|q| q.renew_run(id, 0, cost)).unwrap();
+                        }
+                    }
+                    Op::Finish { run, cost, release } => {
+                        if let Some(id) = runs.get(run) {
+                            ledger.write(|q| q.finish_run(id, &RunEnd {
+                                ended_at_ms: 1, classification: "success", cost_microusd: cost, release,
+                                summary: serde_json::json!({}), ..RunEnd::default()
+                            })).unwrap();
+                        }
+                    }
+                }
+                for day in ["2026-11-20", "2026-11-21", "2026-11-22"] {
+                    let q = ledger.read();
+                    prop_assert_eq!(q.spend_totals(day, "2026-11").unwrap(), q.spend_totals_by_scan(day, "2026-11").unwrap());
+                }
+            }
+        }
+    }
+}

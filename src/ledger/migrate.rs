@@ -41,6 +41,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "release",
         sql: include_str!("migrations/0004_release.sql"),
     },
+    Migration {
+        version: 5,
+        name: "spend_rollup",
+        sql: include_str!("migrations/0005_spend_rollup.sql"),
+    },
 ];
 
 /// True when every applied migration's recorded checksum matches this binary's text.
