@@ -367,7 +367,7 @@ pub fn run(
                     r.reason
                 ));
             }
-            if let Some(ingest) = tick::ingest(&mut ledger, &config)? {
+            if let Some(ingest) = tick::ingest(&mut ledger, &config, &parent_env)? {
                 status.log(&format!(
                     "roadmap changed: {} added, {} updated",
                     ingest.added.len(),

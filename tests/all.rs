@@ -11,6 +11,7 @@ mod support;
 mod cli_basics;
 mod config_errors;
 mod doctor;
+mod hostile;
 mod ledger;
 mod mock_model;
 mod process;

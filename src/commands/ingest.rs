@@ -17,7 +17,11 @@ pub fn run(ctx: &Context, args: &IngestArgs) -> Result<()> {
         None => config.roadmap_path(),
     };
     let file = RoadmapFile::read(&path, &config.repo_root)?;
-    let parsed = file.parse(config.config.project.default_priority_tier)?;
+    let mut parsed = file.parse(config.config.project.default_priority_tier)?;
+    parsed.mask(&crate::runner::env::redactor_for(
+        &config,
+        &super::run::parent_env(),
+    ));
     let mut ledger = ctx.ledger(&config)?;
     let summary = roadmap::ingest::apply(
         &mut ledger,

@@ -159,6 +159,28 @@ pub struct Roadmap {
     pub warnings: Vec<Warning>,
 }
 
+impl Roadmap {
+    /// Masks secrets in every item's text before it is stored: a roadmap that quotes a key
+    /// oxi holds must not put it in the ledger (and from there in prompts and PR bodies).
+    pub fn mask(&mut self, redactor: &crate::redact::Redactor) {
+        let mask = |text: &mut String| {
+            if let std::borrow::Cow::Owned(masked) = redactor.redact(text) {
+                *text = masked;
+            }
+        };
+        for item in &mut self.items {
+            mask(&mut item.title);
+            mask(&mut item.body);
+            for text in [&mut item.subtitle, &mut item.section, &mut item.milestone]
+                .into_iter()
+                .flatten()
+            {
+                mask(text);
+            }
+        }
+    }
+}
+
 /// Reads and parses the roadmap at `path`.
 pub fn load(path: &Path, default_tier: u8) -> Result<Roadmap, RoadmapError> {
     let bytes = std::fs::read(path).map_err(|source| RoadmapError::Read {

@@ -157,6 +157,7 @@ pub fn blocking_problems(config: &LoadedConfig, parent_env: &[(String, String)])
 pub(crate) fn ingest(
     ledger: &mut Ledger,
     config: &LoadedConfig,
+    parent_env: &[(String, String)],
 ) -> Result<Option<IngestSummary>, TickError> {
     let file = roadmap::ingest::RoadmapFile::read(&config.roadmap_path(), &config.repo_root)?;
     if ledger
@@ -167,7 +168,8 @@ pub(crate) fn ingest(
     {
         return Ok(None);
     }
-    let parsed = file.parse(config.config.project.default_priority_tier)?;
+    let mut parsed = file.parse(config.config.project.default_priority_tier)?;
+    parsed.mask(&runner::env::redactor_for(config, parent_env));
     Ok(Some(roadmap::ingest::apply(
         ledger,
         &parsed,
@@ -242,7 +244,7 @@ pub async fn pass(
     report.phases_ms.reap = t.elapsed().as_millis() as u64;
 
     let t = Instant::now();
-    report.ingest = ingest(ledger, config)?;
+    report.ingest = ingest(ledger, config, &parent_env)?;
     report.phases_ms.ingest = t.elapsed().as_millis() as u64;
 
     // Tasks an operator approved after a hold: their work is committed on their branch.
