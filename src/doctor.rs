@@ -150,7 +150,7 @@ fn git_checks(config: &LoadedConfig, out: &mut Vec<Check>) {
             Some("commit or stash them: a run that finds the main checkout changed stops with framework_fix_needed".into()),
         )
     });
-    match free_bytes(&config.state_dir.clone()).or_else(|| free_bytes(repo)) {
+    match free_bytes(&config.state_dir).or_else(|| free_bytes(repo)) {
         Some(free) if free < 200 << 20 => out.push(check(
             "space for worktrees",
             Status::Fail,

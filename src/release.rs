@@ -58,17 +58,7 @@ fn event(
     task: &str,
     data: serde_json::Value,
 ) -> Result<(), LedgerError> {
-    ledger.write(|q| {
-        q.append_event(&NewEvent {
-            at_ms: now_ms(),
-            kind,
-            task_id: Some(task),
-            run_id: None,
-            actor: "oxi",
-            data,
-        })
-        .map(|_| ())
-    })
+    ledger.record(kind, Some(task), None, data)
 }
 
 fn transition(

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, RunMode};
-use crate::ledger::{EventKind, Ledger, NewEvent};
+use crate::ledger::{EventKind, Ledger};
 use crate::tick::job::{JobContext, JobResult, JobSpec};
 use crate::tick::{self, TickError, TickReport};
 
@@ -135,20 +135,6 @@ struct Slot {
     run_id: String,
     started: Instant,
     handle: std::thread::JoinHandle<Result<JobResult, String>>,
-}
-
-fn event(ledger: &mut Ledger, kind: EventKind, data: serde_json::Value) {
-    let _ = ledger.write(|q| {
-        q.append_event(&NewEvent {
-            at_ms: now_ms(),
-            kind,
-            task_id: None,
-            run_id: None,
-            actor: "oxi",
-            data,
-        })
-        .map(|_| ())
-    });
 }
 
 /// Writes status lines: redrawn in place on a terminal, plain lines otherwise.
@@ -425,11 +411,12 @@ pub fn run(
                         let daily = refusal.contains("daily");
                         status.log(&format!("budget: {refusal}"));
                         if daily {
-                            event(
-                                &mut ledger,
+                            ledger.record(
                                 EventKind::DailyBudgetReached,
+                                None,
+                                None,
                                 serde_json::json!({ "refusal": refusal, "in_flight": slots.len() }),
-                            );
+                            )?;
                             stopping = Some((Instant::now(), "daily_budget_reached".to_owned()));
                             status.log("the day's cap is reached: no new claims; exiting when the runs in flight finish");
                             continue;

@@ -158,19 +158,13 @@ pub fn run(_ctx: &Context, args: &DemoArgs) -> Result<()> {
             task.branch.as_deref().unwrap_or("")
         ))?;
     }
-    let now = crate::clock::now_ms();
-    let spend = ledger
-        .read()
-        .spend_totals(&crate::clock::day_of(now), &crate::clock::month_of(now))?;
-    let runs: i64 = ledger
-        .raw_connection()
-        .query_row("SELECT COUNT(*) FROM runs", [], |r| r.get(0))?;
+    let report = crate::report::build(&config, &ledger, "all", crate::clock::now_ms())?;
     say(&format!(
-        "  {runs} worker runs, {} (offline worker: the figures are its scripted usage), {:.1}s",
-        crate::money::format_usd(spend.day_spent),
+        "  {} worker runs, ${:.2} (offline worker: the figures are its scripted usage), {:.1}s",
+        report.worker_calls,
+        report.spend_usd,
         started.elapsed().as_secs_f64()
     ))?;
-    let report = crate::report::build(&config, &ledger, "all", crate::clock::now_ms())?;
     let mut grid = crate::output::Grid::new(["", "kpi", "value"]);
     for (section, metric, value) in crate::report::rows(&report)
         .into_iter()

@@ -12,34 +12,6 @@ use crate::ledger::{Ledger, LedgerError, RunRow};
 use crate::money::format_usd;
 use crate::output::{Format, Grid, json_string, write_stdout};
 
-fn events_for(
-    ledger: &mut Ledger,
-    task: &str,
-) -> Result<Vec<(i64, String, String, serde_json::Value)>> {
-    let conn = ledger.raw_connection();
-    let mut stmt = conn.prepare(
-        "SELECT at_ms, kind, actor, data FROM events WHERE task_id = ?1 AND kind IN
-         ('task_state_changed', 'verified', 'review_decided', 'governance_memo', 'delivered',
-          'pr_opened', 'ci_result', 'follow_up', 'operator_action', 'run_reaped', 'task_deferred',
-          'budget_breach', 'github_error')
-         ORDER BY id",
-    )?;
-    let rows = stmt.query_map([task], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, String>(3)?))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (at, kind, actor, data) = row?;
-        out.push((
-            at,
-            kind,
-            actor,
-            serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
-        ));
-    }
-    Ok(out)
-}
-
 fn artifacts(run: &RunRow) -> Vec<String> {
     let Some(dir) = &run.run_dir else {
         return Vec::new();
@@ -101,13 +73,13 @@ fn summarize(kind: &str, data: &serde_json::Value) -> String {
 
 pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
     let config = ctx.config()?;
-    let mut ledger = Ledger::open_existing(&config.ledger_path())?;
+    let ledger = Ledger::open_existing(&config.ledger_path())?;
     let task = ledger
         .read()
         .task(&args.task)?
         .ok_or_else(|| LedgerError::NoSuchTask(args.task.clone()))?;
     let runs = ledger.read().runs_for_task(&task.spec.id)?;
-    let events = events_for(&mut ledger, &task.spec.id)?;
+    let events = ledger.read().task_history(&task.spec.id)?;
     if ctx.global.format == Format::Json {
         let runs_json: Vec<serde_json::Value> = runs
             .iter()

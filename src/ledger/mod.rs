@@ -218,6 +218,27 @@ impl Ledger {
         Queries { conn: &self.conn }
     }
 
+    /// Appends one event by oxi, now, in its own transaction.
+    pub fn record(
+        &mut self,
+        kind: EventKind,
+        task_id: Option<&str>,
+        run_id: Option<&str>,
+        data: serde_json::Value,
+    ) -> Result<()> {
+        self.write(|q| {
+            q.append_event(&NewEvent {
+                at_ms: crate::clock::now_ms(),
+                kind,
+                task_id,
+                run_id,
+                actor: "oxi",
+                data,
+            })
+            .map(|_| ())
+        })
+    }
+
     /// Runs `f` inside one `BEGIN IMMEDIATE` transaction: all of it commits or none of it does.
     pub fn write<T>(&mut self, f: impl FnOnce(&Queries<'_>) -> Result<T>) -> Result<T> {
         let tx = self

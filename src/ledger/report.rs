@@ -71,6 +71,40 @@ impl Queries<'_> {
         Ok(out)
     }
 
+    /// A task's history as `oxi show` prints it: `(at_ms, kind, actor, data)` of the events
+    /// a person triaging it needs, oldest first.
+    pub fn task_history(
+        &self,
+        task_id: &str,
+    ) -> Result<Vec<(i64, String, String, serde_json::Value)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT at_ms, kind, actor, data FROM events WHERE task_id = ?1 AND kind IN
+             ('task_state_changed', 'verified', 'review_decided', 'governance_memo', 'delivered',
+              'pr_opened', 'ci_result', 'follow_up', 'operator_action', 'run_reaped',
+              'task_deferred', 'budget_breach', 'github_error')
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map([task_id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (at, kind, actor, data) = row?;
+            out.push((
+                at,
+                kind,
+                actor,
+                serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+            ));
+        }
+        Ok(out)
+    }
+
     /// Verification durations by tier since `since_ms`.
     pub fn report_verify_times(&self, since_ms: i64) -> Result<BTreeMap<String, Vec<i64>>> {
         let mut stmt = self

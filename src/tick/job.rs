@@ -13,8 +13,7 @@ use crate::config::{AcceptanceCommand, LoadedConfig};
 use crate::critic::{self, Gate, Verdict};
 use crate::git::TreeSnapshot;
 use crate::ledger::{
-    EventKind, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition, TransitionFields,
-    VerifyRecord,
+    EventKind, Ledger, LedgerError, TaskRow, TaskState, Transition, TransitionFields, VerifyRecord,
 };
 use crate::money::{MicroUsd, usd_to_micro};
 use crate::prompt::{self, ReviewerPrompt};
@@ -137,17 +136,7 @@ impl Job<'_> {
 
     fn event(&mut self, kind: EventKind, run_id: Option<&str>, data: serde_json::Value) {
         let id = self.spec.task.spec.id.clone();
-        let result = self.ledger.write(|q| {
-            q.append_event(&NewEvent {
-                at_ms: now_ms(),
-                kind,
-                task_id: Some(&id),
-                run_id,
-                actor: "oxi",
-                data,
-            })
-        });
-        if let Err(e) = result {
+        if let Err(e) = self.ledger.record(kind, Some(&id), run_id, data) {
             tracing::warn!("task {id}: could not record {}: {e}", kind.as_str());
         }
     }

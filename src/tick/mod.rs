@@ -353,7 +353,12 @@ pub async fn pass(
         config,
         parent_env: parent_env.clone(),
         actor,
-        main_before: TreeSnapshot::take_at(config.repo_root.clone()),
+        // Only worth two git calls when something will run.
+        main_before: if admitted.is_empty() {
+            None
+        } else {
+            TreeSnapshot::take_at(config.repo_root.clone())
+        },
     };
     let results: Vec<Result<JobResult, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = admitted
@@ -484,7 +489,7 @@ pub async fn claim(
         Some(client) => crate::release::open_oxi_pulls(config, client)
             .await
             .map_err(|e| e.to_string()),
-        None if release_mode_active(config) => Err(report
+        None if config.release_mode().is_some() => Err(report
             .github_unavailable
             .clone()
             .unwrap_or_else(|| "GitHub is not reachable".to_owned())),
@@ -720,10 +725,6 @@ pub fn start_job(
     runtime
         .block_on(job::run(ctx, spec, prepared, shutdown))
         .map_err(|e| format!("task {}: {e}", spec.task.spec.id))
-}
-
-fn release_mode_active(config: &LoadedConfig) -> bool {
-    config.config.run.mode == RunMode::Release
 }
 
 /// The GitHub client for a release tick, after checking the token and push rights.
