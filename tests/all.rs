@@ -8,6 +8,7 @@
 
 mod support;
 
+mod chaos;
 mod cli_basics;
 mod config_errors;
 mod doctor;

@@ -13,7 +13,11 @@
 //!   `spend`, `rate-limited`, `echo-env:<NAME>`, `env-names`, `no-result`, `fail`,
 //!   `edit-fix` (writes "bye", or "hi" once the prompt says a previous attempt failed),
 //!   `hang-family` (a sleeping grandchild in its group, then hangs), `review-strict` (requests
-//!   changes on attempt 1, approves later), `review:<verdict>`, `slow-edit:<ms>`, `demo`.
+//!   changes on attempt 1, approves later), `review:<verdict>`, `slow-edit:<ms>`, `demo`,
+//!   `chaos` (the chaos harness's everyday mix, picked at random per run: a slow edit, a
+//!   failure, a runaway spender, a hang with a sleeping grandchild, a hang that ignores SIGTERM,
+//!   or a success that leaves a grandchild behind).
+//! - `OXI_FAKE_CHAOS_ROLL`: fixes `chaos`'s pick (its value modulo 10 chooses the behaviour).
 //! - `OXI_FAKE_FILE`: the file `edit` writes (default `hello.txt`, relative to the cwd).
 //! - `OXI_FAKE_SLEEP_MS`: how long sleeping scenarios sleep (default 600000).
 //! - `OXI_FAKE_VERSION`: what `--version` prints (default `2.1.328 (Claude Code)`).
@@ -142,6 +146,22 @@ impl Out {
     }
 }
 
+/// A random number without a dependency: every `RandomState` is seeded afresh by the OS.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+/// The first file hint in oxi's prompt (`Files likely involved: `a`, `b``).
+fn hinted_file(prompt: &str) -> Option<&str> {
+    prompt
+        .lines()
+        .find(|l| l.starts_with("Files likely involved:"))
+        .and_then(|l| l.split('`').nth(1))
+}
+
 fn sleep_ms() -> u64 {
     std::env::var("OXI_FAKE_SLEEP_MS")
         .ok()
@@ -241,12 +261,7 @@ fn main() {
                 .and_then(|l| l.split_once(": "))
                 .map_or("Note", |(_, t)| t)
                 .to_owned();
-            let file = prompt
-                .lines()
-                .find(|l| l.starts_with("Files likely involved:"))
-                .and_then(|l| l.split('`').nth(1))
-                .unwrap_or("notes/note.md")
-                .to_owned();
+            let file = hinted_file(&prompt).unwrap_or("notes/note.md").to_owned();
             out.message("msg_demo_1", &format!("I'll write {file}."), 1500);
             let forget = title.to_lowercase().contains("changelog")
                 && !prompt.contains("the previous attempt failed");
@@ -274,6 +289,67 @@ fn main() {
             let path = std::path::Path::new(&cwd).join(file);
             out.write_file(&path.display().to_string(), "hi\n");
             out.result(done, false, None);
+        }
+        "chaos" => {
+            out.init(&cwd);
+            let roll = std::env::var("OXI_FAKE_CHAOS_ROLL")
+                .ok()
+                .and_then(|r| r.parse().ok())
+                .unwrap_or_else(random_u64);
+            // The task's first file hint, so concurrent tasks do not overlap.
+            let file = hinted_file(&prompt).map_or_else(
+                || std::env::var("OXI_FAKE_FILE").unwrap_or_else(|_| "hello.txt".to_owned()),
+                str::to_owned,
+            );
+            let path = std::path::Path::new(&cwd).join(file);
+            match roll % 10 {
+                0..=4 => {
+                    // A few hundred milliseconds of thought, then a change that differs from
+                    // any earlier attempt's (so a retry on the same branch still has a diff).
+                    let think = 50 + (roll >> 8) % 700;
+                    let mut waited = 0;
+                    while waited < think {
+                        out.message(&format!("msg_think_{waited}"), "thinking", 10);
+                        std::thread::sleep(Duration::from_millis(50));
+                        waited += 50;
+                    }
+                    out.write_file(&path.display().to_string(), &format!("hi {roll:x}\n"));
+                    out.result(done, false, None);
+                }
+                5 => {
+                    let _ = writeln!(std::io::stderr(), "fatal: chaos says no");
+                    std::process::exit(2);
+                }
+                6 => {
+                    // A runaway in small steps (10k input tokens, $0.03 at Sonnet prices),
+                    // stopped by the per-job cap. Each message needs its own id: usage
+                    // repeated under one id is one message's, counted once.
+                    for i in 0u64.. {
+                        out.message(&format!("msg_spend_{i}"), "thinking about it", 10_000);
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                7 => {
+                    spawn_grandchild(false);
+                    std::thread::sleep(Duration::from_millis(sleep_ms()));
+                }
+                8 => {
+                    #[allow(unsafe_code)]
+                    // SAFETY: SIG_IGN installs no handler code; no other thread exists yet.
+                    unsafe {
+                        let _ = nix::sys::signal::signal(
+                            nix::sys::signal::Signal::SIGTERM,
+                            nix::sys::signal::SigHandler::SigIgn,
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(sleep_ms()));
+                }
+                _ => {
+                    spawn_grandchild(false);
+                    out.write_file(&path.display().to_string(), &format!("hi {roll:x}\n"));
+                    out.result(done, false, None);
+                }
+            }
         }
         "edit" => {
             out.init(&cwd);

@@ -82,6 +82,11 @@ fn render(report: &TickReport) -> String {
             }
         }
     }
+    for error in &report.job_errors {
+        out.push_str(&format!(
+            "error: {error} (the next tick recovers the task)\n"
+        ));
+    }
     out
 }
 

@@ -95,15 +95,26 @@ impl Queries<'_> {
     }
 
     /// The 90th percentile cost of the last 50 finished runs of `worker` in `role`, if any.
-    pub fn cost_p90(&self, worker: &str, role: &str) -> Result<Option<MicroUsd>> {
+    /// A run stopped at the per-job cap counts at `job_cap`: it ended one cost report past the
+    /// cap, which says how finely the CLI reports, not what the next task needs. Counted at
+    /// its full cost, a few runaways among the last ten runs would put every estimate over the
+    /// cap and hold the whole queue (the chaos harness found exactly that).
+    pub fn cost_p90(
+        &self,
+        worker: &str,
+        role: &str,
+        job_cap: MicroUsd,
+    ) -> Result<Option<MicroUsd>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT cost_microusd FROM runs
+            "SELECT CASE WHEN classification = 'budget_exceeded'
+                         THEN MIN(cost_microusd, ?3) ELSE cost_microusd END
+             FROM runs
              WHERE worker = ?1 AND role = ?2 AND status = 'finished'
                AND classification NOT IN ('spawn_failed', 'reaped')
              ORDER BY started_at_ms DESC LIMIT 50",
         )?;
         let mut costs: Vec<MicroUsd> = stmt
-            .query_map(params![worker, role], |r| r.get(0))?
+            .query_map(params![worker, role, job_cap], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         if costs.is_empty() {
             return Ok(None);

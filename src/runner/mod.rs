@@ -361,29 +361,26 @@ impl PreparedRun<'_> {
     }
 
     /// Runs the admitted process to its end and settles it. Never leaves the run row
-    /// `running` unless the ledger itself fails.
+    /// `running` unless the ledger itself fails: when the run directory cannot be written the
+    /// row is finished as `worker_error` and the error returned.
     pub async fn run(
         mut self,
         ledger: &mut Ledger,
         shutdown: watch::Receiver<bool>,
     ) -> Result<RunReport, RunnerError> {
-        // Checked here, not in `prepare`: a task's worktree is created between claim and run.
-        if !self.request.cwd.is_dir() {
-            return Err(RunnerError::BadCwd(self.request.cwd.to_path_buf()));
-        }
-        artifacts::create_private_dir(&self.run_dir)?;
-        let masked_prompt = self.redactor.redact(self.request.prompt).into_owned();
-        artifacts::write_atomic(&self.run_dir.join("prompt.md"), masked_prompt.as_bytes())?;
+        let files = match self.open_artifacts() {
+            Ok(files) => files,
+            Err(e) => {
+                // A full disk or a vanished worktree: the worker never starts, and the run row
+                // is closed here so the reservation goes back at once, not at the next reap.
+                self.abandon(ledger, &format!("the run could not start: {e}"))?;
+                return Err(e);
+            }
+        };
         let before = if self.request.track_files {
             TreeSnapshot::take(self.request.cwd)
         } else {
             None
-        };
-        let files = Files {
-            raw: CappedFile::create(self.run_dir.join("raw.jsonl"), self.raw_cap)?,
-            stderr: CappedFile::create(self.run_dir.join("stderr.log"), self.raw_cap)?,
-            events: CappedFile::create(self.run_dir.join("events.jsonl"), self.raw_cap)?,
-            transcript: CappedFile::create(self.run_dir.join("transcript.md"), self.raw_cap)?,
         };
         let started_ms = now_ms();
         let adapter = worker::adapter(self.worker.kind);
@@ -587,8 +584,29 @@ impl PreparedRun<'_> {
         })?;
         let mut meta_text = serde_json::to_vec_pretty(&meta).unwrap_or_default();
         meta_text.push(b'\n');
-        artifacts::write_atomic(&self.run_dir.join("meta.json"), &meta_text)?;
+        // The ledger already holds the run's record; a missing meta.json (a full disk) costs a
+        // convenience, not the outcome.
+        if let Err(e) = artifacts::write_atomic(&self.run_dir.join("meta.json"), &meta_text) {
+            tracing::warn!("run {}: {e}", report.run_id);
+        }
         Ok(report)
+    }
+
+    /// The run directory with its prompt and open artifact files, before the worker starts.
+    fn open_artifacts(&self) -> Result<Files, RunnerError> {
+        // Checked here, not in `prepare`: a task's worktree is created between claim and run.
+        if !self.request.cwd.is_dir() {
+            return Err(RunnerError::BadCwd(self.request.cwd.to_path_buf()));
+        }
+        artifacts::create_private_dir(&self.run_dir)?;
+        let masked_prompt = self.redactor.redact(self.request.prompt).into_owned();
+        artifacts::write_atomic(&self.run_dir.join("prompt.md"), masked_prompt.as_bytes())?;
+        Ok(Files {
+            raw: CappedFile::create(self.run_dir.join("raw.jsonl"), self.raw_cap)?,
+            stderr: CappedFile::create(self.run_dir.join("stderr.log"), self.raw_cap)?,
+            events: CappedFile::create(self.run_dir.join("events.jsonl"), self.raw_cap)?,
+            transcript: CappedFile::create(self.run_dir.join("transcript.md"), self.raw_cap)?,
+        })
     }
 
     /// One line on why a run did not succeed.

@@ -484,7 +484,22 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
 
     // Executor.
     let started = Instant::now();
-    let report = prepared.run(&mut job.ledger, job.shutdown.clone()).await?;
+    let report = match prepared.run(&mut job.ledger, job.shutdown.clone()).await {
+        Ok(report) => report,
+        Err(RunnerError::Ledger(e)) => return Err(e.into()),
+        Err(e) => {
+            // The run never started (its directory could not be written: a full disk); the
+            // runner closed its row. The task is retried like any transient failure.
+            let detail = format!("the run could not start: {e}");
+            job.retire(&format!(
+                "oxi: attempt {} could not start its run",
+                spec.attempt
+            ));
+            job.result.classification = Some(Classification::WorkerError.as_str().to_owned());
+            job.fail_or_retry("run_not_started", &detail, true, None)?;
+            return Ok(());
+        }
+    };
     job.result.phases_ms.executor = elapsed_ms(started);
     job.result.classification = Some(report.classification.as_str().to_owned());
     job.note_cost(&report);
@@ -954,7 +969,11 @@ async fn review(
     let estimate = job
         .ledger
         .read()
-        .cost_p90(&reviewer, "reviewer")?
+        .cost_p90(
+            &reviewer,
+            "reviewer",
+            usd_to_micro(config.config.caps.job_usd),
+        )?
         .unwrap_or(floor)
         .max(floor);
     let id = spec.task.spec.id.clone();

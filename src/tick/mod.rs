@@ -53,6 +53,9 @@ pub struct TickReport {
     pub paused: bool,
     pub blocked: Vec<String>,
     pub jobs: Vec<JobResult>,
+    /// Jobs oxi itself could not carry to a recorded stop (the ledger failed under them): their
+    /// task stays in flight and the next tick's reaper recovers it.
+    pub job_errors: Vec<String>,
     /// Release mode: pushes, pull requests, syncs, merges, follow-ups.
     pub release: Vec<crate::release::ReleaseAction>,
     /// Release mode: why GitHub could not be used this pass (the next tick retries).
@@ -90,6 +93,7 @@ impl TickReport {
             paused: false,
             blocked: Vec::new(),
             jobs: Vec::new(),
+            job_errors: Vec::new(),
             release: Vec::new(),
             github_unavailable: None,
             phases_ms: TickPhases::default(),
@@ -381,7 +385,10 @@ pub async fn pass(
     for result in results {
         match result {
             Ok(job) => report.jobs.push(job),
-            Err(e) => tracing::error!("{e}"),
+            Err(e) => {
+                tracing::error!("{e}");
+                report.job_errors.push(e);
+            }
         }
     }
 
@@ -409,6 +416,7 @@ pub async fn pass(
         .iter()
         .any(|j| matches!(j.state, TaskState::Failed | TaskState::FrameworkFixNeeded))
         || !report.failed_at_claim.is_empty()
+        || !report.job_errors.is_empty()
     {
         "failures"
     } else if !report.jobs.is_empty() {
@@ -582,7 +590,7 @@ pub async fn claim(
         };
         let estimate = ledger
             .read()
-            .cost_p90(&worker, "executor")?
+            .cost_p90(&worker, "executor", job_cap)?
             .unwrap_or(floor)
             .max(floor);
         if estimate > job_cap && !operator_approved_over_estimate(ledger, &id) {

@@ -41,10 +41,17 @@ pub fn pid_alive(pid: u32) -> bool {
     }
 }
 
-fn orphan_reason(run: &RunRow, now: i64) -> Option<String> {
+fn orphan_reason(run: &RunRow, now: i64, busy: &[String]) -> Option<String> {
     let me = std::process::id();
     if run.supervisor_pid == Some(me) {
-        return None;
+        // Ours: live while a job of ours works on its task. A job that ended without closing
+        // its run (the ledger failed under it) left it behind; its worker has already exited.
+        return match &run.task_id {
+            Some(task) if !busy.contains(task) => {
+                Some("the job that ran it ended without recording its end".to_owned())
+            }
+            _ => None,
+        };
     }
     let supervisor_alive = run.supervisor_pid.is_some_and(pid_alive);
     if !supervisor_alive {
@@ -140,7 +147,7 @@ pub async fn reap(
     let mut reaped = Vec::new();
     let now = now_ms();
     for run in ledger.read().running_runs()? {
-        let Some(reason) = orphan_reason(&run, now) else {
+        let Some(reason) = orphan_reason(&run, now, busy) else {
             continue;
         };
         let mut group_ended = false;

@@ -101,6 +101,11 @@ impl Sandbox {
         self.dir.path()
     }
 
+    /// Keeps the directory after the test (for looking into a failure) and returns its path.
+    pub fn keep(self) -> PathBuf {
+        self.dir.keep()
+    }
+
     pub fn file(&self, rel: &str) -> PathBuf {
         self.path().join(rel)
     }
