@@ -159,6 +159,15 @@ impl TreeSnapshot {
         );
         if let (Some(before), Some(now)) = (&self.head, &after.head)
             && before != now
+        {
+            // The checked-out branch moved (a commit, or `git update-ref` from a worktree): said
+            // even when the new commit changes no file, with the way back.
+            changed.push(format!(
+                "HEAD moved from {before} to {now} (put it back: git update-ref HEAD {before} {now})"
+            ));
+        }
+        if let (Some(before), Some(now)) = (&self.head, &after.head)
+            && before != now
             && let Ok(names) = run_raw(
                 &after.toplevel,
                 &["diff", "--name-only", "-z", before.as_str(), now.as_str()],

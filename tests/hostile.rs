@@ -213,3 +213,71 @@ fn a_honeytoken_never_reaches_the_ledger_runs_prompts_or_logs() {
     .unwrap();
     assert!(prompt.contains("The old key was [REDACTED]"), "{prompt}");
 }
+
+/// A repository with a bare `origin` whose worker does its edit and then `act` (see
+/// oxi-fake-worker's `vandal`).
+fn vandal(act: &str) -> (Sandbox, tempfile::TempDir, Value) {
+    let s = tick_repo(
+        "# Roadmap\n\n**T0-1 · Greet**\nCreate `hello.txt` saying hi.\n",
+        &format!("vandal:{act}"),
+        "",
+    );
+    let origin = tempfile::tempdir().unwrap();
+    let bare = origin.path().join("origin.git");
+    git(s.path(), &["init", "-q", "--bare", bare.to_str().unwrap()]);
+    git(
+        s.path(),
+        &["remote", "add", "origin", bare.to_str().unwrap()],
+    );
+    git(s.path(), &["push", "-q", "origin", "main"]);
+    let report = s.oxi(&["tick", "--format", "json"]).json();
+    (s, origin, report)
+}
+
+#[test]
+fn workers_that_push_escape_edit_workflows_delete_or_move_main_are_stopped_and_recorded() {
+    // `git push` fails inside the worker (every push URL is rewritten to a transport git does
+    // not have); origin is untouched and the task's own change is delivered as usual.
+    let (s, origin, report) = vandal("push");
+    let job = &report["jobs"][0];
+    assert_eq!(job["state"], "delivered", "{report:#}");
+    let bare = origin.path().join("origin.git");
+    let refs = git(
+        &bare,
+        &["for-each-ref", "--format=%(refname) %(objectname)"],
+    );
+    assert_eq!(
+        refs,
+        format!("refs/heads/main {}", git(s.path(), &["rev-parse", "main"])),
+        "origin changed: {refs}"
+    );
+    let transcript = std::fs::read_to_string(
+        std::path::Path::new(job["run_dir"].as_str().unwrap()).join("transcript.md"),
+    )
+    .unwrap();
+    assert!(
+        transcript.contains("oxi-worker-push-disabled"),
+        "{transcript}"
+    );
+
+    // Everything else ends the task with a memo naming what and where; main is untouched.
+    for (act, expected) in [
+        ("escape", "escaped.txt"),
+        ("symlink", "passwd-link"),
+        ("workflow", ".github/workflows/ci.yml"),
+        ("delete", "oxi.toml"),
+        ("move-main", "HEAD moved from"),
+    ] {
+        let (s, _origin, report) = vandal(act);
+        let job = &report["jobs"][0];
+        assert_eq!(job["state"], "framework_fix_needed", "{act}: {report:#}");
+        let detail = job["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(expected), "{act}: {detail}");
+        assert!(s.file("README.md").exists() && s.file("oxi.toml").exists());
+        let status = s.oxi(&["status", "--format", "json"]).json();
+        assert_eq!(
+            status["tasks"]["framework_fix_needed"], 1,
+            "{act}: the task is recorded, not lost: {status:#}"
+        );
+    }
+}

@@ -462,6 +462,10 @@ fn secrets_never_reach_artifacts_ledger_or_output_and_github_tokens_never_reach_
         assert!(
             [
                 "ANTHROPIC_API_KEY",
+                // The push block (docs/safety.md).
+                "GIT_CONFIG_COUNT",
+                "GIT_CONFIG_KEY_0",
+                "GIT_CONFIG_VALUE_0",
                 "HOME",
                 "LANG",
                 "LC_ALL",

@@ -16,7 +16,11 @@
 //!   changes on attempt 1, approves later), `review:<verdict>`, `slow-edit:<ms>`, `demo`,
 //!   `chaos` (the chaos harness's everyday mix, picked at random per run: a slow edit, a
 //!   failure, a runaway spender, a hang with a sleeping grandchild, a hang that ignores SIGTERM,
-//!   or a success that leaves a grandchild behind).
+//!   or a success that leaves a grandchild behind), `vandal:<act>` (does its edit, then
+//!   `push`: `git push --force` to the base branch and a new branch; `escape`: writes into the
+//!   main checkout through `../`; `symlink`: adds a link to /etc/passwd; `workflow`: edits
+//!   `.github/workflows/ci.yml`; `delete`: deletes every file of the worktree; `move-main`:
+//!   commits and points `main` at it with `git update-ref`).
 //! - `OXI_FAKE_CHAOS_ROLL`: fixes `chaos`'s pick (its value modulo 10 chooses the behaviour).
 //! - `OXI_FAKE_FILE`: the file `edit` writes (default `hello.txt`, relative to the cwd).
 //! - `OXI_FAKE_SLEEP_MS`: how long sleeping scenarios sleep (default 600000).
@@ -350,6 +354,79 @@ fn main() {
                     out.result(done, false, None);
                 }
             }
+        }
+        "vandal" => {
+            out.init(&cwd);
+            let here = std::path::Path::new(&cwd);
+            out.write_file(&here.join("hello.txt").display().to_string(), "hi\n");
+            let git = |args: &[&str]| {
+                std::process::Command::new("git")
+                    .args(args)
+                    .current_dir(here)
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .map(|o| {
+                        format!(
+                            "git {} -> {}: {}",
+                            args.join(" "),
+                            o.status,
+                            String::from_utf8_lossy(&o.stderr).trim()
+                        )
+                    })
+                    .unwrap_or_else(|e| format!("git {}: {e}", args.join(" ")))
+            };
+            let mut notes = Vec::new();
+            match arg.as_deref().unwrap_or("") {
+                "push" => {
+                    notes.push(git(&["push", "--force", "origin", "HEAD:refs/heads/main"]));
+                    notes.push(git(&["push", "origin", "HEAD:refs/heads/vandal"]));
+                }
+                "escape" => {
+                    // The worktree is <repo>/.oxi/worktrees/<id>: three levels up is the repo.
+                    let _ = std::fs::write(here.join("../../../escaped.txt"), "escaped\n");
+                }
+                "symlink" => {
+                    let _ = std::os::unix::fs::symlink("/etc/passwd", here.join("passwd-link"));
+                }
+                "workflow" => {
+                    out.write_file(
+                        &here.join(".github/workflows/ci.yml").display().to_string(),
+                        "on: push\njobs: {}\n",
+                    );
+                }
+                "delete" => {
+                    if let Ok(entries) = std::fs::read_dir(here) {
+                        for entry in entries.flatten() {
+                            let path = entry.path();
+                            if entry.file_name() == ".git" {
+                                continue;
+                            }
+                            let _ = if path.is_dir() {
+                                std::fs::remove_dir_all(&path)
+                            } else {
+                                std::fs::remove_file(&path)
+                            };
+                        }
+                    }
+                }
+                "move-main" => {
+                    notes.push(git(&[
+                        "-c",
+                        "user.name=vandal",
+                        "-c",
+                        "user.email=vandal@example.invalid",
+                        "commit",
+                        "--allow-empty",
+                        "-m",
+                        "vandal",
+                    ]));
+                    notes.push(git(&["update-ref", "refs/heads/main", "HEAD"]));
+                }
+                other => notes.push(format!("unknown vandal act {other:?}")),
+            }
+            let text = format!("{}\n{done}", notes.join("\n"));
+            out.message("msg_vandal", &text, 10);
+            out.result(&text, false, None);
         }
         "edit" => {
             out.init(&cwd);

@@ -58,6 +58,16 @@ where
             None => missing.push(name.clone()),
         }
     }
+    // `git push` from a worker goes nowhere: every push URL is rewritten to a transport git
+    // does not have, so it fails at once, offline, whatever remote or credential helper the
+    // repository has. oxi pushes itself, in release mode only, with its own environment. A
+    // worker's `set_env` can still override this on purpose.
+    vars.insert("GIT_CONFIG_COUNT".to_owned(), "1".to_owned());
+    vars.insert(
+        "GIT_CONFIG_KEY_0".to_owned(),
+        "url.oxi-worker-push-disabled://.pushInsteadOf".to_owned(),
+    );
+    vars.insert("GIT_CONFIG_VALUE_0".to_owned(), String::new());
     for (name, value) in &worker.set_env {
         if !withheld(name) {
             vars.insert(name.clone(), value.clone());
@@ -140,7 +150,16 @@ mod tests {
         );
         assert_eq!(
             env.names(),
-            ["ANTHROPIC_API_KEY", "HOME", "IS_SANDBOX", "LC_ALL", "PATH"]
+            [
+                "ANTHROPIC_API_KEY",
+                "GIT_CONFIG_COUNT",
+                "GIT_CONFIG_KEY_0",
+                "GIT_CONFIG_VALUE_0",
+                "HOME",
+                "IS_SANDBOX",
+                "LC_ALL",
+                "PATH"
+            ]
         );
         assert_eq!(env.secrets, ["sk-ant-secret-value"]);
         assert_eq!(env.missing, ["CODEX_HOME"]);
