@@ -89,6 +89,10 @@ struct Tick {
 
 impl World {
     async fn tick_with_token(&self, token: &str) -> Tick {
+        self.tick_with(token, &[]).await
+    }
+
+    async fn tick_with(&self, token: &str, env: &[(&str, &str)]) -> Tick {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_oxi"))
             .args(["tick", "--format", "json"])
             .current_dir(self.s.path())
@@ -96,6 +100,7 @@ impl World {
             .env("OXI_TEST_GH_TOKEN", token)
             .env_remove("GITHUB_TOKEN")
             .env_remove("GH_TOKEN")
+            .envs(env.iter().copied())
             .output()
             .await
             .unwrap();
@@ -485,4 +490,45 @@ fn unattended_merge_needs_its_acknowledgement() {
         err.contains("github.merge") && err.contains("acknowledge_unattended_merge"),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_honeytoken_never_reaches_a_pull_request_a_commit_or_github() {
+    const HONEY: &str = "hny-9d1c3e5a7b2f4d6e8a0c1b3d";
+    let w = world("release", "").await;
+    // In the brief (which the PR body quotes) and in the worker's API key variable, which the
+    // worker repeats in its messages and on stderr.
+    w.s.write(
+        "roadmap.md",
+        ROADMAP.replace(
+            "Create `hello.txt` saying hi.",
+            &format!("Create `hello.txt` saying hi. The old key was {HONEY}."),
+        ),
+    );
+    let config = w.s.read("oxi.toml").replace(
+        r#"set_env = { OXI_FAKE_SCENARIO = "edit" }"#,
+        "env = [\"HONEY_API_KEY\"]\nset_env = { OXI_FAKE_SCENARIO = \"echo-env-edit:HONEY_API_KEY\" }",
+    );
+    w.s.write("oxi.toml", config);
+    git(w.s.path(), &["commit", "-q", "-am", "honeytoken"]);
+    let tick = w.tick_with(TOKEN, &[("HONEY_API_KEY", HONEY)]).await;
+    assert_eq!(tick.code, 0, "{:#}\n{}", tick.report, tick.stderr);
+    assert_eq!(
+        tick.report["jobs"][0]["state"], "delivered",
+        "{:#}",
+        tick.report
+    );
+    let pulls = w.github.pulls();
+    let pr = &pulls[0];
+    let body = pr["body"].as_str().unwrap();
+    assert!(body.contains("The old key was [REDACTED]"), "{body}");
+    assert!(
+        !pr.to_string().contains(HONEY),
+        "the PR holds the honeytoken:\n{pr:#}"
+    );
+    // Nor the pushed commit, nor anything oxi printed.
+    let log = git(&w.bare, &["log", "--format=%B", BRANCH]);
+    assert!(!log.contains(HONEY), "{log}");
+    assert!(!tick.stderr.contains(HONEY) && !tick.report.to_string().contains(HONEY));
+    w.github.shutdown().await;
 }

@@ -10,7 +10,8 @@
 //! Environment:
 //! - `OXI_FAKE_SCENARIO`: `edit` (default), `flood:<bytes>`, `garbage`, `long-line:<bytes>`,
 //!   `hang`, `silent-then-hang`, `ignore-term`, `grandchild`, `grandchild-escape`, `exit130`,
-//!   `spend`, `rate-limited`, `echo-env:<NAME>`, `env-names`, `no-result`, `fail`,
+//!   `spend`, `rate-limited`, `echo-env:<NAME>` (and `echo-env-edit:<NAME>`, which writes
+//!   hello.txt instead of the value), `env-names`, `no-result`, `fail`,
 //!   `edit-fix` (writes "bye", or "hi" once the prompt says a previous attempt failed),
 //!   `hang-family` (a sleeping grandchild in its group, then hangs), `review-strict` (requests
 //!   changes on attempt 1, approves later), `review:<verdict>`, `slow-edit:<ms>`, `demo`,
@@ -520,12 +521,19 @@ fn main() {
             out.result("API Error: 429 rate limited", true, Some(429));
             std::process::exit(1);
         }
-        "echo-env" => {
+        "echo-env" | "echo-env-edit" => {
             let var = arg.unwrap_or_default();
             let value = std::env::var(&var).unwrap_or_default();
             out.init(&cwd);
             out.message("msg_echo", &format!("the value of {var} is {value}"), 10);
-            let _ = std::fs::write(std::path::Path::new(&cwd).join("leak.txt"), &value);
+            if name == "echo-env" {
+                let _ = std::fs::write(std::path::Path::new(&cwd).join("leak.txt"), &value);
+            } else {
+                // Talks about the secret but writes only the task's file, so the work is
+                // delivered and its pull request written.
+                let path = std::path::Path::new(&cwd).join("hello.txt");
+                out.write_file(&path.display().to_string(), "hi\n");
+            }
             let _ = writeln!(std::io::stderr(), "debug: {var}={value}");
             out.result(&format!("leaked {value}\n{done}"), false, None);
         }
