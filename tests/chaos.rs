@@ -8,7 +8,7 @@
 //! `check`). Everything stays on loopback; every wait is bounded.
 //!
 //! Short form (in `cargo test`): 50 injections. Full form, with its figures:
-//! `OXI_CHAOS_INJECTIONS=1000 cargo test --release --locked --test all chaos -- --nocapture`.
+//! `OXI_CHAOS_INJECTIONS=1000 cargo test --locked --test all chaos -- --nocapture`.
 //! `OXI_CHAOS_KEEP=1` keeps the repository and the logs. `OXI_CHAOS_SEED=N` replays the same sequence of faults and delays (the workers' own choices
 //! and the machine's timing still vary); `OXI_CHAOS_MINUTES` bounds the time (default 25).
 
