@@ -281,3 +281,51 @@ fn workers_that_push_escape_edit_workflows_delete_or_move_main_are_stopped_and_r
         );
     }
 }
+
+/// The fuzzers' minimized findings (fuzz/regressions), replayed on every test run: usage
+/// figures whose sums overflowed u64, and a roadmap whose `./` became an empty file hint.
+#[test]
+fn fuzz_regressions_stay_fixed() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
+    let card = oxi::config::RateCard {
+        input_per_mtok: 3.0,
+        cached_input_per_mtok: Some(0.3),
+        output_per_mtok: 15.0,
+        reasoning_per_mtok: None,
+    };
+    let mut replayed = 0;
+    for (dir, kind) in [
+        ("claude_stream", oxi::config::WorkerKind::Claude),
+        ("codex_stream", oxi::config::WorkerKind::Codex),
+    ] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            let mut acc = oxi::worker::Accumulator::default();
+            for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                if let oxi::worker::Normalized::Events(events) =
+                    oxi::worker::adapter(kind).normalize(line)
+                {
+                    events.iter().for_each(|e| acc.observe(e));
+                }
+            }
+            // Saturated, never wrapped: the huge figures stay huge.
+            assert!(acc.running_tokens().input > u64::MAX / 2);
+            assert!(acc.cost(Some(&card)).unwrap() > 0);
+            replayed += 1;
+        }
+    }
+    for entry in std::fs::read_dir(root.join("roadmap_parse")).unwrap() {
+        let path = entry.unwrap().path();
+        let roadmap = oxi::roadmap::parse(&std::fs::read(&path).unwrap(), &path, 1).unwrap();
+        for item in &roadmap.items {
+            assert!(
+                item.file_hints.iter().all(|h| !h.is_empty()),
+                "{}: empty hint in {:?}",
+                path.display(),
+                item.file_hints
+            );
+        }
+        replayed += 1;
+    }
+    assert_eq!(replayed, 4);
+}

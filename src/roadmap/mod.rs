@@ -691,6 +691,11 @@ fn file_hints(text: &str) -> (Vec<String>, Vec<String>) {
             continue;
         }
         let clean = candidate.trim_start_matches("./").to_owned();
+        // `./` alone names the whole repository, not a file (found by fuzzing): as an empty
+        // hint it made every two tasks overlap and every changed file "outside the hints".
+        if clean.is_empty() {
+            continue;
+        }
         if !hints.contains(&clean) {
             hints.push(clean);
         }

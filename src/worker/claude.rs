@@ -124,9 +124,11 @@ impl Usage {
     /// Anthropic reports input parts separately; canonical `input` is their sum.
     fn tokens(&self) -> Tokens {
         Tokens {
-            input: self.input_tokens
-                + self.cache_creation_input_tokens
-                + self.cache_read_input_tokens,
+            // Saturating: a hostile or broken stream can report any u64 (found by fuzzing).
+            input: self
+                .input_tokens
+                .saturating_add(self.cache_creation_input_tokens)
+                .saturating_add(self.cache_read_input_tokens),
             cached_input: self.cache_read_input_tokens,
             cache_write_input: self.cache_creation_input_tokens,
             output: self.output_tokens,

@@ -222,7 +222,9 @@ fn item_events(item: Item, phase: Phase) -> Vec<Event> {
                 .map(|i| format!("[{}] {}", if i.completed { "x" } else { " " }, i.text))
                 .collect::<Vec<_>>()
                 .join("\n");
-            vec![Event::Reasoning { text }]
+            vec![Event::Reasoning {
+                text: clip(&text, TEXT_CLIP),
+            }]
         }
         (Item::Error { message }, Phase::Completed) => vec![Event::Error {
             message,

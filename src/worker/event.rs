@@ -18,12 +18,16 @@ pub struct Tokens {
 }
 
 impl Tokens {
+    /// Saturating: usage figures come from a worker's stdout and can be any u64; a sum that
+    /// wrapped would under-count cost (found by fuzzing).
     pub fn add(&mut self, other: &Tokens) {
-        self.input += other.input;
-        self.cached_input += other.cached_input;
-        self.cache_write_input += other.cache_write_input;
-        self.output += other.output;
-        self.reasoning += other.reasoning;
+        self.input = self.input.saturating_add(other.input);
+        self.cached_input = self.cached_input.saturating_add(other.cached_input);
+        self.cache_write_input = self
+            .cache_write_input
+            .saturating_add(other.cache_write_input);
+        self.output = self.output.saturating_add(other.output);
+        self.reasoning = self.reasoning.saturating_add(other.reasoning);
     }
 
     pub fn is_zero(&self) -> bool {
