@@ -22,7 +22,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rusqlite::{Connection, OpenFlags};
 
-use crate::support::{Sandbox, git};
+use crate::support::{Sandbox, Tmpfs, git};
 
 const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
 const OXI: &str = env!("CARGO_BIN_EXE_oxi");
@@ -74,15 +74,6 @@ impl Rng {
     }
 }
 
-/// A tmpfs mounted over the run directory; unmounted on drop.
-struct Mount(PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[derive(Default)]
 struct Tally {
     landed: BTreeMap<Fault, u32>,
@@ -96,7 +87,7 @@ struct Tally {
 struct Harness {
     rng: Rng,
     // Field order matters: the mount must go before the directory under it.
-    full_disk: Option<Mount>,
+    full_disk: Option<Tmpfs>,
     logs: tempfile::TempDir,
     s: Sandbox,
     items: usize,
@@ -144,17 +135,8 @@ impl Harness {
             &["remote", "add", "origin", origin.to_str().unwrap()],
         );
         git(h.s.path(), &["push", "-q", "origin", "main"]);
-        let runs = h.s.file(".oxi/runs");
-        std::fs::create_dir_all(&runs).unwrap();
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=256m,mode=0700", "oxi-chaos"])
-            .arg(&runs)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if mounted {
-            h.full_disk = Some(Mount(runs));
-        } else {
+        h.full_disk = Tmpfs::mount(&h.s.file(".oxi/runs"), "256m");
+        if h.full_disk.is_none() {
             eprintln!(
                 "chaos: cannot mount a tmpfs here (needs root); full-disk faults are skipped"
             );
@@ -361,7 +343,7 @@ auto_approve = true
                 };
                 // Fill the run directory's filesystem, leaving 0..64 KiB: runs fail to start or
                 // fail part-way through their artifacts.
-                let filler = mount.0.join("filler");
+                let filler = mount.path().join("filler");
                 let leave = self.rng.below(64 * 1024);
                 fill(&filler, leave);
                 let (mut child, log) = self.spawn(&["tick"]);

@@ -546,28 +546,13 @@ fn oxi_logs_follow_tails_a_live_run_until_it_ends() {
 #[test]
 fn a_full_run_directory_fails_the_run_cleanly_and_the_next_tick_delivers() {
     let r = repo("edit", "");
-    let runs = r.s.file(".oxi/runs");
-    std::fs::create_dir_all(&runs).unwrap();
     // A 64 KiB tmpfs, filled: needs root (CI runs as root); elsewhere the test says so and
     // passes without checking (the chaos harness says the same).
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "oxi-full"])
-        .arg(&runs)
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
+    let Some(runs) = crate::support::Tmpfs::mount(&r.s.file(".oxi/runs"), "64k") else {
         eprintln!("skipped: cannot mount a tmpfs here (needs root)");
         return;
-    }
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(self.0).status();
-        }
-    }
-    let _unmount = Unmount(&runs);
-    let filler = runs.join("filler");
+    };
+    let filler = runs.path().join("filler");
     let mut file = std::fs::File::create(&filler).unwrap();
     while std::io::Write::write(&mut file, &[0u8; 4096]).is_ok_and(|n| n > 0) {}
     drop(file);
