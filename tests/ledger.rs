@@ -320,3 +320,168 @@ mod rollup {
         }
     }
 }
+
+/// Settling reads the task id back from its own UPDATE (RETURNING): the event names the task,
+/// and a run already finished is left alone.
+#[test]
+fn finishing_a_run_names_its_task_once() {
+    use oxi::ledger::{NewRun, RunEnd};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("ledger.db")).unwrap();
+    let run = NewRun {
+        id: "r1",
+        task_id: Some("T0-1"),
+        attempt: 1,
+        role: "executor",
+        worker: "w",
+        worker_kind: "claude",
+        model: None,
+        run_dir: "/x",
+        worktree: None,
+        branch: None,
+        started_at_ms: 1,
+        reserve_microusd: 100,
+        day: "2026-11-21",
+        month: "2026-11",
+        actor: "oxi",
+        supervisor_pid: 1,
+    };
+    ledger
+        .write(|q| {
+            q.insert_task(&spec("T0-1"), TaskState::Queued, 1)?;
+            q.begin_run(&run)
+        })
+        .unwrap();
+    let end = RunEnd {
+        ended_at_ms: 2,
+        classification: "success",
+        cost_microusd: 60,
+        summary: serde_json::json!({}),
+        ..RunEnd::default()
+    };
+    assert!(ledger.write(|q| q.finish_run("r1", &end)).unwrap());
+    assert!(!ledger.write(|q| q.finish_run("r1", &end)).unwrap());
+    assert!(!ledger.write(|q| q.finish_run("no-such-run", &end)).unwrap());
+    let finished: Vec<Option<String>> = {
+        let conn = ledger.raw_connection();
+        let mut stmt = conn
+            .prepare("SELECT task_id FROM events WHERE kind = 'run_finished'")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(finished, vec![Some("T0-1".to_owned())]);
+    let spend = ledger.read().spend_for_run("r1").unwrap().unwrap();
+    assert_eq!(
+        (spend.status.as_str(), spend.actual_microusd),
+        ("settled", 60)
+    );
+}
+
+/// Writers in one process queue for the ledger (`ledger::writers`).
+mod writers {
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    use oxi::ledger::{Ledger, LedgerError, TaskState, TurnError};
+
+    use super::spec;
+
+    #[test]
+    fn many_connections_in_one_process_all_get_their_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        drop(Ledger::open(&path).unwrap());
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let path = &path;
+                s.spawn(move || {
+                    let mut ledger = Ledger::open(path).unwrap();
+                    for i in 0..25 {
+                        ledger
+                            .write(|q| {
+                                q.insert_task(&spec(&format!("T{t}-{i}")), TaskState::Queued, 1)
+                            })
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let ledger = Ledger::open(&path).unwrap();
+        assert_eq!(ledger.read().tasks().unwrap().len(), 200);
+    }
+
+    /// A write closure that writes through a second connection to the same file would wait for
+    /// itself; it fails at once instead, and the outer write still commits.
+    #[test]
+    fn a_write_nested_in_a_write_to_the_same_file_fails_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let mut outer = Ledger::open(&path).unwrap();
+        let mut inner = Ledger::open(&path).unwrap();
+        let mut elsewhere = Ledger::open(&dir.path().join("other.db")).unwrap();
+        let started = Instant::now();
+        outer
+            .write(|q| {
+                q.insert_task(&spec("T0-1"), TaskState::Queued, 1)?;
+                let nested = inner.write(|q| q.insert_task(&spec("T0-2"), TaskState::Queued, 1));
+                assert!(
+                    matches!(nested, Err(LedgerError::Turn(TurnError::Nested))),
+                    "{nested:?}"
+                );
+                // Another ledger file is another queue.
+                elsewhere.write(|q| q.insert_task(&spec("T9-1"), TaskState::Queued, 1))?;
+                Ok(())
+            })
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let ids: Vec<String> = outer
+            .read()
+            .tasks()
+            .unwrap()
+            .into_iter()
+            .map(|t| t.spec.id)
+            .collect();
+        assert_eq!(ids, vec!["T0-1".to_owned()]);
+        // The turn was given back: the second connection writes normally now.
+        inner
+            .write(|q| q.insert_task(&spec("T0-2"), TaskState::Queued, 1))
+            .unwrap();
+    }
+
+    /// Reads never queue: another thread reads while a writer holds its turn.
+    #[test]
+    fn reads_do_not_wait_for_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let mut writer = Ledger::open(&path).unwrap();
+        writer
+            .write(|q| q.insert_task(&spec("T0-1"), TaskState::Queued, 1))
+            .unwrap();
+        let (holding, held) = mpsc::channel();
+        let (read_done, reader_finished) = mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                writer
+                    .write(|q| {
+                        q.insert_task(&spec("T0-2"), TaskState::Queued, 1)?;
+                        holding.send(()).unwrap();
+                        // Keep the turn (and SQLite's write lock) until the reader is done.
+                        let read: usize = reader_finished
+                            .recv_timeout(Duration::from_secs(10))
+                            .expect("the reader was blocked by the writer");
+                        assert_eq!(read, 1, "the reader saw the uncommitted row");
+                        Ok(())
+                    })
+                    .unwrap();
+            });
+            let reader = Ledger::open(&path).unwrap();
+            held.recv().unwrap();
+            read_done
+                .send(reader.read().tasks().unwrap().len())
+                .unwrap();
+        });
+    }
+}

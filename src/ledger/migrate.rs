@@ -46,6 +46,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "spend_rollup",
         sql: include_str!("migrations/0005_spend_rollup.sql"),
     },
+    Migration {
+        version: 6,
+        name: "spend_indexes",
+        sql: include_str!("migrations/0006_spend_indexes.sql"),
+    },
 ];
 
 /// True when every applied migration's recorded checksum matches this binary's text.

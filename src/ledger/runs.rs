@@ -258,7 +258,8 @@ impl Queries<'_> {
     /// Records how a run ended, settles its reservation to the real cost and appends
     /// `run_finished`. A run already finished (by the reaper, say) is left as it is.
     pub fn finish_run(&self, run_id: &str, end: &RunEnd<'_>) -> Result<bool> {
-        let changed = self
+        // RETURNING hands back the task id for the event instead of a second read of the row.
+        let finished: Option<Option<String>> = self
             .conn
             .prepare_cached(
                 "UPDATE runs SET status = 'finished', classification = ?2, ended_at_ms = ?3,
@@ -267,30 +268,35 @@ impl Queries<'_> {
                      cost_microusd = ?11, cli_version = ?12, session_id = ?13,
                      parse_failures = ?14, bytes_cut = ?15, retry_after_ms = ?16, detail = ?17,
                      lease_expires_at_ms = NULL
-                 WHERE id = ?1 AND status = 'running'",
+                 WHERE id = ?1 AND status = 'running'
+                 RETURNING task_id",
             )?
-            .execute(params![
-                run_id,
-                end.classification,
-                end.ended_at_ms,
-                end.exit_code,
-                end.signal,
-                end.stop_reason,
-                to_i64(end.input_tokens),
-                to_i64(end.cached_input_tokens),
-                to_i64(end.output_tokens),
-                to_i64(end.reasoning_tokens),
-                end.cost_microusd,
-                end.cli_version,
-                end.session_id,
-                to_i64(end.parse_failures),
-                to_i64(end.bytes_cut),
-                end.retry_after_ms.map(to_i64),
-                end.detail,
-            ])?;
-        if changed == 0 {
+            .query_row(
+                params![
+                    run_id,
+                    end.classification,
+                    end.ended_at_ms,
+                    end.exit_code,
+                    end.signal,
+                    end.stop_reason,
+                    to_i64(end.input_tokens),
+                    to_i64(end.cached_input_tokens),
+                    to_i64(end.output_tokens),
+                    to_i64(end.reasoning_tokens),
+                    end.cost_microusd,
+                    end.cli_version,
+                    end.session_id,
+                    to_i64(end.parse_failures),
+                    to_i64(end.bytes_cut),
+                    end.retry_after_ms.map(to_i64),
+                    end.detail,
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(task_id) = finished else {
             return Ok(false);
-        }
+        };
         self.conn
             .prepare_cached(
                 "UPDATE spend SET status = ?4, settled_at_ms = ?3,
@@ -304,10 +310,6 @@ impl Queries<'_> {
                 end.ended_at_ms,
                 if end.release { "released" } else { "settled" }
             ])?;
-        let task_id: Option<String> = self
-            .conn
-            .prepare_cached("SELECT task_id FROM runs WHERE id = ?1")?
-            .query_row([run_id], |r| r.get(0))?;
         let mut data = serde_json::json!({
             "classification": end.classification,
             "exit_code": end.exit_code,
