@@ -165,20 +165,17 @@ impl TreeSnapshot {
             changed.push(format!(
                 "HEAD moved from {before} to {now} (put it back: git update-ref HEAD {before} {now})"
             ));
-        }
-        if let (Some(before), Some(now)) = (&self.head, &after.head)
-            && before != now
-            && let Ok(names) = run_raw(
+            if let Ok(names) = run_raw(
                 &after.toplevel,
                 &["diff", "--name-only", "-z", before.as_str(), now.as_str()],
-            )
-        {
-            changed.extend(
-                names
-                    .split(|b| *b == 0)
-                    .filter(|n| !n.is_empty())
-                    .map(|n| String::from_utf8_lossy(n).into_owned()),
-            );
+            ) {
+                changed.extend(
+                    names
+                        .split(|b| *b == 0)
+                        .filter(|n| !n.is_empty())
+                        .map(|n| String::from_utf8_lossy(n).into_owned()),
+                );
+            }
         }
         changed.sort();
         changed.dedup();
