@@ -244,6 +244,20 @@ pub async fn terminate_group(pgid: u32, grace: Duration) {
     signal_group(pgid, Signal::SIGKILL);
 }
 
+/// The parent-death signal only covers a parent that is alive when it is set: a supervisor
+/// killed between fork and `prctl` would leave a worker nobody recorded and nobody will end (the
+/// chaos harness found one, still spending, after a SIGKILL mid-spawn). So the child checks that
+/// it was not already handed to another parent, and refuses to exec if it was.
+#[cfg(target_os = "linux")]
+fn still_supervised(supervisor: Pid, parent: Pid) -> std::io::Result<()> {
+    if parent == supervisor {
+        Ok(())
+    } else {
+        // A raw errno: allocating here, between fork and exec, could deadlock.
+        Err(std::io::Error::from(nix::errno::Errno::ESRCH))
+    }
+}
+
 fn build_command(spawn: &Spawn) -> Result<tokio::process::Command, ProcessError> {
     let (program, args) = spawn.argv.split_first().ok_or(ProcessError::EmptyArgv)?;
     let mut command = tokio::process::Command::new(program);
@@ -260,13 +274,15 @@ fn build_command(spawn: &Spawn) -> Result<tokio::process::Command, ProcessError>
         .kill_on_drop(true);
     #[cfg(target_os = "linux")]
     {
+        let supervisor = nix::unistd::getpid();
         #[allow(unsafe_code)]
-        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
-        // which is async-signal-safe; it allocates nothing and touches no locks.
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2) and
+        // getppid(2), which are async-signal-safe; it allocates nothing and touches no locks.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 // If oxi dies (even by SIGKILL), the worker is killed too, not orphaned.
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+                still_supervised(supervisor, nix::unistd::getppid())
             });
         }
     }
@@ -451,6 +467,16 @@ pub async fn supervise(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_worker_whose_supervisor_is_already_gone_refuses_to_start() {
+        let me = nix::unistd::getpid();
+        assert!(still_supervised(me, me).is_ok());
+        // Reparented to init (or a subreaper): the parent-death signal would never fire.
+        let err = still_supervised(me, Pid::from_raw(1)).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(nix::errno::Errno::ESRCH as i32));
+    }
 
     #[test]
     fn splitter_caps_lines_and_marks_them() {

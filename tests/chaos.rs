@@ -188,6 +188,19 @@ auto_approve = true
         );
     }
 
+    /// Keeps the repository and the logs past the test (OXI_CHAOS_KEEP) and says where.
+    fn keep(self) {
+        let Harness {
+            s, logs, full_disk, ..
+        } = self;
+        drop(full_disk);
+        eprintln!(
+            "chaos: kept {} and {}",
+            s.keep().display(),
+            logs.keep().display()
+        );
+    }
+
     fn ledger_path(&self) -> PathBuf {
         self.s.file(".oxi/ledger.db")
     }
@@ -463,21 +476,39 @@ auto_approve = true
             .unwrap();
         assert_eq!(live, 0, "{context}: runs still marked running");
 
-        // No process of any recorded group is alive.
+        // No process of any recorded group is alive, nor any worker nobody recorded (one
+        // started just as its supervisor was killed).
+        let mut recorded: BTreeMap<u32, String> = BTreeMap::new();
         let mut stmt = conn
-            .prepare("SELECT id, pgid FROM runs WHERE pgid IS NOT NULL")
+            .prepare("SELECT id, pgid FROM runs WHERE pgid IS NOT NULL ORDER BY started_at_ms")
             .unwrap();
         for row in stmt
             .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))
             .unwrap()
         {
             let (run, pgid) = row.unwrap();
-            let survivors = fake_workers_in_group(pgid);
-            assert!(
-                survivors.is_empty(),
-                "{context}: run {run}'s process group {pgid} still has {survivors:?}"
-            );
+            recorded.insert(pgid, run);
         }
+        let survivors = fake_workers_under(self.s.path());
+        assert!(
+            survivors.is_empty(),
+            "{context}: workers outlived the next tick: {}",
+            survivors
+                .iter()
+                .map(|w| format!(
+                    "pid {} (group {}, {}, state {}, cwd {})",
+                    w.pid,
+                    w.pgid,
+                    recorded.get(&w.pgid).map_or_else(
+                        || "recorded by no run".to_owned(),
+                        |r| format!("last run {r}")
+                    ),
+                    w.state,
+                    w.cwd.display()
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
 
         // Every reservation is settled or released; the rollup equals the sums.
         let open: i64 = conn
@@ -605,17 +636,28 @@ fn check_single_live_run(conn: &Connection) {
     assert!(doubled.is_none(), "task {doubled:?} has two live runs");
 }
 
-/// Processes of this group that are the fake worker (a pid reused by something else is not
-/// a survivor).
-fn fake_workers_in_group(pgid: u32) -> Vec<u32> {
-    if !oxi::process::group_alive(pgid) {
-        return Vec::new();
-    }
+/// A fake worker still alive after the next tick.
+#[derive(Debug)]
+struct Survivor {
+    pid: u32,
+    pgid: u32,
+    state: String,
+    cwd: PathBuf,
+}
+
+/// Live (not zombie) fake workers whose working directory is in `root`: this harness's
+/// workers, never another test's (tests run concurrently, and pids are reused).
+fn fake_workers_under(root: &Path) -> Vec<Survivor> {
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_owned());
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        if !exe.to_string_lossy().contains("oxi-fake-worker") {
+            continue;
+        }
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
@@ -623,10 +665,25 @@ fn fake_workers_in_group(pgid: u32) -> Vec<u32> {
         let Some((_, rest)) = stat.rsplit_once(") ") else {
             continue;
         };
-        let pgrp = rest.split(' ').nth(2).and_then(|p| p.parse::<u32>().ok());
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
-        if pgrp == Some(pgid) && exe.to_string_lossy().contains("oxi-fake-worker") {
-            found.push(pid);
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let (Some(state), Some(pgid)) = (
+            fields.first(),
+            fields.get(2).and_then(|p| p.parse::<u32>().ok()),
+        ) else {
+            continue;
+        };
+        if matches!(*state, "Z" | "X") {
+            continue;
+        }
+        // A removed worktree reads as "<path> (deleted)": still under root.
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+        if cwd.starts_with(&root) {
+            found.push(Survivor {
+                pid,
+                pgid,
+                state: (*state).to_owned(),
+                cwd,
+            });
         }
     }
     found
@@ -677,26 +734,39 @@ fn chaos_rounds_keep_every_invariant() {
     let started = Instant::now();
     let limit = Duration::from_secs(minutes * 60);
     let mut h = Harness::new(seed);
-    let mut round = 0;
-    while u64::from(h.tally.landed.values().sum::<u32>()) < injections {
-        assert!(
-            started.elapsed() < limit,
-            "chaos: time bound reached after {round} rounds\n{}",
-            h.summary(started)
-        );
-        round += 1;
-        let fault = FAULTS[h.rng.below(FAULTS.len() as u64) as usize];
-        let round_started = Instant::now();
-        let landed = h.inject(fault);
-        if landed {
-            *h.tally.landed.entry(fault).or_default() += 1;
-        } else {
-            *h.tally.missed.entry(fault).or_default() += 1;
+    let rounds = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut round = 0;
+        while u64::from(h.tally.landed.values().sum::<u32>()) < injections {
+            assert!(
+                started.elapsed() < limit,
+                "chaos: time bound reached after {round} rounds\n{}",
+                h.summary(started)
+            );
+            round += 1;
+            let fault = FAULTS[h.rng.below(FAULTS.len() as u64) as usize];
+            let round_started = Instant::now();
+            let landed = h.inject(fault);
+            if landed {
+                *h.tally.landed.entry(fault).or_default() += 1;
+            } else {
+                *h.tally.missed.entry(fault).or_default() += 1;
+            }
+            let code = h.next_tick();
+            h.check(round, fault);
+            h.replenish(code);
+            *h.tally.seconds.entry(fault).or_default() += round_started.elapsed().as_secs_f64();
         }
-        let code = h.next_tick();
-        h.check(round, fault);
-        h.replenish(code);
-        *h.tally.seconds.entry(fault).or_default() += round_started.elapsed().as_secs_f64();
+    }));
+    if let Err(failure) = rounds {
+        // Survivors would outlive the test (a runaway never stops on its own).
+        for worker in fake_workers_under(h.s.path()) {
+            let _ = kill(Pid::from_raw(worker.pid as i32), Signal::SIGKILL);
+        }
+        // A failed round is worth a look: keep what it left when asked to.
+        if std::env::var_os("OXI_CHAOS_KEEP").is_some() {
+            h.keep();
+        }
+        std::panic::resume_unwind(failure);
     }
     eprintln!("{}", h.summary(started));
     let delivered: i64 = h
@@ -710,14 +780,6 @@ fn chaos_rounds_keep_every_invariant() {
         .unwrap();
     assert!(delivered > 0, "chaos: work never got through");
     if std::env::var_os("OXI_CHAOS_KEEP").is_some() {
-        let Harness {
-            s, logs, full_disk, ..
-        } = h;
-        drop(full_disk);
-        eprintln!(
-            "chaos: kept {} and {}",
-            s.keep().display(),
-            logs.keep().display()
-        );
+        h.keep();
     }
 }
