@@ -17,6 +17,7 @@ mod tick;
 mod writers;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -29,7 +30,7 @@ pub use state::TaskState;
 pub use tick::*;
 pub use writers::TurnError;
 
-use writers::WriterQueue;
+use writers::WriteGroup;
 
 /// How long a writer waits for another writer before giving up with `SQLITE_BUSY`.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -112,9 +113,9 @@ pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,
-    /// Shared by every `Ledger` of this process on the same file; `None` in memory, where
-    /// each connection is its own database.
-    writers: Option<WriterQueue>,
+    /// This process's writers to the same file (one shared write connection, turns, shared
+    /// commits); `None` in memory, where each connection is its own database.
+    writers: Option<Arc<WriteGroup>>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -160,7 +161,7 @@ impl Ledger {
         let mut ledger = Ledger {
             conn,
             path: path.to_path_buf(),
-            writers: Some(WriterQueue::for_file(path)),
+            writers: Some(WriteGroup::for_file(path, open_writer)?),
         };
         ledger.configure()?;
         migrate::migrate(&mut ledger.conn, path, None)?;
@@ -190,7 +191,7 @@ impl Ledger {
         let mut ledger = Ledger {
             conn: Connection::open(path)?,
             path: path.to_path_buf(),
-            writers: Some(WriterQueue::for_file(path)),
+            writers: Some(WriteGroup::for_file(path, open_writer)?),
         };
         ledger.configure()?;
         migrate::migrate(&mut ledger.conn, path, Some(version))?;
@@ -198,48 +199,7 @@ impl Ledger {
     }
 
     fn configure(&mut self) -> Result<()> {
-        // Writers in this process queue in `writers` before they ask SQLite for the lock, so this
-        // handler mostly waits for other oxi processes (and for migrations, which do not queue).
-        // SQLite's own backs off up to 100 ms between tries, which puts writers hundreds of
-        // milliseconds apart. Retry sooner (50 µs doubling to 2 ms), still giving up after
-        // BUSY_TIMEOUT.
-        let started = std::cell::Cell::new(None::<std::time::Instant>);
-        self.conn.busy_handler(Some(move |attempt: i32| {
-            if attempt == 0 {
-                started.set(Some(std::time::Instant::now()));
-            }
-            if started.get().is_some_and(|t| t.elapsed() >= BUSY_TIMEOUT) {
-                return false;
-            }
-            let micros = 50u64.saturating_mul(1 << attempt.clamp(0, 6)).min(2_000);
-            std::thread::sleep(std::time::Duration::from_micros(micros));
-            true
-        }))?;
-        self.conn
-            .pragma_update(None, "journal_mode", "WAL")
-            .or_else(|e| {
-                // In-memory databases answer "memory"; that is fine for tests.
-                if self.path == Path::new(":memory:") {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })?;
-        self.conn.pragma_update(None, "synchronous", "FULL")?;
-        self.conn.pragma_update(None, "foreign_keys", "ON")?;
-        // A checkpoint costs two syncs (the WAL, then the database) plus one more for the header
-        // of the restarted WAL, all inside the commit that crosses the threshold. SQLite's
-        // default of 1,000 pages (~70 claims) made that 3% of all syncs; 4,000 pages (~16 MiB of
-        // WAL) makes it under 1%, and a hot page rewritten by many commits is copied once.
-        // Durability is unchanged: every commit is still synced to the WAL.
-        self.conn
-            .pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
-        // The WAL file keeps its largest size, and a long reader (a report over a big ledger)
-        // can hold a checkpoint back and let it grow; trim it back after such a spike. Above
-        // the steady ~16 MiB, so normal operation never truncates and regrows the file.
-        self.conn
-            .pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)?;
-        Ok(())
+        configure(&mut self.conn, &self.path)
     }
 
     pub fn path(&self) -> &Path {
@@ -272,21 +232,24 @@ impl Ledger {
         })
     }
 
-    /// Runs `f` inside one `BEGIN IMMEDIATE` transaction: all of it commits or none of it does.
+    /// Runs `f` as one atomic write: all of it commits or none of it does, and `write` returns
+    /// only once it is synced.
     ///
-    /// Writers in this process take turns in arrival order (`writers`) before asking SQLite for
-    /// the lock, so none starves. `f` must not write through another `Ledger` on the same file:
-    /// that inner write would wait for this one, so it fails at once with `TurnError::Nested`.
+    /// Writers in this process take turns in arrival order on one shared connection and share
+    /// commits (`writers`): changes of writers queued together commit in one transaction, each
+    /// writer's in its own savepoint. `f` must not write through another `Ledger` on the same
+    /// file: that inner write would wait for this one, so it fails at once with
+    /// `TurnError::Nested`.
     pub fn write<T>(&mut self, f: impl FnOnce(&Queries<'_>) -> Result<T>) -> Result<T> {
-        // Declared before the transaction so the next writer goes only after the commit or
-        // rollback (locals drop in reverse order).
-        let _turn = self.writers.as_ref().map(WriterQueue::turn).transpose()?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = f(&Queries { conn: &tx })?;
-        tx.commit()?;
-        Ok(value)
+        let Some(group) = &self.writers else {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&Queries { conn: &tx })?;
+            tx.commit()?;
+            return Ok(value);
+        };
+        group.write(f)
     }
 
     /// `PRAGMA integrity_check`: `Ok(())` or the problems SQLite lists.
@@ -303,6 +266,61 @@ impl Ledger {
     pub fn raw_connection(&mut self) -> &mut Connection {
         &mut self.conn
     }
+}
+
+/// The settings every ledger connection gets: oxi's busy handler, WAL, `synchronous=FULL`,
+/// foreign keys, the checkpoint policy.
+fn configure(conn: &mut Connection, path: &Path) -> Result<()> {
+    // Writers in this process queue in `writers` before they ask SQLite for the lock, so this
+    // handler mostly waits for other oxi processes (and for migrations, which do not queue).
+    // SQLite's own backs off up to 100 ms between tries, which puts writers hundreds of
+    // milliseconds apart. Retry sooner (50 µs doubling to 2 ms), still giving up after
+    // BUSY_TIMEOUT.
+    let started = std::cell::Cell::new(None::<std::time::Instant>);
+    conn.busy_handler(Some(move |attempt: i32| {
+        if attempt == 0 {
+            started.set(Some(std::time::Instant::now()));
+        }
+        if started.get().is_some_and(|t| t.elapsed() >= BUSY_TIMEOUT) {
+            return false;
+        }
+        let micros = 50u64.saturating_mul(1 << attempt.clamp(0, 6)).min(2_000);
+        std::thread::sleep(std::time::Duration::from_micros(micros));
+        true
+    }))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .or_else(|e| {
+            // In-memory databases answer "memory"; that is fine for tests.
+            if path == Path::new(":memory:") {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // A checkpoint costs two syncs (the WAL, then the database) plus one more for the header
+    // of the restarted WAL, all inside the commit that crosses the threshold. SQLite's
+    // default of 1,000 pages (~70 claims) made that 3% of all syncs; 4,000 pages (~16 MiB of
+    // WAL) makes it under 1%, and a hot page rewritten by many commits is copied once.
+    // Durability is unchanged: every commit is still synced to the WAL.
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
+    // The WAL file keeps its largest size, and a long reader (a report over a big ledger)
+    // can hold a checkpoint back and let it grow; trim it back after such a spike. Above
+    // the steady ~16 MiB, so normal operation never truncates and regrows the file.
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)?;
+    Ok(())
+}
+
+/// The shared write connection of this process to the ledger at `path` (already created and
+/// migrated by the `Ledger` that asks).
+fn open_writer(path: &Path) -> Result<Connection> {
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&mut conn, path)?;
+    Ok(conn)
 }
 
 /// Creates the ledger file with mode 0600 if missing, and tightens it if it is looser.
