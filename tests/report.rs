@@ -408,3 +408,41 @@ fn the_html_report_draws_in_headless_chromium() {
     );
     assert!(ink > 2_000, "no text was drawn ({ink} dark pixels)");
 }
+
+/// Event data the report reads in SQL, hand-edited or odd: read as the typed reader would
+/// (not JSON or a missing field is "not the value", a reason that is not text is none).
+#[test]
+fn odd_event_data_counts_as_it_reads_and_never_fails_the_report() {
+    let (_s, config) = seeded();
+    let mut ledger = Ledger::open_existing(&config.ledger_path()).unwrap();
+    let before = report::build(&config, &ledger, "all", NOW).unwrap();
+    assert_eq!(before.governance_violations, 1);
+    assert_eq!(before.review_skips.get("auto-approved"), Some(&1));
+    ledger
+        .raw_connection()
+        .execute_batch(&format!(
+            "INSERT INTO events (at_ms, kind, task_id, actor, data) VALUES
+               ({at}, 'governance_memo', 'T0-4', 'oxi', '{{\"trigger\":\"needs_approval\"}}'),
+               ({at}, 'governance_memo', 'T0-4', 'oxi', 'not json at all'),
+               ({at}, 'governance_memo', 'T0-4', 'oxi', '{{}}'),
+               ({at}, 'ci_result', 'T0-3', 'oxi', 'not json'),
+               ({at}, 'ci_result', 'T0-3', 'oxi', '{{\"first_pass\":\"true\",\"green\":true}}'),
+               ({at}, 'ci_result', 'T0-3', 'oxi', '{{\"first_pass\":true,\"green\":1}}'),
+               ({at}, 'review_decided', 'T0-3', 'oxi', '{{\"decision\":\"auto_approve\"}}'),
+               ({at}, 'review_decided', 'T0-3', 'oxi', '{{\"decision\":\"auto_approve\",\"review_skipped_reason\":7}}'),
+               ({at}, 'review_decided', 'T0-3', 'oxi', '{{\"decision\":\"auto_approve\",\"review_skipped_reason\":\"small diff: 3 lines\"}}'),
+               ({at}, 'review_decided', 'T0-3', 'oxi', '{{\"decision\":\"request_changes\",\"review_skipped_reason\":\"x\"}}'),
+               ({at}, 'review_decided', 'T0-3', 'oxi', '[1, 2]');",
+            at = T0 + DAY
+        ))
+        .unwrap();
+    let after = report::build(&config, &ledger, "all", NOW).unwrap();
+    // needs_approval is not a violation; not-JSON and no trigger are.
+    assert_eq!(after.governance_violations, 3);
+    // Only a JSON `true` first_pass is a first CI result; green must be JSON `true` too
+    // (the seeded two were one green of two; the odd rows add one first result, not green).
+    assert_eq!(after.first_pass_ci_green_rate, Some(1.0 / 3.0));
+    assert_eq!(after.review_skips.get("auto-approved"), Some(&3));
+    assert_eq!(after.review_skips.get("small diff"), Some(&1));
+    assert_eq!(after.review_skips.values().sum::<usize>(), 4);
+}

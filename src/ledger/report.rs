@@ -43,32 +43,77 @@ impl Queries<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// `(at_ms, task_id, data)` of events of `kind` since `since_ms`, oldest first.
-    pub fn report_events(
+    /// How many events of `kind` since `since_ms` (an index-only count: no row is read).
+    pub fn report_count(&self, kind: &str, since_ms: i64) -> Result<usize> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT COUNT(*) FROM events WHERE kind = ?1 AND at_ms >= ?2")?;
+        let n: i64 = stmt.query_row(params![kind, since_ms], |r| r.get(0))?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// `(at_ms, task_id)` of events of `kind` with a task since `since_ms`, oldest first: the
+    /// report's delivery times, which need no event data.
+    pub fn report_event_times(&self, kind: &str, since_ms: i64) -> Result<Vec<(i64, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT at_ms, task_id FROM events
+             WHERE kind = ?1 AND at_ms >= ?2 AND task_id IS NOT NULL ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![kind, since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// How many events of `kind` since `since_ms` have `data.<field>` different from `value`
+    /// (a missing field, or data that is not JSON, counts as different).
+    pub fn report_count_unless(
         &self,
         kind: &str,
         since_ms: i64,
-    ) -> Result<Vec<(i64, Option<String>, serde_json::Value)>> {
+        field: &str,
+        value: &str,
+    ) -> Result<usize> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT at_ms, task_id, data FROM events WHERE kind = ?1 AND at_ms >= ?2 ORDER BY id",
+            "SELECT COUNT(*) FROM events WHERE kind = ?1 AND at_ms >= ?2
+               AND (NOT json_valid(data) OR json_extract(data, '$.' || ?3) IS NOT ?4)",
         )?;
-        let rows = stmt.query_map(params![kind, since_ms], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, String>(2)?,
-            ))
+        let n: i64 = stmt.query_row(params![kind, since_ms, field, value], |r| r.get(0))?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// First CI results since `since_ms`: `(how many, how many green)`.
+    pub fn report_first_ci(&self, since_ms: i64) -> Result<(usize, usize)> {
+        let mut stmt = self.conn.prepare_cached(
+            // json_type, not json_extract: the latter reads JSON `true` and `1` alike.
+            "SELECT COUNT(*), COALESCE(SUM(json_type(data, '$.green') = 'true'), 0) FROM events
+             WHERE kind = 'ci_result' AND at_ms >= ?1 AND json_valid(data)
+               AND json_type(data, '$.first_pass') = 'true'",
+        )?;
+        let (first, green): (i64, i64) =
+            stmt.query_row([since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok((
+            usize::try_from(first).unwrap_or(0),
+            usize::try_from(green).unwrap_or(0),
+        ))
+    }
+
+    /// Reviews skipped by auto-approval since `since_ms`: `(reason, how many)`; a missing
+    /// reason is `None`.
+    pub fn report_review_skips(&self, since_ms: i64) -> Result<Vec<(Option<String>, usize)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT json_extract(data, '$.review_skipped_reason'), COUNT(*) FROM events
+             WHERE kind = 'review_decided' AND at_ms >= ?1 AND json_valid(data)
+               AND json_extract(data, '$.decision') = 'auto_approve'
+             GROUP BY 1",
+        )?;
+        let rows = stmt.query_map([since_ms], |r| {
+            // A reason that is not a string (hand-edited) reads as none.
+            let reason = match r.get_ref(0)? {
+                rusqlite::types::ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                _ => None,
+            };
+            Ok((reason, usize::try_from(r.get::<_, i64>(1)?).unwrap_or(0)))
         })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (at, task, data) = row?;
-            out.push((
-                at,
-                task,
-                serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
-            ));
-        }
-        Ok(out)
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// A task's history as `oxi show` prints it: `(at_ms, kind, actor, data)` of the events
