@@ -9,7 +9,7 @@
 //!   (goal <= 1 s).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::sync::{Arc, Barrier};
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use oxi::budget::{self, Caps};
@@ -73,6 +73,33 @@ fn settle(ledger: &mut Ledger, id: &str) {
         .unwrap();
 }
 
+/// Runs `work(thread, its own Ledger)` on `threads` threads started together on the ledger at
+/// `path`; returns what each returned and the seconds from the start line to the last finish.
+fn on_threads<T: Send>(
+    path: &std::path::Path,
+    threads: usize,
+    work: impl Fn(usize, &mut Ledger) -> T + Sync,
+) -> (Vec<T>, f64) {
+    drop(Ledger::open(path).unwrap());
+    let barrier = Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (barrier, work) = (&barrier, &work);
+                s.spawn(move || {
+                    let mut ledger = Ledger::open(path).unwrap();
+                    barrier.wait();
+                    work(t, &mut ledger)
+                })
+            })
+            .collect();
+        barrier.wait();
+        let started = Instant::now();
+        let results = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        (results, started.elapsed().as_secs_f64())
+    })
+}
+
 fn claims_bench() {
     println!("\n## claim + settle throughput (WAL, synchronous=FULL)");
     let dir = tempfile::tempdir().unwrap();
@@ -93,29 +120,13 @@ fn claims_bench() {
     // As `oxi saturate --concurrency 8` uses the ledger: each slot claims, runs, settles.
     let slots = 8;
     let per_slot = n / slots;
-    let path = dir.path().join("slots.db");
-    drop(Ledger::open(&path).unwrap());
-    let barrier = Arc::new(Barrier::new(slots));
-    let started = Instant::now();
-    let handles: Vec<_> = (0..slots)
-        .map(|t| {
-            let path = path.clone();
-            let barrier = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                let mut ledger = Ledger::open(&path).unwrap();
-                barrier.wait();
-                for i in 0..per_slot {
-                    let id = format!("s{t}-{i}");
-                    claim(&mut ledger, &id);
-                    settle(&mut ledger, &id);
-                }
-            })
-        })
-        .collect();
-    for handle in handles {
-        handle.join().unwrap();
-    }
-    let secs = started.elapsed().as_secs_f64();
+    let (_, secs) = on_threads(&dir.path().join("slots.db"), slots, |t, ledger| {
+        for i in 0..per_slot {
+            let id = format!("s{t}-{i}");
+            claim(ledger, &id);
+            settle(ledger, &id);
+        }
+    });
     let pairs = slots * per_slot;
     println!(
         "{slots} slots: {pairs} claims settled in {secs:.2}s: {:.0} claims+settlements/s (goal >= 3,000/s)",
@@ -126,30 +137,14 @@ fn claims_bench() {
 fn contention_bench() {
     println!("\n## 32 concurrent claimers");
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger.db");
-    drop(Ledger::open(&path).unwrap());
     let threads = 32;
     let per_thread = 60;
-    let barrier = Arc::new(Barrier::new(threads));
-    let started = Instant::now();
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let path = path.clone();
-            let barrier = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                let mut ledger = Ledger::open(&path).unwrap();
-                barrier.wait();
-                (0..per_thread)
-                    .map(|i| claim(&mut ledger, &format!("t{t}-{i}")))
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    let mut latencies: Vec<Duration> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
-        .collect();
-    let secs = started.elapsed().as_secs_f64();
+    let (latencies, secs) = on_threads(&dir.path().join("ledger.db"), threads, |t, ledger| {
+        (0..per_thread)
+            .map(|i| claim(ledger, &format!("t{t}-{i}")))
+            .collect::<Vec<_>>()
+    });
+    let mut latencies: Vec<Duration> = latencies.into_iter().flatten().collect();
     latencies.sort();
     let at = |q: f64| {
         latencies[((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1]
