@@ -161,7 +161,7 @@ impl Ledger {
         let mut ledger = Ledger {
             conn,
             path: path.to_path_buf(),
-            writers: Some(WriteGroup::for_file(path, open_writer)?),
+            writers: Some(WriteGroup::for_file(path)),
         };
         ledger.configure()?;
         migrate::migrate(&mut ledger.conn, path, None)?;
@@ -191,7 +191,7 @@ impl Ledger {
         let mut ledger = Ledger {
             conn: Connection::open(path)?,
             path: path.to_path_buf(),
-            writers: Some(WriteGroup::for_file(path, open_writer)?),
+            writers: Some(WriteGroup::for_file(path)),
         };
         ledger.configure()?;
         migrate::migrate(&mut ledger.conn, path, Some(version))?;
@@ -249,7 +249,7 @@ impl Ledger {
             tx.commit()?;
             return Ok(value);
         };
-        group.write(f)
+        group.write(open_writer, f)
     }
 
     /// `PRAGMA integrity_check`: `Ok(())` or the problems SQLite lists.

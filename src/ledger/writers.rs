@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Weak};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, FairMutex, FairMutexGuard, Mutex};
+use parking_lot::{Condvar, FairMutex, FairMutexGuard, MappedFairMutexGuard, Mutex};
 use rusqlite::Connection;
 
 use super::{BUSY_TIMEOUT, LedgerError, Queries, Result};
@@ -99,8 +99,10 @@ struct GroupState {
 
 /// The writers of this process to one ledger file.
 pub(super) struct WriteGroup {
-    /// The shared write connection.
-    conn: FairMutex<Connection>,
+    path: PathBuf,
+    /// The shared write connection, opened by the first write (read-only commands never need
+    /// one).
+    conn: FairMutex<Option<Connection>>,
     /// Threads queued for a turn: a turn ending with others queued leaves the group open.
     queued: AtomicUsize,
     state: Mutex<GroupState>,
@@ -109,49 +111,57 @@ pub(super) struct WriteGroup {
 
 impl WriteGroup {
     /// The group for the file at `path` (which must exist, so it can be canonicalized: two
-    /// spellings of one path, or a symlink, must share one group). `open` makes its shared
-    /// connection when this process has none to the file yet.
-    pub(super) fn for_file(
-        path: &Path,
-        open: impl FnOnce(&Path) -> Result<Connection>,
-    ) -> Result<Arc<Self>> {
+    /// spellings of one path, or a symlink, must share one group).
+    pub(super) fn for_file(path: &Path) -> Arc<Self> {
         // Canonicalizing can only fail if the file vanished since it was opened; the group is
         // then keyed by the path as given, which at worst leaves that writer to the busy handler.
         let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let mut groups = GROUPS.lock();
         if let Some(group) = groups.get(&key).and_then(Weak::upgrade) {
-            return Ok(group);
+            return group;
         }
         groups.retain(|_, group| group.strong_count() > 0);
         let group = Arc::new(WriteGroup {
-            conn: FairMutex::new(open(path)?),
+            path: path.to_path_buf(),
+            conn: FairMutex::new(None),
             queued: AtomicUsize::new(0),
             state: Mutex::new(GroupState::default()),
             ended: Condvar::new(),
         });
         groups.insert(key, Arc::downgrade(&group));
-        Ok(group)
+        group
     }
 
     /// Waits for this thread's turn (in arrival order). Gives up after `BUSY_TIMEOUT`, like the
-    /// busy handler, so a lock-order cycle between two ledger files cannot hang forever.
-    fn turn(&self) -> Result<Turn<'_>, TurnError> {
+    /// busy handler, so a lock-order cycle between two ledger files cannot hang forever. `open`
+    /// makes the shared connection if this is the first write.
+    fn turn(&self, open: impl FnOnce(&Path) -> Result<Connection>) -> Result<Turn<'_>> {
         let id = self as *const Self as usize;
         if HELD.with_borrow(|held| held.contains(&id)) {
-            return Err(TurnError::Nested);
+            return Err(TurnError::Nested.into());
         }
         self.queued.fetch_add(1, Ordering::SeqCst);
         let guard = self.conn.try_lock_for(BUSY_TIMEOUT);
         self.queued.fetch_sub(1, Ordering::SeqCst);
-        let guard = guard.ok_or(TurnError::TimedOut)?;
+        let mut guard = guard.ok_or(TurnError::TimedOut)?;
+        if guard.is_none() {
+            *guard = Some(open(&self.path)?);
+        }
+        let guard = FairMutexGuard::try_map(guard, Option::as_mut)
+            .map_err(|_| LedgerError::Corrupt("the shared ledger connection vanished".into()))?;
         HELD.with_borrow_mut(|held| held.push(id));
         Ok(Turn { guard, id })
     }
 
     /// Runs `f` as one atomic write: its changes commit together, alone or with other writers'
-    /// (see the module comment), or not at all.
-    pub(super) fn write<T>(&self, f: impl FnOnce(&Queries<'_>) -> Result<T>) -> Result<T> {
-        let turn = self.turn()?;
+    /// (see the module comment), or not at all. `open` makes the shared connection the first
+    /// time one is needed.
+    pub(super) fn write<T>(
+        &self,
+        open: impl FnOnce(&Path) -> Result<Connection>,
+        f: impl FnOnce(&Queries<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let turn = self.turn(open)?;
         let group = self.join(turn.conn())?;
         let (result, kept) = {
             let conn = turn.conn();
@@ -292,9 +302,12 @@ impl WriteGroup {
             let Some(guard) = self.conn.try_lock() else {
                 continue;
             };
+            let Some(conn) = guard.as_ref() else {
+                continue;
+            };
             let mut state = self.state.lock();
             if let Some(open) = state.open.as_ref().filter(|open| open.id == id) {
-                let outcome = Self::commit(&guard, open.writers);
+                let outcome = Self::commit(conn, open.writers);
                 let writers = open.writers;
                 // Every writer of the group is waiting, this one included.
                 Self::finish(&mut state, outcome, writers);
@@ -330,7 +343,7 @@ fn failure(outcome: Outcome) -> LedgerError {
 
 /// A writer's turn on the shared connection; the next writer in line goes when it is dropped.
 struct Turn<'g> {
-    guard: FairMutexGuard<'g, Connection>,
+    guard: MappedFairMutexGuard<'g, Connection>,
     id: usize,
 }
 
@@ -486,6 +499,27 @@ mod tests {
         let group = |l: &Ledger| Arc::clone(l.writers.as_ref().unwrap());
         assert!(Arc::ptr_eq(&group(&a), &group(&b)));
         assert!(!Arc::ptr_eq(&group(&a), &group(&other)));
+    }
+
+    #[test]
+    fn the_shared_connection_is_opened_by_the_first_write_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::open(&dir.path().join("ledger.db")).unwrap();
+        let group = Arc::clone(ledger.writers.as_ref().unwrap());
+        ledger.read().tasks().unwrap();
+        assert!(
+            group.conn.lock().is_none(),
+            "a read opened a write connection"
+        );
+        ledger
+            .record(
+                super::super::EventKind::OperatorAction,
+                None,
+                None,
+                serde_json::json!({}),
+            )
+            .unwrap();
+        assert!(group.conn.lock().is_some());
     }
 
     #[test]
