@@ -164,8 +164,14 @@ impl WriteGroup {
         let turn = self.turn(open)?;
         let group = self.join(turn.conn())?;
         let (result, kept) = {
+            if let Err(e) = turn.conn().execute_batch(SAVEPOINT) {
+                // The group may hold other writers' changes, or hold the lock with none: end
+                // this turn like any other, or nobody might ever commit or release it.
+                self.end_turn(turn, group, false);
+                return Err(e.into());
+            }
             let conn = turn.conn();
-            let mut savepoint = Savepoint::begin(conn)?;
+            let mut savepoint = Savepoint::begun(conn);
             let result =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&Queries { conn })));
             match result {
@@ -359,6 +365,8 @@ impl Drop for Turn<'_> {
     }
 }
 
+const SAVEPOINT: &str = "SAVEPOINT oxi_write";
+
 /// One writer's changes inside the shared transaction. Dropped without `release` (the
 /// closure panicked), its changes are rolled back.
 struct Savepoint<'c> {
@@ -367,9 +375,9 @@ struct Savepoint<'c> {
 }
 
 impl<'c> Savepoint<'c> {
-    fn begin(conn: &'c Connection) -> Result<Self> {
-        conn.execute_batch("SAVEPOINT oxi_write")?;
-        Ok(Savepoint { conn, open: true })
+    /// After `SAVEPOINT` succeeded on `conn`.
+    fn begun(conn: &'c Connection) -> Self {
+        Savepoint { conn, open: true }
     }
 
     /// Keeps the changes in the transaction. `Ok(false)` when SQLite already rolled the whole
