@@ -320,6 +320,9 @@ fn open_writer(path: &Path) -> Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     configure(&mut conn, path)?;
+    // Every writer of the process shares this connection's statement cache; the default 16
+    // would evict statements the claim path reuses.
+    conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
 }
 
