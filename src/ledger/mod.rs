@@ -239,7 +239,8 @@ impl Ledger {
     /// commits (`writers`): changes of writers queued together commit in one transaction, each
     /// writer's in its own savepoint. `f` must not write through another `Ledger` on the same
     /// file: that inner write would wait for this one, so it fails at once with
-    /// `TurnError::Nested`.
+    /// `TurnError::Nested`. `f` must pass SQLite's errors on (`?`): under some (a full disk)
+    /// SQLite rolls the whole transaction back, and the write then fails even if `f` said Ok.
     pub fn write<T>(&mut self, f: impl FnOnce(&Queries<'_>) -> Result<T>) -> Result<T> {
         let Some(group) = &self.writers else {
             let tx = self

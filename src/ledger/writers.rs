@@ -176,7 +176,7 @@ impl WriteGroup {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&Queries { conn })));
             match result {
                 Ok(Ok(value)) => match savepoint.release() {
-                    Ok(kept) => (Ok(value), kept),
+                    Ok(()) => (Ok(value), true),
                     // Releasing failed: the write is undone (rolled back to its start).
                     Err(e) => (Err(e), false),
                 },
@@ -198,15 +198,34 @@ impl WriteGroup {
 
     /// Starts a group if none is open; returns the open group's id.
     fn join(&self, conn: &Connection) -> Result<u64> {
-        let mut state = self.state.lock();
-        if let Some(open) = &state.open {
-            // A previous writer's error can have made SQLite roll the whole transaction back
-            // (a full disk, say); `end_turn` saw that and ended the group, so an open group
-            // here always has its transaction.
-            debug_assert!(!conn.is_autocommit());
-            return Ok(open.id);
+        {
+            let mut state = self.state.lock();
+            if let Some(open) = &state.open {
+                if !conn.is_autocommit() {
+                    return Ok(open.id);
+                }
+                // Its transaction is gone (`end_turn` ends a group whose transaction SQLite
+                // rolled back, so this is not expected): say so to its writers, start anew.
+                let waiting = open.writers;
+                Self::finish(
+                    &mut state,
+                    Outcome::Failed("the shared transaction was lost".to_owned()),
+                    waiting,
+                );
+                drop(state);
+                self.ended.notify_all();
+            }
         }
+        if !conn.is_autocommit() {
+            // Left by a ROLLBACK that failed after a failed COMMIT: clear it first, or every
+            // BEGIN from now on would fail and the write lock would never be released.
+            conn.execute_batch("ROLLBACK")?;
+        }
+        // Not under `state`: the writers of the group just committed must not wait for another
+        // process's lock before they can return. Only the turn holder opens a group, so nobody
+        // else can open one meanwhile.
         exec(conn, "BEGIN IMMEDIATE")?;
+        let mut state = self.state.lock();
         state.next_id += 1;
         let id = state.next_id;
         state.open = Some(OpenGroup {
@@ -240,7 +259,10 @@ impl WriteGroup {
                     .to_owned(),
             )
         } else {
-            let pass_on = self.queued.load(Ordering::SeqCst) > 0
+            // An empty group is ended, not passed on: nobody waits for it, and if the writer it
+            // was left for gave up, nothing would release SQLite's write lock.
+            let pass_on = writers > 0
+                && self.queued.load(Ordering::SeqCst) > 0
                 && writers < MAX_GROUP
                 && open.started.elapsed() < MAX_GROUP_AGE;
             if pass_on {
@@ -386,23 +408,34 @@ impl<'c> Savepoint<'c> {
         Savepoint { conn, open: true }
     }
 
-    /// Keeps the changes in the transaction. `Ok(false)` when SQLite already rolled the whole
-    /// transaction back (nothing to keep).
-    fn release(&mut self) -> Result<bool> {
+    /// Keeps the changes in the transaction. An error when SQLite rolled the whole transaction
+    /// back during the write (a closure that swallowed the error that caused it): its changes
+    /// are lost, so it must not report success.
+    fn release(&mut self) -> Result<()> {
         if self.conn.is_autocommit() {
             self.open = false;
-            return Ok(false);
+            return Err(TurnError::GroupFailed(
+                "SQLite rolled the transaction back during this write (an error inside it was not passed on)"
+                    .to_owned(),
+            )
+            .into());
         }
         exec(self.conn, "RELEASE oxi_write")?;
         self.open = false;
-        Ok(true)
+        Ok(())
     }
 
     fn roll_back(&mut self) {
-        if self.open && !self.conn.is_autocommit() {
-            let _ = self
+        if self.open
+            && !self.conn.is_autocommit()
+            && self
                 .conn
-                .execute_batch("ROLLBACK TO oxi_write; RELEASE oxi_write");
+                .execute_batch("ROLLBACK TO oxi_write; RELEASE oxi_write")
+                .is_err()
+        {
+            // This writer's changes cannot be undone alone: undo the whole group (its end
+            // sees no transaction and fails every writer in it) rather than commit them.
+            let _ = self.conn.execute_batch("ROLLBACK");
         }
         self.open = false;
     }
@@ -614,6 +647,48 @@ mod tests {
         // The group ended cleanly: the next write commits on its own.
         ledger.write(|q| insert_child(q, 5, 1)).unwrap();
         assert_eq!(children(&ledger), vec![5]);
+    }
+
+    #[test]
+    fn a_write_whose_transaction_sqlite_rolled_back_fails_even_if_its_closure_said_ok() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = ledger_with_table(dir.path());
+        let result = ledger.write(|q| {
+            insert_child(q, 1, 1)?;
+            // What SQLite does under some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM in
+            // some statements): the whole transaction is rolled back. The closure carries on as
+            // if nothing happened, as it must not.
+            q.conn.execute_batch("ROLLBACK").unwrap();
+            Ok(())
+        });
+        let err = result.unwrap_err();
+        assert!(
+            matches!(err, LedgerError::Turn(TurnError::GroupFailed(_))),
+            "{err:?}"
+        );
+        assert!(children(&ledger).is_empty(), "a lost write landed");
+        // The group ended cleanly: the next write commits on its own.
+        ledger.write(|q| insert_child(q, 4, 1)).unwrap();
+        assert_eq!(children(&ledger), vec![4]);
+    }
+
+    #[test]
+    fn a_failed_write_never_leaves_an_empty_group_holding_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = ledger_with_table(dir.path());
+        let group = Arc::clone(ledger.writers.as_ref().unwrap());
+        // A writer counted as queued that gives up before taking its turn (its wait timed out).
+        group.queued.fetch_add(1, Ordering::SeqCst);
+        let failed = ledger.write(|q| {
+            insert_child(q, 1, 1)?;
+            Err::<(), _>(LedgerError::Corrupt("changed its mind".into()))
+        });
+        group.queued.fetch_sub(1, Ordering::SeqCst);
+        assert!(failed.is_err());
+        // Nobody holds SQLite's write lock: another process could write at once.
+        let other = Connection::open(dir.path().join("ledger.db")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE; ROLLBACK").unwrap();
+        assert!(group.state.lock().open.is_none());
     }
 
     #[test]
