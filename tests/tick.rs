@@ -301,6 +301,86 @@ fn a_runaway_run_is_stopped_at_the_job_cap_and_retried() {
     assert_eq!(report["held_at_claim"], serde_json::json!([]), "{report:#}");
 }
 
+/// A run whose estimate was low raises its reservation as it spends, each time checked against
+/// the day's cap like admission; when the cap leaves no room it is stopped, so spent + reserved
+/// passes the cap by at most the one cost report that crossed the reservation.
+#[test]
+fn a_run_costing_more_than_its_estimate_is_stopped_at_the_daily_cap_not_the_job_cap() {
+    // $0.30 a message, a $0.25 estimate (the floor), a $1 job cap, a $1.20 day of which
+    // another run already spent $0.60.
+    let r = repo(
+        "spend",
+        "[caps]\njob_usd = 1.0\ndaily_usd = 1.2\ndaily_soft_warn_usd = 0.5\n",
+    );
+    {
+        let mut ledger = Ledger::open(&r.s.file(".oxi/ledger.db")).unwrap();
+        let now = oxi::clock::now_ms();
+        let (day, month) = (oxi::clock::day_of(now), oxi::clock::month_of(now));
+        ledger
+            .write(|q| {
+                q.begin_run(&oxi::ledger::NewRun {
+                    id: "earlier",
+                    task_id: None,
+                    attempt: 1,
+                    role: "executor",
+                    worker: "another",
+                    worker_kind: "claude",
+                    model: None,
+                    run_dir: "/tmp",
+                    worktree: None,
+                    branch: None,
+                    started_at_ms: now,
+                    reserve_microusd: 600_000,
+                    day: &day,
+                    month: &month,
+                    actor: "test",
+                    supervisor_pid: std::process::id(),
+                })?;
+                q.finish_run(
+                    "earlier",
+                    &oxi::ledger::RunEnd {
+                        ended_at_ms: now,
+                        classification: "success",
+                        cost_microusd: 600_000,
+                        summary: serde_json::json!({}),
+                        ..oxi::ledger::RunEnd::default()
+                    },
+                )
+                .map(|_| ())
+            })
+            .unwrap();
+    }
+    let report = r.tick().json();
+    let t1 = job(&report, "T0-1");
+    assert_eq!(t1["classification"], "budget_exceeded", "{report:#}");
+    let mut ledger = r.ledger();
+    let conn = ledger.raw_connection();
+    let (reserved, actual): (i64, i64) = conn
+        .query_row(
+            "SELECT reserved_microusd, actual_microusd FROM spend WHERE run_id != 'earlier'",
+            [],
+            |x| Ok((x.get(0)?, x.get(1)?)),
+        )
+        .unwrap();
+    // Raised from the $0.25 estimate as the cost grew, never past what the day allowed ($0.60).
+    assert!(reserved > 250_000 && reserved <= 600_000, "{reserved}");
+    // Stopped by the day, well below the job cap, one report ($0.30) past its reservation.
+    assert!(
+        actual > reserved && actual - reserved <= 300_100,
+        "{actual} vs {reserved}"
+    );
+    assert!(actual < 1_000_000, "{actual}");
+    let detail: String = conn
+        .query_row("SELECT detail FROM runs WHERE id != 'earlier'", [], |x| {
+            x.get(0)
+        })
+        .unwrap();
+    assert!(
+        detail.contains("could not be raised") && detail.contains("daily"),
+        "{detail}"
+    );
+}
+
 fn spawn_tick(r: &Repo) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_oxi"))
         .args(["tick", "--format", "json"])

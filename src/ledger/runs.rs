@@ -255,6 +255,36 @@ impl Queries<'_> {
         Ok(())
     }
 
+    /// A live run's reservation: `(day, month, reserved, published cost)`; `None` once it is
+    /// settled or released (or for a run that never reserved).
+    pub fn live_reservation(
+        &self,
+        run_id: &str,
+    ) -> Result<Option<(String, String, MicroUsd, MicroUsd)>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT day, month, reserved_microusd, actual_microusd FROM spend
+                 WHERE run_id = ?1 AND status = 'reserved'",
+            )?
+            .query_row([run_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()?)
+    }
+
+    /// Raises a live run's reservation to `to` (never lowers it). The caller has checked the
+    /// caps in the same transaction.
+    pub fn raise_reservation(&self, run_id: &str, to: MicroUsd) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE spend SET reserved_microusd = MAX(reserved_microusd, ?2)
+                 WHERE run_id = ?1 AND status = 'reserved'",
+            )?
+            .execute(params![run_id, to])?;
+        Ok(())
+    }
+
     /// Records how a run ended, settles its reservation to the real cost and appends
     /// `run_finished`. A run already finished (by the reaper, say) is left as it is.
     pub fn finish_run(&self, run_id: &str, end: &RunEnd<'_>) -> Result<bool> {

@@ -398,7 +398,7 @@ impl PreparedRun<'_> {
             files,
             live,
             self.card,
-            self.caps.job,
+            self.caps,
             self.output_cap,
             self.lease,
         );
@@ -637,11 +637,13 @@ impl PreparedRun<'_> {
                 "no output for caps.stall_timeout ({}); stopped",
                 humantime::format_duration(self.limits.stall)
             ),
-            Classification::BudgetExceeded => format!(
-                "running cost {} crossed caps.job_usd ({}); stopped",
-                crate::money::format_usd(recorder.running_cost()),
-                crate::money::format_usd(self.caps.job)
-            ),
+            Classification::BudgetExceeded => recorder.budget_stop.clone().unwrap_or_else(|| {
+                format!(
+                    "running cost {} crossed caps.job_usd ({}); stopped",
+                    crate::money::format_usd(recorder.running_cost()),
+                    crate::money::format_usd(self.caps.job)
+                )
+            }),
             Classification::OutputCapped => format!(
                 "output passed caps.output_per_run ({} bytes); stopped",
                 self.output_cap

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use crate::budget::{self, Caps};
 use crate::clock::now_ms;
 use crate::config::RateCard;
 use crate::ledger::Ledger;
@@ -38,7 +39,8 @@ pub struct Recorder<'a> {
     /// Where the transcript streams while the run goes (stderr for `oxi run`).
     pub live: Option<Box<dyn Write + Send>>,
     pub card: Option<RateCard>,
-    pub job_cap: MicroUsd,
+    /// The per-job cap and the day's and month's caps the run's reservation must stay under.
+    pub caps: Caps,
     pub output_cap: u64,
     pub lease: Duration,
     pub acc: Accumulator,
@@ -49,6 +51,12 @@ pub struct Recorder<'a> {
     pub ledger_errors: Vec<String>,
     /// The running cost last published to the ledger.
     pub published_cost: MicroUsd,
+    /// The run's reservation as last read or raised (`None`: not read yet, or the run holds
+    /// none — then only the job cap applies).
+    reserved: Option<MicroUsd>,
+    /// Why the run was stopped for money other than the job cap (a day's or month's cap left
+    /// no room to raise its reservation), for the run's detail.
+    pub budget_stop: Option<String>,
     started: Instant,
     last_renew: Instant,
     seq: u64,
@@ -64,7 +72,7 @@ impl<'a> Recorder<'a> {
         files: Files,
         live: Option<Box<dyn Write + Send>>,
         card: Option<RateCard>,
-        job_cap: MicroUsd,
+        caps: Caps,
         output_cap: u64,
         lease: Duration,
     ) -> Self {
@@ -76,7 +84,7 @@ impl<'a> Recorder<'a> {
             files,
             live,
             card,
-            job_cap,
+            caps,
             output_cap,
             lease,
             acc: Accumulator::default(),
@@ -86,6 +94,8 @@ impl<'a> Recorder<'a> {
             parse_failure_samples: Vec::new(),
             ledger_errors: Vec::new(),
             published_cost: 0,
+            reserved: None,
+            budget_stop: None,
             started: Instant::now(),
             last_renew: Instant::now(),
             seq: 0,
@@ -212,6 +222,67 @@ impl<'a> Recorder<'a> {
         }
     }
 
+    /// The run costs more than it reserved (its estimate was low): raise the reservation, a
+    /// step ahead of the cost, if the day's and month's caps leave room — checked in the same
+    /// transaction, like admission — so spent + reserved never passes a cap by more than the
+    /// one cost report that crossed the reservation. `false` (stop the run) when they do not,
+    /// or when the ledger cannot say: money fails closed.
+    fn raise_reservation(&mut self, cost: MicroUsd) -> bool {
+        let held = self.reserved.unwrap_or(0);
+        // One more estimate's worth at a time, so a long run raises it a few times, not at
+        // every message; never past the job cap, which stops the run anyway.
+        let step = held.max(10_000);
+        let ahead = cost.saturating_add(step).min(self.caps.job).max(cost);
+        let (run_id, caps) = (self.run_id, self.caps);
+        let raised = self.ledger.write(|q| {
+            let Some((day, month, reserved, published)) = q.live_reservation(run_id)? else {
+                // Settled or released under us (reaped by another tick): nothing to hold.
+                return Ok(Err(
+                    "its reservation was released (the run was reaped)".to_owned()
+                ));
+            };
+            let totals = q.spend_totals(&day, &month)?;
+            // What the run holds now counts once: max(reserved, published cost).
+            let holds = reserved.max(published);
+            for to in [ahead, cost] {
+                if to <= holds {
+                    return Ok(Ok(holds));
+                }
+                if budget::admit(&totals, to - holds, &caps).is_ok() {
+                    q.raise_reservation(run_id, to)?;
+                    return Ok(Ok(to));
+                }
+            }
+            let refusal = budget::admit(&totals, cost.saturating_sub(holds), &caps)
+                .err()
+                .map(|r| r.to_string())
+                .unwrap_or_default();
+            Ok(Err(refusal))
+        });
+        match raised {
+            Ok(Ok(to)) => {
+                self.reserved = Some(to);
+                true
+            }
+            Ok(Err(why)) => {
+                self.budget_stop = Some(format!(
+                    "running cost {} passed this run's reservation {} and it could not be raised: {why}; stopped",
+                    crate::money::format_usd(cost),
+                    crate::money::format_usd(held)
+                ));
+                false
+            }
+            Err(e) => {
+                self.budget_stop = Some(format!(
+                    "running cost {} passed this run's reservation {} and the ledger could not raise it ({e}); stopped",
+                    crate::money::format_usd(cost),
+                    crate::money::format_usd(held)
+                ));
+                false
+            }
+        }
+    }
+
     fn renew(&mut self) {
         let cost = self.running_cost();
         let until = self.lease_until();
@@ -264,6 +335,13 @@ impl LineSink for Recorder<'_> {
         self.ledger
             .write(|q| q.record_run_process(run_id, pid, until))
             .map_err(|e| e.to_string())?;
+        // The reservation admission made for this run (none for a run admitted elsewhere).
+        self.reserved = self
+            .ledger
+            .read()
+            .live_reservation(run_id)
+            .map_err(|e| e.to_string())?
+            .map(|(_, _, reserved, _)| reserved);
         self.last_renew = Instant::now();
         Ok(())
     }
@@ -282,8 +360,14 @@ impl LineSink for Recorder<'_> {
         }
         // Once the CLI has printed its result the run is over; its final figure is recorded,
         // not acted on.
-        if self.acc.result.is_none() && self.running_cost() > self.job_cap {
-            return Control::Stop(StopReason::Budget);
+        if self.acc.result.is_none() {
+            let cost = self.running_cost();
+            if cost > self.caps.job {
+                return Control::Stop(StopReason::Budget);
+            }
+            if self.reserved.is_some_and(|held| cost > held) && !self.raise_reservation(cost) {
+                return Control::Stop(StopReason::Budget);
+            }
         }
         Control::Continue
     }
