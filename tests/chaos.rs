@@ -29,10 +29,11 @@ const OXI: &str = env!("CARGO_BIN_EXE_oxi");
 
 const JOB_CAP_USD: f64 = 0.5;
 const DAY_CAP_STEP_USD: f64 = 8.0;
-/// The largest single cost report a chaos worker makes: 10k input tokens at Sonnet's $3/Mtok.
-/// A run is stopped at the first report that crosses the job cap, so it can end at most this
-/// far past it; the caps are checked with exactly this allowance per run and no more.
-const LARGEST_STEP_MICROUSD: i64 = 30_000;
+/// The largest single cost report a chaos worker makes: 10k input tokens at Sonnet's $3/Mtok
+/// plus one output token at $15/Mtok. A run is stopped at the first report that crosses its
+/// reservation (when the caps leave no room to raise it) or the job cap, so it can end at most
+/// this far past either; the caps are checked with exactly this allowance per run and no more.
+const LARGEST_STEP_MICROUSD: i64 = 30_015;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Fault {
