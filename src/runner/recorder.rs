@@ -222,43 +222,21 @@ impl<'a> Recorder<'a> {
         }
     }
 
-    /// The run costs more than it reserved (its estimate was low): raise the reservation, a
-    /// step ahead of the cost, if the day's and month's caps leave room — checked in the same
-    /// transaction, like admission — so spent + reserved never passes a cap by more than the
-    /// one cost report that crossed the reservation. `false` (stop the run) when they do not,
-    /// or when the ledger cannot say: money fails closed.
+    /// The run costs more than it holds (the caps left less than the job cap when it started):
+    /// raise the reservation if room has appeared since, checked like admission. `false`
+    /// (stop the run) when there is none, or when the ledger cannot say: money fails closed.
     fn raise_reservation(&mut self, cost: MicroUsd) -> bool {
         let held = self.reserved.unwrap_or(0);
-        // One more estimate's worth at a time, so a long run raises it a few times, not at
-        // every message; never past the job cap, which stops the run anyway.
-        let step = held.max(10_000);
-        let ahead = cost.saturating_add(step).min(self.caps.job).max(cost);
         let (run_id, caps) = (self.run_id, self.caps);
-        let raised = self.ledger.write(|q| {
-            let Some((day, month, reserved, published)) = q.live_reservation(run_id)? else {
-                // Settled or released under us (reaped by another tick): nothing to hold.
-                return Ok(Err(
+        let raised = self
+            .ledger
+            .write(|q| match raise_within_caps(q, run_id, &caps, cost)? {
+                Raise::To(to) => Ok(Ok(to)),
+                Raise::Refused { why, .. } => Ok(Err(why)),
+                Raise::NotHeld => Ok(Err(
                     "its reservation was released (the run was reaped)".to_owned()
-                ));
-            };
-            let totals = q.spend_totals(&day, &month)?;
-            // What the run holds now counts once: max(reserved, published cost).
-            let holds = reserved.max(published);
-            for to in [ahead, cost] {
-                if to <= holds {
-                    return Ok(Ok(holds));
-                }
-                if budget::admit(&totals, to - holds, &caps).is_ok() {
-                    q.raise_reservation(run_id, to)?;
-                    return Ok(Ok(to));
-                }
-            }
-            let refusal = budget::admit(&totals, cost.saturating_sub(holds), &caps)
-                .err()
-                .map(|r| r.to_string())
-                .unwrap_or_default();
-            Ok(Err(refusal))
-        });
+                )),
+            });
         match raised {
             Ok(Ok(to)) => {
                 self.reserved = Some(to);
@@ -328,20 +306,65 @@ impl<'a> Recorder<'a> {
     }
 }
 
+/// What raising a run's reservation found.
+enum Raise {
+    /// The reservation is now this (at least `need`).
+    To(MicroUsd),
+    /// The caps leave no room for `need`; the run holds `holds`.
+    Refused { holds: MicroUsd, why: String },
+    /// The run holds no reservation (settled, released, or never made).
+    NotHeld,
+}
+
+/// Raises run `run_id`'s reservation to the job cap, or as far as the day's and month's caps
+/// leave room, in the caller's transaction (so the check and the raise are one step, as at
+/// admission). `need` is what it must hold at least (its running cost).
+fn raise_within_caps(
+    q: &crate::ledger::Queries<'_>,
+    run_id: &str,
+    caps: &Caps,
+    need: MicroUsd,
+) -> Result<Raise, crate::ledger::LedgerError> {
+    let Some((day, month, reserved, published)) = q.live_reservation(run_id)? else {
+        return Ok(Raise::NotHeld);
+    };
+    let totals = q.spend_totals(&day, &month)?;
+    // What the run holds now counts once: max(reserved, published cost).
+    let holds = reserved.max(published);
+    let room = (caps.daily - totals.day_spent - totals.day_reserved)
+        .min(caps.monthly - totals.month_spent - totals.month_reserved)
+        .max(0);
+    let to = holds.saturating_add(room).min(caps.job).max(holds);
+    if to < need {
+        let why = budget::admit(&totals, need.saturating_sub(holds), caps)
+            .err()
+            .map_or_else(|| "no room under the caps".to_owned(), |r| r.to_string());
+        return Ok(Raise::Refused { holds, why });
+    }
+    if to > reserved {
+        q.raise_reservation(run_id, to)?;
+    }
+    Ok(Raise::To(to))
+}
+
 impl LineSink for Recorder<'_> {
     fn spawned(&mut self, pid: u32) -> Result<(), String> {
         let until = self.lease_until();
-        let run_id = self.run_id;
-        self.ledger
-            .write(|q| q.record_run_process(run_id, pid, until))
-            .map_err(|e| e.to_string())?;
-        // The reservation admission made for this run (none for a run admitted elsewhere).
-        self.reserved = self
+        let (run_id, caps) = (self.run_id, self.caps);
+        // In the write that records the pid (before the first byte is read): the reservation
+        // is raised from the estimate to the job cap, or as far as the caps leave room, so the
+        // output path needs no ledger write to keep money inside the caps.
+        let held = self
             .ledger
-            .read()
-            .live_reservation(run_id)
-            .map_err(|e| e.to_string())?
-            .map(|(_, _, reserved, _)| reserved);
+            .write(|q| {
+                q.record_run_process(run_id, pid, until)?;
+                Ok(match raise_within_caps(q, run_id, &caps, 0)? {
+                    Raise::To(to) | Raise::Refused { holds: to, .. } => Some(to),
+                    Raise::NotHeld => None,
+                })
+            })
+            .map_err(|e| e.to_string())?;
+        self.reserved = held;
         self.last_renew = Instant::now();
         Ok(())
     }
