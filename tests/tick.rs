@@ -376,7 +376,7 @@ fn a_run_costing_more_than_its_estimate_is_stopped_at_the_daily_cap_not_the_job_
         })
         .unwrap();
     assert!(
-        detail.contains("could not be raised") && detail.contains("daily"),
+        detail.contains("this run could hold") && detail.contains("caps.daily_usd"),
         "{detail}"
     );
 }

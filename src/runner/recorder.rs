@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::budget::{self, Caps};
+use crate::budget::Caps;
 use crate::clock::now_ms;
 use crate::config::RateCard;
 use crate::ledger::Ledger;
@@ -222,43 +222,16 @@ impl<'a> Recorder<'a> {
         }
     }
 
-    /// The run costs more than it holds (the caps left less than the job cap when it started):
-    /// raise the reservation if room has appeared since, checked like admission. `false`
-    /// (stop the run) when there is none, or when the ledger cannot say: money fails closed.
-    fn raise_reservation(&mut self, cost: MicroUsd) -> bool {
-        let held = self.reserved.unwrap_or(0);
-        let (run_id, caps) = (self.run_id, self.caps);
-        let raised = self
-            .ledger
-            .write(|q| match raise_within_caps(q, run_id, &caps, cost)? {
-                Raise::To(to) => Ok(Ok(to)),
-                Raise::Refused { why, .. } => Ok(Err(why)),
-                Raise::NotHeld => Ok(Err(
-                    "its reservation was released (the run was reaped)".to_owned()
-                )),
-            });
-        match raised {
-            Ok(Ok(to)) => {
-                self.reserved = Some(to);
-                true
-            }
-            Ok(Err(why)) => {
-                self.budget_stop = Some(format!(
-                    "running cost {} passed this run's reservation {} and it could not be raised: {why}; stopped",
-                    crate::money::format_usd(cost),
-                    crate::money::format_usd(held)
-                ));
-                false
-            }
-            Err(e) => {
-                self.budget_stop = Some(format!(
-                    "running cost {} passed this run's reservation {} and the ledger could not raise it ({e}); stopped",
-                    crate::money::format_usd(cost),
-                    crate::money::format_usd(held)
-                ));
-                false
-            }
-        }
+    /// The run costs more than it holds: the caps left less than the job cap when it started.
+    /// It is stopped at once, without asking the ledger again: a write here could wait while
+    /// another process holds the ledger, and the worker would go on spending meanwhile.
+    fn past_its_reservation(&mut self, cost: MicroUsd, held: MicroUsd) -> Control {
+        self.budget_stop = Some(format!(
+            "running cost {} passed the {} this run could hold under caps.daily_usd / caps.monthly_usd when it started; stopped",
+            crate::money::format_usd(cost),
+            crate::money::format_usd(held)
+        ));
+        Control::Stop(StopReason::Budget)
     }
 
     fn renew(&mut self) {
@@ -306,27 +279,17 @@ impl<'a> Recorder<'a> {
     }
 }
 
-/// What raising a run's reservation found.
-enum Raise {
-    /// The reservation is now this (at least `need`).
-    To(MicroUsd),
-    /// The caps leave no room for `need`; the run holds `holds`.
-    Refused { holds: MicroUsd, why: String },
-    /// The run holds no reservation (settled, released, or never made).
-    NotHeld,
-}
-
 /// Raises run `run_id`'s reservation to the job cap, or as far as the day's and month's caps
 /// leave room, in the caller's transaction (so the check and the raise are one step, as at
-/// admission). `need` is what it must hold at least (its running cost).
+/// admission). Returns what the run holds now; `None` when it holds no reservation (settled,
+/// released, or never made).
 fn raise_within_caps(
     q: &crate::ledger::Queries<'_>,
     run_id: &str,
     caps: &Caps,
-    need: MicroUsd,
-) -> Result<Raise, crate::ledger::LedgerError> {
+) -> Result<Option<MicroUsd>, crate::ledger::LedgerError> {
     let Some((day, month, reserved, published)) = q.live_reservation(run_id)? else {
-        return Ok(Raise::NotHeld);
+        return Ok(None);
     };
     let totals = q.spend_totals(&day, &month)?;
     // What the run holds now counts once: max(reserved, published cost).
@@ -335,16 +298,10 @@ fn raise_within_caps(
         .min(caps.monthly - totals.month_spent - totals.month_reserved)
         .max(0);
     let to = holds.saturating_add(room).min(caps.job).max(holds);
-    if to < need {
-        let why = budget::admit(&totals, need.saturating_sub(holds), caps)
-            .err()
-            .map_or_else(|| "no room under the caps".to_owned(), |r| r.to_string());
-        return Ok(Raise::Refused { holds, why });
-    }
     if to > reserved {
         q.raise_reservation(run_id, to)?;
     }
-    Ok(Raise::To(to))
+    Ok(Some(to))
 }
 
 impl LineSink for Recorder<'_> {
@@ -358,10 +315,7 @@ impl LineSink for Recorder<'_> {
             .ledger
             .write(|q| {
                 q.record_run_process(run_id, pid, until)?;
-                Ok(match raise_within_caps(q, run_id, &caps, 0)? {
-                    Raise::To(to) | Raise::Refused { holds: to, .. } => Some(to),
-                    Raise::NotHeld => None,
-                })
+                raise_within_caps(q, run_id, &caps)
             })
             .map_err(|e| e.to_string())?;
         self.reserved = held;
@@ -388,8 +342,8 @@ impl LineSink for Recorder<'_> {
             if cost > self.caps.job {
                 return Control::Stop(StopReason::Budget);
             }
-            if self.reserved.is_some_and(|held| cost > held) && !self.raise_reservation(cost) {
-                return Control::Stop(StopReason::Budget);
+            if let Some(held) = self.reserved.filter(|held| cost > *held) {
+                return self.past_its_reservation(cost, held);
             }
         }
         Control::Continue
