@@ -54,8 +54,8 @@ pub struct Recorder<'a> {
     /// The run's reservation as last read or raised (`None`: not read yet, or the run holds
     /// none — then only the job cap applies).
     reserved: Option<MicroUsd>,
-    /// Why the run was stopped for money other than the job cap (a day's or month's cap left
-    /// no room to raise its reservation), for the run's detail.
+    /// Why the run was stopped for money other than the job cap (the day's or month's cap let
+    /// it hold less than its cost), for the run's detail.
     pub budget_stop: Option<String>,
     started: Instant,
     last_renew: Instant,
@@ -294,8 +294,15 @@ fn raise_within_caps(
     let totals = q.spend_totals(&day, &month)?;
     // What the run holds now counts once: max(reserved, published cost).
     let holds = reserved.max(published);
-    let room = (caps.daily - totals.day_spent - totals.day_reserved)
-        .min(caps.monthly - totals.month_spent - totals.month_reserved)
+    // Saturating: a hand-edited ledger must not be able to overflow the arithmetic.
+    let room = (caps.daily)
+        .saturating_sub(totals.day_spent)
+        .saturating_sub(totals.day_reserved)
+        .min(
+            caps.monthly
+                .saturating_sub(totals.month_spent)
+                .saturating_sub(totals.month_reserved),
+        )
         .max(0);
     let to = holds.saturating_add(room).min(caps.job).max(holds);
     if to > reserved {
