@@ -295,7 +295,8 @@ fn raise_within_caps(
     // What the run holds now counts once: max(reserved, published cost).
     let holds = reserved.max(published);
     // Saturating: a hand-edited ledger must not be able to overflow the arithmetic.
-    let room = (caps.daily)
+    let room = caps
+        .daily
         .saturating_sub(totals.day_spent)
         .saturating_sub(totals.day_reserved)
         .min(
