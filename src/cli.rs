@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 
+use crate::ledger::TaskState;
 use crate::output::{ColorChoice, Format};
 
 /// oxi turns a repository's roadmap.md into reviewed pull requests by running coding-agent CLIs
@@ -46,6 +47,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Task counts by state, spend today and this month against the caps, and the killswitch
     Status,
+    /// Every task: state, attempts, worker, branch, cost, and why it waits or stopped
+    Tasks(TasksArgs),
     /// Engage the killswitch: no new dispatch until `oxi resume` (running work finishes)
     Pause(PauseArgs),
     /// Release the killswitch
@@ -66,6 +69,9 @@ pub enum Command {
     Retry(TaskActionArgs),
     /// Cancel a task (its running worker, if any, is stopped)
     Cancel(TaskActionArgs),
+    /// Mark a task done: its work landed by other means (a squash or rebase merge, a commit of
+    /// your own); tasks that depend on it may start
+    Done(DoneArgs),
     /// The whole loop on a throwaway sample repository: offline worker, real git, real
     /// acceptance command, no network, no API key
     Demo(DemoArgs),
@@ -172,12 +178,41 @@ pub struct ApproveArgs {
 
 #[derive(Debug, Args)]
 pub struct TaskActionArgs {
-    /// The task id, as `oxi plan` and `oxi status` show it
+    /// The task id, as `oxi tasks` shows it (any case)
     #[arg(value_name = "TASK")]
     pub task: String,
     /// Why, recorded with the operator action
     #[arg(long)]
     pub note: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoneArgs {
+    /// The task id, as `oxi tasks` shows it (any case)
+    #[arg(value_name = "TASK")]
+    pub task: String,
+    /// How it landed, recorded with the operator action
+    #[arg(long, alias = "note", value_name = "TEXT")]
+    pub why: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TasksArgs {
+    /// Only tasks in this state (repeat for several): queued, held, retry_wait, dispatched,
+    /// verifying, reviewing, deliver_pending, delivered, merged, done, failed,
+    /// framework_fix_needed, rejected, cancelled, abandoned
+    #[arg(long = "state", value_name = "STATE", value_parser = parse_state)]
+    pub states: Vec<TaskState>,
+}
+
+fn parse_state(text: &str) -> Result<TaskState, String> {
+    text.to_ascii_lowercase()
+        .replace('-', "_")
+        .parse()
+        .map_err(|_| {
+            let names: Vec<&str> = TaskState::ALL.iter().map(|s| s.as_str()).collect();
+            format!("not a task state; use one of {}", names.join(", "))
+        })
 }
 
 #[derive(Debug, Args)]

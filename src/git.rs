@@ -62,6 +62,28 @@ pub fn run(dir: &Path, args: &[&str]) -> Result<String, GitError> {
     Ok(String::from_utf8_lossy(&stdout).trim().to_owned())
 }
 
+/// Whether `commit` is reachable from `tip` (`git merge-base --is-ancestor`): how fast mode
+/// sees that a delivered branch was merged. An unknown commit is an error, not a "no".
+pub fn is_ancestor(dir: &Path, commit: &str, tip: &str) -> Result<bool, GitError> {
+    let args = ["merge-base", "--is-ancestor", commit, tip];
+    let output = Command::new(git_binary())
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .map_err(GitError::Spawn)?;
+    match output.status.code() {
+        Some(0) => Ok(true),
+        Some(1) => Ok(false),
+        _ => Err(GitError::Failed {
+            args: args.join(" "),
+            dir: dir.display().to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        }),
+    }
+}
+
 /// The state of every changed or untracked path in a work tree (relative to its top), each with
 /// a fingerprint of its content, so two snapshots tell which paths a run touched even when
 /// they were already dirty before it.

@@ -27,6 +27,10 @@ pub struct PlannedTask {
     pub state: TaskState,
     /// Why it cannot be dispatched now; `None` when it is eligible.
     pub held_reason: Option<String>,
+    /// When its only obstacle is a retry backoff: when that ends (it becomes eligible then by
+    /// itself, so `oxi saturate --until-empty` waits for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff_until_ms: Option<i64>,
     pub depends_on: Vec<String>,
     pub attempts: u32,
     pub section: Option<String>,
@@ -107,10 +111,19 @@ pub fn plan(tasks: &[TaskRow], now_ms: i64) -> Vec<PlannedTask> {
         .into_iter()
         .map(|i| {
             let task = waiting[i];
-            let held_reason = if cycle_members.contains(&i) {
-                Some(cycle_reason(i, &waiting, &index, &cycle_members))
+            let hold = if cycle_members.contains(&i) {
+                Some(Hold::Cycle(cycle_reason(
+                    i,
+                    &waiting,
+                    &index,
+                    &cycle_members,
+                )))
             } else {
-                held_reason(task, &by_id, now_ms)
+                hold(task, &by_id, now_ms)
+            };
+            let backoff_until_ms = match hold {
+                Some(Hold::Backoff(at)) => Some(at),
+                _ => None,
             };
             PlannedTask {
                 id: task.spec.id.clone(),
@@ -118,7 +131,8 @@ pub fn plan(tasks: &[TaskRow], now_ms: i64) -> Vec<PlannedTask> {
                 effective_tier: effective[i],
                 title: task.spec.title.clone(),
                 state: task.state,
-                held_reason,
+                held_reason: hold.map(|h| h.to_string()),
+                backoff_until_ms,
                 depends_on: task.spec.depends_on.clone(),
                 attempts: task.attempts,
                 section: task.spec.section.clone(),
@@ -134,13 +148,34 @@ pub fn priority_score(task: &TaskRow, now_ms: i64) -> i64 {
     i64::from(task.spec.roadmap_order) - 5 * i64::from(task.attempts) - days_waiting
 }
 
-fn held_reason(task: &TaskRow, by_id: &HashMap<&str, &TaskRow>, now_ms: i64) -> Option<String> {
+/// Why a waiting task cannot be dispatched now.
+enum Hold {
+    /// Held for a human, with the reason recorded on the task.
+    Human(String),
+    /// Dependencies whose work is not on the base branch yet, each with its state.
+    Dependencies(Vec<String>),
+    /// A retry backoff, until this time.
+    Backoff(i64),
+    /// A dependency cycle, as `A -> B -> A`.
+    Cycle(String),
+}
+
+impl std::fmt::Display for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hold::Human(reason) => f.write_str(reason),
+            Hold::Dependencies(blockers) => write!(f, "depends on {}", blockers.join(", ")),
+            Hold::Backoff(at) => write!(f, "retry backoff until {}", crate::clock::rfc3339(*at)),
+            Hold::Cycle(path) => write!(f, "dependency cycle: {path}"),
+        }
+    }
+}
+
+fn hold(task: &TaskRow, by_id: &HashMap<&str, &TaskRow>, now_ms: i64) -> Option<Hold> {
     if task.state == TaskState::Held {
-        return Some(
-            task.held_reason
-                .clone()
-                .unwrap_or_else(|| "held for a human; `oxi approve` releases it".to_owned()),
-        );
+        return Some(Hold::Human(task.held_reason.clone().unwrap_or_else(|| {
+            "held for a human; `oxi approve` releases it".to_owned()
+        })));
     }
     let mut blockers = Vec::new();
     for dep in &task.spec.depends_on {
@@ -153,13 +188,13 @@ fn held_reason(task: &TaskRow, by_id: &HashMap<&str, &TaskRow>, now_ms: i64) -> 
         }
     }
     if !blockers.is_empty() {
-        return Some(format!("depends on {}", blockers.join(", ")));
+        return Some(Hold::Dependencies(blockers));
     }
     if task.state == TaskState::RetryWait
         && let Some(at) = task.retry_at_ms
         && at > now_ms
     {
-        return Some(format!("retry backoff until {}", crate::clock::rfc3339(at)));
+        return Some(Hold::Backoff(at));
     }
     None
 }
@@ -189,7 +224,7 @@ fn cycle_reason(
         current = next;
     }
     let names: Vec<&str> = path.iter().map(|&i| waiting[i].spec.id.as_str()).collect();
-    format!("dependency cycle: {}", names.join(" -> "))
+    names.join(" -> ")
 }
 
 #[cfg(test)]

@@ -177,6 +177,9 @@ impl Status {
 }
 
 /// Runs saturate until it has a reason to stop.
+/// How often saturate looks for delivered branches merged into the base branch.
+const LANDED_EVERY: Duration = Duration::from_secs(5);
+
 pub fn run(
     config_path: &Path,
     options: &Options,
@@ -247,6 +250,7 @@ pub fn run(
     let mut jobs = Vec::new();
     let mut stopping: Option<(Instant, String)> = None;
     let mut last_release = Instant::now() - Duration::from_secs(3600);
+    let mut last_landed = Instant::now() - Duration::from_secs(3600);
     let reason = loop {
         // Finished slots.
         let (done, running): (Vec<Slot>, Vec<Slot>) =
@@ -360,13 +364,25 @@ pub fn run(
                     ingest.updated.len()
                 ));
             }
+            // Delivered branches merged by the operator (a few git calls: every few seconds).
+            if last_landed.elapsed() > LANDED_EVERY {
+                last_landed = Instant::now();
+                for landed in tick::landed::settle(&config, &mut ledger)? {
+                    status.log(&format!(
+                        "{}: merged into {} -> done",
+                        landed.task_id, landed.base_branch
+                    ));
+                }
+            }
             let paused = ledger.read().killswitch()?.is_some_and(|k| k.paused);
             let free = concurrency.saturating_sub(slots.len() as u32);
             if free > 0 && !paused {
                 let tasks = ledger.read().tasks()?;
                 let planned = crate::plan::plan(&tasks, now_ms());
                 let eligible = planned.iter().any(crate::plan::PlannedTask::is_eligible);
-                if !eligible && slots.is_empty() && options.until_empty {
+                // A task in its retry backoff becomes eligible by itself: wait for it.
+                let backing_off = planned.iter().any(|p| p.backoff_until_ms.is_some());
+                if !eligible && !backing_off && slots.is_empty() && options.until_empty {
                     break "until_empty".to_owned();
                 }
                 if eligible {

@@ -13,6 +13,7 @@ mod saturate;
 mod show;
 mod status;
 mod task;
+mod tasks;
 mod tick;
 mod workers;
 
@@ -67,6 +68,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Ingest(args) => ingest::run(ctx, args),
         Command::Plan(args) => plan::run(ctx, args),
         Command::Status => status::run(ctx),
+        Command::Tasks(args) => tasks::run(ctx, args),
         Command::Pause(args) => pause::pause(ctx, args),
         Command::Resume => pause::resume(ctx),
         Command::Run(args) => run::run(ctx, args),
@@ -97,6 +99,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Approve(args) => task::approve(ctx, args),
         Command::Retry(args) => task::retry(ctx, args),
         Command::Cancel(args) => task::cancel(ctx, args),
+        Command::Done(args) => task::done(ctx, args),
         Command::Roadmap(crate::cli::RoadmapCommand::Prune(args)) => prune::run(ctx, args),
     }
 }

@@ -62,7 +62,7 @@ pub fn run(ctx: &Context, args: &PlanArgs) -> Result<()> {
         Format::Json => json_string(&rows)?,
         format => {
             if rows.is_empty() {
-                "nothing waiting: every task is in flight or finished (`oxi status` for counts)\n"
+                "nothing waiting: every task is in flight or finished (`oxi tasks` lists them all)\n"
                     .to_owned()
             } else {
                 let mut grid = Grid::new(["#", "ID", "TIER", "STATE", "TITLE", "HELD"]);

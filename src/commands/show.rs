@@ -76,7 +76,7 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
     let ledger = Ledger::open_existing(&config.ledger_path())?;
     let task = ledger
         .read()
-        .task(&args.task)?
+        .find_task(&args.task)?
         .ok_or_else(|| LedgerError::NoSuchTask(args.task.clone()))?;
     let runs = ledger.read().runs_for_task(&task.spec.id)?;
     let events = ledger.read().task_history(&task.spec.id)?;
@@ -165,13 +165,13 @@ fn resolve_run(ledger: &Ledger, target: &str) -> Result<RunRow> {
     if let Some(run) = ledger.read().run(target)? {
         return Ok(run);
     }
-    if ledger.read().task(target)?.is_some() {
-        if let Some(run) = ledger.read().runs_for_task(target)?.pop() {
+    if let Some(task) = ledger.read().find_task(target)? {
+        if let Some(run) = ledger.read().runs_for_task(&task.spec.id)?.pop() {
             return Ok(run);
         }
-        bail!("task {target} has no runs yet");
+        bail!("task {} has no runs yet", task.spec.id);
     }
-    bail!("no run or task {target:?}; `oxi show TASK` lists a task's runs")
+    bail!("no run or task {target:?}; `oxi tasks` lists the tasks, `oxi show TASK` a task's runs")
 }
 
 pub fn logs(ctx: &Context, args: &LogsArgs) -> Result<()> {

@@ -1,10 +1,11 @@
-//! `oxi approve`, `oxi retry`, `oxi cancel`: an operator acting on one task. Each leaves an
-//! `operator_action` event naming who did what (the human-intervention KPI).
+//! `oxi approve`, `oxi retry`, `oxi cancel`, `oxi done`: an operator acting on one task. Each
+//! leaves an `operator_action` event naming who did what (the human-intervention KPI). Task ids
+//! are matched ignoring case.
 
 use anyhow::{Result, bail};
 
 use super::Context;
-use crate::cli::{ApproveArgs, TaskActionArgs};
+use crate::cli::{ApproveArgs, DoneArgs, TaskActionArgs};
 use crate::clock::now_ms;
 use crate::ledger::{
     EventKind, Ledger, NewEvent, TaskRow, TaskState, Transition, TransitionFields,
@@ -16,7 +17,7 @@ fn load(ctx: &Context, id: &str) -> Result<(crate::config::LoadedConfig, Ledger,
     let ledger = ctx.ledger(&config)?;
     let task = ledger
         .read()
-        .task(id)?
+        .find_task(id)?
         .ok_or_else(|| crate::ledger::LedgerError::NoSuchTask(id.to_owned()))?;
     Ok((config, ledger, task))
 }
@@ -131,7 +132,7 @@ pub fn approve(ctx: &Context, approve: &ApproveArgs) -> Result<()> {
     }
     if task.state != TaskState::Held {
         bail!(
-            "{} is {}, not held; only a held task can be approved (`oxi plan --dry-run` shows why tasks wait)",
+            "{} is {}, not held; only a held task can be approved (`oxi tasks` shows why each task waits)",
             task.spec.id,
             task.state
         );
@@ -174,15 +175,44 @@ pub fn approve(ctx: &Context, approve: &ApproveArgs) -> Result<()> {
     print(ctx, &id, "approve", TaskState::Held, to, next)
 }
 
+/// The states `oxi retry` moves back to `queued`. Not `delivered`, `merged` or `done`: their
+/// work exists, and running it again would pay for it twice.
+const RETRYABLE: [TaskState; 7] = [
+    TaskState::Failed,
+    TaskState::FrameworkFixNeeded,
+    TaskState::Held,
+    TaskState::RetryWait,
+    TaskState::Rejected,
+    TaskState::Cancelled,
+    TaskState::Abandoned,
+];
+
+/// Why `oxi retry` refuses a task in `state`, naming what it accepts and what to do instead.
+fn retry_refusal(config: &crate::config::LoadedConfig, task: &TaskRow) -> String {
+    let id = &task.spec.id;
+    let accepted: Vec<&str> = RETRYABLE.iter().map(|s| s.as_str()).collect();
+    let instead = match task.state {
+        TaskState::Delivered => format!(
+            "; its work is on {}: merge it into {} (the next tick notices) or, once it landed another way, `oxi done {id}`",
+            task.branch.as_deref().unwrap_or("its branch"),
+            config.config.project.base_branch
+        ),
+        TaskState::Merged | TaskState::Done => "; its work has landed".to_owned(),
+        TaskState::Queued => "; it is already waiting for a slot".to_owned(),
+        _ => "; it is in flight (`oxi cancel` stops it)".to_owned(),
+    };
+    format!(
+        "{id} is {}; retry accepts {} tasks{instead}",
+        task.state,
+        accepted.join(", ")
+    )
+}
+
 pub fn retry(ctx: &Context, args: &TaskActionArgs) -> Result<()> {
-    let (_config, mut ledger, task) = load(ctx, &args.task)?;
+    let (config, mut ledger, task) = load(ctx, &args.task)?;
     let from = task.state;
-    if !from.can_transition_to(TaskState::Queued) || from.is_in_flight() {
-        bail!(
-            "{} is {}; retry applies to failed, held, waiting, cancelled or rejected tasks",
-            task.spec.id,
-            from
-        );
+    if !RETRYABLE.contains(&from) {
+        bail!("{}", retry_refusal(&config, &task));
     }
     let actor = ctx.operator();
     let id = task.spec.id.clone();
@@ -249,4 +279,40 @@ pub fn cancel(ctx: &Context, args: &TaskActionArgs) -> Result<()> {
         "its running worker was stopped"
     };
     print(ctx, &id, "cancel", from, to, next)
+}
+
+/// `oxi done TASK`: the operator says the task's work has landed (a squash or rebase merge oxi
+/// cannot see, or work done by hand), so its dependents may start.
+pub fn done(ctx: &Context, args: &DoneArgs) -> Result<()> {
+    let (_config, mut ledger, task) = load(ctx, &args.task)?;
+    let from = task.state;
+    let id = task.spec.id.clone();
+    if from == TaskState::Done {
+        bail!("{id} is already done");
+    }
+    if from.is_in_flight() || !from.can_transition_to(TaskState::Done) {
+        bail!(
+            "{id} is {from}: work on it is in flight; wait for it to end, or `oxi cancel {id}` first"
+        );
+    }
+    let actor = ctx.operator();
+    let to = TaskState::Done;
+    act(
+        &mut ledger,
+        &id,
+        &actor,
+        "done",
+        from,
+        to,
+        args.why.as_deref(),
+        |_, _| Ok(()),
+    )?;
+    print(
+        ctx,
+        &id,
+        "done",
+        from,
+        to,
+        "tasks that depend on it may start",
+    )
 }

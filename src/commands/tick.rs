@@ -35,6 +35,14 @@ fn render(report: &TickReport) -> String {
             ingest.marked_done.len()
         ));
     }
+    for landed in &report.landed {
+        out.push_str(&format!(
+            "{}: {} is merged into {} -> done\n",
+            landed.task_id,
+            landed.branch.as_deref().unwrap_or(&landed.commit),
+            landed.base_branch
+        ));
+    }
     for id in &report.delivered_approved {
         out.push_str(&format!("delivered {id} (approved)\n"));
     }
@@ -79,6 +87,9 @@ fn render(report: &TickReport) -> String {
             if let Some(detail) = &job.detail {
                 let first = detail.lines().next().unwrap_or("");
                 out.push_str(&format!("{}: {first}\n", job.task_id));
+            }
+            if let Some(reason) = &job.held_reason {
+                out.push_str(&format!("{} held: {reason}\n", job.task_id));
             }
         }
     }

@@ -81,7 +81,7 @@ pub enum LedgerError {
         found: String,
     },
     /// No such task.
-    #[error("no task {0} in the ledger; `oxi plan --dry-run` lists the tasks")]
+    #[error("no task {0} in the ledger; `oxi tasks` lists them")]
     NoSuchTask(String),
     /// Another process held the write lock for longer than `BUSY_TIMEOUT`.
     #[error("ledger is locked by another oxi process (waited {}s); try again", BUSY_TIMEOUT.as_secs())]

@@ -114,6 +114,9 @@ pub enum EventKind {
     PrMerged,
     /// An oxi pull request was closed without merging.
     PrClosed,
+    /// Fast mode: a delivered branch's commit was found on the base branch (an operator merged
+    /// it), so the task moved on to `merged` and `done`.
+    BranchMerged,
     /// A delivered task went back to work because of CI or review feedback.
     FollowUp,
     /// `oxi saturate` stopped claiming: the day's cap is reached.
@@ -150,6 +153,7 @@ impl EventKind {
             EventKind::PrReviewed => "pr_reviewed",
             EventKind::PrMerged => "pr_merged",
             EventKind::PrClosed => "pr_closed",
+            EventKind::BranchMerged => "branch_merged",
             EventKind::FollowUp => "follow_up",
             EventKind::DailyBudgetReached => "daily_budget_reached",
             EventKind::GithubError => "github_error",
@@ -305,6 +309,23 @@ impl Queries<'_> {
             .optional()?
             .map(finish_task)
             .transpose()
+    }
+
+    /// A task by the id a person typed: the exact id, else the one id equal to it ignoring
+    /// case (`t0-1` finds `T0-1`). Two ids that differ only in case match neither way.
+    pub fn find_task(&self, id: &str) -> Result<Option<TaskRow>> {
+        if let Some(task) = self.task(id)? {
+            return Ok(Some(task));
+        }
+        let ids: Vec<String> = self
+            .conn
+            .prepare_cached("SELECT id FROM tasks WHERE id = ?1 COLLATE NOCASE LIMIT 2")?
+            .query_map([id], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        match ids.as_slice() {
+            [one] => self.task(one),
+            _ => Ok(None),
+        }
     }
 
     /// How many tasks are in each state (states with none are left out). Uses the state index.

@@ -126,7 +126,7 @@ impl Queries<'_> {
             "SELECT at_ms, kind, actor, data FROM events WHERE task_id = ?1 AND kind IN
              ('task_state_changed', 'verified', 'review_decided', 'governance_memo', 'delivered',
               'pr_opened', 'ci_result', 'follow_up', 'operator_action', 'run_reaped',
-              'task_deferred', 'budget_breach', 'github_error')
+              'task_deferred', 'budget_breach', 'github_error', 'branch_merged')
              ORDER BY id",
         )?;
         let rows = stmt.query_map([task_id], |r| {

@@ -6,6 +6,14 @@ use rusqlite::{OptionalExtension, params};
 use super::{Queries, Result, RunRow};
 use crate::money::MicroUsd;
 
+/// A task's runs, summed (see `Queries::task_run_totals`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskRunTotals {
+    pub cost_microusd: MicroUsd,
+    /// The worker of its latest executor run.
+    pub last_worker: Option<String>,
+}
+
 /// One acceptance command's outcome, as recorded.
 #[derive(Debug, Clone)]
 pub struct VerifyRecord<'a> {
@@ -174,6 +182,45 @@ impl Queries<'_> {
             .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
             .and_then(|v| serde_json::from_value(v["paths"].clone()).ok())
             .unwrap_or_default())
+    }
+
+    /// The commit the task's latest delivery put on its branch (from its `delivered` event,
+    /// which outlives the branch: an operator may delete a branch once it is merged). `None`
+    /// for a delivery that recorded no commit (delivered after an approval).
+    pub fn delivered_commit(&self, task_id: &str) -> Result<Option<String>> {
+        let data: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT data FROM events WHERE task_id = ?1 AND kind = 'delivered'
+                 ORDER BY id DESC LIMIT 1",
+            )?
+            .query_row([task_id], |r| r.get(0))
+            .optional()?;
+        Ok(data
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+            .and_then(|v| v["commit"].as_str().map(str::to_owned)))
+    }
+
+    /// What every task's runs add up to, by task id: cost, and the worker of its latest
+    /// executor run (one pass over the runs, for `oxi tasks`).
+    pub fn task_run_totals(&self) -> Result<std::collections::HashMap<String, TaskRunTotals>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT task_id, SUM(cost_microusd),
+                    (SELECT worker FROM runs AS last
+                      WHERE last.task_id = runs.task_id AND last.role = 'executor'
+                      ORDER BY last.started_at_ms DESC LIMIT 1)
+               FROM runs WHERE task_id IS NOT NULL GROUP BY task_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                TaskRunTotals {
+                    cost_microusd: r.get(1)?,
+                    last_worker: r.get(2)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     pub fn runs_for_task(&self, task_id: &str) -> Result<Vec<RunRow>> {

@@ -74,6 +74,8 @@ pub struct JobResult {
     pub classification: Option<String>,
     pub failure_class: Option<String>,
     pub detail: Option<String>,
+    /// Why the task is held, when this job ended with it `held`.
+    pub held_reason: Option<String>,
     pub branch: String,
     pub commit: Option<String>,
     pub cost_usd: f64,
@@ -153,6 +155,7 @@ impl Job<'_> {
         let from = self.state;
         let now = now_ms();
         let failure_class = fields.failure_class.clone();
+        let held_reason = fields.held_reason.clone();
         let outcome = self.ledger.write(|q| {
             q.transition_task(
                 &id,
@@ -177,6 +180,7 @@ impl Job<'_> {
                 if failure_class.is_some() {
                     self.result.failure_class = failure_class;
                 }
+                self.result.held_reason = held_reason;
                 Ok(())
             }
             Err(LedgerError::StateConflict { found, .. }) => {
@@ -402,6 +406,7 @@ pub async fn run(
             classification: None,
             failure_class: None,
             detail: None,
+            held_reason: None,
             branch: spec.branch.clone(),
             commit: None,
             cost_usd: 0.0,

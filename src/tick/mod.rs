@@ -3,6 +3,7 @@
 //! the killswitch stops new claims; every cap is enforced in-process.
 
 pub mod job;
+pub mod landed;
 pub mod lock;
 pub mod reap;
 
@@ -45,6 +46,8 @@ pub struct TickReport {
     pub mode: RunMode,
     pub reaped: Vec<Reaped>,
     pub ingest: Option<IngestSummary>,
+    /// Fast mode: delivered branches found merged into the base branch (now `done`).
+    pub landed: Vec<landed::Landed>,
     pub delivered_approved: Vec<String>,
     pub failed_at_claim: Vec<ClaimStop>,
     pub held_at_claim: Vec<ClaimStop>,
@@ -85,6 +88,7 @@ impl TickReport {
             mode,
             reaped: Vec::new(),
             ingest: None,
+            landed: Vec::new(),
             delivered_approved: Vec::new(),
             failed_at_claim: Vec::new(),
             held_at_claim: Vec::new(),
@@ -250,6 +254,9 @@ pub async fn pass(
     let t = Instant::now();
     report.ingest = ingest(ledger, config, &parent_env)?;
     report.phases_ms.ingest = t.elapsed().as_millis() as u64;
+
+    // Delivered branches the operator merged: their dependents may start in this pass.
+    report.landed = landed::settle(config, ledger)?;
 
     // Tasks an operator approved after a hold: their work is committed on their branch.
     for task in ledger.read().tasks()? {

@@ -1,0 +1,114 @@
+//! Fast mode's last step: a delivered branch that an operator merged into the base branch. Its
+//! delivered commit is then an ancestor of the base branch's tip, so the task moves on to
+//! `merged` and `done` (as release mode does when a pull request merges) and the tasks that
+//! depend on it may start. A squash or rebase merge leaves no such ancestry: `oxi done TASK`
+//! closes those by hand.
+
+use serde::Serialize;
+
+use crate::clock::now_ms;
+use crate::config::LoadedConfig;
+use crate::ledger::{EventKind, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition};
+
+/// A delivered task found merged into the base branch.
+#[derive(Debug, Clone, Serialize)]
+pub struct Landed {
+    pub task_id: String,
+    pub branch: Option<String>,
+    /// The delivered commit the base branch now contains.
+    pub commit: String,
+    pub base_branch: String,
+}
+
+/// The commit a delivery put on the task's branch: the one its `delivered` event names, else
+/// (a delivery after an approval records none) the branch's tip.
+fn delivered_commit(
+    config: &LoadedConfig,
+    ledger: &Ledger,
+    task: &TaskRow,
+) -> Result<Option<String>, LedgerError> {
+    if let Some(commit) = ledger.read().delivered_commit(&task.spec.id)? {
+        return Ok(Some(commit));
+    }
+    Ok(task.branch.as_deref().and_then(|branch| {
+        crate::worktree::resolve(&config.repo_root, &format!("refs/heads/{branch}"))
+    }))
+}
+
+/// Moves every delivered task without a pull request whose delivered commit is on the base
+/// branch to `merged`, then `done`. Cheap when nothing is delivered (no git call).
+pub fn settle(config: &LoadedConfig, ledger: &mut Ledger) -> Result<Vec<Landed>, LedgerError> {
+    let delivered: Vec<TaskRow> = ledger
+        .read()
+        .tasks()?
+        .into_iter()
+        .filter(|t| t.state == TaskState::Delivered && t.pr_number.is_none())
+        .collect();
+    if delivered.is_empty() {
+        return Ok(Vec::new());
+    }
+    let repo = &config.repo_root;
+    let base = &config.config.project.base_branch;
+    let Some(tip) = crate::worktree::resolve(repo, base) else {
+        return Ok(Vec::new());
+    };
+    let mut landed = Vec::new();
+    for task in delivered {
+        let Some(commit) = delivered_commit(config, ledger, &task)? else {
+            continue;
+        };
+        match crate::git::is_ancestor(repo, &commit, &tip) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::debug!("task {}: cannot tell whether it merged: {e}", task.spec.id);
+                continue;
+            }
+        }
+        let entry = Landed {
+            task_id: task.spec.id.clone(),
+            branch: task.branch.clone(),
+            commit,
+            base_branch: base.clone(),
+        };
+        match record(ledger, &entry) {
+            Ok(()) => landed.push(entry),
+            // Someone (an operator) moved it meanwhile: theirs stands.
+            Err(LedgerError::StateConflict { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(landed)
+}
+
+/// `delivered → merged → done` and a `branch_merged` event, in one transaction.
+fn record(ledger: &mut Ledger, landed: &Landed) -> Result<(), LedgerError> {
+    let now = now_ms();
+    let id = landed.task_id.as_str();
+    let reason = format!("branch merged into {}", landed.base_branch);
+    ledger.write(|q| {
+        q.transition_task(
+            id,
+            &Transition::by_oxi(TaskState::Delivered, TaskState::Merged, &reason),
+            now,
+        )?;
+        q.transition_task(
+            id,
+            &Transition::by_oxi(TaskState::Merged, TaskState::Done, "merged"),
+            now,
+        )?;
+        q.append_event(&NewEvent {
+            at_ms: now,
+            kind: EventKind::BranchMerged,
+            task_id: Some(id),
+            run_id: None,
+            actor: "oxi",
+            data: serde_json::json!({
+                "branch": landed.branch,
+                "commit": landed.commit,
+                "base_branch": landed.base_branch,
+            }),
+        })?;
+        Ok(())
+    })
+}
