@@ -193,7 +193,7 @@ fn retry_refusal(config: &crate::config::LoadedConfig, task: &TaskRow) -> String
     let accepted: Vec<&str> = RETRYABLE.iter().map(|s| s.as_str()).collect();
     let instead = match task.state {
         TaskState::Delivered => format!(
-            "; its work is on {}: merge it into {} (the next tick notices) or, once it landed another way, `oxi done {id}`",
+            "; its work is on {}: merge it into {} (the next tick sees it), or `oxi done {id}` if it landed another way",
             task.branch.as_deref().unwrap_or("its branch"),
             config.config.project.base_branch
         ),
