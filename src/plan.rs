@@ -27,6 +27,9 @@ pub struct PlannedTask {
     pub state: TaskState,
     /// Why it cannot be dispatched now; `None` when it is eligible.
     pub held_reason: Option<String>,
+    /// `run.stack_on_delivered`: the delivered, unmerged dependency whose branch it starts from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_from: Option<String>,
     /// When its only obstacle is a retry backoff: when that ends (it becomes eligible then by
     /// itself, so `oxi saturate --until-empty` waits for it).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -43,8 +46,15 @@ impl PlannedTask {
     }
 }
 
-/// Plans every waiting task (queued, held, retry-wait) in dispatch order.
+/// Plans every waiting task (queued, held, retry-wait) in dispatch order; a dependency counts
+/// once its work is on the base branch.
 pub fn plan(tasks: &[TaskRow], now_ms: i64) -> Vec<PlannedTask> {
+    plan_with(tasks, now_ms, false)
+}
+
+/// `plan`, with `stack` (`run.stack_on_delivered` in fast mode): a delivered dependency without
+/// a pull request counts too, and the task starts from its branch (one such dependency at most).
+pub fn plan_with(tasks: &[TaskRow], now_ms: i64, stack: bool) -> Vec<PlannedTask> {
     let by_id: HashMap<&str, &TaskRow> = tasks.iter().map(|t| (t.spec.id.as_str(), t)).collect();
     let waiting: Vec<&TaskRow> = tasks.iter().filter(|t| t.state.is_waiting()).collect();
     let index: HashMap<&str, usize> = waiting
@@ -119,7 +129,11 @@ pub fn plan(tasks: &[TaskRow], now_ms: i64) -> Vec<PlannedTask> {
                     &cycle_members,
                 )))
             } else {
-                hold(task, &by_id, now_ms)
+                hold(task, &by_id, now_ms, stack)
+            };
+            let start_from = match (&hold, stack) {
+                (None, true) => stacked_on(task, &by_id).into_iter().next(),
+                _ => None,
             };
             let backoff_until_ms = match hold {
                 Some(Hold::Backoff(at)) => Some(at),
@@ -133,6 +147,7 @@ pub fn plan(tasks: &[TaskRow], now_ms: i64) -> Vec<PlannedTask> {
                 state: task.state,
                 held_reason: hold.map(|h| h.to_string()),
                 backoff_until_ms,
+                start_from,
                 depends_on: task.spec.depends_on.clone(),
                 attempts: task.attempts,
                 section: task.spec.section.clone(),
@@ -154,6 +169,8 @@ enum Hold {
     Human(String),
     /// Dependencies whose work is not on the base branch yet, each with its state.
     Dependencies(Vec<String>),
+    /// Stacking: more than one delivered, unmerged dependency (a task starts from one branch).
+    Stacks(Vec<String>),
     /// A retry backoff, until this time.
     Backoff(i64),
     /// A dependency cycle, as `A -> B -> A`.
@@ -165,13 +182,32 @@ impl std::fmt::Display for Hold {
         match self {
             Hold::Human(reason) => f.write_str(reason),
             Hold::Dependencies(blockers) => write!(f, "depends on {}", blockers.join(", ")),
+            Hold::Stacks(ids) => write!(
+                f,
+                "depends on {}, delivered on separate branches; run.stack_on_delivered starts a task from one branch: merge all but one",
+                ids.join(", ")
+            ),
             Hold::Backoff(at) => write!(f, "retry backoff until {}", crate::clock::rfc3339(*at)),
             Hold::Cycle(path) => write!(f, "dependency cycle: {path}"),
         }
     }
 }
 
-fn hold(task: &TaskRow, by_id: &HashMap<&str, &TaskRow>, now_ms: i64) -> Option<Hold> {
+/// Delivered dependencies without a pull request, whose work is on their branch only.
+fn stacked_on(task: &TaskRow, by_id: &HashMap<&str, &TaskRow>) -> Vec<String> {
+    task.spec
+        .depends_on
+        .iter()
+        .filter(|dep| {
+            by_id
+                .get(dep.as_str())
+                .is_some_and(|d| d.state == TaskState::Delivered && d.pr_number.is_none())
+        })
+        .cloned()
+        .collect()
+}
+
+fn hold(task: &TaskRow, by_id: &HashMap<&str, &TaskRow>, now_ms: i64, stack: bool) -> Option<Hold> {
     if task.state == TaskState::Held {
         return Some(Hold::Human(task.held_reason.clone().unwrap_or_else(|| {
             "held for a human; `oxi approve` releases it".to_owned()
@@ -181,14 +217,19 @@ fn hold(task: &TaskRow, by_id: &HashMap<&str, &TaskRow>, now_ms: i64) -> Option<
     for dep in &task.spec.depends_on {
         match by_id.get(dep.as_str()) {
             None => blockers.push(format!("{dep} (not in the roadmap or ledger)")),
-            Some(d) if !d.state.satisfies_dependents() => {
-                blockers.push(format!("{dep} ({})", d.state));
-            }
-            Some(_) => {}
+            Some(d) if d.state.satisfies_dependents() => {}
+            Some(d) if stack && d.state == TaskState::Delivered && d.pr_number.is_none() => {}
+            Some(d) => blockers.push(format!("{dep} ({})", d.state)),
         }
     }
     if !blockers.is_empty() {
         return Some(Hold::Dependencies(blockers));
+    }
+    if stack {
+        let stacked = stacked_on(task, by_id);
+        if stacked.len() > 1 {
+            return Some(Hold::Stacks(stacked));
+        }
     }
     if task.state == TaskState::RetryWait
         && let Some(at) = task.retry_at_ms
@@ -335,6 +376,46 @@ mod tests {
         assert_eq!(
             p[2].held_reason.as_deref(),
             Some("dependency cycle: C-1 -> C-2 -> C-1")
+        );
+    }
+
+    #[test]
+    fn stacking_counts_one_delivered_dependency_and_starts_from_it() {
+        let mut d1 = task("D-1", 1, 0, &[], TaskState::Delivered);
+        d1.branch = Some("oxi/d-1".to_owned());
+        let d2 = task("D-2", 1, 1, &[], TaskState::Delivered);
+        let mut with_pr = task("D-3", 1, 2, &[], TaskState::Delivered);
+        with_pr.pr_number = Some(7);
+        let tasks = [
+            d1,
+            d2,
+            with_pr,
+            task("A-1", 1, 3, &["D-1"], TaskState::Queued),
+            task("A-2", 1, 4, &["D-1", "D-2"], TaskState::Queued),
+            task("A-3", 1, 5, &["D-3"], TaskState::Queued),
+        ];
+        let off = plan(&tasks, 0);
+        assert_eq!(
+            off[0].held_reason.as_deref(),
+            Some("depends on D-1 (delivered)")
+        );
+        assert_eq!(off[0].start_from, None);
+        let on = plan_with(&tasks, 0, true);
+        assert_eq!(on[0].held_reason, None);
+        assert_eq!(on[0].start_from.as_deref(), Some("D-1"));
+        assert!(
+            on[1]
+                .held_reason
+                .as_deref()
+                .unwrap()
+                .contains("separate branches"),
+            "{:?}",
+            on[1].held_reason
+        );
+        assert_eq!(
+            on[2].held_reason.as_deref(),
+            Some("depends on D-3 (delivered)"),
+            "a pull request is reviewed on its own: no stacking on it"
         );
     }
 

@@ -378,7 +378,8 @@ pub fn run(
             let free = concurrency.saturating_sub(slots.len() as u32);
             if free > 0 && !paused {
                 let tasks = ledger.read().tasks()?;
-                let planned = crate::plan::plan(&tasks, now_ms());
+                let planned =
+                    crate::plan::plan_with(&tasks, now_ms(), config.stacks_on_delivered());
                 let eligible = planned.iter().any(crate::plan::PlannedTask::is_eligible);
                 // A task in its retry backoff becomes eligible by itself: wait for it.
                 let backing_off = planned.iter().any(|p| p.backoff_until_ms.is_some());

@@ -94,15 +94,19 @@ fn repo_lock() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// Creates the worktree for one attempt. An existing directory at `path` (left by a crash) is
-/// retired first, its uncommitted work committed onto its branch.
+/// retired first, its uncommitted work committed onto its branch. A new branch starts from
+/// `start_from` (a delivered dependency's commit, when stacking) or the base branch, and the
+/// diff base is taken from the same place.
 pub fn prepare(
     repo: &Path,
     path: &Path,
     branch: &str,
     base_branch: &str,
+    start_from: Option<&str>,
 ) -> Result<Worktree, WorktreeError> {
-    let base_head = resolve(repo, base_branch).ok_or_else(|| WorktreeError::NoBase {
-        branch: base_branch.to_owned(),
+    let start = start_from.unwrap_or(base_branch);
+    let base_head = resolve(repo, start).ok_or_else(|| WorktreeError::NoBase {
+        branch: start.to_owned(),
         repo: path_str(repo),
     })?;
     if path.exists() {
@@ -129,7 +133,7 @@ pub fn prepare(
     let (base_commit, continued) = match existing {
         Some(_) => {
             add(&["worktree", "add", &path_str(path), branch])?;
-            let base = git::run(repo, &["merge-base", base_branch, branch])?;
+            let base = git::run(repo, &["merge-base", &base_head, branch])?;
             let ahead = git::run(repo, &["rev-list", "--count", &format!("{base}..{branch}")])?;
             (base, ahead.trim() != "0")
         }

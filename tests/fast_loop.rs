@@ -405,3 +405,47 @@ fn saturate_until_empty_waits_for_a_task_in_retry_wait() {
     }
     assert_eq!(state(&s, "T0-2"), TaskState::Queued);
 }
+
+#[test]
+fn with_stack_on_delivered_a_dependent_starts_from_its_dependency_branch() {
+    let s = repo("");
+    let toml = s.read("oxi.toml").replace(
+        "max_parallel_jobs = 1\n",
+        "max_parallel_jobs = 1\nstack_on_delivered = true\n",
+    );
+    s.write("oxi.toml", toml);
+    assert_eq!(job_ids(&tick(&s)), ["T0-1"]);
+    assert_eq!(
+        plan_reason(&s, "T0-2"),
+        None,
+        "T0-2 is eligible on T0-1's branch"
+    );
+
+    // T0-2 runs on top of T0-1's unmerged work; its own diff is only its own file.
+    let report = tick(&s);
+    assert_eq!(job_ids(&report), ["T0-2"], "{report:#}");
+    let job = &report["jobs"][0];
+    assert_eq!(job["state"], "delivered", "{report:#}");
+    assert_eq!(
+        job["paths"],
+        serde_json::json!(["notes/farewell.md"]),
+        "{job:#}"
+    );
+    let branch = job["branch"].as_str().unwrap();
+    git(s.path(), &["merge-base", "--is-ancestor", BRANCH_1, branch]);
+
+    // Merging the top of the stack lands both.
+    git(
+        s.path(),
+        &["merge", "--no-ff", "-q", "-m", "merge the stack", branch],
+    );
+    let report = tick(&s);
+    let mut landed: Vec<&str> = report["landed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["task_id"].as_str().unwrap())
+        .collect();
+    landed.sort_unstable();
+    assert_eq!(landed, ["T0-1", "T0-2"], "{report:#}");
+}

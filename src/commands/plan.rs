@@ -7,7 +7,7 @@ use super::Context;
 use crate::cli::PlanArgs;
 use crate::ledger::Ledger;
 use crate::output::{Format, Grid, json_string, write_stdout};
-use crate::plan::{PlannedTask, plan};
+use crate::plan::{PlannedTask, plan_with};
 
 /// One row of `oxi plan --format json`. Field names are a documented interface.
 #[derive(Debug, Serialize)]
@@ -29,7 +29,8 @@ pub fn run(ctx: &Context, args: &PlanArgs) -> Result<()> {
     let config = ctx.config()?;
     let ledger = Ledger::open_existing(&config.ledger_path())?;
     let tasks = ledger.read().tasks()?;
-    let mut planned: Vec<PlannedTask> = plan(&tasks, crate::clock::now_ms());
+    let mut planned: Vec<PlannedTask> =
+        plan_with(&tasks, crate::clock::now_ms(), config.stacks_on_delivered());
     if args.eligible {
         planned.retain(PlannedTask::is_eligible);
     }

@@ -156,7 +156,7 @@ pub fn run(ctx: &Context, args: &TasksArgs) -> Result<()> {
     let ledger = Ledger::open_existing(&config.ledger_path())?;
     let tasks = ledger.read().tasks()?;
     let totals = ledger.read().task_run_totals()?;
-    let plan = crate::plan::plan(&tasks, crate::clock::now_ms());
+    let plan = crate::plan::plan_with(&tasks, crate::clock::now_ms(), config.stacks_on_delivered());
     let planned: HashMap<&str, &PlannedTask> = plan.iter().map(|p| (p.id.as_str(), p)).collect();
     let lines = lines(
         &tasks,

@@ -183,6 +183,9 @@ impl Default for ProjectConfig {
 pub struct RunConfig {
     pub mode: RunMode,
     pub max_parallel_jobs: u32,
+    /// Fast mode: a task whose dependency is delivered but not merged starts from that
+    /// dependency's branch instead of waiting for the merge (off by default).
+    pub stack_on_delivered: bool,
 }
 
 impl Default for RunConfig {
@@ -190,6 +193,7 @@ impl Default for RunConfig {
         Self {
             mode: RunMode::Fast,
             max_parallel_jobs: 1,
+            stack_on_delivered: false,
         }
     }
 }
@@ -618,6 +622,12 @@ impl LoadedConfig {
     /// `Some` only in release mode.
     pub fn release_mode(&self) -> Option<ReleaseMode> {
         (self.config.run.mode == RunMode::Release).then_some(ReleaseMode { _private: () })
+    }
+
+    /// `run.stack_on_delivered`, which applies in fast mode only (release mode has pull
+    /// requests to review one at a time).
+    pub fn stacks_on_delivered(&self) -> bool {
+        self.config.run.stack_on_delivered && self.config.run.mode == RunMode::Fast
     }
 
     pub fn roadmap_path(&self) -> PathBuf {

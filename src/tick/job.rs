@@ -32,6 +32,9 @@ pub struct JobSpec {
     pub worker: String,
     pub worktree: PathBuf,
     pub branch: String,
+    /// `run.stack_on_delivered`: the commit (a delivered dependency's) to start from instead of
+    /// the base branch; also the base of the diff that is verified and reviewed.
+    pub start_from: Option<String>,
     pub prompt: String,
     pub estimate: MicroUsd,
 }
@@ -466,6 +469,7 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
         &spec.worktree,
         &spec.branch,
         &config.config.project.base_branch,
+        spec.start_from.as_deref(),
     ) {
         Ok(tree) => tree,
         Err(e) => {

@@ -323,7 +323,7 @@ pub async fn pass(
 
     let tasks = ledger.read().tasks()?;
     let now = now_ms();
-    let planned = crate::plan::plan(&tasks, now);
+    let planned = crate::plan::plan_with(&tasks, now, config.stacks_on_delivered());
     if !planned.iter().any(crate::plan::PlannedTask::is_eligible) {
         // Nothing to claim: no checks, no writes beyond what reaping needed.
         report.phases_ms.total = started.elapsed().as_millis() as u64;
@@ -628,6 +628,10 @@ pub async fn claim(
             });
             continue;
         }
+        let start_from = match &planned.start_from {
+            Some(dep) => stacked_start(ledger, &by_id, dep)?,
+            None => None,
+        };
         let attempt = task.attempts + 1;
         let worktree = job::worktree_path(&config.state_dir, &id, attempt);
         let branch = task
@@ -667,6 +671,7 @@ pub async fn claim(
             worker,
             worktree,
             branch,
+            start_from,
             prompt: text,
             estimate,
         });
@@ -714,6 +719,22 @@ pub async fn claim(
         }
     }
     Ok(admitted)
+}
+
+/// The commit a task stacked on `dep` starts from: the dependency's delivered commit, else its
+/// branch's tip.
+fn stacked_start(
+    ledger: &Ledger,
+    by_id: &std::collections::HashMap<&str, &TaskRow>,
+    dep: &str,
+) -> Result<Option<String>, LedgerError> {
+    if let Some(commit) = ledger.read().delivered_commit(dep)? {
+        return Ok(Some(commit));
+    }
+    Ok(by_id
+        .get(dep)
+        .and_then(|d| d.branch.clone())
+        .map(|branch| format!("refs/heads/{branch}")))
 }
 
 /// Runs one admitted job to its end on the current thread (its own small runtime: git and
