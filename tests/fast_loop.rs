@@ -156,6 +156,10 @@ fn a_delivered_branch_merged_into_the_base_satisfies_its_dependent_on_the_next_t
         "{text}"
     );
     assert!(text.contains("merged -> done"), "{text}");
+    assert!(
+        text.contains(&format!("branch_merged (oxi) {BRANCH_1} (")),
+        "{text}"
+    );
 
     // The table form says it too.
     git(

@@ -67,6 +67,14 @@ fn summarize(kind: &str, data: &serde_json::Value) -> String {
             data["trigger"].as_str().unwrap_or("?"),
             data["memo"].as_str().unwrap_or("")
         ),
+        "branch_merged" => format!(
+            "{} ({}) is in {}",
+            data["branch"].as_str().unwrap_or("its branch"),
+            data["commit"]
+                .as_str()
+                .map_or("?", |c| c.get(..12).unwrap_or(c)),
+            data["base_branch"].as_str().unwrap_or("the base branch")
+        ),
         _ => crate::worker::event::clip(&data.to_string(), 200),
     }
 }
