@@ -137,14 +137,14 @@ pub struct ReportArgs {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// The task id
+    /// The task id, as `oxi tasks` shows it (any case)
     #[arg(value_name = "TASK")]
     pub task: String,
 }
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// A run id, or a task id (its latest run)
+    /// A run id, or a task id in any case (its latest run)
     #[arg(value_name = "RUN|TASK")]
     pub target: String,
     /// Keep printing as the run writes, until it ends
