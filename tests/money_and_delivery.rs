@@ -4,6 +4,7 @@
 //! built-in price cards survive `oxi init`'s `[rates]` table, and an unpriced model is said.
 
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 use oxi::ledger::{Ledger, TaskState};
 use serde_json::Value;
@@ -144,4 +145,75 @@ fn a_retry_after_a_transient_failure_delivers_oxis_commit_and_credits_each_run_i
         ledger(&s).read().task("T0-1").unwrap().unwrap().state,
         TaskState::Delivered
     );
+}
+
+fn saturate(s: &Sandbox, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_oxi"))
+        .arg("saturate")
+        .args(args)
+        .current_dir(s.path())
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Item 6: two slots, runs costing $0.20 each, a $0.25 estimate and `--max-cost-per-day 1`.
+/// Each started run's reservation is raised towards the job cap, so claims are refused while
+/// runs are in flight; saturate waits for them to settle and claims again, and stops only when
+/// spent + the next estimate would cross the cap: after four runs ($0.80 + $0.25 > $1.00).
+/// Its exit names the limit that applied, `--max-cost-per-day`.
+#[test]
+fn saturate_waits_for_in_flight_reservations_and_stops_only_when_spend_would_cross_the_cap() {
+    let roadmap: String = (1..=6)
+        .map(|i| format!("**T0-{i} · Task {i}**\nSay hi.\n\n"))
+        .collect();
+    let s = repo(
+        &format!("# Roadmap\n\n{roadmap}"),
+        &fake_toml(
+            "claude-sonnet-4-5",
+            r#"OXI_FAKE_SCENARIO = "slow-edit:500", OXI_FAKE_COST_USD = "0.2""#,
+            "[caps]\nkill_grace = \"1s\"\n",
+        ),
+    );
+    let (code, stdout, stderr) = saturate(
+        &s,
+        &[
+            "--concurrency",
+            "2",
+            "--max-cost-per-day",
+            "1",
+            "--grace",
+            "60s",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("(daily_budget_reached)"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("--max-cost-per-day"), "{stdout}\n{stderr}");
+    assert!(
+        !stdout.contains("caps.daily_usd") && !stderr.contains("caps.daily_usd"),
+        "the flag, not the config key, set today's cap:\n{stdout}\n{stderr}"
+    );
+    let l = ledger(&s);
+    let tasks = l.read().tasks().unwrap();
+    let delivered = tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Delivered)
+        .count();
+    assert_eq!(delivered, 4, "{stdout}\n{stderr}");
+    let now = oxi::clock::now_ms();
+    let totals = l
+        .read()
+        .spend_totals(&oxi::clock::day_of(now), &oxi::clock::month_of(now))
+        .unwrap();
+    assert_eq!(totals.day_spent, 800_000, "{stderr}");
+    assert_eq!(totals.day_reserved, 0);
 }

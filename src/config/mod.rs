@@ -222,6 +222,20 @@ pub struct CapsConfig {
     pub retry_backoff: HumanDuration,
     /// Longest backoff.
     pub retry_backoff_max: HumanDuration,
+    /// Where `daily_usd` came from (not a key: `oxi saturate --max-cost-per-day` lowers the
+    /// cap for its session, and refusals must name the limit a person would raise).
+    #[serde(skip)]
+    pub daily_source: DailyCapSource,
+}
+
+/// Which setting holds the day's cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DailyCapSource {
+    /// `caps.daily_usd` in oxi.toml.
+    #[default]
+    Config,
+    /// `oxi saturate --max-cost-per-day`, lower than `caps.daily_usd`.
+    MaxCostPerDay,
 }
 
 impl Default for CapsConfig {
@@ -241,6 +255,7 @@ impl Default for CapsConfig {
             estimate_floor_usd: 0.25,
             retry_backoff: HumanDuration::from_secs(120),
             retry_backoff_max: HumanDuration::from_secs(2 * 3600),
+            daily_source: DailyCapSource::Config,
         }
     }
 }

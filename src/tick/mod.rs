@@ -49,7 +49,9 @@ pub struct TickReport {
     pub failed_at_claim: Vec<ClaimStop>,
     pub held_at_claim: Vec<ClaimStop>,
     pub deferred: Vec<ClaimStop>,
-    pub budget_refusal: Option<String>,
+    /// Why admission refused the next claim (printed as its message).
+    #[serde(serialize_with = "as_message")]
+    pub budget_refusal: Option<crate::budget::Refusal>,
     pub paused: bool,
     pub blocked: Vec<String>,
     pub jobs: Vec<JobResult>,
@@ -61,6 +63,17 @@ pub struct TickReport {
     /// Release mode: why GitHub could not be used this pass (the next tick retries).
     pub github_unavailable: Option<String>,
     pub phases_ms: TickPhases,
+}
+
+/// A refusal as the message a person reads (what `--format json` has always printed).
+fn as_message<S: serde::Serializer>(
+    refusal: &Option<crate::budget::Refusal>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match refusal {
+        Some(refusal) => serializer.collect_str(refusal),
+        None => serializer.serialize_none(),
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -431,7 +444,7 @@ pub async fn pass(
         "outcome": report.outcome,
         "claimed": report.jobs.iter().map(|j| &j.task_id).collect::<Vec<_>>(),
         "reaped": report.reaped.len(),
-        "budget_refusal": report.budget_refusal,
+        "budget_refusal": report.budget_refusal.as_ref().map(ToString::to_string),
         "ms": report.phases_ms.total,
     });
     let something_happened = report.outcome != "nothing_to_do"
@@ -700,7 +713,7 @@ pub async fn claim(
                 admitted.push((spec.clone(), run_id));
             }
             Err(RunnerError::Budget(refusal)) => {
-                report.budget_refusal = Some(refusal.to_string());
+                report.budget_refusal = Some(refusal);
                 break;
             }
             Err(e) => return Err(e.into()),
