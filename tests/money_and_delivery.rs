@@ -217,3 +217,95 @@ fn saturate_waits_for_in_flight_reservations_and_stops_only_when_spend_would_cro
     assert_eq!(totals.day_spent, 800_000, "{stderr}");
     assert_eq!(totals.day_reserved, 0);
 }
+
+/// Item 7: `oxi init`'s `[rates]` table (a card for `gpt-5.5` only) keeps the built-in Claude
+/// card: `oxi run` on the Claude worker does not warn that the job cap cannot stop it early,
+/// and doctor shows the model priced.
+#[test]
+fn after_oxi_init_the_claude_model_is_still_priced() {
+    let s = Sandbox::git_repo();
+    s.oxi(&["init"]).ok();
+    let toml = s.read("oxi.toml");
+    assert!(toml.contains("[rates.\"gpt-5.5\"]"), "{toml}");
+    assert!(!toml.contains("[rates.\"claude"), "{toml}");
+    s.write(
+        "oxi.toml",
+        toml.replacen(
+            "command = [\"claude\"]",
+            &format!("command = [\"{FAKE}\"]"),
+            1,
+        ),
+    );
+    let env = [("ANTHROPIC_API_KEY", "sk-ant-money-test-0000")];
+    let run = s.oxi_env(&["run", "--worker", "claude", "say hi"], &env);
+    run.ok();
+    assert!(
+        !run.stderr.contains("no [rates] card"),
+        "the built-in card was dropped:\n{}",
+        run.stderr
+    );
+    let doctor = s.oxi_env(&["doctor", "--format", "json"], &env).json();
+    let prices = doctor["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "prices")
+        .unwrap_or_else(|| panic!("no prices check: {doctor:#}"))
+        .clone();
+    assert_eq!(prices["status"], "ok", "{prices}");
+    assert!(
+        prices["detail"]
+            .as_str()
+            .unwrap()
+            .contains("claude-sonnet-4-5"),
+        "{prices}"
+    );
+}
+
+/// Item 7: a routed worker whose model has no price fails doctor (naming the model and the
+/// table to add), and every tick that runs it says so.
+#[test]
+fn an_unpriced_routed_model_fails_doctor_and_ticks_warn() {
+    let s = repo(
+        "# Roadmap\n\n**T0-1 · Add a greeting file**\nCreate `hello.txt` saying hi.\n",
+        &fake_toml(
+            "claude-unpriced-9",
+            r#"OXI_FAKE_SCENARIO = "edit""#,
+            "[workers.spare]\nkind = \"claude\"\ncommand = [\"claude\"]\nmodel = \"claude-also-unpriced\"\n",
+        ),
+    );
+    let out = s.oxi(&["doctor", "--format", "json"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let doctor = out.json();
+    let prices = doctor["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "prices")
+        .unwrap_or_else(|| panic!("no prices check: {doctor:#}"))
+        .clone();
+    assert_eq!(prices["status"], "fail", "{prices}");
+    let detail = prices["detail"].as_str().unwrap();
+    assert!(detail.contains("claude-unpriced-9"), "{prices}");
+    assert!(
+        !detail.contains("claude-also-unpriced"),
+        "an unrouted worker is not a failure: {prices}"
+    );
+    assert!(
+        prices["fix"]
+            .as_str()
+            .unwrap()
+            .contains("[rates.\"claude-unpriced-9\"]"),
+        "{prices}"
+    );
+
+    let out = tick(&s);
+    out.ok();
+    assert_eq!(job(&out.json(), "T0-1")["state"], "delivered");
+    assert!(
+        out.stderr
+            .contains("no [rates] card for model \"claude-unpriced-9\""),
+        "the tick must warn about the unpriced model:\n{}",
+        out.stderr
+    );
+}

@@ -1008,6 +1008,9 @@ async fn review(
         run_id: None,
     };
     let prepared = runner::prepare(config, request)?;
+    if let Some(warning) = prepared.unpriced_warning() {
+        tracing::warn!("task {}: review: {warning}", spec.task.spec.id);
+    }
     let floor = usd_to_micro(config.config.caps.estimate_floor_usd);
     let estimate = job
         .ledger

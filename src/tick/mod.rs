@@ -743,6 +743,9 @@ pub fn start_job(
     );
     let prepared = runner::prepare(ctx.config, request)
         .map_err(|e| format!("task {}: {e}", spec.task.spec.id))?;
+    if let Some(warning) = prepared.unpriced_warning() {
+        tracing::warn!("task {}: {warning}", spec.task.spec.id);
+    }
     runtime
         .block_on(job::run(ctx, spec, prepared, shutdown))
         .map_err(|e| format!("task {}: {e}", spec.task.spec.id))
