@@ -1206,7 +1206,7 @@ fn write_artifacts(job: &Job<'_>) {
     let summary = format!(
         "# {} attempt {} — {}\n\n\
          | | |\n|---|---|\n\
-         | worker | {} |\n| worker calls | {} (retries so far: {}) |\n| outcome | {}{} |\n| branch | `{}`{} |\n| diff | {} files, {} lines |\n\
+         | worker | {} |\n| worker calls | {} (retries so far: {}) |\n| outcome | {}{} |\n| branch | `{}`{} |\n| this run's change | {} files, {} lines |\n{}\
          | review | {} |\n| cost | {} |\n\
          | time | worktree {} ms · executor {} ms · verify {} ms ({}) · commit {} ms · review {} ms · deliver {} ms |\n{}",
         r.task_id,
@@ -1227,6 +1227,14 @@ fn write_artifacts(job: &Job<'_>) {
             .unwrap_or_default(),
         r.files_changed,
         r.lines_changed,
+        r.delivery
+            .as_ref()
+            .map(|d| format!(
+                "| the branch's change | {} files, {} lines |\n",
+                d.files,
+                d.lines_added + d.lines_removed
+            ))
+            .unwrap_or_default(),
         r.review.as_deref().unwrap_or("-"),
         crate::money::format_usd(job.cost),
         r.phases_ms.worktree,
