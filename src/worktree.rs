@@ -271,6 +271,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn delivery_folds_undelivered_commits_and_never_rewrites_a_verified_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let git = |args: &[&str]| git::run(root, args).unwrap();
+        git(&["init", "-q", "-b", "main"]);
+        git(&["config", "user.name", "t"]);
+        git(&["config", "user.email", "t@t"]);
+        let commit = |file: &str, message: &str| {
+            std::fs::write(root.join(file), file).unwrap();
+            git(&["add", "-A"]);
+            git(&["commit", "-q", "-m", message]);
+            git(&["rev-parse", "HEAD"])
+        };
+        let base = commit("base.txt", "base");
+        let verified = commit("a.txt", "T-1: first\n\nOxi-Task: T-1\nOxi-Run: r1\n");
+        commit("b.txt", "oxi: attempt 2 ended transient (not delivered)");
+        commit("c.txt", "a commit the worker made");
+        std::fs::write(root.join("d.txt"), "d").unwrap();
+        git(&["add", "-A"]);
+        let delivered =
+            commit_delivery(root, &base, "T-1: first\n\nOxi-Task: T-1\nOxi-Run: r3\n").unwrap();
+        // One commit of oxi's on the verified one, holding everything since it.
+        assert_eq!(git(&["rev-parse", &format!("{delivered}^")]), verified);
+        assert_eq!(
+            git(&["diff", "--name-only", &verified, &delivered]),
+            "b.txt\nc.txt\nd.txt"
+        );
+        assert_eq!(last_oxi_commit(root, &base).unwrap(), delivered);
+        // Nothing new on top of a verified commit: still a commit of oxi's (empty).
+        let again = commit_delivery(root, &base, "T-1: first\n\nOxi-Run: r4\n").unwrap();
+        assert_eq!(git(&["rev-parse", &format!("{again}^")]), delivered);
+        // With no verified commit, everything since the base is folded.
+        git(&["checkout", "-q", "-b", "other", &base]);
+        commit("e.txt", "oxi: salvage");
+        let folded = commit_delivery(root, &base, "T-2: x\n\nOxi-Run: r5\n").unwrap();
+        assert_eq!(git(&["rev-parse", &format!("{folded}^")]), base);
+    }
+
+    #[test]
     fn branch_names_are_safe_and_bounded() {
         assert_eq!(
             branch_name("T0-104", "PR-overlap gate: don't ship conflicts!"),
