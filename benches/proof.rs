@@ -20,6 +20,7 @@ fn caps() -> Caps {
         job: 2_000_000,
         daily: i64::MAX / 4,
         monthly: i64::MAX / 4,
+        daily_limit: budget::Limit::DailyUsd,
     }
 }
 

@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use crate::config::CapsConfig;
+use crate::config::{CapsConfig, DailyCapSource};
 use crate::ledger::SpendTotals;
 use crate::money::{MicroUsd, format_usd, usd_to_micro};
 
@@ -15,6 +15,8 @@ pub struct Caps {
     pub job: MicroUsd,
     pub daily: MicroUsd,
     pub monthly: MicroUsd,
+    /// The setting `daily` came from.
+    pub daily_limit: Limit,
 }
 
 impl Caps {
@@ -23,7 +25,48 @@ impl Caps {
             job: usd_to_micro(caps.job_usd),
             daily: usd_to_micro(caps.daily_usd),
             monthly: usd_to_micro(caps.monthly_usd),
+            daily_limit: match caps.daily_source {
+                DailyCapSource::Config => Limit::DailyUsd,
+                DailyCapSource::MaxCostPerDay => Limit::MaxCostPerDay,
+            },
         }
+    }
+}
+
+/// The setting a cap comes from, as a person would change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Limit {
+    /// `caps.daily_usd` in oxi.toml.
+    DailyUsd,
+    /// `oxi saturate --max-cost-per-day`.
+    MaxCostPerDay,
+    /// `caps.monthly_usd` in oxi.toml.
+    MonthlyUsd,
+}
+
+impl Limit {
+    /// How the setting is spelled where a person sets it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::DailyUsd => "caps.daily_usd",
+            Limit::MaxCostPerDay => "--max-cost-per-day",
+            Limit::MonthlyUsd => "caps.monthly_usd",
+        }
+    }
+
+    fn raise(self) -> &'static str {
+        match self {
+            Limit::DailyUsd => "raise caps.daily_usd in oxi.toml",
+            Limit::MaxCostPerDay => "raise --max-cost-per-day",
+            Limit::MonthlyUsd => "raise caps.monthly_usd in oxi.toml",
+        }
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -32,8 +75,8 @@ impl Caps {
 pub struct Refusal {
     /// `daily` or `monthly`.
     pub period: &'static str,
-    /// The config key of the cap.
-    pub key: &'static str,
+    /// The setting that holds the cap.
+    pub limit: Limit,
     pub cap_microusd: MicroUsd,
     pub spent_microusd: MicroUsd,
     pub held_microusd: MicroUsd,
@@ -49,43 +92,53 @@ impl std::fmt::Display for Refusal {
         };
         write!(
             f,
-            "{} spend cap {} would be crossed: spent {}, held for running jobs {}, this run may cost up to {} (caps.{}); wait for the next {next}, or raise caps.{} in oxi.toml",
+            "{} spend cap {} would be crossed: spent {}, held for running jobs {}, this run may cost up to {} ({}); wait for the next {next}, or {}",
             self.period,
             format_usd(self.cap_microusd),
             format_usd(self.spent_microusd),
             format_usd(self.held_microusd),
             format_usd(self.amount_microusd),
-            self.key,
-            self.key
+            self.limit,
+            self.limit.raise()
         )
     }
 }
 
 impl std::error::Error for Refusal {}
 
+impl Refusal {
+    /// The cap is full only because of what is held for runs in flight (their reservations
+    /// are raised towards the job cap while they run): once they settle at what they spent,
+    /// this amount may fit. False when spent + amount alone would cross the cap.
+    pub fn waits_for_runs_in_flight(&self) -> bool {
+        self.held_microusd > 0
+            && self.spent_microusd.saturating_add(self.amount_microusd) <= self.cap_microusd
+    }
+}
+
 /// `Ok` when `amount` can be held without spent + held + amount crossing a cap.
 pub fn admit(totals: &SpendTotals, amount: MicroUsd, caps: &Caps) -> Result<(), Refusal> {
     let checks = [
         (
             "daily",
-            "daily_usd",
+            caps.daily_limit,
             caps.daily,
             totals.day_spent,
             totals.day_reserved,
         ),
         (
             "monthly",
-            "monthly_usd",
+            Limit::MonthlyUsd,
             caps.monthly,
             totals.month_spent,
             totals.month_reserved,
         ),
     ];
-    for (period, key, cap, spent, held) in checks {
+    for (period, limit, cap, spent, held) in checks {
         if spent.saturating_add(held).saturating_add(amount) > cap {
             return Err(Refusal {
                 period,
-                key,
+                limit,
                 cap_microusd: cap,
                 spent_microusd: spent,
                 held_microusd: held,
@@ -105,6 +158,7 @@ mod tests {
             job: 2_000_000,
             daily: 10_000_000,
             monthly: 100_000_000,
+            daily_limit: Limit::DailyUsd,
         }
     }
 
@@ -118,8 +172,30 @@ mod tests {
         };
         assert!(admit(&totals, 2_000_000, &caps()).is_ok());
         let refusal = admit(&totals, 2_000_001, &caps()).unwrap_err();
-        assert_eq!(refusal.key, "daily_usd");
+        assert_eq!(refusal.limit, Limit::DailyUsd);
         assert!(refusal.to_string().contains("spent $6.00"), "{refusal}");
+        assert!(refusal.to_string().contains("caps.daily_usd"), "{refusal}");
+        // $6 spent + $2.000001 fits under $10 once the $2 held settles.
+        assert!(refusal.waits_for_runs_in_flight());
+    }
+
+    #[test]
+    fn a_refusal_names_the_flag_that_lowered_the_day_and_says_when_spend_alone_crosses() {
+        let caps = Caps {
+            daily_limit: Limit::MaxCostPerDay,
+            ..caps()
+        };
+        let totals = SpendTotals {
+            day_spent: 9_000_000,
+            day_reserved: 0,
+            month_spent: 9_000_000,
+            month_reserved: 0,
+        };
+        let refusal = admit(&totals, 1_000_001, &caps).unwrap_err();
+        let text = refusal.to_string();
+        assert!(text.contains("(--max-cost-per-day)"), "{text}");
+        assert!(!text.contains("caps.daily_usd in oxi.toml"), "{text}");
+        assert!(!refusal.waits_for_runs_in_flight());
     }
 
     #[test]
@@ -131,8 +207,8 @@ mod tests {
             month_reserved: 0,
         };
         assert_eq!(
-            admit(&totals, 2_000_000, &caps()).unwrap_err().key,
-            "monthly_usd"
+            admit(&totals, 2_000_000, &caps()).unwrap_err().limit,
+            Limit::MonthlyUsd
         );
     }
 }

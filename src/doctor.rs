@@ -230,6 +230,71 @@ async fn worker_checks(
     }
 }
 
+/// Every routed worker's model must have a price (a `[rates]` card, built in or configured):
+/// without one the running cost is unknown until the CLI reports a final figure (Claude) or
+/// never (Codex), so `caps.job_usd` cannot stop a run early. A failure, not a warning.
+fn price_checks(config: &LoadedConfig, out: &mut Vec<Check>) {
+    let routing = &config.config.routing;
+    let mut routed: Vec<&String> = routing
+        .executor
+        .0
+        .iter()
+        .chain(&routing.reviewer.0)
+        .chain(&routing.planner.0)
+        .collect();
+    routed.sort();
+    routed.dedup();
+    let mut priced = std::collections::BTreeSet::new();
+    let mut unpriced = Vec::new();
+    for name in routed {
+        let Some(worker) = config.config.workers.get(name) else {
+            continue;
+        };
+        match worker.model.as_deref() {
+            Some(model) => match config.config.rates.get(model) {
+                Some(card) => {
+                    priced.insert(format!(
+                        "{model} (${:.2} in / ${:.2} out per Mtok)",
+                        card.input_per_mtok, card.output_per_mtok
+                    ));
+                }
+                None => unpriced.push((name.as_str(), Some(model))),
+            },
+            None => unpriced.push((name.as_str(), None)),
+        }
+    }
+    if unpriced.is_empty() {
+        let detail = priced.into_iter().collect::<Vec<_>>().join(", ");
+        out.push(check("prices", Status::Ok, detail, None));
+        return;
+    }
+    let detail = unpriced
+        .iter()
+        .map(|(name, model)| match model {
+            Some(model) => format!("workers.{name}.model {model:?} has no [rates] card"),
+            None => format!("workers.{name} names no model, so it cannot be priced"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let fix = unpriced
+        .iter()
+        .map(|(name, model)| match model {
+            Some(model) => format!(
+                "add [rates.\"{model}\"] with input_per_mtok and output_per_mtok (USD per million tokens) to {}",
+                config.display_path()
+            ),
+            None => format!("set workers.{name}.model and give it a [rates] card"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    out.push(check(
+        "prices",
+        Status::Fail,
+        format!("{detail}: caps.job_usd cannot stop its runs early"),
+        Some(fix),
+    ));
+}
+
 async fn github_checks(
     config: &LoadedConfig,
     parent_env: &[(String, String)],
@@ -407,6 +472,7 @@ pub async fn run(config: &LoadedConfig, parent_env: &[(String, String)]) -> Vec<
     ledger_checks(config, &mut out);
     git_checks(config, &mut out);
     worker_checks(config, parent_env, &mut out).await;
+    price_checks(config, &mut out);
     github_checks(config, parent_env, &mut out).await;
     command_checks(config, parent_env, &mut out);
     template_checks(&mut out);

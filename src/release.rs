@@ -127,13 +127,24 @@ pub fn render_pr(
             .filter_map(serde_json::Value::as_u64)
             .sum::<u64>()
     });
+    // The pull request carries the branch's whole change (`delivery`); the run's own change
+    // (the flat fields) is all there is in a state.json written before that was recorded.
+    let delivery = match &state["delivery"] {
+        serde_json::Value::Null => serde_json::json!({
+            "files": state["files_changed"],
+            "lines_added": state["lines_added"],
+            "lines_removed": state["lines_removed"],
+            "paths": state["paths"],
+        }),
+        delivery => delivery.clone(),
+    };
     let ctx = serde_json::json!({
         "id": task.spec.id,
         "brief": task.spec.body,
-        "files": state["files_changed"].as_u64().unwrap_or(0),
-        "lines_added": state["lines_added"].as_u64().unwrap_or(0),
-        "lines_removed": state["lines_removed"].as_u64().unwrap_or(0),
-        "paths": state["paths"],
+        "files": delivery["files"].as_u64().unwrap_or(0),
+        "lines_added": delivery["lines_added"].as_u64().unwrap_or(0),
+        "lines_removed": delivery["lines_removed"].as_u64().unwrap_or(0),
+        "paths": delivery["paths"],
         "verification": state["verification"],
         "review": state["review"].as_str().unwrap_or("(no review recorded)"),
         "cost": format!("${:.2}", state["cost_usd"].as_f64().unwrap_or(0.0)),

@@ -1,8 +1,10 @@
 //! `oxi saturate` (seed 004 T2-45): keep N slots busy. A slot that frees up is refilled at once;
 //! the roadmap is re-ingested when it changes; the same caps, gates and admission as the tick.
 //! SIGTERM/SIGINT stop claiming and let in-flight runs finish within a grace period (then stop
-//! them cleanly); a second signal stops at once. SIGHUP reloads `oxi.toml`. Exits when the day's
-//! cap is reached (`daily_budget_reached`) and, with `--until-empty`, when nothing is eligible.
+//! them cleanly); a second signal stops at once. SIGHUP reloads `oxi.toml`. A claim the caps
+//! refuse only because of what runs in flight hold waits for them to settle; saturate exits when
+//! spent + the next estimate would cross the day's or month's cap (`daily_budget_reached`,
+//! `monthly_budget_reached`) and, with `--until-empty`, when nothing is eligible.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -38,6 +40,10 @@ pub enum SaturateError {
     },
 }
 
+/// While a claim waits for runs in flight to settle, how often it is tried again anyway (the
+/// room may be held by another process's run, which no slot of ours ending would announce).
+const BUDGET_RECHECK: Duration = Duration::from_secs(5);
+
 /// `--concurrency`.
 #[derive(Debug, Clone, Copy)]
 pub enum Concurrency {
@@ -57,8 +63,10 @@ pub struct Options {
 /// How saturate ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
-    /// `until_empty`, `daily_budget_reached`, `signal`, `blocked`.
+    /// `until_empty`, `daily_budget_reached`, `monthly_budget_reached`, `signal`, `blocked`.
     pub reason: String,
+    /// For a budget stop, the refusal: which cap (and which setting holds it), with the figures.
+    pub detail: Option<String>,
     pub concurrency: u32,
     pub concurrency_reason: String,
     pub jobs: Vec<JobResult>,
@@ -190,6 +198,9 @@ pub fn run(
         let mut config = crate::config::load(path, env_mode)?;
         if let Some(max) = options.max_cost_per_day {
             let caps = &mut config.config.caps;
+            if max < caps.daily_usd {
+                caps.daily_source = crate::config::DailyCapSource::MaxCostPerDay;
+            }
             caps.daily_usd = caps.daily_usd.min(max);
             caps.daily_soft_warn_usd = caps.daily_soft_warn_usd.min(caps.daily_usd);
             caps.job_usd = caps.job_usd.min(caps.daily_usd);
@@ -249,6 +260,11 @@ pub fn run(
     let mut slots: Vec<Slot> = Vec::new();
     let mut jobs = Vec::new();
     let mut stopping: Option<(Instant, String)> = None;
+    let mut budget_stop: Option<String> = None;
+    // Set when a claim was refused only because runs in flight hold the room: the slots busy
+    // then, and when. No claim is tried again until one of them ends (or, for reservations
+    // another process holds, a while has passed): each refusal is a ledger event.
+    let mut budget_wait: Option<(usize, Instant)> = None;
     let mut last_release = Instant::now() - Duration::from_secs(3600);
     let mut last_landed = Instant::now() - Duration::from_secs(3600);
     let reason = loop {
@@ -376,7 +392,10 @@ pub fn run(
             }
             let paused = ledger.read().killswitch()?.is_some_and(|k| k.paused);
             let free = concurrency.saturating_sub(slots.len() as u32);
-            if free > 0 && !paused {
+            let waiting_for_budget = budget_wait.is_some_and(|(busy, since)| {
+                slots.len() >= busy && since.elapsed() < BUDGET_RECHECK
+            });
+            if free > 0 && !paused && !waiting_for_budget {
                 let tasks = ledger.read().tasks()?;
                 let planned =
                     crate::plan::plan_with(&tasks, now_ms(), config.stacks_on_delivered());
@@ -424,20 +443,36 @@ pub fn run(
                             shutdown_rx.clone(),
                         ));
                     }
-                    if let Some(refusal) = report.budget_refusal {
-                        let daily = refusal.contains("daily");
-                        status.log(&format!("budget: {refusal}"));
-                        if daily {
-                            ledger.record(
-                                EventKind::DailyBudgetReached,
-                                None,
-                                None,
-                                serde_json::json!({ "refusal": refusal, "in_flight": slots.len() }),
-                            )?;
-                            stopping = Some((Instant::now(), "daily_budget_reached".to_owned()));
-                            status.log("the day's cap is reached: no new claims; exiting when the runs in flight finish");
+                    match report.budget_refusal {
+                        Some(refusal) if refusal.waits_for_runs_in_flight() => {
+                            if budget_wait.is_none() {
+                                status.log(&format!(
+                                    "budget: waiting for the runs in flight to settle: {refusal}"
+                                ));
+                            }
+                            budget_wait = Some((slots.len(), Instant::now()));
+                        }
+                        Some(refusal) => {
+                            let text = refusal.to_string();
+                            status.log(&format!("budget: {text}"));
+                            let reason = if refusal.period == "daily" {
+                                ledger.record(
+                                    EventKind::DailyBudgetReached,
+                                    None,
+                                    None,
+                                    serde_json::json!({ "refusal": text, "in_flight": slots.len() }),
+                                )?;
+                                status.log("the day's cap is reached: no new claims; exiting when the runs in flight finish");
+                                "daily_budget_reached"
+                            } else {
+                                status.log("the month's cap is reached: no new claims; exiting when the runs in flight finish");
+                                "monthly_budget_reached"
+                            };
+                            budget_stop = Some(text);
+                            stopping = Some((Instant::now(), reason.to_owned()));
                             continue;
                         }
+                        None => budget_wait = None,
                     }
                 }
             }
@@ -484,6 +519,7 @@ pub fn run(
     };
     status.log(&format!("oxi saturate: stopped ({reason})"));
     Ok(Summary {
+        detail: budget_stop.filter(|_| reason.ends_with("_budget_reached")),
         reason,
         concurrency,
         concurrency_reason,

@@ -2,6 +2,11 @@
 //! `oxi/<task-id>-<slug>`, started from the base branch. A retry continues on the branch, so the
 //! previous attempt's work is never thrown away; clean-up commits anything uncommitted before
 //! removing a worktree, so no work that is not on a branch is ever deleted.
+//!
+//! What an attempt left without delivering (salvage commits, a worker's own commits) is folded
+//! into the one commit oxi makes on delivery ([`commit_delivery`]): the delivered branch is the
+//! base (or the last commit oxi verified) plus oxi's commit with its trailers, and each run is
+//! credited with its own change, the worktree against [`Worktree::start_commit`].
 
 use std::path::{Path, PathBuf};
 
@@ -60,6 +65,9 @@ pub struct Worktree {
     pub branch: String,
     /// The base-branch commit the task branch started from (its diff base).
     pub base_commit: String,
+    /// The branch head this attempt started from: `base_commit` for a first attempt, the
+    /// earlier attempts' work for a retry. This run's own change is the diff against it.
+    pub start_commit: String,
     /// The branch already had commits (a retry continuing earlier work).
     pub continued: bool,
 }
@@ -130,23 +138,23 @@ pub fn prepare(
             git::run(repo, args).map(|_| ())
         })
     };
-    let (base_commit, continued) = match existing {
-        Some(_) => {
+    let (base_commit, start_commit) = match existing {
+        Some(head) => {
             add(&["worktree", "add", &path_str(path), branch])?;
             let base = git::run(repo, &["merge-base", &base_head, branch])?;
-            let ahead = git::run(repo, &["rev-list", "--count", &format!("{base}..{branch}")])?;
-            (base, ahead.trim() != "0")
+            (base, head)
         }
         None => {
             add(&["worktree", "add", "-b", branch, &path_str(path), &base_head])?;
-            (base_head, false)
+            (base_head.clone(), base_head)
         }
     };
     Ok(Worktree {
         path: path.to_path_buf(),
         branch: branch.to_owned(),
+        continued: start_commit != base_commit,
         base_commit,
-        continued,
+        start_commit,
     })
 }
 
@@ -177,25 +185,59 @@ pub fn commit_all(dir: &Path, message: &str) -> Result<Option<String>, GitError>
     if git::run(dir, &["diff", "--cached", "--quiet"]).is_ok() {
         return Ok(None);
     }
-    commit_staged(dir, message).map(Some)
+    commit_staged(dir, &[], message).map(Some)
 }
 
-/// Commits what is staged and returns the branch head (unchanged when nothing was staged).
-pub fn commit_staged(dir: &Path, message: &str) -> Result<String, GitError> {
-    if git::run(dir, &["commit", "-q", "-m", message]).is_err() {
-        if git::run(dir, &["diff", "--cached", "--quiet"]).is_ok() {
-            // Nothing new to commit (a retry that kept the previous attempt's work as it was):
-            // the branch head already holds the work.
-            return git::run(dir, &["rev-parse", "HEAD"]);
-        }
+/// Commits what is staged and returns the new head. `extra` goes before `-m` (such as
+/// `--allow-empty`).
+fn commit_staged(dir: &Path, extra: &[&str], message: &str) -> Result<String, GitError> {
+    let mut args = vec!["commit", "-q"];
+    args.extend_from_slice(extra);
+    args.extend(["-m", message]);
+    if git::run(dir, &args).is_err() {
         // Most often a machine with no identity configured: supply oxi's and try again (a
         // second failure, e.g. a hook refusing, is reported as is).
-        let mut args = identity_args(dir);
-        args.extend(["commit", "-q", "-m", message].map(str::to_owned));
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut with_identity = identity_args(dir);
+        with_identity.extend(args.iter().map(|a| (*a).to_owned()));
+        let refs: Vec<&str> = with_identity.iter().map(String::as_str).collect();
         git::run(dir, &refs)?;
     }
     git::run(dir, &["rev-parse", "HEAD"])
+}
+
+/// The trailer every commit oxi delivers carries (with `Oxi-Task`, `Oxi-Attempt`, `Oxi-Worker`).
+pub const RUN_TRAILER: &str = "Oxi-Run";
+
+/// The newest commit on the branch, above `base`, that oxi made for verified work (it carries
+/// an `Oxi-Run` trailer): already delivered, or held for approval, and possibly pushed, so it
+/// is never rewritten. `base` when there is none.
+fn last_oxi_commit(dir: &Path, base: &str) -> Result<String, GitError> {
+    let format = format!("--format=%H %(trailers:key={RUN_TRAILER},valueonly,separator=%x2c)");
+    let log = git::run(
+        dir,
+        &["log", "--first-parent", &format, &format!("{base}..HEAD")],
+    )?;
+    Ok(log
+        .lines()
+        .find_map(|line| {
+            let (sha, runs) = line.split_once(' ')?;
+            (!runs.trim().is_empty()).then(|| sha.to_owned())
+        })
+        .unwrap_or_else(|| base.to_owned()))
+}
+
+/// Commits the verified work for delivery and returns the commit. Everything since the last
+/// commit oxi made for verified work (or since `base`) that was never delivered — salvage
+/// commits of failed attempts, commits a worker made itself — is folded into this one commit
+/// with `message` (its trailers), so what is delivered is always oxi's commit, also when this
+/// attempt changed nothing on top of an earlier one's work. The index must hold the work
+/// (`verify::diff` staged it).
+pub fn commit_delivery(dir: &Path, base: &str, message: &str) -> Result<String, GitError> {
+    let keep = last_oxi_commit(dir, base)?;
+    // `--soft`: the index (the verified tree) and the files stay as they are; only the branch
+    // moves back, past commits that were never delivered.
+    git::run(dir, &["reset", "-q", "--soft", &keep])?;
+    commit_staged(dir, &["--allow-empty"], message)
 }
 
 /// Removes a worktree, committing any uncommitted work onto its branch first (`message`).
@@ -231,6 +273,45 @@ pub fn discard_changes(dir: &Path) -> Result<(), GitError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_folds_undelivered_commits_and_never_rewrites_a_verified_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let git = |args: &[&str]| git::run(root, args).unwrap();
+        git(&["init", "-q", "-b", "main"]);
+        git(&["config", "user.name", "t"]);
+        git(&["config", "user.email", "t@t"]);
+        let commit = |file: &str, message: &str| {
+            std::fs::write(root.join(file), file).unwrap();
+            git(&["add", "-A"]);
+            git(&["commit", "-q", "-m", message]);
+            git(&["rev-parse", "HEAD"])
+        };
+        let base = commit("base.txt", "base");
+        let verified = commit("a.txt", "T-1: first\n\nOxi-Task: T-1\nOxi-Run: r1\n");
+        commit("b.txt", "oxi: attempt 2 ended transient (not delivered)");
+        commit("c.txt", "a commit the worker made");
+        std::fs::write(root.join("d.txt"), "d").unwrap();
+        git(&["add", "-A"]);
+        let delivered =
+            commit_delivery(root, &base, "T-1: first\n\nOxi-Task: T-1\nOxi-Run: r3\n").unwrap();
+        // One commit of oxi's on the verified one, holding everything since it.
+        assert_eq!(git(&["rev-parse", &format!("{delivered}^")]), verified);
+        assert_eq!(
+            git(&["diff", "--name-only", &verified, &delivered]),
+            "b.txt\nc.txt\nd.txt"
+        );
+        assert_eq!(last_oxi_commit(root, &base).unwrap(), delivered);
+        // Nothing new on top of a verified commit: still a commit of oxi's (empty).
+        let again = commit_delivery(root, &base, "T-1: first\n\nOxi-Run: r4\n").unwrap();
+        assert_eq!(git(&["rev-parse", &format!("{again}^")]), delivered);
+        // With no verified commit, everything since the base is folded.
+        git(&["checkout", "-q", "-b", "other", &base]);
+        commit("e.txt", "oxi: salvage");
+        let folded = commit_delivery(root, &base, "T-2: x\n\nOxi-Run: r5\n").unwrap();
+        assert_eq!(git(&["rev-parse", &format!("{folded}^")]), base);
+    }
 
     #[test]
     fn branch_names_are_safe_and_bounded() {

@@ -16,6 +16,7 @@ mod fast_loop;
 mod hostile;
 mod ledger;
 mod mock_model;
+mod money_and_delivery;
 mod process;
 mod release;
 mod report;

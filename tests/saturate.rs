@@ -140,16 +140,18 @@ fn a_second_saturate_is_refused_and_a_second_signal_stops_runs_at_once() {
     }
 }
 
+/// Runs of $0.60 with a $1.00 estimate under a $1.50 day: the second claim waits while the
+/// first run holds its reservation; once it settled, $0.60 spent + $1.00 would cross the cap.
 #[test]
 fn the_day_cap_ends_saturate_cleanly() {
     let s = repo(
-        "edit",
+        "edit\", OXI_FAKE_COST_USD = \"0.6",
         "job_usd = 1.0\ndaily_usd = 1.5\ndaily_soft_warn_usd = 1.0\nestimate_floor_usd = 1.0",
     );
     let (code, stdout, stderr) = finish(saturate(&s, &["--concurrency", "3"]));
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("(daily_budget_reached)"),
+        stdout.contains("(daily_budget_reached)") && stdout.contains("(caps.daily_usd)"),
         "{stdout}\n{stderr}"
     );
     let mut l = ledger(&s);

@@ -177,7 +177,8 @@ fn a_failed_verification_is_retried_with_its_output_in_the_next_prompt() {
     assert_eq!(t1["failure_class"], "verify_failed", "{first:#}");
     assert_eq!(t1["state"], "queued");
     let second = r.tick().json();
-    assert_eq!(job(&second, "T0-1")["state"], "delivered", "{second:#}");
+    let t1 = job(&second, "T0-1");
+    assert_eq!(t1["state"], "delivered", "{second:#}");
     let prompts = r.prompts("T0-1");
     assert_eq!(prompts.len(), 2);
     assert!(!prompts[0].contains("previous attempt failed"));
@@ -191,12 +192,15 @@ fn a_failed_verification_is_retried_with_its_output_in_the_next_prompt() {
         "the failing command is named: {}",
         prompts[1]
     );
-    // The failed attempt's work was kept on the branch, and the fix continued from it.
+    // The failed attempt's work was kept on the branch, and the fix continued from it: its own
+    // change is "bye" -> "hi". Delivery folds both into oxi's one commit on the base.
+    assert_eq!(t1["paths"], serde_json::json!(["hello.txt"]), "{second:#}");
+    assert_eq!(t1["lines_removed"], 1, "{second:#}");
     let log = git(
         r.s.path(),
-        &["log", "--format=%s", "oxi/t0-1-add-a-greeting-file"],
+        &["log", "--format=%s", "main..oxi/t0-1-add-a-greeting-file"],
     );
-    assert!(log.contains("verification failed; not delivered"), "{log}");
+    assert_eq!(log, "T0-1: Add a greeting file");
 }
 
 #[test]

@@ -13,6 +13,9 @@
 //!   `spend`, `rate-limited`, `echo-env:<NAME>` (and `echo-env-edit:<NAME>`, which writes
 //!   hello.txt instead of the value), `env-names`, `no-result`, `fail`,
 //!   `edit-fix` (writes "bye", or "hi" once the prompt says a previous attempt failed),
+//!   `edit-transient` (writes the file, then ends with an API 500 — a retryable `transient`
+//!   failure that leaves its edit behind; once the prompt says a previous attempt failed it
+//!   changes nothing and says the work is already there),
 //!   `hang-family` (a sleeping grandchild in its group, then hangs), `review-strict` (requests
 //!   changes on attempt 1, approves later), `review:<verdict>`, `slow-edit:<ms>`, `demo`,
 //!   `chaos` (the chaos harness's everyday mix, picked at random per run: a slow edit, a
@@ -26,6 +29,7 @@
 //! - `OXI_FAKE_FILE`: the file `edit` writes (default `hello.txt`, relative to the cwd).
 //! - `OXI_FAKE_SLEEP_MS`: how long sleeping scenarios sleep (default 600000).
 //! - `OXI_FAKE_VERSION`: what `--version` prints (default `2.1.328 (Claude Code)`).
+//! - `OXI_FAKE_COST_USD`: the `total_cost_usd` Claude's result reports (default 0.01268).
 
 use std::io::{BufWriter, Write};
 use std::time::Duration;
@@ -131,7 +135,7 @@ impl Out {
                 "type": "result", "subtype": "success", "is_error": is_error,
                 "duration_ms": 1234, "duration_api_ms": 1000, "num_turns": 2,
                 "result": text, "stop_reason": "end_turn", "session_id": self.session,
-                "total_cost_usd": 0.01268, "api_error_status": api_error_status,
+                "total_cost_usd": reported_cost_usd(), "api_error_status": api_error_status,
                 "terminal_reason": if api_error_status.is_some() { Some("api_error") } else { None },
                 "usage": {"input_tokens": 2400, "cache_creation_input_tokens": 200,
                           "cache_read_input_tokens": 400, "output_tokens": 100},
@@ -165,6 +169,14 @@ fn hinted_file(prompt: &str) -> Option<&str> {
         .lines()
         .find(|l| l.starts_with("Files likely involved:"))
         .and_then(|l| l.split('`').nth(1))
+}
+
+/// What Claude's result says the run cost (`OXI_FAKE_COST_USD`).
+fn reported_cost_usd() -> f64 {
+    std::env::var("OXI_FAKE_COST_USD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.01268)
 }
 
 fn sleep_ms() -> u64 {
@@ -236,6 +248,21 @@ fn main() {
                 if fixed { "hi\n" } else { "bye\n" },
             );
             out.result(done, false, None);
+        }
+        "edit-transient" => {
+            out.init(&cwd);
+            if prompt.contains("the previous attempt failed") {
+                let text = format!("hello.txt already says hi; nothing to change.\n{done}");
+                out.message("msg_nothing", &text, 10);
+                out.result(&text, false, None);
+            } else {
+                let file =
+                    std::env::var("OXI_FAKE_FILE").unwrap_or_else(|_| "hello.txt".to_owned());
+                let path = std::path::Path::new(&cwd).join(file);
+                out.write_file(&path.display().to_string(), "hi\n");
+                out.result("API Error: 500 Internal server error", true, Some(500));
+                std::process::exit(1);
+            }
         }
         "hang-family" => {
             out.init(&cwd);

@@ -188,11 +188,8 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
             "workers.{worker_name}.env lists {name}, which is not set in oxi's environment"
         );
     }
-    if prepared.card.is_none() {
-        tracing::warn!(
-            "no [rates] card for model {:?}: the running cost is unknown until the CLI reports one, so caps.job_usd cannot stop this run early",
-            prepared.worker.model.as_deref().unwrap_or("(none)")
-        );
+    if let Some(warning) = prepared.unpriced_warning() {
+        tracing::warn!("{warning}");
     }
     prepared.admit(&mut ledger, prepared.caps.job)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -40,10 +40,15 @@ pub fn run(ctx: &Context, args: &SaturateArgs) -> Result<()> {
     let text = match ctx.global.format {
         Format::Json => json_string(&summary)?,
         _ => format!(
-            "saturate stopped ({}): {} job(s) run with {} slot(s)\n",
+            "saturate stopped ({}): {} job(s) run with {} slot(s)\n{}",
             summary.reason,
             summary.jobs.len(),
-            summary.concurrency
+            summary.concurrency,
+            summary
+                .detail
+                .as_deref()
+                .map(|d| format!("{d}\n"))
+                .unwrap_or_default()
         ),
     };
     write_stdout(&text)?;

@@ -40,17 +40,7 @@ fn summarize(kind: &str, data: &serde_json::Value) -> String {
                 .map(|c| format!(" [{c}]"))
                 .unwrap_or_default()
         ),
-        "verified" => format!(
-            "verification {} ({} files, +{} -{})",
-            if data["green"] == true {
-                "green"
-            } else {
-                "red"
-            },
-            data["files"],
-            data["lines_added"],
-            data["lines_removed"]
-        ),
+        "verified" => verified_line(data),
         "review_decided" => match data["decision"].as_str() {
             Some("auto_approve") => data["review_skipped_reason"]
                 .as_str()
@@ -221,4 +211,30 @@ pub fn logs(ctx: &Context, args: &LogsArgs) -> Result<()> {
         std::thread::sleep(Duration::from_millis(250));
     }
     Ok(())
+}
+
+/// A `verified` event: this run's own change, and the branch's when a retry continued earlier
+/// attempts' work (so the two differ).
+fn verified_line(data: &serde_json::Value) -> String {
+    let size = |v: &serde_json::Value| {
+        format!(
+            "{} files, +{} -{}",
+            v["files"], v["lines_added"], v["lines_removed"]
+        )
+    };
+    let own = size(data);
+    let branch = &data["delivery"];
+    let branch = if branch.is_object() && size(branch) != own {
+        format!("; branch: {}", size(branch))
+    } else {
+        String::new()
+    };
+    format!(
+        "verification {} (this run: {own}{branch})",
+        if data["green"] == true {
+            "green"
+        } else {
+            "red"
+        }
+    )
 }

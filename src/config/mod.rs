@@ -81,7 +81,9 @@ pub struct Config {
     /// When the table is absent: `claude` and `codex` workers. When present: exactly those listed.
     pub workers: BTreeMap<String, WorkerConfig>,
     pub routing: RoutingConfig,
-    /// When the table is absent: a card for the default codex model only.
+    /// The built-in cards ([`default_rates`]) with the table's merged over them: a card here
+    /// adds a model or replaces that model's card; built-in cards for other models stay.
+    #[serde(deserialize_with = "rates_over_defaults")]
     pub rates: BTreeMap<String, RateCard>,
     pub verify: VerifyConfig,
     pub critic: CriticConfig,
@@ -226,6 +228,20 @@ pub struct CapsConfig {
     pub retry_backoff: HumanDuration,
     /// Longest backoff.
     pub retry_backoff_max: HumanDuration,
+    /// Where `daily_usd` came from (not a key: `oxi saturate --max-cost-per-day` lowers the
+    /// cap for its session, and refusals must name the limit a person would raise).
+    #[serde(skip)]
+    pub daily_source: DailyCapSource,
+}
+
+/// Which setting holds the day's cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DailyCapSource {
+    /// `caps.daily_usd` in oxi.toml.
+    #[default]
+    Config,
+    /// `oxi saturate --max-cost-per-day`, lower than `caps.daily_usd`.
+    MaxCostPerDay,
 }
 
 impl Default for CapsConfig {
@@ -245,6 +261,7 @@ impl Default for CapsConfig {
             estimate_floor_usd: 0.25,
             retry_backoff: HumanDuration::from_secs(120),
             retry_backoff_max: HumanDuration::from_secs(2 * 3600),
+            daily_source: DailyCapSource::Config,
         }
     }
 }
@@ -343,9 +360,9 @@ impl Default for Config {
     }
 }
 
-/// Published prices (USD per million tokens) of the default models, used when `[rates]` is
-/// absent. Claude reports its own final cost; its card prices the running estimate that lets a
-/// run be stopped at the per-job cap before the CLI's figure arrives.
+/// Published prices (USD per million tokens) of the default models; `[rates]` adds to them and
+/// overrides them per model. Claude reports its own final cost; its card prices the running
+/// estimate that lets a run be stopped at the per-job cap before the CLI's figure arrives.
 fn default_rates() -> BTreeMap<String, RateCard> {
     BTreeMap::from([
         (
@@ -367,6 +384,16 @@ fn default_rates() -> BTreeMap<String, RateCard> {
             },
         ),
     ])
+}
+
+/// `[rates]` merged over the built-in cards, the user's card winning per model: `oxi init`
+/// writes a card for `gpt-5.5` only, and that must not leave the Claude default unpriced.
+fn rates_over_defaults<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, RateCard>, D::Error> {
+    let mut rates = default_rates();
+    rates.extend(BTreeMap::<String, RateCard>::deserialize(deserializer)?);
+    Ok(rates)
 }
 
 fn default_workers() -> BTreeMap<String, WorkerConfig> {
@@ -1303,6 +1330,22 @@ mod tests {
         assert_eq!(config.run.mode, RunMode::Fast);
         assert_eq!(config.run.max_parallel_jobs, 1);
         assert_eq!(config.workers.len(), 2);
+    }
+
+    #[test]
+    fn a_rates_table_is_merged_over_the_built_in_cards() {
+        let config = parse(
+            "[rates.\"gpt-5.5\"]\ninput_per_mtok = 2.0\noutput_per_mtok = 20.0\n\n[rates.\"other\"]\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n",
+            "oxi.toml",
+        )
+        .unwrap();
+        assert_eq!(config.rates["gpt-5.5"].input_per_mtok, 2.0, "the user wins");
+        assert_eq!(config.rates["other"].output_per_mtok, 2.0);
+        assert_eq!(
+            config.rates.get("claude-sonnet-4-5"),
+            default_rates().get("claude-sonnet-4-5"),
+            "a built-in card no table overrides stays"
+        );
     }
 
     #[test]

@@ -168,7 +168,8 @@ impl Queries<'_> {
         Ok(rows.len() == n as usize && rows.iter().all(|(_, failed)| *failed == 0))
     }
 
-    /// The paths the task's last verified attempt changed (from its `verified` event).
+    /// The paths the task's branch changed at its last verified attempt (from its `verified`
+    /// event).
     pub fn last_attempt_paths(&self, task_id: &str) -> Result<Vec<String>> {
         let data: Option<String> = self
             .conn
@@ -180,7 +181,16 @@ impl Queries<'_> {
             .optional()?;
         Ok(data
             .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
-            .and_then(|v| serde_json::from_value(v["paths"].clone()).ok())
+            // What the branch holds (earlier attempts' work included), else the run's own.
+            .and_then(|v| {
+                let delivery = &v["delivery"]["paths"];
+                let paths = if delivery.is_array() {
+                    delivery
+                } else {
+                    &v["paths"]
+                };
+                serde_json::from_value(paths.clone()).ok()
+            })
             .unwrap_or_default())
     }
 

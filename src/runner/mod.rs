@@ -277,6 +277,19 @@ impl PreparedRun<'_> {
             .collect()
     }
 
+    /// Said when the worker's model has no price: the running cost is then unknown until the
+    /// CLI reports a final figure, so the per-job cap cannot stop the run early.
+    pub fn unpriced_warning(&self) -> Option<String> {
+        if self.card.is_some() {
+            return None;
+        }
+        let model = self.worker.model.as_deref().unwrap_or("(none)");
+        Some(format!(
+            "no [rates] card for model {model:?} (workers.{}): the running cost is unknown until the CLI reports one, so caps.job_usd cannot stop this run early; add [rates.\"{model}\"] to oxi.toml",
+            self.request.worker_name
+        ))
+    }
+
     /// Checks the day's and month's caps and, in the same transaction, creates the run row
     /// and reserves `reserve` (the per-job cap for `oxi run`). A refusal is recorded as a
     /// `budget_refused` event and returned.

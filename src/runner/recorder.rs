@@ -227,9 +227,11 @@ impl<'a> Recorder<'a> {
     /// another process holds the ledger, and the worker would go on spending meanwhile.
     fn past_its_reservation(&mut self, cost: MicroUsd, held: MicroUsd) -> Control {
         self.budget_stop = Some(format!(
-            "running cost {} passed the {} this run could hold under caps.daily_usd / caps.monthly_usd when it started; stopped",
+            "running cost {} passed the {} this run could hold under {} / {} when it started; stopped",
             crate::money::format_usd(cost),
-            crate::money::format_usd(held)
+            crate::money::format_usd(held),
+            self.caps.daily_limit,
+            crate::budget::Limit::MonthlyUsd
         ));
         Control::Stop(StopReason::Budget)
     }

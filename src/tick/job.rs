@@ -82,11 +82,16 @@ pub struct JobResult {
     pub branch: String,
     pub commit: Option<String>,
     pub cost_usd: f64,
+    /// This run's own change (the worktree against the commit the attempt started from: a
+    /// retry is not credited with the earlier attempts' work it continued).
     pub files_changed: usize,
     pub lines_changed: u64,
     pub lines_added: u64,
     pub lines_removed: u64,
     pub paths: Vec<String>,
+    /// What the branch holds against the base (what is verified, reviewed and delivered), once
+    /// the run got that far.
+    pub delivery: Option<ChangeSummary>,
     /// One line per acceptance command run.
     pub verification: Vec<String>,
     /// Input and output tokens of every run of this job.
@@ -94,6 +99,26 @@ pub struct JobResult {
     pub review: Option<String>,
     pub phases_ms: Phases,
     pub run_dir: PathBuf,
+}
+
+/// A change's size and paths.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChangeSummary {
+    pub files: usize,
+    pub lines_added: u64,
+    pub lines_removed: u64,
+    pub paths: Vec<String>,
+}
+
+impl From<&Diff> for ChangeSummary {
+    fn from(diff: &Diff) -> Self {
+        Self {
+            files: diff.files.len(),
+            lines_added: diff.lines_added,
+            lines_removed: diff.lines_removed,
+            paths: diff.paths(),
+        }
+    }
 }
 
 /// Wall time per phase of a job.
@@ -259,6 +284,21 @@ impl Job<'_> {
         )
     }
 
+    /// Records this run's own change: the worktree against the commit the attempt started
+    /// from, so a retry is credited with what it did, not with earlier attempts' work.
+    fn credit(&mut self, start_commit: &str) {
+        match verify::diff(&self.spec.worktree, start_commit) {
+            Ok(own) => {
+                self.result.files_changed = own.files.len();
+                self.result.lines_changed = own.changed_lines();
+                self.result.lines_added = own.lines_added;
+                self.result.lines_removed = own.lines_removed;
+                self.result.paths = own.paths();
+            }
+            Err(e) => tracing::warn!("task {}: could not diff this run's change: {e}", self.id()),
+        }
+    }
+
     /// Commits what is in the worktree (so nothing is lost) and removes it.
     fn retire(&mut self, message: &str) {
         if let Err(e) = worktree::retire(&self.ctx.config.repo_root, &self.spec.worktree, message) {
@@ -418,6 +458,7 @@ pub async fn run(
             lines_added: 0,
             lines_removed: 0,
             paths: Vec::new(),
+            delivery: None,
             verification: Vec::new(),
             tokens: (0, 0),
             review: None,
@@ -513,6 +554,7 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
     job.result.classification = Some(report.classification.as_str().to_owned());
     job.note_cost(&report);
     if report.classification != Classification::Success {
+        job.credit(&tree.start_commit);
         let attempt_note = format!(
             "oxi: attempt {} ended {} (not delivered)",
             spec.attempt,
@@ -573,11 +615,8 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
             return Ok(());
         }
     };
-    job.result.files_changed = diff.files.len();
-    job.result.lines_changed = diff.changed_lines();
-    job.result.lines_added = diff.lines_added;
-    job.result.lines_removed = diff.lines_removed;
-    job.result.paths = diff.paths();
+    job.result.delivery = Some(ChangeSummary::from(&diff));
+    job.credit(&tree.start_commit);
     if diff.files.is_empty() {
         job.retire("oxi: nothing to salvage");
         job.fail_or_retry(
@@ -731,10 +770,12 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
             "green": green,
             "results": results,
             "tier1_skipped": tier1_skip,
-            "files": diff.files.len(),
-            "lines_added": diff.lines_added,
-            "lines_removed": diff.lines_removed,
-            "paths": diff.paths(),
+            // This run's own change; `delivery` is what the branch holds against the base.
+            "files": job.result.files_changed,
+            "lines_added": job.result.lines_added,
+            "lines_removed": job.result.lines_removed,
+            "paths": job.result.paths,
+            "delivery": job.result.delivery,
         }),
     );
     if !green {
@@ -747,19 +788,21 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
     }
 
     job.result.phases_ms.verify = elapsed_ms(verify_started);
-    // Commit the verified work on the task branch (trailers say where it came from).
+    // Commit the verified work on the task branch (trailers say where it came from): one
+    // commit of oxi's, holding also what earlier attempts left undelivered.
     let commit_started = Instant::now();
     let message = format!(
-        "{}: {}\n\nOxi-Task: {}\nOxi-Run: {}\nOxi-Attempt: {}\nOxi-Worker: {}\n",
+        "{}: {}\n\nOxi-Task: {}\n{}: {}\nOxi-Attempt: {}\nOxi-Worker: {}\n",
         spec.task.spec.id,
         spec.task.spec.title,
         spec.task.spec.id,
+        worktree::RUN_TRAILER,
         run_id,
         spec.attempt,
         spec.worker
     );
     // `verify::diff` staged everything and found changes.
-    let commit = match worktree::commit_staged(&spec.worktree, &message) {
+    let commit = match worktree::commit_delivery(&spec.worktree, &tree.base_commit, &message) {
         Ok(commit) => Some(commit),
         Err(e) => {
             job.fail_or_retry(
@@ -974,6 +1017,9 @@ async fn review(
         run_id: None,
     };
     let prepared = runner::prepare(config, request)?;
+    if let Some(warning) = prepared.unpriced_warning() {
+        tracing::warn!("task {}: review: {warning}", spec.task.spec.id);
+    }
     let floor = usd_to_micro(config.config.caps.estimate_floor_usd);
     let estimate = job
         .ledger
@@ -1150,6 +1196,7 @@ fn write_artifacts(job: &Job<'_>) {
         "lines_added": r.lines_added,
         "lines_removed": r.lines_removed,
         "paths": r.paths,
+        "delivery": r.delivery,
         "verification": r.verification,
         "tokens": { "input": r.tokens.0, "output": r.tokens.1 },
         "run_id": r.run_id,
@@ -1168,7 +1215,7 @@ fn write_artifacts(job: &Job<'_>) {
     let summary = format!(
         "# {} attempt {} — {}\n\n\
          | | |\n|---|---|\n\
-         | worker | {} |\n| worker calls | {} (retries so far: {}) |\n| outcome | {}{} |\n| branch | `{}`{} |\n| diff | {} files, {} lines |\n\
+         | worker | {} |\n| worker calls | {} (retries so far: {}) |\n| outcome | {}{} |\n| branch | `{}`{} |\n| this run's change | {} files, {} lines |\n{}\
          | review | {} |\n| cost | {} |\n\
          | time | worktree {} ms · executor {} ms · verify {} ms ({}) · commit {} ms · review {} ms · deliver {} ms |\n{}",
         r.task_id,
@@ -1189,6 +1236,14 @@ fn write_artifacts(job: &Job<'_>) {
             .unwrap_or_default(),
         r.files_changed,
         r.lines_changed,
+        r.delivery
+            .as_ref()
+            .map(|d| format!(
+                "| the branch's change | {} files, {} lines |\n",
+                d.files,
+                d.lines_added + d.lines_removed
+            ))
+            .unwrap_or_default(),
         r.review.as_deref().unwrap_or("-"),
         crate::money::format_usd(job.cost),
         r.phases_ms.worktree,

@@ -52,7 +52,9 @@ pub struct TickReport {
     pub failed_at_claim: Vec<ClaimStop>,
     pub held_at_claim: Vec<ClaimStop>,
     pub deferred: Vec<ClaimStop>,
-    pub budget_refusal: Option<String>,
+    /// Why admission refused the next claim (printed as its message).
+    #[serde(serialize_with = "as_message")]
+    pub budget_refusal: Option<crate::budget::Refusal>,
     pub paused: bool,
     pub blocked: Vec<String>,
     pub jobs: Vec<JobResult>,
@@ -64,6 +66,17 @@ pub struct TickReport {
     /// Release mode: why GitHub could not be used this pass (the next tick retries).
     pub github_unavailable: Option<String>,
     pub phases_ms: TickPhases,
+}
+
+/// A refusal as the message a person reads (what `--format json` has always printed).
+fn as_message<S: serde::Serializer>(
+    refusal: &Option<crate::budget::Refusal>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match refusal {
+        Some(refusal) => serializer.collect_str(refusal),
+        None => serializer.serialize_none(),
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -438,7 +451,7 @@ pub async fn pass(
         "outcome": report.outcome,
         "claimed": report.jobs.iter().map(|j| &j.task_id).collect::<Vec<_>>(),
         "reaped": report.reaped.len(),
-        "budget_refusal": report.budget_refusal,
+        "budget_refusal": report.budget_refusal.as_ref().map(ToString::to_string),
         "ms": report.phases_ms.total,
     });
     let something_happened = report.outcome != "nothing_to_do"
@@ -712,7 +725,7 @@ pub async fn claim(
                 admitted.push((spec.clone(), run_id));
             }
             Err(RunnerError::Budget(refusal)) => {
-                report.budget_refusal = Some(refusal.to_string());
+                report.budget_refusal = Some(refusal);
                 break;
             }
             Err(e) => return Err(e.into()),
@@ -758,6 +771,9 @@ pub fn start_job(
     );
     let prepared = runner::prepare(ctx.config, request)
         .map_err(|e| format!("task {}: {e}", spec.task.spec.id))?;
+    if let Some(warning) = prepared.unpriced_warning() {
+        tracing::warn!("task {}: {warning}", spec.task.spec.id);
+    }
     runtime
         .block_on(job::run(ctx, spec, prepared, shutdown))
         .map_err(|e| format!("task {}: {e}", spec.task.spec.id))
