@@ -12,6 +12,7 @@ mod chaos;
 mod cli_basics;
 mod config_errors;
 mod doctor;
+mod first_hour;
 mod hostile;
 mod ledger;
 mod mock_model;

@@ -3,8 +3,10 @@
 
 pub mod live;
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, Once};
 
 pub struct Sandbox {
     dir: tempfile::TempDir,
@@ -192,4 +194,50 @@ pub fn fixture(rel: &str) -> PathBuf {
 
 pub fn fixture_text(rel: &str) -> String {
     std::fs::read_to_string(fixture(rel)).unwrap()
+}
+
+/// Tests skipped in this process, by group: (group, first detail, hint, count).
+static SKIPPED: Mutex<Vec<(&'static str, String, &'static str, usize)>> = Mutex::new(Vec::new());
+
+/// Says that the running test skips itself where a plain `cargo test` shows it. libtest
+/// captures `print!`/`eprint!` of a passing test, so a skip printed that way is seen only
+/// under `--nocapture`; this writes to the stderr descriptor directly (one line, at once), and
+/// after libtest's `test result:` line the count of skips per group with `hint`.
+pub fn skip(group: &'static str, what: &str, detail: &str, hint: &'static str) {
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    let _ = writeln!(std::io::stderr(), "SKIPPED {what} {test}: {detail}");
+    let mut skipped = SKIPPED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match skipped.iter_mut().find(|(g, ..)| *g == group) {
+        Some(entry) => entry.3 += 1,
+        None => skipped.push((group, detail.to_owned(), hint, 1)),
+    }
+    static AT_EXIT: Once = Once::new();
+    AT_EXIT.call_once(|| {
+        #[allow(unsafe_code)]
+        // SAFETY: `atexit` only stores the pointer of a function with the C ABI that takes
+        // nothing and returns nothing, as it requires; the function lives for the program.
+        unsafe {
+            atexit(report_skips);
+        }
+    });
+}
+
+#[allow(unsafe_code)]
+unsafe extern "C" {
+    fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
+}
+
+/// Runs when the test binary exits, after libtest's summary.
+extern "C" fn report_skips() {
+    let skipped = SKIPPED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for (group, detail, hint, count) in skipped.iter() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: {count} {group} test(s) skipped ({detail}); to run them: {hint}"
+        );
+    }
 }
