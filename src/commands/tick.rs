@@ -99,7 +99,8 @@ pub fn run(ctx: &Context) -> Result<()> {
             let text = match ctx.global.format {
                 Format::Json => json_string(&serde_json::json!({
                     "outcome": "already_running",
-                    "pid": holder.as_ref().map(|h| h.pid),
+                    // A string, as before `holder` carried the details.
+                    "pid": holder.as_ref().map_or("unknown".to_owned(), |h| h.pid.to_string()),
                     "holder": holder,
                 }))?,
                 _ => format!(

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub enum LockError {
     /// Another `oxi tick` or `oxi saturate` holds the lock (not an error for a scheduled tick,
     /// which exits 0; saturate refuses to start).
-    #[error("{} holds {}; stop it first (kill -TERM its pid) or wait for it to end", describe(.holder.as_ref()), .path.display())]
+    #[error("already running: {} holds {}; stop it first ({}) or wait for it to end", describe(.holder.as_ref()), .path.display(), stop_hint(.holder.as_ref()))]
     Held {
         path: PathBuf,
         /// `None` when the file says nothing readable (the holder had not written it yet).
@@ -79,6 +79,13 @@ pub fn describe(holder: Option<&Holder>) -> String {
     holder.map_or_else(
         || "another oxi (it has not said which yet)".to_owned(),
         Holder::to_string,
+    )
+}
+
+fn stop_hint(holder: Option<&Holder>) -> String {
+    holder.map_or_else(
+        || "kill -TERM its pid".to_owned(),
+        |h| format!("kill -TERM {} on {}", h.pid, h.host),
     )
 }
 
