@@ -121,7 +121,10 @@ fn roff_name(name: &str) -> String {
 /// One page: clap_mangen's sections, then ours.
 fn render(command: &clap::Command, root: bool, all: &[String]) -> Result<String> {
     let mut buffer = Vec::new();
-    clap_mangen::Man::new(command.clone()).render(&mut buffer)?;
+    // Every page's footer names oxi and its version (a command alone has neither).
+    clap_mangen::Man::new(command.clone())
+        .source(format!("oxi {}", env!("CARGO_PKG_VERSION")))
+        .render(&mut buffer)?;
     let mut page = String::from_utf8_lossy(&buffer).into_owned();
     page.push_str(EXIT_STATUS);
     if root {
