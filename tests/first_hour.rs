@@ -285,6 +285,28 @@ fn logs_follow_shows_a_quiet_live_runs_header_and_ends_with_the_run() {
     assert_eq!(code, 0, "{stderr}\n{}", seen.join("\n"));
 }
 
+/// `oxi logs TASK --follow` started before the tick claims the task waits for its first run,
+/// then follows it.
+#[test]
+fn logs_follow_of_a_task_without_a_run_yet_waits_for_its_first_run() {
+    let s = repo("hang");
+    s.oxi(&["ingest"]).ok();
+    let mut follow = oxi_child(s.path(), &["logs", "T0-1", "--follow"]);
+    let rx = lines_of(follow.child().stdout.take().unwrap());
+    let err = lines_of(follow.child().stderr.take().unwrap());
+    let mut said = Vec::new();
+    wait_for_line(&err, &mut said, "waiting for its first one");
+    let tick = oxi_child(s.path(), &["tick"]);
+    let run_id = wait_for_live_run(&s);
+    let mut seen = Vec::new();
+    wait_for_line(&rx, &mut seen, &format!("# oxi run {run_id}"));
+    tick.term();
+    let _ = tick.finish();
+    wait_for_line(&rx, &mut seen, "■ killed");
+    let (code, _, _) = follow.finish();
+    assert_eq!(code, 0, "{}\n{}", said.join("\n"), seen.join("\n"));
+}
+
 /// The same run's first transcript line (`── session …`) while it is still going. This needs
 /// the artifact writer to flush as output arrives (issue 13, item 4): the reader cannot show
 /// bytes still in the writer's buffer.

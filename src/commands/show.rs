@@ -161,15 +161,27 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
     Ok(())
 }
 
-fn resolve_run(ledger: &Ledger, target: &str) -> Result<RunRow> {
+/// The run `target` names, or a task's latest run. Following a task that has no run yet waits
+/// for its first one (a person starts `oxi logs T --follow` before the tick claims T).
+fn resolve_run(ledger: &Ledger, target: &str, follow: bool) -> Result<RunRow> {
     if let Some(run) = ledger.read().run(target)? {
         return Ok(run);
     }
     if ledger.read().task(target)?.is_some() {
-        if let Some(run) = ledger.read().runs_for_task(target)?.pop() {
-            return Ok(run);
+        let mut said = false;
+        loop {
+            if let Some(run) = ledger.read().runs_for_task(target)?.pop() {
+                return Ok(run);
+            }
+            if !follow {
+                bail!("task {target} has no runs yet");
+            }
+            if !said {
+                tracing::info!("task {target} has no run yet; waiting for its first one");
+                said = true;
+            }
+            std::thread::sleep(Duration::from_millis(250));
         }
-        bail!("task {target} has no runs yet");
     }
     bail!("no run or task {target:?}; `oxi show TASK` lists a task's runs")
 }
@@ -198,7 +210,7 @@ fn print_from(path: &Path, offset: u64, to_end: bool) -> Result<u64> {
 pub fn logs(ctx: &Context, args: &LogsArgs) -> Result<()> {
     let config = ctx.config()?;
     let ledger = Ledger::open_existing(&config.ledger_path())?;
-    let run = resolve_run(&ledger, &args.target)?;
+    let run = resolve_run(&ledger, &args.target, args.follow)?;
     let Some(dir) = run.run_dir.clone() else {
         bail!("run {} has no run directory", run.id);
     };
