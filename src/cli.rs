@@ -88,8 +88,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// Shell completions (bash, zsh, fish, elvish, powershell) on stdout
     Completions(CompletionsArgs),
-    /// The manual page (roff) on stdout
-    Man,
+    /// The manual page (roff) on stdout, or with --dir every page (oxi.1, oxi-<command>.1)
+    Man(ManArgs),
     /// Roadmap maintenance
     #[command(subcommand)]
     Roadmap(RoadmapCommand),
@@ -159,11 +159,22 @@ pub struct CompletionsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write oxi.1 and a page per command (oxi-tick.1, …) into this directory, e.g.
+    /// /usr/local/share/man/man1, and list them
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Build the sample repository here and keep it (default: a temporary directory, removed
     /// at the end)
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Keep the temporary sample repository and print its path and commands to try in it
+    #[arg(long, conflicts_with = "dir")]
+    pub keep: bool,
 }
 
 #[derive(Debug, Args)]

@@ -469,51 +469,130 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A bar chart as inline SVG: `bars` of (label, value), an optional horizontal line at `cap`.
-fn bar_chart(title: &str, bars: &[(String, f64)], cap: Option<f64>, unit: &str) -> String {
-    let (w, h, pad) = (640.0, 220.0, 30.0);
-    let max = bars
+/// What a chart's numbers are, for its axis and value labels.
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    Usd,
+    Percent,
+    Minutes,
+}
+
+impl Unit {
+    fn label(self, value: f64, decimals: usize) -> String {
+        match self {
+            Unit::Usd => format!("${value:.decimals$}"),
+            Unit::Percent => format!("{value:.decimals$}%"),
+            Unit::Minutes => format!("{value:.decimals$}m"),
+        }
+    }
+
+    /// A bar's own value: cents, whole percents, minutes to a tenth (a hundredth below one),
+    /// or finer when the axis is finer.
+    fn value(self, value: f64, axis_decimals: usize) -> String {
+        let decimals = match self {
+            Unit::Usd => 2,
+            Unit::Percent => 0,
+            Unit::Minutes if value < 1.0 => 2,
+            Unit::Minutes => 1,
+        };
+        self.label(value, decimals.max(axis_decimals))
+    }
+}
+
+/// A round step (1, 2 or 5 times a power of ten) that cuts `top` into about four.
+fn axis_step(top: f64) -> f64 {
+    let raw = (top / 4.0).max(1e-9);
+    let power = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * power)
+        .find(|s| *s >= raw * 0.999)
+        .unwrap_or(10.0 * power)
+}
+
+/// Decimals that tell `step`'s multiples apart (0 for whole steps).
+fn decimals_for(step: f64) -> usize {
+    if step >= 1.0 {
+        0
+    } else {
+        (-step.log10().floor()) as usize
+    }
+}
+
+/// A bar chart as inline SVG: `bars` of (label, value), a value axis with round ticks, each
+/// bar's value above it, and an optional dashed line at `cap`. The scale always reaches the
+/// cap, so a small spend is a short bar under a visible cap line; bars with a value are at
+/// least 2 px tall and carry their value, so they can be read however small.
+fn bar_chart(title: &str, bars: &[(String, f64)], cap: Option<f64>, unit: Unit) -> String {
+    let (w, h) = (640.0, 240.0);
+    let (left, right, top_pad, bottom) = (64.0, 20.0, 24.0, 30.0);
+    let plot_h = h - top_pad - bottom;
+    let top = bars
         .iter()
         .map(|(_, v)| *v)
         .chain(cap)
-        .fold(0.0_f64, f64::max)
-        .max(1e-9);
+        .fold(0.0_f64, f64::max);
+    let step = axis_step(if top > 0.0 { top } else { 1.0 });
+    let ticks = ((if top > 0.0 { top } else { 1.0 }) / step - 1e-9)
+        .ceil()
+        .max(1.0) as u32;
+    let max = step * f64::from(ticks);
+    let y_of = |v: f64| h - bottom - (v / max) * plot_h;
     let n = bars.len().max(1) as f64;
-    let bw = (w - 2.0 * pad) / n;
+    let bw = (w - left - right) / n;
     let mut svg = format!(
-        "<figure><figcaption>{}</figcaption><svg viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{}\">",
+        "<figure><figcaption>{}</figcaption><svg viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{}\" font-family=\"sans-serif\">",
         escape(title),
         escape(title)
     );
-    svg.push_str(&format!(
-        "<line x1=\"{pad}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#888\"/>",
-        h - pad,
-        w - pad,
-        h - pad
-    ));
-    for (i, (label, value)) in bars.iter().enumerate() {
-        let bh = (value / max) * (h - 2.0 * pad);
-        let x = pad + i as f64 * bw + bw * 0.1;
+    let decimals = decimals_for(step);
+    for i in 0..=ticks {
+        let v = step * f64::from(i);
+        // Whole pixels with crisp edges: a 1 px line between two pixel rows is a faint blur.
+        let y = y_of(v).round();
         svg.push_str(&format!(
-            "<rect class=\"bar\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"#3b82f6\"><title>{}: {value:.2}{unit}</title></rect>",
-            h - pad - bh,
+            "<line x1=\"{left}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"{}\" shape-rendering=\"crispEdges\"/><text class=\"axis\" x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#444\" text-anchor=\"end\">{}</text>",
+            w - right,
+            if i == 0 { "#888" } else { "#e5e7eb" },
+            left - 6.0,
+            y + 3.5,
+            escape(&unit.label(v, decimals))
+        ));
+    }
+    for (i, (label, value)) in bars.iter().enumerate() {
+        let bh = if *value > 0.0 {
+            ((value / max) * plot_h).max(2.0)
+        } else {
+            0.0
+        };
+        let x = left + i as f64 * bw + bw * 0.1;
+        let value_text = escape(&unit.value(*value, decimals));
+        svg.push_str(&format!(
+            "<rect class=\"bar\" x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"#3b82f6\"><title>{}: {value_text}</title></rect>",
+            h - bottom - bh,
             bw * 0.8,
             escape(label)
         ));
         svg.push_str(&format!(
+            "<text class=\"value\" x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">{value_text}</text>",
+            x + bw * 0.4,
+            h - bottom - bh - 4.0
+        ));
+        svg.push_str(&format!(
             "<text x=\"{:.1}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\">{}</text>",
             x + bw * 0.4,
-            h - pad + 14.0,
+            h - bottom + 14.0,
             escape(label)
         ));
     }
     if let Some(cap) = cap {
-        let y = h - pad - (cap / max) * (h - 2.0 * pad);
+        let y = y_of(cap).round();
         svg.push_str(&format!(
-            "<line class=\"cap\" x1=\"{pad}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#dc2626\" stroke-dasharray=\"6 4\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"10\" fill=\"#dc2626\" text-anchor=\"end\">cap {cap:.2}{unit}</text>",
-            w - pad,
-            w - pad,
-            y - 4.0
+            "<line class=\"cap\" x1=\"{left}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#dc2626\" stroke-width=\"2\" stroke-dasharray=\"8 4\" shape-rendering=\"crispEdges\"/><text class=\"cap\" x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"#dc2626\" text-anchor=\"end\">cap {}</text>",
+            w - right,
+            w - right,
+            y - 5.0,
+            escape(&unit.label(cap, 2))
         ));
     }
     svg.push_str("</svg></figure>");
@@ -571,15 +650,20 @@ tr.fail td{{color:#b91c1c;font-weight:600}}figure{{margin:1.5em 0}}figcaption{{f
             "Spend per day (USD) against the daily cap",
             &spend,
             Some(r.daily_cap_usd),
-            ""
+            Unit::Usd
         ),
         bar_chart(
             "Executor runs that succeeded, per day (%)",
             &outcomes,
             None,
-            "%"
+            Unit::Percent
         ),
-        bar_chart("Time per task (minutes)", &distribution, None, "m"),
+        bar_chart(
+            "Time per task (minutes)",
+            &distribution,
+            None,
+            Unit::Minutes
+        ),
     )
 }
 
@@ -594,5 +678,17 @@ mod tests {
         assert_eq!(spread(Vec::new()).count, 0);
         assert!(since_ms("7d", 1_000_000_000_000).is_ok());
         assert!(since_ms("last week", 0).is_err());
+    }
+
+    #[test]
+    fn axis_steps_are_round_and_cover_the_top() {
+        assert_eq!(axis_step(20.0), 5.0);
+        assert_eq!(axis_step(100.0), 50.0);
+        assert_eq!(axis_step(0.45), 0.2);
+        assert_eq!(axis_step(0.04), 0.01);
+        assert_eq!(
+            (decimals_for(5.0), decimals_for(0.2), decimals_for(0.01)),
+            (0, 1, 2)
+        );
     }
 }

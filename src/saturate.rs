@@ -267,6 +267,7 @@ pub fn run(
     let mut budget_wait: Option<(usize, Instant)> = None;
     let mut last_release = Instant::now() - Duration::from_secs(3600);
     let mut last_landed = Instant::now() - Duration::from_secs(3600);
+    let mut was_paused = false;
     let reason = loop {
         // Finished slots.
         let (done, running): (Vec<Slot>, Vec<Slot>) =
@@ -390,7 +391,12 @@ pub fn run(
                     ));
                 }
             }
-            let paused = ledger.read().killswitch()?.is_some_and(|k| k.paused);
+            let killswitch = ledger.read().killswitch()?.filter(|k| k.paused);
+            let paused = killswitch.is_some();
+            if paused != was_paused {
+                status.log(&pause_line(killswitch.as_ref(), slots.len()));
+                was_paused = paused;
+            }
             let free = concurrency.saturating_sub(slots.len() as u32);
             let waiting_for_budget = budget_wait.is_some_and(|(busy, since)| {
                 slots.len() >= busy && since.elapsed() < BUDGET_RECHECK
@@ -494,7 +500,12 @@ pub fn run(
             .map(|(_, n)| n)
             .sum::<u64>();
         let mut block = format!(
-            "saturate: {}/{} slot(s) busy · spend today {} of {} (held {}) · queue {queue}\n",
+            "saturate: {}{}/{} slot(s) busy · spend today {} of {} (held {}) · queue {queue}\n",
+            if was_paused {
+                "PAUSED (`oxi resume` to claim again) · "
+            } else {
+                ""
+            },
             slots.len(),
             concurrency,
             crate::money::format_usd(totals.day_spent),
@@ -525,6 +536,22 @@ pub fn run(
         concurrency_reason,
         jobs,
     })
+}
+
+/// The log line when the killswitch is engaged (`Some`) or released (`None`).
+fn pause_line(killswitch: Option<&crate::ledger::Killswitch>, in_flight: usize) -> String {
+    match killswitch {
+        Some(k) => format!(
+            "PAUSED by {}{} at {}: no new claims until `oxi resume`; {in_flight} run(s) in flight go on",
+            k.by,
+            k.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default(),
+            crate::clock::rfc3339(k.at_ms)
+        ),
+        None => "resumed: claiming again".to_owned(),
+    }
 }
 
 fn spawn(

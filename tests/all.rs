@@ -13,6 +13,7 @@ mod cli_basics;
 mod config_errors;
 mod doctor;
 mod fast_loop;
+mod first_hour;
 mod hostile;
 mod ledger;
 mod mock_model;

@@ -339,7 +339,12 @@ fn chromium() -> Option<std::path::PathBuf> {
     if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
         panic!("CI=true but /usr/bin/chromium is missing; .ci/run installs the Debian package");
     }
-    eprintln!("skipping the HTML drawing test: install Debian's chromium to enable it");
+    crate::support::skip(
+        "chromium drawing",
+        "chromium drawing test",
+        "/usr/bin/chromium is missing",
+        "apt-get install chromium (Debian's package, as .ci/run does)",
+    );
     None
 }
 

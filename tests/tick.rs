@@ -633,7 +633,12 @@ fn a_full_run_directory_fails_the_run_cleanly_and_the_next_tick_delivers() {
     // A 64 KiB tmpfs, filled: needs root (CI runs as root); elsewhere the test says so and
     // passes without checking (the chaos harness says the same).
     let Some(runs) = crate::support::Tmpfs::mount(&r.s.file(".oxi/runs"), "64k") else {
-        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        crate::support::skip(
+            "full-disk",
+            "full-disk test",
+            "cannot mount a tmpfs here",
+            "run the tests as root (CI does)",
+        );
         return;
     };
     let filler = runs.path().join("filler");

@@ -50,6 +50,53 @@ fn say(text: &str) -> Result<()> {
     Ok(())
 }
 
+/// How to call oxi in the hint: `oxi` when that is this binary on PATH, else its full path.
+fn oxi_command() -> String {
+    let me = std::env::current_exe().and_then(|p| p.canonicalize()).ok();
+    let on_path = which::which("oxi").ok().and_then(|p| p.canonicalize().ok());
+    match me {
+        Some(me) if on_path.as_ref() != Some(&me) => me.display().to_string(),
+        _ => "oxi".to_owned(),
+    }
+}
+
+/// Where the kept sample repository is and what to look at there.
+fn explore_hint(root: &Path) -> String {
+    let oxi = oxi_command();
+    let tries = [
+        (
+            format!("{oxi} status"),
+            "counts by state, spend against the caps",
+        ),
+        (
+            format!("{oxi} show T1-1"),
+            "the retried task: runs, history, artifacts",
+        ),
+        (format!("{oxi} logs T1-1"), "its last run's transcript"),
+        (format!("{oxi} report"), "every KPI"),
+        (
+            "git log --all --oneline --graph".to_owned(),
+            "the delivered branches oxi/*",
+        ),
+        (
+            "ls .oxi/runs/*/".to_owned(),
+            "each run's prompt, transcript, events, meta.json",
+        ),
+    ];
+    let width = tries.iter().map(|(c, _)| c.len()).max().unwrap_or(0);
+    let mut text = format!(
+        "\nkept the sample repository in {root}:\n  cd {root}\n",
+        root = root.display()
+    );
+    for (command, what) in &tries {
+        text.push_str(&format!("  {command:<width$}  # {what}\n"));
+    }
+    text.push_str(&format!(
+        "  (roadmap.md and oxi.toml are yours to edit; `{oxi} tick` runs another pass)"
+    ));
+    text
+}
+
 pub fn run(_ctx: &Context, args: &DemoArgs) -> Result<()> {
     let started = Instant::now();
     let temp;
@@ -65,7 +112,10 @@ pub fn run(_ctx: &Context, args: &DemoArgs) -> Result<()> {
             dir.canonicalize()?
         }
         None => {
-            temp = tempfile::Builder::new().prefix("oxi-demo-").tempdir()?;
+            temp = tempfile::Builder::new()
+                .prefix("oxi-demo-")
+                .disable_cleanup(args.keep)
+                .tempdir()?;
             temp.path().canonicalize()?
         }
     };
@@ -185,11 +235,10 @@ pub fn run(_ctx: &Context, args: &DemoArgs) -> Result<()> {
         .iter()
         .filter(|t| t.state == crate::ledger::TaskState::Delivered)
         .count();
-    if args.dir.is_some() {
-        say(&format!(
-            "  kept in {}: `git log --all --oneline`, `oxi status`, .oxi/runs/*/summary.md",
-            root.display()
-        ))?;
+    if args.dir.is_some() || args.keep {
+        say(&explore_hint(&root))?;
+    } else {
+        say("\n(the sample repository is removed; `oxi demo --keep` keeps it to explore)")?;
     }
     if delivered != tasks.len() {
         bail!("the demo delivered {delivered} of {} tasks", tasks.len());

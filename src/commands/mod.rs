@@ -4,6 +4,7 @@ mod demo;
 mod doctor;
 mod ingest;
 mod init;
+mod man;
 mod pause;
 mod plan;
 mod prune;
@@ -85,13 +86,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
             crate::output::write_stdout(&String::from_utf8_lossy(&buffer))?;
             Ok(())
         }
-        Command::Man => {
-            let command = <crate::cli::Cli as clap::CommandFactory>::command();
-            let mut buffer = Vec::new();
-            clap_mangen::Man::new(command).render(&mut buffer)?;
-            crate::output::write_stdout(&String::from_utf8_lossy(&buffer))?;
-            Ok(())
-        }
+        Command::Man(args) => man::run(ctx, args),
         Command::Show(args) => show::show(ctx, args),
         Command::Report(args) => report::run(ctx, args),
         Command::Logs(args) => show::logs(ctx, args),

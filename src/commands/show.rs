@@ -1,7 +1,7 @@
 //! `oxi show TASK` and `oxi logs RUN|TASK [--follow]`: triage (seed 000's operator checklist).
 
 use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -159,53 +159,74 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
     Ok(())
 }
 
-fn resolve_run(ledger: &Ledger, target: &str) -> Result<RunRow> {
+/// The run `target` names, or a task's latest run. Following a task that has no run yet waits
+/// for its first one (a person starts `oxi logs T --follow` before the tick claims T).
+fn resolve_run(ledger: &Ledger, target: &str, follow: bool) -> Result<RunRow> {
     if let Some(run) = ledger.read().run(target)? {
         return Ok(run);
     }
     if let Some(task) = ledger.read().find_task(target)? {
-        if let Some(run) = ledger.read().runs_for_task(&task.spec.id)?.pop() {
-            return Ok(run);
+        let target = task.spec.id.as_str();
+        let mut said = false;
+        loop {
+            if let Some(run) = ledger.read().runs_for_task(target)?.pop() {
+                return Ok(run);
+            }
+            if !follow {
+                bail!("task {target} has no runs yet");
+            }
+            if !said {
+                tracing::info!("task {target} has no run yet; waiting for its first one");
+                said = true;
+            }
+            std::thread::sleep(Duration::from_millis(250));
         }
-        bail!("task {} has no runs yet", task.spec.id);
     }
     bail!("no run or task {target:?}; `oxi tasks` lists the tasks, `oxi show TASK` a task's runs")
+}
+
+/// Prints what `path` holds past `offset` and returns the offset after what was printed.
+/// Until `to_end`, only complete lines are printed: a writer's buffer may end mid-line or
+/// mid-character, and the rest comes with the next read.
+fn print_from(path: &Path, offset: u64, to_end: bool) -> Result<u64> {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Ok(offset);
+    };
+    file.seek(SeekFrom::Start(offset))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let take = if to_end {
+        bytes.len()
+    } else {
+        bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)
+    };
+    if take > 0 {
+        write_stdout(&String::from_utf8_lossy(&bytes[..take]))?;
+    }
+    Ok(offset + take as u64)
 }
 
 pub fn logs(ctx: &Context, args: &LogsArgs) -> Result<()> {
     let config = ctx.config()?;
     let ledger = Ledger::open_existing(&config.ledger_path())?;
-    let run = resolve_run(&ledger, &args.target)?;
+    let run = resolve_run(&ledger, &args.target, args.follow)?;
     let Some(dir) = run.run_dir.clone() else {
         bail!("run {} has no run directory", run.id);
     };
     let path = PathBuf::from(dir).join("transcript.md");
+    if !args.follow {
+        print_from(&path, 0, true)?;
+        return Ok(());
+    }
     let mut offset = 0u64;
     loop {
-        if let Ok(mut file) = std::fs::File::open(&path) {
-            file.seek(SeekFrom::Start(offset))?;
-            let mut text = String::new();
-            file.read_to_string(&mut text)?;
-            offset += text.len() as u64;
-            if !text.is_empty() {
-                write_stdout(&text)?;
-            }
-        }
-        if !args.follow {
-            break;
-        }
+        // Whether the run had ended is read before the file, so the last read sees all of it.
         let finished = ledger
             .read()
             .run(&run.id)?
             .is_none_or(|r| r.status != "running");
+        offset = print_from(&path, offset, finished)?;
         if finished {
-            // One last read after the run closed its files.
-            if let Ok(mut file) = std::fs::File::open(&path) {
-                file.seek(SeekFrom::Start(offset))?;
-                let mut text = String::new();
-                file.read_to_string(&mut text)?;
-                write_stdout(&text)?;
-            }
             break;
         }
         std::thread::sleep(Duration::from_millis(250));

@@ -105,13 +105,19 @@ pub fn run(ctx: &Context) -> Result<()> {
     let config = ctx.config()?;
     let _lock = match lock::acquire(&config.state_dir.join("tick.lock")) {
         Ok(lock) => lock,
-        Err(lock::LockError::Held(pid)) => {
+        Err(lock::LockError::Held { holder, .. }) => {
+            // Not an error: a scheduled tick that finds one running leaves the work to it.
             let text = match ctx.global.format {
                 Format::Json => json_string(&serde_json::json!({
                     "outcome": "already_running",
-                    "pid": pid,
+                    // A string, as before `holder` carried the details.
+                    "pid": holder.as_ref().map_or("unknown".to_owned(), |h| h.pid.to_string()),
+                    "holder": holder,
                 }))?,
-                _ => format!("tick already running (pid {pid})\n"),
+                _ => format!(
+                    "tick already running: {}\n",
+                    lock::describe(holder.as_ref())
+                ),
             };
             write_stdout(&text)?;
             return Ok(());

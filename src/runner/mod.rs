@@ -428,6 +428,9 @@ impl PreparedRun<'_> {
             rfc3339(started_ms)
         );
         recorder.files.transcript.line(header.as_bytes());
+        // The header is on disk at once, so `oxi logs RUN --follow` of a quiet run shows which
+        // run it follows before the worker's first lines (one write per run).
+        recorder.files.transcript.flush();
         let outcome = process::supervise(&spawn, &self.limits, &mut recorder, shutdown).await;
         recorder.flush();
 

@@ -1,21 +1,113 @@
-//! One tick at a time: an exclusive lock on `.oxi/tick.lock`, holding the holder's pid. The
-//! kernel drops the lock when the process dies (even by SIGKILL), so a crash never wedges the
-//! queue.
+//! One supervisor at a time: an exclusive lock on `.oxi/tick.lock`, holding who holds it (pid,
+//! host, when it started, its command line) so a refused `oxi tick` or `oxi saturate` can name
+//! it. The kernel drops the lock when the process dies (even by SIGKILL), so a crash never
+//! wedges the queue.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("tick already running (pid {0})")]
-    Held(String),
+    /// Another `oxi tick` or `oxi saturate` holds the lock (not an error for a scheduled tick,
+    /// which exits 0; saturate refuses to start).
+    #[error("already running: {} holds {}; stop it first ({}) or wait for it to end", describe(.holder.as_ref()), .path.display(), stop_hint(.holder.as_ref()))]
+    Held {
+        path: PathBuf,
+        /// `None` when the file says nothing readable (the holder had not written it yet).
+        holder: Option<Holder>,
+    },
     #[error("cannot lock {path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Who holds the lock, as written into the lock file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub pid: u32,
+    pub host: String,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    /// The holder's command line, e.g. `oxi saturate --concurrency 2`.
+    pub command: String,
+}
+
+impl Holder {
+    fn this_process() -> Self {
+        Self {
+            pid: std::process::id(),
+            host: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "unknown host".to_owned()),
+            started_at: crate::clock::rfc3339(crate::clock::now_ms()),
+            command: command_line(std::env::args()),
+        }
+    }
+
+    /// The lock file's text: this format, or a bare pid (an older oxi).
+    fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        serde_json::from_str(text).ok().or_else(|| {
+            text.parse().ok().map(|pid| Self {
+                pid,
+                host: "unknown host".to_owned(),
+                started_at: "at an unknown time".to_owned(),
+                command: "oxi".to_owned(),
+            })
+        })
+    }
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` (pid {} on {}, started {})",
+            self.command, self.pid, self.host, self.started_at
+        )
+    }
+}
+
+/// How a refusal names the holder.
+pub fn describe(holder: Option<&Holder>) -> String {
+    holder.map_or_else(
+        || "another oxi (it has not said which yet)".to_owned(),
+        Holder::to_string,
+    )
+}
+
+fn stop_hint(holder: Option<&Holder>) -> String {
+    holder.map_or_else(
+        || "kill -TERM its pid".to_owned(),
+        |h| format!("kill -TERM {} on {}", h.pid, h.host),
+    )
+}
+
+/// The program's file name and its arguments, quoted where a shell would need it.
+fn command_line(args: impl Iterator<Item = String>) -> String {
+    args.enumerate()
+        .map(|(i, arg)| {
+            let arg = if i == 0 {
+                Path::new(&arg)
+                    .file_name()
+                    .map_or(arg.clone(), |n| n.to_string_lossy().into_owned())
+            } else {
+                arg
+            };
+            if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || c == '\'') {
+                format!("'{}'", arg.replace('\'', r"'\''"))
+            } else {
+                arg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Held for as long as the value lives.
@@ -43,29 +135,31 @@ pub fn acquire(path: &Path) -> Result<TickLock, LockError> {
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
-            // The holder writes its pid right after locking; give it a moment if we raced it.
-            let mut holder = String::new();
+            // The holder writes itself down right after locking; give it a moment if we raced
+            // it.
+            let mut text = String::new();
+            let mut holder = None;
             for _ in 0..20 {
-                holder.clear();
+                text.clear();
                 let _ = file.rewind();
-                let _ = file.read_to_string(&mut holder);
-                if !holder.trim().is_empty() {
+                let _ = file.read_to_string(&mut text);
+                holder = Holder::parse(&text);
+                if holder.is_some() {
                     break;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            let holder = holder.trim();
-            return Err(LockError::Held(if holder.is_empty() {
-                "unknown".to_owned()
-            } else {
-                holder.to_owned()
-            }));
+            return Err(LockError::Held {
+                path: path.to_path_buf(),
+                holder,
+            });
         }
         Err(TryLockError::Error(e)) => return Err(io(e)),
     }
+    let me = serde_json::to_string(&Holder::this_process()).unwrap_or_default();
     file.set_len(0).map_err(io)?;
     file.rewind().map_err(io)?;
-    writeln!(file, "{}", std::process::id()).map_err(io)?;
+    writeln!(file, "{me}").map_err(io)?;
     file.flush().map_err(io)?;
     Ok(TickLock {
         _file: file,
@@ -78,16 +172,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_second_holder_is_refused_with_the_first_ones_pid() {
+    fn a_second_holder_is_refused_with_the_first_ones_pid_host_and_command() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tick.lock");
         let first = acquire(&path).unwrap();
-        let second = acquire(&path).unwrap_err();
-        assert_eq!(
-            second.to_string(),
-            format!("tick already running (pid {})", std::process::id())
-        );
+        let LockError::Held { holder, .. } = acquire(&path).unwrap_err() else {
+            panic!("not refused as held");
+        };
+        let holder = holder.unwrap();
+        assert_eq!(holder.pid, std::process::id());
+        assert!(!holder.host.is_empty() && !holder.command.is_empty());
         drop(first);
         assert!(acquire(&path).is_ok());
+    }
+
+    #[test]
+    fn an_older_lock_file_with_only_a_pid_still_names_the_pid() {
+        let holder = Holder::parse("1234\n").unwrap();
+        assert_eq!(holder.pid, 1234);
+        assert!(Holder::parse("").is_none());
+    }
+
+    #[test]
+    fn the_command_line_is_quoted_where_a_shell_needs_it() {
+        let args = [
+            "/usr/local/bin/oxi",
+            "saturate",
+            "--max-cost-per-day",
+            "5",
+            "a b",
+            "it's",
+        ];
+        assert_eq!(
+            command_line(args.iter().map(|a| (*a).to_owned())),
+            r"oxi saturate --max-cost-per-day 5 'a b' 'it'\''s'"
+        );
     }
 }

@@ -2,8 +2,9 @@
 //! them, how to run them offline against `oxi::mock_model`, and a child runner with a hard
 //! timeout that kills the whole process group (both CLIs start helper processes).
 //!
-//! A missing or wrong-version binary skips the test with a hint, except under `CI=true`,
-//! where it fails: CI must never silently stop testing against the real CLIs.
+//! A missing or wrong-version binary skips the test, saying so in the output of a plain
+//! `cargo test` (see [`super::skip`]), except under `CI=true`, where it fails: CI must never
+//! silently stop testing against the real CLIs.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -80,11 +81,11 @@ pub fn require(cli: Cli) -> Option<PathBuf> {
             cli.name()
         ),
         Err(problem) => {
-            eprintln!(
-                "skipping live {} test: {problem}\n  to enable: .ci/install-agent-clis \
-                 (installs into {}; override with OXI_AGENT_CLI_DIR)",
-                cli.name(),
-                agent_cli_dir().display()
+            super::skip(
+                "live CLI",
+                &format!("live {} test", cli.name()),
+                problem,
+                ".ci/install-agent-clis (installs the pinned CLIs; OXI_AGENT_CLI_DIR overrides where)",
             );
             None
         }

@@ -3,8 +3,10 @@
 
 pub mod live;
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, Once};
 
 pub struct Sandbox {
     dir: tempfile::TempDir,
@@ -192,4 +194,76 @@ pub fn fixture(rel: &str) -> PathBuf {
 
 pub fn fixture_text(rel: &str) -> String {
     std::fs::read_to_string(fixture(rel)).unwrap()
+}
+
+/// One skipped test: its group (for the count), what it is, its name, why, and how to run it.
+struct Skipped {
+    group: &'static str,
+    what: String,
+    test: String,
+    detail: String,
+    hint: &'static str,
+}
+
+static SKIPPED: Mutex<Vec<Skipped>> = Mutex::new(Vec::new());
+
+/// Records that the running test skips itself, to be reported where a plain `cargo test`
+/// shows it. libtest captures `print!`/`eprint!` of a passing test, so a skip printed that way
+/// is seen only under `--nocapture`; instead, when the test binary exits (after libtest's
+/// `test result:` line) the skips are written to the stderr descriptor, which libtest does not
+/// capture: per group a count, the distinct reasons and how to run them, then each test.
+pub fn skip(group: &'static str, what: &str, detail: &str, hint: &'static str) {
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    SKIPPED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(Skipped {
+            group,
+            what: what.to_owned(),
+            test,
+            detail: detail.to_owned(),
+            hint,
+        });
+    static AT_EXIT: Once = Once::new();
+    AT_EXIT.call_once(|| {
+        #[allow(unsafe_code)]
+        // SAFETY: `atexit` only stores the pointer of a function with the C ABI that takes
+        // nothing and returns nothing, as it requires; the function lives for the program.
+        unsafe {
+            atexit(report_skips);
+        }
+    });
+}
+
+#[allow(unsafe_code)]
+unsafe extern "C" {
+    fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
+}
+
+/// Runs when the test binary exits, after libtest's summary; one write, so it is not
+/// interleaved with anything else.
+extern "C" fn report_skips() {
+    let mut skipped = SKIPPED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    skipped.sort_by(|a, b| (a.group, &a.test).cmp(&(b.group, &b.test)));
+    let mut groups: Vec<&'static str> = skipped.iter().map(|s| s.group).collect();
+    groups.dedup();
+    let mut text = String::new();
+    for group in groups {
+        let of_group: Vec<&Skipped> = skipped.iter().filter(|s| s.group == group).collect();
+        let mut reasons: Vec<&str> = of_group.iter().map(|s| s.detail.as_str()).collect();
+        reasons.sort_unstable();
+        reasons.dedup();
+        text.push_str(&format!(
+            "\nnote: {} {group} test(s) skipped: {}\n  to run them: {}\n",
+            of_group.len(),
+            reasons.join("; "),
+            of_group[0].hint
+        ));
+        for s in of_group {
+            text.push_str(&format!("  SKIPPED {} {}\n", s.what, s.test));
+        }
+    }
+    let _ = std::io::stderr().write_all(text.as_bytes());
 }
