@@ -13,7 +13,9 @@
 //!   `spend`, `rate-limited`, `echo-env:<NAME>` (and `echo-env-edit:<NAME>`, which writes
 //!   hello.txt instead of the value), `env-names`, `no-result`, `fail`,
 //!   `edit-fix` (writes "bye", or "hi" once the prompt says a previous attempt failed),
-//!   `hang-family` (a sleeping grandchild in its group, then hangs), `review-strict` (requests
+//!   `hang-family` (a sleeping grandchild in its group, then hangs), `hang-escape` (two
+//!   sleeping grandchildren, one in its group and one that left it with `setsid`, then says
+//!   "family started" and hangs), `review-strict` (requests
 //!   changes on attempt 1, approves later), `review:<verdict>`, `slow-edit:<ms>`, `demo`,
 //!   `chaos` (the chaos harness's everyday mix, picked at random per run: a slow edit, a
 //!   failure, a runaway spender, a hang with a sleeping grandchild, a hang that ignores SIGTERM,
@@ -178,6 +180,31 @@ fn amount(arg: Option<&str>, default: u64) -> u64 {
     arg.and_then(|a| a.parse().ok()).unwrap_or(default)
 }
 
+/// A sleeping grandchild in a new session (`setsid`), so neither oxi's group signals nor a
+/// parent-death signal of the worker reach it.
+fn spawn_detached_grandchild() {
+    use std::os::unix::process::CommandExt;
+    let Ok(me) = std::env::current_exe() else {
+        return;
+    };
+    let mut command = std::process::Command::new(me);
+    command
+        .env("OXI_FAKE_SCENARIO", "sleep")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    #[allow(unsafe_code)]
+    // SAFETY: setsid(2) is async-signal-safe; the closure allocates nothing.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    let _ = command.spawn();
+}
+
 fn spawn_grandchild(escape: bool) {
     let Ok(me) = std::env::current_exe() else {
         return;
@@ -240,6 +267,13 @@ fn main() {
         "hang-family" => {
             out.init(&cwd);
             spawn_grandchild(false);
+            std::thread::sleep(Duration::from_millis(sleep_ms()));
+        }
+        "hang-escape" => {
+            out.init(&cwd);
+            spawn_grandchild(false);
+            spawn_detached_grandchild();
+            out.message("msg_family", "family started", 10);
             std::thread::sleep(Duration::from_millis(sleep_ms()));
         }
         "review-strict" | "review" => {

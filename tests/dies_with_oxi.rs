@@ -1,0 +1,237 @@
+//! Nothing outlives oxi, nothing is lost when it dies: `kill -9` of an `oxi tick` mid-run ends
+//! the worker's whole tree (also a grandchild that left the process group with `setsid`)
+//! before any next tick, and the next tick's reaper keeps what the run had: its artifacts as
+//! far as it printed, and a cost no lower than what it may have spent.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use oxi::ledger::{Ledger, RunRow};
+
+use crate::support::{Sandbox, git};
+
+const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
+const OXI: &str = env!("CARGO_BIN_EXE_oxi");
+
+/// A repository with one task and a `fake` executor of `kind` running `scenario`; one attempt,
+/// so a reaped task fails instead of being dispatched again by the tick that reaps it.
+fn repo(kind: &str, model: &str, scenario: &str) -> Sandbox {
+    let s = Sandbox::git_repo();
+    s.write(
+        "roadmap.md",
+        "# Roadmap\n\n## Tier 0\n\n**T0-1 · Add a greeting file**\nCreate `hello.txt` saying hi.\n",
+    );
+    s.write(".gitignore", ".oxi/\n");
+    s.write(
+        "oxi.toml",
+        format!(
+            r#"[project]
+roadmap = "roadmap.md"
+base_branch = "main"
+
+[caps]
+max_attempts = 1
+stall_timeout = "5m"
+
+[workers.fake]
+kind = "{kind}"
+command = ["{FAKE}"]
+model = "{model}"
+set_env = {{ OXI_FAKE_SCENARIO = "{scenario}", OXI_FAKE_SLEEP_MS = "60000" }}
+
+[routing]
+executor = ["fake"]
+reviewer = []
+"#
+        ),
+    );
+    git(s.path(), &["add", "-A"]);
+    git(s.path(), &["commit", "-q", "-m", "oxi setup"]);
+    s
+}
+
+fn spawn_tick(s: &Sandbox) -> Child {
+    Command::new(OXI)
+        .args(["tick", "--format", "json"])
+        .current_dir(s.path())
+        .env_remove("OXI_CONFIG")
+        .env_remove("OXI_RUN_MODE")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn kill_9(child: &mut Child) {
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+}
+
+/// Polls `what` every 20 ms for up to `limit`; true as soon as it holds.
+fn poll(limit: Duration, mut what: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if what() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Live `oxi-fake-worker` processes whose working directory is under `root` (the worker and
+/// everything it started), as `pid (state, pgid)`.
+fn fake_workers_under(root: &Path) -> Vec<String> {
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_owned());
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        if !exe.to_string_lossy().contains("oxi-fake-worker") {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split(' ').collect();
+        if matches!(fields[0], "Z" | "X") {
+            continue;
+        }
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+        if cwd.starts_with(&root) {
+            found.push(format!("{pid} ({}, group {})", fields[0], fields[2]));
+        }
+    }
+    found
+}
+
+fn ledger(s: &Sandbox) -> Ledger {
+    Ledger::open_existing(&s.file(".oxi/ledger.db")).unwrap()
+}
+
+fn the_run(s: &Sandbox) -> RunRow {
+    let runs = ledger(s).read().runs_for_task("T0-1").unwrap();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    runs.into_iter().next().unwrap()
+}
+
+#[test]
+fn kill_9_of_a_tick_ends_the_workers_whole_tree_before_any_next_tick() {
+    let s = repo("claude", "claude-sonnet-4-5", "hang-escape");
+    let mut tick = spawn_tick(&s);
+    // The worker, a grandchild in its group and one that left it with setsid.
+    let started = poll(Duration::from_secs(30), || {
+        fake_workers_under(s.path()).len() >= 3
+    });
+    let family = fake_workers_under(s.path());
+    if !started {
+        kill_9(&mut tick);
+        panic!("the worker's family never started: {family:?}");
+    }
+    kill_9(&mut tick);
+    let gone = poll(Duration::from_secs(10), || {
+        fake_workers_under(s.path()).is_empty()
+    });
+    let left = fake_workers_under(s.path());
+    // Nothing of it may be left for a later test run to trip over.
+    for p in &left {
+        let pid = p.split(' ').next().unwrap().parse::<i32>().unwrap();
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    assert!(
+        gone,
+        "10 s after kill -9 of oxi, of {family:?} these still live: {left:?}"
+    );
+}
+
+/// Waits until `file` of the live run's directory holds at least `lines` lines.
+fn wait_for_lines(s: &Sandbox, file: &str, lines: usize) -> Option<PathBuf> {
+    let mut dir = None;
+    poll(Duration::from_secs(30), || {
+        let Ok(ledger) = Ledger::open_existing(&s.file(".oxi/ledger.db")) else {
+            return false;
+        };
+        let Some(run) = ledger.read().running_runs().unwrap().into_iter().next() else {
+            return false;
+        };
+        let run_dir = PathBuf::from(run.run_dir.unwrap());
+        let n = std::fs::read_to_string(run_dir.join(file))
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        dir = Some(run_dir);
+        n >= lines
+    })
+    .then(|| dir.unwrap())
+}
+
+/// Kills `oxi tick` once the run has printed `lines` lines, then reaps it with a second tick.
+/// Returns the run's directory and its ledger row.
+fn reap_mid_run(s: &Sandbox, lines: usize) -> (PathBuf, RunRow) {
+    let mut tick = spawn_tick(s);
+    let dir = wait_for_lines(s, "raw.jsonl", lines);
+    kill_9(&mut tick);
+    let dir = dir.unwrap_or_else(|| {
+        panic!("raw.jsonl of the live run never held {lines} lines while the worker printed")
+    });
+    s.oxi(&["tick"]);
+    let run = the_run(s);
+    assert_eq!(run.classification.as_deref(), Some("reaped"), "{run:#?}");
+    (dir, run)
+}
+
+#[test]
+fn a_reaped_run_keeps_its_artifacts_and_is_charged_what_the_model_reported() {
+    // Claude's stream reports usage per message: 10 input and 1 output token each, 45 µ$ at
+    // Sonnet's $3 / $15 per million.
+    let s = repo("claude", "claude-sonnet-4-5", "slow-edit:60000");
+    let (dir, run) = reap_mid_run(&s, 4);
+    let raw = std::fs::read_to_string(dir.join("raw.jsonl")).unwrap();
+    let messages = raw.lines().filter(|l| l.contains("msg_think_")).count() as i64;
+    assert!(messages >= 3, "{raw}");
+    for file in ["events.jsonl", "transcript.md", "stderr.log", "prompt.md"] {
+        let path = dir.join(file);
+        if file != "stderr.log" {
+            assert!(
+                std::fs::metadata(&path).unwrap().len() > 0,
+                "{} is empty",
+                path.display()
+            );
+        }
+    }
+    assert!(
+        run.cost_microusd >= messages * 45,
+        "charged {} µ$ for {messages} reported messages",
+        run.cost_microusd
+    );
+    let spend = ledger(&s).read().spend_for_run(&run.id).unwrap().unwrap();
+    assert!(spend.actual_microusd >= run.cost_microusd, "{spend:?}");
+}
+
+#[test]
+fn a_reaped_run_whose_cost_is_unknown_is_charged_its_reservation() {
+    // Codex reports usage only when a turn completes: mid-turn nothing is known.
+    let s = repo("codex", "gpt-5.5", "slow-edit:60000");
+    let (dir, run) = reap_mid_run(&s, 4);
+    assert!(std::fs::metadata(dir.join("events.jsonl")).unwrap().len() > 0);
+    let spend = ledger(&s).read().spend_for_run(&run.id).unwrap().unwrap();
+    assert!(spend.reserved_microusd > 0, "{spend:?}");
+    assert!(
+        run.cost_microusd >= spend.reserved_microusd,
+        "charged {} µ$ with {} µ$ reserved",
+        run.cost_microusd,
+        spend.reserved_microusd
+    );
+    assert_eq!(spend.actual_microusd, run.cost_microusd, "{spend:?}");
+}
