@@ -1,6 +1,7 @@
 //! The reaper, at the head of every tick: runs whose supervisor is gone or whose lease expired
-//! are ended (their whole process group, if any of it lives), recorded as `reaped`, their
-//! reservation released, and their task requeued or failed. A run whose supervisor lives and
+//! are ended (their whole process group, if any of it lives), recorded as `reaped` and charged
+//! no less than they may have spent (see `reaped_charge`), their reservation released, and
+//! their task requeued or failed. A run whose supervisor lives and
 //! whose lease is current is never touched. Tasks left in flight with no run (their tick died
 //! between runs) are recovered the same way.
 
@@ -10,12 +11,14 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::clock::now_ms;
-use crate::config::LoadedConfig;
+use crate::config::{LoadedConfig, WorkerKind};
 use crate::ledger::{
     EventKind, Ledger, LedgerError, NewEvent, RunEnd, RunRow, TaskState, Transition,
     TransitionFields,
 };
+use crate::money::MicroUsd;
 use crate::process;
+use crate::worker::{self, Accumulator, Normalized};
 use crate::worktree;
 
 /// One reaped run or recovered task.
@@ -67,6 +70,55 @@ fn orphan_reason(run: &RunRow, now: i64, busy: &[String]) -> Option<String> {
         )),
         _ => None,
     }
+}
+
+/// What a reaped run is charged: never less than it may have spent. Its running cost as last
+/// published with its lease (every 10 s) or as the output it printed adds up to (its raw.jsonl
+/// is flushed as output arrives), whichever is more; when neither knows a cost (nothing
+/// reported yet, a codex turn still open, no rate card), its whole reservation, which bounds
+/// what it could spend. Returns the charge and where it came from.
+fn reaped_charge(
+    run: &RunRow,
+    reserved: MicroUsd,
+    config: &LoadedConfig,
+) -> (MicroUsd, &'static str) {
+    let printed = cost_from_artifacts(run, config).unwrap_or(0);
+    let known = run.cost_microusd.max(printed);
+    if known > 0 {
+        let source = if printed > run.cost_microusd {
+            "run_artifacts"
+        } else {
+            "published"
+        };
+        (known, source)
+    } else {
+        (reserved, "reservation")
+    }
+}
+
+/// The cost the run's raw.jsonl adds up to, priced as the runner prices it.
+fn cost_from_artifacts(run: &RunRow, config: &LoadedConfig) -> Option<MicroUsd> {
+    use std::io::BufRead;
+    let kind = match run.worker_kind.as_str() {
+        "claude" => WorkerKind::Claude,
+        "codex" => WorkerKind::Codex,
+        _ => return None,
+    };
+    let raw = std::fs::File::open(Path::new(run.run_dir.as_deref()?).join("raw.jsonl")).ok()?;
+    let adapter = worker::adapter(kind);
+    let mut acc = Accumulator::default();
+    for line in std::io::BufReader::new(raw)
+        .split(b'\n')
+        .map_while(Result::ok)
+    {
+        if let Normalized::Events(events) = adapter.normalize(&line) {
+            for event in &events {
+                acc.observe(event);
+            }
+        }
+    }
+    let card = run.model.as_ref().and_then(|m| config.config.rates.get(m));
+    acc.cost(card)
 }
 
 /// Requeues (attempts left) or fails (attempts exhausted) an interrupted in-flight task.
@@ -162,6 +214,12 @@ pub async fn reap(
             group_ended = true;
         }
         let detail = format!("reaped: {reason}");
+        let reserved = ledger
+            .read()
+            .spend_for_run(&run.id)?
+            .filter(|spend| spend.status == "reserved")
+            .map_or(0, |spend| spend.reserved_microusd);
+        let (charge, cost_source) = reaped_charge(&run, reserved, config);
         let ended = now_ms();
         ledger.write(|q| {
             let finished = q.finish_run(
@@ -169,10 +227,13 @@ pub async fn reap(
                 &RunEnd {
                     ended_at_ms: ended,
                     classification: "reaped",
-                    cost_microusd: run.cost_microusd,
+                    cost_microusd: charge,
                     detail: Some(&detail),
                     release: true,
-                    summary: serde_json::json!({ "group_ended": group_ended }),
+                    summary: serde_json::json!({
+                        "group_ended": group_ended,
+                        "cost_source": cost_source,
+                    }),
                     ..RunEnd::default()
                 },
             )?;
