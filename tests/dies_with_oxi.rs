@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use oxi::ledger::{Ledger, RunRow};
+use oxi::mock_model::{MockModelServer, Script, Step};
 
+use crate::support::live::{self, Cli, Scratch};
 use crate::support::{Sandbox, git};
 
 const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
@@ -89,14 +91,20 @@ fn poll(limit: Duration, mut what: impl FnMut() -> bool) -> bool {
 /// Live `oxi-fake-worker` processes whose working directory is under `root` (the worker and
 /// everything it started), as `pid (state, pgid)`.
 fn fake_workers_under(root: &Path) -> Vec<String> {
+    processes_under(root, Some("oxi-fake-worker"))
+}
+
+/// Live processes whose working directory is under `root` and whose executable's path
+/// contains `exe` (any, when `None`), as `pid (state, pgid)`.
+fn processes_under(root: &Path, exe: Option<&str>) -> Vec<String> {
     let root = root.canonicalize().unwrap_or_else(|_| root.to_owned());
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
-        if !exe.to_string_lossy().contains("oxi-fake-worker") {
+        let path = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        if exe.is_some_and(|exe| !path.to_string_lossy().contains(exe)) {
             continue;
         }
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -111,10 +119,23 @@ fn fake_workers_under(root: &Path) -> Vec<String> {
         }
         let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
         if cwd.starts_with(&root) {
-            found.push(format!("{pid} ({}, group {})", fields[0], fields[2]));
+            found.push(format!(
+                "{pid} ({}, {}, group {})",
+                path.display(),
+                fields[0],
+                fields[2]
+            ));
         }
     }
     found
+}
+
+/// SIGKILLs what `processes_under` listed, so nothing is left for later tests to trip over.
+fn kill_all(listed: &[String]) {
+    for p in listed {
+        let pid = p.split(' ').next().unwrap().parse::<i32>().unwrap();
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
 }
 
 fn ledger(s: &Sandbox) -> Ledger {
@@ -145,11 +166,7 @@ fn kill_9_of_a_tick_ends_the_workers_whole_tree_before_any_next_tick() {
         fake_workers_under(s.path()).is_empty()
     });
     let left = fake_workers_under(s.path());
-    // Nothing of it may be left for a later test run to trip over.
-    for p in &left {
-        let pid = p.split(' ').next().unwrap().parse::<i32>().unwrap();
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-    }
+    kill_all(&left);
     assert!(
         gone,
         "10 s after kill -9 of oxi, of {family:?} these still live: {left:?}"
@@ -234,4 +251,72 @@ fn a_reaped_run_whose_cost_is_unknown_is_charged_its_reservation() {
         spend.reserved_microusd
     );
     assert_eq!(spend.actual_microusd, run.cost_microusd, "{spend:?}");
+}
+
+/// The live `codex` (a node wrapper that starts the native binary) waiting on a model that
+/// never answers: after `kill -9` of `oxi run`, neither process may live on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_oxi_ends_the_live_codex_waiting_on_a_stalled_model() {
+    let Some(bin) = live::require(Cli::Codex) else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let server = MockModelServer::start(Script::new().fallback(Step::Hang))
+        .await
+        .unwrap();
+    std::fs::write(
+        scratch.repo.join("oxi.toml"),
+        format!(
+            r#"[workers.live]
+kind = "codex"
+command = ["{}"]
+model = "gpt-5.5"
+env = ["CODEX_HOME", "MOCK_API_KEY"]
+args = ["-c", "model_provider=mock", "-c", 'model_providers.mock={{name="mock", base_url="{}", wire_api="responses", env_key="MOCK_API_KEY", request_max_retries=0, stream_max_retries=0}}', "--disable", "plugins", "-c", "analytics.enabled=false"]
+
+[routing]
+executor = ["live"]
+reviewer = []
+
+[caps]
+stall_timeout = "5m"
+"#,
+            bin.display(),
+            server.openai_base_url()
+        ),
+    )
+    .unwrap();
+    let mut oxi = Command::new(OXI)
+        .args(["run", "--format", "json", "--", "create hello.txt"])
+        .current_dir(&scratch.repo)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &scratch.home)
+        .env("LANG", "C.UTF-8")
+        .env("NO_COLOR", "1")
+        .env("MOCK_API_KEY", "sk-test-live-key")
+        .env("CODEX_HOME", &scratch.codex_home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let root = scratch.repo.parent().unwrap().to_owned();
+    // The native binary has sent its request and waits for the answer.
+    let waiting = poll(Duration::from_secs(30), || {
+        !server.model_requests().is_empty()
+    });
+    let family = processes_under(&root, None);
+    kill_9(&mut oxi);
+    assert!(waiting, "codex never called the model: {family:?}");
+    let gone = poll(Duration::from_secs(10), || {
+        processes_under(&root, None).is_empty()
+    });
+    let left = processes_under(&root, None);
+    kill_all(&left);
+    assert!(
+        gone,
+        "10 s after kill -9 of oxi, of {family:?} these still live: {left:?}"
+    );
+    server.shutdown().await.unwrap();
 }
