@@ -320,3 +320,74 @@ stall_timeout = "5m"
     );
     server.shutdown().await.unwrap();
 }
+
+/// `process::supervise` with the `oxi` binary as the guard, as the runner uses it.
+fn supervise_guarded(script: &str, stall_ms: u64) -> oxi::process::Finished {
+    use oxi::process::{Control, Limits, LineSink, Spawn, Stream};
+    struct Quiet;
+    impl LineSink for Quiet {
+        fn spawned(&mut self, _pid: u32) -> Result<(), String> {
+            Ok(())
+        }
+        fn line(&mut self, _stream: Stream, _line: &[u8], _truncated: bool) -> Control {
+            Control::Continue
+        }
+    }
+    let spawn = Spawn {
+        argv: vec!["sh".into(), "-c".into(), script.into()],
+        cwd: std::env::temp_dir(),
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        guard: Some(PathBuf::from(OXI)),
+    };
+    let limits = Limits {
+        wall: Duration::from_secs(30),
+        stall: Duration::from_millis(stall_ms),
+        grace: Duration::from_millis(300),
+        line_cap: 1024,
+        drain: Duration::from_millis(300),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    rt.block_on(oxi::process::supervise(&spawn, &limits, &mut Quiet, rx))
+        .unwrap()
+}
+
+#[test]
+fn the_guard_passes_on_the_workers_exit_code_and_signal() {
+    let exited = supervise_guarded("exit 3", 10_000);
+    assert_eq!((exited.exit_code, exited.signal), (Some(3), None));
+    let killed = supervise_guarded("kill -TERM $$", 10_000);
+    assert_eq!((killed.exit_code, killed.signal), (None, Some(15)));
+}
+
+#[test]
+fn a_stalled_worker_that_ignores_sigterm_is_ended_with_what_left_its_group() {
+    // The worker ignores SIGTERM and starts a grandchild in a new session that ignores it too:
+    // the group's SIGTERM reaches neither, the guard ends both after the grace.
+    let marker = tempfile::tempdir().unwrap();
+    let pid_file = marker.path().join("escapee.pid");
+    let script = format!(
+        "trap '' TERM; setsid sh -c 'trap \"\" TERM; echo $$ > {f}.tmp; mv {f}.tmp {f}; while :; do sleep 0.05; done' & \
+         while [ ! -f {f} ]; do sleep 0.01; done; echo started; while :; do sleep 0.05; done",
+        f = pid_file.display()
+    );
+    let finished = supervise_guarded(&script, 500);
+    assert_eq!(finished.stop, Some(oxi::process::StopReason::Stalled));
+    assert_eq!(finished.signal, Some(9), "{finished:?}");
+    let escapee: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let gone = poll(Duration::from_secs(5), || {
+        std::fs::read_to_string(format!("/proc/{escapee}/stat"))
+            .map_or(true, |stat| stat.contains(") Z "))
+    });
+    if !gone {
+        let _ = kill(Pid::from_raw(escapee), Signal::SIGKILL);
+    }
+    assert!(gone, "the grandchild in its own session outlived the run");
+}
