@@ -334,6 +334,8 @@ fn build_command(spawn: &Spawn) -> Result<tokio::process::Command, ProcessError>
         Some(oxi) => {
             let resolved = resolve_program(spawn, program)?;
             let mut command = std::process::Command::new(oxi);
+            // Named so in `ps`: `oxi __guard <oxi-pid> <program> <argv…>`.
+            std::os::unix::process::CommandExt::arg0(&mut command, "oxi");
             command.args(guard::args(std::process::id(), &resolved, &spawn.argv));
             // The guard handles SIGTERM: it ends the whole tree when its parent is gone.
             (command, Signal::SIGTERM)

@@ -232,6 +232,7 @@ fn a_reaped_run_keeps_its_artifacts_and_is_charged_what_the_model_reported() {
         "charged {} µ$ for {messages} reported messages",
         run.cost_microusd
     );
+    assert!(run.input_tokens >= messages as u64 * 10, "{run:#?}");
     let spend = ledger(&s).read().spend_for_run(&run.id).unwrap().unwrap();
     assert!(spend.actual_microusd >= run.cost_microusd, "{spend:?}");
 }

@@ -18,7 +18,7 @@ use crate::ledger::{
 };
 use crate::money::MicroUsd;
 use crate::process;
-use crate::worker::{self, Accumulator, Normalized};
+use crate::worker::{self, Accumulator, Normalized, Tokens};
 use crate::worktree;
 
 /// One reaped run or recovered task.
@@ -72,32 +72,51 @@ fn orphan_reason(run: &RunRow, now: i64, busy: &[String]) -> Option<String> {
     }
 }
 
+/// Where a reaped run's charge came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum CostSource {
+    /// The running cost last published with the lease.
+    Published,
+    /// What the run's flushed raw.jsonl adds up to (more than it had published).
+    RunArtifacts,
+    /// No cost was known: the whole reservation.
+    Reservation,
+}
+
+/// A reaped run's charge, and the tokens its output reported.
+struct Charge {
+    microusd: MicroUsd,
+    source: CostSource,
+    tokens: Tokens,
+}
+
 /// What a reaped run is charged: never less than it may have spent. Its running cost as last
 /// published with its lease (every 10 s) or as the output it printed adds up to (its raw.jsonl
 /// is flushed as output arrives), whichever is more; when neither knows a cost (nothing
 /// reported yet, a codex turn still open, no rate card), its whole reservation, which bounds
-/// what it could spend. Returns the charge and where it came from.
-fn reaped_charge(
-    run: &RunRow,
-    reserved: MicroUsd,
-    config: &LoadedConfig,
-) -> (MicroUsd, &'static str) {
-    let printed = cost_from_artifacts(run, config).unwrap_or(0);
-    let known = run.cost_microusd.max(printed);
-    if known > 0 {
-        let source = if printed > run.cost_microusd {
-            "run_artifacts"
-        } else {
-            "published"
-        };
-        (known, source)
+/// what it could spend.
+fn reaped_charge(run: &RunRow, reserved: MicroUsd, config: &LoadedConfig) -> Charge {
+    let printed = printed_usage(run);
+    let card = run.model.as_ref().and_then(|m| config.config.rates.get(m));
+    let printed_cost = printed.as_ref().and_then(|acc| acc.cost(card)).unwrap_or(0);
+    let tokens = printed.map(|acc| acc.running_tokens()).unwrap_or_default();
+    let (microusd, source) = if printed_cost > run.cost_microusd {
+        (printed_cost, CostSource::RunArtifacts)
+    } else if run.cost_microusd > 0 {
+        (run.cost_microusd, CostSource::Published)
     } else {
-        (reserved, "reservation")
+        (reserved, CostSource::Reservation)
+    };
+    Charge {
+        microusd,
+        source,
+        tokens,
     }
 }
 
-/// The cost the run's raw.jsonl adds up to, priced as the runner prices it.
-fn cost_from_artifacts(run: &RunRow, config: &LoadedConfig) -> Option<MicroUsd> {
+/// The run's raw.jsonl read back through its worker's adapter, as the runner accounted it.
+fn printed_usage(run: &RunRow) -> Option<Accumulator> {
     use std::io::BufRead;
     let kind = match run.worker_kind.as_str() {
         "claude" => WorkerKind::Claude,
@@ -117,8 +136,7 @@ fn cost_from_artifacts(run: &RunRow, config: &LoadedConfig) -> Option<MicroUsd> 
             }
         }
     }
-    let card = run.model.as_ref().and_then(|m| config.config.rates.get(m));
-    acc.cost(card)
+    Some(acc)
 }
 
 /// Requeues (attempts left) or fails (attempts exhausted) an interrupted in-flight task.
@@ -219,7 +237,7 @@ pub async fn reap(
             .spend_for_run(&run.id)?
             .filter(|spend| spend.status == "reserved")
             .map_or(0, |spend| spend.reserved_microusd);
-        let (charge, cost_source) = reaped_charge(&run, reserved, config);
+        let charge = reaped_charge(&run, reserved, config);
         let ended = now_ms();
         ledger.write(|q| {
             let finished = q.finish_run(
@@ -227,12 +245,16 @@ pub async fn reap(
                 &RunEnd {
                     ended_at_ms: ended,
                     classification: "reaped",
-                    cost_microusd: charge,
+                    cost_microusd: charge.microusd,
+                    input_tokens: charge.tokens.input,
+                    cached_input_tokens: charge.tokens.cached_input,
+                    output_tokens: charge.tokens.output,
+                    reasoning_tokens: charge.tokens.reasoning,
                     detail: Some(&detail),
                     release: true,
                     summary: serde_json::json!({
                         "group_ended": group_ended,
-                        "cost_source": cost_source,
+                        "cost_source": charge.source,
                     }),
                     ..RunEnd::default()
                 },
