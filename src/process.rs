@@ -267,12 +267,27 @@ pub fn group_alive(pgid: u32) -> bool {
     true
 }
 
-/// Ends a whole process group: SIGTERM, up to `grace`, then SIGKILL. Used by the reaper.
+/// Ends a whole process group: SIGTERM, up to `grace`, then SIGKILL. Used by the reaper and
+/// `oxi cancel`. When the group is led by a run's guard, the guard is asked to end its whole
+/// tree first (also what left the group), and the group is killed after at most
+/// [`BACKSTOP`] more.
 pub async fn terminate_group(pgid: u32, grace: Duration) {
     signal_group(pgid, Signal::SIGTERM);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline && group_alive(pgid) {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if group_alive(pgid) && guard::leads(pgid) {
+        let guard = RunProcess {
+            pgid,
+            guarded: true,
+            done: true,
+        };
+        guard.kill();
+        let backstop = Instant::now() + BACKSTOP;
+        while Instant::now() < backstop && group_alive(pgid) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     signal_group(pgid, Signal::SIGKILL);
 }

@@ -21,6 +21,11 @@ const OXI: &str = env!("CARGO_BIN_EXE_oxi");
 /// A repository with one task and a `fake` executor of `kind` running `scenario`; one attempt,
 /// so a reaped task fails instead of being dispatched again by the tick that reaps it.
 fn repo(kind: &str, model: &str, scenario: &str) -> Sandbox {
+    repo_env(kind, model, scenario, "")
+}
+
+/// `repo`, with `extra_env` (`, NAME = "value"` pairs) in the worker's `set_env`.
+fn repo_env(kind: &str, model: &str, scenario: &str, extra_env: &str) -> Sandbox {
     let s = Sandbox::git_repo();
     s.write(
         "roadmap.md",
@@ -37,12 +42,13 @@ base_branch = "main"
 [caps]
 max_attempts = 1
 stall_timeout = "5m"
+kill_grace = "500ms"
 
 [workers.fake]
 kind = "{kind}"
 command = ["{FAKE}"]
 model = "{model}"
-set_env = {{ OXI_FAKE_SCENARIO = "{scenario}", OXI_FAKE_SLEEP_MS = "60000" }}
+set_env = {{ OXI_FAKE_SCENARIO = "{scenario}", OXI_FAKE_SLEEP_MS = "60000"{extra_env} }}
 
 [routing]
 executor = ["fake"]
@@ -170,6 +176,38 @@ fn kill_9_of_a_tick_ends_the_workers_whole_tree_before_any_next_tick() {
     assert!(
         gone,
         "10 s after kill -9 of oxi, of {family:?} these still live: {left:?}"
+    );
+}
+
+#[test]
+fn oxi_cancel_ends_a_tree_that_ignores_sigterm_also_what_left_the_group() {
+    // Everything ignores SIGTERM: after the grace only a kill reaches them, and a kill of the
+    // group would miss the grandchild in its own session.
+    let s = repo_env(
+        "claude",
+        "claude-sonnet-4-5",
+        "hang-escape",
+        ", OXI_FAKE_IGNORE_TERM = \"1\"",
+    );
+    let mut tick = spawn_tick(&s);
+    let started = poll(Duration::from_secs(30), || {
+        fake_workers_under(s.path()).len() >= 3
+    });
+    let family = fake_workers_under(s.path());
+    if !started {
+        kill_9(&mut tick);
+        panic!("the worker's family never started: {family:?}");
+    }
+    s.oxi(&["cancel", "T0-1"]).ok();
+    let gone = poll(Duration::from_secs(10), || {
+        fake_workers_under(s.path()).is_empty()
+    });
+    let left = fake_workers_under(s.path());
+    kill_all(&left);
+    kill_9(&mut tick);
+    assert!(
+        gone,
+        "10 s after oxi cancel, of {family:?} these still live: {left:?}"
     );
 }
 

@@ -24,6 +24,8 @@
 //!   main checkout through `../`; `symlink`: adds a link to /etc/passwd; `workflow`: edits
 //!   `.github/workflows/ci.yml`; `delete`: deletes every file of the worktree; `move-main`:
 //!   commits and points `main` at it with `git update-ref`).
+//! - `OXI_FAKE_IGNORE_TERM`: when set, the worker ignores SIGTERM (and so does everything it
+//!   starts: the disposition is inherited).
 //! - `OXI_FAKE_CHAOS_ROLL`: fixes `chaos`'s pick (its value modulo 10 chooses the behaviour).
 //! - `OXI_FAKE_FILE`: the file `edit` writes (default `hello.txt`, relative to the cwd).
 //! - `OXI_FAKE_SLEEP_MS`: how long sleeping scenarios sleep (default 600000).
@@ -230,6 +232,16 @@ fn main() {
             .unwrap_or_else(|_| "2.1.328 (Claude Code)".to_owned());
         let _ = writeln!(std::io::stdout(), "{version}");
         return;
+    }
+    if std::env::var_os("OXI_FAKE_IGNORE_TERM").is_some() {
+        #[allow(unsafe_code)]
+        // SAFETY: SIG_IGN installs no handler code; no other thread exists yet.
+        unsafe {
+            let _ = nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGTERM,
+                nix::sys::signal::SigHandler::SigIgn,
+            );
+        }
     }
     let flavor = if args.iter().any(|a| a == "exec") {
         Flavor::Codex

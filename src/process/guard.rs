@@ -61,6 +61,21 @@ pub fn args(parent: u32, program: &std::path::Path, argv: &[String]) -> Vec<OsSt
     args
 }
 
+/// True when process `pid` is a run's guard (its argv is `oxi __guard …`), so it may be sent
+/// the guard's signals. Never on other systems.
+pub fn leads(pid: u32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|cmdline| cmdline.split(|b| *b == 0).nth(1) == Some(ENTRY.as_bytes()))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        false
+    }
+}
+
 #[cfg(target_os = "linux")]
 pub use linux::{ProcStat, main, processes};
 
