@@ -271,6 +271,9 @@ fn a_reaped_run_keeps_its_artifacts_and_is_charged_what_the_model_reported() {
         run.cost_microusd
     );
     assert!(run.input_tokens >= messages as u64 * 10, "{run:#?}");
+    let transcript = std::fs::read_to_string(dir.join("transcript.md")).unwrap();
+    assert!(transcript.contains("thinking"), "{transcript}");
+    assert!(transcript.contains("■ reaped · $"), "{transcript}");
     let spend = ledger(&s).read().spend_for_run(&run.id).unwrap().unwrap();
     assert!(spend.actual_microusd >= run.cost_microusd, "{spend:?}");
 }

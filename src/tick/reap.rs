@@ -86,6 +86,8 @@ enum CostSource {
 
 /// A reaped run's charge, and the tokens its output reported.
 struct Charge {
+    /// Its last known running cost (0 when `source` is `Reservation`: then the reservation,
+    /// read in the write that releases it, is charged).
     microusd: MicroUsd,
     source: CostSource,
     tokens: Tokens,
@@ -95,8 +97,8 @@ struct Charge {
 /// published with its lease (every 10 s) or as the output it printed adds up to (its raw.jsonl
 /// is flushed as output arrives), whichever is more; when neither knows a cost (nothing
 /// reported yet, a codex turn still open, no rate card), its whole reservation, which bounds
-/// what it could spend.
-fn reaped_charge(run: &RunRow, reserved: MicroUsd, config: &LoadedConfig) -> Charge {
+/// what it could spend. Read before the ledger write (the file may be large).
+fn reaped_charge(run: &RunRow, config: &LoadedConfig) -> Charge {
     let printed = printed_usage(run);
     let card = run.model.as_ref().and_then(|m| config.config.rates.get(m));
     let printed_cost = printed.as_ref().and_then(|acc| acc.cost(card)).unwrap_or(0);
@@ -106,7 +108,7 @@ fn reaped_charge(run: &RunRow, reserved: MicroUsd, config: &LoadedConfig) -> Cha
     } else if run.cost_microusd > 0 {
         (run.cost_microusd, CostSource::Published)
     } else {
-        (reserved, CostSource::Reservation)
+        (0, CostSource::Reservation)
     };
     Charge {
         microusd,
@@ -137,6 +139,24 @@ fn printed_usage(run: &RunRow) -> Option<Accumulator> {
         }
     }
     Some(acc)
+}
+
+/// Ends a reaped run's transcript as the runner ends a finished one, so `oxi logs` and
+/// `oxi show` say how it ended. Best effort: the ledger holds the record.
+fn close_transcript(run: &RunRow, charged: MicroUsd, detail: &str) {
+    use std::io::Write;
+    let Some(dir) = run.run_dir.as_deref() else {
+        return;
+    };
+    let path = Path::new(dir).join("transcript.md");
+    // Appended only to a transcript the run created, never a new file.
+    if let Ok(mut file) = std::fs::OpenOptions::new().append(true).open(&path) {
+        let _ = writeln!(
+            file,
+            "■ reaped · {} · exit -\n  {detail}",
+            crate::money::format_usd(charged)
+        );
+    }
 }
 
 /// Requeues (attempts left) or fails (attempts exhausted) an interrupted in-flight task.
@@ -232,20 +252,22 @@ pub async fn reap(
             group_ended = true;
         }
         let detail = format!("reaped: {reason}");
-        let reserved = ledger
-            .read()
-            .spend_for_run(&run.id)?
-            .filter(|spend| spend.status == "reserved")
-            .map_or(0, |spend| spend.reserved_microusd);
-        let charge = reaped_charge(&run, reserved, config);
+        let charge = reaped_charge(&run, config);
         let ended = now_ms();
-        ledger.write(|q| {
+        let charged = ledger.write(|q| {
+            let charged = match charge.source {
+                CostSource::Reservation => q
+                    .spend_for_run(&run.id)?
+                    .filter(|spend| spend.status == "reserved")
+                    .map_or(0, |spend| spend.reserved_microusd),
+                CostSource::Published | CostSource::RunArtifacts => charge.microusd,
+            };
             let finished = q.finish_run(
                 &run.id,
                 &RunEnd {
                     ended_at_ms: ended,
                     classification: "reaped",
-                    cost_microusd: charge.microusd,
+                    cost_microusd: charged,
                     input_tokens: charge.tokens.input,
                     cached_input_tokens: charge.tokens.cached_input,
                     output_tokens: charge.tokens.output,
@@ -273,8 +295,11 @@ pub async fn reap(
                     }),
                 })?;
             }
-            Ok(())
+            Ok(finished.then_some(charged))
         })?;
+        if let Some(charged) = charged {
+            close_transcript(&run, charged, &detail);
+        }
         salvage(&config.repo_root, run.worktree.as_deref());
         let task_state = match &run.task_id {
             Some(task) => recover_task(ledger, config, task, &detail)?,
