@@ -1,7 +1,11 @@
 //! Running a worker process as a careful human would: argv-form (no shell anywhere), a cleared
 //! environment, null stdin, its own process group, a parent-death signal, wall-clock and stall
 //! deadlines that end the whole group (SIGTERM, grace, SIGKILL), and both pipes drained
-//! concurrently with bounded memory however much the worker prints.
+//! concurrently with bounded memory however much the worker prints. In the `oxi` binary on
+//! Linux the worker runs under a per-run guard (see [`guard`]) so that everything it starts
+//! dies with oxi, also what left its process group.
+
+pub mod guard;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -14,6 +18,9 @@ use tokio::sync::{mpsc, watch};
 
 /// Bytes read from a pipe at a time.
 const CHUNK: usize = 32 * 1024;
+/// Output is handed to the sink's `persist` at most this long after it was read, so a run
+/// whose supervisor dies keeps what it printed, without a write per line.
+pub const PERSIST_EVERY: Duration = Duration::from_millis(200);
 
 /// Errors that prevent a run from starting. Once started, every ending is a `Finished`.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +48,11 @@ pub struct Spawn {
     pub cwd: PathBuf,
     /// The complete environment (the caller builds the allow-list; nothing is inherited).
     pub env: Vec<(String, String)>,
+    /// The `oxi` binary to run as this run's guard ([`guard::program`]), or `None` to start
+    /// the argv directly (library tests and benches, which are not `oxi`; macOS): the worker
+    /// then still has its own group and, on Linux, a parent-death signal, but descendants
+    /// that outlive it or leave its group are not ended when oxi dies.
+    pub guard: Option<PathBuf>,
 }
 
 /// Deadlines and caps.
@@ -100,6 +112,9 @@ pub trait LineSink {
     fn line(&mut self, stream: Stream, line: &[u8], truncated: bool) -> Control;
     /// Called on every output chunk, so leases can be renewed while output flows.
     fn heartbeat(&mut self) {}
+    /// Called at most [`PERSIST_EVERY`] after output was read: write what is buffered to
+    /// disk, so it survives oxi being killed.
+    fn persist(&mut self) {}
 }
 
 /// How the process ended.
@@ -193,6 +208,40 @@ impl LineSplitter {
     }
 }
 
+/// How long a guard is given to end its tree after oxi asked it to, before the group is
+/// killed without it.
+const BACKSTOP: Duration = Duration::from_secs(2);
+
+/// The started process of a run (the guard, or the worker itself), ended when it is dropped
+/// before its end was seen (a caller that stops polling `supervise`).
+struct RunProcess {
+    pgid: u32,
+    guarded: bool,
+    done: bool,
+}
+
+impl RunProcess {
+    /// Ends the run at once: a guard is asked to kill its whole tree (also what left the
+    /// group); without one, the group is killed.
+    fn kill(&self) {
+        if self.guarded {
+            if let Ok(raw) = i32::try_from(self.pgid) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(raw), Signal::SIGUSR1);
+            }
+        } else {
+            signal_group(self.pgid, Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for RunProcess {
+    fn drop(&mut self) {
+        if !self.done {
+            self.kill();
+        }
+    }
+}
+
 fn signal_group(pgid: u32, signal: Signal) {
     let Ok(raw) = i32::try_from(pgid) else { return };
     // ESRCH (already gone) is the common, fine case.
@@ -210,36 +259,35 @@ pub fn group_alive(pgid: u32) -> bool {
     }
     #[cfg(target_os = "linux")]
     {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return true;
-        };
-        for entry in entries.flatten() {
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            // pid (comm) state ppid pgrp ...; comm may contain spaces, so split after ')'.
-            let Some((_, rest)) = stat.rsplit_once(')') else {
-                continue;
-            };
-            let mut fields = rest.split_whitespace();
-            let state = fields.next();
-            let group = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
-            if group == Some(pgid) && state != Some("Z") && state != Some("X") {
-                return true;
-            }
-        }
-        false
+        guard::processes()
+            .iter()
+            .any(|p| p.pgrp == pgid && !p.zombie)
     }
     #[cfg(not(target_os = "linux"))]
     true
 }
 
-/// Ends a whole process group: SIGTERM, up to `grace`, then SIGKILL. Used by the reaper.
+/// Ends a whole process group: SIGTERM, up to `grace`, then SIGKILL. Used by the reaper and
+/// `oxi cancel`. When the group is led by a run's guard, the guard is asked to end its whole
+/// tree first (also what left the group), and the group is killed after at most
+/// [`BACKSTOP`] more.
 pub async fn terminate_group(pgid: u32, grace: Duration) {
     signal_group(pgid, Signal::SIGTERM);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline && group_alive(pgid) {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if group_alive(pgid) && guard::leads(pgid) {
+        let guard = RunProcess {
+            pgid,
+            guarded: true,
+            done: true,
+        };
+        guard.kill();
+        let backstop = Instant::now() + BACKSTOP;
+        while Instant::now() < backstop && group_alive(pgid) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     signal_group(pgid, Signal::SIGKILL);
 }
@@ -258,35 +306,77 @@ fn still_supervised(supervisor: Pid, parent: Pid) -> std::io::Result<()> {
     }
 }
 
+/// Sets a parent-death signal on the child of `command` (it gets `signal` when the process
+/// that started it dies, even by SIGKILL) and makes it refuse to exec if it was already handed
+/// to another parent before the signal was armed (see [`still_supervised`]).
+#[cfg(target_os = "linux")]
+pub(crate) fn die_with_parent(command: &mut std::process::Command, signal: Signal) {
+    use std::os::unix::process::CommandExt;
+    let supervisor = nix::unistd::getpid();
+    #[allow(unsafe_code)]
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2) and
+    // getppid(2), which are async-signal-safe; it allocates nothing and touches no locks.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(signal).map_err(std::io::Error::from)?;
+            still_supervised(supervisor, nix::unistd::getppid())
+        });
+    }
+}
+
+/// The program of `argv` as the worker's PATH and cwd resolve it: with a guard, oxi starts the
+/// guard, not the worker, so a missing binary is reported here, as the spawn itself would.
+fn resolve_program(spawn: &Spawn, program: &str) -> Result<PathBuf, ProcessError> {
+    // As a direct spawn would: the worker's PATH, else oxi's own.
+    let path = spawn
+        .env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| std::ffi::OsString::from(v))
+        .or_else(|| std::env::var_os("PATH"));
+    which::which_in(program, path, &spawn.cwd).map_err(|_| ProcessError::Spawn {
+        program: program.to_owned(),
+        source: std::io::Error::from(nix::errno::Errno::ENOENT),
+    })
+}
+
+/// The command that starts `spawn`: the guard running the worker, or the worker itself. Both
+/// get the worker's cwd, environment, null stdin and oxi's pipes, their own process group
+/// (led by the guard when there is one), and a parent-death signal.
 fn build_command(spawn: &Spawn) -> Result<tokio::process::Command, ProcessError> {
     let (program, args) = spawn.argv.split_first().ok_or(ProcessError::EmptyArgv)?;
-    let mut command = tokio::process::Command::new(program);
-    command
-        .args(args)
+    let (mut std_command, death_signal) = match &spawn.guard {
+        Some(oxi) => {
+            let resolved = resolve_program(spawn, program)?;
+            let mut command = std::process::Command::new(oxi);
+            // Named so in `ps`: `oxi __guard <oxi-pid> <program> <argv…>`.
+            std::os::unix::process::CommandExt::arg0(&mut command, "oxi");
+            command.args(guard::args(std::process::id(), &resolved, &spawn.argv));
+            // The guard handles SIGTERM: it ends the whole tree when its parent is gone.
+            (command, Signal::SIGTERM)
+        }
+        None => {
+            let mut command = std::process::Command::new(program);
+            command.args(args);
+            (command, Signal::SIGKILL)
+        }
+    };
+    #[cfg(target_os = "linux")]
+    die_with_parent(&mut std_command, death_signal);
+    #[cfg(not(target_os = "linux"))]
+    let _ = death_signal;
+    std_command
         .current_dir(&spawn.cwd)
         .env_clear()
         .envs(spawn.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own group, so a deadline can end the worker and everything it started.
-        .process_group(0)
-        .kill_on_drop(true);
-    #[cfg(target_os = "linux")]
-    {
-        let supervisor = nix::unistd::getpid();
-        #[allow(unsafe_code)]
-        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2) and
-        // getppid(2), which are async-signal-safe; it allocates nothing and touches no locks.
-        unsafe {
-            command.pre_exec(move || {
-                // If oxi dies (even by SIGKILL), the worker is killed too, not orphaned.
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
-                still_supervised(supervisor, nix::unistd::getppid())
-            });
-        }
-    }
-    Ok(command)
+        .stderr(Stdio::piped());
+    // Its own group, so a deadline can end the worker and everything it started.
+    std::os::unix::process::CommandExt::process_group(&mut std_command, 0);
+    // No `kill_on_drop`: it would SIGKILL the guard alone, before it could end its tree.
+    // `RunProcess` ends the run if `supervise` is dropped.
+    Ok(tokio::process::Command::from(std_command))
 }
 
 async fn read_pipe<R: tokio::io::AsyncRead + Unpin>(
@@ -325,10 +415,20 @@ pub async fn supervise(
         .spawn()
         .map_err(|source| ProcessError::Spawn { program, source })?;
     let pid = child.id().unwrap_or(0);
+    let mut run = RunProcess {
+        pgid: pid,
+        guarded: spawn.guard.is_some(),
+        done: false,
+    };
     let started = Instant::now();
     if let Err(e) = sink.spawned(pid) {
-        signal_group(pid, Signal::SIGKILL);
-        let _ = child.wait().await;
+        run.kill();
+        if tokio::time::timeout(BACKSTOP, child.wait()).await.is_err() {
+            signal_group(pid, Signal::SIGKILL);
+            let _ = child.wait().await;
+        }
+        // Collected: its pid may be reused from here on, so it must not be signalled again.
+        run.done = true;
         return Err(ProcessError::Record(e));
     }
 
@@ -363,6 +463,8 @@ pub async fn supervise(
     let mut last_output = tokio::time::Instant::now();
     let mut stop_at: Option<tokio::time::Instant> = None;
     let mut killed = false;
+    let mut backstop_done = false;
+    let mut persist_at: Option<tokio::time::Instant> = None;
     let mut exit_status: Option<std::process::ExitStatus> = None;
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
@@ -373,11 +475,15 @@ pub async fn supervise(
         }
         let stall_deadline = last_output + limits.stall;
         let kill_deadline = stop_at.map(|t| t + limits.grace).filter(|_| !killed);
+        let backstop_deadline = stop_at
+            .map(|t| t + limits.grace + BACKSTOP)
+            .filter(|_| run.guarded && !backstop_done);
         let mut request_stop: Option<StopReason> = None;
         tokio::select! {
             chunk = rx.recv(), if open_streams > 0 => match chunk {
                 Some(Chunk::Data(stream, data)) => {
                     last_output = tokio::time::Instant::now();
+                    persist_at = persist_at.or(Some(last_output + PERSIST_EVERY));
                     sink.heartbeat();
                     let (splitter, counter) = match stream {
                         Stream::Stdout => (&mut stdout_lines, &mut finished.stdout_bytes),
@@ -411,6 +517,7 @@ pub async fn supervise(
                 None => open_streams = 0,
             },
             status = child.wait(), if exit_status.is_none() => {
+                run.done = true;
                 exit_status = Some(status.unwrap_or_else(|_| std::os::unix::process::ExitStatusExt::from_raw(0)));
                 finished.stop_to_exit_ms = stop_at.map(|t| t.elapsed().as_millis() as u64);
                 // Anything still in the group is an orphan of this run.
@@ -424,8 +531,17 @@ pub async fn supervise(
                 request_stop = Some(StopReason::Stalled);
             }
             _ = tokio::time::sleep_until(kill_deadline.unwrap_or(far)), if kill_deadline.is_some() && exit_status.is_none() => {
-                signal_group(pid, Signal::SIGKILL);
+                run.kill();
                 killed = true;
+            }
+            _ = tokio::time::sleep_until(backstop_deadline.unwrap_or(far)), if backstop_deadline.is_some() && exit_status.is_none() => {
+                // The guard did not end its tree in time: the group, without it.
+                signal_group(pid, Signal::SIGKILL);
+                backstop_done = true;
+            }
+            _ = tokio::time::sleep_until(persist_at.unwrap_or(far)), if persist_at.is_some() => {
+                sink.persist();
+                persist_at = None;
             }
             _ = tokio::time::sleep_until(drain_deadline.unwrap_or(far)), if drain_deadline.is_some() && open_streams > 0 => {
                 finished.pipes_abandoned = true;

@@ -391,6 +391,7 @@ pub async fn run_commands(
             argv: command.argv.clone(),
             cwd: cwd.to_path_buf(),
             env: env.to_vec(),
+            guard: crate::process::guard::program(),
         };
         let timeout = command.timeout.as_duration();
         let limits = Limits {

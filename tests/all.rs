@@ -11,6 +11,7 @@ mod support;
 mod chaos;
 mod cli_basics;
 mod config_errors;
+mod dies_with_oxi;
 mod doctor;
 mod fast_loop;
 mod first_hour;

@@ -311,7 +311,6 @@ fn logs_follow_of_a_task_without_a_run_yet_waits_for_its_first_run() {
 /// the artifact writer to flush as output arrives (issue 13, item 4): the reader cannot show
 /// bytes still in the writer's buffer.
 #[test]
-#[ignore = "needs item 4: the transcript writer keeps a quiet run's lines in its 16 KiB buffer"]
 fn logs_follow_shows_a_quiet_live_runs_lines_as_they_come() {
     let s = repo("hang");
     let tick = oxi_child(s.path(), &["tick"]);

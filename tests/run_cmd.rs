@@ -366,7 +366,9 @@ fn a_grandchild_holding_the_pipes_does_not_hang_oxi() {
         "took {:?}",
         started.elapsed()
     );
-    assert_eq!(meta(&report)["pipes_abandoned"], true);
+    // The run's guard ended the grandchild (it left the worker's group, not the guard's
+    // tree) before it exited itself, so the pipes closed with it and no drain was needed.
+    assert_eq!(meta(&report)["pipes_abandoned"], false);
 }
 
 #[test]

@@ -16,7 +16,9 @@
 //!   `edit-transient` (writes the file, then ends with an API 500 — a retryable `transient`
 //!   failure that leaves its edit behind; once the prompt says a previous attempt failed it
 //!   changes nothing and says the work is already there),
-//!   `hang-family` (a sleeping grandchild in its group, then hangs), `review-strict` (requests
+//!   `hang-family` (a sleeping grandchild in its group, then hangs), `hang-escape` (two
+//!   sleeping grandchildren, one in its group and one that left it with `setsid`, then says
+//!   "family started" and hangs), `review-strict` (requests
 //!   changes on attempt 1, approves later), `review:<verdict>`, `slow-edit:<ms>`, `demo`,
 //!   `chaos` (the chaos harness's everyday mix, picked at random per run: a slow edit, a
 //!   failure, a runaway spender, a hang with a sleeping grandchild, a hang that ignores SIGTERM,
@@ -25,6 +27,8 @@
 //!   main checkout through `../`; `symlink`: adds a link to /etc/passwd; `workflow`: edits
 //!   `.github/workflows/ci.yml`; `delete`: deletes every file of the worktree; `move-main`:
 //!   commits and points `main` at it with `git update-ref`).
+//! - `OXI_FAKE_IGNORE_TERM`: when set, the worker ignores SIGTERM (and so does everything it
+//!   starts: the disposition is inherited).
 //! - `OXI_FAKE_CHAOS_ROLL`: fixes `chaos`'s pick (its value modulo 10 chooses the behaviour).
 //! - `OXI_FAKE_FILE`: the file `edit` writes (default `hello.txt`, relative to the cwd).
 //! - `OXI_FAKE_SLEEP_MS`: how long sleeping scenarios sleep (default 600000).
@@ -190,6 +194,31 @@ fn amount(arg: Option<&str>, default: u64) -> u64 {
     arg.and_then(|a| a.parse().ok()).unwrap_or(default)
 }
 
+/// A sleeping grandchild in a new session (`setsid`), so neither oxi's group signals nor a
+/// parent-death signal of the worker reach it.
+fn spawn_detached_grandchild() {
+    use std::os::unix::process::CommandExt;
+    let Ok(me) = std::env::current_exe() else {
+        return;
+    };
+    let mut command = std::process::Command::new(me);
+    command
+        .env("OXI_FAKE_SCENARIO", "sleep")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    #[allow(unsafe_code)]
+    // SAFETY: setsid(2) is async-signal-safe; the closure allocates nothing.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    let _ = command.spawn();
+}
+
 fn spawn_grandchild(escape: bool) {
     let Ok(me) = std::env::current_exe() else {
         return;
@@ -215,6 +244,16 @@ fn main() {
             .unwrap_or_else(|_| "2.1.328 (Claude Code)".to_owned());
         let _ = writeln!(std::io::stdout(), "{version}");
         return;
+    }
+    if std::env::var_os("OXI_FAKE_IGNORE_TERM").is_some() {
+        #[allow(unsafe_code)]
+        // SAFETY: SIG_IGN installs no handler code; no other thread exists yet.
+        unsafe {
+            let _ = nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGTERM,
+                nix::sys::signal::SigHandler::SigIgn,
+            );
+        }
     }
     let flavor = if args.iter().any(|a| a == "exec") {
         Flavor::Codex
@@ -267,6 +306,13 @@ fn main() {
         "hang-family" => {
             out.init(&cwd);
             spawn_grandchild(false);
+            std::thread::sleep(Duration::from_millis(sleep_ms()));
+        }
+        "hang-escape" => {
+            out.init(&cwd);
+            spawn_grandchild(false);
+            spawn_detached_grandchild();
+            out.message("msg_family", "family started", 10);
             std::thread::sleep(Duration::from_millis(sleep_ms()));
         }
         "review-strict" | "review" => {

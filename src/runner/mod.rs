@@ -402,6 +402,7 @@ impl PreparedRun<'_> {
             argv: self.argv.clone(),
             cwd: self.request.cwd.to_path_buf(),
             env: self.env.vars.clone(),
+            guard: process::guard::program(),
         };
         let mut recorder = Recorder::new(
             adapter,

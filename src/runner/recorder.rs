@@ -251,7 +251,8 @@ impl<'a> Recorder<'a> {
         self.last_renew = Instant::now();
     }
 
-    /// Flushes every file (called when the process has ended).
+    /// Flushes every file (as output arrives, at most every `process::PERSIST_EVERY`, and when
+    /// the process has ended).
     pub fn flush(&mut self) {
         self.files.raw.flush();
         self.files.stderr.flush();
@@ -363,5 +364,11 @@ impl LineSink for Recorder<'_> {
         if self.last_renew.elapsed() >= RENEW_EVERY {
             self.renew();
         }
+    }
+
+    fn persist(&mut self) {
+        // What was read reaches the files (and the terminal) within `PERSIST_EVERY`: a run
+        // whose oxi is killed keeps its artifacts, and the reaper can price what it printed.
+        Recorder::flush(self);
     }
 }

@@ -1,6 +1,7 @@
 //! The reaper, at the head of every tick: runs whose supervisor is gone or whose lease expired
-//! are ended (their whole process group, if any of it lives), recorded as `reaped`, their
-//! reservation released, and their task requeued or failed. A run whose supervisor lives and
+//! are ended (their whole process group, if any of it lives), recorded as `reaped` and charged
+//! no less than they may have spent (see `reaped_charge`), their reservation released, and
+//! their task requeued or failed. A run whose supervisor lives and
 //! whose lease is current is never touched. Tasks left in flight with no run (their tick died
 //! between runs) are recovered the same way.
 
@@ -10,12 +11,14 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::clock::now_ms;
-use crate::config::LoadedConfig;
+use crate::config::{LoadedConfig, WorkerKind};
 use crate::ledger::{
     EventKind, Ledger, LedgerError, NewEvent, RunEnd, RunRow, TaskState, Transition,
     TransitionFields,
 };
+use crate::money::MicroUsd;
 use crate::process;
+use crate::worker::{self, Accumulator, Normalized, Tokens};
 use crate::worktree;
 
 /// One reaped run or recovered task.
@@ -66,6 +69,93 @@ fn orphan_reason(run: &RunRow, now: i64, busy: &[String]) -> Option<String> {
             crate::clock::rfc3339(until)
         )),
         _ => None,
+    }
+}
+
+/// Where a reaped run's charge came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum CostSource {
+    /// The running cost last published with the lease.
+    Published,
+    /// What the run's flushed raw.jsonl adds up to (more than it had published).
+    RunArtifacts,
+    /// No cost was known: the whole reservation.
+    Reservation,
+}
+
+/// A reaped run's charge, and the tokens its output reported.
+struct Charge {
+    /// Its last known running cost (0 when `source` is `Reservation`: then the reservation,
+    /// read in the write that releases it, is charged).
+    microusd: MicroUsd,
+    source: CostSource,
+    tokens: Tokens,
+}
+
+/// What a reaped run is charged: never less than it may have spent. Its running cost as last
+/// published with its lease (every 10 s) or as the output it printed adds up to (its raw.jsonl
+/// is flushed as output arrives), whichever is more; when neither knows a cost (nothing
+/// reported yet, a codex turn still open, no rate card), its whole reservation, which bounds
+/// what it could spend. Read before the ledger write (the file may be large).
+fn reaped_charge(run: &RunRow, config: &LoadedConfig) -> Charge {
+    let printed = printed_usage(run);
+    let card = run.model.as_ref().and_then(|m| config.config.rates.get(m));
+    let printed_cost = printed.as_ref().and_then(|acc| acc.cost(card)).unwrap_or(0);
+    let tokens = printed.map(|acc| acc.running_tokens()).unwrap_or_default();
+    let (microusd, source) = if printed_cost > run.cost_microusd {
+        (printed_cost, CostSource::RunArtifacts)
+    } else if run.cost_microusd > 0 {
+        (run.cost_microusd, CostSource::Published)
+    } else {
+        (0, CostSource::Reservation)
+    };
+    Charge {
+        microusd,
+        source,
+        tokens,
+    }
+}
+
+/// The run's raw.jsonl read back through its worker's adapter, as the runner accounted it.
+fn printed_usage(run: &RunRow) -> Option<Accumulator> {
+    use std::io::BufRead;
+    let kind = match run.worker_kind.as_str() {
+        "claude" => WorkerKind::Claude,
+        "codex" => WorkerKind::Codex,
+        _ => return None,
+    };
+    let raw = std::fs::File::open(Path::new(run.run_dir.as_deref()?).join("raw.jsonl")).ok()?;
+    let adapter = worker::adapter(kind);
+    let mut acc = Accumulator::default();
+    for line in std::io::BufReader::new(raw)
+        .split(b'\n')
+        .map_while(Result::ok)
+    {
+        if let Normalized::Events(events) = adapter.normalize(&line) {
+            for event in &events {
+                acc.observe(event);
+            }
+        }
+    }
+    Some(acc)
+}
+
+/// Ends a reaped run's transcript as the runner ends a finished one, so `oxi logs` and
+/// `oxi show` say how it ended. Best effort: the ledger holds the record.
+fn close_transcript(run: &RunRow, charged: MicroUsd, detail: &str) {
+    use std::io::Write;
+    let Some(dir) = run.run_dir.as_deref() else {
+        return;
+    };
+    let path = Path::new(dir).join("transcript.md");
+    // Appended only to a transcript the run created, never a new file.
+    if let Ok(mut file) = std::fs::OpenOptions::new().append(true).open(&path) {
+        let _ = writeln!(
+            file,
+            "■ reaped · {} · exit -\n  {detail}",
+            crate::money::format_usd(charged)
+        );
     }
 }
 
@@ -162,17 +252,32 @@ pub async fn reap(
             group_ended = true;
         }
         let detail = format!("reaped: {reason}");
+        let charge = reaped_charge(&run, config);
         let ended = now_ms();
-        ledger.write(|q| {
+        let charged = ledger.write(|q| {
+            let charged = match charge.source {
+                CostSource::Reservation => q
+                    .spend_for_run(&run.id)?
+                    .filter(|spend| spend.status == "reserved")
+                    .map_or(0, |spend| spend.reserved_microusd),
+                CostSource::Published | CostSource::RunArtifacts => charge.microusd,
+            };
             let finished = q.finish_run(
                 &run.id,
                 &RunEnd {
                     ended_at_ms: ended,
                     classification: "reaped",
-                    cost_microusd: run.cost_microusd,
+                    cost_microusd: charged,
+                    input_tokens: charge.tokens.input,
+                    cached_input_tokens: charge.tokens.cached_input,
+                    output_tokens: charge.tokens.output,
+                    reasoning_tokens: charge.tokens.reasoning,
                     detail: Some(&detail),
                     release: true,
-                    summary: serde_json::json!({ "group_ended": group_ended }),
+                    summary: serde_json::json!({
+                        "group_ended": group_ended,
+                        "cost_source": charge.source,
+                    }),
                     ..RunEnd::default()
                 },
             )?;
@@ -190,8 +295,11 @@ pub async fn reap(
                     }),
                 })?;
             }
-            Ok(())
+            Ok(finished.then_some(charged))
         })?;
+        if let Some(charged) = charged {
+            close_transcript(&run, charged, &detail);
+        }
         salvage(&config.repo_root, run.worktree.as_deref());
         let task_state = match &run.task_id {
             Some(task) => recover_task(ledger, config, task, &detail)?,
