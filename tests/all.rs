@@ -11,6 +11,7 @@ mod support;
 mod chaos;
 mod cli_basics;
 mod config_errors;
+mod diagnostics;
 mod doctor;
 mod hostile;
 mod ledger;

@@ -171,7 +171,10 @@ fn resolve_run(ledger: &Ledger, target: &str) -> Result<RunRow> {
         }
         bail!("task {target} has no runs yet");
     }
-    bail!("no run or task {target:?}; `oxi show TASK` lists a task's runs")
+    Err(crate::UsageError(format!(
+        "no run or task {target:?}; `oxi show TASK` lists a task's runs"
+    ))
+    .into())
 }
 
 pub fn logs(ctx: &Context, args: &LogsArgs) -> Result<()> {
