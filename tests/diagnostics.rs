@@ -4,6 +4,7 @@
 //! docs/cli.md; a cause is printed once; operator actions name a user; the scheduling recipes
 //! run as printed in an empty environment.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -512,5 +513,163 @@ fn operator_actions_name_a_user_without_user_or_logname() {
         status["killswitch"]["by"],
         format!("operator:{name}"),
         "{status:#}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 13: the scheduling recipes, run as printed.
+
+/// A repository whose executor is the fake worker under the name `claude`, in a directory of
+/// its own that a minimal PATH does not include.
+fn scheduled_repo() -> (Sandbox, PathBuf) {
+    let s = Sandbox::git_repo();
+    let bin = s.file("tools/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(FAKE, bin.join("claude")).unwrap();
+    s.write("roadmap.md", ONE_TASK);
+    s.write(".gitignore", ".oxi/\ntools/\nhome/\n");
+    s.write(
+        "oxi.toml",
+        r#"[project]
+roadmap = "roadmap.md"
+base_branch = "main"
+
+[workers.claude]
+kind = "claude"
+command = ["claude"]
+model = "claude-sonnet-4-5"
+
+[routing]
+executor = ["claude"]
+reviewer = ["claude"]
+"#,
+    );
+    git(s.path(), &["add", "-A"]);
+    git(s.path(), &["commit", "-q", "-m", "setup"]);
+    let home = s.file("home");
+    std::fs::create_dir_all(&home).unwrap();
+    (s, home)
+}
+
+fn print_schedule(s: &Sandbox, home: &Path, kind: &str) -> String {
+    let path = format!(
+        "{}:{}",
+        s.file("tools/bin").display(),
+        std::env::var("PATH").unwrap()
+    );
+    let home = home.display().to_string();
+    s.oxi_env(
+        &["init", "--schedule", kind],
+        &[("HOME", &home), ("PATH", &path)],
+    )
+    .ok()
+    .to_owned()
+}
+
+/// The command part of the crontab line (after the five schedule fields).
+fn cron_command(printed: &str) -> String {
+    let line = printed
+        .lines()
+        .find(|l| l.starts_with("*/15 "))
+        .unwrap_or_else(|| panic!("no crontab line in:\n{printed}"));
+    // cron turns `\%` into `%` before it hands the line to sh.
+    line.splitn(6, ' ').nth(5).unwrap().replace("\\%", "%")
+}
+
+/// Runs `command` as cron does: `sh -c` with an almost empty environment.
+fn as_cron(command: &str, home: &Path) -> std::process::Output {
+    Command::new("env")
+        .arg("-i")
+        .arg(format!("HOME={}", home.display()))
+        .arg("LOGNAME=tester")
+        .arg("SHELL=/bin/sh")
+        .arg("PATH=/usr/bin:/bin")
+        .args(["sh", "-c", command])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_cron_line_runs_a_tick_as_printed_in_an_empty_environment() {
+    let (s, home) = scheduled_repo();
+    let printed = print_schedule(&s, &home, "cron");
+    let env_file = home.join(".config/oxi/env");
+    let meta = std::fs::metadata(&env_file)
+        .unwrap_or_else(|e| panic!("{} not created: {e}\n{printed}", env_file.display()));
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&env_file).unwrap();
+    assert!(
+        text.lines()
+            .all(|l| l.trim().is_empty() || l.starts_with('#')),
+        "{text}"
+    );
+    assert!(
+        printed.contains(&env_file.display().to_string()),
+        "{printed}"
+    );
+
+    let out = as_cron(&cron_command(&printed), &home);
+    let log = std::fs::read_to_string(s.file(".oxi/tick.log")).unwrap_or_default();
+    assert!(out.status.success(), "{out:?}\ntick.log:\n{log}");
+    // The worker was found on the PATH the line sets, and did the work.
+    let ledger = oxi::ledger::Ledger::open_existing(&s.file(".oxi/ledger.db")).unwrap();
+    let runs = ledger.read().runs_for_task("T0-1").unwrap();
+    let executor = runs.iter().find(|r| r.role == "executor");
+    assert_eq!(
+        executor.and_then(|r| r.classification.as_deref()),
+        Some("success"),
+        "tick.log:\n{log}"
+    );
+}
+
+#[test]
+fn the_cron_line_says_so_when_the_env_file_is_missing() {
+    let (s, home) = scheduled_repo();
+    let printed = print_schedule(&s, &home, "cron");
+    let env_file = home.join(".config/oxi/env");
+    let _ = std::fs::remove_file(&env_file);
+    let out = as_cron(&cron_command(&printed), &home);
+    assert!(!out.status.success(), "{out:?}");
+    let log = std::fs::read_to_string(s.file(".oxi/tick.log")).unwrap_or_default();
+    assert!(
+        log.contains(&env_file.display().to_string()) && log.contains("oxi init --schedule"),
+        "tick.log must name the missing file and the fix:\n{log}\n{out:?}"
+    );
+}
+
+#[test]
+fn the_launchd_plist_is_valid_xml_with_a_path_that_finds_the_workers() {
+    let (s, home) = scheduled_repo();
+    let printed = print_schedule(&s, &home, "launchd");
+    let xml = printed
+        .split_once("<?xml")
+        .map(|(_, rest)| format!("<?xml{rest}"))
+        .unwrap_or_else(|| panic!("no plist in:\n{printed}"));
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..roxmltree::ParsingOptions::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(&xml, options)
+        .unwrap_or_else(|e| panic!("the plist is not XML ({e}):\n{xml}"));
+    assert_eq!(doc.root_element().tag_name().name(), "plist");
+    let path_key = doc
+        .descendants()
+        .find(|n| n.has_tag_name("key") && n.text() == Some("PATH"))
+        .expect("a PATH key");
+    let value = path_key
+        .next_sibling_element()
+        .and_then(|n| n.text())
+        .unwrap_or_default()
+        .to_owned();
+    let dirs: Vec<&str> = value.split(':').collect();
+    for dir in ["/opt/homebrew/bin", "/usr/local/bin", "/usr/bin", "/bin"] {
+        assert!(dirs.contains(&dir), "{dir} missing from {value}");
+    }
+    let tools = s.file("tools/bin").canonicalize().unwrap();
+    assert!(
+        dirs.iter()
+            .any(|d| Path::new(d).canonicalize().ok().as_deref() == Some(&*tools)),
+        "the worker's directory {} is missing from {value}",
+        tools.display()
     );
 }
