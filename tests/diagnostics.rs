@@ -494,6 +494,18 @@ fn a_cause_is_printed_once() {
     assert!(stderr.contains("missing.md"), "{stderr}");
 }
 
+/// An I/O error names the path it is about (it said only "No such file or directory").
+#[test]
+fn a_demo_directory_that_cannot_be_made_is_named() {
+    let s = Sandbox::empty();
+    let stderr = s
+        .oxi(&["demo", "--dir", "/proc/oxi-demo-here"])
+        .fails_with(1)
+        .to_owned();
+    assert!(stderr.contains("/proc/oxi-demo-here"), "{stderr}");
+    assert_eq!(stderr.matches("(os error").count(), 1, "{stderr}");
+}
+
 #[test]
 fn operator_actions_name_a_user_without_user_or_logname() {
     let s = bare_repo_with(ONE_TASK);
