@@ -418,6 +418,47 @@ mod tests {
             Classification::AuthFailed
         );
         assert!(!Classification::AuthFailed.is_retryable());
+        // The whole recorded outputs (fixtures/captures/README.md).
+        for (capture, kind) in [
+            (
+                include_str!("../../fixtures/captures/claude-not-logged-in.jsonl"),
+                WorkerKind::Claude,
+            ),
+            (
+                include_str!("../../fixtures/captures/claude-401.jsonl"),
+                WorkerKind::Claude,
+            ),
+            (
+                include_str!("../../fixtures/captures/claude-403.jsonl"),
+                WorkerKind::Claude,
+            ),
+            (
+                include_str!("../../fixtures/captures/codex-401.jsonl"),
+                WorkerKind::Codex,
+            ),
+            (
+                include_str!("../../fixtures/captures/codex-403.jsonl"),
+                WorkerKind::Codex,
+            ),
+        ] {
+            let mut acc = Accumulator::default();
+            for line in capture.lines() {
+                if let Normalized::Events(events) = adapter(kind).normalize(line.as_bytes()) {
+                    events.iter().for_each(|e| acc.observe(e));
+                }
+            }
+            let ending = Ending {
+                exit_code: Some(1),
+                signal: None,
+                stop: None,
+            };
+            assert_eq!(
+                classify(&acc, &ending),
+                Classification::AuthFailed,
+                "{capture}"
+            );
+            assert!(auth_failure(&acc).is_some_and(|m| !m.is_empty()));
+        }
         // A 500 stays transient.
         let five = r#"{"type":"result","subtype":"success","is_error":true,"terminal_reason":"api_error","api_error_status":500,"result":"API Error: 500"}"#;
         assert_eq!(
