@@ -10,6 +10,8 @@ use serde::Serialize;
 use crate::config::{LoadedConfig, RunMode};
 use crate::runner::contract::{self, Verdict};
 
+mod login;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
@@ -25,6 +27,10 @@ pub struct Check {
     pub detail: String,
     /// What to do, when not ok.
     pub fix: Option<String>,
+    /// A failure here makes `oxi tick` and `oxi saturate` refuse (or fail) before they
+    /// dispatch; the final `dispatch` check names every such failure.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub blocks_dispatch: bool,
 }
 
 fn check(name: &str, status: Status, detail: impl Into<String>, fix: Option<String>) -> Check {
@@ -33,8 +39,13 @@ fn check(name: &str, status: Status, detail: impl Into<String>, fix: Option<Stri
         status,
         detail: detail.into(),
         fix,
+        blocks_dispatch: false,
     }
 }
+
+/// Checks whose failure stops a tick before it dispatches: it cannot open the ledger
+/// (exit 4), read the roadmap (exit 5) or, in release mode, use GitHub (blocked).
+const BLOCKING_CHECKS: &[&str] = &["ledger", "roadmap", "github", "github token"];
 
 /// Free bytes on the filesystem holding `path`.
 fn free_bytes(path: &Path) -> Option<u64> {
@@ -216,14 +227,25 @@ async fn worker_checks(
             detail,
             (!report.problems.is_empty()).then(|| report.problems.join("; ")),
         ));
-        if !env.missing.is_empty() {
+        // A credential the CLI can also take from its own login is judged by the login
+        // check; CODEX_HOME is optional (codex falls back to ~/.codex).
+        let missing: Vec<&String> = env
+            .missing
+            .iter()
+            .filter(|v| !login::replaceable_var(worker.kind, v))
+            .collect();
+        if !missing.is_empty() {
+            let names = missing
+                .iter()
+                .map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
             out.push(check(
                 &format!("worker {name} environment"),
                 if used { Status::Fail } else { Status::Warn },
-                format!("not set: {}", env.missing.join(", ")),
+                format!("not set: {names}"),
                 Some(format!(
-                    "export {} before oxi runs (cron and systemd start with an empty environment; use an EnvironmentFile)",
-                    env.missing.join(", ")
+                    "export {names} before oxi runs (cron and systemd start with an empty environment; use an EnvironmentFile)"
                 )),
             ));
         }
@@ -464,19 +486,47 @@ fn template_checks(out: &mut Vec<Check>) {
     });
 }
 
-/// Every check, in order. The last one repeats, word for word, what `oxi tick` and
-/// `oxi saturate` would refuse to dispatch on.
-pub async fn run(config: &LoadedConfig, parent_env: &[(String, String)]) -> Vec<Check> {
+/// Every check, in order. The last one, `dispatch`, says "dispatch blocked" exactly when a
+/// check above failed in a way that stops `oxi tick` and `oxi saturate` (the same words they
+/// print), and names those failures. Blocks on workers whose checks now pass are cleared
+/// (recorded as `worker_unblocked` by `actor`).
+pub async fn run(
+    config: &LoadedConfig,
+    parent_env: &[(String, String)],
+    actor: &str,
+) -> Vec<Check> {
     let mut out = vec![check("config", Status::Ok, config.display_path(), None)];
     let blocking = crate::tick::blocking_problems(config, parent_env);
     ledger_checks(config, &mut out);
+    roadmap_check(config, &mut out);
     git_checks(config, &mut out);
     worker_checks(config, parent_env, &mut out).await;
     price_checks(config, &mut out);
+    login::checks(config, parent_env, &mut out).await;
+    reviewer_chain_check(config, parent_env, &mut out);
+    worker_block_checks(config, actor, &mut out);
     github_checks(config, parent_env, &mut out).await;
     command_checks(config, parent_env, &mut out);
     template_checks(&mut out);
-    out.push(if blocking.is_empty() {
+    for c in &mut out {
+        if BLOCKING_CHECKS.contains(&c.name.as_str()) {
+            c.blocks_dispatch = true;
+        }
+    }
+    out.push(dispatch_check(&out, blocking));
+    out
+}
+
+/// The verdict on dispatch: blocked by what the tick itself checks ([`crate::tick::blocking_problems`])
+/// or by a failed check that stops a tick; otherwise open, whatever else failed.
+fn dispatch_check(checks: &[Check], mut blocking: Vec<String>) -> Check {
+    blocking.extend(
+        checks
+            .iter()
+            .filter(|c| c.status == Status::Fail && c.blocks_dispatch)
+            .map(|c| format!("{}: {}", c.name, c.detail)),
+    );
+    if blocking.is_empty() {
         check(
             "dispatch",
             Status::Ok,
@@ -487,9 +537,144 @@ pub async fn run(config: &LoadedConfig, parent_env: &[(String, String)]) -> Vec<
         check(
             "dispatch",
             Status::Fail,
-            blocking.join("; "),
+            format!("dispatch blocked: {}", blocking.join("; ")),
             Some("oxi tick and oxi saturate refuse to dispatch until this is fixed".into()),
         )
+    }
+}
+
+/// The roadmap parses (as the tick's ingest reads it); an error names file:line.
+fn roadmap_check(config: &LoadedConfig, out: &mut Vec<Check>) {
+    let path = config.roadmap_path();
+    let parsed = crate::roadmap::ingest::RoadmapFile::read(&path, &config.repo_root)
+        .and_then(|file| file.parse(config.config.project.default_priority_tier));
+    out.push(match parsed {
+        Ok(roadmap) => check(
+            "roadmap",
+            Status::Ok,
+            format!("{}: {} items", path.display(), roadmap.items.len()),
+            None,
+        ),
+        Err(e) => check(
+            "roadmap",
+            Status::Fail,
+            e.to_string(),
+            Some(
+                "fix the line named (docs/roadmap-formats.md); `oxi ingest` shows the same error"
+                    .into(),
+            ),
+        ),
     });
-    out
+}
+
+/// At least one worker of `routing.reviewer` can start; otherwise verified work waits for a
+/// person (held: review). That does not stop a tick.
+fn reviewer_chain_check(
+    config: &LoadedConfig,
+    parent_env: &[(String, String)],
+    out: &mut Vec<Check>,
+) {
+    let chain = &config.config.routing.reviewer.0;
+    if chain.is_empty() {
+        return;
+    }
+    let path_var = parent_env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str());
+    let failing: Vec<&str> = out
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .filter_map(|c| c.name.strip_prefix("worker "))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    let usable = chain.iter().find(|name| {
+        !failing.contains(&name.as_str())
+            && config.config.workers.get(*name).is_some_and(|w| {
+                w.command.first().is_some_and(|program| {
+                    contract::resolve_binary(program, path_var, &config.repo_root).is_some()
+                })
+            })
+    });
+    out.push(match usable {
+        Some(name) => check(
+            "reviewer chain",
+            Status::Ok,
+            format!("{name} reviews ({})", chain.join(" → ")),
+            None,
+        ),
+        None => check(
+            "reviewer chain",
+            Status::Fail,
+            format!("no reviewer can run: {} (see the worker checks above)", chain.join(", ")),
+            Some(format!(
+                "fix those workers or routing.reviewer in {}; until then verified work is held for review (`oxi approve TASK`)",
+                config.display_path()
+            )),
+        ),
+    });
+}
+
+/// Workers blocked after a failed login: cleared when the worker's checks above pass, a
+/// failure otherwise (one that stops dispatch when every executor is blocked).
+fn worker_block_checks(config: &LoadedConfig, actor: &str, out: &mut Vec<Check>) {
+    let path = config.ledger_path();
+    if !path.exists() {
+        return;
+    }
+    let Ok(mut ledger) = crate::ledger::Ledger::open_existing(&path) else {
+        return; // the ledger check reports it
+    };
+    let Ok(blocks) = ledger.read().worker_blocks() else {
+        return;
+    };
+    let failing = |worker: &str| {
+        out.iter().any(|c| {
+            c.status == Status::Fail
+                && (c.name == format!("worker {worker}")
+                    || c.name.starts_with(&format!("worker {worker} ")))
+        })
+    };
+    let mut results = Vec::new();
+    let mut still_blocked = Vec::new();
+    for block in blocks {
+        let name = format!("worker {} block", block.worker);
+        if failing(&block.worker) {
+            still_blocked.push(block.worker.clone());
+            results.push(check(
+                &name,
+                Status::Fail,
+                block.reason(),
+                Some(format!(
+                    "fix what the worker {} checks above say, then run `oxi doctor` again",
+                    block.worker
+                )),
+            ));
+            continue;
+        }
+        let why = format!("oxi doctor: worker {}'s checks pass", block.worker);
+        let now = crate::clock::now_ms();
+        results.push(
+            match ledger.write(|q| q.unblock_worker(&block.worker, actor, &why, now)) {
+                Ok(_) => check(
+                    &name,
+                    Status::Ok,
+                    format!("cleared (was: {} “{}”)", block.class, block.message),
+                    None,
+                ),
+                Err(e) => check(
+                    &name,
+                    Status::Fail,
+                    format!("could not clear the block: {e}"),
+                    None,
+                ),
+            },
+        );
+    }
+    let chain = &config.config.routing.executor.0;
+    let all_blocked = !chain.is_empty() && chain.iter().all(|w| still_blocked.contains(w));
+    for mut c in results {
+        c.blocks_dispatch = all_blocked && c.status == Status::Fail;
+        out.push(c);
+    }
 }

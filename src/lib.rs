@@ -39,7 +39,8 @@ pub mod exit {
     pub const OK: i32 = 0;
     /// A failure not covered below.
     pub const FAILURE: i32 = 1;
-    /// Bad command line (clap).
+    /// Bad command line: clap's, an unknown `--worker`, a missing `--cwd`, an argument that
+    /// names no task or run, an unreadable flag value.
     pub const USAGE: i32 = 2;
     /// oxi.toml missing or invalid, or a bad `OXI_RUN_MODE`.
     pub const CONFIG: i32 = 3;
@@ -63,36 +64,91 @@ pub mod exit {
 #[error("exit status {0}")]
 pub struct ExitWith(pub i32);
 
-/// Maps an error to its exit code by its type.
+/// An argument that names nothing (no such task or run) or a flag value that cannot be read:
+/// a bad command line, exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Maps an error to its exit code by its type (docs/cli.md, "Exit codes").
 pub fn exit_code(error: &anyhow::Error) -> i32 {
-    for cause in error.chain() {
-        if let Some(ExitWith(code)) = cause.downcast_ref::<ExitWith>() {
-            return *code;
-        }
-        if let Some(runner::RunnerError::UnknownWorker { .. } | runner::RunnerError::BadCwd(_)) =
-            cause.downcast_ref::<runner::RunnerError>()
-        {
-            return exit::USAGE;
-        }
-        if cause.is::<budget::Refusal>()
-            || matches!(
-                cause.downcast_ref::<runner::RunnerError>(),
-                Some(runner::RunnerError::Budget(_))
-            )
-        {
-            return exit::BUDGET;
-        }
-        if cause.is::<config::ConfigError>() {
-            return exit::CONFIG;
-        }
-        if cause.is::<ledger::LedgerError>() {
-            return exit::LEDGER;
-        }
-        if cause.is::<roadmap::RoadmapError>() {
-            return exit::ROADMAP;
-        }
+    error.chain().find_map(code_for).unwrap_or(exit::FAILURE)
+}
+
+/// The exit code one error in a chain stands for, if any. Wrappers declared
+/// `#[error(transparent)]` hide the error they wrap from `source()`, so they are opened here.
+fn code_for(cause: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    use ledger::LedgerError;
+    use runner::RunnerError;
+    if let Some(ExitWith(code)) = cause.downcast_ref::<ExitWith>() {
+        return Some(*code);
     }
-    exit::FAILURE
+    if let Some(e) = cause.downcast_ref::<saturate::SaturateError>() {
+        return match e {
+            saturate::SaturateError::Tick(t) => code_for(t),
+            saturate::SaturateError::Ledger(l) => code_for(l),
+            _ => None,
+        };
+    }
+    if let Some(e) = cause.downcast_ref::<tick::TickError>() {
+        return match e {
+            tick::TickError::Ledger(l) => code_for(l),
+            tick::TickError::Runner(r) => code_for(r),
+            tick::TickError::Roadmap(_) => Some(exit::ROADMAP),
+            tick::TickError::Prompt(_) => None,
+        };
+    }
+    if let Some(e) = cause.downcast_ref::<RunnerError>() {
+        return match e {
+            RunnerError::UnknownWorker { .. } | RunnerError::BadCwd(_) => Some(exit::USAGE),
+            RunnerError::Budget(_) => Some(exit::BUDGET),
+            RunnerError::Ledger(l) => code_for(l),
+            _ => None,
+        };
+    }
+    if let Some(e) = cause.downcast_ref::<report::ReportError>() {
+        return match e {
+            report::ReportError::Since(_) => Some(exit::USAGE),
+            report::ReportError::Ledger(l) => code_for(l),
+        };
+    }
+    if let Some(e) = cause.downcast_ref::<LedgerError>() {
+        return Some(match e {
+            LedgerError::NoSuchTask(_) => exit::USAGE,
+            _ => exit::LEDGER,
+        });
+    }
+    if cause.is::<UsageError>() {
+        return Some(exit::USAGE);
+    }
+    if cause.is::<budget::Refusal>() {
+        return Some(exit::BUDGET);
+    }
+    if cause.is::<config::ConfigError>() {
+        return Some(exit::CONFIG);
+    }
+    if cause.is::<roadmap::RoadmapError>() {
+        return Some(exit::ROADMAP);
+    }
+    None
+}
+
+/// An error and its causes on one line, as `error: …` prints them: each cause after a `: `,
+/// except a cause whose text the message already holds (thiserror variants often say
+/// `"…: {source}"` and also mark it `#[source]`), which would otherwise appear twice.
+pub fn error_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Sets up stderr logging from `-v`/`-q` and `OXI_LOG`.
@@ -120,4 +176,33 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
     init_logging(&cli.global);
     let ctx = commands::Context::new(cli.global)?;
     commands::dispatch(&ctx, &cli.command)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_the_message_already_holds_is_not_repeated() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let error = anyhow::Error::new(roadmap::RoadmapError::Read {
+            path: "r.md".into(),
+            source: io,
+        });
+        let line = error_line(&error);
+        assert_eq!(line.matches("not found").count(), 1, "{line}");
+        let wrapped = anyhow::Error::new(std::io::Error::other("inner")).context("outer");
+        assert_eq!(error_line(&wrapped), "outer: inner");
+    }
+
+    #[test]
+    fn transparent_wrappers_keep_their_exit_code() {
+        let error = anyhow::Error::new(tick::TickError::Roadmap(roadmap::RoadmapError::NulByte {
+            path: "r.md".into(),
+            line: 1,
+        }));
+        assert_eq!(exit_code(&error), exit::ROADMAP);
+        let error = anyhow::Error::new(ledger::LedgerError::NoSuchTask("T9".into()));
+        assert_eq!(exit_code(&error), exit::USAGE);
+    }
 }

@@ -20,7 +20,7 @@ fn main() {
                 .fg_color(Some(anstyle::AnsiColor::Red.into()));
             let _ = std::io::Write::write_fmt(
                 &mut stderr,
-                format_args!("{style}error:{style:#} {error:#}\n"),
+                format_args!("{style}error:{style:#} {}\n", oxi::error_line(&error)),
             );
             code
         }

@@ -412,7 +412,8 @@ pub fn run(
                     break "until_empty".to_owned();
                 }
                 if eligible {
-                    let problems = tick::blocking_problems(&config, &parent_env);
+                    let mut problems = tick::blocking_problems(&config, &parent_env);
+                    problems.extend(tick::blocked_executors(&config, &ledger)?);
                     if !problems.is_empty() {
                         if slots.is_empty() {
                             return Err(SaturateError::Blocked(problems.join("; ")));

@@ -12,6 +12,7 @@ mod chaos;
 mod cli_basics;
 mod config_errors;
 mod dies_with_oxi;
+mod diagnostics;
 mod doctor;
 mod fast_loop;
 mod first_hour;

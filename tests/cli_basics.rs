@@ -192,7 +192,10 @@ fn completions_man_and_schedule_files_are_generated() {
     assert!(man.ok().contains(".TH oxi 1"));
     let root = s.path().canonicalize().unwrap().display().to_string();
     for (kind, needles) in [
-        ("cron", vec!["*/15 * * * *", " tick >> "]),
+        (
+            "cron",
+            vec!["*/15 * * * *", " tick; } >> .oxi/tick.log 2>&1"],
+        ),
         (
             "systemd",
             vec![
@@ -209,7 +212,9 @@ fn completions_man_and_schedule_files_are_generated() {
             ],
         ),
     ] {
-        let out = s.oxi(&["init", "--schedule", kind]);
+        // Its own HOME: `--schedule cron|systemd` creates ~/.config/oxi/env when missing.
+        let home = s.path().join("home").display().to_string();
+        let out = s.oxi_env(&["init", "--schedule", kind], &[("HOME", &home)]);
         let text = out.ok();
         for needle in needles {
             assert!(text.contains(needle), "{kind} lacks {needle:?}:\n{text}");

@@ -323,7 +323,7 @@ fn the_cli_writes_each_format_and_refuses_a_bad_window() {
     );
     let err = s
         .oxi(&["report", "--since", "last tuesday"])
-        .fails_with(1)
+        .fails_with(2)
         .to_owned();
     assert!(
         err.contains("--since") && err.contains("24h, 7d, 30d or all"),

@@ -34,6 +34,8 @@
 //! - `OXI_FAKE_SLEEP_MS`: how long sleeping scenarios sleep (default 600000).
 //! - `OXI_FAKE_VERSION`: what `--version` prints (default `2.1.328 (Claude Code)`).
 //! - `OXI_FAKE_COST_USD`: the `total_cost_usd` Claude's result reports (default 0.01268).
+//! - `OXI_FAKE_AUTH_STATUS`: how `auth status --json` answers: `logged-in` (default),
+//!   `logged-out`, `none` (no such subcommand).
 
 use std::io::{BufWriter, Write};
 use std::time::Duration;
@@ -236,6 +238,24 @@ fn spawn_grandchild(escape: bool) {
     let _ = command.spawn();
 }
 
+/// `auth status --json` as claude answers it (what `oxi doctor` asks), per
+/// `OXI_FAKE_AUTH_STATUS`: `logged-in` (default: the fake needs no login), `logged-out`, or
+/// `none` (no such subcommand, as an older CLI would say).
+fn auth_status() -> ! {
+    let mode = std::env::var("OXI_FAKE_AUTH_STATUS").unwrap_or_else(|_| "logged-in".to_owned());
+    if mode == "none" {
+        let _ = writeln!(std::io::stderr(), "error: unknown command 'auth'");
+        std::process::exit(1);
+    }
+    let logged_in = mode != "logged-out";
+    let answer = json!({
+        "loggedIn": logged_in,
+        "authMethod": if logged_in { "oxi-fake-worker" } else { "none" },
+    });
+    let _ = writeln!(std::io::stdout(), "{answer:#}");
+    std::process::exit(if logged_in { 0 } else { 1 });
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() == 2 && args[1] == "--version" {
@@ -254,6 +274,9 @@ fn main() {
                 nix::sys::signal::SigHandler::SigIgn,
             );
         }
+    }
+    if args.get(1).is_some_and(|a| a == "auth") {
+        auth_status();
     }
     let flavor = if args.iter().any(|a| a == "exec") {
         Flavor::Codex

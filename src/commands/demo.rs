@@ -102,8 +102,11 @@ pub fn run(_ctx: &Context, args: &DemoArgs) -> Result<()> {
     let temp;
     let root = match &args.dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir)?;
-            if std::fs::read_dir(dir)?.next().is_some() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let mut entries =
+                std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+            if entries.next().is_some() {
                 bail!(
                     "{} is not empty; give oxi demo an empty or new directory",
                     dir.display()

@@ -14,15 +14,27 @@ pub fn run(ctx: &Context) -> Result<()> {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(doctor::run(&config, &parent_env()))
+            runtime.block_on(doctor::run(&config, &parent_env(), &ctx.operator()))
         }
-        // A broken config is itself the finding.
-        Err(e) => vec![Check {
-            name: "config".into(),
-            status: Status::Fail,
-            detail: e.to_string(),
-            fix: Some("fix the line named; oxi.toml.example documents every key".into()),
-        }],
+        // A broken config is itself the finding, and every tick stops on it (exit 3).
+        Err(e) => vec![
+            Check {
+                name: "config".into(),
+                status: Status::Fail,
+                detail: e.to_string(),
+                fix: Some("fix the line named; oxi.toml.example documents every key".into()),
+                blocks_dispatch: true,
+            },
+            Check {
+                name: "dispatch".into(),
+                status: Status::Fail,
+                detail: format!("dispatch blocked: config: {e}"),
+                fix: Some(
+                    "oxi tick and oxi saturate refuse to dispatch until this is fixed".into(),
+                ),
+                blocks_dispatch: false,
+            },
+        ],
     };
     let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
     let warned = checks.iter().filter(|c| c.status == Status::Warn).count();

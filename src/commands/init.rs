@@ -29,8 +29,101 @@ pub fn render_config(
     Ok(format!("{}\n", text.trim_end()))
 }
 
-/// The scheduling files for `oxi init --schedule`, rendered for this repository.
-pub fn schedule(kind: crate::cli::ScheduleKind, repo: &std::path::Path) -> Result<String> {
+/// Where a scheduler should look for programs: the directory of each configured worker's CLI
+/// and of `git` as found now (cron, launchd and systemd start with a bare PATH that has none
+/// of them), then the usual directories, Homebrew's included.
+fn schedule_path(config: Option<&config::LoadedConfig>, repo: &std::path::Path) -> String {
+    let path_var = std::env::var("PATH").ok();
+    let mut programs: Vec<String> = config
+        .map(|c| {
+            c.config
+                .workers
+                .values()
+                .filter_map(|w| w.command.first().cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    programs.push("git".to_owned());
+    let mut dirs: Vec<String> = Vec::new();
+    let found = programs.iter().filter_map(|program| {
+        crate::runner::contract::resolve_binary(program, path_var.as_deref(), repo)
+            .and_then(|bin| bin.parent().map(|d| d.display().to_string()))
+    });
+    let usual = ["/opt/homebrew/bin", "/usr/local/bin", "/usr/bin", "/bin"]
+        .into_iter()
+        .map(str::to_owned);
+    for dir in found.chain(usual) {
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    dirs.join(":")
+}
+
+/// Creates the scheduler's environment file when it is missing: comments only, mode 0600,
+/// naming the variables the workers list, so the printed recipes run as they are.
+fn ensure_env_file(path: &std::path::Path, config: Option<&config::LoadedConfig>) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut names: Vec<String> = config
+        .map(|c| {
+            c.config
+                .workers
+                .values()
+                .flat_map(|w| w.env.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names.dedup();
+    let mut text = String::from(
+        "# Environment for `oxi tick` / `oxi saturate` run by cron, systemd or launchd.\n\
+         # KEY=value lines (no `export`); keep this file mode 0600. The variables your\n\
+         # workers list in oxi.toml `env`:\n",
+    );
+    for name in &names {
+        text.push_str(&format!("# {name}=\n"));
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tracing::info!(
+        "created {} (mode 0600, comments only): put the workers' KEY=value lines there",
+        path.display()
+    );
+    Ok(())
+}
+
+/// `text` with XML's special characters escaped, for values inside the plist.
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The scheduling files for `oxi init --schedule`, rendered for this repository; creates the
+/// environment file they read when it is missing.
+pub fn schedule(
+    kind: crate::cli::ScheduleKind,
+    repo: &std::path::Path,
+    config: Option<&config::LoadedConfig>,
+) -> Result<String> {
     use crate::cli::ScheduleKind;
     let files: &[(&str, &str)] = match kind {
         ScheduleKind::Cron => &[(
@@ -60,14 +153,30 @@ pub fn schedule(kind: crate::cli::ScheduleKind, repo: &std::path::Path) -> Resul
     let oxi = std::env::current_exe()?.display().to_string();
     let home = std::env::var("HOME").unwrap_or_else(|_| "~".to_owned());
     let env_file = format!("{home}/.config/oxi/env");
+    if matches!(kind, ScheduleKind::Cron | ScheduleKind::Systemd) {
+        ensure_env_file(std::path::Path::new(&env_file), config)?;
+    }
+    let path = schedule_path(config, repo);
+    let repo_text = repo.display().to_string();
+    // A crontab reads `%` as a newline unless it is escaped.
+    let sh = |text: &str| crate::prompt::shell_words(&[text.to_owned()]).replace('%', "\\%");
+    let xml = xml_escape;
     let mut out = String::new();
     for (name, source) in files {
         let mut env = minijinja::Environment::new();
         env.add_template(name, source)?;
         let text = env.get_template(name)?.render(minijinja::context! {
-            repo => repo.display().to_string(),
+            repo => repo_text.clone(),
             oxi => oxi.clone(),
             env_file => env_file.clone(),
+            path => path.clone(),
+            repo_sh => sh(&repo_text),
+            oxi_sh => sh(&oxi),
+            env_file_sh => sh(&env_file),
+            path_sh => sh(&path),
+            repo_xml => xml(&repo_text),
+            oxi_xml => xml(&oxi),
+            path_xml => xml(&path),
         })?;
         out.push_str(&format!("# ---- {name}\n{}\n", text.trim_end()));
     }
@@ -78,7 +187,9 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<()> {
     let dir = &ctx.cwd;
     if let Some(kind) = args.schedule {
         let root = git::toplevel(dir).map_or_else(|| dir.clone(), std::path::PathBuf::from);
-        write_stdout(&schedule(kind, &root)?)?;
+        // The workers' directories go on the recipes' PATH; without a config, the usual ones.
+        let config = ctx.config().ok();
+        write_stdout(&schedule(kind, &root, config.as_ref())?)?;
         return Ok(());
     }
     let config_path = dir.join(CONFIG_FILE_NAME);

@@ -53,12 +53,26 @@ impl Context {
         Ledger::open(&config.ledger_path())
     }
 
-    /// Who is at the keyboard, for events that record an operator action.
+    /// Who is at the keyboard, for events that record an operator action: `USER`, else
+    /// `LOGNAME`, else the uid's name in the password database (cron and `env -i` set
+    /// neither), else `uid:N`.
     pub fn operator(&self) -> String {
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "unknown".to_owned());
-        format!("operator:{user}")
+        format!("operator:{}", user_name())
+    }
+}
+
+fn user_name() -> String {
+    let from_env = ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|v| !v.trim().is_empty());
+    if let Some(name) = from_env {
+        return name;
+    }
+    let uid = nix::unistd::getuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) => user.name,
+        _ => format!("uid:{uid}"),
     }
 }
 

@@ -31,6 +31,15 @@ pub fn run(ctx: &Context, args: &PlanArgs) -> Result<()> {
     let tasks = ledger.read().tasks()?;
     let mut planned: Vec<PlannedTask> =
         plan_with(&tasks, crate::clock::now_ms(), config.stacks_on_delivered());
+    // Every executor blocked (a CLI that could not authenticate): nothing is eligible, and
+    // the block is why.
+    let blocked = crate::tick::blocked_executors(&config, &ledger)?;
+    if !blocked.is_empty() {
+        let reason = blocked.join("; ");
+        for task in planned.iter_mut().filter(|t| t.is_eligible()) {
+            task.held_reason = Some(reason.clone());
+        }
+    }
     if args.eligible {
         planned.retain(PlannedTask::is_eligible);
     }

@@ -182,7 +182,10 @@ fn resolve_run(ledger: &Ledger, target: &str, follow: bool) -> Result<RunRow> {
             std::thread::sleep(Duration::from_millis(250));
         }
     }
-    bail!("no run or task {target:?}; `oxi tasks` lists the tasks, `oxi show TASK` a task's runs")
+    Err(crate::UsageError(format!(
+        "no run or task {target:?}; `oxi tasks` lists the tasks, `oxi show TASK` a task's runs"
+    ))
+    .into())
 }
 
 /// Prints what `path` holds past `offset` and returns the offset after what was printed.

@@ -8,6 +8,7 @@
 //! power loss; a task ledger must never roll back a committed claim (the worker would run twice
 //! and the money be spent twice), so every commit is synced.
 
+mod blocks;
 mod migrate;
 mod queries;
 mod report;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+pub use blocks::WorkerBlock;
 pub use migrate::{MIGRATIONS, Migration};
 pub use queries::*;
 pub use report::*;

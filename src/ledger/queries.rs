@@ -123,6 +123,10 @@ pub enum EventKind {
     DailyBudgetReached,
     /// A GitHub step failed; the task waits where it was.
     GithubError,
+    /// A worker gets no new runs until `oxi doctor` passes it (its CLI could not authenticate).
+    WorkerBlocked,
+    /// `oxi doctor` cleared a worker's block.
+    WorkerUnblocked,
 }
 
 impl EventKind {
@@ -157,6 +161,8 @@ impl EventKind {
             EventKind::FollowUp => "follow_up",
             EventKind::DailyBudgetReached => "daily_budget_reached",
             EventKind::GithubError => "github_error",
+            EventKind::WorkerBlocked => "worker_blocked",
+            EventKind::WorkerUnblocked => "worker_unblocked",
         }
     }
 }

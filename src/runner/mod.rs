@@ -566,6 +566,22 @@ impl PreparedRun<'_> {
         }
         recorder.flush();
 
+        let auth_block = (report.classification == Classification::AuthFailed).then(|| {
+            crate::ledger::WorkerBlock {
+                worker: report.worker.clone(),
+                class: report.classification.as_str().to_owned(),
+                message: worker::auth_failure(&recorder.acc)
+                    .map(|m| {
+                        self.redactor
+                            .redact(&worker::event::clip(&m, 500))
+                            .into_owned()
+                    })
+                    .unwrap_or_default(),
+                run_id: Some(report.run_id.clone()),
+                task_id: self.request.task_id.map(str::to_owned),
+                at_ms: ended_ms,
+            }
+        });
         let meta = self.meta(&report, &recorder, finished.as_ref(), started_ms, ended_ms);
         let ledger_errors = recorder.ledger_errors.clone();
         let Recorder { ledger, .. } = recorder;
@@ -597,7 +613,13 @@ impl PreparedRun<'_> {
                         "ledger_errors": ledger_errors,
                     }),
                 },
-            )
+            )?;
+            // A CLI that cannot authenticate fails every run alike: no more runs on it until a
+            // person fixes the login and `oxi doctor` passes it.
+            if let Some(block) = &auth_block {
+                q.block_worker(block)?;
+            }
+            Ok(())
         })?;
         let mut meta_text = serde_json::to_vec_pretty(&meta).unwrap_or_default();
         meta_text.push(b'\n');
@@ -677,6 +699,10 @@ impl PreparedRun<'_> {
             Classification::Transient => {
                 format!("a transient failure (5xx, network or SIGINT){first_error}{stderr_tail}")
             }
+            Classification::AuthFailed => format!(
+                "{name} could not authenticate: “{}”; log it in (or fix its API key), then run `oxi doctor`, which clears the block on {name}",
+                worker::auth_failure(&recorder.acc).unwrap_or_default()
+            ),
             Classification::ParseFailure => format!(
                 "{name} exited 0 without a result line ({} lines did not parse){stderr_tail}",
                 recorder.acc.parse_failures

@@ -585,6 +585,21 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
             )?;
             return Ok(());
         }
+        if report.classification == Classification::AuthFailed {
+            // The worker's login, not the task, failed: the runner blocked the worker, and the
+            // task waits in the queue for a worker that can run it.
+            job.result.detail = Some(detail.clone());
+            job.move_to(
+                TaskState::Queued,
+                TransitionFields {
+                    failure_class: Some(report.classification.as_str().to_owned()),
+                    ..TransitionFields::default()
+                },
+                "the worker could not authenticate; it is blocked until `oxi doctor` passes",
+                Some(&failure),
+            )?;
+            return Ok(());
+        }
         job.fail_or_retry(
             report.classification.as_str(),
             &failure,

@@ -173,6 +173,27 @@ pub fn blocking_problems(config: &LoadedConfig, parent_env: &[(String, String)])
     problems
 }
 
+/// The hold reasons when every executor in `routing.executor` is blocked (its CLI could not
+/// authenticate; see [`crate::ledger::WorkerBlock`]); empty while any executor can run.
+pub fn blocked_executors(
+    config: &LoadedConfig,
+    ledger: &Ledger,
+) -> Result<Vec<String>, LedgerError> {
+    let blocks = ledger.read().worker_blocks()?;
+    let chain = &config.config.routing.executor.0;
+    let all_blocked =
+        !chain.is_empty() && chain.iter().all(|w| blocks.iter().any(|b| &b.worker == w));
+    Ok(if all_blocked {
+        blocks
+            .iter()
+            .filter(|b| chain.contains(&b.worker))
+            .map(crate::ledger::WorkerBlock::reason)
+            .collect()
+    } else {
+        Vec::new()
+    })
+}
+
 /// Ingests the roadmap when it changed since the last ingest (same bytes: nothing to do, and
 /// no write, so a no-op tick costs no fsync).
 pub(crate) fn ingest(
@@ -343,6 +364,7 @@ pub async fn pass(
         return Ok(report);
     }
     report.blocked = blocking_problems(config, &parent_env);
+    report.blocked.extend(blocked_executors(config, ledger)?);
     if !report.blocked.is_empty() {
         report.outcome = "blocked";
         report.phases_ms.total = started.elapsed().as_millis() as u64;
@@ -529,6 +551,22 @@ pub async fn claim(
         .as_ref()
         .map(|g| g.overlap_unknown)
         .unwrap_or_default();
+    // Blocked workers (their CLI could not authenticate) get no new runs.
+    let blocked: Vec<String> = ledger
+        .read()
+        .worker_blocks()?
+        .into_iter()
+        .map(|b| b.worker)
+        .collect();
+    let executors: Vec<String> = config
+        .config
+        .routing
+        .executor
+        .0
+        .iter()
+        .filter(|w| !blocked.contains(w))
+        .cloned()
+        .collect();
     let mut specs: Vec<JobSpec> = Vec::new();
     for planned in planned {
         if specs.len() as u32 >= slots {
@@ -605,7 +643,7 @@ pub async fn claim(
             continue;
         }
         let runs = ledger.read().runs_for_task(&id)?;
-        let Some(worker) = choose_worker(&config.config.routing.executor.0, &runs) else {
+        let Some(worker) = choose_worker(&executors, &runs) else {
             continue;
         };
         let estimate = ledger

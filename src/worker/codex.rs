@@ -236,14 +236,17 @@ fn item_events(item: Item, phase: Phase) -> Vec<Event> {
     }
 }
 
-/// An HTTP status named in a codex error message ("last status: 429 Too Many Requests").
+/// An HTTP status named in a codex error message ("last status: 429 Too Many Requests",
+/// "unexpected status 401 Unauthorized: …").
 fn status_in(message: &str) -> Option<u16> {
-    let idx = message.find("status: ")?;
-    message[idx + 8..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
+    ["status: ", "status "].iter().find_map(|marker| {
+        let idx = message.find(marker)?;
+        message[idx + marker.len()..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    })
 }
 
 fn is_rate_limit(message: &str) -> bool {

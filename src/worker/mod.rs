@@ -92,6 +92,10 @@ pub enum Classification {
     BudgetExceeded,
     /// oxi was shut down (signal) and stopped the run.
     Killed,
+    /// The CLI could not authenticate (not logged in, a bad or missing key, 401/403 from the
+    /// model API). Not retryable: nothing changes until a person logs in, so the worker is
+    /// blocked until `oxi doctor` passes.
+    AuthFailed,
 }
 
 impl Classification {
@@ -108,6 +112,7 @@ impl Classification {
             Classification::SpawnFailed => "spawn_failed",
             Classification::BudgetExceeded => "budget_exceeded",
             Classification::Killed => "killed",
+            Classification::AuthFailed => "auth_failed",
         }
     }
 
@@ -303,6 +308,9 @@ pub fn classify(acc: &Accumulator, ending: &Ending) -> Classification {
     if ending.exit_code == Some(130) || ending.signal == Some(2) {
         return Classification::Transient;
     }
+    if auth_failure(acc).is_some() {
+        return Classification::AuthFailed;
+    }
     match &acc.result {
         Some(Event::Result {
             is_error: false, ..
@@ -335,9 +343,129 @@ pub fn classify(acc: &Accumulator, ending: &Ending) -> Classification {
     }
 }
 
+/// What the pinned CLIs print when they cannot authenticate (recorded against the mock model
+/// server and without credentials; see docs/workers.md): claude 2.1.328 "Not logged in ·
+/// Please run /login", "Invalid API key · Fix external API key", "Failed to authenticate. API
+/// Error: 403 …"; codex 0.169.0 "unexpected status 401 Unauthorized: …", "… 403 Forbidden: …",
+/// "Missing environment variable: `KEY`.".
+const AUTH_FAILURE_TEXTS: &[&str] = &[
+    "Not logged in",
+    "Please run /login",
+    "Invalid API key",
+    "Failed to authenticate",
+    "401 Unauthorized",
+    "403 Forbidden",
+    "Missing environment variable",
+    "authentication_error",
+    "invalid_api_key",
+];
+
+/// The CLI's own words when the run ended because it could not authenticate: its final
+/// result's text when that is an authentication failure (by HTTP status or by message).
+pub fn auth_failure(acc: &Accumulator) -> Option<String> {
+    let Some(Event::Result {
+        is_error: true,
+        api_error_status,
+        text,
+        ..
+    }) = &acc.result
+    else {
+        return None;
+    };
+    let text = text.as_deref().unwrap_or("").trim();
+    let by_status = matches!(api_error_status, Some(401 | 403));
+    let by_text = AUTH_FAILURE_TEXTS.iter().any(|t| text.contains(t));
+    (by_status || by_text).then(|| {
+        if text.is_empty() {
+            format!("HTTP {}", api_error_status.unwrap_or_default())
+        } else {
+            text.to_owned()
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ended_with(line: &str, kind: WorkerKind) -> Classification {
+        let mut acc = Accumulator::default();
+        let adapter = adapter(kind);
+        if let Normalized::Events(events) = adapter.normalize(line.as_bytes()) {
+            for event in &events {
+                acc.observe(event);
+            }
+        }
+        let ending = Ending {
+            exit_code: Some(1),
+            signal: None,
+            stop: None,
+        };
+        classify(&acc, &ending)
+    }
+
+    #[test]
+    fn authentication_failures_are_their_own_class() {
+        // Recorded from claude 2.1.328 with no credentials, and codex 0.169.0 against a 401.
+        let claude = r#"{"type":"result","subtype":"success","is_error":true,"terminal_reason":"api_error","api_error_status":null,"result":"Not logged in · Please run /login"}"#;
+        assert_eq!(
+            ended_with(claude, WorkerKind::Claude),
+            Classification::AuthFailed
+        );
+        let codex = r#"{"type":"turn.failed","error":{"message":"unexpected status 401 Unauthorized: Incorrect API key provided (mock), url: http://127.0.0.1:1/v1/responses"}}"#;
+        assert_eq!(
+            ended_with(codex, WorkerKind::Codex),
+            Classification::AuthFailed
+        );
+        assert!(!Classification::AuthFailed.is_retryable());
+        // The whole recorded outputs (fixtures/captures/README.md).
+        for (capture, kind) in [
+            (
+                include_str!("../../fixtures/captures/claude-not-logged-in.jsonl"),
+                WorkerKind::Claude,
+            ),
+            (
+                include_str!("../../fixtures/captures/claude-401.jsonl"),
+                WorkerKind::Claude,
+            ),
+            (
+                include_str!("../../fixtures/captures/claude-403.jsonl"),
+                WorkerKind::Claude,
+            ),
+            (
+                include_str!("../../fixtures/captures/codex-401.jsonl"),
+                WorkerKind::Codex,
+            ),
+            (
+                include_str!("../../fixtures/captures/codex-403.jsonl"),
+                WorkerKind::Codex,
+            ),
+        ] {
+            let mut acc = Accumulator::default();
+            for line in capture.lines() {
+                if let Normalized::Events(events) = adapter(kind).normalize(line.as_bytes()) {
+                    events.iter().for_each(|e| acc.observe(e));
+                }
+            }
+            let ending = Ending {
+                exit_code: Some(1),
+                signal: None,
+                stop: None,
+            };
+            assert_eq!(
+                classify(&acc, &ending),
+                Classification::AuthFailed,
+                "{capture}"
+            );
+            assert!(auth_failure(&acc).is_some_and(|m| !m.is_empty()));
+        }
+        // A 500 stays transient.
+        let five = r#"{"type":"result","subtype":"success","is_error":true,"terminal_reason":"api_error","api_error_status":500,"result":"API Error: 500"}"#;
+        assert_eq!(
+            ended_with(five, WorkerKind::Claude),
+            Classification::Transient
+        );
+    }
 
     #[test]
     fn prices_like_the_cli_does() {

@@ -1,0 +1,96 @@
+//! Workers held back from dispatch until a person fixes them: today, a worker whose CLI could
+//! not authenticate (`auth_failed`). A block lives in the key/value table (one key per worker,
+//! so it needs no migration) and is recorded as `worker_blocked` / `worker_unblocked` events;
+//! `oxi doctor` clears it once that worker's checks pass.
+
+use serde::{Deserialize, Serialize};
+
+use super::{EventKind, LedgerError, NewEvent, Queries, Result};
+
+const KEY_PREFIX: &str = "worker_block:";
+
+/// Why one worker gets no new runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerBlock {
+    pub worker: String,
+    /// The run classification that caused it (`auth_failed`).
+    pub class: String,
+    /// The CLI's own words, quoted.
+    pub message: String,
+    pub run_id: Option<String>,
+    pub task_id: Option<String>,
+    pub at_ms: i64,
+}
+
+impl WorkerBlock {
+    /// The hold reason `oxi plan`, `oxi tick` and `oxi doctor` print.
+    pub fn reason(&self) -> String {
+        format!(
+            "worker {} is blocked since {}: {} (“{}”); log it in or fix its key, then run `oxi doctor`, which clears the block once the worker's checks pass",
+            self.worker,
+            crate::clock::rfc3339(self.at_ms),
+            self.class,
+            self.message
+        )
+    }
+}
+
+impl Queries<'_> {
+    /// Every blocked worker, by name.
+    pub fn worker_blocks(&self) -> Result<Vec<WorkerBlock>> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT key, value FROM kv WHERE key LIKE 'worker_block:%' ORDER BY key",
+        )?;
+        let rows =
+            statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut blocks = Vec::new();
+        for row in rows {
+            let (key, value) = row?;
+            let block = serde_json::from_str(&value)
+                .map_err(|e| LedgerError::Corrupt(format!("kv {key}: {e}")))?;
+            blocks.push(block);
+        }
+        Ok(blocks)
+    }
+
+    /// Blocks a worker (replacing an older block of it) and records `worker_blocked`.
+    pub fn block_worker(&self, block: &WorkerBlock) -> Result<()> {
+        let text = serde_json::to_string(block)
+            .map_err(|e| LedgerError::Corrupt(format!("worker block: {e}")))?;
+        self.kv_set(&format!("{KEY_PREFIX}{}", block.worker), &text, block.at_ms)?;
+        self.append_event(&NewEvent {
+            at_ms: block.at_ms,
+            kind: EventKind::WorkerBlocked,
+            task_id: block.task_id.as_deref(),
+            run_id: block.run_id.as_deref(),
+            actor: "oxi",
+            data: serde_json::to_value(block).unwrap_or_default(),
+        })?;
+        Ok(())
+    }
+
+    /// Clears a worker's block, if it has one, and records `worker_unblocked` by `actor`.
+    pub fn unblock_worker(
+        &self,
+        worker: &str,
+        actor: &str,
+        why: &str,
+        now_ms: i64,
+    ) -> Result<bool> {
+        let removed = self
+            .conn
+            .prepare_cached("DELETE FROM kv WHERE key = ?1")?
+            .execute([format!("{KEY_PREFIX}{worker}")])?;
+        if removed > 0 {
+            self.append_event(&NewEvent {
+                at_ms: now_ms,
+                kind: EventKind::WorkerUnblocked,
+                task_id: None,
+                run_id: None,
+                actor,
+                data: serde_json::json!({ "worker": worker, "why": why }),
+            })?;
+        }
+        Ok(removed > 0)
+    }
+}
