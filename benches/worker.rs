@@ -259,6 +259,7 @@ fn deadline_bench() {
                 argv: vec![FAKE.to_owned()],
                 cwd: std::env::temp_dir(),
                 env: vec![("OXI_FAKE_SCENARIO".into(), scenario.into())],
+                confine: None,
             };
             let limits = Limits {
                 wall: Duration::from_secs(60),

@@ -15,6 +15,7 @@ mod doctor;
 mod hostile;
 mod ledger;
 mod mock_model;
+mod operator_edits;
 mod process;
 mod release;
 mod report;

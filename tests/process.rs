@@ -32,6 +32,7 @@ fn sh(script: &str) -> Spawn {
             ("PATH".into(), "/usr/bin:/bin".into()),
             ("ALLOWED".into(), "yes".into()),
         ],
+        confine: None,
     }
 }
 
@@ -151,6 +152,7 @@ fn a_missing_binary_is_a_spawn_error() {
         argv: vec!["/nonexistent/agent-cli".into()],
         cwd: std::env::temp_dir(),
         env: vec![],
+        confine: None,
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (_tx, rx) = tokio::sync::watch::channel(false);

@@ -94,6 +94,11 @@ impl Out {
             let _ = std::fs::create_dir_all(parent);
         }
         let _ = std::fs::write(path, content);
+        self.announce_write(path, content);
+    }
+
+    /// The events a CLI prints for a write of `content` to `path` (its tool call and result).
+    fn announce_write(&mut self, path: &str, content: &str) {
         match self.flavor {
             Flavor::Claude => {
                 self.line(&json!({
@@ -384,7 +389,13 @@ fn main() {
                 }
                 "escape" => {
                     // The worktree is <repo>/.oxi/worktrees/<id>: three levels up is the repo.
-                    let _ = std::fs::write(here.join("../../../escaped.txt"), "escaped\n");
+                    // Written as the CLIs' write tool does, so the write is a recorded event.
+                    let path = here.join("../../../escaped.txt").display().to_string();
+                    match std::fs::write(&path, "escaped\n") {
+                        Ok(()) => notes.push(format!("wrote {path}")),
+                        Err(e) => notes.push(format!("cannot write {path}: {e}")),
+                    }
+                    out.announce_write(&path, "escaped\n");
                 }
                 "symlink" => {
                     let _ = std::os::unix::fs::symlink("/etc/passwd", here.join("passwd-link"));

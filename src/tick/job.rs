@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::clock::now_ms;
 use crate::config::{AcceptanceCommand, LoadedConfig};
 use crate::critic::{self, Gate, Verdict};
-use crate::git::TreeSnapshot;
+use crate::guard::{self, Evidence, MainSnapshot};
 use crate::ledger::{
     EventKind, Ledger, LedgerError, TaskRow, TaskState, Transition, TransitionFields, VerifyRecord,
 };
@@ -109,8 +109,9 @@ pub struct JobContext<'a> {
     pub config: &'a LoadedConfig,
     pub parent_env: Vec<(String, String)>,
     pub actor: &'a str,
-    /// The main checkout before any job started (it must be untouched after).
-    pub main_before: Option<TreeSnapshot>,
+    /// The main checkout and its refs before the job started: what the worker changed there
+    /// stops it (`crate::guard`); what the operator changed meanwhile does not.
+    pub main_before: Option<MainSnapshot>,
 }
 
 fn elapsed_ms(since: Instant) -> u64 {
@@ -482,7 +483,8 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
             .write(|q| q.set_task_branch(&id, &branch, &base))?;
     }
 
-    // Executor.
+    // Executor. The worktree's HEAD now tells later which commits the worker made.
+    let start_head = worktree::resolve(&spec.worktree, "HEAD");
     let started = Instant::now();
     let report = match prepared.run(&mut job.ledger, job.shutdown.clone()).await {
         Ok(report) => report,
@@ -579,19 +581,31 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
         )?;
         return Ok(());
     }
-    let main_changes = match (&job.ctx.main_before, TreeSnapshot::take_at(repo.clone())) {
-        (Some(before), Some(after)) => before
-            .changed_since(&after)
-            .into_iter()
-            .filter(|p| !p.starts_with(".oxi/"))
-            .collect(),
-        _ => Vec::new(),
+    let attribution = match (&job.ctx.main_before, MainSnapshot::take(repo)) {
+        (Some(before), Some(after)) => {
+            let evidence = Evidence {
+                worktree: spec.worktree.clone(),
+                own_ref: format!("refs/heads/{}", spec.branch),
+                files_named: report.files_changed.clone(),
+                diff_paths: diff.paths(),
+                commits: Evidence::commits_since(&spec.worktree, start_head.as_deref()),
+            };
+            guard::attribute(repo, before, &after, &evidence)
+        }
+        _ => guard::Attribution::default(),
     };
+    if !attribution.unattributed.is_empty() {
+        tracing::info!(
+            "task {}: the main checkout changed during the run, not by the worker (kept, not held against it): {}",
+            job.id(),
+            attribution.unattributed.join(", ")
+        );
+    }
     let governance = match verify::governance(
         &spec.worktree,
         &diff,
         &config.config.governance,
-        main_changes,
+        attribution.worker,
     ) {
         Ok(g) => g,
         Err(e) => {
@@ -726,6 +740,8 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
             "lines_added": diff.lines_added,
             "lines_removed": diff.lines_removed,
             "paths": diff.paths(),
+            "protection": report.protection,
+            "main_checkout_unattributed": attribution.unattributed,
         }),
     );
     if !green {
