@@ -239,10 +239,26 @@ impl Confinement {
         Protection::Landlock { abi: self.abi }
     }
 
+    /// Confines what `command` starts: the ruleset is applied in its child between fork and
+    /// exec (after any `pre_exec` hook registered before this one).
+    #[cfg(target_os = "linux")]
+    pub fn apply(self: &std::sync::Arc<Self>, command: &mut tokio::process::Command) {
+        let confinement = std::sync::Arc::clone(self);
+        #[allow(unsafe_code)]
+        // SAFETY: `enter` only calls prctl(2) and landlock_restrict_self(2), which are
+        // async-signal-safe; it allocates nothing and touches no locks.
+        unsafe {
+            command.pre_exec(move || confinement.enter());
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn apply(self: &std::sync::Arc<Self>, _command: &mut tokio::process::Command) {}
+
     /// Applies the ruleset to the calling process. Called in the forked child before exec:
     /// only prctl(2) and landlock_restrict_self(2), no allocation, no locks.
     #[cfg(target_os = "linux")]
-    pub(crate) fn enter(&self) -> std::io::Result<()> {
+    fn enter(&self) -> std::io::Result<()> {
         use std::os::fd::AsRawFd;
         // Required to restrict oneself without CAP_SYS_ADMIN; also keeps setuid binaries from
         // lifting the restriction.

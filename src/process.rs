@@ -277,23 +277,20 @@ fn build_command(spawn: &Spawn) -> Result<tokio::process::Command, ProcessError>
     #[cfg(target_os = "linux")]
     {
         let supervisor = nix::unistd::getpid();
-        // The ruleset was built before the fork; the child only applies it.
-        let confine = spawn.confine.clone();
         #[allow(unsafe_code)]
-        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2),
-        // getppid(2) and landlock_restrict_self(2) (`Confinement::enter`), which are
-        // async-signal-safe; it allocates nothing and touches no locks.
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl(2) and
+        // getppid(2), which are async-signal-safe; it allocates nothing and touches no locks.
         unsafe {
             command.pre_exec(move || {
                 // If oxi dies (even by SIGKILL), the worker is killed too, not orphaned.
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
-                still_supervised(supervisor, nix::unistd::getppid())?;
-                match &confine {
-                    Some(confinement) => confinement.enter(),
-                    None => Ok(()),
-                }
+                still_supervised(supervisor, nix::unistd::getppid())
             });
         }
+    }
+    // The ruleset was built before the fork; the child only applies it (after the hook above).
+    if let Some(confinement) = &spawn.confine {
+        confinement.apply(&mut command);
     }
     Ok(command)
 }

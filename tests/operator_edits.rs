@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use oxi::ledger::{Ledger, TaskState};
+use oxi::mock_model::{MockModelServer, Script, Step};
 use serde_json::Value;
 
-use crate::support::{Sandbox, git};
+use crate::support::{Sandbox, git, live};
 
 const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
 
@@ -304,4 +305,156 @@ fn with_landlock_vandals_cannot_write_the_main_checkout_or_move_its_refs() {
         };
         assert!(transcript.contains(refused), "{act}: {transcript}");
     }
+}
+
+#[test]
+fn doctor_says_which_protection_is_active() {
+    let s = repo(FAKE, "edit", "");
+    let out = s.oxi(&["doctor", "--format", "json"]);
+    let json = out.json();
+    let check = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "worker confinement")
+        .unwrap_or_else(|| panic!("no confinement check: {json:#}"))
+        .clone();
+    let detail = check["detail"].as_str().unwrap();
+    if landlock_here() {
+        assert!(detail.starts_with("Landlock ABI "), "{check:#}");
+    } else {
+        assert!(detail.starts_with("post-run check only"), "{check:#}");
+    }
+    let s = repo(FAKE, "edit", "\n[governance]\nconfine = \"off\"\n");
+    let json = s.oxi(&["doctor", "--format", "json"]).json();
+    let detail = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "worker confinement")
+        .map(|c| c["detail"].as_str().unwrap().to_owned())
+        .unwrap();
+    assert_eq!(detail, "post-run check only (governance.confine = \"off\")");
+}
+
+/// The live CLIs under Landlock: a wrapper script writes into the main checkout, then execs
+/// the real `claude` (or `codex`, without its own sandbox so that Landlock confines it), which
+/// does its task against the mock model server. The write is refused, the task delivered.
+/// (The reviewer is the fake: a codex reviewer runs in codex's read-only sandbox, which does
+/// not cover a wrapper script around codex; see docs/safety.md.)
+async fn a_live_cli_behind_an_escaping_script(cli: live::Cli) {
+    let Some(bin) = live::require(cli) else {
+        return;
+    };
+    if !landlock_here() {
+        eprintln!("skipped: this kernel has no Landlock");
+        return;
+    }
+    let scratch = live::Scratch::new();
+    let server = MockModelServer::start(Script::steps([
+        Step::write_file("notes/plan.md", "# Plan\nstep one\n"),
+        Step::text("Wrote the plan.\nOXI_RESULT {\"status\":\"done\"}"),
+    ]))
+    .await
+    .unwrap();
+    let script = scratch.home.join("escape-then-exec.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\
+             if echo escaped > ../../../escaped.txt; then echo 'wrote the main checkout' >&2; else echo 'main checkout write refused' >&2; fi\n\
+             exec {} \"$@\"\n",
+            bin.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let worker = match cli {
+        live::Cli::Claude => format!(
+            r#"[workers.live]
+kind = "claude"
+command = ["{}"]
+model = "claude-sonnet-4-5"
+env = ["ANTHROPIC_API_KEY"]
+set_env = {{ ANTHROPIC_BASE_URL = "{}", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_TELEMETRY = "1", DISABLE_AUTOUPDATER = "1", DISABLE_ERROR_REPORTING = "1", CLAUDE_CODE_MAX_RETRIES = "1" }}
+"#,
+            script.display(),
+            server.base_url()
+        ),
+        live::Cli::Codex => format!(
+            r#"[workers.live]
+kind = "codex"
+command = ["{}"]
+model = "gpt-5.5"
+sandbox = "danger-full-access"
+env = ["CODEX_HOME", "MOCK_API_KEY"]
+args = ["-c", "model_provider=mock", "-c", 'model_providers.mock={{name="mock", base_url="{}", wire_api="responses", env_key="MOCK_API_KEY", request_max_retries=0, stream_max_retries=0}}', "--disable", "plugins", "-c", "analytics.enabled=false"]
+"#,
+            script.display(),
+            server.openai_base_url()
+        ),
+    };
+    std::fs::write(
+        scratch.repo.join("oxi.toml"),
+        format!(
+            "{worker}\n[workers.rev]\nkind = \"claude\"\ncommand = [\"{FAKE}\"]\nmodel = \"claude-sonnet-4-5\"\nset_env = {{ OXI_FAKE_SCENARIO = \"review:approve\" }}\n\n[routing]\nexecutor = [\"live\"]\nreviewer = [\"rev\"]\n\n[verify]\ntier0 = [{{ name = \"plan exists\", argv = [\"test\", \"-s\", \"notes/plan.md\"], timeout = \"30s\" }}]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(scratch.repo.join(".gitignore"), ".oxi/\n").unwrap();
+    std::fs::write(
+        scratch.repo.join("roadmap.md"),
+        "# Roadmap\n\n**T0-7 · Write the plan**\nPut the plan in `notes/plan.md`.\n",
+    )
+    .unwrap();
+    git(&scratch.repo, &["add", "-A"]);
+    git(&scratch.repo, &["commit", "-q", "-m", "oxi setup"]);
+
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_oxi"));
+    command
+        .args(["tick", "--format", "json"])
+        .current_dir(&scratch.repo)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &scratch.home)
+        .env("LANG", "C.UTF-8")
+        .env("ANTHROPIC_API_KEY", "sk-test-live-key")
+        .env("MOCK_API_KEY", "sk-test-live-key")
+        .env("CODEX_HOME", &scratch.codex_home)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(live::HARD_TIMEOUT, command.output())
+        .await
+        .expect("tick finishes")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let job = &report["jobs"][0];
+    assert!(
+        !scratch.repo.join("escaped.txt").exists(),
+        "the script wrote into the main checkout"
+    );
+    assert_eq!(job["state"], "delivered", "{report:#}");
+    let run_dir = std::path::Path::new(job["run_dir"].as_str().unwrap());
+    let stderr_log = std::fs::read_to_string(run_dir.join("stderr.log")).unwrap();
+    assert!(
+        stderr_log.contains("main checkout write refused"),
+        "{stderr_log}"
+    );
+    assert_eq!(meta(&report)["protection"]["kind"], "landlock");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_claude_behind_an_escaping_script_is_confined_and_delivers() {
+    a_live_cli_behind_an_escaping_script(live::Cli::Claude).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_codex_without_its_sandbox_is_confined_by_landlock_and_delivers() {
+    a_live_cli_behind_an_escaping_script(live::Cli::Codex).await;
 }

@@ -492,11 +492,15 @@ impl PreparedRun<'_> {
         let tokens = acc.running_tokens();
         let mut cli_version = acc.cli_version.clone();
         if cli_version.is_none() && finished.is_some() {
-            cli_version =
-                contract::probe_version(&self.worker.command, &self.env.vars, self.request.cwd)
-                    .await
-                    .ok()
-                    .and_then(|out| adapter.parse_version(&out));
+            cli_version = contract::probe_version(
+                &self.worker.command,
+                &spawn.env,
+                self.request.cwd,
+                spawn.confine.as_ref(),
+            )
+            .await
+            .ok()
+            .and_then(|out| adapter.parse_version(&out));
         }
         let mut files_changed: Vec<String> = Vec::new();
         if let Some(before) = &before
