@@ -286,6 +286,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_worktree_may_write_its_admin_dir_and_the_objects_never_the_main_refs() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().canonicalize().unwrap();
+        let git = |args: &[&str]| {
+            crate::git::run(
+                &repo,
+                &[&["-c", "user.name=t", "-c", "user.email=t@t"], args].concat(),
+            )
+            .unwrap()
+        };
+        git(&["init", "-q", "-b", "main"]);
+        git(&["commit", "-q", "--allow-empty", "-m", "init"]);
+        let worktree = repo.join(".oxi/worktrees/t1");
+        git(&[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "oxi/t1",
+            worktree.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            Writable::git_for_worktree(&worktree),
+            [repo.join(".git/worktrees/t1"), repo.join(".git/objects")]
+        );
+    }
+
+    #[test]
     fn a_confined_child_writes_only_where_it_may() {
         let Some(_) = landlock_abi() else { return };
         let dir = tempfile::tempdir().unwrap();

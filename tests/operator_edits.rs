@@ -190,6 +190,8 @@ fn escaping_script(s: &Sandbox) -> String {
              if echo escaped > ../../../escaped.txt; then echo 'wrote the main checkout' >&2; else echo 'main checkout write refused' >&2; fi\n\
              echo ok > \"${{TMPDIR:-/tmp}}/oxi-scratch.txt\" || echo 'temp write refused' >&2\n\
              echo quiet > /dev/null || echo 'dev null refused' >&2\n\
+             echo hi > hello.txt && git add hello.txt && git status --short > /dev/null || echo 'git add refused' >&2\n\
+             git -c user.name=w -c user.email=w@w commit -q -m worker > /dev/null 2>&1 && echo 'worker committed' >&2 || echo 'worker commit refused' >&2\n\
              exec {FAKE} \"$@\"\n"
         ),
     );
@@ -221,10 +223,13 @@ fn a_worker_script_writing_into_the_main_checkout_is_refused_by_landlock() {
         stderr_log.contains("main checkout write refused"),
         "{stderr_log}"
     );
-    assert!(
-        !stderr_log.contains("temp write refused") && !stderr_log.contains("dev null refused"),
-        "{stderr_log}"
-    );
+    // What a worker needs still works: its temp dir, /dev/null, `git add` in its worktree.
+    // Moving a branch (even its own, with `git commit`) does not: oxi commits its work.
+    for refused in ["temp write refused", "dev null refused", "git add refused"] {
+        assert!(!stderr_log.contains(refused), "{refused}: {stderr_log}");
+    }
+    assert!(stderr_log.contains("worker commit refused"), "{stderr_log}");
+
     assert_eq!(job["state"], "delivered", "{report:#}");
     let protection = &meta(&report)["protection"];
     assert_eq!(protection["kind"], "landlock", "{protection:#}");
