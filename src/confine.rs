@@ -51,7 +51,7 @@ pub enum Protection {
 impl Protection {
     /// What this machine offers: Landlock when the kernel has it, else the post-run check.
     pub fn available() -> Self {
-        match landlock_abi() {
+        match usable_abi() {
             Some(abi) => Protection::Landlock { abi },
             None => Protection::PostRunCheck,
         }
@@ -75,10 +75,16 @@ impl std::fmt::Display for Protection {
 /// Why Landlock is not in use on this machine, for `oxi doctor`.
 pub fn unavailable_reason() -> &'static str {
     if cfg!(target_os = "linux") {
-        "this kernel does not offer Landlock (Linux 5.13+ with landlock in the lsm= list)"
+        "this kernel does not offer Landlock ABI 2 or later (Linux 5.19+ with landlock in the lsm= list)"
     } else {
         "Landlock is Linux-only"
     }
+}
+
+/// The kernel's Landlock ABI when oxi can confine workers with it: ABI 1 refuses every
+/// rename or link across directories, which git needs to store an object (`git add`).
+fn usable_abi() -> Option<u32> {
+    landlock_abi().filter(|abi| *abi >= 2)
 }
 
 /// The kernel's Landlock ABI version, `None` when it has none (or this is not Linux).
@@ -198,7 +204,7 @@ impl Confinement {
         use landlock::{
             ABI, AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
         };
-        let Some(abi) = landlock_abi() else {
+        let Some(abi) = usable_abi() else {
             return Ok(None);
         };
         // Every right that changes the file system, as of ABI 4 (truncate, refer): reads,
@@ -315,7 +321,7 @@ mod tests {
 
     #[test]
     fn a_confined_child_writes_only_where_it_may() {
-        let Some(_) = landlock_abi() else { return };
+        let Some(_) = usable_abi() else { return };
         let dir = tempfile::tempdir().unwrap();
         let (inside, outside) = (dir.path().join("inside"), dir.path().join("outside"));
         std::fs::create_dir_all(&inside).unwrap();

@@ -439,7 +439,7 @@ fn confinement_check(config: &LoadedConfig) -> Check {
             NAME,
             Status::Warn,
             format!("post-run check only: {}", crate::confine::unavailable_reason()),
-            Some("boot a kernel with Landlock (5.13+, `landlock` in lsm=) so workers cannot write outside their worktree; until then the post-run check names only what it can tie to a worker (docs/safety.md)".into()),
+            Some("boot a kernel with Landlock ABI 2+ (5.19+, `landlock` in lsm=) so workers cannot write outside their worktree; until then the post-run check names only what it can tie to a worker (docs/safety.md)".into()),
         ),
         (crate::config::ConfineMode::Auto, _) => check(
             NAME,
