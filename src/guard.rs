@@ -63,6 +63,9 @@ pub struct Evidence {
     pub diff_paths: Vec<String>,
     /// Commits the worker made: reachable from the worktree's HEAD after the run, not before.
     pub commits: BTreeSet<String>,
+    /// The kernel confined the worker (Landlock): it could not have written the main
+    /// checkout, so equal content there is the operator's coincidence, not evidence.
+    pub confined: bool,
 }
 
 impl Evidence {
@@ -101,7 +104,8 @@ pub fn attribute(
         if path.starts_with(".oxi/") {
             continue;
         }
-        if named.contains(&path) || same_as_worktree(repo, &path, evidence) {
+        if named.contains(&path) || (!evidence.confined && same_as_worktree(repo, &path, evidence))
+        {
             found.worker.push(format!("{path} (written by the worker)"));
         } else {
             found.unattributed.push(path);
@@ -276,6 +280,7 @@ mod tests {
             files_named: vec!["../../../escaped.txt".into(), "same.txt".into()],
             diff_paths: vec!["same.txt".into()],
             commits: Evidence::commits_since(&worktree, Some(&start)),
+            confined: false,
         };
         let found = attribute(&repo, &before, &after, &evidence);
         assert_eq!(found.worker.len(), 3, "{found:#?}");

@@ -589,6 +589,10 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
                 files_named: report.files_changed.clone(),
                 diff_paths: diff.paths(),
                 commits: Evidence::commits_since(&spec.worktree, start_head.as_deref()),
+                confined: report
+                    .protection
+                    .as_ref()
+                    .is_some_and(crate::confine::Protection::is_landlock),
             };
             guard::attribute(repo, before, &after, &evidence)
         }
