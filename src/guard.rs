@@ -69,13 +69,13 @@ pub struct Evidence {
 }
 
 impl Evidence {
-    /// The commits made in `worktree` since `start` (its HEAD when the run began).
+    /// The commits made in `worktree` since `start` (its HEAD when the run began); none when
+    /// that is unknown (every commit of its history would count, the operator's too).
     pub fn commits_since(worktree: &Path, start: Option<&str>) -> BTreeSet<String> {
-        let range = match start {
-            Some(start) => format!("{start}..HEAD"),
-            None => "HEAD".to_owned(),
+        let Some(start) = start else {
+            return BTreeSet::new();
         };
-        git::run(worktree, &["rev-list", &range])
+        git::run(worktree, &["rev-list", &format!("{start}..HEAD")])
             .map(|out| out.lines().map(str::to_owned).collect())
             .unwrap_or_default()
     }

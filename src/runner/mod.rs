@@ -392,7 +392,7 @@ impl PreparedRun<'_> {
                 return Err(e);
             }
         };
-        let guard = match self.confine() {
+        let guard = match self.guard() {
             Ok(guard) => guard,
             Err(e) => {
                 let e = RunnerError::from(e);
@@ -633,7 +633,7 @@ impl PreparedRun<'_> {
     /// A task run's guard (`oxi run`, which has no worktree, gets none): its temp directory
     /// and, unless `governance.confine = "off"` or the kernel has no Landlock, a ruleset that
     /// lets it write only in its worktree, that directory and its CLI's state.
-    fn confine(&self) -> Result<Option<RunGuard>, crate::confine::ConfineError> {
+    fn guard(&self) -> Result<Option<RunGuard>, crate::confine::ConfineError> {
         if self.request.worktree.is_none() {
             return Ok(None);
         }
