@@ -186,6 +186,20 @@ impl RunTemp {
     pub fn path(&self) -> &Path {
         self.0.path()
     }
+
+    /// Removes what a run that died with oxi (kill -9) left of its temp directory; the reaper
+    /// calls it for each run it reaps.
+    pub fn remove_leftovers(run_id: &str) {
+        let prefix = format!("oxi-{run_id}-");
+        let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
 }
 
 /// A Landlock ruleset ready to be applied in a worker's child process.
@@ -290,6 +304,19 @@ impl Confinement {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_temp_left_behind_is_removed_by_run_id() {
+        let id = format!("test-{}", std::process::id());
+        let temp = RunTemp::create(&id).unwrap();
+        let path = temp.path().to_path_buf();
+        std::fs::write(path.join("scratch"), "x").unwrap();
+        // As if oxi had been killed: nothing dropped it.
+        std::mem::forget(temp);
+        assert!(path.exists());
+        RunTemp::remove_leftovers(&id);
+        assert!(!path.exists());
+    }
 
     #[test]
     fn a_worktree_may_write_its_admin_dir_and_the_objects_never_the_main_refs() {
