@@ -19,7 +19,8 @@
 //!   failure, a runaway spender, a hang with a sleeping grandchild, a hang that ignores SIGTERM,
 //!   or a success that leaves a grandchild behind), `vandal:<act>` (does its edit, then
 //!   `push`: `git push --force` to the base branch and a new branch; `escape`: writes into the
-//!   main checkout through `../`; `symlink`: adds a link to /etc/passwd; `workflow`: edits
+//!   main checkout through `../` (announced as the CLIs' write tool does, with the error in its
+//!   message when the write is refused); `symlink`: adds a link to /etc/passwd; `workflow`: edits
 //!   `.github/workflows/ci.yml`; `delete`: deletes every file of the worktree; `move-main`:
 //!   commits and points `main` at it with `git update-ref`).
 //! - `OXI_FAKE_CHAOS_ROLL`: fixes `chaos`'s pick (its value modulo 10 chooses the behaviour).
