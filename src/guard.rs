@@ -81,6 +81,47 @@ impl Evidence {
     }
 }
 
+/// A worktree's git metadata as oxi made it: its `.git` file and, in its admin directory
+/// (`.git/worktrees/<name>`), `commondir`, `gitdir`, `HEAD` and `config.worktree`. A confined
+/// worker may write that directory (git needs it), so it could repoint them; oxi, running git
+/// there unconfined after the run, would then commit onto another branch (`main`, say) or run
+/// the hooks of a repository the worker made. Compared before oxi runs git there again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorktreeAnchor {
+    files: Vec<(PathBuf, Option<Vec<u8>>)>,
+}
+
+impl WorktreeAnchor {
+    /// Reads the files directly: running git there could already run what a worker planted.
+    pub fn take(worktree: &Path) -> Self {
+        let dot_git = worktree.join(".git");
+        let content = std::fs::read(&dot_git).ok();
+        let admin = content.as_deref().and_then(|text| {
+            let text = String::from_utf8_lossy(text);
+            let dir = text.strip_prefix("gitdir:")?.trim();
+            Some(worktree.join(dir))
+        });
+        let mut files = vec![(dot_git, content)];
+        if let Some(admin) = admin {
+            for name in ["commondir", "gitdir", "HEAD", "config.worktree"] {
+                let path = admin.join(name);
+                let content = std::fs::read(&path).ok();
+                files.push((path, content));
+            }
+        }
+        Self { files }
+    }
+
+    /// The files that differ from when the anchor was taken.
+    pub fn changed(&self) -> Vec<String> {
+        self.files
+            .iter()
+            .filter(|(path, before)| std::fs::read(path).ok() != *before)
+            .map(|(path, _)| path.display().to_string())
+            .collect()
+    }
+}
+
 /// The post-run check's finding.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Attribution {
@@ -232,6 +273,43 @@ mod tests {
             &[&["-c", "user.name=t", "-c", "user.email=t@t"], args].concat(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_repointed_worktree_head_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().canonicalize().unwrap();
+        git_in(&repo, &["init", "-q", "-b", "main"]);
+        git_in(&repo, &["commit", "-q", "--allow-empty", "-m", "init"]);
+        let worktree = repo.join(".oxi/worktrees/t1");
+        git_in(
+            &repo,
+            &[
+                "worktree",
+                "add",
+                "-q",
+                "-b",
+                "oxi/t1",
+                worktree.to_str().unwrap(),
+            ],
+        );
+        let anchor = WorktreeAnchor::take(&worktree);
+        std::fs::write(worktree.join("work.txt"), "work").unwrap();
+        git_in(&worktree, &["add", "-A"]);
+        assert_eq!(
+            anchor.changed(),
+            Vec::<String>::new(),
+            "git add changes none"
+        );
+        std::fs::write(
+            repo.join(".git/worktrees/t1/HEAD"),
+            "ref: refs/heads/main\n",
+        )
+        .unwrap();
+        assert_eq!(
+            anchor.changed(),
+            [repo.join(".git/worktrees/t1/HEAD").display().to_string()]
+        );
     }
 
     #[test]

@@ -463,3 +463,31 @@ async fn live_claude_behind_an_escaping_script_is_confined_and_delivers() {
 async fn live_codex_without_its_sandbox_is_confined_by_landlock_and_delivers() {
     a_live_cli_behind_an_escaping_script(live::Cli::Codex).await;
 }
+
+#[test]
+fn a_worker_that_repoints_its_worktree_head_at_main_is_stopped_before_oxi_commits() {
+    // Its worktree's admin directory is writable (git needs it); pointing HEAD at main there
+    // would have oxi's own commit of the verified work land on main.
+    let s = Sandbox::empty();
+    let script = s.file("bin/repoint.sh");
+    s.write(
+        "bin/repoint.sh",
+        format!(
+            "#!/bin/sh\n\
+             echo 'ref: refs/heads/main' > \"$(git rev-parse --absolute-git-dir)/HEAD\"\n\
+             exec {FAKE} \"$@\"\n"
+        ),
+    );
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let r = repo(&script.display().to_string(), "edit", "");
+    let main_before = git(r.path(), &["rev-parse", "main"]);
+    let report = r.oxi(&["tick", "--format", "json"]).json();
+    let job = &report["jobs"][0];
+    assert_eq!(job["state"], "framework_fix_needed", "{report:#}");
+    let detail = job["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("changed its worktree's git metadata") && detail.contains("HEAD"),
+        "{detail}"
+    );
+    assert_eq!(git(r.path(), &["rev-parse", "main"]), main_before);
+}

@@ -253,6 +253,43 @@ impl Job<'_> {
         )
     }
 
+    /// Stops the task (to `to`) when the run changed its worktree's git metadata; true when
+    /// it did. No git may run in that worktree then (not even to salvage it): it could commit
+    /// onto another branch or run hooks the worker planted.
+    fn stop_if_tampered(
+        &mut self,
+        anchor: &guard::WorktreeAnchor,
+        who: &str,
+        to: TaskState,
+    ) -> Result<bool, LedgerError> {
+        let tampered = anchor.changed();
+        if tampered.is_empty() {
+            return Ok(false);
+        }
+        let memo = format!(
+            "the {who} changed its worktree's git metadata ({}); oxi ran no git there and left {} for a person to inspect",
+            tampered.join(", "),
+            self.spec.worktree.display()
+        );
+        self.event(
+            EventKind::GovernanceMemo,
+            Some(&self.result.run_id.clone()),
+            serde_json::json!({ "trigger": "worktree_metadata", "memo": memo, "paths": tampered }),
+        );
+        self.result.detail = Some(memo.clone());
+        self.move_to(
+            to,
+            TransitionFields {
+                failure_class: Some("governance".to_owned()),
+                held_reason: (to == TaskState::FrameworkFixNeeded).then(|| memo.clone()),
+                ..TransitionFields::default()
+            },
+            &memo,
+            Some(&memo),
+        )?;
+        Ok(true)
+    }
+
     /// Commits what is in the worktree (so nothing is lost) and removes it.
     fn retire(&mut self, message: &str) {
         if let Err(e) = worktree::retire(&self.ctx.config.repo_root, &self.spec.worktree, message) {
@@ -483,8 +520,10 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
             .write(|q| q.set_task_branch(&id, &branch, &base))?;
     }
 
-    // Executor. The worktree's HEAD now tells later which commits the worker made.
+    // Executor. The worktree's HEAD now tells later which commits the worker made; its git
+    // metadata must be as oxi left it before oxi runs git there again.
     let start_head = worktree::resolve(&spec.worktree, "HEAD");
+    let anchor = guard::WorktreeAnchor::take(&spec.worktree);
     let started = Instant::now();
     let report = match prepared.run(&mut job.ledger, job.shutdown.clone()).await {
         Ok(report) => report,
@@ -505,6 +544,9 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
     job.result.phases_ms.executor = elapsed_ms(started);
     job.result.classification = Some(report.classification.as_str().to_owned());
     job.note_cost(&report);
+    if job.stop_if_tampered(&anchor, "worker", TaskState::FrameworkFixNeeded)? {
+        return Ok(());
+    }
     if report.classification != Classification::Success {
         let attempt_note = format!(
             "oxi: attempt {} ended {} (not delivered)",
@@ -1016,8 +1058,13 @@ async fn review(
         }
         Err(e) => return Err(e.into()),
     }
+    let anchor = guard::WorktreeAnchor::take(&spec.worktree);
     let report = prepared.run(&mut job.ledger, job.shutdown.clone()).await?;
     job.note_cost(&report);
+    // (A reviewing task cannot go to framework_fix_needed; it fails with the memo.)
+    if job.stop_if_tampered(&anchor, "reviewer", TaskState::Failed)? {
+        return Ok(false);
+    }
     if worktree::is_dirty(&spec.worktree).unwrap_or(false) {
         // The reviewer is read-only by contract; whatever it changed is not the executor's work.
         let _ = worktree::discard_changes(&spec.worktree);
