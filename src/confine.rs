@@ -216,7 +216,7 @@ impl Confinement {
     #[cfg(target_os = "linux")]
     pub fn build(writable: &Writable) -> Result<Option<Self>, ConfineError> {
         use landlock::{
-            ABI, AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
+            ABI, AccessFs, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, Scope,
         };
         let Some(abi) = usable_abi() else {
             return Ok(None);
@@ -231,6 +231,10 @@ impl Confinement {
         };
         let mut ruleset = Ruleset::default()
             .handle_access(write)
+            .map_err(error(Path::new("/")))?
+            // ABI 6+: no signals to processes outside the worker's own tree (oxi, the
+            // operator's programs); older kernels skip it.
+            .scope(Scope::Signal)
             .map_err(error(Path::new("/")))?
             .create()
             .map_err(error(Path::new("/")))?;
@@ -359,8 +363,14 @@ mod tests {
         };
         writable.extend(Writable::devices());
         let confinement = Confinement::build(&writable).unwrap().unwrap();
+        // From ABI 6 it may not signal its parent (outside its domain) either.
+        let signal_check = if landlock_abi().is_some_and(|abi| abi >= 6) {
+            "if kill -0 $PPID 2>/dev/null; then exit 4; fi"
+        } else {
+            "true"
+        };
         let script = format!(
-            "echo a > {}/a && echo x > /dev/null && if echo b > {}/b; then exit 3; fi",
+            "echo a > {}/a && echo x > /dev/null && if echo b > {}/b; then exit 3; fi; {signal_check}",
             inside.display(),
             outside.display()
         );
