@@ -260,6 +260,7 @@ fn deadline_bench() {
                 cwd: std::env::temp_dir(),
                 env: vec![("OXI_FAKE_SCENARIO".into(), scenario.into())],
                 guard: None,
+                confine: None,
             };
             let limits = Limits {
                 wall: Duration::from_secs(60),

@@ -158,7 +158,7 @@ fn git_checks(config: &LoadedConfig, out: &mut Vec<Check>) {
             "main checkout clean",
             Status::Warn,
             format!("uncommitted: {}", dirty.iter().take(5).cloned().collect::<Vec<_>>().join(", ")),
-            Some("commit or stash them: a run that finds the main checkout changed stops with framework_fix_needed".into()),
+            Some("commit them if tasks need them: worktrees start from the base branch's last commit (edits made while runs go never stop them)".into()),
         )
     });
     match free_bytes(&config.state_dir).or_else(|| free_bytes(repo)) {
@@ -486,6 +486,57 @@ fn template_checks(out: &mut Vec<Check>) {
     });
 }
 
+/// Which protection guards the main checkout while workers run (docs/safety.md).
+fn confinement_check(config: &LoadedConfig) -> Check {
+    use crate::confine::Protection;
+    const NAME: &str = "worker confinement";
+    let codex_sandboxed: Vec<&str> = config
+        .config
+        .workers
+        .iter()
+        .filter(|(_, w)| {
+            w.kind == crate::config::WorkerKind::Codex && w.sandbox() != "danger-full-access"
+        })
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let codex_note = if codex_sandboxed.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; codex worker(s) {} confine themselves with codex's sandbox instead",
+            codex_sandboxed.join(", ")
+        )
+    };
+    match (config.config.governance.confine, Protection::available()) {
+        (crate::config::ConfineMode::Off, _) => check(
+            NAME,
+            Status::Ok,
+            "post-run check only (governance.confine = \"off\")",
+            None,
+        ),
+        (crate::config::ConfineMode::Auto, Protection::Landlock { abi }) => check(
+            NAME,
+            Status::Ok,
+            format!(
+                "Landlock ABI {abi}: workers write only in their worktree, a temp dir and their CLI's state{codex_note}"
+            ),
+            None,
+        ),
+        (crate::config::ConfineMode::Auto, _) if cfg!(target_os = "linux") => check(
+            NAME,
+            Status::Warn,
+            format!("post-run check only: {}", crate::confine::unavailable_reason()),
+            Some("boot a kernel with Landlock ABI 2+ (5.19+, `landlock` in lsm=) so workers cannot write outside their worktree; until then the post-run check names only what it can tie to a worker (docs/safety.md)".into()),
+        ),
+        (crate::config::ConfineMode::Auto, _) => check(
+            NAME,
+            Status::Ok,
+            format!("post-run check only: {}", crate::confine::unavailable_reason()),
+            None,
+        ),
+    }
+}
+
 /// Every check, in order. The last one, `dispatch`, says "dispatch blocked" exactly when a
 /// check above failed in a way that stops `oxi tick` and `oxi saturate` (the same words they
 /// print), and names those failures. Blocks on workers whose checks now pass are cleared
@@ -500,6 +551,7 @@ pub async fn run(
     ledger_checks(config, &mut out);
     roadmap_check(config, &mut out);
     git_checks(config, &mut out);
+    out.push(confinement_check(config));
     worker_checks(config, parent_env, &mut out).await;
     price_checks(config, &mut out);
     login::checks(config, parent_env, &mut out).await;

@@ -164,21 +164,30 @@ impl TreeSnapshot {
         })
     }
 
-    /// Paths whose state differs between `self` (before) and `after`, sorted.
-    pub fn changed_since(&self, after: &TreeSnapshot) -> Vec<String> {
+    /// Paths of the work tree whose state differs between `self` (before) and `after`,
+    /// sorted; a moved HEAD alone adds none.
+    pub fn changed_paths(&self, after: &TreeSnapshot) -> Vec<String> {
         let mut changed: Vec<String> = after
             .paths
             .iter()
             .filter(|(path, print)| self.paths.get(*path) != Some(print))
             .map(|(path, _)| path.clone())
             .collect();
-        // Dirty before, clean after: the run reverted (or committed) it.
+        // Dirty before, clean after: reverted (or committed).
         changed.extend(
             self.paths
                 .keys()
                 .filter(|path| !after.paths.contains_key(*path))
                 .cloned(),
         );
+        changed.sort();
+        changed
+    }
+
+    /// Paths whose state differs between `self` (before) and `after`, sorted, with a moved
+    /// HEAD and the paths its new commits changed.
+    pub fn changed_since(&self, after: &TreeSnapshot) -> Vec<String> {
+        let mut changed = self.changed_paths(after);
         if let (Some(before), Some(now)) = (&self.head, &after.head)
             && before != now
         {

@@ -53,6 +53,8 @@ pub struct Spawn {
     /// then still has its own group and, on Linux, a parent-death signal, but descendants
     /// that outlive it or leave its group are not ended when oxi dies.
     pub guard: Option<PathBuf>,
+    /// Applied in the child before exec (Linux: Landlock), inherited by all it starts.
+    pub confine: Option<std::sync::Arc<crate::confine::Confinement>>,
 }
 
 /// Deadlines and caps.
@@ -376,6 +378,11 @@ fn build_command(spawn: &Spawn) -> Result<tokio::process::Command, ProcessError>
     std::os::unix::process::CommandExt::process_group(&mut std_command, 0);
     // No `kill_on_drop`: it would SIGKILL the guard alone, before it could end its tree.
     // `RunProcess` ends the run if `supervise` is dropped.
+    // The ruleset was built before the fork; the child only applies it, after the hooks above,
+    // so the guard and everything it starts are confined.
+    if let Some(confinement) = &spawn.confine {
+        confinement.apply(&mut std_command);
+    }
     Ok(tokio::process::Command::from(std_command))
 }
 

@@ -571,7 +571,7 @@ fn spawn(
             config: &config,
             parent_env,
             actor: "oxi",
-            main_before: crate::git::TreeSnapshot::take_at(config.repo_root.clone()),
+            main_before: crate::guard::MainSnapshot::take(&config.repo_root),
         };
         tick::start_job(&ctx, &spec, &thread_run_id, shutdown)
     });

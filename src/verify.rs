@@ -175,7 +175,8 @@ pub struct GovernanceReport {
     pub protected: Vec<String>,
     /// Paths matching a needs-approval glob.
     pub needs_approval: Vec<String>,
-    /// Paths of the main checkout that changed while the run went.
+    /// What the worker changed in the main checkout or among its refs (`crate::guard`), each
+    /// with the way back.
     pub main_checkout: Vec<String>,
 }
 
@@ -192,7 +193,7 @@ impl GovernanceReport {
             ("outside governance.allowed_roots", &self.outside),
             ("protected (governance.protected)", &self.protected),
             (
-                "main checkout modified (the runner repo must stay untouched)",
+                "the worker changed the main checkout or its refs",
                 &self.main_checkout,
             ),
             (
@@ -392,6 +393,8 @@ pub async fn run_commands(
             cwd: cwd.to_path_buf(),
             env: env.to_vec(),
             guard: crate::process::guard::program(),
+            // Acceptance commands are the operator's, not the worker's.
+            confine: None,
         };
         let timeout = command.timeout.as_duration();
         let limits = Limits {

@@ -380,6 +380,7 @@ fn supervise_guarded(script: &str, stall_ms: u64) -> oxi::process::Finished {
         cwd: std::env::temp_dir(),
         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
         guard: Some(PathBuf::from(OXI)),
+        confine: None,
     };
     let limits = Limits {
         wall: Duration::from_secs(30),

@@ -261,15 +261,29 @@ fn workers_that_push_escape_edit_workflows_delete_or_move_main_are_stopped_and_r
     );
 
     // Everything else ends the task with a memo naming what and where; main is untouched.
+    // Writing into the main checkout and moving its refs are refused outright under Landlock
+    // (the task's own change is then delivered), else caught by the post-run check; both
+    // ways are tested in tests/operator_edits.rs.
+    let landlock = oxi::confine::Protection::available().is_landlock();
     for (act, expected) in [
         ("escape", "escaped.txt"),
         ("symlink", "passwd-link"),
         ("workflow", ".github/workflows/ci.yml"),
         ("delete", "oxi.toml"),
-        ("move-main", "HEAD moved from"),
+        ("move-main", "refs/heads/main moved by the worker"),
     ] {
         let (s, _origin, report) = vandal(act);
         let job = &report["jobs"][0];
+        if landlock && (act == "escape" || act == "move-main") {
+            assert_eq!(job["state"], "delivered", "{act}: {report:#}");
+            assert!(!s.file("escaped.txt").exists(), "{act}");
+            assert_eq!(
+                git(s.path(), &["rev-parse", "main"]),
+                git(s.path(), &["rev-parse", "origin/main"]),
+                "{act}: main moved"
+            );
+            continue;
+        }
         assert_eq!(job["state"], "framework_fix_needed", "{act}: {report:#}");
         let detail = job["detail"].as_str().unwrap_or_default();
         assert!(detail.contains(expected), "{act}: {detail}");

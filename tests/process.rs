@@ -33,6 +33,7 @@ fn sh(script: &str) -> Spawn {
             ("ALLOWED".into(), "yes".into()),
         ],
         guard: None,
+        confine: None,
     }
 }
 
@@ -153,6 +154,7 @@ fn a_missing_binary_is_a_spawn_error() {
         cwd: std::env::temp_dir(),
         env: vec![],
         guard: None,
+        confine: None,
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (_tx, rx) = tokio::sync::watch::channel(false);

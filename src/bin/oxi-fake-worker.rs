@@ -24,7 +24,8 @@
 //!   failure, a runaway spender, a hang with a sleeping grandchild, a hang that ignores SIGTERM,
 //!   or a success that leaves a grandchild behind), `vandal:<act>` (does its edit, then
 //!   `push`: `git push --force` to the base branch and a new branch; `escape`: writes into the
-//!   main checkout through `../`; `symlink`: adds a link to /etc/passwd; `workflow`: edits
+//!   main checkout through `../` (announced as the CLIs' write tool does, with the error in its
+//!   message when the write is refused); `symlink`: adds a link to /etc/passwd; `workflow`: edits
 //!   `.github/workflows/ci.yml`; `delete`: deletes every file of the worktree; `move-main`:
 //!   commits and points `main` at it with `git update-ref`).
 //! - `OXI_FAKE_IGNORE_TERM`: when set, the worker ignores SIGTERM (and so does everything it
@@ -104,6 +105,11 @@ impl Out {
             let _ = std::fs::create_dir_all(parent);
         }
         let _ = std::fs::write(path, content);
+        self.announce_write(path, content);
+    }
+
+    /// The events a CLI prints for a write of `content` to `path` (its tool call and result).
+    fn announce_write(&mut self, path: &str, content: &str) {
         match self.flavor {
             Flavor::Claude => {
                 self.line(&json!({
@@ -480,7 +486,13 @@ fn main() {
                 }
                 "escape" => {
                     // The worktree is <repo>/.oxi/worktrees/<id>: three levels up is the repo.
-                    let _ = std::fs::write(here.join("../../../escaped.txt"), "escaped\n");
+                    // Written as the CLIs' write tool does, so the write is a recorded event.
+                    let path = here.join("../../../escaped.txt").display().to_string();
+                    match std::fs::write(&path, "escaped\n") {
+                        Ok(()) => notes.push(format!("wrote {path}")),
+                        Err(e) => notes.push(format!("cannot write {path}: {e}")),
+                    }
+                    out.announce_write(&path, "escaped\n");
                 }
                 "symlink" => {
                     let _ = std::os::unix::fs::symlink("/etc/passwd", here.join("passwd-link"));

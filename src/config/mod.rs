@@ -518,6 +518,20 @@ pub struct GovernanceConfig {
     pub protected: Vec<String>,
     /// Globs whose change holds the task until `oxi approve`.
     pub needs_approval: Vec<String>,
+    /// How a worker's writes are confined (see docs/safety.md).
+    pub confine: ConfineMode,
+}
+
+/// `governance.confine`: whether workers run under Landlock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfineMode {
+    /// Landlock where the kernel offers it (writes only in the worktree, a temp dir and the
+    /// CLI's state), else the post-run check alone.
+    #[default]
+    Auto,
+    /// The post-run check alone (for a worker that needs to write elsewhere).
+    Off,
 }
 
 /// Paths protected even when `governance.protected` is left out.
@@ -539,6 +553,7 @@ impl Default for GovernanceConfig {
             allowed_roots: vec![".".to_owned()],
             protected: DEFAULT_PROTECTED.iter().map(|s| (*s).to_owned()).collect(),
             needs_approval: Vec::new(),
+            confine: ConfineMode::default(),
         }
     }
 }

@@ -102,9 +102,15 @@ pub async fn probe_version(
     command: &[String],
     env: &[(String, String)],
     cwd: &Path,
+    confine: Option<&std::sync::Arc<crate::confine::Confinement>>,
 ) -> Result<String, String> {
     let (program, prefix) = command.split_first().ok_or("empty command")?;
-    let child = tokio::process::Command::new(program)
+    let mut probe = tokio::process::Command::new(program);
+    // After a confined run, its command is probed under the same confinement.
+    if let Some(confinement) = confine {
+        confinement.apply(probe.as_std_mut());
+    }
+    let child = probe
         .args(prefix)
         .arg("--version")
         .current_dir(cwd)
@@ -163,7 +169,7 @@ pub async fn check(
             }
         ));
     } else {
-        match probe_version(&config.command, env, cwd).await {
+        match probe_version(&config.command, env, cwd, None).await {
             Ok(output) => {
                 version = adapter.parse_version(&output);
                 match &version {

@@ -19,7 +19,8 @@ use tokio::sync::watch;
 
 use crate::budget::{self, Caps, Refusal};
 use crate::clock::{day_of, month_of, now_ms, rfc3339};
-use crate::config::{LoadedConfig, RateCard, WorkerConfig, WorkerKind};
+use crate::config::{ConfineMode, LoadedConfig, RateCard, WorkerConfig, WorkerKind};
+use crate::confine::{Confinement, Protection, RunTemp, Writable};
 use crate::git::TreeSnapshot;
 use crate::ledger::{EventKind, Ledger, LedgerError, NewEvent, NewRun, RunEnd};
 use crate::money::{MicroUsd, micro_to_usd};
@@ -57,6 +58,8 @@ pub enum RunnerError {
     Artifact(#[from] ArtifactError),
     #[error("{0}")]
     Prompt(String),
+    #[error(transparent)]
+    Confine(#[from] crate::confine::ConfineError),
 }
 
 /// What to run.
@@ -116,6 +119,8 @@ pub struct RunReport {
     pub last_message: Option<String>,
     /// Why it ended so, in one line, when it did not succeed.
     pub detail: Option<String>,
+    /// How the worker's writes were guarded (task runs; `None` for `oxi run`).
+    pub protection: Option<Protection>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -179,6 +184,13 @@ pub fn build_argv(worker: &WorkerConfig, prompt: &str) -> Vec<String> {
     }
 }
 
+/// What guards a task run's writes while it goes.
+struct RunGuard {
+    confinement: Option<std::sync::Arc<Confinement>>,
+    protection: Protection,
+    temp: RunTemp,
+}
+
 /// Everything decided before the process starts.
 pub struct PreparedRun<'a> {
     pub run_id: String,
@@ -194,6 +206,8 @@ pub struct PreparedRun<'a> {
     pub output_cap: u64,
     pub raw_cap: u64,
     pub lease: Duration,
+    /// `governance.confine`.
+    pub confine: crate::config::ConfineMode,
 }
 
 /// Resolves the worker, argv, environment and limits for `request`.
@@ -256,6 +270,7 @@ pub fn prepare<'a>(
         output_cap: caps_config.output_per_run.bytes(),
         raw_cap: caps_config.raw_log_per_run.bytes(),
         lease: limits.stall + limits.grace + Duration::from_secs(30),
+        confine: config.config.governance.confine,
         worker,
     })
 }
@@ -390,6 +405,14 @@ impl PreparedRun<'_> {
                 return Err(e);
             }
         };
+        let guard = match self.guard() {
+            Ok(guard) => guard,
+            Err(e) => {
+                let e = RunnerError::from(e);
+                self.abandon(ledger, &format!("the run could not start: {e}"))?;
+                return Err(e);
+            }
+        };
         let before = if self.request.track_files {
             TreeSnapshot::take(self.request.cwd)
         } else {
@@ -398,11 +421,18 @@ impl PreparedRun<'_> {
         let started_ms = now_ms();
         let adapter = worker::adapter(self.worker.kind);
         let live = self.request.live.take();
+        let mut env = self.env.vars.clone();
+        if let Some(guard) = &guard {
+            // Its own temp directory, the only one it may write when confined.
+            env.retain(|(k, _)| k != "TMPDIR");
+            env.push(("TMPDIR".to_owned(), guard.temp.path().display().to_string()));
+        }
         let spawn = Spawn {
             argv: self.argv.clone(),
             cwd: self.request.cwd.to_path_buf(),
-            env: self.env.vars.clone(),
+            env,
             guard: process::guard::program(),
+            confine: guard.as_ref().and_then(|g| g.confinement.clone()),
         };
         let mut recorder = Recorder::new(
             adapter,
@@ -479,11 +509,15 @@ impl PreparedRun<'_> {
         let tokens = acc.running_tokens();
         let mut cli_version = acc.cli_version.clone();
         if cli_version.is_none() && finished.is_some() {
-            cli_version =
-                contract::probe_version(&self.worker.command, &self.env.vars, self.request.cwd)
-                    .await
-                    .ok()
-                    .and_then(|out| adapter.parse_version(&out));
+            cli_version = contract::probe_version(
+                &self.worker.command,
+                &spawn.env,
+                self.request.cwd,
+                spawn.confine.as_ref(),
+            )
+            .await
+            .ok()
+            .and_then(|out| adapter.parse_version(&out));
         }
         let mut files_changed: Vec<String> = Vec::new();
         if let Some(before) = &before
@@ -544,7 +578,10 @@ impl PreparedRun<'_> {
                     .into_owned()
             }),
             detail: detail.map(|d| self.redactor.redact(&d).into_owned()),
+            protection: guard.as_ref().map(|g| g.protection.clone()),
         };
+        // The run's temp directory goes with the run.
+        drop(guard);
         let summary = format!(
             "■ {} · {} · {} · exit {}{}",
             report.classification.as_str(),
@@ -611,6 +648,7 @@ impl PreparedRun<'_> {
                         "elapsed_ms": report.elapsed_ms,
                         "cost_source": report.cost_source,
                         "ledger_errors": ledger_errors,
+                        "protection": report.protection,
                     }),
                 },
             )?;
@@ -629,6 +667,52 @@ impl PreparedRun<'_> {
             tracing::warn!("run {}: {e}", report.run_id);
         }
         Ok(report)
+    }
+
+    /// A task run's guard (`oxi run`, which has no worktree, gets none): its temp directory
+    /// and, unless `governance.confine = "off"` or the kernel has no Landlock, a ruleset that
+    /// lets it write only in its worktree, that directory and its CLI's state.
+    fn guard(&self) -> Result<Option<RunGuard>, crate::confine::ConfineError> {
+        if self.request.worktree.is_none() {
+            return Ok(None);
+        }
+        let temp = RunTemp::create(&self.run_id)?;
+        let codex_sandbox = (self.worker.kind == WorkerKind::Codex
+            && self.worker.sandbox() != "danger-full-access")
+            .then(|| self.worker.sandbox().to_owned());
+        let confinement = match (self.confine, &codex_sandbox) {
+            // Codex's sandbox mounts and pivots in a user namespace, which a Landlocked process
+            // may not do: it would fail every command. It confines itself instead.
+            (ConfineMode::Off, _) | (ConfineMode::Auto, Some(_)) => None,
+            (ConfineMode::Auto, None) => {
+                let mut writable = Writable {
+                    dirs: vec![self.request.cwd.to_path_buf(), temp.path().to_path_buf()],
+                    files: Vec::new(),
+                };
+                writable
+                    .dirs
+                    .extend(Writable::git_for_worktree(self.request.cwd));
+                writable.extend(Writable::devices());
+                let state = worker::adapter(self.worker.kind).state_paths(&self.env.vars);
+                // A first run's state directory does not exist yet: made now, or no rule could
+                // name it and the CLI could not create it either.
+                for dir in &state.dirs {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                writable.extend(state);
+                Confinement::build(&writable)?.map(std::sync::Arc::new)
+            }
+        };
+        let protection = match (&confinement, codex_sandbox) {
+            (Some(c), _) => c.protection(),
+            (None, Some(mode)) => Protection::CodexSandbox { mode },
+            (None, None) => Protection::PostRunCheck,
+        };
+        Ok(Some(RunGuard {
+            protection,
+            confinement,
+            temp,
+        }))
     }
 
     /// The run directory with its prompt and open artifact files, before the worker starts.
@@ -764,6 +848,7 @@ impl PreparedRun<'_> {
             "cost_source": report.cost_source,
             "files_changed": report.files_changed,
             "result": report.result,
+            "protection": report.protection,
         });
         let limits = serde_json::json!({
             "job_runtime_ms": self.limits.wall.as_millis() as u64,

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::clock::now_ms;
 use crate::config::{AcceptanceCommand, LoadedConfig};
 use crate::critic::{self, Gate, Verdict};
-use crate::git::TreeSnapshot;
+use crate::guard::{self, Evidence, MainSnapshot};
 use crate::ledger::{
     EventKind, Ledger, LedgerError, TaskRow, TaskState, Transition, TransitionFields, VerifyRecord,
 };
@@ -139,8 +139,9 @@ pub struct JobContext<'a> {
     pub config: &'a LoadedConfig,
     pub parent_env: Vec<(String, String)>,
     pub actor: &'a str,
-    /// The main checkout before any job started (it must be untouched after).
-    pub main_before: Option<TreeSnapshot>,
+    /// The main checkout and its refs before the job started: what the worker changed there
+    /// stops it (`crate::guard`); what the operator changed meanwhile does not.
+    pub main_before: Option<MainSnapshot>,
 }
 
 fn elapsed_ms(since: Instant) -> u64 {
@@ -297,6 +298,43 @@ impl Job<'_> {
             }
             Err(e) => tracing::warn!("task {}: could not diff this run's change: {e}", self.id()),
         }
+    }
+
+    /// Stops the task (to `to`) when the run changed its worktree's git metadata; true when
+    /// it did. No git may run in that worktree then (not even to salvage it): it could commit
+    /// onto another branch or run hooks the worker planted.
+    fn stop_if_tampered(
+        &mut self,
+        anchor: &guard::WorktreeAnchor,
+        who: &str,
+        to: TaskState,
+    ) -> Result<bool, LedgerError> {
+        let tampered = anchor.changed();
+        if tampered.is_empty() {
+            return Ok(false);
+        }
+        let memo = format!(
+            "the {who} changed its worktree's git metadata ({}); oxi ran no git there and left {} for a person to inspect",
+            tampered.join(", "),
+            self.spec.worktree.display()
+        );
+        self.event(
+            EventKind::GovernanceMemo,
+            Some(&self.result.run_id.clone()),
+            serde_json::json!({ "trigger": "worktree_metadata", "memo": memo, "paths": tampered }),
+        );
+        self.result.detail = Some(memo.clone());
+        self.move_to(
+            to,
+            TransitionFields {
+                failure_class: Some("governance".to_owned()),
+                held_reason: (to == TaskState::FrameworkFixNeeded).then(|| memo.clone()),
+                ..TransitionFields::default()
+            },
+            &memo,
+            Some(&memo),
+        )?;
+        Ok(true)
     }
 
     /// Commits what is in the worktree (so nothing is lost) and removes it.
@@ -532,7 +570,10 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
             .write(|q| q.set_task_branch(&id, &branch, &base))?;
     }
 
-    // Executor.
+    // Executor. The worktree's HEAD now tells later which commits the worker made; its git
+    // metadata must be as oxi left it before oxi runs git there again.
+    let start_head = worktree::resolve(&spec.worktree, "HEAD");
+    let anchor = guard::WorktreeAnchor::take(&spec.worktree);
     let started = Instant::now();
     let report = match prepared.run(&mut job.ledger, job.shutdown.clone()).await {
         Ok(report) => report,
@@ -553,6 +594,9 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
     job.result.phases_ms.executor = elapsed_ms(started);
     job.result.classification = Some(report.classification.as_str().to_owned());
     job.note_cost(&report);
+    if job.stop_if_tampered(&anchor, "worker", TaskState::FrameworkFixNeeded)? {
+        return Ok(());
+    }
     if report.classification != Classification::Success {
         job.credit(&tree.start_commit);
         let attempt_note = format!(
@@ -642,19 +686,35 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
         )?;
         return Ok(());
     }
-    let main_changes = match (&job.ctx.main_before, TreeSnapshot::take_at(repo.clone())) {
-        (Some(before), Some(after)) => before
-            .changed_since(&after)
-            .into_iter()
-            .filter(|p| !p.starts_with(".oxi/"))
-            .collect(),
-        _ => Vec::new(),
+    let attribution = match (&job.ctx.main_before, MainSnapshot::take(repo)) {
+        (Some(before), Some(after)) => {
+            let evidence = Evidence {
+                worktree: spec.worktree.clone(),
+                own_ref: format!("refs/heads/{}", spec.branch),
+                files_named: report.files_changed.clone(),
+                diff_paths: diff.paths(),
+                commits: Evidence::commits_since(&spec.worktree, start_head.as_deref()),
+                confined: report
+                    .protection
+                    .as_ref()
+                    .is_some_and(crate::confine::Protection::is_landlock),
+            };
+            guard::attribute(repo, before, &after, &evidence)
+        }
+        _ => guard::Attribution::default(),
     };
+    if !attribution.unattributed.is_empty() {
+        tracing::info!(
+            "task {}: the main checkout changed during the run, not by the worker (kept, not held against it): {}",
+            job.id(),
+            attribution.unattributed.join(", ")
+        );
+    }
     let governance = match verify::governance(
         &spec.worktree,
         &diff,
         &config.config.governance,
-        main_changes,
+        attribution.worker,
     ) {
         Ok(g) => g,
         Err(e) => {
@@ -791,6 +851,8 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
             "lines_removed": job.result.lines_removed,
             "paths": job.result.paths,
             "delivery": job.result.delivery,
+            "protection": report.protection,
+            "main_checkout_unattributed": attribution.unattributed,
         }),
     );
     if !green {
@@ -1066,8 +1128,13 @@ async fn review(
         }
         Err(e) => return Err(e.into()),
     }
+    let anchor = guard::WorktreeAnchor::take(&spec.worktree);
     let report = prepared.run(&mut job.ledger, job.shutdown.clone()).await?;
     job.note_cost(&report);
+    // (A reviewing task cannot go to framework_fix_needed; it fails with the memo.)
+    if job.stop_if_tampered(&anchor, "reviewer", TaskState::Failed)? {
+        return Ok(false);
+    }
     if worktree::is_dirty(&spec.worktree).unwrap_or(false) {
         // The reviewer is read-only by contract; whatever it changed is not the executor's work.
         let _ = worktree::discard_changes(&spec.worktree);

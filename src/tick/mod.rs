@@ -15,7 +15,6 @@ use tokio::sync::watch;
 
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, RunMode};
-use crate::git::TreeSnapshot;
 use crate::ledger::{
     EventKind, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition, TransitionFields,
 };
@@ -403,7 +402,7 @@ pub async fn pass(
         main_before: if admitted.is_empty() {
             None
         } else {
-            TreeSnapshot::take_at(config.repo_root.clone())
+            crate::guard::MainSnapshot::take(&config.repo_root)
         },
     };
     let results: Vec<Result<JobResult, String>> = std::thread::scope(|scope| {

@@ -301,6 +301,7 @@ pub async fn reap(
             close_transcript(&run, charged, &detail);
         }
         salvage(&config.repo_root, run.worktree.as_deref());
+        crate::confine::RunTemp::remove_leftovers(&run.id);
         let task_state = match &run.task_id {
             Some(task) => recover_task(ledger, config, task, &detail)?,
             None => None,

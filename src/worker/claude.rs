@@ -15,6 +15,21 @@ pub const CONTRACT_VERSION: &str = "claude-stream-json/1";
 /// Versions whose output this normalizer was tested against.
 pub const TESTED_VERSIONS: &[&str] = &["2.1.328"];
 
+/// Claude Code's state: `CLAUDE_CONFIG_DIR` when set, else `~/.claude` (sessions, projects,
+/// backups, plugins) and `~/.claude.json` (settings, written in place when it cannot be
+/// replaced atomically).
+pub fn state_paths(env: &[(String, String)]) -> crate::confine::Writable {
+    let mut writable = crate::confine::Writable::default();
+    if let Some(dir) = super::env_value(env, "CLAUDE_CONFIG_DIR") {
+        writable.dirs.push(dir.into());
+    } else if let Some(home) = super::env_value(env, "HOME") {
+        let home = std::path::Path::new(home);
+        writable.dirs.push(home.join(".claude"));
+        writable.files.push(home.join(".claude.json"));
+    }
+    writable
+}
+
 const TEXT_CLIP: usize = 16 * 1024;
 
 #[derive(Deserialize)]

@@ -13,6 +13,17 @@ use super::event::{Event, Normalized, Tokens, UsageScope, clip};
 pub const CONTRACT_VERSION: &str = "codex-exec-json/1";
 pub const TESTED_VERSIONS: &[&str] = &["0.169.0"];
 
+/// Codex's state: `CODEX_HOME` (sessions, logs, its sqlite state, `tmp/arg0`), else `~/.codex`.
+pub fn state_paths(env: &[(String, String)]) -> crate::confine::Writable {
+    let dir = super::env_value(env, "CODEX_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| super::env_value(env, "HOME").map(|h| std::path::Path::new(h).join(".codex")));
+    crate::confine::Writable {
+        dirs: dir.into_iter().collect(),
+        files: Vec::new(),
+    }
+}
+
 const TEXT_CLIP: usize = 16 * 1024;
 
 #[derive(Deserialize)]

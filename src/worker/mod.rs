@@ -29,6 +29,16 @@ pub trait Adapter: Send + Sync {
             .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()) && w.contains('.'))
             .map(str::to_owned)
     }
+    /// Where the CLI keeps its own state (sessions, settings, logs), which a confined worker
+    /// must still be able to write; `env` is the worker's environment.
+    fn state_paths(&self, env: &[(String, String)]) -> crate::confine::Writable;
+}
+
+/// `name`'s value in a worker environment, when set and not empty.
+pub(crate) fn env_value<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    env.iter()
+        .find(|(k, v)| k == name && !v.is_empty())
+        .map(|(_, v)| v.as_str())
 }
 
 pub struct ClaudeAdapter;
@@ -47,6 +57,9 @@ impl Adapter for ClaudeAdapter {
     fn normalize(&self, line: &[u8]) -> Normalized {
         claude::normalize(line)
     }
+    fn state_paths(&self, env: &[(String, String)]) -> crate::confine::Writable {
+        claude::state_paths(env)
+    }
 }
 
 impl Adapter for CodexAdapter {
@@ -61,6 +74,9 @@ impl Adapter for CodexAdapter {
     }
     fn normalize(&self, line: &[u8]) -> Normalized {
         codex::normalize(line)
+    }
+    fn state_paths(&self, env: &[(String, String)]) -> crate::confine::Writable {
+        codex::state_paths(env)
     }
 }
 
