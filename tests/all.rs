@@ -14,6 +14,7 @@ mod config_errors;
 mod doctor;
 mod fast_loop;
 mod first_hour;
+mod followups;
 mod hostile;
 mod ledger;
 mod mock_model;
