@@ -201,6 +201,46 @@ fn a_review_refused_only_for_room_held_by_runs_in_flight_waits_and_never_reruns_
     );
 }
 
+/// (a) The same wait, ended by stopping the tick (SIGTERM) while the room is still held: the
+/// verified work is held for a person with its commit on the branch — not re-queued, whose
+/// next attempt would run the executor again — and `oxi approve` delivers it.
+#[test]
+fn a_review_waiting_for_room_when_oxi_is_stopped_holds_the_verified_work() {
+    let s = repo(
+        ONE_TASK,
+        r#"OXI_FAKE_COST_USD = "0.3""#,
+        "[run]\nmax_parallel_jobs = 2\n\n[critic]\nauto_approve = false\n\n[caps]\njob_usd = 0.5\ndaily_usd = 1.0\ndaily_soft_warn_usd = 1.0\nestimate_floor_usd = 0.25\nstall_timeout = \"10m\"\n",
+    );
+    let holder = hold_room(&s);
+    let tick = oxi(&s, &["tick", "--format", "json"]).spawn().unwrap();
+    wait_for("the review's refusal", || {
+        event_count(&s, "budget_refused", "T0-1") >= 1
+    });
+    let pid = nix::unistd::Pid::from_raw(tick.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let (_, stdout, stderr) = finish(tick, "oxi tick");
+    release_room(holder);
+    let task = ledger(&s).read().task("T0-1").unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Held, "{stdout}\n{stderr}");
+    let reason = task.held_reason.unwrap();
+    assert!(reason.contains("oxi approve T0-1"), "{reason}");
+    assert!(reason.contains("until oxi was stopped"), "{reason}");
+    let branch = task.branch.unwrap();
+    assert_eq!(
+        git(s.path(), &["show", &format!("{branch}:hello.txt")]),
+        "hi"
+    );
+    s.oxi(&["approve", "T0-1"]).ok();
+    s.oxi(&["tick"]).ok();
+    let l = ledger(&s);
+    assert_eq!(
+        l.read().task("T0-1").unwrap().unwrap().state,
+        TaskState::Delivered
+    );
+    let runs = l.read().runs_for_task("T0-1").unwrap();
+    assert_eq!(runs.iter().filter(|r| r.role == "executor").count(), 1);
+}
+
 /// (b) Another process's run holds the room ($0.80 of $1.00) that the next claim's $0.25
 /// estimate needs, though nothing is spent: the tick says the room is held by runs in flight
 /// (its own outcome, exit 0), not that the cap is reached (`budget`, exit 6).

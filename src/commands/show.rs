@@ -262,10 +262,16 @@ fn follow_run(ledger: &Ledger, run: &RunRow) -> Result<()> {
     }
 }
 
-/// The task's run after `after`, waiting for it while the task is still on its way (in flight,
-/// or queued / in `retry_wait` for another attempt); `None` once the task is at rest
-/// (delivered, held, failed, done, cancelled, …) with no newer run.
+/// The task's run after `after`, waiting for it while the task is still on its way: in flight,
+/// or queued / in `retry_wait` for another attempt that oxi makes by itself. `None` once the
+/// task is at rest (delivered, held, failed, done, cancelled, …) with no newer run, or when
+/// `after` was killed because oxi was stopped (nothing runs the task until oxi is started
+/// again).
 fn next_run(ledger: &Ledger, task: &str, after: &str) -> Result<Option<RunRow>> {
+    let stopped = ledger
+        .read()
+        .run(after)?
+        .is_some_and(|r| r.classification.as_deref() == Some("killed"));
     loop {
         // The state is read before the runs, so a run started just before the task came to
         // rest is still found.
@@ -279,7 +285,7 @@ fn next_run(ledger: &Ledger, task: &str, after: &str) -> Result<Option<RunRow>> 
             return Ok(next);
         }
         let on_its_way = state.is_some_and(|s| {
-            s.is_in_flight() || matches!(s, TaskState::Queued | TaskState::RetryWait)
+            s.is_in_flight() || (!stopped && matches!(s, TaskState::Queued | TaskState::RetryWait))
         });
         if !on_its_way {
             return Ok(None);
