@@ -85,6 +85,18 @@ pub struct Refusal {
 
 impl std::fmt::Display for Refusal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.waits_for_runs_in_flight() {
+            return write!(
+                f,
+                "{} spend cap {} ({}) has no room now: spent {}, held for runs in flight {}, this run may cost up to {}; it fits once those runs settle at what they spent",
+                self.period,
+                format_usd(self.cap_microusd),
+                self.limit,
+                format_usd(self.spent_microusd),
+                format_usd(self.held_microusd),
+                format_usd(self.amount_microusd),
+            );
+        }
         let next = if self.period == "daily" {
             "UTC day"
         } else {
@@ -116,7 +128,9 @@ impl Refusal {
     }
 }
 
-/// `Ok` when `amount` can be held without spent + held + amount crossing a cap.
+/// `Ok` when `amount` can be held without spent + held + amount crossing a cap. When several
+/// caps refuse, the one that spent + amount alone crosses is named (the room others lack is
+/// only held, and waiting for it would be in vain).
 pub fn admit(totals: &SpendTotals, amount: MicroUsd, caps: &Caps) -> Result<(), Refusal> {
     let checks = [
         (
@@ -134,19 +148,29 @@ pub fn admit(totals: &SpendTotals, amount: MicroUsd, caps: &Caps) -> Result<(), 
             totals.month_reserved,
         ),
     ];
-    for (period, limit, cap, spent, held) in checks {
-        if spent.saturating_add(held).saturating_add(amount) > cap {
-            return Err(Refusal {
-                period,
-                limit,
-                cap_microusd: cap,
-                spent_microusd: spent,
-                held_microusd: held,
-                amount_microusd: amount,
-            });
+    let refusals = checks
+        .into_iter()
+        .filter(|(_, _, cap, spent, held)| {
+            spent.saturating_add(*held).saturating_add(amount) > *cap
+        })
+        .map(|(period, limit, cap, spent, held)| Refusal {
+            period,
+            limit,
+            cap_microusd: cap,
+            spent_microusd: spent,
+            held_microusd: held,
+            amount_microusd: amount,
+        });
+    match refusals.reduce(|first, next| {
+        if first.waits_for_runs_in_flight() && !next.waits_for_runs_in_flight() {
+            next
+        } else {
+            first
         }
+    }) {
+        Some(refusal) => Err(refusal),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -196,6 +220,34 @@ mod tests {
         assert!(text.contains("(--max-cost-per-day)"), "{text}");
         assert!(!text.contains("caps.daily_usd in oxi.toml"), "{text}");
         assert!(!refusal.waits_for_runs_in_flight());
+    }
+
+    #[test]
+    fn a_cap_that_spend_alone_crosses_is_named_before_one_whose_room_is_only_held() {
+        // The day's room is only held; the month is really spent.
+        let totals = SpendTotals {
+            day_spent: 0,
+            day_reserved: 9_000_000,
+            month_spent: 99_000_000,
+            month_reserved: 9_000_000,
+        };
+        let refusal = admit(&totals, 2_000_000, &caps()).unwrap_err();
+        assert_eq!(refusal.limit, Limit::MonthlyUsd);
+        assert!(!refusal.waits_for_runs_in_flight());
+        let held = admit(
+            &SpendTotals {
+                month_spent: 0,
+                ..totals
+            },
+            2_000_000,
+            &caps(),
+        )
+        .unwrap_err();
+        assert!(held.waits_for_runs_in_flight());
+        assert!(
+            held.to_string().contains("once those runs settle"),
+            "{held}"
+        );
     }
 
     #[test]

@@ -199,7 +199,9 @@ pub fn build(
             )
         })
         .collect();
-    let merged = q.report_count("pr_merged", from)?;
+    // Accepted: a merged pull request (release mode), or a delivered branch the operator
+    // merged into the base branch (fast mode).
+    let merged = q.report_count("pr_merged", from)? + q.report_count("branch_merged", from)?;
     let rejected = q.report_count("pr_closed", from)?;
     let (first_ci, first_green) = q.report_first_ci(from)?;
     let interventions = q.report_count("operator_action", from)?;

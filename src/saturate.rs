@@ -4,7 +4,8 @@
 //! them cleanly); a second signal stops at once. SIGHUP reloads `oxi.toml`. A claim the caps
 //! refuse only because of what runs in flight hold waits for them to settle; saturate exits when
 //! spent + the next estimate would cross the day's or month's cap (`daily_budget_reached`,
-//! `monthly_budget_reached`) and, with `--until-empty`, when nothing is eligible.
+//! `monthly_budget_reached`) and, with `--until-empty`, when nothing is eligible or when it is
+//! paused with nothing in flight (`paused`: only a person's `oxi resume` could change that).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -63,9 +64,11 @@ pub struct Options {
 /// How saturate ended.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
-    /// `until_empty`, `daily_budget_reached`, `monthly_budget_reached`, `signal`, `blocked`.
+    /// `until_empty`, `paused` (`--until-empty` while paused with nothing in flight),
+    /// `daily_budget_reached`, `monthly_budget_reached`, `signal`, `blocked`.
     pub reason: String,
-    /// For a budget stop, the refusal: which cap (and which setting holds it), with the figures.
+    /// For a budget stop, the refusal: which cap (and which setting holds it), with the figures;
+    /// for `paused`, who paused it and how to go on.
     pub detail: Option<String>,
     pub concurrency: u32,
     pub concurrency_reason: String,
@@ -261,6 +264,7 @@ pub fn run(
     let mut jobs = Vec::new();
     let mut stopping: Option<(Instant, String)> = None;
     let mut budget_stop: Option<String> = None;
+    let mut pause_stop: Option<String> = None;
     // Set when a claim was refused only because runs in flight hold the room: the slots busy
     // then, and when. No claim is tried again until one of them ends (or, for reservations
     // another process holds, a while has passed): each refusal is a ledger event.
@@ -397,6 +401,21 @@ pub fn run(
                 status.log(&pause_line(killswitch.as_ref(), slots.len()));
                 was_paused = paused;
             }
+            // Paused, nothing in flight: nothing can empty the queue until a person resumes.
+            if let Some(k) = &killswitch
+                && options.until_empty
+                && slots.is_empty()
+            {
+                pause_stop = Some(format!(
+                    "paused by {}{}: --until-empty stops here with nothing in flight; `oxi resume`, then run saturate again",
+                    k.by,
+                    k.reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                ));
+                break "paused".to_owned();
+            }
             let free = concurrency.saturating_sub(slots.len() as u32);
             let waiting_for_budget = budget_wait.is_some_and(|(busy, since)| {
                 slots.len() >= busy && since.elapsed() < BUDGET_RECHECK
@@ -531,7 +550,9 @@ pub fn run(
     };
     status.log(&format!("oxi saturate: stopped ({reason})"));
     Ok(Summary {
-        detail: budget_stop.filter(|_| reason.ends_with("_budget_reached")),
+        detail: budget_stop
+            .filter(|_| reason.ends_with("_budget_reached"))
+            .or(pause_stop),
         reason,
         concurrency,
         concurrency_reason,

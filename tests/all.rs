@@ -16,6 +16,7 @@ mod dies_with_oxi;
 mod doctor;
 mod fast_loop;
 mod first_hour;
+mod followups;
 mod hostile;
 mod ledger;
 mod mock_model;

@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 
 use super::Context;
 use crate::cli::{LogsArgs, ShowArgs};
-use crate::ledger::{Ledger, LedgerError, RunRow};
+use crate::ledger::{Ledger, LedgerError, RunRow, TaskState};
 use crate::money::format_usd;
 use crate::output::{Format, Grid, json_string, write_stdout};
 
@@ -212,15 +212,44 @@ fn print_from(path: &Path, offset: u64, to_end: bool) -> Result<u64> {
 pub fn logs(ctx: &Context, args: &LogsArgs) -> Result<()> {
     let config = ctx.config()?;
     let ledger = Ledger::open_existing(&config.ledger_path())?;
-    let run = resolve_run(&ledger, &args.target, args.follow)?;
+    let mut run = resolve_run(&ledger, &args.target, args.follow)?;
+    if !args.follow {
+        print_from(&transcript(&run)?, 0, true)?;
+        return Ok(());
+    }
+    // A task is followed across its runs (a retry, its review); a run alone to its end.
+    let task = match run.task_id.clone() {
+        Some(task) if run.id != args.target => Some(task),
+        _ => None,
+    };
+    loop {
+        follow_run(&ledger, &run)?;
+        let Some(task) = &task else {
+            return Ok(());
+        };
+        match next_run(&ledger, task, &run.id)? {
+            Some(next) => {
+                write_stdout(&format!(
+                    "\n── {task}: run {} ({}, attempt {}) ──\n",
+                    next.id, next.role, next.attempt
+                ))?;
+                run = next;
+            }
+            None => return Ok(()),
+        }
+    }
+}
+
+fn transcript(run: &RunRow) -> Result<PathBuf> {
     let Some(dir) = run.run_dir.clone() else {
         bail!("run {} has no run directory", run.id);
     };
-    let path = PathBuf::from(dir).join("transcript.md");
-    if !args.follow {
-        print_from(&path, 0, true)?;
-        return Ok(());
-    }
+    Ok(PathBuf::from(dir).join("transcript.md"))
+}
+
+/// Prints `run`'s transcript as it grows, until the run has ended.
+fn follow_run(ledger: &Ledger, run: &RunRow) -> Result<()> {
+    let path = transcript(run)?;
     let mut offset = 0u64;
     loop {
         // Whether the run had ended is read before the file, so the last read sees all of it.
@@ -230,11 +259,42 @@ pub fn logs(ctx: &Context, args: &LogsArgs) -> Result<()> {
             .is_none_or(|r| r.status != "running");
         offset = print_from(&path, offset, finished)?;
         if finished {
-            break;
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-    Ok(())
+}
+
+/// The task's run after `after`, waiting for it while the task is still on its way: in flight,
+/// or queued / in `retry_wait` for another attempt that oxi makes by itself. `None` once the
+/// task is at rest (delivered, held, failed, done, cancelled, …) with no newer run, or when
+/// `after` was killed because oxi was stopped (nothing runs the task until oxi is started
+/// again).
+fn next_run(ledger: &Ledger, task: &str, after: &str) -> Result<Option<RunRow>> {
+    let stopped = ledger
+        .read()
+        .run(after)?
+        .is_some_and(|r| r.classification.as_deref() == Some("killed"));
+    loop {
+        // The state is read before the runs, so a run started just before the task came to
+        // rest is still found.
+        let state = ledger.read().task(task)?.map(|t| t.state);
+        let runs = ledger.read().runs_for_task(task)?;
+        let next = runs
+            .iter()
+            .position(|r| r.id == after)
+            .and_then(|at| runs.get(at + 1).cloned());
+        if next.is_some() {
+            return Ok(next);
+        }
+        let on_its_way = state.is_some_and(|s| {
+            s.is_in_flight() || (!stopped && matches!(s, TaskState::Queued | TaskState::RetryWait))
+        });
+        if !on_its_way {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// A `verified` event: this run's own change, and the branch's when a retry continued earlier

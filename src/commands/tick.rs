@@ -61,7 +61,13 @@ fn render(report: &TickReport) -> String {
         out.push_str(&format!("{}: {}\n", stop.task_id, stop.reason));
     }
     if let Some(refusal) = &report.budget_refusal {
-        out.push_str(&format!("budget: {refusal}\n"));
+        if refusal.waits_for_runs_in_flight() {
+            out.push_str(&format!(
+                "budget held by runs in flight (a later tick claims once they settle): {refusal}\n"
+            ));
+        } else {
+            out.push_str(&format!("budget: {refusal}\n"));
+        }
     }
     if !report.jobs.is_empty() {
         let mut grid = Grid::new([

@@ -1108,11 +1108,9 @@ async fn review(
         )?
         .unwrap_or(floor)
         .max(floor);
-    let id = spec.task.spec.id.clone();
-    let now = now_ms();
-    match prepared.admit_with(&mut job.ledger, estimate, |q| q.count_worker_call(&id, now)) {
-        Ok(()) => {}
-        Err(RunnerError::Budget(refusal)) => {
+    match admit_review(job, &prepared, estimate).await? {
+        ReviewRoom::Admitted => {}
+        ReviewRoom::CapReached(refusal) => {
             job.retire("oxi: salvage");
             job.move_to(
                 TaskState::RetryWait,
@@ -1126,7 +1124,24 @@ async fn review(
             )?;
             return Ok(false);
         }
-        Err(e) => return Err(e.into()),
+        ReviewRoom::NotFreed { refusal, why } => {
+            // The verified work is committed on the branch: held for a person rather than
+            // queued, whose next attempt would run (and pay) the executor again.
+            job.retire("oxi: salvage");
+            job.move_to(
+                TaskState::Held,
+                TransitionFields {
+                    held_reason: Some(format!(
+                        "verified and committed on {}; its review waited for budget room held by runs in flight until {why} ({refusal}); review branch {} and `oxi approve {}` delivers it without the reviewer, or `oxi retry {}` runs the task again",
+                        spec.branch, spec.branch, spec.task.spec.id, spec.task.spec.id
+                    )),
+                    ..TransitionFields::default()
+                },
+                "review waited for budget room",
+                None,
+            )?;
+            return Ok(false);
+        }
     }
     let anchor = guard::WorktreeAnchor::take(&spec.worktree);
     let report = prepared.run(&mut job.ledger, job.shutdown.clone()).await?;
@@ -1242,6 +1257,88 @@ async fn review(
                 Some(&comments),
             )?;
             Ok(false)
+        }
+    }
+}
+
+/// How often a review waiting for budget room looks again.
+const REVIEW_ROOM_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How the reviewer's admission ended.
+enum ReviewRoom {
+    Admitted,
+    /// Spent + the estimate crosses a cap: no run settling can make room.
+    CapReached(crate::budget::Refusal),
+    /// The room was held by runs in flight and did not free up: oxi is stopping, or the runs
+    /// holding it are no longer live (their reservations wait for the reaper).
+    NotFreed {
+        refusal: crate::budget::Refusal,
+        why: &'static str,
+    },
+}
+
+/// Admits the reviewer run. A refusal only because runs in flight hold the room waits for them
+/// to settle (they end by their deadlines) instead of giving up the verified work: it re-reads
+/// the totals every second, without writing, and tries again once the estimate fits. The
+/// refusal is recorded once.
+async fn admit_review(
+    job: &mut Job<'_>,
+    prepared: &PreparedRun<'_>,
+    estimate: MicroUsd,
+) -> Result<ReviewRoom, PipelineStop> {
+    let id = job.id().to_owned();
+    let mut said = false;
+    loop {
+        let now = now_ms();
+        let refusal = match prepared
+            .admit_with(&mut job.ledger, estimate, |q| q.count_worker_call(&id, now))
+        {
+            Ok(()) => return Ok(ReviewRoom::Admitted),
+            Err(RunnerError::Budget(refusal)) => refusal,
+            Err(e) => return Err(e.into()),
+        };
+        if !refusal.waits_for_runs_in_flight() {
+            return Ok(ReviewRoom::CapReached(refusal));
+        }
+        if !said {
+            tracing::info!("task {id}: the review waits for budget room: {refusal}");
+            said = true;
+        }
+        loop {
+            if *job.shutdown.borrow() {
+                return Ok(ReviewRoom::NotFreed {
+                    refusal,
+                    why: "oxi was stopped",
+                });
+            }
+            let now = now_ms();
+            let live = job
+                .ledger
+                .read()
+                .running_runs()?
+                .iter()
+                .any(|r| r.lease_expires_at_ms.is_none_or(|at| at > now));
+            if !live {
+                return Ok(ReviewRoom::NotFreed {
+                    refusal,
+                    why: "no run holding it was live any more",
+                });
+            }
+            let mut shutdown = job.shutdown.clone();
+            tokio::select! {
+                () = tokio::time::sleep(REVIEW_ROOM_RECHECK) => {}
+                Ok(()) = shutdown.changed() => {}
+            }
+            let now = now_ms();
+            let totals = job
+                .ledger
+                .read()
+                .spend_totals(&crate::clock::day_of(now), &crate::clock::month_of(now))?;
+            match crate::budget::admit(&totals, estimate, &prepared.caps) {
+                Err(again) if again.waits_for_runs_in_flight() => {}
+                // It fits, or it never will: the admission decides (and records a refusal).
+                _ => break,
+            }
         }
     }
 }

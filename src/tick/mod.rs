@@ -40,7 +40,8 @@ pub enum TickError {
 /// What one pass did, printed by `oxi tick`.
 #[derive(Debug, Clone, Serialize)]
 pub struct TickReport {
-    /// `nothing_to_do`, `dispatched`, `failures`, `budget`, `paused`, `blocked`.
+    /// `nothing_to_do`, `dispatched`, `failures`, `budget`, `budget_held_by_runs_in_flight`,
+    /// `paused`, `blocked`.
     pub outcome: &'static str,
     pub mode: RunMode,
     pub reaped: Vec<Reaped>,
@@ -462,8 +463,8 @@ pub async fn pass(
         "failures"
     } else if !report.jobs.is_empty() {
         "dispatched"
-    } else if report.budget_refusal.is_some() {
-        "budget"
+    } else if let Some(refusal) = &report.budget_refusal {
+        budget_outcome(refusal)
     } else {
         "nothing_to_do"
     };
@@ -911,6 +912,21 @@ fn record_period_breach(ledger: &mut Ledger, config: &LoadedConfig) -> Result<()
     }
     Ok(())
 }
+
+/// A pass that claimed nothing because admission refused: `budget` when spent + the estimate
+/// crosses a cap (nothing changes before the next day or month, or a raised cap), else
+/// `budget_held_by_runs_in_flight` (the room is only held by runs in flight, of this or another
+/// process; once they settle a later tick claims, so it is no failure).
+pub fn budget_outcome(refusal: &crate::budget::Refusal) -> &'static str {
+    if refusal.waits_for_runs_in_flight() {
+        BUDGET_HELD
+    } else {
+        "budget"
+    }
+}
+
+/// The outcome of a pass whose claim waits for runs in flight to settle.
+pub const BUDGET_HELD: &str = "budget_held_by_runs_in_flight";
 
 /// The tick's exit status, documented in docs/cli.md.
 pub fn exit_code(report: &TickReport) -> i32 {
