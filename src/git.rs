@@ -95,6 +95,13 @@ pub struct TreeSnapshot {
     pub paths: std::collections::BTreeMap<String, String>,
 }
 
+/// oxi's state directories (`.oxi/` at any depth) are not part of a checkout's state, and
+/// their files must never be opened here: SQLite's locks are POSIX record locks, which this
+/// process would lose on the ledger (and its `-shm`/`-wal`) by closing any descriptor of those
+/// files. Another oxi process would then take itself for the ledger's only user, reset the
+/// shared memory this one has mapped (SIGBUS) or delete its WAL.
+const STATE_DIR_EXCLUDE: &str = ":(exclude,glob)**/.oxi/**";
+
 impl TreeSnapshot {
     /// Takes a snapshot of the work tree containing `dir`; `None` outside a git repository.
     pub fn take(dir: &Path) -> Option<Self> {
@@ -112,6 +119,9 @@ impl TreeSnapshot {
                 "--branch",
                 "-z",
                 "--untracked-files=all",
+                "--",
+                ".",
+                STATE_DIR_EXCLUDE,
             ],
         )
         .ok()?;
@@ -315,5 +325,21 @@ mod tests {
                 .changed_since(&committed)
                 .contains(&"a.txt".to_owned())
         );
+    }
+
+    #[test]
+    fn snapshots_never_list_or_open_oxis_state_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        run(&root, &["init", "-q", "-b", "main"]).unwrap();
+        std::fs::write(root.join("a.txt"), "a").unwrap();
+        let ledger = crate::ledger::Ledger::open(&root.join(".oxi/ledger.db")).unwrap();
+        std::fs::create_dir_all(root.join("sub/.oxi/runs")).unwrap();
+        std::fs::write(root.join("sub/.oxi/runs/raw.jsonl"), "{}").unwrap();
+        std::fs::write(root.join("sub/kept.txt"), "k").unwrap();
+        let snapshot = TreeSnapshot::take(&root).unwrap();
+        let paths: Vec<&String> = snapshot.paths.keys().collect();
+        assert_eq!(paths, ["a.txt", "sub/kept.txt"]);
+        drop(ledger);
     }
 }

@@ -329,17 +329,24 @@ fn open_writer(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Creates the ledger file with mode 0600 if missing, and tightens it if it is looser.
+/// Creates the ledger file with mode 0600 if missing, and tightens it if it is looser. An
+/// existing file is never opened here: this process may already have it open through SQLite,
+/// whose POSIX locks on it would all be dropped by closing another descriptor of the file.
 fn create_private_file(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)?;
-    let mode = file.metadata()?.permissions().mode() & 0o777;
-    if mode != 0o600 {
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            if meta.permissions().mode() & 0o777 != 0o600 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map(drop),
+        Err(e) => Err(e),
     }
-    Ok(())
 }
