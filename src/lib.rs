@@ -3,6 +3,7 @@
 //!
 //! The binary is a thin wrapper around [`run`]; every stage of the pipeline is a module here.
 
+pub mod attribution;
 pub mod budget;
 pub mod cli;
 pub mod clock;
@@ -14,7 +15,6 @@ pub mod digest;
 pub mod doctor;
 pub mod git;
 pub mod github;
-pub mod guard;
 pub mod ledger;
 pub mod mock_model;
 pub mod money;

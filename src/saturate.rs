@@ -592,7 +592,7 @@ fn spawn(
             config: &config,
             parent_env,
             actor: "oxi",
-            main_before: crate::guard::MainSnapshot::take(&config.repo_root),
+            main_before: crate::attribution::MainSnapshot::take(&config.repo_root),
         };
         tick::start_job(&ctx, &spec, &thread_run_id, shutdown)
     });

@@ -8,10 +8,10 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::attribution::{self, Evidence, MainSnapshot};
 use crate::clock::now_ms;
 use crate::config::{AcceptanceCommand, LoadedConfig};
 use crate::critic::{self, Gate, Verdict};
-use crate::guard::{self, Evidence, MainSnapshot};
 use crate::ledger::{
     EventKind, Ledger, LedgerError, TaskRow, TaskState, Transition, TransitionFields, VerifyRecord,
 };
@@ -140,7 +140,7 @@ pub struct JobContext<'a> {
     pub parent_env: Vec<(String, String)>,
     pub actor: &'a str,
     /// The main checkout and its refs before the job started: what the worker changed there
-    /// stops it (`crate::guard`); what the operator changed meanwhile does not.
+    /// stops it (`crate::attribution`); what the operator changed meanwhile does not.
     pub main_before: Option<MainSnapshot>,
 }
 
@@ -305,7 +305,7 @@ impl Job<'_> {
     /// onto another branch or run hooks the worker planted.
     fn stop_if_tampered(
         &mut self,
-        anchor: &guard::WorktreeAnchor,
+        anchor: &attribution::WorktreeAnchor,
         who: &str,
         to: TaskState,
     ) -> Result<bool, LedgerError> {
@@ -573,7 +573,7 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
     // Executor. The worktree's HEAD now tells later which commits the worker made; its git
     // metadata must be as oxi left it before oxi runs git there again.
     let start_head = worktree::resolve(&spec.worktree, "HEAD");
-    let anchor = guard::WorktreeAnchor::take(&spec.worktree);
+    let anchor = attribution::WorktreeAnchor::take(&spec.worktree);
     let started = Instant::now();
     let report = match prepared.run(&mut job.ledger, job.shutdown.clone()).await {
         Ok(report) => report,
@@ -699,9 +699,9 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
                     .as_ref()
                     .is_some_and(crate::confine::Protection::is_landlock),
             };
-            guard::attribute(repo, before, &after, &evidence)
+            attribution::attribute(repo, before, &after, &evidence)
         }
-        _ => guard::Attribution::default(),
+        _ => attribution::Attribution::default(),
     };
     if !attribution.unattributed.is_empty() {
         tracing::info!(
@@ -1143,7 +1143,7 @@ async fn review(
             return Ok(false);
         }
     }
-    let anchor = guard::WorktreeAnchor::take(&spec.worktree);
+    let anchor = attribution::WorktreeAnchor::take(&spec.worktree);
     let report = prepared.run(&mut job.ledger, job.shutdown.clone()).await?;
     job.note_cost(&report);
     // (A reviewing task cannot go to framework_fix_needed; it fails with the memo.)

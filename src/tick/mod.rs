@@ -403,7 +403,7 @@ pub async fn pass(
         main_before: if admitted.is_empty() {
             None
         } else {
-            crate::guard::MainSnapshot::take(&config.repo_root)
+            crate::attribution::MainSnapshot::take(&config.repo_root)
         },
     };
     let results: Vec<Result<JobResult, String>> = std::thread::scope(|scope| {
