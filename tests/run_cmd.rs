@@ -539,8 +539,18 @@ fn sigint_stops_the_run_cleanly_and_records_it() {
         .unwrap();
     let db = s.file(".oxi/ledger.db");
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut child = child;
     let pgid = loop {
-        assert!(Instant::now() < deadline, "the run never recorded its pid");
+        if Instant::now() >= deadline {
+            // Not left behind for the next test run to trip over.
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the run never recorded its pid\nstdout {}\nstderr {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         if let Some(pgid) = wait_for_pgid(&db) {
             break pgid;
         }
@@ -552,7 +562,6 @@ fn sigint_stops_the_run_cleanly_and_records_it() {
         std::thread::sleep(Duration::from_millis(20));
     }
     if !oxi::process::group_alive(pgid) {
-        let mut child = child;
         let _ = child.kill();
         let out = child.wait_with_output().unwrap();
         let row = ledger(&s).read().running_runs().unwrap();
