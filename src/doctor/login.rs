@@ -121,27 +121,37 @@ async fn claude_auth_status(
     Some((logged_in, method))
 }
 
-fn claude_by_files(env: &[(String, String)]) -> Verdict {
-    for name in [
-        "ANTHROPIC_API_KEY",
-        "CLAUDE_CODE_OAUTH_TOKEN",
-        "ANTHROPIC_AUTH_TOKEN",
-    ] {
-        if var(env, name).is_some() {
-            return (Status::Ok, format!("{name} is set"), None);
-        }
+/// What shows a CLI is logged in without asking it: one of its key variables, or its stored
+/// login `file` in its state directory (`home.0` when set, else `$HOME/<home.1>`).
+fn stored_login(
+    env: &[(String, String)],
+    keys: &[&str],
+    home: (&str, &str),
+    file: &str,
+) -> Option<String> {
+    if let Some(name) = keys.iter().find(|name| var(env, name).is_some()) {
+        return Some(format!("{name} is set"));
     }
-    let dir = var(env, "CLAUDE_CONFIG_DIR")
+    let dir = var(env, home.0)
         .map(PathBuf::from)
-        .or_else(|| var(env, "HOME").map(|h| Path::new(h).join(".claude")));
-    if let Some(file) = dir.map(|d| d.join(".credentials.json"))
-        && file.is_file()
-    {
-        return (
-            Status::Ok,
-            format!("a stored login in {}", file.display()),
-            None,
-        );
+        .or_else(|| var(env, "HOME").map(|h| Path::new(h).join(home.1)))?;
+    let file = dir.join(file);
+    file.is_file()
+        .then(|| format!("a stored login in {}", file.display()))
+}
+
+fn claude_by_files(env: &[(String, String)]) -> Verdict {
+    if let Some(found) = stored_login(
+        env,
+        &[
+            "ANTHROPIC_API_KEY",
+            "CLAUDE_CODE_OAUTH_TOKEN",
+            "ANTHROPIC_AUTH_TOKEN",
+        ],
+        ("CLAUDE_CONFIG_DIR", ".claude"),
+        ".credentials.json",
+    ) {
+        return (Status::Ok, found, None);
     }
     (
         Status::Warn,
@@ -183,22 +193,13 @@ fn codex(args: &[String], env: &[(String, String)]) -> Verdict {
             ),
         };
     }
-    for name in ["OPENAI_API_KEY", "CODEX_API_KEY"] {
-        if var(env, name).is_some() {
-            return (Status::Ok, format!("{name} is set"), None);
-        }
-    }
-    let home = var(env, "CODEX_HOME")
-        .map(PathBuf::from)
-        .or_else(|| var(env, "HOME").map(|h| Path::new(h).join(".codex")));
-    if let Some(file) = home.map(|h| h.join("auth.json"))
-        && file.is_file()
-    {
-        return (
-            Status::Ok,
-            format!("a stored login in {}", file.display()),
-            None,
-        );
+    if let Some(found) = stored_login(
+        env,
+        &["OPENAI_API_KEY", "CODEX_API_KEY"],
+        ("CODEX_HOME", ".codex"),
+        "auth.json",
+    ) {
+        return (Status::Ok, found, None);
     }
     (
         Status::Warn,
