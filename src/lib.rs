@@ -19,7 +19,6 @@ pub mod ledger;
 pub mod mock_model;
 pub mod money;
 pub mod output;
-pub mod plan;
 pub mod process;
 pub mod prompt;
 pub mod redact;
@@ -27,7 +26,7 @@ pub mod release;
 pub mod report;
 pub mod roadmap;
 pub mod runner;
-pub mod saturate;
+pub mod scheduler;
 pub mod tick;
 pub mod verify;
 pub mod worker;
@@ -85,19 +84,19 @@ fn code_for(cause: &(dyn std::error::Error + 'static)) -> Option<i32> {
     if let Some(ExitWith(code)) = cause.downcast_ref::<ExitWith>() {
         return Some(*code);
     }
-    if let Some(e) = cause.downcast_ref::<saturate::SaturateError>() {
+    if let Some(e) = cause.downcast_ref::<scheduler::saturate::SaturateError>() {
         return match e {
-            saturate::SaturateError::Tick(t) => code_for(t),
-            saturate::SaturateError::Ledger(l) => code_for(l),
+            scheduler::saturate::SaturateError::Tick(t) => code_for(t),
+            scheduler::saturate::SaturateError::Ledger(l) => code_for(l),
             _ => None,
         };
     }
-    if let Some(e) = cause.downcast_ref::<tick::TickError>() {
+    if let Some(e) = cause.downcast_ref::<scheduler::pass::TickError>() {
         return match e {
-            tick::TickError::Ledger(l) => code_for(l),
-            tick::TickError::Runner(r) => code_for(r),
-            tick::TickError::Roadmap(_) => Some(exit::ROADMAP),
-            tick::TickError::Prompt(_) => None,
+            scheduler::pass::TickError::Ledger(l) => code_for(l),
+            scheduler::pass::TickError::Runner(r) => code_for(r),
+            scheduler::pass::TickError::Roadmap(_) => Some(exit::ROADMAP),
+            scheduler::pass::TickError::Prompt(_) => None,
         };
     }
     if let Some(e) = cause.downcast_ref::<RunnerError>() {
@@ -199,10 +198,12 @@ mod tests {
 
     #[test]
     fn transparent_wrappers_keep_their_exit_code() {
-        let error = anyhow::Error::new(tick::TickError::Roadmap(roadmap::RoadmapError::NulByte {
-            path: "r.md".into(),
-            line: 1,
-        }));
+        let error = anyhow::Error::new(scheduler::pass::TickError::Roadmap(
+            roadmap::RoadmapError::NulByte {
+                path: "r.md".into(),
+                line: 1,
+            },
+        ));
         assert_eq!(exit_code(&error), exit::ROADMAP);
         let error = anyhow::Error::new(ledger::LedgerError::NoSuchTask("T9".into()));
         assert_eq!(exit_code(&error), exit::USAGE);

@@ -7,7 +7,7 @@ use super::Context;
 use crate::cli::PlanArgs;
 use crate::ledger::Ledger;
 use crate::output::{Format, Grid, json_string, write_stdout};
-use crate::plan::{PlannedTask, plan_with};
+use crate::scheduler::plan::{PlannedTask, plan_with};
 
 /// One row of `oxi plan --format json`. Field names are a documented interface.
 #[derive(Debug, Serialize)]
@@ -33,7 +33,7 @@ pub fn run(ctx: &Context, args: &PlanArgs) -> Result<()> {
         plan_with(&tasks, crate::clock::now_ms(), config.stacks_on_delivered());
     // Every executor blocked (a CLI that could not authenticate): nothing is eligible, and
     // the block is why.
-    let blocked = crate::tick::blocked_executors(&config, &ledger)?;
+    let blocked = crate::scheduler::pass::blocked_executors(&config, &ledger)?;
     if !blocked.is_empty() {
         let reason = blocked.join("; ");
         for task in planned.iter_mut().filter(|t| t.is_eligible()) {

@@ -6,7 +6,7 @@ use super::Context;
 use super::run::parent_env;
 use crate::cli::SaturateArgs;
 use crate::output::{Format, json_string, write_stdout};
-use crate::saturate::{self, Concurrency, Options};
+use crate::scheduler::saturate::{self, Concurrency, Options};
 
 pub fn run(ctx: &Context, args: &SaturateArgs) -> Result<()> {
     let path = match &ctx.global.config {

@@ -11,7 +11,7 @@ use crate::cli::TasksArgs;
 use crate::ledger::{Ledger, TaskRow, TaskRunTotals, TaskState};
 use crate::money::{format_usd, micro_to_usd};
 use crate::output::{Format, Grid, json_string, write_stdout};
-use crate::plan::PlannedTask;
+use crate::scheduler::plan::PlannedTask;
 
 /// One row of `oxi tasks --format json`. Field names are a documented interface.
 #[derive(Debug, Serialize)]
@@ -156,7 +156,11 @@ pub fn run(ctx: &Context, args: &TasksArgs) -> Result<()> {
     let ledger = Ledger::open_existing(&config.ledger_path())?;
     let tasks = ledger.read().tasks()?;
     let totals = ledger.read().task_run_totals()?;
-    let plan = crate::plan::plan_with(&tasks, crate::clock::now_ms(), config.stacks_on_delivered());
+    let plan = crate::scheduler::plan::plan_with(
+        &tasks,
+        crate::clock::now_ms(),
+        config.stacks_on_delivered(),
+    );
     let planned: HashMap<&str, &PlannedTask> = plan.iter().map(|p| (p.id.as_str(), p)).collect();
     let lines = lines(
         &tasks,

@@ -5,7 +5,8 @@ use anyhow::Result;
 use super::Context;
 use super::run::parent_env;
 use crate::output::{Format, Grid, json_string, write_stdout};
-use crate::tick::{self, TickReport, lock};
+use crate::scheduler::lock;
+use crate::scheduler::pass::{self as tick, TickReport};
 use crate::{ExitWith, exit};
 
 fn render(report: &TickReport) -> String {

@@ -2,17 +2,14 @@
 //! deliver, waiting for the runs it started, then exit. One tick at a time (a file lock);
 //! the killswitch stops new claims; every cap is enforced in-process.
 
-pub mod job;
-pub mod landed;
-pub mod lock;
-pub mod reap;
-
 use std::collections::BTreeSet;
 use std::time::Instant;
 
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::landed;
+use super::reap::{self, Reaped};
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, RunMode};
 use crate::ledger::{
@@ -22,8 +19,7 @@ use crate::money::{format_usd, usd_to_micro};
 use crate::prompt::{self, ExecutorPrompt};
 use crate::roadmap::{self, ingest::IngestSummary};
 use crate::runner::{self, RunnerError};
-use job::{JobContext, JobResult, JobSpec};
-use reap::Reaped;
+use crate::tick::job::{self, JobContext, JobResult, JobSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TickError {
@@ -357,8 +353,8 @@ pub async fn pass(
 
     let tasks = ledger.read().tasks()?;
     let now = now_ms();
-    let planned = crate::plan::plan_with(&tasks, now, config.stacks_on_delivered());
-    if !planned.iter().any(crate::plan::PlannedTask::is_eligible) {
+    let planned = super::plan::plan_with(&tasks, now, config.stacks_on_delivered());
+    if !planned.iter().any(super::plan::PlannedTask::is_eligible) {
         // Nothing to claim: no checks, no writes beyond what reaping needed.
         report.phases_ms.total = started.elapsed().as_millis() as u64;
         return Ok(report);
@@ -511,7 +507,7 @@ pub async fn claim(
     github: Option<&crate::github::GithubClient>,
     report: &mut TickReport,
     tasks: &[TaskRow],
-    planned: Vec<crate::plan::PlannedTask>,
+    planned: Vec<super::plan::PlannedTask>,
 ) -> Result<Vec<(JobSpec, String)>, TickError> {
     let now = now_ms();
     let caps = &config.config.caps;

@@ -15,18 +15,19 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::pass::{self as tick, TickError, TickReport};
+use super::{lock, reap};
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, RunMode};
 use crate::ledger::{EventKind, Ledger};
 use crate::tick::job::{JobContext, JobResult, JobSpec};
-use crate::tick::{self, TickError, TickReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SaturateError {
     #[error("oxi saturate is already running (pid {0}); stop it first (kill -TERM {0})")]
     AlreadyRunning(u32),
     #[error(transparent)]
-    Lock(#[from] tick::lock::LockError),
+    Lock(#[from] lock::LockError),
     #[error(transparent)]
     Tick(#[from] TickError),
     #[error(transparent)]
@@ -110,7 +111,7 @@ pub fn auto_concurrency(ceiling: u32) -> (u32, String) {
 }
 
 fn pid_alive(pid: u32) -> bool {
-    tick::reap::pid_alive(pid)
+    reap::pid_alive(pid)
 }
 
 /// The PID file: refuses beside a live saturate, replaces a stale one. Removed on drop.
@@ -212,7 +213,7 @@ pub fn run(
     };
     let mut config =
         Arc::new(load(config_path).map_err(|e| SaturateError::Blocked(e.to_string()))?);
-    let _lock = tick::lock::acquire(&config.state_dir.join("tick.lock"))?;
+    let _lock = lock::acquire(&config.state_dir.join("tick.lock"))?;
     let _pid = PidFile::claim(&config.state_dir.join("saturate.pid"))?;
     let (concurrency, concurrency_reason) = match options.concurrency {
         Concurrency::Fixed(n) => (n.max(1), format!("--concurrency {n}")),
@@ -370,7 +371,7 @@ pub fn run(
                 }
             }
             let busy: Vec<String> = slots.iter().map(|s| s.task.clone()).collect();
-            let reaped = runtime.block_on(tick::reap::reap(&mut ledger, &config, &busy))?;
+            let reaped = runtime.block_on(reap::reap(&mut ledger, &config, &busy))?;
             for r in &reaped {
                 status.log(&format!(
                     "reaped {}: {}",
@@ -388,7 +389,7 @@ pub fn run(
             // Delivered branches merged by the operator (a few git calls: every few seconds).
             if last_landed.elapsed() > LANDED_EVERY {
                 last_landed = Instant::now();
-                for landed in tick::landed::settle(&config, &mut ledger)? {
+                for landed in super::landed::settle(&config, &mut ledger)? {
                     status.log(&format!(
                         "{}: merged into {} -> done",
                         landed.task_id, landed.base_branch
@@ -423,8 +424,8 @@ pub fn run(
             if free > 0 && !paused && !waiting_for_budget {
                 let tasks = ledger.read().tasks()?;
                 let planned =
-                    crate::plan::plan_with(&tasks, now_ms(), config.stacks_on_delivered());
-                let eligible = planned.iter().any(crate::plan::PlannedTask::is_eligible);
+                    super::plan::plan_with(&tasks, now_ms(), config.stacks_on_delivered());
+                let eligible = planned.iter().any(super::plan::PlannedTask::is_eligible);
                 // A task in its retry backoff becomes eligible by itself: wait for it.
                 let backing_off = planned.iter().any(|p| p.backoff_until_ms.is_some());
                 if !eligible && !backing_off && slots.is_empty() && options.until_empty {

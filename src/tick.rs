@@ -1,0 +1,3 @@
+//! The per-task pipeline (one attempt: worktree, execute, verify, review, deliver).
+
+pub mod job;
