@@ -1,6 +1,6 @@
 //! `oxi doctor` (seed 001): the preflight. Each check says ok / warn / fail and, for anything
 //! not ok, the exact fix. `oxi tick` refuses to dispatch on the blocking subset
-//! ([`crate::scheduler::pass::blocking_problems`]) with the same messages.
+//! ([`crate::preflight::blocking_problems`]) with the same messages.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -547,7 +547,7 @@ pub async fn run(
     actor: &str,
 ) -> Vec<Check> {
     let mut out = vec![check("config", Status::Ok, config.display_path(), None)];
-    let blocking = crate::scheduler::pass::blocking_problems(config, parent_env);
+    let blocking = crate::preflight::blocking_problems(config, parent_env);
     ledger_checks(config, &mut out);
     roadmap_check(config, &mut out);
     git_checks(config, &mut out);
@@ -569,8 +569,9 @@ pub async fn run(
     out
 }
 
-/// The verdict on dispatch: blocked by what the tick itself checks ([`crate::scheduler::pass::blocking_problems`])
-/// or by a failed check that stops a tick; otherwise open, whatever else failed.
+/// The verdict on dispatch: blocked by what the tick itself checks
+/// ([`crate::preflight::blocking_problems`]) or by a failed check that stops a tick; otherwise
+/// open, whatever else failed.
 fn dispatch_check(checks: &[Check], mut blocking: Vec<String>) -> Check {
     blocking.extend(
         checks

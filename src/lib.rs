@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod mock_model;
 pub mod money;
 pub mod output;
+pub mod preflight;
 pub mod process;
 pub mod prompt;
 pub mod redact;

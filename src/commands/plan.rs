@@ -33,7 +33,7 @@ pub fn run(ctx: &Context, args: &PlanArgs) -> Result<()> {
         plan_with(&tasks, crate::clock::now_ms(), config.stacks_on_delivered());
     // Every executor blocked (a CLI that could not authenticate): nothing is eligible, and
     // the block is why.
-    let blocked = crate::scheduler::pass::blocked_executors(&config, &ledger)?;
+    let blocked = crate::preflight::blocked_executors(&config, &ledger)?;
     if !blocked.is_empty() {
         let reason = blocked.join("; ");
         for task in planned.iter_mut().filter(|t| t.is_eligible()) {

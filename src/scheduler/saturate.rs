@@ -345,7 +345,7 @@ pub fn run(
                 last_release = Instant::now();
                 let cfg = Arc::clone(&config);
                 let result = runtime.block_on(async {
-                    let (client, token) = tick::github_preflight(&cfg, &parent_env)
+                    let (client, token) = crate::preflight::github_preflight(&cfg, &parent_env)
                         .await
                         .map_err(|e| e.to_string())?;
                     let release = cfg.release_mode().ok_or("not in release mode")?;
@@ -432,8 +432,8 @@ pub fn run(
                     break "until_empty".to_owned();
                 }
                 if eligible {
-                    let mut problems = tick::blocking_problems(&config, &parent_env);
-                    problems.extend(tick::blocked_executors(&config, &ledger)?);
+                    let mut problems = crate::preflight::blocking_problems(&config, &parent_env);
+                    problems.extend(crate::preflight::blocked_executors(&config, &ledger)?);
                     if !problems.is_empty() {
                         if slots.is_empty() {
                             return Err(SaturateError::Blocked(problems.join("; ")));
