@@ -442,7 +442,7 @@ pub fn run(
                         continue;
                     }
                     let mut report = TickReport::empty(config.config.run.mode);
-                    let admitted = runtime.block_on(tick::claim(
+                    let admitted = runtime.block_on(super::claim::claim(
                         &config,
                         &mut ledger,
                         &parent_env,
