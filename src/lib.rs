@@ -87,17 +87,19 @@ fn code_for(cause: &(dyn std::error::Error + 'static)) -> Option<i32> {
     }
     if let Some(e) = cause.downcast_ref::<scheduler::saturate::SaturateError>() {
         return match e {
-            scheduler::saturate::SaturateError::Tick(t) => code_for(t),
+            scheduler::saturate::SaturateError::Scheduler(t) => code_for(t),
             scheduler::saturate::SaturateError::Ledger(l) => code_for(l),
             _ => None,
         };
     }
-    if let Some(e) = cause.downcast_ref::<scheduler::pass::TickError>() {
+    if let Some(e) = cause.downcast_ref::<scheduler::SchedulerError>() {
         return match e {
-            scheduler::pass::TickError::Ledger(l) => code_for(l),
-            scheduler::pass::TickError::Runner(r) => code_for(r),
-            scheduler::pass::TickError::Roadmap(_) => Some(exit::ROADMAP),
-            scheduler::pass::TickError::Prompt(_) => None,
+            scheduler::SchedulerError::Ledger(l) => code_for(l),
+            scheduler::SchedulerError::Runner(r) => code_for(r),
+            scheduler::SchedulerError::Roadmap(_) => Some(exit::ROADMAP),
+            scheduler::SchedulerError::Prompt(_)
+            | scheduler::SchedulerError::Github(_)
+            | scheduler::SchedulerError::ReleaseBlocked(_) => None,
         };
     }
     if let Some(e) = cause.downcast_ref::<RunnerError>() {
@@ -199,7 +201,7 @@ mod tests {
 
     #[test]
     fn transparent_wrappers_keep_their_exit_code() {
-        let error = anyhow::Error::new(scheduler::pass::TickError::Roadmap(
+        let error = anyhow::Error::new(scheduler::SchedulerError::Roadmap(
             roadmap::RoadmapError::NulByte {
                 path: "r.md".into(),
                 line: 1,

@@ -156,7 +156,7 @@ pub fn run(_ctx: &Context, args: &DemoArgs) -> Result<()> {
         .build()?;
     let (_tx, shutdown) = tokio::sync::watch::channel(false);
     for pass in 1..=8 {
-        let report = runtime.block_on(crate::scheduler::pass::pass(
+        let report = runtime.block_on(crate::scheduler::pass(
             &config,
             &mut ledger,
             parent_env(),

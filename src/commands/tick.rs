@@ -6,7 +6,7 @@ use super::Context;
 use super::run::parent_env;
 use crate::output::{Format, Grid, json_string, write_stdout};
 use crate::scheduler::lock;
-use crate::scheduler::pass::{self as tick, TickReport};
+use crate::scheduler::{self, Outcome, TickReport};
 use crate::{ExitWith, exit};
 
 fn render(report: &TickReport) -> String {
@@ -116,7 +116,7 @@ pub fn run(ctx: &Context) -> Result<()> {
             // Not an error: a scheduled tick that finds one running leaves the work to it.
             let text = match ctx.global.format {
                 Format::Json => json_string(&serde_json::json!({
-                    "outcome": "already_running",
+                    "outcome": Outcome::AlreadyRunning,
                     // A string, as before `holder` carried the details.
                     "pid": holder.as_ref().map_or("unknown".to_owned(), |h| h.pid.to_string()),
                     "holder": holder,
@@ -139,14 +139,14 @@ pub fn run(ctx: &Context) -> Result<()> {
     let actor = "oxi".to_owned();
     let report = runtime.block_on(async {
         let shutdown = super::run::watch_signals();
-        tick::pass(&config, &mut ledger, parent_env(), &actor, shutdown).await
+        scheduler::pass(&config, &mut ledger, parent_env(), &actor, shutdown).await
     })?;
     let text = match ctx.global.format {
         Format::Json => json_string(&report)?,
         _ => render(&report),
     };
     write_stdout(&text)?;
-    match tick::exit_code(&report) {
+    match report.outcome.exit_code() {
         exit::OK => Ok(()),
         code => Err(ExitWith(code).into()),
     }

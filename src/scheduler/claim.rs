@@ -3,18 +3,29 @@
 
 use std::collections::BTreeSet;
 
-use super::pass::{ClaimStop, TickError, TickReport, stacked_start};
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::SchedulerError;
+use super::pass::stacked_start;
+use super::plan::PlannedTask;
+use crate::budget::Refusal;
 use crate::clock::now_ms;
-use crate::config::LoadedConfig;
+use crate::config::{LoadedConfig, OverlapUnknown};
+use crate::github::GithubClient;
 use crate::ledger::{Ledger, TaskRow, TaskState, Transition, TransitionFields};
-use crate::money::{format_usd, usd_to_micro};
+use crate::money::{MicroUsd, format_usd, usd_to_micro};
 use crate::prompt::{self, ExecutorPrompt};
-use crate::runner::{self, RunnerError};
 use crate::tick::job::{self, JobSpec};
 
 /// The worker for a task's next attempt: the first in the role's chain, moving past workers
-/// whose last run for this task was rate-limited, transient or could not start (seed 004 T2-39).
-pub fn choose_worker(chain: &[String], last_runs: &[crate::ledger::RunRow]) -> Option<String> {
+/// whose last run for this task was rate-limited, transient or could not start (another worker may
+/// succeed where that one is throttled or broken; a chain of one retries the same worker).
+pub(crate) fn choose_worker(
+    chain: &[String],
+    last_runs: &[crate::ledger::RunRow],
+) -> Option<String> {
     let last = last_runs.iter().rev().find(|r| r.role == "executor");
     let skip = last.and_then(|run| {
         let class = run.classification.as_deref()?;
@@ -33,7 +44,7 @@ pub fn choose_worker(chain: &[String], last_runs: &[crate::ledger::RunRow]) -> O
 
 /// Two path sets overlap when a path equals, contains or is contained by another, or a glob
 /// of one matches a path of the other.
-pub fn overlaps(a: &[String], b: &BTreeSet<String>) -> Option<String> {
+pub(crate) fn overlaps(a: &[String], b: &BTreeSet<String>) -> Option<String> {
     for x in a {
         for y in b {
             let (x_, y_) = (x.trim_end_matches('/'), y.trim_end_matches('/'));
@@ -61,120 +72,269 @@ fn operator_approved_over_estimate(ledger: &Ledger, task_id: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Claims up to `slots` tasks (default: `run.max_parallel_jobs` minus runs already live):
-/// iteration caps, the PR-overlap and file-overlap gates, the estimate, then admission, the
-/// claim and the run row in one transaction each. Stops go into `report`; returns each claimed
-/// task with the id of its admitted run.
-#[allow(clippy::too_many_arguments)]
+/// A task the claim round did not start, and why (printed, and stored with the task).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClaimStop {
+    pub task_id: String,
+    pub reason: String,
+}
+
+/// One claim round's inputs: what the driver knows besides the ledger and the plan.
+pub struct ClaimRequest<'a> {
+    pub config: &'a LoadedConfig,
+    pub parent_env: &'a [(String, String)],
+    pub actor: &'a str,
+    /// How many tasks to claim; `None`: `run.max_parallel_jobs` minus the runs already live (a
+    /// tick). A driver that tracks its own slots (saturate) says exactly how many.
+    pub slots: Option<u32>,
+    /// Release mode: the client the PR-overlap gate lists open pull requests with.
+    pub github: Option<&'a GithubClient>,
+    /// Release mode without a client: why GitHub could not be used (the gate's error).
+    pub github_unavailable: Option<&'a str>,
+}
+
+/// What one claim round did.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    /// Each claimed task's job, with the id of its admitted run.
+    pub admitted: Vec<(JobSpec, String)>,
+    /// Tasks failed at claim (their attempts or worker calls are used up).
+    pub failed: Vec<ClaimStop>,
+    /// Tasks held at claim (their estimate exceeds `caps.job_usd`).
+    pub held: Vec<ClaimStop>,
+    /// Tasks deferred at claim (overlap with an open pull request or in-flight work).
+    pub deferred: Vec<ClaimStop>,
+    /// Why admission refused the next claim; the round stopped there.
+    pub budget_refusal: Option<Refusal>,
+}
+
+/// Open oxi pull requests: number, head branch, the files they touch.
+type OpenPulls = Vec<(u64, String, BTreeSet<String>)>;
+
+/// What one task's gates decided.
+enum Gate {
+    Go(Box<JobSpec>),
+    Failed(ClaimStop),
+    Held(ClaimStop),
+    Deferred(ClaimStop),
+    /// No executor can take it now (all blocked); it waits, unrecorded.
+    Skip,
+}
+
+/// The state a claim round carries from one task to the next.
+struct Round<'a> {
+    request: &'a ClaimRequest<'a>,
+    now: i64,
+    job_cap: MicroUsd,
+    floor: MicroUsd,
+    by_id: HashMap<&'a str, &'a TaskRow>,
+    /// Files the tasks in flight (and those claimed this round) declare.
+    in_flight_files: BTreeSet<String>,
+    open_pulls: Result<OpenPulls, String>,
+    /// Executors not blocked (a worker whose CLI could not authenticate gets no new runs).
+    executors: Vec<String>,
+}
+
+/// Claims up to `request.slots` tasks of `planned`: the iteration caps, the PR-overlap and
+/// file-overlap gates, the estimate, then admission, the claim and the run row in one
+/// transaction each (see [`super::admission`]).
 pub async fn claim(
-    config: &LoadedConfig,
     ledger: &mut Ledger,
-    parent_env: &[(String, String)],
-    actor: &str,
-    slots: Option<u32>,
-    github: Option<&crate::github::GithubClient>,
-    report: &mut TickReport,
+    request: &ClaimRequest<'_>,
     tasks: &[TaskRow],
-    planned: Vec<super::plan::PlannedTask>,
-) -> Result<Vec<(JobSpec, String)>, TickError> {
-    let now = now_ms();
-    let caps = &config.config.caps;
-    let job_cap = usd_to_micro(caps.job_usd);
-    let floor = usd_to_micro(caps.estimate_floor_usd);
+    planned: Vec<PlannedTask>,
+) -> Result<Claimed, SchedulerError> {
     let live_runs = ledger.read().running_runs()?.len() as u32;
-    // A tick fills `max_parallel_jobs` minus what is already running; a caller that tracks its
-    // own slots (saturate) says exactly how many to claim.
-    let slots = slots.unwrap_or_else(|| {
-        config
+    let slots = request.slots.unwrap_or_else(|| {
+        request
+            .config
             .config
             .run
             .max_parallel_jobs
             .saturating_sub(live_runs)
     });
-    let by_id: std::collections::HashMap<&str, &TaskRow> =
-        tasks.iter().map(|t| (t.spec.id.as_str(), t)).collect();
-    let mut in_flight_files: BTreeSet<String> = BTreeSet::new();
-    for task in tasks.iter().filter(|t| t.state.is_in_flight()) {
-        in_flight_files.extend(task.spec.file_hints.iter().cloned());
-    }
-    // The PR-overlap gate (seed 004 T0-104): files that open oxi pull requests touch. When
-    // GitHub cannot be asked the gate fails closed unless github.overlap_unknown = "allow".
-    let open_pulls: Result<Vec<(u64, String, BTreeSet<String>)>, String> = match github {
-        Some(client) => crate::release::open_oxi_pulls(config, client)
-            .await
-            .map_err(|e| e.to_string()),
-        None if config.release_mode().is_some() => Err(report
-            .github_unavailable
-            .clone()
-            .unwrap_or_else(|| "GitHub is not reachable".to_owned())),
-        None => Ok(Vec::new()),
-    };
-    let overlap_policy = config
-        .config
-        .github
-        .as_ref()
-        .map(|g| g.overlap_unknown)
-        .unwrap_or_default();
-    // Blocked workers (their CLI could not authenticate) get no new runs.
-    let blocked: Vec<String> = ledger
-        .read()
-        .worker_blocks()?
-        .into_iter()
-        .map(|b| b.worker)
-        .collect();
-    let executors: Vec<String> = config
-        .config
-        .routing
-        .executor
-        .0
-        .iter()
-        .filter(|w| !blocked.contains(w))
-        .cloned()
-        .collect();
+    let mut round = Round::new(ledger, request, tasks, open_pulls(request).await)?;
+    let mut claimed = Claimed::default();
     let mut specs: Vec<JobSpec> = Vec::new();
-    for planned in planned {
+    for planned in planned.iter().filter(|p| p.is_eligible()) {
         if specs.len() as u32 >= slots {
             break;
         }
-        if !planned.is_eligible() {
-            continue;
-        }
-        let Some(task) = by_id.get(planned.id.as_str()).copied() else {
+        let Some(task) = round.by_id.get(planned.id.as_str()).copied() else {
             continue;
         };
+        match round.gate(ledger, task, planned)? {
+            Gate::Go(spec) => {
+                round
+                    .in_flight_files
+                    .extend(task.spec.file_hints.iter().cloned());
+                specs.push(*spec);
+            }
+            Gate::Failed(stop) => claimed.failed.push(stop),
+            Gate::Held(stop) => claimed.held.push(stop),
+            Gate::Deferred(stop) => claimed.deferred.push(stop),
+            Gate::Skip => {}
+        }
+    }
+    super::admission::admit(ledger, request, &specs, &mut claimed)?;
+    Ok(claimed)
+}
+
+/// The PR-overlap gate's input: files that open oxi pull requests touch. When GitHub cannot be
+/// asked, the error (the gate then fails closed unless github.overlap_unknown = "allow").
+async fn open_pulls(request: &ClaimRequest<'_>) -> Result<OpenPulls, String> {
+    let config = request.config;
+    match request.github {
+        Some(client) => crate::release::open_oxi_pulls(config, client)
+            .await
+            .map_err(|e| e.to_string()),
+        None if config.release_mode().is_some() => Err(request
+            .github_unavailable
+            .map(str::to_owned)
+            .unwrap_or_else(|| "GitHub is not reachable".to_owned())),
+        None => Ok(Vec::new()),
+    }
+}
+
+impl<'a> Round<'a> {
+    fn new(
+        ledger: &Ledger,
+        request: &'a ClaimRequest<'a>,
+        tasks: &'a [TaskRow],
+        open_pulls: Result<OpenPulls, String>,
+    ) -> Result<Self, SchedulerError> {
+        let caps = &request.config.config.caps;
+        let by_id: HashMap<&str, &TaskRow> =
+            tasks.iter().map(|t| (t.spec.id.as_str(), t)).collect();
+        let mut in_flight_files: BTreeSet<String> = BTreeSet::new();
+        for task in tasks.iter().filter(|t| t.state.is_in_flight()) {
+            in_flight_files.extend(task.spec.file_hints.iter().cloned());
+        }
+        // Blocked workers (their CLI could not authenticate) get no new runs.
+        let blocked: Vec<String> = ledger
+            .read()
+            .worker_blocks()?
+            .into_iter()
+            .map(|b| b.worker)
+            .collect();
+        let executors: Vec<String> = request
+            .config
+            .config
+            .routing
+            .executor
+            .0
+            .iter()
+            .filter(|w| !blocked.contains(w))
+            .cloned()
+            .collect();
+        Ok(Self {
+            request,
+            now: now_ms(),
+            job_cap: usd_to_micro(caps.job_usd),
+            floor: usd_to_micro(caps.estimate_floor_usd),
+            by_id,
+            in_flight_files,
+            open_pulls,
+            executors,
+        })
+    }
+
+    /// The gates for one eligible task, in order; each stop is recorded in the ledger here.
+    fn gate(
+        &self,
+        ledger: &mut Ledger,
+        task: &TaskRow,
+        planned: &PlannedTask,
+    ) -> Result<Gate, SchedulerError> {
+        if let Some(stop) = self.attempts_exhausted(ledger, task)? {
+            return Ok(Gate::Failed(stop));
+        }
         let id = task.spec.id.clone();
-        if task.attempts >= caps.max_attempts || task.worker_calls >= caps.max_worker_calls {
-            let reason = format!(
-                "attempts_exhausted: {} attempts (caps.max_attempts {}), {} worker calls (caps.max_worker_calls {})",
-                task.attempts, caps.max_attempts, task.worker_calls, caps.max_worker_calls
-            );
-            ledger.write(|q| {
-                q.transition_task(
-                    &id,
-                    &Transition {
-                        from: task.state,
-                        to: TaskState::Failed,
-                        fields: TransitionFields {
-                            failure_class: Some("attempts_exhausted".to_owned()),
-                            ..TransitionFields::default()
-                        },
-                        actor: "oxi",
-                        reason: &reason,
-                    },
-                    now,
-                )
-            })?;
-            report.failed_at_claim.push(ClaimStop {
+        let overlap = match self.pr_overlap(ledger, task)? {
+            Some(reason) => Some(reason),
+            None => overlaps(&task.spec.file_hints, &self.in_flight_files)
+                .map(|reason| format!("file overlap with in-flight work: {reason}")),
+        };
+        if let Some(reason) = overlap {
+            ledger.write(|q| q.defer_task(&id, &reason, self.now))?;
+            return Ok(Gate::Deferred(ClaimStop {
                 task_id: id,
                 reason,
-            });
-            continue;
+            }));
         }
-        let pr_overlap = match &open_pulls {
+        let runs = ledger.read().runs_for_task(&id)?;
+        let Some(worker) = choose_worker(&self.executors, &runs) else {
+            return Ok(Gate::Skip);
+        };
+        let estimate = ledger
+            .read()
+            .cost_p90(&worker, "executor", self.job_cap)?
+            .unwrap_or(self.floor)
+            .max(self.floor);
+        if estimate > self.job_cap && !operator_approved_over_estimate(ledger, &id) {
+            return self.hold_over_estimate(ledger, task, &worker, estimate);
+        }
+        let spec = self.job_spec(ledger, task, planned, worker, estimate)?;
+        Ok(Gate::Go(Box::new(spec)))
+    }
+
+    /// Fails a task whose attempts or worker calls are used up.
+    fn attempts_exhausted(
+        &self,
+        ledger: &mut Ledger,
+        task: &TaskRow,
+    ) -> Result<Option<ClaimStop>, SchedulerError> {
+        let caps = &self.request.config.config.caps;
+        if task.attempts < caps.max_attempts && task.worker_calls < caps.max_worker_calls {
+            return Ok(None);
+        }
+        let id = task.spec.id.clone();
+        let reason = format!(
+            "attempts_exhausted: {} attempts (caps.max_attempts {}), {} worker calls (caps.max_worker_calls {})",
+            task.attempts, caps.max_attempts, task.worker_calls, caps.max_worker_calls
+        );
+        ledger.write(|q| {
+            q.transition_task(
+                &id,
+                &Transition {
+                    from: task.state,
+                    to: TaskState::Failed,
+                    fields: TransitionFields {
+                        failure_class: Some("attempts_exhausted".to_owned()),
+                        ..TransitionFields::default()
+                    },
+                    actor: "oxi",
+                    reason: &reason,
+                },
+                self.now,
+            )
+        })?;
+        Ok(Some(ClaimStop {
+            task_id: id,
+            reason,
+        }))
+    }
+
+    /// Why the task must wait for an open pull request: its declared files, or what its last
+    /// attempt actually changed, overlap one (another task's), or the pull requests could not
+    /// be listed and `github.overlap_unknown = "defer"`.
+    fn pr_overlap(
+        &self,
+        ledger: &Ledger,
+        task: &TaskRow,
+    ) -> Result<Option<String>, SchedulerError> {
+        let overlap_policy = self
+            .request
+            .config
+            .config
+            .github
+            .as_ref()
+            .map(|g| g.overlap_unknown)
+            .unwrap_or_default();
+        Ok(match &self.open_pulls {
             Ok(pulls) if !pulls.is_empty() => {
-                // The task's declared files and what its last attempt actually changed.
                 let mut files = task.spec.file_hints.clone();
-                files.extend(ledger.read().last_attempt_paths(&id)?);
+                files.extend(ledger.read().last_attempt_paths(&task.spec.id)?);
                 pulls
                     .iter()
                     .filter(|(_, head, _)| Some(head) != task.branch.as_ref())
@@ -184,67 +344,62 @@ pub async fn claim(
                     })
             }
             Ok(_) => None,
-            Err(e) if overlap_policy == crate::config::OverlapUnknown::Defer => Some(format!(
+            Err(e) if overlap_policy == OverlapUnknown::Defer => Some(format!(
                 "overlap_unknown: open pull requests could not be listed ({e}); github.overlap_unknown = \"defer\""
             )),
             Err(_) => None,
-        };
-        if let Some(reason) = pr_overlap {
-            ledger.write(|q| q.defer_task(&id, &reason, now))?;
-            report.deferred.push(ClaimStop {
-                task_id: id,
-                reason,
-            });
-            continue;
-        }
-        if let Some(reason) = overlaps(&task.spec.file_hints, &in_flight_files) {
-            let reason = format!("file overlap with in-flight work: {reason}");
-            ledger.write(|q| q.defer_task(&id, &reason, now))?;
-            report.deferred.push(ClaimStop {
-                task_id: id,
-                reason,
-            });
-            continue;
-        }
-        let runs = ledger.read().runs_for_task(&id)?;
-        let Some(worker) = choose_worker(&executors, &runs) else {
-            continue;
-        };
-        let estimate = ledger
-            .read()
-            .cost_p90(&worker, "executor", job_cap)?
-            .unwrap_or(floor)
-            .max(floor);
-        if estimate > job_cap && !operator_approved_over_estimate(ledger, &id) {
-            let reason = format!(
-                "estimated cost {} (p90 of {worker}'s past runs) exceeds caps.job_usd {}; `oxi approve {id}` runs it anyway",
-                format_usd(estimate),
-                format_usd(job_cap)
-            );
-            ledger.write(|q| {
-                q.transition_task(
-                    &id,
-                    &Transition {
-                        from: task.state,
-                        to: TaskState::Held,
-                        fields: TransitionFields {
-                            held_reason: Some(reason.clone()),
-                            ..TransitionFields::default()
-                        },
-                        actor: "oxi",
-                        reason: "over estimate",
+        })
+    }
+
+    /// Holds a task whose estimate exceeds `caps.job_usd` until an operator approves it.
+    fn hold_over_estimate(
+        &self,
+        ledger: &mut Ledger,
+        task: &TaskRow,
+        worker: &str,
+        estimate: MicroUsd,
+    ) -> Result<Gate, SchedulerError> {
+        let id = task.spec.id.clone();
+        let reason = format!(
+            "estimated cost {} (p90 of {worker}'s past runs) exceeds caps.job_usd {}; `oxi approve {id}` runs it anyway",
+            format_usd(estimate),
+            format_usd(self.job_cap)
+        );
+        ledger.write(|q| {
+            q.transition_task(
+                &id,
+                &Transition {
+                    from: task.state,
+                    to: TaskState::Held,
+                    fields: TransitionFields {
+                        held_reason: Some(reason.clone()),
+                        ..TransitionFields::default()
                     },
-                    now,
-                )
-            })?;
-            report.held_at_claim.push(ClaimStop {
-                task_id: id,
-                reason,
-            });
-            continue;
-        }
+                    actor: "oxi",
+                    reason: "over estimate",
+                },
+                self.now,
+            )
+        })?;
+        Ok(Gate::Held(ClaimStop {
+            task_id: id,
+            reason,
+        }))
+    }
+
+    /// The job for a task that passed every gate: its worktree, branch, start and prompt.
+    fn job_spec(
+        &self,
+        ledger: &Ledger,
+        task: &TaskRow,
+        planned: &PlannedTask,
+        worker: String,
+        estimate: MicroUsd,
+    ) -> Result<JobSpec, SchedulerError> {
+        let config = self.request.config;
+        let id = task.spec.id.clone();
         let start_from = match &planned.start_from {
-            Some(dep) => stacked_start(ledger, &by_id, dep)?,
+            Some(dep) => stacked_start(ledger, &self.by_id, dep)?,
             None => None,
         };
         let attempt = task.attempts + 1;
@@ -272,15 +427,13 @@ pub async fn claim(
             worktree: worktree.display().to_string(),
             protected: &config.config.governance.protected,
             attempt,
-            max_attempts: caps.max_attempts,
+            max_attempts: config.config.caps.max_attempts,
             last_failure: task
                 .last_failure
                 .as_deref()
                 .map(|f| prompt::clip_tail(f, prompt::FAILURE_CLIP)),
-        })
-        .map_err(|e| TickError::Prompt(e.to_string()))?;
-        in_flight_files.extend(task.spec.file_hints.iter().cloned());
-        specs.push(JobSpec {
+        })?;
+        Ok(JobSpec {
             task: task.clone(),
             attempt,
             worker,
@@ -289,49 +442,6 @@ pub async fn claim(
             start_from,
             prompt: text,
             estimate,
-        });
+        })
     }
-
-    // Admission: reserve each estimate in the transaction that claims the task and creates the
-    // run; the first refusal stops claiming.
-    let mut admitted = Vec::new();
-    let worktree_strings: Vec<String> = specs
-        .iter()
-        .map(|s| s.worktree.display().to_string())
-        .collect();
-    for (spec, worktree) in specs.iter().zip(&worktree_strings) {
-        let request = spec.executor_request(worktree, actor, parent_env.to_vec(), None);
-        let prepared = runner::prepare(config, request)?;
-        let id = spec.task.spec.id.clone();
-        let from = spec.task.state;
-        let now = now_ms();
-        let worker = spec.worker.clone();
-        let result = prepared.admit_with(ledger, spec.estimate, |q| {
-            q.transition_task(
-                &id,
-                &Transition {
-                    from,
-                    to: TaskState::Dispatched,
-                    fields: TransitionFields::default(),
-                    actor: "oxi",
-                    reason: &format!("claimed for attempt {} on {worker}", spec.attempt),
-                },
-                now,
-            )?;
-            q.count_attempt(&id, now)
-        });
-        match result {
-            Ok(()) => {
-                let run_id = prepared.run_id.clone();
-                ledger.write(|q| q.mark_over_estimate_used(&id, &run_id))?;
-                admitted.push((spec.clone(), run_id));
-            }
-            Err(RunnerError::Budget(refusal)) => {
-                report.budget_refusal = Some(refusal);
-                break;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(admitted)
 }

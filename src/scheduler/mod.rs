@@ -1,10 +1,127 @@
-//! What `oxi tick` and `oxi saturate` share: the lock, the reaper, ingest, the plan, claims and
-//! budget admission, landed-branch settlement, and the tick's pass.
+//! What `oxi tick` and `oxi saturate` share: the lock, the reaper, roadmap ingest, landed-branch
+//! settlement, the dispatch preflight, the plan, claims and budget admission.
+//!
+//! Two drivers use it: [`pass`] (one bounded tick) and [`saturate`] (keep N slots busy). Both go
+//! through the functions and types below; the submodules that implement them are private, so
+//! a driver cannot come to depend on how a step is done.
 
+mod admission;
 mod claim;
-pub mod landed;
+mod landed;
 pub mod lock;
-pub mod pass;
+mod outcome;
+mod pass;
 pub mod plan;
-pub mod reap;
+mod reap;
 pub mod saturate;
+
+use crate::config::LoadedConfig;
+use crate::ledger::{Ledger, LedgerError, TaskRow};
+use crate::roadmap::{self, ingest::IngestSummary};
+use crate::runner::RunnerError;
+
+pub use claim::{ClaimRequest, ClaimStop, Claimed};
+pub use landed::Landed;
+pub use outcome::Outcome;
+pub use pass::{TickPhases, TickReport, pass};
+pub use reap::Reaped;
+
+/// Why a scheduler step (a pass, a claim round, a reap) could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The ledger failed; the step's writes so far are committed, the rest are not.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// A claimed job's run could not be prepared (an unknown worker, a bad directory).
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
+    /// The roadmap could not be read or parsed at ingest.
+    #[error(transparent)]
+    Roadmap(#[from] roadmap::RoadmapError),
+    /// A task's executor prompt could not be rendered.
+    #[error(transparent)]
+    Prompt(#[from] crate::prompt::PromptError),
+    /// Release mode: GitHub cannot be used (the token, the rights, the network).
+    #[error(transparent)]
+    Github(#[from] crate::github::GithubError),
+    /// Release mode: a delivery a person must unblock (the message says how).
+    #[error("{0}")]
+    ReleaseBlocked(String),
+}
+
+/// Ends runs whose supervisor is gone or whose lease expired, and recovers tasks left in flight
+/// without a run. `busy`: tasks this process is itself running (never reaped).
+pub async fn reap(
+    ledger: &mut Ledger,
+    config: &LoadedConfig,
+    busy: &[String],
+) -> Result<Vec<Reaped>, SchedulerError> {
+    Ok(reap::reap(ledger, config, busy).await?)
+}
+
+/// Ingests the roadmap when it changed since the last ingest; `None` when it did not.
+pub fn refresh_roadmap(
+    ledger: &mut Ledger,
+    config: &LoadedConfig,
+    parent_env: &[(String, String)],
+) -> Result<Option<IngestSummary>, SchedulerError> {
+    pass::ingest(ledger, config, parent_env)
+}
+
+/// Fast mode: delivered branches an operator merged into the base branch become `done`.
+pub fn settle_landed(
+    config: &LoadedConfig,
+    ledger: &mut Ledger,
+) -> Result<Vec<Landed>, SchedulerError> {
+    Ok(landed::settle(config, ledger)?)
+}
+
+/// What stops dispatch now (see [`crate::preflight`]): the repository, the executors' and
+/// acceptance commands' binaries, every executor blocked. Empty when claiming may go on.
+pub fn dispatch_problems(
+    config: &LoadedConfig,
+    ledger: &Ledger,
+    parent_env: &[(String, String)],
+) -> Result<Vec<String>, SchedulerError> {
+    let mut problems = crate::preflight::blocking_problems(config, parent_env);
+    problems.extend(crate::preflight::blocked_executors(config, ledger)?);
+    Ok(problems)
+}
+
+/// One claim round over `planned` (see [`ClaimRequest`]): the gates, then budget admission.
+pub async fn claim(
+    ledger: &mut Ledger,
+    request: &ClaimRequest<'_>,
+    tasks: &[TaskRow],
+    planned: Vec<plan::PlannedTask>,
+) -> Result<Claimed, SchedulerError> {
+    claim::claim(ledger, request, tasks, planned).await
+}
+
+/// True when a process with this pid exists.
+pub fn pid_alive(pid: u32) -> bool {
+    reap::pid_alive(pid)
+}
+
+/// Release mode: resume deliveries and follow open pull requests (what a pass does before it
+/// claims); nothing outside release mode.
+pub async fn follow_release(
+    config: &LoadedConfig,
+    ledger: &mut Ledger,
+    parent_env: &[(String, String)],
+) -> Result<Vec<crate::release::ReleaseAction>, SchedulerError> {
+    let Some(release) = config.release_mode() else {
+        return Ok(Vec::new());
+    };
+    let (client, token) = crate::preflight::github_preflight(config, parent_env).await?;
+    let writer = crate::github::GithubWriter::new(&client, release);
+    let redactor = crate::runner::env::redactor_for(config, parent_env);
+    pass::release_stage(config, ledger, &client, &writer, &token, &redactor, true)
+        .await
+        .map_err(|e| match e {
+            pass::Stop::Blocked(message) => SchedulerError::ReleaseBlocked(message),
+            pass::Stop::Error(e) => e,
+        })
+}
+
+pub use pass::start_job;

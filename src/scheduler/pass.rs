@@ -7,33 +7,23 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::SchedulerError;
+use super::claim::{ClaimRequest, ClaimStop, Claimed};
 use super::landed;
+use super::outcome::Outcome;
 use super::reap::{self, Reaped};
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, RunMode};
+use crate::github::{GithubClient, GithubWriter};
 use crate::ledger::{EventKind, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition};
 use crate::roadmap::{self, ingest::IngestSummary};
-use crate::runner::{self, RunnerError};
+use crate::runner;
 use crate::tick::job::{self, JobContext, JobResult, JobSpec};
-
-#[derive(Debug, thiserror::Error)]
-pub enum TickError {
-    #[error(transparent)]
-    Ledger(#[from] LedgerError),
-    #[error(transparent)]
-    Runner(#[from] RunnerError),
-    #[error(transparent)]
-    Roadmap(#[from] roadmap::RoadmapError),
-    #[error("{0}")]
-    Prompt(String),
-}
 
 /// What one pass did, printed by `oxi tick`.
 #[derive(Debug, Clone, Serialize)]
 pub struct TickReport {
-    /// `nothing_to_do`, `dispatched`, `failures`, `budget`, `budget_held_by_runs_in_flight`,
-    /// `paused`, `blocked`.
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub mode: RunMode,
     pub reaped: Vec<Reaped>,
     pub ingest: Option<IngestSummary>,
@@ -70,12 +60,6 @@ fn as_message<S: serde::Serializer>(
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct ClaimStop {
-    pub task_id: String,
-    pub reason: String,
-}
-
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TickPhases {
     pub reap: u64,
@@ -88,7 +72,7 @@ pub struct TickPhases {
 impl TickReport {
     pub fn empty(mode: RunMode) -> Self {
         Self {
-            outcome: "nothing_to_do",
+            outcome: Outcome::NothingToDo,
             mode,
             reaped: Vec::new(),
             ingest: None,
@@ -107,6 +91,21 @@ impl TickReport {
             phases_ms: TickPhases::default(),
         }
     }
+
+    /// The claim round's stops and refusal, recorded in the report.
+    fn record_claim(&mut self, claimed: &mut Claimed) {
+        self.failed_at_claim.append(&mut claimed.failed);
+        self.held_at_claim.append(&mut claimed.held);
+        self.deferred.append(&mut claimed.deferred);
+        self.budget_refusal = claimed.budget_refusal.take();
+    }
+
+    /// Ends the pass early (blocked, paused, nothing eligible).
+    fn stop(mut self, outcome: Outcome, started: Instant) -> Self {
+        self.outcome = outcome;
+        self.phases_ms.total = started.elapsed().as_millis() as u64;
+        self
+    }
 }
 
 /// Ingests the roadmap when it changed since the last ingest (same bytes: nothing to do, and
@@ -115,7 +114,7 @@ pub(crate) fn ingest(
     ledger: &mut Ledger,
     config: &LoadedConfig,
     parent_env: &[(String, String)],
-) -> Result<Option<IngestSummary>, TickError> {
+) -> Result<Option<IngestSummary>, SchedulerError> {
     let file = roadmap::ingest::RoadmapFile::read(&config.roadmap_path(), &config.repo_root)?;
     if ledger
         .read()
@@ -143,22 +142,124 @@ pub async fn pass(
     parent_env: Vec<(String, String)>,
     actor: &str,
     shutdown: watch::Receiver<bool>,
-) -> Result<TickReport, TickError> {
+) -> Result<TickReport, SchedulerError> {
     let started = Instant::now();
     let mut report = TickReport::empty(config.config.run.mode);
+    settle(config, ledger, &parent_env, &mut report).await?;
 
+    // Release mode: GitHub, checked up front (a bad token blocks the pass), then resume
+    // deliveries and follow every open pull request before claiming anything new.
+    let github = match open_github(config, &parent_env, &mut report).await {
+        Ok(github) => github,
+        Err(()) => return Ok(report.stop(Outcome::Blocked, started)),
+    };
+    let writer = github
+        .as_ref()
+        .zip(config.release_mode())
+        .map(|((client, _), proof)| GithubWriter::new(client, proof));
+    let redactor = runner::env::redactor_for(config, &parent_env);
+    if let (Some((client, token)), Some(writer)) = (&github, &writer) {
+        match release_stage(config, ledger, client, writer, token, &redactor, true).await {
+            Ok(actions) => report.release.extend(actions),
+            Err(Stop::Blocked(message)) => {
+                report.blocked.push(message);
+                return Ok(report.stop(Outcome::Blocked, started));
+            }
+            Err(Stop::Error(e)) => return Err(e),
+        }
+    }
+
+    let tasks = ledger.read().tasks()?;
+    let planned = super::plan::plan_with(&tasks, now_ms(), config.stacks_on_delivered());
+    if !planned.iter().any(super::plan::PlannedTask::is_eligible) {
+        // Nothing to claim: no checks, no writes beyond what reaping needed.
+        return Ok(report.stop(Outcome::NothingToDo, started));
+    }
+    report.blocked = super::dispatch_problems(config, ledger, &parent_env)?;
+    if !report.blocked.is_empty() {
+        return Ok(report.stop(Outcome::Blocked, started));
+    }
+    if ledger.read().killswitch()?.is_some_and(|k| k.paused) {
+        report.paused = true;
+        return Ok(report.stop(Outcome::Paused, started));
+    }
+
+    let t = Instant::now();
+    let request = ClaimRequest {
+        config,
+        parent_env: &parent_env,
+        actor,
+        slots: None,
+        github: github.as_ref().map(|(client, _)| client),
+        github_unavailable: report.github_unavailable.as_deref(),
+    };
+    let mut claimed = super::claim::claim(ledger, &request, &tasks, planned).await?;
+    report.record_claim(&mut claimed);
+    report.phases_ms.claim = t.elapsed().as_millis() as u64;
+
+    let t = Instant::now();
+    dispatch(
+        config,
+        &parent_env,
+        actor,
+        claimed.admitted,
+        shutdown,
+        &mut report,
+    );
+    report.phases_ms.jobs = t.elapsed().as_millis() as u64;
+
+    // Release mode: push and open pull requests for what this pass verified.
+    if let (Some((client, token)), Some(writer)) = (&github, &writer) {
+        match release_stage(config, ledger, client, writer, token, &redactor, false).await {
+            Ok(actions) => {
+                for action in &actions {
+                    if action.action == "pr_opened"
+                        && let Some(job) =
+                            report.jobs.iter_mut().find(|j| j.task_id == action.task_id)
+                    {
+                        job.state = TaskState::Delivered;
+                    }
+                }
+                report.release.extend(actions);
+            }
+            Err(Stop::Blocked(message)) => report.blocked.push(message),
+            Err(Stop::Error(e)) => return Err(e),
+        }
+    }
+    record_period_breach(ledger, config)?;
+    report.outcome = final_outcome(&report);
+    report.phases_ms.total = started.elapsed().as_millis() as u64;
+    record_completed(ledger, &report)?;
+    Ok(report)
+}
+
+/// The head of every pass: reap, ingest, landed branches, deliveries approved after a hold.
+async fn settle(
+    config: &LoadedConfig,
+    ledger: &mut Ledger,
+    parent_env: &[(String, String)],
+    report: &mut TickReport,
+) -> Result<(), SchedulerError> {
     let t = Instant::now();
     report.reaped = reap::reap(ledger, config, &[]).await?;
     report.phases_ms.reap = t.elapsed().as_millis() as u64;
 
     let t = Instant::now();
-    report.ingest = ingest(ledger, config, &parent_env)?;
+    report.ingest = ingest(ledger, config, parent_env)?;
     report.phases_ms.ingest = t.elapsed().as_millis() as u64;
 
     // Delivered branches the operator merged: their dependents may start in this pass.
     report.landed = landed::settle(config, ledger)?;
+    report.delivered_approved = deliver_approved(config, ledger)?;
+    Ok(())
+}
 
-    // Tasks an operator approved after a hold: their work is committed on their branch.
+/// Fast mode: tasks an operator approved after a hold; their work is committed on their branch.
+fn deliver_approved(
+    config: &LoadedConfig,
+    ledger: &mut Ledger,
+) -> Result<Vec<String>, LedgerError> {
+    let mut delivered = Vec::new();
     for task in ledger.read().tasks()? {
         if task.state == TaskState::DeliverPending && config.config.run.mode == RunMode::Fast {
             let id = task.spec.id.clone();
@@ -183,89 +284,48 @@ pub async fn pass(
                 })?;
                 Ok(())
             })?;
-            report.delivered_approved.push(task.spec.id.clone());
+            delivered.push(task.spec.id.clone());
         }
     }
+    Ok(delivered)
+}
 
-    // Release mode: GitHub, checked up front (a bad token blocks the pass), then resume
-    // deliveries and follow every open pull request before claiming anything new.
-    let release_mode = config.release_mode();
-    let mut github: Option<(crate::github::GithubClient, String)> = None;
-    if release_mode.is_some() {
-        match crate::preflight::github_preflight(config, &parent_env).await {
-            Ok(ready) => github = Some(ready),
-            Err(e) if e.is_transient() => report.github_unavailable = Some(e.to_string()),
-            Err(e) => {
-                report.blocked.push(e.to_string());
-                report.outcome = "blocked";
-                report.phases_ms.total = started.elapsed().as_millis() as u64;
-                return Ok(report);
-            }
+/// Release mode's GitHub client and token, after the preflight. A transient failure is noted
+/// in the report (the pass goes on without GitHub); `Err` when a person must fix something (the
+/// problem is in `report.blocked`).
+async fn open_github(
+    config: &LoadedConfig,
+    parent_env: &[(String, String)],
+    report: &mut TickReport,
+) -> Result<Option<(GithubClient, String)>, ()> {
+    if config.release_mode().is_none() {
+        return Ok(None);
+    }
+    match crate::preflight::github_preflight(config, parent_env).await {
+        Ok(ready) => Ok(Some(ready)),
+        Err(e) if e.is_transient() => {
+            report.github_unavailable = Some(e.to_string());
+            Ok(None)
+        }
+        Err(e) => {
+            report.blocked.push(e.to_string());
+            Err(())
         }
     }
-    let writer = github
-        .as_ref()
-        .zip(release_mode)
-        .map(|((client, _), proof)| crate::github::GithubWriter::new(client, proof));
-    let redactor = runner::env::redactor_for(config, &parent_env);
-    if let (Some((client, token)), Some(writer)) = (&github, &writer) {
-        match release_stage(config, ledger, client, writer, token, &redactor, true).await {
-            Ok(actions) => report.release.extend(actions),
-            Err(Stop::Blocked(message)) => {
-                report.blocked.push(message);
-                report.outcome = "blocked";
-                report.phases_ms.total = started.elapsed().as_millis() as u64;
-                return Ok(report);
-            }
-            Err(Stop::Error(e)) => return Err(e),
-        }
-    }
+}
 
-    let tasks = ledger.read().tasks()?;
-    let now = now_ms();
-    let planned = super::plan::plan_with(&tasks, now, config.stacks_on_delivered());
-    if !planned.iter().any(super::plan::PlannedTask::is_eligible) {
-        // Nothing to claim: no checks, no writes beyond what reaping needed.
-        report.phases_ms.total = started.elapsed().as_millis() as u64;
-        return Ok(report);
-    }
-    report.blocked = crate::preflight::blocking_problems(config, &parent_env);
-    report
-        .blocked
-        .extend(crate::preflight::blocked_executors(config, ledger)?);
-    if !report.blocked.is_empty() {
-        report.outcome = "blocked";
-        report.phases_ms.total = started.elapsed().as_millis() as u64;
-        return Ok(report);
-    }
-    if ledger.read().killswitch()?.is_some_and(|k| k.paused) {
-        report.paused = true;
-        report.outcome = "paused";
-        report.phases_ms.total = started.elapsed().as_millis() as u64;
-        return Ok(report);
-    }
-
-    // Plan and claim.
-    let t = Instant::now();
-    let admitted = super::claim::claim(
-        config,
-        ledger,
-        &parent_env,
-        actor,
-        None,
-        github.as_ref().map(|(client, _)| client),
-        &mut report,
-        &tasks,
-        planned,
-    )
-    .await?;
-    report.phases_ms.claim = t.elapsed().as_millis() as u64;
-
-    // Dispatch: each job in its own thread (git and acceptance commands block), all awaited.
-    let t = Instant::now();
+/// Runs each admitted job in its own thread (git and acceptance commands block), all awaited.
+fn dispatch(
+    config: &LoadedConfig,
+    parent_env: &[(String, String)],
+    actor: &str,
+    admitted: Vec<(JobSpec, String)>,
+    shutdown: watch::Receiver<bool>,
+    report: &mut TickReport,
+) {
     let ctx = JobContext {
         config,
-        parent_env: parent_env.clone(),
+        parent_env: parent_env.to_vec(),
         actor,
         // Only worth two git calls when something will run.
         main_before: if admitted.is_empty() {
@@ -291,7 +351,6 @@ pub async fn pass(
             })
             .collect()
     });
-    report.phases_ms.jobs = t.elapsed().as_millis() as u64;
     for result in results {
         match result {
             Ok(job) => report.jobs.push(job),
@@ -301,42 +360,29 @@ pub async fn pass(
             }
         }
     }
+}
 
-    // Release mode: push and open pull requests for what this pass verified.
-    if let (Some((client, token)), Some(writer)) = (&github, &writer) {
-        match release_stage(config, ledger, client, writer, token, &redactor, false).await {
-            Ok(actions) => {
-                for action in &actions {
-                    if action.action == "pr_opened"
-                        && let Some(job) =
-                            report.jobs.iter_mut().find(|j| j.task_id == action.task_id)
-                    {
-                        job.state = TaskState::Delivered;
-                    }
-                }
-                report.release.extend(actions);
-            }
-            Err(Stop::Blocked(message)) => report.blocked.push(message),
-            Err(Stop::Error(e)) => return Err(e),
-        }
-    }
-    record_period_breach(ledger, config)?;
-    report.outcome = if report
+/// The outcome of a pass that got as far as claiming.
+fn final_outcome(report: &TickReport) -> Outcome {
+    if report
         .jobs
         .iter()
         .any(|j| matches!(j.state, TaskState::Failed | TaskState::FrameworkFixNeeded))
         || !report.failed_at_claim.is_empty()
         || !report.job_errors.is_empty()
     {
-        "failures"
+        Outcome::Failures
     } else if !report.jobs.is_empty() {
-        "dispatched"
+        Outcome::Dispatched
     } else if let Some(refusal) = &report.budget_refusal {
-        budget_outcome(refusal)
+        Outcome::for_refusal(refusal)
     } else {
-        "nothing_to_do"
-    };
-    report.phases_ms.total = started.elapsed().as_millis() as u64;
+        Outcome::NothingToDo
+    }
+}
+
+/// A `tick_completed` event, when the pass did something (a no-op tick writes nothing).
+fn record_completed(ledger: &mut Ledger, report: &TickReport) -> Result<(), LedgerError> {
     let summary = serde_json::json!({
         "outcome": report.outcome,
         "claimed": report.jobs.iter().map(|j| &j.task_id).collect::<Vec<_>>(),
@@ -344,12 +390,12 @@ pub async fn pass(
         "budget_refusal": report.budget_refusal.as_ref().map(ToString::to_string),
         "ms": report.phases_ms.total,
     });
-    let something_happened = report.outcome != "nothing_to_do"
+    let something_happened = report.outcome != Outcome::NothingToDo
         || !report.reaped.is_empty()
         || !report.deferred.is_empty()
         || !report.held_at_claim.is_empty();
     if !something_happened {
-        return Ok(report);
+        return Ok(());
     }
     ledger.write(|q| {
         q.append_event(&NewEvent {
@@ -361,8 +407,7 @@ pub async fn pass(
             data: summary,
         })
         .map(|_| ())
-    })?;
-    Ok(report)
+    })
 }
 
 /// The commit a task stacked on `dep` starts from: the dependency's delivered commit, else its
@@ -413,7 +458,7 @@ pub fn start_job(
 pub(crate) enum Stop {
     /// A problem a person must fix (bad token, no rights): the pass reports it as blocked.
     Blocked(String),
-    Error(TickError),
+    Error(SchedulerError),
 }
 
 /// Resume deliveries (and, before claiming, follow open pull requests).
@@ -429,7 +474,7 @@ pub(crate) async fn release_stage(
     use crate::release::ReleaseError;
     let classify = |e: ReleaseError| match e {
         ReleaseError::Github(g) if !g.is_transient() => Stop::Blocked(g.to_string()),
-        ReleaseError::Ledger(l) => Stop::Error(TickError::Ledger(l)),
+        ReleaseError::Ledger(l) => Stop::Error(SchedulerError::Ledger(l)),
         other => Stop::Blocked(other.to_string()),
     };
     let mut actions =
@@ -480,29 +525,4 @@ fn record_period_breach(ledger: &mut Ledger, config: &LoadedConfig) -> Result<()
         }
     }
     Ok(())
-}
-
-/// A pass that claimed nothing because admission refused: `budget` when spent + the estimate
-/// crosses a cap (nothing changes before the next day or month, or a raised cap), else
-/// `budget_held_by_runs_in_flight` (the room is only held by runs in flight, of this or another
-/// process; once they settle a later tick claims, so it is no failure).
-pub fn budget_outcome(refusal: &crate::budget::Refusal) -> &'static str {
-    if refusal.waits_for_runs_in_flight() {
-        BUDGET_HELD
-    } else {
-        "budget"
-    }
-}
-
-/// The outcome of a pass whose claim waits for runs in flight to settle.
-pub const BUDGET_HELD: &str = "budget_held_by_runs_in_flight";
-
-/// The tick's exit status, documented in docs/cli.md.
-pub fn exit_code(report: &TickReport) -> i32 {
-    match report.outcome {
-        "failures" => crate::exit::TASK_FAILURES,
-        "blocked" => crate::exit::BLOCKED,
-        "budget" => crate::exit::BUDGET,
-        _ => crate::exit::OK,
-    }
 }

@@ -1,4 +1,4 @@
-//! `oxi saturate` (seed 004 T2-45): keep N slots busy. A slot that frees up is refilled at once;
+//! `oxi saturate`: keep N slots busy. A slot that frees up is refilled at once;
 //! the roadmap is re-ingested when it changes; the same caps, gates and admission as the tick.
 //! SIGTERM/SIGINT stop claiming and let in-flight runs finish within a grace period (then stop
 //! them cleanly); a second signal stops at once. SIGHUP reloads `oxi.toml`. A claim the caps
@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::pass::{self as tick, TickError, TickReport};
-use super::{lock, reap};
+use super::{ClaimRequest, SchedulerError, lock};
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, RunMode};
 use crate::ledger::{EventKind, Ledger};
@@ -29,7 +28,7 @@ pub enum SaturateError {
     #[error(transparent)]
     Lock(#[from] lock::LockError),
     #[error(transparent)]
-    Tick(#[from] TickError),
+    Scheduler(#[from] SchedulerError),
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
     #[error("dispatch blocked: {0}")]
@@ -76,7 +75,8 @@ pub struct Summary {
     pub jobs: Vec<JobResult>,
 }
 
-/// `min(ceiling, memory envelope, CPU envelope)`, with the reason (seed 004 T2-43).
+/// `min(ceiling, memory envelope, CPU envelope)`, with the reason: more slots than free cores
+/// or free memory would slow every run down (and risk the OOM killer) rather than finish more.
 pub fn auto_concurrency(ceiling: u32) -> (u32, String) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let load5 = std::fs::read_to_string("/proc/loadavg")
@@ -110,10 +110,6 @@ pub fn auto_concurrency(ceiling: u32) -> (u32, String) {
     )
 }
 
-fn pid_alive(pid: u32) -> bool {
-    reap::pid_alive(pid)
-}
-
 /// The PID file: refuses beside a live saturate, replaces a stale one. Removed on drop.
 struct PidFile(PathBuf);
 
@@ -122,7 +118,7 @@ impl PidFile {
         if let Ok(text) = std::fs::read_to_string(path)
             && let Ok(pid) = text.trim().parse::<u32>()
             && pid != std::process::id()
-            && pid_alive(pid)
+            && super::pid_alive(pid)
         {
             return Err(SaturateError::AlreadyRunning(pid));
         }
@@ -343,35 +339,14 @@ pub fn run(
                 && last_release.elapsed() > Duration::from_secs(60)
             {
                 last_release = Instant::now();
-                let cfg = Arc::clone(&config);
-                let result = runtime.block_on(async {
-                    let (client, token) = crate::preflight::github_preflight(&cfg, &parent_env)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let release = cfg.release_mode().ok_or("not in release mode")?;
-                    let writer = crate::github::GithubWriter::new(&client, release);
-                    let redactor = crate::runner::env::redactor_for(&cfg, &parent_env);
-                    tick::release_stage(
-                        &cfg,
-                        &mut ledger,
-                        &client,
-                        &writer,
-                        &token,
-                        &redactor,
-                        true,
-                    )
-                    .await
-                    .map_err(|e| match e {
-                        tick::Stop::Blocked(m) => m,
-                        tick::Stop::Error(e) => e.to_string(),
-                    })
-                });
+                let result =
+                    runtime.block_on(super::follow_release(&config, &mut ledger, &parent_env));
                 if let Err(e) = result {
                     status.log(&format!("GitHub: {e}"));
                 }
             }
             let busy: Vec<String> = slots.iter().map(|s| s.task.clone()).collect();
-            let reaped = runtime.block_on(reap::reap(&mut ledger, &config, &busy))?;
+            let reaped = runtime.block_on(super::reap(&mut ledger, &config, &busy))?;
             for r in &reaped {
                 status.log(&format!(
                     "reaped {}: {}",
@@ -379,7 +354,7 @@ pub fn run(
                     r.reason
                 ));
             }
-            if let Some(ingest) = tick::ingest(&mut ledger, &config, &parent_env)? {
+            if let Some(ingest) = super::refresh_roadmap(&mut ledger, &config, &parent_env)? {
                 status.log(&format!(
                     "roadmap changed: {} added, {} updated",
                     ingest.added.len(),
@@ -389,7 +364,7 @@ pub fn run(
             // Delivered branches merged by the operator (a few git calls: every few seconds).
             if last_landed.elapsed() > LANDED_EVERY {
                 last_landed = Instant::now();
-                for landed in super::landed::settle(&config, &mut ledger)? {
+                for landed in super::settle_landed(&config, &mut ledger)? {
                     status.log(&format!(
                         "{}: merged into {} -> done",
                         landed.task_id, landed.base_branch
@@ -432,8 +407,7 @@ pub fn run(
                     break "until_empty".to_owned();
                 }
                 if eligible {
-                    let mut problems = crate::preflight::blocking_problems(&config, &parent_env);
-                    problems.extend(crate::preflight::blocked_executors(&config, &ledger)?);
+                    let problems = super::dispatch_problems(&config, &ledger, &parent_env)?;
                     if !problems.is_empty() {
                         if slots.is_empty() {
                             return Err(SaturateError::Blocked(problems.join("; ")));
@@ -441,27 +415,25 @@ pub fn run(
                         stopping = Some((Instant::now(), "blocked".to_owned()));
                         continue;
                     }
-                    let mut report = TickReport::empty(config.config.run.mode);
-                    let admitted = runtime.block_on(super::claim::claim(
-                        &config,
-                        &mut ledger,
-                        &parent_env,
-                        "oxi",
-                        Some(free),
-                        None,
-                        &mut report,
-                        &tasks,
-                        planned,
-                    ))?;
-                    for stop in report
+                    let request = ClaimRequest {
+                        config: &config,
+                        parent_env: &parent_env,
+                        actor: "oxi",
+                        slots: Some(free),
+                        github: None,
+                        github_unavailable: None,
+                    };
+                    let claimed =
+                        runtime.block_on(super::claim(&mut ledger, &request, &tasks, planned))?;
+                    for stop in claimed
                         .deferred
                         .iter()
-                        .chain(&report.held_at_claim)
-                        .chain(&report.failed_at_claim)
+                        .chain(&claimed.held)
+                        .chain(&claimed.failed)
                     {
                         status.log(&format!("{}: {}", stop.task_id, stop.reason));
                     }
-                    for (spec, run_id) in admitted {
+                    for (spec, run_id) in claimed.admitted {
                         slots.push(spawn(
                             &config,
                             &parent_env,
@@ -470,7 +442,7 @@ pub fn run(
                             shutdown_rx.clone(),
                         ));
                     }
-                    match report.budget_refusal {
+                    match claimed.budget_refusal {
                         Some(refusal) if refusal.waits_for_runs_in_flight() => {
                             if budget_wait.is_none() {
                                 status.log(&format!(
@@ -595,7 +567,7 @@ fn spawn(
             actor: "oxi",
             main_before: crate::attribution::MainSnapshot::take(&config.repo_root),
         };
-        tick::start_job(&ctx, &spec, &thread_run_id, shutdown)
+        super::start_job(&ctx, &spec, &thread_run_id, shutdown)
     });
     Slot {
         task,

@@ -1,0 +1,58 @@
+//! Budget admission for claimed work: each job's estimate is reserved in the transaction that
+//! claims its task and creates its run, so two claimers can never both squeeze under a cap
+//! (the arithmetic is [`crate::budget::admit`], which the runner applies inside that
+//! transaction). The first refusal stops the round.
+
+use super::SchedulerError;
+use super::claim::{ClaimRequest, Claimed};
+use crate::clock::now_ms;
+use crate::ledger::{Ledger, TaskState, Transition, TransitionFields};
+use crate::runner::{self, RunnerError};
+use crate::tick::job::JobSpec;
+
+/// Admits `specs` in order into `claimed`: each job with the id of its admitted run, and the
+/// refusal that stopped the round, if any.
+pub(super) fn admit(
+    ledger: &mut Ledger,
+    request: &ClaimRequest<'_>,
+    specs: &[JobSpec],
+    claimed: &mut Claimed,
+) -> Result<(), SchedulerError> {
+    for spec in specs {
+        let worktree = spec.worktree.display().to_string();
+        let request_for_run =
+            spec.executor_request(&worktree, request.actor, request.parent_env.to_vec(), None);
+        let prepared = runner::prepare(request.config, request_for_run)?;
+        let id = spec.task.spec.id.clone();
+        let from = spec.task.state;
+        let now = now_ms();
+        let worker = spec.worker.clone();
+        let result = prepared.admit_with(ledger, spec.estimate, |q| {
+            q.transition_task(
+                &id,
+                &Transition {
+                    from,
+                    to: TaskState::Dispatched,
+                    fields: TransitionFields::default(),
+                    actor: "oxi",
+                    reason: &format!("claimed for attempt {} on {worker}", spec.attempt),
+                },
+                now,
+            )?;
+            q.count_attempt(&id, now)
+        });
+        match result {
+            Ok(()) => {
+                let run_id = prepared.run_id.clone();
+                ledger.write(|q| q.mark_over_estimate_used(&id, &run_id))?;
+                claimed.admitted.push((spec.clone(), run_id));
+            }
+            Err(RunnerError::Budget(refusal)) => {
+                claimed.budget_refusal = Some(refusal);
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
