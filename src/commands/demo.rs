@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result, bail};
 
 use super::Context;
-use super::run::parent_env;
+use super::parent_env;
 use crate::cli::DemoArgs;
 use crate::output::write_stdout;
 

@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use super::Context;
-use super::run::parent_env;
+use super::parent_env;
 use crate::doctor::{self, Check, Status};
 use crate::output::{Format, Grid, json_string, write_stdout};
 use crate::{ExitWith, exit};

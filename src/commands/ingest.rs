@@ -20,7 +20,7 @@ pub fn run(ctx: &Context, args: &IngestArgs) -> Result<()> {
     let mut parsed = file.parse(config.config.project.default_priority_tier)?;
     parsed.mask(&crate::runner::env::redactor_for(
         &config,
-        &super::run::parent_env(),
+        &super::parent_env(),
     ));
     let mut ledger = ctx.ledger(&config)?;
     let summary = roadmap::ingest::apply(

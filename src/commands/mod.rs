@@ -128,3 +128,37 @@ pub fn render_config_for_tests(
 pub fn status_for_bench(config: &LoadedConfig, ledger: &Ledger, now_ms: i64) -> usize {
     status::collect(config, ledger, now_ms).map_or(0, |s| s.tasks.len())
 }
+
+/// oxi's environment as UTF-8 pairs (a variable that is not UTF-8 is not passed on).
+pub(crate) fn parent_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+/// Sends `true` on the first SIGINT/SIGTERM so the run is stopped cleanly (TERM, grace, KILL
+/// of its whole group) and recorded as `killed`; a second signal exits at once.
+pub(crate) fn watch_signals() -> tokio::sync::watch::Receiver<bool> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+        tracing::warn!("stopping the run (signal); a second signal exits at once");
+        let _ = tx.send(true);
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+        std::process::exit(crate::exit::INTERRUPTED);
+    });
+    rx
+}

@@ -6,19 +6,12 @@ use std::io::{IsTerminal, Read};
 
 use anyhow::{Context as _, Result};
 
-use super::Context;
+use super::{Context, parent_env, watch_signals};
 use crate::cli::RunArgs;
 use crate::output::{Format, Grid, json_string, write_stdout};
 use crate::runner::{self, RunReport, RunRequest};
 use crate::worker::Classification;
 use crate::{ExitWith, exit};
-
-/// oxi's environment as UTF-8 pairs (a variable that is not UTF-8 is not passed on).
-pub(super) fn parent_env() -> Vec<(String, String)> {
-    std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect()
-}
 
 fn read_prompt(args: &RunArgs) -> Result<String> {
     let prompt = match (&args.prompt, &args.prompt_file) {
@@ -38,33 +31,6 @@ fn read_prompt(args: &RunArgs) -> Result<String> {
         anyhow::bail!("the prompt is empty; say what the worker should do");
     }
     Ok(prompt)
-}
-
-/// Sends `true` on the first SIGINT/SIGTERM so the run is stopped cleanly (TERM, grace, KILL
-/// of its whole group) and recorded as `killed`; a second signal exits at once.
-pub(super) fn watch_signals() -> tokio::sync::watch::Receiver<bool> {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = int.recv() => {},
-            _ = term.recv() => {},
-        }
-        tracing::warn!("stopping the run (signal); a second signal exits at once");
-        let _ = tx.send(true);
-        tokio::select! {
-            _ = int.recv() => {},
-            _ = term.recv() => {},
-        }
-        std::process::exit(exit::INTERRUPTED);
-    });
-    rx
 }
 
 fn summary_table(report: &RunReport) -> String {

@@ -3,7 +3,7 @@
 use anyhow::{Result, bail};
 
 use super::Context;
-use super::run::parent_env;
+use super::parent_env;
 use crate::cli::SaturateArgs;
 use crate::output::{Format, json_string, write_stdout};
 use crate::scheduler::saturate::{self, Concurrency, Options};

@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use super::Context;
-use super::run::parent_env;
+use super::parent_env;
 use crate::output::{Format, Grid, json_string, write_stdout};
 use crate::scheduler::lock;
 use crate::scheduler::{self, Outcome, TickReport};
@@ -138,7 +138,7 @@ pub fn run(ctx: &Context) -> Result<()> {
         .build()?;
     let actor = "oxi".to_owned();
     let report = runtime.block_on(async {
-        let shutdown = super::run::watch_signals();
+        let shutdown = super::watch_signals();
         scheduler::pass(&config, &mut ledger, parent_env(), &actor, shutdown).await
     })?;
     let text = match ctx.global.format {

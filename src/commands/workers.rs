@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use super::Context;
-use super::run::parent_env;
+use super::parent_env;
 use crate::output::{Format, Grid, json_string, write_stdout};
 use crate::runner::contract::{self, Verdict};
 use crate::runner::env::worker_env;
