@@ -184,31 +184,21 @@ impl Status {
     }
 }
 
-/// Runs saturate until it has a reason to stop.
 /// How often saturate looks for delivered branches merged into the base branch.
 const LANDED_EVERY: Duration = Duration::from_secs(5);
 
+/// How often release mode resumes deliveries and follows pull requests.
+const RELEASE_EVERY: Duration = Duration::from_secs(60);
+
+/// Runs saturate until it has a reason to stop.
 pub fn run(
     config_path: &Path,
     options: &Options,
     parent_env: Vec<(String, String)>,
     env_mode: Option<&str>,
 ) -> Result<Summary, SaturateError> {
-    let load = |path: &Path| -> Result<LoadedConfig, crate::config::ConfigError> {
-        let mut config = crate::config::load(path, env_mode)?;
-        if let Some(max) = options.max_cost_per_day {
-            let caps = &mut config.config.caps;
-            if max < caps.daily_usd {
-                caps.daily_source = crate::config::DailyCapSource::MaxCostPerDay;
-            }
-            caps.daily_usd = caps.daily_usd.min(max);
-            caps.daily_soft_warn_usd = caps.daily_soft_warn_usd.min(caps.daily_usd);
-            caps.job_usd = caps.job_usd.min(caps.daily_usd);
-        }
-        Ok(config)
-    };
-    let mut config =
-        Arc::new(load(config_path).map_err(|e| SaturateError::Blocked(e.to_string()))?);
+    let load = |path: &Path| load_config(path, env_mode, options);
+    let config = Arc::new(load(config_path).map_err(|e| SaturateError::Blocked(e.to_string()))?);
     let _lock = lock::acquire(&config.state_dir.join("tick.lock"))?;
     let _pid = PidFile::claim(&config.state_dir.join("saturate.pid"))?;
     let (concurrency, concurrency_reason) = match options.concurrency {
@@ -224,7 +214,6 @@ pub fn run(
         "oxi saturate: {concurrency} slot(s) ({concurrency_reason}); SIGTERM/SIGINT stop claiming, a second stops at once; SIGHUP reloads {}",
         config.display_path()
     ));
-
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -233,10 +222,96 @@ pub fn run(
             path: PathBuf::from("tokio runtime"),
             source,
         })?;
-    let stops = Arc::new(AtomicU32::new(0));
-    let reload = Arc::new(AtomicBool::new(false));
-    {
-        let (stops, reload) = (Arc::clone(&stops), Arc::clone(&reload));
+    let signals = Signals::watch(&runtime);
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let ledger = Ledger::open(&config.ledger_path())?;
+    let mut saturator = Saturator {
+        options,
+        config,
+        parent_env,
+        concurrency,
+        runtime,
+        ledger,
+        status,
+        shutdown_tx,
+        shutdown_rx,
+        slots: Vec::new(),
+        jobs: Vec::new(),
+        stopping: None,
+        budget_stop: None,
+        pause_stop: None,
+        budget_wait: None,
+        last_release: Instant::now() - Duration::from_secs(3600),
+        last_landed: Instant::now() - Duration::from_secs(3600),
+        was_paused: false,
+    };
+    let reason = loop {
+        saturator.collect_finished();
+        if signals.reload.swap(false, Ordering::SeqCst) {
+            saturator.reload(load(config_path));
+        }
+        if let Some(reason) = saturator.follow_signals(signals.stops.load(Ordering::SeqCst)) {
+            break reason;
+        }
+        if saturator.stopping.is_none() {
+            match saturator.refill()? {
+                Step::Idle => {}
+                Step::Again => continue,
+                Step::Stop(reason) => break reason.to_owned(),
+            }
+        }
+        saturator.show_status()?;
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let Saturator {
+        mut status,
+        budget_stop,
+        pause_stop,
+        jobs,
+        ..
+    } = saturator;
+    status.log(&format!("oxi saturate: stopped ({reason})"));
+    Ok(Summary {
+        detail: budget_stop
+            .filter(|_| reason.ends_with("_budget_reached"))
+            .or(pause_stop),
+        reason,
+        concurrency,
+        concurrency_reason,
+        jobs,
+    })
+}
+
+/// `oxi.toml`, with `--max-cost-per-day` lowering the daily cap (and the caps below it).
+fn load_config(
+    path: &Path,
+    env_mode: Option<&str>,
+    options: &Options,
+) -> Result<LoadedConfig, crate::config::ConfigError> {
+    let mut config = crate::config::load(path, env_mode)?;
+    if let Some(max) = options.max_cost_per_day {
+        let caps = &mut config.config.caps;
+        if max < caps.daily_usd {
+            caps.daily_source = crate::config::DailyCapSource::MaxCostPerDay;
+        }
+        caps.daily_usd = caps.daily_usd.min(max);
+        caps.daily_soft_warn_usd = caps.daily_soft_warn_usd.min(caps.daily_usd);
+        caps.job_usd = caps.job_usd.min(caps.daily_usd);
+    }
+    Ok(config)
+}
+
+/// What the signal handler saw: stop signals (SIGINT/SIGTERM) counted, a SIGHUP pending.
+struct Signals {
+    stops: Arc<AtomicU32>,
+    reload: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn watch(runtime: &tokio::runtime::Runtime) -> Self {
+        let stops = Arc::new(AtomicU32::new(0));
+        let reload = Arc::new(AtomicBool::new(false));
+        let (task_stops, task_reload) = (Arc::clone(&stops), Arc::clone(&reload));
         runtime.spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
             let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
@@ -248,36 +323,63 @@ pub fn run(
             };
             loop {
                 tokio::select! {
-                    _ = int.recv() => { stops.fetch_add(1, Ordering::SeqCst); }
-                    _ = term.recv() => { stops.fetch_add(1, Ordering::SeqCst); }
-                    _ = hup.recv() => reload.store(true, Ordering::SeqCst),
+                    _ = int.recv() => { task_stops.fetch_add(1, Ordering::SeqCst); }
+                    _ = term.recv() => { task_stops.fetch_add(1, Ordering::SeqCst); }
+                    _ = hup.recv() => task_reload.store(true, Ordering::SeqCst),
                 }
             }
         });
+        Self { stops, reload }
     }
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let mut ledger = Ledger::open(&config.ledger_path())?;
-    let mut slots: Vec<Slot> = Vec::new();
-    let mut jobs = Vec::new();
-    let mut stopping: Option<(Instant, String)> = None;
-    let mut budget_stop: Option<String> = None;
-    let mut pause_stop: Option<String> = None;
-    // Set when a claim was refused only because runs in flight hold the room: the slots busy
-    // then, and when. No claim is tried again until one of them ends (or, for reservations
-    // another process holds, a while has passed): each refusal is a ledger event.
-    let mut budget_wait: Option<(usize, Instant)> = None;
-    let mut last_release = Instant::now() - Duration::from_secs(3600);
-    let mut last_landed = Instant::now() - Duration::from_secs(3600);
-    let mut was_paused = false;
-    let reason = loop {
-        // Finished slots.
-        let (done, running): (Vec<Slot>, Vec<Slot>) =
-            slots.into_iter().partition(|s| s.handle.is_finished());
-        slots = running;
+}
+
+/// What one round of refilling decided.
+enum Step {
+    /// Go on: show the status, wait a moment, look again.
+    Idle,
+    /// Something changed the stop state: look again at once.
+    Again,
+    /// Stop now (nothing in flight can change what stopped it).
+    Stop(&'static str),
+}
+
+/// Saturate's state between rounds of its loop.
+struct Saturator<'o> {
+    options: &'o Options,
+    config: Arc<LoadedConfig>,
+    parent_env: Vec<(String, String)>,
+    concurrency: u32,
+    runtime: tokio::runtime::Runtime,
+    ledger: Ledger,
+    status: Status,
+    shutdown_tx: tokio::sync::watch::Sender<bool>,
+    shutdown_rx: tokio::sync::watch::Receiver<bool>,
+    slots: Vec<Slot>,
+    jobs: Vec<JobResult>,
+    /// Since when, and why, no new claims are made (saturate exits when the slots are empty).
+    stopping: Option<(Instant, String)>,
+    budget_stop: Option<String>,
+    pause_stop: Option<String>,
+    /// Set when a claim was refused only because runs in flight hold the room: the slots busy
+    /// then, and when. No claim is tried again until one of them ends (or, for reservations
+    /// another process holds, a while has passed): each refusal is a ledger event.
+    budget_wait: Option<(usize, Instant)>,
+    last_release: Instant,
+    last_landed: Instant,
+    was_paused: bool,
+}
+
+impl Saturator<'_> {
+    /// Joins finished slots and logs how each job ended.
+    fn collect_finished(&mut self) {
+        let (done, running): (Vec<Slot>, Vec<Slot>) = std::mem::take(&mut self.slots)
+            .into_iter()
+            .partition(|s| s.handle.is_finished());
+        self.slots = running;
         for slot in done {
             match slot.handle.join() {
                 Ok(Ok(job)) => {
-                    status.log(&format!(
+                    self.status.log(&format!(
                         "{} attempt {} ({}) -> {}{} in {:.0}s, ${:.2}",
                         job.task_id,
                         job.attempt,
@@ -290,202 +392,251 @@ pub fn run(
                         slot.started.elapsed().as_secs_f64(),
                         job.cost_usd
                     ));
-                    jobs.push(job);
+                    self.jobs.push(job);
                 }
-                Ok(Err(e)) => status.log(&format!("{} ({}): {e}", slot.task, slot.run_id)),
-                Err(_) => status.log(&format!(
+                Ok(Err(e)) => self
+                    .status
+                    .log(&format!("{} ({}): {e}", slot.task, slot.run_id)),
+                Err(_) => self.status.log(&format!(
                     "{} ({}): the job thread panicked",
                     slot.task, slot.run_id
                 )),
             }
         }
+    }
 
-        if reload.swap(false, Ordering::SeqCst) {
-            match load(config_path) {
-                Ok(fresh) => {
-                    config = Arc::new(fresh);
-                    status.log(&format!("reloaded {}", config.display_path()));
-                }
-                Err(e) => status.log(&format!("SIGHUP: keeping the running config; {e}")),
+    /// SIGHUP: the fresh config, or the running one kept when the file is now invalid.
+    fn reload(&mut self, fresh: Result<LoadedConfig, crate::config::ConfigError>) {
+        match fresh {
+            Ok(fresh) => {
+                self.config = Arc::new(fresh);
+                self.status
+                    .log(&format!("reloaded {}", self.config.display_path()));
             }
+            Err(e) => self
+                .status
+                .log(&format!("SIGHUP: keeping the running config; {e}")),
         }
+    }
 
-        let signals = stops.load(Ordering::SeqCst);
-        if signals >= 1 && stopping.is_none() {
-            stopping = Some((Instant::now(), "signal".to_owned()));
-            status.log(&format!(
+    /// The first stop signal stops claiming; a second, or the grace period's end, stops the
+    /// runs. The reason to exit once stopping and no slot is busy.
+    fn follow_signals(&mut self, signals: u32) -> Option<String> {
+        if signals >= 1 && self.stopping.is_none() {
+            self.stopping = Some((Instant::now(), "signal".to_owned()));
+            self.status.log(&format!(
                 "stopping: no new claims; {} run(s) may finish within {}s (a second signal stops them now)",
-                slots.len(),
-                options.grace.as_secs()
+                self.slots.len(),
+                self.options.grace.as_secs()
             ));
         }
-        if let Some((since, _)) = &stopping
-            && (signals >= 2 || since.elapsed() > options.grace)
-            && !*shutdown_rx.borrow()
+        if let Some((since, _)) = &self.stopping
+            && (signals >= 2 || since.elapsed() > self.options.grace)
+            && !*self.shutdown_rx.borrow()
         {
-            status
+            self.status
                 .log("stopping the runs still going (their process groups are ended and recorded)");
-            let _ = shutdown_tx.send(true);
+            let _ = self.shutdown_tx.send(true);
         }
-        if let Some((_, why)) = &stopping
-            && slots.is_empty()
+        match &self.stopping {
+            Some((_, why)) if self.slots.is_empty() => Some(why.clone()),
+            _ => None,
+        }
+    }
+
+    /// One round while claiming: the scheduler's upkeep, then claims for the free slots.
+    fn refill(&mut self) -> Result<Step, SaturateError> {
+        let paused = self.upkeep()?;
+        if paused && self.options.until_empty && self.slots.is_empty() {
+            return Ok(Step::Stop("paused"));
+        }
+        let free = self.concurrency.saturating_sub(self.slots.len() as u32);
+        let waiting_for_budget = self.budget_wait.is_some_and(|(busy, since)| {
+            self.slots.len() >= busy && since.elapsed() < BUDGET_RECHECK
+        });
+        if free > 0 && !paused && !waiting_for_budget {
+            return self.claim(free);
+        }
+        Ok(Step::Idle)
+    }
+
+    /// Release follow-up, reaping, ingest, landed branches and the killswitch; true when paused.
+    fn upkeep(&mut self) -> Result<bool, SaturateError> {
+        if self.config.config.run.mode == RunMode::Release
+            && self.last_release.elapsed() > RELEASE_EVERY
         {
-            break why.clone();
-        }
-
-        if stopping.is_none() {
-            // Release mode: resume deliveries and follow pull requests, once a minute.
-            if config.config.run.mode == RunMode::Release
-                && last_release.elapsed() > Duration::from_secs(60)
-            {
-                last_release = Instant::now();
-                let result =
-                    runtime.block_on(super::follow_release(&config, &mut ledger, &parent_env));
-                if let Err(e) = result {
-                    status.log(&format!("GitHub: {e}"));
-                }
-            }
-            let busy: Vec<String> = slots.iter().map(|s| s.task.clone()).collect();
-            let reaped = runtime.block_on(super::reap(&mut ledger, &config, &busy))?;
-            for r in &reaped {
-                status.log(&format!(
-                    "reaped {}: {}",
-                    r.run_id.as_deref().unwrap_or("-"),
-                    r.reason
-                ));
-            }
-            if let Some(ingest) = super::refresh_roadmap(&mut ledger, &config, &parent_env)? {
-                status.log(&format!(
-                    "roadmap changed: {} added, {} updated",
-                    ingest.added.len(),
-                    ingest.updated.len()
-                ));
-            }
-            // Delivered branches merged by the operator (a few git calls: every few seconds).
-            if last_landed.elapsed() > LANDED_EVERY {
-                last_landed = Instant::now();
-                for landed in super::settle_landed(&config, &mut ledger)? {
-                    status.log(&format!(
-                        "{}: merged into {} -> done",
-                        landed.task_id, landed.base_branch
-                    ));
-                }
-            }
-            let killswitch = ledger.read().killswitch()?.filter(|k| k.paused);
-            let paused = killswitch.is_some();
-            if paused != was_paused {
-                status.log(&pause_line(killswitch.as_ref(), slots.len()));
-                was_paused = paused;
-            }
-            // Paused, nothing in flight: nothing can empty the queue until a person resumes.
-            if let Some(k) = &killswitch
-                && options.until_empty
-                && slots.is_empty()
-            {
-                pause_stop = Some(format!(
-                    "paused by {}{}: --until-empty stops here with nothing in flight; `oxi resume`, then run saturate again",
-                    k.by,
-                    k.reason
-                        .as_deref()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
-                ));
-                break "paused".to_owned();
-            }
-            let free = concurrency.saturating_sub(slots.len() as u32);
-            let waiting_for_budget = budget_wait.is_some_and(|(busy, since)| {
-                slots.len() >= busy && since.elapsed() < BUDGET_RECHECK
-            });
-            if free > 0 && !paused && !waiting_for_budget {
-                let tasks = ledger.read().tasks()?;
-                let planned =
-                    super::plan::plan_with(&tasks, now_ms(), config.stacks_on_delivered());
-                let eligible = planned.iter().any(super::plan::PlannedTask::is_eligible);
-                // A task in its retry backoff becomes eligible by itself: wait for it.
-                let backing_off = planned.iter().any(|p| p.backoff_until_ms.is_some());
-                if !eligible && !backing_off && slots.is_empty() && options.until_empty {
-                    break "until_empty".to_owned();
-                }
-                if eligible {
-                    let problems = super::dispatch_problems(&config, &ledger, &parent_env)?;
-                    if !problems.is_empty() {
-                        if slots.is_empty() {
-                            return Err(SaturateError::Blocked(problems.join("; ")));
-                        }
-                        stopping = Some((Instant::now(), "blocked".to_owned()));
-                        continue;
-                    }
-                    let request = ClaimRequest {
-                        config: &config,
-                        parent_env: &parent_env,
-                        actor: "oxi",
-                        slots: Some(free),
-                        github: None,
-                        github_unavailable: None,
-                    };
-                    let claimed =
-                        runtime.block_on(super::claim(&mut ledger, &request, &tasks, planned))?;
-                    for stop in claimed
-                        .deferred
-                        .iter()
-                        .chain(&claimed.held)
-                        .chain(&claimed.failed)
-                    {
-                        status.log(&format!("{}: {}", stop.task_id, stop.reason));
-                    }
-                    for (spec, run_id) in claimed.admitted {
-                        slots.push(spawn(
-                            &config,
-                            &parent_env,
-                            spec,
-                            run_id,
-                            shutdown_rx.clone(),
-                        ));
-                    }
-                    match claimed.budget_refusal {
-                        Some(refusal) if refusal.waits_for_runs_in_flight() => {
-                            if budget_wait.is_none() {
-                                status.log(&format!(
-                                    "budget: waiting for the runs in flight to settle: {refusal}"
-                                ));
-                            }
-                            budget_wait = Some((slots.len(), Instant::now()));
-                        }
-                        Some(refusal) => {
-                            let text = refusal.to_string();
-                            status.log(&format!("budget: {text}"));
-                            let reason = if refusal.period == "daily" {
-                                ledger.record(
-                                    EventKind::DailyBudgetReached,
-                                    None,
-                                    None,
-                                    serde_json::json!({ "refusal": text, "in_flight": slots.len() }),
-                                )?;
-                                status.log("the day's cap is reached: no new claims; exiting when the runs in flight finish");
-                                "daily_budget_reached"
-                            } else {
-                                status.log("the month's cap is reached: no new claims; exiting when the runs in flight finish");
-                                "monthly_budget_reached"
-                            };
-                            budget_stop = Some(text);
-                            stopping = Some((Instant::now(), reason.to_owned()));
-                            continue;
-                        }
-                        None => budget_wait = None,
-                    }
-                }
+            self.last_release = Instant::now();
+            let result = self.runtime.block_on(super::follow_release(
+                &self.config,
+                &mut self.ledger,
+                &self.parent_env,
+            ));
+            if let Err(e) = result {
+                self.status.log(&format!("GitHub: {e}"));
             }
         }
+        let busy: Vec<String> = self.slots.iter().map(|s| s.task.clone()).collect();
+        let reaped = self
+            .runtime
+            .block_on(super::reap(&mut self.ledger, &self.config, &busy))?;
+        for r in &reaped {
+            self.status.log(&format!(
+                "reaped {}: {}",
+                r.run_id.as_deref().unwrap_or("-"),
+                r.reason
+            ));
+        }
+        if let Some(ingest) =
+            super::refresh_roadmap(&mut self.ledger, &self.config, &self.parent_env)?
+        {
+            self.status.log(&format!(
+                "roadmap changed: {} added, {} updated",
+                ingest.added.len(),
+                ingest.updated.len()
+            ));
+        }
+        // Delivered branches merged by the operator (a few git calls: every few seconds).
+        if self.last_landed.elapsed() > LANDED_EVERY {
+            self.last_landed = Instant::now();
+            for landed in super::settle_landed(&self.config, &mut self.ledger)? {
+                self.status.log(&format!(
+                    "{}: merged into {} -> done",
+                    landed.task_id, landed.base_branch
+                ));
+            }
+        }
+        let killswitch = self.ledger.read().killswitch()?.filter(|k| k.paused);
+        let paused = killswitch.is_some();
+        if paused != self.was_paused {
+            self.status
+                .log(&pause_line(killswitch.as_ref(), self.slots.len()));
+            self.was_paused = paused;
+        }
+        // Paused, nothing in flight: nothing can empty the queue until a person resumes.
+        if let Some(k) = &killswitch
+            && self.options.until_empty
+            && self.slots.is_empty()
+        {
+            self.pause_stop = Some(format!(
+                "paused by {}{}: --until-empty stops here with nothing in flight; `oxi resume`, then run saturate again",
+                k.by,
+                k.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ));
+        }
+        Ok(paused)
+    }
 
-        if !status.terminal && slots.is_empty() && stopping.is_none() {
+    /// Plans, checks dispatch, claims up to `free` tasks and starts a slot for each.
+    fn claim(&mut self, free: u32) -> Result<Step, SaturateError> {
+        let tasks = self.ledger.read().tasks()?;
+        let planned = super::plan::plan_with(&tasks, now_ms(), self.config.stacks_on_delivered());
+        let eligible = planned.iter().any(super::plan::PlannedTask::is_eligible);
+        // A task in its retry backoff becomes eligible by itself: wait for it.
+        let backing_off = planned.iter().any(|p| p.backoff_until_ms.is_some());
+        if !eligible && !backing_off && self.slots.is_empty() && self.options.until_empty {
+            return Ok(Step::Stop("until_empty"));
+        }
+        if !eligible {
+            return Ok(Step::Idle);
+        }
+        let problems = super::dispatch_problems(&self.config, &self.ledger, &self.parent_env)?;
+        if !problems.is_empty() {
+            if self.slots.is_empty() {
+                return Err(SaturateError::Blocked(problems.join("; ")));
+            }
+            self.stopping = Some((Instant::now(), "blocked".to_owned()));
+            return Ok(Step::Again);
+        }
+        let request = ClaimRequest {
+            config: &self.config,
+            parent_env: &self.parent_env,
+            actor: "oxi",
+            slots: Some(free),
+            github: None,
+            github_unavailable: None,
+        };
+        let claimed =
+            self.runtime
+                .block_on(super::claim(&mut self.ledger, &request, &tasks, planned))?;
+        for stop in claimed
+            .deferred
+            .iter()
+            .chain(&claimed.held)
+            .chain(&claimed.failed)
+        {
+            self.status
+                .log(&format!("{}: {}", stop.task_id, stop.reason));
+        }
+        for (spec, run_id) in claimed.admitted {
+            self.slots.push(spawn(
+                &self.config,
+                &self.parent_env,
+                spec,
+                run_id,
+                self.shutdown_rx.clone(),
+            ));
+        }
+        match claimed.budget_refusal {
+            Some(refusal) => self.refused(&refusal),
+            None => {
+                self.budget_wait = None;
+                Ok(Step::Idle)
+            }
+        }
+    }
+
+    /// Admission refused: wait for the runs in flight to settle, or stop claiming at a
+    /// period's cap (saturate exits when the runs in flight finish).
+    fn refused(&mut self, refusal: &crate::budget::Refusal) -> Result<Step, SaturateError> {
+        if refusal.waits_for_runs_in_flight() {
+            if self.budget_wait.is_none() {
+                self.status.log(&format!(
+                    "budget: waiting for the runs in flight to settle: {refusal}"
+                ));
+            }
+            self.budget_wait = Some((self.slots.len(), Instant::now()));
+            return Ok(Step::Idle);
+        }
+        let text = refusal.to_string();
+        self.status.log(&format!("budget: {text}"));
+        let reason = if refusal.period == "daily" {
+            self.ledger.record(
+                EventKind::DailyBudgetReached,
+                None,
+                None,
+                serde_json::json!({ "refusal": text, "in_flight": self.slots.len() }),
+            )?;
+            self.status.log(
+                "the day's cap is reached: no new claims; exiting when the runs in flight finish",
+            );
+            "daily_budget_reached"
+        } else {
+            self.status.log(
+                "the month's cap is reached: no new claims; exiting when the runs in flight finish",
+            );
+            "monthly_budget_reached"
+        };
+        self.budget_stop = Some(text);
+        self.stopping = Some((Instant::now(), reason.to_owned()));
+        Ok(Step::Again)
+    }
+
+    /// The status block: slots, spend, queue, and each slot's run.
+    fn show_status(&mut self) -> Result<(), SaturateError> {
+        if !self.status.terminal && self.slots.is_empty() && self.stopping.is_none() {
             // Nothing running and nothing claimable: poll less often.
             std::thread::sleep(Duration::from_millis(500));
         }
         let now = now_ms();
-        let totals = ledger
+        let totals = self
+            .ledger
             .read()
             .spend_totals(&crate::clock::day_of(now), &crate::clock::month_of(now))?;
-        let queue = ledger
+        let queue = self
+            .ledger
             .read()
             .task_counts()?
             .into_iter()
@@ -494,19 +645,22 @@ pub fn run(
             .sum::<u64>();
         let mut block = format!(
             "saturate: {}{}/{} slot(s) busy · spend today {} of {} (held {}) · queue {queue}\n",
-            if was_paused {
+            if self.was_paused {
                 "PAUSED (`oxi resume` to claim again) · "
             } else {
                 ""
             },
-            slots.len(),
-            concurrency,
+            self.slots.len(),
+            self.concurrency,
             crate::money::format_usd(totals.day_spent),
-            crate::money::format_usd(crate::money::usd_to_micro(config.config.caps.daily_usd)),
+            crate::money::format_usd(crate::money::usd_to_micro(
+                self.config.config.caps.daily_usd
+            )),
             crate::money::format_usd(totals.day_reserved),
         );
-        for slot in &slots {
-            let cost = ledger
+        for slot in &self.slots {
+            let cost = self
+                .ledger
                 .read()
                 .run(&slot.run_id)?
                 .map_or(0, |r| r.cost_microusd);
@@ -518,19 +672,9 @@ pub fn run(
                 crate::money::format_usd(cost)
             ));
         }
-        status.show(&block);
-        std::thread::sleep(Duration::from_millis(250));
-    };
-    status.log(&format!("oxi saturate: stopped ({reason})"));
-    Ok(Summary {
-        detail: budget_stop
-            .filter(|_| reason.ends_with("_budget_reached"))
-            .or(pause_stop),
-        reason,
-        concurrency,
-        concurrency_reason,
-        jobs,
-    })
+        self.status.show(&block);
+        Ok(())
+    }
 }
 
 /// The log line when the killswitch is engaged (`Some`) or released (`None`).
