@@ -1,4 +1,4 @@
-//! `oxi doctor` (seed 001): the preflight. Each check says ok / warn / fail and, for anything
+//! `oxi doctor`: the preflight. Each check says ok / warn / fail and, for anything
 //! not ok, the exact fix. `oxi tick` refuses to dispatch on the blocking subset
 //! ([`crate::preflight::blocking_problems`]) with the same messages.
 

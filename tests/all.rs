@@ -29,5 +29,6 @@ mod roadmap_ingest;
 mod run_cmd;
 mod run_live;
 mod saturate;
+mod scheduler_surface;
 mod tick;
 mod worker_normalize;
