@@ -70,7 +70,7 @@ pub struct TickPhases {
 }
 
 impl TickReport {
-    pub fn empty(mode: RunMode) -> Self {
+    fn empty(mode: RunMode) -> Self {
         Self {
             outcome: Outcome::NothingToDo,
             mode,
