@@ -31,8 +31,13 @@ pub enum SaturateError {
     Scheduler(#[from] SchedulerError),
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
+    /// Dispatch cannot start: the problems, joined (see [`super::dispatch_problems`]).
     #[error("dispatch blocked: {0}")]
     Blocked(String),
+    /// `oxi.toml` could not be loaded at start. Not a `#[source]`: saturate has always exited 1
+    /// for it, with this text, and the exit-code mapping follows sources.
+    #[error("dispatch blocked: {0}")]
+    Config(crate::config::ConfigError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -198,7 +203,7 @@ pub fn run(
     env_mode: Option<&str>,
 ) -> Result<Summary, SaturateError> {
     let load = |path: &Path| load_config(path, env_mode, options);
-    let config = Arc::new(load(config_path).map_err(|e| SaturateError::Blocked(e.to_string()))?);
+    let config = Arc::new(load(config_path).map_err(SaturateError::Config)?);
     let _lock = lock::acquire(&config.state_dir.join("tick.lock"))?;
     let _pid = PidFile::claim(&config.state_dir.join("saturate.pid"))?;
     let (concurrency, concurrency_reason) = match options.concurrency {
