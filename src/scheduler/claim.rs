@@ -80,7 +80,7 @@ pub struct ClaimStop {
 }
 
 /// One claim round's inputs: what the driver knows besides the ledger and the plan.
-pub struct ClaimRequest<'a> {
+pub(crate) struct ClaimRequest<'a> {
     pub config: &'a LoadedConfig,
     pub parent_env: &'a [(String, String)],
     pub actor: &'a str,
@@ -95,7 +95,7 @@ pub struct ClaimRequest<'a> {
 
 /// What one claim round did.
 #[derive(Debug, Default)]
-pub struct Claimed {
+pub(crate) struct Claimed {
     /// Each claimed task's job, with the id of its admitted run.
     pub admitted: Vec<(JobSpec, String)>,
     /// Tasks failed at claim (their attempts or worker calls are used up).
@@ -138,7 +138,7 @@ struct Round<'a> {
 /// Claims up to `request.slots` tasks of `planned`: the iteration caps, the PR-overlap and
 /// file-overlap gates, the estimate, then admission, the claim and the run row in one
 /// transaction each (see [`super::admission`]).
-pub async fn claim(
+pub(crate) async fn claim(
     ledger: &mut Ledger,
     request: &ClaimRequest<'_>,
     tasks: &[TaskRow],

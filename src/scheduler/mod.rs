@@ -20,7 +20,8 @@ use crate::ledger::{Ledger, LedgerError, TaskRow};
 use crate::roadmap::{self, ingest::IngestSummary};
 use crate::runner::RunnerError;
 
-pub use claim::{ClaimRequest, ClaimStop, Claimed};
+pub use claim::ClaimStop;
+pub(crate) use claim::{ClaimRequest, Claimed};
 pub use landed::Landed;
 pub use outcome::Outcome;
 pub use pass::{TickPhases, TickReport, pass};
@@ -51,7 +52,7 @@ pub enum SchedulerError {
 
 /// Ends runs whose supervisor is gone or whose lease expired, and recovers tasks left in flight
 /// without a run. `busy`: tasks this process is itself running (never reaped).
-pub async fn reap(
+pub(crate) async fn reap(
     ledger: &mut Ledger,
     config: &LoadedConfig,
     busy: &[String],
@@ -60,7 +61,7 @@ pub async fn reap(
 }
 
 /// Ingests the roadmap when it changed since the last ingest; `None` when it did not.
-pub fn refresh_roadmap(
+pub(crate) fn refresh_roadmap(
     ledger: &mut Ledger,
     config: &LoadedConfig,
     parent_env: &[(String, String)],
@@ -69,7 +70,7 @@ pub fn refresh_roadmap(
 }
 
 /// Fast mode: delivered branches an operator merged into the base branch become `done`.
-pub fn settle_landed(
+pub(crate) fn settle_landed(
     config: &LoadedConfig,
     ledger: &mut Ledger,
 ) -> Result<Vec<Landed>, SchedulerError> {
@@ -78,7 +79,7 @@ pub fn settle_landed(
 
 /// What stops dispatch now (see [`crate::preflight`]): the repository, the executors' and
 /// acceptance commands' binaries, every executor blocked. Empty when claiming may go on.
-pub fn dispatch_problems(
+pub(crate) fn dispatch_problems(
     config: &LoadedConfig,
     ledger: &Ledger,
     parent_env: &[(String, String)],
@@ -89,7 +90,7 @@ pub fn dispatch_problems(
 }
 
 /// One claim round over `planned` (see [`ClaimRequest`]): the gates, then budget admission.
-pub async fn claim(
+pub(crate) async fn claim(
     ledger: &mut Ledger,
     request: &ClaimRequest<'_>,
     tasks: &[TaskRow],
@@ -99,13 +100,13 @@ pub async fn claim(
 }
 
 /// True when a process with this pid exists.
-pub fn pid_alive(pid: u32) -> bool {
+pub(crate) fn pid_alive(pid: u32) -> bool {
     reap::pid_alive(pid)
 }
 
 /// Release mode: resume deliveries and follow open pull requests (what a pass does before it
 /// claims); nothing outside release mode.
-pub async fn follow_release(
+pub(crate) async fn follow_release(
     config: &LoadedConfig,
     ledger: &mut Ledger,
     parent_env: &[(String, String)],
