@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{HumanDuration, HumanSize};
+use crate::worker::{RateCard, WorkerConfig, WorkerKind};
 
 /// `fast` never writes to GitHub; `release` pushes branches and opens draft pull requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -227,82 +228,6 @@ impl Default for CapsConfig {
     }
 }
 
-/// Which agent CLI a worker runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WorkerKind {
-    Codex,
-    Claude,
-}
-
-impl WorkerKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkerKind::Codex => "codex",
-            WorkerKind::Claude => "claude",
-        }
-    }
-}
-
-impl fmt::Display for WorkerKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WorkerConfig {
-    pub kind: WorkerKind,
-    /// argv prefix: a path or a name on PATH, then fixed arguments.
-    pub command: Vec<String>,
-    #[serde(default)]
-    pub model: Option<String>,
-    /// Extra arguments appended after oxi's own.
-    #[serde(default)]
-    pub args: Vec<String>,
-    /// Names of variables passed through from oxi's environment. Their values are secrets to oxi.
-    #[serde(default)]
-    pub env: Vec<String>,
-    /// Fixed variables set for the worker.
-    #[serde(default)]
-    pub set_env: BTreeMap<String, String>,
-    /// Claude only: `--permission-mode`. `acceptEdits` (default) edits files without asking and
-    /// works as root; `bypassPermissions` also runs commands (as root Claude then needs
-    /// `IS_SANDBOX=1` in `set_env`).
-    #[serde(default)]
-    pub permission_mode: Option<String>,
-    /// Claude only: `--max-turns`, the agent's own turn limit.
-    #[serde(default)]
-    pub max_turns: Option<u32>,
-    /// Codex only: `--sandbox` (`read-only`, `workspace-write` (default),
-    /// `danger-full-access`), or `bypass` for `--dangerously-bypass-approvals-and-sandbox`.
-    #[serde(default)]
-    pub sandbox: Option<String>,
-}
-
-/// Claude permission modes that run unattended (the others prompt, or refuse to edit).
-pub const CLAUDE_PERMISSION_MODES: &[&str] = &["acceptEdits", "bypassPermissions"];
-/// Codex sandbox policies, plus oxi's `bypass`.
-pub const CODEX_SANDBOXES: &[&str] = &[
-    "read-only",
-    "workspace-write",
-    "danger-full-access",
-    "bypass",
-];
-
-impl WorkerConfig {
-    /// The effective Claude permission mode.
-    pub fn permission_mode(&self) -> &str {
-        self.permission_mode.as_deref().unwrap_or("acceptEdits")
-    }
-
-    /// The effective Codex sandbox.
-    pub fn sandbox(&self) -> &str {
-        self.sandbox.as_deref().unwrap_or("workspace-write")
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -427,20 +352,6 @@ impl Default for RoutingConfig {
             reviewer: WorkerChain(vec!["codex".to_owned()]),
         }
     }
-}
-
-/// USD per million tokens for one model.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateCard {
-    pub input_per_mtok: f64,
-    /// Defaults to `input_per_mtok` when absent (no discount assumed: we never under-count).
-    #[serde(default)]
-    pub cached_input_per_mtok: Option<f64>,
-    pub output_per_mtok: f64,
-    /// Defaults to `output_per_mtok` when absent.
-    #[serde(default)]
-    pub reasoning_per_mtok: Option<f64>,
 }
 
 /// One acceptance command, argv-form.

@@ -5,14 +5,19 @@
 pub mod claude;
 pub mod codex;
 pub mod event;
+mod kind;
+mod price;
+mod settings;
 
 use std::sync::LazyLock;
 
 use serde::Serialize;
 
-use crate::config::{RateCard, WorkerKind};
 use crate::money::MicroUsd;
 pub use event::{Event, Normalized, Tokens, UsageScope, clip_bytes};
+pub use kind::WorkerKind;
+pub use price::RateCard;
+pub use settings::{CLAUDE_PERMISSION_MODES, CODEX_SANDBOXES, WorkerConfig};
 
 /// One CLI's contract.
 pub trait Adapter: Send + Sync {
