@@ -17,9 +17,7 @@ pub use schema::*;
 pub use size::HumanSize;
 // The `[workers.*]` and `[rates.*]` tables are the worker module's; named here too, where the
 // rest of the schema is.
-pub use crate::worker::{
-    CLAUDE_PERMISSION_MODES, CODEX_SANDBOXES, RateCard, WorkerConfig, WorkerKind,
-};
+pub use crate::worker::{RateCard, WorkerConfig, WorkerKind};
 
 /// The file name `oxi` looks for, walking up from the current directory.
 pub const CONFIG_FILE_NAME: &str = "oxi.toml";

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{HumanDuration, HumanSize};
-use crate::worker::{RateCard, WorkerConfig, WorkerKind};
+use crate::worker::{RateCard, WorkerConfig, WorkerKind, WorkerRole};
 
 /// `fast` never writes to GitHub; `release` pushes branches and opens draft pull requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -342,6 +342,18 @@ pub struct RoutingConfig {
     pub planner: WorkerChain,
     pub executor: WorkerChain,
     pub reviewer: WorkerChain,
+}
+
+impl RoutingConfig {
+    /// The chain `[routing]` names for `role`; `None` for `adhoc` (`oxi run` names its worker).
+    pub fn chain(&self, role: WorkerRole) -> Option<&WorkerChain> {
+        match role {
+            WorkerRole::Planner => Some(&self.planner),
+            WorkerRole::Executor => Some(&self.executor),
+            WorkerRole::Reviewer => Some(&self.reviewer),
+            WorkerRole::Adhoc => None,
+        }
+    }
 }
 
 impl Default for RoutingConfig {

@@ -26,7 +26,7 @@ use crate::ledger::{EventKind, Ledger, LedgerError, NewEvent, NewRun, RunEnd};
 use crate::money::{MicroUsd, micro_to_usd};
 use crate::process::{self, Limits, ProcessError, Spawn};
 use crate::redact::Redactor;
-use crate::worker::{self, Classification, Ending, Tokens};
+use crate::worker::{self, Classification, Ending, Tokens, WorkerRole};
 use artifacts::{ArtifactError, CappedFile};
 use env::WorkerEnv;
 use recorder::{Files, Recorder};
@@ -67,8 +67,8 @@ pub struct RunRequest<'a> {
     pub worker_name: &'a str,
     pub prompt: &'a str,
     pub cwd: &'a Path,
-    /// `executor`, `reviewer`, `planner`, or `adhoc` for `oxi run`.
-    pub role: &'a str,
+    /// What the run is for (`adhoc` for `oxi run`).
+    pub role: WorkerRole,
     pub task_id: Option<&'a str>,
     pub attempt: u32,
     pub worktree: Option<&'a str>,
@@ -165,23 +165,7 @@ pub fn new_run_id() -> String {
 
 /// The argv for one run of `worker`.
 pub fn build_argv(worker: &WorkerConfig, prompt: &str) -> Vec<String> {
-    match worker.kind {
-        WorkerKind::Claude => worker::claude::argv(
-            &worker.command,
-            prompt,
-            worker.model.as_deref(),
-            worker.permission_mode(),
-            worker.max_turns,
-            &worker.args,
-        ),
-        WorkerKind::Codex => worker::codex::argv(
-            &worker.command,
-            prompt,
-            worker.model.as_deref(),
-            worker.sandbox(),
-            &worker.args,
-        ),
-    }
+    worker.kind.adapter().argv(worker, prompt)
 }
 
 /// What guards a task run's writes while it goes.
@@ -236,10 +220,10 @@ pub fn prepare<'a>(
     // Every secret oxi holds is masked, not only this worker's: the GitHub token is never
     // passed, but if a worker ever echoed it, it must still be masked.
     let redactor = env::redactor_for(config, &request.parent_env);
-    // A reviewer judges; it must not edit. Codex enforces that with its sandbox; Claude's edits
-    // (if any) are discarded by the critic after the run.
-    if request.role == "reviewer" && worker.kind == WorkerKind::Codex {
-        worker.sandbox = Some("read-only".to_owned());
+    // A reviewer judges; it must not edit. The CLI's own flags enforce that where it has them;
+    // otherwise the critic discards its edits (if any) after the run.
+    if request.role.is_read_only() {
+        worker.kind.adapter().make_read_only(&mut worker);
     }
     // Secrets are masked before the prompt leaves oxi.
     let argv = build_argv(&worker, &redactor.redact(request.prompt));
@@ -327,7 +311,7 @@ impl PreparedRun<'_> {
             id: &self.run_id,
             task_id: self.request.task_id,
             attempt: self.request.attempt,
-            role: self.request.role,
+            role: self.request.role.as_str(),
             worker: self.request.worker_name,
             worker_kind: self.worker.kind.as_str(),
             model: self.worker.model.as_deref(),
@@ -677,9 +661,7 @@ impl PreparedRun<'_> {
             return Ok(None);
         }
         let temp = RunTemp::create(&self.run_id)?;
-        let codex_sandbox = (self.worker.kind == WorkerKind::Codex
-            && self.worker.sandbox() != "danger-full-access")
-            .then(|| self.worker.sandbox().to_owned());
+        let codex_sandbox = self.worker.kind.adapter().own_sandbox(&self.worker);
         let confinement = match (self.confine, &codex_sandbox) {
             // Codex's sandbox mounts and pivots in a user namespace, which a Landlocked process
             // may not do: it would fail every command. It confines itself instead.

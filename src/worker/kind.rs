@@ -4,7 +4,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Which agent CLI a worker runs.
+use super::Adapter;
+
+/// Which agent CLI a worker runs. Its text (`kind = "codex"` in oxi.toml, `runs.worker_kind`
+/// in the ledger) is [`as_str`](Self::as_str); serde's lowercase names are the same words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkerKind {
@@ -13,10 +16,26 @@ pub enum WorkerKind {
 }
 
 impl WorkerKind {
+    /// Every kind, for checks that ask all adapters (which kind owns a key).
+    pub const ALL: &'static [WorkerKind] = &[WorkerKind::Codex, WorkerKind::Claude];
+
     pub fn as_str(self) -> &'static str {
         match self {
             WorkerKind::Codex => "codex",
             WorkerKind::Claude => "claude",
+        }
+    }
+
+    /// The kind stored as `text` (`runs.worker_kind`), if oxi knows it.
+    pub fn from_stored(text: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|k| k.as_str() == text)
+    }
+
+    /// This kind's adapter: everything oxi knows about its CLI.
+    pub fn adapter(self) -> &'static dyn Adapter {
+        match self {
+            WorkerKind::Codex => &super::codex::CodexAdapter,
+            WorkerKind::Claude => &super::claude::ClaudeAdapter,
         }
     }
 }
@@ -24,5 +43,21 @@ impl WorkerKind {
 impl fmt::Display for WorkerKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_has_one_text_and_its_own_adapter() {
+        for kind in WorkerKind::ALL {
+            let serde_text = serde_json::to_value(kind).unwrap();
+            assert_eq!(serde_text, kind.as_str(), "serde and as_str agree");
+            assert_eq!(WorkerKind::from_stored(kind.as_str()), Some(*kind));
+            assert_eq!(kind.adapter().kind(), *kind);
+        }
+        assert_eq!(WorkerKind::from_stored("gemini"), None);
     }
 }

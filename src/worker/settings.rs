@@ -38,24 +38,27 @@ pub struct WorkerConfig {
     pub sandbox: Option<String>,
 }
 
-/// Claude permission modes that run unattended (the others prompt, or refuse to edit).
-pub const CLAUDE_PERMISSION_MODES: &[&str] = &["acceptEdits", "bypassPermissions"];
-/// Codex sandbox policies, plus oxi's `bypass`.
-pub const CODEX_SANDBOXES: &[&str] = &[
-    "read-only",
-    "workspace-write",
-    "danger-full-access",
-    "bypass",
-];
-
 impl WorkerConfig {
-    /// The effective Claude permission mode.
-    pub fn permission_mode(&self) -> &str {
-        self.permission_mode.as_deref().unwrap_or("acceptEdits")
+    /// The keys of this table that belong to one kind of CLI and are set here, in the order
+    /// of the table's fields. A key a new CLI owns is added here and to its adapter's
+    /// [`own_keys`](super::Adapter::own_keys).
+    pub(crate) fn kind_keys_set(&self) -> Vec<&'static str> {
+        [
+            ("permission_mode", self.permission_mode.is_some()),
+            ("max_turns", self.max_turns.is_some()),
+            ("sandbox", self.sandbox.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect()
     }
+}
 
-    /// The effective Codex sandbox.
-    pub fn sandbox(&self) -> &str {
-        self.sandbox.as_deref().unwrap_or("workspace-write")
-    }
+/// One broken rule in a `[workers.NAME]` table, found by the worker's adapter; the config
+/// validator adds the file, line and table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyProblem {
+    /// The key under `workers.NAME`.
+    pub key: &'static str,
+    pub message: String,
 }
