@@ -54,7 +54,8 @@ pub struct Config {
     pub kpi: KpiConfig,
 }
 
-/// Targets `oxi report` checks each KPI against (seed 000's gates).
+/// Targets `oxi report` checks each KPI against: below them, unattended runs are not yet
+/// worth trusting.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KpiConfig {
@@ -93,7 +94,8 @@ impl Default for KpiConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CriticConfig {
-    /// Skip the reviewer for small, green diffs with no risk trigger (seed 001's guardrails).
+    /// Skip the reviewer for small, green diffs with no risk trigger (a reviewer run costs
+    /// more than such a diff risks).
     pub auto_approve: bool,
     /// Largest diff (files) auto-approve accepts.
     pub max_files: u32,
