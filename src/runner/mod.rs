@@ -163,11 +163,6 @@ pub fn new_run_id() -> String {
     )
 }
 
-/// The argv for one run of `worker`.
-pub fn build_argv(worker: &WorkerConfig, prompt: &str) -> Vec<String> {
-    worker.kind.adapter().argv(worker, prompt)
-}
-
 /// How the worker's process ended, as the run records it.
 struct Outcome {
     classification: Classification,
@@ -233,7 +228,10 @@ pub fn prepare<'a>(
         worker.kind.adapter().make_read_only(&mut worker);
     }
     // Secrets are masked before the prompt leaves oxi.
-    let argv = build_argv(&worker, &redactor.redact(request.prompt));
+    let argv = worker
+        .kind
+        .adapter()
+        .argv(&worker, &redactor.redact(request.prompt));
     let caps_config = &config.config.caps;
     let limits = Limits {
         wall: caps_config.job_runtime.as_duration(),

@@ -337,7 +337,7 @@ pub fn normalize(line: &[u8]) -> Normalized {
 }
 
 /// Permission modes that run unattended (the others prompt, or refuse to edit).
-pub const PERMISSION_MODES: &[&str] = &["acceptEdits", "bypassPermissions"];
+const PERMISSION_MODES: &[&str] = &["acceptEdits", "bypassPermissions"];
 
 /// The effective `--permission-mode` of `worker`: `acceptEdits` unless configured.
 fn permission_mode(worker: &WorkerConfig) -> &str {

@@ -378,7 +378,7 @@ pub fn normalize(line: &[u8]) -> Normalized {
 }
 
 /// Sandbox policies, plus oxi's `bypass`.
-pub const SANDBOXES: &[&str] = &[
+const SANDBOXES: &[&str] = &[
     "read-only",
     "workspace-write",
     "danger-full-access",
