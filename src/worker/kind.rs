@@ -60,4 +60,18 @@ mod tests {
         }
         assert_eq!(WorkerKind::from_stored("gemini"), None);
     }
+
+    #[test]
+    fn all_lists_every_kind() {
+        // Exhaustive, so a new kind does not compile until it has a place here; its place is
+        // its index in ALL.
+        let index = |kind: WorkerKind| match kind {
+            WorkerKind::Codex => 0,
+            WorkerKind::Claude => 1,
+        };
+        for (i, kind) in WorkerKind::ALL.iter().enumerate() {
+            assert_eq!(index(*kind), i);
+        }
+        assert_eq!(WorkerKind::ALL.len(), 2);
+    }
 }

@@ -41,14 +41,15 @@ pub type LoginCheck<'a> = Pin<Box<dyn Future<Output = Login> + Send + 'a>>;
 ///    capture of one editing run (`fixtures/captures/gemini-edit.jsonl`) that `oxi doctor`
 ///    replays. Add `pub mod gemini;` beside `claude` and `codex` above.
 /// 2. `src/worker/kind.rs`: a `Gemini` variant of [`WorkerKind`] (serde's lowercase name is
-///    the config text), its arm in `as_str`, its entry in `ALL` and its arm in `adapter`; the
-///    compiler points at each.
+///    the config text and `as_str` must agree, which a test checks), its arms in `as_str` and
+///    `adapter`, and its entry in `ALL`; the compiler points at the arms, and the test
+///    `all_lists_every_kind` (whose match also needs the arm) at `ALL`.
 /// 3. Only if the CLI needs a key of its own under `[workers.NAME]`: an `Option` field in
 ///    [`WorkerConfig`] (src/worker/settings.rs), named in `kind_keys_set` and in the adapter's
 ///    [`own_keys`](Adapter::own_keys); the config validator then refuses it on other kinds.
 ///
-/// Nothing else matches on the kind: the runner, the contract check, config validation, the
-/// reaper and `oxi doctor` all ask the adapter.
+/// Nothing else matches on the kind: the runner, the contract check, config validation and
+/// `oxi doctor` ask the adapter, and stored text is read back with [`WorkerKind::from_stored`].
 pub trait Adapter: Send + Sync {
     fn kind(&self) -> WorkerKind;
     /// Recorded in every run's meta.json; bumped when the mapping changes meaning.
