@@ -31,4 +31,5 @@ mod run_live;
 mod saturate;
 mod scheduler_surface;
 mod tick;
+mod worker_kinds;
 mod worker_normalize;

@@ -18,6 +18,7 @@ use crate::ledger::{Ledger, TaskRow, TaskState, Transition, TransitionFields};
 use crate::money::{MicroUsd, format_usd, usd_to_micro};
 use crate::prompt::{self, ExecutorPrompt};
 use crate::tick::job::{self, JobSpec};
+use crate::worker::WorkerRole;
 
 /// The worker for a task's next attempt: the first in the role's chain, moving past workers
 /// whose last run for this task was rate-limited, transient or could not start (another worker may
@@ -26,7 +27,10 @@ pub(crate) fn choose_worker(
     chain: &[String],
     last_runs: &[crate::ledger::RunRow],
 ) -> Option<String> {
-    let last = last_runs.iter().rev().find(|r| r.role == "executor");
+    let last = last_runs
+        .iter()
+        .rev()
+        .find(|r| r.role == WorkerRole::Executor);
     let skip = last.and_then(|run| {
         let class = run.classification.as_deref()?;
         ["rate_limited", "transient", "spawn_failed"]
@@ -268,7 +272,7 @@ impl<'a> Round<'a> {
         };
         let estimate = ledger
             .read()
-            .cost_p90(&worker, "executor", self.job_cap)?
+            .cost_p90(&worker, WorkerRole::Executor.as_str(), self.job_cap)?
             .unwrap_or(self.floor)
             .max(self.floor);
         if estimate > self.job_cap && !operator_approved_over_estimate(ledger, &id) {
