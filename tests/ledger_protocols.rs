@@ -95,3 +95,51 @@ fn report_of_an_old_ledger_is_unchanged() {
     }
     insta::assert_json_snapshot!("old_ledger_report_json", report);
 }
+
+#[test]
+fn every_event_of_an_old_ledger_reads_as_its_type_and_writes_back_the_same_json() {
+    let s = old_ledger();
+    let conn = rusqlite::Connection::open(s.file(".oxi/ledger.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT id, kind, data FROM events ORDER BY id")
+        .unwrap();
+    let rows: Vec<(i64, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(rows.len() > 100, "the fixture holds {} events", rows.len());
+    for (id, kind, text) in rows {
+        let data: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let event = oxi::ledger::Event::parse(&kind, &data)
+            .unwrap_or_else(|| panic!("event {id} ({kind}) does not read as its type: {text}"));
+        assert_eq!(event.kind().as_str(), kind);
+        assert_eq!(
+            event.data().to_string(),
+            text,
+            "event {id} ({kind}) writes back differently"
+        );
+    }
+}
+
+#[test]
+fn the_migration_gives_old_holds_the_kind_their_reason_meant() {
+    let s = old_ledger();
+    let kind = |id: &str| json(&s, &["show", id, "--format", "json"])["task"]["hold_kind"].clone();
+    assert_eq!(kind("T2-4"), "needs_approval");
+    assert_eq!(kind("T2-6"), "over_estimate");
+    assert_eq!(kind("T2-5"), serde_json::Value::Null, "not held");
+    assert_eq!(kind("T0-2"), serde_json::Value::Null);
+    // `oxi approve` acts on the kind as it acted on the reason before.
+    let approved = text(&s, &["approve", "T2-6"]);
+    assert_eq!(
+        approved,
+        "T2-6: held -> queued; the next tick runs it despite the estimate\n"
+    );
+    let approved = text(&s, &["approve", "T2-4"]);
+    assert_eq!(
+        approved,
+        "T2-4: held -> deliver_pending; the next tick delivers it\n"
+    );
+    assert_eq!(kind("T2-4"), serde_json::Value::Null, "no longer held");
+}

@@ -93,11 +93,12 @@ impl Queries<'_> {
             .execute(params![task_id, now_ms])?;
         self.append_event(&super::NewEvent {
             at_ms: now_ms,
-            kind: super::EventKind::TaskDeferred,
             task_id: Some(task_id),
             run_id: None,
             actor: "oxi",
-            data: serde_json::json!({ "reason": reason }),
+            event: super::Event::TaskDeferred(super::events::TaskDeferred {
+                reason: reason.to_owned(),
+            }),
         })?;
         Ok(())
     }
@@ -173,24 +174,17 @@ impl Queries<'_> {
     pub fn last_attempt_paths(&self, task_id: &str) -> Result<Vec<String>> {
         let data: Option<String> = self
             .conn
-            .prepare_cached(
-                "SELECT data FROM events WHERE task_id = ?1 AND kind = 'verified'
+            .prepare_cached(&format!(
+                "SELECT data FROM events WHERE task_id = ?1 AND kind = '{}'
                  ORDER BY id DESC LIMIT 1",
-            )?
+                super::EventKind::Verified.as_str()
+            ))?
             .query_row([task_id], |r| r.get(0))
             .optional()?;
         Ok(data
-            .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+            .and_then(|d| serde_json::from_str::<super::events::Verified>(&d).ok())
             // What the branch holds (earlier attempts' work included), else the run's own.
-            .and_then(|v| {
-                let delivery = &v["delivery"]["paths"];
-                let paths = if delivery.is_array() {
-                    delivery
-                } else {
-                    &v["paths"]
-                };
-                serde_json::from_value(paths.clone()).ok()
-            })
+            .map(|v| v.delivery.map_or(v.paths, |d| d.paths))
             .unwrap_or_default())
     }
 
@@ -200,15 +194,16 @@ impl Queries<'_> {
     pub fn delivered_commit(&self, task_id: &str) -> Result<Option<String>> {
         let data: Option<String> = self
             .conn
-            .prepare_cached(
-                "SELECT data FROM events WHERE task_id = ?1 AND kind = 'delivered'
+            .prepare_cached(&format!(
+                "SELECT data FROM events WHERE task_id = ?1 AND kind = '{}'
                  ORDER BY id DESC LIMIT 1",
-            )?
+                super::EventKind::Delivered.as_str()
+            ))?
             .query_row([task_id], |r| r.get(0))
             .optional()?;
         Ok(data
-            .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
-            .and_then(|v| v["commit"].as_str().map(str::to_owned)))
+            .and_then(|d| serde_json::from_str::<super::events::Delivered>(&d).ok())
+            .and_then(|d| d.commit().map(str::to_owned)))
     }
 
     /// What every task's runs add up to, by task id: cost, and the worker of its latest
