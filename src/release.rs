@@ -17,7 +17,9 @@ use crate::ledger::events::{
     Check, CiResult, FollowUp, GithubError as GithubErrorEvent, MergedBy, PrClosed, PrMerged,
     PrOpened, PrReviewed,
 };
-use crate::ledger::{Event, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition};
+use crate::ledger::{
+    ApprovalKind, Event, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition,
+};
 use crate::redact::Redactor;
 
 const PR_TEMPLATE: &str = include_str!("../templates/pr.md.j2");
@@ -214,13 +216,13 @@ pub async fn deliver_pending(
                         .read()
                         .approvals_for(&id)?
                         .iter()
-                        .any(|a| a.kind == "needs_approval")
+                        .any(|a| a.kind == Some(ApprovalKind::NeedsApproval))
                 {
                     let now = now_ms();
                     ledger.write(|q| {
                         q.insert_approval(
                             &id,
-                            "merge",
+                            ApprovalKind::Merge,
                             "oxi:critic",
                             Some("github.merge = on_critic_approve"),
                             now,
@@ -533,7 +535,7 @@ pub async fn sync(
             .approvals_for(&id)?
             .into_iter()
             .rev()
-            .find(|a| a.kind == "merge");
+            .find(|a| a.kind == Some(ApprovalKind::Merge));
         if let Some(approval) = approval
             && completed
             && failed.is_empty()

@@ -105,7 +105,7 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
         task.spec.title,
         task.state,
         task.failure_class
-            .as_deref()
+            .as_ref()
             .map(|c| format!(" ({c})"))
             .unwrap_or_default(),
         task.held_reason

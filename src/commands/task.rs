@@ -9,7 +9,8 @@ use crate::cli::{ApproveArgs, DoneArgs, TaskActionArgs};
 use crate::clock::now_ms;
 use crate::ledger::events::OperatorAction;
 use crate::ledger::{
-    Event, HoldKind, Ledger, NewEvent, TaskRow, TaskState, Transition, TransitionFields,
+    ApprovalKind, Event, HoldKind, Ledger, NewEvent, TaskRow, TaskState, Transition,
+    TransitionFields,
 };
 use crate::output::{Format, json_string, write_stdout};
 
@@ -107,7 +108,7 @@ pub fn approve(ctx: &Context, approve: &ApproveArgs) -> Result<()> {
         let now = now_ms();
         let id = task.spec.id.clone();
         ledger.write(|q| {
-            q.insert_approval(&id, "merge", &actor, args.note.as_deref(), now)?;
+            q.insert_approval(&id, ApprovalKind::Merge, &actor, args.note.as_deref(), now)?;
             q.append_event(&NewEvent {
                 at_ms: now,
                 task_id: Some(&id),
@@ -143,23 +144,25 @@ pub fn approve(ctx: &Context, approve: &ApproveArgs) -> Result<()> {
     // The approval's kind (stored in `approvals.kind`), where the task goes and what happens.
     let (kind, to, next) = match task.hold_kind.unwrap_or(HoldKind::Operator) {
         HoldKind::NeedsApproval | HoldKind::ReviewOverBudget => (
-            "needs_approval",
+            ApprovalKind::NeedsApproval,
             TaskState::DeliverPending,
             "the next tick delivers it",
         ),
         HoldKind::OverEstimate => (
-            "over_estimate",
+            ApprovalKind::OverEstimate,
             TaskState::Queued,
             "the next tick runs it despite the estimate",
         ),
         HoldKind::ReviewUnavailable if task.branch.is_some() => (
-            "review",
+            ApprovalKind::Review,
             TaskState::DeliverPending,
             "the next tick delivers it without the reviewer",
         ),
-        HoldKind::ReviewUnavailable | HoldKind::Operator => {
-            ("held", TaskState::Queued, "the next tick may claim it")
-        }
+        HoldKind::ReviewUnavailable | HoldKind::Operator => (
+            ApprovalKind::Held,
+            TaskState::Queued,
+            "the next tick may claim it",
+        ),
     };
     let actor = ctx.operator();
     let id = task.spec.id.clone();

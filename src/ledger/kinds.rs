@@ -181,6 +181,47 @@ impl fmt::Display for HoldKind {
     }
 }
 
+/// What an operator approved, as stored in `approvals.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalKind {
+    /// Deliver work held for approval (release mode then opens its PR ready to merge).
+    NeedsApproval,
+    /// Run a task despite its estimate (consumed by the run it admits).
+    OverEstimate,
+    /// Deliver work whose review could not happen, without the reviewer.
+    Review,
+    /// Release any other hold.
+    Held,
+    /// Merge a delivered task's pull request once its checks pass.
+    Merge,
+}
+
+impl ApprovalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalKind::NeedsApproval => "needs_approval",
+            ApprovalKind::OverEstimate => "over_estimate",
+            ApprovalKind::Review => "review",
+            ApprovalKind::Held => "held",
+            ApprovalKind::Merge => "merge",
+        }
+    }
+
+    /// Reads stored text; `None` for text this version does not know.
+    pub fn parse(text: &str) -> Option<ApprovalKind> {
+        [
+            ApprovalKind::NeedsApproval,
+            ApprovalKind::OverEstimate,
+            ApprovalKind::Review,
+            ApprovalKind::Held,
+            ApprovalKind::Merge,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +242,19 @@ mod tests {
             FailureClass::parse("from_the_future"),
             FailureClass::Other("from_the_future".into())
         );
+    }
+
+    #[test]
+    fn approval_kinds_read_back_from_their_text() {
+        for kind in [
+            ApprovalKind::NeedsApproval,
+            ApprovalKind::OverEstimate,
+            ApprovalKind::Review,
+            ApprovalKind::Held,
+            ApprovalKind::Merge,
+        ] {
+            assert_eq!(ApprovalKind::parse(kind.as_str()), Some(kind));
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use blocks::WorkerBlock;
 pub use events::{Event, EventKind};
-pub use kinds::{FailureClass, HoldKind};
+pub use kinds::{ApprovalKind, FailureClass, HoldKind};
 pub use migrate::{MIGRATIONS, Migration};
 pub use queries::*;
 pub use report::*;

@@ -46,7 +46,7 @@ pub struct TaskRow {
     pub held_reason: Option<String>,
     /// What a held task waits for (`None` unless it is held).
     pub hold_kind: Option<HoldKind>,
-    pub failure_class: Option<String>,
+    pub failure_class: Option<FailureClass>,
     pub attempts: u32,
     pub worker_calls: u32,
     pub retry_at_ms: Option<i64>,
@@ -168,7 +168,10 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<(TaskRow, String)> {
             .get::<_, Option<String>>(29)?
             .as_deref()
             .and_then(HoldKind::parse),
-        failure_class: row.get(15)?,
+        failure_class: row
+            .get::<_, Option<String>>(15)?
+            .as_deref()
+            .map(FailureClass::parse),
         attempts: row.get(16)?,
         worker_calls: row.get(17)?,
         retry_at_ms: row.get(18)?,

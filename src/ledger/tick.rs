@@ -3,7 +3,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Queries, Result, RunRow};
+use super::{ApprovalKind, Queries, Result, RunRow};
 use crate::money::MicroUsd;
 
 /// A task's runs, summed (see `Queries::task_run_totals`).
@@ -249,8 +249,8 @@ impl Queries<'_> {
 pub struct ApprovalRow {
     pub id: i64,
     pub task_id: String,
-    /// `needs_approval` (deliver held work), `over_estimate` (run despite the estimate), `held`.
-    pub kind: String,
+    /// What was approved; `None` for text this version does not know.
+    pub kind: Option<ApprovalKind>,
     pub approved_by: String,
     pub note: Option<String>,
     pub at_ms: i64,
@@ -261,7 +261,7 @@ impl Queries<'_> {
     pub fn insert_approval(
         &self,
         task_id: &str,
-        kind: &str,
+        kind: ApprovalKind,
         approved_by: &str,
         note: Option<&str>,
         at_ms: i64,
@@ -271,7 +271,7 @@ impl Queries<'_> {
                 "INSERT INTO approvals (task_id, kind, approved_by, note, at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![task_id, kind, approved_by, note, at_ms])?;
+            .execute(params![task_id, kind.as_str(), approved_by, note, at_ms])?;
         Ok(())
     }
 
@@ -284,7 +284,7 @@ impl Queries<'_> {
             Ok(ApprovalRow {
                 id: r.get(0)?,
                 task_id: r.get(1)?,
-                kind: r.get(2)?,
+                kind: ApprovalKind::parse(&r.get::<_, String>(2)?),
                 approved_by: r.get(3)?,
                 note: r.get(4)?,
                 at_ms: r.get(5)?,
@@ -299,9 +299,9 @@ impl Queries<'_> {
         self.conn
             .prepare_cached(
                 "UPDATE approvals SET used_by_run = ?2
-                 WHERE task_id = ?1 AND kind = 'over_estimate' AND used_by_run IS NULL",
+                 WHERE task_id = ?1 AND kind = ?3 AND used_by_run IS NULL",
             )?
-            .execute([task_id, run_id])?;
+            .execute([task_id, run_id, ApprovalKind::OverEstimate.as_str()])?;
         Ok(())
     }
 }

@@ -19,8 +19,8 @@ use crate::ledger::events::{
     BudgetBreach, Delivered, DeliveredAfterApproval, DeliveryMode, TickCompleted,
 };
 use crate::ledger::{
-    Event, FailureClass, HoldKind, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition,
-    TransitionFields,
+    ApprovalKind, Event, FailureClass, HoldKind, Ledger, LedgerError, NewEvent, TaskRow, TaskState,
+    Transition, TransitionFields,
 };
 use crate::money::{format_usd, usd_to_micro};
 use crate::prompt::{self, ExecutorPrompt};
@@ -269,7 +269,7 @@ fn operator_approved_over_estimate(ledger: &Ledger, task_id: &str) -> bool {
         .approvals_for(task_id)
         .map(|a| {
             a.iter()
-                .any(|a| a.kind == "over_estimate" && a.used_by_run.is_none())
+                .any(|a| a.kind == Some(ApprovalKind::OverEstimate) && a.used_by_run.is_none())
         })
         .unwrap_or(false)
 }
