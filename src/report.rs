@@ -1,4 +1,4 @@
-//! `oxi report`: seed 000's gates and seed 001's KPIs, all derived from the ledger for a time
+//! `oxi report`: the project's gates and KPIs, all derived from the ledger for a time
 //! window, each checked against its `[kpi]` target; rendered as a table, Markdown, stable JSON,
 //! or one self-contained HTML page with charts.
 
