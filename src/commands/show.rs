@@ -1,4 +1,5 @@
-//! `oxi show TASK` and `oxi logs RUN|TASK [--follow]`: triage, everything a person needs to decide what to do with one task or run.
+//! `oxi show TASK` and `oxi logs RUN|TASK [--follow]`: triage, everything a person needs to
+//! decide what to do with one task or run.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
