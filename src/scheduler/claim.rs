@@ -14,7 +14,9 @@ use crate::budget::Refusal;
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, OverlapUnknown};
 use crate::github::GithubClient;
-use crate::ledger::{Ledger, TaskRow, TaskState, Transition, TransitionFields};
+use crate::ledger::{
+    ApprovalKind, FailureClass, HoldKind, Ledger, TaskRow, TaskState, Transition, TransitionFields,
+};
 use crate::money::{MicroUsd, format_usd, usd_to_micro};
 use crate::prompt::{self, ExecutorPrompt};
 use crate::tick::job::{self, JobSpec};
@@ -71,7 +73,7 @@ fn operator_approved_over_estimate(ledger: &Ledger, task_id: &str) -> bool {
         .approvals_for(task_id)
         .map(|a| {
             a.iter()
-                .any(|a| a.kind == "over_estimate" && a.used_by_run.is_none())
+                .any(|a| a.kind == Some(ApprovalKind::OverEstimate) && a.used_by_run.is_none())
         })
         .unwrap_or(false)
 }
@@ -304,7 +306,7 @@ impl<'a> Round<'a> {
                     from: task.state,
                     to: TaskState::Failed,
                     fields: TransitionFields {
-                        failure_class: Some("attempts_exhausted".to_owned()),
+                        failure_class: Some(FailureClass::AttemptsExhausted),
                         ..TransitionFields::default()
                     },
                     actor: "oxi",
@@ -377,6 +379,7 @@ impl<'a> Round<'a> {
                     to: TaskState::Held,
                     fields: TransitionFields {
                         held_reason: Some(reason.clone()),
+                        hold_kind: Some(HoldKind::OverEstimate),
                         ..TransitionFields::default()
                     },
                     actor: "oxi",

@@ -15,7 +15,10 @@ use super::reap::{self, Reaped};
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, RunMode};
 use crate::github::{GithubClient, GithubWriter};
-use crate::ledger::{EventKind, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition};
+use crate::ledger::events::{
+    BudgetBreach, Delivered, DeliveredAfterApproval, DeliveryMode, TickCompleted,
+};
+use crate::ledger::{Event, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition};
 use crate::roadmap::{self, ingest::IngestSummary};
 use crate::runner;
 use crate::tick::job::{self, JobContext, JobResult, JobSpec};
@@ -276,11 +279,14 @@ fn deliver_approved(
                 )?;
                 q.append_event(&NewEvent {
                     at_ms: now,
-                    kind: EventKind::Delivered,
                     task_id: Some(&id),
                     run_id: None,
                     actor: "oxi",
-                    data: serde_json::json!({ "mode": "fast", "branch": task.branch, "after_approval": true }),
+                    event: Event::Delivered(Delivered::AfterApproval(DeliveredAfterApproval {
+                        mode: DeliveryMode::Fast,
+                        branch: task.branch.clone(),
+                        after_approval: true,
+                    })),
                 })?;
                 Ok(())
             })?;
@@ -383,13 +389,13 @@ fn final_outcome(report: &TickReport) -> Outcome {
 
 /// A `tick_completed` event, when the pass did something (a no-op tick writes nothing).
 fn record_completed(ledger: &mut Ledger, report: &TickReport) -> Result<(), LedgerError> {
-    let summary = serde_json::json!({
-        "outcome": report.outcome,
-        "claimed": report.jobs.iter().map(|j| &j.task_id).collect::<Vec<_>>(),
-        "reaped": report.reaped.len(),
-        "budget_refusal": report.budget_refusal.as_ref().map(ToString::to_string),
-        "ms": report.phases_ms.total,
-    });
+    let summary = TickCompleted {
+        outcome: report.outcome.as_str().to_owned(),
+        claimed: report.jobs.iter().map(|j| j.task_id.clone()).collect(),
+        reaped: report.reaped.len(),
+        budget_refusal: report.budget_refusal.as_ref().map(ToString::to_string),
+        ms: report.phases_ms.total,
+    };
     let something_happened = report.outcome != Outcome::NothingToDo
         || !report.reaped.is_empty()
         || !report.deferred.is_empty()
@@ -400,11 +406,10 @@ fn record_completed(ledger: &mut Ledger, report: &TickReport) -> Result<(), Ledg
     ledger.write(|q| {
         q.append_event(&NewEvent {
             at_ms: now_ms(),
-            kind: EventKind::TickCompleted,
             task_id: None,
             run_id: None,
             actor: "oxi",
-            data: summary,
+            event: Event::TickCompleted(summary),
         })
         .map(|_| ())
     })
@@ -509,15 +514,14 @@ fn record_period_breach(ledger: &mut Ledger, config: &LoadedConfig) -> Result<()
                 q.kv_set(&key, &spent.to_string(), now)?;
                 q.append_event(&NewEvent {
                     at_ms: now,
-                    kind: EventKind::BudgetBreach,
                     task_id: None,
                     run_id: None,
                     actor: "oxi",
-                    data: serde_json::json!({
-                        "scope": scope,
-                        "period": period,
-                        "spent_microusd": spent,
-                        "cap_microusd": cap,
+                    event: Event::BudgetBreach(BudgetBreach::Period {
+                        scope: scope.to_owned(),
+                        period: period.clone(),
+                        spent_microusd: spent,
+                        cap_microusd: cap,
                     }),
                 })
                 .map(|_| ())

@@ -18,7 +18,8 @@ use serde::Serialize;
 use super::{ClaimRequest, SchedulerError, lock};
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, RunMode};
-use crate::ledger::{EventKind, Ledger};
+use crate::ledger::events::DailyBudgetReached;
+use crate::ledger::{Event, Ledger};
 use crate::tick::job::{JobContext, JobResult, JobSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -609,10 +610,12 @@ impl Saturator<'_> {
         self.status.log(&format!("budget: {text}"));
         let reason = if refusal.period == "daily" {
             self.ledger.record(
-                EventKind::DailyBudgetReached,
                 None,
                 None,
-                serde_json::json!({ "refusal": text, "in_flight": self.slots.len() }),
+                Event::DailyBudgetReached(DailyBudgetReached {
+                    refusal: text.clone(),
+                    in_flight: self.slots.len(),
+                }),
             )?;
             self.status.log(
                 "the day's cap is reached: no new claims; exiting when the runs in flight finish",
