@@ -16,7 +16,6 @@ pub mod doctor;
 pub mod git;
 pub mod github;
 pub mod ledger;
-pub mod mock_model;
 pub mod money;
 pub mod output;
 pub mod plan;

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use oxi::mock_model::{MockModelServer, Script, Step};
+use oxi_testkit::mock_model::{MockModelServer, Script, Step};
 use serde_json::Value;
 
 use crate::support::live::{self, Cli, Scratch};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use oxi::ledger::{Ledger, RunRow};
-use oxi::mock_model::{MockModelServer, Script, Step};
+use oxi_testkit::mock_model::{MockModelServer, Script, Step};
 
 use crate::support::live::{self, Cli, Scratch};
 use crate::support::{Sandbox, git};

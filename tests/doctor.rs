@@ -1,6 +1,6 @@
 //! `oxi doctor` on healthy and broken setups: each check's verdict and the fix it prints.
 
-use oxi::github::fake::FakeGithub;
+use oxi_testkit::fake_github::FakeGithub;
 
 use crate::support::{Sandbox, git};
 

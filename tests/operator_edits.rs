@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use oxi::ledger::{Ledger, TaskState};
-use oxi::mock_model::{MockModelServer, Script, Step};
+use oxi_testkit::mock_model::{MockModelServer, Script, Step};
 use serde_json::Value;
 
 use crate::support::{Sandbox, git, live};

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use oxi::github::fake::{FakeGithub, Fault};
+use oxi_testkit::fake_github::{FakeGithub, Fault};
 use oxi::ledger::{Ledger, TaskState};
 use serde_json::Value;
 

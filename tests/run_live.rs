@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use oxi::mock_model::{MockModelServer, Script, Step};
+use oxi_testkit::mock_model::{MockModelServer, Script, Step};
 use serde_json::Value;
 
 use crate::support::live::{self, Cli, Scratch};

@@ -6,7 +6,6 @@
 //! Reads go through [`GithubClient`]. Writes go through [`GithubWriter`], which can only be built
 //! from a [`ReleaseMode`] proof: fast mode never holds one.
 
-pub mod fake;
 pub mod model;
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! The real agent CLIs (`claude`, `codex`) for live tests: where `.ci/install-agent-clis` put
-//! them, how to run them offline against `oxi::mock_model`, and a child runner with a hard
+//! them, how to run them offline against `oxi_testkit::mock_model`, and a child runner with a hard
 //! timeout that kills the whole process group (both CLIs start helper processes).
 //!
 //! A missing or wrong-version binary skips the test, saying so in the output of a plain
@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use oxi::mock_model::MockModelServer;
+use oxi_testkit::mock_model::MockModelServer;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
