@@ -20,7 +20,7 @@ use crate::prompt::{self, ReviewerPrompt};
 use crate::redact::Redactor;
 use crate::runner::{self, PreparedRun, RunReport, RunRequest, RunnerError};
 use crate::verify::{self, CommandResult, Diff};
-use crate::worker::Classification;
+use crate::worker::{Classification, WorkerRole};
 use crate::worktree;
 
 /// What a job needs that the claim decided.
@@ -52,7 +52,7 @@ impl JobSpec {
             worker_name: &self.worker,
             prompt: &self.prompt,
             cwd: &self.worktree,
-            role: "executor",
+            role: WorkerRole::Executor,
             task_id: Some(&self.task.spec.id),
             attempt: self.attempt,
             worktree: Some(worktree),
@@ -1082,7 +1082,7 @@ async fn review(
         worker_name: &reviewer,
         prompt: &text,
         cwd: &spec.worktree,
-        role: "reviewer",
+        role: WorkerRole::Reviewer,
         task_id: Some(&spec.task.spec.id),
         attempt: spec.attempt,
         worktree: Some(&worktree),
@@ -1103,7 +1103,7 @@ async fn review(
         .read()
         .cost_p90(
             &reviewer,
-            "reviewer",
+            WorkerRole::Reviewer.as_str(),
             usd_to_micro(config.config.caps.job_usd),
         )?
         .unwrap_or(floor)

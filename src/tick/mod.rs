@@ -22,6 +22,7 @@ use crate::money::{format_usd, usd_to_micro};
 use crate::prompt::{self, ExecutorPrompt};
 use crate::roadmap::{self, ingest::IngestSummary};
 use crate::runner::{self, RunnerError};
+use crate::worker::WorkerRole;
 use job::{JobContext, JobResult, JobSpec};
 use reap::Reaped;
 
@@ -224,7 +225,10 @@ pub(crate) fn ingest(
 /// The worker for a task's next attempt: the first in the role's chain, moving past workers
 /// whose last run for this task was rate-limited, transient or could not start (seed 004 T2-39).
 pub fn choose_worker(chain: &[String], last_runs: &[crate::ledger::RunRow]) -> Option<String> {
-    let last = last_runs.iter().rev().find(|r| r.role == "executor");
+    let last = last_runs
+        .iter()
+        .rev()
+        .find(|r| r.role == WorkerRole::Executor);
     let skip = last.and_then(|run| {
         let class = run.classification.as_deref()?;
         ["rate_limited", "transient", "spawn_failed"]
@@ -648,7 +652,7 @@ pub async fn claim(
         };
         let estimate = ledger
             .read()
-            .cost_p90(&worker, "executor", job_cap)?
+            .cost_p90(&worker, WorkerRole::Executor.as_str(), job_cap)?
             .unwrap_or(floor)
             .max(floor);
         if estimate > job_cap && !operator_approved_over_estimate(ledger, &id) {
