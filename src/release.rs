@@ -13,7 +13,13 @@ use serde::Serialize;
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, MergePolicy};
 use crate::github::{GithubClient, GithubError, GithubWriter};
-use crate::ledger::{EventKind, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition};
+use crate::ledger::events::{
+    Check, CiResult, FollowUp, GithubError as GithubErrorEvent, MergedBy, PrClosed, PrMerged,
+    PrOpened, PrReviewed,
+};
+use crate::ledger::{
+    ApprovalKind, Event, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition,
+};
 use crate::redact::Redactor;
 
 const PR_TEMPLATE: &str = include_str!("../templates/pr.md.j2");
@@ -52,13 +58,8 @@ fn action(task: &str, action: &str, pr: Option<u64>, detail: Option<String>) -> 
     }
 }
 
-fn event(
-    ledger: &mut Ledger,
-    kind: EventKind,
-    task: &str,
-    data: serde_json::Value,
-) -> Result<(), LedgerError> {
-    ledger.record(kind, Some(task), None, data)
+fn event(ledger: &mut Ledger, task: &str, event: Event) -> Result<(), LedgerError> {
+    ledger.record(Some(task), None, event)
 }
 
 fn transition(
@@ -215,13 +216,13 @@ pub async fn deliver_pending(
                         .read()
                         .approvals_for(&id)?
                         .iter()
-                        .any(|a| a.kind == "needs_approval")
+                        .any(|a| a.kind == Some(ApprovalKind::NeedsApproval))
                 {
                     let now = now_ms();
                     ledger.write(|q| {
                         q.insert_approval(
                             &id,
-                            "merge",
+                            ApprovalKind::Merge,
                             "oxi:critic",
                             Some("github.merge = on_critic_approve"),
                             now,
@@ -236,9 +237,11 @@ pub async fn deliver_pending(
             ) => {
                 event(
                     ledger,
-                    EventKind::GithubError,
                     &id,
-                    serde_json::json!({ "step": "deliver", "error": e.to_string() }),
+                    Event::GithubError(GithubErrorEvent {
+                        step: "deliver".to_owned(),
+                        error: e.to_string(),
+                    }),
                 )?;
                 return Err(e);
             }
@@ -248,9 +251,11 @@ pub async fn deliver_pending(
                 );
                 event(
                     ledger,
-                    EventKind::GithubError,
                     &id,
-                    serde_json::json!({ "step": "deliver", "error": e.to_string() }),
+                    Event::GithubError(GithubErrorEvent {
+                        step: "deliver".to_owned(),
+                        error: e.to_string(),
+                    }),
                 )?;
                 actions.push(action(&id, "deliver_pending", None, Some(e.to_string())));
             }
@@ -302,16 +307,15 @@ async fn deliver_one(
         )?;
         q.append_event(&NewEvent {
             at_ms: now,
-            kind: EventKind::PrOpened,
             task_id: Some(&id),
             run_id: None,
             actor: "oxi",
-            data: serde_json::json!({
-                "number": pull.number,
-                "url": pull.html_url,
-                "branch": branch,
-                "draft": pull.draft,
-                "labels": labels,
+            event: Event::PrOpened(PrOpened {
+                number: pull.number,
+                url: pull.html_url.clone(),
+                branch: branch.to_string(),
+                draft: pull.draft,
+                labels: labels.clone(),
             }),
         })?;
         Ok(())
@@ -392,9 +396,12 @@ pub async fn sync(
             transition(ledger, &id, TaskState::Merged, TaskState::Done, "merged")?;
             event(
                 ledger,
-                EventKind::PrMerged,
                 &id,
-                serde_json::json!({ "number": number, "by": "maintainer" }),
+                Event::PrMerged(PrMerged {
+                    number,
+                    by: MergedBy::Maintainer,
+                    approved_by: None,
+                }),
             )?;
             actions.push(action(&id, "merged", Some(number), None));
             continue;
@@ -407,12 +414,7 @@ pub async fn sync(
                 TaskState::Rejected,
                 "pull request closed without merging",
             )?;
-            event(
-                ledger,
-                EventKind::PrClosed,
-                &id,
-                serde_json::json!({ "number": number }),
-            )?;
+            event(ledger, &id, Event::PrClosed(PrClosed { number }))?;
             actions.push(action(&id, "rejected", Some(number), None));
             continue;
         }
@@ -443,13 +445,21 @@ pub async fn sync(
                 }
                 q.append_event(&NewEvent {
                     at_ms: now,
-                    kind: EventKind::CiResult,
                     task_id: Some(&id),
                     run_id: None,
                     actor: "oxi",
-                    data: serde_json::json!({
-                        "number": number, "sha": sha, "green": green, "first_pass": first_pass,
-                        "checks": runs.iter().map(|r| serde_json::json!({"name": r.name, "conclusion": r.conclusion})).collect::<Vec<_>>(),
+                    event: Event::CiResult(CiResult {
+                        number,
+                        sha: sha.to_string(),
+                        green,
+                        first_pass,
+                        checks: runs
+                            .iter()
+                            .map(|r| Check {
+                                name: r.name.clone(),
+                                conclusion: r.conclusion.clone(),
+                            })
+                            .collect(),
                     }),
                 })
                 .map(|_| ())
@@ -493,9 +503,11 @@ pub async fn sync(
             for review in new {
                 event(
                     ledger,
-                    EventKind::PrReviewed,
                     &id,
-                    serde_json::json!({ "number": number, "state": review.state }),
+                    Event::PrReviewed(PrReviewed {
+                        number,
+                        state: review.state.clone(),
+                    }),
                 )?;
             }
             let requested: Vec<String> = new
@@ -523,7 +535,7 @@ pub async fn sync(
             .approvals_for(&id)?
             .into_iter()
             .rev()
-            .find(|a| a.kind == "merge");
+            .find(|a| a.kind == Some(ApprovalKind::Merge));
         if let Some(approval) = approval
             && completed
             && failed.is_empty()
@@ -551,9 +563,12 @@ pub async fn sync(
             transition(ledger, &id, TaskState::Merged, TaskState::Done, "merged")?;
             event(
                 ledger,
-                EventKind::PrMerged,
                 &id,
-                serde_json::json!({ "number": number, "by": "oxi", "approved_by": approval.approved_by }),
+                Event::PrMerged(PrMerged {
+                    number,
+                    by: MergedBy::Oxi,
+                    approved_by: Some(approval.approved_by.clone()),
+                }),
             )?;
             actions.push(action(
                 &id,
@@ -585,11 +600,10 @@ fn follow_up(ledger: &mut Ledger, task: &TaskRow, feedback: &str) -> Result<(), 
         q.set_task_failure(&id, Some(&feedback))?;
         q.append_event(&NewEvent {
             at_ms: now,
-            kind: EventKind::FollowUp,
             task_id: Some(&id),
             run_id: None,
             actor: "oxi",
-            data: serde_json::json!({ "pr": task.pr_number }),
+            event: Event::FollowUp(FollowUp { pr: task.pr_number }),
         })
         .map(|_| ())
     })

@@ -12,8 +12,13 @@ use crate::attribution::{self, Evidence, MainSnapshot};
 use crate::clock::now_ms;
 use crate::config::{AcceptanceCommand, LoadedConfig};
 use crate::critic::{self, Gate, Verdict};
+use crate::ledger::events::{
+    AutoApprove, AutoApproved, BudgetBreach, Change, Delivered, DeliveredJob, DeliveryMode,
+    GovernanceMemo, ReviewDecided, ReviewDecision, Reviewed, Verified,
+};
 use crate::ledger::{
-    EventKind, Ledger, LedgerError, TaskRow, TaskState, Transition, TransitionFields, VerifyRecord,
+    Event, FailureClass, HoldKind, Ledger, LedgerError, TaskRow, TaskState, Transition,
+    TransitionFields, VerifyRecord,
 };
 use crate::money::{MicroUsd, usd_to_micro};
 use crate::prompt::{self, ReviewerPrompt};
@@ -165,9 +170,10 @@ impl Job<'_> {
         &self.spec.task.spec.id
     }
 
-    fn event(&mut self, kind: EventKind, run_id: Option<&str>, data: serde_json::Value) {
+    fn event(&mut self, run_id: Option<&str>, event: Event) {
         let id = self.spec.task.spec.id.clone();
-        if let Err(e) = self.ledger.record(kind, Some(&id), run_id, data) {
+        let kind = event.kind();
+        if let Err(e) = self.ledger.record(Some(&id), run_id, event) {
             tracing::warn!("task {id}: could not record {}: {e}", kind.as_str());
         }
     }
@@ -207,7 +213,7 @@ impl Job<'_> {
                 self.state = to;
                 self.result.state = to;
                 if failure_class.is_some() {
-                    self.result.failure_class = failure_class;
+                    self.result.failure_class = failure_class.map(|c| c.to_string());
                 }
                 self.result.held_reason = held_reason;
                 Ok(())
@@ -233,7 +239,7 @@ impl Job<'_> {
     /// attempt when attempts remain, failed otherwise.
     fn fail_or_retry(
         &mut self,
-        class: &str,
+        class: FailureClass,
         failure: &str,
         retryable: bool,
         retry_after_ms: Option<u64>,
@@ -255,7 +261,7 @@ impl Job<'_> {
             return self.move_to(
                 TaskState::RetryWait,
                 TransitionFields {
-                    failure_class: Some(class.to_owned()),
+                    failure_class: Some(class.clone()),
                     retry_at_ms: Some(at),
                     ..TransitionFields::default()
                 },
@@ -267,7 +273,7 @@ impl Job<'_> {
             return self.move_to(
                 TaskState::Queued,
                 TransitionFields {
-                    failure_class: Some(class.to_owned()),
+                    failure_class: Some(class.clone()),
                     ..TransitionFields::default()
                 },
                 &format!("{class}: another attempt"),
@@ -277,7 +283,7 @@ impl Job<'_> {
         self.move_to(
             TaskState::Failed,
             TransitionFields {
-                failure_class: Some(class.to_owned()),
+                failure_class: Some(class.clone()),
                 ..TransitionFields::default()
             },
             &format!("{class}: no attempts left"),
@@ -319,15 +325,17 @@ impl Job<'_> {
             self.spec.worktree.display()
         );
         self.event(
-            EventKind::GovernanceMemo,
             Some(&self.result.run_id.clone()),
-            serde_json::json!({ "trigger": "worktree_metadata", "memo": memo, "paths": tampered }),
+            Event::GovernanceMemo(GovernanceMemo::WorktreeMetadata {
+                memo: memo.clone(),
+                paths: tampered.clone(),
+            }),
         );
         self.result.detail = Some(memo.clone());
         self.move_to(
             to,
             TransitionFields {
-                failure_class: Some("governance".to_owned()),
+                failure_class: Some(FailureClass::Governance),
                 held_reason: (to == TaskState::FrameworkFixNeeded).then(|| memo.clone()),
                 ..TransitionFields::default()
             },
@@ -352,12 +360,11 @@ impl Job<'_> {
         let cap = usd_to_micro(self.ctx.config.config.caps.job_usd);
         if report.cost_microusd > cap {
             self.event(
-                EventKind::BudgetBreach,
                 Some(&report.run_id),
-                serde_json::json!({
-                    "scope": "job",
-                    "cost_microusd": report.cost_microusd,
-                    "cap_microusd": cap,
+                Event::BudgetBreach(BudgetBreach::Job {
+                    scope: "job".to_owned(),
+                    cost_microusd: report.cost_microusd,
+                    cap_microusd: cap,
                 }),
             );
         }
@@ -555,7 +562,7 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
             let detail = format!("could not create the worktree: {e}");
             prepared.abandon(&mut job.ledger, &detail)?;
             job.result.classification = Some("worker_error".to_owned());
-            job.fail_or_retry("worktree_failed", &detail, false, None)?;
+            job.fail_or_retry(FailureClass::WorktreeFailed, &detail, false, None)?;
             return Ok(());
         }
     };
@@ -587,7 +594,7 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
                 spec.attempt
             ));
             job.result.classification = Some(Classification::WorkerError.as_str().to_owned());
-            job.fail_or_retry("run_not_started", &detail, true, None)?;
+            job.fail_or_retry(FailureClass::RunNotStarted, &detail, true, None)?;
             return Ok(());
         }
     };
@@ -636,7 +643,7 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
             job.move_to(
                 TaskState::Queued,
                 TransitionFields {
-                    failure_class: Some(report.classification.as_str().to_owned()),
+                    failure_class: Some(report.classification.into()),
                     ..TransitionFields::default()
                 },
                 "the worker could not authenticate; it is blocked until `oxi doctor` passes",
@@ -645,7 +652,7 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
             return Ok(());
         }
         job.fail_or_retry(
-            report.classification.as_str(),
+            report.classification.into(),
             &failure,
             report.classification.is_retryable(),
             report.retry_after_ms,
@@ -666,7 +673,7 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
         Err(e) => {
             job.retire("oxi: salvage (diff failed)");
             job.fail_or_retry(
-                "verify_error",
+                FailureClass::VerifyError,
                 &format!("could not diff the work: {e}"),
                 false,
                 None,
@@ -679,7 +686,7 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
     if diff.files.is_empty() {
         job.retire("oxi: nothing to salvage");
         job.fail_or_retry(
-            "no_changes",
+            FailureClass::NoChanges,
             "The previous attempt said it was done but changed no file. Make the change the task asks for.",
             false,
             None,
@@ -719,21 +726,19 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
         Ok(g) => g,
         Err(e) => {
             job.retire("oxi: salvage (governance check failed)");
-            job.fail_or_retry("verify_error", &e.to_string(), false, None)?;
+            job.fail_or_retry(FailureClass::VerifyError, &e.to_string(), false, None)?;
             return Ok(());
         }
     };
     if governance.is_violation() {
         let memo = governance.memo();
         job.event(
-            EventKind::GovernanceMemo,
             Some(&job.result.run_id.clone()),
-            serde_json::json!({
-                "trigger": "governance",
-                "memo": memo,
-                "outside": governance.outside,
-                "protected": governance.protected,
-                "main_checkout": governance.main_checkout,
+            Event::GovernanceMemo(GovernanceMemo::Governance {
+                memo: memo.clone(),
+                outside: governance.outside.clone(),
+                protected: governance.protected.clone(),
+                main_checkout: governance.main_checkout.clone(),
             }),
         );
         job.retire("oxi: governance stop (not delivered; see the memo)");
@@ -741,7 +746,7 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
         job.move_to(
             TaskState::FrameworkFixNeeded,
             TransitionFields {
-                failure_class: Some("governance".to_owned()),
+                failure_class: Some(FailureClass::Governance),
                 held_reason: Some(memo.clone()),
                 ..TransitionFields::default()
             },
@@ -762,19 +767,17 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
             spec.worktree.display()
         );
         job.event(
-            EventKind::GovernanceMemo,
             Some(&job.result.run_id.clone()),
-            serde_json::json!({
-                "trigger": "secret_in_diff",
-                "memo": memo,
-                "places": places,
+            Event::GovernanceMemo(GovernanceMemo::SecretInDiff {
+                memo: memo.clone(),
+                places: places.clone(),
             }),
         );
         job.result.detail = Some(memo.clone());
         job.move_to(
             TaskState::Failed,
             TransitionFields {
-                failure_class: Some("secret_in_diff".to_owned()),
+                failure_class: Some(FailureClass::SecretInDiff),
                 ..TransitionFields::default()
             },
             &memo,
@@ -796,7 +799,7 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
         Ok(r) => r,
         Err(e) => {
             job.retire("oxi: salvage (verification could not run)");
-            job.fail_or_retry("verify_error", &e, false, None)?;
+            job.fail_or_retry(FailureClass::VerifyError, &e, false, None)?;
             return Ok(());
         }
     };
@@ -839,20 +842,24 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
     }
     let green = results.iter().all(CommandResult::passed);
     job.event(
-        EventKind::Verified,
         Some(&run_id),
-        serde_json::json!({
-            "green": green,
-            "results": results,
-            "tier1_skipped": tier1_skip,
+        Event::Verified(Verified {
+            green,
+            results: serde_json::to_value(&results).unwrap_or_default(),
+            tier1_skipped: tier1_skip.clone(),
             // This run's own change; `delivery` is what the branch holds against the base.
-            "files": job.result.files_changed,
-            "lines_added": job.result.lines_added,
-            "lines_removed": job.result.lines_removed,
-            "paths": job.result.paths,
-            "delivery": job.result.delivery,
-            "protection": report.protection,
-            "main_checkout_unattributed": attribution.unattributed,
+            files: job.result.files_changed as u64,
+            lines_added: job.result.lines_added,
+            lines_removed: job.result.lines_removed,
+            paths: job.result.paths.clone(),
+            delivery: job.result.delivery.as_ref().map(|d| Change {
+                files: d.files as u64,
+                lines_added: d.lines_added,
+                lines_removed: d.lines_removed,
+                paths: d.paths.clone(),
+            }),
+            protection: serde_json::to_value(&report.protection).unwrap_or_default(),
+            main_checkout_unattributed: attribution.unattributed.clone(),
         }),
     );
     if !green {
@@ -860,7 +867,12 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
             "oxi: attempt {} (verification failed; not delivered)",
             spec.attempt
         ));
-        job.fail_or_retry("verify_failed", &failure_text(&results), false, None)?;
+        job.fail_or_retry(
+            FailureClass::VerifyFailed,
+            &failure_text(&results),
+            false,
+            None,
+        )?;
         return Ok(());
     }
 
@@ -883,7 +895,7 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
         Ok(commit) => Some(commit),
         Err(e) => {
             job.fail_or_retry(
-                "deliver_failed",
+                FailureClass::DeliverFailed,
                 &format!("could not commit: {e}"),
                 false,
                 None,
@@ -897,13 +909,11 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
     if !governance.needs_approval.is_empty() {
         let memo = governance.memo();
         job.event(
-            EventKind::GovernanceMemo,
             Some(&run_id),
-            serde_json::json!({
-                "trigger": "needs_approval",
-                "memo": memo,
-                "paths": governance.needs_approval,
-                "commit": commit,
+            Event::GovernanceMemo(GovernanceMemo::NeedsApproval {
+                memo: memo.clone(),
+                paths: governance.needs_approval.clone(),
+                commit: commit.clone(),
             }),
         );
         job.retire("oxi: salvage");
@@ -914,6 +924,7 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
                     "{memo}; verified and committed on {}; `oxi approve {}` delivers it",
                     spec.branch, spec.task.spec.id
                 )),
+                hold_kind: Some(HoldKind::NeedsApproval),
                 ..TransitionFields::default()
             },
             "needs approval",
@@ -942,13 +953,12 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
         } => {
             job.result.review = Some(review_skipped_reason.clone());
             job.event(
-                EventKind::ReviewDecided,
                 Some(&run_id),
-                serde_json::json!({
-                    "decision": "auto_approve",
-                    "review_skipped_reason": review_skipped_reason,
-                    "tier0_fast": tier0_fast,
-                }),
+                Event::ReviewDecided(ReviewDecided::AutoApproved(AutoApproved {
+                    decision: AutoApprove::AutoApprove,
+                    review_skipped_reason: Some(review_skipped_reason.clone()),
+                    tier0_fast: tier0_fast.clone(),
+                })),
             );
             true
         }
@@ -977,7 +987,12 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
         });
         if !tier2.iter().all(CommandResult::passed) {
             job.retire("oxi: salvage");
-            job.fail_or_retry("verify_failed", &failure_text(&tier2), false, None)?;
+            job.fail_or_retry(
+                FailureClass::VerifyFailed,
+                &failure_text(&tier2),
+                false,
+                None,
+            )?;
             return Ok(());
         }
     }
@@ -1008,18 +1023,17 @@ async fn pipeline(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<(), Pi
         None,
     )?;
     job.event(
-        EventKind::Delivered,
         Some(&run_id),
-        serde_json::json!({
-            "mode": "fast",
-            "branch": spec.branch,
-            "commit": job.result.commit,
-            "files": diff.files.len(),
-            "lines_added": diff.lines_added,
-            "lines_removed": diff.lines_removed,
-            "review": job.result.review,
-            "cost_microusd": job.cost,
-        }),
+        Event::Delivered(Delivered::Job(DeliveredJob {
+            mode: DeliveryMode::Fast,
+            branch: spec.branch.clone(),
+            commit: job.result.commit.clone(),
+            files: diff.files.len() as u64,
+            lines_added: diff.lines_added,
+            lines_removed: diff.lines_removed,
+            review: job.result.review.clone(),
+            cost_microusd: job.cost,
+        })),
     );
     {
         let id = job.id().to_owned();
@@ -1048,6 +1062,7 @@ async fn review(
                     spec.branch,
                     spec.task.spec.id
                 )),
+                hold_kind: Some(HoldKind::ReviewUnavailable),
                 ..TransitionFields::default()
             },
             "no reviewer configured",
@@ -1115,7 +1130,7 @@ async fn review(
             job.move_to(
                 TaskState::RetryWait,
                 TransitionFields {
-                    failure_class: Some("budget_refused".to_owned()),
+                    failure_class: Some(FailureClass::BudgetRefused),
                     retry_at_ms: Some(now_ms() + 3_600_000),
                     ..TransitionFields::default()
                 },
@@ -1135,6 +1150,7 @@ async fn review(
                         "verified and committed on {}; its review waited for budget room held by runs in flight until {why} ({refusal}); review branch {} and `oxi approve {}` delivers it without the reviewer, or `oxi retry {}` runs the task again",
                         spec.branch, spec.branch, spec.task.spec.id, spec.task.spec.id
                     )),
+                    hold_kind: Some(HoldKind::ReviewOverBudget),
                     ..TransitionFields::default()
                 },
                 "review waited for budget room",
@@ -1163,7 +1179,7 @@ async fn review(
         let detail = report.detail.clone().unwrap_or_default();
         if report.classification.is_retryable() {
             job.fail_or_retry(
-                report.classification.as_str(),
+                report.classification.into(),
                 &format!(
                     "the review run ended {}: {detail}",
                     report.classification.as_str()
@@ -1181,6 +1197,7 @@ async fn review(
                         spec.branch,
                         spec.task.spec.id
                     )),
+                    hold_kind: Some(HoldKind::ReviewUnavailable),
                     ..TransitionFields::default()
                 },
                 "review failed",
@@ -1192,14 +1209,17 @@ async fn review(
     let text = report.last_message.clone().unwrap_or_default();
     let verdict = critic::parse_review(&text);
     job.event(
-        EventKind::ReviewDecided,
         Some(&report.run_id),
-        serde_json::json!({
-            "decision": verdict.as_ref().map(|v| v.verdict),
-            "reviewer": reviewer,
-            "review": verdict,
-            "reasons_for_review": reasons,
-        }),
+        Event::ReviewDecided(ReviewDecided::Reviewed(Reviewed {
+            decision: verdict.as_ref().map(|v| match v.verdict {
+                critic::Verdict::Approve => ReviewDecision::Approve,
+                critic::Verdict::RequestChanges => ReviewDecision::RequestChanges,
+                critic::Verdict::Reject => ReviewDecision::Reject,
+            }),
+            reviewer: reviewer.to_string(),
+            review: serde_json::to_value(&verdict).unwrap_or_default(),
+            reasons_for_review: reasons.to_vec(),
+        })),
     );
     let Some(verdict) = verdict else {
         job.retire("oxi: salvage");
@@ -1210,6 +1230,7 @@ async fn review(
                     "the reviewer gave no OXI_REVIEW verdict (run {}); review branch {} and `oxi approve {}`",
                     report.run_id, spec.branch, spec.task.spec.id
                 )),
+                hold_kind: Some(HoldKind::ReviewUnavailable),
                 ..TransitionFields::default()
             },
             "no verdict",
@@ -1236,7 +1257,7 @@ async fn review(
             job.result.review = Some(format!("changes requested by {reviewer}"));
             job.retire("oxi: salvage");
             job.fail_or_retry(
-                "changes_requested",
+                FailureClass::ChangesRequested,
                 &format!("The reviewer requested changes:\n{comments}"),
                 false,
                 None,
@@ -1250,7 +1271,7 @@ async fn review(
             job.move_to(
                 TaskState::Failed,
                 TransitionFields {
-                    failure_class: Some("critic_rejected".to_owned()),
+                    failure_class: Some(FailureClass::CriticRejected),
                     ..TransitionFields::default()
                 },
                 &format!("the reviewer rejected it: {comments}"),
