@@ -31,6 +31,7 @@ mod run_cmd;
 mod run_live;
 mod saturate;
 mod scheduler_surface;
+mod shipped;
 mod tick;
 mod worker_kinds;
 mod worker_normalize;
