@@ -3,14 +3,12 @@
 //!
 //! The binary is a thin wrapper around [`run`]; every stage of the pipeline is a module here.
 
-pub mod attribution;
 pub mod budget;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod confine;
-pub mod critic;
 pub mod digest;
 pub mod doctor;
 pub mod git;
@@ -19,19 +17,17 @@ pub mod ledger;
 pub mod mock_model;
 pub mod money;
 pub mod output;
+pub mod pipeline;
 pub mod plan;
 pub mod process;
 pub mod prompt;
 pub mod redact;
-pub mod release;
 pub mod report;
 pub mod roadmap;
 pub mod runner;
 pub mod saturate;
 pub mod tick;
-pub mod verify;
 pub mod worker;
-pub mod worktree;
 
 use tracing_subscriber::EnvFilter;
 

@@ -18,7 +18,8 @@ use serde::Serialize;
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, RunMode};
 use crate::ledger::{EventKind, Ledger};
-use crate::tick::job::{JobContext, JobResult, JobSpec};
+use crate::pipeline::deliver::{self, release_stage};
+use crate::pipeline::{JobContext, JobResult, JobSpec};
 use crate::tick::{self, TickError, TickReport};
 
 #[derive(Debug, thiserror::Error)]
@@ -350,20 +351,12 @@ pub fn run(
                     let release = cfg.release_mode().ok_or("not in release mode")?;
                     let writer = crate::github::GithubWriter::new(&client, release);
                     let redactor = crate::runner::env::redactor_for(&cfg, &parent_env);
-                    tick::release_stage(
-                        &cfg,
-                        &mut ledger,
-                        &client,
-                        &writer,
-                        &token,
-                        &redactor,
-                        true,
-                    )
-                    .await
-                    .map_err(|e| match e {
-                        tick::Stop::Blocked(m) => m,
-                        tick::Stop::Error(e) => e.to_string(),
-                    })
+                    release_stage(&cfg, &mut ledger, &client, &writer, &token, &redactor, true)
+                        .await
+                        .map_err(|e| match e {
+                            deliver::Stop::Blocked(m) => m,
+                            deliver::Stop::Error(e) => e.to_string(),
+                        })
                 });
                 if let Err(e) = result {
                     status.log(&format!("GitHub: {e}"));
@@ -592,9 +585,9 @@ fn spawn(
             config: &config,
             parent_env,
             actor: "oxi",
-            main_before: crate::attribution::MainSnapshot::take(&config.repo_root),
+            main_before: crate::pipeline::attribution::MainSnapshot::take(&config.repo_root),
         };
-        tick::start_job(&ctx, &spec, &thread_run_id, shutdown)
+        crate::pipeline::start_job(&ctx, &spec, &thread_run_id, shutdown)
     });
     Slot {
         task,

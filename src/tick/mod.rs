@@ -2,7 +2,6 @@
 //! deliver, waiting for the runs it started, then exit. One tick at a time (a file lock);
 //! the killswitch stops new claims; every cap is enforced in-process.
 
-pub mod job;
 pub mod landed;
 pub mod lock;
 pub mod reap;
@@ -19,10 +18,12 @@ use crate::ledger::{
     EventKind, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition, TransitionFields,
 };
 use crate::money::{format_usd, usd_to_micro};
+use crate::pipeline::deliver::{Stop, release_stage};
+use crate::pipeline::worktree::stacked_start;
+use crate::pipeline::{self as job, JobContext, JobResult, JobSpec, start_job};
 use crate::prompt::{self, ExecutorPrompt};
 use crate::roadmap::{self, ingest::IngestSummary};
 use crate::runner::{self, RunnerError};
-use job::{JobContext, JobResult, JobSpec};
 use reap::Reaped;
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +63,7 @@ pub struct TickReport {
     /// task stays in flight and the next tick's reaper recovers it.
     pub job_errors: Vec<String>,
     /// Release mode: pushes, pull requests, syncs, merges, follow-ups.
-    pub release: Vec<crate::release::ReleaseAction>,
+    pub release: Vec<crate::pipeline::deliver::release::ReleaseAction>,
     /// Release mode: why GitHub could not be used this pass (the next tick retries).
     pub github_unavailable: Option<String>,
     pub phases_ms: TickPhases,
@@ -130,7 +131,7 @@ pub fn blocking_problems(config: &LoadedConfig, parent_env: &[(String, String)])
         return problems;
     }
     let base = &config.config.project.base_branch;
-    if crate::worktree::resolve(repo, base).is_none() {
+    if crate::pipeline::worktree::resolve(repo, base).is_none() {
         problems.push(format!(
             "base branch {base:?} does not exist; create it or set project.base_branch in {}",
             config.display_path()
@@ -249,8 +250,8 @@ pub fn overlaps(a: &[String], b: &BTreeSet<String>) -> Option<String> {
             if x_ == y_
                 || x_.starts_with(&format!("{y_}/"))
                 || y_.starts_with(&format!("{x_}/"))
-                || crate::critic::within_hints(x_, std::slice::from_ref(y))
-                || crate::critic::within_hints(y_, std::slice::from_ref(x))
+                || crate::pipeline::review::within_hints(x_, std::slice::from_ref(y))
+                || crate::pipeline::review::within_hints(y_, std::slice::from_ref(x))
             {
                 return Some(format!("{x} overlaps {y}"));
             }
@@ -403,7 +404,7 @@ pub async fn pass(
         main_before: if admitted.is_empty() {
             None
         } else {
-            crate::attribution::MainSnapshot::take(&config.repo_root)
+            crate::pipeline::attribution::MainSnapshot::take(&config.repo_root)
         },
     };
     let results: Vec<Result<JobResult, String>> = std::thread::scope(|scope| {
@@ -536,7 +537,7 @@ pub async fn claim(
     // The PR-overlap gate (seed 004 T0-104): files that open oxi pull requests touch. When
     // GitHub cannot be asked the gate fails closed unless github.overlap_unknown = "allow".
     let open_pulls: Result<Vec<(u64, String, BTreeSet<String>)>, String> = match github {
-        Some(client) => crate::release::open_oxi_pulls(config, client)
+        Some(client) => crate::pipeline::deliver::release::open_oxi_pulls(config, client)
             .await
             .map_err(|e| e.to_string()),
         None if config.release_mode().is_some() => Err(report
@@ -688,7 +689,7 @@ pub async fn claim(
         let branch = task
             .branch
             .clone()
-            .unwrap_or_else(|| crate::worktree::branch_name(&id, &task.spec.title));
+            .unwrap_or_else(|| crate::pipeline::worktree::branch_name(&id, &task.spec.title));
         let acceptance: Vec<String> = config
             .config
             .verify
@@ -772,51 +773,6 @@ pub async fn claim(
     Ok(admitted)
 }
 
-/// The commit a task stacked on `dep` starts from: the dependency's delivered commit, else its
-/// branch's tip.
-fn stacked_start(
-    ledger: &Ledger,
-    by_id: &std::collections::HashMap<&str, &TaskRow>,
-    dep: &str,
-) -> Result<Option<String>, LedgerError> {
-    if let Some(commit) = ledger.read().delivered_commit(dep)? {
-        return Ok(Some(commit));
-    }
-    Ok(by_id
-        .get(dep)
-        .and_then(|d| d.branch.clone())
-        .map(|branch| format!("refs/heads/{branch}")))
-}
-
-/// Runs one admitted job to its end on the current thread (its own small runtime: git and
-/// acceptance commands block).
-pub fn start_job(
-    ctx: &JobContext<'_>,
-    spec: &JobSpec,
-    run_id: &str,
-    shutdown: watch::Receiver<bool>,
-) -> Result<JobResult, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let worktree = spec.worktree.display().to_string();
-    let request = spec.executor_request(
-        &worktree,
-        ctx.actor,
-        ctx.parent_env.clone(),
-        Some(run_id.to_owned()),
-    );
-    let prepared = runner::prepare(ctx.config, request)
-        .map_err(|e| format!("task {}: {e}", spec.task.spec.id))?;
-    if let Some(warning) = prepared.unpriced_warning() {
-        tracing::warn!("task {}: {warning}", spec.task.spec.id);
-    }
-    runtime
-        .block_on(job::run(ctx, spec, prepared, shutdown))
-        .map_err(|e| format!("task {}: {e}", spec.task.spec.id))
-}
-
 /// The GitHub client for a release tick, after checking the token and push rights.
 pub(crate) async fn github_preflight(
     config: &LoadedConfig,
@@ -839,44 +795,6 @@ pub(crate) async fn github_preflight(
         });
     }
     Ok((client, token))
-}
-
-pub(crate) enum Stop {
-    /// A problem a person must fix (bad token, no rights): the pass reports it as blocked.
-    Blocked(String),
-    Error(TickError),
-}
-
-/// Resume deliveries (and, before claiming, follow open pull requests).
-pub(crate) async fn release_stage(
-    config: &LoadedConfig,
-    ledger: &mut Ledger,
-    client: &crate::github::GithubClient,
-    writer: &crate::github::GithubWriter<'_>,
-    token: &str,
-    redactor: &crate::redact::Redactor,
-    with_sync: bool,
-) -> Result<Vec<crate::release::ReleaseAction>, Stop> {
-    use crate::release::ReleaseError;
-    let classify = |e: ReleaseError| match e {
-        ReleaseError::Github(g) if !g.is_transient() => Stop::Blocked(g.to_string()),
-        ReleaseError::Ledger(l) => Stop::Error(TickError::Ledger(l)),
-        other => Stop::Blocked(other.to_string()),
-    };
-    let mut actions =
-        crate::release::deliver_pending(config, ledger, client, writer, token, redactor)
-            .await
-            .map_err(classify)?;
-    if with_sync {
-        match crate::release::sync(ledger, client, writer).await {
-            Ok(more) => actions.extend(more),
-            Err(ReleaseError::Github(e)) if e.is_transient() => {
-                tracing::warn!("pull request sync skipped this tick: {e}");
-            }
-            Err(e) => return Err(classify(e)),
-        }
-    }
-    Ok(actions)
 }
 
 /// A `budget_breach` event once per day or month whose spend ended above its cap.

@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::git::{self, GitError};
+use crate::ledger::{Ledger, LedgerError, TaskRow};
 
 /// Longest slug taken from a title.
 const SLUG_MAX: usize = 40;
@@ -328,4 +329,20 @@ mod tests {
         assert!(long.len() <= 4 + 24 + 1 + SLUG_MAX, "{long}");
         assert!(!long.ends_with('-'));
     }
+}
+
+/// The commit a task stacked on `dep` starts from: the dependency's delivered commit, else its
+/// branch's tip.
+pub(crate) fn stacked_start(
+    ledger: &Ledger,
+    by_id: &std::collections::HashMap<&str, &TaskRow>,
+    dep: &str,
+) -> Result<Option<String>, LedgerError> {
+    if let Some(commit) = ledger.read().delivered_commit(dep)? {
+        return Ok(Some(commit));
+    }
+    Ok(by_id
+        .get(dep)
+        .and_then(|d| d.branch.clone())
+        .map(|branch| format!("refs/heads/{branch}")))
 }

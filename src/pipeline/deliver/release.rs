@@ -16,7 +16,7 @@ use crate::github::{GithubClient, GithubError, GithubWriter};
 use crate::ledger::{EventKind, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition};
 use crate::redact::Redactor;
 
-const PR_TEMPLATE: &str = include_str!("../templates/pr.md.j2");
+const PR_TEMPLATE: &str = include_str!("../../../templates/pr.md.j2");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {

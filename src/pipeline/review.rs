@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use serde::{Deserialize, Serialize};
 
 use crate::config::CriticConfig;
-use crate::verify::Diff;
+use crate::pipeline::verify::Diff;
 
 /// Dependency manifests and lockfiles: a change to them is a risk trigger.
 const MANIFESTS: &[&str] = &[
@@ -199,7 +199,7 @@ pub fn parse_review(text: &str) -> Option<Review> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::ChangedFile;
+    use crate::pipeline::verify::ChangedFile;
 
     fn diff(files: &[(&str, char, u64, u64)], patch: &str) -> Diff {
         Diff {

@@ -175,7 +175,7 @@ pub struct GovernanceReport {
     pub protected: Vec<String>,
     /// Paths matching a needs-approval glob.
     pub needs_approval: Vec<String>,
-    /// What the worker changed in the main checkout or among its refs (`crate::attribution`), each
+    /// What the worker changed in the main checkout or among its refs (`crate::pipeline::attribution`), each
     /// with the way back.
     pub main_checkout: Vec<String>,
 }
@@ -375,7 +375,7 @@ pub async fn run_commands(
     for (i, command) in commands.iter().enumerate() {
         let log_path = log_dir.join(format!(
             "verify-{tier}-{i}-{}.log",
-            crate::worktree::slug(&command.name, 30)
+            crate::pipeline::worktree::slug(&command.name, 30)
         ));
         let file = std::fs::File::create(&log_path).map_err(|source| VerifyError::Io {
             path: log_path.clone(),

@@ -8,10 +8,8 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::attribution::{self, Evidence, MainSnapshot};
 use crate::clock::now_ms;
 use crate::config::{AcceptanceCommand, LoadedConfig};
-use crate::critic::{self, Gate, Verdict};
 use crate::ledger::{
     EventKind, Ledger, LedgerError, TaskRow, TaskState, Transition, TransitionFields, VerifyRecord,
 };
@@ -19,9 +17,15 @@ use crate::money::{MicroUsd, usd_to_micro};
 use crate::prompt::{self, ReviewerPrompt};
 use crate::redact::Redactor;
 use crate::runner::{self, PreparedRun, RunReport, RunRequest, RunnerError};
-use crate::verify::{self, CommandResult, Diff};
 use crate::worker::Classification;
-use crate::worktree;
+use attribution::{Evidence, MainSnapshot};
+use review::{self as critic, Gate, Verdict};
+use verify::{CommandResult, Diff};
+pub mod attribution;
+pub mod deliver;
+pub mod review;
+pub mod verify;
+pub mod worktree;
 
 /// What a job needs that the claim decided.
 #[derive(Debug, Clone)]
@@ -140,7 +144,7 @@ pub struct JobContext<'a> {
     pub parent_env: Vec<(String, String)>,
     pub actor: &'a str,
     /// The main checkout and its refs before the job started: what the worker changed there
-    /// stops it (`crate::attribution`); what the operator changed meanwhile does not.
+    /// stops it (`crate::pipeline::attribution`); what the operator changed meanwhile does not.
     pub main_before: Option<MainSnapshot>,
 }
 
@@ -1448,4 +1452,33 @@ fn write_artifacts(job: &Job<'_>) {
 pub fn worktree_path(state_dir: &Path, task_id: &str, attempt: u32) -> PathBuf {
     let id = worktree::slug(task_id, 24);
     state_dir.join("worktrees").join(format!("{id}-a{attempt}"))
+}
+
+/// Runs one admitted job to its end on the current thread (its own small runtime: git and
+/// acceptance commands block).
+pub fn start_job(
+    ctx: &JobContext<'_>,
+    spec: &JobSpec,
+    run_id: &str,
+    shutdown: watch::Receiver<bool>,
+) -> Result<JobResult, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let worktree = spec.worktree.display().to_string();
+    let request = spec.executor_request(
+        &worktree,
+        ctx.actor,
+        ctx.parent_env.clone(),
+        Some(run_id.to_owned()),
+    );
+    let prepared = runner::prepare(ctx.config, request)
+        .map_err(|e| format!("task {}: {e}", spec.task.spec.id))?;
+    if let Some(warning) = prepared.unpriced_warning() {
+        tracing::warn!("task {}: {warning}", spec.task.spec.id);
+    }
+    runtime
+        .block_on(run(ctx, spec, prepared, shutdown))
+        .map_err(|e| format!("task {}: {e}", spec.task.spec.id))
 }
