@@ -19,7 +19,7 @@ use crate::clock::now_ms;
 use crate::config::{LoadedConfig, RunMode};
 use crate::ledger::{EventKind, Ledger};
 use crate::pipeline::deliver::{self, release_stage};
-use crate::pipeline::{JobContext, JobResult, JobSpec};
+use crate::pipeline::{JobContext, JobError, JobResult, JobSpec};
 use crate::tick::{self, TickError, TickReport};
 
 #[derive(Debug, thiserror::Error)]
@@ -146,7 +146,7 @@ struct Slot {
     task: String,
     run_id: String,
     started: Instant,
-    handle: std::thread::JoinHandle<Result<JobResult, String>>,
+    handle: std::thread::JoinHandle<Result<JobResult, JobError>>,
 }
 
 /// Writes status lines: redrawn in place on a terminal, plain lines otherwise.
@@ -354,8 +354,8 @@ pub fn run(
                     release_stage(&cfg, &mut ledger, &client, &writer, &token, &redactor, true)
                         .await
                         .map_err(|e| match e {
-                            deliver::Stop::Blocked(m) => m,
-                            deliver::Stop::Error(e) => e.to_string(),
+                            deliver::ReleaseStop::Blocked(e) => e.to_string(),
+                            deliver::ReleaseStop::Ledger(e) => e.to_string(),
                         })
                 });
                 if let Err(e) = result {

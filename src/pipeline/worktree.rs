@@ -10,8 +10,13 @@
 
 use std::path::{Path, PathBuf};
 
+use std::time::Instant;
+
+use super::ending::{Ending, Outcome, Stop};
+use super::{Job, attribution, elapsed_ms};
 use crate::git::{self, GitError};
-use crate::ledger::{Ledger, LedgerError, TaskRow};
+use crate::ledger::{Ledger, LedgerError, TaskRow, TaskState};
+use crate::runner::PreparedRun;
 
 /// Longest slug taken from a title.
 const SLUG_MAX: usize = 40;
@@ -271,6 +276,91 @@ pub fn discard_changes(dir: &Path) -> Result<(), GitError> {
     Ok(())
 }
 
+/// The worktree path for an attempt.
+pub fn worktree_path(state_dir: &Path, task_id: &str, attempt: u32) -> PathBuf {
+    let id = slug(task_id, 24);
+    state_dir.join("worktrees").join(format!("{id}-a{attempt}"))
+}
+
+/// The commit a task stacked on `dep` starts from: the dependency's delivered commit, else its
+/// branch's tip.
+pub(crate) fn stacked_start(
+    ledger: &Ledger,
+    by_id: &std::collections::HashMap<&str, &TaskRow>,
+    dep: &str,
+) -> Result<Option<String>, LedgerError> {
+    if let Some(commit) = ledger.read().delivered_commit(dep)? {
+        return Ok(Some(commit));
+    }
+    Ok(by_id
+        .get(dep)
+        .and_then(|d| d.branch.clone())
+        .map(|branch| format!("refs/heads/{branch}")))
+}
+
+/// The worktree stage: the attempt's worktree on the task branch, recorded on the task. A
+/// worktree that cannot be made closes the admitted run unstarted and fails the attempt.
+pub(super) fn stage(job: &mut Job<'_>, prepared: &PreparedRun<'_>) -> Result<Worktree, Stop> {
+    let config = job.ctx.config;
+    let spec = job.spec;
+    let started = Instant::now();
+    let tree = match prepare(
+        &config.repo_root,
+        &spec.worktree,
+        &spec.branch,
+        &config.config.project.base_branch,
+        spec.start_from.as_deref(),
+    ) {
+        Ok(tree) => tree,
+        Err(e) => {
+            let detail = format!("could not create the worktree: {e}");
+            prepared.abandon(&mut job.ledger, &detail)?;
+            job.result.classification = Some("worker_error".to_owned());
+            return Err(Ending::retry("worktree_failed", detail, false).into());
+        }
+    };
+    job.result.phases_ms.worktree = elapsed_ms(started);
+    let (id, branch, base) = (
+        job.id().to_owned(),
+        tree.branch.clone(),
+        tree.base_commit.clone(),
+    );
+    job.ledger
+        .write(|q| q.set_task_branch(&id, &branch, &base))?;
+    Ok(tree)
+}
+
+/// Stops the task (to `to`) when a run changed its worktree's git metadata. No git may run in
+/// that worktree then (not even to salvage it): it could commit onto another branch or run
+/// hooks the worker planted.
+pub(super) fn untouched(
+    job: &Job<'_>,
+    anchor: &attribution::WorktreeAnchor,
+    who: &str,
+    to: TaskState,
+) -> Result<(), Stop> {
+    let tampered = anchor.changed();
+    if tampered.is_empty() {
+        return Ok(());
+    }
+    let memo = format!(
+        "the {who} changed its worktree's git metadata ({}); oxi ran no git there and left {} for a person to inspect",
+        tampered.join(", "),
+        job.spec.worktree.display()
+    );
+    let data =
+        serde_json::json!({ "trigger": "worktree_metadata", "memo": memo, "paths": tampered });
+    Err(Ending::new(Outcome::Fail {
+        to,
+        class: "governance".to_owned(),
+        detail: memo.clone(),
+        why: memo.clone(),
+        failure: Some(memo),
+    })
+    .memo(data)
+    .into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,20 +419,4 @@ mod tests {
         assert!(long.len() <= 4 + 24 + 1 + SLUG_MAX, "{long}");
         assert!(!long.ends_with('-'));
     }
-}
-
-/// The commit a task stacked on `dep` starts from: the dependency's delivered commit, else its
-/// branch's tip.
-pub(crate) fn stacked_start(
-    ledger: &Ledger,
-    by_id: &std::collections::HashMap<&str, &TaskRow>,
-    dep: &str,
-) -> Result<Option<String>, LedgerError> {
-    if let Some(commit) = ledger.read().delivered_commit(dep)? {
-        return Ok(Some(commit));
-    }
-    Ok(by_id
-        .get(dep)
-        .and_then(|d| d.branch.clone())
-        .map(|branch| format!("refs/heads/{branch}")))
 }

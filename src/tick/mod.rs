@@ -18,9 +18,9 @@ use crate::ledger::{
     EventKind, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition, TransitionFields,
 };
 use crate::money::{format_usd, usd_to_micro};
-use crate::pipeline::deliver::{Stop, release_stage};
+use crate::pipeline::deliver::{ReleaseStop, release_stage};
 use crate::pipeline::worktree::stacked_start;
-use crate::pipeline::{self as job, JobContext, JobResult, JobSpec, start_job};
+use crate::pipeline::{self as job, JobContext, JobError, JobResult, JobSpec, start_job};
 use crate::prompt::{self, ExecutorPrompt};
 use crate::roadmap::{self, ingest::IngestSummary};
 use crate::runner::{self, RunnerError};
@@ -346,13 +346,13 @@ pub async fn pass(
     if let (Some((client, token)), Some(writer)) = (&github, &writer) {
         match release_stage(config, ledger, client, writer, token, &redactor, true).await {
             Ok(actions) => report.release.extend(actions),
-            Err(Stop::Blocked(message)) => {
-                report.blocked.push(message);
+            Err(ReleaseStop::Blocked(e)) => {
+                report.blocked.push(e.to_string());
                 report.outcome = "blocked";
                 report.phases_ms.total = started.elapsed().as_millis() as u64;
                 return Ok(report);
             }
-            Err(Stop::Error(e)) => return Err(e),
+            Err(ReleaseStop::Ledger(e)) => return Err(e.into()),
         }
     }
 
@@ -407,7 +407,7 @@ pub async fn pass(
             crate::pipeline::attribution::MainSnapshot::take(&config.repo_root)
         },
     };
-    let results: Vec<Result<JobResult, String>> = std::thread::scope(|scope| {
+    let results: Vec<Result<JobResult, JobError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = admitted
             .into_iter()
             .map(|(spec, run_id)| {
@@ -418,10 +418,7 @@ pub async fn pass(
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("a job thread panicked".to_owned()))
-            })
+            .map(|h| h.join().unwrap_or_else(|_| Err(JobError::Panicked)))
             .collect()
     });
     report.phases_ms.jobs = t.elapsed().as_millis() as u64;
@@ -430,7 +427,7 @@ pub async fn pass(
             Ok(job) => report.jobs.push(job),
             Err(e) => {
                 tracing::error!("{e}");
-                report.job_errors.push(e);
+                report.job_errors.push(e.to_string());
             }
         }
     }
@@ -449,8 +446,8 @@ pub async fn pass(
                 }
                 report.release.extend(actions);
             }
-            Err(Stop::Blocked(message)) => report.blocked.push(message),
-            Err(Stop::Error(e)) => return Err(e),
+            Err(ReleaseStop::Blocked(e)) => report.blocked.push(e.to_string()),
+            Err(ReleaseStop::Ledger(e)) => return Err(e.into()),
         }
     }
     record_period_breach(ledger, config)?;

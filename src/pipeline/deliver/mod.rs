@@ -1,40 +1,123 @@
-//! Delivery: fast mode commits on the task branch (the job's last stage); release mode pushes
-//! the branch, opens its pull request and follows it (`release`), resumed by the scheduler
-//! for tasks left `deliver_pending`.
+//! The deliver stage, and delivery as a whole. A job that passed verification and review is
+//! committed on its task branch ([`commit`]) and leaves the pipeline ([`hand_off`]): fast mode
+//! stops there (the branch is the delivery), release mode leaves the task `deliver_pending` for
+//! [`release_stage`], which the scheduler calls each pass to push branches, open and follow
+//! their pull requests (`release`, `sync`) — and which also resumes deliveries an earlier
+//! pass or an operator's approval left pending. Everything that delivers lives here.
 
 pub mod release;
+mod sync;
 
-use crate::config::LoadedConfig;
-use crate::ledger::Ledger;
-use crate::tick::TickError;
+use std::time::Instant;
 
-pub(crate) enum Stop {
-    /// A problem a person must fix (bad token, no rights): the pass reports it as blocked.
-    Blocked(String),
-    Error(TickError),
+use super::ending::{Ending, HoldKind, Outcome, Stop};
+use super::verify::Verified;
+use super::worktree::{self, Worktree};
+use super::{Job, elapsed_ms};
+use crate::config::{LoadedConfig, RunMode};
+use crate::github::{GithubClient, GithubWriter};
+use crate::ledger::{Ledger, LedgerError};
+use crate::redact::Redactor;
+use release::{ReleaseAction, ReleaseError};
+pub use sync::sync;
+
+/// Commits the verified work on the task branch (trailers say where it came from): one commit
+/// of oxi's, holding also what earlier attempts left undelivered. Paths that need approval hold
+/// the task here, committed, for `oxi approve`.
+pub(super) fn commit(job: &mut Job<'_>, tree: &Worktree, verified: &Verified) -> Result<(), Stop> {
+    let spec = job.spec;
+    let run_id = job.result.run_id.clone();
+    let started = Instant::now();
+    let message = format!(
+        "{}: {}\n\nOxi-Task: {}\n{}: {}\nOxi-Attempt: {}\nOxi-Worker: {}\n",
+        spec.task.spec.id,
+        spec.task.spec.title,
+        spec.task.spec.id,
+        worktree::RUN_TRAILER,
+        run_id,
+        spec.attempt,
+        spec.worker
+    );
+    // `verify::diff` staged everything and found changes.
+    let commit = worktree::commit_delivery(&spec.worktree, &tree.base_commit, &message)
+        .map_err(|e| Ending::retry("deliver_failed", format!("could not commit: {e}"), false))?;
+    job.result.commit = Some(commit.clone());
+    job.result.phases_ms.commit = elapsed_ms(started);
+    let governance = &verified.governance;
+    if !governance.needs_approval.is_empty() {
+        let memo = governance.memo();
+        return Err(Ending::hold(
+            HoldKind::NeedsApproval,
+            format!(
+                "{memo}; verified and committed on {}; `oxi approve {}` delivers it",
+                spec.branch, spec.task.spec.id
+            ),
+            "needs approval",
+        )
+        .memo(serde_json::json!({
+            "trigger": "needs_approval",
+            "memo": memo,
+            "paths": governance.needs_approval,
+            "commit": Some(commit),
+        }))
+        .salvage("oxi: salvage")
+        .into());
+    }
+    Ok(())
+}
+
+/// The job's last step: the worktree goes (its work is on the branch), and the task is
+/// delivered (fast mode) or waits for the push and the pull request (release mode).
+pub(super) fn hand_off(job: &mut Job<'_>) -> Ending {
+    let started = Instant::now();
+    if let Err(e) = worktree::remove_clean(&job.ctx.config.repo_root, &job.spec.worktree) {
+        tracing::warn!("task {}: {e}", job.spec.task.spec.id);
+        job.retire("oxi: salvage");
+    }
+    Ending::new(Outcome::Delivered {
+        release: job.ctx.config.config.run.mode == RunMode::Release,
+        started,
+    })
+}
+
+/// Why the release stage stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseStop {
+    /// A problem a person must fix (bad token, no rights, a push refused): the pass reports it
+    /// as blocked and the next pass tries again.
+    #[error(transparent)]
+    Blocked(ReleaseError),
+    /// The ledger failed: the pass fails.
+    #[error(transparent)]
+    Ledger(LedgerError),
 }
 
 /// Resume deliveries (and, before claiming, follow open pull requests).
-pub(crate) async fn release_stage(
+pub async fn release_stage(
     config: &LoadedConfig,
     ledger: &mut Ledger,
-    client: &crate::github::GithubClient,
-    writer: &crate::github::GithubWriter<'_>,
+    client: &GithubClient,
+    writer: &GithubWriter<'_>,
     token: &str,
-    redactor: &crate::redact::Redactor,
+    redactor: &Redactor,
     with_sync: bool,
-) -> Result<Vec<release::ReleaseAction>, Stop> {
-    use release::ReleaseError;
+) -> Result<Vec<ReleaseAction>, ReleaseStop> {
     let classify = |e: ReleaseError| match e {
-        ReleaseError::Github(g) if !g.is_transient() => Stop::Blocked(g.to_string()),
-        ReleaseError::Ledger(l) => Stop::Error(TickError::Ledger(l)),
-        other => Stop::Blocked(other.to_string()),
+        ReleaseError::Ledger(l) => ReleaseStop::Ledger(l),
+        other => ReleaseStop::Blocked(other),
     };
-    let mut actions = release::deliver_pending(config, ledger, client, writer, token, redactor)
+    let release = release::Release {
+        config,
+        client,
+        writer,
+        token,
+        redactor,
+    };
+    let mut actions = release::deliver_pending(&release, ledger)
         .await
         .map_err(classify)?;
     if with_sync {
-        match release::sync(ledger, client, writer).await {
+        match sync(ledger, client, writer).await {
             Ok(more) => actions.extend(more),
             Err(ReleaseError::Github(e)) if e.is_transient() => {
                 tracing::warn!("pull request sync skipped this tick: {e}");

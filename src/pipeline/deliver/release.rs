@@ -43,7 +43,12 @@ pub struct ReleaseAction {
     pub detail: Option<String>,
 }
 
-fn action(task: &str, action: &str, pr: Option<u64>, detail: Option<String>) -> ReleaseAction {
+pub(super) fn action(
+    task: &str,
+    action: &str,
+    pr: Option<u64>,
+    detail: Option<String>,
+) -> ReleaseAction {
     ReleaseAction {
         task_id: task.to_owned(),
         action: action.to_owned(),
@@ -52,7 +57,7 @@ fn action(task: &str, action: &str, pr: Option<u64>, detail: Option<String>) -> 
     }
 }
 
-fn event(
+pub(super) fn event(
     ledger: &mut Ledger,
     kind: EventKind,
     task: &str,
@@ -61,7 +66,7 @@ fn event(
     ledger.record(kind, Some(task), None, data)
 }
 
-fn transition(
+pub(super) fn transition(
     ledger: &mut Ledger,
     task: &str,
     from: TaskState,
@@ -178,17 +183,24 @@ pub fn render_pr(
     ))
 }
 
+/// What a release-mode delivery needs: the configuration, GitHub (to read, and to write), the
+/// token `git push` sends, and the redactor for the pull request's text.
+pub struct Release<'a> {
+    pub config: &'a LoadedConfig,
+    pub client: &'a GithubClient,
+    pub writer: &'a GithubWriter<'a>,
+    pub token: &'a str,
+    pub redactor: &'a Redactor,
+}
+
 /// Pushes and opens (or updates) the draft pull request of every `deliver_pending` task. A
 /// failed step leaves the task where it is; the next tick resumes it. Idempotent: an open
 /// pull request for the branch is updated, never duplicated.
 pub async fn deliver_pending(
-    config: &LoadedConfig,
+    release: &Release<'_>,
     ledger: &mut Ledger,
-    client: &GithubClient,
-    writer: &GithubWriter<'_>,
-    token: &str,
-    redactor: &Redactor,
 ) -> Result<Vec<ReleaseAction>, ReleaseError> {
+    let config = release.config;
     let Some(github) = &config.config.github else {
         return Ok(Vec::new());
     };
@@ -204,10 +216,7 @@ pub async fn deliver_pending(
         let Some(branch) = task.branch.clone() else {
             continue;
         };
-        let result = deliver_one(
-            config, ledger, client, writer, token, redactor, &task, &branch,
-        )
-        .await;
+        let result = deliver_one(release, ledger, &task, &branch).await;
         match result {
             Ok(number) => {
                 if github.merge == MergePolicy::OnCriticApprove
@@ -259,17 +268,21 @@ pub async fn deliver_pending(
     Ok(actions)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Pushes one task's branch, opens or updates its pull request and labels it; the task is
+/// then `delivered`. Returns the pull request's number.
 async fn deliver_one(
-    config: &LoadedConfig,
+    release: &Release<'_>,
     ledger: &mut Ledger,
-    client: &GithubClient,
-    writer: &GithubWriter<'_>,
-    token: &str,
-    redactor: &Redactor,
     task: &TaskRow,
     branch: &str,
 ) -> Result<u64, ReleaseError> {
+    let Release {
+        config,
+        client,
+        writer,
+        token,
+        redactor,
+    } = *release;
     let github = config
         .config
         .github
@@ -346,251 +359,4 @@ pub async fn open_oxi_pulls(
         out.push((pull.number, pull.head.name.clone(), files));
     }
     Ok(out)
-}
-
-/// Follows every delivered task's pull request: merged → `merged` then `done`; closed →
-/// `rejected`; CI results recorded (first pass or not); a failed CI run or a "changes
-/// requested" review sends the task back to work on its branch; approved merges happen.
-pub async fn sync(
-    ledger: &mut Ledger,
-    client: &GithubClient,
-    writer: &GithubWriter<'_>,
-) -> Result<Vec<ReleaseAction>, ReleaseError> {
-    let mut actions = Vec::new();
-    let delivered: Vec<TaskRow> = ledger
-        .read()
-        .tasks()?
-        .into_iter()
-        .filter(|t| t.state == TaskState::Delivered && t.pr_number.is_some())
-        .collect();
-    for task in delivered {
-        let id = task.spec.id.clone();
-        let Some(number) = task.pr_number else {
-            continue;
-        };
-        let pull = match client.pull(number).await {
-            Ok(pull) => pull,
-            Err(e) if e.is_transient() => {
-                actions.push(action(
-                    &id,
-                    "sync_skipped",
-                    Some(number),
-                    Some(e.to_string()),
-                ));
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if pull.is_merged() {
-            transition(
-                ledger,
-                &id,
-                TaskState::Delivered,
-                TaskState::Merged,
-                "pull request merged",
-            )?;
-            transition(ledger, &id, TaskState::Merged, TaskState::Done, "merged")?;
-            event(
-                ledger,
-                EventKind::PrMerged,
-                &id,
-                serde_json::json!({ "number": number, "by": "maintainer" }),
-            )?;
-            actions.push(action(&id, "merged", Some(number), None));
-            continue;
-        }
-        if pull.state == "closed" {
-            transition(
-                ledger,
-                &id,
-                TaskState::Delivered,
-                TaskState::Rejected,
-                "pull request closed without merging",
-            )?;
-            event(
-                ledger,
-                EventKind::PrClosed,
-                &id,
-                serde_json::json!({ "number": number }),
-            )?;
-            actions.push(action(&id, "rejected", Some(number), None));
-            continue;
-        }
-
-        // CI on the head commit.
-        let sha = pull.head.sha.clone();
-        let runs = client.check_runs(&sha).await?;
-        let completed = !runs.is_empty() && runs.iter().all(|r| r.status == "completed");
-        let failed: Vec<&crate::github::model::CheckRun> = runs
-            .iter()
-            .filter(|r| {
-                matches!(
-                    r.conclusion.as_deref(),
-                    Some("failure" | "timed_out" | "cancelled" | "action_required")
-                )
-            })
-            .collect();
-        let seen_key = format!("ci:{number}:{sha}");
-        if completed && ledger.read().kv_get(&seen_key)?.is_none() {
-            let first_key = format!("ci_first:{number}");
-            let first_pass = ledger.read().kv_get(&first_key)?.is_none();
-            let green = failed.is_empty();
-            let now = now_ms();
-            ledger.write(|q| {
-                q.kv_set(&seen_key, if green { "green" } else { "red" }, now)?;
-                if first_pass {
-                    q.kv_set(&first_key, if green { "green" } else { "red" }, now)?;
-                }
-                q.append_event(&NewEvent {
-                    at_ms: now,
-                    kind: EventKind::CiResult,
-                    task_id: Some(&id),
-                    run_id: None,
-                    actor: "oxi",
-                    data: serde_json::json!({
-                        "number": number, "sha": sha, "green": green, "first_pass": first_pass,
-                        "checks": runs.iter().map(|r| serde_json::json!({"name": r.name, "conclusion": r.conclusion})).collect::<Vec<_>>(),
-                    }),
-                })
-                .map(|_| ())
-            })?;
-            if !green {
-                let log: Vec<String> = failed
-                    .iter()
-                    .map(|r| {
-                        let out = r.output.clone().unwrap_or_default();
-                        format!(
-                            "Check {:?} ended {}:\n{}\n{}",
-                            r.name,
-                            r.conclusion.as_deref().unwrap_or("?"),
-                            out.summary.unwrap_or_default(),
-                            out.text.unwrap_or_default()
-                        )
-                    })
-                    .collect();
-                follow_up(
-                    ledger,
-                    &task,
-                    &format!("CI failed on pull request #{number}:\n{}", log.join("\n")),
-                )?;
-                actions.push(action(&id, "follow_up_ci", Some(number), None));
-                continue;
-            }
-        }
-
-        // Reviews.
-        let reviews = client.reviews(number).await?;
-        let seen_key = format!("reviews_seen:{number}");
-        let seen: usize = ledger
-            .read()
-            .kv_get(&seen_key)?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        if reviews.len() > seen {
-            let new = &reviews[seen..];
-            let now = now_ms();
-            ledger.write(|q| q.kv_set(&seen_key, &reviews.len().to_string(), now))?;
-            for review in new {
-                event(
-                    ledger,
-                    EventKind::PrReviewed,
-                    &id,
-                    serde_json::json!({ "number": number, "state": review.state }),
-                )?;
-            }
-            let requested: Vec<String> = new
-                .iter()
-                .filter(|r| r.state == "CHANGES_REQUESTED")
-                .map(|r| r.body.clone().unwrap_or_default())
-                .collect();
-            if !requested.is_empty() {
-                follow_up(
-                    ledger,
-                    &task,
-                    &format!(
-                        "A reviewer requested changes on pull request #{number}:\n{}",
-                        requested.join("\n---\n")
-                    ),
-                )?;
-                actions.push(action(&id, "follow_up_review", Some(number), None));
-                continue;
-            }
-        }
-
-        // Merge, only with an approval, once checks are green.
-        let approval = ledger
-            .read()
-            .approvals_for(&id)?
-            .into_iter()
-            .rev()
-            .find(|a| a.kind == "merge");
-        if let Some(approval) = approval
-            && completed
-            && failed.is_empty()
-        {
-            if pull.draft
-                && let Some(node) = &pull.node_id
-            {
-                writer.mark_ready(node).await?;
-            }
-            writer
-                .merge_pull(
-                    number,
-                    &sha,
-                    &format!("{}: {}", task.spec.id, task.spec.title),
-                )
-                .await?;
-            writer.delete_branch(&pull.head.name).await?;
-            transition(
-                ledger,
-                &id,
-                TaskState::Delivered,
-                TaskState::Merged,
-                "merged by oxi after approval",
-            )?;
-            transition(ledger, &id, TaskState::Merged, TaskState::Done, "merged")?;
-            event(
-                ledger,
-                EventKind::PrMerged,
-                &id,
-                serde_json::json!({ "number": number, "by": "oxi", "approved_by": approval.approved_by }),
-            )?;
-            actions.push(action(
-                &id,
-                "merged_by_oxi",
-                Some(number),
-                Some(approval.approved_by),
-            ));
-        }
-    }
-    Ok(actions)
-}
-
-/// Sends a delivered task back to work on its branch with `feedback` in its next prompt
-/// (within its caps: the claim fails it `attempts_exhausted` past them).
-fn follow_up(ledger: &mut Ledger, task: &TaskRow, feedback: &str) -> Result<(), LedgerError> {
-    let id = task.spec.id.clone();
-    let now = now_ms();
-    let feedback = crate::prompt::clip_tail(feedback, crate::prompt::FAILURE_CLIP);
-    ledger.write(|q| {
-        q.transition_task(
-            &id,
-            &Transition::by_oxi(
-                TaskState::Delivered,
-                TaskState::Queued,
-                "pull request feedback",
-            ),
-            now,
-        )?;
-        q.set_task_failure(&id, Some(&feedback))?;
-        q.append_event(&NewEvent {
-            at_ms: now,
-            kind: EventKind::FollowUp,
-            task_id: Some(&id),
-            run_id: None,
-            actor: "oxi",
-            data: serde_json::json!({ "pr": task.pr_number }),
-        })
-        .map(|_| ())
-    })
 }

@@ -1,0 +1,255 @@
+//! Release mode, after delivery: follow each delivered task's pull request (merged, closed,
+//! CI, reviews), send it back to work with the feedback, and merge only what a human (or, opted
+//! in, the critic) approved.
+
+use super::release::{ReleaseAction, ReleaseError, action, event, transition};
+use crate::clock::now_ms;
+use crate::github::{GithubClient, GithubWriter};
+use crate::ledger::{EventKind, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition};
+
+/// Follows every delivered task's pull request: merged → `merged` then `done`; closed →
+/// `rejected`; CI results recorded (first pass or not); a failed CI run or a "changes
+/// requested" review sends the task back to work on its branch; approved merges happen.
+pub async fn sync(
+    ledger: &mut Ledger,
+    client: &GithubClient,
+    writer: &GithubWriter<'_>,
+) -> Result<Vec<ReleaseAction>, ReleaseError> {
+    let mut actions = Vec::new();
+    let delivered: Vec<TaskRow> = ledger
+        .read()
+        .tasks()?
+        .into_iter()
+        .filter(|t| t.state == TaskState::Delivered && t.pr_number.is_some())
+        .collect();
+    for task in delivered {
+        let id = task.spec.id.clone();
+        let Some(number) = task.pr_number else {
+            continue;
+        };
+        let pull = match client.pull(number).await {
+            Ok(pull) => pull,
+            Err(e) if e.is_transient() => {
+                actions.push(action(
+                    &id,
+                    "sync_skipped",
+                    Some(number),
+                    Some(e.to_string()),
+                ));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if pull.is_merged() {
+            transition(
+                ledger,
+                &id,
+                TaskState::Delivered,
+                TaskState::Merged,
+                "pull request merged",
+            )?;
+            transition(ledger, &id, TaskState::Merged, TaskState::Done, "merged")?;
+            event(
+                ledger,
+                EventKind::PrMerged,
+                &id,
+                serde_json::json!({ "number": number, "by": "maintainer" }),
+            )?;
+            actions.push(action(&id, "merged", Some(number), None));
+            continue;
+        }
+        if pull.state == "closed" {
+            transition(
+                ledger,
+                &id,
+                TaskState::Delivered,
+                TaskState::Rejected,
+                "pull request closed without merging",
+            )?;
+            event(
+                ledger,
+                EventKind::PrClosed,
+                &id,
+                serde_json::json!({ "number": number }),
+            )?;
+            actions.push(action(&id, "rejected", Some(number), None));
+            continue;
+        }
+
+        // CI on the head commit.
+        let sha = pull.head.sha.clone();
+        let runs = client.check_runs(&sha).await?;
+        let completed = !runs.is_empty() && runs.iter().all(|r| r.status == "completed");
+        let failed: Vec<&crate::github::model::CheckRun> = runs
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.conclusion.as_deref(),
+                    Some("failure" | "timed_out" | "cancelled" | "action_required")
+                )
+            })
+            .collect();
+        let seen_key = format!("ci:{number}:{sha}");
+        if completed && ledger.read().kv_get(&seen_key)?.is_none() {
+            let first_key = format!("ci_first:{number}");
+            let first_pass = ledger.read().kv_get(&first_key)?.is_none();
+            let green = failed.is_empty();
+            let now = now_ms();
+            ledger.write(|q| {
+                q.kv_set(&seen_key, if green { "green" } else { "red" }, now)?;
+                if first_pass {
+                    q.kv_set(&first_key, if green { "green" } else { "red" }, now)?;
+                }
+                q.append_event(&NewEvent {
+                    at_ms: now,
+                    kind: EventKind::CiResult,
+                    task_id: Some(&id),
+                    run_id: None,
+                    actor: "oxi",
+                    data: serde_json::json!({
+                        "number": number, "sha": sha, "green": green, "first_pass": first_pass,
+                        "checks": runs.iter().map(|r| serde_json::json!({"name": r.name, "conclusion": r.conclusion})).collect::<Vec<_>>(),
+                    }),
+                })
+                .map(|_| ())
+            })?;
+            if !green {
+                let log: Vec<String> = failed
+                    .iter()
+                    .map(|r| {
+                        let out = r.output.clone().unwrap_or_default();
+                        format!(
+                            "Check {:?} ended {}:\n{}\n{}",
+                            r.name,
+                            r.conclusion.as_deref().unwrap_or("?"),
+                            out.summary.unwrap_or_default(),
+                            out.text.unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                follow_up(
+                    ledger,
+                    &task,
+                    &format!("CI failed on pull request #{number}:\n{}", log.join("\n")),
+                )?;
+                actions.push(action(&id, "follow_up_ci", Some(number), None));
+                continue;
+            }
+        }
+
+        // Reviews.
+        let reviews = client.reviews(number).await?;
+        let seen_key = format!("reviews_seen:{number}");
+        let seen: usize = ledger
+            .read()
+            .kv_get(&seen_key)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if reviews.len() > seen {
+            let new = &reviews[seen..];
+            let now = now_ms();
+            ledger.write(|q| q.kv_set(&seen_key, &reviews.len().to_string(), now))?;
+            for review in new {
+                event(
+                    ledger,
+                    EventKind::PrReviewed,
+                    &id,
+                    serde_json::json!({ "number": number, "state": review.state }),
+                )?;
+            }
+            let requested: Vec<String> = new
+                .iter()
+                .filter(|r| r.state == "CHANGES_REQUESTED")
+                .map(|r| r.body.clone().unwrap_or_default())
+                .collect();
+            if !requested.is_empty() {
+                follow_up(
+                    ledger,
+                    &task,
+                    &format!(
+                        "A reviewer requested changes on pull request #{number}:\n{}",
+                        requested.join("\n---\n")
+                    ),
+                )?;
+                actions.push(action(&id, "follow_up_review", Some(number), None));
+                continue;
+            }
+        }
+
+        // Merge, only with an approval, once checks are green.
+        let approval = ledger
+            .read()
+            .approvals_for(&id)?
+            .into_iter()
+            .rev()
+            .find(|a| a.kind == "merge");
+        if let Some(approval) = approval
+            && completed
+            && failed.is_empty()
+        {
+            if pull.draft
+                && let Some(node) = &pull.node_id
+            {
+                writer.mark_ready(node).await?;
+            }
+            writer
+                .merge_pull(
+                    number,
+                    &sha,
+                    &format!("{}: {}", task.spec.id, task.spec.title),
+                )
+                .await?;
+            writer.delete_branch(&pull.head.name).await?;
+            transition(
+                ledger,
+                &id,
+                TaskState::Delivered,
+                TaskState::Merged,
+                "merged by oxi after approval",
+            )?;
+            transition(ledger, &id, TaskState::Merged, TaskState::Done, "merged")?;
+            event(
+                ledger,
+                EventKind::PrMerged,
+                &id,
+                serde_json::json!({ "number": number, "by": "oxi", "approved_by": approval.approved_by }),
+            )?;
+            actions.push(action(
+                &id,
+                "merged_by_oxi",
+                Some(number),
+                Some(approval.approved_by),
+            ));
+        }
+    }
+    Ok(actions)
+}
+
+/// Sends a delivered task back to work on its branch with `feedback` in its next prompt
+/// (within its caps: the claim fails it `attempts_exhausted` past them).
+fn follow_up(ledger: &mut Ledger, task: &TaskRow, feedback: &str) -> Result<(), LedgerError> {
+    let id = task.spec.id.clone();
+    let now = now_ms();
+    let feedback = crate::prompt::clip_tail(feedback, crate::prompt::FAILURE_CLIP);
+    ledger.write(|q| {
+        q.transition_task(
+            &id,
+            &Transition::by_oxi(
+                TaskState::Delivered,
+                TaskState::Queued,
+                "pull request feedback",
+            ),
+            now,
+        )?;
+        q.set_task_failure(&id, Some(&feedback))?;
+        q.append_event(&NewEvent {
+            at_ms: now,
+            kind: EventKind::FollowUp,
+            task_id: Some(&id),
+            run_id: None,
+            actor: "oxi",
+            data: serde_json::json!({ "pr": task.pr_number }),
+        })
+        .map(|_| ())
+    })
+}
