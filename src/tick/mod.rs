@@ -294,32 +294,8 @@ pub async fn pass(
     report.landed = landed::settle(config, ledger)?;
 
     // Tasks an operator approved after a hold: their work is committed on their branch.
-    for task in ledger.read().tasks()? {
-        if task.state == TaskState::DeliverPending && config.config.run.mode == RunMode::Fast {
-            let id = task.spec.id.clone();
-            let now = now_ms();
-            ledger.write(|q| {
-                q.transition_task(
-                    &id,
-                    &Transition::by_oxi(
-                        TaskState::DeliverPending,
-                        TaskState::Delivered,
-                        "delivered locally after approval (fast mode)",
-                    ),
-                    now,
-                )?;
-                q.append_event(&NewEvent {
-                    at_ms: now,
-                    kind: EventKind::Delivered,
-                    task_id: Some(&id),
-                    run_id: None,
-                    actor: "oxi",
-                    data: serde_json::json!({ "mode": "fast", "branch": task.branch, "after_approval": true }),
-                })?;
-                Ok(())
-            })?;
-            report.delivered_approved.push(task.spec.id.clone());
-        }
+    if config.config.run.mode == RunMode::Fast {
+        report.delivered_approved = crate::pipeline::deliver::deliver_approved(ledger)?;
     }
 
     // Release mode: GitHub, checked up front (a bad token blocks the pass), then resume

@@ -14,9 +14,10 @@ use super::ending::{Ending, HoldKind, Outcome, Stop};
 use super::verify::Verified;
 use super::worktree::{self, Worktree};
 use super::{Job, elapsed_ms};
+use crate::clock::now_ms;
 use crate::config::{LoadedConfig, RunMode};
 use crate::github::{GithubClient, GithubWriter};
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{EventKind, Ledger, LedgerError, NewEvent, TaskState, Transition};
 use crate::redact::Redactor;
 use release::{ReleaseAction, ReleaseError};
 pub use sync::sync;
@@ -78,6 +79,40 @@ pub(super) fn hand_off(job: &mut Job<'_>) -> Ending {
         release: job.ctx.config.config.run.mode == RunMode::Release,
         started,
     })
+}
+
+/// Fast mode: tasks an operator approved after a hold (`deliver_pending`; their verified work
+/// is committed on their branch) are delivered. Returns their ids.
+pub fn deliver_approved(ledger: &mut Ledger) -> Result<Vec<String>, LedgerError> {
+    let mut delivered = Vec::new();
+    for task in ledger.read().tasks()? {
+        if task.state == TaskState::DeliverPending {
+            let id = task.spec.id.clone();
+            let now = now_ms();
+            ledger.write(|q| {
+                q.transition_task(
+                    &id,
+                    &Transition::by_oxi(
+                        TaskState::DeliverPending,
+                        TaskState::Delivered,
+                        "delivered locally after approval (fast mode)",
+                    ),
+                    now,
+                )?;
+                q.append_event(&NewEvent {
+                    at_ms: now,
+                    kind: EventKind::Delivered,
+                    task_id: Some(&id),
+                    run_id: None,
+                    actor: "oxi",
+                    data: serde_json::json!({ "mode": "fast", "branch": task.branch, "after_approval": true }),
+                })?;
+                Ok(())
+            })?;
+            delivered.push(task.spec.id.clone());
+        }
+    }
+    Ok(delivered)
 }
 
 /// Why the release stage stopped.

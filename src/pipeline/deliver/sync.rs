@@ -4,6 +4,7 @@
 
 use super::release::{ReleaseAction, ReleaseError, action, event, transition};
 use crate::clock::now_ms;
+use crate::github::model::{CheckRun, PullRequest};
 use crate::github::{GithubClient, GithubWriter};
 use crate::ledger::{EventKind, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition};
 
@@ -40,189 +41,243 @@ pub async fn sync(
             }
             Err(e) => return Err(e.into()),
         };
-        if pull.is_merged() {
-            transition(
-                ledger,
-                &id,
-                TaskState::Delivered,
-                TaskState::Merged,
-                "pull request merged",
-            )?;
-            transition(ledger, &id, TaskState::Merged, TaskState::Done, "merged")?;
-            event(
-                ledger,
-                EventKind::PrMerged,
-                &id,
-                serde_json::json!({ "number": number, "by": "maintainer" }),
-            )?;
-            actions.push(action(&id, "merged", Some(number), None));
-            continue;
-        }
-        if pull.state == "closed" {
-            transition(
-                ledger,
-                &id,
-                TaskState::Delivered,
-                TaskState::Rejected,
-                "pull request closed without merging",
-            )?;
-            event(
-                ledger,
-                EventKind::PrClosed,
-                &id,
-                serde_json::json!({ "number": number }),
-            )?;
-            actions.push(action(&id, "rejected", Some(number), None));
-            continue;
-        }
-
-        // CI on the head commit.
-        let sha = pull.head.sha.clone();
-        let runs = client.check_runs(&sha).await?;
-        let completed = !runs.is_empty() && runs.iter().all(|r| r.status == "completed");
-        let failed: Vec<&crate::github::model::CheckRun> = runs
-            .iter()
-            .filter(|r| {
-                matches!(
-                    r.conclusion.as_deref(),
-                    Some("failure" | "timed_out" | "cancelled" | "action_required")
-                )
-            })
-            .collect();
-        let seen_key = format!("ci:{number}:{sha}");
-        if completed && ledger.read().kv_get(&seen_key)?.is_none() {
-            let first_key = format!("ci_first:{number}");
-            let first_pass = ledger.read().kv_get(&first_key)?.is_none();
-            let green = failed.is_empty();
-            let now = now_ms();
-            ledger.write(|q| {
-                q.kv_set(&seen_key, if green { "green" } else { "red" }, now)?;
-                if first_pass {
-                    q.kv_set(&first_key, if green { "green" } else { "red" }, now)?;
-                }
-                q.append_event(&NewEvent {
-                    at_ms: now,
-                    kind: EventKind::CiResult,
-                    task_id: Some(&id),
-                    run_id: None,
-                    actor: "oxi",
-                    data: serde_json::json!({
-                        "number": number, "sha": sha, "green": green, "first_pass": first_pass,
-                        "checks": runs.iter().map(|r| serde_json::json!({"name": r.name, "conclusion": r.conclusion})).collect::<Vec<_>>(),
-                    }),
-                })
-                .map(|_| ())
-            })?;
-            if !green {
-                let log: Vec<String> = failed
-                    .iter()
-                    .map(|r| {
-                        let out = r.output.clone().unwrap_or_default();
-                        format!(
-                            "Check {:?} ended {}:\n{}\n{}",
-                            r.name,
-                            r.conclusion.as_deref().unwrap_or("?"),
-                            out.summary.unwrap_or_default(),
-                            out.text.unwrap_or_default()
-                        )
-                    })
-                    .collect();
-                follow_up(
-                    ledger,
-                    &task,
-                    &format!("CI failed on pull request #{number}:\n{}", log.join("\n")),
-                )?;
-                actions.push(action(&id, "follow_up_ci", Some(number), None));
-                continue;
-            }
-        }
-
-        // Reviews.
-        let reviews = client.reviews(number).await?;
-        let seen_key = format!("reviews_seen:{number}");
-        let seen: usize = ledger
-            .read()
-            .kv_get(&seen_key)?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        if reviews.len() > seen {
-            let new = &reviews[seen..];
-            let now = now_ms();
-            ledger.write(|q| q.kv_set(&seen_key, &reviews.len().to_string(), now))?;
-            for review in new {
-                event(
-                    ledger,
-                    EventKind::PrReviewed,
-                    &id,
-                    serde_json::json!({ "number": number, "state": review.state }),
-                )?;
-            }
-            let requested: Vec<String> = new
-                .iter()
-                .filter(|r| r.state == "CHANGES_REQUESTED")
-                .map(|r| r.body.clone().unwrap_or_default())
-                .collect();
-            if !requested.is_empty() {
-                follow_up(
-                    ledger,
-                    &task,
-                    &format!(
-                        "A reviewer requested changes on pull request #{number}:\n{}",
-                        requested.join("\n---\n")
-                    ),
-                )?;
-                actions.push(action(&id, "follow_up_review", Some(number), None));
-                continue;
-            }
-        }
-
-        // Merge, only with an approval, once checks are green.
-        let approval = ledger
-            .read()
-            .approvals_for(&id)?
-            .into_iter()
-            .rev()
-            .find(|a| a.kind == "merge");
-        if let Some(approval) = approval
-            && completed
-            && failed.is_empty()
-        {
-            if pull.draft
-                && let Some(node) = &pull.node_id
-            {
-                writer.mark_ready(node).await?;
-            }
-            writer
-                .merge_pull(
-                    number,
-                    &sha,
-                    &format!("{}: {}", task.spec.id, task.spec.title),
-                )
-                .await?;
-            writer.delete_branch(&pull.head.name).await?;
-            transition(
-                ledger,
-                &id,
-                TaskState::Delivered,
-                TaskState::Merged,
-                "merged by oxi after approval",
-            )?;
-            transition(ledger, &id, TaskState::Merged, TaskState::Done, "merged")?;
-            event(
-                ledger,
-                EventKind::PrMerged,
-                &id,
-                serde_json::json!({ "number": number, "by": "oxi", "approved_by": approval.approved_by }),
-            )?;
-            actions.push(action(
-                &id,
-                "merged_by_oxi",
-                Some(number),
-                Some(approval.approved_by),
-            ));
-        }
+        actions.extend(follow(ledger, client, writer, &task, number, &pull).await?);
     }
     Ok(actions)
+}
+
+/// One delivered task's open (or just merged or closed) pull request: what it calls for, in
+/// order (its end, then CI, then reviews, then an approved merge); at most one action.
+async fn follow(
+    ledger: &mut Ledger,
+    client: &GithubClient,
+    writer: &GithubWriter<'_>,
+    task: &TaskRow,
+    number: u64,
+    pull: &PullRequest,
+) -> Result<Option<ReleaseAction>, ReleaseError> {
+    let id = task.spec.id.clone();
+    if pull.is_merged() {
+        transition(
+            ledger,
+            &id,
+            TaskState::Delivered,
+            TaskState::Merged,
+            "pull request merged",
+        )?;
+        transition(ledger, &id, TaskState::Merged, TaskState::Done, "merged")?;
+        event(
+            ledger,
+            EventKind::PrMerged,
+            &id,
+            serde_json::json!({ "number": number, "by": "maintainer" }),
+        )?;
+        return Ok(Some(action(&id, "merged", Some(number), None)));
+    }
+    if pull.state == "closed" {
+        transition(
+            ledger,
+            &id,
+            TaskState::Delivered,
+            TaskState::Rejected,
+            "pull request closed without merging",
+        )?;
+        event(
+            ledger,
+            EventKind::PrClosed,
+            &id,
+            serde_json::json!({ "number": number }),
+        )?;
+        return Ok(Some(action(&id, "rejected", Some(number), None)));
+    }
+
+    let sha = pull.head.sha.clone();
+    let runs = client.check_runs(&sha).await?;
+    let completed = !runs.is_empty() && runs.iter().all(|r| r.status == "completed");
+    let failed: Vec<&CheckRun> = runs
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.conclusion.as_deref(),
+                Some("failure" | "timed_out" | "cancelled" | "action_required")
+            )
+        })
+        .collect();
+    if completed && let Some(act) = ci_result(ledger, task, number, &sha, &runs, &failed)? {
+        return Ok(Some(act));
+    }
+    if let Some(act) = new_reviews(ledger, client, task, number).await? {
+        return Ok(Some(act));
+    }
+    if completed && failed.is_empty() {
+        return merge_if_approved(ledger, writer, task, number, pull, &sha).await;
+    }
+    Ok(None)
+}
+
+/// Records CI's result on the head commit once (and whether it was the pull request's first);
+/// red CI sends the task back to work with the failed checks' output.
+fn ci_result(
+    ledger: &mut Ledger,
+    task: &TaskRow,
+    number: u64,
+    sha: &str,
+    runs: &[CheckRun],
+    failed: &[&CheckRun],
+) -> Result<Option<ReleaseAction>, ReleaseError> {
+    let id = task.spec.id.clone();
+    let seen_key = format!("ci:{number}:{sha}");
+    if ledger.read().kv_get(&seen_key)?.is_some() {
+        return Ok(None);
+    }
+    let first_key = format!("ci_first:{number}");
+    let first_pass = ledger.read().kv_get(&first_key)?.is_none();
+    let green = failed.is_empty();
+    let now = now_ms();
+    ledger.write(|q| {
+        q.kv_set(&seen_key, if green { "green" } else { "red" }, now)?;
+        if first_pass {
+            q.kv_set(&first_key, if green { "green" } else { "red" }, now)?;
+        }
+        q.append_event(&NewEvent {
+            at_ms: now,
+            kind: EventKind::CiResult,
+            task_id: Some(&id),
+            run_id: None,
+            actor: "oxi",
+            data: serde_json::json!({
+                "number": number, "sha": sha, "green": green, "first_pass": first_pass,
+                "checks": runs.iter().map(|r| serde_json::json!({"name": r.name, "conclusion": r.conclusion})).collect::<Vec<_>>(),
+            }),
+        })
+        .map(|_| ())
+    })?;
+    if green {
+        return Ok(None);
+    }
+    let log: Vec<String> = failed
+        .iter()
+        .map(|r| {
+            let out = r.output.clone().unwrap_or_default();
+            format!(
+                "Check {:?} ended {}:\n{}\n{}",
+                r.name,
+                r.conclusion.as_deref().unwrap_or("?"),
+                out.summary.unwrap_or_default(),
+                out.text.unwrap_or_default()
+            )
+        })
+        .collect();
+    follow_up(
+        ledger,
+        task,
+        &format!("CI failed on pull request #{number}:\n{}", log.join("\n")),
+    )?;
+    Ok(Some(action(&id, "follow_up_ci", Some(number), None)))
+}
+
+/// Records reviews not seen before; one requesting changes sends the task back to work with
+/// the reviewers' comments.
+async fn new_reviews(
+    ledger: &mut Ledger,
+    client: &GithubClient,
+    task: &TaskRow,
+    number: u64,
+) -> Result<Option<ReleaseAction>, ReleaseError> {
+    let id = task.spec.id.clone();
+    let reviews = client.reviews(number).await?;
+    let seen_key = format!("reviews_seen:{number}");
+    let seen: usize = ledger
+        .read()
+        .kv_get(&seen_key)?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if reviews.len() <= seen {
+        return Ok(None);
+    }
+    let new = &reviews[seen..];
+    let now = now_ms();
+    ledger.write(|q| q.kv_set(&seen_key, &reviews.len().to_string(), now))?;
+    for review in new {
+        event(
+            ledger,
+            EventKind::PrReviewed,
+            &id,
+            serde_json::json!({ "number": number, "state": review.state }),
+        )?;
+    }
+    let requested: Vec<String> = new
+        .iter()
+        .filter(|r| r.state == "CHANGES_REQUESTED")
+        .map(|r| r.body.clone().unwrap_or_default())
+        .collect();
+    if requested.is_empty() {
+        return Ok(None);
+    }
+    follow_up(
+        ledger,
+        task,
+        &format!(
+            "A reviewer requested changes on pull request #{number}:\n{}",
+            requested.join("\n---\n")
+        ),
+    )?;
+    Ok(Some(action(&id, "follow_up_review", Some(number), None)))
+}
+
+/// Merges a pull request whose checks are green, only with a merge approval (a person's, or
+/// the critic's under `github.merge = on_critic_approve`).
+async fn merge_if_approved(
+    ledger: &mut Ledger,
+    writer: &GithubWriter<'_>,
+    task: &TaskRow,
+    number: u64,
+    pull: &PullRequest,
+    sha: &str,
+) -> Result<Option<ReleaseAction>, ReleaseError> {
+    let id = task.spec.id.clone();
+    let approval = ledger
+        .read()
+        .approvals_for(&id)?
+        .into_iter()
+        .rev()
+        .find(|a| a.kind == "merge");
+    let Some(approval) = approval else {
+        return Ok(None);
+    };
+    if pull.draft
+        && let Some(node) = &pull.node_id
+    {
+        writer.mark_ready(node).await?;
+    }
+    writer
+        .merge_pull(
+            number,
+            sha,
+            &format!("{}: {}", task.spec.id, task.spec.title),
+        )
+        .await?;
+    writer.delete_branch(&pull.head.name).await?;
+    transition(
+        ledger,
+        &id,
+        TaskState::Delivered,
+        TaskState::Merged,
+        "merged by oxi after approval",
+    )?;
+    transition(ledger, &id, TaskState::Merged, TaskState::Done, "merged")?;
+    event(
+        ledger,
+        EventKind::PrMerged,
+        &id,
+        serde_json::json!({ "number": number, "by": "oxi", "approved_by": approval.approved_by }),
+    )?;
+    Ok(Some(action(
+        &id,
+        "merged_by_oxi",
+        Some(number),
+        Some(approval.approved_by),
+    )))
 }
 
 /// Sends a delivered task back to work on its branch with `feedback` in its next prompt
