@@ -387,3 +387,41 @@ impl Job<'_> {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_conflict_stops_quietly_and_other_ledger_errors_fail_the_job() {
+        let conflict = LedgerError::StateConflict {
+            task: "T1".into(),
+            expected: TaskState::Verifying,
+            found: "cancelled".into(),
+        };
+        assert!(matches!(Stop::from(conflict), Stop::Conflict));
+        let runner = RunnerError::Ledger(LedgerError::StateConflict {
+            task: "T1".into(),
+            expected: TaskState::Reviewing,
+            found: "held".into(),
+        });
+        assert!(matches!(Stop::from(runner), Stop::Conflict));
+    }
+
+    #[test]
+    fn an_ending_salvages_and_records_its_memo_only_when_asked() {
+        let plain = Ending::retry("verify_failed", "red", false);
+        assert!(plain.salvage.is_none() && plain.memo.is_none());
+        let full = Ending::retry("verify_failed", "red", false)
+            .salvage("oxi: salvage")
+            .memo(serde_json::json!({ "trigger": "governance" }));
+        assert_eq!(full.salvage.as_deref(), Some("oxi: salvage"));
+        assert!(full.memo.is_some());
+    }
+
+    #[test]
+    fn hold_kinds_have_their_stored_spelling() {
+        assert_eq!(HoldKind::NeedsApproval.as_str(), "needs_approval");
+        assert_eq!(HoldKind::ReviewUnavailable.as_str(), "review_unavailable");
+    }
+}

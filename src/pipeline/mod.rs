@@ -6,13 +6,13 @@
 //! ([`run`]) applies that ending in one place, so every job ends as one recorded state change.
 
 mod artifacts;
-pub mod attribution;
-pub mod deliver;
+pub(crate) mod attribution;
+pub(crate) mod deliver;
 mod ending;
 mod execute;
-pub mod review;
-pub mod verify;
-pub mod worktree;
+pub(crate) mod review;
+pub(crate) mod verify;
+pub(crate) mod worktree;
 
 use std::path::PathBuf;
 use std::time::Instant;

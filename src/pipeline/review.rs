@@ -156,8 +156,9 @@ pub fn gate(config: &CriticConfig, diff: &Diff, verify_green: bool, file_hints: 
     }
 }
 
-/// tier0_fast: only tier0 before review when the recent runs were green and the diff
-/// is small. Returns the reason when it applies.
+/// tier0_fast: only tier0 before review when the recent runs were green and the diff is small
+/// (a run of green verifications makes tier1 on a small change cost more time than it tells).
+/// Returns the reason when it applies.
 pub fn tier0_fast(config: &CriticConfig, recent_green: bool, diff: &Diff) -> Option<String> {
     (config.tier0_fast_after > 0
         && recent_green

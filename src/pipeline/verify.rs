@@ -182,8 +182,8 @@ pub struct GovernanceReport {
     pub protected: Vec<String>,
     /// Paths matching a needs-approval glob.
     pub needs_approval: Vec<String>,
-    /// What the worker changed in the main checkout or among its refs (`crate::pipeline::attribution`), each
-    /// with the way back.
+    /// What the worker changed in the main checkout or among its refs
+    /// (`crate::pipeline::attribution`), each with the way back.
     pub main_checkout: Vec<String>,
 }
 

@@ -67,15 +67,12 @@ pub fn branch_name(task_id: &str, title: &str) -> String {
 /// A worktree ready for a run.
 #[derive(Debug, Clone)]
 pub struct Worktree {
-    pub path: PathBuf,
     pub branch: String,
     /// The base-branch commit the task branch started from (its diff base).
     pub base_commit: String,
     /// The branch head this attempt started from: `base_commit` for a first attempt, the
     /// earlier attempts' work for a retry. This run's own change is the diff against it.
     pub start_commit: String,
-    /// The branch already had commits (a retry continuing earlier work).
-    pub continued: bool,
 }
 
 fn path_str(path: &Path) -> String {
@@ -156,9 +153,7 @@ pub fn prepare(
         }
     };
     Ok(Worktree {
-        path: path.to_path_buf(),
         branch: branch.to_owned(),
-        continued: start_commit != base_commit,
         base_commit,
         start_commit,
     })

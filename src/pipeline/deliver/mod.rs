@@ -5,7 +5,7 @@
 //! their pull requests (`release`, `sync`) — and which also resumes deliveries an earlier
 //! pass or an operator's approval left pending. Everything that delivers lives here.
 
-pub mod release;
+pub(crate) mod release;
 mod sync;
 
 use std::time::Instant;
