@@ -162,7 +162,7 @@ fn flood_child() {
                     worker_name: "fake",
                     prompt: "flood",
                     cwd: &cwd,
-                    role: "bench",
+                    role: oxi::worker::WorkerRole::Adhoc,
                     task_id: None,
                     attempt: 0,
                     worktree: None,

@@ -232,7 +232,7 @@ async fn worker_checks(
         let missing: Vec<&String> = env
             .missing
             .iter()
-            .filter(|v| !login::replaceable_var(worker.kind, v))
+            .filter(|v| !worker.kind.adapter().login_vars().contains(&v.as_str()))
             .collect();
         if !missing.is_empty() {
             let names = missing
@@ -494,9 +494,7 @@ fn confinement_check(config: &LoadedConfig) -> Check {
         .config
         .workers
         .iter()
-        .filter(|(_, w)| {
-            w.kind == crate::config::WorkerKind::Codex && w.sandbox() != "danger-full-access"
-        })
+        .filter(|(_, w)| w.kind.adapter().own_sandbox(w).is_some())
         .map(|(name, _)| name.as_str())
         .collect();
     let codex_note = if codex_sandboxed.is_empty() {

@@ -1,7 +1,7 @@
 //! Prompts, rendered from `templates/` (embedded in the binary): the executor's task brief with
 //! the rules and, on a retry, the previous attempt's failure; the reviewer's diff and
-//! verification. Lean by design (seed 001: prompt trimming): no repository dump, clipped
-//! failure output and diff. Secrets are masked before a prompt leaves oxi (by the runner).
+//! verification. Lean by design, since every token is paid for and a long prompt dilutes the
+//! task: no repository dump, clipped failure output and diff. Secrets are masked before a prompt leaves oxi (by the runner).
 
 use serde::Serialize;
 

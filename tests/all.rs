@@ -31,4 +31,5 @@ mod run_cmd;
 mod run_live;
 mod saturate;
 mod tick;
+mod worker_kinds;
 mod worker_normalize;

@@ -171,7 +171,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
         worker_name: &worker_name,
         prompt: &prompt,
         cwd: &cwd,
-        role: "adhoc",
+        role: crate::worker::WorkerRole::Adhoc,
         task_id: None,
         attempt: 0,
         worktree: None,

@@ -25,6 +25,7 @@ use crate::ledger::{EventKind, Ledger, LedgerError, TaskRow, TaskState};
 use crate::money::{MicroUsd, usd_to_micro};
 use crate::redact::Redactor;
 use crate::runner::{self, PreparedRun, RunReport, RunRequest, RunnerError};
+use crate::worker::WorkerRole;
 use attribution::MainSnapshot;
 use ending::{Ending, Stop};
 use verify::Diff;
@@ -60,7 +61,7 @@ impl JobSpec {
             worker_name: &self.worker,
             prompt: &self.prompt,
             cwd: &self.worktree,
-            role: "executor",
+            role: WorkerRole::Executor,
             task_id: Some(&self.task.spec.id),
             attempt: self.attempt,
             worktree: Some(worktree),

@@ -15,7 +15,7 @@ use crate::ledger::{EventKind, TaskState, TransitionFields};
 use crate::money::{MicroUsd, usd_to_micro};
 use crate::prompt::{self, ReviewerPrompt};
 use crate::runner::{self, PreparedRun, RunReport, RunRequest, RunnerError};
-use crate::worker::Classification;
+use crate::worker::{Classification, WorkerRole};
 
 /// Dependency manifests and lockfiles: a change to them is a risk trigger.
 const MANIFESTS: &[&str] = &[
@@ -281,7 +281,7 @@ async fn run_reviewer(
         worker_name: &reviewer,
         prompt: &text,
         cwd: &spec.worktree,
-        role: "reviewer",
+        role: WorkerRole::Reviewer,
         task_id: Some(&spec.task.spec.id),
         attempt: spec.attempt,
         worktree: Some(&worktree),
@@ -302,7 +302,7 @@ async fn run_reviewer(
         .read()
         .cost_p90(
             &reviewer,
-            "reviewer",
+            WorkerRole::Reviewer.as_str(),
             usd_to_micro(config.config.caps.job_usd),
         )?
         .unwrap_or(floor)

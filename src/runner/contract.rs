@@ -15,9 +15,6 @@ use crate::worker::{self, Accumulator, Classification, Ending, Normalized};
 /// `<cli> --version` must answer within this.
 pub const VERSION_TIMEOUT: Duration = Duration::from_secs(20);
 
-const CLAUDE_FIXTURE: &str = include_str!("../../fixtures/captures/claude-edit.jsonl");
-const CODEX_FIXTURE: &str = include_str!("../../fixtures/captures/codex-edit.jsonl");
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -53,10 +50,8 @@ pub struct FixtureReplay {
 
 /// Replays the embedded capture for `kind` through its normalizer and classifier.
 pub fn replay_fixture(kind: WorkerKind) -> FixtureReplay {
-    let (text, adapter) = match kind {
-        WorkerKind::Claude => (CLAUDE_FIXTURE, worker::adapter(kind)),
-        WorkerKind::Codex => (CODEX_FIXTURE, worker::adapter(kind)),
-    };
+    let adapter = kind.adapter();
+    let text = adapter.fixture();
     let mut acc = Accumulator::default();
     let mut lines = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -161,12 +156,9 @@ pub async fn check(
     if binary.is_none() {
         verdict = Verdict::Fail;
         problems.push(format!(
-            "`{program}` (workers.{name}.command) is not found{}; install it (npm install -g {}) or set workers.{name}.command to its path",
+            "`{program}` (workers.{name}.command) is not found{}; install it ({}) or set workers.{name}.command to its path",
             if program.contains('/') { "" } else { " on PATH" },
-            match config.kind {
-                WorkerKind::Claude => "@anthropic-ai/claude-code",
-                WorkerKind::Codex => "@openai/codex",
-            }
+            adapter.install_hint()
         ));
     } else {
         match probe_version(&config.command, env, cwd, None).await {
@@ -226,7 +218,7 @@ mod tests {
 
     #[test]
     fn the_embedded_fixtures_replay_cleanly() {
-        for kind in [WorkerKind::Claude, WorkerKind::Codex] {
+        for &kind in WorkerKind::ALL {
             let replay = replay_fixture(kind);
             assert!(replay.ok, "{kind}: {replay:?}");
             assert!(replay.lines > 3);

@@ -26,7 +26,7 @@ use crate::ledger::{EventKind, Ledger, LedgerError, NewEvent, NewRun, RunEnd};
 use crate::money::{MicroUsd, micro_to_usd};
 use crate::process::{self, Limits, ProcessError, Spawn};
 use crate::redact::Redactor;
-use crate::worker::{self, Classification, Ending, Tokens};
+use crate::worker::{self, Classification, Ending, Tokens, WorkerRole};
 use artifacts::{ArtifactError, CappedFile};
 use env::WorkerEnv;
 use recorder::{Files, Recorder};
@@ -67,8 +67,8 @@ pub struct RunRequest<'a> {
     pub worker_name: &'a str,
     pub prompt: &'a str,
     pub cwd: &'a Path,
-    /// `executor`, `reviewer`, `planner`, or `adhoc` for `oxi run`.
-    pub role: &'a str,
+    /// What the run is for (`adhoc` for `oxi run`).
+    pub role: WorkerRole,
     pub task_id: Option<&'a str>,
     pub attempt: u32,
     pub worktree: Option<&'a str>,
@@ -163,25 +163,11 @@ pub fn new_run_id() -> String {
     )
 }
 
-/// The argv for one run of `worker`.
-pub fn build_argv(worker: &WorkerConfig, prompt: &str) -> Vec<String> {
-    match worker.kind {
-        WorkerKind::Claude => worker::claude::argv(
-            &worker.command,
-            prompt,
-            worker.model.as_deref(),
-            worker.permission_mode(),
-            worker.max_turns,
-            &worker.args,
-        ),
-        WorkerKind::Codex => worker::codex::argv(
-            &worker.command,
-            prompt,
-            worker.model.as_deref(),
-            worker.sandbox(),
-            &worker.args,
-        ),
-    }
+/// How the worker's process ended, as the run records it.
+struct Outcome {
+    classification: Classification,
+    finished: Option<process::Finished>,
+    detail: Option<String>,
 }
 
 /// What guards a task run's writes while it goes.
@@ -236,13 +222,16 @@ pub fn prepare<'a>(
     // Every secret oxi holds is masked, not only this worker's: the GitHub token is never
     // passed, but if a worker ever echoed it, it must still be masked.
     let redactor = env::redactor_for(config, &request.parent_env);
-    // A reviewer judges; it must not edit. Codex enforces that with its sandbox; Claude's edits
-    // (if any) are discarded by the critic after the run.
-    if request.role == "reviewer" && worker.kind == WorkerKind::Codex {
-        worker.sandbox = Some("read-only".to_owned());
+    // A reviewer judges; it must not edit. The CLI's own flags enforce that where it has them;
+    // otherwise the critic discards its edits (if any) after the run.
+    if request.role.is_read_only() {
+        worker.kind.adapter().make_read_only(&mut worker);
     }
     // Secrets are masked before the prompt leaves oxi.
-    let argv = build_argv(&worker, &redactor.redact(request.prompt));
+    let argv = worker
+        .kind
+        .adapter()
+        .argv(&worker, &redactor.redact(request.prompt));
     let caps_config = &config.config.caps;
     let limits = Limits {
         wall: caps_config.job_runtime.as_duration(),
@@ -327,7 +316,7 @@ impl PreparedRun<'_> {
             id: &self.run_id,
             task_id: self.request.task_id,
             attempt: self.request.attempt,
-            role: self.request.role,
+            role: self.request.role.as_str(),
             worker: self.request.worker_name,
             worker_kind: self.worker.kind.as_str(),
             model: self.worker.model.as_deref(),
@@ -396,6 +385,71 @@ impl PreparedRun<'_> {
         ledger: &mut Ledger,
         shutdown: watch::Receiver<bool>,
     ) -> Result<RunReport, RunnerError> {
+        let (files, guard) = self.start(ledger)?;
+        let before = if self.request.track_files {
+            TreeSnapshot::take(self.request.cwd)
+        } else {
+            None
+        };
+        let started_ms = now_ms();
+        let adapter = worker::adapter(self.worker.kind);
+        let live = self.request.live.take();
+        let spawn = self.spawn(guard.as_ref());
+        let mut recorder = Recorder::new(
+            recorder::Setup {
+                adapter,
+                redactor: &self.redactor,
+                run_id: &self.run_id,
+                files,
+                live,
+                card: self.card,
+                caps: self.caps,
+                output_cap: self.output_cap,
+                lease: self.lease,
+            },
+            ledger,
+        );
+        self.write_header(&mut recorder, started_ms);
+        let outcome = process::supervise(&spawn, &self.limits, &mut recorder, shutdown).await;
+        recorder.flush();
+        let outcome = self.outcome(outcome, &recorder);
+        let protection = guard.as_ref().map(|g| g.protection.clone());
+        // The CLI's version from its own output, else by asking it (after a confined run, under
+        // the same confinement).
+        let mut cli_version = recorder.acc.cli_version.clone();
+        if cli_version.is_none() && outcome.finished.is_some() {
+            cli_version = contract::probe_version(
+                &self.worker.command,
+                &spawn.env,
+                self.request.cwd,
+                spawn.confine.as_ref(),
+            )
+            .await
+            .ok()
+            .and_then(|out| adapter.parse_version(&out));
+        }
+        let (report, ended_ms) = self.report(
+            &outcome,
+            &recorder,
+            cli_version,
+            before.as_ref(),
+            protection,
+            started_ms,
+        );
+        // The run's temp directory goes with the run.
+        drop(guard);
+        self.settle(
+            recorder,
+            report,
+            outcome.finished.as_ref(),
+            started_ms,
+            ended_ms,
+        )
+    }
+
+    /// The run directory and the guard, before anything runs; on failure the run row is
+    /// finished so the reservation goes back at once.
+    fn start(&self, ledger: &mut Ledger) -> Result<(Files, Option<RunGuard>), RunnerError> {
         let files = match self.open_artifacts() {
             Ok(files) => files,
             Err(e) => {
@@ -413,39 +467,28 @@ impl PreparedRun<'_> {
                 return Err(e);
             }
         };
-        let before = if self.request.track_files {
-            TreeSnapshot::take(self.request.cwd)
-        } else {
-            None
-        };
-        let started_ms = now_ms();
-        let adapter = worker::adapter(self.worker.kind);
-        let live = self.request.live.take();
+        Ok((files, guard))
+    }
+
+    /// What to spawn: the argv and the environment, with a guarded run's own temp directory.
+    fn spawn(&self, guard: Option<&RunGuard>) -> Spawn {
         let mut env = self.env.vars.clone();
-        if let Some(guard) = &guard {
+        if let Some(guard) = guard {
             // Its own temp directory, the only one it may write when confined.
             env.retain(|(k, _)| k != "TMPDIR");
             env.push(("TMPDIR".to_owned(), guard.temp.path().display().to_string()));
         }
-        let spawn = Spawn {
+        Spawn {
             argv: self.argv.clone(),
             cwd: self.request.cwd.to_path_buf(),
             env,
             guard: process::guard::program(),
-            confine: guard.as_ref().and_then(|g| g.confinement.clone()),
-        };
-        let mut recorder = Recorder::new(
-            adapter,
-            &self.redactor,
-            ledger,
-            &self.run_id,
-            files,
-            live,
-            self.card,
-            self.caps,
-            self.output_cap,
-            self.lease,
-        );
+            confine: guard.and_then(|g| g.confinement.clone()),
+        }
+    }
+
+    /// The transcript's first line, on disk before the worker starts.
+    fn write_header(&self, recorder: &mut Recorder<'_>, started_ms: i64) {
         let header = format!(
             "# oxi run {} · worker {} ({}{}) · {}",
             self.run_id,
@@ -462,9 +505,14 @@ impl PreparedRun<'_> {
         // The header is on disk at once, so `oxi logs RUN --follow` of a quiet run shows which
         // run it follows before the worker's first lines (one write per run).
         recorder.files.transcript.flush();
-        let outcome = process::supervise(&spawn, &self.limits, &mut recorder, shutdown).await;
-        recorder.flush();
+    }
 
+    /// How the process ended, classified, with a line on why when it did not succeed.
+    fn outcome(
+        &self,
+        outcome: Result<process::Finished, ProcessError>,
+        recorder: &Recorder<'_>,
+    ) -> Outcome {
         let (classification, finished, mut detail) = match outcome {
             Ok(finished) => {
                 let ending = Ending {
@@ -486,7 +534,7 @@ impl PreparedRun<'_> {
             Err(e) => (Classification::WorkerError, None, Some(e.to_string())),
         };
         if detail.is_none() && classification != Classification::Success {
-            detail = Some(self.explain(classification, &recorder, finished.as_ref()));
+            detail = Some(self.explain(classification, recorder, finished.as_ref()));
         }
         let artifact_errors = recorder.artifact_errors();
         if let Some(first) = artifact_errors.first() {
@@ -497,6 +545,29 @@ impl PreparedRun<'_> {
             });
         }
 
+        Outcome {
+            classification,
+            finished,
+            detail,
+        }
+    }
+
+    /// The run's report: its outcome, cost, tokens, version and changed files.
+    fn report(
+        &self,
+        outcome: &Outcome,
+        recorder: &Recorder<'_>,
+        cli_version: Option<String>,
+        before: Option<&TreeSnapshot>,
+        protection: Option<Protection>,
+        started_ms: i64,
+    ) -> (RunReport, i64) {
+        let Outcome {
+            classification,
+            finished,
+            detail,
+        } = outcome;
+        let classification = *classification;
         let acc = &recorder.acc;
         let cost = acc.cost(self.card.as_ref());
         let cost_source = match (acc.reported_cost_usd, cost) {
@@ -507,18 +578,6 @@ impl PreparedRun<'_> {
         let cost_microusd = cost.unwrap_or(0);
         // Final totals when the CLI reported them, else the stream-start estimates.
         let tokens = acc.running_tokens();
-        let mut cli_version = acc.cli_version.clone();
-        if cli_version.is_none() && finished.is_some() {
-            cli_version = contract::probe_version(
-                &self.worker.command,
-                &spawn.env,
-                self.request.cwd,
-                spawn.confine.as_ref(),
-            )
-            .await
-            .ok()
-            .and_then(|out| adapter.parse_version(&out));
-        }
         let mut files_changed: Vec<String> = Vec::new();
         if let Some(before) = &before
             && let Some(after) = TreeSnapshot::take(self.request.cwd)
@@ -577,11 +636,24 @@ impl PreparedRun<'_> {
                     .redact(&worker::event::clip(m, 2000))
                     .into_owned()
             }),
-            detail: detail.map(|d| self.redactor.redact(&d).into_owned()),
-            protection: guard.as_ref().map(|g| g.protection.clone()),
+            detail: detail
+                .as_deref()
+                .map(|d| self.redactor.redact(d).into_owned()),
+            protection,
         };
-        // The run's temp directory goes with the run.
-        drop(guard);
+        (report, ended_ms)
+    }
+
+    /// Ends the transcript, finishes the run row (blocking the worker when it could not
+    /// authenticate) and writes meta.json.
+    fn settle(
+        &self,
+        mut recorder: Recorder<'_>,
+        report: RunReport,
+        finished: Option<&process::Finished>,
+        started_ms: i64,
+        ended_ms: i64,
+    ) -> Result<RunReport, RunnerError> {
         let summary = format!(
             "■ {} · {} · {} · exit {}{}",
             report.classification.as_str(),
@@ -619,7 +691,7 @@ impl PreparedRun<'_> {
                 at_ms: ended_ms,
             }
         });
-        let meta = self.meta(&report, &recorder, finished.as_ref(), started_ms, ended_ms);
+        let meta = self.meta(&report, &recorder, finished, started_ms, ended_ms);
         let ledger_errors = recorder.ledger_errors.clone();
         let Recorder { ledger, .. } = recorder;
         ledger.write(|q| {
@@ -631,11 +703,11 @@ impl PreparedRun<'_> {
                     exit_code: report.exit_code,
                     signal: report.signal,
                     stop_reason: report.stop_reason.map(stop_reason_str),
-                    input_tokens: tokens.input,
-                    cached_input_tokens: tokens.cached_input,
-                    output_tokens: tokens.output,
-                    reasoning_tokens: tokens.reasoning,
-                    cost_microusd,
+                    input_tokens: report.tokens.input,
+                    cached_input_tokens: report.tokens.cached_input,
+                    output_tokens: report.tokens.output,
+                    reasoning_tokens: report.tokens.reasoning,
+                    cost_microusd: report.cost_microusd,
                     cli_version: report.cli_version.as_deref(),
                     session_id: report.session_id.as_deref(),
                     parse_failures: report.parse_failures,
@@ -677,9 +749,7 @@ impl PreparedRun<'_> {
             return Ok(None);
         }
         let temp = RunTemp::create(&self.run_id)?;
-        let codex_sandbox = (self.worker.kind == WorkerKind::Codex
-            && self.worker.sandbox() != "danger-full-access")
-            .then(|| self.worker.sandbox().to_owned());
+        let codex_sandbox = self.worker.kind.adapter().own_sandbox(&self.worker);
         let confinement = match (self.confine, &codex_sandbox) {
             // Codex's sandbox mounts and pivots in a user namespace, which a Landlocked process
             // may not do: it would fail every command. It confines itself instead.

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use crate::budget::Caps;
 use crate::clock::now_ms;
-use crate::config::RateCard;
 use crate::ledger::Ledger;
 use crate::money::MicroUsd;
 use crate::process::{Control, LineSink, StopReason, Stream};
 use crate::redact::Redactor;
+use crate::worker::RateCard;
 use crate::worker::{Accumulator, Adapter, Event, Normalized, clip_bytes};
 
 use super::artifacts::CappedFile;
@@ -62,20 +62,33 @@ pub struct Recorder<'a> {
     seq: u64,
 }
 
+/// What a recorder is given for one run, besides the ledger it writes to.
+pub struct Setup<'a> {
+    pub adapter: &'static dyn Adapter,
+    pub redactor: &'a Redactor,
+    pub run_id: &'a str,
+    pub files: Files,
+    /// Where the transcript streams while the run goes (stderr for `oxi run`).
+    pub live: Option<Box<dyn Write + Send>>,
+    pub card: Option<RateCard>,
+    pub caps: Caps,
+    pub output_cap: u64,
+    pub lease: Duration,
+}
+
 impl<'a> Recorder<'a> {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        adapter: &'static dyn Adapter,
-        redactor: &'a Redactor,
-        ledger: &'a mut Ledger,
-        run_id: &'a str,
-        files: Files,
-        live: Option<Box<dyn Write + Send>>,
-        card: Option<RateCard>,
-        caps: Caps,
-        output_cap: u64,
-        lease: Duration,
-    ) -> Self {
+    pub fn new(setup: Setup<'a>, ledger: &'a mut Ledger) -> Self {
+        let Setup {
+            adapter,
+            redactor,
+            run_id,
+            files,
+            live,
+            card,
+            caps,
+            output_cap,
+            lease,
+        } = setup;
         Self {
             adapter,
             redactor,

@@ -24,6 +24,7 @@ use crate::pipeline::{self as job, JobContext, JobError, JobResult, JobSpec, sta
 use crate::prompt::{self, ExecutorPrompt};
 use crate::roadmap::{self, ingest::IngestSummary};
 use crate::runner::{self, RunnerError};
+use crate::worker::WorkerRole;
 use reap::Reaped;
 
 #[derive(Debug, thiserror::Error)]
@@ -225,7 +226,10 @@ pub(crate) fn ingest(
 /// The worker for a task's next attempt: the first in the role's chain, moving past workers
 /// whose last run for this task was rate-limited, transient or could not start (seed 004 T2-39).
 pub fn choose_worker(chain: &[String], last_runs: &[crate::ledger::RunRow]) -> Option<String> {
-    let last = last_runs.iter().rev().find(|r| r.role == "executor");
+    let last = last_runs
+        .iter()
+        .rev()
+        .find(|r| r.role == WorkerRole::Executor);
     let skip = last.and_then(|run| {
         let class = run.classification.as_deref()?;
         ["rate_limited", "transient", "spawn_failed"]
@@ -622,7 +626,7 @@ pub async fn claim(
         };
         let estimate = ledger
             .read()
-            .cost_p90(&worker, "executor", job_cap)?
+            .cost_p90(&worker, WorkerRole::Executor.as_str(), job_cap)?
             .unwrap_or(floor)
             .max(floor);
         if estimate > job_cap && !operator_approved_over_estimate(ledger, &id) {

@@ -6,9 +6,14 @@
 //! the `result` line carries the run's real usage and `total_cost_usd`; `result.subtype` is
 //! `success` even when the API failed (`is_error` and `api_error_status` tell).
 
+use std::process::Stdio;
+use std::time::Duration;
+
 use serde::Deserialize;
 
 use super::event::{Event, Normalized, Tokens, UsageScope, clip};
+use super::login::stored_login;
+use super::{Adapter, KeyProblem, Login, LoginCheck, LoginStatus, WorkerConfig, WorkerKind};
 
 /// Bumped when the mapping below changes meaning; recorded in every run's meta.json.
 pub const CONTRACT_VERSION: &str = "claude-stream-json/1";
@@ -331,17 +336,18 @@ pub fn normalize(line: &[u8]) -> Normalized {
     Normalized::Events(events)
 }
 
+/// Permission modes that run unattended (the others prompt, or refuse to edit).
+const PERMISSION_MODES: &[&str] = &["acceptEdits", "bypassPermissions"];
+
+/// The effective `--permission-mode` of `worker`: `acceptEdits` unless configured.
+fn permission_mode(worker: &WorkerConfig) -> &str {
+    worker.permission_mode.as_deref().unwrap_or("acceptEdits")
+}
+
 /// Arguments for one non-interactive run. The prompt goes last, after `--`, so a prompt that
 /// starts with `-` is never read as a flag.
-pub fn argv(
-    command: &[String],
-    prompt: &str,
-    model: Option<&str>,
-    permission_mode: &str,
-    max_turns: Option<u32>,
-    extra: &[String],
-) -> Vec<String> {
-    let mut argv: Vec<String> = command.to_vec();
+fn argv(worker: &WorkerConfig, prompt: &str) -> Vec<String> {
+    let mut argv: Vec<String> = worker.command.clone();
     argv.extend(
         [
             "-p",
@@ -352,17 +358,161 @@ pub fn argv(
         ]
         .map(String::from),
     );
-    argv.push(permission_mode.to_owned());
-    if let Some(model) = model {
+    argv.push(permission_mode(worker).to_owned());
+    if let Some(model) = &worker.model {
         argv.push("--model".to_owned());
-        argv.push(model.to_owned());
+        argv.push(model.clone());
     }
-    if let Some(turns) = max_turns {
+    if let Some(turns) = worker.max_turns {
         argv.push("--max-turns".to_owned());
         argv.push(turns.to_string());
     }
-    argv.extend(extra.iter().cloned());
+    argv.extend(worker.args.iter().cloned());
     argv.push("--".to_owned());
     argv.push(prompt.to_owned());
     argv
+}
+
+/// `permission_mode` must run unattended; `max_turns` must allow a turn.
+fn check_keys(worker: &WorkerConfig) -> Vec<KeyProblem> {
+    let mut problems = Vec::new();
+    if let Some(mode) = &worker.permission_mode
+        && !PERMISSION_MODES.contains(&mode.as_str())
+    {
+        problems.push(KeyProblem {
+            key: "permission_mode",
+            message: format!(
+                "{mode:?} does not run unattended; use one of {}",
+                PERMISSION_MODES.join(", ")
+            ),
+        });
+    }
+    if worker.max_turns == Some(0) {
+        problems.push(KeyProblem {
+            key: "max_turns",
+            message: "must be at least 1".to_owned(),
+        });
+    }
+    problems
+}
+
+/// How long `claude auth status` may take (it answers in well under a second, offline).
+const STATUS_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Claude Code (2.1.328) answers `claude auth status --json` offline with `{"loggedIn": …,
+/// "authMethod": …}`, counting `ANTHROPIC_API_KEY`, `CLAUDE_CODE_OAUTH_TOKEN` and a stored
+/// login (`~/.claude/.credentials.json` on Linux, or `$CLAUDE_CONFIG_DIR`; the Keychain on
+/// macOS); when it gives no such answer, the variables and the file are looked for here.
+async fn login(command: &[String], env: &[(String, String)]) -> Login {
+    match auth_status(command, env).await {
+        Some((true, method)) => Login::new(LoginStatus::Ok, format!("logged in ({method}; `claude auth status`)"), None),
+        Some((false, _)) => Login::new(
+            LoginStatus::Fail,
+            "not logged in (`claude auth status` with the worker's environment)",
+            Some("log in as the user oxi runs as (`claude auth login`, or `claude setup-token` and CLAUDE_CODE_OAUTH_TOKEN), or list ANTHROPIC_API_KEY in workers.NAME.env and export it".to_owned()),
+        ),
+        None => login_by_files(env),
+    }
+}
+
+/// `claude auth status --json`: `(loggedIn, authMethod)`, or `None` when the CLI gives no such
+/// answer (another version, a stand-in). Run in a scratch directory so nothing lands in the
+/// repository.
+async fn auth_status(command: &[String], env: &[(String, String)]) -> Option<(bool, String)> {
+    let (program, prefix) = command.split_first()?;
+    let scratch = tempfile::tempdir().ok()?;
+    let child = tokio::process::Command::new(program)
+        .args(prefix)
+        .args(["auth", "status", "--json"])
+        .current_dir(scratch.path())
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(STATUS_TIMEOUT, child)
+        .await
+        .ok()?
+        .ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    let logged_in = json.get("loggedIn")?.as_bool()?;
+    let method = json
+        .get("authMethod")
+        .and_then(|m| m.as_str())
+        .unwrap_or("unknown")
+        .to_owned();
+    Some((logged_in, method))
+}
+
+fn login_by_files(env: &[(String, String)]) -> Login {
+    if let Some(found) = stored_login(
+        env,
+        &[
+            "ANTHROPIC_API_KEY",
+            "CLAUDE_CODE_OAUTH_TOKEN",
+            "ANTHROPIC_AUTH_TOKEN",
+        ],
+        ("CLAUDE_CONFIG_DIR", ".claude"),
+        ".credentials.json",
+    ) {
+        return Login::new(LoginStatus::Ok, found, None);
+    }
+    Login::new(
+        LoginStatus::Warn,
+        "could not confirm a login: no ANTHROPIC_API_KEY, no CLAUDE_CODE_OAUTH_TOKEN and no ~/.claude/.credentials.json (macOS keeps the login in the Keychain)",
+        Some("if runs end auth_failed, log in as the user oxi runs as (`claude auth login`) or export ANTHROPIC_API_KEY".to_owned()),
+    )
+}
+
+/// Claude Code behind the [`Adapter`] trait.
+pub struct ClaudeAdapter;
+
+impl Adapter for ClaudeAdapter {
+    fn kind(&self) -> WorkerKind {
+        WorkerKind::Claude
+    }
+    fn contract_version(&self) -> &'static str {
+        CONTRACT_VERSION
+    }
+    fn tested_versions(&self) -> &'static [&'static str] {
+        TESTED_VERSIONS
+    }
+    fn normalize(&self, line: &[u8]) -> Normalized {
+        normalize(line)
+    }
+    fn state_paths(&self, env: &[(String, String)]) -> crate::confine::Writable {
+        state_paths(env)
+    }
+    fn argv(&self, worker: &WorkerConfig, prompt: &str) -> Vec<String> {
+        argv(worker, prompt)
+    }
+    // No read-only flag: a reviewer's edits, if any, are discarded by the critic after the run.
+    fn reports_cost(&self) -> bool {
+        // `total_cost_usd` on the result line.
+        true
+    }
+    fn own_keys(&self) -> &'static [&'static str] {
+        &["permission_mode", "max_turns"]
+    }
+    fn check_keys(&self, worker: &WorkerConfig) -> Vec<KeyProblem> {
+        check_keys(worker)
+    }
+    fn install_hint(&self) -> &'static str {
+        "npm install -g @anthropic-ai/claude-code"
+    }
+    fn fixture(&self) -> &'static str {
+        include_str!("../../fixtures/captures/claude-edit.jsonl")
+    }
+    fn login_vars(&self) -> &'static [&'static str] {
+        &["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"]
+    }
+    fn login<'a>(
+        &'a self,
+        worker: &'a WorkerConfig,
+        env: &'a [(String, String)],
+    ) -> LoginCheck<'a> {
+        Box::pin(login(&worker.command, env))
+    }
 }

@@ -9,6 +9,8 @@
 use serde::Deserialize;
 
 use super::event::{Event, Normalized, Tokens, UsageScope, clip};
+use super::login::stored_login;
+use super::{Adapter, KeyProblem, Login, LoginCheck, LoginStatus, WorkerConfig, WorkerKind};
 
 pub const CONTRACT_VERSION: &str = "codex-exec-json/1";
 pub const TESTED_VERSIONS: &[&str] = &["0.169.0"];
@@ -375,16 +377,23 @@ pub fn normalize(line: &[u8]) -> Normalized {
     Normalized::Events(events)
 }
 
+/// Sandbox policies, plus oxi's `bypass`.
+const SANDBOXES: &[&str] = &[
+    "read-only",
+    "workspace-write",
+    "danger-full-access",
+    "bypass",
+];
+
+/// The effective `--sandbox` of `worker`: `workspace-write` unless configured.
+fn sandbox(worker: &WorkerConfig) -> &str {
+    worker.sandbox.as_deref().unwrap_or("workspace-write")
+}
+
 /// How codex may touch the machine: `workspace-write` (its sandbox: writes only in the
 /// worktree) by default; `danger-full-access` or `bypass` where its sandbox cannot run.
-pub fn argv(
-    command: &[String],
-    prompt: &str,
-    model: Option<&str>,
-    sandbox: &str,
-    extra: &[String],
-) -> Vec<String> {
-    let mut argv: Vec<String> = command.to_vec();
+fn argv(worker: &WorkerConfig, prompt: &str) -> Vec<String> {
+    let mut argv: Vec<String> = worker.command.clone();
     argv.extend(
         [
             "exec",
@@ -396,18 +405,158 @@ pub fn argv(
         ]
         .map(String::from),
     );
+    let sandbox = sandbox(worker);
     if sandbox == "bypass" {
         argv.push("--dangerously-bypass-approvals-and-sandbox".to_owned());
     } else {
         argv.push("--sandbox".to_owned());
         argv.push(sandbox.to_owned());
     }
-    if let Some(model) = model {
+    if let Some(model) = &worker.model {
         argv.push("--model".to_owned());
-        argv.push(model.to_owned());
+        argv.push(model.clone());
     }
-    argv.extend(extra.iter().cloned());
+    argv.extend(worker.args.iter().cloned());
     argv.push("--".to_owned());
     argv.push(prompt.to_owned());
     argv
+}
+
+/// `sandbox` must be one codex knows (or oxi's `bypass`).
+fn check_keys(worker: &WorkerConfig) -> Vec<KeyProblem> {
+    match &worker.sandbox {
+        Some(sandbox) if !SANDBOXES.contains(&sandbox.as_str()) => vec![KeyProblem {
+            key: "sandbox",
+            message: format!(
+                "unknown sandbox {sandbox:?}; use one of {}",
+                SANDBOXES.join(", ")
+            ),
+        }],
+        _ => Vec::new(),
+    }
+}
+
+/// The `env_key` of a model provider set in the worker's args (`-c 'model_providers.x={…,
+/// env_key="NAME"}'`).
+fn provider_env_key(args: &[String]) -> Option<String> {
+    let text = args.join(" ");
+    let at = text.find("env_key")?;
+    let rest = text[at + "env_key".len()..]
+        .trim_start()
+        .strip_prefix('=')?;
+    let rest = rest.trim_start().trim_start_matches(['"', '\'']);
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// Codex (0.169.0) reads `OPENAI_API_KEY`, its provider's `env_key`, or the login that
+/// `codex login` stores in `$CODEX_HOME/auth.json` (`~/.codex` when `CODEX_HOME` is unset);
+/// its `codex login status` ignores the keys, so oxi looks itself.
+fn login(args: &[String], env: &[(String, String)]) -> Login {
+    if let Some(key) = provider_env_key(args) {
+        return match super::env_value(env, &key) {
+            Some(_) => Login::new(
+                LoginStatus::Ok,
+                format!("{key} is set (its provider's env_key)"),
+                None,
+            ),
+            None => Login::new(
+                LoginStatus::Fail,
+                format!("{key} is not set (the env_key of the provider in workers.NAME.args)"),
+                Some(format!(
+                    "list {key} in workers.NAME.env and export it before oxi runs"
+                )),
+            ),
+        };
+    }
+    if let Some(found) = stored_login(
+        env,
+        &["OPENAI_API_KEY", "CODEX_API_KEY"],
+        ("CODEX_HOME", ".codex"),
+        "auth.json",
+    ) {
+        return Login::new(LoginStatus::Ok, found, None);
+    }
+    Login::new(
+        LoginStatus::Warn,
+        "could not confirm a login: no OPENAI_API_KEY and no auth.json in CODEX_HOME or ~/.codex",
+        Some("run `codex login` as the user oxi runs as, or list OPENAI_API_KEY in workers.NAME.env and export it".to_owned()),
+    )
+}
+
+/// OpenAI Codex behind the [`Adapter`] trait.
+pub struct CodexAdapter;
+
+impl Adapter for CodexAdapter {
+    fn kind(&self) -> WorkerKind {
+        WorkerKind::Codex
+    }
+    fn contract_version(&self) -> &'static str {
+        CONTRACT_VERSION
+    }
+    fn tested_versions(&self) -> &'static [&'static str] {
+        TESTED_VERSIONS
+    }
+    fn normalize(&self, line: &[u8]) -> Normalized {
+        normalize(line)
+    }
+    fn state_paths(&self, env: &[(String, String)]) -> crate::confine::Writable {
+        state_paths(env)
+    }
+    fn argv(&self, worker: &WorkerConfig, prompt: &str) -> Vec<String> {
+        argv(worker, prompt)
+    }
+    /// Codex's sandbox enforces it.
+    fn make_read_only(&self, worker: &mut WorkerConfig) {
+        worker.sandbox = Some("read-only".to_owned());
+    }
+    fn own_sandbox(&self, worker: &WorkerConfig) -> Option<String> {
+        let mode = sandbox(worker);
+        (mode != "danger-full-access").then(|| mode.to_owned())
+    }
+    fn reports_cost(&self) -> bool {
+        // Tokens only: oxi prices them with the model's rate card.
+        false
+    }
+    fn own_keys(&self) -> &'static [&'static str] {
+        &["sandbox"]
+    }
+    fn check_keys(&self, worker: &WorkerConfig) -> Vec<KeyProblem> {
+        check_keys(worker)
+    }
+    fn install_hint(&self) -> &'static str {
+        "npm install -g @openai/codex"
+    }
+    fn fixture(&self) -> &'static str {
+        include_str!("../../fixtures/captures/codex-edit.jsonl")
+    }
+    fn login_vars(&self) -> &'static [&'static str] {
+        &["OPENAI_API_KEY", "CODEX_API_KEY", "CODEX_HOME"]
+    }
+    fn login<'a>(
+        &'a self,
+        worker: &'a WorkerConfig,
+        env: &'a [(String, String)],
+    ) -> LoginCheck<'a> {
+        Box::pin(std::future::ready(login(&worker.args, env)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_providers_env_key() {
+        let args = vec![
+            "-c".to_owned(),
+            r#"model_providers.mock={name="mock", env_key="MOCK_API_KEY", wire_api="responses"}"#
+                .to_owned(),
+        ];
+        assert_eq!(provider_env_key(&args).as_deref(), Some("MOCK_API_KEY"));
+        assert_eq!(provider_env_key(&[]), None);
+    }
 }

@@ -1,20 +1,55 @@
-//! Workers: the real agent CLIs behind one trait. Each adapter knows its CLI's argv, how to
-//! turn a stdout line into canonical events, and which versions it was tested against; the
-//! accumulator and classification here are shared.
+//! Workers: the real agent CLIs behind one trait. Each adapter (one file per CLI kind) knows
+//! its CLI's argv and flags, which `[workers.NAME]` keys it owns and how to check them, how to
+//! turn a stdout line into canonical events, how to tell whether the CLI is logged in, where
+//! to get it, and which versions it was tested against; the accumulator, classification and
+//! pricing here are shared.
 
 pub mod claude;
 pub mod codex;
 pub mod event;
+mod kind;
+mod login;
+mod price;
+mod role;
+mod settings;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::LazyLock;
 
 use serde::Serialize;
 
-use crate::config::{RateCard, WorkerKind};
 use crate::money::MicroUsd;
 pub use event::{Event, Normalized, Tokens, UsageScope, clip_bytes};
+pub use kind::WorkerKind;
+pub use login::{Login, LoginStatus};
+pub use price::{RateCard, price};
+pub use role::WorkerRole;
+pub use settings::{KeyProblem, WorkerConfig};
 
-/// One CLI's contract.
+/// A login check's answer, boxed so the trait stays object-safe.
+pub type LoginCheck<'a> = Pin<Box<dyn Future<Output = Login> + Send + 'a>>;
+
+/// One CLI's contract: everything oxi knows about one kind of agent CLI.
+///
+/// Adding a third CLI (say `gemini`) takes one new file and one enum arm:
+/// 1. `src/worker/gemini.rs`: its normalizer (one stdout line to [`Event`]s, pure), its
+///    `CONTRACT_VERSION` and `TESTED_VERSIONS`, and `pub struct GeminiAdapter` implementing
+///    this trait: argv, read-only flags for a reviewer, its own sandbox if it has one, whether
+///    it reports cost, its `[workers.NAME]` keys and their checks, its state paths, its login
+///    check and the login variables that check judges, its install hint, and an embedded
+///    capture of one editing run (`fixtures/captures/gemini-edit.jsonl`) that `oxi doctor`
+///    replays. Add `pub mod gemini;` beside `claude` and `codex` above.
+/// 2. `src/worker/kind.rs`: a `Gemini` variant of [`WorkerKind`] (serde's lowercase name is
+///    the config text and `as_str` must agree, which a test checks), its arms in `as_str` and
+///    `adapter`, and its entry in `ALL`; the compiler points at the arms, and the test
+///    `all_lists_every_kind` (whose match also needs the arm) at `ALL`.
+/// 3. Only if the CLI needs a key of its own under `[workers.NAME]`: an `Option` field in
+///    [`WorkerConfig`] (src/worker/settings.rs), named in `kind_keys_set` and in the adapter's
+///    [`own_keys`](Adapter::own_keys); the config validator then refuses it on other kinds.
+///
+/// Nothing else matches on the kind: the runner, the contract check, config validation and
+/// `oxi doctor` ask the adapter, and stored text is read back with [`WorkerKind::from_stored`].
 pub trait Adapter: Send + Sync {
     fn kind(&self) -> WorkerKind;
     /// Recorded in every run's meta.json; bumped when the mapping changes meaning.
@@ -32,6 +67,47 @@ pub trait Adapter: Send + Sync {
     /// Where the CLI keeps its own state (sessions, settings, logs), which a confined worker
     /// must still be able to write; `env` is the worker's environment.
     fn state_paths(&self, env: &[(String, String)]) -> crate::confine::Writable;
+
+    /// The whole argv of one non-interactive run of `worker` on `prompt`: the configured
+    /// command, the CLI's own flags, `worker.args`, then the prompt (last, after `--`, so a
+    /// prompt that starts with `-` is never read as a flag).
+    fn argv(&self, worker: &WorkerConfig, prompt: &str) -> Vec<String>;
+    /// Turns `worker` into one that may not edit, for a reviewer. A CLI with no such flag
+    /// leaves it as it is: the critic discards whatever a reviewer changed after the run.
+    fn make_read_only(&self, _worker: &mut WorkerConfig) {}
+    /// The CLI's own sandbox mode when it confines itself (then oxi's Landlock must stay off:
+    /// such a sandbox cannot start under it). `None`: oxi confines it.
+    fn own_sandbox(&self, _worker: &WorkerConfig) -> Option<String> {
+        None
+    }
+    /// Whether the CLI reports what a run cost. One that does not needs a model with a
+    /// `[rates]` card, or its spend could not be kept under the caps.
+    fn reports_cost(&self) -> bool;
+
+    /// The `[workers.NAME]` keys only this kind accepts.
+    fn own_keys(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Checks this kind's own keys in `worker` (whether they apply to it is checked by config).
+    fn check_keys(&self, _worker: &WorkerConfig) -> Vec<KeyProblem> {
+        Vec::new()
+    }
+
+    /// How to install the CLI, for a message that says it is missing.
+    fn install_hint(&self) -> &'static str;
+    /// The recorded stdout of one editing run of a tested version, which the contract check
+    /// replays through [`normalize`](Adapter::normalize) to catch a broken mapping.
+    fn fixture(&self) -> &'static str;
+    /// Variables in `workers.NAME.env` whose absence the login check judges instead of the
+    /// environment check: credentials the CLI can also get from its own login, or a directory
+    /// with a default.
+    fn login_vars(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Whether the CLI can authenticate with `env` (the worker's environment), asked without
+    /// running a model.
+    fn login<'a>(&'a self, worker: &'a WorkerConfig, env: &'a [(String, String)])
+    -> LoginCheck<'a>;
 }
 
 /// `name`'s value in a worker environment, when set and not empty.
@@ -41,51 +117,9 @@ pub(crate) fn env_value<'a>(env: &'a [(String, String)], name: &str) -> Option<&
         .map(|(_, v)| v.as_str())
 }
 
-pub struct ClaudeAdapter;
-pub struct CodexAdapter;
-
-impl Adapter for ClaudeAdapter {
-    fn kind(&self) -> WorkerKind {
-        WorkerKind::Claude
-    }
-    fn contract_version(&self) -> &'static str {
-        claude::CONTRACT_VERSION
-    }
-    fn tested_versions(&self) -> &'static [&'static str] {
-        claude::TESTED_VERSIONS
-    }
-    fn normalize(&self, line: &[u8]) -> Normalized {
-        claude::normalize(line)
-    }
-    fn state_paths(&self, env: &[(String, String)]) -> crate::confine::Writable {
-        claude::state_paths(env)
-    }
-}
-
-impl Adapter for CodexAdapter {
-    fn kind(&self) -> WorkerKind {
-        WorkerKind::Codex
-    }
-    fn contract_version(&self) -> &'static str {
-        codex::CONTRACT_VERSION
-    }
-    fn tested_versions(&self) -> &'static [&'static str] {
-        codex::TESTED_VERSIONS
-    }
-    fn normalize(&self, line: &[u8]) -> Normalized {
-        codex::normalize(line)
-    }
-    fn state_paths(&self, env: &[(String, String)]) -> crate::confine::Writable {
-        codex::state_paths(env)
-    }
-}
-
 /// The adapter for a worker kind.
 pub fn adapter(kind: WorkerKind) -> &'static dyn Adapter {
-    match kind {
-        WorkerKind::Claude => &ClaudeAdapter,
-        WorkerKind::Codex => &CodexAdapter,
-    }
+    kind.adapter()
 }
 
 /// How a run ended: the start of the failure taxonomy.
@@ -139,25 +173,6 @@ impl Classification {
             Classification::RateLimited | Classification::Transient
         )
     }
-}
-
-/// Prices tokens with a rate card (USD per million tokens), rounding up to the micro-dollar.
-pub fn price(tokens: &Tokens, card: &RateCard) -> MicroUsd {
-    let cached_rate = card.cached_input_per_mtok.unwrap_or(card.input_per_mtok);
-    let reasoning_rate = card.reasoning_per_mtok.unwrap_or(card.output_per_mtok);
-    let write_rate = card.input_per_mtok * 1.25;
-    let plain_input = tokens
-        .input
-        .saturating_sub(tokens.cached_input)
-        .saturating_sub(tokens.cache_write_input);
-    let plain_output = tokens.output.saturating_sub(tokens.reasoning);
-    let usd_per_mtok = plain_input as f64 * card.input_per_mtok
-        + tokens.cached_input as f64 * cached_rate
-        + tokens.cache_write_input as f64 * write_rate
-        + plain_output as f64 * card.output_per_mtok
-        + tokens.reasoning as f64 * reasoning_rate;
-    // usd = tokens * rate / 1e6; micro-usd = usd * 1e6 = tokens * rate.
-    usd_per_mtok.ceil() as MicroUsd
 }
 
 #[allow(clippy::expect_used)] // A constant pattern.
@@ -481,25 +496,6 @@ mod tests {
             ended_with(five, WorkerKind::Claude),
             Classification::Transient
         );
-    }
-
-    #[test]
-    fn prices_like_the_cli_does() {
-        // The capture's usage on claude-sonnet-4-5 cost 0.00957 USD (Claude's own figure).
-        let card = RateCard {
-            input_per_mtok: 3.0,
-            cached_input_per_mtok: Some(0.3),
-            output_per_mtok: 15.0,
-            reasoning_per_mtok: None,
-        };
-        let tokens = Tokens {
-            input: 2400 + 200 + 400,
-            cached_input: 400,
-            cache_write_input: 200,
-            output: 100,
-            reasoning: 0,
-        };
-        assert_eq!(price(&tokens, &card), 9_570);
     }
 
     #[test]

@@ -1,0 +1,520 @@
+//! The schema of `oxi.toml`: one struct per table, each with the safe defaults.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{HumanDuration, HumanSize};
+use crate::worker::{RateCard, WorkerConfig, WorkerKind, WorkerRole};
+
+/// `fast` never writes to GitHub; `release` pushes branches and opens draft pull requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RunMode {
+    #[default]
+    Fast,
+    Release,
+}
+
+impl RunMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunMode::Fast => "fast",
+            RunMode::Release => "release",
+        }
+    }
+}
+
+impl fmt::Display for RunMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The whole of `oxi.toml`. Every table is optional; defaults are the safe choice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub project: ProjectConfig,
+    pub run: RunConfig,
+    pub caps: CapsConfig,
+    /// When the table is absent: `claude` and `codex` workers. When present: exactly those listed.
+    pub workers: BTreeMap<String, WorkerConfig>,
+    pub routing: RoutingConfig,
+    /// The built-in cards ([`default_rates`]) with the table's merged over them: a card here
+    /// adds a model or replaces that model's card; built-in cards for other models stay.
+    #[serde(deserialize_with = "rates_over_defaults")]
+    pub rates: BTreeMap<String, RateCard>,
+    pub verify: VerifyConfig,
+    pub critic: CriticConfig,
+    pub governance: GovernanceConfig,
+    pub github: Option<GithubConfig>,
+    pub kpi: KpiConfig,
+}
+
+/// Targets `oxi report` checks each KPI against: below them, unattended runs are not yet
+/// worth trusting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KpiConfig {
+    /// Merged / (merged + closed unmerged) pull requests.
+    pub min_acceptance_rate: f64,
+    /// Successful executor runs / finished executor runs.
+    pub min_job_success_rate: f64,
+    /// 95th percentile of the wait from a task's arrival to its first dispatch.
+    pub max_queue_wait_p95: HumanDuration,
+    /// Runs or days/months that ended above a cap.
+    pub max_budget_breaches: u32,
+    /// Pull requests whose first CI result was green.
+    pub min_first_pass_ci_rate: f64,
+    pub max_parse_failures_per_100_calls: f64,
+    /// Operator actions per task worked on.
+    pub max_human_intervention_rate: f64,
+    pub max_governance_violations: u32,
+}
+
+impl Default for KpiConfig {
+    fn default() -> Self {
+        Self {
+            min_acceptance_rate: 0.6,
+            min_job_success_rate: 0.7,
+            max_queue_wait_p95: HumanDuration::from_secs(24 * 3600),
+            max_budget_breaches: 0,
+            min_first_pass_ci_rate: 0.6,
+            max_parse_failures_per_100_calls: 1.0,
+            max_human_intervention_rate: 0.3,
+            max_governance_violations: 0,
+        }
+    }
+}
+
+/// When the reviewer worker may be skipped, and when only tier0 runs before review.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CriticConfig {
+    /// Skip the reviewer for small, green diffs with no risk trigger (a reviewer run costs
+    /// more than such a diff risks).
+    pub auto_approve: bool,
+    /// Largest diff (files) auto-approve accepts.
+    pub max_files: u32,
+    /// Largest diff (lines added + removed) auto-approve accepts.
+    pub max_changed_lines: u32,
+    /// tier0_fast: after this many consecutive green verifications, a small diff runs only
+    /// tier0 before review. 0 turns it off.
+    pub tier0_fast_after: u32,
+}
+
+impl Default for CriticConfig {
+    fn default() -> Self {
+        Self {
+            auto_approve: true,
+            max_files: 5,
+            max_changed_lines: 300,
+            tier0_fast_after: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProjectConfig {
+    /// The repository root, relative to the directory holding `oxi.toml`.
+    pub root: PathBuf,
+    /// The roadmap, relative to the repository root.
+    pub roadmap: PathBuf,
+    /// Branch that task branches start from and pull requests target.
+    pub base_branch: String,
+    /// GitHub repositories (`owner/name`) oxi may act on. Empty means only `github.repo`.
+    pub allowed_repos: Vec<String>,
+    /// Priority tier for roadmap items whose id and headings name none.
+    pub default_priority_tier: u8,
+}
+
+impl Default for ProjectConfig {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("."),
+            roadmap: PathBuf::from("roadmap.md"),
+            base_branch: "main".to_owned(),
+            allowed_repos: Vec::new(),
+            default_priority_tier: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    pub mode: RunMode,
+    pub max_parallel_jobs: u32,
+    /// Fast mode: a task whose dependency is delivered but not merged starts from that
+    /// dependency's branch instead of waiting for the merge (off by default).
+    pub stack_on_delivered: bool,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            mode: RunMode::Fast,
+            max_parallel_jobs: 1,
+            stack_on_delivered: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CapsConfig {
+    /// Wall-clock limit for one worker run.
+    pub job_runtime: HumanDuration,
+    /// A run that prints nothing for this long is stopped as `stalled`.
+    pub stall_timeout: HumanDuration,
+    pub job_usd: f64,
+    pub daily_usd: f64,
+    pub daily_soft_warn_usd: f64,
+    pub monthly_usd: f64,
+    /// Runs (attempts) per task before it fails with `attempts_exhausted`.
+    pub max_attempts: u32,
+    /// Worker invocations per task, all roles counted.
+    pub max_worker_calls: u32,
+    /// Between SIGTERM and SIGKILL when oxi stops a run's process group.
+    pub kill_grace: HumanDuration,
+    /// A run whose output passes this many bytes is stopped as `output_capped`.
+    pub output_per_run: HumanSize,
+    /// How much of a run's raw output is kept in `raw.jsonl` (the rest is counted, not kept).
+    pub raw_log_per_run: HumanSize,
+    /// The least a run is assumed to cost when admitting it (before there is history, the
+    /// estimate is this floor; after, the p90 of past runs of that worker, at least this).
+    pub estimate_floor_usd: f64,
+    /// First backoff for a rate-limited or transient run; doubles per attempt.
+    pub retry_backoff: HumanDuration,
+    /// Longest backoff.
+    pub retry_backoff_max: HumanDuration,
+    /// Where `daily_usd` came from (not a key: `oxi saturate --max-cost-per-day` lowers the
+    /// cap for its session, and refusals must name the limit a person would raise).
+    #[serde(skip)]
+    pub daily_source: DailyCapSource,
+}
+
+/// Which setting holds the day's cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DailyCapSource {
+    /// `caps.daily_usd` in oxi.toml.
+    #[default]
+    Config,
+    /// `oxi saturate --max-cost-per-day`, lower than `caps.daily_usd`.
+    MaxCostPerDay,
+}
+
+impl Default for CapsConfig {
+    fn default() -> Self {
+        Self {
+            job_runtime: HumanDuration::from_secs(45 * 60),
+            stall_timeout: HumanDuration::from_secs(10 * 60),
+            job_usd: 2.0,
+            daily_usd: 20.0,
+            daily_soft_warn_usd: 10.0,
+            monthly_usd: 400.0,
+            max_attempts: 3,
+            max_worker_calls: 6,
+            kill_grace: HumanDuration::from_secs(10),
+            output_per_run: HumanSize::gib(1),
+            raw_log_per_run: HumanSize::mib(64),
+            estimate_floor_usd: 0.25,
+            retry_backoff: HumanDuration::from_secs(120),
+            retry_backoff_max: HumanDuration::from_secs(2 * 3600),
+            daily_source: DailyCapSource::Config,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            project: ProjectConfig::default(),
+            run: RunConfig::default(),
+            caps: CapsConfig::default(),
+            workers: default_workers(),
+            routing: RoutingConfig::default(),
+            rates: default_rates(),
+            verify: VerifyConfig::default(),
+            critic: CriticConfig::default(),
+            governance: GovernanceConfig::default(),
+            kpi: KpiConfig::default(),
+            github: None,
+        }
+    }
+}
+
+/// Published prices (USD per million tokens) of the default models; `[rates]` adds to them and
+/// overrides them per model. Claude reports its own final cost; its card prices the running
+/// estimate that lets a run be stopped at the per-job cap before the CLI's figure arrives.
+pub(super) fn default_rates() -> BTreeMap<String, RateCard> {
+    BTreeMap::from([
+        (
+            "gpt-5.5".to_owned(),
+            RateCard {
+                input_per_mtok: 1.25,
+                cached_input_per_mtok: Some(0.125),
+                output_per_mtok: 10.0,
+                reasoning_per_mtok: None,
+            },
+        ),
+        (
+            "claude-sonnet-4-5".to_owned(),
+            RateCard {
+                input_per_mtok: 3.0,
+                cached_input_per_mtok: Some(0.3),
+                output_per_mtok: 15.0,
+                reasoning_per_mtok: None,
+            },
+        ),
+    ])
+}
+
+/// `[rates]` merged over the built-in cards, the user's card winning per model: `oxi init`
+/// writes a card for `gpt-5.5` only, and that must not leave the Claude default unpriced.
+fn rates_over_defaults<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, RateCard>, D::Error> {
+    let mut rates = default_rates();
+    rates.extend(BTreeMap::<String, RateCard>::deserialize(deserializer)?);
+    Ok(rates)
+}
+
+fn default_workers() -> BTreeMap<String, WorkerConfig> {
+    let mut workers = BTreeMap::new();
+    workers.insert(
+        "claude".to_owned(),
+        WorkerConfig {
+            kind: WorkerKind::Claude,
+            command: vec!["claude".to_owned()],
+            model: Some("claude-sonnet-4-5".to_owned()),
+            args: Vec::new(),
+            env: vec!["ANTHROPIC_API_KEY".to_owned()],
+            set_env: BTreeMap::new(),
+            permission_mode: None,
+            max_turns: None,
+            sandbox: None,
+        },
+    );
+    workers.insert(
+        "codex".to_owned(),
+        WorkerConfig {
+            kind: WorkerKind::Codex,
+            command: vec!["codex".to_owned()],
+            model: Some("gpt-5.5".to_owned()),
+            args: Vec::new(),
+            env: vec!["OPENAI_API_KEY".to_owned(), "CODEX_HOME".to_owned()],
+            set_env: BTreeMap::new(),
+            permission_mode: None,
+            max_turns: None,
+            sandbox: None,
+        },
+    );
+    workers
+}
+
+/// A list of worker names, first choice then fallbacks. A single string is accepted too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(from = "OneOrMany")]
+pub struct WorkerChain(pub Vec<String>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<OneOrMany> for WorkerChain {
+    fn from(value: OneOrMany) -> Self {
+        match value {
+            OneOrMany::One(name) => WorkerChain(vec![name]),
+            OneOrMany::Many(names) => WorkerChain(names),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    pub planner: WorkerChain,
+    pub executor: WorkerChain,
+    pub reviewer: WorkerChain,
+}
+
+impl RoutingConfig {
+    /// The chain `[routing]` names for `role`; `None` for `adhoc` (`oxi run` names its worker).
+    pub fn chain(&self, role: WorkerRole) -> Option<&WorkerChain> {
+        match role {
+            WorkerRole::Planner => Some(&self.planner),
+            WorkerRole::Executor => Some(&self.executor),
+            WorkerRole::Reviewer => Some(&self.reviewer),
+            WorkerRole::Adhoc => None,
+        }
+    }
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            planner: WorkerChain(Vec::new()),
+            executor: WorkerChain(vec!["claude".to_owned(), "codex".to_owned()]),
+            reviewer: WorkerChain(vec!["codex".to_owned()]),
+        }
+    }
+}
+
+/// One acceptance command, argv-form.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptanceCommand {
+    pub name: String,
+    pub argv: Vec<String>,
+    #[serde(default = "default_command_timeout")]
+    pub timeout: HumanDuration,
+}
+
+fn default_command_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10 * 60)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifyConfig {
+    /// Fast checks; always run.
+    pub tier0: Vec<AcceptanceCommand>,
+    /// Broader checks; run when configured and within `tier1_time_box`.
+    pub tier1: Vec<AcceptanceCommand>,
+    /// Slow checks; run at the end only.
+    pub tier2: Vec<AcceptanceCommand>,
+    /// tier1 is skipped when its commands' timeouts add up to more than this.
+    pub tier1_time_box: Option<HumanDuration>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GovernanceConfig {
+    /// Paths (relative to the repository root) a task may change. `"."` is the whole repository.
+    pub allowed_roots: Vec<String>,
+    /// Globs a task may never change; a change stops the task with `framework_fix_needed`.
+    pub protected: Vec<String>,
+    /// Globs whose change holds the task until `oxi approve`.
+    pub needs_approval: Vec<String>,
+    /// How a worker's writes are confined (see docs/safety.md).
+    pub confine: ConfineMode,
+}
+
+/// `governance.confine`: whether workers run under Landlock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConfineMode {
+    /// Landlock where the kernel offers it (writes only in the worktree, a temp dir and the
+    /// CLI's state), else the post-run check alone.
+    #[default]
+    Auto,
+    /// The post-run check alone (for a worker that needs to write elsewhere).
+    Off,
+}
+
+/// Paths protected even when `governance.protected` is left out.
+pub const DEFAULT_PROTECTED: &[&str] = &[
+    ".github/workflows/**",
+    "oxi.toml",
+    ".oxi/**",
+    "**/.env",
+    "**/.env.*",
+    "**/*.pem",
+    "**/*.key",
+    "**/id_rsa*",
+    "**/id_ed25519*",
+];
+
+impl Default for GovernanceConfig {
+    fn default() -> Self {
+        Self {
+            allowed_roots: vec![".".to_owned()],
+            protected: DEFAULT_PROTECTED.iter().map(|s| (*s).to_owned()).collect(),
+            needs_approval: Vec::new(),
+            confine: ConfineMode::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubConfig {
+    /// `owner/name`.
+    pub repo: String,
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    /// Name of the variable holding the token (never the token itself).
+    #[serde(default = "default_token_env")]
+    pub token_env: String,
+    /// The git remote branches are pushed to.
+    #[serde(default = "default_remote")]
+    pub remote: String,
+    /// Labels put on every pull request oxi opens (plus `tier-N`).
+    #[serde(default = "default_labels")]
+    pub labels: Vec<String>,
+    /// When oxi may merge: `never` (default; `oxi approve TASK --merge` merges) or
+    /// `on_critic_approve` (needs `acknowledge_unattended_merge = true`).
+    #[serde(default)]
+    pub merge: MergePolicy,
+    /// The operator's acknowledgement that `merge = "on_critic_approve"` merges without a human.
+    #[serde(default)]
+    pub acknowledge_unattended_merge: bool,
+    /// What the PR-overlap gate does when GitHub cannot be asked: `defer` (default: fail
+    /// closed) or `allow`.
+    #[serde(default)]
+    pub overlap_unknown: OverlapUnknown,
+    /// Longest wait for a rate limit to reset (or a retry-after) before giving up this tick.
+    #[serde(default = "default_rate_limit_wait")]
+    pub max_rate_limit_wait: HumanDuration,
+    /// First backoff for 5xx and network errors (doubling, 4 tries in all).
+    #[serde(default = "default_github_backoff")]
+    pub retry_backoff: HumanDuration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MergePolicy {
+    #[default]
+    Never,
+    OnCriticApprove,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OverlapUnknown {
+    #[default]
+    Defer,
+    Allow,
+}
+
+fn default_labels() -> Vec<String> {
+    vec!["oxi".to_owned()]
+}
+
+fn default_rate_limit_wait() -> HumanDuration {
+    HumanDuration::from_secs(15 * 60)
+}
+
+fn default_github_backoff() -> HumanDuration {
+    HumanDuration::from_secs(2)
+}
+
+fn default_api_url() -> String {
+    "https://api.github.com".to_owned()
+}
+
+fn default_token_env() -> String {
+    "GITHUB_TOKEN".to_owned()
+}
+
+fn default_remote() -> String {
+    "origin".to_owned()
+}
