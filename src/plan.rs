@@ -294,6 +294,7 @@ mod tests {
             in_roadmap: true,
             state,
             held_reason: None,
+            hold_kind: None,
             failure_class: None,
             attempts: 0,
             worker_calls: 0,

@@ -1,4 +1,4 @@
-//! `oxi report`: seed 000's gates and seed 001's KPIs, all derived from the ledger for a time
+//! `oxi report`: the project's gates and KPIs, all derived from the ledger for a time
 //! window, each checked against its `[kpi]` target; rendered as a table, Markdown, stable JSON,
 //! or one self-contained HTML page with charts.
 
@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::config::{KpiConfig, LoadedConfig};
-use crate::ledger::{Ledger, LedgerError, RunFact};
+use crate::ledger::{EventKind, Ledger, LedgerError, RunFact};
 use crate::money::micro_to_usd;
 
 /// Median and 90th/95th percentiles of a sample.
@@ -172,8 +172,8 @@ pub fn build(
     );
     // Counts and the few fields the report needs are read in SQL: over a long history,
     // parsing every event's JSON in Rust was most of the report's time.
-    let delivered_events = q.report_event_times("delivered", from)?;
-    let pr_opened = q.report_event_times("pr_opened", from)?;
+    let delivered_events = q.report_event_times(EventKind::Delivered, from)?;
+    let pr_opened = q.report_event_times(EventKind::PrOpened, from)?;
     let mut delivered_at: BTreeMap<String, i64> = BTreeMap::new();
     for (at, task) in delivered_events.into_iter().chain(pr_opened) {
         delivered_at.entry(task).or_insert(at);
@@ -201,11 +201,12 @@ pub fn build(
         .collect();
     // Accepted: a merged pull request (release mode), or a delivered branch the operator
     // merged into the base branch (fast mode).
-    let merged = q.report_count("pr_merged", from)? + q.report_count("branch_merged", from)?;
-    let rejected = q.report_count("pr_closed", from)?;
+    let merged = q.report_count(EventKind::PrMerged, from)?
+        + q.report_count(EventKind::BranchMerged, from)?;
+    let rejected = q.report_count(EventKind::PrClosed, from)?;
     let (first_ci, first_green) = q.report_first_ci(from)?;
-    let interventions = q.report_count("operator_action", from)?;
-    let governance = q.report_count_unless("governance_memo", from, "trigger", "needs_approval")?;
+    let interventions = q.report_count(EventKind::OperatorAction, from)?;
+    let governance = q.report_governance_violations(from)?;
     let mut review_skips: BTreeMap<String, usize> = BTreeMap::new();
     for (reason, n) in q.report_review_skips(from)? {
         let reason = reason.as_deref().unwrap_or("auto-approved");
@@ -213,7 +214,7 @@ pub fn build(
         let kind = reason.split(':').next().unwrap_or(reason).to_owned();
         *review_skips.entry(kind).or_default() += n;
     }
-    let breaches = q.report_count("budget_breach", from)?;
+    let breaches = q.report_count(EventKind::BudgetBreach, from)?;
     let spend: i64 = runs.iter().map(|r| r.cost_microusd).sum();
     let since_day = crate::clock::day_of(from.max(0));
     let spend_by_day = q

@@ -17,7 +17,8 @@ use serde::Serialize;
 
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, RunMode};
-use crate::ledger::{EventKind, Ledger};
+use crate::ledger::events::DailyBudgetReached;
+use crate::ledger::{Event, Ledger};
 use crate::pipeline::deliver::{self, release_stage};
 use crate::pipeline::{JobContext, JobError, JobResult, JobSpec};
 use crate::tick::{self, TickError, TickReport};
@@ -476,10 +477,12 @@ pub fn run(
                             status.log(&format!("budget: {text}"));
                             let reason = if refusal.period == "daily" {
                                 ledger.record(
-                                    EventKind::DailyBudgetReached,
                                     None,
                                     None,
-                                    serde_json::json!({ "refusal": text, "in_flight": slots.len() }),
+                                    Event::DailyBudgetReached(DailyBudgetReached {
+                                        refusal: text.clone(),
+                                        in_flight: slots.len(),
+                                    }),
                                 )?;
                                 status.log("the day's cap is reached: no new claims; exiting when the runs in flight finish");
                                 "daily_budget_reached"

@@ -19,6 +19,7 @@ mod first_hour;
 mod followups;
 mod hostile;
 mod ledger;
+mod ledger_protocols;
 mod mock_model;
 mod money_and_delivery;
 mod operator_edits;

@@ -4,7 +4,7 @@
 //!
 //! Everything runs the real `oxi` and `oxi-fake-worker` binaries in a real git repository.
 
-use oxi::ledger::{Ledger, TaskState};
+use oxi::ledger::{FailureClass, Ledger, TaskState};
 use serde_json::Value;
 
 use crate::support::{Sandbox, git};
@@ -98,7 +98,7 @@ fn a_red_verification_ends_the_job_once_with_its_work_salvaged_on_the_branch() {
         .unwrap()
         .unwrap();
     assert_eq!(task.state, TaskState::Queued);
-    assert_eq!(task.failure_class.as_deref(), Some("verify_failed"));
+    assert_eq!(task.failure_class, Some(FailureClass::VerifyFailed));
     // Salvaged before the move: the attempt's work is a commit on the branch, no worktree left.
     let subject = git(s.path(), &["log", "-1", "--format=%s", BRANCH]);
     assert_eq!(

@@ -1,7 +1,9 @@
 //! `oxi report` on a seeded ledger: every format snapshotted, the HTML page rendered in
 //! headless Chromium and checked to draw.
 
-use oxi::ledger::{EventKind, Ledger, NewEvent, NewRun, RunEnd, TaskSpec, TaskState, VerifyRecord};
+use oxi::ledger::{
+    Event, EventKind, Ledger, NewEvent, NewRun, RunEnd, TaskSpec, TaskState, VerifyRecord,
+};
 use oxi::report;
 
 use crate::support::Sandbox;
@@ -75,11 +77,10 @@ fn event(ledger: &mut Ledger, at: i64, kind: EventKind, task: &str, data: serde_
         .write(|q| {
             q.append_event(&NewEvent {
                 at_ms: at,
-                kind,
                 task_id: Some(task),
                 run_id: None,
                 actor: "oxi",
-                data,
+                event: Event::parse(kind.as_str(), &data).expect("data fits its kind"),
             })
             .map(|_| ())
         })

@@ -1,4 +1,5 @@
-//! `oxi show TASK` and `oxi logs RUN|TASK [--follow]`: triage (seed 000's operator checklist).
+//! `oxi show TASK` and `oxi logs RUN|TASK [--follow]`: triage, everything a person needs to
+//! decide what to do with one task or run.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -8,7 +9,8 @@ use anyhow::{Result, bail};
 
 use super::Context;
 use crate::cli::{LogsArgs, ShowArgs};
-use crate::ledger::{Ledger, LedgerError, RunRow, TaskState};
+use crate::ledger::events::{ReviewDecided, Verified};
+use crate::ledger::{Event, Ledger, LedgerError, RunRow, TaskState};
 use crate::money::format_usd;
 use crate::output::{Format, Grid, json_string, write_stdout};
 
@@ -28,44 +30,50 @@ fn artifacts(run: &RunRow) -> Vec<String> {
     files
 }
 
+/// One history line's text: the event read as its type, or its raw data, clipped, for a kind
+/// this version does not summarise (or data that does not fit its kind).
 fn summarize(kind: &str, data: &serde_json::Value) -> String {
-    match kind {
-        "task_state_changed" => format!(
+    let raw = || crate::worker::event::clip(&data.to_string(), 200);
+    let Some(event) = Event::parse(kind, data) else {
+        return raw();
+    };
+    match event {
+        Event::TaskStateChanged(e) => format!(
             "{} -> {}: {}{}",
-            data["from"].as_str().unwrap_or("?"),
-            data["to"].as_str().unwrap_or("?"),
-            data["reason"].as_str().unwrap_or(""),
-            data["failure_class"]
-                .as_str()
+            e.from.as_str(),
+            e.to.as_str(),
+            e.reason,
+            e.failure_class
                 .map(|c| format!(" [{c}]"))
                 .unwrap_or_default()
         ),
-        "verified" => verified_line(data),
-        "review_decided" => match data["decision"].as_str() {
-            Some("auto_approve") => data["review_skipped_reason"]
-                .as_str()
-                .unwrap_or("auto-approved")
-                .to_owned(),
-            _ => format!(
-                "reviewer {}: {}",
-                data["reviewer"].as_str().unwrap_or("?"),
-                data["decision"]
-            ),
-        },
-        "governance_memo" => format!(
-            "{}: {}",
-            data["trigger"].as_str().unwrap_or("?"),
-            data["memo"].as_str().unwrap_or("")
+        Event::Verified(e) => verified_line(&e),
+        Event::ReviewDecided(ReviewDecided::AutoApproved(e)) => e
+            .review_skipped_reason
+            .unwrap_or_else(|| "auto-approved".to_owned()),
+        Event::ReviewDecided(ReviewDecided::Reviewed(e)) => format!(
+            "reviewer {}: {}",
+            if e.reviewer.is_empty() {
+                "?"
+            } else {
+                &e.reviewer
+            },
+            serde_json::to_string(&e.decision).unwrap_or_default()
         ),
-        "branch_merged" => format!(
+        Event::GovernanceMemo(e) => format!("{}: {}", e.trigger(), e.memo()),
+        Event::BranchMerged(e) => format!(
             "{} ({}) is in {}",
-            data["branch"].as_str().unwrap_or("its branch"),
-            data["commit"]
-                .as_str()
-                .map_or("?", |c| c.get(..12).unwrap_or(c)),
-            data["base_branch"].as_str().unwrap_or("the base branch")
+            e.branch.as_deref().unwrap_or("its branch"),
+            match e.commit.as_str() {
+                "" => "?",
+                c => c.get(..12).unwrap_or(c),
+            },
+            match e.base_branch.as_str() {
+                "" => "the base branch",
+                b => b,
+            }
         ),
-        _ => crate::worker::event::clip(&data.to_string(), 200),
+        _ => raw(),
     }
 }
 
@@ -98,7 +106,7 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
         task.spec.title,
         task.state,
         task.failure_class
-            .as_deref()
+            .as_ref()
             .map(|c| format!(" ({c})"))
             .unwrap_or_default(),
         task.held_reason
@@ -299,26 +307,18 @@ fn next_run(ledger: &Ledger, task: &str, after: &str) -> Result<Option<RunRow>> 
 
 /// A `verified` event: this run's own change, and the branch's when a retry continued earlier
 /// attempts' work (so the two differ).
-fn verified_line(data: &serde_json::Value) -> String {
-    let size = |v: &serde_json::Value| {
-        format!(
-            "{} files, +{} -{}",
-            v["files"], v["lines_added"], v["lines_removed"]
-        )
-    };
-    let own = size(data);
-    let branch = &data["delivery"];
-    let branch = if branch.is_object() && size(branch) != own {
-        format!("; branch: {}", size(branch))
-    } else {
-        String::new()
+fn verified_line(v: &Verified) -> String {
+    let size = |files: u64, added: u64, removed: u64| format!("{files} files, +{added} -{removed}");
+    let own = size(v.files, v.lines_added, v.lines_removed);
+    let branch = match &v.delivery {
+        Some(d) if size(d.files, d.lines_added, d.lines_removed) != own => format!(
+            "; branch: {}",
+            size(d.files, d.lines_added, d.lines_removed)
+        ),
+        _ => String::new(),
     };
     format!(
         "verification {} (this run: {own}{branch})",
-        if data["green"] == true {
-            "green"
-        } else {
-            "red"
-        }
+        if v.green { "green" } else { "red" }
     )
 }

@@ -7,8 +7,10 @@ use anyhow::{Result, bail};
 use super::Context;
 use crate::cli::{ApproveArgs, DoneArgs, TaskActionArgs};
 use crate::clock::now_ms;
+use crate::ledger::events::OperatorAction;
 use crate::ledger::{
-    EventKind, Ledger, NewEvent, TaskRow, TaskState, Transition, TransitionFields,
+    ApprovalKind, Event, HoldKind, Ledger, NewEvent, TaskRow, TaskState, Transition,
+    TransitionFields,
 };
 use crate::output::{Format, json_string, write_stdout};
 
@@ -51,15 +53,14 @@ fn act(
         )?;
         q.append_event(&NewEvent {
             at_ms: now,
-            kind: EventKind::OperatorAction,
             task_id: Some(id),
             run_id: None,
             actor,
-            data: serde_json::json!({
-                "action": action,
-                "from": from.as_str(),
-                "to": to.as_str(),
-                "note": note,
+            event: Event::OperatorAction(OperatorAction::Transition {
+                action: action.to_owned(),
+                from,
+                to,
+                note: note.map(str::to_owned),
             }),
         })?;
         Ok(())
@@ -107,14 +108,17 @@ pub fn approve(ctx: &Context, approve: &ApproveArgs) -> Result<()> {
         let now = now_ms();
         let id = task.spec.id.clone();
         ledger.write(|q| {
-            q.insert_approval(&id, "merge", &actor, args.note.as_deref(), now)?;
+            q.insert_approval(&id, ApprovalKind::Merge, &actor, args.note.as_deref(), now)?;
             q.append_event(&NewEvent {
                 at_ms: now,
-                kind: EventKind::OperatorAction,
                 task_id: Some(&id),
                 run_id: None,
                 actor: &actor,
-                data: serde_json::json!({ "action": "approve_merge", "pr": task.pr_number, "note": args.note }),
+                event: Event::OperatorAction(OperatorAction::Merge {
+                    action: "approve_merge".to_owned(),
+                    pr: task.pr_number,
+                    note: args.note.clone(),
+                }),
             })
             .map(|_| ())
         })?;
@@ -137,27 +141,28 @@ pub fn approve(ctx: &Context, approve: &ApproveArgs) -> Result<()> {
             task.state
         );
     }
-    let reason = task.held_reason.clone().unwrap_or_default();
-    let (kind, to, next) = if reason.contains("oxi approve") && reason.contains("committed on") {
-        (
-            "needs_approval",
+    // The approval's kind (stored in `approvals.kind`), where the task goes and what happens.
+    let (kind, to, next) = match task.hold_kind.unwrap_or(HoldKind::Operator) {
+        HoldKind::NeedsApproval | HoldKind::ReviewOverBudget => (
+            ApprovalKind::NeedsApproval,
             TaskState::DeliverPending,
             "the next tick delivers it",
-        )
-    } else if reason.starts_with("estimated cost") {
-        (
-            "over_estimate",
+        ),
+        HoldKind::OverEstimate => (
+            ApprovalKind::OverEstimate,
             TaskState::Queued,
             "the next tick runs it despite the estimate",
-        )
-    } else if reason.contains("review") && task.branch.is_some() {
-        (
-            "review",
+        ),
+        HoldKind::ReviewUnavailable if task.branch.is_some() => (
+            ApprovalKind::Review,
             TaskState::DeliverPending,
             "the next tick delivers it without the reviewer",
-        )
-    } else {
-        ("held", TaskState::Queued, "the next tick may claim it")
+        ),
+        HoldKind::ReviewUnavailable | HoldKind::Operator => (
+            ApprovalKind::Held,
+            TaskState::Queued,
+            "the next tick may claim it",
+        ),
     };
     let actor = ctx.operator();
     let id = task.spec.id.clone();

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::Context;
 use crate::cli::TasksArgs;
-use crate::ledger::{Ledger, TaskRow, TaskRunTotals, TaskState};
+use crate::ledger::{FailureClass, Ledger, TaskRow, TaskRunTotals, TaskState};
 use crate::money::{format_usd, micro_to_usd};
 use crate::output::{Format, Grid, json_string, write_stdout};
 use crate::plan::PlannedTask;
@@ -55,7 +55,10 @@ fn reason(task: &TaskRow, planned: Option<&PlannedTask>, base_branch: &str) -> O
             ),
         }),
         TaskState::Failed | TaskState::FrameworkFixNeeded => {
-            let class = task.failure_class.as_deref().unwrap_or("failed");
+            let class = task
+                .failure_class
+                .as_ref()
+                .map_or("failed", FailureClass::as_str);
             let first = task
                 .last_failure
                 .as_deref()
@@ -98,7 +101,7 @@ fn lines<'a>(
                 branch: t.branch.as_deref(),
                 cost_usd: micro_to_usd(total.map_or(0, |r| r.cost_microusd)),
                 reason: reason(t, planned.get(t.spec.id.as_str()).copied(), base_branch),
-                failure_class: t.failure_class.as_deref(),
+                failure_class: t.failure_class.as_ref().map(FailureClass::as_str),
                 depends_on: &t.spec.depends_on,
                 pr_number: t.pr_number,
                 pr_url: t.pr_url.as_deref(),

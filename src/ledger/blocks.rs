@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{EventKind, LedgerError, NewEvent, Queries, Result};
+use super::events::{Event, WorkerUnblocked};
+use super::{LedgerError, NewEvent, Queries, Result};
 
 const KEY_PREFIX: &str = "worker_block:";
 
@@ -60,11 +61,10 @@ impl Queries<'_> {
         self.kv_set(&format!("{KEY_PREFIX}{}", block.worker), &text, block.at_ms)?;
         self.append_event(&NewEvent {
             at_ms: block.at_ms,
-            kind: EventKind::WorkerBlocked,
             task_id: block.task_id.as_deref(),
             run_id: block.run_id.as_deref(),
             actor: "oxi",
-            data: serde_json::to_value(block).unwrap_or_default(),
+            event: Event::WorkerBlocked(block.clone()),
         })?;
         Ok(())
     }
@@ -84,11 +84,13 @@ impl Queries<'_> {
         if removed > 0 {
             self.append_event(&NewEvent {
                 at_ms: now_ms,
-                kind: EventKind::WorkerUnblocked,
                 task_id: None,
                 run_id: None,
                 actor,
-                data: serde_json::json!({ "worker": worker, "why": why }),
+                event: Event::WorkerUnblocked(WorkerUnblocked {
+                    worker: worker.to_owned(),
+                    why: why.to_owned(),
+                }),
             })?;
         }
         Ok(removed > 0)

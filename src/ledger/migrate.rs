@@ -51,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "spend_indexes",
         sql: include_str!("migrations/0006_spend_indexes.sql"),
     },
+    Migration {
+        version: 7,
+        name: "hold_kind",
+        sql: include_str!("migrations/0007_hold_kind.sql"),
+    },
 ];
 
 /// True when every applied migration's recorded checksum matches this binary's text.

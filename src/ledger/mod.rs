@@ -9,6 +9,8 @@
 //! and the money be spent twice), so every commit is synced.
 
 mod blocks;
+pub mod events;
+mod kinds;
 mod migrate;
 mod queries;
 mod report;
@@ -24,6 +26,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use blocks::WorkerBlock;
+pub use events::{Event, EventKind};
+pub use kinds::{ApprovalKind, FailureClass, HoldKind};
 pub use migrate::{MIGRATIONS, Migration};
 pub use queries::*;
 pub use report::*;
@@ -216,19 +220,17 @@ impl Ledger {
     /// Appends one event by oxi, now, in its own transaction.
     pub fn record(
         &mut self,
-        kind: EventKind,
         task_id: Option<&str>,
         run_id: Option<&str>,
-        data: serde_json::Value,
+        event: Event,
     ) -> Result<()> {
         self.write(|q| {
             q.append_event(&NewEvent {
                 at_ms: crate::clock::now_ms(),
-                kind,
                 task_id,
                 run_id,
                 actor: "oxi",
-                data,
+                event,
             })
             .map(|_| ())
         })

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
-use super::{LedgerError, Result, TaskState};
+use super::events::{Event, Killswitched, TaskStateChanged};
+use super::{FailureClass, HoldKind, LedgerError, Result, TaskState};
 use crate::money::MicroUsd;
 
 /// Typed access over a connection or a transaction.
@@ -43,7 +44,9 @@ pub struct TaskRow {
     pub in_roadmap: bool,
     pub state: TaskState,
     pub held_reason: Option<String>,
-    pub failure_class: Option<String>,
+    /// What a held task waits for (`None` unless it is held).
+    pub hold_kind: Option<HoldKind>,
+    pub failure_class: Option<FailureClass>,
     pub attempts: u32,
     pub worker_calls: u32,
     pub retry_at_ms: Option<i64>,
@@ -60,130 +63,24 @@ pub struct TaskRow {
     pub pr_url: Option<String>,
 }
 
-/// What the audit trail records. Every KPI in `oxi report` is derived from these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    /// Ingest created a task.
-    TaskAdded,
-    /// Ingest changed an unstarted task's text, tier or dependencies.
-    TaskUpdated,
-    /// A task changed state.
-    TaskStateChanged,
-    /// An in-flight task's roadmap text changed; the running attempt keeps the old brief.
-    TaskChangedInFlight,
-    /// An in-flight task left the roadmap; it is left to finish.
-    TaskRemovedInFlight,
-    /// One ingest pass finished.
-    IngestCompleted,
-    /// The killswitch was engaged.
-    Paused,
-    /// The killswitch was released.
-    Resumed,
-    /// A worker run started (its pid is recorded on the run row).
-    RunStarted,
-    /// A worker run ended, with its classification and cost.
-    RunFinished,
-    /// A run was refused because it could cross a spend cap.
-    BudgetRefused,
-    /// A runnable task waited (file overlap with in-flight work).
-    TaskDeferred,
-    /// The reaper ended an orphaned run.
-    RunReaped,
-    /// Verification results for one run, per tier.
-    Verified,
-    /// Governance stopped or held a task (memo: paths and trigger).
-    GovernanceMemo,
-    /// The critic's decision (auto-approve with `review_skipped_reason`, or a reviewer verdict).
-    ReviewDecided,
-    /// A task's work was committed on its branch (fast mode: the delivery).
-    Delivered,
-    /// A run or a day/month ended above its cap.
-    BudgetBreach,
-    /// An operator acted on one task (`oxi retry`, `cancel`, `approve`).
-    OperatorAction,
-    /// One tick pass finished.
-    TickCompleted,
-    /// A task's branch was pushed and its pull request opened or updated.
-    PrOpened,
-    /// A pull request's checks finished (`first_pass` for the first result of the PR).
-    CiResult,
-    /// A review was submitted on an oxi pull request.
-    PrReviewed,
-    /// An oxi pull request was merged (by oxi after approval, or by a maintainer).
-    PrMerged,
-    /// An oxi pull request was closed without merging.
-    PrClosed,
-    /// Fast mode: a delivered branch's commit was found on the base branch (an operator merged
-    /// it), so the task moved on to `merged` and `done`.
-    BranchMerged,
-    /// A delivered task went back to work because of CI or review feedback.
-    FollowUp,
-    /// `oxi saturate` stopped claiming: the day's cap is reached.
-    DailyBudgetReached,
-    /// A GitHub step failed; the task waits where it was.
-    GithubError,
-    /// A worker gets no new runs until `oxi doctor` passes it (its CLI could not authenticate).
-    WorkerBlocked,
-    /// `oxi doctor` cleared a worker's block.
-    WorkerUnblocked,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::TaskAdded => "task_added",
-            EventKind::TaskUpdated => "task_updated",
-            EventKind::TaskStateChanged => "task_state_changed",
-            EventKind::TaskChangedInFlight => "task_changed_in_flight",
-            EventKind::TaskRemovedInFlight => "task_removed_in_flight",
-            EventKind::IngestCompleted => "ingest_completed",
-            EventKind::Paused => "paused",
-            EventKind::Resumed => "resumed",
-            EventKind::RunStarted => "run_started",
-            EventKind::RunFinished => "run_finished",
-            EventKind::BudgetRefused => "budget_refused",
-            EventKind::TaskDeferred => "task_deferred",
-            EventKind::RunReaped => "run_reaped",
-            EventKind::Verified => "verified",
-            EventKind::GovernanceMemo => "governance_memo",
-            EventKind::ReviewDecided => "review_decided",
-            EventKind::Delivered => "delivered",
-            EventKind::BudgetBreach => "budget_breach",
-            EventKind::OperatorAction => "operator_action",
-            EventKind::TickCompleted => "tick_completed",
-            EventKind::PrOpened => "pr_opened",
-            EventKind::CiResult => "ci_result",
-            EventKind::PrReviewed => "pr_reviewed",
-            EventKind::PrMerged => "pr_merged",
-            EventKind::PrClosed => "pr_closed",
-            EventKind::BranchMerged => "branch_merged",
-            EventKind::FollowUp => "follow_up",
-            EventKind::DailyBudgetReached => "daily_budget_reached",
-            EventKind::GithubError => "github_error",
-            EventKind::WorkerBlocked => "worker_blocked",
-            EventKind::WorkerUnblocked => "worker_unblocked",
-        }
-    }
-}
-
 /// A new row for the event trail.
 #[derive(Debug, Clone)]
 pub struct NewEvent<'a> {
     pub at_ms: i64,
-    pub kind: EventKind,
     pub task_id: Option<&'a str>,
     pub run_id: Option<&'a str>,
     /// `oxi` for the supervisor, `operator:<user>` for a human action.
     pub actor: &'a str,
-    pub data: serde_json::Value,
+    pub event: Event,
 }
 
 /// Extra fields set together with a state change.
 #[derive(Debug, Clone, Default)]
 pub struct TransitionFields {
     pub held_reason: Option<String>,
-    pub failure_class: Option<String>,
+    /// What a hold waits for; set with `held_reason` when the task moves to `held`.
+    pub hold_kind: Option<HoldKind>,
+    pub failure_class: Option<FailureClass>,
     pub retry_at_ms: Option<i64>,
 }
 
@@ -234,7 +131,8 @@ pub const KILLSWITCH_KEY: &str = "killswitch";
 const TASK_COLUMNS: &str = "id, priority_tier, title, subtitle, body, section, format, depends_on,
     file_hints, source_line, roadmap_order, content_hash, in_roadmap, state, held_reason,
     failure_class, attempts, worker_calls, retry_at_ms, last_deferred_at_ms, created_at_ms,
-    updated_at_ms, milestone, roadmap_done, branch, base_commit, last_failure, pr_number, pr_url";
+    updated_at_ms, milestone, roadmap_done, branch, base_commit, last_failure, pr_number, pr_url,
+    hold_kind";
 
 fn json_list(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
@@ -266,7 +164,14 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<(TaskRow, String)> {
         in_roadmap: row.get(12)?,
         state: TaskState::Queued,
         held_reason: row.get(14)?,
-        failure_class: row.get(15)?,
+        hold_kind: row
+            .get::<_, Option<String>>(29)?
+            .as_deref()
+            .and_then(HoldKind::parse),
+        failure_class: row
+            .get::<_, Option<String>>(15)?
+            .as_deref()
+            .map(FailureClass::parse),
         attempts: row.get(16)?,
         worker_calls: row.get(17)?,
         retry_at_ms: row.get(18)?,
@@ -462,7 +367,7 @@ impl Queries<'_> {
             .conn
             .prepare_cached(
                 "UPDATE tasks SET state = ?3, held_reason = ?4, failure_class = ?5,
-                    retry_at_ms = ?6, updated_at_ms = ?7
+                    retry_at_ms = ?6, updated_at_ms = ?7, hold_kind = ?8
                  WHERE id = ?1 AND state = ?2",
             )?
             .execute(params![
@@ -470,9 +375,10 @@ impl Queries<'_> {
                 from.as_str(),
                 to.as_str(),
                 fields.held_reason,
-                fields.failure_class,
+                fields.failure_class.as_ref().map(FailureClass::as_str),
                 fields.retry_at_ms,
                 now_ms,
+                fields.hold_kind.map(HoldKind::as_str),
             ])?;
         if changed == 0 {
             let found: Option<String> = self
@@ -488,26 +394,18 @@ impl Queries<'_> {
                 },
             });
         }
-        let mut data = serde_json::json!({
-            "from": from.as_str(),
-            "to": to.as_str(),
-            "reason": reason,
-        });
-        if let Some(map) = data.as_object_mut() {
-            if let Some(held) = &fields.held_reason {
-                map.insert("held_reason".into(), held.clone().into());
-            }
-            if let Some(class) = &fields.failure_class {
-                map.insert("failure_class".into(), class.clone().into());
-            }
-        }
         self.append_event(&NewEvent {
             at_ms: now_ms,
-            kind: EventKind::TaskStateChanged,
             task_id: Some(id),
             run_id: None,
             actor,
-            data,
+            event: Event::TaskStateChanged(TaskStateChanged {
+                from,
+                to,
+                reason: reason.to_owned(),
+                held_reason: fields.held_reason.clone(),
+                failure_class: fields.failure_class.clone(),
+            }),
         })?;
         Ok(())
     }
@@ -521,11 +419,11 @@ impl Queries<'_> {
             )?
             .execute(params![
                 event.at_ms,
-                event.kind.as_str(),
+                event.event.kind().as_str(),
                 event.task_id,
                 event.run_id,
                 event.actor,
-                event.data.to_string(),
+                event.event.data().to_string(),
             ])?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -622,15 +520,19 @@ impl Queries<'_> {
         self.kv_set(KILLSWITCH_KEY, &text, switch.at_ms)?;
         self.append_event(&NewEvent {
             at_ms: switch.at_ms,
-            kind: if switch.paused {
-                EventKind::Paused
-            } else {
-                EventKind::Resumed
-            },
             task_id: None,
             run_id: None,
             actor: &switch.by,
-            data: serde_json::json!({ "reason": switch.reason }),
+            event: {
+                let data = Killswitched {
+                    reason: switch.reason.clone(),
+                };
+                if switch.paused {
+                    Event::Paused(data)
+                } else {
+                    Event::Resumed(data)
+                }
+            },
         })?;
         Ok(())
     }

@@ -4,7 +4,11 @@ use std::collections::BTreeMap;
 
 use rusqlite::params;
 
-use super::{Queries, Result};
+use super::events::fields::{
+    DECISION, DECISION_AUTO_APPROVE, FIRST_PASS, GREEN, REVIEW_SKIPPED_REASON, TRIGGER,
+    TRIGGER_NEEDS_APPROVAL,
+};
+use super::{EventKind, Queries, Result};
 
 /// A finished run, as the report sees it.
 #[derive(Debug, Clone)]
@@ -44,50 +48,54 @@ impl Queries<'_> {
     }
 
     /// How many events of `kind` since `since_ms` (an index-only count: no row is read).
-    pub fn report_count(&self, kind: &str, since_ms: i64) -> Result<usize> {
+    pub fn report_count(&self, kind: EventKind, since_ms: i64) -> Result<usize> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT COUNT(*) FROM events WHERE kind = ?1 AND at_ms >= ?2")?;
-        let n: i64 = stmt.query_row(params![kind, since_ms], |r| r.get(0))?;
+        let n: i64 = stmt.query_row(params![kind.as_str(), since_ms], |r| r.get(0))?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
     /// `(at_ms, task_id)` of events of `kind` with a task since `since_ms`, oldest first: the
     /// report's delivery times, which need no event data.
-    pub fn report_event_times(&self, kind: &str, since_ms: i64) -> Result<Vec<(i64, String)>> {
+    pub fn report_event_times(&self, kind: EventKind, since_ms: i64) -> Result<Vec<(i64, String)>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT at_ms, task_id FROM events
              WHERE kind = ?1 AND at_ms >= ?2 AND task_id IS NOT NULL ORDER BY id",
         )?;
-        let rows = stmt.query_map(params![kind, since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map(params![kind.as_str(), since_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// How many events of `kind` since `since_ms` have `data.<field>` different from `value`
-    /// (a missing field, or data that is not JSON, counts as different).
-    pub fn report_count_unless(
-        &self,
-        kind: &str,
-        since_ms: i64,
-        field: &str,
-        value: &str,
-    ) -> Result<usize> {
-        let mut stmt = self.conn.prepare_cached(
+    /// Governance memos since `since_ms` that are violations, not holds for approval (a memo
+    /// with no trigger, or data that is not JSON, counts as a violation).
+    pub fn report_governance_violations(&self, since_ms: i64) -> Result<usize> {
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT COUNT(*) FROM events WHERE kind = ?1 AND at_ms >= ?2
-               AND (NOT json_valid(data) OR json_extract(data, '$.' || ?3) IS NOT ?4)",
+               AND (NOT json_valid(data) OR json_extract(data, '$.{TRIGGER}') IS NOT ?3)"
+        ))?;
+        let n: i64 = stmt.query_row(
+            params![
+                EventKind::GovernanceMemo.as_str(),
+                since_ms,
+                TRIGGER_NEEDS_APPROVAL
+            ],
+            |r| r.get(0),
         )?;
-        let n: i64 = stmt.query_row(params![kind, since_ms, field, value], |r| r.get(0))?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
     /// First CI results since `since_ms`: `(how many, how many green)`.
     pub fn report_first_ci(&self, since_ms: i64) -> Result<(usize, usize)> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.conn.prepare_cached(&format!(
             // json_type, not json_extract: the latter reads JSON `true` and `1` alike.
-            "SELECT COUNT(*), COALESCE(SUM(json_type(data, '$.green') = 'true'), 0) FROM events
-             WHERE kind = 'ci_result' AND at_ms >= ?1 AND json_valid(data)
-               AND json_type(data, '$.first_pass') = 'true'",
-        )?;
+            "SELECT COUNT(*), COALESCE(SUM(json_type(data, '$.{GREEN}') = 'true'), 0) FROM events
+             WHERE kind = '{}' AND at_ms >= ?1 AND json_valid(data)
+               AND json_type(data, '$.{FIRST_PASS}') = 'true'",
+            EventKind::CiResult.as_str()
+        ))?;
         let (first, green): (i64, i64) =
             stmt.query_row([since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok((
@@ -99,12 +107,13 @@ impl Queries<'_> {
     /// Reviews skipped by auto-approval since `since_ms`: `(reason, how many)`; a missing
     /// reason is `None`.
     pub fn report_review_skips(&self, since_ms: i64) -> Result<Vec<(Option<String>, usize)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT json_extract(data, '$.review_skipped_reason'), COUNT(*) FROM events
-             WHERE kind = 'review_decided' AND at_ms >= ?1 AND json_valid(data)
-               AND json_extract(data, '$.decision') = 'auto_approve'
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT json_extract(data, '$.{REVIEW_SKIPPED_REASON}'), COUNT(*) FROM events
+             WHERE kind = '{}' AND at_ms >= ?1 AND json_valid(data)
+               AND json_extract(data, '$.{DECISION}') = '{DECISION_AUTO_APPROVE}'
              GROUP BY 1",
-        )?;
+            EventKind::ReviewDecided.as_str()
+        ))?;
         let rows = stmt.query_map([since_ms], |r| {
             // A reason that is not a string (hand-edited) reads as none.
             let reason = match r.get_ref(0)? {
@@ -122,13 +131,31 @@ impl Queries<'_> {
         &self,
         task_id: &str,
     ) -> Result<Vec<(i64, String, String, serde_json::Value)>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT at_ms, kind, actor, data FROM events WHERE task_id = ?1 AND kind IN
-             ('task_state_changed', 'verified', 'review_decided', 'governance_memo', 'delivered',
-              'pr_opened', 'ci_result', 'follow_up', 'operator_action', 'run_reaped',
-              'task_deferred', 'budget_breach', 'github_error', 'branch_merged')
+        const HISTORY: [EventKind; 14] = [
+            EventKind::TaskStateChanged,
+            EventKind::Verified,
+            EventKind::ReviewDecided,
+            EventKind::GovernanceMemo,
+            EventKind::Delivered,
+            EventKind::PrOpened,
+            EventKind::CiResult,
+            EventKind::FollowUp,
+            EventKind::OperatorAction,
+            EventKind::RunReaped,
+            EventKind::TaskDeferred,
+            EventKind::BudgetBreach,
+            EventKind::GithubError,
+            EventKind::BranchMerged,
+        ];
+        let kinds: Vec<String> = HISTORY
+            .iter()
+            .map(|k| format!("'{}'", k.as_str()))
+            .collect();
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT at_ms, kind, actor, data FROM events WHERE task_id = ?1 AND kind IN ({})
              ORDER BY id",
-        )?;
+            kinds.join(", ")
+        ))?;
         let rows = stmt.query_map([task_id], |r| {
             Ok((
                 r.get::<_, i64>(0)?,

@@ -9,7 +9,8 @@
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
-use super::{EventKind, LedgerError, NewEvent, Queries, Result};
+use super::events::{Event, RunFinished, RunStarted, Tokens};
+use super::{LedgerError, NewEvent, Queries, Result};
 use crate::money::MicroUsd;
 
 /// Everything known about a run when it is created.
@@ -203,18 +204,17 @@ impl Queries<'_> {
             ])?;
         self.append_event(&NewEvent {
             at_ms: run.started_at_ms,
-            kind: EventKind::RunStarted,
             task_id: run.task_id,
             run_id: Some(run.id),
             actor: run.actor,
-            data: serde_json::json!({
-                "role": run.role,
-                "worker": run.worker,
-                "worker_kind": run.worker_kind,
-                "model": run.model,
-                "attempt": run.attempt,
-                "reserved_microusd": run.reserve_microusd,
-                "run_dir": run.run_dir,
+            event: Event::RunStarted(RunStarted {
+                role: run.role.to_owned(),
+                worker: run.worker.to_owned(),
+                worker_kind: run.worker_kind.to_owned(),
+                model: run.model.map(str::to_owned),
+                attempt: run.attempt,
+                reserved_microusd: run.reserve_microusd,
+                run_dir: run.run_dir.to_owned(),
             }),
         })?;
         Ok(())
@@ -340,34 +340,29 @@ impl Queries<'_> {
                 end.ended_at_ms,
                 if end.release { "released" } else { "settled" }
             ])?;
-        let mut data = serde_json::json!({
-            "classification": end.classification,
-            "exit_code": end.exit_code,
-            "signal": end.signal,
-            "stop_reason": end.stop_reason,
-            "cost_microusd": end.cost_microusd,
-            "tokens": {
-                "input": end.input_tokens,
-                "cached_input": end.cached_input_tokens,
-                "output": end.output_tokens,
-                "reasoning": end.reasoning_tokens,
+        let finished = RunFinished {
+            classification: end.classification.to_owned(),
+            exit_code: end.exit_code,
+            signal: end.signal,
+            stop_reason: end.stop_reason.map(str::to_owned),
+            cost_microusd: end.cost_microusd,
+            tokens: Tokens {
+                input: end.input_tokens,
+                cached_input: end.cached_input_tokens,
+                output: end.output_tokens,
+                reasoning: end.reasoning_tokens,
             },
-            "parse_failures": end.parse_failures,
-            "bytes_cut": end.bytes_cut,
-            "detail": end.detail,
-        });
-        if let (Some(map), Some(extra)) = (data.as_object_mut(), end.summary.as_object()) {
-            for (k, v) in extra {
-                map.insert(k.clone(), v.clone());
-            }
-        }
+            parse_failures: end.parse_failures,
+            bytes_cut: end.bytes_cut,
+            detail: end.detail.map(str::to_owned),
+            summary: end.summary.as_object().cloned().unwrap_or_default(),
+        };
         self.append_event(&NewEvent {
             at_ms: end.ended_at_ms,
-            kind: EventKind::RunFinished,
             task_id: task_id.as_deref(),
             run_id: Some(run_id),
             actor: "oxi",
-            data,
+            event: Event::RunFinished(finished),
         })?;
         Ok(true)
     }

@@ -3,7 +3,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Queries, Result, RunRow};
+use super::{ApprovalKind, Queries, Result, RunRow};
 use crate::money::MicroUsd;
 
 /// A task's runs, summed (see `Queries::task_run_totals`).
@@ -93,11 +93,12 @@ impl Queries<'_> {
             .execute(params![task_id, now_ms])?;
         self.append_event(&super::NewEvent {
             at_ms: now_ms,
-            kind: super::EventKind::TaskDeferred,
             task_id: Some(task_id),
             run_id: None,
             actor: "oxi",
-            data: serde_json::json!({ "reason": reason }),
+            event: super::Event::TaskDeferred(super::events::TaskDeferred {
+                reason: reason.to_owned(),
+            }),
         })?;
         Ok(())
     }
@@ -173,24 +174,17 @@ impl Queries<'_> {
     pub fn last_attempt_paths(&self, task_id: &str) -> Result<Vec<String>> {
         let data: Option<String> = self
             .conn
-            .prepare_cached(
-                "SELECT data FROM events WHERE task_id = ?1 AND kind = 'verified'
+            .prepare_cached(&format!(
+                "SELECT data FROM events WHERE task_id = ?1 AND kind = '{}'
                  ORDER BY id DESC LIMIT 1",
-            )?
+                super::EventKind::Verified.as_str()
+            ))?
             .query_row([task_id], |r| r.get(0))
             .optional()?;
         Ok(data
-            .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+            .and_then(|d| serde_json::from_str::<super::events::Verified>(&d).ok())
             // What the branch holds (earlier attempts' work included), else the run's own.
-            .and_then(|v| {
-                let delivery = &v["delivery"]["paths"];
-                let paths = if delivery.is_array() {
-                    delivery
-                } else {
-                    &v["paths"]
-                };
-                serde_json::from_value(paths.clone()).ok()
-            })
+            .map(|v| v.delivery.map_or(v.paths, |d| d.paths))
             .unwrap_or_default())
     }
 
@@ -200,15 +194,16 @@ impl Queries<'_> {
     pub fn delivered_commit(&self, task_id: &str) -> Result<Option<String>> {
         let data: Option<String> = self
             .conn
-            .prepare_cached(
-                "SELECT data FROM events WHERE task_id = ?1 AND kind = 'delivered'
+            .prepare_cached(&format!(
+                "SELECT data FROM events WHERE task_id = ?1 AND kind = '{}'
                  ORDER BY id DESC LIMIT 1",
-            )?
+                super::EventKind::Delivered.as_str()
+            ))?
             .query_row([task_id], |r| r.get(0))
             .optional()?;
         Ok(data
-            .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
-            .and_then(|v| v["commit"].as_str().map(str::to_owned)))
+            .and_then(|d| serde_json::from_str::<super::events::Delivered>(&d).ok())
+            .and_then(|d| d.commit().map(str::to_owned)))
     }
 
     /// What every task's runs add up to, by task id: cost, and the worker of its latest
@@ -254,8 +249,8 @@ impl Queries<'_> {
 pub struct ApprovalRow {
     pub id: i64,
     pub task_id: String,
-    /// `needs_approval` (deliver held work), `over_estimate` (run despite the estimate), `held`.
-    pub kind: String,
+    /// What was approved; `None` for text this version does not know.
+    pub kind: Option<ApprovalKind>,
     pub approved_by: String,
     pub note: Option<String>,
     pub at_ms: i64,
@@ -266,7 +261,7 @@ impl Queries<'_> {
     pub fn insert_approval(
         &self,
         task_id: &str,
-        kind: &str,
+        kind: ApprovalKind,
         approved_by: &str,
         note: Option<&str>,
         at_ms: i64,
@@ -276,7 +271,7 @@ impl Queries<'_> {
                 "INSERT INTO approvals (task_id, kind, approved_by, note, at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
-            .execute(params![task_id, kind, approved_by, note, at_ms])?;
+            .execute(params![task_id, kind.as_str(), approved_by, note, at_ms])?;
         Ok(())
     }
 
@@ -289,7 +284,7 @@ impl Queries<'_> {
             Ok(ApprovalRow {
                 id: r.get(0)?,
                 task_id: r.get(1)?,
-                kind: r.get(2)?,
+                kind: ApprovalKind::parse(&r.get::<_, String>(2)?),
                 approved_by: r.get(3)?,
                 note: r.get(4)?,
                 at_ms: r.get(5)?,
@@ -304,9 +299,9 @@ impl Queries<'_> {
         self.conn
             .prepare_cached(
                 "UPDATE approvals SET used_by_run = ?2
-                 WHERE task_id = ?1 AND kind = 'over_estimate' AND used_by_run IS NULL",
+                 WHERE task_id = ?1 AND kind = ?3 AND used_by_run IS NULL",
             )?
-            .execute([task_id, run_id])?;
+            .execute([task_id, run_id, ApprovalKind::OverEstimate.as_str()])?;
         Ok(())
     }
 }

@@ -560,10 +560,9 @@ mod tests {
         );
         ledger
             .record(
-                super::super::EventKind::OperatorAction,
                 None,
                 None,
-                serde_json::json!({}),
+                super::super::Event::FollowUp(super::super::events::FollowUp { pr: None }),
             )
             .unwrap();
         assert!(group.conn.lock().is_some());

@@ -6,7 +6,10 @@ use std::time::Instant;
 
 use super::{Job, elapsed_ms};
 use crate::clock::now_ms;
-use crate::ledger::{EventKind, LedgerError, TaskState, Transition, TransitionFields};
+use crate::ledger::events::{Delivered, DeliveredJob, DeliveryMode, GovernanceMemo};
+use crate::ledger::{
+    Event, FailureClass, HoldKind, LedgerError, TaskState, Transition, TransitionFields,
+};
 use crate::prompt;
 use crate::runner::RunnerError;
 
@@ -49,8 +52,8 @@ pub(super) struct Ending {
     outcome: Outcome,
     /// Commit what the worktree holds with this message and remove it, before the task moves.
     salvage: Option<String>,
-    /// A `governance_memo` event's data, recorded first.
-    memo: Option<serde_json::Value>,
+    /// A `governance_memo` event, recorded first.
+    memo: Option<GovernanceMemo>,
 }
 
 /// Where the task goes.
@@ -59,20 +62,20 @@ pub(super) enum Outcome {
     /// `queued` (with the failure for the next attempt's prompt) when attempts are left,
     /// `failed` otherwise.
     Retry {
-        class: String,
+        class: FailureClass,
         failure: String,
         retryable: bool,
         retry_after_ms: Option<u64>,
     },
     /// `retry_wait` until `at_ms`, whatever the attempts (a review a budget cap refused).
     RetryAt {
-        class: String,
+        class: FailureClass,
         at_ms: i64,
         why: String,
     },
     /// Back to the queue: not the task's fault (oxi stopped, or the worker's login failed).
     Requeue {
-        class: Option<String>,
+        class: Option<FailureClass>,
         why: &'static str,
         failure: String,
         detail: Option<String>,
@@ -86,7 +89,7 @@ pub(super) enum Outcome {
     /// Stopped for good: `failed`, or `framework_fix_needed` (held with `detail` as its reason).
     Fail {
         to: TaskState,
-        class: String,
+        class: FailureClass,
         detail: String,
         why: String,
         failure: Option<String>,
@@ -94,24 +97,6 @@ pub(super) enum Outcome {
     /// Verified, approved and committed on the task branch: `delivered` (fast mode) or
     /// `deliver_pending` (release mode: the push and the pull request come next).
     Delivered { release: bool, started: Instant },
-}
-
-/// Why a task is held (what `oxi approve` of it means).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum HoldKind {
-    /// Verified and committed; a path needs a person's approval.
-    NeedsApproval,
-    /// Verified and committed; the review could not give a verdict.
-    ReviewUnavailable,
-}
-
-impl HoldKind {
-    pub(super) fn as_str(self) -> &'static str {
-        match self {
-            HoldKind::NeedsApproval => "needs_approval",
-            HoldKind::ReviewUnavailable => "review_unavailable",
-        }
-    }
 }
 
 impl Ending {
@@ -124,9 +109,9 @@ impl Ending {
     }
 
     /// A failure the caps decide on (see [`Outcome::Retry`]).
-    pub(super) fn retry(class: &str, failure: impl Into<String>, retryable: bool) -> Self {
+    pub(super) fn retry(class: FailureClass, failure: impl Into<String>, retryable: bool) -> Self {
         Self::new(Outcome::Retry {
-            class: class.to_owned(),
+            class,
             failure: failure.into(),
             retryable,
             retry_after_ms: None,
@@ -144,8 +129,8 @@ impl Ending {
     }
 
     /// Records a governance memo first.
-    pub(super) fn memo(mut self, data: serde_json::Value) -> Self {
-        self.memo = Some(data);
+    pub(super) fn memo(mut self, memo: GovernanceMemo) -> Self {
+        self.memo = Some(memo);
         self
     }
 }
@@ -156,7 +141,7 @@ impl Job<'_> {
     pub(super) fn end(&mut self, ending: Ending) -> Result<(), LedgerError> {
         if let Some(memo) = ending.memo {
             let run_id = self.result.run_id.clone();
-            self.event(EventKind::GovernanceMemo, Some(&run_id), memo);
+            self.event(Some(&run_id), Event::GovernanceMemo(memo));
         }
         if let Some(message) = ending.salvage {
             self.retire(&message);
@@ -167,7 +152,7 @@ impl Job<'_> {
                 failure,
                 retryable,
                 retry_after_ms,
-            } => self.fail_or_retry(&class, &failure, retryable, retry_after_ms),
+            } => self.fail_or_retry(class, &failure, retryable, retry_after_ms),
             Outcome::RetryAt { class, at_ms, why } => self.move_to(
                 TaskState::RetryWait,
                 TransitionFields {
@@ -197,18 +182,16 @@ impl Job<'_> {
                     Some(&failure),
                 )
             }
-            Outcome::Hold { kind, reason, why } => {
-                tracing::debug!("task {}: held ({})", self.id(), kind.as_str());
-                self.move_to(
-                    TaskState::Held,
-                    TransitionFields {
-                        held_reason: Some(reason),
-                        ..TransitionFields::default()
-                    },
-                    why,
-                    None,
-                )
-            }
+            Outcome::Hold { kind, reason, why } => self.move_to(
+                TaskState::Held,
+                TransitionFields {
+                    held_reason: Some(reason),
+                    hold_kind: Some(kind),
+                    ..TransitionFields::default()
+                },
+                why,
+                None,
+            ),
             Outcome::Fail {
                 to,
                 class,
@@ -256,18 +239,17 @@ impl Job<'_> {
         let delivery = self.result.delivery.clone().unwrap_or_default();
         let run_id = self.result.run_id.clone();
         self.event(
-            EventKind::Delivered,
             Some(&run_id),
-            serde_json::json!({
-                "mode": "fast",
-                "branch": self.spec.branch,
-                "commit": self.result.commit,
-                "files": delivery.files,
-                "lines_added": delivery.lines_added,
-                "lines_removed": delivery.lines_removed,
-                "review": self.result.review,
-                "cost_microusd": self.cost,
-            }),
+            Event::Delivered(Delivered::Job(DeliveredJob {
+                mode: DeliveryMode::Fast,
+                branch: self.spec.branch.clone(),
+                commit: self.result.commit.clone(),
+                files: delivery.files as u64,
+                lines_added: delivery.lines_added,
+                lines_removed: delivery.lines_removed,
+                review: self.result.review.clone(),
+                cost_microusd: self.cost,
+            })),
         );
         self.ledger.write(|q| q.set_task_failure(&id, None))?;
         self.result.phases_ms.deliver = elapsed_ms(started);
@@ -309,7 +291,7 @@ impl Job<'_> {
                 self.state = to;
                 self.result.state = to;
                 if failure_class.is_some() {
-                    self.result.failure_class = failure_class;
+                    self.result.failure_class = failure_class.map(|c| c.to_string());
                 }
                 self.result.held_reason = held_reason;
                 Ok(())
@@ -335,7 +317,7 @@ impl Job<'_> {
     /// attempt when attempts remain, failed otherwise.
     fn fail_or_retry(
         &mut self,
-        class: &str,
+        class: FailureClass,
         failure: &str,
         retryable: bool,
         retry_after_ms: Option<u64>,
@@ -357,7 +339,7 @@ impl Job<'_> {
             return self.move_to(
                 TaskState::RetryWait,
                 TransitionFields {
-                    failure_class: Some(class.to_owned()),
+                    failure_class: Some(class.clone()),
                     retry_at_ms: Some(at),
                     ..TransitionFields::default()
                 },
@@ -369,7 +351,7 @@ impl Job<'_> {
             return self.move_to(
                 TaskState::Queued,
                 TransitionFields {
-                    failure_class: Some(class.to_owned()),
+                    failure_class: Some(class.clone()),
                     ..TransitionFields::default()
                 },
                 &format!("{class}: another attempt"),
@@ -379,7 +361,7 @@ impl Job<'_> {
         self.move_to(
             TaskState::Failed,
             TransitionFields {
-                failure_class: Some(class.to_owned()),
+                failure_class: Some(class.clone()),
                 ..TransitionFields::default()
             },
             &format!("{class}: no attempts left"),
@@ -410,18 +392,15 @@ mod tests {
 
     #[test]
     fn an_ending_salvages_and_records_its_memo_only_when_asked() {
-        let plain = Ending::retry("verify_failed", "red", false);
+        let plain = Ending::retry(FailureClass::VerifyFailed, "red", false);
         assert!(plain.salvage.is_none() && plain.memo.is_none());
-        let full = Ending::retry("verify_failed", "red", false)
+        let full = Ending::retry(FailureClass::VerifyFailed, "red", false)
             .salvage("oxi: salvage")
-            .memo(serde_json::json!({ "trigger": "governance" }));
+            .memo(GovernanceMemo::SecretInDiff {
+                memo: "a secret".into(),
+                places: vec!["a.rs:1".into()],
+            });
         assert_eq!(full.salvage.as_deref(), Some("oxi: salvage"));
         assert!(full.memo.is_some());
-    }
-
-    #[test]
-    fn hold_kinds_have_their_stored_spelling() {
-        assert_eq!(HoldKind::NeedsApproval.as_str(), "needs_approval");
-        assert_eq!(HoldKind::ReviewUnavailable.as_str(), "review_unavailable");
     }
 }

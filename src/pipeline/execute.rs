@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::ending::{Ending, Outcome, Stop};
 use super::worktree::{self, Worktree};
 use super::{Job, attribution, elapsed_ms};
-use crate::ledger::TaskState;
+use crate::ledger::{FailureClass, TaskState};
 use crate::runner::{PreparedRun, RunReport, RunnerError};
 use crate::worker::Classification;
 
@@ -37,7 +37,7 @@ pub(super) async fn stage(
             // runner closed its row. The task is retried like any transient failure.
             job.result.classification = Some(Classification::WorkerError.as_str().to_owned());
             return Err(Ending::retry(
-                "run_not_started",
+                FailureClass::RunNotStarted,
                 format!("the run could not start: {e}"),
                 true,
             )
@@ -85,13 +85,13 @@ fn unsuccessful(job: &Job<'_>, report: &RunReport) -> Ending {
         // The worker's login, not the task, failed: the runner blocked the worker, and the
         // task waits in the queue for a worker that can run it.
         Classification::AuthFailed => Outcome::Requeue {
-            class: Some(class.to_owned()),
+            class: Some(report.classification.into()),
             why: "the worker could not authenticate; it is blocked until `oxi doctor` passes",
             failure,
             detail: Some(detail),
         },
         _ => Outcome::Retry {
-            class: class.to_owned(),
+            class: report.classification.into(),
             failure,
             retryable: report.classification.is_retryable(),
             retry_after_ms: report.retry_after_ms,

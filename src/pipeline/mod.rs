@@ -21,7 +21,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::config::LoadedConfig;
-use crate::ledger::{EventKind, Ledger, LedgerError, TaskRow, TaskState};
+use crate::ledger::events::BudgetBreach;
+use crate::ledger::{Event, Ledger, LedgerError, TaskRow, TaskState};
 use crate::money::{MicroUsd, usd_to_micro};
 use crate::redact::Redactor;
 use crate::runner::{self, PreparedRun, RunReport, RunRequest, RunnerError};
@@ -174,9 +175,10 @@ impl Job<'_> {
         &self.spec.task.spec.id
     }
 
-    fn event(&mut self, kind: EventKind, run_id: Option<&str>, data: serde_json::Value) {
+    fn event(&mut self, run_id: Option<&str>, event: Event) {
         let id = self.spec.task.spec.id.clone();
-        if let Err(e) = self.ledger.record(kind, Some(&id), run_id, data) {
+        let kind = event.kind();
+        if let Err(e) = self.ledger.record(Some(&id), run_id, event) {
             tracing::warn!("task {id}: could not record {}: {e}", kind.as_str());
         }
     }
@@ -211,12 +213,11 @@ impl Job<'_> {
         let cap = usd_to_micro(self.ctx.config.config.caps.job_usd);
         if report.cost_microusd > cap {
             self.event(
-                EventKind::BudgetBreach,
                 Some(&report.run_id),
-                serde_json::json!({
-                    "scope": "job",
-                    "cost_microusd": report.cost_microusd,
-                    "cap_microusd": cap,
+                Event::BudgetBreach(BudgetBreach::Job {
+                    scope: "job".to_owned(),
+                    cost_microusd: report.cost_microusd,
+                    cap_microusd: cap,
                 }),
             );
         }

@@ -6,12 +6,13 @@ use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 
-use super::ending::{Ending, HoldKind, Outcome, Stop};
+use super::ending::{Ending, Outcome, Stop};
 use super::verify::{Diff, Verified};
 use super::{Job, attribution, worktree};
 use crate::clock::now_ms;
 use crate::config::CriticConfig;
-use crate::ledger::{EventKind, TaskState, TransitionFields};
+use crate::ledger::events::{AutoApprove, AutoApproved, ReviewDecided, ReviewDecision, Reviewed};
+use crate::ledger::{Event, FailureClass, HoldKind, TaskState, TransitionFields};
 use crate::money::{MicroUsd, usd_to_micro};
 use crate::prompt::{self, ReviewerPrompt};
 use crate::runner::{self, PreparedRun, RunReport, RunRequest, RunnerError};
@@ -229,13 +230,12 @@ pub(super) async fn stage(job: &mut Job<'_>, verified: &Verified) -> Result<(), 
             job.result.review = Some(review_skipped_reason.clone());
             let run_id = job.result.run_id.clone();
             job.event(
-                EventKind::ReviewDecided,
                 Some(&run_id),
-                serde_json::json!({
-                    "decision": "auto_approve",
-                    "review_skipped_reason": review_skipped_reason,
-                    "tier0_fast": verified.tier0_fast,
-                }),
+                Event::ReviewDecided(ReviewDecided::AutoApproved(AutoApproved {
+                    decision: AutoApprove::AutoApprove,
+                    review_skipped_reason: Some(review_skipped_reason),
+                    tier0_fast: verified.tier0_fast.clone(),
+                })),
             );
             Ok(())
         }
@@ -311,7 +311,7 @@ async fn run_reviewer(
         ReviewRoom::Admitted => {}
         ReviewRoom::CapReached(refusal) => {
             return Err(Ending::new(Outcome::RetryAt {
-                class: "budget_refused".to_owned(),
+                class: FailureClass::BudgetRefused,
                 at_ms: now_ms() + 3_600_000,
                 why: format!("review refused: {refusal}"),
             })
@@ -322,7 +322,7 @@ async fn run_reviewer(
             // The verified work is committed on the branch: held for a person rather than
             // queued, whose next attempt would run (and pay) the executor again.
             return Err(Ending::hold(
-                HoldKind::ReviewUnavailable,
+                HoldKind::ReviewOverBudget,
                 format!(
                     "verified and committed on {}; its review waited for budget room held by runs in flight until {why} ({refusal}); review branch {} and `oxi approve {}` delivers it without the reviewer, or `oxi retry {}` runs the task again",
                     spec.branch, spec.branch, spec.task.spec.id, spec.task.spec.id
@@ -351,7 +351,7 @@ async fn run_reviewer(
         let detail = report.detail.clone().unwrap_or_default();
         let ending = if report.classification.is_retryable() {
             Ending::new(Outcome::Retry {
-                class: class.to_owned(),
+                class: report.classification.into(),
                 failure: format!("the review run ended {class}: {detail}"),
                 retryable: true,
                 retry_after_ms: report.retry_after_ms,
@@ -412,14 +412,17 @@ fn act_on_verdict(
     let text = report.last_message.clone().unwrap_or_default();
     let verdict = parse_review(&text);
     job.event(
-        EventKind::ReviewDecided,
         Some(&report.run_id),
-        serde_json::json!({
-            "decision": verdict.as_ref().map(|v| v.verdict),
-            "reviewer": reviewer,
-            "review": verdict,
-            "reasons_for_review": reasons,
-        }),
+        Event::ReviewDecided(ReviewDecided::Reviewed(Reviewed {
+            decision: verdict.as_ref().map(|v| match v.verdict {
+                Verdict::Approve => ReviewDecision::Approve,
+                Verdict::RequestChanges => ReviewDecision::RequestChanges,
+                Verdict::Reject => ReviewDecision::Reject,
+            }),
+            reviewer: reviewer.to_string(),
+            review: serde_json::to_value(&verdict).unwrap_or_default(),
+            reasons_for_review: reasons.to_vec(),
+        })),
     );
     let Some(verdict) = verdict else {
         return Err(Ending::hold(
@@ -452,7 +455,7 @@ fn act_on_verdict(
         Verdict::RequestChanges => {
             job.result.review = Some(format!("changes requested by {reviewer}"));
             Err(Ending::retry(
-                "changes_requested",
+                FailureClass::ChangesRequested,
                 format!("The reviewer requested changes:\n{comments}"),
                 false,
             )
@@ -463,7 +466,7 @@ fn act_on_verdict(
             job.result.review = Some(format!("rejected by {reviewer}"));
             Err(Ending::new(Outcome::Fail {
                 to: TaskState::Failed,
-                class: "critic_rejected".to_owned(),
+                class: FailureClass::CriticRejected,
                 detail: format!("rejected by the reviewer:\n{comments}"),
                 why: format!("the reviewer rejected it: {comments}"),
                 failure: Some(comments),

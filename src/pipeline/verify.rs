@@ -18,7 +18,8 @@ use super::{ChangeSummary, Job, elapsed_ms, review};
 use crate::clock::now_ms;
 use crate::config::{AcceptanceCommand, GovernanceConfig};
 use crate::git::{self, GitError};
-use crate::ledger::{EventKind, TaskState, TransitionFields, VerifyRecord};
+use crate::ledger::events::{self, Change, GovernanceMemo};
+use crate::ledger::{Event, FailureClass, TaskState, TransitionFields, VerifyRecord};
 use crate::process::{self, Control, Limits, LineSink, Spawn, StopReason, Stream};
 use crate::redact::Redactor;
 
@@ -521,7 +522,7 @@ pub(super) async fn stage(
     let started = Instant::now();
     let diff = diff(&spec.worktree, &tree.base_commit).map_err(|e| {
         Ending::retry(
-            "verify_error",
+            FailureClass::VerifyError,
             format!("could not diff the work: {e}"),
             false,
         )
@@ -531,7 +532,7 @@ pub(super) async fn stage(
     job.credit(&tree.start_commit);
     if diff.files.is_empty() {
         return Err(Ending::retry(
-            "no_changes",
+            FailureClass::NoChanges,
             "The previous attempt said it was done but changed no file. Make the change the task asks for.",
             false,
         )
@@ -543,25 +544,29 @@ pub(super) async fn stage(
     let green = results.iter().all(CommandResult::passed);
     let run_id = job.result.run_id.clone();
     job.event(
-        EventKind::Verified,
         Some(&run_id),
-        serde_json::json!({
-            "green": green,
-            "results": results,
-            "tier1_skipped": tier1_skip,
+        Event::Verified(events::Verified {
+            green,
+            results: serde_json::to_value(&results).unwrap_or_default(),
+            tier1_skipped: tier1_skip,
             // This run's own change; `delivery` is what the branch holds against the base.
-            "files": job.result.files_changed,
-            "lines_added": job.result.lines_added,
-            "lines_removed": job.result.lines_removed,
-            "paths": job.result.paths,
-            "delivery": job.result.delivery,
-            "protection": executed.report.protection,
-            "main_checkout_unattributed": unattributed,
+            files: job.result.files_changed as u64,
+            lines_added: job.result.lines_added,
+            lines_removed: job.result.lines_removed,
+            paths: job.result.paths.clone(),
+            delivery: job.result.delivery.as_ref().map(|d| Change {
+                files: d.files as u64,
+                lines_added: d.lines_added,
+                lines_removed: d.lines_removed,
+                paths: d.paths.clone(),
+            }),
+            protection: serde_json::to_value(&executed.report.protection).unwrap_or_default(),
+            main_checkout_unattributed: unattributed,
         }),
     );
     if !green {
         return Err(
-            Ending::retry("verify_failed", failure_text(&results), false)
+            Ending::retry(FailureClass::VerifyFailed, failure_text(&results), false)
                 .salvage(format!(
                     "oxi: attempt {} (verification failed; not delivered)",
                     spec.attempt
@@ -622,25 +627,24 @@ fn gates(
         attribution.worker,
     )
     .map_err(|e| {
-        Ending::retry("verify_error", e.to_string(), false)
+        Ending::retry(FailureClass::VerifyError, e.to_string(), false)
             .salvage("oxi: salvage (governance check failed)")
     })?;
     if governance.is_violation() {
         let memo = governance.memo();
         return Err(Ending::new(Outcome::Fail {
             to: TaskState::FrameworkFixNeeded,
-            class: "governance".to_owned(),
+            class: FailureClass::Governance,
             detail: memo.clone(),
             why: memo.clone(),
             failure: None,
         })
-        .memo(serde_json::json!({
-            "trigger": "governance",
-            "memo": memo,
-            "outside": governance.outside,
-            "protected": governance.protected,
-            "main_checkout": governance.main_checkout,
-        }))
+        .memo(GovernanceMemo::Governance {
+            memo: memo.clone(),
+            outside: governance.outside.clone(),
+            protected: governance.protected.clone(),
+            main_checkout: governance.main_checkout.clone(),
+        })
         .salvage("oxi: governance stop (not delivered; see the memo)")
         .into());
     }
@@ -657,16 +661,15 @@ fn gates(
         );
         return Err(Ending::new(Outcome::Fail {
             to: TaskState::Failed,
-            class: "secret_in_diff".to_owned(),
+            class: FailureClass::SecretInDiff,
             detail: memo.clone(),
             why: memo.clone(),
             failure: None,
         })
-        .memo(serde_json::json!({
-            "trigger": "secret_in_diff",
-            "memo": memo,
-            "places": places,
-        }))
+        .memo(GovernanceMemo::SecretInDiff {
+            memo: memo.clone(),
+            places,
+        })
         .into());
     }
     Ok((governance, attribution.unattributed))
@@ -689,7 +692,7 @@ async fn acceptance_tiers(
     let mut results = acceptance(job, "tier0", &config.config.verify.tier0)
         .await
         .map_err(|e| {
-            Ending::retry("verify_error", e.to_string(), false)
+            Ending::retry(FailureClass::VerifyError, e.to_string(), false)
                 .salvage("oxi: salvage (verification could not run)")
         })?;
     let tier0_fast = review::tier0_fast(&config.config.critic, recent_green, diff);
@@ -731,9 +734,11 @@ pub(super) async fn tier2(job: &mut Job<'_>) -> Result<(), Stop> {
         .await
         .unwrap_or_else(|e| vec![CommandResult::could_not_run("tier2", &e)]);
     if !tier2.iter().all(CommandResult::passed) {
-        return Err(Ending::retry("verify_failed", failure_text(&tier2), false)
-            .salvage("oxi: salvage")
-            .into());
+        return Err(
+            Ending::retry(FailureClass::VerifyFailed, failure_text(&tier2), false)
+                .salvage("oxi: salvage")
+                .into(),
+        );
     }
     Ok(())
 }

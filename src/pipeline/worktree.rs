@@ -15,7 +15,8 @@ use std::time::Instant;
 use super::ending::{Ending, Outcome, Stop};
 use super::{Job, attribution, elapsed_ms};
 use crate::git::{self, GitError};
-use crate::ledger::{Ledger, LedgerError, TaskRow, TaskState};
+use crate::ledger::events::GovernanceMemo;
+use crate::ledger::{FailureClass, Ledger, LedgerError, TaskRow, TaskState};
 use crate::runner::PreparedRun;
 
 /// Longest slug taken from a title.
@@ -311,7 +312,7 @@ pub(super) fn stage(job: &mut Job<'_>, prepared: &PreparedRun<'_>) -> Result<Wor
             let detail = format!("could not create the worktree: {e}");
             prepared.abandon(&mut job.ledger, &detail)?;
             job.result.classification = Some("worker_error".to_owned());
-            return Err(Ending::retry("worktree_failed", detail, false).into());
+            return Err(Ending::retry(FailureClass::WorktreeFailed, detail, false).into());
         }
     };
     job.result.phases_ms.worktree = elapsed_ms(started);
@@ -343,11 +344,13 @@ pub(super) fn untouched(
         tampered.join(", "),
         job.spec.worktree.display()
     );
-    let data =
-        serde_json::json!({ "trigger": "worktree_metadata", "memo": memo, "paths": tampered });
+    let data = GovernanceMemo::WorktreeMetadata {
+        memo: memo.clone(),
+        paths: tampered,
+    };
     Err(Ending::new(Outcome::Fail {
         to,
-        class: "governance".to_owned(),
+        class: FailureClass::Governance,
         detail: memo.clone(),
         why: memo.clone(),
         failure: Some(memo),

@@ -12,7 +12,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{Roadmap, RoadmapItem, Warning};
-use crate::ledger::{EventKind, Ledger, LedgerError, NewEvent, TaskSpec, TaskState, Transition};
+use crate::ledger::events::{IngestCompleted, RoadmapLine, TaskAdded, TaskRemovedInFlight};
+use crate::ledger::{Event, Ledger, LedgerError, NewEvent, TaskSpec, TaskState, Transition};
 
 /// What one ingest changed.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -153,15 +154,14 @@ pub fn apply(
                 q.insert_task(&spec, state, now_ms)?;
                 q.append_event(&NewEvent {
                     at_ms: now_ms,
-                    kind: EventKind::TaskAdded,
                     task_id: Some(&spec.id),
                     run_id: None,
                     actor: "oxi",
-                    data: serde_json::json!({
-                        "state": state.as_str(),
-                        "line": spec.source_line,
-                        "priority_tier": spec.priority_tier,
-                        "format": spec.format,
+                    event: Event::TaskAdded(TaskAdded {
+                        state,
+                        line: spec.source_line,
+                        priority_tier: spec.priority_tier,
+                        format: spec.format.clone(),
                     }),
                 })?;
                 summary.added.push(spec.id.clone());
@@ -177,11 +177,12 @@ pub fn apply(
                 if text_changed {
                     q.append_event(&NewEvent {
                         at_ms: now_ms,
-                        kind: EventKind::TaskChangedInFlight,
                         task_id: Some(&spec.id),
                         run_id: None,
                         actor: "oxi",
-                        data: serde_json::json!({ "line": spec.source_line }),
+                        event: Event::TaskChangedInFlight(RoadmapLine {
+                            line: spec.source_line,
+                        }),
                     })?;
                     summary.in_flight_untouched.push(spec.id.clone());
                 }
@@ -200,11 +201,12 @@ pub fn apply(
                 q.update_task_spec(&spec, now_ms)?;
                 q.append_event(&NewEvent {
                     at_ms: now_ms,
-                    kind: EventKind::TaskUpdated,
                     task_id: Some(&spec.id),
                     run_id: None,
                     actor: "oxi",
-                    data: serde_json::json!({ "line": spec.source_line }),
+                    event: Event::TaskUpdated(RoadmapLine {
+                        line: spec.source_line,
+                    }),
                 })?;
                 summary.updated.push(spec.id.clone());
                 changed = true;
@@ -261,11 +263,10 @@ pub fn apply(
             if task.state.is_in_flight() {
                 q.append_event(&NewEvent {
                     at_ms: now_ms,
-                    kind: EventKind::TaskRemovedInFlight,
                     task_id: Some(id),
                     run_id: None,
                     actor: "oxi",
-                    data: serde_json::json!({ "state": task.state.as_str() }),
+                    event: Event::TaskRemovedInFlight(TaskRemovedInFlight { state: task.state }),
                 })?;
                 summary.in_flight_untouched.push(id.clone());
             } else if task.state.is_waiting() {
@@ -287,20 +288,19 @@ pub fn apply(
         q.kv_set(ROADMAP_HASH_KEY, roadmap_sha256, now_ms)?;
         q.append_event(&NewEvent {
             at_ms: now_ms,
-            kind: EventKind::IngestCompleted,
             task_id: None,
             run_id: None,
             actor: "oxi",
-            data: serde_json::json!({
-                "roadmap": roadmap_label,
-                "sha256": roadmap_sha256,
-                "items": summary.items,
-                "added": summary.added.len(),
-                "updated": summary.updated.len(),
-                "abandoned": summary.abandoned.len(),
-                "marked_done": summary.marked_done.len(),
-                "reopened": summary.reopened.len(),
-                "warnings": summary.warnings.len(),
+            event: Event::IngestCompleted(IngestCompleted {
+                roadmap: roadmap_label.to_owned(),
+                sha256: roadmap_sha256.to_owned(),
+                items: summary.items,
+                added: summary.added.len(),
+                updated: summary.updated.len(),
+                abandoned: summary.abandoned.len(),
+                marked_done: summary.marked_done.len(),
+                reopened: summary.reopened.len(),
+                warnings: summary.warnings.len(),
             }),
         })?;
         Ok(())

@@ -22,7 +22,8 @@ use crate::clock::{day_of, month_of, now_ms, rfc3339};
 use crate::config::{ConfineMode, LoadedConfig, RateCard, WorkerConfig, WorkerKind};
 use crate::confine::{Confinement, Protection, RunTemp, Writable};
 use crate::git::TreeSnapshot;
-use crate::ledger::{EventKind, Ledger, LedgerError, NewEvent, NewRun, RunEnd};
+use crate::ledger::events::BudgetRefused;
+use crate::ledger::{Event, Ledger, LedgerError, NewEvent, NewRun, RunEnd};
 use crate::money::{MicroUsd, micro_to_usd};
 use crate::process::{self, Limits, ProcessError, Spawn};
 use crate::redact::Redactor;
@@ -342,13 +343,12 @@ impl PreparedRun<'_> {
                 Err(refusal) => {
                     q.append_event(&NewEvent {
                         at_ms: now,
-                        kind: EventKind::BudgetRefused,
                         task_id: new_run.task_id,
                         run_id: None,
                         actor: new_run.actor,
-                        data: serde_json::json!({
-                            "worker": new_run.worker,
-                            "refusal": &refusal,
+                        event: Event::BudgetRefused(BudgetRefused {
+                            worker: new_run.worker.to_owned(),
+                            refusal: serde_json::to_value(refusal).unwrap_or_default(),
                         }),
                     })?;
                     Ok(Err(refusal))

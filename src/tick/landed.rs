@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::clock::now_ms;
 use crate::config::LoadedConfig;
-use crate::ledger::{EventKind, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition};
+use crate::ledger::events::BranchMerged;
+use crate::ledger::{Event, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition};
 
 /// A delivered task found merged into the base branch.
 #[derive(Debug, Clone, Serialize)]
@@ -99,14 +100,13 @@ fn record(ledger: &mut Ledger, landed: &Landed) -> Result<(), LedgerError> {
         )?;
         q.append_event(&NewEvent {
             at_ms: now,
-            kind: EventKind::BranchMerged,
             task_id: Some(id),
             run_id: None,
             actor: "oxi",
-            data: serde_json::json!({
-                "branch": landed.branch,
-                "commit": landed.commit,
-                "base_branch": landed.base_branch,
+            event: Event::BranchMerged(BranchMerged {
+                branch: landed.branch.clone(),
+                commit: landed.commit.clone(),
+                base_branch: landed.base_branch.clone(),
             }),
         })?;
         Ok(())

@@ -14,8 +14,10 @@ use tokio::sync::watch;
 
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, RunMode};
+use crate::ledger::events::{BudgetBreach, TickCompleted};
 use crate::ledger::{
-    EventKind, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition, TransitionFields,
+    ApprovalKind, Event, FailureClass, HoldKind, Ledger, LedgerError, NewEvent, TaskRow, TaskState,
+    Transition, TransitionFields,
 };
 use crate::money::{format_usd, usd_to_micro};
 use crate::pipeline::deliver::{ReleaseStop, release_stage};
@@ -270,7 +272,7 @@ fn operator_approved_over_estimate(ledger: &Ledger, task_id: &str) -> bool {
         .approvals_for(task_id)
         .map(|a| {
             a.iter()
-                .any(|a| a.kind == "over_estimate" && a.used_by_run.is_none())
+                .any(|a| a.kind == Some(ApprovalKind::OverEstimate) && a.used_by_run.is_none())
         })
         .unwrap_or(false)
 }
@@ -447,13 +449,13 @@ pub async fn pass(
         "nothing_to_do"
     };
     report.phases_ms.total = started.elapsed().as_millis() as u64;
-    let summary = serde_json::json!({
-        "outcome": report.outcome,
-        "claimed": report.jobs.iter().map(|j| &j.task_id).collect::<Vec<_>>(),
-        "reaped": report.reaped.len(),
-        "budget_refusal": report.budget_refusal.as_ref().map(ToString::to_string),
-        "ms": report.phases_ms.total,
-    });
+    let summary = TickCompleted {
+        outcome: report.outcome.to_owned(),
+        claimed: report.jobs.iter().map(|j| j.task_id.clone()).collect(),
+        reaped: report.reaped.len(),
+        budget_refusal: report.budget_refusal.as_ref().map(ToString::to_string),
+        ms: report.phases_ms.total,
+    };
     let something_happened = report.outcome != "nothing_to_do"
         || !report.reaped.is_empty()
         || !report.deferred.is_empty()
@@ -464,11 +466,10 @@ pub async fn pass(
     ledger.write(|q| {
         q.append_event(&NewEvent {
             at_ms: now_ms(),
-            kind: EventKind::TickCompleted,
             task_id: None,
             run_id: None,
             actor: "oxi",
-            data: summary,
+            event: Event::TickCompleted(summary),
         })
         .map(|_| ())
     })?;
@@ -569,7 +570,7 @@ pub async fn claim(
                         from: task.state,
                         to: TaskState::Failed,
                         fields: TransitionFields {
-                            failure_class: Some("attempts_exhausted".to_owned()),
+                            failure_class: Some(FailureClass::AttemptsExhausted),
                             ..TransitionFields::default()
                         },
                         actor: "oxi",
@@ -643,6 +644,7 @@ pub async fn claim(
                         to: TaskState::Held,
                         fields: TransitionFields {
                             held_reason: Some(reason.clone()),
+                            hold_kind: Some(HoldKind::OverEstimate),
                             ..TransitionFields::default()
                         },
                         actor: "oxi",
@@ -790,15 +792,14 @@ fn record_period_breach(ledger: &mut Ledger, config: &LoadedConfig) -> Result<()
                 q.kv_set(&key, &spent.to_string(), now)?;
                 q.append_event(&NewEvent {
                     at_ms: now,
-                    kind: EventKind::BudgetBreach,
                     task_id: None,
                     run_id: None,
                     actor: "oxi",
-                    data: serde_json::json!({
-                        "scope": scope,
-                        "period": period,
-                        "spent_microusd": spent,
-                        "cap_microusd": cap,
+                    event: Event::BudgetBreach(BudgetBreach::Period {
+                        scope: scope.to_owned(),
+                        period: period.clone(),
+                        spent_microusd: spent,
+                        cap_microusd: cap,
                     }),
                 })
                 .map(|_| ())

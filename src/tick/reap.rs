@@ -12,8 +12,9 @@ use serde::Serialize;
 
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, WorkerKind};
+use crate::ledger::events::RunReaped;
 use crate::ledger::{
-    EventKind, Ledger, LedgerError, NewEvent, RunEnd, RunRow, TaskState, Transition,
+    Event, FailureClass, Ledger, LedgerError, NewEvent, RunEnd, RunRow, TaskState, Transition,
     TransitionFields,
 };
 use crate::money::MicroUsd;
@@ -179,7 +180,7 @@ fn recover_task(
         (
             TaskState::Failed,
             TransitionFields {
-                failure_class: Some("attempts_exhausted".to_owned()),
+                failure_class: Some(FailureClass::AttemptsExhausted),
                 ..TransitionFields::default()
             },
         )
@@ -187,7 +188,7 @@ fn recover_task(
         (
             TaskState::Queued,
             TransitionFields {
-                failure_class: Some("reaped".to_owned()),
+                failure_class: Some(FailureClass::Reaped),
                 ..TransitionFields::default()
             },
         )
@@ -284,14 +285,13 @@ pub async fn reap(
             if finished {
                 q.append_event(&NewEvent {
                     at_ms: ended,
-                    kind: EventKind::RunReaped,
                     task_id: run.task_id.as_deref(),
                     run_id: Some(&run.id),
                     actor: "oxi",
-                    data: serde_json::json!({
-                        "reason": reason,
-                        "pgid": run.pgid,
-                        "group_ended": group_ended,
+                    event: Event::RunReaped(RunReaped {
+                        reason: reason.to_string(),
+                        pgid: run.pgid,
+                        group_ended,
                     }),
                 })?;
             }

@@ -10,14 +10,17 @@ mod sync;
 
 use std::time::Instant;
 
-use super::ending::{Ending, HoldKind, Outcome, Stop};
+use super::ending::{Ending, Outcome, Stop};
 use super::verify::Verified;
 use super::worktree::{self, Worktree};
 use super::{Job, elapsed_ms};
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, RunMode};
 use crate::github::{GithubClient, GithubWriter};
-use crate::ledger::{EventKind, Ledger, LedgerError, NewEvent, TaskState, Transition};
+use crate::ledger::events::{Delivered, DeliveredAfterApproval, DeliveryMode, GovernanceMemo};
+use crate::ledger::{
+    Event, FailureClass, HoldKind, Ledger, LedgerError, NewEvent, TaskState, Transition,
+};
 use crate::redact::Redactor;
 use release::{ReleaseAction, ReleaseError};
 pub use sync::sync;
@@ -40,8 +43,14 @@ pub(super) fn commit(job: &mut Job<'_>, tree: &Worktree, verified: &Verified) ->
         spec.worker
     );
     // `verify::diff` staged everything and found changes.
-    let commit = worktree::commit_delivery(&spec.worktree, &tree.base_commit, &message)
-        .map_err(|e| Ending::retry("deliver_failed", format!("could not commit: {e}"), false))?;
+    let commit =
+        worktree::commit_delivery(&spec.worktree, &tree.base_commit, &message).map_err(|e| {
+            Ending::retry(
+                FailureClass::DeliverFailed,
+                format!("could not commit: {e}"),
+                false,
+            )
+        })?;
     job.result.commit = Some(commit.clone());
     job.result.phases_ms.commit = elapsed_ms(started);
     let governance = &verified.governance;
@@ -55,12 +64,11 @@ pub(super) fn commit(job: &mut Job<'_>, tree: &Worktree, verified: &Verified) ->
             ),
             "needs approval",
         )
-        .memo(serde_json::json!({
-            "trigger": "needs_approval",
-            "memo": memo,
-            "paths": governance.needs_approval,
-            "commit": Some(commit),
-        }))
+        .memo(GovernanceMemo::NeedsApproval {
+            memo: memo.clone(),
+            paths: governance.needs_approval.clone(),
+            commit: Some(commit),
+        })
         .salvage("oxi: salvage")
         .into());
     }
@@ -101,11 +109,14 @@ pub fn deliver_approved(ledger: &mut Ledger) -> Result<Vec<String>, LedgerError>
                 )?;
                 q.append_event(&NewEvent {
                     at_ms: now,
-                    kind: EventKind::Delivered,
                     task_id: Some(&id),
                     run_id: None,
                     actor: "oxi",
-                    data: serde_json::json!({ "mode": "fast", "branch": task.branch, "after_approval": true }),
+                    event: Event::Delivered(Delivered::AfterApproval(DeliveredAfterApproval {
+                        mode: DeliveryMode::Fast,
+                        branch: task.branch.clone(),
+                        after_approval: true,
+                    })),
                 })?;
                 Ok(())
             })?;

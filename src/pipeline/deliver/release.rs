@@ -13,7 +13,10 @@ use serde::Serialize;
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, MergePolicy};
 use crate::github::{GithubClient, GithubError, GithubWriter};
-use crate::ledger::{EventKind, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition};
+use crate::ledger::events::{GithubError as GithubErrorEvent, PrOpened};
+use crate::ledger::{
+    ApprovalKind, Event, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition,
+};
 use crate::redact::Redactor;
 
 const PR_TEMPLATE: &str = include_str!("../../../templates/pr.md.j2");
@@ -57,13 +60,8 @@ pub(super) fn action(
     }
 }
 
-pub(super) fn event(
-    ledger: &mut Ledger,
-    kind: EventKind,
-    task: &str,
-    data: serde_json::Value,
-) -> Result<(), LedgerError> {
-    ledger.record(kind, Some(task), None, data)
+pub(super) fn event(ledger: &mut Ledger, task: &str, event: Event) -> Result<(), LedgerError> {
+    ledger.record(Some(task), None, event)
 }
 
 pub(super) fn transition(
@@ -224,13 +222,13 @@ pub async fn deliver_pending(
                         .read()
                         .approvals_for(&id)?
                         .iter()
-                        .any(|a| a.kind == "needs_approval")
+                        .any(|a| a.kind == Some(ApprovalKind::NeedsApproval))
                 {
                     let now = now_ms();
                     ledger.write(|q| {
                         q.insert_approval(
                             &id,
-                            "merge",
+                            ApprovalKind::Merge,
                             "oxi:critic",
                             Some("github.merge = on_critic_approve"),
                             now,
@@ -245,9 +243,11 @@ pub async fn deliver_pending(
             ) => {
                 event(
                     ledger,
-                    EventKind::GithubError,
                     &id,
-                    serde_json::json!({ "step": "deliver", "error": e.to_string() }),
+                    Event::GithubError(GithubErrorEvent {
+                        step: "deliver".to_owned(),
+                        error: e.to_string(),
+                    }),
                 )?;
                 return Err(e);
             }
@@ -257,9 +257,11 @@ pub async fn deliver_pending(
                 );
                 event(
                     ledger,
-                    EventKind::GithubError,
                     &id,
-                    serde_json::json!({ "step": "deliver", "error": e.to_string() }),
+                    Event::GithubError(GithubErrorEvent {
+                        step: "deliver".to_owned(),
+                        error: e.to_string(),
+                    }),
                 )?;
                 actions.push(action(&id, "deliver_pending", None, Some(e.to_string())));
             }
@@ -315,16 +317,15 @@ async fn deliver_one(
         )?;
         q.append_event(&NewEvent {
             at_ms: now,
-            kind: EventKind::PrOpened,
             task_id: Some(&id),
             run_id: None,
             actor: "oxi",
-            data: serde_json::json!({
-                "number": pull.number,
-                "url": pull.html_url,
-                "branch": branch,
-                "draft": pull.draft,
-                "labels": labels,
+            event: Event::PrOpened(PrOpened {
+                number: pull.number,
+                url: pull.html_url.clone(),
+                branch: branch.to_string(),
+                draft: pull.draft,
+                labels: labels.clone(),
             }),
         })?;
         Ok(())

@@ -6,7 +6,10 @@ use super::release::{ReleaseAction, ReleaseError, action, event, transition};
 use crate::clock::now_ms;
 use crate::github::model::{CheckRun, PullRequest};
 use crate::github::{GithubClient, GithubWriter};
-use crate::ledger::{EventKind, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition};
+use crate::ledger::events::{Check, CiResult, FollowUp, MergedBy, PrClosed, PrMerged, PrReviewed};
+use crate::ledger::{
+    ApprovalKind, Event, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition,
+};
 
 /// Follows every delivered task's pull request: merged → `merged` then `done`; closed →
 /// `rejected`; CI results recorded (first pass or not); a failed CI run or a "changes
@@ -68,9 +71,12 @@ async fn follow(
         transition(ledger, &id, TaskState::Merged, TaskState::Done, "merged")?;
         event(
             ledger,
-            EventKind::PrMerged,
             &id,
-            serde_json::json!({ "number": number, "by": "maintainer" }),
+            Event::PrMerged(PrMerged {
+                number,
+                by: MergedBy::Maintainer,
+                approved_by: None,
+            }),
         )?;
         return Ok(Some(action(&id, "merged", Some(number), None)));
     }
@@ -82,12 +88,7 @@ async fn follow(
             TaskState::Rejected,
             "pull request closed without merging",
         )?;
-        event(
-            ledger,
-            EventKind::PrClosed,
-            &id,
-            serde_json::json!({ "number": number }),
-        )?;
+        event(ledger, &id, Event::PrClosed(PrClosed { number }))?;
         return Ok(Some(action(&id, "rejected", Some(number), None)));
     }
 
@@ -141,13 +142,21 @@ fn ci_result(
         }
         q.append_event(&NewEvent {
             at_ms: now,
-            kind: EventKind::CiResult,
             task_id: Some(&id),
             run_id: None,
             actor: "oxi",
-            data: serde_json::json!({
-                "number": number, "sha": sha, "green": green, "first_pass": first_pass,
-                "checks": runs.iter().map(|r| serde_json::json!({"name": r.name, "conclusion": r.conclusion})).collect::<Vec<_>>(),
+            event: Event::CiResult(CiResult {
+                number,
+                sha: sha.to_string(),
+                green,
+                first_pass,
+                checks: runs
+                    .iter()
+                    .map(|r| Check {
+                        name: r.name.clone(),
+                        conclusion: r.conclusion.clone(),
+                    })
+                    .collect(),
             }),
         })
         .map(|_| ())
@@ -201,9 +210,11 @@ async fn new_reviews(
     for review in new {
         event(
             ledger,
-            EventKind::PrReviewed,
             &id,
-            serde_json::json!({ "number": number, "state": review.state }),
+            Event::PrReviewed(PrReviewed {
+                number,
+                state: review.state.clone(),
+            }),
         )?;
     }
     let requested: Vec<String> = new
@@ -241,7 +252,7 @@ async fn merge_if_approved(
         .approvals_for(&id)?
         .into_iter()
         .rev()
-        .find(|a| a.kind == "merge");
+        .find(|a| a.kind == Some(ApprovalKind::Merge));
     let Some(approval) = approval else {
         return Ok(None);
     };
@@ -268,9 +279,12 @@ async fn merge_if_approved(
     transition(ledger, &id, TaskState::Merged, TaskState::Done, "merged")?;
     event(
         ledger,
-        EventKind::PrMerged,
         &id,
-        serde_json::json!({ "number": number, "by": "oxi", "approved_by": approval.approved_by }),
+        Event::PrMerged(PrMerged {
+            number,
+            by: MergedBy::Oxi,
+            approved_by: Some(approval.approved_by.clone()),
+        }),
     )?;
     Ok(Some(action(
         &id,
@@ -299,11 +313,10 @@ fn follow_up(ledger: &mut Ledger, task: &TaskRow, feedback: &str) -> Result<(), 
         q.set_task_failure(&id, Some(&feedback))?;
         q.append_event(&NewEvent {
             at_ms: now,
-            kind: EventKind::FollowUp,
             task_id: Some(&id),
             run_id: None,
             actor: "oxi",
-            data: serde_json::json!({ "pr": task.pr_number }),
+            event: Event::FollowUp(FollowUp { pr: task.pr_number }),
         })
         .map(|_| ())
     })

@@ -1,0 +1,810 @@
+//! The event trail as types: one struct per event kind's `data`, in one enum.
+//!
+//! The `kind` column holds `EventKind::as_str`; the `data` column holds the variant's payload
+//! as a JSON object whose field names and shapes are those every oxi version wrote, so old
+//! ledgers read unchanged. Fields a later version added, or that an old row may lack, default
+//! on reading. Report SQL reads a few fields with `json_extract`; their names are the consts in
+//! [`fields`], used to build that SQL, and a test checks the types still write them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{FailureClass, TaskState, WorkerBlock};
+use crate::money::MicroUsd;
+
+/// What happened, as stored in the `kind` column. Every KPI in `oxi report` is derived from
+/// these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Ingest created a task.
+    TaskAdded,
+    /// Ingest changed an unstarted task's text, tier or dependencies.
+    TaskUpdated,
+    /// A task changed state.
+    TaskStateChanged,
+    /// An in-flight task's roadmap text changed; the running attempt keeps the old brief.
+    TaskChangedInFlight,
+    /// An in-flight task left the roadmap; it is left to finish.
+    TaskRemovedInFlight,
+    /// One ingest pass finished.
+    IngestCompleted,
+    /// The killswitch was engaged.
+    Paused,
+    /// The killswitch was released.
+    Resumed,
+    /// A worker run started (its pid is recorded on the run row).
+    RunStarted,
+    /// A worker run ended, with its classification and cost.
+    RunFinished,
+    /// A run was refused because it could cross a spend cap.
+    BudgetRefused,
+    /// A runnable task waited (file overlap with in-flight work).
+    TaskDeferred,
+    /// The reaper ended an orphaned run.
+    RunReaped,
+    /// Verification results for one run, per tier.
+    Verified,
+    /// Governance stopped or held a task (memo: paths and trigger).
+    GovernanceMemo,
+    /// The critic's decision (auto-approve with `review_skipped_reason`, or a reviewer verdict).
+    ReviewDecided,
+    /// A task's work was committed on its branch (fast mode: the delivery).
+    Delivered,
+    /// A run or a day/month ended above its cap.
+    BudgetBreach,
+    /// An operator acted on one task (`oxi retry`, `cancel`, `approve`).
+    OperatorAction,
+    /// One tick pass finished.
+    TickCompleted,
+    /// A task's branch was pushed and its pull request opened or updated.
+    PrOpened,
+    /// A pull request's checks finished (`first_pass` for the first result of the PR).
+    CiResult,
+    /// A review was submitted on an oxi pull request.
+    PrReviewed,
+    /// An oxi pull request was merged (by oxi after approval, or by a maintainer).
+    PrMerged,
+    /// An oxi pull request was closed without merging.
+    PrClosed,
+    /// Fast mode: a delivered branch's commit was found on the base branch (an operator merged
+    /// it), so the task moved on to `merged` and `done`.
+    BranchMerged,
+    /// A delivered task went back to work because of CI or review feedback.
+    FollowUp,
+    /// `oxi saturate` stopped claiming: the day's cap is reached.
+    DailyBudgetReached,
+    /// A GitHub step failed; the task waits where it was.
+    GithubError,
+    /// A worker gets no new runs until `oxi doctor` passes it (its CLI could not authenticate).
+    WorkerBlocked,
+    /// `oxi doctor` cleared a worker's block.
+    WorkerUnblocked,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::TaskAdded => "task_added",
+            EventKind::TaskUpdated => "task_updated",
+            EventKind::TaskStateChanged => "task_state_changed",
+            EventKind::TaskChangedInFlight => "task_changed_in_flight",
+            EventKind::TaskRemovedInFlight => "task_removed_in_flight",
+            EventKind::IngestCompleted => "ingest_completed",
+            EventKind::Paused => "paused",
+            EventKind::Resumed => "resumed",
+            EventKind::RunStarted => "run_started",
+            EventKind::RunFinished => "run_finished",
+            EventKind::BudgetRefused => "budget_refused",
+            EventKind::TaskDeferred => "task_deferred",
+            EventKind::RunReaped => "run_reaped",
+            EventKind::Verified => "verified",
+            EventKind::GovernanceMemo => "governance_memo",
+            EventKind::ReviewDecided => "review_decided",
+            EventKind::Delivered => "delivered",
+            EventKind::BudgetBreach => "budget_breach",
+            EventKind::OperatorAction => "operator_action",
+            EventKind::TickCompleted => "tick_completed",
+            EventKind::PrOpened => "pr_opened",
+            EventKind::CiResult => "ci_result",
+            EventKind::PrReviewed => "pr_reviewed",
+            EventKind::PrMerged => "pr_merged",
+            EventKind::PrClosed => "pr_closed",
+            EventKind::BranchMerged => "branch_merged",
+            EventKind::FollowUp => "follow_up",
+            EventKind::DailyBudgetReached => "daily_budget_reached",
+            EventKind::GithubError => "github_error",
+            EventKind::WorkerBlocked => "worker_blocked",
+            EventKind::WorkerUnblocked => "worker_unblocked",
+        }
+    }
+}
+
+/// The `data` field names report SQL reads with `json_extract` / `json_type`, and the values
+/// it compares them with.
+pub mod fields {
+    /// `governance_memo.trigger` (a [`super::GovernanceMemo`]'s tag).
+    pub const TRIGGER: &str = "trigger";
+    /// The trigger that is a hold for approval, not a violation.
+    pub const TRIGGER_NEEDS_APPROVAL: &str = "needs_approval";
+    /// `ci_result.green`.
+    pub const GREEN: &str = "green";
+    /// `ci_result.first_pass`.
+    pub const FIRST_PASS: &str = "first_pass";
+    /// `review_decided.decision`.
+    pub const DECISION: &str = "decision";
+    /// The decision of an auto-approval.
+    pub const DECISION_AUTO_APPROVE: &str = "auto_approve";
+    /// `review_decided.review_skipped_reason`.
+    pub const REVIEW_SKIPPED_REASON: &str = "review_skipped_reason";
+}
+
+/// One event's payload; its variant is its kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
+pub enum Event {
+    TaskAdded(TaskAdded),
+    TaskUpdated(RoadmapLine),
+    TaskStateChanged(TaskStateChanged),
+    TaskChangedInFlight(RoadmapLine),
+    TaskRemovedInFlight(TaskRemovedInFlight),
+    IngestCompleted(IngestCompleted),
+    Paused(Killswitched),
+    Resumed(Killswitched),
+    RunStarted(RunStarted),
+    RunFinished(RunFinished),
+    BudgetRefused(BudgetRefused),
+    TaskDeferred(TaskDeferred),
+    RunReaped(RunReaped),
+    Verified(Verified),
+    GovernanceMemo(GovernanceMemo),
+    ReviewDecided(ReviewDecided),
+    Delivered(Delivered),
+    BudgetBreach(BudgetBreach),
+    OperatorAction(OperatorAction),
+    TickCompleted(TickCompleted),
+    PrOpened(PrOpened),
+    CiResult(CiResult),
+    PrReviewed(PrReviewed),
+    PrMerged(PrMerged),
+    PrClosed(PrClosed),
+    BranchMerged(BranchMerged),
+    FollowUp(FollowUp),
+    DailyBudgetReached(DailyBudgetReached),
+    GithubError(GithubError),
+    WorkerBlocked(WorkerBlock),
+    WorkerUnblocked(WorkerUnblocked),
+}
+
+impl Event {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Event::TaskAdded(_) => EventKind::TaskAdded,
+            Event::TaskUpdated(_) => EventKind::TaskUpdated,
+            Event::TaskStateChanged(_) => EventKind::TaskStateChanged,
+            Event::TaskChangedInFlight(_) => EventKind::TaskChangedInFlight,
+            Event::TaskRemovedInFlight(_) => EventKind::TaskRemovedInFlight,
+            Event::IngestCompleted(_) => EventKind::IngestCompleted,
+            Event::Paused(_) => EventKind::Paused,
+            Event::Resumed(_) => EventKind::Resumed,
+            Event::RunStarted(_) => EventKind::RunStarted,
+            Event::RunFinished(_) => EventKind::RunFinished,
+            Event::BudgetRefused(_) => EventKind::BudgetRefused,
+            Event::TaskDeferred(_) => EventKind::TaskDeferred,
+            Event::RunReaped(_) => EventKind::RunReaped,
+            Event::Verified(_) => EventKind::Verified,
+            Event::GovernanceMemo(_) => EventKind::GovernanceMemo,
+            Event::ReviewDecided(_) => EventKind::ReviewDecided,
+            Event::Delivered(_) => EventKind::Delivered,
+            Event::BudgetBreach(_) => EventKind::BudgetBreach,
+            Event::OperatorAction(_) => EventKind::OperatorAction,
+            Event::TickCompleted(_) => EventKind::TickCompleted,
+            Event::PrOpened(_) => EventKind::PrOpened,
+            Event::CiResult(_) => EventKind::CiResult,
+            Event::PrReviewed(_) => EventKind::PrReviewed,
+            Event::PrMerged(_) => EventKind::PrMerged,
+            Event::PrClosed(_) => EventKind::PrClosed,
+            Event::BranchMerged(_) => EventKind::BranchMerged,
+            Event::FollowUp(_) => EventKind::FollowUp,
+            Event::DailyBudgetReached(_) => EventKind::DailyBudgetReached,
+            Event::GithubError(_) => EventKind::GithubError,
+            Event::WorkerBlocked(_) => EventKind::WorkerBlocked,
+            Event::WorkerUnblocked(_) => EventKind::WorkerUnblocked,
+        }
+    }
+
+    /// The `data` column's JSON: the payload alone, its keys in sorted order (as every
+    /// version wrote them).
+    pub fn data(&self) -> Value {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(mut map)) => map.remove("data").unwrap_or(Value::Null),
+            _ => Value::Null,
+        }
+    }
+
+    /// Reads a stored row back; `None` for a kind this version does not know or data that
+    /// does not fit it (a hand-edited row).
+    pub fn parse(kind: &str, data: &Value) -> Option<Event> {
+        serde_json::from_value(serde_json::json!({ "kind": kind, "data": data })).ok()
+    }
+}
+
+/// `task_added`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskAdded {
+    pub state: TaskState,
+    #[serde(default)]
+    pub line: u32,
+    #[serde(default)]
+    pub priority_tier: u8,
+    #[serde(default)]
+    pub format: String,
+}
+
+/// `task_updated`, `task_changed_in_flight`: the task's line in the roadmap.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RoadmapLine {
+    pub line: u32,
+}
+
+/// `task_state_changed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskStateChanged {
+    pub from: TaskState,
+    pub to: TaskState,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_class: Option<FailureClass>,
+}
+
+/// `task_removed_in_flight`: the state it was in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRemovedInFlight {
+    pub state: TaskState,
+}
+
+/// `ingest_completed`: the roadmap read and what changed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IngestCompleted {
+    pub roadmap: String,
+    pub sha256: String,
+    pub items: usize,
+    pub added: usize,
+    pub updated: usize,
+    pub abandoned: usize,
+    pub marked_done: usize,
+    pub reopened: usize,
+    pub warnings: usize,
+}
+
+/// `paused`, `resumed`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Killswitched {
+    pub reason: Option<String>,
+}
+
+/// `run_started`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunStarted {
+    pub role: String,
+    pub worker: String,
+    pub worker_kind: String,
+    pub model: Option<String>,
+    pub attempt: u32,
+    pub reserved_microusd: MicroUsd,
+    pub run_dir: String,
+}
+
+/// A run's token counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Tokens {
+    pub input: u64,
+    pub cached_input: u64,
+    pub output: u64,
+    pub reasoning: u64,
+}
+
+/// `run_finished`: how the run ended, plus the fields of the worker's own summary.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunFinished {
+    pub classification: String,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stop_reason: Option<String>,
+    pub cost_microusd: MicroUsd,
+    pub tokens: Tokens,
+    pub parse_failures: u64,
+    pub bytes_cut: u64,
+    pub detail: Option<String>,
+    /// The run's summary (its shape is the worker adapter's); its keys sit beside the others
+    /// and win over them.
+    #[serde(flatten)]
+    pub summary: serde_json::Map<String, Value>,
+}
+
+/// `budget_refused`: the worker and the budget's refusal (its figures).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BudgetRefused {
+    pub worker: String,
+    pub refusal: Value,
+}
+
+/// `task_deferred`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskDeferred {
+    pub reason: String,
+}
+
+/// `run_reaped`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunReaped {
+    pub reason: String,
+    pub pgid: Option<u32>,
+    pub group_ended: bool,
+}
+
+/// A change's size and paths.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Change {
+    pub files: u64,
+    pub lines_added: u64,
+    pub lines_removed: u64,
+    pub paths: Vec<String>,
+}
+
+/// `verified`: the acceptance results of one run, this run's own change (the top-level size
+/// and paths) and what the branch holds against the base (`delivery`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Verified {
+    pub green: bool,
+    /// One object per acceptance command (the verifier's result shape).
+    pub results: Value,
+    pub tier1_skipped: Option<String>,
+    pub files: u64,
+    pub lines_added: u64,
+    pub lines_removed: u64,
+    pub paths: Vec<String>,
+    pub delivery: Option<Change>,
+    /// How the run was confined (the confinement's own shape), if recorded.
+    pub protection: Value,
+    pub main_checkout_unattributed: Vec<String>,
+}
+
+/// `governance_memo`, by what triggered it (the `trigger` field).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "trigger", rename_all = "snake_case")]
+pub enum GovernanceMemo {
+    /// The worker changed the worktree's git metadata.
+    WorktreeMetadata {
+        #[serde(default)]
+        memo: String,
+        #[serde(default)]
+        paths: Vec<String>,
+    },
+    /// Paths outside the allowed roots, protected paths, or writes to the main checkout.
+    Governance {
+        #[serde(default)]
+        memo: String,
+        #[serde(default)]
+        outside: Vec<String>,
+        #[serde(default)]
+        protected: Vec<String>,
+        #[serde(default)]
+        main_checkout: Vec<String>,
+    },
+    /// A secret in the diff (where, never the value).
+    SecretInDiff {
+        #[serde(default)]
+        memo: String,
+        #[serde(default)]
+        places: Vec<String>,
+    },
+    /// Paths that need an operator's approval; the verified work is committed.
+    NeedsApproval {
+        #[serde(default)]
+        memo: String,
+        #[serde(default)]
+        paths: Vec<String>,
+        #[serde(default)]
+        commit: Option<String>,
+    },
+}
+
+impl GovernanceMemo {
+    pub fn trigger(&self) -> &'static str {
+        match self {
+            GovernanceMemo::WorktreeMetadata { .. } => "worktree_metadata",
+            GovernanceMemo::Governance { .. } => "governance",
+            GovernanceMemo::SecretInDiff { .. } => "secret_in_diff",
+            GovernanceMemo::NeedsApproval { .. } => fields::TRIGGER_NEEDS_APPROVAL,
+        }
+    }
+
+    pub fn memo(&self) -> &str {
+        match self {
+            GovernanceMemo::WorktreeMetadata { memo, .. }
+            | GovernanceMemo::Governance { memo, .. }
+            | GovernanceMemo::SecretInDiff { memo, .. }
+            | GovernanceMemo::NeedsApproval { memo, .. } => memo,
+        }
+    }
+}
+
+/// `review_decided`: auto-approved by the critic, or a reviewer's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReviewDecided {
+    AutoApproved(AutoApproved),
+    Reviewed(Reviewed),
+}
+
+/// The one value of an auto-approval's `decision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum AutoApprove {
+    #[default]
+    #[serde(rename = "auto_approve")]
+    AutoApprove,
+}
+
+/// The critic skipped the reviewer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutoApproved {
+    pub decision: AutoApprove,
+    #[serde(default)]
+    pub review_skipped_reason: Option<String>,
+    #[serde(default)]
+    pub tier0_fast: Option<String>,
+}
+
+/// A reviewer's verdict, as the ledger stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewDecision {
+    Approve,
+    RequestChanges,
+    Reject,
+}
+
+/// A reviewer ran: its verdict (`None` when it gave none), the verdict block and why the
+/// review was needed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Reviewed {
+    pub decision: Option<ReviewDecision>,
+    pub reviewer: String,
+    /// The reviewer's `OXI_REVIEW` block (the critic's shape), or null.
+    pub review: Value,
+    pub reasons_for_review: Vec<String>,
+}
+
+/// How a delivery was made (only fast mode records `delivered`; release mode opens a PR).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryMode {
+    #[default]
+    Fast,
+}
+
+/// `delivered`: after an approval (the work was committed earlier), or by the job itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Delivered {
+    AfterApproval(DeliveredAfterApproval),
+    Job(DeliveredJob),
+}
+
+impl Delivered {
+    /// The commit the delivery put on the branch, when it recorded one.
+    pub fn commit(&self) -> Option<&str> {
+        match self {
+            Delivered::AfterApproval(_) => None,
+            Delivered::Job(job) => job.commit.as_deref(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveredAfterApproval {
+    #[serde(default)]
+    pub mode: DeliveryMode,
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Always true; its presence tells this shape from the job's.
+    pub after_approval: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeliveredJob {
+    pub mode: DeliveryMode,
+    pub branch: String,
+    pub commit: Option<String>,
+    pub files: u64,
+    pub lines_added: u64,
+    pub lines_removed: u64,
+    pub review: Option<String>,
+    pub cost_microusd: MicroUsd,
+}
+
+/// `budget_breach`: a day or month that ended above its cap, or one run above the job cap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum BudgetBreach {
+    Period {
+        /// `day` or `month`.
+        scope: String,
+        /// The day or month (`YYYY-MM-DD`, `YYYY-MM`).
+        period: String,
+        spent_microusd: MicroUsd,
+        cap_microusd: MicroUsd,
+    },
+    Job {
+        /// `job`.
+        scope: String,
+        #[serde(default)]
+        cost_microusd: MicroUsd,
+        #[serde(default)]
+        cap_microusd: MicroUsd,
+    },
+}
+
+/// `operator_action`: a state change an operator asked for, or an approved merge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OperatorAction {
+    Transition {
+        /// `approve`, `retry`, `cancel`, `done`.
+        action: String,
+        from: TaskState,
+        to: TaskState,
+        #[serde(default)]
+        note: Option<String>,
+    },
+    Merge {
+        /// `approve_merge`.
+        action: String,
+        #[serde(default)]
+        pr: Option<u64>,
+        #[serde(default)]
+        note: Option<String>,
+    },
+}
+
+/// `tick_completed`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TickCompleted {
+    pub outcome: String,
+    pub claimed: Vec<String>,
+    pub reaped: usize,
+    pub budget_refusal: Option<String>,
+    pub ms: u64,
+}
+
+/// `pr_opened`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PrOpened {
+    pub number: u64,
+    pub url: Option<String>,
+    pub branch: String,
+    pub draft: bool,
+    pub labels: Vec<String>,
+}
+
+/// One check of a `ci_result`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Check {
+    pub name: String,
+    pub conclusion: Option<String>,
+}
+
+/// `ci_result`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CiResult {
+    pub number: u64,
+    pub sha: String,
+    pub green: bool,
+    pub first_pass: bool,
+    pub checks: Vec<Check>,
+}
+
+/// `pr_reviewed`: the review's state as GitHub names it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PrReviewed {
+    pub number: u64,
+    pub state: String,
+}
+
+/// Who merged an oxi pull request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MergedBy {
+    #[default]
+    Maintainer,
+    Oxi,
+}
+
+/// `pr_merged`; `approved_by` is the operator whose approval oxi merged on.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PrMerged {
+    pub number: u64,
+    pub by: MergedBy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+}
+
+/// `pr_closed`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PrClosed {
+    pub number: u64,
+}
+
+/// `branch_merged`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BranchMerged {
+    pub branch: Option<String>,
+    pub commit: String,
+    pub base_branch: String,
+}
+
+/// `follow_up`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FollowUp {
+    pub pr: Option<u64>,
+}
+
+/// `daily_budget_reached`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DailyBudgetReached {
+    pub refusal: String,
+    pub in_flight: usize,
+}
+
+/// `github_error`: the release step that failed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GithubError {
+    pub step: String,
+    pub error: String,
+}
+
+/// `worker_unblocked`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerUnblocked {
+    pub worker: String,
+    pub why: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(event: &Event) -> serde_json::Map<String, Value> {
+        event.data().as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn the_fields_report_sql_reads_are_the_ones_the_types_write() {
+        let memo = Event::GovernanceMemo(GovernanceMemo::NeedsApproval {
+            memo: "m".into(),
+            paths: vec![],
+            commit: None,
+        });
+        assert_eq!(
+            data(&memo)[fields::TRIGGER],
+            Value::from(fields::TRIGGER_NEEDS_APPROVAL)
+        );
+        let ci = data(&Event::CiResult(CiResult::default()));
+        assert!(ci.contains_key(fields::GREEN) && ci.contains_key(fields::FIRST_PASS));
+        let auto = data(&Event::ReviewDecided(ReviewDecided::AutoApproved(
+            AutoApproved {
+                decision: AutoApprove::AutoApprove,
+                review_skipped_reason: Some("small".into()),
+                tier0_fast: None,
+            },
+        )));
+        assert_eq!(
+            auto[fields::DECISION],
+            Value::from(fields::DECISION_AUTO_APPROVE)
+        );
+        assert_eq!(auto[fields::REVIEW_SKIPPED_REASON], Value::from("small"));
+    }
+
+    #[test]
+    fn every_shape_reads_back_as_written() {
+        let events = [
+            Event::TaskStateChanged(TaskStateChanged {
+                from: TaskState::Queued,
+                to: TaskState::Failed,
+                reason: "r".into(),
+                held_reason: None,
+                failure_class: Some(FailureClass::AttemptsExhausted),
+            }),
+            Event::Delivered(Delivered::AfterApproval(DeliveredAfterApproval {
+                mode: DeliveryMode::Fast,
+                branch: Some("b".into()),
+                after_approval: true,
+            })),
+            Event::Delivered(Delivered::Job(DeliveredJob {
+                commit: Some("c".into()),
+                ..DeliveredJob::default()
+            })),
+            Event::BudgetBreach(BudgetBreach::Job {
+                scope: "job".into(),
+                cost_microusd: 2,
+                cap_microusd: 1,
+            }),
+            Event::BudgetBreach(BudgetBreach::Period {
+                scope: "day".into(),
+                period: "2026-01-01".into(),
+                spent_microusd: 2,
+                cap_microusd: 1,
+            }),
+            Event::OperatorAction(OperatorAction::Merge {
+                action: "approve_merge".into(),
+                pr: Some(3),
+                note: None,
+            }),
+            Event::ReviewDecided(ReviewDecided::Reviewed(Reviewed {
+                decision: Some(ReviewDecision::RequestChanges),
+                reviewer: "r".into(),
+                review: Value::Null,
+                reasons_for_review: vec![],
+            })),
+            Event::PrMerged(PrMerged {
+                number: 1,
+                by: MergedBy::Oxi,
+                approved_by: Some("me".into()),
+            }),
+        ];
+        for event in events {
+            let back = Event::parse(event.kind().as_str(), &event.data());
+            assert_eq!(back.as_ref(), Some(&event), "{:?}", event.data());
+        }
+    }
+
+    #[test]
+    fn absent_options_keep_their_old_shapes() {
+        // Fields every version wrote as null stay null; fields it added only when set stay out.
+        let changed = data(&Event::TaskStateChanged(TaskStateChanged {
+            from: TaskState::Queued,
+            to: TaskState::Dispatched,
+            reason: "r".into(),
+            held_reason: None,
+            failure_class: None,
+        }));
+        assert_eq!(changed.keys().collect::<Vec<_>>(), ["from", "reason", "to"]);
+        let paused = data(&Event::Paused(Killswitched { reason: None }));
+        assert_eq!(paused["reason"], Value::Null);
+        let merged = data(&Event::PrMerged(PrMerged {
+            number: 1,
+            by: MergedBy::Maintainer,
+            approved_by: None,
+        }));
+        assert_eq!(merged.keys().collect::<Vec<_>>(), ["by", "number"]);
+    }
+}
