@@ -31,6 +31,7 @@ mod roadmap_ingest;
 mod run_cmd;
 mod run_live;
 mod saturate;
+mod shipped;
 mod tick;
 mod worker_kinds;
 mod worker_normalize;

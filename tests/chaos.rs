@@ -22,9 +22,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rusqlite::{Connection, OpenFlags};
 
-use crate::support::{Sandbox, Tmpfs, git};
+use crate::support::{OxiToml, Sandbox, Tmpfs, Worker, git};
 
-const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
 const OXI: &str = env!("CARGO_BIN_EXE_oxi");
 
 const JOB_CAP_USD: f64 = 0.5;
@@ -146,17 +145,12 @@ impl Harness {
     }
 
     fn write_config(&self) {
-        self.s.write(
-            "oxi.toml",
-            format!(
-                r#"[project]
-roadmap = "roadmap.md"
-base_branch = "main"
-
-[run]
-max_parallel_jobs = 3
-
-[caps]
+        self.s.config(
+            &OxiToml::new()
+                .project()
+                .raw("[run]\nmax_parallel_jobs = 3\n")
+                .raw(&format!(
+                    r#"[caps]
 job_runtime = "20s"
 stall_timeout = "1s"
 kill_grace = "300ms"
@@ -169,23 +163,13 @@ max_worker_calls = 6
 estimate_floor_usd = 0.1
 retry_backoff = "1ms"
 retry_backoff_max = "1ms"
-
-[workers.fake]
-kind = "claude"
-command = ["{FAKE}"]
-model = "claude-sonnet-4-5"
-set_env = {{ OXI_FAKE_SCENARIO = "chaos", OXI_FAKE_SLEEP_MS = "30000" }}
-
-[routing]
-executor = ["fake"]
-reviewer = []
-
-[critic]
-auto_approve = true
 "#,
-                day = self.day_cap_usd,
-                warn = self.day_cap_usd / 2.0,
-            ),
+                    day = self.day_cap_usd,
+                    warn = self.day_cap_usd / 2.0,
+                ))
+                .worker(Worker::fake("fake").scenario("chaos").sleep_ms(30000))
+                .routing(&["fake"], &[])
+                .raw("[critic]\nauto_approve = true\n"),
         );
     }
 

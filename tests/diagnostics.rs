@@ -8,11 +8,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use oxi::mock_model::{MockModelServer, Script, Step};
+use oxi_testkit::mock_model::{MockModelServer, Script, Step};
 use serde_json::Value;
 
 use crate::support::live::{self, Cli, Scratch};
-use crate::support::{Run, Sandbox, git};
+use crate::support::{OxiToml, Run, Sandbox, Worker, git};
 
 const OXI: &str = env!("CARGO_BIN_EXE_oxi");
 const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
@@ -22,34 +22,11 @@ const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
 
 /// oxi.toml for one live worker `live` against `server` (as tests/run_live.rs writes it).
 fn live_config(scratch: &Scratch, cli: Cli, bin: &Path, server: &MockModelServer) {
-    let worker = match cli {
-        Cli::Claude => format!(
-            r#"[workers.live]
-kind = "claude"
-command = ["{}"]
-model = "claude-sonnet-4-5"
-env = ["ANTHROPIC_API_KEY"]
-set_env = {{ ANTHROPIC_BASE_URL = "{}", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_TELEMETRY = "1", DISABLE_AUTOUPDATER = "1", DISABLE_ERROR_REPORTING = "1", CLAUDE_CODE_MAX_RETRIES = "1" }}
-"#,
-            bin.display(),
-            server.base_url()
-        ),
-        Cli::Codex => format!(
-            r#"[workers.live]
-kind = "codex"
-command = ["{}"]
-model = "gpt-5.5"
-env = ["CODEX_HOME", "MOCK_API_KEY"]
-args = ["-c", "model_provider=mock", "-c", 'model_providers.mock={{name="mock", base_url="{}", wire_api="responses", env_key="MOCK_API_KEY", request_max_retries=0, stream_max_retries=0}}', "--disable", "plugins", "-c", "analytics.enabled=false"]
-"#,
-            bin.display(),
-            server.openai_base_url()
-        ),
-    };
-    let text = format!(
-        "[project]\nroadmap = \"roadmap.md\"\nbase_branch = \"main\"\n\n{worker}\n[routing]\nexecutor = [\"live\"]\nreviewer = [\"live\"]\n"
-    );
-    std::fs::write(scratch.repo.join("oxi.toml"), text).unwrap();
+    OxiToml::new()
+        .project()
+        .worker(live::worker(cli, "live", bin, server))
+        .routing(&["live"], &["live"])
+        .write_in(&scratch.repo);
     std::fs::write(
         scratch.repo.join("roadmap.md"),
         "# Roadmap\n\n**T0-1 · Add a greeting file**\nCreate `hello.txt` saying hi.\n",
@@ -305,44 +282,26 @@ async fn an_unauthenticated_worker_is_blocked_until_doctor_passes() {
 
 /// A repository whose executors are the fake worker (as `claude` and `codex`), `env` lists as
 /// the template writes them, and a reviewer chain `reviewer`.
-fn fake_repo(roadmap: &str, reviewer: &str) -> Sandbox {
+fn fake_repo(roadmap: &str, reviewer: &[&str]) -> Sandbox {
     let s = Sandbox::git_repo();
     s.write("roadmap.md", roadmap);
     s.write(".gitignore", ".oxi/\n");
-    s.write(
-        "oxi.toml",
-        format!(
-            r#"[project]
-roadmap = "roadmap.md"
-base_branch = "main"
-
-[workers.claude]
-kind = "claude"
-command = ["{FAKE}"]
-model = "claude-sonnet-4-5"
-env = ["ANTHROPIC_API_KEY"]
-set_env = {{ OXI_FAKE_AUTH_STATUS = "none" }}
-
-[workers.codex]
-kind = "codex"
-command = ["{FAKE}"]
-model = "gpt-5.5"
-env = ["OPENAI_API_KEY", "CODEX_HOME"]
-
-[workers.gone]
-kind = "codex"
-command = ["/nonexistent/codex"]
-model = "gpt-5.5"
-
-[routing]
-executor = ["claude", "codex"]
-reviewer = [{reviewer}]
-
-[rates."gpt-5.5"]
-input_per_mtok = 1.25
-output_per_mtok = 10.0
-"#
-        ),
+    s.config(
+        &OxiToml::new()
+            .project()
+            .worker(
+                Worker::fake("claude")
+                    .env("ANTHROPIC_API_KEY")
+                    .set_env("OXI_FAKE_AUTH_STATUS", "none"),
+            )
+            .worker(
+                Worker::fake_codex("codex")
+                    .env("OPENAI_API_KEY")
+                    .env("CODEX_HOME"),
+            )
+            .worker(Worker::codex("gone", "/nonexistent/codex").model("gpt-5.5"))
+            .routing(&["claude", "codex"], reviewer)
+            .raw("[rates.\"gpt-5.5\"]\ninput_per_mtok = 1.25\noutput_per_mtok = 10.0\n"),
     );
     git(s.path(), &["add", "-A"]);
     git(s.path(), &["commit", "-q", "-m", "setup"]);
@@ -368,7 +327,7 @@ const ONE_TASK: &str = "# Roadmap\n\n**T0-1 · Add a greeting file**\nCreate `he
 /// stands in for `ANTHROPIC_API_KEY`, and `CODEX_HOME` may be unset (codex uses ~/.codex).
 #[test]
 fn doctor_accepts_a_claude_login_and_an_unset_codex_home() {
-    let s = fake_repo(ONE_TASK, "\"claude\"");
+    let s = fake_repo(ONE_TASK, &["claude"]);
     let home = s.file("home");
     std::fs::create_dir_all(home.join(".claude")).unwrap();
     std::fs::write(
@@ -405,7 +364,7 @@ fn doctor_checks_reviewer_chain_and_roadmap_and_says_when_dispatch_is_blocked() 
         ("ANTHROPIC_API_KEY", "sk-test"),
         ("OPENAI_API_KEY", "sk-test"),
     ];
-    let s = fake_repo(ONE_TASK, "\"gone\"");
+    let s = fake_repo(ONE_TASK, &["gone"]);
     let (code, checks) = doctor_json(&s, &env);
     assert_eq!(code, 1);
     assert_eq!(check_named(&checks, "reviewer chain")["status"], "fail");
@@ -416,7 +375,7 @@ fn doctor_checks_reviewer_chain_and_roadmap_and_says_when_dispatch_is_blocked() 
 
     let s = fake_repo(
         "# Roadmap\n\n**T0-1 · One**\nx\n\n**T0-1 · Again**\ny\n",
-        "\"claude\"",
+        &["claude"],
     );
     let (code, checks) = doctor_json(&s, &env);
     assert_eq!(code, 1);
@@ -540,21 +499,11 @@ fn scheduled_repo() -> (Sandbox, PathBuf) {
     std::os::unix::fs::symlink(FAKE, bin.join("claude")).unwrap();
     s.write("roadmap.md", ONE_TASK);
     s.write(".gitignore", ".oxi/\ntools/\nhome/\n");
-    s.write(
-        "oxi.toml",
-        r#"[project]
-roadmap = "roadmap.md"
-base_branch = "main"
-
-[workers.claude]
-kind = "claude"
-command = ["claude"]
-model = "claude-sonnet-4-5"
-
-[routing]
-executor = ["claude"]
-reviewer = ["claude"]
-"#,
+    s.config(
+        &OxiToml::new()
+            .project()
+            .worker(Worker::claude("claude", "claude").model("claude-sonnet-4-5"))
+            .routing(&["claude"], &["claude"]),
     );
     git(s.path(), &["add", "-A"]);
     git(s.path(), &["commit", "-q", "-m", "setup"]);

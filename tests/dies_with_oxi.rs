@@ -10,51 +10,41 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use oxi::ledger::{Ledger, RunRow};
-use oxi::mock_model::{MockModelServer, Script, Step};
+use oxi_testkit::mock_model::{MockModelServer, Script, Step};
 
 use crate::support::live::{self, Cli, Scratch};
-use crate::support::{Sandbox, git};
+use crate::support::{OxiToml, Sandbox, Worker, git};
 
-const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
 const OXI: &str = env!("CARGO_BIN_EXE_oxi");
 
 /// A repository with one task and a `fake` executor of `kind` running `scenario`; one attempt,
 /// so a reaped task fails instead of being dispatched again by the tick that reaps it.
 fn repo(kind: &str, model: &str, scenario: &str) -> Sandbox {
-    repo_env(kind, model, scenario, "")
+    repo_env(kind, model, scenario, &[])
 }
 
-/// `repo`, with `extra_env` (`, NAME = "value"` pairs) in the worker's `set_env`.
-fn repo_env(kind: &str, model: &str, scenario: &str, extra_env: &str) -> Sandbox {
+/// `repo`, with `extra_env` (name, value) pairs in the worker's `set_env`.
+fn repo_env(kind: &str, model: &str, scenario: &str, extra_env: &[(&str, &str)]) -> Sandbox {
     let s = Sandbox::git_repo();
     s.write(
         "roadmap.md",
         "# Roadmap\n\n## Tier 0\n\n**T0-1 · Add a greeting file**\nCreate `hello.txt` saying hi.\n",
     );
     s.write(".gitignore", ".oxi/\n");
-    s.write(
-        "oxi.toml",
-        format!(
-            r#"[project]
-roadmap = "roadmap.md"
-base_branch = "main"
-
-[caps]
-max_attempts = 1
-stall_timeout = "5m"
-kill_grace = "500ms"
-
-[workers.fake]
-kind = "{kind}"
-command = ["{FAKE}"]
-model = "{model}"
-set_env = {{ OXI_FAKE_SCENARIO = "{scenario}", OXI_FAKE_SLEEP_MS = "60000"{extra_env} }}
-
-[routing]
-executor = ["fake"]
-reviewer = []
-"#
-        ),
+    let fake = match kind {
+        "codex" => Worker::fake_codex("fake"),
+        _ => Worker::fake("fake"),
+    }
+    .model(model)
+    .scenario(scenario)
+    .sleep_ms(60000);
+    let fake = extra_env.iter().fold(fake, |w, (k, v)| w.set_env(k, v));
+    s.config(
+        &OxiToml::new()
+            .project()
+            .raw("[caps]\nmax_attempts = 1\nstall_timeout = \"5m\"\nkill_grace = \"500ms\"\n")
+            .worker(fake)
+            .routing(&["fake"], &[]),
     );
     git(s.path(), &["add", "-A"]);
     git(s.path(), &["commit", "-q", "-m", "oxi setup"]);
@@ -187,7 +177,7 @@ fn oxi_cancel_ends_a_tree_that_ignores_sigterm_also_what_left_the_group() {
         "claude",
         "claude-sonnet-4-5",
         "hang-escape",
-        ", OXI_FAKE_IGNORE_TERM = \"1\"",
+        &[("OXI_FAKE_IGNORE_TERM", "1")],
     );
     let mut tick = spawn_tick(&s);
     let started = poll(Duration::from_secs(30), || {
@@ -306,28 +296,11 @@ async fn kill_9_of_oxi_ends_the_live_codex_waiting_on_a_stalled_model() {
     let server = MockModelServer::start(Script::new().fallback(Step::Hang))
         .await
         .unwrap();
-    std::fs::write(
-        scratch.repo.join("oxi.toml"),
-        format!(
-            r#"[workers.live]
-kind = "codex"
-command = ["{}"]
-model = "gpt-5.5"
-env = ["CODEX_HOME", "MOCK_API_KEY"]
-args = ["-c", "model_provider=mock", "-c", 'model_providers.mock={{name="mock", base_url="{}", wire_api="responses", env_key="MOCK_API_KEY", request_max_retries=0, stream_max_retries=0}}', "--disable", "plugins", "-c", "analytics.enabled=false"]
-
-[routing]
-executor = ["live"]
-reviewer = []
-
-[caps]
-stall_timeout = "5m"
-"#,
-            bin.display(),
-            server.openai_base_url()
-        ),
-    )
-    .unwrap();
+    OxiToml::new()
+        .worker(live::worker(Cli::Codex, "live", &bin, &server))
+        .routing(&["live"], &[])
+        .raw("[caps]\nstall_timeout = \"5m\"\n")
+        .write_in(&scratch.repo);
     let mut oxi = Command::new(OXI)
         .args(["run", "--format", "json", "--", "create hello.txt"])
         .current_dir(&scratch.repo)

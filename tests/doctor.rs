@@ -1,18 +1,20 @@
 //! `oxi doctor` on healthy and broken setups: each check's verdict and the fix it prints.
 
-use oxi::github::fake::FakeGithub;
+use oxi_testkit::fake_github::FakeGithub;
 
-use crate::support::{Sandbox, git};
+use crate::support::{FAKE, OxiToml, Sandbox, Worker, git};
 
-const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
-
-fn setup(workers: &str, extra: &str) -> Sandbox {
+fn setup(workers: &[Worker], extra: &str) -> Sandbox {
     let s = Sandbox::git_repo();
     s.write("roadmap.md", "- [ ] something\n");
     s.write(".gitignore", ".oxi/\n");
-    s.write(
-        "oxi.toml",
-        format!("{workers}\n[routing]\nexecutor = [\"fake\"]\nreviewer = [\"fake\"]\n\n{extra}\n"),
+    let toml = workers
+        .iter()
+        .fold(OxiToml::new(), |toml, w| toml.worker(w.clone()));
+    s.config(
+        &toml
+            .routing(&["fake"], &["fake"])
+            .raw(&format!("{extra}\n")),
     );
     git(s.path(), &["add", "-A"]);
     git(s.path(), &["commit", "-q", "-m", "setup"]);
@@ -21,10 +23,8 @@ fn setup(workers: &str, extra: &str) -> Sandbox {
     s
 }
 
-fn fake_worker(version: &str) -> String {
-    format!(
-        "[workers.fake]\nkind = \"claude\"\ncommand = [\"{FAKE}\"]\nmodel = \"claude-sonnet-4-5\"\nset_env = {{ OXI_FAKE_VERSION = \"{version}\" }}\n"
-    )
+fn fake_worker(version: &str) -> Worker {
+    Worker::fake("fake").version(version)
 }
 
 /// (check, status, fix) with the sandbox's paths replaced, for snapshots.
@@ -52,7 +52,7 @@ fn verdicts(s: &Sandbox, json: &serde_json::Value) -> Vec<(String, String, Strin
 #[test]
 fn a_healthy_setup_passes() {
     let s = setup(
-        &fake_worker("2.1.328 (Claude Code)"),
+        &[fake_worker("2.1.328 (Claude Code)")],
         "[verify]\ntier0 = [{ name = \"unit\", argv = [\"true\"] }]",
     );
     let out = s.oxi(&["doctor", "--format", "json"]);
@@ -64,10 +64,12 @@ fn a_healthy_setup_passes() {
 
 #[test]
 fn broken_setups_fail_with_the_fix() {
-    let workers = format!(
-        "{}[workers.gone]\nkind = \"codex\"\ncommand = [\"/nonexistent/codex\"]\nmodel = \"gpt-5.5\"\nenv = [\"OXI_DOCTOR_MISSING_KEY\"]\n",
-        fake_worker("2.0.1 (Claude Code)")
-    );
+    let workers = [
+        fake_worker("2.0.1 (Claude Code)"),
+        Worker::codex("gone", "/nonexistent/codex")
+            .model("gpt-5.5")
+            .env("OXI_DOCTOR_MISSING_KEY"),
+    ];
     let s = setup(
         &workers,
         "[verify]\ntier0 = [{ name = \"unit\", argv = [\"no-such-test-runner\"] }]",
@@ -85,7 +87,7 @@ fn broken_setups_fail_with_the_fix() {
 
     // Contradicting caps: the config check itself fails, naming file, line and key.
     let s = setup(
-        &fake_worker("2.1.328"),
+        &[fake_worker("2.1.328")],
         "[caps]\njob_usd = 50.0\ndaily_usd = 20.0\n",
     );
     let out = s.oxi(&["doctor", "--format", "json"]);
@@ -115,7 +117,7 @@ async fn a_bad_github_token_fails_in_release_mode() {
     .await
     .unwrap();
     let s = setup(
-        &fake_worker("2.1.328"),
+        &[fake_worker("2.1.328")],
         &format!(
             "[run]\nmode = \"release\"\n\n[github]\nrepo = \"acme/widgets\"\napi_url = \"{}\"\ntoken_env = \"OXI_DOCTOR_GH\"\nretry_backoff = \"10ms\"\n",
             github.url()

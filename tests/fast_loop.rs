@@ -11,9 +11,7 @@ use std::process::{Command, Stdio};
 use oxi::ledger::{Ledger, TaskState};
 use serde_json::Value;
 
-use crate::support::{Run, Sandbox, git};
-
-const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
+use crate::support::{OxiToml, Run, Sandbox, Worker, git};
 
 /// T0-2 depends on T0-1; T1-1 stands alone. The `demo` scenario writes the hinted file.
 const ROADMAP: &str = "# Roadmap\n\n## Tier 0\n\n**T0-1 · Write the greeting note**\nCreate `notes/greeting.md` that welcomes new contributors.\n\n**T0-2 · Write the farewell note**\nCreate `notes/farewell.md` for contributors who move on.\nDepends on T0-1.\n\n## Tier 1\n\n**T1-1 · Write the thanks note**\nCreate `notes/thanks.md`.\n";
@@ -29,29 +27,13 @@ fn repo(extra: &str) -> Sandbox {
     s.write("check.sh", CHECK);
     s.write("notes/README.md", "# Notes\n");
     s.write(".gitignore", ".oxi/\n");
-    s.write(
-        "oxi.toml",
-        format!(
-            r#"[run]
-mode = "fast"
-max_parallel_jobs = 1
-
-[workers.offline]
-kind = "claude"
-command = ["{FAKE}"]
-model = "claude-sonnet-4-5"
-set_env = {{ OXI_FAKE_SCENARIO = "demo" }}
-
-[routing]
-executor = ["offline"]
-reviewer = ["offline"]
-
-[verify]
-tier0 = [{{ name = "notes have titles", argv = ["sh", "check.sh"], timeout = "30s" }}]
-
-{extra}
-"#
-        ),
+    s.config(
+        &OxiToml::new()
+            .raw("[run]\nmode = \"fast\"\nmax_parallel_jobs = 1\n")
+            .worker(Worker::fake("offline").scenario("demo"))
+            .routing(&["offline"], &["offline"])
+            .raw("[verify]\ntier0 = [{ name = \"notes have titles\", argv = [\"sh\", \"check.sh\"], timeout = \"30s\" }]\n")
+            .raw(&format!("{extra}\n")),
     );
     git(s.path(), &["add", "-A"]);
     git(s.path(), &["commit", "-q", "-m", "oxi setup"]);
@@ -368,9 +350,12 @@ fn the_tick_table_says_why_a_task_is_held() {
 fn saturate_until_empty_waits_for_a_task_in_retry_wait() {
     // The first worker is rate limited; the retry (after a one-second backoff) goes to the
     // next worker in the chain, which delivers.
-    let s = repo(&format!(
-        "[workers.limited]\nkind = \"claude\"\ncommand = [\"{FAKE}\"]\nmodel = \"claude-sonnet-4-5\"\nset_env = {{ OXI_FAKE_SCENARIO = \"rate-limited\" }}\n\n[caps]\nretry_backoff = \"1s\"\nretry_backoff_max = \"1s\"\n"
-    ));
+    let s = repo(
+        &OxiToml::new()
+            .worker(Worker::fake("limited").scenario("rate-limited"))
+            .raw("[caps]\nretry_backoff = \"1s\"\nretry_backoff_max = \"1s\"\n")
+            .text(),
+    );
     let toml = s.read("oxi.toml").replace(
         "executor = [\"offline\"]",
         "executor = [\"limited\", \"offline\"]",

@@ -13,10 +13,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use oxi::ledger::Ledger;
 
-use crate::support::{Sandbox, git};
+use crate::support::{OxiToml, Sandbox, Worker, git};
 
 const OXI: &str = env!("CARGO_BIN_EXE_oxi");
-const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
 
 /// Only stops a broken binary from hanging the suite; nothing here is a timing assertion.
 const GUARD: Duration = Duration::from_secs(60);
@@ -29,11 +28,13 @@ fn repo(scenario: &str) -> Sandbox {
     let s = Sandbox::git_repo();
     s.write("roadmap.md", ROADMAP);
     s.write(".gitignore", ".oxi/\n");
-    s.write(
-        "oxi.toml",
-        format!(
-            "[run]\nmax_parallel_jobs = 1\n\n[workers.fake]\nkind = \"claude\"\ncommand = [\"{FAKE}\"]\nmodel = \"claude-sonnet-4-5\"\nset_env = {{ OXI_FAKE_SCENARIO = \"{scenario}\" }}\n\n[routing]\nexecutor = [\"fake\"]\nreviewer = [\"fake\"]\n\n[verify]\ntier0 = [{{ name = \"hello\", argv = [\"test\", \"-f\", \"hello.txt\"] }}]\n\n[caps]\nkill_grace = \"1s\"\nstall_timeout = \"30m\"\n"
-        ),
+    s.config(
+        &OxiToml::new()
+            .raw("[run]\nmax_parallel_jobs = 1\n")
+            .worker(Worker::fake("fake").scenario(scenario))
+            .routing(&["fake"], &["fake"])
+            .raw("[verify]\ntier0 = [{ name = \"hello\", argv = [\"test\", \"-f\", \"hello.txt\"] }]\n")
+            .raw("[caps]\nkill_grace = \"1s\"\nstall_timeout = \"30m\"\n"),
     );
     git(s.path(), &["add", "-A"]);
     git(s.path(), &["commit", "-q", "-m", "setup"]);

@@ -15,52 +15,25 @@ use std::time::{Duration, Instant};
 use oxi::ledger::{Ledger, TaskState};
 use serde_json::Value;
 
-use crate::support::{Sandbox, git};
+use crate::support::{OxiToml, Sandbox, Worker, git};
 
-const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
 const OXI: &str = env!("CARGO_BIN_EXE_oxi");
 
-/// A repository whose executor `fake` writes hello.txt (costing `cost` USD), whose reviewer
+/// A repository whose executor is `fake` (the worker given), whose reviewer
 /// `rev` approves, and whose `hold` worker sleeps (an `oxi run` of it holds budget room).
-fn repo(roadmap: &str, fake_env: &str, extra: &str) -> Sandbox {
+fn repo(roadmap: &str, fake: Worker, extra: &str) -> Sandbox {
     let s = Sandbox::git_repo();
     s.write("roadmap.md", roadmap);
     s.write(".gitignore", ".oxi/\n");
-    s.write(
-        "oxi.toml",
-        format!(
-            r#"[project]
-roadmap = "roadmap.md"
-base_branch = "main"
-
-[workers.fake]
-kind = "claude"
-command = ["{FAKE}"]
-model = "claude-sonnet-4-5"
-set_env = {{ {fake_env} }}
-
-[workers.rev]
-kind = "claude"
-command = ["{FAKE}"]
-model = "claude-sonnet-4-5"
-set_env = {{ OXI_FAKE_SCENARIO = "review:approve", OXI_FAKE_COST_USD = "0.01" }}
-
-[workers.hold]
-kind = "claude"
-command = ["{FAKE}"]
-model = "claude-sonnet-4-5"
-set_env = {{ OXI_FAKE_SCENARIO = "sleep", OXI_FAKE_SLEEP_MS = "600000" }}
-
-[routing]
-executor = ["fake"]
-reviewer = ["rev"]
-
-[verify]
-tier0 = [{{ name = "says hi", argv = ["grep", "-qx", "hi", "hello.txt"], timeout = "30s" }}]
-
-{extra}
-"#
-        ),
+    s.config(
+        &OxiToml::new()
+            .project()
+            .worker(fake)
+            .worker(Worker::fake("rev").scenario("review:approve").cost_usd("0.01"))
+            .worker(Worker::fake("hold").scenario("sleep").sleep_ms(600000))
+            .routing(&["fake"], &["rev"])
+            .raw("[verify]\ntier0 = [{ name = \"says hi\", argv = [\"grep\", \"-qx\", \"hi\", \"hello.txt\"], timeout = \"30s\" }]\n")
+            .raw(&format!("{extra}\n")),
     );
     git(s.path(), &["add", "-A"]);
     git(s.path(), &["commit", "-q", "-m", "oxi setup"]);
@@ -174,7 +147,7 @@ fn event_count(s: &Sandbox, kind: &str, task: &str) -> i64 {
 fn a_review_refused_only_for_room_held_by_runs_in_flight_waits_and_never_reruns_the_executor() {
     let s = repo(
         ONE_TASK,
-        r#"OXI_FAKE_COST_USD = "0.3""#,
+        Worker::fake("fake").cost_usd("0.3"),
         "[run]\nmax_parallel_jobs = 2\n\n[critic]\nauto_approve = false\n\n[caps]\njob_usd = 0.5\ndaily_usd = 1.0\ndaily_soft_warn_usd = 1.0\nestimate_floor_usd = 0.25\nstall_timeout = \"10m\"\n",
     );
     let holder = hold_room(&s);
@@ -208,7 +181,7 @@ fn a_review_refused_only_for_room_held_by_runs_in_flight_waits_and_never_reruns_
 fn a_review_waiting_for_room_when_oxi_is_stopped_holds_the_verified_work() {
     let s = repo(
         ONE_TASK,
-        r#"OXI_FAKE_COST_USD = "0.3""#,
+        Worker::fake("fake").cost_usd("0.3"),
         "[run]\nmax_parallel_jobs = 2\n\n[critic]\nauto_approve = false\n\n[caps]\njob_usd = 0.5\ndaily_usd = 1.0\ndaily_soft_warn_usd = 1.0\nestimate_floor_usd = 0.25\nstall_timeout = \"10m\"\n",
     );
     let holder = hold_room(&s);
@@ -248,7 +221,7 @@ fn a_review_waiting_for_room_when_oxi_is_stopped_holds_the_verified_work() {
 fn a_tick_whose_room_is_held_by_runs_in_flight_says_so_and_exits_0() {
     let s = repo(
         ONE_TASK,
-        r#"OXI_FAKE_SCENARIO = "edit""#,
+        Worker::fake("fake").scenario("edit"),
         "[run]\nmax_parallel_jobs = 2\n\n[caps]\njob_usd = 0.8\ndaily_usd = 1.0\ndaily_soft_warn_usd = 1.0\nestimate_floor_usd = 0.25\nstall_timeout = \"10m\"\n",
     );
     let holder = hold_room(&s);
@@ -277,7 +250,7 @@ fn a_tick_whose_room_is_held_by_runs_in_flight_says_so_and_exits_0() {
 /// exits with reason `paused` and says how to go on, instead of waiting forever.
 #[test]
 fn saturate_until_empty_while_paused_exits_with_reason_paused() {
-    let s = repo(ONE_TASK, r#"OXI_FAKE_SCENARIO = "edit""#, "");
+    let s = repo(ONE_TASK, Worker::fake("fake").scenario("edit"), "");
     s.oxi(&["pause", "--reason", "lunch"]).ok();
     let child = oxi(&s, &["saturate", "--until-empty", "--concurrency", "1"])
         .spawn()
@@ -297,7 +270,7 @@ fn saturate_until_empty_while_paused_exits_with_reason_paused() {
 /// acceptance, as a merged pull request is in release mode.
 #[test]
 fn a_delivered_branch_merged_by_the_operator_counts_as_accepted_in_the_report() {
-    let s = repo(ONE_TASK, r#"OXI_FAKE_SCENARIO = "edit""#, "");
+    let s = repo(ONE_TASK, Worker::fake("fake").scenario("edit"), "");
     let first = s.oxi(&["tick", "--format", "json"]).json();
     let branch = first["jobs"][0]["branch"].as_str().unwrap().to_owned();
     assert_eq!(first["jobs"][0]["state"], "delivered", "{first:#}");
@@ -318,7 +291,7 @@ fn a_delivered_branch_merged_by_the_operator_counts_as_accepted_in_the_report() 
 fn logs_follow_of_a_task_follows_it_to_its_retry_and_stops_when_it_is_delivered() {
     let s = repo(
         ONE_TASK,
-        r#"OXI_FAKE_SCENARIO = "edit-transient""#,
+        Worker::fake("fake").scenario("edit-transient"),
         "[caps]\nretry_backoff = \"1ms\"\nretry_backoff_max = \"1ms\"\n",
     );
     s.oxi(&["ingest"]).ok();

@@ -5,9 +5,7 @@
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use crate::support::{Sandbox, git};
-
-const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
+use crate::support::{OxiToml, Sandbox, Worker, git};
 
 fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
@@ -98,15 +96,14 @@ fn a_100000_item_roadmap_is_ingested_whole() {
     assert_eq!(ledger.read().tasks().unwrap().len(), 100_000);
 }
 
-fn tick_repo(roadmap: &str, scenario: &str, set_env_extra: &str) -> Sandbox {
+fn tick_repo(roadmap: &str, scenario: &str) -> Sandbox {
     let s = Sandbox::git_repo();
     s.write("roadmap.md", roadmap);
     s.write(".gitignore", ".oxi/\n");
-    s.write(
-        "oxi.toml",
-        format!(
-            "[workers.fake]\nkind = \"claude\"\ncommand = [\"{FAKE}\"]\nmodel = \"claude-sonnet-4-5\"\nenv = [\"HONEY_API_KEY\"]\nset_env = {{ OXI_FAKE_SCENARIO = \"{scenario}\"{set_env_extra} }}\n\n[routing]\nexecutor = [\"fake\"]\nreviewer = [\"fake\"]\n"
-        ),
+    s.config(
+        &OxiToml::new()
+            .worker(Worker::fake("fake").env("HONEY_API_KEY").scenario(scenario))
+            .routing(&["fake"], &["fake"]),
     );
     git(s.path(), &["add", "-A"]);
     git(s.path(), &["commit", "-q", "-m", "setup"]);
@@ -120,7 +117,6 @@ fn shell_metacharacters_and_prompt_injection_in_titles_are_just_text() {
     let s = tick_repo(
         &format!("# Roadmap\n\n**T0-1 · {title}**\nDo the thing.\n"),
         "edit",
-        "",
     );
     let out = s.oxi(&["tick", "--format", "json"]);
     let report = out.json();
@@ -168,7 +164,6 @@ fn a_honeytoken_never_reaches_the_ledger_runs_prompts_or_logs() {
             "# Roadmap\n\n**T0-1 · Rotate the key**\nThe old key was {HONEY}; do not print it.\n"
         ),
         "echo-env:HONEY_API_KEY",
-        "",
     );
     s.write("config/old.env.example", format!("KEY={HONEY}\n"));
     git(s.path(), &["add", "-A"]);
@@ -220,7 +215,6 @@ fn vandal(act: &str) -> (Sandbox, tempfile::TempDir, Value) {
     let s = tick_repo(
         "# Roadmap\n\n**T0-1 · Greet**\nCreate `hello.txt` saying hi.\n",
         &format!("vandal:{act}"),
-        "",
     );
     let origin = tempfile::tempdir().unwrap();
     let bare = origin.path().join("origin.git");

@@ -1,11 +1,11 @@
-//! The real `claude` and `codex` CLIs, offline against `oxi::mock_model`: the mock's scripted
+//! The real `claude` and `codex` CLIs, offline against `oxi_testkit::mock_model`: the mock's scripted
 //! answers must drive them the way the recorded captures say (edits, final text, API errors,
 //! a silent model). Skipped with a hint when the pinned CLIs are not installed
 //! (`.ci/install-agent-clis`); under `CI=true` that is a failure instead.
 
 use std::time::Duration;
 
-use oxi::mock_model::{MockModelServer, Script, Step};
+use oxi_testkit::mock_model::{MockModelServer, Script, Step};
 use serde_json::Value;
 
 use crate::support::live::{self, Cli, Running, Scratch};

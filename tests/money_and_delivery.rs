@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use oxi::ledger::{Ledger, TaskState};
 use serde_json::Value;
 
-use crate::support::{Run, Sandbox, git};
+use crate::support::{OxiToml, Run, Sandbox, Worker, git};
 
 const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
 
@@ -25,28 +25,14 @@ fn repo(roadmap: &str, toml: &str) -> Sandbox {
     s
 }
 
-fn fake_toml(model: &str, set_env: &str, extra: &str) -> String {
-    format!(
-        r#"[project]
-roadmap = "roadmap.md"
-base_branch = "main"
-
-[workers.fake]
-kind = "claude"
-command = ["{FAKE}"]
-model = "{model}"
-set_env = {{ {set_env} }}
-
-[routing]
-executor = ["fake"]
-reviewer = ["fake"]
-
-[verify]
-tier0 = [{{ name = "says hi", argv = ["grep", "-qx", "hi", "hello.txt"], timeout = "30s" }}]
-
-{extra}
-"#
-    )
+fn fake_toml(fake: Worker, extra: &str) -> String {
+    OxiToml::new()
+        .project()
+        .worker(fake)
+        .routing(&["fake"], &["fake"])
+        .raw("[verify]\ntier0 = [{ name = \"says hi\", argv = [\"grep\", \"-qx\", \"hi\", \"hello.txt\"], timeout = \"30s\" }]\n")
+        .raw(&format!("{extra}\n"))
+        .text()
 }
 
 fn ledger(s: &Sandbox) -> Ledger {
@@ -95,8 +81,7 @@ fn a_retry_after_a_transient_failure_delivers_oxis_commit_and_credits_each_run_i
     let s = repo(
         "# Roadmap\n\n**T0-1 · Add a greeting file**\nCreate `hello.txt` saying hi.\n",
         &fake_toml(
-            "claude-sonnet-4-5",
-            r#"OXI_FAKE_SCENARIO = "edit-transient""#,
+            Worker::fake("fake").scenario("edit-transient"),
             "[caps]\nretry_backoff = \"1ms\"\nretry_backoff_max = \"1ms\"\n",
         ),
     );
@@ -176,8 +161,9 @@ fn saturate_waits_for_in_flight_reservations_and_stops_only_when_spend_would_cro
     let s = repo(
         &format!("# Roadmap\n\n{roadmap}"),
         &fake_toml(
-            "claude-sonnet-4-5",
-            r#"OXI_FAKE_SCENARIO = "slow-edit:500", OXI_FAKE_COST_USD = "0.2""#,
+            Worker::fake("fake")
+                .scenario("slow-edit:500")
+                .cost_usd("0.2"),
             "[caps]\nkill_grace = \"1s\"\n",
         ),
     );
@@ -269,9 +255,12 @@ fn an_unpriced_routed_model_fails_doctor_and_ticks_warn() {
     let s = repo(
         "# Roadmap\n\n**T0-1 · Add a greeting file**\nCreate `hello.txt` saying hi.\n",
         &fake_toml(
-            "claude-unpriced-9",
-            r#"OXI_FAKE_SCENARIO = "edit""#,
-            "[workers.spare]\nkind = \"claude\"\ncommand = [\"claude\"]\nmodel = \"claude-also-unpriced\"\n",
+            Worker::fake("fake")
+                .model("claude-unpriced-9")
+                .scenario("edit"),
+            &OxiToml::new()
+                .worker(Worker::claude("spare", "claude").model("claude-also-unpriced"))
+                .text(),
         ),
     );
     let out = s.oxi(&["doctor", "--format", "json"]);

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use oxi::ledger::{Ledger, TaskState};
-use oxi::mock_model::{MockModelServer, Script, Step};
+use oxi_testkit::mock_model::{MockModelServer, Script, Step};
 use serde_json::Value;
 
-use crate::support::{Sandbox, git, live};
+use crate::support::{OxiToml, Sandbox, Worker, git, live};
 
 const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
 
@@ -24,27 +24,12 @@ fn repo(command: &str, scenario: &str, extra: &str) -> Sandbox {
     let s = Sandbox::git_repo();
     s.write("roadmap.md", ROADMAP);
     s.write(".gitignore", ".oxi/\n");
-    s.write(
-        "oxi.toml",
-        format!(
-            r#"[workers.fake]
-kind = "claude"
-command = ["{command}"]
-model = "claude-sonnet-4-5"
-set_env = {{ OXI_FAKE_SCENARIO = "{scenario}" }}
-
-[routing]
-executor = ["fake"]
-reviewer = ["fake"]
-
-[verify]
-tier0 = [{{ name = "says hi", argv = ["grep", "-qx", "hi", "hello.txt"], timeout = "30s" }}]
-
-[caps]
-kill_grace = "1s"
-{extra}
-"#
-        ),
+    s.config(
+        &OxiToml::new()
+            .worker(Worker::fake("fake").command(command).scenario(scenario))
+            .routing(&["fake"], &["fake"])
+            .raw("[verify]\ntier0 = [{ name = \"says hi\", argv = [\"grep\", \"-qx\", \"hi\", \"hello.txt\"], timeout = \"30s\" }]\n")
+            .raw(&format!("[caps]\nkill_grace = \"1s\"\n{extra}\n")),
     );
     git(s.path(), &["add", "-A"]);
     git(s.path(), &["commit", "-q", "-m", "oxi setup"]);
@@ -374,38 +359,16 @@ async fn a_live_cli_behind_an_escaping_script(cli: live::Cli) {
     )
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let worker = match cli {
-        live::Cli::Claude => format!(
-            r#"[workers.live]
-kind = "claude"
-command = ["{}"]
-model = "claude-sonnet-4-5"
-env = ["ANTHROPIC_API_KEY"]
-set_env = {{ ANTHROPIC_BASE_URL = "{}", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_TELEMETRY = "1", DISABLE_AUTOUPDATER = "1", DISABLE_ERROR_REPORTING = "1", CLAUDE_CODE_MAX_RETRIES = "1" }}
-"#,
-            script.display(),
-            server.base_url()
-        ),
-        live::Cli::Codex => format!(
-            r#"[workers.live]
-kind = "codex"
-command = ["{}"]
-model = "gpt-5.5"
-sandbox = "danger-full-access"
-env = ["CODEX_HOME", "MOCK_API_KEY"]
-args = ["-c", "model_provider=mock", "-c", 'model_providers.mock={{name="mock", base_url="{}", wire_api="responses", env_key="MOCK_API_KEY", request_max_retries=0, stream_max_retries=0}}', "--disable", "plugins", "-c", "analytics.enabled=false"]
-"#,
-            script.display(),
-            server.openai_base_url()
-        ),
-    };
-    std::fs::write(
-        scratch.repo.join("oxi.toml"),
-        format!(
-            "{worker}\n[workers.rev]\nkind = \"claude\"\ncommand = [\"{FAKE}\"]\nmodel = \"claude-sonnet-4-5\"\nset_env = {{ OXI_FAKE_SCENARIO = \"review:approve\" }}\n\n[routing]\nexecutor = [\"live\"]\nreviewer = [\"rev\"]\n\n[verify]\ntier0 = [{{ name = \"plan exists\", argv = [\"test\", \"-s\", \"notes/plan.md\"], timeout = \"30s\" }}]\n"
-        ),
-    )
-    .unwrap();
+    let mut worker = live::worker(cli, "live", &script, &server);
+    if cli == live::Cli::Codex {
+        worker = worker.sandbox("danger-full-access");
+    }
+    OxiToml::new()
+        .worker(worker)
+        .worker(Worker::fake("rev").scenario("review:approve"))
+        .routing(&["live"], &["rev"])
+        .raw("[verify]\ntier0 = [{ name = \"plan exists\", argv = [\"test\", \"-s\", \"notes/plan.md\"], timeout = \"30s\" }]\n")
+        .write_in(&scratch.repo);
     std::fs::write(scratch.repo.join(".gitignore"), ".oxi/\n").unwrap();
     std::fs::write(
         scratch.repo.join("roadmap.md"),

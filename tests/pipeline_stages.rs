@@ -7,9 +7,7 @@
 use oxi::ledger::{FailureClass, Ledger, TaskState};
 use serde_json::Value;
 
-use crate::support::{Sandbox, git};
-
-const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
+use crate::support::{OxiToml, Sandbox, Worker, git};
 
 const ROADMAP: &str = "# Roadmap\n\n## Tier 0\n\n**T0-1 · Write the greeting note**\nCreate `notes/greeting.md` that welcomes new contributors.\n";
 
@@ -21,27 +19,12 @@ fn repo(tier0: &str) -> Sandbox {
     s.write("roadmap.md", ROADMAP);
     s.write("notes/README.md", "# Notes\n");
     s.write(".gitignore", ".oxi/\n");
-    s.write(
-        "oxi.toml",
-        format!(
-            r#"[run]
-mode = "fast"
-max_parallel_jobs = 1
-
-[workers.offline]
-kind = "claude"
-command = ["{FAKE}"]
-model = "claude-sonnet-4-5"
-set_env = {{ OXI_FAKE_SCENARIO = "demo" }}
-
-[routing]
-executor = ["offline"]
-reviewer = ["offline"]
-
-[verify]
-tier0 = [{tier0}]
-"#
-        ),
+    s.config(
+        &OxiToml::new()
+            .raw("[run]\nmode = \"fast\"\nmax_parallel_jobs = 1\n")
+            .worker(Worker::fake("offline").scenario("demo"))
+            .routing(&["offline"], &["offline"])
+            .raw(&format!("[verify]\ntier0 = [{tier0}]\n")),
     );
     git(s.path(), &["add", "-A"]);
     git(s.path(), &["commit", "-q", "-m", "oxi setup"]);

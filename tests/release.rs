@@ -3,13 +3,12 @@
 
 use std::path::PathBuf;
 
-use oxi::github::fake::{FakeGithub, Fault};
 use oxi::ledger::{Ledger, TaskState};
+use oxi_testkit::fake_github::{FakeGithub, Fault};
 use serde_json::Value;
 
-use crate::support::{Sandbox, git};
+use crate::support::{OxiToml, Sandbox, Worker, git};
 
-const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
 const TOKEN: &str = "ghp_faketokenfortests000000000000000000";
 const REPO: &str = "acme/widgets";
 
@@ -33,38 +32,17 @@ async fn world(mode: &str, extra: &str) -> World {
     s.write("roadmap.md", ROADMAP);
     s.write(".gitignore", ".oxi/\n");
     let github = FakeGithub::start(REPO, TOKEN, bare.clone()).await.unwrap();
-    s.write(
-        "oxi.toml",
-        format!(
-            r#"[project]
-base_branch = "main"
-
-[run]
-mode = "{mode}"
-
-[workers.fake]
-kind = "claude"
-command = ["{FAKE}"]
-model = "claude-sonnet-4-5"
-set_env = {{ OXI_FAKE_SCENARIO = "edit" }}
-
-[routing]
-executor = ["fake"]
-reviewer = ["fake"]
-
-[verify]
-tier0 = [{{ name = "says hi", argv = ["grep", "-qix", "hi", "hello.txt"], timeout = "30s" }}]
-
-[github]
-repo = "{REPO}"
-api_url = "{}"
-token_env = "OXI_TEST_GH_TOKEN"
-max_rate_limit_wait = "20s"
-retry_backoff = "50ms"
-{extra}
-"#,
-            github.url()
-        ),
+    s.config(
+        &OxiToml::new()
+            .raw("[project]\nbase_branch = \"main\"\n")
+            .raw(&format!("[run]\nmode = \"{mode}\"\n"))
+            .worker(Worker::fake("fake").scenario("edit"))
+            .routing(&["fake"], &["fake"])
+            .raw("[verify]\ntier0 = [{ name = \"says hi\", argv = [\"grep\", \"-qix\", \"hi\", \"hello.txt\"], timeout = \"30s\" }]\n")
+            .raw(&format!(
+                "[github]\nrepo = \"{REPO}\"\napi_url = \"{}\"\ntoken_env = \"OXI_TEST_GH_TOKEN\"\nmax_rate_limit_wait = \"20s\"\nretry_backoff = \"50ms\"\n{extra}\n",
+                github.url()
+            )),
     );
     git(s.path(), &["add", "-A"]);
     git(s.path(), &["commit", "-q", "-m", "oxi setup"]);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use oxi::ledger::Ledger;
 use serde_json::Value;
 
-use crate::support::{Run, Sandbox};
+use crate::support::{OxiToml, Run, Sandbox, Worker};
 
 const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
 const SECRET: &str = "sk-ant-honeytoken-5f2c9e1d7a";
@@ -17,41 +17,25 @@ const SECRET: &str = "sk-ant-honeytoken-5f2c9e1d7a";
 fn sandbox(scenario: &str, caps: &str) -> Sandbox {
     let s = Sandbox::git_repo();
     s.write("roadmap.md", "- [ ] something\n");
-    s.write(
-        "oxi.toml",
-        format!(
-            r#"[workers.fake]
-kind = "claude"
-command = ["{FAKE}"]
-model = "claude-sonnet-4-5"
-env = ["ANTHROPIC_API_KEY"]
-set_env = {{ OXI_FAKE_SCENARIO = "{scenario}", OXI_FAKE_SLEEP_MS = "20000" }}
-
-[workers.fakecodex]
-kind = "codex"
-command = ["{FAKE}"]
-model = "gpt-5.5"
-env = ["OPENAI_API_KEY"]
-set_env = {{ OXI_FAKE_SCENARIO = "{scenario}", OXI_FAKE_SLEEP_MS = "20000", OXI_FAKE_VERSION = "codex-cli 0.169.0" }}
-
-[routing]
-executor = ["fake"]
-reviewer = ["fake"]
-
-[rates."gpt-5.5"]
-input_per_mtok = 1.25
-cached_input_per_mtok = 0.125
-output_per_mtok = 10.0
-
-[rates."claude-sonnet-4-5"]
-input_per_mtok = 3.0
-output_per_mtok = 15.0
-
-[caps]
-kill_grace = "1s"
-{caps}
-"#
-        ),
+    s.config(
+        &OxiToml::new()
+            .worker(
+                Worker::fake("fake")
+                    .env("ANTHROPIC_API_KEY")
+                    .scenario(scenario)
+                    .sleep_ms(20000),
+            )
+            .worker(
+                Worker::fake_codex("fakecodex")
+                    .env("OPENAI_API_KEY")
+                    .scenario(scenario)
+                    .sleep_ms(20000)
+                    .version("codex-cli 0.169.0"),
+            )
+            .routing(&["fake"], &["fake"])
+            .raw("[rates.\"gpt-5.5\"]\ninput_per_mtok = 1.25\ncached_input_per_mtok = 0.125\noutput_per_mtok = 10.0\n")
+            .raw("[rates.\"claude-sonnet-4-5\"]\ninput_per_mtok = 3.0\noutput_per_mtok = 15.0\n")
+            .raw(&format!("[caps]\nkill_grace = \"1s\"\n{caps}\n")),
     );
     s
 }

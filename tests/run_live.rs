@@ -5,43 +5,21 @@
 use std::path::Path;
 use std::time::Duration;
 
-use oxi::mock_model::{MockModelServer, Script, Step};
+use oxi_testkit::mock_model::{MockModelServer, Script, Step};
 use serde_json::Value;
 
+use crate::support::OxiToml;
 use crate::support::live::{self, Cli, Scratch};
 
 const OXI_RESULT: &str = r#"OXI_RESULT {"status":"done"}"#;
 
 /// oxi.toml for one live worker, written into the scratch repo.
 fn write_config(scratch: &Scratch, cli: Cli, bin: &Path, server: &MockModelServer, caps: &str) {
-    let worker = match cli {
-        Cli::Claude => format!(
-            r#"[workers.live]
-kind = "claude"
-command = ["{}"]
-model = "claude-sonnet-4-5"
-env = ["ANTHROPIC_API_KEY"]
-set_env = {{ ANTHROPIC_BASE_URL = "{}", CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = "1", DISABLE_TELEMETRY = "1", DISABLE_AUTOUPDATER = "1", DISABLE_ERROR_REPORTING = "1", CLAUDE_CODE_MAX_RETRIES = "1" }}
-"#,
-            bin.display(),
-            server.base_url()
-        ),
-        Cli::Codex => format!(
-            r#"[workers.live]
-kind = "codex"
-command = ["{}"]
-model = "gpt-5.5"
-env = ["CODEX_HOME", "MOCK_API_KEY"]
-args = ["-c", "model_provider=mock", "-c", 'model_providers.mock={{name="mock", base_url="{}", wire_api="responses", env_key="MOCK_API_KEY", request_max_retries=0, stream_max_retries=0}}', "--disable", "plugins", "-c", "analytics.enabled=false"]
-"#,
-            bin.display(),
-            server.openai_base_url()
-        ),
-    };
-    let text = format!(
-        "{worker}\n[routing]\nexecutor = [\"live\"]\nreviewer = [\"live\"]\n\n[caps]\n{caps}\n"
-    );
-    std::fs::write(scratch.repo.join("oxi.toml"), text).unwrap();
+    OxiToml::new()
+        .worker(live::worker(cli, "live", bin, server))
+        .routing(&["live"], &["live"])
+        .raw(&format!("[caps]\n{caps}\n"))
+        .write_in(&scratch.repo);
     // The ledger and run directories stay out of the work tree's status.
     std::fs::write(scratch.repo.join(".gitignore"), ".oxi/\noxi.toml\n").unwrap();
     crate::support::git(&scratch.repo, &["add", ".gitignore"]);

@@ -8,9 +8,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use oxi::ledger::{Ledger, TaskState};
 
-use crate::support::{Sandbox, git};
-
-const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
+use crate::support::{OxiToml, Sandbox, Worker, git};
 
 const ROADMAP: &str = "# Roadmap\n\n**T0-1 · First**\nSay hello.\n\n**T0-2 · Second**\nSay hello again.\n\n**T0-3 · Third**\nAnd once more.\n";
 
@@ -18,11 +16,13 @@ fn repo(scenario: &str, caps: &str) -> Sandbox {
     let s = Sandbox::git_repo();
     s.write("roadmap.md", ROADMAP);
     s.write(".gitignore", ".oxi/\n");
-    s.write(
-        "oxi.toml",
-        format!(
-            "[run]\nmax_parallel_jobs = 3\n\n[workers.fake]\nkind = \"claude\"\ncommand = [\"{FAKE}\"]\nmodel = \"claude-sonnet-4-5\"\nset_env = {{ OXI_FAKE_SCENARIO = \"{scenario}\", OXI_FAKE_SLEEP_MS = \"60000\" }}\n\n[routing]\nexecutor = [\"fake\"]\nreviewer = [\"fake\"]\n\n[verify]\ntier0 = [{{ name = \"hello\", argv = [\"test\", \"-f\", \"hello.txt\"] }}]\n\n[caps]\nkill_grace = \"1s\"\n{caps}\n"
-        ),
+    s.config(
+        &OxiToml::new()
+            .raw("[run]\nmax_parallel_jobs = 3\n")
+            .worker(Worker::fake("fake").scenario(scenario).sleep_ms(60000))
+            .routing(&["fake"], &["fake"])
+            .raw("[verify]\ntier0 = [{ name = \"hello\", argv = [\"test\", \"-f\", \"hello.txt\"] }]\n")
+            .raw(&format!("[caps]\nkill_grace = \"1s\"\n{caps}\n")),
     );
     git(s.path(), &["add", "-A"]);
     git(s.path(), &["commit", "-q", "-m", "setup"]);

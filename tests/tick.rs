@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 use oxi::ledger::{Ledger, TaskState};
 use serde_json::Value;
 
-use crate::support::{Run, Sandbox, git};
-
-const FAKE: &str = env!("CARGO_BIN_EXE_oxi-fake-worker");
+use crate::support::{OxiToml, Run, Sandbox, Worker, git};
 
 const ROADMAP: &str = "# Roadmap\n\n## Tier 0\n\n**T0-1 · Add a greeting file**\nCreate `hello.txt` saying hi.\n\n**T0-2 · Add a farewell file**\nCreate `bye.txt`.\n";
 
@@ -25,36 +23,19 @@ fn repo(scenario: &str, extra: &str) -> Repo {
     let s = Sandbox::git_repo();
     s.write("roadmap.md", ROADMAP);
     s.write(".gitignore", ".oxi/\n");
-    s.write(
-        "oxi.toml",
-        format!(
-            r#"[project]
-roadmap = "roadmap.md"
-base_branch = "main"
-
-[workers.fake]
-kind = "claude"
-command = ["{FAKE}"]
-model = "claude-sonnet-4-5"
-env = ["ANTHROPIC_API_KEY"]
-set_env = {{ OXI_FAKE_SCENARIO = "{scenario}", OXI_FAKE_SLEEP_MS = "30000" }}
-
-[workers.rev]
-kind = "claude"
-command = ["{FAKE}"]
-model = "claude-sonnet-4-5"
-set_env = {{ OXI_FAKE_SCENARIO = "review-strict" }}
-
-[routing]
-executor = ["fake"]
-reviewer = ["rev"]
-
-[verify]
-tier0 = [{{ name = "says hi", argv = ["grep", "-qx", "hi", "hello.txt"], timeout = "30s" }}]
-
-{extra}
-"#
-        ),
+    s.config(
+        &OxiToml::new()
+            .project()
+            .worker(
+                Worker::fake("fake")
+                    .env("ANTHROPIC_API_KEY")
+                    .scenario(scenario)
+                    .sleep_ms(30000),
+            )
+            .worker(Worker::fake("rev").scenario("review-strict"))
+            .routing(&["fake"], &["rev"])
+            .raw("[verify]\ntier0 = [{ name = \"says hi\", argv = [\"grep\", \"-qx\", \"hi\", \"hello.txt\"], timeout = \"30s\" }]\n")
+            .raw(&format!("{extra}\n")),
     );
     git(s.path(), &["add", "-A"]);
     git(s.path(), &["commit", "-q", "-m", "oxi setup"]);
@@ -531,7 +512,12 @@ fn a_missing_worker_falls_back_to_the_next_in_the_routing_chain() {
     let r = repo("edit", "");
     let toml = r.s.read("oxi.toml").replace(
         "[routing]\nexecutor = [\"fake\"]",
-        "[workers.gone]\nkind = \"claude\"\ncommand = [\"/nonexistent/claude\"]\nmodel = \"claude-sonnet-4-5\"\n\n[routing]\nexecutor = [\"gone\", \"fake\"]",
+        &format!(
+            "{}\n[routing]\nexecutor = [\"gone\", \"fake\"]",
+            Worker::claude("gone", "/nonexistent/claude")
+                .model("claude-sonnet-4-5")
+                .to_toml()
+        ),
     );
     r.s.write("oxi.toml", toml);
     let first = r.tick().json();

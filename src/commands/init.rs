@@ -10,7 +10,7 @@ use crate::ledger::Ledger;
 use crate::output::{Format, json_string, write_stdout};
 
 /// The starter config `oxi init` renders.
-pub const CONFIG_TEMPLATE: &str = include_str!("../../templates/oxi.toml");
+const CONFIG_TEMPLATE: &str = include_str!("../../templates/oxi.toml");
 
 /// Renders the starter config for a repository at `dir`.
 pub fn render_config(

@@ -6,7 +6,6 @@
 //! Reads go through [`GithubClient`]. Writes go through [`GithubWriter`], which can only be built
 //! from a [`ReleaseMode`] proof: fast mode never holds one.
 
-pub mod fake;
 pub mod model;
 
 use std::time::Duration;
@@ -16,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::config::{GithubConfig, ReleaseMode};
-use model::{CheckRun, CheckRuns, PullFile, PullRequest, Repository, Review, User};
+use model::{CheckRun, CheckRuns, PullFile, PullRequest, Repository, Review};
 
 /// Tries for a 5xx or network error (the first and three retries).
 const TRIES: u32 = 4;
@@ -368,10 +367,6 @@ impl GithubClient {
 
     fn repo_path(&self, rest: &str) -> String {
         format!("/repos/{}{rest}", self.repo)
-    }
-
-    pub async fn user(&self) -> Result<User, GithubError> {
-        self.get("/user").await
     }
 
     pub async fn repository(&self) -> Result<Repository, GithubError> {

@@ -3,11 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct User {
-    pub login: String,
-}
-
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct Permissions {
     #[serde(default)]

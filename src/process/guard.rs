@@ -77,7 +77,7 @@ pub fn leads(pid: u32) -> bool {
 }
 
 #[cfg(target_os = "linux")]
-pub use linux::{ProcStat, main, processes};
+pub use linux::{main, processes};
 
 #[cfg(target_os = "linux")]
 mod linux {

@@ -77,7 +77,7 @@ pub struct NearMiss {
 }
 
 /// The formats oxi accepts, for the zero-items error.
-pub const ACCEPTED_FORMATS: &str = "\
+const ACCEPTED_FORMATS: &str = "\
   1. oxi items:       **T0-104 · file-overlap dispatch gate**   (bold optional; `·`, `:` or `-` after the id)
   2. milestone items: - **T-022 Mission Inbox**                  (under `## Milestone ...` headings)
   3. checklists:      - [ ] write the release notes              (`[x]` marks an item done)";

@@ -1,5 +1,5 @@
 //! The real agent CLIs (`claude`, `codex`) for live tests: where `.ci/install-agent-clis` put
-//! them, how to run them offline against `oxi::mock_model`, and a child runner with a hard
+//! them, how to run them offline against `oxi_testkit::mock_model`, and a child runner with a hard
 //! timeout that kills the whole process group (both CLIs start helper processes).
 //!
 //! A missing or wrong-version binary skips the test, saying so in the output of a plain
@@ -11,7 +11,9 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use oxi::mock_model::MockModelServer;
+use oxi_testkit::mock_model::MockModelServer;
+
+use super::Worker;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -46,6 +48,31 @@ impl Cli {
             Cli::Claude => CLAUDE_VERSION,
             Cli::Codex => CODEX_VERSION,
         }
+    }
+}
+
+/// A `[workers.<name>]` entry running the real `cli` at `bin` offline against `server`: claude
+/// through `ANTHROPIC_BASE_URL` with its background traffic off and one retry; codex through a
+/// `mock` model provider with retries, plugins and analytics off.
+pub fn worker(cli: Cli, name: &str, bin: &Path, server: &MockModelServer) -> Worker {
+    match cli {
+        Cli::Claude => Worker::claude(name, bin)
+            .model("claude-sonnet-4-5")
+            .env("ANTHROPIC_API_KEY")
+            .set_env("ANTHROPIC_BASE_URL", &server.base_url())
+            .set_env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .set_env("DISABLE_TELEMETRY", "1")
+            .set_env("DISABLE_AUTOUPDATER", "1")
+            .set_env("DISABLE_ERROR_REPORTING", "1")
+            .set_env("CLAUDE_CODE_MAX_RETRIES", "1"),
+        Cli::Codex => Worker::codex(name, bin)
+            .model("gpt-5.5")
+            .env("CODEX_HOME")
+            .env("MOCK_API_KEY")
+            .args_toml(&format!(
+                r#"["-c", "model_provider=mock", "-c", 'model_providers.mock={{name="mock", base_url="{}", wire_api="responses", env_key="MOCK_API_KEY", request_max_retries=0, stream_max_retries=0}}', "--disable", "plugins", "-c", "analytics.enabled=false"]"#,
+                server.openai_base_url()
+            )),
     }
 }
 

@@ -1,7 +1,10 @@
 //! A small builder for tests: a temporary directory (optionally a git repository with a bare
 //! `origin`), files in it, and the real `oxi` binary run inside it.
 
+pub mod config;
 pub mod live;
+
+pub use config::{FAKE, OxiToml, Worker};
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -118,6 +121,11 @@ impl Sandbox {
             std::fs::create_dir_all(parent).unwrap();
         }
         std::fs::write(path, contents).unwrap();
+    }
+
+    /// Writes `oxi.toml` (see [`OxiToml`]).
+    pub fn config(&self, toml: &OxiToml) {
+        toml.write_in(self.path());
     }
 
     pub fn read(&self, rel: &str) -> String {

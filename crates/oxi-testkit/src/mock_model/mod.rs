@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use oxi::mock_model::{MockModelServer, Script, Step};
+//! use oxi_testkit::mock_model::{MockModelServer, Script, Step};
 //! let server = MockModelServer::start(
 //!     Script::new()
 //!         .then(Step::write_file("hello.txt", "hi"))

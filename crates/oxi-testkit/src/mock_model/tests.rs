@@ -11,7 +11,7 @@ use super::*;
 
 fn capture(name: &str) -> Vec<SseEvent> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/captures/sse")
+        .join("../../fixtures/captures/sse")
         .join(name);
     sse::parse(&std::fs::read_to_string(&path).unwrap())
 }

@@ -50,7 +50,7 @@ impl Fault {
         reset_in_secs: i64,
         times: u32,
     ) -> Self {
-        let reset = crate::clock::now_ms() / 1000 + reset_in_secs;
+        let reset = unix_now_secs() + reset_in_secs;
         Self {
             method: method.map(str::to_owned),
             path_contains: path_contains.to_owned(),
@@ -115,8 +115,27 @@ pub struct FakeGithub {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// `git -C bare args…`, trimmed stdout; `None` when git fails (the fake answers 404 or an
+/// empty list, as GitHub would for what it cannot find).
 fn git(bare: &std::path::Path, args: &[&str]) -> Option<String> {
-    crate::git::run(bare, args).ok()
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(bare)
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// Seconds since the Unix epoch, as GitHub's `x-ratelimit-reset` counts them.
+fn unix_now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl FakeGithub {
@@ -272,7 +291,7 @@ fn pull_json(repo: &str, p: &Pull, bare: Option<&std::path::Path>) -> Value {
 
 fn json_response(status: StatusCode, body: Value) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
-    let reset = crate::clock::now_ms() / 1000 + 3600;
+    let reset = unix_now_secs() + 3600;
     let headers = response.headers_mut();
     for (k, v) in [
         ("x-ratelimit-limit", "5000".to_owned()),

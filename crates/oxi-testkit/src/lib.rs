@@ -1,0 +1,5 @@
+//! Test doubles for oxi's tests and benchmarks, kept out of the shipped binary: a fake GitHub
+//! ([`fake_github`]) and a scripted model API server for the real agent CLIs ([`mock_model`]).
+
+pub mod fake_github;
+pub mod mock_model;
