@@ -8,7 +8,7 @@
 //! packed-refs, HEAD, index or config); a temp directory of its own (`TMPDIR` points there);
 //! its CLI's state directory (`~/.claude`, `CODEX_HOME`); and the terminal-ish devices
 //! (`/dev/null`, `/dev/tty`, ptys). Where Landlock is missing (older kernels, macOS) nothing is
-//! confined and the post-run check (`crate::attribution`) attributes what changed.
+//! confined and the post-run check (`crate::pipeline::attribution`) attributes what changed.
 
 use std::path::{Path, PathBuf};
 

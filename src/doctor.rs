@@ -125,7 +125,7 @@ fn git_checks(config: &LoadedConfig, out: &mut Vec<Check>) {
         None,
     ));
     let base = &config.config.project.base_branch;
-    out.push(match crate::worktree::resolve(repo, base) {
+    out.push(match crate::pipeline::worktree::resolve(repo, base) {
         Some(sha) => check(
             "base branch",
             Status::Ok,

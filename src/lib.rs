@@ -3,14 +3,12 @@
 //!
 //! The binary is a thin wrapper around [`run`]; every stage of the pipeline is a module here.
 
-pub mod attribution;
 pub mod budget;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod confine;
-pub mod critic;
 mod digest;
 pub mod doctor;
 mod git;
@@ -18,19 +16,16 @@ mod github;
 pub mod ledger;
 mod money;
 pub mod output;
+pub mod pipeline;
 pub mod preflight;
 pub mod process;
 pub mod prompt;
 mod redact;
-pub mod release;
 pub mod report;
 pub mod roadmap;
 pub mod runner;
 pub mod scheduler;
-pub mod tick;
-pub mod verify;
 pub mod worker;
-pub mod worktree;
 
 use tracing_subscriber::EnvFilter;
 

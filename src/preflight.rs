@@ -18,7 +18,7 @@ pub fn blocking_problems(config: &LoadedConfig, parent_env: &[(String, String)])
         return problems;
     }
     let base = &config.config.project.base_branch;
-    if crate::worktree::resolve(repo, base).is_none() {
+    if crate::pipeline::worktree::resolve(repo, base).is_none() {
         problems.push(format!(
             "base branch {base:?} does not exist; create it or set project.base_branch in {}",
             config.display_path()

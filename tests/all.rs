@@ -23,6 +23,7 @@ mod ledger_protocols;
 mod mock_model;
 mod money_and_delivery;
 mod operator_edits;
+mod pipeline_stages;
 mod process;
 mod release;
 mod report;

@@ -7,8 +7,8 @@ use super::SchedulerError;
 use super::claim::{ClaimRequest, Claimed};
 use crate::clock::now_ms;
 use crate::ledger::{Ledger, TaskState, Transition, TransitionFields};
+use crate::pipeline::JobSpec;
 use crate::runner::{self, RunnerError};
-use crate::tick::job::JobSpec;
 
 /// Admits `specs` in order into `claimed`: each job with the id of its admitted run, and the
 /// refusal that stopped the round, if any.

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::SchedulerError;
-use super::pass::stacked_start;
 use super::plan::PlannedTask;
 use crate::budget::Refusal;
 use crate::clock::now_ms;
@@ -18,8 +17,9 @@ use crate::ledger::{
     ApprovalKind, FailureClass, HoldKind, Ledger, TaskRow, TaskState, Transition, TransitionFields,
 };
 use crate::money::{MicroUsd, format_usd, usd_to_micro};
+use crate::pipeline::worktree::stacked_start;
+use crate::pipeline::{self as job, JobSpec};
 use crate::prompt::{self, ExecutorPrompt};
-use crate::tick::job::{self, JobSpec};
 use crate::worker::WorkerRole;
 
 /// The worker for a task's next attempt: the first in the role's chain, moving past workers
@@ -57,8 +57,8 @@ pub(crate) fn overlaps(a: &[String], b: &BTreeSet<String>) -> Option<String> {
             if x_ == y_
                 || x_.starts_with(&format!("{y_}/"))
                 || y_.starts_with(&format!("{x_}/"))
-                || crate::critic::within_hints(x_, std::slice::from_ref(y))
-                || crate::critic::within_hints(y_, std::slice::from_ref(x))
+                || crate::pipeline::review::within_hints(x_, std::slice::from_ref(y))
+                || crate::pipeline::review::within_hints(y_, std::slice::from_ref(x))
             {
                 return Some(format!("{x} overlaps {y}"));
             }
@@ -191,7 +191,7 @@ pub(crate) async fn claim(
 async fn open_pulls(request: &ClaimRequest<'_>) -> Result<OpenPulls, String> {
     let config = request.config;
     match request.github {
-        Some(client) => crate::release::open_oxi_pulls(config, client)
+        Some(client) => crate::pipeline::deliver::release::open_oxi_pulls(config, client)
             .await
             .map_err(|e| e.to_string()),
         None if config.release_mode().is_some() => Err(request
@@ -414,7 +414,7 @@ impl<'a> Round<'a> {
         let branch = task
             .branch
             .clone()
-            .unwrap_or_else(|| crate::worktree::branch_name(&id, &task.spec.title));
+            .unwrap_or_else(|| crate::pipeline::worktree::branch_name(&id, &task.spec.title));
         let acceptance: Vec<String> = config
             .config
             .verify

@@ -32,7 +32,7 @@ fn delivered_commit(
         return Ok(Some(commit));
     }
     Ok(task.branch.as_deref().and_then(|branch| {
-        crate::worktree::resolve(&config.repo_root, &format!("refs/heads/{branch}"))
+        crate::pipeline::worktree::resolve(&config.repo_root, &format!("refs/heads/{branch}"))
     }))
 }
 
@@ -50,7 +50,7 @@ pub fn settle(config: &LoadedConfig, ledger: &mut Ledger) -> Result<Vec<Landed>,
     }
     let repo = &config.repo_root;
     let base = &config.config.project.base_branch;
-    let Some(tip) = crate::worktree::resolve(repo, base) else {
+    let Some(tip) = crate::pipeline::worktree::resolve(repo, base) else {
         return Ok(Vec::new());
     };
     let mut landed = Vec::new();

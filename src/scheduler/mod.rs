@@ -46,8 +46,8 @@ pub enum SchedulerError {
     #[error(transparent)]
     Github(#[from] crate::github::GithubError),
     /// Release mode: a delivery a person must unblock (the message says how).
-    #[error("{0}")]
-    ReleaseBlocked(String),
+    #[error(transparent)]
+    ReleaseBlocked(crate::pipeline::deliver::release::ReleaseError),
 }
 
 /// Ends runs whose supervisor is gone or whose lease expired, and recovers tasks left in flight
@@ -110,19 +110,19 @@ pub(crate) async fn follow_release(
     config: &LoadedConfig,
     ledger: &mut Ledger,
     parent_env: &[(String, String)],
-) -> Result<Vec<crate::release::ReleaseAction>, SchedulerError> {
+) -> Result<Vec<crate::pipeline::deliver::release::ReleaseAction>, SchedulerError> {
     let Some(release) = config.release_mode() else {
         return Ok(Vec::new());
     };
     let (client, token) = crate::preflight::github_preflight(config, parent_env).await?;
     let writer = crate::github::GithubWriter::new(&client, release);
     let redactor = crate::runner::env::redactor_for(config, parent_env);
-    pass::release_stage(config, ledger, &client, &writer, &token, &redactor, true)
-        .await
-        .map_err(|e| match e {
-            pass::Stop::Blocked(message) => SchedulerError::ReleaseBlocked(message),
-            pass::Stop::Error(e) => e,
-        })
+    crate::pipeline::deliver::release_stage(
+        config, ledger, &client, &writer, &token, &redactor, true,
+    )
+    .await
+    .map_err(|e| match e {
+        crate::pipeline::deliver::ReleaseStop::Blocked(e) => SchedulerError::ReleaseBlocked(e),
+        crate::pipeline::deliver::ReleaseStop::Ledger(e) => SchedulerError::Ledger(e),
+    })
 }
-
-pub use pass::start_job;

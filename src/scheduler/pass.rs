@@ -15,13 +15,12 @@ use super::reap::{self, Reaped};
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, RunMode};
 use crate::github::{GithubClient, GithubWriter};
-use crate::ledger::events::{
-    BudgetBreach, Delivered, DeliveredAfterApproval, DeliveryMode, TickCompleted,
-};
-use crate::ledger::{Event, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition};
+use crate::ledger::events::{BudgetBreach, TickCompleted};
+use crate::ledger::{Event, Ledger, LedgerError, NewEvent, TaskState};
+use crate::pipeline::deliver::{ReleaseStop, release_stage};
+use crate::pipeline::{JobContext, JobError, JobResult, JobSpec, start_job};
 use crate::roadmap::{self, ingest::IngestSummary};
 use crate::runner;
-use crate::tick::job::{self, JobContext, JobResult, JobSpec};
 
 /// What one pass did, printed by `oxi tick`.
 #[derive(Debug, Clone, Serialize)]
@@ -46,7 +45,7 @@ pub struct TickReport {
     /// task stays in flight and the next tick's reaper recovers it.
     pub job_errors: Vec<String>,
     /// Release mode: pushes, pull requests, syncs, merges, follow-ups.
-    pub release: Vec<crate::release::ReleaseAction>,
+    pub release: Vec<crate::pipeline::deliver::release::ReleaseAction>,
     /// Release mode: why GitHub could not be used this pass (the next tick retries).
     pub github_unavailable: Option<String>,
     pub phases_ms: TickPhases,
@@ -164,11 +163,11 @@ pub async fn pass(
     if let (Some((client, token)), Some(writer)) = (&github, &writer) {
         match release_stage(config, ledger, client, writer, token, &redactor, true).await {
             Ok(actions) => report.release.extend(actions),
-            Err(Stop::Blocked(message)) => {
-                report.blocked.push(message);
+            Err(ReleaseStop::Blocked(e)) => {
+                report.blocked.push(e.to_string());
                 return Ok(report.stop(Outcome::Blocked, started));
             }
-            Err(Stop::Error(e)) => return Err(e),
+            Err(ReleaseStop::Ledger(e)) => return Err(e.into()),
         }
     }
 
@@ -225,8 +224,8 @@ pub async fn pass(
                 }
                 report.release.extend(actions);
             }
-            Err(Stop::Blocked(message)) => report.blocked.push(message),
-            Err(Stop::Error(e)) => return Err(e),
+            Err(ReleaseStop::Blocked(e)) => report.blocked.push(e.to_string()),
+            Err(ReleaseStop::Ledger(e)) => return Err(e.into()),
         }
     }
     record_period_breach(ledger, config)?;
@@ -253,47 +252,11 @@ async fn settle(
 
     // Delivered branches the operator merged: their dependents may start in this pass.
     report.landed = landed::settle(config, ledger)?;
-    report.delivered_approved = deliver_approved(config, ledger)?;
-    Ok(())
-}
-
-/// Fast mode: tasks an operator approved after a hold; their work is committed on their branch.
-fn deliver_approved(
-    config: &LoadedConfig,
-    ledger: &mut Ledger,
-) -> Result<Vec<String>, LedgerError> {
-    let mut delivered = Vec::new();
-    for task in ledger.read().tasks()? {
-        if task.state == TaskState::DeliverPending && config.config.run.mode == RunMode::Fast {
-            let id = task.spec.id.clone();
-            let now = now_ms();
-            ledger.write(|q| {
-                q.transition_task(
-                    &id,
-                    &Transition::by_oxi(
-                        TaskState::DeliverPending,
-                        TaskState::Delivered,
-                        "delivered locally after approval (fast mode)",
-                    ),
-                    now,
-                )?;
-                q.append_event(&NewEvent {
-                    at_ms: now,
-                    task_id: Some(&id),
-                    run_id: None,
-                    actor: "oxi",
-                    event: Event::Delivered(Delivered::AfterApproval(DeliveredAfterApproval {
-                        mode: DeliveryMode::Fast,
-                        branch: task.branch.clone(),
-                        after_approval: true,
-                    })),
-                })?;
-                Ok(())
-            })?;
-            delivered.push(task.spec.id.clone());
-        }
+    // Tasks an operator approved after a hold: their work is committed on their branch.
+    if config.config.run.mode == RunMode::Fast {
+        report.delivered_approved = crate::pipeline::deliver::deliver_approved(ledger)?;
     }
-    Ok(delivered)
+    Ok(())
 }
 
 /// Release mode's GitHub client and token, after the preflight. A transient failure is noted
@@ -337,10 +300,10 @@ fn dispatch(
         main_before: if admitted.is_empty() {
             None
         } else {
-            crate::attribution::MainSnapshot::take(&config.repo_root)
+            crate::pipeline::attribution::MainSnapshot::take(&config.repo_root)
         },
     };
-    let results: Vec<Result<JobResult, String>> = std::thread::scope(|scope| {
+    let results: Vec<Result<JobResult, JobError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = admitted
             .into_iter()
             .map(|(spec, run_id)| {
@@ -351,10 +314,7 @@ fn dispatch(
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("a job thread panicked".to_owned()))
-            })
+            .map(|h| h.join().unwrap_or_else(|_| Err(JobError::Panicked)))
             .collect()
     });
     for result in results {
@@ -362,7 +322,7 @@ fn dispatch(
             Ok(job) => report.jobs.push(job),
             Err(e) => {
                 tracing::error!("{e}");
-                report.job_errors.push(e);
+                report.job_errors.push(e.to_string());
             }
         }
     }
@@ -413,89 +373,6 @@ fn record_completed(ledger: &mut Ledger, report: &TickReport) -> Result<(), Ledg
         })
         .map(|_| ())
     })
-}
-
-/// The commit a task stacked on `dep` starts from: the dependency's delivered commit, else its
-/// branch's tip.
-pub(super) fn stacked_start(
-    ledger: &Ledger,
-    by_id: &std::collections::HashMap<&str, &TaskRow>,
-    dep: &str,
-) -> Result<Option<String>, LedgerError> {
-    if let Some(commit) = ledger.read().delivered_commit(dep)? {
-        return Ok(Some(commit));
-    }
-    Ok(by_id
-        .get(dep)
-        .and_then(|d| d.branch.clone())
-        .map(|branch| format!("refs/heads/{branch}")))
-}
-
-/// Runs one admitted job to its end on the current thread (its own small runtime: git and
-/// acceptance commands block).
-pub fn start_job(
-    ctx: &JobContext<'_>,
-    spec: &JobSpec,
-    run_id: &str,
-    shutdown: watch::Receiver<bool>,
-) -> Result<JobResult, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let worktree = spec.worktree.display().to_string();
-    let request = spec.executor_request(
-        &worktree,
-        ctx.actor,
-        ctx.parent_env.clone(),
-        Some(run_id.to_owned()),
-    );
-    let prepared = runner::prepare(ctx.config, request)
-        .map_err(|e| format!("task {}: {e}", spec.task.spec.id))?;
-    if let Some(warning) = prepared.unpriced_warning() {
-        tracing::warn!("task {}: {warning}", spec.task.spec.id);
-    }
-    runtime
-        .block_on(job::run(ctx, spec, prepared, shutdown))
-        .map_err(|e| format!("task {}: {e}", spec.task.spec.id))
-}
-
-pub(crate) enum Stop {
-    /// A problem a person must fix (bad token, no rights): the pass reports it as blocked.
-    Blocked(String),
-    Error(SchedulerError),
-}
-
-/// Resume deliveries (and, before claiming, follow open pull requests).
-pub(crate) async fn release_stage(
-    config: &LoadedConfig,
-    ledger: &mut Ledger,
-    client: &crate::github::GithubClient,
-    writer: &crate::github::GithubWriter<'_>,
-    token: &str,
-    redactor: &crate::redact::Redactor,
-    with_sync: bool,
-) -> Result<Vec<crate::release::ReleaseAction>, Stop> {
-    use crate::release::ReleaseError;
-    let classify = |e: ReleaseError| match e {
-        ReleaseError::Github(g) if !g.is_transient() => Stop::Blocked(g.to_string()),
-        ReleaseError::Ledger(l) => Stop::Error(SchedulerError::Ledger(l)),
-        other => Stop::Blocked(other.to_string()),
-    };
-    let mut actions =
-        crate::release::deliver_pending(config, ledger, client, writer, token, redactor)
-            .await
-            .map_err(classify)?;
-    if with_sync {
-        match crate::release::sync(ledger, client, writer).await {
-            Ok(more) => actions.extend(more),
-            Err(ReleaseError::Github(e)) if e.is_transient() => {
-                tracing::warn!("pull request sync skipped this tick: {e}");
-            }
-            Err(e) => return Err(classify(e)),
-        }
-    }
-    Ok(actions)
 }
 
 /// A `budget_breach` event once per day or month whose spend ended above its cap.

@@ -18,9 +18,9 @@ use crate::ledger::{
     TransitionFields,
 };
 use crate::money::MicroUsd;
+use crate::pipeline::worktree;
 use crate::process;
 use crate::worker::{self, Accumulator, Normalized, Tokens};
-use crate::worktree;
 
 /// One reaped run or recovered task.
 #[derive(Debug, Clone, Serialize)]

@@ -20,7 +20,7 @@ use crate::clock::now_ms;
 use crate::config::{LoadedConfig, RunMode};
 use crate::ledger::events::DailyBudgetReached;
 use crate::ledger::{Event, Ledger};
-use crate::tick::job::{JobContext, JobResult, JobSpec};
+use crate::pipeline::{JobContext, JobError, JobResult, JobSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SaturateError {
@@ -148,7 +148,7 @@ struct Slot {
     task: String,
     run_id: String,
     started: Instant,
-    handle: std::thread::JoinHandle<Result<JobResult, String>>,
+    handle: std::thread::JoinHandle<Result<JobResult, JobError>>,
 }
 
 /// Writes status lines: redrawn in place on a terminal, plain lines otherwise.
@@ -717,9 +717,9 @@ fn spawn(
             config: &config,
             parent_env,
             actor: "oxi",
-            main_before: crate::attribution::MainSnapshot::take(&config.repo_root),
+            main_before: crate::pipeline::attribution::MainSnapshot::take(&config.repo_root),
         };
-        super::start_job(&ctx, &spec, &thread_run_id, shutdown)
+        crate::pipeline::start_job(&ctx, &spec, &thread_run_id, shutdown)
     });
     Slot {
         task,

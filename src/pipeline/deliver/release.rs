@@ -13,16 +13,13 @@ use serde::Serialize;
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, MergePolicy};
 use crate::github::{GithubClient, GithubError, GithubWriter};
-use crate::ledger::events::{
-    Check, CiResult, FollowUp, GithubError as GithubErrorEvent, MergedBy, PrClosed, PrMerged,
-    PrOpened, PrReviewed,
-};
+use crate::ledger::events::{GithubError as GithubErrorEvent, PrOpened};
 use crate::ledger::{
     ApprovalKind, Event, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition,
 };
 use crate::redact::Redactor;
 
-const PR_TEMPLATE: &str = include_str!("../templates/pr.md.j2");
+const PR_TEMPLATE: &str = include_str!("../../../templates/pr.md.j2");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
@@ -49,7 +46,12 @@ pub struct ReleaseAction {
     pub detail: Option<String>,
 }
 
-fn action(task: &str, action: &str, pr: Option<u64>, detail: Option<String>) -> ReleaseAction {
+pub(super) fn action(
+    task: &str,
+    action: &str,
+    pr: Option<u64>,
+    detail: Option<String>,
+) -> ReleaseAction {
     ReleaseAction {
         task_id: task.to_owned(),
         action: action.to_owned(),
@@ -58,11 +60,11 @@ fn action(task: &str, action: &str, pr: Option<u64>, detail: Option<String>) -> 
     }
 }
 
-fn event(ledger: &mut Ledger, task: &str, event: Event) -> Result<(), LedgerError> {
+pub(super) fn event(ledger: &mut Ledger, task: &str, event: Event) -> Result<(), LedgerError> {
     ledger.record(Some(task), None, event)
 }
 
-fn transition(
+pub(super) fn transition(
     ledger: &mut Ledger,
     task: &str,
     from: TaskState,
@@ -179,17 +181,24 @@ pub fn render_pr(
     ))
 }
 
+/// What a release-mode delivery needs: the configuration, GitHub (to read, and to write), the
+/// token `git push` sends, and the redactor for the pull request's text.
+pub struct Release<'a> {
+    pub config: &'a LoadedConfig,
+    pub client: &'a GithubClient,
+    pub writer: &'a GithubWriter<'a>,
+    pub token: &'a str,
+    pub redactor: &'a Redactor,
+}
+
 /// Pushes and opens (or updates) the draft pull request of every `deliver_pending` task. A
 /// failed step leaves the task where it is; the next tick resumes it. Idempotent: an open
 /// pull request for the branch is updated, never duplicated.
 pub async fn deliver_pending(
-    config: &LoadedConfig,
+    release: &Release<'_>,
     ledger: &mut Ledger,
-    client: &GithubClient,
-    writer: &GithubWriter<'_>,
-    token: &str,
-    redactor: &Redactor,
 ) -> Result<Vec<ReleaseAction>, ReleaseError> {
+    let config = release.config;
     let Some(github) = &config.config.github else {
         return Ok(Vec::new());
     };
@@ -205,10 +214,7 @@ pub async fn deliver_pending(
         let Some(branch) = task.branch.clone() else {
             continue;
         };
-        let result = deliver_one(
-            config, ledger, client, writer, token, redactor, &task, &branch,
-        )
-        .await;
+        let result = deliver_one(release, ledger, &task, &branch).await;
         match result {
             Ok(number) => {
                 if github.merge == MergePolicy::OnCriticApprove
@@ -264,17 +270,21 @@ pub async fn deliver_pending(
     Ok(actions)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Pushes one task's branch, opens or updates its pull request and labels it; the task is
+/// then `delivered`. Returns the pull request's number.
 async fn deliver_one(
-    config: &LoadedConfig,
+    release: &Release<'_>,
     ledger: &mut Ledger,
-    client: &GithubClient,
-    writer: &GithubWriter<'_>,
-    token: &str,
-    redactor: &Redactor,
     task: &TaskRow,
     branch: &str,
 ) -> Result<u64, ReleaseError> {
+    let Release {
+        config,
+        client,
+        writer,
+        token,
+        redactor,
+    } = *release;
     let github = config
         .config
         .github
@@ -350,261 +360,4 @@ pub async fn open_oxi_pulls(
         out.push((pull.number, pull.head.name.clone(), files));
     }
     Ok(out)
-}
-
-/// Follows every delivered task's pull request: merged → `merged` then `done`; closed →
-/// `rejected`; CI results recorded (first pass or not); a failed CI run or a "changes
-/// requested" review sends the task back to work on its branch; approved merges happen.
-pub async fn sync(
-    ledger: &mut Ledger,
-    client: &GithubClient,
-    writer: &GithubWriter<'_>,
-) -> Result<Vec<ReleaseAction>, ReleaseError> {
-    let mut actions = Vec::new();
-    let delivered: Vec<TaskRow> = ledger
-        .read()
-        .tasks()?
-        .into_iter()
-        .filter(|t| t.state == TaskState::Delivered && t.pr_number.is_some())
-        .collect();
-    for task in delivered {
-        let id = task.spec.id.clone();
-        let Some(number) = task.pr_number else {
-            continue;
-        };
-        let pull = match client.pull(number).await {
-            Ok(pull) => pull,
-            Err(e) if e.is_transient() => {
-                actions.push(action(
-                    &id,
-                    "sync_skipped",
-                    Some(number),
-                    Some(e.to_string()),
-                ));
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if pull.is_merged() {
-            transition(
-                ledger,
-                &id,
-                TaskState::Delivered,
-                TaskState::Merged,
-                "pull request merged",
-            )?;
-            transition(ledger, &id, TaskState::Merged, TaskState::Done, "merged")?;
-            event(
-                ledger,
-                &id,
-                Event::PrMerged(PrMerged {
-                    number,
-                    by: MergedBy::Maintainer,
-                    approved_by: None,
-                }),
-            )?;
-            actions.push(action(&id, "merged", Some(number), None));
-            continue;
-        }
-        if pull.state == "closed" {
-            transition(
-                ledger,
-                &id,
-                TaskState::Delivered,
-                TaskState::Rejected,
-                "pull request closed without merging",
-            )?;
-            event(ledger, &id, Event::PrClosed(PrClosed { number }))?;
-            actions.push(action(&id, "rejected", Some(number), None));
-            continue;
-        }
-
-        // CI on the head commit.
-        let sha = pull.head.sha.clone();
-        let runs = client.check_runs(&sha).await?;
-        let completed = !runs.is_empty() && runs.iter().all(|r| r.status == "completed");
-        let failed: Vec<&crate::github::model::CheckRun> = runs
-            .iter()
-            .filter(|r| {
-                matches!(
-                    r.conclusion.as_deref(),
-                    Some("failure" | "timed_out" | "cancelled" | "action_required")
-                )
-            })
-            .collect();
-        let seen_key = format!("ci:{number}:{sha}");
-        if completed && ledger.read().kv_get(&seen_key)?.is_none() {
-            let first_key = format!("ci_first:{number}");
-            let first_pass = ledger.read().kv_get(&first_key)?.is_none();
-            let green = failed.is_empty();
-            let now = now_ms();
-            ledger.write(|q| {
-                q.kv_set(&seen_key, if green { "green" } else { "red" }, now)?;
-                if first_pass {
-                    q.kv_set(&first_key, if green { "green" } else { "red" }, now)?;
-                }
-                q.append_event(&NewEvent {
-                    at_ms: now,
-                    task_id: Some(&id),
-                    run_id: None,
-                    actor: "oxi",
-                    event: Event::CiResult(CiResult {
-                        number,
-                        sha: sha.to_string(),
-                        green,
-                        first_pass,
-                        checks: runs
-                            .iter()
-                            .map(|r| Check {
-                                name: r.name.clone(),
-                                conclusion: r.conclusion.clone(),
-                            })
-                            .collect(),
-                    }),
-                })
-                .map(|_| ())
-            })?;
-            if !green {
-                let log: Vec<String> = failed
-                    .iter()
-                    .map(|r| {
-                        let out = r.output.clone().unwrap_or_default();
-                        format!(
-                            "Check {:?} ended {}:\n{}\n{}",
-                            r.name,
-                            r.conclusion.as_deref().unwrap_or("?"),
-                            out.summary.unwrap_or_default(),
-                            out.text.unwrap_or_default()
-                        )
-                    })
-                    .collect();
-                follow_up(
-                    ledger,
-                    &task,
-                    &format!("CI failed on pull request #{number}:\n{}", log.join("\n")),
-                )?;
-                actions.push(action(&id, "follow_up_ci", Some(number), None));
-                continue;
-            }
-        }
-
-        // Reviews.
-        let reviews = client.reviews(number).await?;
-        let seen_key = format!("reviews_seen:{number}");
-        let seen: usize = ledger
-            .read()
-            .kv_get(&seen_key)?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        if reviews.len() > seen {
-            let new = &reviews[seen..];
-            let now = now_ms();
-            ledger.write(|q| q.kv_set(&seen_key, &reviews.len().to_string(), now))?;
-            for review in new {
-                event(
-                    ledger,
-                    &id,
-                    Event::PrReviewed(PrReviewed {
-                        number,
-                        state: review.state.clone(),
-                    }),
-                )?;
-            }
-            let requested: Vec<String> = new
-                .iter()
-                .filter(|r| r.state == "CHANGES_REQUESTED")
-                .map(|r| r.body.clone().unwrap_or_default())
-                .collect();
-            if !requested.is_empty() {
-                follow_up(
-                    ledger,
-                    &task,
-                    &format!(
-                        "A reviewer requested changes on pull request #{number}:\n{}",
-                        requested.join("\n---\n")
-                    ),
-                )?;
-                actions.push(action(&id, "follow_up_review", Some(number), None));
-                continue;
-            }
-        }
-
-        // Merge, only with an approval, once checks are green.
-        let approval = ledger
-            .read()
-            .approvals_for(&id)?
-            .into_iter()
-            .rev()
-            .find(|a| a.kind == Some(ApprovalKind::Merge));
-        if let Some(approval) = approval
-            && completed
-            && failed.is_empty()
-        {
-            if pull.draft
-                && let Some(node) = &pull.node_id
-            {
-                writer.mark_ready(node).await?;
-            }
-            writer
-                .merge_pull(
-                    number,
-                    &sha,
-                    &format!("{}: {}", task.spec.id, task.spec.title),
-                )
-                .await?;
-            writer.delete_branch(&pull.head.name).await?;
-            transition(
-                ledger,
-                &id,
-                TaskState::Delivered,
-                TaskState::Merged,
-                "merged by oxi after approval",
-            )?;
-            transition(ledger, &id, TaskState::Merged, TaskState::Done, "merged")?;
-            event(
-                ledger,
-                &id,
-                Event::PrMerged(PrMerged {
-                    number,
-                    by: MergedBy::Oxi,
-                    approved_by: Some(approval.approved_by.clone()),
-                }),
-            )?;
-            actions.push(action(
-                &id,
-                "merged_by_oxi",
-                Some(number),
-                Some(approval.approved_by),
-            ));
-        }
-    }
-    Ok(actions)
-}
-
-/// Sends a delivered task back to work on its branch with `feedback` in its next prompt
-/// (within its caps: the claim fails it `attempts_exhausted` past them).
-fn follow_up(ledger: &mut Ledger, task: &TaskRow, feedback: &str) -> Result<(), LedgerError> {
-    let id = task.spec.id.clone();
-    let now = now_ms();
-    let feedback = crate::prompt::clip_tail(feedback, crate::prompt::FAILURE_CLIP);
-    ledger.write(|q| {
-        q.transition_task(
-            &id,
-            &Transition::by_oxi(
-                TaskState::Delivered,
-                TaskState::Queued,
-                "pull request feedback",
-            ),
-            now,
-        )?;
-        q.set_task_failure(&id, Some(&feedback))?;
-        q.append_event(&NewEvent {
-            at_ms: now,
-            task_id: Some(&id),
-            run_id: None,
-            actor: "oxi",
-            event: Event::FollowUp(FollowUp { pr: task.pr_number }),
-        })
-        .map(|_| ())
-    })
 }

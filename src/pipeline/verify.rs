@@ -10,8 +10,16 @@ use std::time::{Duration, Instant};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::Serialize;
 
+use super::attribution::{self, Evidence, MainSnapshot};
+use super::ending::{Ending, Outcome, Stop};
+use super::execute::Executed;
+use super::worktree::Worktree;
+use super::{ChangeSummary, Job, elapsed_ms, review};
+use crate::clock::now_ms;
 use crate::config::{AcceptanceCommand, GovernanceConfig};
 use crate::git::{self, GitError};
+use crate::ledger::events::{self, Change, GovernanceMemo};
+use crate::ledger::{Event, FailureClass, TaskState, TransitionFields, VerifyRecord};
 use crate::process::{self, Control, Limits, LineSink, Spawn, StopReason, Stream};
 use crate::redact::Redactor;
 
@@ -175,8 +183,8 @@ pub struct GovernanceReport {
     pub protected: Vec<String>,
     /// Paths matching a needs-approval glob.
     pub needs_approval: Vec<String>,
-    /// What the worker changed in the main checkout or among its refs (`crate::attribution`), each
-    /// with the way back.
+    /// What the worker changed in the main checkout or among its refs
+    /// (`crate::pipeline::attribution`), each with the way back.
     pub main_checkout: Vec<String>,
 }
 
@@ -323,6 +331,19 @@ impl CommandResult {
     pub fn passed(&self) -> bool {
         self.status == "passed"
     }
+
+    /// A tier whose commands could not be run at all (its log could not be written).
+    fn could_not_run(tier: &str, error: &VerifyError) -> Self {
+        Self {
+            tier: tier.into(),
+            name: format!("({tier})"),
+            status: "error",
+            exit_code: None,
+            duration_ms: 0,
+            log_path: PathBuf::new(),
+            tail: error.to_string(),
+        }
+    }
 }
 
 /// Writes a command's output to its log (capped) and keeps its last lines.
@@ -358,24 +379,38 @@ impl LineSink for LogSink {
     }
 }
 
-/// Runs acceptance commands in order (stopping at the first failure), argv-form in `cwd`
-/// with `env`, each under its timeout; logs go to `log_dir/verify-<tier>-<n>.log`.
-#[allow(clippy::too_many_arguments)]
+/// Where and how acceptance commands run: the same for every tier of a job.
+pub struct CommandRun<'a> {
+    pub cwd: &'a Path,
+    pub env: &'a [(String, String)],
+    /// Logs go to `log_dir/verify-<tier>-<n>-<name>.log`.
+    pub log_dir: &'a Path,
+    /// How long a command gets between its stop signal and its kill.
+    pub grace: Duration,
+    pub redactor: &'a Redactor,
+    pub shutdown: &'a tokio::sync::watch::Receiver<bool>,
+}
+
+/// Runs acceptance commands in order (stopping at the first failure), argv-form, each under
+/// its timeout.
 pub async fn run_commands(
     tier: &str,
     commands: &[AcceptanceCommand],
-    cwd: &Path,
-    env: &[(String, String)],
-    log_dir: &Path,
-    grace: Duration,
-    redactor: &Redactor,
-    shutdown: tokio::sync::watch::Receiver<bool>,
+    run: &CommandRun<'_>,
 ) -> Result<Vec<CommandResult>, VerifyError> {
+    let CommandRun {
+        cwd,
+        env,
+        log_dir,
+        grace,
+        redactor,
+        shutdown,
+    } = *run;
     let mut results = Vec::new();
     for (i, command) in commands.iter().enumerate() {
         let log_path = log_dir.join(format!(
             "verify-{tier}-{i}-{}.log",
-            crate::worktree::slug(&command.name, 30)
+            crate::pipeline::worktree::slug(&command.name, 30)
         ));
         let file = std::fs::File::create(&log_path).map_err(|source| VerifyError::Io {
             path: log_path.clone(),
@@ -458,6 +493,345 @@ pub fn command_env(parent: &[(String, String)], withheld: &[String]) -> Vec<(Str
         })
         .cloned()
         .collect()
+}
+
+/// What verification found, for the commit and the review.
+pub(super) struct Verified {
+    pub(super) diff: Diff,
+    pub(super) governance: GovernanceReport,
+    /// Every acceptance command run (tiers 0 and 1), all passed.
+    pub(super) results: Vec<CommandResult>,
+    /// Why tier 0 alone sufficed, when it did (see `review::tier0_fast`).
+    pub(super) tier0_fast: Option<String>,
+}
+
+/// The verify stage: the branch's diff against the base, governance, secrets, then acceptance
+/// tiers 0 and 1. Anything short of green ends the job.
+pub(super) async fn stage(
+    job: &mut Job<'_>,
+    tree: &Worktree,
+    executed: &Executed,
+) -> Result<Verified, Stop> {
+    let spec = job.spec;
+    job.move_to(
+        TaskState::Verifying,
+        TransitionFields::default(),
+        "worker finished",
+        None,
+    )?;
+    let started = Instant::now();
+    let diff = diff(&spec.worktree, &tree.base_commit).map_err(|e| {
+        Ending::retry(
+            FailureClass::VerifyError,
+            format!("could not diff the work: {e}"),
+            false,
+        )
+        .salvage("oxi: salvage (diff failed)")
+    })?;
+    job.result.delivery = Some(ChangeSummary::from(&diff));
+    job.credit(&tree.start_commit);
+    if diff.files.is_empty() {
+        return Err(Ending::retry(
+            FailureClass::NoChanges,
+            "The previous attempt said it was done but changed no file. Make the change the task asks for.",
+            false,
+        )
+        .salvage("oxi: nothing to salvage")
+        .into());
+    }
+    let (governance, unattributed) = gates(job, &diff, executed)?;
+    let (results, tier0_fast, tier1_skip) = acceptance_tiers(job, &diff).await?;
+    let green = results.iter().all(CommandResult::passed);
+    let run_id = job.result.run_id.clone();
+    job.event(
+        Some(&run_id),
+        Event::Verified(events::Verified {
+            green,
+            results: serde_json::to_value(&results).unwrap_or_default(),
+            tier1_skipped: tier1_skip,
+            // This run's own change; `delivery` is what the branch holds against the base.
+            files: job.result.files_changed as u64,
+            lines_added: job.result.lines_added,
+            lines_removed: job.result.lines_removed,
+            paths: job.result.paths.clone(),
+            delivery: job.result.delivery.as_ref().map(|d| Change {
+                files: d.files as u64,
+                lines_added: d.lines_added,
+                lines_removed: d.lines_removed,
+                paths: d.paths.clone(),
+            }),
+            protection: serde_json::to_value(&executed.report.protection).unwrap_or_default(),
+            main_checkout_unattributed: unattributed,
+        }),
+    );
+    if !green {
+        return Err(
+            Ending::retry(FailureClass::VerifyFailed, failure_text(&results), false)
+                .salvage(format!(
+                    "oxi: attempt {} (verification failed; not delivered)",
+                    spec.attempt
+                ))
+                .into(),
+        );
+    }
+    job.result.phases_ms.verify = elapsed_ms(started);
+    Ok(Verified {
+        diff,
+        governance,
+        results,
+        tier0_fast,
+    })
+}
+
+/// Governance and the secret scan: a violation stops the task for a person
+/// (`framework_fix_needed`), a secret in the diff fails it without committing. Returns the
+/// report (its needs-approval paths hold the task after the commit) and the changes to the
+/// main checkout not held against the worker.
+fn gates(
+    job: &mut Job<'_>,
+    diff: &Diff,
+    executed: &Executed,
+) -> Result<(GovernanceReport, Vec<String>), Stop> {
+    let config = job.ctx.config;
+    let spec = job.spec;
+    let repo = &config.repo_root;
+    let report = &executed.report;
+    let attribution = match (&job.ctx.main_before, MainSnapshot::take(repo)) {
+        (Some(before), Some(after)) => {
+            let evidence = Evidence {
+                worktree: spec.worktree.clone(),
+                own_ref: format!("refs/heads/{}", spec.branch),
+                files_named: report.files_changed.clone(),
+                diff_paths: diff.paths(),
+                commits: Evidence::commits_since(&spec.worktree, executed.start_head.as_deref()),
+                confined: report
+                    .protection
+                    .as_ref()
+                    .is_some_and(crate::confine::Protection::is_landlock),
+            };
+            attribution::attribute(repo, before, &after, &evidence)
+        }
+        _ => attribution::Attribution::default(),
+    };
+    if !attribution.unattributed.is_empty() {
+        tracing::info!(
+            "task {}: the main checkout changed during the run, not by the worker (kept, not held against it): {}",
+            job.id(),
+            attribution.unattributed.join(", ")
+        );
+    }
+    let governance = governance(
+        &spec.worktree,
+        diff,
+        &config.config.governance,
+        attribution.worker,
+    )
+    .map_err(|e| {
+        Ending::retry(FailureClass::VerifyError, e.to_string(), false)
+            .salvage("oxi: salvage (governance check failed)")
+    })?;
+    if governance.is_violation() {
+        let memo = governance.memo();
+        return Err(Ending::new(Outcome::Fail {
+            to: TaskState::FrameworkFixNeeded,
+            class: FailureClass::Governance,
+            detail: memo.clone(),
+            why: memo.clone(),
+            failure: None,
+        })
+        .memo(GovernanceMemo::Governance {
+            memo: memo.clone(),
+            outside: governance.outside.clone(),
+            protected: governance.protected.clone(),
+            main_checkout: governance.main_checkout.clone(),
+        })
+        .salvage("oxi: governance stop (not delivered; see the memo)")
+        .into());
+    }
+    let hits = secrets_in_patch(&diff.patch, &job.redactor);
+    if !hits.is_empty() {
+        let places: Vec<String> = hits
+            .iter()
+            .map(|h| format!("{}:{}", h.path, h.line))
+            .collect();
+        let memo = format!(
+            "the diff adds a secret or token-shaped string at {}; nothing was committed and the worktree {} is left for a person to inspect",
+            places.join(", "),
+            spec.worktree.display()
+        );
+        return Err(Ending::new(Outcome::Fail {
+            to: TaskState::Failed,
+            class: FailureClass::SecretInDiff,
+            detail: memo.clone(),
+            why: memo.clone(),
+            failure: None,
+        })
+        .memo(GovernanceMemo::SecretInDiff {
+            memo: memo.clone(),
+            places,
+        })
+        .into());
+    }
+    Ok((governance, attribution.unattributed))
+}
+
+/// Acceptance tiers 0 and 1: tier 1 runs when tier 0 passed and it is not skipped (tier 0
+/// sufficed, or its timeouts exceed `verify.tier1_time_box`). Returns the results, why tier 0
+/// sufficed and why tier 1 was skipped. A tier 0 that cannot run ends the job; a tier 1 that
+/// cannot run is a failed result.
+async fn acceptance_tiers(
+    job: &mut Job<'_>,
+    diff: &Diff,
+) -> Result<(Vec<CommandResult>, Option<String>, Option<String>), Stop> {
+    let config = job.ctx.config;
+    let recent_green = job
+        .ledger
+        .read()
+        .last_runs_green(config.config.critic.tier0_fast_after)
+        .unwrap_or(false);
+    let mut results = acceptance(job, "tier0", &config.config.verify.tier0)
+        .await
+        .map_err(|e| {
+            Ending::retry(FailureClass::VerifyError, e.to_string(), false)
+                .salvage("oxi: salvage (verification could not run)")
+        })?;
+    let tier0_fast = review::tier0_fast(&config.config.critic, recent_green, diff);
+    let tier1_skip = match (&tier0_fast, config.config.verify.tier1_time_box) {
+        (Some(reason), _) => Some(reason.clone()),
+        (None, Some(time_box)) => {
+            let total: Duration = config
+                .config
+                .verify
+                .tier1
+                .iter()
+                .map(|c| c.timeout.as_duration())
+                .sum();
+            (total > time_box.as_duration()).then(|| {
+                format!(
+                    "tier1 skipped: its timeouts add up to {} > verify.tier1_time_box ({time_box})",
+                    humantime::format_duration(total)
+                )
+            })
+        }
+        (None, None) => None,
+    };
+    if results.iter().all(CommandResult::passed) && tier1_skip.is_none() {
+        match acceptance(job, "tier1", &config.config.verify.tier1).await {
+            Ok(more) => results.extend(more),
+            Err(e) => results.push(CommandResult::could_not_run("tier1", &e)),
+        }
+    }
+    Ok((results, tier0_fast, tier1_skip))
+}
+
+/// Tier 2, at the end only (after the review approved): a failure ends the job.
+pub(super) async fn tier2(job: &mut Job<'_>) -> Result<(), Stop> {
+    let commands = &job.ctx.config.config.verify.tier2;
+    if commands.is_empty() {
+        return Ok(());
+    }
+    let tier2 = acceptance(job, "tier2", commands)
+        .await
+        .unwrap_or_else(|e| vec![CommandResult::could_not_run("tier2", &e)]);
+    if !tier2.iter().all(CommandResult::passed) {
+        return Err(
+            Ending::retry(FailureClass::VerifyFailed, failure_text(&tier2), false)
+                .salvage("oxi: salvage")
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Runs one tier's commands in the worktree, without the workers' secrets and GitHub's token,
+/// and records each result.
+async fn acceptance(
+    job: &mut Job<'_>,
+    tier: &str,
+    commands: &[AcceptanceCommand],
+) -> Result<Vec<CommandResult>, VerifyError> {
+    if commands.is_empty() {
+        return Ok(Vec::new());
+    }
+    let config = &job.ctx.config.config;
+    let started = Instant::now();
+    let withheld: Vec<String> = config
+        .workers
+        .values()
+        .flat_map(|w| w.env.iter().cloned())
+        .chain(config.github.as_ref().map(|g| g.token_env.clone()))
+        .collect();
+    let env = command_env(&job.ctx.parent_env, &withheld);
+    let results = run_commands(
+        tier,
+        commands,
+        &CommandRun {
+            cwd: &job.spec.worktree,
+            env: &env,
+            log_dir: &job.result.run_dir,
+            grace: config.caps.kill_grace.as_duration(),
+            redactor: &job.redactor,
+            shutdown: &job.shutdown,
+        },
+    )
+    .await?;
+    let ms = elapsed_ms(started);
+    job.result.verification.extend(results.iter().map(|r| {
+        format!(
+            "{} `{}`: {} in {:.1}s",
+            r.tier,
+            r.name,
+            r.status.replace('_', " "),
+            r.duration_ms as f64 / 1000.0
+        )
+    }));
+    job.result
+        .phases_ms
+        .verify_by_tier
+        .insert(tier.to_owned(), ms);
+    let id = job.id().to_owned();
+    let run_id = job.result.run_id.clone();
+    let now = now_ms();
+    let write = job.ledger.write(|q| {
+        for r in &results {
+            let log = r.log_path.display().to_string();
+            q.insert_verify_result(&VerifyRecord {
+                run_id: &run_id,
+                task_id: Some(&id),
+                tier: &r.tier,
+                name: &r.name,
+                status: r.status,
+                exit_code: r.exit_code,
+                duration_ms: r.duration_ms,
+                log_path: Some(&log),
+                at_ms: now,
+            })?;
+        }
+        Ok(())
+    });
+    if let Err(e) = write {
+        tracing::warn!("task {id}: could not record verification: {e}");
+    }
+    Ok(results)
+}
+
+/// What the next attempt's prompt says about the commands that failed.
+fn failure_text(results: &[CommandResult]) -> String {
+    results
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| {
+            format!(
+                "Acceptance command {:?} ({}) {} (exit {}):\n{}",
+                r.name,
+                r.tier,
+                r.status.replace('_', " "),
+                r.exit_code.map_or("-".to_owned(), |c| c.to_string()),
+                r.tail
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
 }
 
 #[cfg(test)]

@@ -10,7 +10,14 @@
 
 use std::path::{Path, PathBuf};
 
+use std::time::Instant;
+
+use super::ending::{Ending, Outcome, Stop};
+use super::{Job, attribution, elapsed_ms};
 use crate::git::{self, GitError};
+use crate::ledger::events::GovernanceMemo;
+use crate::ledger::{FailureClass, Ledger, LedgerError, TaskRow, TaskState};
+use crate::runner::PreparedRun;
 
 /// Longest slug taken from a title.
 const SLUG_MAX: usize = 40;
@@ -61,15 +68,12 @@ pub fn branch_name(task_id: &str, title: &str) -> String {
 /// A worktree ready for a run.
 #[derive(Debug, Clone)]
 pub struct Worktree {
-    pub path: PathBuf,
     pub branch: String,
     /// The base-branch commit the task branch started from (its diff base).
     pub base_commit: String,
     /// The branch head this attempt started from: `base_commit` for a first attempt, the
     /// earlier attempts' work for a retry. This run's own change is the diff against it.
     pub start_commit: String,
-    /// The branch already had commits (a retry continuing earlier work).
-    pub continued: bool,
 }
 
 fn path_str(path: &Path) -> String {
@@ -150,9 +154,7 @@ pub fn prepare(
         }
     };
     Ok(Worktree {
-        path: path.to_path_buf(),
         branch: branch.to_owned(),
-        continued: start_commit != base_commit,
         base_commit,
         start_commit,
     })
@@ -268,6 +270,93 @@ pub fn discard_changes(dir: &Path) -> Result<(), GitError> {
     git::run(dir, &["reset", "-q", "--hard"])?;
     git::run(dir, &["clean", "-q", "-fd"])?;
     Ok(())
+}
+
+/// The worktree path for an attempt.
+pub fn worktree_path(state_dir: &Path, task_id: &str, attempt: u32) -> PathBuf {
+    let id = slug(task_id, 24);
+    state_dir.join("worktrees").join(format!("{id}-a{attempt}"))
+}
+
+/// The commit a task stacked on `dep` starts from: the dependency's delivered commit, else its
+/// branch's tip.
+pub(crate) fn stacked_start(
+    ledger: &Ledger,
+    by_id: &std::collections::HashMap<&str, &TaskRow>,
+    dep: &str,
+) -> Result<Option<String>, LedgerError> {
+    if let Some(commit) = ledger.read().delivered_commit(dep)? {
+        return Ok(Some(commit));
+    }
+    Ok(by_id
+        .get(dep)
+        .and_then(|d| d.branch.clone())
+        .map(|branch| format!("refs/heads/{branch}")))
+}
+
+/// The worktree stage: the attempt's worktree on the task branch, recorded on the task. A
+/// worktree that cannot be made closes the admitted run unstarted and fails the attempt.
+pub(super) fn stage(job: &mut Job<'_>, prepared: &PreparedRun<'_>) -> Result<Worktree, Stop> {
+    let config = job.ctx.config;
+    let spec = job.spec;
+    let started = Instant::now();
+    let tree = match prepare(
+        &config.repo_root,
+        &spec.worktree,
+        &spec.branch,
+        &config.config.project.base_branch,
+        spec.start_from.as_deref(),
+    ) {
+        Ok(tree) => tree,
+        Err(e) => {
+            let detail = format!("could not create the worktree: {e}");
+            prepared.abandon(&mut job.ledger, &detail)?;
+            job.result.classification = Some("worker_error".to_owned());
+            return Err(Ending::retry(FailureClass::WorktreeFailed, detail, false).into());
+        }
+    };
+    job.result.phases_ms.worktree = elapsed_ms(started);
+    let (id, branch, base) = (
+        job.id().to_owned(),
+        tree.branch.clone(),
+        tree.base_commit.clone(),
+    );
+    job.ledger
+        .write(|q| q.set_task_branch(&id, &branch, &base))?;
+    Ok(tree)
+}
+
+/// Stops the task (to `to`) when a run changed its worktree's git metadata. No git may run in
+/// that worktree then (not even to salvage it): it could commit onto another branch or run
+/// hooks the worker planted.
+pub(super) fn untouched(
+    job: &Job<'_>,
+    anchor: &attribution::WorktreeAnchor,
+    who: &str,
+    to: TaskState,
+) -> Result<(), Stop> {
+    let tampered = anchor.changed();
+    if tampered.is_empty() {
+        return Ok(());
+    }
+    let memo = format!(
+        "the {who} changed its worktree's git metadata ({}); oxi ran no git there and left {} for a person to inspect",
+        tampered.join(", "),
+        job.spec.worktree.display()
+    );
+    let data = GovernanceMemo::WorktreeMetadata {
+        memo: memo.clone(),
+        paths: tampered,
+    };
+    Err(Ending::new(Outcome::Fail {
+        to,
+        class: FailureClass::Governance,
+        detail: memo.clone(),
+        why: memo.clone(),
+        failure: Some(memo),
+    })
+    .memo(data)
+    .into())
 }
 
 #[cfg(test)]
