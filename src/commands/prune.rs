@@ -1,5 +1,5 @@
-//! `oxi roadmap prune`: removes done items from the roadmap (seed 004's weekly prune), as a
-//! diff the user sees first; `--write` applies it.
+//! `oxi roadmap prune`: removes done items from the roadmap (so it stays short to read and to
+//! ingest), as a diff the user sees first; `--write` applies it.
 
 use std::collections::HashSet;
 

@@ -24,19 +24,31 @@ fn load(ctx: &Context, id: &str) -> Result<(crate::config::LoadedConfig, Ledger,
     Ok((config, ledger, task))
 }
 
-/// Moves `id` from `from` to `to` as the operator, runs `extra` and records the
-/// `operator_action` event, in one transaction.
-#[allow(clippy::too_many_arguments)]
-fn act(
-    ledger: &mut Ledger,
-    id: &str,
-    actor: &str,
-    action: &str,
+/// One operator action on one task: who moves it from where to where, and why.
+struct OperatorMove<'a> {
+    id: &'a str,
+    actor: &'a str,
+    action: &'a str,
     from: TaskState,
     to: TaskState,
-    note: Option<&str>,
+    note: Option<&'a str>,
+}
+
+/// Moves the task as the operator, runs `extra` and records the `operator_action` event, in one
+/// transaction.
+fn act(
+    ledger: &mut Ledger,
+    operator_move: OperatorMove<'_>,
     extra: impl FnOnce(&crate::ledger::Queries<'_>, i64) -> Result<(), crate::ledger::LedgerError>,
 ) -> Result<(), crate::ledger::LedgerError> {
+    let OperatorMove {
+        id,
+        actor,
+        action,
+        from,
+        to,
+        note,
+    } = operator_move;
     let now = now_ms();
     ledger.write(|q| {
         extra(q, now)?;
@@ -169,12 +181,14 @@ pub fn approve(ctx: &Context, approve: &ApproveArgs) -> Result<()> {
     let note = args.note.as_deref();
     act(
         &mut ledger,
-        &id,
-        &actor,
-        "approve",
-        TaskState::Held,
-        to,
-        note,
+        OperatorMove {
+            id: &id,
+            actor: &actor,
+            action: "approve",
+            from: TaskState::Held,
+            to,
+            note,
+        },
         |q, now| q.insert_approval(&id, kind, &actor, note, now),
     )?;
     print(ctx, &id, "approve", TaskState::Held, to, next)
@@ -224,12 +238,14 @@ pub fn retry(ctx: &Context, args: &TaskActionArgs) -> Result<()> {
     let to = TaskState::Queued;
     act(
         &mut ledger,
-        &id,
-        &actor,
-        "retry",
-        from,
-        to,
-        args.note.as_deref(),
+        OperatorMove {
+            id: &id,
+            actor: &actor,
+            action: "retry",
+            from,
+            to,
+            note: args.note.as_deref(),
+        },
         |q, now| q.reset_task_counters(&id, now),
     )?;
     print(
@@ -253,12 +269,14 @@ pub fn cancel(ctx: &Context, args: &TaskActionArgs) -> Result<()> {
     let to = TaskState::Cancelled;
     act(
         &mut ledger,
-        &id,
-        &actor,
-        "cancel",
-        from,
-        to,
-        args.note.as_deref(),
+        OperatorMove {
+            id: &id,
+            actor: &actor,
+            action: "cancel",
+            from,
+            to,
+            note: args.note.as_deref(),
+        },
         |_, _| Ok(()),
     )?;
     // A run still going for it is stopped; its supervisor records the ending.
@@ -304,12 +322,14 @@ pub fn done(ctx: &Context, args: &DoneArgs) -> Result<()> {
     let to = TaskState::Done;
     act(
         &mut ledger,
-        &id,
-        &actor,
-        "done",
-        from,
-        to,
-        args.why.as_deref(),
+        OperatorMove {
+            id: &id,
+            actor: &actor,
+            action: "done",
+            from,
+            to,
+            note: args.why.as_deref(),
+        },
         |_, _| Ok(()),
     )?;
     print(

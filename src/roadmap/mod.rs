@@ -317,6 +317,17 @@ struct OpenItem {
     expect_subtitle: bool,
 }
 
+/// What an item's own line says, before its headings and body add the rest.
+struct ItemHead {
+    id: String,
+    derived_id: bool,
+    title: String,
+    subtitle: Option<String>,
+    format: ItemFormat,
+    line: usize,
+    checked: bool,
+}
+
 struct Parser {
     default_tier: u8,
     headings: Vec<Heading>,
@@ -414,15 +425,15 @@ impl Parser {
                 Some(inner) => (inner[1].to_owned(), clean_inline(&inner[2]), false),
                 None => (derived_id(text), clean_inline(text), true),
             };
-            return Some(self.new_item(
+            return Some(self.new_item(ItemHead {
                 id,
-                derived,
+                derived_id: derived,
                 title,
-                None,
-                ItemFormat::Checklist,
-                line_no,
+                subtitle: None,
+                format: ItemFormat::Checklist,
+                line: line_no,
                 checked,
-            ));
+            }));
         }
         if let Some(c) = BOLD_ITEM.captures(raw) {
             let id = c[2].to_owned();
@@ -433,15 +444,15 @@ impl Parser {
             };
             let rest = c[4].trim();
             let subtitle = (!rest.is_empty()).then(|| clean_subtitle(rest));
-            return Some(self.new_item(
+            return Some(self.new_item(ItemHead {
                 id,
-                false,
-                clean_inline(&c[3]),
+                derived_id: false,
+                title: clean_inline(&c[3]),
                 subtitle,
                 format,
-                line_no,
-                false,
-            ));
+                line: line_no,
+                checked: false,
+            }));
         }
         if let Some(c) = PLAIN_ITEM.captures(raw) {
             let (id, title) = match (c.get(2), c.get(3)) {
@@ -453,30 +464,29 @@ impl Parser {
             } else {
                 ItemFormat::Milestone
             };
-            return Some(self.new_item(
-                id.to_owned(),
-                false,
-                clean_inline(title),
-                None,
+            return Some(self.new_item(ItemHead {
+                id: id.to_owned(),
+                derived_id: false,
+                title: clean_inline(title),
+                subtitle: None,
                 format,
-                line_no,
-                false,
-            ));
+                line: line_no,
+                checked: false,
+            }));
         }
         None
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn new_item(
-        &mut self,
-        id: String,
-        derived_id: bool,
-        title: String,
-        subtitle: Option<String>,
-        format: ItemFormat,
-        line: usize,
-        checked: bool,
-    ) -> RoadmapItem {
+    fn new_item(&mut self, head: ItemHead) -> RoadmapItem {
+        let ItemHead {
+            id,
+            derived_id,
+            title,
+            subtitle,
+            format,
+            line,
+            checked,
+        } = head;
         let priority_tier = self.tier_for(&id, line);
         let in_done_section = self.headings.iter().any(|h| DONE_HEADING.is_match(&h.text));
         let section = self
@@ -860,7 +870,7 @@ mod tests {
 }
 
 /// `text` without the items whose id is in `remove`: each from its line until the next item or
-/// heading, with the blank lines that followed it (seed 004's weekly prune of done items).
+/// heading, with the blank lines that followed it (a periodic prune of done items keeps the roadmap short).
 /// Everything else is kept byte for byte.
 pub fn prune(
     text: &str,
