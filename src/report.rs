@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::config::{KpiConfig, LoadedConfig};
-use crate::ledger::{EventKind, Ledger, LedgerError, RunFact};
+use crate::ledger::{EventKind, Ledger, LedgerError, Queries, RunFact};
 use crate::money::micro_to_usd;
 
 /// Median and 90th/95th percentiles of a sample.
@@ -146,142 +146,29 @@ pub fn build(
         .iter()
         .map(|t| (t.spec.id.as_str(), t.created_at_ms))
         .collect();
-
-    // Per task: first dispatch, number of worker calls, attempts.
-    let mut first_start: BTreeMap<String, i64> = BTreeMap::new();
-    let mut calls: BTreeMap<String, usize> = BTreeMap::new();
-    let mut attempts: BTreeMap<String, usize> = BTreeMap::new();
-    for run in &runs {
-        let Some(task) = &run.task_id else { continue };
-        *calls.entry(task.clone()).or_default() += 1;
-        if run.role == "executor" {
-            *attempts.entry(task.clone()).or_default() += 1;
-        }
-        let entry = first_start.entry(task.clone()).or_insert(run.started_at_ms);
-        *entry = (*entry).min(run.started_at_ms);
-    }
-    let queue_wait = spread(
-        first_start
-            .iter()
-            .filter_map(|(task, start)| {
-                created
-                    .get(task.as_str())
-                    .map(|c| (start - c).max(0) as f64 / 3_600_000.0)
-            })
-            .collect(),
-    );
-    // Counts and the few fields the report needs are read in SQL: over a long history,
-    // parsing every event's JSON in Rust was most of the report's time.
-    let delivered_events = q.report_event_times(EventKind::Delivered, from)?;
-    let pr_opened = q.report_event_times(EventKind::PrOpened, from)?;
-    let mut delivered_at: BTreeMap<String, i64> = BTreeMap::new();
-    for (at, task) in delivered_events.into_iter().chain(pr_opened) {
-        delivered_at.entry(task).or_insert(at);
-    }
-    let time_per_task = spread(
-        delivered_at
-            .iter()
-            .filter_map(|(task, at)| {
-                first_start
-                    .get(task)
-                    .map(|s| (at - s).max(0) as f64 / 60_000.0)
-            })
-            .collect(),
-    );
-    let calls_per_task = spread(calls.values().map(|c| *c as f64).collect());
-    let verify = q
-        .report_verify_times(from)?
-        .into_iter()
-        .map(|(tier, ms)| {
-            (
-                tier,
-                spread(ms.into_iter().map(|m| m as f64 / 1000.0).collect()),
-            )
-        })
-        .collect();
-    // Accepted: a merged pull request (release mode), or a delivered branch the operator
-    // merged into the base branch (fast mode).
-    let merged = q.report_count(EventKind::PrMerged, from)?
-        + q.report_count(EventKind::BranchMerged, from)?;
-    let rejected = q.report_count(EventKind::PrClosed, from)?;
-    let (first_ci, first_green) = q.report_first_ci(from)?;
-    let interventions = q.report_count(EventKind::OperatorAction, from)?;
-    let governance = q.report_governance_violations(from)?;
-    let mut review_skips: BTreeMap<String, usize> = BTreeMap::new();
-    for (reason, n) in q.report_review_skips(from)? {
-        let reason = reason.as_deref().unwrap_or("auto-approved");
-        // Group by the reason's kind, not its per-diff numbers.
-        let kind = reason.split(':').next().unwrap_or(reason).to_owned();
-        *review_skips.entry(kind).or_default() += n;
-    }
-    let breaches = q.report_count(EventKind::BudgetBreach, from)?;
+    let per_task = PerTask::of(&runs);
+    let queue_wait = per_task.queue_wait(&created);
+    let delivered_at = first_deliveries(&q, from)?;
+    let time_per_task = per_task.time_to_delivery(&delivered_at);
+    let calls_per_task = spread(per_task.calls.values().map(|c| *c as f64).collect());
+    let verify = verify_spreads(&q, from)?;
+    let counts = Counts::read(&q, from)?;
     let spend: i64 = runs.iter().map(|r| r.cost_microusd).sum();
-    let since_day = crate::clock::day_of(from.max(0));
-    let spend_by_day = q
-        .report_spend_by_day(if from == 0 { "0000-00-00" } else { &since_day })?
-        .into_iter()
-        .map(|(d, m)| (d, micro_to_usd(m)))
-        .collect();
-    let mut taxonomy: BTreeMap<String, usize> = BTreeMap::new();
-    let mut outcomes: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
-    for run in &executor {
-        *taxonomy.entry(run.classification.clone()).or_default() += 1;
-        *outcomes
-            .entry(crate::clock::day_of(run.ended_at_ms))
-            .or_default()
-            .entry(run.classification.clone())
-            .or_default() += 1;
-    }
+    let spend_by_day = spend_by_day(&q, from)?;
+    let outcomes = Outcomes::of(&executor);
     let worker_calls = runs.len();
     let parse_failures: i64 = runs.iter().map(|r| r.parse_failures).sum();
-    let retried = attempts.values().filter(|a| **a > 1).count();
-    let worked = calls.len();
+    let retried = per_task.attempts.values().filter(|a| **a > 1).count();
+    let worked = per_task.calls.len();
     let delivered = delivered_at.len();
-    let kpi: &KpiConfig = &config.config.kpi;
-    let acceptance = ratio(merged, merged + rejected);
-    let success = ratio(successes, executor.len());
-    let first_pass = ratio(first_green, first_ci);
-    let parse_rate =
-        (worker_calls > 0).then(|| parse_failures as f64 * 100.0 / worker_calls as f64);
-    let intervention = ratio(interventions, worked);
-    let gates = vec![
-        gate_min(
-            "maintainer_acceptance_rate",
-            acceptance,
-            kpi.min_acceptance_rate,
-        ),
-        gate_min("job_success_rate", success, kpi.min_job_success_rate),
-        gate_max(
-            "queue_wait_p95_hours",
-            (queue_wait.count > 0).then_some(queue_wait.p95),
-            kpi.max_queue_wait_p95.as_duration().as_secs_f64() / 3600.0,
-        ),
-        gate_max(
-            "budget_breaches",
-            Some(breaches as f64),
-            f64::from(kpi.max_budget_breaches),
-        ),
-        gate_min(
-            "first_pass_ci_green_rate",
-            first_pass,
-            kpi.min_first_pass_ci_rate,
-        ),
-        gate_max(
-            "parse_failures_per_100_calls",
-            parse_rate,
-            kpi.max_parse_failures_per_100_calls,
-        ),
-        gate_max(
-            "human_intervention_rate",
-            intervention,
-            kpi.max_human_intervention_rate,
-        ),
-        gate_max(
-            "governance_violations",
-            Some(governance as f64),
-            f64::from(kpi.max_governance_violations),
-        ),
-    ];
+    let rates = Rates {
+        acceptance: ratio(counts.merged, counts.merged + counts.rejected),
+        success: ratio(successes, executor.len()),
+        first_pass: ratio(counts.first_green, counts.first_ci),
+        parse: (worker_calls > 0).then(|| parse_failures as f64 * 100.0 / worker_calls as f64),
+        intervention: ratio(counts.interventions, worked),
+    };
+    let gates = gates(&config.config.kpi, &rates, &queue_wait, &counts);
     let current = q.spend_totals(
         &crate::clock::day_of(now_ms),
         &crate::clock::month_of(now_ms),
@@ -294,37 +181,247 @@ pub fn build(
         generated_at: crate::clock::rfc3339(now_ms),
         tasks_worked: worked,
         delivered,
-        merged,
-        rejected,
-        maintainer_acceptance_rate: acceptance,
+        merged: counts.merged,
+        rejected: counts.rejected,
+        maintainer_acceptance_rate: rates.acceptance,
         executor_runs: executor.len(),
-        job_success_rate: success,
+        job_success_rate: rates.success,
         queue_wait_hours: queue_wait,
         time_per_task_minutes: time_per_task,
         worker_calls_per_task: calls_per_task,
         verify_seconds_by_tier: verify,
         worker_calls,
-        parse_failures_per_100_calls: parse_rate,
+        parse_failures_per_100_calls: rates.parse,
         retry_rate: ratio(retried, worked),
-        human_interventions: interventions,
-        human_intervention_rate: intervention,
-        governance_violations: governance,
-        review_skips,
-        first_pass_ci_green_rate: first_pass,
+        human_interventions: counts.interventions,
+        human_intervention_rate: rates.intervention,
+        governance_violations: counts.governance,
+        review_skips: counts.review_skips,
+        first_pass_ci_green_rate: rates.first_pass,
         spend_usd: micro_to_usd(spend),
         day_spend_usd: micro_to_usd(current.day_spent),
         month_spend_usd: micro_to_usd(current.month_spent),
         spend_by_day_usd: spend_by_day,
         daily_cap_usd: config.config.caps.daily_usd,
         monthly_cap_usd: config.config.caps.monthly_usd,
-        budget_breaches: breaches,
+        budget_breaches: counts.breaches,
         cost_per_delivered_task_usd: (delivered > 0)
             .then(|| micro_to_usd(spend) / delivered as f64),
         tokens,
-        failure_taxonomy: taxonomy,
-        outcomes_by_day: outcomes,
+        failure_taxonomy: outcomes.taxonomy,
+        outcomes_by_day: outcomes.by_day,
         gates,
     })
+}
+
+/// Per task: its first dispatch, its number of worker calls and of executor attempts.
+struct PerTask {
+    first_start: BTreeMap<String, i64>,
+    calls: BTreeMap<String, usize>,
+    attempts: BTreeMap<String, usize>,
+}
+
+impl PerTask {
+    fn of(runs: &[RunFact]) -> Self {
+        let mut first_start: BTreeMap<String, i64> = BTreeMap::new();
+        let mut calls: BTreeMap<String, usize> = BTreeMap::new();
+        let mut attempts: BTreeMap<String, usize> = BTreeMap::new();
+        for run in runs {
+            let Some(task) = &run.task_id else { continue };
+            *calls.entry(task.clone()).or_default() += 1;
+            if run.role == "executor" {
+                *attempts.entry(task.clone()).or_default() += 1;
+            }
+            let entry = first_start.entry(task.clone()).or_insert(run.started_at_ms);
+            *entry = (*entry).min(run.started_at_ms);
+        }
+        Self {
+            first_start,
+            calls,
+            attempts,
+        }
+    }
+
+    /// Hours from a task's creation to its first dispatch.
+    fn queue_wait(&self, created: &BTreeMap<&str, i64>) -> Spread {
+        spread(
+            self.first_start
+                .iter()
+                .filter_map(|(task, start)| {
+                    created
+                        .get(task.as_str())
+                        .map(|c| (start - c).max(0) as f64 / 3_600_000.0)
+                })
+                .collect(),
+        )
+    }
+
+    /// Minutes from a task's first dispatch to its delivery.
+    fn time_to_delivery(&self, delivered_at: &BTreeMap<String, i64>) -> Spread {
+        spread(
+            delivered_at
+                .iter()
+                .filter_map(|(task, at)| {
+                    self.first_start
+                        .get(task)
+                        .map(|s| (at - s).max(0) as f64 / 60_000.0)
+                })
+                .collect(),
+        )
+    }
+}
+
+/// When each task was first delivered (a delivered branch, else an opened pull request).
+fn first_deliveries(q: &Queries<'_>, from: i64) -> Result<BTreeMap<String, i64>, ReportError> {
+    // Counts and the few fields the report needs are read in SQL: over a long history,
+    // parsing every event's JSON in Rust was most of the report's time.
+    let delivered_events = q.report_event_times(EventKind::Delivered, from)?;
+    let pr_opened = q.report_event_times(EventKind::PrOpened, from)?;
+    let mut delivered_at: BTreeMap<String, i64> = BTreeMap::new();
+    for (at, task) in delivered_events.into_iter().chain(pr_opened) {
+        delivered_at.entry(task).or_insert(at);
+    }
+    Ok(delivered_at)
+}
+
+/// Seconds each verification tier took.
+fn verify_spreads(q: &Queries<'_>, from: i64) -> Result<BTreeMap<String, Spread>, ReportError> {
+    Ok(q.report_verify_times(from)?
+        .into_iter()
+        .map(|(tier, ms)| {
+            (
+                tier,
+                spread(ms.into_iter().map(|m| m as f64 / 1000.0).collect()),
+            )
+        })
+        .collect())
+}
+
+/// What the window's events count.
+struct Counts {
+    merged: usize,
+    rejected: usize,
+    first_ci: usize,
+    first_green: usize,
+    interventions: usize,
+    governance: usize,
+    review_skips: BTreeMap<String, usize>,
+    breaches: usize,
+}
+
+impl Counts {
+    fn read(q: &Queries<'_>, from: i64) -> Result<Self, ReportError> {
+        // Accepted: a merged pull request (release mode), or a delivered branch the operator
+        // merged into the base branch (fast mode).
+        let merged = q.report_count(EventKind::PrMerged, from)?
+            + q.report_count(EventKind::BranchMerged, from)?;
+        let rejected = q.report_count(EventKind::PrClosed, from)?;
+        let (first_ci, first_green) = q.report_first_ci(from)?;
+        let interventions = q.report_count(EventKind::OperatorAction, from)?;
+        let governance = q.report_governance_violations(from)?;
+        let mut review_skips: BTreeMap<String, usize> = BTreeMap::new();
+        for (reason, n) in q.report_review_skips(from)? {
+            let reason = reason.as_deref().unwrap_or("auto-approved");
+            // Group by the reason's kind, not its per-diff numbers.
+            let kind = reason.split(':').next().unwrap_or(reason).to_owned();
+            *review_skips.entry(kind).or_default() += n;
+        }
+        let breaches = q.report_count(EventKind::BudgetBreach, from)?;
+        Ok(Self {
+            merged,
+            rejected,
+            first_ci,
+            first_green,
+            interventions,
+            governance,
+            review_skips,
+            breaches,
+        })
+    }
+}
+
+/// Spend per UTC day from the window's first day (every day for `all`).
+fn spend_by_day(q: &Queries<'_>, from: i64) -> Result<Vec<(String, f64)>, ReportError> {
+    let since_day = crate::clock::day_of(from.max(0));
+    Ok(
+        q.report_spend_by_day(if from == 0 { "0000-00-00" } else { &since_day })?
+            .into_iter()
+            .map(|(d, m)| (d, micro_to_usd(m)))
+            .collect(),
+    )
+}
+
+/// Executor runs by classification, overall and per day they ended.
+struct Outcomes {
+    taxonomy: BTreeMap<String, usize>,
+    by_day: BTreeMap<String, BTreeMap<String, usize>>,
+}
+
+impl Outcomes {
+    fn of(executor: &[&RunFact]) -> Self {
+        let mut taxonomy: BTreeMap<String, usize> = BTreeMap::new();
+        let mut by_day: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+        for run in executor {
+            *taxonomy.entry(run.classification.clone()).or_default() += 1;
+            *by_day
+                .entry(crate::clock::day_of(run.ended_at_ms))
+                .or_default()
+                .entry(run.classification.clone())
+                .or_default() += 1;
+        }
+        Self { taxonomy, by_day }
+    }
+}
+
+/// The rates the gates check (`None` when the window has no data for one).
+struct Rates {
+    acceptance: Option<f64>,
+    success: Option<f64>,
+    first_pass: Option<f64>,
+    parse: Option<f64>,
+    intervention: Option<f64>,
+}
+
+/// Each KPI against its `[kpi]` target, in the report's order.
+fn gates(kpi: &KpiConfig, rates: &Rates, queue_wait: &Spread, counts: &Counts) -> Vec<Gate> {
+    vec![
+        gate_min(
+            "maintainer_acceptance_rate",
+            rates.acceptance,
+            kpi.min_acceptance_rate,
+        ),
+        gate_min("job_success_rate", rates.success, kpi.min_job_success_rate),
+        gate_max(
+            "queue_wait_p95_hours",
+            (queue_wait.count > 0).then_some(queue_wait.p95),
+            kpi.max_queue_wait_p95.as_duration().as_secs_f64() / 3600.0,
+        ),
+        gate_max(
+            "budget_breaches",
+            Some(counts.breaches as f64),
+            f64::from(kpi.max_budget_breaches),
+        ),
+        gate_min(
+            "first_pass_ci_green_rate",
+            rates.first_pass,
+            kpi.min_first_pass_ci_rate,
+        ),
+        gate_max(
+            "parse_failures_per_100_calls",
+            rates.parse,
+            kpi.max_parse_failures_per_100_calls,
+        ),
+        gate_max(
+            "human_intervention_rate",
+            rates.intervention,
+            kpi.max_human_intervention_rate,
+        ),
+        gate_max(
+            "governance_violations",
+            Some(counts.governance as f64),
+            f64::from(kpi.max_governance_violations),
+        ),
+    ]
 }
 
 #[derive(Debug, thiserror::Error)]
