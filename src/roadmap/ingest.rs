@@ -13,7 +13,9 @@ use sha2::{Digest, Sha256};
 
 use super::{Roadmap, RoadmapItem, Warning};
 use crate::ledger::events::{IngestCompleted, RoadmapLine, TaskAdded, TaskRemovedInFlight};
-use crate::ledger::{Event, Ledger, LedgerError, NewEvent, TaskSpec, TaskState, Transition};
+use crate::ledger::{
+    Event, Ledger, LedgerError, NewEvent, Queries, TaskRow, TaskSpec, TaskState, Transition,
+};
 
 /// What one ingest changed.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -123,175 +125,230 @@ pub fn apply(
     roadmap_sha256: &str,
     now_ms: i64,
 ) -> Result<IngestSummary, LedgerError> {
-    let mut summary = IngestSummary {
-        roadmap: roadmap_label.to_owned(),
-        items: roadmap.items.len(),
-        warnings: roadmap.warnings.clone(),
-        ..IngestSummary::default()
-    };
-    for item in &roadmap.items {
-        *summary
-            .by_format
-            .entry(item.format.as_str().to_owned())
-            .or_default() += 1;
-    }
+    let mut summary = IngestSummary::of(roadmap, roadmap_label);
     ledger.write(|q| {
-        let existing: HashMap<String, _> = q
+        let existing: HashMap<String, TaskRow> = q
             .tasks()?
             .into_iter()
             .map(|t| (t.spec.id.clone(), t))
             .collect();
+        let mut ingest = Ingest {
+            q,
+            now_ms,
+            summary: &mut summary,
+        };
         let mut present: HashSet<&str> = HashSet::with_capacity(roadmap.items.len());
         for (order, item) in roadmap.items.iter().enumerate() {
             present.insert(&item.id);
             let spec = spec_of(item, order);
-            let Some(task) = existing.get(&item.id) else {
-                let state = if item.done {
-                    TaskState::Done
-                } else {
-                    TaskState::Queued
-                };
-                q.insert_task(&spec, state, now_ms)?;
-                q.append_event(&NewEvent {
-                    at_ms: now_ms,
-                    task_id: Some(&spec.id),
-                    run_id: None,
-                    actor: "oxi",
-                    event: Event::TaskAdded(TaskAdded {
-                        state,
-                        line: spec.source_line,
-                        priority_tier: spec.priority_tier,
-                        format: spec.format.clone(),
-                    }),
-                })?;
-                summary.added.push(spec.id.clone());
-                if item.done {
-                    summary.marked_done.push(spec.id.clone());
-                }
-                continue;
-            };
-
-            let in_flight = task.state.is_in_flight();
-            let text_changed = task.spec.content_hash != spec.content_hash;
-            if in_flight {
-                if text_changed {
-                    q.append_event(&NewEvent {
-                        at_ms: now_ms,
-                        task_id: Some(&spec.id),
-                        run_id: None,
-                        actor: "oxi",
-                        event: Event::TaskChangedInFlight(RoadmapLine {
-                            line: spec.source_line,
-                        }),
-                    })?;
-                    summary.in_flight_untouched.push(spec.id.clone());
-                }
-                q.update_task_position(
-                    &spec.id,
-                    spec.source_line,
-                    spec.roadmap_order,
-                    true,
-                    task.spec.roadmap_done,
-                )?;
-                continue;
-            }
-
-            let mut changed = false;
-            if text_changed {
-                q.update_task_spec(&spec, now_ms)?;
-                q.append_event(&NewEvent {
-                    at_ms: now_ms,
-                    task_id: Some(&spec.id),
-                    run_id: None,
-                    actor: "oxi",
-                    event: Event::TaskUpdated(RoadmapLine {
-                        line: spec.source_line,
-                    }),
-                })?;
-                summary.updated.push(spec.id.clone());
-                changed = true;
-            } else {
-                q.update_task_position(
-                    &spec.id,
-                    spec.source_line,
-                    spec.roadmap_order,
-                    true,
-                    spec.roadmap_done,
-                )?;
-            }
-
-            let target = if item.done && task.state != TaskState::Done {
-                Some((TaskState::Done, "checked off in the roadmap"))
-            } else if !item.done && task.state == TaskState::Done && task.spec.roadmap_done {
-                Some((TaskState::Queued, "unchecked in the roadmap"))
-            } else if task.state == TaskState::Abandoned && !item.done {
-                Some((TaskState::Queued, "back in the roadmap"))
-            } else {
-                None
-            };
-            if let Some((to, reason)) = target
-                && task.state.can_transition_to(to)
-            {
-                q.transition_task(
-                    &spec.id,
-                    &Transition::by_oxi(task.state, to, reason),
-                    now_ms,
-                )?;
-                changed = true;
-                match to {
-                    TaskState::Done => summary.marked_done.push(spec.id.clone()),
-                    _ => summary.reopened.push(spec.id.clone()),
-                }
-            }
-            if !changed {
-                summary.unchanged += 1;
+            match existing.get(&item.id) {
+                None => ingest.add(item, &spec)?,
+                Some(task) if task.state.is_in_flight() => ingest.keep_in_flight(task, &spec)?,
+                Some(task) => ingest.refresh(item, task, &spec)?,
             }
         }
-
         for (id, task) in &existing {
             if present.contains(id.as_str()) || !task.in_roadmap {
                 continue;
             }
-            let spec = &task.spec;
-            q.update_task_position(
-                id,
-                spec.source_line,
-                spec.roadmap_order,
-                false,
-                spec.roadmap_done,
-            )?;
-            if task.state.is_in_flight() {
-                q.append_event(&NewEvent {
-                    at_ms: now_ms,
-                    task_id: Some(id),
-                    run_id: None,
-                    actor: "oxi",
-                    event: Event::TaskRemovedInFlight(TaskRemovedInFlight { state: task.state }),
-                })?;
-                summary.in_flight_untouched.push(id.clone());
-            } else if task.state.is_waiting() {
-                q.transition_task(
-                    id,
-                    &Transition::by_oxi(
-                        task.state,
-                        TaskState::Abandoned,
-                        "removed from the roadmap",
-                    ),
-                    now_ms,
-                )?;
-                summary.abandoned.push(id.clone());
-            }
+            ingest.remove(id, task)?;
         }
-        summary.abandoned.sort();
-        summary.in_flight_untouched.sort();
+        ingest.complete(roadmap_label, roadmap_sha256)
+    })?;
+    Ok(summary)
+}
 
-        q.kv_set(ROADMAP_HASH_KEY, roadmap_sha256, now_ms)?;
-        q.append_event(&NewEvent {
-            at_ms: now_ms,
-            task_id: None,
+impl IngestSummary {
+    /// The summary before anything is applied: the roadmap's items counted by format.
+    fn of(roadmap: &Roadmap, roadmap_label: &str) -> Self {
+        let mut summary = IngestSummary {
+            roadmap: roadmap_label.to_owned(),
+            items: roadmap.items.len(),
+            warnings: roadmap.warnings.clone(),
+            ..IngestSummary::default()
+        };
+        for item in &roadmap.items {
+            *summary
+                .by_format
+                .entry(item.format.as_str().to_owned())
+                .or_default() += 1;
+        }
+        summary
+    }
+}
+
+/// One ingest's transaction: each step writes to the ledger and notes what it changed.
+struct Ingest<'a, 'c> {
+    q: &'a Queries<'c>,
+    now_ms: i64,
+    summary: &'a mut IngestSummary,
+}
+
+impl Ingest<'_, '_> {
+    /// Appends an event by oxi, now.
+    fn event(&self, task_id: Option<&str>, event: Event) -> Result<(), LedgerError> {
+        self.q.append_event(&NewEvent {
+            at_ms: self.now_ms,
+            task_id,
             run_id: None,
             actor: "oxi",
-            event: Event::IngestCompleted(IngestCompleted {
+            event,
+        })?;
+        Ok(())
+    }
+
+    /// A new id: a `queued` task, or `done` when the roadmap has it checked off.
+    fn add(&mut self, item: &RoadmapItem, spec: &TaskSpec) -> Result<(), LedgerError> {
+        let state = if item.done {
+            TaskState::Done
+        } else {
+            TaskState::Queued
+        };
+        self.q.insert_task(spec, state, self.now_ms)?;
+        self.event(
+            Some(&spec.id),
+            Event::TaskAdded(TaskAdded {
+                state,
+                line: spec.source_line,
+                priority_tier: spec.priority_tier,
+                format: spec.format.clone(),
+            }),
+        )?;
+        self.summary.added.push(spec.id.clone());
+        if item.done {
+            self.summary.marked_done.push(spec.id.clone());
+        }
+        Ok(())
+    }
+
+    /// An in-flight task keeps the brief it started with; only its position moves, and a
+    /// changed text is recorded.
+    fn keep_in_flight(&mut self, task: &TaskRow, spec: &TaskSpec) -> Result<(), LedgerError> {
+        if task.spec.content_hash != spec.content_hash {
+            self.event(
+                Some(&spec.id),
+                Event::TaskChangedInFlight(RoadmapLine {
+                    line: spec.source_line,
+                }),
+            )?;
+            self.summary.in_flight_untouched.push(spec.id.clone());
+        }
+        self.q.update_task_position(
+            &spec.id,
+            spec.source_line,
+            spec.roadmap_order,
+            true,
+            task.spec.roadmap_done,
+        )
+    }
+
+    /// A known task at rest: its text rewritten, then its state following the roadmap's mark.
+    fn refresh(
+        &mut self,
+        item: &RoadmapItem,
+        task: &TaskRow,
+        spec: &TaskSpec,
+    ) -> Result<(), LedgerError> {
+        let rewritten = self.rewrite(task, spec)?;
+        let moved = self.follow_mark(item, task, spec)?;
+        if !rewritten && !moved {
+            self.summary.unchanged += 1;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the task's text when it changed (true), else only its position (false).
+    fn rewrite(&mut self, task: &TaskRow, spec: &TaskSpec) -> Result<bool, LedgerError> {
+        if task.spec.content_hash == spec.content_hash {
+            self.q.update_task_position(
+                &spec.id,
+                spec.source_line,
+                spec.roadmap_order,
+                true,
+                spec.roadmap_done,
+            )?;
+            return Ok(false);
+        }
+        self.q.update_task_spec(spec, self.now_ms)?;
+        self.event(
+            Some(&spec.id),
+            Event::TaskUpdated(RoadmapLine {
+                line: spec.source_line,
+            }),
+        )?;
+        self.summary.updated.push(spec.id.clone());
+        Ok(true)
+    }
+
+    /// Moves the task to `done` or back to `queued` as the roadmap's check mark (or its
+    /// return to the roadmap) says; true when it moved.
+    fn follow_mark(
+        &mut self,
+        item: &RoadmapItem,
+        task: &TaskRow,
+        spec: &TaskSpec,
+    ) -> Result<bool, LedgerError> {
+        let target = if item.done && task.state != TaskState::Done {
+            Some((TaskState::Done, "checked off in the roadmap"))
+        } else if !item.done && task.state == TaskState::Done && task.spec.roadmap_done {
+            Some((TaskState::Queued, "unchecked in the roadmap"))
+        } else if task.state == TaskState::Abandoned && !item.done {
+            Some((TaskState::Queued, "back in the roadmap"))
+        } else {
+            None
+        };
+        let Some((to, reason)) = target.filter(|(to, _)| task.state.can_transition_to(*to)) else {
+            return Ok(false);
+        };
+        self.q.transition_task(
+            &spec.id,
+            &Transition::by_oxi(task.state, to, reason),
+            self.now_ms,
+        )?;
+        match to {
+            TaskState::Done => self.summary.marked_done.push(spec.id.clone()),
+            _ => self.summary.reopened.push(spec.id.clone()),
+        }
+        Ok(true)
+    }
+
+    /// An id that left the roadmap: marked so, and abandoned unless something is in flight.
+    fn remove(&mut self, id: &str, task: &TaskRow) -> Result<(), LedgerError> {
+        let spec = &task.spec;
+        self.q.update_task_position(
+            id,
+            spec.source_line,
+            spec.roadmap_order,
+            false,
+            spec.roadmap_done,
+        )?;
+        if task.state.is_in_flight() {
+            self.event(
+                Some(id),
+                Event::TaskRemovedInFlight(TaskRemovedInFlight { state: task.state }),
+            )?;
+            self.summary.in_flight_untouched.push(id.to_owned());
+        } else if task.state.is_waiting() {
+            self.q.transition_task(
+                id,
+                &Transition::by_oxi(task.state, TaskState::Abandoned, "removed from the roadmap"),
+                self.now_ms,
+            )?;
+            self.summary.abandoned.push(id.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Keeps the roadmap's hash (saturate re-ingests on change) and records the ingest.
+    fn complete(self, roadmap_label: &str, roadmap_sha256: &str) -> Result<(), LedgerError> {
+        self.summary.abandoned.sort();
+        self.summary.in_flight_untouched.sort();
+        self.q
+            .kv_set(ROADMAP_HASH_KEY, roadmap_sha256, self.now_ms)?;
+        let summary = &*self.summary;
+        self.event(
+            None,
+            Event::IngestCompleted(IngestCompleted {
                 roadmap: roadmap_label.to_owned(),
                 sha256: roadmap_sha256.to_owned(),
                 items: summary.items,
@@ -302,8 +359,6 @@ pub fn apply(
                 reopened: summary.reopened.len(),
                 warnings: summary.warnings.len(),
             }),
-        })?;
-        Ok(())
-    })?;
-    Ok(summary)
+        )
+    }
 }
