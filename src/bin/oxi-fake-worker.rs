@@ -265,410 +265,490 @@ fn auth_status() -> ! {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() == 2 && args[1] == "--version" {
-        // As the real CLIs print it; OXI_FAKE_VERSION impersonates another version.
-        let version = std::env::var("OXI_FAKE_VERSION")
-            .unwrap_or_else(|_| "2.1.328 (Claude Code)".to_owned());
-        let _ = writeln!(std::io::stdout(), "{version}");
+        print_version();
         return;
     }
     if std::env::var_os("OXI_FAKE_IGNORE_TERM").is_some() {
-        #[allow(unsafe_code)]
-        // SAFETY: SIG_IGN installs no handler code; no other thread exists yet.
-        unsafe {
-            let _ = nix::sys::signal::signal(
-                nix::sys::signal::Signal::SIGTERM,
-                nix::sys::signal::SigHandler::SigIgn,
-            );
-        }
+        ignore_sigterm();
     }
     if args.get(1).is_some_and(|a| a == "auth") {
         auth_status();
     }
-    let flavor = if args.iter().any(|a| a == "exec") {
-        Flavor::Codex
-    } else {
-        Flavor::Claude
-    };
-    let prompt = args.last().cloned().unwrap_or_default();
-    let cwd = std::env::current_dir()
-        .map(|d| d.display().to_string())
-        .unwrap_or_default();
     let scenario = std::env::var("OXI_FAKE_SCENARIO").unwrap_or_else(|_| "edit".to_owned());
     let (name, arg) = match scenario.split_once(':') {
-        Some((name, arg)) => (name.to_owned(), Some(arg.to_owned())),
-        None => (scenario.clone(), None),
+        Some((name, arg)) => (name, Some(arg)),
+        None => (scenario.as_str(), None),
     };
-    let mut out = Out {
-        flavor,
-        out: BufWriter::with_capacity(256 * 1024, std::io::stdout()),
-        session: format!("fake-{}", std::process::id()),
-    };
-    let done = "Done.\nOXI_RESULT {\"status\":\"done\"}";
-    match name.as_str() {
-        "sleep" => std::thread::sleep(Duration::from_millis(sleep_ms())),
-        "edit-fix" => {
-            out.init(&cwd);
-            let fixed = prompt.contains("the previous attempt failed");
-            let file = std::env::var("OXI_FAKE_FILE").unwrap_or_else(|_| "hello.txt".to_owned());
-            let path = std::path::Path::new(&cwd).join(file);
-            out.write_file(
-                &path.display().to_string(),
-                if fixed { "hi\n" } else { "bye\n" },
-            );
-            out.result(done, false, None);
-        }
-        "edit-transient" => {
-            out.init(&cwd);
-            if prompt.contains("the previous attempt failed") {
-                let text = format!("hello.txt already says hi; nothing to change.\n{done}");
-                out.message("msg_nothing", &text, 10);
-                out.result(&text, false, None);
-            } else {
-                let file =
-                    std::env::var("OXI_FAKE_FILE").unwrap_or_else(|_| "hello.txt".to_owned());
-                let path = std::path::Path::new(&cwd).join(file);
-                out.write_file(&path.display().to_string(), "hi\n");
-                out.result("API Error: 500 Internal server error", true, Some(500));
+    Worker::new(&args).play(name, arg);
+}
+
+/// As the real CLIs print it; `OXI_FAKE_VERSION` impersonates another version.
+fn print_version() {
+    let version =
+        std::env::var("OXI_FAKE_VERSION").unwrap_or_else(|_| "2.1.328 (Claude Code)".to_owned());
+    let _ = writeln!(std::io::stdout(), "{version}");
+}
+
+/// Ignores SIGTERM from here on, and so does everything this process starts (the disposition
+/// is inherited).
+fn ignore_sigterm() {
+    #[allow(unsafe_code)]
+    // SAFETY: SIG_IGN installs no handler code, and this process never starts a second thread.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGTERM,
+            nix::sys::signal::SigHandler::SigIgn,
+        );
+    }
+}
+
+fn sleep() {
+    std::thread::sleep(Duration::from_millis(sleep_ms()));
+}
+
+/// What a worker says when it finished its task.
+const DONE: &str = "Done.\nOXI_RESULT {\"status\":\"done\"}";
+
+/// One run of the fake: what it prints, where it runs, and oxi's prompt.
+struct Worker {
+    out: Out,
+    cwd: String,
+    prompt: String,
+}
+
+impl Worker {
+    /// Learns the flavour (`exec` in argv means codex) and the prompt (the last argument).
+    fn new(args: &[String]) -> Self {
+        let flavor = if args.iter().any(|a| a == "exec") {
+            Flavor::Codex
+        } else {
+            Flavor::Claude
+        };
+        let prompt = args.last().cloned().unwrap_or_default();
+        let cwd = std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        let out = Out {
+            flavor,
+            out: BufWriter::with_capacity(256 * 1024, std::io::stdout()),
+            session: format!("fake-{}", std::process::id()),
+        };
+        Self { out, cwd, prompt }
+    }
+
+    /// Plays scenario `name` (with the argument after its `:`, if any).
+    fn play(&mut self, name: &str, arg: Option<&str>) {
+        match name {
+            "sleep" | "silent-then-hang" => sleep(),
+            "edit-fix" => self.edit_fix(),
+            "edit-transient" => self.edit_transient(),
+            "hang-family" => {
+                self.init();
+                spawn_grandchild(false);
+                sleep();
+            }
+            "hang-escape" => {
+                self.init();
+                spawn_grandchild(false);
+                spawn_detached_grandchild();
+                self.out.message("msg_family", "family started", 10);
+                sleep();
+            }
+            "review-strict" | "review" => self.review(name, arg),
+            "demo" => self.demo(),
+            "slow-edit" => self.slow_edit(amount(arg, 1500)),
+            "chaos" => self.chaos(),
+            "vandal" => self.vandal(arg.unwrap_or("")),
+            "edit" => {
+                self.init();
+                let text = format!("Working on: {}", self.prompt);
+                self.out.message("msg_fake_1", &text, 1200);
+                self.out.write_file(&self.edit_path(), "hi\n");
+                self.out.result(DONE, false, None);
+            }
+            "flood" => self.flood(amount(arg, 1 << 30)),
+            "garbage" => self.garbage(),
+            "long-line" => {
+                self.init();
+                let size = amount(arg, 8 << 20) as usize;
+                self.out.raw(&vec![b'a'; size]);
+            }
+            "hang" => {
+                self.init();
+                sleep();
+            }
+            "ignore-term" => {
+                ignore_sigterm();
+                self.init();
+                loop {
+                    sleep();
+                }
+            }
+            "grandchild" | "grandchild-escape" => {
+                self.init();
+                spawn_grandchild(name == "grandchild-escape");
+                self.out.result(DONE, false, None);
+            }
+            "exit130" => {
+                self.init();
+                std::process::exit(130);
+            }
+            "spend" => self.spend(),
+            "rate-limited" => {
+                self.init();
+                self.out
+                    .result("API Error: 429 rate limited", true, Some(429));
                 std::process::exit(1);
             }
-        }
-        "hang-family" => {
-            out.init(&cwd);
-            spawn_grandchild(false);
-            std::thread::sleep(Duration::from_millis(sleep_ms()));
-        }
-        "hang-escape" => {
-            out.init(&cwd);
-            spawn_grandchild(false);
-            spawn_detached_grandchild();
-            out.message("msg_family", "family started", 10);
-            std::thread::sleep(Duration::from_millis(sleep_ms()));
-        }
-        "review-strict" | "review" => {
-            out.init(&cwd);
-            let verdict = match (name.as_str(), arg.as_deref()) {
-                ("review", Some(v)) => v.to_owned(),
-                _ if prompt.contains("(attempt 1 of") => "request_changes".to_owned(),
-                _ => "approve".to_owned(),
-            };
-            let block =
-                json!({"verdict": verdict, "comments": ["say hi in capitals"], "confidence": 0.9});
-            let text = format!("Reviewed.\nOXI_REVIEW {block}");
-            out.message("msg_review", &text, 10);
-            out.result(&text, false, None);
-        }
-        "demo" => {
-            // Writes the first file the prompt's hints name, as a small Markdown note; a task
-            // about a changelog forgets the title on its first attempt (so the demo shows a
-            // retry with the failure in the next prompt).
-            out.init(&cwd);
-            let title = prompt
-                .lines()
-                .find_map(|l| l.strip_prefix("# "))
-                .and_then(|l| l.split_once(": "))
-                .map_or("Note", |(_, t)| t)
-                .to_owned();
-            let file = hinted_file(&prompt).unwrap_or("notes/note.md").to_owned();
-            out.message("msg_demo_1", &format!("I'll write {file}."), 1500);
-            let forget = title.to_lowercase().contains("changelog")
-                && !prompt.contains("the previous attempt failed");
-            let text = if forget {
-                "Nothing much changed.\n".to_owned()
-            } else {
-                format!("# {title}\n\nWritten by oxi-fake-worker for the oxi demo.\n")
-            };
-            let path = std::path::Path::new(&cwd).join(&file);
-            out.write_file(&path.display().to_string(), &text);
-            out.result(done, false, None);
-        }
-        "slow-edit" => {
-            // Like `edit` after `arg` milliseconds of (printed) thought: a run that is in flight
-            // for a while but finishes by itself.
-            out.init(&cwd);
-            let total = amount(arg.as_deref(), 1500);
-            let mut waited = 0;
-            while waited < total {
-                out.message(&format!("msg_think_{waited}"), "thinking", 10);
-                std::thread::sleep(Duration::from_millis(250));
-                waited += 250;
+            "echo-env" | "echo-env-edit" => self.echo_env(name, arg.unwrap_or_default()),
+            "env-names" => self.env_names(),
+            "no-result" => {
+                self.init();
+                self.out.message("msg_1", "I stopped early.", 10);
             }
-            let file = std::env::var("OXI_FAKE_FILE").unwrap_or_else(|_| "hello.txt".to_owned());
-            let path = std::path::Path::new(&cwd).join(file);
-            out.write_file(&path.display().to_string(), "hi\n");
-            out.result(done, false, None);
-        }
-        "chaos" => {
-            out.init(&cwd);
-            let roll = std::env::var("OXI_FAKE_CHAOS_ROLL")
-                .ok()
-                .and_then(|r| r.parse().ok())
-                .unwrap_or_else(random_u64);
-            // The task's first file hint, so concurrent tasks do not overlap.
-            let file = hinted_file(&prompt).map_or_else(
-                || std::env::var("OXI_FAKE_FILE").unwrap_or_else(|_| "hello.txt".to_owned()),
-                str::to_owned,
-            );
-            let path = std::path::Path::new(&cwd).join(file);
-            match roll % 10 {
-                0..=4 => {
-                    // A few hundred milliseconds of thought, then a change that differs from
-                    // any earlier attempt's (so a retry on the same branch still has a diff).
-                    let think = 50 + (roll >> 8) % 700;
-                    let mut waited = 0;
-                    while waited < think {
-                        out.message(&format!("msg_think_{waited}"), "thinking", 10);
-                        std::thread::sleep(Duration::from_millis(50));
-                        waited += 50;
-                    }
-                    out.write_file(&path.display().to_string(), &format!("hi {roll:x}\n"));
-                    out.result(done, false, None);
-                }
-                5 => {
-                    let _ = writeln!(std::io::stderr(), "fatal: chaos says no");
-                    std::process::exit(2);
-                }
-                6 => {
-                    // A runaway in small steps (10k input tokens, $0.03 at Sonnet prices),
-                    // stopped by the per-job cap. Each message needs its own id: usage
-                    // repeated under one id is one message's, counted once.
-                    for i in 0u64.. {
-                        out.message(&format!("msg_spend_{i}"), "thinking about it", 10_000);
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                }
-                7 => {
-                    spawn_grandchild(false);
-                    std::thread::sleep(Duration::from_millis(sleep_ms()));
-                }
-                8 => {
-                    #[allow(unsafe_code)]
-                    // SAFETY: SIG_IGN installs no handler code; no other thread exists yet.
-                    unsafe {
-                        let _ = nix::sys::signal::signal(
-                            nix::sys::signal::Signal::SIGTERM,
-                            nix::sys::signal::SigHandler::SigIgn,
-                        );
-                    }
-                    std::thread::sleep(Duration::from_millis(sleep_ms()));
-                }
-                _ => {
-                    spawn_grandchild(false);
-                    out.write_file(&path.display().to_string(), &format!("hi {roll:x}\n"));
-                    out.result(done, false, None);
-                }
+            "fail" => {
+                self.init();
+                let _ = writeln!(std::io::stderr(), "fatal: something went wrong");
+                std::process::exit(2);
             }
-        }
-        "vandal" => {
-            out.init(&cwd);
-            let here = std::path::Path::new(&cwd);
-            out.write_file(&here.join("hello.txt").display().to_string(), "hi\n");
-            let git = |args: &[&str]| {
-                std::process::Command::new("git")
-                    .args(args)
-                    .current_dir(here)
-                    .stdin(std::process::Stdio::null())
-                    .output()
-                    .map(|o| {
-                        format!(
-                            "git {} -> {}: {}",
-                            args.join(" "),
-                            o.status,
-                            String::from_utf8_lossy(&o.stderr).trim()
-                        )
-                    })
-                    .unwrap_or_else(|e| format!("git {}: {e}", args.join(" ")))
-            };
-            let mut notes = Vec::new();
-            match arg.as_deref().unwrap_or("") {
-                "push" => {
-                    notes.push(git(&["push", "--force", "origin", "HEAD:refs/heads/main"]));
-                    notes.push(git(&["push", "origin", "HEAD:refs/heads/vandal"]));
-                }
-                "escape" => {
-                    // The worktree is <repo>/.oxi/worktrees/<id>: three levels up is the repo.
-                    // Written as the CLIs' write tool does, so the write is a recorded event.
-                    let path = here.join("../../../escaped.txt").display().to_string();
-                    match std::fs::write(&path, "escaped\n") {
-                        Ok(()) => notes.push(format!("wrote {path}")),
-                        Err(e) => notes.push(format!("cannot write {path}: {e}")),
-                    }
-                    out.announce_write(&path, "escaped\n");
-                }
-                "symlink" => {
-                    let _ = std::os::unix::fs::symlink("/etc/passwd", here.join("passwd-link"));
-                }
-                "workflow" => {
-                    out.write_file(
-                        &here.join(".github/workflows/ci.yml").display().to_string(),
-                        "on: push\njobs: {}\n",
-                    );
-                }
-                "delete" => {
-                    if let Ok(entries) = std::fs::read_dir(here) {
-                        for entry in entries.flatten() {
-                            let path = entry.path();
-                            if entry.file_name() == ".git" {
-                                continue;
-                            }
-                            let _ = if path.is_dir() {
-                                std::fs::remove_dir_all(&path)
-                            } else {
-                                std::fs::remove_file(&path)
-                            };
-                        }
-                    }
-                }
-                "move-main" => {
-                    notes.push(git(&[
-                        "-c",
-                        "user.name=vandal",
-                        "-c",
-                        "user.email=vandal@example.invalid",
-                        "commit",
-                        "--allow-empty",
-                        "-m",
-                        "vandal",
-                    ]));
-                    notes.push(git(&["update-ref", "refs/heads/main", "HEAD"]));
-                }
-                other => notes.push(format!("unknown vandal act {other:?}")),
-            }
-            let text = format!("{}\n{done}", notes.join("\n"));
-            out.message("msg_vandal", &text, 10);
-            out.result(&text, false, None);
-        }
-        "edit" => {
-            out.init(&cwd);
-            out.message("msg_fake_1", &format!("Working on: {prompt}"), 1200);
-            let file = std::env::var("OXI_FAKE_FILE").unwrap_or_else(|_| "hello.txt".to_owned());
-            let path = std::path::Path::new(&cwd).join(file);
-            out.write_file(&path.display().to_string(), "hi\n");
-            out.result(done, false, None);
-        }
-        "flood" => {
-            out.init(&cwd);
-            let total = amount(arg.as_deref(), 1 << 30);
-            let text = "x".repeat(4000);
-            let line = match flavor {
-                Flavor::Claude => json!({"type": "assistant", "message": {"id": "msg_flood",
-                    "type": "message", "role": "assistant", "content": [{"type": "text", "text": text}]},
-                    "session_id": out.session}),
-                Flavor::Codex => json!({"type": "item.completed",
-                    "item": {"id": "item_flood", "type": "agent_message", "text": text}}),
-            };
-            let mut bytes = line.to_string().into_bytes();
-            bytes.push(b'\n');
-            let mut written = 0u64;
-            while written < total {
-                if out.out.write_all(&bytes).is_err() {
-                    return;
-                }
-                written += bytes.len() as u64;
-            }
-            out.result(done, false, None);
-        }
-        "garbage" => {
-            out.init(&cwd);
-            out.raw(b"this is not json\n");
-            out.raw(b"{\"type\": \"assistant\", \"message\": 42}\n");
-            out.raw(b"[1, 2, 3]\n");
-            out.raw(b"{\"type\": \"brand_new_event\", \"x\": 1}\n");
-            out.raw(&[0xff, 0xfe, b'\n']);
-            out.result(done, false, None);
-        }
-        "long-line" => {
-            out.init(&cwd);
-            let size = amount(arg.as_deref(), 8 << 20) as usize;
-            out.raw(&vec![b'a'; size]);
-        }
-        "hang" => {
-            out.init(&cwd);
-            std::thread::sleep(Duration::from_millis(sleep_ms()));
-        }
-        "silent-then-hang" => std::thread::sleep(Duration::from_millis(sleep_ms())),
-        "ignore-term" => {
-            #[allow(unsafe_code)]
-            // SAFETY: SIG_IGN installs no handler code; nothing else runs concurrently yet.
-            unsafe {
-                let _ = nix::sys::signal::signal(
-                    nix::sys::signal::Signal::SIGTERM,
-                    nix::sys::signal::SigHandler::SigIgn,
+            other => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "oxi-fake-worker: unknown scenario {other:?}"
                 );
-            }
-            out.init(&cwd);
-            loop {
-                std::thread::sleep(Duration::from_millis(sleep_ms()));
+                std::process::exit(64);
             }
         }
-        "grandchild" | "grandchild-escape" => {
-            out.init(&cwd);
-            spawn_grandchild(name == "grandchild-escape");
-            out.result(done, false, None);
-        }
-        "exit130" => {
-            out.init(&cwd);
-            std::process::exit(130);
-        }
-        "spend" => {
-            // A runaway: every message adds 100k input tokens ($0.30 at Sonnet prices).
-            out.init(&cwd);
-            for i in 0u64.. {
-                match flavor {
-                    Flavor::Claude => {
-                        out.message(&format!("msg_spend_{i}"), "thinking about it", 100_000)
-                    }
-                    Flavor::Codex => out.line(&json!({"type": "turn.completed", "usage": {
-                        "input_tokens": 100_000, "cached_input_tokens": 0,
-                        "output_tokens": 1000, "reasoning_output_tokens": 0}})),
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        "rate-limited" => {
-            out.init(&cwd);
-            out.result("API Error: 429 rate limited", true, Some(429));
+    }
+
+    fn init(&mut self) {
+        self.out.init(&self.cwd);
+    }
+
+    fn here(&self) -> &std::path::Path {
+        std::path::Path::new(&self.cwd)
+    }
+
+    /// The file an edit writes: `OXI_FAKE_FILE` (default `hello.txt`) in the cwd.
+    fn edit_path(&self) -> String {
+        let file = std::env::var("OXI_FAKE_FILE").unwrap_or_else(|_| "hello.txt".to_owned());
+        self.here().join(file).display().to_string()
+    }
+
+    fn retried(&self) -> bool {
+        self.prompt.contains("the previous attempt failed")
+    }
+
+    /// Writes "bye", or "hi" once the prompt says a previous attempt failed.
+    fn edit_fix(&mut self) {
+        self.init();
+        let content = if self.retried() { "hi\n" } else { "bye\n" };
+        self.out.write_file(&self.edit_path(), content);
+        self.out.result(DONE, false, None);
+    }
+
+    /// Writes the file, then ends with an API 500; once retried, says the work is there.
+    fn edit_transient(&mut self) {
+        self.init();
+        if self.retried() {
+            let text = format!("hello.txt already says hi; nothing to change.\n{DONE}");
+            self.out.message("msg_nothing", &text, 10);
+            self.out.result(&text, false, None);
+        } else {
+            self.out.write_file(&self.edit_path(), "hi\n");
+            self.out
+                .result("API Error: 500 Internal server error", true, Some(500));
             std::process::exit(1);
         }
-        "echo-env" | "echo-env-edit" => {
-            let var = arg.unwrap_or_default();
-            let value = std::env::var(&var).unwrap_or_default();
-            out.init(&cwd);
-            out.message("msg_echo", &format!("the value of {var} is {value}"), 10);
-            if name == "echo-env" {
-                let _ = std::fs::write(std::path::Path::new(&cwd).join("leak.txt"), &value);
-            } else {
-                // Talks about the secret but writes only the task's file, so the work is
-                // delivered and its pull request written.
-                let path = std::path::Path::new(&cwd).join("hello.txt");
-                out.write_file(&path.display().to_string(), "hi\n");
+    }
+
+    fn review(&mut self, name: &str, arg: Option<&str>) {
+        self.init();
+        let verdict = match (name, arg) {
+            ("review", Some(v)) => v.to_owned(),
+            _ if self.prompt.contains("(attempt 1 of") => "request_changes".to_owned(),
+            _ => "approve".to_owned(),
+        };
+        let block =
+            json!({"verdict": verdict, "comments": ["say hi in capitals"], "confidence": 0.9});
+        let text = format!("Reviewed.\nOXI_REVIEW {block}");
+        self.out.message("msg_review", &text, 10);
+        self.out.result(&text, false, None);
+    }
+
+    /// Writes the first file the prompt's hints name, as a small Markdown note; a task about a
+    /// changelog forgets the title on its first attempt (so the demo shows a retry with the
+    /// failure in the next prompt).
+    fn demo(&mut self) {
+        self.init();
+        let title = self
+            .prompt
+            .lines()
+            .find_map(|l| l.strip_prefix("# "))
+            .and_then(|l| l.split_once(": "))
+            .map_or("Note", |(_, t)| t)
+            .to_owned();
+        let file = hinted_file(&self.prompt)
+            .unwrap_or("notes/note.md")
+            .to_owned();
+        self.out
+            .message("msg_demo_1", &format!("I'll write {file}."), 1500);
+        let forget = title.to_lowercase().contains("changelog") && !self.retried();
+        let text = if forget {
+            "Nothing much changed.\n".to_owned()
+        } else {
+            format!("# {title}\n\nWritten by oxi-fake-worker for the oxi demo.\n")
+        };
+        let path = self.here().join(&file).display().to_string();
+        self.out.write_file(&path, &text);
+        self.out.result(DONE, false, None);
+    }
+
+    /// Like `edit` after `total` milliseconds of (printed) thought: a run that is in flight for
+    /// a while but finishes by itself.
+    fn slow_edit(&mut self, total: u64) {
+        self.init();
+        self.think(total, 250);
+        self.out.write_file(&self.edit_path(), "hi\n");
+        self.out.result(DONE, false, None);
+    }
+
+    /// Prints a thought every `step` milliseconds for `total` milliseconds.
+    fn think(&mut self, total: u64, step: u64) {
+        let mut waited = 0;
+        while waited < total {
+            self.out
+                .message(&format!("msg_think_{waited}"), "thinking", 10);
+            std::thread::sleep(Duration::from_millis(step));
+            waited += step;
+        }
+    }
+
+    /// The chaos harness's everyday mix, one behaviour per run, picked by `OXI_FAKE_CHAOS_ROLL`
+    /// or at random.
+    fn chaos(&mut self) {
+        self.init();
+        let roll = std::env::var("OXI_FAKE_CHAOS_ROLL")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_else(random_u64);
+        // The task's first file hint, so concurrent tasks do not overlap.
+        let file = hinted_file(&self.prompt).map_or_else(
+            || std::env::var("OXI_FAKE_FILE").unwrap_or_else(|_| "hello.txt".to_owned()),
+            str::to_owned,
+        );
+        let path = self.here().join(file).display().to_string();
+        match roll % 10 {
+            0..=4 => {
+                // A few hundred milliseconds of thought, then a change that differs from
+                // any earlier attempt's (so a retry on the same branch still has a diff).
+                self.think(50 + (roll >> 8) % 700, 50);
+                self.out.write_file(&path, &format!("hi {roll:x}\n"));
+                self.out.result(DONE, false, None);
             }
-            let _ = writeln!(std::io::stderr(), "debug: {var}={value}");
-            out.result(&format!("leaked {value}\n{done}"), false, None);
+            5 => {
+                let _ = writeln!(std::io::stderr(), "fatal: chaos says no");
+                std::process::exit(2);
+            }
+            6 => {
+                // A runaway in small steps (10k input tokens, $0.03 at Sonnet prices),
+                // stopped by the per-job cap. Each message needs its own id: usage
+                // repeated under one id is one message's, counted once.
+                for i in 0u64.. {
+                    self.out
+                        .message(&format!("msg_spend_{i}"), "thinking about it", 10_000);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            7 => {
+                spawn_grandchild(false);
+                sleep();
+            }
+            8 => {
+                ignore_sigterm();
+                sleep();
+            }
+            _ => {
+                spawn_grandchild(false);
+                self.out.write_file(&path, &format!("hi {roll:x}\n"));
+                self.out.result(DONE, false, None);
+            }
         }
-        "env-names" => {
-            let mut names: Vec<String> = std::env::vars_os()
-                .filter_map(|(k, _)| k.into_string().ok())
-                .collect();
-            names.sort();
-            out.init(&cwd);
-            out.message("msg_env", &format!("ENV {}", names.join(",")), 10);
-            out.result(done, false, None);
+    }
+
+    /// Does its edit, then the misdeed `act`, and reports what happened.
+    fn vandal(&mut self, act: &str) {
+        self.init();
+        let hello = self.here().join("hello.txt").display().to_string();
+        self.out.write_file(&hello, "hi\n");
+        let notes = self.misdeed(act);
+        let text = format!("{}\n{DONE}", notes.join("\n"));
+        self.out.message("msg_vandal", &text, 10);
+        self.out.result(&text, false, None);
+    }
+
+    /// One vandal act in the worktree; returns what each git command or write answered.
+    fn misdeed(&mut self, act: &str) -> Vec<String> {
+        let here = std::path::PathBuf::from(&self.cwd);
+        let git = |args: &[&str]| {
+            std::process::Command::new("git")
+                .args(args)
+                .current_dir(&here)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .map(|o| {
+                    format!(
+                        "git {} -> {}: {}",
+                        args.join(" "),
+                        o.status,
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    )
+                })
+                .unwrap_or_else(|e| format!("git {}: {e}", args.join(" ")))
+        };
+        let mut notes = Vec::new();
+        match act {
+            "push" => {
+                notes.push(git(&["push", "--force", "origin", "HEAD:refs/heads/main"]));
+                notes.push(git(&["push", "origin", "HEAD:refs/heads/vandal"]));
+            }
+            "escape" => {
+                // The worktree is <repo>/.oxi/worktrees/<id>: three levels up is the repo.
+                // Written as the CLIs' write tool does, so the write is a recorded event.
+                let path = here.join("../../../escaped.txt").display().to_string();
+                match std::fs::write(&path, "escaped\n") {
+                    Ok(()) => notes.push(format!("wrote {path}")),
+                    Err(e) => notes.push(format!("cannot write {path}: {e}")),
+                }
+                self.out.announce_write(&path, "escaped\n");
+            }
+            "symlink" => {
+                let _ = std::os::unix::fs::symlink("/etc/passwd", here.join("passwd-link"));
+            }
+            "workflow" => {
+                self.out.write_file(
+                    &here.join(".github/workflows/ci.yml").display().to_string(),
+                    "on: push\njobs: {}\n",
+                );
+            }
+            "delete" => delete_all_but_git(&here),
+            "move-main" => {
+                notes.push(git(&[
+                    "-c",
+                    "user.name=vandal",
+                    "-c",
+                    "user.email=vandal@example.invalid",
+                    "commit",
+                    "--allow-empty",
+                    "-m",
+                    "vandal",
+                ]));
+                notes.push(git(&["update-ref", "refs/heads/main", "HEAD"]));
+            }
+            other => notes.push(format!("unknown vandal act {other:?}")),
         }
-        "no-result" => {
-            out.init(&cwd);
-            out.message("msg_1", "I stopped early.", 10);
+        notes
+    }
+
+    /// Prints `total` bytes of valid events as fast as the pipe takes them, then a result.
+    fn flood(&mut self, total: u64) {
+        self.init();
+        let text = "x".repeat(4000);
+        let line = match self.out.flavor {
+            Flavor::Claude => json!({"type": "assistant", "message": {"id": "msg_flood",
+                "type": "message", "role": "assistant", "content": [{"type": "text", "text": text}]},
+                "session_id": self.out.session}),
+            Flavor::Codex => json!({"type": "item.completed",
+                "item": {"id": "item_flood", "type": "agent_message", "text": text}}),
+        };
+        let mut bytes = line.to_string().into_bytes();
+        bytes.push(b'\n');
+        let mut written = 0u64;
+        while written < total {
+            if self.out.out.write_all(&bytes).is_err() {
+                return;
+            }
+            written += bytes.len() as u64;
         }
-        "fail" => {
-            out.init(&cwd);
-            let _ = writeln!(std::io::stderr(), "fatal: something went wrong");
-            std::process::exit(2);
+        self.out.result(DONE, false, None);
+    }
+
+    /// Lines that are not the CLI's events: not JSON, wrong shapes, unknown types, not UTF-8.
+    fn garbage(&mut self) {
+        self.init();
+        self.out.raw(b"this is not json\n");
+        self.out
+            .raw(b"{\"type\": \"assistant\", \"message\": 42}\n");
+        self.out.raw(b"[1, 2, 3]\n");
+        self.out.raw(b"{\"type\": \"brand_new_event\", \"x\": 1}\n");
+        self.out.raw(&[0xff, 0xfe, b'\n']);
+        self.out.result(DONE, false, None);
+    }
+
+    /// A runaway: every message adds 100k input tokens ($0.30 at Sonnet prices).
+    fn spend(&mut self) {
+        self.init();
+        for i in 0u64.. {
+            match self.out.flavor {
+                Flavor::Claude => {
+                    self.out
+                        .message(&format!("msg_spend_{i}"), "thinking about it", 100_000)
+                }
+                Flavor::Codex => self.out.line(&json!({"type": "turn.completed", "usage": {
+                    "input_tokens": 100_000, "cached_input_tokens": 0,
+                    "output_tokens": 1000, "reasoning_output_tokens": 0}})),
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        other => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "oxi-fake-worker: unknown scenario {other:?}"
-            );
-            std::process::exit(64);
+    }
+
+    /// Says the value of `var` (and writes it to leak.txt for `echo-env`) and prints it to
+    /// stderr.
+    fn echo_env(&mut self, name: &str, var: &str) {
+        let value = std::env::var(var).unwrap_or_default();
+        self.init();
+        self.out
+            .message("msg_echo", &format!("the value of {var} is {value}"), 10);
+        if name == "echo-env" {
+            let _ = std::fs::write(self.here().join("leak.txt"), &value);
+        } else {
+            // Talks about the secret but writes only the task's file, so the work is
+            // delivered and its pull request written.
+            let path = self.here().join("hello.txt").display().to_string();
+            self.out.write_file(&path, "hi\n");
         }
+        let _ = writeln!(std::io::stderr(), "debug: {var}={value}");
+        self.out
+            .result(&format!("leaked {value}\n{DONE}"), false, None);
+    }
+
+    /// Says the names of its environment variables.
+    fn env_names(&mut self) {
+        let mut names: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .collect();
+        names.sort();
+        self.init();
+        self.out
+            .message("msg_env", &format!("ENV {}", names.join(",")), 10);
+        self.out.result(DONE, false, None);
+    }
+}
+
+/// Deletes every file of `dir` but its `.git`.
+fn delete_all_but_git(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_name() == ".git" {
+            continue;
+        }
+        let _ = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
     }
 }
