@@ -417,55 +417,19 @@ pub async fn supervise(
     sink: &mut (dyn LineSink + Send),
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Finished, ProcessError> {
-    let program = spawn.argv.first().cloned().unwrap_or_default();
-    let mut child = build_command(spawn)?
-        .spawn()
-        .map_err(|source| ProcessError::Spawn { program, source })?;
-    let pid = child.id().unwrap_or(0);
-    let mut run = RunProcess {
-        pgid: pid,
-        guarded: spawn.guard.is_some(),
-        done: false,
+    let Started {
+        mut child,
+        mut run,
+        started,
+    } = start(spawn, sink).await?;
+    let pid = run.pgid;
+    let (mut rx, readers) = read_pipes(&mut child);
+    let mut pipes = Pipes {
+        stdout: LineSplitter::new(limits.line_cap),
+        stderr: LineSplitter::new(limits.line_cap),
+        open: readers.len(),
     };
-    let started = Instant::now();
-    if let Err(e) = sink.spawned(pid) {
-        run.kill();
-        if tokio::time::timeout(BACKSTOP, child.wait()).await.is_err() {
-            signal_group(pid, Signal::SIGKILL);
-            let _ = child.wait().await;
-        }
-        // Collected: its pid may be reused from here on, so it must not be signalled again.
-        run.done = true;
-        return Err(ProcessError::Record(e));
-    }
-
-    // Small bounded channel: a slow sink back-pressures the pipes, never grows memory.
-    let (tx, mut rx) = mpsc::channel::<Chunk>(4);
-    let mut readers = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        readers.push(tokio::spawn(read_pipe(out, Stream::Stdout, tx.clone())));
-    }
-    if let Some(err) = child.stderr.take() {
-        readers.push(tokio::spawn(read_pipe(err, Stream::Stderr, tx.clone())));
-    }
-    drop(tx);
-    let mut open_streams = readers.len();
-
-    let mut stdout_lines = LineSplitter::new(limits.line_cap);
-    let mut stderr_lines = LineSplitter::new(limits.line_cap);
-    let mut finished = Finished {
-        pid,
-        exit_code: None,
-        signal: None,
-        stop: None,
-        elapsed_ms: 0,
-        stop_to_exit_ms: None,
-        stop_to_gone_ms: None,
-        stdout_bytes: 0,
-        stderr_bytes: 0,
-        lines_truncated: 0,
-        pipes_abandoned: false,
-    };
+    let mut finished = Finished::started(pid);
     let wall_deadline = tokio::time::Instant::now() + limits.wall;
     let mut last_output = tokio::time::Instant::now();
     let mut stop_at: Option<tokio::time::Instant> = None;
@@ -476,8 +440,12 @@ pub async fn supervise(
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     let far = tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600);
 
+    // One loop over the run's whole life, not a function per phase: its deadlines (wall,
+    // stall, grace, backstop, persist, drain) arm and disarm one another through the shared
+    // state above, and one `select!` over all of them is what keeps any single one from being
+    // missed while another waits. Each arm is a few lines; what they share is the point.
     loop {
-        if exit_status.is_some() && open_streams == 0 {
+        if exit_status.is_some() && pipes.open == 0 {
             break;
         }
         let stall_deadline = last_output + limits.stall;
@@ -487,42 +455,14 @@ pub async fn supervise(
             .filter(|_| run.guarded && !backstop_done);
         let mut request_stop: Option<StopReason> = None;
         tokio::select! {
-            chunk = rx.recv(), if open_streams > 0 => match chunk {
-                Some(Chunk::Data(stream, data)) => {
+            chunk = rx.recv(), if pipes.open > 0 => {
+                if let Some(Chunk::Data(..)) = &chunk {
                     last_output = tokio::time::Instant::now();
                     persist_at = persist_at.or(Some(last_output + PERSIST_EVERY));
                     sink.heartbeat();
-                    let (splitter, counter) = match stream {
-                        Stream::Stdout => (&mut stdout_lines, &mut finished.stdout_bytes),
-                        Stream::Stderr => (&mut stderr_lines, &mut finished.stderr_bytes),
-                    };
-                    *counter += data.len() as u64;
-                    let truncated = &mut finished.lines_truncated;
-                    let control = splitter.feed(&data, &mut |line, cut| {
-                        if cut { *truncated += 1; }
-                        sink.line(stream, line, cut)
-                    });
-                    if let Control::Stop(reason) = control {
-                        request_stop = Some(reason);
-                    }
                 }
-                Some(Chunk::Eof(stream)) => {
-                    open_streams -= 1;
-                    let splitter = match stream {
-                        Stream::Stdout => &mut stdout_lines,
-                        Stream::Stderr => &mut stderr_lines,
-                    };
-                    let truncated = &mut finished.lines_truncated;
-                    let control = splitter.finish(&mut |line, cut| {
-                        if cut { *truncated += 1; }
-                        sink.line(stream, line, cut)
-                    });
-                    if let Control::Stop(reason) = control {
-                        request_stop = Some(reason);
-                    }
-                }
-                None => open_streams = 0,
-            },
+                request_stop = pipes.take(chunk, &mut finished, sink);
+            }
             status = child.wait(), if exit_status.is_none() => {
                 run.done = true;
                 exit_status = Some(status.unwrap_or_else(|_| std::os::unix::process::ExitStatusExt::from_raw(0)));
@@ -550,7 +490,7 @@ pub async fn supervise(
                 sink.persist();
                 persist_at = None;
             }
-            _ = tokio::time::sleep_until(drain_deadline.unwrap_or(far)), if drain_deadline.is_some() && open_streams > 0 => {
+            _ = tokio::time::sleep_until(drain_deadline.unwrap_or(far)), if drain_deadline.is_some() && pipes.open > 0 => {
                 finished.pipes_abandoned = true;
                 break;
             }
@@ -572,6 +512,143 @@ pub async fn supervise(
     for reader in readers {
         reader.abort();
     }
+    Ok(settle(finished, exit_status, stop_at, started).await)
+}
+
+/// A spawned process whose pid the sink has recorded.
+struct Started {
+    child: tokio::process::Child,
+    run: RunProcess,
+    started: Instant,
+}
+
+/// Spawns the process and hands its pid to the sink; when the sink refuses it, the run is
+/// ended and collected before the error is returned.
+async fn start(spawn: &Spawn, sink: &mut (dyn LineSink + Send)) -> Result<Started, ProcessError> {
+    let program = spawn.argv.first().cloned().unwrap_or_default();
+    let mut child = build_command(spawn)?
+        .spawn()
+        .map_err(|source| ProcessError::Spawn { program, source })?;
+    let pid = child.id().unwrap_or(0);
+    let mut run = RunProcess {
+        pgid: pid,
+        guarded: spawn.guard.is_some(),
+        done: false,
+    };
+    let started = Instant::now();
+    if let Err(e) = sink.spawned(pid) {
+        run.kill();
+        if tokio::time::timeout(BACKSTOP, child.wait()).await.is_err() {
+            signal_group(pid, Signal::SIGKILL);
+            let _ = child.wait().await;
+        }
+        // Collected: its pid may be reused from here on, so it must not be signalled again.
+        run.done = true;
+        return Err(ProcessError::Record(e));
+    }
+    Ok(Started {
+        child,
+        run,
+        started,
+    })
+}
+
+/// Starts a reader per pipe, both feeding one channel; the channel closes when both end.
+fn read_pipes(
+    child: &mut tokio::process::Child,
+) -> (mpsc::Receiver<Chunk>, Vec<tokio::task::JoinHandle<()>>) {
+    // Small bounded channel: a slow sink back-pressures the pipes, never grows memory.
+    let (tx, rx) = mpsc::channel::<Chunk>(4);
+    let mut readers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        readers.push(tokio::spawn(read_pipe(out, Stream::Stdout, tx.clone())));
+    }
+    if let Some(err) = child.stderr.take() {
+        readers.push(tokio::spawn(read_pipe(err, Stream::Stderr, tx.clone())));
+    }
+    drop(tx);
+    (rx, readers)
+}
+
+/// The worker's two pipes as lines, and how many are still open.
+struct Pipes {
+    stdout: LineSplitter,
+    stderr: LineSplitter,
+    open: usize,
+}
+
+impl Pipes {
+    /// Feeds a chunk (or a pipe's end) to the sink line by line, counting bytes and cut lines
+    /// in `finished`; returns the stop the sink asked for, if any.
+    fn take(
+        &mut self,
+        chunk: Option<Chunk>,
+        finished: &mut Finished,
+        sink: &mut (dyn LineSink + Send),
+    ) -> Option<StopReason> {
+        let truncated = &mut finished.lines_truncated;
+        let mut emit = |stream: Stream, line: &[u8], cut: bool| {
+            if cut {
+                *truncated += 1;
+            }
+            sink.line(stream, line, cut)
+        };
+        let control = match chunk {
+            Some(Chunk::Data(stream, data)) => {
+                let (splitter, counter) = match stream {
+                    Stream::Stdout => (&mut self.stdout, &mut finished.stdout_bytes),
+                    Stream::Stderr => (&mut self.stderr, &mut finished.stderr_bytes),
+                };
+                *counter += data.len() as u64;
+                splitter.feed(&data, &mut |line, cut| emit(stream, line, cut))
+            }
+            Some(Chunk::Eof(stream)) => {
+                self.open -= 1;
+                let splitter = match stream {
+                    Stream::Stdout => &mut self.stdout,
+                    Stream::Stderr => &mut self.stderr,
+                };
+                splitter.finish(&mut |line, cut| emit(stream, line, cut))
+            }
+            None => {
+                self.open = 0;
+                Control::Continue
+            }
+        };
+        match control {
+            Control::Stop(reason) => Some(reason),
+            Control::Continue => None,
+        }
+    }
+}
+
+impl Finished {
+    /// A run that has just started: nothing read, no ending yet.
+    fn started(pid: u32) -> Self {
+        Self {
+            pid,
+            exit_code: None,
+            signal: None,
+            stop: None,
+            elapsed_ms: 0,
+            stop_to_exit_ms: None,
+            stop_to_gone_ms: None,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            lines_truncated: 0,
+            pipes_abandoned: false,
+        }
+    }
+}
+
+/// After the loop: waits until no process of the run is left, then fills in how it ended.
+async fn settle(
+    mut finished: Finished,
+    exit_status: Option<std::process::ExitStatus>,
+    stop_at: Option<tokio::time::Instant>,
+    started: Instant,
+) -> Finished {
+    let pid = finished.pid;
     // The group was sent SIGKILL when the worker exited; give the kernel a moment to finish it
     // so callers (and the reaper's invariant) see no live process of the run.
     let gone_by = Instant::now() + Duration::from_millis(500);
@@ -584,7 +661,7 @@ pub async fn supervise(
     finished.exit_code = status.code();
     finished.signal = std::os::unix::process::ExitStatusExt::signal(&status);
     finished.elapsed_ms = started.elapsed().as_millis() as u64;
-    Ok(finished)
+    finished
 }
 
 #[cfg(test)]
