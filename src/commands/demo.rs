@@ -10,7 +10,10 @@ use anyhow::{Context as _, Result, bail};
 use super::Context;
 use super::parent_env;
 use crate::cli::DemoArgs;
+use crate::config::LoadedConfig;
+use crate::ledger::Ledger;
 use crate::output::write_stdout;
+use crate::pipeline::JobResult;
 
 const ROADMAP: &str = "# Sample roadmap\n\n## Tier 0\n\n**T0-1 · Write the greeting note**\nCreate `notes/greeting.md` that welcomes new contributors.\n\n**T0-2 · Write the farewell note**\nCreate `notes/farewell.md` for contributors who move on.\n\n## Tier 1\n\n**T1-1 · Write the changelog**\nCreate `notes/changelog.md` summarising what changed.\n";
 
@@ -99,34 +102,73 @@ fn explore_hint(root: &Path) -> String {
 
 pub fn run(_ctx: &Context, args: &DemoArgs) -> Result<()> {
     let started = Instant::now();
-    let temp;
-    let root = match &args.dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            let mut entries =
-                std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
-            if entries.next().is_some() {
-                bail!(
-                    "{} is not empty; give oxi demo an empty or new directory",
-                    dir.display()
-                );
-            }
-            dir.canonicalize()?
-        }
-        None => {
-            temp = tempfile::Builder::new()
+    let sample = SampleDir::make(args)?;
+    let root = &sample.root;
+    let fake = fake_worker()?;
+    say(&format!("oxi demo in {}", root.display()))?;
+    write_sample(root, &fake)?;
+    say(
+        "created a git repository with roadmap.md (3 items), check.sh (the acceptance test) and oxi.toml",
+    )?;
+
+    let config = crate::config::load(&root.join("oxi.toml"), None)?;
+    let mut ledger = crate::ledger::Ledger::open(&config.ledger_path())?;
+    run_passes(&config, &mut ledger)?;
+    let tally = show_result(&config, &ledger, started)?;
+    if args.dir.is_some() || args.keep {
+        say(&explore_hint(root))?;
+    } else {
+        say("\n(the sample repository is removed; `oxi demo --keep` keeps it to explore)")?;
+    }
+    if tally.delivered != tally.tasks {
+        bail!(
+            "the demo delivered {} of {} tasks",
+            tally.delivered,
+            tally.tasks
+        );
+    }
+    Ok(())
+}
+
+/// Where the sample repository lives: the directory asked for, or a temporary one that is
+/// removed when this is dropped (unless `--keep`).
+struct SampleDir {
+    root: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl SampleDir {
+    fn make(args: &DemoArgs) -> Result<Self> {
+        let Some(dir) = &args.dir else {
+            let temp = tempfile::Builder::new()
                 .prefix("oxi-demo-")
                 .disable_cleanup(args.keep)
                 .tempdir()?;
-            temp.path().canonicalize()?
+            return Ok(Self {
+                root: temp.path().canonicalize()?,
+                _temp: Some(temp),
+            });
+        };
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut entries =
+            std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        if entries.next().is_some() {
+            bail!(
+                "{} is not empty; give oxi demo an empty or new directory",
+                dir.display()
+            );
         }
-    };
-    let fake = fake_worker()?;
-    say(&format!("oxi demo in {}", root.display()))?;
+        Ok(Self {
+            root: dir.canonicalize()?,
+            _temp: None,
+        })
+    }
+}
 
-    // The sample repository.
-    git(&root, &["init", "-q", "-b", "main"])?;
+/// The sample repository: notes, the acceptance test, the roadmap and an `oxi.toml` that runs
+/// the offline worker `fake`, committed on `main`.
+fn write_sample(root: &Path, fake: &Path) -> Result<()> {
+    git(root, &["init", "-q", "-b", "main"])?;
     std::fs::create_dir_all(root.join("notes"))?;
     std::fs::write(
         root.join("notes/README.md"),
@@ -142,14 +184,13 @@ pub fn run(_ctx: &Context, args: &DemoArgs) -> Result<()> {
             fake.display().to_string()
         ),
     )?;
-    git(&root, &["add", "-A"])?;
-    git(&root, &["commit", "-q", "-m", "sample repository"])?;
-    say(
-        "created a git repository with roadmap.md (3 items), check.sh (the acceptance test) and oxi.toml",
-    )?;
+    git(root, &["add", "-A"])?;
+    git(root, &["commit", "-q", "-m", "sample repository"])?;
+    Ok(())
+}
 
-    let config = crate::config::load(&root.join("oxi.toml"), None)?;
-    let mut ledger = crate::ledger::Ledger::open(&config.ledger_path())?;
+/// Up to eight passes of the loop, each one's jobs told as they ended, until nothing is left.
+fn run_passes(config: &LoadedConfig, ledger: &mut Ledger) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -157,8 +198,8 @@ pub fn run(_ctx: &Context, args: &DemoArgs) -> Result<()> {
     let (_tx, shutdown) = tokio::sync::watch::channel(false);
     for pass in 1..=8 {
         let report = runtime.block_on(crate::scheduler::pass(
-            &config,
-            &mut ledger,
+            config,
+            ledger,
             parent_env(),
             "oxi-demo",
             shutdown.clone(),
@@ -174,31 +215,46 @@ pub fn run(_ctx: &Context, args: &DemoArgs) -> Result<()> {
             break;
         }
         for job in &report.jobs {
-            let outcome = match (&job.failure_class, &job.review) {
-                (Some(class), _) => format!(
-                    "{} -> {} (next attempt gets the failure output)",
-                    class, job.state
-                ),
-                (None, Some(review)) => {
-                    format!("verified, {review} -> {} on {}", job.state, job.branch)
-                }
-                (None, None) => job.state.to_string(),
-            };
-            say(&format!(
-                "tick {pass}: {} attempt {} by {}: {outcome}",
-                job.task_id, job.attempt, job.worker
-            ))?;
-            if let Some(detail) = &job.detail
-                && job.failure_class.is_some()
-            {
-                for line in detail.lines().take(2) {
-                    say(&format!("         {line}"))?;
-                }
-            }
+            say_job(pass, job)?;
         }
     }
+    Ok(())
+}
 
-    // The report.
+/// One job's ending; a failure with the first lines of what went wrong.
+fn say_job(pass: u32, job: &JobResult) -> Result<()> {
+    let outcome = match (&job.failure_class, &job.review) {
+        (Some(class), _) => format!(
+            "{} -> {} (next attempt gets the failure output)",
+            class, job.state
+        ),
+        (None, Some(review)) => {
+            format!("verified, {review} -> {} on {}", job.state, job.branch)
+        }
+        (None, None) => job.state.to_string(),
+    };
+    say(&format!(
+        "tick {pass}: {} attempt {} by {}: {outcome}",
+        job.task_id, job.attempt, job.worker
+    ))?;
+    if let Some(detail) = &job.detail
+        && job.failure_class.is_some()
+    {
+        for line in detail.lines().take(2) {
+            say(&format!("         {line}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// How many tasks the demo delivered, of how many.
+struct Tally {
+    delivered: usize,
+    tasks: usize,
+}
+
+/// Each task's ending, the run's cost and time, and an excerpt of `oxi report`.
+fn show_result(config: &LoadedConfig, ledger: &Ledger, started: Instant) -> Result<Tally> {
     let tasks = ledger.read().tasks()?;
     say("\nresult:")?;
     for task in &tasks {
@@ -211,7 +267,7 @@ pub fn run(_ctx: &Context, args: &DemoArgs) -> Result<()> {
             task.branch.as_deref().unwrap_or("")
         ))?;
     }
-    let report = crate::report::build(&config, &ledger, "all", crate::clock::now_ms())?;
+    let report = crate::report::build(config, ledger, "all", crate::clock::now_ms())?;
     say(&format!(
         "  {} worker runs, ${:.2} (offline worker: the figures are its scripted usage), {:.1}s",
         report.worker_calls,
@@ -238,13 +294,8 @@ pub fn run(_ctx: &Context, args: &DemoArgs) -> Result<()> {
         .iter()
         .filter(|t| t.state == crate::ledger::TaskState::Delivered)
         .count();
-    if args.dir.is_some() || args.keep {
-        say(&explore_hint(&root))?;
-    } else {
-        say("\n(the sample repository is removed; `oxi demo --keep` keeps it to explore)")?;
-    }
-    if delivered != tasks.len() {
-        bail!("the demo delivered {delivered} of {} tasks", tasks.len());
-    }
-    Ok(())
+    Ok(Tally {
+        delivered,
+        tasks: tasks.len(),
+    })
 }
