@@ -121,11 +121,7 @@ fn reaped_charge(run: &RunRow, config: &LoadedConfig) -> Charge {
 /// The run's raw.jsonl read back through its worker's adapter, as the runner accounted it.
 fn printed_usage(run: &RunRow) -> Option<Accumulator> {
     use std::io::BufRead;
-    let kind = match run.worker_kind.as_str() {
-        "claude" => WorkerKind::Claude,
-        "codex" => WorkerKind::Codex,
-        _ => return None,
-    };
+    let kind = WorkerKind::from_stored(&run.worker_kind)?;
     let raw = std::fs::File::open(Path::new(run.run_dir.as_deref()?).join("raw.jsonl")).ok()?;
     let adapter = worker::adapter(kind);
     let mut acc = Accumulator::default();
