@@ -66,7 +66,7 @@ fn settle(ledger: &mut Ledger, id: &str) {
                     ended_at_ms: now,
                     classification: "success",
                     cost_microusd: 120_000,
-                    summary: serde_json::json!({}),
+                    summary: Default::default(),
                     ..RunEnd::default()
                 },
             )

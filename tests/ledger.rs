@@ -307,7 +307,7 @@ mod rollup {
                         if let Some(id) = runs.get(run) {
                             ledger.write(|q| q.finish_run(id, &RunEnd {
                                 ended_at_ms: 1, classification: "success", cost_microusd: cost, release,
-                                summary: serde_json::json!({}), ..RunEnd::default()
+                                ..RunEnd::default()
                             })).unwrap();
                         }
                     }
@@ -356,7 +356,7 @@ fn finishing_a_run_names_its_task_once() {
         ended_at_ms: 2,
         classification: "success",
         cost_microusd: 60,
-        summary: serde_json::json!({}),
+        summary: Default::default(),
         ..RunEnd::default()
     };
     assert!(ledger.write(|q| q.finish_run("r1", &end)).unwrap());

@@ -63,7 +63,7 @@ fn run(ledger: &mut Ledger, id: &str, task: &str, role: &str, at: i64, class: &s
                     input_tokens: 1000,
                     output_tokens: 100,
                     parse_failures: u64::from(class == "parse_failure"),
-                    summary: serde_json::json!({}),
+                    summary: Default::default(),
                     ..RunEnd::default()
                 },
             )?;

@@ -327,7 +327,7 @@ fn a_run_costing_more_than_its_estimate_is_stopped_at_the_daily_cap_not_the_job_
                         ended_at_ms: now,
                         classification: "success",
                         cost_microusd: 600_000,
-                        summary: serde_json::json!({}),
+                        summary: Default::default(),
                         ..oxi::ledger::RunEnd::default()
                     },
                 )

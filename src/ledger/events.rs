@@ -331,6 +331,69 @@ pub struct RunFinished {
     pub summary: serde_json::Map<String, Value>,
 }
 
+/// What a run's end adds to its `run_finished` event beside the fields every run has; the
+/// keys each variant writes are the ones [`RunSummary::into_fields`] names, and `oxi show` and
+/// the report read them back through [`RunFinished::summary`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum RunSummary {
+    /// Nothing more.
+    #[default]
+    Bare,
+    /// The run never started (its worktree could not be made, say).
+    NotStarted,
+    /// The runner saw the run to its end.
+    Ran {
+        files_changed: Vec<String>,
+        elapsed_ms: u64,
+        /// Where its cost came from (the worker's report, a rate card, none).
+        cost_source: String,
+        /// Ledger writes that failed while the run went on (the run still ended).
+        ledger_errors: Vec<String>,
+        /// How the run was confined (the confinement module's own shape; null when none).
+        protection: Value,
+    },
+    /// The reaper ended the run.
+    Reaped {
+        group_ended: bool,
+        /// Where its charge came from (published, run artifacts, reservation).
+        cost_source: String,
+    },
+}
+
+impl RunSummary {
+    /// The keys written into `run_finished`, as every version of oxi wrote them.
+    pub fn into_fields(self) -> serde_json::Map<String, Value> {
+        let mut fields = serde_json::Map::new();
+        match self {
+            RunSummary::Bare => {}
+            RunSummary::NotStarted => {
+                fields.insert("started".into(), Value::Bool(false));
+            }
+            RunSummary::Ran {
+                files_changed,
+                elapsed_ms,
+                cost_source,
+                ledger_errors,
+                protection,
+            } => {
+                fields.insert("files_changed".into(), files_changed.into());
+                fields.insert("elapsed_ms".into(), elapsed_ms.into());
+                fields.insert("cost_source".into(), cost_source.into());
+                fields.insert("ledger_errors".into(), ledger_errors.into());
+                fields.insert("protection".into(), protection);
+            }
+            RunSummary::Reaped {
+                group_ended,
+                cost_source,
+            } => {
+                fields.insert("group_ended".into(), group_ended.into());
+                fields.insert("cost_source".into(), cost_source.into());
+            }
+        }
+        fields
+    }
+}
+
 /// `budget_refused`: the worker and the budget's refusal (its figures).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]

@@ -28,7 +28,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 pub use blocks::WorkerBlock;
 pub use events::{Event, EventKind};
 pub use kinds::{ApprovalKind, FailureClass, HoldKind};
-pub use migrate::{MIGRATIONS, Migration};
+pub use migrate::MIGRATIONS;
 pub use queries::*;
 pub use report::*;
 pub use runs::*;

@@ -59,8 +59,8 @@ pub struct RunEnd<'a> {
     pub bytes_cut: u64,
     pub retry_after_ms: Option<u64>,
     pub detail: Option<&'a str>,
-    /// Written into the `run_finished` event as is (files changed, durations, ...).
-    pub summary: serde_json::Value,
+    /// What the run's end adds to its `run_finished` event (files changed, durations, ...).
+    pub summary: super::events::RunSummary,
     /// Release the reservation instead of settling it (a reaped run: what it spent is unknown
     /// beyond the running cost it last published, which is kept as `actual`).
     pub release: bool,
@@ -355,7 +355,7 @@ impl Queries<'_> {
             parse_failures: end.parse_failures,
             bytes_cut: end.bytes_cut,
             detail: end.detail.map(str::to_owned),
-            summary: end.summary.as_object().cloned().unwrap_or_default(),
+            summary: end.summary.clone().into_fields(),
         };
         self.append_event(&NewEvent {
             at_ms: end.ended_at_ms,

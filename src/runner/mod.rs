@@ -22,7 +22,7 @@ use crate::clock::{day_of, month_of, now_ms, rfc3339};
 use crate::config::{ConfineMode, LoadedConfig, RateCard, WorkerConfig, WorkerKind};
 use crate::confine::{Confinement, Protection, RunTemp, Writable};
 use crate::git::TreeSnapshot;
-use crate::ledger::events::BudgetRefused;
+use crate::ledger::events::{BudgetRefused, RunSummary};
 use crate::ledger::{Event, Ledger, LedgerError, NewEvent, NewRun, RunEnd};
 use crate::money::{MicroUsd, micro_to_usd};
 use crate::process::{self, Limits, ProcessError, Spawn};
@@ -369,7 +369,7 @@ impl PreparedRun<'_> {
                     ended_at_ms: now,
                     classification: Classification::WorkerError.as_str(),
                     detail: Some(detail),
-                    summary: serde_json::json!({ "started": false }),
+                    summary: RunSummary::NotStarted,
                     ..RunEnd::default()
                 },
             )
@@ -715,13 +715,14 @@ impl PreparedRun<'_> {
                     retry_after_ms: report.retry_after_ms,
                     detail: report.detail.as_deref(),
                     release: false,
-                    summary: serde_json::json!({
-                        "files_changed": report.files_changed,
-                        "elapsed_ms": report.elapsed_ms,
-                        "cost_source": report.cost_source,
-                        "ledger_errors": ledger_errors,
-                        "protection": report.protection,
-                    }),
+                    summary: RunSummary::Ran {
+                        files_changed: report.files_changed.clone(),
+                        elapsed_ms: report.elapsed_ms,
+                        cost_source: report.cost_source.to_owned(),
+                        ledger_errors: ledger_errors.clone(),
+                        protection: serde_json::to_value(&report.protection)
+                            .unwrap_or(serde_json::Value::Null),
+                    },
                 },
             )?;
             // A CLI that cannot authenticate fails every run alike: no more runs on it until a

@@ -114,7 +114,6 @@ fn command_line(args: impl Iterator<Item = String>) -> String {
 #[derive(Debug)]
 pub struct TickLock {
     _file: File,
-    pub path: PathBuf,
 }
 
 pub fn acquire(path: &Path) -> Result<TickLock, LockError> {
@@ -161,10 +160,7 @@ pub fn acquire(path: &Path) -> Result<TickLock, LockError> {
     file.rewind().map_err(io)?;
     writeln!(file, "{me}").map_err(io)?;
     file.flush().map_err(io)?;
-    Ok(TickLock {
-        _file: file,
-        path: path.to_path_buf(),
-    })
+    Ok(TickLock { _file: file })
 }
 
 #[cfg(test)]

@@ -48,7 +48,8 @@ impl PlannedTask {
 
 /// Plans every waiting task (queued, held, retry-wait) in dispatch order; a dependency counts
 /// once its work is on the base branch.
-pub fn plan(tasks: &[TaskRow], now_ms: i64) -> Vec<PlannedTask> {
+#[cfg(test)]
+fn plan(tasks: &[TaskRow], now_ms: i64) -> Vec<PlannedTask> {
     plan_with(tasks, now_ms, false)
 }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, WorkerKind};
-use crate::ledger::events::RunReaped;
+use crate::ledger::events::{RunReaped, RunSummary};
 use crate::ledger::{
     Event, FailureClass, Ledger, LedgerError, NewEvent, RunEnd, RunRow, TaskState, Transition,
     TransitionFields,
@@ -74,8 +74,7 @@ fn orphan_reason(run: &RunRow, now: i64, busy: &[String]) -> Option<String> {
 }
 
 /// Where a reaped run's charge came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CostSource {
     /// The running cost last published with the lease.
     Published,
@@ -83,6 +82,17 @@ enum CostSource {
     RunArtifacts,
     /// No cost was known: the whole reservation.
     Reservation,
+}
+
+impl CostSource {
+    /// As recorded in the run's `run_finished` event.
+    fn as_str(self) -> &'static str {
+        match self {
+            CostSource::Published => "published",
+            CostSource::RunArtifacts => "run_artifacts",
+            CostSource::Reservation => "reservation",
+        }
+    }
 }
 
 /// A reaped run's charge, and the tokens its output reported.
@@ -121,11 +131,7 @@ fn reaped_charge(run: &RunRow, config: &LoadedConfig) -> Charge {
 /// The run's raw.jsonl read back through its worker's adapter, as the runner accounted it.
 fn printed_usage(run: &RunRow) -> Option<Accumulator> {
     use std::io::BufRead;
-    let kind = match run.worker_kind.as_str() {
-        "claude" => WorkerKind::Claude,
-        "codex" => WorkerKind::Codex,
-        _ => return None,
-    };
+    let kind = WorkerKind::from_stored(&run.worker_kind)?;
     let raw = std::fs::File::open(Path::new(run.run_dir.as_deref()?).join("raw.jsonl")).ok()?;
     let adapter = worker::adapter(kind);
     let mut acc = Accumulator::default();
@@ -275,10 +281,10 @@ pub async fn reap(
                     reasoning_tokens: charge.tokens.reasoning,
                     detail: Some(&detail),
                     release: true,
-                    summary: serde_json::json!({
-                        "group_ended": group_ended,
-                        "cost_source": charge.source,
-                    }),
+                    summary: RunSummary::Reaped {
+                        group_ended,
+                        cost_source: charge.source.as_str().to_owned(),
+                    },
                     ..RunEnd::default()
                 },
             )?;

@@ -18,6 +18,7 @@ use crate::ledger::{
     ApprovalKind, Event, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition,
 };
 use crate::redact::Redactor;
+use crate::worker::WorkerRole;
 
 const PR_TEMPLATE: &str = include_str!("../../../templates/pr.md.j2");
 
@@ -107,7 +108,7 @@ fn last_state(ledger: &Ledger, task: &str) -> serde_json::Value {
         .and_then(|runs| {
             runs.into_iter()
                 .rev()
-                .filter(|r| r.role == "executor")
+                .filter(|r| r.role == WorkerRole::Executor)
                 .find_map(|r| {
                     let text =
                         std::fs::read_to_string(Path::new(&r.run_dir?).join("state.json")).ok()?;
