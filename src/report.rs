@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::config::{KpiConfig, LoadedConfig};
 use crate::ledger::{EventKind, Ledger, LedgerError, Queries, RunFact};
 use crate::money::micro_to_usd;
+use crate::worker::{Classification, WorkerRole};
 
 /// Median and 90th/95th percentiles of a sample.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
@@ -136,10 +137,13 @@ pub fn build(
     let from = since_ms(since, now_ms).map_err(ReportError::Since)?;
     let q = ledger.read();
     let runs: Vec<RunFact> = q.report_runs(from)?;
-    let executor: Vec<&RunFact> = runs.iter().filter(|r| r.role == "executor").collect();
+    let executor: Vec<&RunFact> = runs
+        .iter()
+        .filter(|r| r.role == WorkerRole::Executor)
+        .collect();
     let successes = executor
         .iter()
-        .filter(|r| r.classification == "success")
+        .filter(|r| r.classification == Classification::Success.as_str())
         .count();
     let tasks = q.tasks()?;
     let created: BTreeMap<&str, i64> = tasks
@@ -229,7 +233,7 @@ impl PerTask {
         for run in runs {
             let Some(task) = &run.task_id else { continue };
             *calls.entry(task.clone()).or_default() += 1;
-            if run.role == "executor" {
+            if run.role == WorkerRole::Executor {
                 *attempts.entry(task.clone()).or_default() += 1;
             }
             let entry = first_start.entry(task.clone()).or_insert(run.started_at_ms);
