@@ -158,6 +158,46 @@ fn a_delivered_branch_merged_into_the_base_satisfies_its_dependent_on_the_next_t
     );
 }
 
+/// A delivered commit is checked against the base branch once per base tip, not on every tick
+/// (with many unmerged branches, one git call each made every tick slow); a tip that moves is
+/// checked again, so a merge is still seen.
+#[test]
+fn a_delivered_commit_is_checked_once_per_base_tip_and_again_when_the_tip_moves() {
+    let s = repo("");
+    deliver_first(&s);
+    let record = || -> Value {
+        serde_json::from_str(&std::fs::read_to_string(s.file(".oxi/not-merged.json")).unwrap())
+            .unwrap()
+    };
+    let tip = |rev: &str| git(s.path(), &["rev-parse", rev]).trim().to_owned();
+    // The next tick finds T0-1 not merged and keeps that, for main's tip.
+    tick(&s);
+    let kept = record();
+    assert_eq!(kept["tip"], tip("main"), "{kept:#}");
+    let delivered = tip(BRANCH_1);
+    assert!(
+        kept["commits"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from(format!("T0-1@{delivered}"))),
+        "{kept:#}"
+    );
+    // The operator merges it: main's tip moves, the commit is checked again and lands.
+    git(
+        s.path(),
+        &["merge", "--no-ff", "-q", "-m", "merge T0-1", BRANCH_1],
+    );
+    let report = tick(&s);
+    assert_eq!(report["landed"][0]["task_id"], "T0-1", "{report:#}");
+    assert_eq!(state(&s, "T0-1"), TaskState::Done);
+    let kept = record();
+    assert_eq!(kept["tip"], tip("main"), "{kept:#}");
+    assert!(
+        !kept.to_string().contains("T0-1@"),
+        "a landed task is no longer kept: {kept:#}"
+    );
+}
+
 #[test]
 fn a_squash_merged_task_is_closed_with_oxi_done() {
     let s = repo("");
