@@ -2,7 +2,14 @@
 //! GitHub's documented ones (status codes, `Link` pagination, rate-limit headers, error bodies),
 //! pull-request files computed from the real bare `origin` repository, and faults on cue
 //! (401, 403 rate limits, 500s). It records every request so a test can prove fast mode never
-//! writes.
+//! writes. The unhappy answers GitHub really gives (merge refusals, drafts a plan lacks,
+//! secondary rate limits, renamed repositories, commit statuses, renamed files, GitHub
+//! Enterprise's GraphQL path) are in [`answers`] and [`ci`].
+
+mod answers;
+mod ci;
+
+pub use answers::RepoSettings;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -103,6 +110,8 @@ struct Inner {
     requests: Vec<SeenRequest>,
     page_size_cap: usize,
     push_permission: bool,
+    /// What [`answers`] and [`ci`] keep.
+    more: answers::More,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -152,6 +161,7 @@ impl FakeGithub {
             requests: Vec::new(),
             page_size_cap: 100,
             push_permission: true,
+            more: answers::More::default(),
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -174,8 +184,10 @@ impl FakeGithub {
         })
     }
 
+    /// The API base to configure (`github.api_url`): the root, or GitHub Enterprise's `/api/v3`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let prefix = self.with(|i| answers::prefix(&i.more));
+        format!("http://{}{prefix}", self.addr)
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
@@ -215,11 +227,26 @@ impl FakeGithub {
 
     /// Check runs for a commit (by sha or by the branch whose head it is).
     pub fn set_check_run(&self, sha_or_branch: &str, name: &str, conclusion: &str, summary: &str) {
-        let run = json!({
-            "id": 1, "name": name, "status": "completed", "conclusion": conclusion,
-            "output": { "title": format!("{name}: {conclusion}"), "summary": summary, "text": summary },
-        });
+        self.add_check_run(sha_or_branch, name, "completed", Some(conclusion), summary);
+    }
+
+    /// A check run in any state (`queued`, `in_progress`, `completed` with a conclusion); each
+    /// gets the next id, as GitHub's grow.
+    pub fn add_check_run(
+        &self,
+        sha_or_branch: &str,
+        name: &str,
+        status: &str,
+        conclusion: Option<&str>,
+        summary: &str,
+    ) {
         self.with(|i| {
+            i.more.next_id += 1;
+            let run = json!({
+                "id": i.more.next_id, "name": name, "status": status, "conclusion": conclusion,
+                "started_at": "2026-11-21T12:00:00Z",
+                "output": { "title": format!("{name}: {}", conclusion.unwrap_or(status)), "summary": summary, "text": summary },
+            });
             i.check_runs
                 .entry(sha_or_branch.to_owned())
                 .or_default()
@@ -357,22 +384,41 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let path = uri.path().to_owned();
+    let response = answer(&inner, &method, &uri, &headers, &body);
+    let mut state = inner
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    answers::after_applying(&mut state, &method, uri.path()).unwrap_or(response)
+}
+
+/// The fake's answer to one request (faults first, then the endpoint).
+fn answer(
+    inner: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let method = method.clone();
     let query = uri.query().unwrap_or("").to_owned();
     let host = headers
         .get("host")
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1")
         .to_owned();
-    let base_url = format!("http://{host}");
     let mut state = inner
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     state.requests.push(SeenRequest {
         method: method.to_string(),
-        path: path.clone(),
+        path: uri.path().to_owned(),
         query: query.clone(),
     });
+    // GitHub Enterprise serves REST under /api/v3 (and GraphQL at /api/graphql).
+    let Some((base_url, path)) = answers::rest_path(&state, uri.path()) else {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let base_url = format!("http://{host}{base_url}");
     if let Some(fault) = state.faults.iter_mut().find(|f| {
         f.times > 0
             && f.method.as_deref().is_none_or(|m| m == method.as_str())
@@ -403,7 +449,7 @@ async fn handle(
     if token != state.token {
         return error(StatusCode::UNAUTHORIZED, "Bad credentials");
     }
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let repo = state.repo.clone();
     let bare = state.bare.clone();
     let cap = state.page_size_cap;
@@ -414,6 +460,10 @@ async fn handle(
             json!({ "login": "oxi-bot", "id": 1, "type": "User" }),
         );
     }
+    if let Some(response) = answers::moved(&state, &base_url, &path) {
+        return response;
+    }
+    let path = answers::unmoved(&state, &path);
     if path == "/graphql" && method == Method::POST {
         let query = body["query"].as_str().unwrap_or("");
         let id = body["variables"]["id"].as_str().unwrap_or("");
@@ -437,14 +487,18 @@ async fn handle(
         return error(StatusCode::NOT_FOUND, "Not Found");
     };
     let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    if let Some(response) = ci::route(&state, &method, &parts, &base_url, &path, &query) {
+        return response;
+    }
     match (method.as_str(), parts.as_slice()) {
-        ("GET", []) => json_response(
-            StatusCode::OK,
-            json!({
+        ("GET", []) => {
+            let mut repository = json!({
                 "id": 1, "full_name": repo, "private": true, "default_branch": "main",
                 "permissions": { "admin": false, "maintain": false, "push": state.push_permission, "triage": true, "pull": true },
-            }),
-        ),
+            });
+            answers::merge_settings(&state, &mut repository);
+            json_response(StatusCode::OK, repository)
+        }
         ("GET", ["pulls"]) => {
             let wanted = query_param(&query, "state").unwrap_or("open").to_owned();
             let head = query_param(&query, "head").map(|h| {
@@ -491,6 +545,9 @@ async fn handle(
                     json!({ "message": "Validation Failed", "errors": [{ "resource": "PullRequest", "code": "custom", "message": format!("A pull request already exists for {}:{head}.", repo.split('/').next().unwrap_or("")) }] }),
                 );
             }
+            if let Some(refusal) = answers::draft_refused(&state, &body) {
+                return refusal;
+            }
             let number = state.pulls.len() as u64 + 1;
             let pull = Pull {
                 number,
@@ -528,24 +585,20 @@ async fn handle(
                 }
                 ("GET", ["files"]) => {
                     let range = format!("refs/heads/{}...refs/heads/{}", pull.base, pull.head);
-                    let listing = git(&bare, &["diff", "--name-status", "--no-renames", &range])
-                        .unwrap_or_default();
-                    let files: Vec<Value> = listing
-                        .lines()
-                        .filter_map(|l| l.split_once('\t'))
-                        .map(|(status, name)| {
-                            let status = match status {
-                                "A" => "added",
-                                "D" => "removed",
-                                _ => "modified",
-                            };
-                            json!({ "filename": name, "status": status, "additions": 1, "deletions": 0, "changes": 1 })
-                        })
-                        .collect();
+                    let listing =
+                        git(&bare, &["diff", "--name-status", "-M", &range]).unwrap_or_default();
+                    let files = answers::pull_files(&listing);
                     paginate(&base_url, &path, &query, files, cap)
                 }
                 ("GET", ["reviews"]) => paginate(&base_url, &path, &query, reviews, cap),
                 ("PUT", ["merge"]) => {
+                    let method = body["merge_method"].as_str().unwrap_or("merge").to_owned();
+                    if let Some(refusal) = answers::merge_refused(&state.more, &method) {
+                        return refusal;
+                    }
+                    let Some(pull) = state.pulls.iter_mut().find(|p| p.number == number) else {
+                        return error(StatusCode::NOT_FOUND, "Not Found");
+                    };
                     if pull.draft {
                         return error(
                             StatusCode::METHOD_NOT_ALLOWED,
@@ -569,6 +622,7 @@ async fn handle(
                     }
                     pull.state = "closed".into();
                     pull.merged = true;
+                    state.more.merges.push((number, method));
                     json_response(
                         StatusCode::OK,
                         json!({ "sha": head_sha, "merged": true, "message": "Pull Request successfully merged" }),
@@ -597,29 +651,6 @@ async fn handle(
                 .map(|l| json!({ "name": l, "color": "ededed" }))
                 .collect();
             json_response(StatusCode::OK, Value::Array(labels))
-        }
-        ("GET", ["commits", sha, "check-runs"]) => {
-            let mut runs = state.check_runs.get(*sha).cloned().unwrap_or_default();
-            for (key, value) in &state.check_runs {
-                if git(
-                    &bare,
-                    &[
-                        "rev-parse",
-                        "--verify",
-                        "--quiet",
-                        &format!("refs/heads/{key}"),
-                    ],
-                )
-                .as_deref()
-                    == Some(*sha)
-                {
-                    runs.extend(value.iter().cloned());
-                }
-            }
-            json_response(
-                StatusCode::OK,
-                json!({ "total_count": runs.len(), "check_runs": runs }),
-            )
         }
         ("DELETE", ["git", "refs", "heads", branch @ ..]) => {
             let branch = branch.join("/");
