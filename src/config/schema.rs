@@ -477,6 +477,9 @@ pub struct GithubConfig {
     /// First backoff for 5xx and network errors (doubling, 4 tries in all).
     #[serde(default = "default_github_backoff")]
     pub retry_backoff: HumanDuration,
+    /// Which open pull requests the PR-overlap gate weighs: `all` (default) or only `oxi`'s.
+    #[serde(default)]
+    pub overlap_scope: OverlapScope,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -493,6 +496,17 @@ pub enum OverlapUnknown {
     #[default]
     Defer,
     Allow,
+}
+
+/// The open pull requests the PR-overlap gate weighs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OverlapScope {
+    /// Every open pull request in the repository: a person's on the same file conflicts too.
+    #[default]
+    All,
+    /// Only pull requests oxi opened (its labels or the `oxi/` branch prefix).
+    Oxi,
 }
 
 fn default_labels() -> Vec<String> {

@@ -191,7 +191,7 @@ pub(crate) async fn claim(
 async fn open_pulls(request: &ClaimRequest<'_>) -> Result<OpenPulls, String> {
     let config = request.config;
     match request.github {
-        Some(client) => crate::pipeline::deliver::release::open_oxi_pulls(config, client)
+        Some(client) => crate::pipeline::deliver::release::open_pull_files(config, client)
             .await
             .map_err(|e| e.to_string()),
         None if config.release_mode().is_some() => Err(request

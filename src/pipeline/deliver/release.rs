@@ -11,7 +11,7 @@ use base64::Engine;
 use serde::Serialize;
 
 use crate::clock::now_ms;
-use crate::config::{LoadedConfig, MergePolicy};
+use crate::config::{LoadedConfig, MergePolicy, OverlapScope};
 use crate::github::{GithubClient, GithubError, GithubWriter};
 use crate::ledger::events::{GithubError as GithubErrorEvent, PrOpened};
 use crate::ledger::{
@@ -240,7 +240,8 @@ pub async fn deliver_pending(
             }
             Err(
                 e @ (ReleaseError::Github(GithubError::Unauthorized { .. })
-                | ReleaseError::Github(GithubError::Forbidden { .. })),
+                | ReleaseError::Github(GithubError::Forbidden { .. })
+                | ReleaseError::Github(GithubError::Moved { .. })),
             ) => {
                 event(
                     ledger,
@@ -334,29 +335,32 @@ async fn deliver_one(
     Ok(pull.number)
 }
 
-/// Open pull requests oxi opened (its label or branch prefix) and the files each touches.
-pub async fn open_oxi_pulls(
+/// The open pull requests the overlap gate weighs and the files each touches (a renamed
+/// file under both its names): every open pull request (`github.overlap_scope = "all"`, the
+/// default: a person's pull request on the same file conflicts just the same), or only those
+/// oxi opened (its labels or the `oxi/` branch prefix) with `"oxi"`.
+pub async fn open_pull_files(
     config: &LoadedConfig,
     client: &GithubClient,
 ) -> Result<Vec<(u64, String, BTreeSet<String>)>, GithubError> {
-    let labels: Vec<String> = config
+    let (labels, scope) = config
         .config
         .github
         .as_ref()
-        .map(|g| g.labels.clone())
+        .map(|g| (g.labels.clone(), g.overlap_scope))
         .unwrap_or_default();
     let mut out = Vec::new();
     for pull in client.pulls("open", None).await? {
         let ours = pull.head.name.starts_with("oxi/")
             || pull.labels.iter().any(|l| labels.contains(&l.name));
-        if !ours {
+        if scope == OverlapScope::Oxi && !ours {
             continue;
         }
         let files = client
             .pull_files(pull.number)
             .await?
             .into_iter()
-            .map(|f| f.filename)
+            .flat_map(|f| std::iter::once(f.filename).chain(f.previous_filename))
             .collect();
         out.push((pull.number, pull.head.name.clone(), files));
     }
