@@ -660,6 +660,11 @@ async fn the_overlap_gate_counts_every_open_pull_request_unless_told_otherwise()
             .contains(&format!("#{number}")),
         "{deferred}"
     );
+    // Its files are read once while its head and base stay put.
+    let listed = w.requests("GET", "/repos/acme/widgets/pulls");
+    w.tick().await;
+    assert!(w.requests("GET", "/repos/acme/widgets/pulls") > listed);
+    assert_eq!(w.requests("GET", &format!("/pulls/{number}/files")), 1);
     w.set_toml(
         "retry_backoff = \"50ms\"",
         "retry_backoff = \"50ms\"\noverlap_scope = \"oxi\"",

@@ -799,3 +799,97 @@ impl<'a> GithubWriter<'a> {
 fn resendable(e: &GithubError) -> bool {
     matches!(e, GithubError::Server { .. } | GithubError::Network { .. })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.insert(*k, v.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn graphql_lives_at_api_graphql_on_enterprise_server() {
+        assert_eq!(
+            graphql_base("https://api.github.com"),
+            "https://api.github.com"
+        );
+        assert_eq!(
+            graphql_base("https://ghe.example.com/api/v3/"),
+            "https://ghe.example.com/api"
+        );
+        assert_eq!(
+            graphql_base("http://127.0.0.1:9/api/v3"),
+            "http://127.0.0.1:9/api"
+        );
+    }
+
+    #[test]
+    fn rate_limits_are_waited_in_githubs_documented_order() {
+        let reset = (crate::clock::now_ms() / 1000 + 3600).to_string();
+        let forbidden = StatusCode::FORBIDDEN;
+        // retry-after first.
+        let h = headers(&[
+            ("retry-after", "7".into()),
+            ("x-ratelimit-remaining", "0".into()),
+            ("x-ratelimit-reset", reset.clone()),
+        ]);
+        assert_eq!(
+            rate_limit(forbidden, &h, "", 0).unwrap().wait,
+            Duration::from_secs(7)
+        );
+        // Else remaining 0: until the reset.
+        let h = headers(&[
+            ("x-ratelimit-remaining", "0".into()),
+            ("x-ratelimit-reset", reset.clone()),
+        ]);
+        let limit = rate_limit(forbidden, &h, "API rate limit exceeded", 0).unwrap();
+        assert!(limit.wait > Duration::from_secs(3500) && !limit.secondary);
+        // Else at least a minute, doubling on repeats; never the primary reset.
+        let h = headers(&[
+            ("x-ratelimit-remaining", "4000".into()),
+            ("x-ratelimit-reset", reset),
+        ]);
+        let msg = "You have exceeded a secondary rate limit";
+        let limit = rate_limit(forbidden, &h, msg, 0).unwrap();
+        assert_eq!(
+            (limit.wait, limit.secondary),
+            (Duration::from_secs(60), true)
+        );
+        assert_eq!(
+            rate_limit(forbidden, &h, msg, 1).unwrap().wait,
+            Duration::from_secs(120)
+        );
+        // A 403 that is no rate limit is not waited.
+        assert!(rate_limit(forbidden, &h, "Resource not accessible by integration", 0).is_none());
+    }
+
+    #[test]
+    fn validation_details_are_kept_in_the_message() {
+        let body = r#"{"message":"Validation Failed","errors":[{"message":"A pull request already exists for acme:x."}]}"#;
+        assert_eq!(
+            message_of(body),
+            "Validation Failed: A pull request already exists for acme:x."
+        );
+        assert_eq!(
+            message_of("<html>bad gateway</html>"),
+            "<html>bad gateway</html>"
+        );
+    }
+
+    #[test]
+    fn the_merge_method_is_one_the_repository_allows() {
+        let mut repo: Repository = serde_json::from_str(r#"{"full_name":"a/b"}"#).unwrap();
+        assert_eq!(repo.merge_method(), Some(MergeMethod::Squash));
+        repo.allow_squash_merge = Some(false);
+        assert_eq!(repo.merge_method(), Some(MergeMethod::Merge));
+        repo.allow_merge_commit = Some(false);
+        assert_eq!(repo.merge_method(), Some(MergeMethod::Rebase));
+        repo.allow_rebase_merge = Some(false);
+        assert_eq!(repo.merge_method(), None);
+    }
+}

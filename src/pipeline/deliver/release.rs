@@ -335,6 +335,46 @@ async fn deliver_one(
     Ok(pull.number)
 }
 
+/// The files of open pull requests as last read, by number, with the head and base commits
+/// they were read at: with every open pull request in scope, reading each one's files on every
+/// tick would spend the hourly rate limit on a busy repository, and a pull request's files
+/// change only with its head or base.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+struct PullFilesSeen {
+    pulls: std::collections::BTreeMap<u64, SeenFiles>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct SeenFiles {
+    head: String,
+    base: String,
+    files: BTreeSet<String>,
+}
+
+impl PullFilesSeen {
+    fn path(config: &LoadedConfig) -> std::path::PathBuf {
+        config.state_dir.join("pull-files.json")
+    }
+
+    /// Nothing when the file is gone or unreadable (every pull request is read again).
+    fn load(config: &LoadedConfig) -> Self {
+        std::fs::read(Self::path(config))
+            .ok()
+            .and_then(|text| serde_json::from_slice(&text).ok())
+            .unwrap_or_default()
+    }
+
+    /// Losing it (a full disk) costs only a re-read.
+    fn store(&self, config: &LoadedConfig) {
+        let Ok(text) = serde_json::to_vec(self) else {
+            return;
+        };
+        if let Err(e) = crate::runner::artifacts::write_atomic(&Self::path(config), &text) {
+            tracing::debug!("cannot keep {}: {e}", Self::path(config).display());
+        }
+    }
+}
+
 /// The open pull requests the overlap gate weighs and the files each touches (a renamed
 /// file under both its names): every open pull request (`github.overlap_scope = "all"`, the
 /// default: a person's pull request on the same file conflicts just the same), or only those
@@ -349,6 +389,8 @@ pub async fn open_pull_files(
         .as_ref()
         .map(|g| (g.labels.clone(), g.overlap_scope))
         .unwrap_or_default();
+    let seen = PullFilesSeen::load(config);
+    let mut now_seen = PullFilesSeen::default();
     let mut out = Vec::new();
     for pull in client.pulls("open", None).await? {
         let ours = pull.head.name.starts_with("oxi/")
@@ -356,13 +398,27 @@ pub async fn open_pull_files(
         if scope == OverlapScope::Oxi && !ours {
             continue;
         }
-        let files = client
-            .pull_files(pull.number)
-            .await?
-            .into_iter()
-            .flat_map(|f| std::iter::once(f.filename).chain(f.previous_filename))
-            .collect();
+        let files = match seen.pulls.get(&pull.number) {
+            Some(known) if known.head == pull.head.sha && known.base == pull.base.sha => {
+                known.files.clone()
+            }
+            _ => client
+                .pull_files(pull.number)
+                .await?
+                .into_iter()
+                .flat_map(|f| std::iter::once(f.filename).chain(f.previous_filename))
+                .collect(),
+        };
+        now_seen.pulls.insert(
+            pull.number,
+            SeenFiles {
+                head: pull.head.sha.clone(),
+                base: pull.base.sha.clone(),
+                files: files.clone(),
+            },
+        );
         out.push((pull.number, pull.head.name.clone(), files));
     }
+    now_seen.store(config);
     Ok(out)
 }
