@@ -6,6 +6,7 @@
 //! Reads go through [`GithubClient`]. Writes go through [`GithubWriter`], which can only be built
 //! from a [`ReleaseMode`] proof: fast mode never holds one.
 
+pub mod issues;
 pub mod model;
 
 use std::time::Duration;

@@ -80,6 +80,15 @@ pub enum EventKind {
     WorkerBlocked,
     /// `oxi doctor` cleared a worker's block.
     WorkerUnblocked,
+    /// One sync of GitHub issues into tasks finished.
+    IssueSyncCompleted,
+    /// The GitHub issues sync could not read the issues (status and message); nothing changed.
+    IssueSyncFailed,
+    /// Something in one issue was not taken as written (a truncated body, a tier label out of
+    /// range, a dependency that is not a task).
+    IssueWarning,
+    /// Release mode: oxi wrote (created or edited) its comment on a task's issue.
+    IssueCommentWritten,
 }
 
 impl EventKind {
@@ -116,6 +125,10 @@ impl EventKind {
             EventKind::GithubError => "github_error",
             EventKind::WorkerBlocked => "worker_blocked",
             EventKind::WorkerUnblocked => "worker_unblocked",
+            EventKind::IssueSyncCompleted => "issue_sync_completed",
+            EventKind::IssueSyncFailed => "issue_sync_failed",
+            EventKind::IssueWarning => "issue_warning",
+            EventKind::IssueCommentWritten => "issue_comment_written",
         }
     }
 }
@@ -174,6 +187,10 @@ pub enum Event {
     GithubError(GithubError),
     WorkerBlocked(WorkerBlock),
     WorkerUnblocked(WorkerUnblocked),
+    IssueSyncCompleted(IssueSyncCompleted),
+    IssueSyncFailed(IssueSyncFailed),
+    IssueWarning(IssueWarning),
+    IssueCommentWritten(IssueCommentWritten),
 }
 
 impl Event {
@@ -210,6 +227,10 @@ impl Event {
             Event::GithubError(_) => EventKind::GithubError,
             Event::WorkerBlocked(_) => EventKind::WorkerBlocked,
             Event::WorkerUnblocked(_) => EventKind::WorkerUnblocked,
+            Event::IssueSyncCompleted(_) => EventKind::IssueSyncCompleted,
+            Event::IssueSyncFailed(_) => EventKind::IssueSyncFailed,
+            Event::IssueWarning(_) => EventKind::IssueWarning,
+            Event::IssueCommentWritten(_) => EventKind::IssueCommentWritten,
         }
     }
 
@@ -760,6 +781,52 @@ pub struct GithubError {
 pub struct WorkerUnblocked {
     pub worker: String,
     pub why: String,
+}
+
+/// `issue_sync_completed`: the issues read and what changed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IssueSyncCompleted {
+    /// `owner/name`.
+    pub repo: String,
+    /// Open issues that carry the labels and pass the filters.
+    pub issues: usize,
+    /// Pull requests the issues list returned (GitHub lists them there too); never tasks.
+    pub pull_requests_skipped: usize,
+    pub added: usize,
+    pub updated: usize,
+    pub reopened: usize,
+    pub cancelled: usize,
+    pub abandoned: usize,
+    pub warnings: usize,
+}
+
+/// `issue_sync_failed`: GitHub's status (none for a network error) and message.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IssueSyncFailed {
+    pub repo: String,
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+/// `issue_warning`: what in issue `number` was not taken as written.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IssueWarning {
+    pub number: u64,
+    pub message: String,
+}
+
+/// `issue_comment_written`: the comment on issue `number` now reports `stage`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IssueCommentWritten {
+    pub number: u64,
+    pub comment_id: u64,
+    pub stage: String,
+    /// True when the comment was created (once per issue), false when it was edited.
+    pub created: bool,
 }
 
 #[cfg(test)]

@@ -268,6 +268,10 @@ pub async fn deliver_pending(
             }
         }
     }
+    // Tasks made from issues: the one comment on each issue follows its task.
+    for id in crate::roadmap::github_issues::write_comments(ledger, release.writer).await? {
+        actions.push(action(&id, "issue_comment", None, None));
+    }
     Ok(actions)
 }
 
@@ -293,7 +297,10 @@ async fn deliver_one(
         .ok_or_else(|| ReleaseError::Template("no [github] table".into()))?;
     push(&config.repo_root, &github.remote, branch, token)?;
     let state = last_state(ledger, &task.spec.id);
-    let (title, body) = render_pr(config, task, &state, redactor)?;
+    let (title, mut body) = render_pr(config, task, &state, redactor)?;
+    if let Some(closes) = crate::roadmap::github_issues::closes_line(ledger, &task.spec.id)? {
+        body.push_str(&format!("\n{closes}\n"));
+    }
     let base = &config.config.project.base_branch;
     let existing = client.pulls("open", Some(branch)).await?;
     let pull = match existing.into_iter().find(|p| p.head.name == branch) {
