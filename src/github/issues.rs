@@ -150,7 +150,11 @@ impl GithubClient {
     /// deleted (410).
     pub async fn issue(&self, number: u64) -> Result<Option<Issue>, GithubError> {
         let path = self.repo_path(&format!("/issues/{number}"));
-        let answer = self.send(Method::GET, &path, None).await?;
+        let answer = match self.send(Method::GET, &path, None).await {
+            Ok(answer) => answer,
+            Err(GithubError::Rejected { status: 410, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
         match answer.status.as_u16() {
             404 | 410 => Ok(None),
             _ if answer.status.is_success() => Self::parse(&format!("GET {path}"), &answer.body),

@@ -268,10 +268,6 @@ pub async fn deliver_pending(
             }
         }
     }
-    // Tasks made from issues: the one comment on each issue follows its task.
-    for id in crate::roadmap::github_issues::write_comments(ledger, release.writer).await? {
-        actions.push(action(&id, "issue_comment", None, None));
-    }
     Ok(actions)
 }
 
