@@ -226,6 +226,7 @@ async fn labelled_issues_become_tasks_beside_the_roadmap_and_a_resync_changes_no
 
     // `oxi tasks` and `oxi show` name the source.
     let tasks = w.oxi(&["tasks"]).await;
+    insta::assert_snapshot!("issue_tasks_table", tasks.stdout);
     assert!(tasks.stdout.contains("SOURCE"), "{}", tasks.stdout);
     assert!(
         tasks
@@ -274,11 +275,14 @@ async fn closing_cancels_unlabelling_abandons_and_both_come_back() {
 
     issues.close(201);
     issues.set_labels(202, &["wontfix"]);
-    let synced = w.ingest().await;
-    assert_eq!(ids(&synced["issues"], "cancelled"), ["GH-201"]);
-    assert_eq!(ids(&synced["issues"], "abandoned"), ["GH-202"]);
+    issues.add(203, "Third", "Depends on #999.", &["oxi", "tier-x"]);
+    // What a person reads: cancelled, abandoned, added, and the warnings.
+    let text = w.oxi(&["ingest"]).await;
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    insta::assert_snapshot!("issue_ingest_text", text.stdout);
     assert_eq!(w.state("GH-201"), TaskState::Cancelled);
     assert_eq!(w.state("GH-202"), TaskState::Abandoned);
+    assert_eq!(w.state("GH-203"), TaskState::Queued);
     // Gone issues are looked up once; afterwards nothing changes and nothing is asked again.
     let lookups = |w: &World| {
         w.github

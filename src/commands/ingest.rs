@@ -40,6 +40,7 @@ pub fn run(ctx: &Context, args: &IngestArgs) -> Result<()> {
         Some((file, parsed))
     };
     let mut ledger = ctx.ledger(&config)?;
+    let absent = file.is_none();
     let summary = match file {
         Some((file, parsed)) => roadmap::ingest::apply(
             &mut ledger,
@@ -71,7 +72,13 @@ pub fn run(ctx: &Context, args: &IngestArgs) -> Result<()> {
             issues,
         })?,
         Format::Table | Format::Markdown | Format::Html => {
-            let mut text = render(&summary, ctx.global.format);
+            let mut text = match absent {
+                true => format!(
+                    "{}: absent; GitHub issues alone feed the queue\n",
+                    config.config.project.roadmap.display()
+                ),
+                false => render(&summary, ctx.global.format),
+            };
             if let Some(issues) = &issues {
                 text.push_str(&render_issues(issues, ctx.global.format));
             }

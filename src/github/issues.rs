@@ -146,13 +146,16 @@ impl GithubClient {
         Ok(list)
     }
 
-    /// One issue (or pull request) by number; `None` when GitHub has none (404) or it was
-    /// deleted (410).
+    /// One issue (or pull request) by number; `None` when GitHub has none (404), it was
+    /// deleted (410) or transferred elsewhere (301).
     pub async fn issue(&self, number: u64) -> Result<Option<Issue>, GithubError> {
         let path = self.repo_path(&format!("/issues/{number}"));
         let answer = match self.send(Method::GET, &path, None).await {
             Ok(answer) => answer,
-            Err(GithubError::Rejected { status: 410, .. }) => return Ok(None),
+            // 410: deleted; 301: transferred to another repository. Gone from this one either way.
+            Err(GithubError::Rejected {
+                status: 301 | 410, ..
+            }) => return Ok(None),
             Err(e) => return Err(e),
         };
         match answer.status.as_u16() {
