@@ -210,8 +210,9 @@ async fn labelled_issues_become_tasks_beside_the_roadmap_and_a_resync_changes_no
     let link = ledger.read().issue_link("GH-101").unwrap().unwrap();
     assert_eq!(link.url, "https://github.com/acme/widgets/issues/101");
 
-    // The same issues again: nothing changes.
+    // The same issues again: nothing changes (and the roadmap ingest leaves issue tasks alone).
     let again = w.ingest().await;
+    assert!(ids(&again, "abandoned").is_empty(), "{again:#}");
     let synced = &again["issues"];
     for key in ["added", "updated", "reopened", "cancelled", "abandoned"] {
         assert!(ids(synced, key).is_empty(), "{key}: {again:#}");
@@ -323,13 +324,38 @@ async fn closing_cancels_unlabelling_abandons_and_both_come_back() {
         ["GH-201"],
         "{deleted:#}"
     );
+
+    // A roadmap item that reuses an issue task's id is skipped by the roadmap ingest.
+    w.s.write(
+        "roadmap.md",
+        "# Roadmap\n\n**GH-203 · Not the issue**\nWrite `x.md`.\n\n**T1-1 · Notes**\nWrite `notes.md`.\n",
+    );
+    let mixed = w.ingest().await;
+    assert_eq!(ids(&mixed, "added"), ["T1-1"], "{mixed:#}");
+    assert!(
+        mixed["warnings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("GH-203 is the id of a task made from a GitHub issue"),
+        "{mixed:#}"
+    );
+    assert_eq!(w.task("GH-203").unwrap().spec.title, "Third");
     w.github.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_issues_and_github_errors_never_fail_the_sync_or_lose_what_is_recorded() {
-    let w = world("fast", Worker::fake("fake"), Some(ROADMAP), "").await;
+    let roadmap = format!(
+        "{ROADMAP}\n**GH-7 · A roadmap item named like an issue task**\nWrite `seven.md`.\n"
+    );
+    let w = world("fast", Worker::fake("fake"), Some(&roadmap), "").await;
     let issues = w.github.issues();
+    issues.add(
+        7,
+        "Issue seven",
+        "Its id is taken by the roadmap.",
+        &["oxi"],
+    );
     let huge = format!("Start `src/big.rs`.\n{}", "x".repeat(1024 * 1024));
     issues.add(301, "Huge body", &huge, &["oxi"]);
     issues.add(
@@ -345,6 +371,20 @@ async fn bad_issues_and_github_errors_never_fail_the_sync_or_lose_what_is_record
     let synced = w.ingest().await;
     let summary = &synced["issues"];
     assert_eq!(summary["result"], "synced", "{synced:#}");
+    let collision = summary["warnings"].as_array().unwrap();
+    assert!(
+        collision.iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .starts_with("#7: GH-7 is already a roadmap item's id")),
+        "{synced:#}"
+    );
+    let seven = w.task("GH-7").unwrap();
+    assert_ne!(
+        seven.spec.format, "github_issue",
+        "the roadmap's item stays"
+    );
+    assert_eq!(seven.spec.title, "A roadmap item named like an issue task");
     let big = w.task("GH-301").unwrap();
     assert!(big.spec.body.len() < 70 * 1024, "{}", big.spec.body.len());
     assert!(
@@ -407,7 +447,7 @@ async fn bad_issues_and_github_errors_never_fail_the_sync_or_lose_what_is_record
     });
     w.s.write(
         "roadmap.md",
-        format!("{ROADMAP}\n**T1-2 · Write more notes**\nCreate `more.md`.\n"),
+        format!("{roadmap}\n**T1-2 · Write more notes**\nCreate `more.md`.\n"),
     );
     let failed = w.ingest().await;
     assert_eq!(ids(&failed, "added"), ["T1-2"], "{failed:#}");
