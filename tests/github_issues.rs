@@ -573,6 +573,51 @@ async fn release_mode_says_closes_and_keeps_one_comment_that_follows_the_task() 
     w.github.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_milestone_and_assignee_filters_narrow_the_issues() {
+    let w = world(
+        "fast",
+        Worker::fake("fake"),
+        None,
+        "milestone = 3\nassignee = \"octocat\"",
+    )
+    .await;
+    let issues = w.github.issues();
+    for n in [601, 602, 603] {
+        issues.add(n, "Filtered", "Some work.", &["oxi"]);
+    }
+    issues.set_milestone(601, Some(3));
+    issues.set_assignee(601, Some("octocat"));
+    issues.set_milestone(602, Some(3));
+    issues.set_assignee(603, Some("octocat"));
+    let synced = w.ingest().await;
+    assert_eq!(ids(&synced["issues"], "added"), ["GH-601"], "{synced:#}");
+    let list = w
+        .github
+        .requests()
+        .into_iter()
+        .find(|r| r.path == format!("/repos/{REPO}/issues"))
+        .unwrap();
+    for param in [
+        "state=open",
+        "labels=oxi",
+        "milestone=3",
+        "assignee=octocat",
+        "per_page=100",
+    ] {
+        assert!(list.query.contains(param), "{}", list.query);
+    }
+    // Moved out of the milestone: the waiting task is abandoned, as for a removed label.
+    issues.set_milestone(601, None);
+    let synced = w.ingest().await;
+    assert_eq!(
+        ids(&synced["issues"], "abandoned"),
+        ["GH-601"],
+        "{synced:#}"
+    );
+    w.github.shutdown().await;
+}
+
 #[test]
 fn a_source_without_a_github_table_or_labels_is_a_config_error_naming_the_key() {
     let s = Sandbox::initialised(ROADMAP);
