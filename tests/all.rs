@@ -18,6 +18,7 @@ mod fast_loop;
 mod first_hour;
 mod followups;
 mod github_answers;
+mod github_issues;
 mod hostile;
 mod ledger;
 mod ledger_protocols;

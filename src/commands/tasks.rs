@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::Context;
 use crate::cli::TasksArgs;
-use crate::ledger::{FailureClass, Ledger, TaskRow, TaskRunTotals, TaskState};
+use crate::ledger::{FailureClass, IssueLink, Ledger, TaskRow, TaskRunTotals, TaskState};
 use crate::money::{format_usd, micro_to_usd};
 use crate::output::{Format, Grid, json_string, write_stdout};
 use crate::scheduler::plan::PlannedTask;
@@ -33,6 +33,10 @@ struct TaskLine<'a> {
     pr_number: Option<u64>,
     pr_url: Option<&'a str>,
     in_roadmap: bool,
+    /// `roadmap`, or `github_issue` (with `issue_url`) for a task made from an issue.
+    source: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issue_url: Option<&'a str>,
 }
 
 /// Why a task waits or stopped, in one line.
@@ -81,6 +85,7 @@ fn reason(task: &TaskRow, planned: Option<&PlannedTask>, base_branch: &str) -> O
 fn lines<'a>(
     tasks: &'a [TaskRow],
     totals: &'a HashMap<String, TaskRunTotals>,
+    issues: &'a HashMap<String, IssueLink>,
     planned: &HashMap<&str, &PlannedTask>,
     base_branch: &str,
     states: &[TaskState],
@@ -106,6 +111,11 @@ fn lines<'a>(
                 pr_number: t.pr_number,
                 pr_url: t.pr_url.as_deref(),
                 in_roadmap: t.in_roadmap,
+                source: match issues.contains_key(&t.spec.id) {
+                    true => "github_issue",
+                    false => "roadmap",
+                },
+                issue_url: issues.get(&t.spec.id).map(|l| l.url.as_str()),
             }
         })
         .collect()
@@ -115,10 +125,20 @@ fn render(lines: &[TaskLine<'_>], format: Format) -> String {
     if lines.is_empty() {
         return "no tasks (`oxi ingest` reads the roadmap)\n".to_owned();
     }
-    let mut grid = Grid::new(["ID", "STATE", "ATTEMPTS", "WORKER", "COST", "BRANCH", "WHY"]);
+    // The source column appears once a task comes from somewhere other than the roadmap.
+    let sourced = lines.iter().any(|l| l.issue_url.is_some());
+    let mut grid = match sourced {
+        true => Grid::new([
+            "ID", "SOURCE", "STATE", "ATTEMPTS", "WORKER", "COST", "BRANCH", "WHY",
+        ]),
+        false => Grid::new(["ID", "STATE", "ATTEMPTS", "WORKER", "COST", "BRANCH", "WHY"]),
+    };
     for line in lines {
-        grid.row([
-            line.id.to_owned(),
+        let mut cells = vec![line.id.to_owned()];
+        if sourced {
+            cells.push(line.issue_url.unwrap_or("roadmap").to_owned());
+        }
+        cells.extend([
             line.state.to_string(),
             line.attempts.to_string(),
             line.worker.unwrap_or("-").to_owned(),
@@ -130,6 +150,7 @@ fn render(lines: &[TaskLine<'_>], format: Format) -> String {
                 None => "-".to_owned(),
             },
         ]);
+        grid.row(cells);
     }
     let mut counts: Vec<(TaskState, usize)> = Vec::new();
     for line in lines {
@@ -165,9 +186,11 @@ pub fn run(ctx: &Context, args: &TasksArgs) -> Result<()> {
         config.stacks_on_delivered(),
     );
     let planned: HashMap<&str, &PlannedTask> = plan.iter().map(|p| (p.id.as_str(), p)).collect();
+    let issues = ledger.read().issue_links()?;
     let lines = lines(
         &tasks,
         &totals,
+        &issues,
         &planned,
         &config.config.project.base_branch,
         &args.states,

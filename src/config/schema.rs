@@ -52,6 +52,8 @@ pub struct Config {
     pub governance: GovernanceConfig,
     pub github: Option<GithubConfig>,
     pub kpi: KpiConfig,
+    /// Task sources besides the roadmap file.
+    pub sources: SourcesConfig,
 }
 
 /// Targets `oxi report` checks each KPI against: below them, unattended runs are not yet
@@ -244,6 +246,7 @@ impl Default for Config {
             governance: GovernanceConfig::default(),
             kpi: KpiConfig::default(),
             github: None,
+            sources: SourcesConfig::default(),
         }
     }
 }
@@ -531,4 +534,33 @@ fn default_token_env() -> String {
 
 fn default_remote() -> String {
     "origin".to_owned()
+}
+
+/// `[sources]`: where tasks come from besides `project.roadmap` (which is always read).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesConfig {
+    /// Open GitHub issues of `github.repo` that carry the labels become tasks `GH-<number>`.
+    pub github_issues: Option<GithubIssuesConfig>,
+}
+
+/// `[sources.github_issues]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubIssuesConfig {
+    /// An issue becomes a task when it is open and carries every one of these labels.
+    pub labels: Vec<String>,
+    /// Only issues in this milestone (its number, as GitHub's list filter takes it).
+    #[serde(default)]
+    pub milestone: Option<u64>,
+    /// Only issues assigned to this login.
+    #[serde(default)]
+    pub assignee: Option<String>,
+    /// Longest brief taken from an issue body; a longer body is cut there with a note.
+    #[serde(default = "default_issue_brief_limit")]
+    pub max_body: HumanSize,
+}
+
+fn default_issue_brief_limit() -> HumanSize {
+    HumanSize(bytesize::ByteSize::kib(64))
 }

@@ -10,6 +10,7 @@
 //! from a [`ReleaseMode`] proof: fast mode never holds one.
 
 mod ci;
+pub mod issues;
 pub mod model;
 
 use std::time::Duration;

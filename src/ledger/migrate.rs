@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "hold_kind",
         sql: include_str!("migrations/0007_hold_kind.sql"),
     },
+    Migration {
+        version: 8,
+        name: "issue_tasks",
+        sql: include_str!("migrations/0008_issue_tasks.sql"),
+    },
 ];
 
 /// True when every applied migration's recorded checksum matches this binary's text.

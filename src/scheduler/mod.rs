@@ -69,6 +69,16 @@ pub(crate) fn refresh_roadmap(
     pass::ingest(ledger, config, parent_env)
 }
 
+/// `[sources.github_issues]`: reads the issues and applies them (a GitHub failure is recorded
+/// and returned as `IssueSync::Failed`); `None` when the source is not configured.
+pub(crate) async fn sync_issues(
+    ledger: &mut Ledger,
+    config: &LoadedConfig,
+    parent_env: &[(String, String)],
+) -> Result<Option<roadmap::github_issues::IssueSync>, SchedulerError> {
+    Ok(roadmap::github_issues::sync(ledger, config, parent_env).await?)
+}
+
 /// Fast mode: delivered branches an operator merged into the base branch become `done`.
 pub(crate) fn settle_landed(
     config: &LoadedConfig,

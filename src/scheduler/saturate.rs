@@ -195,6 +195,9 @@ const LANDED_EVERY: Duration = Duration::from_secs(5);
 
 /// How often release mode resumes deliveries and follows pull requests.
 const RELEASE_EVERY: Duration = Duration::from_secs(60);
+/// How often GitHub issues are read (`[sources.github_issues]`): one list call, well inside
+/// GitHub's hourly allowance.
+const ISSUES_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs saturate until it has a reason to stop.
 pub fn run(
@@ -249,6 +252,7 @@ pub fn run(
         budget_wait: None,
         last_release: Instant::now() - Duration::from_secs(3600),
         last_landed: Instant::now() - Duration::from_secs(3600),
+        last_issues: Instant::now() - Duration::from_secs(3600),
         was_paused: false,
     };
     let reason = loop {
@@ -372,6 +376,7 @@ struct Saturator<'o> {
     budget_wait: Option<(usize, Instant)>,
     last_release: Instant,
     last_landed: Instant,
+    last_issues: Instant,
     was_paused: bool,
 }
 
@@ -500,6 +505,20 @@ impl Saturator<'_> {
                 ingest.added.len(),
                 ingest.updated.len()
             ));
+        }
+        if self.last_issues.elapsed() > ISSUES_EVERY {
+            self.last_issues = Instant::now();
+            let synced = self.runtime.block_on(super::sync_issues(
+                &mut self.ledger,
+                &self.config,
+                &self.parent_env,
+            ))?;
+            if let Some(line) = synced
+                .as_ref()
+                .and_then(crate::roadmap::github_issues::IssueSync::change_line)
+            {
+                self.status.log(&line);
+            }
         }
         // Delivered branches merged by the operator (a few git calls: every few seconds).
         if self.last_landed.elapsed() > LANDED_EVERY {

@@ -2,4 +2,5 @@
 //! ([`fake_github`]) and a scripted model API server for the real agent CLIs ([`mock_model`]).
 
 pub mod fake_github;
+pub mod fake_github_issues;
 pub mod mock_model;

@@ -7,6 +7,7 @@ mod project;
 mod rates;
 mod routing;
 mod run;
+mod sources;
 mod verify;
 mod workers;
 
@@ -47,6 +48,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     governance::check(config, &mut problems);
     github::check(config, &mut problems);
     project::check_allowed_repos(config, &mut problems);
+    sources::check(config, &mut problems);
     problems
 }
 

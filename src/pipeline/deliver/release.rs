@@ -294,7 +294,10 @@ async fn deliver_one(
         .ok_or_else(|| ReleaseError::Template("no [github] table".into()))?;
     push(&config.repo_root, &github.remote, branch, token)?;
     let state = last_state(ledger, &task.spec.id);
-    let (title, body) = render_pr(config, task, &state, redactor)?;
+    let (title, mut body) = render_pr(config, task, &state, redactor)?;
+    if let Some(closes) = crate::roadmap::github_issues::closes_line(ledger, &task.spec.id)? {
+        body.push_str(&format!("\n{closes}\n"));
+    }
     let base = &config.config.project.base_branch;
     let existing = client.pulls("open", Some(branch)).await?;
     let pull = match existing.into_iter().find(|p| p.head.name == branch) {

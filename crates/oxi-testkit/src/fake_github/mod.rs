@@ -112,6 +112,7 @@ struct Inner {
     push_permission: bool,
     /// What [`answers`] and [`ci`] keep.
     more: answers::More,
+    issues: crate::fake_github_issues::FakeIssues,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -162,6 +163,7 @@ impl FakeGithub {
             page_size_cap: 100,
             push_permission: true,
             more: answers::More::default(),
+            issues: Default::default(),
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -219,6 +221,11 @@ impl FakeGithub {
     /// Lists return at most `n` items per page (to exercise pagination).
     pub fn set_page_size(&self, n: usize) {
         self.with(|i| i.page_size_cap = n.max(1));
+    }
+
+    /// The repository's issues (see `fake_github_issues`).
+    pub fn issues(&self) -> crate::fake_github_issues::FakeIssues {
+        self.with(|i| i.issues.clone())
     }
 
     pub fn set_push_permission(&self, push: bool) {
@@ -316,7 +323,7 @@ fn pull_json(repo: &str, p: &Pull, bare: Option<&std::path::Path>) -> Value {
     })
 }
 
-fn json_response(status: StatusCode, body: Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: Value) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
     let reset = unix_now_secs() + 3600;
     let headers = response.headers_mut();
@@ -335,14 +342,14 @@ fn json_response(status: StatusCode, body: Value) -> Response {
     response
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     json_response(
         status,
         json!({ "message": message, "documentation_url": "https://docs.github.com/rest", "status": status.as_u16().to_string() }),
     )
 }
 
-fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -351,7 +358,13 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// One page of `items`, with a `Link` header when more follow.
-fn paginate(base_url: &str, path: &str, query: &str, items: Vec<Value>, cap: usize) -> Response {
+pub(crate) fn paginate(
+    base_url: &str,
+    path: &str,
+    query: &str,
+    items: Vec<Value>,
+    cap: usize,
+) -> Response {
     let per_page = query_param(query, "per_page")
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(30)
@@ -488,6 +501,18 @@ fn answer(
     };
     let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
     if let Some(response) = ci::route(&state, &method, &parts, &base_url, &path, &query) {
+        return response;
+    }
+    let request = crate::fake_github_issues::IssueRequest {
+        method: method.as_str(),
+        parts: &parts,
+        query: &query,
+        body: &body,
+        repo: &repo,
+        base_url: &base_url,
+        cap,
+    };
+    if let Some(response) = state.issues.route(&request) {
         return response;
     }
     match (method.as_str(), parts.as_slice()) {
