@@ -12,6 +12,7 @@ mod blocks;
 pub mod events;
 mod kinds;
 mod migrate;
+mod notify;
 mod queries;
 mod report;
 mod runs;
@@ -29,6 +30,9 @@ pub use blocks::WorkerBlock;
 pub use events::{Event, EventKind};
 pub use kinds::{ApprovalKind, FailureClass, HoldKind};
 pub use migrate::MIGRATIONS;
+pub use notify::{
+    Attempt, AttemptStatus, NewOutbox, OutboxRow, OutboxState, SinkCounts, TrailEvent,
+};
 pub use queries::*;
 pub use report::*;
 pub use runs::*;

@@ -3,6 +3,7 @@
 mod caps;
 mod github;
 mod governance;
+mod notify;
 mod project;
 mod rates;
 mod routing;
@@ -47,6 +48,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     governance::check(config, &mut problems);
     github::check(config, &mut problems);
     project::check_allowed_repos(config, &mut problems);
+    notify::check(config, &mut problems);
     problems
 }
 
