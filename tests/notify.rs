@@ -507,3 +507,45 @@ fn bad_notify_config_names_file_line_and_key() {
     }
     insta::assert_snapshot!("notify_config_errors", all);
 }
+
+/// Runs of $0.60 under a $1.50 day with a $0.50 soft warning: saturate stops claiming at the
+/// cap, and its rounds send the soft warning and the stop.
+#[test]
+fn saturate_sends_the_soft_budget_warning_and_its_stop() {
+    let t = setup(
+        "# Roadmap\n\n## Tier 0\n\n**T0-1 · One**\nWrite hello.txt.\n\n**T0-2 · Two**\nWrite hello.txt.\n\n**T0-3 · Three**\nWrite hello.txt.\n",
+        "[caps]\njob_usd = 1.0\ndaily_usd = 1.5\ndaily_soft_warn_usd = 0.5\nestimate_floor_usd = 1.0\n\n[[notify.sinks]]\nname = \"stops\"\nkind = \"webhook\"\nurl_env = \"HOOK_URL\"\nevents = [\"saturate_stopped\"]\n\n[[notify.sinks]]\nname = \"money\"\nkind = \"slack\"\nurl_env = \"SLACK_URL\"\nevents = [\"budget\"]\n",
+        "hello.txt",
+    );
+    let toml = t.s.read("oxi.toml").replace(
+        "OXI_FAKE_SCENARIO = \"edit\"",
+        "OXI_FAKE_SCENARIO = \"edit\", OXI_FAKE_COST_USD = \"0.6\"",
+    );
+    t.s.write("oxi.toml", toml);
+    let run = t.oxi(&["saturate", "--concurrency", "3"]);
+    assert!(run.ok().contains("(daily_budget_reached)"), "{run:?}");
+    let stops = at(&t.rx, "/hook/");
+    assert_eq!(stops.len(), 1, "{stops:?}");
+    assert_eq!(stops[0].json()["event"], "saturate_stopped");
+    assert_eq!(stops[0].json()["ledger_kind"], "daily_budget_reached");
+    let mut money: Vec<String> = at(&t.rx, "/slack/")
+        .iter()
+        .map(|r| {
+            r.json()["text"]
+                .as_str()
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    money.sort();
+    assert_eq!(
+        money,
+        [
+            "*Spend today passed the soft warning ($0.50)*",
+            "*oxi saturate stopped claiming: the day's cap is reached*"
+        ]
+    );
+}

@@ -427,3 +427,34 @@ pub(super) fn sample(config: &LoadedConfig) -> Notification {
     n.details = json!({});
     n
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::events::{DailyBudgetReached, TaskStateChanged};
+
+    fn change(to: TaskState) -> Event {
+        Event::TaskStateChanged(TaskStateChanged {
+            from: TaskState::Verifying,
+            to,
+            reason: String::new(),
+            held_reason: None,
+            failure_class: None,
+        })
+    }
+
+    #[test]
+    fn each_topic_comes_from_its_events_and_others_from_none() {
+        assert_eq!(topics_of(&change(TaskState::Held)), [Topic::Held]);
+        assert_eq!(topics_of(&change(TaskState::Failed)), [Topic::Failed]);
+        assert_eq!(
+            topics_of(&change(TaskState::FrameworkFixNeeded)),
+            [Topic::FrameworkFixNeeded]
+        );
+        assert!(topics_of(&change(TaskState::Delivered)).is_empty());
+        assert_eq!(
+            topics_of(&Event::DailyBudgetReached(DailyBudgetReached::default())),
+            [Topic::Budget, Topic::SaturateStopped]
+        );
+    }
+}

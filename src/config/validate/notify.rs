@@ -158,3 +158,33 @@ fn literal_url_problem(kind: SinkKind, url: &str) -> Option<String> {
     };
     credential.map(|what| format!("a literal URL with {what} is a secret in oxi.toml; {move_it}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_literal_url_is_refused_only_when_it_carries_a_credential() {
+        assert_eq!(
+            literal_url_problem(SinkKind::Ntfy, "https://ntfy.sh/oxi-alerts"),
+            None
+        );
+        assert_eq!(
+            literal_url_problem(SinkKind::Webhook, "http://127.0.0.1:9/hook"),
+            None
+        );
+        for (kind, url) in [
+            (SinkKind::Webhook, "https://user:pw@example.com/hook"),
+            (SinkKind::Webhook, "https://example.com/hook?token=x"),
+            (SinkKind::Slack, "https://hooks.slack.com/services/T/B/X"),
+            (
+                SinkKind::Webhook,
+                "https://example.com/ghp_0123456789abcdefghijklmnopqrstuvwxyz",
+            ),
+            (SinkKind::Webhook, "ftp://example.com/hook"),
+            (SinkKind::Webhook, "not a url"),
+        ] {
+            assert!(literal_url_problem(kind, url).is_some(), "{url}");
+        }
+    }
+}
