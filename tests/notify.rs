@@ -549,3 +549,56 @@ fn saturate_sends_the_soft_budget_warning_and_its_stop() {
         ]
     );
 }
+
+#[test]
+fn a_worker_held_back_is_sent_as_quarantined() {
+    let t = setup(
+        EMPTY_ROADMAP,
+        "[[notify.sinks]]\nkind = \"webhook\"\nurl_env = \"HOOK_URL\"\nevents = [\"quarantined\"]\n",
+        "hello.txt",
+    );
+    t.tick().ok();
+    t.ledger()
+        .record(
+            None,
+            None,
+            Event::WorkerBlocked(oxi::ledger::WorkerBlock {
+                worker: "fake".into(),
+                class: "auth_failed".into(),
+                message: "Invalid API key".into(),
+                run_id: None,
+                task_id: None,
+                at_ms: 0,
+            }),
+        )
+        .unwrap();
+    t.tick().ok();
+    let got = at(&t.rx, "/hook/");
+    assert_eq!(got.len(), 1);
+    let body = got[0].json();
+    assert_eq!(body["event"], "quarantined");
+    assert_eq!(body["ledger_kind"], "worker_blocked");
+    assert_eq!(body["title"], "Worker fake is held back from new runs");
+}
+
+#[test]
+fn doctor_fails_a_command_sink_whose_program_is_missing() {
+    let t = setup(
+        EMPTY_ROADMAP,
+        "[[notify.sinks]]\nkind = \"command\"\nargv = [\"no-such-notifier-xyz\"]\nevents = [\"held\"]\n",
+        "hello.txt",
+    );
+    let doctor = t.oxi(&["doctor", "--format", "json"]).json();
+    let check = doctor["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "notify command")
+        .unwrap()
+        .clone();
+    assert_eq!(check["status"], "fail");
+    assert_eq!(
+        check["detail"],
+        "no-such-notifier-xyz is not found (not an executable path, nor on PATH)"
+    );
+}

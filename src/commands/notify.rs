@@ -110,12 +110,11 @@ fn status(ctx: &Context, args: &NotifyStatusArgs) -> Result<()> {
         Format::Json => json_string(&report)?,
         format => render(&report, format),
     };
-    write_stdout(&text)
-        .map_err(Into::into)
-        .and_then(|()| match report.sinks.is_empty() {
-            true => write_stdout(NO_SINKS).map_err(Into::into),
-            false => Ok(()),
-        })
+    write_stdout(&text)?;
+    if report.sinks.is_empty() && ctx.global.format != Format::Json {
+        write_stdout(NO_SINKS)?;
+    }
+    Ok(())
 }
 
 fn render(report: &StatusReport, format: Format) -> String {

@@ -48,6 +48,9 @@ pub enum SendError {
         #[source]
         source: std::io::Error,
     },
+    /// The command's program is not on oxi's PATH (nor an executable path).
+    #[error("{0} is not found (not an executable path, nor on PATH)")]
+    NotFound(String),
     /// The command exited unsuccessfully.
     #[error("the command exited with {code:?}: {stderr}")]
     Exit { code: Option<i32>, stderr: String },
@@ -94,11 +97,17 @@ pub(super) fn target(
             })
     };
     if sink.kind == SinkKind::Command {
-        return if sink.argv.is_empty() {
-            Err(SendError::Missing("argv"))
-        } else {
-            Ok(Target::Command(sink.argv.clone()))
+        let Some(program) = sink.argv.first() else {
+            return Err(SendError::Missing("argv"));
         };
+        let path = parent_env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str());
+        if which::which_in(program, path, "/").is_err() {
+            return Err(SendError::NotFound(program.clone()));
+        }
+        return Ok(Target::Command(sink.argv.clone()));
     }
     let url = match (&sink.url_env, &sink.url) {
         (Some(name), _) => var(name, "url_env")?,
