@@ -392,8 +392,8 @@ pub async fn send_test(
     Ok(results)
 }
 
-/// What `oxi doctor` says about one sink: `Err` with the fix when it cannot send at all
-/// (its variable unset), a warning when its last attempts all failed.
+/// Each sink's health for `oxi doctor`: broken when it cannot send at all (a variable it
+/// names unset, its program missing), failing when its last attempts all failed.
 pub fn sink_problems(
     config: &LoadedConfig,
     ledger: Option<&Ledger>,
