@@ -602,3 +602,48 @@ fn doctor_fails_a_command_sink_whose_program_is_missing() {
         "no-such-notifier-xyz is not found (not an executable path, nor on PATH)"
     );
 }
+
+#[test]
+fn the_first_pass_does_not_send_history() {
+    let t = setup(
+        EMPTY_ROADMAP,
+        "[[notify.sinks]]\nkind = \"webhook\"\nurl_env = \"HOOK_URL\"\nevents = [\"held\"]\n",
+        "hello.txt",
+    );
+    t.oxi(&["ingest"]).ok();
+    t.seed(
+        "T0-8",
+        TaskState::Held,
+        "held before notifications were set up",
+    );
+    t.tick().ok();
+    t.tick().ok();
+    assert!(t.rx.received().is_empty(), "{:?}", t.rx.received());
+    t.seed("T0-9", TaskState::Held, "held since");
+    t.tick().ok();
+    let got = at(&t.rx, "/hook/");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].json()["task_id"], "T0-9");
+}
+
+#[test]
+fn what_a_pass_has_no_time_for_waits_for_the_next() {
+    let t = setup(
+        EMPTY_ROADMAP,
+        "[notify]\npass_budget = \"1s\"\n\n[[notify.sinks]]\nname = \"slow\"\nkind = \"webhook\"\nurl_env = \"HOOK_URL\"\ntimeout = \"10s\"\nevents = [\"held\"]\n\n[[notify.sinks]]\nname = \"next\"\nkind = \"slack\"\nurl_env = \"SLACK_URL\"\nevents = [\"held\"]\n",
+        "hello.txt",
+    );
+    t.tick().ok();
+    t.seed("T0-8", TaskState::Held, "needs a human");
+    // The first sink answers after the pass's budget is spent: the second waits.
+    t.rx.script(&[Answer::Hang(Duration::from_secs(2))]);
+    t.tick().ok();
+    assert_eq!(
+        t.query("SELECT sink, status FROM notifications"),
+        [[json!("slow"), json!("delivered")]]
+    );
+    assert!(at(&t.rx, "/slack/").is_empty());
+    t.tick().ok();
+    assert_eq!(at(&t.rx, "/slack/").len(), 1);
+    assert_eq!(at(&t.rx, "/hook/").len(), 1, "delivered once, never again");
+}
