@@ -93,6 +93,34 @@ pub enum Command {
     /// Roadmap maintenance
     #[command(subcommand)]
     Roadmap(RoadmapCommand),
+    /// Notifications ([notify] sinks): send a test to each sink, or show what was sent and
+    /// what failed
+    #[command(subcommand)]
+    Notify(NotifyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a sample notification to each sink (or one) and print each result; exits 1 if any
+    /// failed
+    Test(NotifyTestArgs),
+    /// Each sink's queue (pending, delivered, given up) and the latest attempts with their
+    /// errors
+    Status(NotifyStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyTestArgs {
+    /// Only this sink (its `name`, or its kind when it has none)
+    #[arg(long, value_name = "NAME")]
+    pub sink: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyStatusArgs {
+    /// How many of the latest attempts to list
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
 }
 
 #[derive(Debug, Subcommand)]

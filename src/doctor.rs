@@ -558,6 +558,7 @@ pub async fn run(
     github_checks(config, parent_env, &mut out).await;
     command_checks(config, parent_env, &mut out);
     template_checks(&mut out);
+    notify_checks(config, parent_env, &mut out);
     for c in &mut out {
         if BLOCKING_CHECKS.contains(&c.name.as_str()) {
             c.blocks_dispatch = true;
@@ -727,5 +728,42 @@ fn worker_block_checks(config: &LoadedConfig, actor: &str, out: &mut Vec<Check>)
     for mut c in results {
         c.blocks_dispatch = all_blocked && c.status == Status::Fail;
         out.push(c);
+    }
+}
+
+/// Each notification sink: its variables set (else it cannot send: a failure), and not
+/// failing its last attempts (a warning with the last error). Never blocks dispatch.
+fn notify_checks(config: &LoadedConfig, parent_env: &[(String, String)], out: &mut Vec<Check>) {
+    use crate::notify::SinkHealth;
+    let path = config.ledger_path();
+    let ledger = path
+        .exists()
+        .then(|| crate::ledger::Ledger::open_existing(&path).ok())
+        .flatten();
+    for (sink, health) in crate::notify::sink_problems(config, ledger.as_ref(), parent_env) {
+        let name = format!("notify {sink}");
+        out.push(match health {
+            SinkHealth::Ok(detail) => check(&name, Status::Ok, detail, None),
+            SinkHealth::Broken(why) => check(
+                &name,
+                Status::Fail,
+                why,
+                Some(format!(
+                    "export the variable in the environment oxi runs in (cron, systemd), or fix [[notify.sinks]] in {}",
+                    config.display_path()
+                )),
+            ),
+            SinkHealth::Failing {
+                attempts,
+                last_error,
+            } => check(
+                &name,
+                Status::Warn,
+                format!("its last {attempts} attempts failed; the last: {last_error}"),
+                Some(format!(
+                    "`oxi notify status` lists the attempts; `oxi notify test --sink {sink}` tries it now"
+                )),
+            ),
+        });
     }
 }

@@ -15,6 +15,7 @@ mod git;
 mod github;
 pub mod ledger;
 mod money;
+pub mod notify;
 pub mod output;
 mod pipeline;
 mod preflight;

@@ -24,6 +24,7 @@ mod ledger;
 mod ledger_protocols;
 mod mock_model;
 mod money_and_delivery;
+mod notify;
 mod operator_edits;
 mod pipeline_stages;
 mod process;

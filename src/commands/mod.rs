@@ -5,6 +5,7 @@ mod doctor;
 mod ingest;
 mod init;
 mod man;
+mod notify;
 mod pause;
 mod plan;
 mod prune;
@@ -110,6 +111,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Cancel(args) => task::cancel(ctx, args),
         Command::Done(args) => task::done(ctx, args),
         Command::Roadmap(crate::cli::RoadmapCommand::Prune(args)) => prune::run(ctx, args),
+        Command::Notify(command) => notify::run(ctx, command),
     }
 }
 

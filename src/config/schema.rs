@@ -54,6 +54,7 @@ pub struct Config {
     pub kpi: KpiConfig,
     /// Task sources besides the roadmap file.
     pub sources: SourcesConfig,
+    pub notify: NotifyConfig,
 }
 
 /// Targets `oxi report` checks each KPI against: below them, unattended runs are not yet
@@ -247,6 +248,7 @@ impl Default for Config {
             kpi: KpiConfig::default(),
             github: None,
             sources: SourcesConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -563,4 +565,77 @@ pub struct GithubIssuesConfig {
 
 fn default_issue_brief_limit() -> HumanSize {
     HumanSize(bytesize::ByteSize::kib(64))
+}
+
+/// `[notify]`: where oxi says that a human is needed (docs/notifications.md). No sink, no
+/// notification: the table is off by default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// `[[notify.sinks]]`: each a place to send to and the events it wants.
+    pub sinks: Vec<NotifySink>,
+    /// Attempts per notification and sink before it is recorded as given up.
+    pub max_attempts: u32,
+    /// The wait after a failed attempt; it doubles after each failure, up to `retry_backoff_max`.
+    pub retry_backoff: HumanDuration,
+    pub retry_backoff_max: HumanDuration,
+    /// The longest one pass (the end of a tick, a saturate round) spends sending; what is not
+    /// sent in time stays queued for the next pass.
+    pub pass_budget: HumanDuration,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            sinks: Vec::new(),
+            max_attempts: 5,
+            retry_backoff: HumanDuration::from_secs(60),
+            retry_backoff_max: HumanDuration::from_secs(3600),
+            pass_budget: HumanDuration::from_secs(15),
+        }
+    }
+}
+
+/// One `[[notify.sinks]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySink {
+    /// Names the sink in the ledger, `oxi notify` and `--sink` (default: its kind).
+    #[serde(default)]
+    pub name: Option<String>,
+    pub kind: crate::notify::SinkKind,
+    /// The events it wants.
+    pub events: Vec<crate::notify::Topic>,
+    /// The name of the variable holding the URL (webhook URLs carry their secret).
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// A literal URL, only for one without credentials (no user:password, no query, not Slack).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// webhook, ntfy: the name of a variable holding a bearer token (`Authorization` header).
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// command: the program and its arguments (argv-form, no shell).
+    #[serde(default)]
+    pub argv: Vec<String>,
+    /// One attempt's limit (the request, or the command until its group is killed).
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: HumanDuration,
+    /// ntfy: the `Priority` header (1-5, min, low, default, high, max, urgent); by event when unset.
+    #[serde(default)]
+    pub priority: Option<String>,
+    /// ntfy: tags added to the `Tags` header beside the event's name.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+impl NotifySink {
+    /// The sink's name: `name`, else its kind.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(self.kind.as_str())
+    }
+}
+
+fn default_notify_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10)
 }

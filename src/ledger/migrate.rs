@@ -61,6 +61,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "issue_tasks",
         sql: include_str!("migrations/0008_issue_tasks.sql"),
     },
+    Migration {
+        version: 9,
+        name: "notifications",
+        sql: include_str!("migrations/0009_notifications.sql"),
+    },
 ];
 
 /// True when every applied migration's recorded checksum matches this binary's text.

@@ -13,6 +13,7 @@ pub mod events;
 mod issues;
 mod kinds;
 mod migrate;
+mod notify;
 mod queries;
 mod report;
 mod runs;
@@ -31,6 +32,9 @@ pub use events::{Event, EventKind};
 pub use issues::{IssueLink, IssueSeen};
 pub use kinds::{ApprovalKind, FailureClass, HoldKind};
 pub use migrate::MIGRATIONS;
+pub use notify::{
+    Attempt, AttemptStatus, NewOutbox, OutboxRow, OutboxState, SinkCounts, TrailEvent,
+};
 pub use queries::*;
 pub use report::*;
 pub use runs::*;

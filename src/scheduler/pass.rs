@@ -144,8 +144,23 @@ pub(crate) fn ingest(
     )?))
 }
 
-/// One pass. The caller holds the tick lock.
+/// One pass, then the notifier's (after the pass's writes committed; it never fails the
+/// pass). The caller holds the tick lock.
 pub async fn pass(
+    config: &LoadedConfig,
+    ledger: &mut Ledger,
+    parent_env: Vec<(String, String)>,
+    actor: &str,
+    shutdown: watch::Receiver<bool>,
+) -> Result<TickReport, SchedulerError> {
+    let started_ms = now_ms();
+    let env = parent_env.clone();
+    let report = pass_only(config, ledger, parent_env, actor, shutdown).await;
+    crate::notify::run_pass(config, ledger, &env, started_ms).await;
+    report
+}
+
+async fn pass_only(
     config: &LoadedConfig,
     ledger: &mut Ledger,
     parent_env: Vec<(String, String)>,

@@ -254,6 +254,7 @@ pub fn run(
         last_landed: Instant::now() - Duration::from_secs(3600),
         last_issues: Instant::now() - Duration::from_secs(3600),
         was_paused: false,
+        started_ms: now_ms(),
     };
     let reason = loop {
         saturator.collect_finished();
@@ -271,8 +272,10 @@ pub fn run(
             }
         }
         saturator.show_status()?;
+        saturator.notify();
         std::thread::sleep(Duration::from_millis(250));
     };
+    saturator.notify();
     let Saturator {
         mut status,
         budget_stop,
@@ -378,6 +381,8 @@ struct Saturator<'o> {
     last_landed: Instant,
     last_issues: Instant,
     was_paused: bool,
+    /// When saturate started (the notifier's first pass starts from there).
+    started_ms: i64,
 }
 
 impl Saturator<'_> {
@@ -649,6 +654,16 @@ impl Saturator<'_> {
         self.budget_stop = Some(text);
         self.stopping = Some((Instant::now(), reason.to_owned()));
         Ok(Step::Again)
+    }
+
+    /// The notifier's pass over what this round recorded (never stops saturate).
+    fn notify(&mut self) {
+        self.runtime.block_on(crate::notify::run_pass(
+            &self.config,
+            &mut self.ledger,
+            &self.parent_env,
+            self.started_ms,
+        ));
     }
 
     /// The status block: slots, spend, queue, and each slot's run.

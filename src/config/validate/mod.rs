@@ -3,6 +3,7 @@
 mod caps;
 mod github;
 mod governance;
+mod notify;
 mod project;
 mod rates;
 mod routing;
@@ -49,6 +50,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     github::check(config, &mut problems);
     project::check_allowed_repos(config, &mut problems);
     sources::check(config, &mut problems);
+    notify::check(config, &mut problems);
     problems
 }
 
