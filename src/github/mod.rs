@@ -8,6 +8,9 @@
 
 pub mod model;
 
+#[cfg(test)]
+mod live_tests;
+
 use std::time::Duration;
 
 use http::{HeaderMap, Method, StatusCode};
