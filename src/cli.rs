@@ -88,7 +88,7 @@ pub enum Command {
     Logs(LogsArgs),
     /// Shell completions (bash, zsh, fish, elvish, powershell) on stdout
     Completions(CompletionsArgs),
-    /// The manual page (roff) on stdout, or with --dir every page (oxi.1, oxi-<command>.1)
+    /// The manual page (roff) on stdout, or with --dir every page (oxi.1, oxi-COMMAND.1)
     Man(ManArgs),
     /// Roadmap maintenance
     #[command(subcommand)]

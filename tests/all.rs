@@ -10,9 +10,11 @@ mod support;
 
 mod chaos;
 mod cli_basics;
+mod cli_docs;
 mod config_errors;
 mod diagnostics;
 mod dies_with_oxi;
+mod docs_lint;
 mod doctor;
 mod fast_loop;
 mod first_hour;

@@ -43,7 +43,7 @@ pub struct Config {
     /// When the table is absent: `claude` and `codex` workers. When present: exactly those listed.
     pub workers: BTreeMap<String, WorkerConfig>,
     pub routing: RoutingConfig,
-    /// The built-in cards ([`default_rates`]) with the table's merged over them: a card here
+    /// The built-in cards (`default_rates`) with the table's merged over them: a card here
     /// adds a model or replaces that model's card; built-in cards for other models stay.
     #[serde(deserialize_with = "rates_over_defaults")]
     pub rates: BTreeMap<String, RateCard>,

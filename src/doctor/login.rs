@@ -1,6 +1,6 @@
 //! Can each routed worker's CLI authenticate? A run that cannot is `auth_failed` and blocks
 //! its worker, so doctor asks before a tick does. How to ask is each CLI's own business: its
-//! adapter's [`login`](crate::worker::Adapter::login) (src/worker/<kind>.rs).
+//! adapter's [`login`](crate::worker::Adapter::login) (`src/worker/<kind>.rs`).
 
 use super::{Check, Status, check};
 use crate::config::LoadedConfig;

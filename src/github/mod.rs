@@ -13,6 +13,9 @@ mod ci;
 pub mod issues;
 pub mod model;
 
+#[cfg(test)]
+mod live_tests;
+
 use std::time::Duration;
 
 use http::{HeaderMap, Method, StatusCode};

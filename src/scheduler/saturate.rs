@@ -32,7 +32,7 @@ pub enum SaturateError {
     Scheduler(#[from] SchedulerError),
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
-    /// Dispatch cannot start: the problems, joined (see [`super::dispatch_problems`]).
+    /// Dispatch cannot start: the problems, joined (see `dispatch_problems`).
     #[error("dispatch blocked: {0}")]
     Blocked(String),
     /// `oxi.toml` could not be loaded at start. Not a `#[source]`: saturate has always exited 1
