@@ -134,6 +134,8 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
     let live: Option<Box<dyn std::io::Write + Send>> = (ctx.global.quiet == 0)
         .then(|| Box::new(anstream::stderr()) as Box<dyn std::io::Write + Send>);
     let request = RunRequest {
+        model: None,
+        route: None,
         worker_name: &worker_name,
         prompt: &prompt,
         cwd: &cwd,

@@ -11,6 +11,7 @@ use crate::cli::TasksArgs;
 use crate::ledger::{FailureClass, Ledger, TaskRow, TaskRunTotals, TaskState};
 use crate::money::{format_usd, micro_to_usd};
 use crate::output::{Format, Grid, json_string, write_stdout};
+use crate::routing::Router;
 use crate::scheduler::plan::PlannedTask;
 
 /// One row of `oxi tasks --format json`. Field names are a documented interface.
@@ -33,6 +34,8 @@ struct TaskLine<'a> {
     pr_number: Option<u64>,
     pr_url: Option<&'a str>,
     in_roadmap: bool,
+    /// The `[[routing.rules]]` rule the task routes by now, or `default`.
+    route: &'a str,
 }
 
 /// Why a task waits or stopped, in one line.
@@ -84,6 +87,7 @@ fn lines<'a>(
     planned: &HashMap<&str, &PlannedTask>,
     base_branch: &str,
     states: &[TaskState],
+    router: &'a Router,
 ) -> Vec<TaskLine<'a>> {
     tasks
         .iter()
@@ -106,18 +110,24 @@ fn lines<'a>(
                 pr_number: t.pr_number,
                 pr_url: t.pr_url.as_deref(),
                 in_roadmap: t.in_roadmap,
+                route: router.route(&t.spec).name(),
             }
         })
         .collect()
 }
 
-fn render(lines: &[TaskLine<'_>], format: Format) -> String {
+/// `with_route`: a ROUTE column (when `[[routing.rules]]` exist; else every task is `default`).
+fn render(lines: &[TaskLine<'_>], format: Format, with_route: bool) -> String {
     if lines.is_empty() {
         return "no tasks (`oxi ingest` reads the roadmap)\n".to_owned();
     }
-    let mut grid = Grid::new(["ID", "STATE", "ATTEMPTS", "WORKER", "COST", "BRANCH", "WHY"]);
+    let mut header = vec!["ID", "STATE", "ATTEMPTS", "WORKER", "COST", "BRANCH", "WHY"];
+    if with_route {
+        header.insert(4, "ROUTE");
+    }
+    let mut grid = Grid::new(header);
     for line in lines {
-        grid.row([
+        let mut cells = vec![
             line.id.to_owned(),
             line.state.to_string(),
             line.attempts.to_string(),
@@ -129,7 +139,11 @@ fn render(lines: &[TaskLine<'_>], format: Format) -> String {
                 None if line.state.is_waiting() => "eligible".to_owned(),
                 None => "-".to_owned(),
             },
-        ]);
+        ];
+        if with_route {
+            cells.insert(4, line.route.to_owned());
+        }
+        grid.row(cells);
     }
     let mut counts: Vec<(TaskState, usize)> = Vec::new();
     for line in lines {
@@ -165,16 +179,18 @@ pub fn run(ctx: &Context, args: &TasksArgs) -> Result<()> {
         config.stacks_on_delivered(),
     );
     let planned: HashMap<&str, &PlannedTask> = plan.iter().map(|p| (p.id.as_str(), p)).collect();
+    let router = Router::new(&config.config)?;
     let lines = lines(
         &tasks,
         &totals,
         &planned,
         &config.config.project.base_branch,
         &args.states,
+        &router,
     );
     let text = match ctx.global.format {
         Format::Json => json_string(&lines)?,
-        format => render(&lines, format),
+        format => render(&lines, format, !config.config.routing.rules.is_empty()),
     };
     write_stdout(&text)?;
     Ok(())
