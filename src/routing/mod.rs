@@ -120,12 +120,11 @@ impl fmt::Display for RouteRole {
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
     /// A `when` regex does not compile.
-    #[error("{pattern:?} is not a valid regex: {source}")]
+    #[error("{pattern:?} is not a valid regex: {reason}")]
     BadRegex {
         key: Vec<String>,
         pattern: String,
-        #[source]
-        source: Box<regex::Error>,
+        reason: String,
     },
     /// A `when.files` glob does not compile.
     #[error("{pattern:?} is not a valid glob: {source}")]

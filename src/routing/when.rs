@@ -78,7 +78,7 @@ impl When {
                     errors.push(RouteError::BadRegex {
                         key: clause_key(key, clause),
                         pattern: pattern.clone(),
-                        source: Box::new(e),
+                        reason: regex_reason(&e),
                     });
                 })
                 .ok()
@@ -231,6 +231,17 @@ impl When {
         }
         Ok(matched)
     }
+}
+
+/// The regex crate's error in one line: a syntax error's text is a drawing of the pattern
+/// with a caret, then `error: WHY`; the config error keeps the why.
+fn regex_reason(error: &regex::Error) -> String {
+    let text = error.to_string();
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().trim_start_matches("error: ").to_owned())
+        .unwrap_or(text)
 }
 
 fn check(
