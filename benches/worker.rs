@@ -173,6 +173,8 @@ fn flood_child() {
                 let cwd = config.repo_root.clone();
                 let request = RunRequest {
                     worker_name: "fake",
+                    model: None,
+                    route: None,
                     prompt: "flood",
                     cwd: &cwd,
                     role: oxi::worker::WorkerRole::Adhoc,

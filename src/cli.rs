@@ -84,6 +84,9 @@ pub enum Command {
     /// One task: its runs (classification, cost, timings), verification, critic decision,
     /// governance memos, and the path of every artifact
     Show(ShowArgs),
+    /// Which [[routing.rules]] rule a task matches and why (each clause and the value it
+    /// matched), and the chain each role routes to
+    Route(RouteArgs),
     /// The readable transcript of a run (or a task's latest run); --follow tails a live one
     Logs(LogsArgs),
     /// Shell completions (bash, zsh, fish, elvish, powershell) on stdout
@@ -165,6 +168,13 @@ pub struct ReportArgs {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
+    /// The task id, as `oxi tasks` shows it (any case)
+    #[arg(value_name = "TASK")]
+    pub task: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RouteArgs {
     /// The task id, as `oxi tasks` shows it (any case)
     #[arg(value_name = "TASK")]
     pub task: String,

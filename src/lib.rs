@@ -24,6 +24,7 @@ mod prompt;
 mod redact;
 pub mod report;
 pub mod roadmap;
+pub mod routing;
 pub mod runner;
 pub mod scheduler;
 pub mod worker;
@@ -92,6 +93,7 @@ fn code_for(cause: &(dyn std::error::Error + 'static)) -> Option<i32> {
             scheduler::SchedulerError::Ledger(l) => code_for(l),
             scheduler::SchedulerError::Runner(r) => code_for(r),
             scheduler::SchedulerError::Roadmap(_) => Some(exit::ROADMAP),
+            scheduler::SchedulerError::Routing(_) => Some(exit::CONFIG),
             scheduler::SchedulerError::Prompt(_)
             | scheduler::SchedulerError::Github(_)
             | scheduler::SchedulerError::ReleaseBlocked(_) => None,
@@ -104,6 +106,9 @@ fn code_for(cause: &(dyn std::error::Error + 'static)) -> Option<i32> {
             RunnerError::Ledger(l) => code_for(l),
             _ => None,
         };
+    }
+    if cause.downcast_ref::<routing::RouteError>().is_some() {
+        return Some(exit::CONFIG);
     }
     if let Some(e) = cause.downcast_ref::<report::ReportError>() {
         return match e {

@@ -33,6 +33,7 @@ mod process;
 mod release;
 mod report;
 mod roadmap_ingest;
+mod routing;
 mod run_cmd;
 mod run_live;
 mod saturate;

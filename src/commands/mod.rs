@@ -10,6 +10,7 @@ mod pause;
 mod plan;
 mod prune;
 mod report;
+mod route;
 mod run;
 mod saturate;
 mod show;
@@ -103,6 +104,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         }
         Command::Man(args) => man::run(ctx, args),
         Command::Show(args) => show::show(ctx, args),
+        Command::Route(args) => route::run(ctx, args),
         Command::Report(args) => report::run(ctx, args),
         Command::Logs(args) => show::logs(ctx, args),
         Command::Demo(args) => demo::run(ctx, args),

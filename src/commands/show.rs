@@ -141,10 +141,16 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
         ));
     }
     if !runs.is_empty() {
-        let mut grid = Grid::new(["run", "role", "worker", "result", "cost", "time", "detail"]);
+        // Runs recorded before routes were have none: no column then.
+        let with_route = runs.iter().any(|r| r.route.is_some());
+        let mut header = vec!["run", "role", "worker", "result", "cost", "time", "detail"];
+        if with_route {
+            header.insert(3, "route");
+        }
+        let mut grid = Grid::new(header);
         for r in &runs {
             let ms = r.ended_at_ms.unwrap_or_else(crate::clock::now_ms) - r.started_at_ms;
-            grid.row([
+            let mut cells = vec![
                 r.id.clone(),
                 r.role.clone(),
                 r.worker.clone(),
@@ -155,7 +161,19 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
                     .as_deref()
                     .map(|d| crate::worker::event::clip(d, 80))
                     .unwrap_or_default(),
-            ]);
+            ];
+            if with_route {
+                // The route and the model it ran: `rule (model)`.
+                let route = r.route.as_deref().unwrap_or("-");
+                cells.insert(
+                    3,
+                    match &r.model {
+                        Some(model) => format!("{route} ({model})"),
+                        None => route.to_owned(),
+                    },
+                );
+            }
+            grid.row(cells);
         }
         out.push('\n');
         out.push_str(&grid.render(Format::Table));

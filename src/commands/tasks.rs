@@ -11,6 +11,7 @@ use crate::cli::TasksArgs;
 use crate::ledger::{FailureClass, IssueLink, Ledger, TaskRow, TaskRunTotals, TaskState};
 use crate::money::{format_usd, micro_to_usd};
 use crate::output::{Format, Grid, json_string, write_stdout};
+use crate::routing::Router;
 use crate::scheduler::plan::PlannedTask;
 
 /// One row of `oxi tasks --format json`. Field names are a documented interface.
@@ -37,6 +38,8 @@ struct TaskLine<'a> {
     source: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     issue_url: Option<&'a str>,
+    /// The `[[routing.rules]]` rule the task routes by now, or `default`.
+    route: &'a str,
 }
 
 /// Why a task waits or stopped, in one line.
@@ -89,6 +92,7 @@ fn lines<'a>(
     planned: &HashMap<&str, &PlannedTask>,
     base_branch: &str,
     states: &[TaskState],
+    router: &'a Router,
 ) -> Vec<TaskLine<'a>> {
     tasks
         .iter()
@@ -116,23 +120,30 @@ fn lines<'a>(
                     false => "roadmap",
                 },
                 issue_url: issues.get(&t.spec.id).map(|l| l.url.as_str()),
+                route: router.route(&t.spec).name(),
             }
         })
         .collect()
 }
 
-fn render(lines: &[TaskLine<'_>], format: Format) -> String {
+/// `with_route`: a ROUTE column (when `[[routing.rules]]` exist; else every task is `default`).
+fn render(lines: &[TaskLine<'_>], format: Format, with_route: bool) -> String {
     if lines.is_empty() {
         return "no tasks (`oxi ingest` reads the roadmap)\n".to_owned();
     }
-    // The source column appears once a task comes from somewhere other than the roadmap.
+    // The source column appears once a task comes from somewhere other than the roadmap; the
+    // route column when `[[routing.rules]]` exist.
     let sourced = lines.iter().any(|l| l.issue_url.is_some());
-    let mut grid = match sourced {
-        true => Grid::new([
-            "ID", "SOURCE", "STATE", "ATTEMPTS", "WORKER", "COST", "BRANCH", "WHY",
-        ]),
-        false => Grid::new(["ID", "STATE", "ATTEMPTS", "WORKER", "COST", "BRANCH", "WHY"]),
-    };
+    let mut header = vec!["ID"];
+    if sourced {
+        header.push("SOURCE");
+    }
+    header.extend(["STATE", "ATTEMPTS", "WORKER"]);
+    if with_route {
+        header.push("ROUTE");
+    }
+    header.extend(["COST", "BRANCH", "WHY"]);
+    let mut grid = Grid::new(header);
     for line in lines {
         let mut cells = vec![line.id.to_owned()];
         if sourced {
@@ -142,6 +153,11 @@ fn render(lines: &[TaskLine<'_>], format: Format) -> String {
             line.state.to_string(),
             line.attempts.to_string(),
             line.worker.unwrap_or("-").to_owned(),
+        ]);
+        if with_route {
+            cells.push(line.route.to_owned());
+        }
+        cells.extend([
             format_usd(crate::money::usd_to_micro(line.cost_usd)),
             line.branch.unwrap_or("-").to_owned(),
             match &line.reason {
@@ -187,6 +203,7 @@ pub fn run(ctx: &Context, args: &TasksArgs) -> Result<()> {
     );
     let planned: HashMap<&str, &PlannedTask> = plan.iter().map(|p| (p.id.as_str(), p)).collect();
     let issues = ledger.read().issue_links()?;
+    let router = Router::new(&config.config)?;
     let lines = lines(
         &tasks,
         &totals,
@@ -194,10 +211,11 @@ pub fn run(ctx: &Context, args: &TasksArgs) -> Result<()> {
         &planned,
         &config.config.project.base_branch,
         &args.states,
+        &router,
     );
     let text = match ctx.global.format {
         Format::Json => json_string(&lines)?,
-        format => render(&lines, format),
+        format => render(&lines, format, !config.config.routing.rules.is_empty()),
     };
     write_stdout(&text)?;
     Ok(())

@@ -322,10 +322,23 @@ fn default_workers() -> BTreeMap<String, WorkerConfig> {
     workers
 }
 
-/// A list of worker names, first choice then fallbacks. A single string is accepted too.
+/// One role's chain as written, first choice then fallbacks: `worker` or `worker:model` for the
+/// agent roles, `provider:model` for the gateway roles. A single string is accepted too. The
+/// text is parsed into [`crate::routing::RouteChoice`]s by the router (and checked at load).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(from = "OneOrMany")]
 pub struct WorkerChain(pub Vec<String>);
+
+impl WorkerChain {
+    /// The worker (or provider) each choice names, without its `:model`.
+    pub fn workers(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|choice| {
+            choice
+                .split_once(':')
+                .map_or(choice.as_str(), |(name, _)| name)
+        })
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -343,12 +356,75 @@ impl From<OneOrMany> for WorkerChain {
     }
 }
 
+/// `[routing]`: a chain per role (the default), and `[[routing.rules]]` that pick another chain
+/// for the tasks they match, first match first (see docs/routing.md).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutingConfig {
     pub planner: WorkerChain,
     pub executor: WorkerChain,
     pub reviewer: WorkerChain,
+    /// Gateway roles (`provider:model`): summarising a failure, screening a brief for prompt
+    /// injection, summarising a run.
+    pub triage: WorkerChain,
+    pub screen: WorkerChain,
+    pub summary: WorkerChain,
+    pub rules: Vec<RoutingRule>,
+}
+
+/// `[[routing.rules]]`: when a task matches `when` (every clause given), the roles this rule
+/// names route to its chains; the others keep the default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingRule {
+    pub name: String,
+    #[serde(default)]
+    pub when: RuleWhen,
+    pub planner: Option<WorkerChain>,
+    pub executor: Option<WorkerChain>,
+    pub reviewer: Option<WorkerChain>,
+    pub triage: Option<WorkerChain>,
+    pub screen: Option<WorkerChain>,
+    pub summary: Option<WorkerChain>,
+}
+
+/// A rule's clauses; a task matches when every clause given matches (none given: every task).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuleWhen {
+    /// One tier or a list of tiers.
+    pub priority_tier: Option<Tiers>,
+    /// Regex searched in the title.
+    pub title: Option<String>,
+    /// Regex searched in the brief.
+    pub body: Option<String>,
+    /// Regex searched in the roadmap section (`A › B`) and the milestone.
+    pub section: Option<String>,
+    /// Any of these labels (a task's `Labels:` line).
+    pub labels: Vec<String>,
+    /// Globs; any file hint matching any of them.
+    pub files: Vec<String>,
+}
+
+/// `priority_tier = 2` or `priority_tier = [0, 1]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "OneOrManyTiers")]
+pub struct Tiers(pub Vec<u8>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrManyTiers {
+    One(u8),
+    Many(Vec<u8>),
+}
+
+impl From<OneOrManyTiers> for Tiers {
+    fn from(value: OneOrManyTiers) -> Self {
+        match value {
+            OneOrManyTiers::One(tier) => Tiers(vec![tier]),
+            OneOrManyTiers::Many(tiers) => Tiers(tiers),
+        }
+    }
 }
 
 impl RoutingConfig {
@@ -361,6 +437,18 @@ impl RoutingConfig {
             WorkerRole::Adhoc => None,
         }
     }
+
+    /// Every worker an agent role may route to, by the default chains or any rule.
+    pub fn routed_workers(&self) -> std::collections::BTreeSet<&str> {
+        let chains = [&self.executor, &self.reviewer, &self.planner]
+            .into_iter()
+            .chain(
+                self.rules
+                    .iter()
+                    .flat_map(|r| [&r.executor, &r.reviewer, &r.planner].into_iter().flatten()),
+            );
+        chains.flat_map(WorkerChain::workers).collect()
+    }
 }
 
 impl Default for RoutingConfig {
@@ -369,6 +457,10 @@ impl Default for RoutingConfig {
             planner: WorkerChain(Vec::new()),
             executor: WorkerChain(vec!["claude".to_owned(), "codex".to_owned()]),
             reviewer: WorkerChain(vec!["codex".to_owned()]),
+            triage: WorkerChain(Vec::new()),
+            screen: WorkerChain(Vec::new()),
+            summary: WorkerChain(Vec::new()),
+            rules: Vec::new(),
         }
     }
 }

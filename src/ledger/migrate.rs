@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "notifications",
         sql: include_str!("migrations/0009_notifications.sql"),
     },
+    Migration {
+        version: 10,
+        name: "run_route",
+        sql: include_str!("migrations/0010_run_route.sql"),
+    },
 ];
 
 /// True when every applied migration's recorded checksum matches this binary's text.

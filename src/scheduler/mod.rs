@@ -48,6 +48,9 @@ pub enum SchedulerError {
     /// Release mode: a delivery a person must unblock (the message says how).
     #[error(transparent)]
     ReleaseBlocked(crate::pipeline::deliver::release::ReleaseError),
+    /// `[routing]` does not compile (validation catches that when the config loads).
+    #[error("[routing]: {0}")]
+    Routing(#[from] crate::routing::RouteError),
 }
 
 /// Ends runs whose supervisor is gone or whose lease expired, and recovers tasks left in flight

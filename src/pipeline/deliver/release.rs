@@ -160,6 +160,7 @@ pub fn render_pr(
         "time": humantime::format_duration(std::time::Duration::from_secs(ms / 1000)).to_string(),
         "attempt": state["attempt"].as_u64().unwrap_or(u64::from(task.attempts)),
         "run_id": state["run_id"].as_str().unwrap_or("-"),
+        "route": crate::routing::describe_assignment(&state["route"]["executor"]),
         "branch": task.branch.as_deref().unwrap_or(""),
         "auto_merge": config.config.github.as_ref().is_some_and(|g| g.merge == MergePolicy::OnCriticApprove),
     });
