@@ -17,6 +17,7 @@ mod doctor;
 mod fast_loop;
 mod first_hour;
 mod followups;
+mod gateway;
 mod hostile;
 mod ledger;
 mod ledger_protocols;

@@ -2,6 +2,7 @@
 
 mod demo;
 mod doctor;
+mod gateway;
 mod ingest;
 mod init;
 mod man;
@@ -110,6 +111,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Cancel(args) => task::cancel(ctx, args),
         Command::Done(args) => task::done(ctx, args),
         Command::Roadmap(crate::cli::RoadmapCommand::Prune(args)) => prune::run(ctx, args),
+        Command::Gateway(command) => gateway::run(ctx, command),
     }
 }
 

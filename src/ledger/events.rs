@@ -80,6 +80,11 @@ pub enum EventKind {
     WorkerBlocked,
     /// `oxi doctor` cleared a worker's block.
     WorkerUnblocked,
+    /// An inference-gateway provider could not be reached: the features routed to it are off
+    /// until it answers again.
+    GatewayUnavailable,
+    /// A provider that was off answered again.
+    GatewayRestored,
 }
 
 impl EventKind {
@@ -116,6 +121,8 @@ impl EventKind {
             EventKind::GithubError => "github_error",
             EventKind::WorkerBlocked => "worker_blocked",
             EventKind::WorkerUnblocked => "worker_unblocked",
+            EventKind::GatewayUnavailable => "gateway_unavailable",
+            EventKind::GatewayRestored => "gateway_restored",
         }
     }
 }
@@ -174,6 +181,8 @@ pub enum Event {
     GithubError(GithubError),
     WorkerBlocked(WorkerBlock),
     WorkerUnblocked(WorkerUnblocked),
+    GatewayUnavailable(GatewayUnavailable),
+    GatewayRestored(GatewayRestored),
 }
 
 impl Event {
@@ -210,6 +219,8 @@ impl Event {
             Event::GithubError(_) => EventKind::GithubError,
             Event::WorkerBlocked(_) => EventKind::WorkerBlocked,
             Event::WorkerUnblocked(_) => EventKind::WorkerUnblocked,
+            Event::GatewayUnavailable(_) => EventKind::GatewayUnavailable,
+            Event::GatewayRestored(_) => EventKind::GatewayRestored,
         }
     }
 
@@ -760,6 +771,26 @@ pub struct GithubError {
 pub struct WorkerUnblocked {
     pub worker: String,
     pub why: String,
+}
+
+/// `gateway_unavailable`: a provider failed to answer; what it disables and until when.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewayUnavailable {
+    pub provider: String,
+    /// The role whose call found it down.
+    pub role: String,
+    /// The gateway features that are off while it is down (its roles).
+    pub disabled: Vec<String>,
+    pub reason: String,
+    pub until_ms: i64,
+}
+
+/// `gateway_restored`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewayRestored {
+    pub provider: String,
 }
 
 #[cfg(test)]

@@ -56,6 +56,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "hold_kind",
         sql: include_str!("migrations/0007_hold_kind.sql"),
     },
+    Migration {
+        version: 12,
+        name: "gateway_calls",
+        sql: include_str!("migrations/0012_gateway_calls.sql"),
+    },
 ];
 
 /// True when every applied migration's recorded checksum matches this binary's text.

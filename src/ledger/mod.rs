@@ -10,6 +10,7 @@
 
 mod blocks;
 pub mod events;
+mod gateway;
 mod kinds;
 mod migrate;
 mod queries;
@@ -27,6 +28,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use blocks::WorkerBlock;
 pub use events::{Event, EventKind};
+pub use gateway::{GatewayCallEnd, GatewayCallRow, NewGatewayCall};
 pub use kinds::{ApprovalKind, FailureClass, HoldKind};
 pub use migrate::MIGRATIONS;
 pub use queries::*;

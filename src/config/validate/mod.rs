@@ -1,6 +1,7 @@
 //! Rules the type system cannot express, one validator per table.
 
 mod caps;
+mod gateway;
 mod github;
 mod governance;
 mod project;
@@ -47,6 +48,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     governance::check(config, &mut problems);
     github::check(config, &mut problems);
     project::check_allowed_repos(config, &mut problems);
+    gateway::check(config, &mut problems);
     problems
 }
 
