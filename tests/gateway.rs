@@ -510,3 +510,29 @@ fn bad_gateway_config_names_file_line_and_key() {
     );
     insta::assert_snapshot!("gateway_config_errors", all);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_is_not_retried_and_never_echoed() {
+    let body = format!(
+        r#"{{"error":{{"message":"Incorrect API key provided: {KEY}","type":"invalid_request_error"}}}}"#
+    );
+    let server = MockModelServer::start(Script::steps([Step::Status {
+        code: 401,
+        retry_after_secs: None,
+        body: Some(body),
+    }]))
+    .await
+    .unwrap();
+    let s = sandbox(&provider("grok", "xai", &server.openai_base_url(), ""));
+    let stderr = test_call(&s, &["--model", "grok-4-fast"])
+        .fails_with(1)
+        .to_owned();
+    assert!(stderr.contains("answered HTTP 401"), "{stderr}");
+    assert!(!stderr.contains(KEY), "{stderr}");
+    assert_eq!(server.model_requests().len(), 1, "a 401 is not retried");
+    let row = &calls(&s)[0];
+    assert!(!row["error"].as_str().unwrap().contains(KEY), "{row}");
+    // A client error is not an outage: nothing is switched off.
+    assert!(events(&s, "gateway_unavailable").is_empty());
+    server.shutdown().await.unwrap();
+}

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::GatewayError;
 use crate::config::{GatewayProviderConfig, GatewayProviderKind};
+use crate::redact::Redactor;
 
 /// LiteLLM's per-call cost in USD, a decimal string.
 const LITELLM_COST_HEADER: &str = "x-litellm-response-cost";
@@ -155,6 +156,9 @@ pub struct ProviderClient {
     /// The proxy's root, for LiteLLM's `/health/readiness`.
     root: String,
     key: Option<String>,
+    /// Masks the key (and token-shaped strings) in error text a provider echoes, before it
+    /// reaches the ledger or a terminal.
+    redactor: Redactor,
     timeout: Duration,
     retries: u32,
     max_retry_wait: Duration,
@@ -188,11 +192,17 @@ impl ProviderClient {
             kind: config.kind,
             api,
             root,
+            redactor: Redactor::new(key.iter()),
             key,
             timeout: config.timeout.0,
             retries: config.retries,
             max_retry_wait: config.max_retry_wait.0,
         }
+    }
+
+    /// The start of an answer's body for an error message, with the key masked.
+    fn excerpt(&self, bytes: &[u8]) -> String {
+        self.redactor.redact(&clip(bytes)).into_owned()
     }
 
     pub fn name(&self) -> &str {
@@ -293,7 +303,7 @@ impl ProviderClient {
         let error = GatewayError::Status {
             provider: self.name.clone(),
             status: status.as_u16(),
-            body: excerpt(&bytes),
+            body: self.excerpt(&bytes),
         };
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             Err(Attempt::Retryable {
@@ -333,7 +343,7 @@ impl ProviderClient {
         let response: ChatResponse =
             serde_json::from_slice(bytes).map_err(|e| GatewayError::Malformed {
                 provider: self.name.clone(),
-                detail: format!("{e}: {}", excerpt(bytes)),
+                detail: format!("{e}: {}", self.excerpt(bytes)),
             })?;
         let text = response
             .choices
@@ -342,7 +352,7 @@ impl ProviderClient {
             .and_then(|c| c.message.content)
             .ok_or_else(|| GatewayError::Malformed {
                 provider: self.name.clone(),
-                detail: format!("no choices[0].message.content: {}", excerpt(bytes)),
+                detail: format!("no choices[0].message.content: {}", self.excerpt(bytes)),
             })?;
         let wire = response.usage.unwrap_or_default();
         Ok(Answer {
@@ -387,7 +397,7 @@ impl ProviderClient {
             .and_then(|v| v.get("data").and_then(|d| d.as_array()).map(Vec::len))
             .ok_or_else(|| GatewayError::Malformed {
                 provider: self.name.clone(),
-                detail: format!("models list without `data`: {}", excerpt(&bytes)),
+                detail: format!("models list without `data`: {}", self.excerpt(&bytes)),
             })?;
         summary.push(format!("{count} models listed"));
         Ok(summary.join(", "))
@@ -408,7 +418,7 @@ impl ProviderClient {
             return Err(GatewayError::Status {
                 provider: self.name.clone(),
                 status: status.as_u16(),
-                body: format!("GET {url}: {}", excerpt(&bytes)),
+                body: format!("GET {url}: {}", self.excerpt(&bytes)),
             });
         }
         Ok(bytes)
@@ -435,7 +445,7 @@ fn retry_after(headers: &HeaderMap, now: jiff::Timestamp) -> Option<Duration> {
     Some(Duration::from_millis(wait.max(0) as u64))
 }
 
-fn excerpt(bytes: &[u8]) -> String {
+fn clip(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let text = text.trim();
     match text.char_indices().nth(ERROR_EXCERPT) {
