@@ -100,6 +100,9 @@ pub enum Command {
     /// what failed
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// The inference gateway: try a provider, list the calls it made
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,6 +127,41 @@ pub struct NotifyStatusArgs {
     /// How many of the latest attempts to list
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Send one prompt to a provider and print the answer, tokens, cost (and where that
+    /// figure came from), attempts and latency; the call is recorded and counts against caps
+    Test(GatewayTestArgs),
+    /// The latest gateway calls in the ledger: role, provider, model, tokens, cost, outcome
+    Calls(GatewayCallsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayTestArgs {
+    /// A provider in [gateway.providers] (default: the only one configured)
+    pub provider: Option<String>,
+    /// The model to ask, as the provider spells it (e.g. grok-4-fast)
+    #[arg(long)]
+    pub model: String,
+    /// What to ask
+    #[arg(long, default_value = "Reply with the single word: ok")]
+    pub prompt: String,
+    /// Longest answer, in tokens
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: u32,
+    /// Call as this role: its LiteLLM virtual key, its daily cap, and (except `test`) the
+    /// provider's down-time, exactly as that feature would
+    #[arg(long, value_enum, default_value = "test")]
+    pub role: crate::gateway::GatewayRole,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayCallsArgs {
+    /// How many calls, newest first
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -540,6 +540,7 @@ pub async fn run(
     reviewer_chain_check(config, parent_env, &mut out);
     worker_block_checks(config, actor, &mut out);
     github_checks(config, parent_env, &mut out).await;
+    gateway_checks(config, parent_env, &mut out).await;
     command_checks(config, parent_env, &mut out);
     template_checks(&mut out);
     notify_checks(config, parent_env, &mut out);
@@ -550,6 +551,24 @@ pub async fn run(
     }
     out.push(dispatch_check(&out, blocking));
     out
+}
+
+/// Each `[gateway.providers]` entry answers (docs/gateway.md); a failure disables only the
+/// features routed to it, so it never blocks dispatch.
+async fn gateway_checks(
+    config: &LoadedConfig,
+    parent_env: &[(String, String)],
+    out: &mut Vec<Check>,
+) {
+    use crate::gateway::Probe;
+    for (name, probe) in crate::gateway::probe_all(&config.config, parent_env).await {
+        let name = format!("gateway {name}");
+        out.push(match probe {
+            Probe::Ok { detail } => check(&name, Status::Ok, detail, None),
+            Probe::Skipped { detail } => check(&name, Status::Warn, detail, None),
+            Probe::Failed { detail, fix } => check(&name, Status::Fail, detail, Some(fix)),
+        });
+    }
 }
 
 /// The verdict on dispatch: blocked by what the tick itself checks

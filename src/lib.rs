@@ -11,6 +11,7 @@ pub mod config;
 pub mod confine;
 mod digest;
 mod doctor;
+pub mod gateway;
 mod git;
 mod github;
 pub mod ledger;
@@ -109,6 +110,15 @@ fn code_for(cause: &(dyn std::error::Error + 'static)) -> Option<i32> {
     }
     if cause.downcast_ref::<routing::RouteError>().is_some() {
         return Some(exit::CONFIG);
+    }
+    if let Some(e) = cause.downcast_ref::<gateway::GatewayError>() {
+        return match e {
+            gateway::GatewayError::Budget(_) | gateway::GatewayError::RoleCap { .. } => {
+                Some(exit::BUDGET)
+            }
+            gateway::GatewayError::Ledger(l) => code_for(l),
+            _ => None,
+        };
     }
     if let Some(e) = cause.downcast_ref::<report::ReportError>() {
         return match e {

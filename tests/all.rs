@@ -19,6 +19,7 @@ mod doctor;
 mod fast_loop;
 mod first_hour;
 mod followups;
+mod gateway;
 mod github_answers;
 mod github_issues;
 mod hostile;

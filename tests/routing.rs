@@ -215,6 +215,24 @@ fn each_clause_matches_and_the_first_matching_rule_wins() {
 }
 
 #[test]
+fn a_gateway_choice_routes_to_a_provider_the_gateway_table_names() {
+    let s = repo(
+        "[gateway.providers.litellm]\nkind = \"litellm\"\nbase_url = \"http://127.0.0.1:9\"\n\n\
+         [[routing.rules]]\nname = \"urgent triage\"\nwhen = { priority_tier = 0 }\n\
+         triage = [\"litellm:claude-haiku-4-5\"]\n",
+    );
+    let report = route(&s, "T0-1");
+    assert_eq!(report["rule"], "urgent triage");
+    assert_eq!(
+        chain(&report, "triage"),
+        (
+            "urgent triage".to_owned(),
+            vec!["litellm:claude-haiku-4-5".to_owned()]
+        )
+    );
+}
+
+#[test]
 fn a_task_no_rule_matches_takes_the_default_chains() {
     let s = repo(RULES);
     let report = route(&s, "t1-2");

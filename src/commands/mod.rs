@@ -2,6 +2,7 @@
 
 mod demo;
 mod doctor;
+mod gateway;
 mod ingest;
 mod init;
 mod man;
@@ -114,6 +115,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Done(args) => task::done(ctx, args),
         Command::Roadmap(crate::cli::RoadmapCommand::Prune(args)) => prune::run(ctx, args),
         Command::Notify(command) => notify::run(ctx, command),
+        Command::Gateway(command) => gateway::run(ctx, command),
     }
 }
 

@@ -55,6 +55,8 @@ pub struct Config {
     /// Task sources besides the roadmap file.
     pub sources: SourcesConfig,
     pub notify: NotifyConfig,
+    /// OpenAI-compatible inference providers for the gateway roles (docs/gateway.md).
+    pub gateway: GatewayConfig,
 }
 
 /// Targets `oxi report` checks each KPI against: below them, unattended runs are not yet
@@ -249,6 +251,7 @@ impl Default for Config {
             github: None,
             sources: SourcesConfig::default(),
             notify: NotifyConfig::default(),
+            gateway: GatewayConfig::default(),
         }
     }
 }
@@ -688,6 +691,30 @@ impl Default for NotifyConfig {
     }
 }
 
+/// `[gateway]`: the inference providers oxi calls directly (non-streaming chat completions)
+/// for the roles that need a model answer but no agent: triage, screen, summary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// `[gateway.providers.<name>]`, by the name routes use (`name:model`).
+    pub providers: BTreeMap<String, GatewayProviderConfig>,
+    /// `[gateway.caps]`.
+    pub caps: GatewayCapsConfig,
+    /// How long a provider that could not be reached stays off (its features disabled)
+    /// before oxi tries it again.
+    pub down_for: HumanDuration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            providers: BTreeMap::new(),
+            caps: GatewayCapsConfig::default(),
+            down_for: HumanDuration::from_secs(10 * 60),
+        }
+    }
+}
+
 /// One `[[notify.sinks]]` entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -730,4 +757,107 @@ impl NotifySink {
 
 fn default_notify_timeout() -> HumanDuration {
     HumanDuration::from_secs(10)
+}
+
+/// What a provider speaks beyond the OpenAI chat-completions wire format: where it reports
+/// cost, and how its health is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GatewayProviderKind {
+    /// A LiteLLM proxy: cost in the `x-litellm-response-cost` header, `/health/readiness`.
+    Litellm,
+    /// OpenRouter: cost in the body's `usage.cost`.
+    Openrouter,
+    /// xAI's API (Grok).
+    Xai,
+    /// OpenAI's API, or any other OpenAI-compatible server.
+    Openai,
+}
+
+impl GatewayProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayProviderKind::Litellm => "litellm",
+            GatewayProviderKind::Openrouter => "openrouter",
+            GatewayProviderKind::Xai => "xai",
+            GatewayProviderKind::Openai => "openai",
+        }
+    }
+
+    /// The API root when `base_url` is left out; a LiteLLM proxy has none (it is the user's).
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            GatewayProviderKind::Litellm => None,
+            GatewayProviderKind::Openrouter => Some("https://openrouter.ai/api/v1"),
+            GatewayProviderKind::Xai => Some("https://api.x.ai/v1"),
+            GatewayProviderKind::Openai => Some("https://api.openai.com/v1"),
+        }
+    }
+}
+
+/// `[gateway.providers.<name>]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayProviderConfig {
+    pub kind: GatewayProviderKind,
+    /// The API root: `/chat/completions` and `/models` are appended to it. For LiteLLM, the
+    /// proxy's root (`http://127.0.0.1:4000`; oxi adds `/v1/...` and `/health/readiness`).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// The name of the variable holding the API key (never the key itself).
+    #[serde(default)]
+    pub key_env: Option<String>,
+    /// LiteLLM only: a virtual key per role (`triage = "OXI_LITELLM_TRIAGE_KEY"`), each the
+    /// name of a variable; a role without one uses `key_env`.
+    #[serde(default)]
+    pub role_key_env: BTreeMap<String, String>,
+    /// Longest wait for one answer (each attempt).
+    #[serde(default = "default_gateway_timeout")]
+    pub timeout: HumanDuration,
+    /// Further attempts after a 429, a 5xx or a network error.
+    #[serde(default = "default_gateway_retries")]
+    pub retries: u32,
+    /// Longest `retry-after` oxi honours; a longer one fails the call instead of waiting.
+    #[serde(default = "default_gateway_max_retry_wait")]
+    pub max_retry_wait: HumanDuration,
+}
+
+fn default_gateway_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+
+fn default_gateway_retries() -> u32 {
+    2
+}
+
+fn default_gateway_max_retry_wait() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+
+/// `[gateway.caps]`: what gateway calls may spend. Every call also counts against
+/// `caps.daily_usd` and `caps.monthly_usd`, reserved like a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayCapsConfig {
+    /// Held for each call until it settles at what it cost (a call that costs more is
+    /// recorded at its cost).
+    pub call_reserve_usd: f64,
+    /// Per role, per UTC day.
+    pub triage_daily_usd: f64,
+    pub screen_daily_usd: f64,
+    pub summary_daily_usd: f64,
+    /// `oxi gateway test`.
+    pub test_daily_usd: f64,
+}
+
+impl Default for GatewayCapsConfig {
+    fn default() -> Self {
+        Self {
+            call_reserve_usd: 0.05,
+            triage_daily_usd: 1.0,
+            screen_daily_usd: 1.0,
+            summary_daily_usd: 1.0,
+            test_daily_usd: 0.5,
+        }
+    }
 }

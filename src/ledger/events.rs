@@ -151,6 +151,11 @@ event_kinds! {
     IssueWarning(IssueWarning) = "issue_warning",
     /// Release mode: oxi wrote (created or edited) its comment on a task's issue.
     IssueCommentWritten(IssueCommentWritten) = "issue_comment_written",
+    /// An inference-gateway provider could not be reached: the features routed to it are off
+    /// until it answers again.
+    GatewayUnavailable(GatewayUnavailable) = "gateway_unavailable",
+    /// A provider that was off answered again.
+    GatewayRestored(GatewayRestored) = "gateway_restored",
 }
 
 /// The `data` field names report SQL reads with `json_extract` / `json_type`, and the values
@@ -749,6 +754,26 @@ pub struct IssueCommentWritten {
     pub stage: String,
     /// True when the comment was created (once per issue), false when it was edited.
     pub created: bool,
+}
+
+/// `gateway_unavailable`: a provider failed to answer; what it disables and until when.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewayUnavailable {
+    pub provider: String,
+    /// The role whose call found it down.
+    pub role: String,
+    /// The gateway features that are off while it is down (its roles).
+    pub disabled: Vec<String>,
+    pub reason: String,
+    pub until_ms: i64,
+}
+
+/// `gateway_restored`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewayRestored {
+    pub provider: String,
 }
 
 #[cfg(test)]

@@ -71,6 +71,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "run_route",
         sql: include_str!("migrations/0010_run_route.sql"),
     },
+    Migration {
+        version: 11,
+        name: "gateway_calls",
+        sql: include_str!("migrations/0011_gateway_calls.sql"),
+    },
 ];
 
 /// True when every applied migration's recorded checksum matches this binary's text.

@@ -10,6 +10,7 @@
 
 mod blocks;
 pub mod events;
+mod gateway;
 mod issues;
 mod kinds;
 mod migrate;
@@ -29,6 +30,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use blocks::WorkerBlock;
 pub use events::{Event, EventKind};
+pub use gateway::{GatewayCallEnd, GatewayCallRow, NewGatewayCall};
 pub use issues::{IssueLink, IssueSeen};
 pub use kinds::{ApprovalKind, FailureClass, HoldKind};
 pub use migrate::MIGRATIONS;

@@ -200,10 +200,8 @@ fn form(kind: ChoiceKind) -> &'static str {
 }
 
 /// The gateway's provider names (`[gateway.providers.NAME]`), which gateway choices must name.
-fn known_providers(_config: &Config) -> BTreeSet<String> {
-    // oxi.toml has no [gateway] table yet: no provider is known, so every gateway choice is
-    // refused with the table it needs.
-    BTreeSet::new()
+fn known_providers(config: &Config) -> BTreeSet<String> {
+    config.gateway.providers.keys().cloned().collect()
 }
 
 /// One role's chain per role, indexed by [`RouteRole::index`].

@@ -1,6 +1,7 @@
 //! Rules the type system cannot express, one validator per table.
 
 mod caps;
+mod gateway;
 mod github;
 mod governance;
 mod notify;
@@ -51,6 +52,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     project::check_allowed_repos(config, &mut problems);
     sources::check(config, &mut problems);
     notify::check(config, &mut problems);
+    gateway::check(config, &mut problems);
     problems
 }
 
