@@ -69,8 +69,7 @@ impl Holder {
     /// Another host's process cannot be asked; a pid reused since only means no wait.
     fn is_gone(&self) -> bool {
         let this_host = nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy() == self.host.as_str())
-            .unwrap_or(false);
+            .is_ok_and(|h| h.to_string_lossy() == self.host.as_str());
         let Ok(pid) = i32::try_from(self.pid) else {
             return false;
         };
