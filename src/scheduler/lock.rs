@@ -68,8 +68,8 @@ impl Holder {
     /// The named holder ran on this host and has exited (signal 0 finds no such process).
     /// Another host's process cannot be asked; a pid reused since only means no wait.
     fn is_gone(&self) -> bool {
-        let this_host = nix::unistd::gethostname()
-            .is_ok_and(|h| h.to_string_lossy() == self.host.as_str());
+        let this_host =
+            nix::unistd::gethostname().is_ok_and(|h| h.to_string_lossy() == self.host.as_str());
         let Ok(pid) = i32::try_from(self.pid) else {
             return false;
         };
