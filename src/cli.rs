@@ -96,8 +96,8 @@ pub enum Command {
     /// Roadmap maintenance
     #[command(subcommand)]
     Roadmap(RoadmapCommand),
-    /// Notifications ([notify] sinks): send a test to each sink, or show what was sent and
-    /// what failed
+    /// Notifications (the sinks of the notify table): send a test to each sink, or show what
+    /// was sent and what failed
     #[command(subcommand)]
     Notify(NotifyCommand),
     /// The inference gateway: try a provider, list the calls it made

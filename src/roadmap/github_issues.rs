@@ -15,7 +15,7 @@
 //! - The brief is outside text: tasks are marked `outside_text` in the ledger, and governance
 //!   applies to them as to every task.
 //! - The sync only reads. Writing back (the one comment per issue, edited as the task moves)
-//!   is [`write_comments`], which needs a [`GithubWriter`]: release mode only.
+//!   is [`write_comments`], which needs a `GithubWriter`: release mode only.
 //! - GitHub failing (an error status, the network, no token) is recorded with its status and
 //!   message and changes nothing; the roadmap has been ingested before and is not affected.
 

@@ -4,7 +4,7 @@
 //! (401, 403 rate limits, 500s). It records every request so a test can prove fast mode never
 //! writes. The unhappy answers GitHub really gives (merge refusals, drafts a plan lacks,
 //! secondary rate limits, renamed repositories, commit statuses, renamed files, GitHub
-//! Enterprise's GraphQL path) are in [`answers`] and [`ci`].
+//! Enterprise's GraphQL path) are in `answers.rs` and `ci.rs`.
 
 mod answers;
 mod ci;
