@@ -114,12 +114,7 @@ fn render_issues(sync: &IssueSync, format: Format) -> String {
         ("abandoned", &summary.abandoned),
         ("in flight, left alone", &summary.in_flight_untouched),
     ];
-    for (label, ids) in lines {
-        if !ids.is_empty() {
-            out.push_str(&format!("{bullet}{label} {}: {}\n", ids.len(), list(ids)));
-        }
-    }
-    out.push_str(&format!("{bullet}unchanged {}\n", summary.unchanged));
+    push_changes(&mut out, bullet, &lines, summary.unchanged);
     for warning in &summary.warnings {
         out.push_str(&format!("{bullet}warning {warning}\n"));
     }
@@ -166,12 +161,7 @@ pub fn render(summary: &IngestSummary, format: Format) -> String {
         ("abandoned", &summary.abandoned),
         ("in flight, left alone", &summary.in_flight_untouched),
     ];
-    for (label, ids) in lines {
-        if !ids.is_empty() {
-            out.push_str(&format!("{bullet}{label} {}: {}\n", ids.len(), list(ids)));
-        }
-    }
-    out.push_str(&format!("{bullet}unchanged {}\n", summary.unchanged));
+    push_changes(&mut out, bullet, &lines, summary.unchanged);
     if !summary.warnings.is_empty() {
         out.push_str(&format!(
             "{bullet}warnings {} (shown on stderr)\n",
@@ -179,4 +169,15 @@ pub fn render(summary: &IngestSummary, format: Format) -> String {
         ));
     }
     out
+}
+
+/// One line per kind of change that has ids (`added 2: T1-1, T1-2`), then the unchanged count:
+/// the roadmap's and the issues' summaries read alike.
+fn push_changes(out: &mut String, bullet: &str, lines: &[(&str, &Vec<String>)], unchanged: usize) {
+    for (label, ids) in lines {
+        if !ids.is_empty() {
+            out.push_str(&format!("{bullet}{label} {}: {}\n", ids.len(), list(ids)));
+        }
+    }
+    out.push_str(&format!("{bullet}unchanged {unchanged}\n"));
 }
