@@ -46,7 +46,7 @@ pub enum Command {
     /// Show the queue in dispatch order, with the reason each held task waits
     Plan(PlanArgs),
     /// Task counts by state, spend today and this month against the caps, and the killswitch
-    Status,
+    Status(StatusArgs),
     /// Every task: state, attempts, worker, branch, cost, and why it waits or stopped
     Tasks(TasksArgs),
     /// Engage the killswitch: no new dispatch until `oxi resume` (running work finishes)
@@ -103,6 +103,35 @@ pub enum Command {
     /// The inference gateway: try a provider, list the calls it made
     #[command(subcommand)]
     Gateway(GatewayCommand),
+    /// The hosts working this ledger: live or not, last heartbeat, running jobs, labels, oxi
+    /// and CLI versions
+    Hosts,
+    /// Write a consistent copy of the ledger (safe while oxi runs)
+    Backup(BackupArgs),
+    /// Replace the ledger with a backup: checked first, refused while runs are live, the
+    /// replaced ledger kept aside
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to write it (must not exist) [default: .oxi/backups/ledger-<UTC time>.db]
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A file `oxi backup` wrote
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this host: its tasks (those whose latest run it started) and its runs
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -290,6 +319,9 @@ pub struct TasksArgs {
     /// framework_fix_needed, rejected, cancelled, abandoned
     #[arg(long = "state", value_name = "STATE", value_parser = parse_state)]
     pub states: Vec<TaskState>,
+    /// Only tasks whose latest run this host started
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
 }
 
 fn parse_state(text: &str) -> Result<TaskState, String> {
@@ -357,6 +389,9 @@ pub struct PlanArgs {
     /// Include only tasks that are eligible now
     #[arg(long)]
     pub eligible: bool,
+    /// The plan as this host sees it: tasks whose routing rule requires labels it lacks wait
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -90,6 +90,7 @@ fn ledger_checks(config: &LoadedConfig, out: &mut Vec<Check>) {
                 )),
                 Err(e) => out.push(check("ledger", Status::Fail, e.to_string(), None)),
             }
+            host_check(config, &ledger, out);
             let mode = std::fs::metadata(&path)
                 .map(|m| m.permissions().mode() & 0o777)
                 .unwrap_or(0);
@@ -105,6 +106,54 @@ fn ledger_checks(config: &LoadedConfig, out: &mut Vec<Check>) {
             });
         }
     }
+}
+
+/// `[host] name` must tell this host apart: another live host with the same name on another
+/// machine fails (their runs, heartbeats and label routing would mix). Shown once another
+/// host has used the ledger; alone, there is nothing to compare.
+fn host_check(config: &LoadedConfig, ledger: &crate::ledger::Ledger, out: &mut Vec<Check>) {
+    let me = crate::host::Identity::of(config);
+    let Ok(hosts) = ledger.read().hosts() else {
+        return;
+    };
+    let others: Vec<_> = hosts
+        .iter()
+        .filter(|h| !(h.name == me.name && h.machine_id == me.machine_id))
+        .collect();
+    if others.is_empty() {
+        return;
+    }
+    let now = crate::clock::now_ms();
+    let clash = others
+        .iter()
+        .find(|h| h.name == me.name && h.is_live(now, crate::host::LIVE_WINDOW_MS));
+    out.push(match clash {
+        Some(other) => check(
+            "host",
+            Status::Fail,
+            format!(
+                "host name {:?} is also used by a live host on another machine (machine id {}, oxi pid {}, last heartbeat {})",
+                me.name,
+                other.machine_id,
+                other.pid,
+                crate::clock::rfc3339(other.last_heartbeat_ms)
+            ),
+            Some(format!(
+                "give each host its own name: set [host] name in {}",
+                config.display_path()
+            )),
+        ),
+        None => check(
+            "host",
+            Status::Ok,
+            format!(
+                "{} (unique among {} other host(s) in the ledger)",
+                me.name,
+                others.len()
+            ),
+            None,
+        ),
+    });
 }
 
 fn git_checks(config: &LoadedConfig, out: &mut Vec<Check>) {

@@ -14,6 +14,7 @@ mod doctor;
 pub mod gateway;
 mod git;
 mod github;
+mod host;
 pub mod ledger;
 mod money;
 pub mod notify;

@@ -57,6 +57,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// OpenAI-compatible inference providers for the gateway roles (docs/gateway.md).
     pub gateway: GatewayConfig,
+    /// This oxi host: its name in the ledger and the labels routing rules may require.
+    pub host: HostConfig,
 }
 
 /// Targets `oxi report` checks each KPI against: below them, unattended runs are not yet
@@ -252,6 +254,7 @@ impl Default for Config {
             sources: SourcesConfig::default(),
             notify: NotifyConfig::default(),
             gateway: GatewayConfig::default(),
+            host: HostConfig::default(),
         }
     }
 }
@@ -389,6 +392,10 @@ pub struct RoutingRule {
     pub triage: Option<WorkerChain>,
     pub screen: Option<WorkerChain>,
     pub summary: Option<WorkerChain>,
+    /// Host labels (`[host] labels`) a host must have, all of them, to run the tasks this rule
+    /// matches; a task no live host can take waits with that reason.
+    #[serde(default)]
+    pub requires: Vec<String>,
 }
 
 /// A rule's clauses; a task matches when every clause given matches (none given: every task).
@@ -859,5 +866,40 @@ impl Default for GatewayCapsConfig {
             summary_daily_usd: 1.0,
             test_daily_usd: 0.5,
         }
+    }
+}
+
+/// `[host]`: who this oxi is among the hosts sharing a ledger.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostConfig {
+    /// Unique among the hosts sharing the ledger (default: the machine's hostname).
+    pub name: Option<String>,
+    /// What this host offers (`macos`, `gpu`, `codex`); `requires` in a routing rule names them.
+    pub labels: Vec<String>,
+}
+
+impl HostConfig {
+    /// `name`, else the machine's hostname, else `localhost`.
+    pub fn resolved_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".to_owned())
+        })
+    }
+
+    /// The labels lower-cased, as routing compares them.
+    pub fn normalized_labels(&self) -> Vec<String> {
+        let mut labels: Vec<String> = self
+            .labels
+            .iter()
+            .map(|l| l.trim().to_lowercase())
+            .collect();
+        labels.sort();
+        labels.dedup();
+        labels
     }
 }

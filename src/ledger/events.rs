@@ -156,6 +156,8 @@ event_kinds! {
     GatewayUnavailable(GatewayUnavailable) = "gateway_unavailable",
     /// A provider that was off answered again.
     GatewayRestored(GatewayRestored) = "gateway_restored",
+    /// `oxi restore` replaced the ledger with a backup (recorded in the restored ledger).
+    LedgerRestored(LedgerRestored) = "ledger_restored",
 }
 
 /// The `data` field names report SQL reads with `json_extract` / `json_type`, and the values
@@ -348,6 +350,20 @@ impl RunSummary {
 pub struct BudgetRefused {
     pub worker: String,
     pub refusal: Value,
+}
+
+/// `ledger_restored`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LedgerRestored {
+    /// The backup file restored.
+    pub from: String,
+    /// Where the replaced ledger was kept, if there was one.
+    pub kept_aside: Option<String>,
+    /// The backup's schema version (the ledger was then brought up to date).
+    pub schema_version: i64,
+    /// Runs the backup had marked running (the next tick reaps or requeues them).
+    pub running_runs: Vec<String>,
 }
 
 /// `task_deferred`.

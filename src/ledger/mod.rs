@@ -8,9 +8,11 @@
 //! power loss; a task ledger must never roll back a committed claim (the worker would run twice
 //! and the money be spent twice), so every commit is synced.
 
+mod backup;
 mod blocks;
 pub mod events;
 mod gateway;
+mod hosts;
 mod issues;
 mod kinds;
 mod migrate;
@@ -28,9 +30,13 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+pub use backup::{
+    BackupError, BackupInfo, BackupSummary, RestoreSummary, RunningRun, inspect_backup, restore,
+};
 pub use blocks::WorkerBlock;
 pub use events::{Event, EventKind};
 pub use gateway::{GatewayCallEnd, GatewayCallRow, NewGatewayCall};
+pub use hosts::{HostBeat, HostRow};
 pub use issues::{IssueLink, IssueSeen};
 pub use kinds::{ApprovalKind, FailureClass, HoldKind};
 pub use migrate::MIGRATIONS;

@@ -213,6 +213,8 @@ struct Rule {
     name: String,
     when: When,
     chains: RuleChains,
+    /// Host labels a host needs to run the tasks the rule matches (`requires`).
+    requires: Vec<String>,
 }
 
 /// `[routing]` compiled: the rules' regexes and globs, every chain parsed.
@@ -244,6 +246,13 @@ impl<'r> Route<'r> {
         self.rule
             .and_then(|i| self.router.rules.get(i))
             .map_or(DEFAULT_ROUTE, |r| r.name.as_str())
+    }
+
+    /// The host labels the matching rule requires (none without a rule).
+    pub fn requires(&self) -> &'r [String] {
+        self.rule
+            .and_then(|i| self.router.rules.get(i))
+            .map_or(&[][..], |r| r.requires.as_slice())
     }
 
     /// `role`'s chain: the rule's when it names one, else the default.
@@ -397,6 +406,7 @@ impl Router {
                     name: rule.name.clone(),
                     when,
                     chains,
+                    requires: rule.requires.iter().map(|l| l.to_lowercase()).collect(),
                 }),
                 Err(mut found) => errors.append(&mut found),
             }

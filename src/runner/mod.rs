@@ -199,6 +199,8 @@ pub struct PreparedRun<'a> {
     pub lease: Duration,
     /// `governance.confine`.
     pub confine: crate::config::ConfineMode,
+    /// `[host] name`, recorded on the run.
+    pub host: String,
 }
 
 /// Resolves the worker, argv, environment and limits for `request`.
@@ -268,6 +270,7 @@ pub fn prepare<'a>(
         raw_cap: caps_config.raw_log_per_run.bytes(),
         lease: limits.stall + limits.grace + Duration::from_secs(30),
         confine: config.config.governance.confine,
+        host: config.config.host.resolved_name(),
         worker,
     })
 }
@@ -345,6 +348,7 @@ impl PreparedRun<'_> {
                 Ok(()) => {
                     claim(q)?;
                     q.begin_run(&new_run)?;
+                    q.record_run_host(new_run.id, &self.host)?;
                     if let Some(route) = self.request.route {
                         q.record_run_route(new_run.id, route)?;
                     }

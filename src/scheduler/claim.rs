@@ -148,6 +148,9 @@ struct Round<'a> {
     router: Router,
     /// Workers whose CLI could not authenticate: they get no new runs.
     blocked: Vec<String>,
+    /// This host, and the hosts alive now (for rules that require host labels).
+    me: crate::host::Identity,
+    live_hosts: Vec<crate::ledger::HostRow>,
 }
 
 /// Claims up to `request.slots` tasks of `planned`: the iteration caps, the PR-overlap and
@@ -233,7 +236,10 @@ impl<'a> Round<'a> {
             .map(|b| b.worker)
             .collect();
         let router = Router::new(&request.config.config)?;
+        let live_hosts = crate::host::live_hosts(ledger)?;
         Ok(Self {
+            me: crate::host::Identity::of(request.config),
+            live_hosts,
             request,
             now: now_ms(),
             job_cap: usd_to_micro(caps.job_usd),
@@ -271,6 +277,18 @@ impl<'a> Round<'a> {
         }
         let runs = ledger.read().runs_for_task(&id)?;
         let route = self.router.route(&task.spec);
+        match crate::host::place(&self.me, &self.live_hosts, route.name(), route.requires()) {
+            crate::host::Placement::Here => {}
+            // Left to the live host that has the labels.
+            crate::host::Placement::Elsewhere(_) => return Ok(Gate::Skip),
+            crate::host::Placement::Nowhere(reason) => {
+                ledger.write(|q| q.defer_task(&id, &reason, self.now))?;
+                return Ok(Gate::Deferred(ClaimStop {
+                    task_id: id,
+                    reason,
+                }));
+            }
+        }
         let executors = route.pick(RouteRole::Executor);
         let unblocked: Vec<&RouteChoice> = executors
             .chain

@@ -155,7 +155,13 @@ pub async fn pass(
 ) -> Result<TickReport, SchedulerError> {
     let started_ms = now_ms();
     let env = parent_env.clone();
+    // A tick heartbeats at both ends: its runs renew their leases in between.
+    let me = crate::host::Identity::of(config);
+    crate::host::heartbeat(ledger, &me)?;
     let report = pass_only(config, ledger, parent_env, actor, shutdown).await;
+    if let Err(e) = crate::host::heartbeat(ledger, &me) {
+        tracing::warn!("host heartbeat: {e}");
+    }
     crate::notify::run_pass(config, ledger, &env, started_ms).await;
     report
 }

@@ -253,6 +253,7 @@ pub fn run(
         last_release: Instant::now() - Duration::from_secs(3600),
         last_landed: Instant::now() - Duration::from_secs(3600),
         last_issues: Instant::now() - Duration::from_secs(3600),
+        last_beat: None,
         was_paused: false,
         started_ms: now_ms(),
     };
@@ -380,6 +381,8 @@ struct Saturator<'o> {
     last_release: Instant,
     last_landed: Instant,
     last_issues: Instant,
+    /// This host's last heartbeat (see [`crate::host::SATURATE_BEAT_EVERY`]).
+    last_beat: Option<Instant>,
     was_paused: bool,
     /// When saturate started (the notifier's first pass starts from there).
     started_ms: i64,
@@ -478,6 +481,14 @@ impl Saturator<'_> {
 
     /// Release follow-up, reaping, ingest, landed branches and the killswitch; true when paused.
     fn upkeep(&mut self) -> Result<bool, SaturateError> {
+        if self
+            .last_beat
+            .is_none_or(|t| t.elapsed() >= crate::host::SATURATE_BEAT_EVERY)
+        {
+            self.last_beat = Some(Instant::now());
+            let me = crate::host::Identity::of(&self.config);
+            crate::host::heartbeat(&mut self.ledger, &me)?;
+        }
         if self.config.config.run.mode == RunMode::Release
             && self.last_release.elapsed() > RELEASE_EVERY
         {
