@@ -8,6 +8,7 @@
 
 mod support;
 
+mod backup;
 mod chaos;
 mod cli_basics;
 mod cli_docs;
@@ -18,6 +19,7 @@ mod docs_lint;
 mod doctor;
 mod fast_loop;
 mod first_hour;
+mod fleet;
 mod followups;
 mod gateway;
 mod github_answers;
