@@ -115,7 +115,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// Where to write it (must not exist) [default: .oxi/backups/ledger-<UTC time>.db]
+    /// Where to write it (must not exist) [default: .oxi/backups/ledger-YYYYMMDDTHHMMSSZ.db]
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
 }

@@ -2,6 +2,7 @@
 //! while oxi runs, and putting one back — checked first, never while a run is alive, the
 //! replaced ledger kept aside (docs/operations.md has the drill).
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
@@ -51,7 +52,7 @@ fn render_backup(s: &BackupSummary) -> String {
     )
 }
 
-pub fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
+pub(crate) fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
     let config = ctx.config()?;
     let ledger = Ledger::open_existing(&config.ledger_path())?;
     let dest = match &args.output {
@@ -106,17 +107,16 @@ fn render_restore(s: &RestoreSummary) -> String {
         s.restored.events
     );
     match &s.kept_aside {
-        Some(path) => out.push_str(&format!(
-            "the replaced ledger is kept at {}\n",
-            path.display()
-        )),
+        Some(path) => {
+            let _ = writeln!(out, "the replaced ledger is kept at {}", path.display());
+        }
         None => out.push_str("there was no ledger to replace\n"),
     }
     out.push_str(&in_flight_note(&s.restored.running_runs));
     out
 }
 
-pub fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
+pub(crate) fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     let config = ctx.config()?;
     let file = ctx.cwd.join(&args.file);
     // The file first: a bad backup replaces nothing.

@@ -28,7 +28,7 @@ struct HostLine<'a> {
 }
 
 fn ago(now_ms: i64, at_ms: i64) -> String {
-    let secs = ((now_ms - at_ms).max(0) / 1000) as u64;
+    let secs = u64::try_from((now_ms - at_ms) / 1000).unwrap_or(0);
     let rounded = if secs >= 3600 { secs - secs % 60 } else { secs };
     format!(
         "{} ago",
@@ -87,7 +87,7 @@ fn render(lines: &[HostLine<'_>], format: Format, now_ms: i64) -> String {
     )
 }
 
-pub fn run(ctx: &Context) -> Result<()> {
+pub(crate) fn run(ctx: &Context) -> Result<()> {
     let config = ctx.config()?;
     let ledger = Ledger::open_existing(&config.ledger_path())?;
     let me = Identity::of(&config);

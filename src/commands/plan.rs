@@ -75,7 +75,6 @@ fn hold_for_labels(
         };
         let route = router.route(&row.spec);
         match place(seen_from, live, route.name(), route.requires()) {
-            Placement::Here => {}
             Placement::Elsewhere(other) if strict => {
                 task.held_reason = Some(format!(
                     "routing rule {:?} requires the labels {}, which {} lacks; {other} has them",
@@ -84,7 +83,7 @@ fn hold_for_labels(
                     seen_from.name
                 ));
             }
-            Placement::Elsewhere(_) => {}
+            Placement::Here | Placement::Elsewhere(_) => {}
             Placement::Nowhere(reason) => task.held_reason = Some(reason),
         }
     }
@@ -170,63 +169,67 @@ pub fn run(ctx: &Context, args: &PlanArgs) -> Result<()> {
         .collect();
     let text = match ctx.global.format {
         Format::Json => json_string(&rows)?,
-        format => {
-            if rows.is_empty() {
-                "nothing waiting: every task is in flight or finished (`oxi tasks` lists them all)\n"
-                    .to_owned()
-            } else {
-                // Without rules every task routes by the default: no column to read.
-                let with_route = !config.config.routing.rules.is_empty();
-                // Only rules that require host labels make hosts differ in what they can take.
-                let with_hosts = rows.iter().any(|r| r.hosts.is_some());
-                let mut header = vec!["#", "ID", "TIER", "STATE", "TITLE", "HELD"];
-                if with_hosts {
-                    header.insert(4, "HOSTS");
-                }
-                if with_route {
-                    header.insert(4, "ROUTE");
-                }
-                let mut grid = Grid::new(header);
-                for row in &rows {
-                    let tier = if row.effective_tier < row.priority_tier {
-                        format!("{} (from {})", row.effective_tier, row.priority_tier)
-                    } else {
-                        row.priority_tier.to_string()
-                    };
-                    let mut cells = vec![
-                        row.position.to_string(),
-                        row.id.to_owned(),
-                        tier,
-                        row.state.to_owned(),
-                        truncate(row.title, 60),
-                        row.held_reason.unwrap_or("-").to_owned(),
-                    ];
-                    if with_hosts {
-                        cells.insert(
-                            4,
-                            match &row.hosts {
-                                None => "any".to_owned(),
-                                Some(hosts) if hosts.is_empty() => "none live".to_owned(),
-                                Some(hosts) => hosts.join(", "),
-                            },
-                        );
-                    }
-                    if with_route {
-                        cells.insert(4, row.route.to_owned());
-                    }
-                    grid.row(cells);
-                }
-                let eligible = rows.iter().filter(|r| r.held_reason.is_none()).count();
-                format!(
-                    "{}\n{} waiting, {eligible} eligible now\n",
-                    grid.render(format).trim_end(),
-                    rows.len()
-                )
-            }
-        }
+        format => render(&rows, format, !config.config.routing.rules.is_empty()),
     };
     write_stdout(&text)?;
     Ok(())
+}
+
+/// The plan as a table; `rules_exist`: a ROUTE column (without rules every task routes by the
+/// default).
+fn render(rows: &[PlanRow<'_>], format: Format, rules_exist: bool) -> String {
+    if rows.is_empty() {
+        "nothing waiting: every task is in flight or finished (`oxi tasks` lists them all)\n"
+            .to_owned()
+    } else {
+        // Without rules every task routes by the default: no column to read.
+        let with_route = rules_exist;
+        // Only rules that require host labels make hosts differ in what they can take.
+        let with_hosts = rows.iter().any(|r| r.hosts.is_some());
+        let mut header = vec!["#", "ID", "TIER", "STATE", "TITLE", "HELD"];
+        if with_hosts {
+            header.insert(4, "HOSTS");
+        }
+        if with_route {
+            header.insert(4, "ROUTE");
+        }
+        let mut grid = Grid::new(header);
+        for row in rows {
+            let tier = if row.effective_tier < row.priority_tier {
+                format!("{} (from {})", row.effective_tier, row.priority_tier)
+            } else {
+                row.priority_tier.to_string()
+            };
+            let mut cells = vec![
+                row.position.to_string(),
+                row.id.to_owned(),
+                tier,
+                row.state.to_owned(),
+                truncate(row.title, 60),
+                row.held_reason.unwrap_or("-").to_owned(),
+            ];
+            if with_hosts {
+                cells.insert(
+                    4,
+                    match &row.hosts {
+                        None => "any".to_owned(),
+                        Some(hosts) if hosts.is_empty() => "none live".to_owned(),
+                        Some(hosts) => hosts.join(", "),
+                    },
+                );
+            }
+            if with_route {
+                cells.insert(4, row.route.to_owned());
+            }
+            grid.row(cells);
+        }
+        let eligible = rows.iter().filter(|r| r.held_reason.is_none()).count();
+        format!(
+            "{}\n{} waiting, {eligible} eligible now\n",
+            grid.render(format).trim_end(),
+            rows.len()
+        )
+    }
 }
 
 fn truncate(text: &str, max: usize) -> String {

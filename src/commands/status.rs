@@ -26,7 +26,7 @@ pub struct Status {
     pub ledger: String,
     pub schema_version: i64,
     /// The hosts that heartbeat into this ledger (only `--host`'s with the flag).
-    pub hosts: Vec<HostStatus>,
+    pub(crate) hosts: Vec<HostStatus>,
     /// `--host`: the task counts are of the tasks whose latest run this host started.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_filter: Option<String>,
@@ -34,11 +34,11 @@ pub struct Status {
 
 /// One host in `oxi status`.
 #[derive(Debug, Serialize)]
-pub struct HostStatus {
-    pub name: String,
-    pub live: bool,
-    pub running_jobs: u32,
-    pub last_heartbeat_ms: i64,
+pub(crate) struct HostStatus {
+    pub(crate) name: String,
+    pub(crate) live: bool,
+    pub(crate) running_jobs: u32,
+    pub(crate) last_heartbeat_ms: i64,
 }
 
 #[derive(Debug, Serialize)]

@@ -881,6 +881,7 @@ pub struct HostConfig {
 
 impl HostConfig {
     /// `name`, else the machine's hostname, else `localhost`.
+    #[must_use]
     pub fn resolved_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| {
             nix::unistd::gethostname()
@@ -892,6 +893,7 @@ impl HostConfig {
     }
 
     /// The labels lower-cased, as routing compares them.
+    #[must_use]
     pub fn normalized_labels(&self) -> Vec<String> {
         let mut labels: Vec<String> = self
             .labels

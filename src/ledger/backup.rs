@@ -7,6 +7,9 @@
 //! it. Refusing while runs are live is the caller's part (it knows which processes are alive);
 //! [`Ledger::running_runs_brief`] gives it what to check.
 
+// "SQLite" in these docs is the engine's name, not an identifier to put in backticks.
+#![allow(clippy::doc_markdown)]
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -126,14 +129,14 @@ fn copy(from: &Connection, to: &mut Connection) -> Result<(), BackupError> {
     loop {
         match backup.step(-1)? {
             StepResult::Done => return Ok(()),
-            StepResult::More => {}
             StepResult::Busy | StepResult::Locked => {
                 if started.elapsed() >= BUSY_TIMEOUT {
                     return Err(BackupError::Busy);
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            // A future result kind: step again.
+            // `More` (a step of -1 pages copies everything, but SQLite may still say so) or a
+            // future result kind: step again.
             _ => {}
         }
     }
@@ -238,6 +241,10 @@ fn counts(conn: &Connection) -> Result<(i64, i64, i64), rusqlite::Error> {
 
 impl Ledger {
     /// Writes a consistent snapshot of this ledger to `dest` (which must not exist).
+    ///
+    /// # Errors
+    ///
+    /// [`BackupError::Exists`] when `dest` exists; otherwise I/O, SQLite or busy errors.
     pub fn backup_to(&self, dest: &Path) -> Result<BackupSummary, BackupError> {
         snapshot(&self.conn, dest)?;
         let info = inspect_backup(dest)?;
@@ -255,6 +262,10 @@ impl Ledger {
     }
 
     /// Runs marked running, for a restore to check none is still alive.
+    ///
+    /// # Errors
+    ///
+    /// When the ledger cannot be read.
     pub fn running_runs_brief(&self) -> Result<Vec<RunningRun>, LedgerError> {
         let version = self.read().schema_version()?;
         Ok(running(&self.conn, version)?)
@@ -263,6 +274,11 @@ impl Ledger {
 
 /// Checks a backup file without changing it: readable, `PRAGMA integrity_check` clean, an oxi
 /// ledger, a schema version this binary knows.
+///
+/// # Errors
+///
+/// The check that failed: [`BackupError::Unreadable`], [`BackupError::Corrupt`],
+/// [`BackupError::NotALedger`] or [`BackupError::TooNew`].
 pub fn inspect_backup(path: &Path) -> Result<BackupInfo, BackupError> {
     if !path.is_file() {
         return Err(BackupError::Io {
@@ -326,6 +342,10 @@ pub fn inspect_backup(path: &Path) -> Result<BackupInfo, BackupError> {
 /// its WAL is in it), the WAL files of the old one are removed, the backup is copied into a
 /// temporary file, synced and renamed over the ledger, and the result opened (which brings an
 /// older schema up to date). The caller holds the tick lock and checked that no run is live.
+///
+/// # Errors
+///
+/// What [`inspect_backup`] refuses (then nothing was replaced), or an I/O or SQLite error.
 pub fn restore(ledger: &Path, file: &Path) -> Result<RestoreSummary, BackupError> {
     let info = inspect_backup(file)?;
     let kept_aside = if ledger.exists() {

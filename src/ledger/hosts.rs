@@ -43,6 +43,7 @@ pub struct HostRow {
 impl HostRow {
     /// Alive at `now_ms`: a heartbeat within `window_ms`, or a run of its whose lease has not
     /// expired.
+    #[must_use]
     pub fn is_live(&self, now_ms: i64, window_ms: i64) -> bool {
         now_ms - self.last_heartbeat_ms <= window_ms
             || self.lease_until_ms.is_some_and(|until| until >= now_ms)
@@ -73,6 +74,8 @@ fn host_from_row(row: &Row<'_>) -> rusqlite::Result<(HostRow, String, String)> {
     ))
 }
 
+// Every function below fails only when the ledger cannot be read or written.
+#[allow(clippy::missing_errors_doc)]
 impl Queries<'_> {
     /// Records a host's heartbeat: creates its row on the first, refreshes it after.
     pub fn host_heartbeat(&self, beat: &HostBeat<'_>) -> Result<()> {

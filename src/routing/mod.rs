@@ -249,6 +249,7 @@ impl<'r> Route<'r> {
     }
 
     /// The host labels the matching rule requires (none without a rule).
+    #[must_use]
     pub fn requires(&self) -> &'r [String] {
         self.rule
             .and_then(|i| self.router.rules.get(i))
