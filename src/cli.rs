@@ -231,6 +231,9 @@ pub struct ReportArgs {
     /// Write the report to this file instead of stdout
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Only this host in the per-host section (runs, success, spend); the KPIs stay fleet-wide
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -210,6 +210,21 @@ fn tasks_and_status_show_hosts_and_filter_by_one() {
         .json();
     assert_eq!(beta["host_filter"], "beta");
     assert_eq!(beta["tasks_total"], 0);
+    // The report's section by host.
+    let report = s.oxi(&["report", "--format", "json"]).json();
+    assert_eq!(
+        report["hosts"],
+        serde_json::json!([{ "host": "alpha", "executor_runs": 2, "succeeded": 2, "cost_microusd": report["hosts"][0]["cost_microusd"] }])
+    );
+    assert!(report["hosts"][0]["cost_microusd"].as_i64().unwrap() > 0);
+    let text = s.oxi(&["report"]).ok().to_owned();
+    assert!(text.contains("by host") && text.contains("alpha"), "{text}");
+    let text = s.oxi(&["report", "--host", "beta"]).ok().to_owned();
+    assert!(
+        text.ends_with("no runs by that host in the window\n"),
+        "{text}"
+    );
+
     let alpha = s.oxi(&["status", "--host", "alpha"]).ok().to_owned();
     assert!(
         alpha.contains("tasks on alpha ") && alpha.contains("2 total: delivered 2"),
@@ -217,6 +232,17 @@ fn tasks_and_status_show_hosts_and_filter_by_one() {
     );
     assert!(alpha.contains("alpha (live, 0 running)"), "{alpha}");
     assert!(!alpha.contains("beta"), "{alpha}");
+}
+
+#[test]
+fn saturate_heartbeats_too() {
+    let s = repo("[\"linux\"]", "");
+    s.oxi(&["saturate", "--until-empty", "--concurrency", "2"])
+        .ok();
+    let hosts = s.oxi(&["hosts", "--format", "json"]).json();
+    assert_eq!(hosts[0]["name"], "alpha", "{hosts:#}");
+    assert_eq!(hosts[0]["labels"], serde_json::json!(["linux"]));
+    assert_eq!(ledger(&s).read().task_hosts().unwrap().len(), 2);
 }
 
 #[test]

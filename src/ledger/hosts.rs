@@ -22,6 +22,18 @@ pub struct HostBeat<'a> {
     pub at_ms: i64,
 }
 
+/// One host's runs in a report's window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostRunTotals {
+    pub host: String,
+    /// Finished executor runs started in the window.
+    pub executor_runs: u32,
+    /// Of those, the ones classified `success`.
+    pub succeeded: u32,
+    /// What every run it started in the window cost (all roles).
+    pub cost_microusd: crate::money::MicroUsd,
+}
+
 /// A host row as read back, with the runs it has in flight.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostRow {
@@ -143,6 +155,27 @@ impl Queries<'_> {
                                     WHERE task_id = r.task_id AND host IS NOT NULL)",
         )?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Each host's finished runs started at or after `from_ms`, by host name.
+    pub fn host_run_totals(&self, from_ms: i64) -> Result<Vec<HostRunTotals>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT host,
+                    SUM(role = 'executor' AND status = 'finished'),
+                    SUM(role = 'executor' AND status = 'finished' AND classification = 'success'),
+                    SUM(cost_microusd)
+             FROM runs WHERE host IS NOT NULL AND started_at_ms >= ?1
+             GROUP BY host ORDER BY host",
+        )?;
+        let rows = stmt.query_map([from_ms], |r| {
+            Ok(HostRunTotals {
+                host: r.get(0)?,
+                executor_runs: r.get(1)?,
+                succeeded: r.get(2)?,
+                cost_microusd: r.get(3)?,
+            })
+        })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 

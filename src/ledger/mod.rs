@@ -36,7 +36,7 @@ pub use backup::{
 pub use blocks::WorkerBlock;
 pub use events::{Event, EventKind};
 pub use gateway::{GatewayCallEnd, GatewayCallRow, NewGatewayCall};
-pub use hosts::{HostBeat, HostRow};
+pub use hosts::{HostBeat, HostRow, HostRunTotals};
 pub use issues::{IssueLink, IssueSeen};
 pub use kinds::{ApprovalKind, FailureClass, HoldKind};
 pub use migrate::MIGRATIONS;
