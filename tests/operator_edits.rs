@@ -467,7 +467,7 @@ fn read_commands_say_when_roadmap_md_changed_since_the_last_ingest() {
     }
     s.write(
         "roadmap.md",
-        &format!("{ROADMAP}\n**T0-2 · Part**\nCreate `bye.txt`.\n"),
+        format!("{ROADMAP}\n**T0-2 · Part**\nCreate `bye.txt`.\n"),
     );
     for args in [&["plan"][..], &["tasks"], &["status"], &["route", "T0-1"]] {
         let run = s.oxi(args);
