@@ -57,6 +57,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// OpenAI-compatible inference providers for the gateway roles (docs/gateway.md).
     pub gateway: GatewayConfig,
+    /// The read-only planning run before the executor (docs/explore.md).
+    pub explore: ExploreConfig,
 }
 
 /// Targets `oxi report` checks each KPI against: below them, unattended runs are not yet
@@ -252,6 +254,7 @@ impl Default for Config {
             sources: SourcesConfig::default(),
             notify: NotifyConfig::default(),
             gateway: GatewayConfig::default(),
+            explore: ExploreConfig::default(),
         }
     }
 }
@@ -389,6 +392,9 @@ pub struct RoutingRule {
     pub triage: Option<WorkerChain>,
     pub screen: Option<WorkerChain>,
     pub summary: Option<WorkerChain>,
+    /// Whether the tasks this rule matches get a read-only planner run before the executor
+    /// (over `[explore] mode`); needs a planner chain.
+    pub explore: Option<bool>,
 }
 
 /// A rule's clauses; a task matches when every clause given matches (none given: every task).
@@ -858,6 +864,49 @@ impl Default for GatewayCapsConfig {
             screen_daily_usd: 1.0,
             summary_daily_usd: 1.0,
             test_daily_usd: 0.5,
+        }
+    }
+}
+
+/// `[explore] mode`: when a task gets a read-only planner run before its executor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ExploreMode {
+    /// Tasks with no file hints, or labelled or sectioned as one of `[explore] labels`.
+    #[default]
+    Auto,
+    /// Every task (that has a planner route).
+    Always,
+    /// No task, unless a routing rule says `explore = true`.
+    Never,
+}
+
+impl ExploreMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExploreMode::Auto => "auto",
+            ExploreMode::Always => "always",
+            ExploreMode::Never => "never",
+        }
+    }
+}
+
+/// `[explore]`: the planner run before the executor (docs/explore.md). A task is explored only
+/// when its route has a planner chain (`routing.planner` or its rule's).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExploreConfig {
+    pub mode: ExploreMode,
+    /// `auto` explores a task with one of these labels (its `Labels:` line), or whose roadmap
+    /// section or milestone names one of them (case-insensitive).
+    pub labels: Vec<String>,
+}
+
+impl Default for ExploreConfig {
+    fn default() -> Self {
+        Self {
+            mode: ExploreMode::Auto,
+            labels: vec!["greenfield".to_owned(), "ambiguous".to_owned()],
         }
     }
 }

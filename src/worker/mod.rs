@@ -188,6 +188,20 @@ pub fn extract_result_block(text: &str) -> Option<serde_json::Value> {
         .last()
 }
 
+#[allow(clippy::expect_used)] // A constant pattern.
+static PLAN_LINE: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"(?m)^\s*OXI_PLAN\b[ \t]*(.*?)\s*$").expect("constant regex")
+});
+
+/// The text after the last `OXI_PLAN` marker in `text`, parseable or not (the planner's block
+/// is validated by `crate::pipeline::explore`, which names what is wrong with it).
+pub fn extract_plan_line(text: &str) -> Option<String> {
+    PLAN_LINE
+        .captures_iter(text)
+        .last()
+        .map(|c| c[1].to_owned())
+}
+
 /// Everything a run's events add up to.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Accumulator {
@@ -206,6 +220,8 @@ pub struct Accumulator {
     pub result: Option<Event>,
     pub last_message: Option<String>,
     pub result_block: Option<serde_json::Value>,
+    /// What follows the last `OXI_PLAN` marker (a planner's answer), as written.
+    pub plan_line: Option<String>,
     pub rate_limited: bool,
     pub retry_after_ms: Option<u64>,
     pub errors: Vec<String>,
@@ -235,6 +251,9 @@ impl Accumulator {
             Event::Message { text } => {
                 if let Some(block) = extract_result_block(text) {
                     self.result_block = Some(block);
+                }
+                if let Some(plan) = extract_plan_line(text) {
+                    self.plan_line = Some(plan);
                 }
                 self.last_message = Some(text.clone());
             }
@@ -285,6 +304,9 @@ impl Accumulator {
                     && let Some(block) = extract_result_block(text)
                 {
                     self.result_block = Some(block);
+                }
+                if let Some(plan) = text.as_deref().and_then(extract_plan_line) {
+                    self.plan_line = Some(plan);
                 }
                 self.result = Some(event.clone());
             }
