@@ -147,6 +147,7 @@ impl Writable {
 
     /// An executor's: its worktree and the git metadata that needs, its temp directory, and
     /// the devices.
+    #[must_use]
     pub fn worktree(worktree: &Path, temp: &Path) -> Self {
         let mut writable = Self {
             dirs: vec![worktree.to_path_buf(), temp.to_path_buf()],
@@ -159,6 +160,7 @@ impl Writable {
 
     /// A read-only run's (the planner's): its own temp directory and the devices, nothing of
     /// the worktree or its git metadata; the CLI's state directory is added by the caller.
+    #[must_use]
     pub fn read_only(temp: &Path) -> Self {
         let mut writable = Self {
             dirs: vec![temp.to_path_buf()],

@@ -13,7 +13,7 @@ const REVIEWER: &str = include_str!("../templates/reviewer.md.j2");
 const PLANNER: &str = include_str!("../templates/planner.md.j2");
 
 /// Longest goal (the brief's first sentence) a planned executor prompt carries.
-pub const GOAL_CLIP: usize = 300;
+pub(crate) const GOAL_CLIP: usize = 300;
 
 /// Longest previous-failure excerpt and diff put into a prompt.
 pub const FAILURE_CLIP: usize = 6 * 1024;
@@ -43,22 +43,22 @@ pub struct ExecutorPrompt<'a> {
     pub last_failure: Option<String>,
     /// The planner's plan: when set, the prompt carries the goal, the steps and the expected
     /// files instead of the brief and the hints.
-    pub plan: Option<PlanBrief<'a>>,
+    pub(crate) plan: Option<PlanBrief<'a>>,
 }
 
 /// What a planned executor prompt carries of the plan.
 #[derive(Debug, Clone, Serialize)]
-pub struct PlanBrief<'a> {
+pub(crate) struct PlanBrief<'a> {
     /// The brief's first sentence (clipped): what the task is for.
-    pub goal: String,
-    pub steps: &'a [String],
-    pub files_expected: &'a [String],
+    pub(crate) goal: String,
+    pub(crate) steps: &'a [String],
+    pub(crate) files_expected: &'a [String],
 }
 
 impl<'a> PlanBrief<'a> {
     /// The goal is the brief's first sentence: what the task is for, without the detail the
     /// planner already turned into steps.
-    pub fn new(brief: &str, steps: &'a [String], files_expected: &'a [String]) -> Self {
+    pub(crate) fn new(brief: &str, steps: &'a [String], files_expected: &'a [String]) -> Self {
         let text = brief.trim_start();
         let end = text
             .match_indices(['.', '!', '?', '\n'])
@@ -75,16 +75,16 @@ impl<'a> PlanBrief<'a> {
 
 /// The planner's brief: the whole task, read-only, answered with one `OXI_PLAN` line.
 #[derive(Debug, Clone, Serialize)]
-pub struct PlannerPrompt<'a> {
-    pub id: &'a str,
-    pub title: &'a str,
-    pub subtitle: Option<&'a str>,
-    pub brief: &'a str,
-    pub file_hints: &'a [String],
-    pub acceptance: Vec<String>,
-    pub protected: &'a [String],
+pub(crate) struct PlannerPrompt<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) title: &'a str,
+    pub(crate) subtitle: Option<&'a str>,
+    pub(crate) brief: &'a str,
+    pub(crate) file_hints: &'a [String],
+    pub(crate) acceptance: Vec<String>,
+    pub(crate) protected: &'a [String],
     /// Why the previous answer's plan was refused, on the planner's one retry.
-    pub previous_error: Option<String>,
+    pub(crate) previous_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -148,12 +148,12 @@ pub fn reviewer(ctx: &ReviewerPrompt<'_>) -> Result<String, PromptError> {
     render("reviewer.md.j2", REVIEWER, ctx)
 }
 
-pub fn planner(ctx: &PlannerPrompt<'_>) -> Result<String, PromptError> {
+pub(crate) fn planner(ctx: &PlannerPrompt<'_>) -> Result<String, PromptError> {
     render("planner.md.j2", PLANNER, ctx)
 }
 
 /// The acceptance commands of every tier, as a person would type them.
-pub fn acceptance(config: &crate::config::Config) -> Vec<String> {
+pub(crate) fn acceptance(config: &crate::config::Config) -> Vec<String> {
     config
         .verify
         .tier0
@@ -166,7 +166,7 @@ pub fn acceptance(config: &crate::config::Config) -> Vec<String> {
 
 /// The executor's prompt for attempt `attempt` of `task` in `worktree`: the whole brief, or
 /// with `plan` the goal, the steps and the expected files instead.
-pub fn executor_for(
+pub(crate) fn executor_for(
     config: &crate::config::Config,
     task: &crate::ledger::TaskRow,
     attempt: u32,

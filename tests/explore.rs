@@ -227,6 +227,35 @@ fn a_planner_that_writes_is_a_violation_with_the_path_and_nothing_of_it_survives
 }
 
 #[test]
+fn without_confinement_the_planners_write_is_found_in_the_worktree_and_discarded() {
+    // As on macOS, or a kernel without Landlock: the write happens; the worktree diff finds it.
+    let s = repo(
+        VAGUE,
+        "demo",
+        "plan-write",
+        "notes/welcome.md",
+        "[governance]\nconfine = \"off\"\n",
+    );
+    s.oxi(&["tick"]).ok();
+    let memos = events(&s, "T0-1", "governance_memo");
+    assert_eq!(memos.len(), 1, "{memos:?}");
+    assert_eq!(memos[0]["paths"][0], "planner-was-here.txt", "{memos:?}");
+    let detectors = memos[0]["detectors"].to_string();
+    assert!(detectors.contains("worktree_diff"), "{memos:?}");
+    assert_eq!(state(&s, "T0-1").0, TaskState::Delivered);
+    let tree = git(
+        s.path(),
+        &[
+            "ls-tree",
+            "-r",
+            "--name-only",
+            "oxi/t0-1-greet-new-contributors",
+        ],
+    );
+    assert!(!tree.contains("planner-was-here"), "{tree}");
+}
+
+#[test]
 fn a_bad_plan_is_retried_once_then_the_task_fails_as_plan_invalid() {
     let s = repo(VAGUE, "demo", "plan-bad", "notes/welcome.md", "");
     s.oxi(&["tick"]).ok();

@@ -226,6 +226,7 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
 
 /// The task's latest plan (the explore phase's), as `oxi show` prints it.
 fn plan_text(row: &crate::ledger::PlanRow) -> String {
+    use std::fmt::Write as _;
     let list = |field: &str| -> Vec<String> {
         row.plan[field]
             .as_array()
@@ -244,7 +245,7 @@ fn plan_text(row: &crate::ledger::PlanRow) -> String {
         list("files_expected").join(", ")
     );
     for (i, step) in list("steps").iter().enumerate() {
-        out.push_str(&format!("    {}. {step}\n", i + 1));
+        let _ = writeln!(out, "    {}. {step}", i + 1);
     }
     for (field, label) in [
         ("assumptions", "assumptions"),
@@ -253,7 +254,7 @@ fn plan_text(row: &crate::ledger::PlanRow) -> String {
     ] {
         let items = list(field);
         if !items.is_empty() {
-            out.push_str(&format!("  {label}: {}\n", items.join("; ")));
+            let _ = writeln!(out, "  {label}: {}", items.join("; "));
         }
     }
     out

@@ -882,6 +882,7 @@ pub enum ExploreMode {
 }
 
 impl ExploreMode {
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             ExploreMode::Auto => "auto",

@@ -28,6 +28,9 @@ pub struct PromptBytes {
 
 impl Queries<'_> {
     /// Stores a validated plan for `task_id`, made by run `run_id`.
+    ///
+    /// # Errors
+    /// The ledger's, when the row cannot be written.
     pub fn record_plan(
         &self,
         task_id: &str,
@@ -46,6 +49,9 @@ impl Queries<'_> {
     }
 
     /// The task's latest plan, if any planner gave one.
+    ///
+    /// # Errors
+    /// The ledger's, when it cannot be read.
     pub fn latest_plan(&self, task_id: &str) -> Result<Option<PlanRow>> {
         let row = self
             .conn
@@ -72,6 +78,9 @@ impl Queries<'_> {
     }
 
     /// Records how many bytes of prompt run `run_id` was sent.
+    ///
+    /// # Errors
+    /// The ledger's, when the row cannot be written.
     pub fn record_prompt_bytes(&self, run_id: &str, bytes: usize) -> Result<()> {
         self.conn
             .prepare_cached("UPDATE runs SET prompt_bytes = ?2 WHERE id = ?1")?
@@ -80,6 +89,9 @@ impl Queries<'_> {
     }
 
     /// The prompt bytes of run `run_id`, when recorded.
+    ///
+    /// # Errors
+    /// The ledger's, when it cannot be read.
     pub fn prompt_bytes(&self, run_id: &str) -> Result<Option<u64>> {
         let bytes: Option<Option<i64>> = self
             .conn
@@ -90,6 +102,9 @@ impl Queries<'_> {
     }
 
     /// Median and p90 prompt bytes of `role`'s runs started since `since_ms`.
+    ///
+    /// # Errors
+    /// The ledger's, when it cannot be read.
     pub fn report_prompt_bytes(&self, role: &str, since_ms: i64) -> Result<PromptBytes> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT prompt_bytes FROM runs
@@ -102,15 +117,15 @@ impl Queries<'_> {
             .into_iter()
             .filter_map(|b| u64::try_from(b).ok())
             .collect();
-        // Nearest rank on the sorted sizes.
-        let rank = |q: f64| {
-            let i = ((q * sizes.len() as f64).ceil() as usize).saturating_sub(1);
-            sizes.get(i.min(sizes.len().saturating_sub(1))).copied()
+        // Nearest rank on the sorted sizes (`percent` of them at or below it).
+        let rank = |percent: usize| {
+            let i = (sizes.len() * percent).div_ceil(100).saturating_sub(1);
+            sizes.get(i).copied()
         };
         Ok(PromptBytes {
             calls: sizes.len(),
-            median: rank(0.5),
-            p90: rank(0.9),
+            median: rank(50),
+            p90: rank(90),
         })
     }
 }

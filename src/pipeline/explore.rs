@@ -33,7 +33,7 @@ const MAX_ITEM_BYTES: usize = 1000;
 
 /// The planner's `OXI_PLAN` block, validated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub info_needs: Vec<String>,
     pub assumptions: Vec<String>,
     /// Repository-relative paths the work will create or change (at least one).
@@ -46,7 +46,7 @@ pub struct Plan {
 /// What is wrong with a planner's answer. Each is one retry of the planner, then the task's
 /// `plan_invalid` failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PlanError {
+pub(crate) enum PlanError {
     #[error("the answer has no `OXI_PLAN {{json}}` line")]
     Missing,
     #[error("the OXI_PLAN line is not JSON: {0}")]
@@ -71,7 +71,7 @@ impl Plan {
     ];
 
     /// Validates what followed an `OXI_PLAN` marker; errors name the field.
-    pub fn parse(line: Option<&str>) -> Result<Self, PlanError> {
+    pub(crate) fn parse(line: Option<&str>) -> Result<Self, PlanError> {
         let line = line.map(str::trim).ok_or(PlanError::Missing)?;
         let value: serde_json::Value =
             serde_json::from_str(line).map_err(|e| PlanError::NotJson(e.to_string()))?;
@@ -171,14 +171,14 @@ fn relative_path(path: &str) -> Result<String, PlanError> {
 
 /// Whether a task is explored, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// The planner the task's route names (`None`: not explored).
     pub planner: Option<Assignment>,
     pub why: String,
 }
 
 /// Whether `task` gets a planner run before its executor.
-pub fn decide(config: &Config, router: &Router, task: &TaskSpec) -> Decision {
+pub(crate) fn decide(config: &Config, router: &Router, task: &TaskSpec) -> Decision {
     let route = router.route(task);
     let pick = route.pick(RouteRole::Planner);
     let rule = config.routing.rules.iter().find(|r| r.name == route.name());

@@ -52,6 +52,7 @@ impl WorkerRole {
 
     /// A run of this role may write nowhere but its own temp directory (and its CLI's state):
     /// oxi's confinement leaves the worktree and its git metadata out.
+    #[must_use]
     pub fn writes_nothing(self) -> bool {
         self == WorkerRole::Planner
     }
