@@ -326,3 +326,102 @@ fn explore_config_that_cannot_run_is_refused_with_the_key() {
     let err = s.oxi(&["tick"]).fails_with(3).to_owned();
     assert!(err.contains("routing.rules.0.explore"), "{err}");
 }
+
+/// The live CLI as the planner against the mock model server: oxi passes its read-only flag
+/// (`--permission-mode plan` for claude, `--sandbox read-only` for codex), the model's attempt
+/// to write is not carried out, the plan it then gives is stored, and the executor (the same
+/// CLI, not read-only) builds from it.
+async fn a_live_planner_is_read_only(cli: crate::support::live::Cli) {
+    use crate::support::live::{self, Scratch};
+    use oxi_testkit::mock_model::{MockModelServer, Script, Step};
+    let Some(bin) = live::require(cli) else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let plan = r#"OXI_PLAN {"info_needs":[],"assumptions":["Markdown"],"files_expected":["notes/plan.md"],"steps":["Write notes/plan.md"],"risks":[]}"#;
+    let server = MockModelServer::start(Script::steps([
+        // The planner tries to write, then answers with its plan.
+        Step::write_file("planner-was-here.txt", "planned\n"),
+        Step::text(format!("Planned.\n{plan}")),
+        // The executor.
+        Step::write_file("notes/plan.md", "# Plan\nstep one\n"),
+        Step::text("Wrote it.\nOXI_RESULT {\"status\":\"done\"}"),
+    ]))
+    .await
+    .unwrap();
+    OxiToml::new()
+        .worker(live::worker(cli, "live", &bin, &server))
+        .raw("[routing]\nexecutor = [\"live\"]\nreviewer = [\"live\"]\nplanner = [\"live\"]\n")
+        .raw("[verify]\ntier0 = [{ name = \"plan exists\", argv = [\"test\", \"-s\", \"notes/plan.md\"], timeout = \"30s\" }]\n")
+        .write_in(&scratch.repo);
+    std::fs::write(scratch.repo.join(".gitignore"), ".oxi/\noxi.toml\n").unwrap();
+    std::fs::write(
+        scratch.repo.join("roadmap.md"),
+        "# Roadmap\n\n**T0-7 · Write the plan**\nWrite down how the project will be planned.\n",
+    )
+    .unwrap();
+    git(&scratch.repo, &["add", "-A"]);
+    git(&scratch.repo, &["commit", "-q", "-m", "roadmap"]);
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_oxi"));
+    command
+        .args(["tick", "--format", "json"])
+        .current_dir(&scratch.repo)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &scratch.home)
+        .env("LANG", "C.UTF-8")
+        .env("ANTHROPIC_API_KEY", "sk-test-live-key")
+        .env("MOCK_API_KEY", "sk-test-live-key")
+        .env("CODEX_HOME", &scratch.codex_home)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(live::HARD_TIMEOUT, command.output())
+        .await
+        .expect("tick finishes")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    let l = Ledger::open_existing(&scratch.repo.join(".oxi/ledger.db")).unwrap();
+    let runs = l.read().runs_for_task("T0-7").unwrap();
+    let planner = runs
+        .iter()
+        .find(|r| r.role == "planner")
+        .expect("a planner run");
+    // The read-only flag was passed.
+    let meta: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{}/meta.json", planner.run_dir.as_deref().unwrap()))
+            .unwrap(),
+    )
+    .unwrap();
+    let argv = meta["argv"].to_string();
+    let flag = match cli {
+        live::Cli::Claude => r#""--permission-mode","plan""#,
+        live::Cli::Codex => r#""--sandbox","read-only""#,
+    };
+    assert!(argv.contains(flag), "{argv}");
+    // And honoured: nothing of the write is anywhere; the plan was stored and used.
+    let task = l.read().task("T0-7").unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Delivered, "{stdout}\n{stderr}");
+    let branch = task.branch.unwrap();
+    let tree = git(&scratch.repo, &["ls-tree", "-r", "--name-only", &branch]);
+    assert!(tree.contains("notes/plan.md"), "{tree}");
+    assert!(!tree.contains("planner-was-here"), "{tree}");
+    assert!(!scratch.repo.join("planner-was-here.txt").exists());
+    let stored = l
+        .read()
+        .latest_plan("T0-7")
+        .unwrap()
+        .expect("a stored plan");
+    assert_eq!(stored.plan["files_expected"][0], "notes/plan.md");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_claude_planner_gets_plan_mode_and_cannot_write() {
+    a_live_planner_is_read_only(crate::support::live::Cli::Claude).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_codex_planner_gets_the_read_only_sandbox_and_cannot_write() {
+    a_live_planner_is_read_only(crate::support::live::Cli::Codex).await;
+}
