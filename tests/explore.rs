@@ -407,6 +407,16 @@ async fn a_live_planner_is_read_only(cli: crate::support::live::Cli) {
     assert!(tree.contains("notes/plan.md"), "{tree}");
     assert!(!tree.contains("planner-was-here"), "{tree}");
     assert!(!scratch.repo.join("planner-was-here.txt").exists());
+    // Claude's refused attempt is a violation with its path (the Write tool call). Codex's
+    // sandbox refuses the patch without an event oxi reads as a write (docs/explore.md).
+    let history = l.read().task_history("T0-7").unwrap();
+    let memo = history
+        .iter()
+        .find(|(_, kind, _, _)| kind == "governance_memo")
+        .map(|(_, _, _, data)| data.to_string())
+        .unwrap_or_default();
+    let recorded = memo.contains("read_only_write") && memo.contains("planner-was-here.txt");
+    assert_eq!(recorded, cli == live::Cli::Claude, "{history:?}");
     let stored = l
         .read()
         .latest_plan("T0-7")

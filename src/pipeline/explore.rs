@@ -459,8 +459,8 @@ fn admit(job: &mut Job<'_>, prepared: &PreparedRun<'_>, worker: &str) -> Result<
     }
 }
 
-/// Finds what the read-only planner wrote or tried to write (the worktree's own changes, and
-/// the writes its CLI announced, refused or not), records them as a governance violation with
+/// Finds what the read-only planner wrote or tried to write (the worktree's own changes, the
+/// writes its CLI announced, and the edit-tool calls its model made, refused or not), records them as a governance violation with
 /// the paths, and discards them.
 fn undo_writes(job: &mut Job<'_>, report: &RunReport) {
     let tree = &job.spec.worktree;
@@ -469,12 +469,13 @@ fn undo_writes(job: &mut Job<'_>, report: &RunReport) {
     if !changed.is_empty() {
         detectors.push("worktree_diff".to_owned());
     }
-    if !report.files_changed.is_empty() {
+    if !report.files_changed.is_empty() || !report.write_attempts.is_empty() {
         detectors.push("write_events".to_owned());
     }
     let paths: BTreeSet<String> = changed
         .into_iter()
         .chain(report.files_changed.iter().cloned())
+        .chain(report.write_attempts.iter().cloned())
         .collect();
     if paths.is_empty() {
         return;

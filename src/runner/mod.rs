@@ -124,6 +124,10 @@ pub struct RunReport {
     /// validated, then stored masked).
     #[serde(skip)]
     pub plan_line: Option<String>,
+    /// Paths the model asked an edit tool to write, carried out or refused (relative to the
+    /// working directory when inside it).
+    #[serde(skip)]
+    pub write_attempts: Vec<String>,
     /// The worker's last message (clipped), for a reader.
     pub last_message: Option<String>,
     /// Why it ended so, in one line, when it did not succeed.
@@ -647,6 +651,15 @@ impl PreparedRun<'_> {
             retry_after_ms: acc.retry_after_ms,
             result: acc.result_block.clone(),
             plan_line: acc.plan_line.clone(),
+            write_attempts: acc
+                .write_attempts
+                .iter()
+                .map(|p| {
+                    Path::new(p)
+                        .strip_prefix(self.request.cwd)
+                        .map_or_else(|_| p.clone(), |r| r.display().to_string())
+                })
+                .collect(),
             last_message: acc.last_message.as_deref().map(|m| {
                 self.redactor
                     .redact(&worker::event::clip(m, 2000))

@@ -202,6 +202,9 @@ pub fn extract_plan_line(text: &str) -> Option<String> {
         .map(|c| c[1].to_owned())
 }
 
+/// The edit tools of the CLIs (claude 2.1.328's names): a call to one is a write attempt.
+const EDIT_TOOLS: &[&str] = &["Write", "Edit", "MultiEdit", "NotebookEdit"];
+
 /// Everything a run's events add up to.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Accumulator {
@@ -226,6 +229,9 @@ pub struct Accumulator {
     pub retry_after_ms: Option<u64>,
     pub errors: Vec<String>,
     pub files_changed: Vec<String>,
+    /// Paths the model asked an edit tool to write (claude's `Write`, `Edit`, `MultiEdit`,
+    /// `NotebookEdit`), carried out or refused: a read-only run's write attempts.
+    pub write_attempts: Vec<String>,
     pub event_counts: std::collections::BTreeMap<String, u64>,
     pub unknown_types: std::collections::BTreeMap<String, u64>,
     pub parse_failures: u64,
@@ -256,6 +262,17 @@ impl Accumulator {
                     self.plan_line = Some(plan);
                 }
                 self.last_message = Some(text.clone());
+            }
+            Event::ToolCall { name, input, .. } if EDIT_TOOLS.contains(&name.as_str()) => {
+                let path = input
+                    .get("file_path")
+                    .or_else(|| input.get("notebook_path"))
+                    .and_then(|p| p.as_str());
+                if let Some(path) = path
+                    && !self.write_attempts.iter().any(|p| p == path)
+                {
+                    self.write_attempts.push(path.to_owned());
+                }
             }
             Event::FileChange { path, .. } if !self.files_changed.contains(path) => {
                 self.files_changed.push(path.clone());
