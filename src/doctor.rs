@@ -490,6 +490,7 @@ fn template_checks(out: &mut Vec<Check>) {
         attempt: 2,
         max_attempts: 3,
         last_failure: Some("x".into()),
+        plan: None,
     });
     let reviewer = crate::prompt::reviewer(&crate::prompt::ReviewerPrompt {
         id: "T0-1",

@@ -100,6 +100,8 @@ pub struct Report {
     pub human_interventions: usize,
     pub human_intervention_rate: Option<f64>,
     pub governance_violations: usize,
+    /// Bytes of prompt per executor call (the explore phase trims them to the plan).
+    pub executor_prompt_bytes: crate::ledger::PromptBytes,
     pub review_skips: BTreeMap<String, usize>,
     pub first_pass_ci_green_rate: Option<f64>,
     pub spend_usd: f64,
@@ -200,6 +202,7 @@ pub fn build(
         human_interventions: counts.interventions,
         human_intervention_rate: rates.intervention,
         governance_violations: counts.governance,
+        executor_prompt_bytes: q.report_prompt_bytes(WorkerRole::Executor.as_str(), from)?,
         review_skips: counts.review_skips,
         first_pass_ci_green_rate: rates.first_pass,
         spend_usd: micro_to_usd(spend),
@@ -499,6 +502,17 @@ pub fn rows(r: &Report) -> Vec<(String, String, String)> {
             num(r.parse_failures_per_100_calls),
         ),
         ("runs", "retry rate", pct(r.retry_rate)),
+        (
+            "runs",
+            "prompt bytes per executor call",
+            match (r.executor_prompt_bytes.median, r.executor_prompt_bytes.p90) {
+                (Some(median), Some(p90)) => format!(
+                    "median {median} · p90 {p90} ({} calls)",
+                    r.executor_prompt_bytes.calls
+                ),
+                _ => "-".to_owned(),
+            },
+        ),
         (
             "humans",
             "interventions",

@@ -59,6 +59,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// This oxi host: its name in the ledger and the labels routing rules may require.
     pub host: HostConfig,
+    /// The read-only planning run before the executor (docs/explore.md).
+    pub explore: ExploreConfig,
 }
 
 /// Targets `oxi report` checks each KPI against: below them, unattended runs are not yet
@@ -255,6 +257,7 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             gateway: GatewayConfig::default(),
             host: HostConfig::default(),
+            explore: ExploreConfig::default(),
         }
     }
 }
@@ -396,6 +399,9 @@ pub struct RoutingRule {
     /// matches; a task no live host can take waits with that reason.
     #[serde(default)]
     pub requires: Vec<String>,
+    /// Whether the tasks this rule matches get a read-only planner run before the executor
+    /// (over `[explore] mode`); needs a planner chain.
+    pub explore: Option<bool>,
 }
 
 /// A rule's clauses; a task matches when every clause given matches (none given: every task).
@@ -903,5 +909,49 @@ impl HostConfig {
         labels.sort();
         labels.dedup();
         labels
+    }
+}
+
+/// `[explore] mode`: when a task gets a read-only planner run before its executor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ExploreMode {
+    /// Tasks with no file hints, or labelled or sectioned as one of `[explore] labels`.
+    #[default]
+    Auto,
+    /// Every task (that has a planner route).
+    Always,
+    /// No task, unless a routing rule says `explore = true`.
+    Never,
+}
+
+impl ExploreMode {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExploreMode::Auto => "auto",
+            ExploreMode::Always => "always",
+            ExploreMode::Never => "never",
+        }
+    }
+}
+
+/// `[explore]`: the planner run before the executor (docs/explore.md). A task is explored only
+/// when its route has a planner chain (`routing.planner` or its rule's).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExploreConfig {
+    pub mode: ExploreMode,
+    /// `auto` explores a task with one of these labels (its `Labels:` line), or whose roadmap
+    /// section or milestone names one of them (case-insensitive).
+    pub labels: Vec<String>,
+}
+
+impl Default for ExploreConfig {
+    fn default() -> Self {
+        Self {
+            mode: ExploreMode::Auto,
+            labels: vec!["greenfield".to_owned(), "ambiguous".to_owned()],
+        }
     }
 }

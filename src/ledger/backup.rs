@@ -207,7 +207,7 @@ fn integrity(conn: &Connection) -> Result<Vec<String>, rusqlite::Error> {
 }
 
 /// The runs a ledger at schema `version` has marked running (`supervisor_pid` came with
-/// migration 0003, `host` with 0016).
+/// migration 0003, `host` with 0012).
 fn running(conn: &Connection, version: i64) -> Result<Vec<RunningRun>, rusqlite::Error> {
     let pid = if version >= 3 {
         "supervisor_pid"

@@ -158,6 +158,10 @@ event_kinds! {
     GatewayRestored(GatewayRestored) = "gateway_restored",
     /// `oxi restore` replaced the ledger with a backup (recorded in the restored ledger).
     LedgerRestored(LedgerRestored) = "ledger_restored",
+    /// The planner's `OXI_PLAN` block was stored: what the executor's prompt now carries.
+    PlanRecorded(PlanRecorded) = "plan_recorded",
+    /// The planner's answer had no valid `OXI_PLAN` block (the field and what is wrong).
+    PlanInvalid(PlanInvalid) = "plan_invalid",
 }
 
 /// The `data` field names report SQL reads with `json_extract` / `json_type`, and the values
@@ -440,6 +444,18 @@ pub enum GovernanceMemo {
         #[serde(default)]
         places: Vec<String>,
     },
+    /// A read-only run (the planner) wrote, or tried to write, these paths; what it wrote was
+    /// discarded.
+    ReadOnlyWrite {
+        #[serde(default)]
+        memo: String,
+        #[serde(default)]
+        paths: Vec<String>,
+        /// What found them: `worktree_diff` (the worktree changed), `write_events` (the CLI
+        /// announced a write, refused or not).
+        #[serde(default)]
+        detectors: Vec<String>,
+    },
     /// Paths that need an operator's approval; the verified work is committed.
     NeedsApproval {
         #[serde(default)]
@@ -457,6 +473,7 @@ impl GovernanceMemo {
             GovernanceMemo::WorktreeMetadata { .. } => "worktree_metadata",
             GovernanceMemo::Governance { .. } => "governance",
             GovernanceMemo::SecretInDiff { .. } => "secret_in_diff",
+            GovernanceMemo::ReadOnlyWrite { .. } => "read_only_write",
             GovernanceMemo::NeedsApproval { .. } => fields::TRIGGER_NEEDS_APPROVAL,
         }
     }
@@ -466,6 +483,7 @@ impl GovernanceMemo {
             GovernanceMemo::WorktreeMetadata { memo, .. }
             | GovernanceMemo::Governance { memo, .. }
             | GovernanceMemo::SecretInDiff { memo, .. }
+            | GovernanceMemo::ReadOnlyWrite { memo, .. }
             | GovernanceMemo::NeedsApproval { memo, .. } => memo,
         }
     }
@@ -790,6 +808,27 @@ pub struct GatewayUnavailable {
 #[serde(default)]
 pub struct GatewayRestored {
     pub provider: String,
+}
+
+/// `plan_recorded`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanRecorded {
+    pub files_expected: Vec<String>,
+    pub steps: usize,
+    /// The executor's prompt with the whole brief, and the one it is sent (with the plan).
+    pub full_prompt_bytes: u64,
+    pub prompt_bytes: u64,
+    /// `false` when a retry reuses the plan an earlier attempt's planner gave.
+    #[serde(default)]
+    pub fresh: bool,
+}
+
+/// `plan_invalid`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanInvalid {
+    pub error: String,
+    /// Whether the planner runs once more.
+    pub retry: bool,
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Hosts in the ledger (migration 0016): each oxi host's heartbeat row, the host each run
+//! Hosts in the ledger (migration 0012): each oxi host's heartbeat row, the host each run
 //! started on, and what `oxi hosts`, routing's label requirements and `oxi doctor` read back.
 
 use std::collections::{BTreeMap, HashMap};

@@ -17,6 +17,7 @@ mod issues;
 mod kinds;
 mod migrate;
 mod notify;
+mod plans;
 mod queries;
 mod report;
 mod runs;
@@ -43,6 +44,7 @@ pub use migrate::MIGRATIONS;
 pub use notify::{
     Attempt, AttemptStatus, NewOutbox, OutboxRow, OutboxState, SinkCounts, TrailEvent,
 };
+pub use plans::{PlanRow, PromptBytes};
 pub use queries::*;
 pub use report::*;
 pub use runs::*;

@@ -1,5 +1,5 @@
 //! One claimed task through the pipeline, a stage per file: [`worktree`] (prepare the attempt's
-//! worktree) → [`execute`] (the executor run) → [`verify`] (diff, governance, secrets,
+//! worktree) → `explore` (the read-only planner, for the tasks that get one) → [`execute`] (the executor run) → [`verify`] (diff, governance, secrets,
 //! acceptance tiers) → [`review`] (auto-approve or the reviewer's verdict) → [`deliver`] (the
 //! commit on the task branch; release mode pushes it and opens the pull request later). Each
 //! stage either hands the next one what it found or stops with an [`ending::Ending`]; the driver
@@ -10,6 +10,7 @@ pub(crate) mod attribution;
 pub(crate) mod deliver;
 mod ending;
 mod execute;
+pub(crate) mod explore;
 pub(crate) mod review;
 pub(crate) mod verify;
 pub(crate) mod worktree;
@@ -172,6 +173,8 @@ struct Job<'a> {
     redactor: Redactor,
     cost: MicroUsd,
     shutdown: watch::Receiver<bool>,
+    /// The planner's plan, when the task was explored (the critic reads its expected files).
+    plan: Option<explore::Plan>,
 }
 
 impl Job<'_> {
@@ -294,6 +297,7 @@ pub async fn run(
         redactor,
         cost: 0,
         shutdown: shutdown.clone(),
+        plan: None,
         result: JobResult {
             task_id: spec.task.spec.id.clone(),
             attempt: spec.attempt,
@@ -342,6 +346,15 @@ fn finish(job: Job<'_>) -> Result<JobResult, RunnerError> {
 /// (`Stop::End`); a delivered job ends with the deliver stage's ending.
 async fn stages(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<Ending, Stop> {
     let tree = worktree::stage(job, &prepared)?;
+    let (plan, planned_prompt) = explore::stage(job, &prepared)
+        .await?
+        .map(|e| (e.plan, e.prompt))
+        .unzip();
+    job.plan = plan;
+    let prepared = match planned_prompt.as_deref() {
+        Some(text) => explore::reprepare(job.ctx.config, &mut job.ledger, prepared, text)?,
+        None => prepared,
+    };
     let executed = execute::stage(job, prepared, &tree).await?;
     let verified = verify::stage(job, &tree, &executed).await?;
     deliver::commit(job, &tree, &verified)?;

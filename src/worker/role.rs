@@ -44,9 +44,17 @@ impl WorkerRole {
             .find(|r| r.as_str() == text)
     }
 
-    /// A run of this role must leave its worktree as it found it.
+    /// A run of this role must leave its worktree as it found it: the CLI gets its own
+    /// read-only flags.
     pub fn is_read_only(self) -> bool {
-        self == WorkerRole::Reviewer
+        matches!(self, WorkerRole::Reviewer | WorkerRole::Planner)
+    }
+
+    /// A run of this role may write nowhere but its own temp directory (and its CLI's state):
+    /// oxi's confinement leaves the worktree and its git metadata out.
+    #[must_use]
+    pub fn writes_nothing(self) -> bool {
+        self == WorkerRole::Planner
     }
 }
 

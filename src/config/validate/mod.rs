@@ -1,6 +1,7 @@
 //! Rules the type system cannot express, one validator per table.
 
 mod caps;
+mod explore;
 mod gateway;
 mod github;
 mod governance;
@@ -55,6 +56,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     notify::check(config, &mut problems);
     gateway::check(config, &mut problems);
     host::check(config, &mut problems);
+    explore::check(config, &mut problems);
     problems
 }
 

@@ -1,7 +1,7 @@
--- 0016: hosts. Several oxi hosts may work one queue; each run (and so its lease) records the
+-- 0012: hosts. Several oxi hosts may work one queue; each run (and so its lease) records the
 -- host that started it, and each host keeps a heartbeat row that `oxi hosts` lists and that
 -- routing's label requirements and `oxi doctor` read.
-ALTER TABLE runs ADD COLUMN host TEXT;                 -- [host] name; NULL for runs before 0016
+ALTER TABLE runs ADD COLUMN host TEXT;                 -- [host] name; NULL for runs before 0012
 
 CREATE INDEX runs_live_by_host ON runs (host) WHERE status = 'running';
 
