@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "gateway_calls",
         sql: include_str!("migrations/0011_gateway_calls.sql"),
     },
+    Migration {
+        version: 12,
+        name: "shadow_pairs",
+        sql: include_str!("migrations/0012_shadow_pairs.sql"),
+    },
 ];
 
 /// True when every applied migration's recorded checksum matches this binary's text.

@@ -18,6 +18,7 @@ mod notify;
 mod queries;
 mod report;
 mod runs;
+mod shadow;
 pub mod state;
 mod tick;
 mod writers;
@@ -40,6 +41,7 @@ pub use notify::{
 pub use queries::*;
 pub use report::*;
 pub use runs::*;
+pub(crate) use shadow::ShadowPairRow;
 pub use state::TaskState;
 pub use tick::*;
 pub use writers::TurnError;

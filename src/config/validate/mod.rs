@@ -9,6 +9,7 @@ mod project;
 mod rates;
 mod routing;
 mod run;
+mod shadow;
 mod sources;
 mod verify;
 mod workers;
@@ -53,6 +54,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     sources::check(config, &mut problems);
     notify::check(config, &mut problems);
     gateway::check(config, &mut problems);
+    shadow::check(config, &mut problems);
     problems
 }
 
