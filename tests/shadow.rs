@@ -468,3 +468,104 @@ fn the_report_counts_gateway_spend_in_its_totals_and_per_role() {
     let table = s.oxi(&["report"]);
     assert!(table.ok().contains("triage $0.03"), "{}", table.ok());
 }
+
+/// The live CLIs against the mock model server: claude is the primary, codex the shadow, each
+/// with its own scripted server (they run at once, so one script could not say who gets which
+/// step). Each writes hello.txt; the requests show each CLI worked in its own worktree (the
+/// shadow in the `-shadow` sibling), and the pair records both real runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_clis_run_the_shadow_in_a_sibling_worktree_and_are_paired() {
+    use crate::support::live::{self, Cli, Scratch};
+    use oxi_testkit::mock_model::{MockModelServer, Script, Step};
+    let (Some(claude), Some(codex)) = (live::require(Cli::Claude), live::require(Cli::Codex))
+    else {
+        return;
+    };
+    let script = || {
+        Script::steps([
+            Step::write_file("hello.txt", "hi\n"),
+            Step::text("Wrote hello.txt.\nOXI_RESULT {\"status\":\"done\"}"),
+        ])
+    };
+    let primary_server = MockModelServer::start(script()).await.unwrap();
+    let shadow_server = MockModelServer::start(script()).await.unwrap();
+    let scratch = Scratch::new();
+    std::fs::write(scratch.repo.join("roadmap.md"), ROADMAP).unwrap();
+    std::fs::write(scratch.repo.join(".gitignore"), ".oxi/\n").unwrap();
+    OxiToml::new()
+        .project()
+        .raw("[run]\nmode = \"fast\"\n")
+        .worker(live::worker(Cli::Claude, "live", &claude, &primary_server))
+        .worker(live::worker(Cli::Codex, "shadowcli", &codex, &shadow_server))
+        .worker(Worker::fake("judge").scenario("review:approve"))
+        .routing(&["live"], &["judge"])
+        .raw("[verify]\ntier0 = [{ name = \"says hi\", argv = [\"grep\", \"-qx\", \"hi\", \"hello.txt\"], timeout = \"30s\" }]\n")
+        .raw("[shadow]\nworker = \"shadowcli\"\nsample = 1.0\ndaily_usd = 5.0\n")
+        .write_in(&scratch.repo);
+    git(&scratch.repo, &["add", "-A"]);
+    git(&scratch.repo, &["commit", "-q", "-m", "oxi setup"]);
+
+    let output = tokio::time::timeout(
+        live::HARD_TIMEOUT * 2,
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_oxi"))
+            .args(["tick", "--format", "json"])
+            .current_dir(&scratch.repo)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &scratch.home)
+            .env("LANG", "C.UTF-8")
+            .env("NO_COLOR", "1")
+            .env("ANTHROPIC_API_KEY", "sk-test-live-key")
+            .env("MOCK_API_KEY", "sk-test-live-key")
+            .env("CODEX_HOME", &scratch.codex_home)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("oxi tick finishes")
+    .expect("oxi runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}\n{stderr}"));
+    assert_eq!(
+        report["jobs"][0]["state"], "delivered",
+        "{report:#}\n{stderr}"
+    );
+
+    let mut ledger = Ledger::open_existing(&scratch.repo.join(".oxi/ledger.db")).unwrap();
+    let conn = ledger.raw_connection();
+    let (shadow_tree, shadow_class, shadow_kind): (String, String, String) = conn
+        .query_row(
+            "SELECT worktree, classification, worker_kind FROM runs WHERE role = 'shadow'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (shadow_class.as_str(), shadow_kind.as_str()),
+        ("success", "codex")
+    );
+    assert!(shadow_tree.ends_with("-shadow"), "{shadow_tree}");
+    assert!(!Path::new(&shadow_tree).exists(), "removed after");
+    let (primary_green, shadow_green, shape, shadow_tokens): (i64, i64, i64, i64) = conn
+        .query_row(
+            "SELECT primary_green, shadow_green, shape_match, shadow_tokens FROM shadow_pairs",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!((primary_green, shadow_green, shape), (1, 1, 1));
+    assert!(shadow_tokens > 0);
+
+    // Each CLI told its model where it worked: the shadow its sibling, the primary its own.
+    let cwd_of = |server: &MockModelServer| {
+        serde_json::to_string(&server.model_requests()[0].body).unwrap_or_default()
+    };
+    let (primary_seen, shadow_seen) = (cwd_of(&primary_server), cwd_of(&shadow_server));
+    assert!(shadow_seen.contains("t0-1-a1-shadow"), "{shadow_seen}");
+    assert!(primary_seen.contains("t0-1-a1"), "{primary_seen}");
+    assert!(!primary_seen.contains("t0-1-a1-shadow"), "{primary_seen}");
+    primary_server.shutdown().await.unwrap();
+    shadow_server.shutdown().await.unwrap();
+}
