@@ -25,7 +25,8 @@ pub(super) fn check(config: &Config, problems: &mut Vec<Problem>) {
                 shadow.daily_usd
             ),
         ));
-    } else if shadow.daily_usd > config.caps.daily_usd {
+    } else if shadow.enabled_worker().is_some() && shadow.daily_usd > config.caps.daily_usd {
+        // (Only when shadows are on: the default must not trouble a config with a small day.)
         problems.push(problem(
             &["shadow", "daily_usd"],
             format!(
