@@ -42,6 +42,7 @@ mod run_cmd;
 mod run_live;
 mod saturate;
 mod scheduler_surface;
+mod shadow;
 mod shipped;
 mod tick;
 mod worker_kinds;

@@ -61,6 +61,9 @@ pub struct Config {
     pub host: HostConfig,
     /// The read-only planning run before the executor (docs/explore.md).
     pub explore: ExploreConfig,
+    /// Shadow runs: a sampled share of executor runs also run on a cheaper choice, never
+    /// delivered, to measure whether it would do (docs/shadow.md).
+    pub shadow: ShadowConfig,
 }
 
 /// Targets `oxi report` checks each KPI against: below them, unattended runs are not yet
@@ -258,6 +261,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             host: HostConfig::default(),
             explore: ExploreConfig::default(),
+            shadow: ShadowConfig::default(),
         }
     }
 }
@@ -450,7 +454,7 @@ impl RoutingConfig {
             WorkerRole::Planner => Some(&self.planner),
             WorkerRole::Executor => Some(&self.executor),
             WorkerRole::Reviewer => Some(&self.reviewer),
-            WorkerRole::Adhoc => None,
+            WorkerRole::Adhoc | WorkerRole::Shadow => None,
         }
     }
 
@@ -953,5 +957,45 @@ impl Default for ExploreConfig {
             mode: ExploreMode::Auto,
             labels: vec!["greenfield".to_owned(), "ambiguous".to_owned()],
         }
+    }
+}
+/// `[shadow]`: which executor runs also run on the shadow choice, and its own daily cap. Off
+/// unless `worker` is set and `sample` is above 0.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShadowConfig {
+    /// The worker (a `[workers]` name) the shadow runs on.
+    pub worker: Option<String>,
+    /// The model it runs with (`None`: the worker's own).
+    pub model: Option<String>,
+    /// The share of executor runs shadowed, 0 to 1; chosen by task id and attempt, so the same
+    /// attempt is always sampled the same way.
+    pub sample: f64,
+    /// What shadow runs may spend per UTC day, on top of (and within) `[caps]`.
+    pub daily_usd: f64,
+    /// Only runs routed by these rules (`default` for the default chain); empty: every rule.
+    pub rules: Vec<String>,
+    /// Never runs routed by these rules.
+    pub skip_rules: Vec<String>,
+}
+
+impl Default for ShadowConfig {
+    fn default() -> Self {
+        Self {
+            worker: None,
+            model: None,
+            sample: 0.0,
+            daily_usd: 1.0,
+            rules: Vec::new(),
+            skip_rules: Vec::new(),
+        }
+    }
+}
+
+impl ShadowConfig {
+    /// The shadow worker, when shadow runs are on.
+    #[must_use]
+    pub fn enabled_worker(&self) -> Option<&str> {
+        self.worker.as_deref().filter(|_| self.sample > 0.0)
     }
 }

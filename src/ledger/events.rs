@@ -162,6 +162,8 @@ event_kinds! {
     PlanRecorded(PlanRecorded) = "plan_recorded",
     /// The planner's answer had no valid `OXI_PLAN` block (the field and what is wrong).
     PlanInvalid(PlanInvalid) = "plan_invalid",
+    /// An executor run and its shadow both ended: each side's outcome and the comparison.
+    ShadowObserved(ShadowObserved) = "shadow_observed",
 }
 
 /// The `data` field names report SQL reads with `json_extract` / `json_type`, and the values
@@ -829,6 +831,43 @@ pub struct PlanInvalid {
     pub error: String,
     /// Whether the planner runs once more.
     pub retry: bool,
+}
+
+/// `shadow_observed`: one shadow pair (also a `shadow_pairs` row; docs/shadow.md).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShadowObserved {
+    /// The routing rule (or `default`) the primary ran by.
+    pub rule: String,
+    pub primary: ShadowSide,
+    pub shadow: ShadowSide,
+    /// Files both sides touched.
+    pub overlap: Vec<String>,
+    /// Both verified green or both not, and the same set of files touched.
+    pub shape_match: bool,
+    /// Shadow minus primary.
+    pub cost_delta_microusd: i64,
+    pub duration_delta_ms: i64,
+}
+
+/// One side of a shadow pair.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShadowSide {
+    /// `None`: the side never ran (the shadow's cap was reached, say).
+    pub run_id: Option<String>,
+    pub worker: String,
+    pub model: Option<String>,
+    /// The run's classification, or why it never ran (`shadow_cap`, `budget_refused`,
+    /// `not_started`).
+    pub outcome: String,
+    /// It succeeded, changed files, and every acceptance command of tiers 0 and 1 passed.
+    pub green: bool,
+    pub files: Vec<String>,
+    pub lines_changed: u64,
+    pub tokens: u64,
+    pub cost_microusd: i64,
+    pub duration_ms: u64,
 }
 
 #[cfg(test)]

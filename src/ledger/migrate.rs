@@ -86,6 +86,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "plans",
         sql: include_str!("migrations/0013_plans.sql"),
     },
+    Migration {
+        version: 14,
+        name: "shadow_pairs",
+        sql: include_str!("migrations/0014_shadow_pairs.sql"),
+    },
 ];
 
 /// True when every applied migration's recorded checksum matches this binary's text.

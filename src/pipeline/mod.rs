@@ -12,6 +12,7 @@ mod ending;
 mod execute;
 pub(crate) mod explore;
 pub(crate) mod review;
+mod shadow;
 pub(crate) mod verify;
 pub(crate) mod worktree;
 
@@ -274,9 +275,11 @@ pub fn start_job(
     if let Some(warning) = prepared.unpriced_warning() {
         tracing::warn!("task {}: {warning}", spec.task.spec.id);
     }
-    runtime
-        .block_on(run(ctx, spec, prepared, shutdown))
-        .map_err(task_error)
+    let watch = shutdown.clone();
+    shadow::beside(ctx, spec, &watch, || {
+        runtime.block_on(run(ctx, spec, prepared, shutdown))
+    })
+    .map_err(task_error)
 }
 
 /// Runs one claimed task to a recorded stop. `prepared` was admitted by the claim.

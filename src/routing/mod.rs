@@ -103,7 +103,7 @@ impl RouteRole {
             WorkerRole::Executor => Some(RouteRole::Executor),
             WorkerRole::Reviewer => Some(RouteRole::Reviewer),
             WorkerRole::Planner => Some(RouteRole::Planner),
-            WorkerRole::Adhoc => None,
+            WorkerRole::Adhoc | WorkerRole::Shadow => None,
         }
     }
 }

@@ -11,6 +11,7 @@ mod project;
 mod rates;
 mod routing;
 mod run;
+mod shadow;
 mod sources;
 mod verify;
 mod workers;
@@ -57,6 +58,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     gateway::check(config, &mut problems);
     host::check(config, &mut problems);
     explore::check(config, &mut problems);
+    shadow::check(config, &mut problems);
     problems
 }
 
