@@ -56,7 +56,8 @@ pub enum Command {
     /// Run one worker outside the queue, in a directory, under every cap; stream its transcript
     Run(RunArgs),
     /// Check each configured worker: binary found, version tested, recorded output still parses
-    Workers,
+    /// (with --probe, also run each CLI for real against oxi's own model server)
+    Workers(WorkersArgs),
     /// One bounded pass: reap, ingest, plan, claim, dispatch, verify, critic, deliver; then exit
     Tick,
     /// Keep N slots busy continuously (under tmux or a service): refill a slot as soon as it
@@ -346,6 +347,15 @@ pub struct IngestArgs {
     /// Read this roadmap instead of project.roadmap
     #[arg(long, value_name = "PATH")]
     pub roadmap: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkersArgs {
+    /// Run each configured CLI for real against oxi's own loopback model server (a scripted
+    /// edit, shell command and usage, in a throwaway repository), check its output still maps
+    /// to oxi's events, and record the verdict; a failing version is quarantined
+    #[arg(long)]
+    pub probe: bool,
 }
 
 #[derive(Debug, Args)]

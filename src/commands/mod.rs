@@ -90,7 +90,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Pause(args) => pause::pause(ctx, args),
         Command::Resume => pause::resume(ctx),
         Command::Run(args) => run::run(ctx, args),
-        Command::Workers => workers::run(ctx),
+        Command::Workers(args) => workers::run(ctx, args),
         Command::Tick => tick::run(ctx),
         Command::Saturate(args) => saturate::run(ctx, args),
         Command::Doctor => doctor::run(ctx),

@@ -156,6 +156,8 @@ event_kinds! {
     GatewayUnavailable(GatewayUnavailable) = "gateway_unavailable",
     /// A provider that was off answered again.
     GatewayRestored(GatewayRestored) = "gateway_restored",
+    /// A worker's CLI failed the live probe: routing skips it until a probe passes.
+    WorkerQuarantined(WorkerQuarantined) = "worker_quarantined",
 }
 
 /// The `data` field names report SQL reads with `json_extract` / `json_type`, and the values
@@ -774,6 +776,16 @@ pub struct GatewayUnavailable {
 #[serde(default)]
 pub struct GatewayRestored {
     pub provider: String,
+}
+
+/// `worker_quarantined`: the version that failed the probe and the first expectation it
+/// missed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerQuarantined {
+    pub worker: String,
+    pub version: Option<String>,
+    pub mismatch: String,
 }
 
 #[cfg(test)]

@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "gateway_calls",
         sql: include_str!("migrations/0011_gateway_calls.sql"),
     },
+    Migration {
+        version: 15,
+        name: "worker_probes",
+        sql: include_str!("migrations/0015_worker_probes.sql"),
+    },
 ];
 
 /// True when every applied migration's recorded checksum matches this binary's text.

@@ -15,6 +15,7 @@ mod issues;
 mod kinds;
 mod migrate;
 mod notify;
+mod probes;
 mod queries;
 mod report;
 mod runs;
@@ -37,6 +38,7 @@ pub use migrate::MIGRATIONS;
 pub use notify::{
     Attempt, AttemptStatus, NewOutbox, OutboxRow, OutboxState, SinkCounts, TrailEvent,
 };
+pub use probes::ProbeRow;
 pub use queries::*;
 pub use report::*;
 pub use runs::*;
