@@ -367,6 +367,11 @@ pub struct PlanArgs {
     /// Include only tasks that are eligible now
     #[arg(long)]
     pub eligible: bool,
+    /// Instead of the queue: p50 and p90 cost and time to finish the open roadmap, from the
+    /// ledger's finished tasks per rule and worker, at the caps and concurrency, and the date
+    /// the daily cap allows
+    #[arg(long, conflicts_with = "eligible")]
+    pub forecast: bool,
 }
 
 #[derive(Debug, Args)]

@@ -283,13 +283,13 @@ async fn probe_checks(
         {
             Ok(None) => {}
             Ok(Some(Standing::ProbedGood { version, at_ms })) => {
+                // Once a version was read, the contract check's only warning is that it is
+                // untested; a version that passed the probe is no longer in doubt.
                 let untested = format!("{version} is not a version oxi was tested with");
                 if let Some(c) = out.iter_mut().find(|c| {
                     c.name == format!("worker {name}")
                         && c.status == Status::Warn
-                        && c.fix
-                            .as_deref()
-                            .is_some_and(|f| f.contains(&untested) && !f.contains("; "))
+                        && c.fix.as_deref().is_some_and(|f| f.contains(&untested))
                 }) {
                     c.status = Status::Ok;
                     c.fix = None;

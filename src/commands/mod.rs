@@ -9,6 +9,7 @@ mod man;
 mod notify;
 mod pause;
 mod plan;
+mod plan_forecast;
 mod prune;
 mod report;
 mod route;
