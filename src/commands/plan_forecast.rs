@@ -15,6 +15,7 @@
 //! needs (what is left of today's cap, then a full cap a day).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use anyhow::Result;
 use serde::Serialize;
@@ -127,7 +128,8 @@ fn sample(runs: &[RunRow]) -> Option<Sample> {
             .unwrap_or_else(|| crate::routing::DEFAULT_ROUTE.to_owned()),
         worker: executor.worker.clone(),
         cost,
-        minutes: ms as f64 / 60_000.0,
+        minutes: std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0)).as_secs_f64()
+            / 60.0,
     })
 }
 
@@ -136,6 +138,26 @@ fn percentile(values: &mut [f64], pct: usize) -> f64 {
     values.sort_by(f64::total_cmp);
     let rank = (values.len() * pct).div_ceil(100).max(1) - 1;
     values.get(rank).copied().unwrap_or(0.0)
+}
+
+/// Days from today until `usd` fits under the daily cap (what is left of today's, then a full
+/// cap a day) and `hours` of work are done, whichever is later.
+fn days_for(caps: &crate::config::CapsConfig, spent_today: MicroUsd, usd: f64, hours: f64) -> f64 {
+    let left_today = (usd_to_micro(caps.daily_usd) - spent_today).max(0);
+    let by_cap = if usd_to_micro(usd) <= left_today {
+        0.0
+    } else if caps.daily_usd > 0.0 {
+        ((usd - micro_to_usd(left_today)) / caps.daily_usd).ceil()
+    } else {
+        f64::INFINITY
+    };
+    by_cap.max((hours / 24.0).floor())
+}
+
+/// A whole, finite, non-negative day count as an integer.
+#[allow(clippy::cast_possible_truncation)] // `d` is a ceil/floor of a small positive figure
+fn whole_days(d: f64) -> i64 {
+    d.clamp(0.0, 36_500.0) as i64
 }
 
 fn round2(x: f64) -> f64 {
@@ -183,42 +205,15 @@ fn compute(config: &LoadedConfig, ledger: &Ledger, now: i64) -> Result<Forecast>
     };
     let mut groups = Vec::new();
     for ((route, worker), count) in open {
-        let found = [Basis::RouteWorker, Basis::Worker, Basis::All]
-            .into_iter()
-            .find_map(|basis| {
-                let picked: Vec<&Sample> = samples
-                    .iter()
-                    .filter(|s| match basis {
-                        Basis::RouteWorker => s.route == route && s.worker == worker,
-                        Basis::Worker => s.worker == worker,
-                        Basis::All | Basis::Assumed => true,
-                    })
-                    .collect();
-                (picked.len() >= MIN_SAMPLES).then_some((basis, picked))
-            });
-        let mut group = match found {
-            Some((basis, picked)) => {
-                let mut costs: Vec<f64> = picked.iter().map(|s| micro_to_usd(s.cost)).collect();
-                let mut minutes: Vec<f64> = picked.iter().map(|s| s.minutes).collect();
-                Group {
-                    basis,
-                    samples: picked.len(),
-                    cost_p50_usd: round2(percentile(&mut costs, 50)),
-                    cost_p90_usd: round2(percentile(&mut costs, 90)),
-                    minutes_p50: round2(percentile(&mut minutes, 50)),
-                    minutes_p90: round2(percentile(&mut minutes, 90)),
-                    ..assumed.clone()
-                }
-            }
-            None => assumed.clone(),
-        };
-        group.route = route;
-        group.worker = worker;
-        group.open_tasks = count;
-        groups.push(group);
+        groups.push(group_for(route, worker, count, &samples, &assumed));
     }
     let open_tasks = groups.iter().map(|g| g.open_tasks).sum();
-    let sum = |f: fn(&Group) -> f64| groups.iter().map(|g| f(g) * g.open_tasks as f64).sum();
+    let sum = |f: fn(&Group) -> f64| {
+        groups
+            .iter()
+            .map(|g| f(g) * f64::from(u32::try_from(g.open_tasks).unwrap_or(u32::MAX)))
+            .sum()
+    };
     let cost = Pair {
         p50: round2(sum(|g| g.cost_p50_usd)),
         p90: round2(sum(|g| g.cost_p90_usd)),
@@ -232,24 +227,13 @@ fn compute(config: &LoadedConfig, ledger: &Ledger, now: i64) -> Result<Forecast>
         .read()
         .spend_totals(&crate::clock::day_of(now), &crate::clock::month_of(now))?;
     let spent_today = spent.day_spent + spent.day_reserved;
-    let days_for = |usd: f64, hours: f64| -> f64 {
-        let left_today = (usd_to_micro(caps.daily_usd) - spent_today).max(0);
-        let by_cap = if usd_to_micro(usd) <= left_today {
-            0.0
-        } else if caps.daily_usd > 0.0 {
-            ((usd - micro_to_usd(left_today)) / caps.daily_usd).ceil()
-        } else {
-            f64::INFINITY
-        };
-        by_cap.max((hours / 24.0).floor())
-    };
     let days = Pair {
-        p50: days_for(cost.p50, hours.p50),
-        p90: days_for(cost.p90, hours.p90),
+        p50: days_for(caps, spent_today, cost.p50, hours.p50),
+        p90: days_for(caps, spent_today, cost.p90, hours.p90),
     };
     let date = |d: f64| {
         if d.is_finite() {
-            crate::clock::day_of(now + (d as i64) * DAY_MS)
+            crate::clock::day_of(now.saturating_add(whole_days(d).saturating_mul(DAY_MS)))
         } else {
             "never (caps.daily_usd is 0)".to_owned()
         }
@@ -280,6 +264,49 @@ fn compute(config: &LoadedConfig, ledger: &Ledger, now: i64) -> Result<Forecast>
     })
 }
 
+/// The figures for `count` open tasks of `route` and `worker`, from the closest samples.
+fn group_for(
+    route: String,
+    worker: String,
+    count: usize,
+    samples: &[Sample],
+    assumed: &Group,
+) -> Group {
+    let found = [Basis::RouteWorker, Basis::Worker, Basis::All]
+        .into_iter()
+        .find_map(|basis| {
+            let picked: Vec<&Sample> = samples
+                .iter()
+                .filter(|s| match basis {
+                    Basis::RouteWorker => s.route == route && s.worker == worker,
+                    Basis::Worker => s.worker == worker,
+                    Basis::All | Basis::Assumed => true,
+                })
+                .collect();
+            (picked.len() >= MIN_SAMPLES).then_some((basis, picked))
+        });
+    let mut group = match found {
+        Some((basis, picked)) => {
+            let mut costs: Vec<f64> = picked.iter().map(|s| micro_to_usd(s.cost)).collect();
+            let mut minutes: Vec<f64> = picked.iter().map(|s| s.minutes).collect();
+            Group {
+                basis,
+                samples: picked.len(),
+                cost_p50_usd: round2(percentile(&mut costs, 50)),
+                cost_p90_usd: round2(percentile(&mut costs, 90)),
+                minutes_p50: round2(percentile(&mut minutes, 50)),
+                minutes_p90: round2(percentile(&mut minutes, 90)),
+                ..assumed.clone()
+            }
+        }
+        None => assumed.clone(),
+    };
+    group.route = route;
+    group.worker = worker;
+    group.open_tasks = count;
+    group
+}
+
 fn text(f: &Forecast, format: Format) -> String {
     if f.open_tasks == 0 {
         return "nothing open: every task is finished or closed\n".to_owned();
@@ -304,7 +331,8 @@ fn text(f: &Forecast, format: Format) -> String {
         ]);
     }
     let mut out = grid.render(format).trim_end().to_owned();
-    out.push_str(&format!(
+    let _ = write!(
+        out,
         "\n{} open task(s), forecast from {} finished task(s), {} slot(s) (run.max_parallel_jobs)\n\
          cost: ${:.2} at p50, ${:.2} at p90\n\
          time: {:.1} h at p50, {:.1} h at p90\n\
@@ -320,9 +348,9 @@ fn text(f: &Forecast, format: Format) -> String {
         f.spent_today_usd,
         f.finish_p50,
         f.finish_p90,
-    ));
+    );
     if let Some(why) = &f.too_little_history {
-        out.push_str(&format!("too little history: {why}\n"));
+        let _ = writeln!(out, "too little history: {why}");
     }
     out
 }

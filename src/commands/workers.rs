@@ -4,6 +4,7 @@
 
 use anyhow::Result;
 use serde::Serialize;
+use std::fmt::Write as _;
 
 use super::Context;
 use super::parent_env;
@@ -53,7 +54,7 @@ pub fn run(ctx: &Context, args: &WorkersArgs) -> Result<()> {
             let mut text = grid.render(format);
             for r in &reports {
                 for problem in &r.problems {
-                    text.push_str(&format!("\n{}: {problem}\n", r.worker));
+                    let _ = writeln!(text, "\n{}: {problem}", r.worker);
                 }
             }
             text
@@ -114,16 +115,15 @@ fn run_probes(
             &config.state_dir,
         ))?;
         ledger.write(|q| q.record_probe(&probe::row(&found, crate::clock::now_ms())))?;
-        let fix = match found.verdict {
-            ProbeVerdict::Pass => None,
-            ProbeVerdict::Fail => {
-                let last_good = ledger.read().last_good_probe(&report.worker)?;
-                Some(probe::quarantine_fix(
-                    worker.kind,
-                    &report.worker,
-                    last_good.and_then(|g| g.cli_version).as_deref(),
-                ))
-            }
+        let fix = if found.verdict == ProbeVerdict::Fail {
+            let last_good = ledger.read().last_good_probe(&report.worker)?;
+            Some(probe::quarantine_fix(
+                worker.kind,
+                &report.worker,
+                last_good.and_then(|g| g.cli_version).as_deref(),
+            ))
+        } else {
+            None
         };
         lines.push(ProbeLine {
             worker: report.worker.clone(),
@@ -162,13 +162,14 @@ fn render(format: Format, lines: &[ProbeLine]) -> Result<String> {
                     p.verdict.as_str().to_owned(),
                 ]);
                 if let Some(mismatch) = &p.first_mismatch {
-                    notes.push_str(&format!(
+                    let _ = write!(
+                        notes,
                         "\n{}: quarantined; first mismatch: {mismatch}\n",
                         line.worker
-                    ));
+                    );
                 }
                 if let Some(fix) = &line.fix {
-                    notes.push_str(&format!("{}: fix: {fix}\n", line.worker));
+                    let _ = writeln!(notes, "{}: fix: {fix}", line.worker);
                 }
             }
             None => {
@@ -179,11 +180,12 @@ fn render(format: Format, lines: &[ProbeLine]) -> Result<String> {
                     "-".to_owned(),
                     "not run".to_owned(),
                 ]);
-                notes.push_str(&format!(
+                let _ = write!(
+                    notes,
                     "\n{}: not probed: {}\n",
                     line.worker,
                     line.not_run.as_deref().unwrap_or_default()
-                ));
+                );
             }
         }
     }

@@ -20,6 +20,7 @@ pub struct ProbeRow {
 }
 
 impl ProbeRow {
+    #[must_use]
     pub fn passed(&self) -> bool {
         self.verdict == "pass"
     }
@@ -41,6 +42,9 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProbeRow> {
 
 impl Queries<'_> {
     /// Stores a probe; a failed one also records `worker_quarantined`.
+    ///
+    /// # Errors
+    /// When the ledger cannot be read or written.
     pub fn record_probe(&self, probe: &ProbeRow) -> Result<()> {
         self.conn
             .prepare_cached(&format!(
@@ -72,6 +76,9 @@ impl Queries<'_> {
     }
 
     /// The newest probe of `worker`.
+    ///
+    /// # Errors
+    /// When the ledger cannot be read or written.
     pub fn latest_probe(&self, worker: &str) -> Result<Option<ProbeRow>> {
         Ok(self
             .conn
@@ -83,6 +90,9 @@ impl Queries<'_> {
     }
 
     /// The newest version of `worker`'s CLI that passed a probe.
+    ///
+    /// # Errors
+    /// When the ledger cannot be read or written.
     pub fn last_good_probe(&self, worker: &str) -> Result<Option<ProbeRow>> {
         Ok(self
             .conn
@@ -96,6 +106,9 @@ impl Queries<'_> {
     }
 
     /// Workers whose latest probe failed: routing skips them.
+    ///
+    /// # Errors
+    /// When the ledger cannot be read or written.
     pub fn quarantined_workers(&self) -> Result<Vec<ProbeRow>> {
         let mut statement = self.conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM worker_probes p

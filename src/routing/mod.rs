@@ -321,6 +321,7 @@ impl fmt::Display for Assignment {
 
 /// The entries of `chain` whose worker is not held back (blocked after a failed login, or
 /// quarantined after a failed probe), in chain order: routing falls to the next of them.
+#[must_use]
 pub fn runnable<'a>(chain: &'a [RouteChoice], held_back: &[String]) -> Vec<&'a RouteChoice> {
     chain
         .iter()

@@ -13,6 +13,7 @@
 
 mod server;
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -50,18 +51,11 @@ pub enum ProbeVerdict {
 }
 
 impl ProbeVerdict {
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             ProbeVerdict::Pass => "pass",
             ProbeVerdict::Fail => "fail",
-        }
-    }
-
-    pub fn from_stored(text: &str) -> Option<Self> {
-        match text {
-            "pass" => Some(ProbeVerdict::Pass),
-            "fail" => Some(ProbeVerdict::Fail),
-            _ => None,
         }
     }
 }
@@ -222,6 +216,10 @@ fn probe_env(
 
 /// Probes one worker: `env` is its environment as a run gets it, `version` what its
 /// `--version` named, `state_dir` where the throwaway repository goes.
+///
+/// # Errors
+/// When the throwaway repository or the loopback server cannot be set up; anything that goes
+/// wrong with the CLI itself is a failed verdict instead.
 pub async fn probe(
     name: &str,
     worker: &WorkerConfig,
@@ -281,17 +279,20 @@ pub async fn probe(
     report.worker = name.to_owned();
     report.version = version;
     report.model_requests = server.model_requests();
-    report.duration_ms = started.elapsed().as_millis() as u64;
+    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     if report.verdict == ProbeVerdict::Fail && !sink.stderr.is_empty() {
         let tail = super::clip_bytes(&sink.stderr, 600);
         if let Some(first) = &mut report.first_mismatch {
-            first.push_str(&format!(" (stderr: {})", tail.trim()));
+            let _ = write!(first, " (stderr: {})", tail.trim());
         }
     }
     Ok(report)
 }
 
 /// Judges a probe run from what the CLI printed, how it ended and what the probe file holds.
+// One linear list of checks in the order a reader meets them; splitting it would scatter the
+// order that decides which mismatch is reported first.
+#[allow(clippy::too_many_lines)]
 fn evaluate(
     kind: WorkerKind,
     stdout: &[Vec<u8>],
@@ -445,6 +446,9 @@ pub enum Standing {
 /// probed (with no probe yet, when it is not a version oxi was tested with), records the
 /// verdict, and says where the worker stands; `None` when it has no probe to speak of (a
 /// tested version never probed).
+///
+/// # Errors
+/// When the probe cannot be set up or the ledger cannot be read or written.
 pub async fn doctor_standing(
     name: &str,
     worker: &WorkerConfig,
@@ -501,6 +505,7 @@ pub enum StandingError {
 }
 
 /// The ledger row for a finished probe.
+#[must_use]
 pub fn row(report: &ProbeReport, at_ms: i64) -> crate::ledger::ProbeRow {
     crate::ledger::ProbeRow {
         worker: report.worker.clone(),
@@ -515,6 +520,7 @@ pub fn row(report: &ProbeReport, at_ms: i64) -> crate::ledger::ProbeRow {
 
 /// What to do about a quarantined worker: pin the newest version that passed a probe, else
 /// the newest version oxi was tested with.
+#[must_use]
 pub fn quarantine_fix(kind: WorkerKind, worker: &str, last_good: Option<&str>) -> String {
     let tested = kind.adapter().tested_versions().last().copied();
     match last_good.or(tested) {
@@ -530,7 +536,7 @@ pub fn quarantine_fix(kind: WorkerKind, worker: &str, last_good: Option<&str>) -
 }
 
 /// The npm package of a kind's CLI, read off its install hint (`npm install -g PACKAGE`).
-pub fn npm_package(kind: WorkerKind) -> Option<&'static str> {
+fn npm_package(kind: WorkerKind) -> Option<&'static str> {
     kind.adapter()
         .install_hint()
         .strip_prefix("npm install -g ")
@@ -538,7 +544,7 @@ pub fn npm_package(kind: WorkerKind) -> Option<&'static str> {
 }
 
 /// The command that pins `version` of a kind's CLI.
-pub fn pin_command(kind: WorkerKind, version: &str) -> String {
+fn pin_command(kind: WorkerKind, version: &str) -> String {
     match npm_package(kind) {
         Some(package) => format!("npm install -g {package}@{version}"),
         None => format!("{} (version {version})", kind.adapter().install_hint()),

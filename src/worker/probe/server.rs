@@ -1,5 +1,5 @@
 //! The probe's model server: a loopback HTTP server that answers the Anthropic Messages API
-//! (Claude Code) and the OpenAI Responses API (Codex) with one fixed session, so a configured
+//! (Claude Code) and the `OpenAI` Responses API (Codex) with one fixed session, so a configured
 //! CLI can be run for real without a model.
 //!
 //! The session is read off each request's history rather than from a queue, so a side request
@@ -10,6 +10,7 @@
 //! of the shipped binary).
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -120,7 +121,10 @@ async fn accept(listener: TcpListener, mut stopped: watch::Receiver<bool>, share
         let shared = Arc::clone(&shared);
         let mut stop = stopped.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| handle(Arc::clone(&shared), request));
+            let service = service_fn(move |request| {
+                let shared = Arc::clone(&shared);
+                async move { handle(&shared, request).await }
+            });
             let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 _ = connection => {}
@@ -131,7 +135,7 @@ async fn accept(listener: TcpListener, mut stopped: watch::Receiver<bool>, share
 }
 
 async fn handle(
-    shared: Arc<Shared>,
+    shared: &Shared,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let method = request.method().clone();
@@ -145,10 +149,10 @@ async fn handle(
         json_response(StatusCode::OK, &json!({"input_tokens": USAGE.input}))
     } else if post && path.ends_with("/messages") {
         shared.model_requests.fetch_add(1, Ordering::Relaxed);
-        answer(&body, anthropic::render(&shared, &body))
+        answer(&body, &anthropic::render(shared, &body))
     } else if post && path.ends_with("/responses") {
         shared.model_requests.fetch_add(1, Ordering::Relaxed);
-        answer(&body, openai::render(&shared, &body))
+        answer(&body, &openai::render(shared, &body))
     } else if method == Method::GET && path.ends_with("/models") {
         json_response(StatusCode::OK, &json!({"object": "list", "data": []}))
     } else if method == Method::GET || method == Method::HEAD {
@@ -169,7 +173,7 @@ struct Rendered {
     whole: Value,
 }
 
-fn answer(body: &Value, rendered: Rendered) -> Response<Full<Bytes>> {
+fn answer(body: &Value, rendered: &Rendered) -> Response<Full<Bytes>> {
     if body.get("stream").and_then(Value::as_bool) != Some(true) {
         return json_response(StatusCode::OK, &rendered.whole);
     }
@@ -179,7 +183,7 @@ fn answer(body: &Value, rendered: Rendered) -> Response<Full<Bytes>> {
             .get("type")
             .and_then(Value::as_str)
             .unwrap_or("message");
-        text.push_str(&format!("event: {name}\ndata: {event}\n\n"));
+        let _ = write!(text, "event: {name}\ndata: {event}\n\n");
     }
     response(StatusCode::OK, "text/event-stream; charset=utf-8", text)
 }
@@ -349,7 +353,9 @@ mod openai {
     fn patch() -> String {
         let mut patch = format!("*** Begin Patch\n*** Add File: {PROBE_FILE}\n");
         for line in PROBE_CONTENT.lines() {
-            patch.push_str(&format!("+{line}\n"));
+            patch.push('+');
+            patch.push_str(line);
+            patch.push('\n');
         }
         patch.push_str("*** End Patch\n");
         patch
