@@ -33,6 +33,7 @@ struct PlanRow<'a> {
 pub fn run(ctx: &Context, args: &PlanArgs) -> Result<()> {
     let config = ctx.config()?;
     let ledger = Ledger::open_existing(&config.ledger_path())?;
+    super::warn_if_roadmap_changed(&config, &ledger);
     if args.forecast {
         write_stdout(&super::plan_forecast::render(
             &config,
