@@ -151,42 +151,39 @@ fn render(format: Format, lines: &[ProbeLine]) -> Result<String> {
     let mut grid = Grid::new(["worker", "kind", "version", "checks", "verdict"]);
     let mut notes = String::new();
     for line in lines {
-        match &line.probe {
-            Some(p) => {
-                let passed = p.checks.iter().filter(|c| c.ok).count();
-                grid.row([
-                    line.worker.clone(),
-                    p.kind.to_string(),
-                    p.version.clone().unwrap_or_else(|| "-".to_owned()),
-                    format!("{passed}/{}", p.checks.len()),
-                    p.verdict.as_str().to_owned(),
-                ]);
-                if let Some(mismatch) = &p.first_mismatch {
-                    let _ = write!(
-                        notes,
-                        "\n{}: quarantined; first mismatch: {mismatch}\n",
-                        line.worker
-                    );
-                }
-                if let Some(fix) = &line.fix {
-                    let _ = writeln!(notes, "{}: fix: {fix}", line.worker);
-                }
-            }
-            None => {
-                grid.row([
-                    line.worker.clone(),
-                    "-".to_owned(),
-                    "-".to_owned(),
-                    "-".to_owned(),
-                    "not run".to_owned(),
-                ]);
+        if let Some(p) = &line.probe {
+            let passed = p.checks.iter().filter(|c| c.ok).count();
+            grid.row([
+                line.worker.clone(),
+                p.kind.to_string(),
+                p.version.clone().unwrap_or_else(|| "-".to_owned()),
+                format!("{passed}/{}", p.checks.len()),
+                p.verdict.as_str().to_owned(),
+            ]);
+            if let Some(mismatch) = &p.first_mismatch {
                 let _ = write!(
                     notes,
-                    "\n{}: not probed: {}\n",
-                    line.worker,
-                    line.not_run.as_deref().unwrap_or_default()
+                    "\n{}: quarantined; first mismatch: {mismatch}\n",
+                    line.worker
                 );
             }
+            if let Some(fix) = &line.fix {
+                let _ = writeln!(notes, "{}: fix: {fix}", line.worker);
+            }
+        } else {
+            grid.row([
+                line.worker.clone(),
+                "-".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+                "not run".to_owned(),
+            ]);
+            let _ = write!(
+                notes,
+                "\n{}: not probed: {}\n",
+                line.worker,
+                line.not_run.as_deref().unwrap_or_default()
+            );
         }
     }
     Ok(grid.render(format) + &notes)

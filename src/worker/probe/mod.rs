@@ -1,6 +1,6 @@
 //! The live probe (`oxi workers --probe`, and `oxi doctor` when a CLI's version changed): runs
 //! a configured CLI for real, in a throwaway repository, against oxi's own loopback model
-//! server ([`server`]) playing one fixed session (write a file, run a shell command, finish,
+//! server (`server.rs` here) playing one fixed session (write a file, run a shell command, finish,
 //! with usage on every answer), and checks that what the CLI printed normalizes into the
 //! canonical events the runner relies on, that the edit happened, and that tokens (and cost,
 //! for a CLI that reports it) are read. A recorded capture (the contract check) catches a
