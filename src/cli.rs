@@ -56,7 +56,8 @@ pub enum Command {
     /// Run one worker outside the queue, in a directory, under every cap; stream its transcript
     Run(RunArgs),
     /// Check each configured worker: binary found, version tested, recorded output still parses
-    Workers,
+    /// (with --probe, also run each CLI for real against oxi's own model server)
+    Workers(WorkersArgs),
     /// One bounded pass: reap, ingest, plan, claim, dispatch, verify, critic, deliver; then exit
     Tick,
     /// Keep N slots busy continuously (under tmux or a service): refill a slot as soon as it
@@ -384,6 +385,15 @@ pub struct IngestArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct WorkersArgs {
+    /// Run each configured CLI for real against oxi's own loopback model server (a scripted
+    /// edit, shell command and usage, in a throwaway repository), check its output still maps
+    /// to oxi's events, and record the verdict; a failing version is quarantined
+    #[arg(long)]
+    pub probe: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct PlanArgs {
     /// Only show the plan (oxi plan never changes the ledger; the flag is accepted for scripts
     /// that want to say so)
@@ -395,6 +405,11 @@ pub struct PlanArgs {
     /// The plan as this host sees it: tasks whose routing rule requires labels it lacks wait
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
+    /// Instead of the queue: p50 and p90 cost and time to finish the open roadmap, from the
+    /// ledger's finished tasks per rule and worker, at the caps and concurrency, and the date
+    /// the daily cap allows
+    #[arg(long, conflicts_with = "eligible")]
+    pub forecast: bool,
 }
 
 #[derive(Debug, Args)]

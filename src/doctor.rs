@@ -293,6 +293,77 @@ async fn worker_checks(
     }
 }
 
+/// Each worker's live probe (src/worker/probe): re-run when the installed version changed; a
+/// quarantined worker fails with the version to pin. A version that passed is no longer
+/// warned about as untested.
+async fn probe_checks(
+    config: &LoadedConfig,
+    parent_env: &[(String, String)],
+    out: &mut Vec<Check>,
+) {
+    use crate::worker::probe::{self, Standing};
+    let path = config.ledger_path();
+    let Some(mut ledger) = path
+        .exists()
+        .then(|| crate::ledger::Ledger::open_existing(&path).ok())
+        .flatten()
+    else {
+        return; // the ledger check reports it
+    };
+    let token_env = config.config.github.as_ref().map(|g| g.token_env.as_str());
+    for (name, worker) in &config.config.workers {
+        let env = crate::runner::env::worker_env(worker, parent_env.iter().cloned(), token_env);
+        let Ok(output) =
+            contract::probe_version(&worker.command, &env.vars, &config.repo_root, None).await
+        else {
+            continue; // the worker check above reports it
+        };
+        let version = worker.kind.adapter().parse_version(&output);
+        let label = format!("worker {name} probe");
+        match probe::doctor_standing(
+            name,
+            worker,
+            &env.vars,
+            version,
+            &config.state_dir,
+            &mut ledger,
+        )
+        .await
+        {
+            Ok(None) => {}
+            Ok(Some(Standing::ProbedGood { version, at_ms })) => {
+                // Once a version was read, the contract check's only warning is that it is
+                // untested; a version that passed the probe is no longer in doubt.
+                let untested = format!("{version} is not a version oxi was tested with");
+                if let Some(c) = out.iter_mut().find(|c| {
+                    c.name == format!("worker {name}")
+                        && c.status == Status::Warn
+                        && c.fix.as_deref().is_some_and(|f| f.contains(&untested))
+                }) {
+                    c.status = Status::Ok;
+                    c.fix = None;
+                }
+                let when = crate::clock::rfc3339(at_ms);
+                out.push(check(
+                    &label,
+                    Status::Ok,
+                    format!("{version} passed the live probe at {when}"),
+                    None,
+                ));
+            }
+            Ok(Some(Standing::Quarantined { detail, fix })) => {
+                out.push(check(&label, Status::Fail, detail, Some(fix)));
+            }
+            Err(e) => out.push(check(
+                &label,
+                Status::Fail,
+                format!("the live probe could not run: {e}"),
+                Some("fix what it says, then run `oxi workers --probe`".to_owned()),
+            )),
+        }
+    }
+}
+
 /// Every routed worker's model must have a price (a `[rates]` card, built in or configured):
 /// without one the running cost is unknown until the CLI reports a final figure (Claude) or
 /// never (Codex), so `caps.job_usd` cannot stop a run early. A failure, not a warning.
@@ -585,6 +656,7 @@ pub async fn run(
     git_checks(config, &mut out);
     out.push(confinement_check(config));
     worker_checks(config, parent_env, &mut out).await;
+    probe_checks(config, parent_env, &mut out).await;
     price_checks(config, &mut out);
     login::checks(config, parent_env, &mut out).await;
     reviewer_chain_check(config, parent_env, &mut out);

@@ -11,6 +11,7 @@ mod man;
 mod notify;
 mod pause;
 mod plan;
+mod plan_forecast;
 mod prune;
 mod report;
 mod route;
@@ -92,7 +93,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Pause(args) => pause::pause(ctx, args),
         Command::Resume => pause::resume(ctx),
         Command::Run(args) => run::run(ctx, args),
-        Command::Workers => workers::run(ctx),
+        Command::Workers(args) => workers::run(ctx, args),
         Command::Tick => tick::run(ctx),
         Command::Saturate(args) => saturate::run(ctx, args),
         Command::Doctor => doctor::run(ctx),

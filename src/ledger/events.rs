@@ -164,6 +164,8 @@ event_kinds! {
     PlanInvalid(PlanInvalid) = "plan_invalid",
     /// An executor run and its shadow both ended: each side's outcome and the comparison.
     ShadowObserved(ShadowObserved) = "shadow_observed",
+    /// A worker's CLI failed the live probe: routing skips it until a probe passes.
+    WorkerQuarantined(WorkerQuarantined) = "worker_quarantined",
 }
 
 /// The `data` field names report SQL reads with `json_extract` / `json_type`, and the values
@@ -868,6 +870,16 @@ pub struct ShadowSide {
     pub tokens: u64,
     pub cost_microusd: i64,
     pub duration_ms: u64,
+}
+
+/// `worker_quarantined`: the version that failed the probe and the first expectation it
+/// missed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerQuarantined {
+    pub worker: String,
+    pub version: Option<String>,
+    pub mismatch: String,
 }
 
 #[cfg(test)]

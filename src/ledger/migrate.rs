@@ -91,6 +91,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "shadow_pairs",
         sql: include_str!("migrations/0014_shadow_pairs.sql"),
     },
+    Migration {
+        version: 15,
+        name: "worker_probes",
+        sql: include_str!("migrations/0015_worker_probes.sql"),
+    },
 ];
 
 /// True when every applied migration's recorded checksum matches this binary's text.

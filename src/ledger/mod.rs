@@ -18,6 +18,7 @@ mod kinds;
 mod migrate;
 mod notify;
 mod plans;
+mod probes;
 mod queries;
 mod report;
 mod runs;
@@ -46,6 +47,7 @@ pub use notify::{
     Attempt, AttemptStatus, NewOutbox, OutboxRow, OutboxState, SinkCounts, TrailEvent,
 };
 pub use plans::{PlanRow, PromptBytes};
+pub use probes::ProbeRow;
 pub use queries::*;
 pub use report::*;
 pub use runs::*;

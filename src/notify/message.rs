@@ -55,7 +55,7 @@ pub(super) fn topics_of(event: &Event) -> Vec<Topic> {
         },
         Event::BudgetBreach(_) => vec![Topic::Budget],
         Event::DailyBudgetReached(_) => vec![Topic::Budget, Topic::SaturateStopped],
-        Event::WorkerBlocked(_) => vec![Topic::Quarantined],
+        Event::WorkerQuarantined(_) => vec![Topic::Quarantined],
         _ => Vec::new(),
     }
 }
@@ -270,6 +270,14 @@ fn for_event(
         Event::WorkerBlocked(block) => (
             format!("Worker {} is held back from new runs", block.worker),
             block.reason(),
+        ),
+        Event::WorkerQuarantined(q) => (
+            format!("Worker {} is quarantined", q.worker),
+            format!(
+                "its CLI {} failed the live probe: {}. Routing skips it; `oxi doctor` names the version to pin.",
+                q.version.as_deref().unwrap_or("(version unknown)"),
+                q.mismatch
+            ),
         ),
         _ => (row.kind.clone(), String::new()),
     };

@@ -329,6 +329,16 @@ impl fmt::Display for Assignment {
     }
 }
 
+/// The entries of `chain` whose worker is not held back (blocked after a failed login, or
+/// quarantined after a failed probe), in chain order: routing falls to the next of them.
+#[must_use]
+pub fn runnable<'a>(chain: &'a [RouteChoice], held_back: &[String]) -> Vec<&'a RouteChoice> {
+    chain
+        .iter()
+        .filter(|c| !held_back.iter().any(|h| h == c.name()))
+        .collect()
+}
+
 /// An [`Assignment`] as `state.json` stores it, written as its `Display` does; `None` for a
 /// `state.json` from before routes were recorded.
 pub fn describe_assignment(stored: &serde_json::Value) -> Option<String> {

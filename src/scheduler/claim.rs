@@ -237,13 +237,21 @@ impl<'a> Round<'a> {
         for task in tasks.iter().filter(|t| t.state.is_in_flight()) {
             in_flight_files.extend(hints(ledger, task));
         }
-        // Blocked workers (their CLI could not authenticate) get no new runs.
-        let blocked: Vec<String> = ledger
+        // Blocked workers (their CLI could not authenticate) and quarantined ones (their CLI
+        // failed the live probe) get no new runs.
+        let mut blocked: Vec<String> = ledger
             .read()
             .worker_blocks()?
             .into_iter()
             .map(|b| b.worker)
             .collect();
+        blocked.extend(
+            ledger
+                .read()
+                .quarantined_workers()?
+                .into_iter()
+                .map(|q| q.worker),
+        );
         let router = Router::new(&request.config.config)?;
         let live_hosts = crate::host::live_hosts(ledger)?;
         Ok(Self {
@@ -299,11 +307,7 @@ impl<'a> Round<'a> {
             }
         }
         let executors = route.pick(RouteRole::Executor);
-        let unblocked: Vec<&RouteChoice> = executors
-            .chain
-            .iter()
-            .filter(|c| !self.blocked.iter().any(|b| b == c.name()))
-            .collect();
+        let unblocked = crate::routing::runnable(executors.chain, &self.blocked);
         let Some(choice) = choose_worker(&unblocked, &runs) else {
             return Ok(Gate::Skip);
         };

@@ -10,6 +10,7 @@ pub mod event;
 mod kind;
 mod login;
 mod price;
+pub mod probe;
 mod role;
 mod settings;
 
