@@ -6,6 +6,8 @@
 //! Reads go through [`GithubClient`]. Writes go through [`GithubWriter`], which can only be built
 //! from a [`ReleaseMode`] proof: fast mode never holds one.
 
+#[cfg(test)]
+mod contract;
 pub mod model;
 
 use std::time::Duration;
