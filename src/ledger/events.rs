@@ -12,112 +12,136 @@ use serde_json::Value;
 use super::{FailureClass, TaskState, WorkerBlock};
 use crate::money::MicroUsd;
 
-/// What happened, as stored in the `kind` column. Every KPI in `oxi report` is derived from
-/// these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EventKind {
-    /// Ingest created a task.
-    TaskAdded,
-    /// Ingest changed an unstarted task's text, tier or dependencies.
-    TaskUpdated,
-    /// A task changed state.
-    TaskStateChanged,
-    /// An in-flight task's roadmap text changed; the running attempt keeps the old brief.
-    TaskChangedInFlight,
-    /// An in-flight task left the roadmap; it is left to finish.
-    TaskRemovedInFlight,
-    /// One ingest pass finished.
-    IngestCompleted,
-    /// The killswitch was engaged.
-    Paused,
-    /// The killswitch was released.
-    Resumed,
-    /// A worker run started (its pid is recorded on the run row).
-    RunStarted,
-    /// A worker run ended, with its classification and cost.
-    RunFinished,
-    /// A run was refused because it could cross a spend cap.
-    BudgetRefused,
-    /// A runnable task waited (file overlap with in-flight work).
-    TaskDeferred,
-    /// The reaper ended an orphaned run.
-    RunReaped,
-    /// Verification results for one run, per tier.
-    Verified,
-    /// Governance stopped or held a task (memo: paths and trigger).
-    GovernanceMemo,
-    /// The critic's decision (auto-approve with `review_skipped_reason`, or a reviewer verdict).
-    ReviewDecided,
-    /// A task's work was committed on its branch (fast mode: the delivery).
-    Delivered,
-    /// A run or a day/month ended above its cap.
-    BudgetBreach,
-    /// An operator acted on one task (`oxi retry`, `cancel`, `approve`).
-    OperatorAction,
-    /// One tick pass finished.
-    TickCompleted,
-    /// A task's branch was pushed and its pull request opened or updated.
-    PrOpened,
-    /// A pull request's checks finished (`first_pass` for the first result of the PR).
-    CiResult,
-    /// A review was submitted on an oxi pull request.
-    PrReviewed,
-    /// An oxi pull request was merged (by oxi after approval, or by a maintainer).
-    PrMerged,
-    /// An oxi pull request was closed without merging.
-    PrClosed,
-    /// Fast mode: a delivered branch's commit was found on the base branch (an operator merged
-    /// it), so the task moved on to `merged` and `done`.
-    BranchMerged,
-    /// A delivered task went back to work because of CI or review feedback.
-    FollowUp,
-    /// `oxi saturate` stopped claiming: the day's cap is reached.
-    DailyBudgetReached,
-    /// A GitHub step failed; the task waits where it was.
-    GithubError,
-    /// A worker gets no new runs until `oxi doctor` passes it (its CLI could not authenticate).
-    WorkerBlocked,
-    /// `oxi doctor` cleared a worker's block.
-    WorkerUnblocked,
+/// Declares the event kinds once: each line names the kind, its payload type and the text the
+/// `kind` column holds. It makes [`EventKind`] (with `as_str`/`from_text`), [`Event`] (one
+/// variant per kind) and the mapping between them, so a kind's text is written in one place.
+macro_rules! event_kinds {
+    ($($(#[$doc:meta])* $kind:ident($payload:ty) = $text:literal,)+) => {
+        /// What happened, as stored in the `kind` column. Every KPI in `oxi report` is derived
+        /// from these.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum EventKind {
+            $($(#[$doc])* $kind,)+
+        }
+
+        impl EventKind {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(EventKind::$kind => $text,)+
+                }
+            }
+
+            /// The kind a `kind` column's text names; `None` for one this version does not
+            /// know.
+            pub fn from_text(text: &str) -> Option<EventKind> {
+                match text {
+                    $($text => Some(EventKind::$kind),)+
+                    _ => None,
+                }
+            }
+        }
+
+        /// One event's payload; its variant is its kind.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Event {
+            $($kind($payload),)+
+        }
+
+        impl Event {
+            pub fn kind(&self) -> EventKind {
+                match self {
+                    $(Event::$kind(_) => EventKind::$kind,)+
+                }
+            }
+
+            /// The `data` column's JSON: the payload alone, its keys in sorted order (as every
+            /// version wrote them).
+            pub fn data(&self) -> Value {
+                // Each payload serializes on its own: no tagged wrapper to build and take apart.
+                let value = match self {
+                    $(Event::$kind(payload) => serde_json::to_value(payload),)+
+                };
+                value.unwrap_or(Value::Null)
+            }
+
+            /// Reads a stored row back; `None` for a kind this version does not know or data
+            /// that does not fit it (a hand-edited row).
+            pub fn parse(kind: &str, data: &Value) -> Option<Event> {
+                // Dispatching on the kind first reads the payload straight from the borrowed
+                // value, one deserializer per payload type; a tagged enum would buffer it and
+                // instantiate a second one for each type.
+                match EventKind::from_text(kind)? {
+                    $(EventKind::$kind => <$payload>::deserialize(data).ok().map(Event::$kind),)+
+                }
+            }
+        }
+    };
 }
 
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::TaskAdded => "task_added",
-            EventKind::TaskUpdated => "task_updated",
-            EventKind::TaskStateChanged => "task_state_changed",
-            EventKind::TaskChangedInFlight => "task_changed_in_flight",
-            EventKind::TaskRemovedInFlight => "task_removed_in_flight",
-            EventKind::IngestCompleted => "ingest_completed",
-            EventKind::Paused => "paused",
-            EventKind::Resumed => "resumed",
-            EventKind::RunStarted => "run_started",
-            EventKind::RunFinished => "run_finished",
-            EventKind::BudgetRefused => "budget_refused",
-            EventKind::TaskDeferred => "task_deferred",
-            EventKind::RunReaped => "run_reaped",
-            EventKind::Verified => "verified",
-            EventKind::GovernanceMemo => "governance_memo",
-            EventKind::ReviewDecided => "review_decided",
-            EventKind::Delivered => "delivered",
-            EventKind::BudgetBreach => "budget_breach",
-            EventKind::OperatorAction => "operator_action",
-            EventKind::TickCompleted => "tick_completed",
-            EventKind::PrOpened => "pr_opened",
-            EventKind::CiResult => "ci_result",
-            EventKind::PrReviewed => "pr_reviewed",
-            EventKind::PrMerged => "pr_merged",
-            EventKind::PrClosed => "pr_closed",
-            EventKind::BranchMerged => "branch_merged",
-            EventKind::FollowUp => "follow_up",
-            EventKind::DailyBudgetReached => "daily_budget_reached",
-            EventKind::GithubError => "github_error",
-            EventKind::WorkerBlocked => "worker_blocked",
-            EventKind::WorkerUnblocked => "worker_unblocked",
-        }
-    }
+event_kinds! {
+    /// Ingest created a task.
+    TaskAdded(TaskAdded) = "task_added",
+    /// Ingest changed an unstarted task's text, tier or dependencies.
+    TaskUpdated(RoadmapLine) = "task_updated",
+    /// A task changed state.
+    TaskStateChanged(TaskStateChanged) = "task_state_changed",
+    /// An in-flight task's roadmap text changed; the running attempt keeps the old brief.
+    TaskChangedInFlight(RoadmapLine) = "task_changed_in_flight",
+    /// An in-flight task left the roadmap; it is left to finish.
+    TaskRemovedInFlight(TaskRemovedInFlight) = "task_removed_in_flight",
+    /// One ingest pass finished.
+    IngestCompleted(IngestCompleted) = "ingest_completed",
+    /// The killswitch was engaged.
+    Paused(Killswitched) = "paused",
+    /// The killswitch was released.
+    Resumed(Killswitched) = "resumed",
+    /// A worker run started (its pid is recorded on the run row).
+    RunStarted(RunStarted) = "run_started",
+    /// A worker run ended, with its classification and cost.
+    RunFinished(RunFinished) = "run_finished",
+    /// A run was refused because it could cross a spend cap.
+    BudgetRefused(BudgetRefused) = "budget_refused",
+    /// A runnable task waited (file overlap with in-flight work).
+    TaskDeferred(TaskDeferred) = "task_deferred",
+    /// The reaper ended an orphaned run.
+    RunReaped(RunReaped) = "run_reaped",
+    /// Verification results for one run, per tier.
+    Verified(Verified) = "verified",
+    /// Governance stopped or held a task (memo: paths and trigger).
+    GovernanceMemo(GovernanceMemo) = "governance_memo",
+    /// The critic's decision (auto-approve with `review_skipped_reason`, or a reviewer verdict).
+    ReviewDecided(ReviewDecided) = "review_decided",
+    /// A task's work was committed on its branch (fast mode: the delivery).
+    Delivered(Delivered) = "delivered",
+    /// A run or a day/month ended above its cap.
+    BudgetBreach(BudgetBreach) = "budget_breach",
+    /// An operator acted on one task (`oxi retry`, `cancel`, `approve`).
+    OperatorAction(OperatorAction) = "operator_action",
+    /// One tick pass finished.
+    TickCompleted(TickCompleted) = "tick_completed",
+    /// A task's branch was pushed and its pull request opened or updated.
+    PrOpened(PrOpened) = "pr_opened",
+    /// A pull request's checks finished (`first_pass` for the first result of the PR).
+    CiResult(CiResult) = "ci_result",
+    /// A review was submitted on an oxi pull request.
+    PrReviewed(PrReviewed) = "pr_reviewed",
+    /// An oxi pull request was merged (by oxi after approval, or by a maintainer).
+    PrMerged(PrMerged) = "pr_merged",
+    /// An oxi pull request was closed without merging.
+    PrClosed(PrClosed) = "pr_closed",
+    /// Fast mode: a delivered branch's commit was found on the base branch (an operator merged
+    /// it), so the task moved on to `merged` and `done`.
+    BranchMerged(BranchMerged) = "branch_merged",
+    /// A delivered task went back to work because of CI or review feedback.
+    FollowUp(FollowUp) = "follow_up",
+    /// `oxi saturate` stopped claiming: the day's cap is reached.
+    DailyBudgetReached(DailyBudgetReached) = "daily_budget_reached",
+    /// A GitHub step failed; the task waits where it was.
+    GithubError(GithubError) = "github_error",
+    /// A worker gets no new runs until `oxi doctor` passes it (its CLI could not authenticate).
+    WorkerBlocked(WorkerBlock) = "worker_blocked",
+    /// `oxi doctor` cleared a worker's block.
+    WorkerUnblocked(WorkerUnblocked) = "worker_unblocked",
 }
 
 /// The `data` field names report SQL reads with `json_extract` / `json_type`, and the values
@@ -137,96 +161,6 @@ pub mod fields {
     pub const DECISION_AUTO_APPROVE: &str = "auto_approve";
     /// `review_decided.review_skipped_reason`.
     pub const REVIEW_SKIPPED_REASON: &str = "review_skipped_reason";
-}
-
-/// One event's payload; its variant is its kind.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
-pub enum Event {
-    TaskAdded(TaskAdded),
-    TaskUpdated(RoadmapLine),
-    TaskStateChanged(TaskStateChanged),
-    TaskChangedInFlight(RoadmapLine),
-    TaskRemovedInFlight(TaskRemovedInFlight),
-    IngestCompleted(IngestCompleted),
-    Paused(Killswitched),
-    Resumed(Killswitched),
-    RunStarted(RunStarted),
-    RunFinished(RunFinished),
-    BudgetRefused(BudgetRefused),
-    TaskDeferred(TaskDeferred),
-    RunReaped(RunReaped),
-    Verified(Verified),
-    GovernanceMemo(GovernanceMemo),
-    ReviewDecided(ReviewDecided),
-    Delivered(Delivered),
-    BudgetBreach(BudgetBreach),
-    OperatorAction(OperatorAction),
-    TickCompleted(TickCompleted),
-    PrOpened(PrOpened),
-    CiResult(CiResult),
-    PrReviewed(PrReviewed),
-    PrMerged(PrMerged),
-    PrClosed(PrClosed),
-    BranchMerged(BranchMerged),
-    FollowUp(FollowUp),
-    DailyBudgetReached(DailyBudgetReached),
-    GithubError(GithubError),
-    WorkerBlocked(WorkerBlock),
-    WorkerUnblocked(WorkerUnblocked),
-}
-
-impl Event {
-    pub fn kind(&self) -> EventKind {
-        match self {
-            Event::TaskAdded(_) => EventKind::TaskAdded,
-            Event::TaskUpdated(_) => EventKind::TaskUpdated,
-            Event::TaskStateChanged(_) => EventKind::TaskStateChanged,
-            Event::TaskChangedInFlight(_) => EventKind::TaskChangedInFlight,
-            Event::TaskRemovedInFlight(_) => EventKind::TaskRemovedInFlight,
-            Event::IngestCompleted(_) => EventKind::IngestCompleted,
-            Event::Paused(_) => EventKind::Paused,
-            Event::Resumed(_) => EventKind::Resumed,
-            Event::RunStarted(_) => EventKind::RunStarted,
-            Event::RunFinished(_) => EventKind::RunFinished,
-            Event::BudgetRefused(_) => EventKind::BudgetRefused,
-            Event::TaskDeferred(_) => EventKind::TaskDeferred,
-            Event::RunReaped(_) => EventKind::RunReaped,
-            Event::Verified(_) => EventKind::Verified,
-            Event::GovernanceMemo(_) => EventKind::GovernanceMemo,
-            Event::ReviewDecided(_) => EventKind::ReviewDecided,
-            Event::Delivered(_) => EventKind::Delivered,
-            Event::BudgetBreach(_) => EventKind::BudgetBreach,
-            Event::OperatorAction(_) => EventKind::OperatorAction,
-            Event::TickCompleted(_) => EventKind::TickCompleted,
-            Event::PrOpened(_) => EventKind::PrOpened,
-            Event::CiResult(_) => EventKind::CiResult,
-            Event::PrReviewed(_) => EventKind::PrReviewed,
-            Event::PrMerged(_) => EventKind::PrMerged,
-            Event::PrClosed(_) => EventKind::PrClosed,
-            Event::BranchMerged(_) => EventKind::BranchMerged,
-            Event::FollowUp(_) => EventKind::FollowUp,
-            Event::DailyBudgetReached(_) => EventKind::DailyBudgetReached,
-            Event::GithubError(_) => EventKind::GithubError,
-            Event::WorkerBlocked(_) => EventKind::WorkerBlocked,
-            Event::WorkerUnblocked(_) => EventKind::WorkerUnblocked,
-        }
-    }
-
-    /// The `data` column's JSON: the payload alone, its keys in sorted order (as every
-    /// version wrote them).
-    pub fn data(&self) -> Value {
-        match serde_json::to_value(self) {
-            Ok(Value::Object(mut map)) => map.remove("data").unwrap_or(Value::Null),
-            _ => Value::Null,
-        }
-    }
-
-    /// Reads a stored row back; `None` for a kind this version does not know or data that
-    /// does not fit it (a hand-edited row).
-    pub fn parse(kind: &str, data: &Value) -> Option<Event> {
-        serde_json::from_value(serde_json::json!({ "kind": kind, "data": data })).ok()
-    }
 }
 
 /// `task_added`.
