@@ -1168,6 +1168,55 @@ fn every_listed_operation_is_described() {
     }
 }
 
+/// `github.api_url` may name a GitHub Enterprise Server: each REST operation oxi uses must be
+/// served, with the same method and path, by every GHES release the package describes.
+#[test]
+fn every_listed_rest_operation_is_on_github_enterprise_server() {
+    let Some(description) = description() else {
+        return;
+    };
+    let generated = descriptions_dir().join("node_modules/@octokit/openapi/generated");
+    let mut releases: Vec<PathBuf> = std::fs::read_dir(&generated)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with("ghes-") && n.ends_with(".json") && !n.ends_with(".deref.json")
+            })
+        })
+        .collect();
+    releases.sort();
+    assert!(
+        !releases.is_empty(),
+        "no ghes-*.json in {}",
+        generated.display()
+    );
+    let mut problems = Vec::new();
+    for release in &releases {
+        let ghes: Value = serde_json::from_slice(&std::fs::read(release).unwrap()).unwrap();
+        let served = rest_operations(&ghes);
+        for op in OPERATIONS {
+            let Api::Rest(id) = op.api else { continue };
+            let cloud = description.operation(id).expect("described");
+            if !served
+                .iter()
+                .any(|o| o.id == id && o.method == cloud.method && o.template == cloud.template)
+            {
+                problems.push(format!(
+                    "{}: {id} ({} {}) is not in {}",
+                    op.caller,
+                    cloud.method,
+                    cloud.template,
+                    release.display()
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 /// (a) and (b), and (d): every call, as oxi builds it, against GitHub as described; each
 /// answer is the description's example, which oxi's types must read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
