@@ -121,6 +121,8 @@ reviewer = ["fake"]
 
 [caps]
 job_usd = 0.01
+# A run is reserved at least this much; above job_usd every task would wait for a human.
+estimate_floor_usd = 0.01
 daily_usd = {daily}
 daily_soft_warn_usd = {daily}
 monthly_usd = {daily}
