@@ -5,7 +5,13 @@
 //!   the same way in the same run (goal: <= 5 ms, flat in ledger size);
 //! - the overhead of one dispatch for a worker that exits at once (`oxi-fake-worker edit`, no
 //!   acceptance commands), by phase (goal: <= 50 ms excluding `git worktree add`).
+//!
+//! `-- --quick` (CI): the no-op tick only, 25 samples (the fastest counts), 0 and 100,000 events; its two ratios
+//! are checked against benches/baseline.json (see benches/support/mod.rs). The dispatch
+//! figures are absolute times, printed and never gated.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -77,30 +83,40 @@ fn add_events(db: &Path, n: u64) {
     .unwrap();
 }
 
-fn noop_bench() {
+fn noop_bench(guard: &mut support::Guard) {
     println!("\n## tick with nothing to do (fresh process each time)");
     // One task, already done in the roadmap: nothing is eligible.
     let dir = repo("# Roadmap\n\n- [x] already done\n");
     let (_, first) = run(OXI, &["tick", "--format", "json"], dir.path());
     assert!(first.contains("nothing_to_do"), "{first}");
     let db = dir.path().join(".oxi/ledger.db");
-    for (label, extra) in [("0 events", 0u64), ("1,000,000 events", 1_000_000)] {
+    let (samples, events) = if support::quick() {
+        (25, 100_000)
+    } else {
+        (40, 1_000_000)
+    };
+    for (name, extra) in [
+        ("noop_vs_true_0_events", 0u64),
+        ("noop_vs_true_with_events", events),
+    ] {
+        let label = format!("{extra} events");
         if extra > 0 {
             add_events(&db, extra);
         }
         let mut oxi = Vec::new();
         let mut truth = Vec::new();
-        for _ in 0..40 {
+        for _ in 0..samples {
             oxi.push(run(OXI, &["tick"], dir.path()).0);
             truth.push(run("/bin/true", &[], dir.path()).0);
         }
-        let (o, t) = (median(oxi), median(truth));
+        let (o, t) = (support::typical(oxi), support::typical(truth));
         println!(
             "{label}: oxi tick {:.2} ms, /bin/true {:.2} ms, ratio {:.1}",
             o.as_secs_f64() * 1e3,
             t.as_secs_f64() * 1e3,
             o.as_secs_f64() / t.as_secs_f64()
         );
+        guard.ratio(name, o.as_secs_f64() / t.as_secs_f64());
     }
 }
 
@@ -166,10 +182,13 @@ fn main() {
         .filter(|a| !a.starts_with('-'))
         .collect();
     let wanted = |part: &str| args.is_empty() || args.iter().any(|a| a == part);
+    let mut guard = support::Guard::new("tick");
     if wanted("noop") {
-        noop_bench();
+        noop_bench(&mut guard);
     }
-    if wanted("dispatch") {
+    // Quick mode gates ratios only, and dispatch has none.
+    if wanted("dispatch") && !(support::quick() && args.is_empty()) {
         dispatch_bench();
     }
+    guard.finish();
 }

@@ -10,7 +10,13 @@
 //!   change the size;
 //! - deadline: from oxi's stop signal to the whole process group gone, for a worker that exits
 //!   on SIGTERM and one that ignores it (goal: grace period + 100 ms).
+//!
+//! `-- --quick` (CI): normalize only, over 8 MiB per adapter; its two ratios are checked
+//! against benches/baseline.json (see benches/support/mod.rs). flood and deadline report
+//! absolute times and memory, printed and never gated.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+mod support;
 
 use std::hint::black_box;
 use std::path::Path;
@@ -56,13 +62,14 @@ fn corpus(prefix: &str, target: usize) -> Vec<Vec<u8>> {
     all
 }
 
-fn normalize_bench() {
+fn normalize_bench(guard: &mut support::Guard) {
+    let size = if support::quick() { 8 << 20 } else { 64 << 20 };
     println!("\n## normalization (normalize + accumulate vs serde_json::from_slice::<Value>)");
     for (kind, prefix) in [
         (WorkerKind::Claude, "claude-"),
         (WorkerKind::Codex, "codex-"),
     ] {
-        let lines = corpus(prefix, 64 << 20);
+        let lines = corpus(prefix, size);
         let bytes: usize = lines.iter().map(Vec::len).sum();
         let adapter = worker::adapter(kind);
         let mut best_adapter = Duration::MAX;
@@ -93,6 +100,10 @@ fn normalize_bench() {
             mib / best_adapter.as_secs_f64(),
             mib / best_value.as_secs_f64(),
             best_adapter.as_secs_f64() / best_value.as_secs_f64()
+        );
+        guard.ratio(
+            &format!("normalize_{kind}_vs_value"),
+            best_adapter.as_secs_f64() / best_value.as_secs_f64(),
         );
     }
 }
@@ -162,6 +173,8 @@ fn flood_child() {
                 let cwd = config.repo_root.clone();
                 let request = RunRequest {
                     worker_name: "fake",
+                    model: None,
+                    route: None,
                     prompt: "flood",
                     cwd: &cwd,
                     role: oxi::worker::WorkerRole::Adhoc,
@@ -296,14 +309,20 @@ fn main() {
         flood_child();
         return;
     }
+    let named: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    // Quick mode (CI) runs what has a ratio to gate unless a part is named.
     let wanted = |part: &str| {
-        let named: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
-        named.is_empty() || named.iter().any(|a| a.as_str() == part)
+        if named.is_empty() {
+            !support::quick() || part == "normalize"
+        } else {
+            named.iter().any(|a| a.as_str() == part)
+        }
     };
+    let mut guard = support::Guard::new("worker");
     let machine = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("machine: {machine} cores");
     if wanted("normalize") {
-        normalize_bench();
+        normalize_bench(&mut guard);
     }
     if wanted("deadline") {
         deadline_bench();
@@ -311,4 +330,5 @@ fn main() {
     if wanted("flood") {
         flood_bench();
     }
+    guard.finish();
 }

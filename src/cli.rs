@@ -84,15 +84,84 @@ pub enum Command {
     /// One task: its runs (classification, cost, timings), verification, critic decision,
     /// governance memos, and the path of every artifact
     Show(ShowArgs),
+    /// Which [[routing.rules]] rule a task matches and why (each clause and the value it
+    /// matched), and the chain each role routes to
+    Route(RouteArgs),
     /// The readable transcript of a run (or a task's latest run); --follow tails a live one
     Logs(LogsArgs),
     /// Shell completions (bash, zsh, fish, elvish, powershell) on stdout
     Completions(CompletionsArgs),
-    /// The manual page (roff) on stdout, or with --dir every page (oxi.1, oxi-<command>.1)
+    /// The manual page (roff) on stdout, or with --dir every page (oxi.1, oxi-COMMAND.1)
     Man(ManArgs),
     /// Roadmap maintenance
     #[command(subcommand)]
     Roadmap(RoadmapCommand),
+    /// Notifications (the sinks of the notify table): send a test to each sink, or show what
+    /// was sent and what failed
+    #[command(subcommand)]
+    Notify(NotifyCommand),
+    /// The inference gateway: try a provider, list the calls it made
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a sample notification to each sink (or one) and print each result; exits 1 if any
+    /// failed
+    Test(NotifyTestArgs),
+    /// Each sink's queue (pending, delivered, given up) and the latest attempts with their
+    /// errors
+    Status(NotifyStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyTestArgs {
+    /// Only this sink (its `name`, or its kind when it has none)
+    #[arg(long, value_name = "NAME")]
+    pub sink: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyStatusArgs {
+    /// How many of the latest attempts to list
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Send one prompt to a provider and print the answer, tokens, cost (and where that
+    /// figure came from), attempts and latency; the call is recorded and counts against caps
+    Test(GatewayTestArgs),
+    /// The latest gateway calls in the ledger: role, provider, model, tokens, cost, outcome
+    Calls(GatewayCallsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayTestArgs {
+    /// A provider in [gateway.providers] (default: the only one configured)
+    pub provider: Option<String>,
+    /// The model to ask, as the provider spells it (e.g. grok-4-fast)
+    #[arg(long)]
+    pub model: String,
+    /// What to ask
+    #[arg(long, default_value = "Reply with the single word: ok")]
+    pub prompt: String,
+    /// Longest answer, in tokens
+    #[arg(long, default_value_t = 64)]
+    pub max_tokens: u32,
+    /// Call as this role: its LiteLLM virtual key, its daily cap, and (except `test`) the
+    /// provider's down-time, exactly as that feature would
+    #[arg(long, value_enum, default_value = "test")]
+    pub role: crate::gateway::GatewayRole,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayCallsArgs {
+    /// How many calls, newest first
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -137,6 +206,13 @@ pub struct ReportArgs {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
+    /// The task id, as `oxi tasks` shows it (any case)
+    #[arg(value_name = "TASK")]
+    pub task: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RouteArgs {
     /// The task id, as `oxi tasks` shows it (any case)
     #[arg(value_name = "TASK")]
     pub task: String,

@@ -192,20 +192,12 @@ async fn worker_checks(
     out: &mut Vec<Check>,
 ) {
     let token_env = config.config.github.as_ref().map(|g| g.token_env.as_str());
-    let routed: Vec<&String> = config
-        .config
-        .routing
-        .executor
-        .0
-        .iter()
-        .chain(&config.config.routing.reviewer.0)
-        .chain(&config.config.routing.planner.0)
-        .collect();
+    let routed = config.config.routing.routed_workers();
     for (name, worker) in &config.config.workers {
         let env = crate::runner::env::worker_env(worker, parent_env.iter().cloned(), token_env);
         let report = contract::check(name, worker, &env.vars, &config.repo_root).await;
         let label = format!("worker {name}");
-        let used = routed.contains(&name);
+        let used = routed.contains(name.as_str());
         let status = match (report.verdict, used) {
             (Verdict::Ok, _) => Status::Ok,
             (Verdict::Warn, _) | (Verdict::Fail, false) => Status::Warn,
@@ -257,15 +249,7 @@ async fn worker_checks(
 /// never (Codex), so `caps.job_usd` cannot stop a run early. A failure, not a warning.
 fn price_checks(config: &LoadedConfig, out: &mut Vec<Check>) {
     let routing = &config.config.routing;
-    let mut routed: Vec<&String> = routing
-        .executor
-        .0
-        .iter()
-        .chain(&routing.reviewer.0)
-        .chain(&routing.planner.0)
-        .collect();
-    routed.sort();
-    routed.dedup();
+    let routed = routing.routed_workers();
     let mut priced = std::collections::BTreeSet::new();
     let mut unpriced = Vec::new();
     for name in routed {
@@ -280,9 +264,9 @@ fn price_checks(config: &LoadedConfig, out: &mut Vec<Check>) {
                         card.input_per_mtok, card.output_per_mtok
                     ));
                 }
-                None => unpriced.push((name.as_str(), Some(model))),
+                None => unpriced.push((name, Some(model))),
             },
-            None => unpriced.push((name.as_str(), None)),
+            None => unpriced.push((name, None)),
         }
     }
     if unpriced.is_empty() {
@@ -556,8 +540,10 @@ pub async fn run(
     reviewer_chain_check(config, parent_env, &mut out);
     worker_block_checks(config, actor, &mut out);
     github_checks(config, parent_env, &mut out).await;
+    gateway_checks(config, parent_env, &mut out).await;
     command_checks(config, parent_env, &mut out);
     template_checks(&mut out);
+    notify_checks(config, parent_env, &mut out);
     for c in &mut out {
         if BLOCKING_CHECKS.contains(&c.name.as_str()) {
             c.blocks_dispatch = true;
@@ -565,6 +551,24 @@ pub async fn run(
     }
     out.push(dispatch_check(&out, blocking));
     out
+}
+
+/// Each `[gateway.providers]` entry answers (docs/gateway.md); a failure disables only the
+/// features routed to it, so it never blocks dispatch.
+async fn gateway_checks(
+    config: &LoadedConfig,
+    parent_env: &[(String, String)],
+    out: &mut Vec<Check>,
+) {
+    use crate::gateway::Probe;
+    for (name, probe) in crate::gateway::probe_all(&config.config, parent_env).await {
+        let name = format!("gateway {name}");
+        out.push(match probe {
+            Probe::Ok { detail } => check(&name, Status::Ok, detail, None),
+            Probe::Skipped { detail } => check(&name, Status::Warn, detail, None),
+            Probe::Failed { detail, fix } => check(&name, Status::Fail, detail, Some(fix)),
+        });
+    }
 }
 
 /// The verdict on dispatch: blocked by what the tick itself checks
@@ -639,8 +643,8 @@ fn reviewer_chain_check(
         .filter_map(|c| c.name.strip_prefix("worker "))
         .filter_map(|rest| rest.split(' ').next())
         .collect();
-    let usable = chain.iter().find(|name| {
-        !failing.contains(&name.as_str())
+    let usable = config.config.routing.reviewer.workers().find(|name| {
+        !failing.contains(name)
             && config.config.workers.get(*name).is_some_and(|w| {
                 w.command.first().is_some_and(|program| {
                     contract::resolve_binary(program, path_var, &config.repo_root).is_some()
@@ -722,10 +726,50 @@ fn worker_block_checks(config: &LoadedConfig, actor: &str, out: &mut Vec<Check>)
             },
         );
     }
-    let chain = &config.config.routing.executor.0;
-    let all_blocked = !chain.is_empty() && chain.iter().all(|w| still_blocked.contains(w));
+    let chain = &config.config.routing.executor;
+    let all_blocked = !chain.0.is_empty()
+        && chain
+            .workers()
+            .all(|w| still_blocked.iter().any(|b| b == w));
     for mut c in results {
         c.blocks_dispatch = all_blocked && c.status == Status::Fail;
         out.push(c);
+    }
+}
+
+/// Each notification sink: its variables set (else it cannot send: a failure), and not
+/// failing its last attempts (a warning with the last error). Never blocks dispatch.
+fn notify_checks(config: &LoadedConfig, parent_env: &[(String, String)], out: &mut Vec<Check>) {
+    use crate::notify::SinkHealth;
+    let path = config.ledger_path();
+    let ledger = path
+        .exists()
+        .then(|| crate::ledger::Ledger::open_existing(&path).ok())
+        .flatten();
+    for (sink, health) in crate::notify::sink_problems(config, ledger.as_ref(), parent_env) {
+        let name = format!("notify {sink}");
+        out.push(match health {
+            SinkHealth::Ok(detail) => check(&name, Status::Ok, detail, None),
+            SinkHealth::Broken(why) => check(
+                &name,
+                Status::Fail,
+                why,
+                Some(format!(
+                    "export the variable in the environment oxi runs in (cron, systemd), or fix [[notify.sinks]] in {}",
+                    config.display_path()
+                )),
+            ),
+            SinkHealth::Failing {
+                attempts,
+                last_error,
+            } => check(
+                &name,
+                Status::Warn,
+                format!("its last {attempts} attempts failed; the last: {last_error}"),
+                Some(format!(
+                    "`oxi notify status` lists the attempts; `oxi notify test --sink {sink}` tries it now"
+                )),
+            ),
+        });
     }
 }

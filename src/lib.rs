@@ -11,10 +11,12 @@ pub mod config;
 pub mod confine;
 mod digest;
 mod doctor;
+pub mod gateway;
 mod git;
 mod github;
 pub mod ledger;
 mod money;
+pub mod notify;
 pub mod output;
 mod pipeline;
 mod preflight;
@@ -23,6 +25,7 @@ mod prompt;
 mod redact;
 pub mod report;
 pub mod roadmap;
+pub mod routing;
 pub mod runner;
 pub mod scheduler;
 pub mod worker;
@@ -91,6 +94,7 @@ fn code_for(cause: &(dyn std::error::Error + 'static)) -> Option<i32> {
             scheduler::SchedulerError::Ledger(l) => code_for(l),
             scheduler::SchedulerError::Runner(r) => code_for(r),
             scheduler::SchedulerError::Roadmap(_) => Some(exit::ROADMAP),
+            scheduler::SchedulerError::Routing(_) => Some(exit::CONFIG),
             scheduler::SchedulerError::Prompt(_)
             | scheduler::SchedulerError::Github(_)
             | scheduler::SchedulerError::ReleaseBlocked(_) => None,
@@ -101,6 +105,18 @@ fn code_for(cause: &(dyn std::error::Error + 'static)) -> Option<i32> {
             RunnerError::UnknownWorker { .. } | RunnerError::BadCwd(_) => Some(exit::USAGE),
             RunnerError::Budget(_) => Some(exit::BUDGET),
             RunnerError::Ledger(l) => code_for(l),
+            _ => None,
+        };
+    }
+    if cause.downcast_ref::<routing::RouteError>().is_some() {
+        return Some(exit::CONFIG);
+    }
+    if let Some(e) = cause.downcast_ref::<gateway::GatewayError>() {
+        return match e {
+            gateway::GatewayError::Budget(_) | gateway::GatewayError::RoleCap { .. } => {
+                Some(exit::BUDGET)
+            }
+            gateway::GatewayError::Ledger(l) => code_for(l),
             _ => None,
         };
     }

@@ -39,4 +39,19 @@ mod tests {
         assert_eq!(format_usd(3_190), "$0.0032");
         assert_eq!(format_usd(0), "$0.00");
     }
+
+    #[test]
+    fn edges_round_and_format_as_documented() {
+        // A cap of NaN or infinity admits nothing rather than everything.
+        assert_eq!(usd_to_micro(f64::NAN), 0);
+        assert_eq!(usd_to_micro(f64::INFINITY), 0);
+        // Rounding up, never shaving: a third of a micro-dollar costs one.
+        assert_eq!(usd_to_micro(0.000_000_3), 1);
+        assert_eq!(usd_to_micro(1.000_000_1), 1_000_001);
+        // Exactly a cent is shown to the cent; just under it, to four places.
+        assert_eq!(format_usd(10_000), "$0.01");
+        assert_eq!(format_usd(9_999), "$0.0100");
+        assert_eq!(format_usd(-3_190), "$-0.0032");
+        assert_eq!(micro_to_usd(-2_500_000), -2.5);
+    }
 }

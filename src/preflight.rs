@@ -29,7 +29,7 @@ pub fn blocking_problems(config: &LoadedConfig, parent_env: &[(String, String)])
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_str());
     let executors = &config.config.routing.executor.0;
-    let found = executors.iter().any(|name| {
+    let found = config.config.routing.executor.workers().any(|name| {
         config.config.workers.get(name).is_some_and(|w| {
             w.command.first().is_some_and(|program| {
                 runner::contract::resolve_binary(program, path_var, repo).is_some()
@@ -68,13 +68,13 @@ pub fn blocked_executors(
     ledger: &Ledger,
 ) -> Result<Vec<String>, LedgerError> {
     let blocks = ledger.read().worker_blocks()?;
-    let chain = &config.config.routing.executor.0;
+    let chain: Vec<&str> = config.config.routing.executor.workers().collect();
     let all_blocked =
-        !chain.is_empty() && chain.iter().all(|w| blocks.iter().any(|b| &b.worker == w));
+        !chain.is_empty() && chain.iter().all(|w| blocks.iter().any(|b| b.worker == *w));
     Ok(if all_blocked {
         blocks
             .iter()
-            .filter(|b| chain.contains(&b.worker))
+            .filter(|b| chain.contains(&b.worker.as_str()))
             .map(crate::ledger::WorkerBlock::reason)
             .collect()
     } else {

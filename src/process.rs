@@ -272,7 +272,7 @@ pub fn group_alive(pgid: u32) -> bool {
 /// Ends a whole process group: SIGTERM, up to `grace`, then SIGKILL. Used by the reaper and
 /// `oxi cancel`. When the group is led by a run's guard, the guard is asked to end its whole
 /// tree first (also what left the group), and the group is killed after at most
-/// [`BACKSTOP`] more.
+/// `BACKSTOP` more.
 pub async fn terminate_group(pgid: u32, grace: Duration) {
     signal_group(pgid, Signal::SIGTERM);
     let deadline = Instant::now() + grace;

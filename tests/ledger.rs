@@ -76,7 +76,8 @@ fn migrating_from_the_previous_version_keeps_data() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger.db");
     let latest = MIGRATIONS.last().unwrap().version;
-    let previous = latest - 1;
+    // The migration before the last (numbers may skip while branches land).
+    let previous = MIGRATIONS[MIGRATIONS.len() - 2].version;
     {
         let ledger = Ledger::open_at_version(&path, previous).unwrap();
         assert_eq!(ledger.read().schema_version().unwrap(), previous);

@@ -2,13 +2,16 @@
 
 mod demo;
 mod doctor;
+mod gateway;
 mod ingest;
 mod init;
 mod man;
+mod notify;
 mod pause;
 mod plan;
 mod prune;
 mod report;
+mod route;
 mod run;
 mod saturate;
 mod show;
@@ -102,6 +105,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         }
         Command::Man(args) => man::run(ctx, args),
         Command::Show(args) => show::show(ctx, args),
+        Command::Route(args) => route::run(ctx, args),
         Command::Report(args) => report::run(ctx, args),
         Command::Logs(args) => show::logs(ctx, args),
         Command::Demo(args) => demo::run(ctx, args),
@@ -110,6 +114,8 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Cancel(args) => task::cancel(ctx, args),
         Command::Done(args) => task::done(ctx, args),
         Command::Roadmap(crate::cli::RoadmapCommand::Prune(args)) => prune::run(ctx, args),
+        Command::Notify(command) => notify::run(ctx, command),
+        Command::Gateway(command) => gateway::run(ctx, command),
     }
 }
 

@@ -5,8 +5,11 @@ use serde::Serialize;
 
 use super::Context;
 use crate::cli::PlanArgs;
-use crate::ledger::Ledger;
+use std::collections::HashMap;
+
+use crate::ledger::{Ledger, TaskRow};
 use crate::output::{Format, Grid, json_string, write_stdout};
+use crate::routing::{DEFAULT_ROUTE, Router};
 use crate::scheduler::plan::{PlannedTask, plan_with};
 
 /// One row of `oxi plan --format json`. Field names are a documented interface.
@@ -23,6 +26,8 @@ struct PlanRow<'a> {
     attempts: u32,
     section: Option<&'a str>,
     file_hints: &'a [String],
+    /// The `[[routing.rules]]` rule the task routes by, or `default`.
+    route: &'a str,
 }
 
 pub fn run(ctx: &Context, args: &PlanArgs) -> Result<()> {
@@ -51,10 +56,15 @@ pub fn run(ctx: &Context, args: &PlanArgs) -> Result<()> {
             switch.by
         );
     }
+    let router = Router::new(&config.config)?;
+    let by_id: HashMap<&str, &TaskRow> = tasks.iter().map(|t| (t.spec.id.as_str(), t)).collect();
     let rows: Vec<PlanRow<'_>> = planned
         .iter()
         .enumerate()
         .map(|(i, p)| PlanRow {
+            route: by_id
+                .get(p.id.as_str())
+                .map_or(DEFAULT_ROUTE, |t| router.route(&t.spec).name()),
             position: i + 1,
             id: &p.id,
             priority_tier: p.priority_tier,
@@ -75,21 +85,31 @@ pub fn run(ctx: &Context, args: &PlanArgs) -> Result<()> {
                 "nothing waiting: every task is in flight or finished (`oxi tasks` lists them all)\n"
                     .to_owned()
             } else {
-                let mut grid = Grid::new(["#", "ID", "TIER", "STATE", "TITLE", "HELD"]);
+                // Without rules every task routes by the default: no column to read.
+                let with_route = !config.config.routing.rules.is_empty();
+                let mut header = vec!["#", "ID", "TIER", "STATE", "TITLE", "HELD"];
+                if with_route {
+                    header.insert(4, "ROUTE");
+                }
+                let mut grid = Grid::new(header);
                 for row in &rows {
                     let tier = if row.effective_tier < row.priority_tier {
                         format!("{} (from {})", row.effective_tier, row.priority_tier)
                     } else {
                         row.priority_tier.to_string()
                     };
-                    grid.row([
+                    let mut cells = vec![
                         row.position.to_string(),
                         row.id.to_owned(),
                         tier,
                         row.state.to_owned(),
                         truncate(row.title, 60),
                         row.held_reason.unwrap_or("-").to_owned(),
-                    ]);
+                    ];
+                    if with_route {
+                        cells.insert(4, row.route.to_owned());
+                    }
+                    grid.row(cells);
                 }
                 let eligible = rows.iter().filter(|r| r.held_reason.is_none()).count();
                 format!(

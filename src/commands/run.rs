@@ -110,16 +110,15 @@ fn summary_table(report: &RunReport) -> String {
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
     let config = ctx.config()?;
     let prompt = read_prompt(args)?;
-    let worker_name = match &args.worker {
-        Some(name) => name.clone(),
-        None => config
-            .config
-            .routing
-            .executor
-            .0
-            .first()
-            .cloned()
-            .context("no --worker given and routing.executor is empty")?,
+    // Without --worker: the default executor chain's first choice, with the model it names.
+    let (worker_name, model) = match &args.worker {
+        Some(name) => (name.clone(), None),
+        None => match config.config.routing.executor.0.first().and_then(|text| {
+            crate::routing::RouteChoice::parse(text, crate::routing::ChoiceKind::Worker)
+        }) {
+            Some(choice) => (choice.name().to_owned(), choice.model().map(str::to_owned)),
+            None => anyhow::bail!("no --worker given and routing.executor is empty"),
+        },
     };
     let cwd = match &args.cwd {
         Some(dir) => ctx.cwd.join(dir),
@@ -134,6 +133,8 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<()> {
     let live: Option<Box<dyn std::io::Write + Send>> = (ctx.global.quiet == 0)
         .then(|| Box::new(anstream::stderr()) as Box<dyn std::io::Write + Send>);
     let request = RunRequest {
+        model: model.as_deref(),
+        route: None,
         worker_name: &worker_name,
         prompt: &prompt,
         cwd: &cwd,

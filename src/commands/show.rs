@@ -86,6 +86,7 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
         .ok_or_else(|| LedgerError::NoSuchTask(args.task.clone()))?;
     let runs = ledger.read().runs_for_task(&task.spec.id)?;
     let events = ledger.read().task_history(&task.spec.id)?;
+    let issue = ledger.read().issue_link(&task.spec.id)?;
     if ctx.global.format == Format::Json {
         let runs_json: Vec<serde_json::Value> = runs
             .iter()
@@ -95,9 +96,12 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
             .iter()
             .map(|(at, kind, actor, data)| serde_json::json!({ "at": crate::clock::rfc3339(*at), "kind": kind, "actor": actor, "data": data }))
             .collect();
-        write_stdout(&json_string(
-            &serde_json::json!({ "task": task, "runs": runs_json, "events": events_json }),
-        )?)?;
+        let mut shown =
+            serde_json::json!({ "task": task, "runs": runs_json, "events": events_json });
+        if let Some(link) = &issue {
+            shown["issue"] = serde_json::json!(link);
+        }
+        write_stdout(&json_string(&shown)?)?;
         return Ok(());
     }
     let mut out = format!(
@@ -124,11 +128,29 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
             .map(|u| format!(" · {u}"))
             .unwrap_or_default(),
     );
+    if let Some(link) = &issue {
+        out.push_str(&format!(
+            "source: GitHub issue #{} {} (outside text){}\n",
+            link.number,
+            link.url,
+            if link.matches {
+                ""
+            } else {
+                " · no longer open with the labels"
+            }
+        ));
+    }
     if !runs.is_empty() {
-        let mut grid = Grid::new(["run", "role", "worker", "result", "cost", "time", "detail"]);
+        // Runs recorded before routes were have none: no column then.
+        let with_route = runs.iter().any(|r| r.route.is_some());
+        let mut header = vec!["run", "role", "worker", "result", "cost", "time", "detail"];
+        if with_route {
+            header.insert(3, "route");
+        }
+        let mut grid = Grid::new(header);
         for r in &runs {
             let ms = r.ended_at_ms.unwrap_or_else(crate::clock::now_ms) - r.started_at_ms;
-            grid.row([
+            let mut cells = vec![
                 r.id.clone(),
                 r.role.clone(),
                 r.worker.clone(),
@@ -139,7 +161,19 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
                     .as_deref()
                     .map(|d| crate::worker::event::clip(d, 80))
                     .unwrap_or_default(),
-            ]);
+            ];
+            if with_route {
+                // The route and the model it ran: `rule (model)`.
+                let route = r.route.as_deref().unwrap_or("-");
+                cells.insert(
+                    3,
+                    match &r.model {
+                        Some(model) => format!("{route} ({model})"),
+                        None => route.to_owned(),
+                    },
+                );
+            }
+            grid.row(cells);
         }
         out.push('\n');
         out.push_str(&grid.render(Format::Table));

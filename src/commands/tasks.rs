@@ -8,9 +8,10 @@ use serde::Serialize;
 
 use super::Context;
 use crate::cli::TasksArgs;
-use crate::ledger::{FailureClass, Ledger, TaskRow, TaskRunTotals, TaskState};
+use crate::ledger::{FailureClass, IssueLink, Ledger, TaskRow, TaskRunTotals, TaskState};
 use crate::money::{format_usd, micro_to_usd};
 use crate::output::{Format, Grid, json_string, write_stdout};
+use crate::routing::Router;
 use crate::scheduler::plan::PlannedTask;
 
 /// One row of `oxi tasks --format json`. Field names are a documented interface.
@@ -33,6 +34,12 @@ struct TaskLine<'a> {
     pr_number: Option<u64>,
     pr_url: Option<&'a str>,
     in_roadmap: bool,
+    /// `roadmap`, or `github_issue` (with `issue_url`) for a task made from an issue.
+    source: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issue_url: Option<&'a str>,
+    /// The `[[routing.rules]]` rule the task routes by now, or `default`.
+    route: &'a str,
 }
 
 /// Why a task waits or stopped, in one line.
@@ -81,9 +88,11 @@ fn reason(task: &TaskRow, planned: Option<&PlannedTask>, base_branch: &str) -> O
 fn lines<'a>(
     tasks: &'a [TaskRow],
     totals: &'a HashMap<String, TaskRunTotals>,
+    issues: &'a HashMap<String, IssueLink>,
     planned: &HashMap<&str, &PlannedTask>,
     base_branch: &str,
     states: &[TaskState],
+    router: &'a Router,
 ) -> Vec<TaskLine<'a>> {
     tasks
         .iter()
@@ -106,22 +115,49 @@ fn lines<'a>(
                 pr_number: t.pr_number,
                 pr_url: t.pr_url.as_deref(),
                 in_roadmap: t.in_roadmap,
+                source: match issues.contains_key(&t.spec.id) {
+                    true => "github_issue",
+                    false => "roadmap",
+                },
+                issue_url: issues.get(&t.spec.id).map(|l| l.url.as_str()),
+                route: router.route(&t.spec).name(),
             }
         })
         .collect()
 }
 
-fn render(lines: &[TaskLine<'_>], format: Format) -> String {
+/// `with_route`: a ROUTE column (when `[[routing.rules]]` exist; else every task is `default`).
+fn render(lines: &[TaskLine<'_>], format: Format, with_route: bool) -> String {
     if lines.is_empty() {
         return "no tasks (`oxi ingest` reads the roadmap)\n".to_owned();
     }
-    let mut grid = Grid::new(["ID", "STATE", "ATTEMPTS", "WORKER", "COST", "BRANCH", "WHY"]);
+    // The source column appears once a task comes from somewhere other than the roadmap; the
+    // route column when `[[routing.rules]]` exist.
+    let sourced = lines.iter().any(|l| l.issue_url.is_some());
+    let mut header = vec!["ID"];
+    if sourced {
+        header.push("SOURCE");
+    }
+    header.extend(["STATE", "ATTEMPTS", "WORKER"]);
+    if with_route {
+        header.push("ROUTE");
+    }
+    header.extend(["COST", "BRANCH", "WHY"]);
+    let mut grid = Grid::new(header);
     for line in lines {
-        grid.row([
-            line.id.to_owned(),
+        let mut cells = vec![line.id.to_owned()];
+        if sourced {
+            cells.push(line.issue_url.unwrap_or("roadmap").to_owned());
+        }
+        cells.extend([
             line.state.to_string(),
             line.attempts.to_string(),
             line.worker.unwrap_or("-").to_owned(),
+        ]);
+        if with_route {
+            cells.push(line.route.to_owned());
+        }
+        cells.extend([
             format_usd(crate::money::usd_to_micro(line.cost_usd)),
             line.branch.unwrap_or("-").to_owned(),
             match &line.reason {
@@ -130,6 +166,7 @@ fn render(lines: &[TaskLine<'_>], format: Format) -> String {
                 None => "-".to_owned(),
             },
         ]);
+        grid.row(cells);
     }
     let mut counts: Vec<(TaskState, usize)> = Vec::new();
     for line in lines {
@@ -165,16 +202,20 @@ pub fn run(ctx: &Context, args: &TasksArgs) -> Result<()> {
         config.stacks_on_delivered(),
     );
     let planned: HashMap<&str, &PlannedTask> = plan.iter().map(|p| (p.id.as_str(), p)).collect();
+    let issues = ledger.read().issue_links()?;
+    let router = Router::new(&config.config)?;
     let lines = lines(
         &tasks,
         &totals,
+        &issues,
         &planned,
         &config.config.project.base_branch,
         &args.states,
+        &router,
     );
     let text = match ctx.global.format {
         Format::Json => json_string(&lines)?,
-        format => render(&lines, format),
+        format => render(&lines, format, !config.config.routing.rules.is_empty()),
     };
     write_stdout(&text)?;
     Ok(())

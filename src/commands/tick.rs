@@ -1,5 +1,6 @@
 //! `oxi tick`: what cron, launchd or a systemd timer runs.
 
+use crate::roadmap::github_issues::IssueSync;
 use anyhow::Result;
 
 use super::Context;
@@ -35,6 +36,9 @@ fn render(report: &TickReport) -> String {
             ingest.updated.len(),
             ingest.marked_done.len()
         ));
+    }
+    if let Some(line) = report.issues.as_ref().and_then(IssueSync::change_line) {
+        out.push_str(&format!("{line}\n"));
     }
     for landed in &report.landed {
         out.push_str(&format!(

@@ -43,7 +43,7 @@ pub struct Config {
     /// When the table is absent: `claude` and `codex` workers. When present: exactly those listed.
     pub workers: BTreeMap<String, WorkerConfig>,
     pub routing: RoutingConfig,
-    /// The built-in cards ([`default_rates`]) with the table's merged over them: a card here
+    /// The built-in cards (`default_rates`) with the table's merged over them: a card here
     /// adds a model or replaces that model's card; built-in cards for other models stay.
     #[serde(deserialize_with = "rates_over_defaults")]
     pub rates: BTreeMap<String, RateCard>,
@@ -52,6 +52,11 @@ pub struct Config {
     pub governance: GovernanceConfig,
     pub github: Option<GithubConfig>,
     pub kpi: KpiConfig,
+    /// Task sources besides the roadmap file.
+    pub sources: SourcesConfig,
+    pub notify: NotifyConfig,
+    /// OpenAI-compatible inference providers for the gateway roles (docs/gateway.md).
+    pub gateway: GatewayConfig,
 }
 
 /// Targets `oxi report` checks each KPI against: below them, unattended runs are not yet
@@ -244,6 +249,9 @@ impl Default for Config {
             governance: GovernanceConfig::default(),
             kpi: KpiConfig::default(),
             github: None,
+            sources: SourcesConfig::default(),
+            notify: NotifyConfig::default(),
+            gateway: GatewayConfig::default(),
         }
     }
 }
@@ -317,10 +325,23 @@ fn default_workers() -> BTreeMap<String, WorkerConfig> {
     workers
 }
 
-/// A list of worker names, first choice then fallbacks. A single string is accepted too.
+/// One role's chain as written, first choice then fallbacks: `worker` or `worker:model` for the
+/// agent roles, `provider:model` for the gateway roles. A single string is accepted too. The
+/// text is parsed into [`crate::routing::RouteChoice`]s by the router (and checked at load).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(from = "OneOrMany")]
 pub struct WorkerChain(pub Vec<String>);
+
+impl WorkerChain {
+    /// The worker (or provider) each choice names, without its `:model`.
+    pub fn workers(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|choice| {
+            choice
+                .split_once(':')
+                .map_or(choice.as_str(), |(name, _)| name)
+        })
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -338,12 +359,75 @@ impl From<OneOrMany> for WorkerChain {
     }
 }
 
+/// `[routing]`: a chain per role (the default), and `[[routing.rules]]` that pick another chain
+/// for the tasks they match, first match first (see docs/routing.md).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutingConfig {
     pub planner: WorkerChain,
     pub executor: WorkerChain,
     pub reviewer: WorkerChain,
+    /// Gateway roles (`provider:model`): summarising a failure, screening a brief for prompt
+    /// injection, summarising a run.
+    pub triage: WorkerChain,
+    pub screen: WorkerChain,
+    pub summary: WorkerChain,
+    pub rules: Vec<RoutingRule>,
+}
+
+/// `[[routing.rules]]`: when a task matches `when` (every clause given), the roles this rule
+/// names route to its chains; the others keep the default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingRule {
+    pub name: String,
+    #[serde(default)]
+    pub when: RuleWhen,
+    pub planner: Option<WorkerChain>,
+    pub executor: Option<WorkerChain>,
+    pub reviewer: Option<WorkerChain>,
+    pub triage: Option<WorkerChain>,
+    pub screen: Option<WorkerChain>,
+    pub summary: Option<WorkerChain>,
+}
+
+/// A rule's clauses; a task matches when every clause given matches (none given: every task).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuleWhen {
+    /// One tier or a list of tiers.
+    pub priority_tier: Option<Tiers>,
+    /// Regex searched in the title.
+    pub title: Option<String>,
+    /// Regex searched in the brief.
+    pub body: Option<String>,
+    /// Regex searched in the roadmap section (`A › B`) and the milestone.
+    pub section: Option<String>,
+    /// Any of these labels (a task's `Labels:` line).
+    pub labels: Vec<String>,
+    /// Globs; any file hint matching any of them.
+    pub files: Vec<String>,
+}
+
+/// `priority_tier = 2` or `priority_tier = [0, 1]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "OneOrManyTiers")]
+pub struct Tiers(pub Vec<u8>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrManyTiers {
+    One(u8),
+    Many(Vec<u8>),
+}
+
+impl From<OneOrManyTiers> for Tiers {
+    fn from(value: OneOrManyTiers) -> Self {
+        match value {
+            OneOrManyTiers::One(tier) => Tiers(vec![tier]),
+            OneOrManyTiers::Many(tiers) => Tiers(tiers),
+        }
+    }
 }
 
 impl RoutingConfig {
@@ -356,6 +440,18 @@ impl RoutingConfig {
             WorkerRole::Adhoc => None,
         }
     }
+
+    /// Every worker an agent role may route to, by the default chains or any rule.
+    pub fn routed_workers(&self) -> std::collections::BTreeSet<&str> {
+        let chains = [&self.executor, &self.reviewer, &self.planner]
+            .into_iter()
+            .chain(
+                self.rules
+                    .iter()
+                    .flat_map(|r| [&r.executor, &r.reviewer, &r.planner].into_iter().flatten()),
+            );
+        chains.flat_map(WorkerChain::workers).collect()
+    }
 }
 
 impl Default for RoutingConfig {
@@ -364,6 +460,10 @@ impl Default for RoutingConfig {
             planner: WorkerChain(Vec::new()),
             executor: WorkerChain(vec!["claude".to_owned(), "codex".to_owned()]),
             reviewer: WorkerChain(vec!["codex".to_owned()]),
+            triage: WorkerChain(Vec::new()),
+            screen: WorkerChain(Vec::new()),
+            summary: WorkerChain(Vec::new()),
+            rules: Vec::new(),
         }
     }
 }
@@ -477,6 +577,9 @@ pub struct GithubConfig {
     /// First backoff for 5xx and network errors (doubling, 4 tries in all).
     #[serde(default = "default_github_backoff")]
     pub retry_backoff: HumanDuration,
+    /// Which open pull requests the PR-overlap gate weighs: `all` (default) or only `oxi`'s.
+    #[serde(default)]
+    pub overlap_scope: OverlapScope,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -493,6 +596,17 @@ pub enum OverlapUnknown {
     #[default]
     Defer,
     Allow,
+}
+
+/// The open pull requests the PR-overlap gate weighs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OverlapScope {
+    /// Every open pull request in the repository: a person's on the same file conflicts too.
+    #[default]
+    All,
+    /// Only pull requests oxi opened (its labels or the `oxi/` branch prefix).
+    Oxi,
 }
 
 fn default_labels() -> Vec<String> {
@@ -517,4 +631,233 @@ fn default_token_env() -> String {
 
 fn default_remote() -> String {
     "origin".to_owned()
+}
+
+/// `[sources]`: where tasks come from besides `project.roadmap` (which is always read).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourcesConfig {
+    /// Open GitHub issues of `github.repo` that carry the labels become tasks `GH-<number>`.
+    pub github_issues: Option<GithubIssuesConfig>,
+}
+
+/// `[sources.github_issues]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GithubIssuesConfig {
+    /// An issue becomes a task when it is open and carries every one of these labels.
+    pub labels: Vec<String>,
+    /// Only issues in this milestone (its number, as GitHub's list filter takes it).
+    #[serde(default)]
+    pub milestone: Option<u64>,
+    /// Only issues assigned to this login.
+    #[serde(default)]
+    pub assignee: Option<String>,
+    /// Longest brief taken from an issue body; a longer body is cut there with a note.
+    #[serde(default = "default_issue_brief_limit")]
+    pub max_body: HumanSize,
+}
+
+fn default_issue_brief_limit() -> HumanSize {
+    HumanSize(bytesize::ByteSize::kib(64))
+}
+
+/// `[notify]`: where oxi says that a human is needed (docs/notifications.md). No sink, no
+/// notification: the table is off by default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// `[[notify.sinks]]`: each a place to send to and the events it wants.
+    pub sinks: Vec<NotifySink>,
+    /// Attempts per notification and sink before it is recorded as given up.
+    pub max_attempts: u32,
+    /// The wait after a failed attempt; it doubles after each failure, up to `retry_backoff_max`.
+    pub retry_backoff: HumanDuration,
+    pub retry_backoff_max: HumanDuration,
+    /// The longest one pass (the end of a tick, a saturate round) spends sending; what is not
+    /// sent in time stays queued for the next pass.
+    pub pass_budget: HumanDuration,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            sinks: Vec::new(),
+            max_attempts: 5,
+            retry_backoff: HumanDuration::from_secs(60),
+            retry_backoff_max: HumanDuration::from_secs(3600),
+            pass_budget: HumanDuration::from_secs(15),
+        }
+    }
+}
+
+/// `[gateway]`: the inference providers oxi calls directly (non-streaming chat completions)
+/// for the roles that need a model answer but no agent: triage, screen, summary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// `[gateway.providers.<name>]`, by the name routes use (`name:model`).
+    pub providers: BTreeMap<String, GatewayProviderConfig>,
+    /// `[gateway.caps]`.
+    pub caps: GatewayCapsConfig,
+    /// How long a provider that could not be reached stays off (its features disabled)
+    /// before oxi tries it again.
+    pub down_for: HumanDuration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            providers: BTreeMap::new(),
+            caps: GatewayCapsConfig::default(),
+            down_for: HumanDuration::from_secs(10 * 60),
+        }
+    }
+}
+
+/// One `[[notify.sinks]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySink {
+    /// Names the sink in the ledger, `oxi notify` and `--sink` (default: its kind).
+    #[serde(default)]
+    pub name: Option<String>,
+    pub kind: crate::notify::SinkKind,
+    /// The events it wants.
+    pub events: Vec<crate::notify::Topic>,
+    /// The name of the variable holding the URL (webhook URLs carry their secret).
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// A literal URL, only for one without credentials (no user:password, no query, not Slack).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// webhook, ntfy: the name of a variable holding a bearer token (`Authorization` header).
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// command: the program and its arguments (argv-form, no shell).
+    #[serde(default)]
+    pub argv: Vec<String>,
+    /// One attempt's limit (the request, or the command until its group is killed).
+    #[serde(default = "default_notify_timeout")]
+    pub timeout: HumanDuration,
+    /// ntfy: the `Priority` header (1-5, min, low, default, high, max, urgent); by event when unset.
+    #[serde(default)]
+    pub priority: Option<String>,
+    /// ntfy: tags added to the `Tags` header beside the event's name.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+impl NotifySink {
+    /// The sink's name: `name`, else its kind.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(self.kind.as_str())
+    }
+}
+
+fn default_notify_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+
+/// What a provider speaks beyond the OpenAI chat-completions wire format: where it reports
+/// cost, and how its health is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GatewayProviderKind {
+    /// A LiteLLM proxy: cost in the `x-litellm-response-cost` header, `/health/readiness`.
+    Litellm,
+    /// OpenRouter: cost in the body's `usage.cost`.
+    Openrouter,
+    /// xAI's API (Grok).
+    Xai,
+    /// OpenAI's API, or any other OpenAI-compatible server.
+    Openai,
+}
+
+impl GatewayProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayProviderKind::Litellm => "litellm",
+            GatewayProviderKind::Openrouter => "openrouter",
+            GatewayProviderKind::Xai => "xai",
+            GatewayProviderKind::Openai => "openai",
+        }
+    }
+
+    /// The API root when `base_url` is left out; a LiteLLM proxy has none (it is the user's).
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            GatewayProviderKind::Litellm => None,
+            GatewayProviderKind::Openrouter => Some("https://openrouter.ai/api/v1"),
+            GatewayProviderKind::Xai => Some("https://api.x.ai/v1"),
+            GatewayProviderKind::Openai => Some("https://api.openai.com/v1"),
+        }
+    }
+}
+
+/// `[gateway.providers.<name>]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayProviderConfig {
+    pub kind: GatewayProviderKind,
+    /// The API root: `/chat/completions` and `/models` are appended to it. For LiteLLM, the
+    /// proxy's root (`http://127.0.0.1:4000`; oxi adds `/v1/...` and `/health/readiness`).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// The name of the variable holding the API key (never the key itself).
+    #[serde(default)]
+    pub key_env: Option<String>,
+    /// LiteLLM only: a virtual key per role (`triage = "OXI_LITELLM_TRIAGE_KEY"`), each the
+    /// name of a variable; a role without one uses `key_env`.
+    #[serde(default)]
+    pub role_key_env: BTreeMap<String, String>,
+    /// Longest wait for one answer (each attempt).
+    #[serde(default = "default_gateway_timeout")]
+    pub timeout: HumanDuration,
+    /// Further attempts after a 429, a 5xx or a network error.
+    #[serde(default = "default_gateway_retries")]
+    pub retries: u32,
+    /// Longest `retry-after` oxi honours; a longer one fails the call instead of waiting.
+    #[serde(default = "default_gateway_max_retry_wait")]
+    pub max_retry_wait: HumanDuration,
+}
+
+fn default_gateway_timeout() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+
+fn default_gateway_retries() -> u32 {
+    2
+}
+
+fn default_gateway_max_retry_wait() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+
+/// `[gateway.caps]`: what gateway calls may spend. Every call also counts against
+/// `caps.daily_usd` and `caps.monthly_usd`, reserved like a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayCapsConfig {
+    /// Held for each call until it settles at what it cost (a call that costs more is
+    /// recorded at its cost).
+    pub call_reserve_usd: f64,
+    /// Per role, per UTC day.
+    pub triage_daily_usd: f64,
+    pub screen_daily_usd: f64,
+    pub summary_daily_usd: f64,
+    /// `oxi gateway test`.
+    pub test_daily_usd: f64,
+}
+
+impl Default for GatewayCapsConfig {
+    fn default() -> Self {
+        Self {
+            call_reserve_usd: 0.05,
+            triage_daily_usd: 1.0,
+            screen_daily_usd: 1.0,
+            summary_daily_usd: 1.0,
+            test_daily_usd: 0.5,
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! Can each routed worker's CLI authenticate? A run that cannot is `auth_failed` and blocks
 //! its worker, so doctor asks before a tick does. How to ask is each CLI's own business: its
-//! adapter's [`login`](crate::worker::Adapter::login) (src/worker/<kind>.rs).
+//! adapter's [`login`](crate::worker::Adapter::login) (`src/worker/<kind>.rs`).
 
 use super::{Check, Status, check};
 use crate::config::LoadedConfig;
@@ -15,13 +15,7 @@ pub(super) async fn checks(
     let routing = &config.config.routing;
     let token_env = config.config.github.as_ref().map(|g| g.token_env.as_str());
     let mut seen = Vec::new();
-    for name in routing
-        .executor
-        .0
-        .iter()
-        .chain(&routing.reviewer.0)
-        .chain(&routing.planner.0)
-    {
+    for name in routing.routed_workers() {
         if seen.contains(&name) {
             continue;
         }

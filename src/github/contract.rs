@@ -20,15 +20,18 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
 
-use apollo_compiler::validation::Valid;
-use apollo_compiler::{ExecutableDocument, Schema};
-use http::Method;
+use oxi_testkit::github_contract::{
+    Answers, Called, CheckingProxy, Description, Seen, description, descriptions_dir, pinned,
+    resolve, rest_operations,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use super::model::{CheckRuns, PullFile, PullRequest, Repository, Review};
+use super::issues::{Issue, IssueComment, IssueFilter};
+use super::model::{
+    CheckRuns, CombinedStatus, MergeMethod, PullFile, PullRequest, Repository, Review,
+};
 use super::{GithubClient, GithubError, GithubWriter};
 
 /// What oxi does with an operation's success answer: the type it reads it into.
@@ -47,6 +50,17 @@ enum Api {
     Rest(&'static str),
     /// A root field of a GraphQL mutation or query.
     Graphql(&'static str),
+}
+
+impl Api {
+    /// Whether the checking proxy saw a request for this operation.
+    fn is(self, called: Option<&Called>) -> bool {
+        match (self, called) {
+            (Api::Rest(id), Some(Called::Rest(seen))) => id == seen,
+            (Api::Graphql(field), Some(Called::Graphql(seen))) => field == seen,
+            _ => false,
+        }
+    }
 }
 
 /// One GitHub call oxi makes.
@@ -87,9 +101,34 @@ static OPERATIONS: &[Operation] = &[
         reads: reads::<Vec<Review>>,
     },
     Operation {
-        caller: "GithubClient::check_runs",
+        caller: "GithubClient::ci",
         api: Api::Rest("checks/list-for-ref"),
         reads: reads::<CheckRuns>,
+    },
+    Operation {
+        caller: "GithubClient::ci",
+        api: Api::Rest("repos/get-combined-status-for-ref"),
+        reads: reads::<CombinedStatus>,
+    },
+    Operation {
+        caller: "GithubClient::open_issues",
+        api: Api::Rest("issues/list-for-repo"),
+        reads: reads::<Vec<Issue>>,
+    },
+    Operation {
+        caller: "GithubClient::issue",
+        api: Api::Rest("issues/get"),
+        reads: reads::<Issue>,
+    },
+    Operation {
+        caller: "GithubWriter::create_issue_comment",
+        api: Api::Rest("issues/create-comment"),
+        reads: reads::<IssueComment>,
+    },
+    Operation {
+        caller: "GithubWriter::update_issue_comment",
+        api: Api::Rest("issues/update-comment"),
+        reads: reads::<IssueComment>,
     },
     Operation {
         caller: "GithubWriter::create_pull",
@@ -129,397 +168,8 @@ static NOT_GITHUB_CALLS: &[&str] = &[];
 const REPO: &str = "octo-org/hello";
 const TOKEN: &str = "contract-token";
 const BRANCH: &str = "oxi/T-1-add-hello";
-
-// ---------------------------------------------------------------------------------------------
-// The descriptions: where they are, which versions.
-
-const INSTALL_SCRIPT: &str = include_str!("../../.ci/install-github-descriptions");
-const INSTALL_COMMAND: &str = "bash .ci/install-github-descriptions";
-
-/// The version pinned in the install script for `variable` (`OPENAPI_VERSION=…`).
-fn pinned(variable: &str) -> &'static str {
-    INSTALL_SCRIPT
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{variable}=")))
-        .map(str::trim)
-        .expect("the install script pins the version")
-}
-
-fn descriptions_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("OXI_GITHUB_DESCRIPTIONS_DIR") {
-        return PathBuf::from(dir);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-        });
-    cache.join("oxi").join("github-descriptions")
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
-}
-
-/// GitHub's published descriptions, parsed once per test binary.
-struct Description {
-    /// The REST description (`api.github.com.json`).
-    rest: Value,
-    /// Every REST operation: method, path template and its matcher, the operation.
-    operations: Vec<RestOperation>,
-    graphql: Valid<Schema>,
-}
-
-struct RestOperation {
-    id: String,
-    method: Method,
-    template: String,
-    matcher: regex::Regex,
-    /// Literal characters in the template: the most specific match wins.
-    literal_len: usize,
-    pointer: String,
-}
-
-/// The descriptions, or `None` after saying how to install them. Panics under `CI=true`.
-fn description() -> Option<&'static Description> {
-    static LOADED: OnceLock<Result<Description, String>> = OnceLock::new();
-    match LOADED.get_or_init(load) {
-        Ok(d) => Some(d),
-        Err(problem) if in_ci() => panic!(
-            "CI=true but GitHub's API descriptions are unusable: {problem}\n\
-             run `{INSTALL_COMMAND}` (or set OXI_GITHUB_DESCRIPTIONS_DIR) before the tests"
-        ),
-        Err(problem) => {
-            // Straight to the stderr descriptor: libtest captures `eprint!` of a passing test,
-            // and a skip nobody sees is a silent pass.
-            static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| {
-                use std::io::Write as _;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIPPED the GitHub contract tests (src/github/contract.rs): {problem}\n  \
-                     to run them: {INSTALL_COMMAND} (installs the pinned descriptions; \
-                     OXI_GITHUB_DESCRIPTIONS_DIR overrides where)"
-                );
-            });
-            None
-        }
-    }
-}
-
-fn load() -> Result<Description, String> {
-    let modules = descriptions_dir().join("node_modules").join("@octokit");
-    for (package, variable) in [
-        ("openapi", "OPENAPI_VERSION"),
-        ("graphql-schema", "GRAPHQL_SCHEMA_VERSION"),
-    ] {
-        let manifest = modules.join(package).join("package.json");
-        let text = std::fs::read_to_string(&manifest)
-            .map_err(|e| format!("{} cannot be read: {e}", manifest.display()))?;
-        let found: Value = serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not JSON: {e}", manifest.display()))?;
-        let want = pinned(variable);
-        if found["version"].as_str() != Some(want) {
-            return Err(format!(
-                "{} is version {}, the pin is {want}",
-                manifest.display(),
-                found["version"]
-            ));
-        }
-    }
-    let rest_path = modules.join("openapi/generated/api.github.com.json");
-    let rest: Value = serde_json::from_slice(
-        &std::fs::read(&rest_path).map_err(|e| format!("{}: {e}", rest_path.display()))?,
-    )
-    .map_err(|e| format!("{} is not JSON: {e}", rest_path.display()))?;
-    let operations = rest_operations(&rest);
-    let sdl_path = modules.join("graphql-schema/schema.graphql");
-    let sdl =
-        std::fs::read_to_string(&sdl_path).map_err(|e| format!("{}: {e}", sdl_path.display()))?;
-    let graphql = graphql_schema(sdl).map_err(|e| format!("{}: {e}", sdl_path.display()))?;
-    Ok(Description {
-        rest,
-        operations,
-        graphql,
-    })
-}
-
-/// GitHub's schema, validated. The published schema defines some fields twice (the
-/// `EnterpriseOwnerInfo` deploy-key settings, identically); apollo-compiler keeps the first
-/// definition and reports the second, which is tolerated. Any other error is not.
-fn graphql_schema(sdl: String) -> Result<Valid<Schema>, String> {
-    match Schema::parse_and_validate(sdl, "schema.graphql") {
-        Ok(schema) => Ok(schema),
-        Err(with_errors) => {
-            let other: Vec<String> = with_errors
-                .errors
-                .iter()
-                .map(|d| d.error.to_string())
-                .filter(|e| !e.starts_with("duplicate definitions for the"))
-                .collect();
-            if other.is_empty() {
-                Ok(Valid::assume_valid(with_errors.partial))
-            } else {
-                Err(format!(
-                    "the GraphQL schema does not validate: {}",
-                    other.join("; ")
-                ))
-            }
-        }
-    }
-}
-
-fn rest_operations(rest: &Value) -> Vec<RestOperation> {
-    let mut out = Vec::new();
-    let Some(paths) = rest["paths"].as_object() else {
-        return out;
-    };
-    for (template, item) in paths {
-        let Some(methods) = item.as_object() else {
-            continue;
-        };
-        for (method, operation) in methods {
-            let (Ok(parsed), Some(id)) = (
-                method.to_uppercase().parse::<Method>(),
-                operation["operationId"].as_str(),
-            ) else {
-                continue;
-            };
-            let multi = |name: &str| {
-                operation["parameters"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|p| resolve(rest, p))
-                    .any(|p| p["name"] == name && p["x-multi-segment"] == true)
-            };
-            let mut pattern = String::from("^");
-            let mut literal_len = 0;
-            for piece in template.split_inclusive(['{', '}']) {
-                if let Some(name) = piece.strip_suffix('}') {
-                    pattern.push_str(if multi(name) { "(.+)" } else { "([^/]+)" });
-                } else {
-                    let text = piece.trim_end_matches('{');
-                    literal_len += text.len();
-                    pattern.push_str(&regex::escape(text));
-                }
-            }
-            pattern.push('$');
-            out.push(RestOperation {
-                id: id.to_owned(),
-                method: parsed,
-                template: template.clone(),
-                matcher: regex::Regex::new(&pattern).expect("template regex"),
-                literal_len,
-                pointer: format!(
-                    "/paths/{}/{method}",
-                    template.replace('~', "~0").replace('/', "~1")
-                ),
-            });
-        }
-    }
-    out
-}
-
-/// `value` with `$ref`s followed (within the REST description).
-fn resolve<'a>(rest: &'a Value, mut value: &'a Value) -> &'a Value {
-    for _ in 0..16 {
-        match value.get("$ref").and_then(Value::as_str) {
-            Some(pointer) => match rest.pointer(pointer.trim_start_matches('#')) {
-                Some(target) => value = target,
-                None => return value,
-            },
-            None => return value,
-        }
-    }
-    value
-}
-
-impl Description {
-    fn operation(&self, id: &str) -> Option<&RestOperation> {
-        self.operations.iter().find(|o| o.id == id)
-    }
-
-    fn body_of(&self, op: &RestOperation) -> &Value {
-        self.rest
-            .pointer(&op.pointer)
-            .expect("operation pointer resolves")
-    }
-
-    /// The described operation for a request: the most specific path template that matches.
-    fn match_request(&self, method: &Method, path: &str) -> Option<(&RestOperation, Vec<String>)> {
-        self.operations
-            .iter()
-            .filter(|o| o.method == *method)
-            .filter_map(|o| {
-                let captures = o.matcher.captures(path)?;
-                let values = captures
-                    .iter()
-                    .skip(1)
-                    .flatten()
-                    .map(|m| m.as_str().to_owned())
-                    .collect();
-                Some((o, values))
-            })
-            .max_by_key(|(o, _)| o.literal_len)
-    }
-
-    /// The operation's parameters (path and query), `$ref`s followed.
-    fn parameters<'a>(&'a self, op: &'a RestOperation) -> Vec<&'a Value> {
-        self.body_of(op)["parameters"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|p| resolve(&self.rest, p))
-            .collect()
-    }
-
-    /// The documented answer `status` of `op`, `$ref`s followed.
-    fn response(&self, op: &RestOperation, status: u16) -> Option<&Value> {
-        self.body_of(op)["responses"]
-            .get(status.to_string())
-            .map(|r| resolve(&self.rest, r))
-    }
-
-    /// The lowest documented 2xx status of `op`.
-    fn success_status(&self, op: &RestOperation) -> u16 {
-        self.body_of(op)["responses"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(code, _)| code.parse::<u16>().ok())
-            .filter(|code| (200..300).contains(code))
-            .min()
-            .unwrap_or(200)
-    }
-
-    /// The JSON schema of `op`'s answer `status`, if it has a JSON body.
-    fn response_schema(&self, op: &RestOperation, status: u16) -> Option<&Value> {
-        self.response(op, status)?
-            .pointer("/content/application~1json/schema")
-    }
-
-    /// Every example answer of `op` for `status`, by name.
-    fn response_examples(&self, op: &RestOperation, status: u16) -> Vec<(String, Value)> {
-        let Some(content) = self
-            .response(op, status)
-            .and_then(|r| r.pointer("/content/application~1json"))
-        else {
-            return Vec::new();
-        };
-        let mut out: Vec<(String, Value)> = content["examples"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(name, example)| {
-                Some((
-                    name.clone(),
-                    resolve(&self.rest, example).get("value")?.clone(),
-                ))
-            })
-            .collect();
-        if let Some(example) = content.get("example") {
-            out.push(("example".to_owned(), example.clone()));
-        }
-        out
-    }
-
-    /// A validator for an OpenAPI schema (draft 4 after `nullable` is rewritten), carrying
-    /// the components it refers to.
-    fn validator(&self, schema: &Value) -> jsonschema::Validator {
-        let mut pointers = BTreeSet::new();
-        collect_refs(&self.rest, schema, &mut pointers);
-        let mut root = json!({ "allOf": [to_json_schema(schema)] });
-        for pointer in pointers {
-            let target = self.rest.pointer(&pointer).expect("collected refs resolve");
-            let mut slot = &mut root;
-            for key in pointer.trim_start_matches('/').split('/') {
-                let key = key.replace("~1", "/").replace("~0", "~");
-                slot = slot
-                    .as_object_mut()
-                    .expect("components are objects")
-                    .entry(key)
-                    .or_insert_with(|| json!({}));
-            }
-            *slot = to_json_schema(target);
-        }
-        jsonschema::draft4::options()
-            .should_validate_formats(false)
-            .build(&root)
-            .expect("GitHub's schemas compile")
-    }
-}
-
-/// Every `#/…` pointer `value` refers to, transitively.
-fn collect_refs(rest: &Value, value: &Value, seen: &mut BTreeSet<String>) {
-    match value {
-        Value::Object(map) => {
-            if let Some(pointer) = map.get("$ref").and_then(Value::as_str) {
-                let pointer = pointer.trim_start_matches('#').to_owned();
-                if seen.insert(pointer.clone())
-                    && let Some(target) = rest.pointer(&pointer)
-                {
-                    collect_refs(rest, target, seen);
-                }
-            }
-            for v in map.values() {
-                collect_refs(rest, v, seen);
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|v| collect_refs(rest, v, seen)),
-        _ => {}
-    }
-}
-
-/// An OpenAPI 3.0 schema object as JSON Schema: `nullable: true` becomes a `null` alternative.
-/// Only schema positions are rewritten, so a property that happens to be called `nullable` or
-/// an `enum`'s values are left alone.
-fn to_json_schema(schema: &Value) -> Value {
-    let Some(map) = schema.as_object() else {
-        return schema.clone();
-    };
-    let mut out = Map::new();
-    for (key, value) in map {
-        let converted = match key.as_str() {
-            "properties" => Value::Object(
-                value
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), to_json_schema(v)))
-                    .collect(),
-            ),
-            "items" | "additionalProperties" | "not" => to_json_schema(value),
-            "allOf" | "anyOf" | "oneOf" => Value::Array(
-                value
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(to_json_schema)
-                    .collect(),
-            ),
-            "nullable" | "example" | "discriminator" | "readOnly" | "writeOnly" | "xml" => {
-                continue;
-            }
-            _ => value.clone(),
-        };
-        out.insert(key.clone(), converted);
-    }
-    if map.get("nullable") != Some(&Value::Bool(true)) {
-        return Value::Object(out);
-    }
-    match out.get("type").cloned() {
-        Some(Value::String(t)) => {
-            out.insert("type".into(), json!([t, "null"]));
-            if let Some(Value::Array(values)) = out.get_mut("enum") {
-                values.push(Value::Null);
-            }
-            Value::Object(out)
-        }
-        _ => json!({ "anyOf": [Value::Object(out), { "type": "null" }] }),
-    }
-}
+/// The issue the issue calls read and comment on.
+const ISSUE: u64 = 7;
 
 /// An instance of an OpenAPI schema: with `every_field`, every property (nullable ones set);
 /// otherwise only the required ones, nullable ones `null`, arrays as short as allowed.
@@ -592,332 +242,6 @@ fn instance(rest: &Value, schema: &Value, every_field: bool, depth: u32) -> Valu
 }
 
 // ---------------------------------------------------------------------------------------------
-// The servers oxi's client talks to in these tests.
-
-/// One request oxi sent, and what the contract says about it.
-#[derive(Debug, Clone)]
-struct Seen {
-    caller: String,
-    method: String,
-    path: String,
-    /// The operation it matched: a REST `operationId` or a GraphQL root field.
-    api: Option<Api>,
-    problems: Vec<String>,
-}
-
-/// Where answers come from.
-enum Answers {
-    /// The description's example for the operation.
-    Examples,
-    /// The fake, at this base URL; its answers are checked against the description.
-    Fake(String),
-}
-
-struct Server {
-    description: &'static Description,
-    answers: Answers,
-    caller: Mutex<String>,
-    seen: Mutex<Vec<Seen>>,
-}
-
-type Shared = Arc<Server>;
-
-async fn serve(server: Shared) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1");
-    let addr = listener.local_addr().expect("local addr");
-    let app = axum::Router::new().fallback(handle).with_state(server);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
-}
-
-async fn handle(
-    axum::extract::State(server): axum::extract::State<Shared>,
-    method: Method,
-    uri: http::Uri,
-    body: axum::body::Bytes,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let path = uri.path().to_owned();
-    let query = uri.query().unwrap_or("").to_owned();
-    let body: Option<Value> = (!body.is_empty())
-        .then(|| serde_json::from_slice(&body).unwrap_or_else(|_| json!("<not JSON>")));
-    let mut seen = Seen {
-        caller: server.caller.lock().unwrap().clone(),
-        method: method.to_string(),
-        path: path.clone(),
-        api: None,
-        problems: Vec::new(),
-    };
-    let description = server.description;
-    let (status, answer) = if path == "/graphql" {
-        let (api, problems) = check_graphql(description, body.as_ref());
-        seen.api = api;
-        seen.problems = problems;
-        let field = match api {
-            Some(Api::Graphql(f)) => f,
-            _ => "unknown",
-        };
-        match &server.answers {
-            // oxi reads only `errors` from GraphQL answers; the data names the root field.
-            Answers::Examples => (
-                200,
-                Some(json!({ "data": { field: { "clientMutationId": null } } })),
-            ),
-            Answers::Fake(base) => forward(base, &method, "/graphql", body.as_ref()).await,
-        }
-    } else {
-        match description.match_request(&method, &path) {
-            None => {
-                seen.problems.push(
-                    "no operation in GitHub's REST description has this method and path".into(),
-                );
-                (404, Some(json!({ "message": "Not Found" })))
-            }
-            Some((op, path_values)) => {
-                seen.api = Some(Api::Rest(leak(&op.id)));
-                seen.problems = check_request(description, op, &path_values, &query, body.as_ref());
-                match &server.answers {
-                    Answers::Examples => {
-                        let status = description.success_status(op);
-                        let example = description
-                            .response_examples(op, status)
-                            .into_iter()
-                            .next()
-                            .map(|(_, v)| v);
-                        (status, example)
-                    }
-                    Answers::Fake(base) => {
-                        let (status, answer) = forward(
-                            base,
-                            &method,
-                            uri.path_and_query().map_or(path.as_str(), |pq| pq.as_str()),
-                            body.as_ref(),
-                        )
-                        .await;
-                        seen.problems.extend(check_answer(
-                            description,
-                            op,
-                            status,
-                            answer.as_ref(),
-                        ));
-                        (status, answer)
-                    }
-                }
-            }
-        }
-    };
-    server.seen.lock().unwrap().push(seen);
-    let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
-    match answer {
-        Some(value) => (status, axum::Json(value)).into_response(),
-        None => status.into_response(),
-    }
-}
-
-fn leak(text: &str) -> &'static str {
-    Box::leak(text.to_owned().into_boxed_str())
-}
-
-/// Sends the request on to the fake; its status and JSON answer.
-async fn forward(
-    base: &str,
-    method: &Method,
-    path_and_query: &str,
-    body: Option<&Value>,
-) -> (u16, Option<Value>) {
-    let octo = octocrab::Octocrab::builder()
-        .base_uri(base)
-        .expect("fake base URL")
-        .personal_token(TOKEN.to_owned())
-        .build()
-        .expect("octocrab for the fake");
-    let response = match *method {
-        Method::GET => octo._get(path_and_query).await,
-        Method::POST => octo._post(path_and_query, body).await,
-        Method::PATCH => octo._patch(path_and_query, body).await,
-        Method::PUT => octo._put(path_and_query, body).await,
-        Method::DELETE => octo._delete(path_and_query, body).await,
-        _ => panic!("no forwarding for {method}"),
-    }
-    .expect("the fake answers");
-    let status = response.status().as_u16();
-    let text = octo
-        .body_to_string(response)
-        .await
-        .expect("the fake's body");
-    let answer =
-        (!text.trim().is_empty()).then(|| serde_json::from_str(&text).unwrap_or(json!(text)));
-    (status, answer)
-}
-
-/// What is wrong with a request for `op`: path parameters, query parameters, body.
-fn check_request(
-    description: &Description,
-    op: &RestOperation,
-    path_values: &[String],
-    query: &str,
-    body: Option<&Value>,
-) -> Vec<String> {
-    let mut problems = Vec::new();
-    let parameters = description.parameters(op);
-    let names: Vec<&str> = op
-        .template
-        .split('{')
-        .skip(1)
-        .filter_map(|p| p.split_once('}').map(|(name, _)| name))
-        .collect();
-    let mut given: Vec<(String, String, &str)> = names
-        .iter()
-        .zip(path_values)
-        .map(|(n, v)| ((*n).to_owned(), v.clone(), "path"))
-        .collect();
-    given.extend(
-        query
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| {
-                (
-                    k.to_owned(),
-                    v.replace("%3A", ":").replace("%2F", "/"),
-                    "query",
-                )
-            }),
-    );
-    for (name, raw, place) in &given {
-        let Some(parameter) = parameters
-            .iter()
-            .find(|p| p["name"] == name.as_str() && p["in"] == *place)
-        else {
-            problems.push(format!("{place} parameter `{name}` is not described"));
-            continue;
-        };
-        let schema = resolve(&description.rest, &parameter["schema"]);
-        let value = match schema["type"].as_str() {
-            Some("integer") => raw.parse::<i64>().map_or_else(|_| json!(raw), |n| json!(n)),
-            Some("number") => raw.parse::<f64>().map_or_else(|_| json!(raw), |n| json!(n)),
-            Some("boolean") => raw
-                .parse::<bool>()
-                .map_or_else(|_| json!(raw), |b| json!(b)),
-            _ => json!(raw),
-        };
-        for error in description
-            .validator(&parameter["schema"])
-            .iter_errors(&value)
-        {
-            problems.push(format!("{place} parameter `{name}` = {raw:?}: {error}"));
-        }
-    }
-    for parameter in &parameters {
-        if parameter["required"] == true
-            && !given
-                .iter()
-                .any(|(n, _, place)| parameter["name"] == n.as_str() && parameter["in"] == *place)
-        {
-            problems.push(format!(
-                "required parameter `{}` is missing",
-                parameter["name"]
-            ));
-        }
-    }
-    let request_body = description
-        .body_of(op)
-        .get("requestBody")
-        .map(|b| resolve(&description.rest, b));
-    match (request_body, body) {
-        (None, Some(body)) => {
-            problems.push(format!("the operation takes no body, oxi sent {body}"))
-        }
-        (Some(described), None) if described["required"] == true => {
-            problems.push("the operation requires a body; oxi sent none".into());
-        }
-        (Some(described), Some(body)) => {
-            match described.pointer("/content/application~1json/schema") {
-                None => problems.push("the operation takes no JSON body".into()),
-                Some(schema) => {
-                    for error in description.validator(schema).iter_errors(body) {
-                        problems.push(format!("body {}: {error}", error.instance_path()));
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
-    problems
-}
-
-/// What is wrong with an answer (the fake's) to `op`: an undocumented status, or a JSON body
-/// that does not match the status's schema (a required field missing, a wrong type).
-fn check_answer(
-    description: &Description,
-    op: &RestOperation,
-    status: u16,
-    answer: Option<&Value>,
-) -> Vec<String> {
-    let Some(_) = description.response(op, status) else {
-        return vec![format!(
-            "answer status {status} is not documented for {}",
-            op.id
-        )];
-    };
-    match (description.response_schema(op, status), answer) {
-        (Some(schema), Some(answer)) => description
-            .validator(schema)
-            .iter_errors(answer)
-            .map(|e| format!("answer {status} at `{}`: {e}", e.instance_path()))
-            .collect(),
-        (Some(_), None) => vec![format!(
-            "answer {status} has no body; the description has one"
-        )],
-        (None, _) => Vec::new(),
-    }
-}
-
-/// The GraphQL root field a request asks for, and what is wrong with it: the document must
-/// validate against GitHub's schema and the variables must coerce to the declared types.
-fn check_graphql(description: &Description, body: Option<&Value>) -> (Option<Api>, Vec<String>) {
-    let Some(query) = body.and_then(|b| b["query"].as_str()) else {
-        return (None, vec!["a GraphQL request without a `query`".into()]);
-    };
-    let schema = &description.graphql;
-    let document = match ExecutableDocument::parse_and_validate(schema, query, "oxi.graphql") {
-        Ok(d) => d,
-        Err(e) => {
-            return (
-                None,
-                vec![format!("GraphQL document does not validate: {}", e.errors)],
-            );
-        }
-    };
-    let operation = match document.operations.get(None) {
-        Ok(o) => o,
-        Err(e) => return (None, vec![format!("GraphQL operation: {}", e.message())]),
-    };
-    let field = operation
-        .root_fields(&document)
-        .next()
-        .map(|f| leak(f.name.as_str()));
-    let variables = apollo_compiler::response::JsonValue::from(
-        body.and_then(|b| b.get("variables"))
-            .cloned()
-            .unwrap_or(json!({})),
-    );
-    let mut problems = Vec::new();
-    match variables.as_object() {
-        Some(values) => {
-            if let Err(e) =
-                apollo_compiler::request::coerce_variable_values(schema, operation, values)
-            {
-                problems.push(format!("GraphQL variables: {}", e.message()));
-            }
-        }
-        None => problems.push("GraphQL `variables` is not an object".into()),
-    }
-    (field.map(Api::Graphql), problems)
-}
-
-// ---------------------------------------------------------------------------------------------
 // Driving oxi's functions.
 
 /// What the calls share: the pull request the first one opens.
@@ -925,6 +249,8 @@ struct Ctx {
     number: u64,
     head_sha: String,
     node_id: String,
+    /// The issue comment the comment writer created.
+    comment_id: u64,
 }
 
 /// Calls `caller` as oxi does. Every entry of [`OPERATIONS`] needs an arm here.
@@ -951,7 +277,29 @@ async fn drive(
         "GithubClient::pull" => drop(client.pull(ctx.number).await?),
         "GithubClient::pull_files" => drop(client.pull_files(ctx.number).await?),
         "GithubClient::reviews" => drop(client.reviews(ctx.number).await?),
-        "GithubClient::check_runs" => drop(client.check_runs(&ctx.head_sha).await?),
+        "GithubClient::ci" => drop(client.ci(&ctx.head_sha).await?),
+        "GithubClient::open_issues" => {
+            let labels = ["oxi".to_owned(), "good first issue".to_owned()];
+            let filter = IssueFilter {
+                labels: &labels,
+                milestone: Some(1),
+                assignee: Some("octocat"),
+            };
+            drop(client.open_issues(&filter).await?);
+            drop(client.open_issues(&IssueFilter::default()).await?);
+        }
+        "GithubClient::issue" => drop(client.issue(ISSUE).await?),
+        "GithubWriter::create_issue_comment" => {
+            let comment = writer
+                .create_issue_comment(ISSUE, "oxi is working on this: #1")
+                .await?;
+            ctx.comment_id = comment.id;
+        }
+        "GithubWriter::update_issue_comment" => drop(
+            writer
+                .update_issue_comment(ctx.comment_id, "oxi opened #1 for this")
+                .await?,
+        ),
         "GithubWriter::update_pull" => drop(
             writer
                 .update_pull(ctx.number, "T-1: add hello", "Adds hello.txt.")
@@ -965,7 +313,12 @@ async fn drive(
         "GithubWriter::mark_ready" => writer.mark_ready(&ctx.node_id).await?,
         "GithubWriter::merge_pull" => {
             writer
-                .merge_pull(ctx.number, &ctx.head_sha, "T-1: add hello")
+                .merge_pull(
+                    ctx.number,
+                    &ctx.head_sha,
+                    "T-1: add hello",
+                    MergeMethod::Squash,
+                )
                 .await?
         }
         "GithubWriter::delete_branch" => writer.delete_branch(BRANCH).await?,
@@ -986,7 +339,7 @@ fn callers_in_order() -> Vec<&'static str> {
     }
     let rank = |c: &str| match c {
         "GithubWriter::create_pull" => 0,
-        "GithubWriter::mark_ready" => 2,
+        "GithubWriter::update_issue_comment" | "GithubWriter::mark_ready" => 2,
         "GithubWriter::merge_pull" => 3,
         "GithubWriter::delete_branch" => 4,
         _ => 1,
@@ -1016,27 +369,23 @@ async fn run_all(
     description: &'static Description,
     answers: Answers,
 ) -> (Vec<Seen>, Vec<(&'static str, Result<(), GithubError>)>) {
-    let server = Arc::new(Server {
-        description,
-        answers,
-        caller: Mutex::new(String::new()),
-        seen: Mutex::new(Vec::new()),
-    });
-    let base = serve(Arc::clone(&server)).await;
-    let client = client_for(&base);
+    let proxy = CheckingProxy::start(description, answers)
+        .await
+        .expect("the checking proxy starts");
+    let client = client_for(&proxy.url());
     let writer = GithubWriter::new(&client, release_mode());
     let mut ctx = Ctx {
         number: 1,
         head_sha: "0".repeat(40),
         node_id: String::new(),
+        comment_id: 1,
     };
     let mut outcomes = Vec::new();
     for caller in callers_in_order() {
-        caller.clone_into(&mut server.caller.lock().unwrap());
+        proxy.set_caller(caller);
         outcomes.push((caller, drive(caller, &client, &writer, &mut ctx).await));
     }
-    let seen = server.seen.lock().unwrap().clone();
-    (seen, outcomes)
+    (proxy.seen(), outcomes)
 }
 
 /// Each request matched an operation listed for its caller, and met no problem.
@@ -1045,7 +394,7 @@ fn request_problems(seen: &[Seen]) -> Vec<String> {
     for s in seen {
         let listed = OPERATIONS
             .iter()
-            .any(|op| op.caller == s.caller && Some(op.api) == s.api);
+            .any(|op| op.caller == s.caller && op.api.is(s.api.as_ref()));
         if !listed {
             problems.push(format!(
                 "{} sent {} {} ({:?}), which OPERATIONS does not list for it",
@@ -1236,7 +585,7 @@ async fn oxi_requests_match_the_description() {
     for op in OPERATIONS {
         if !seen
             .iter()
-            .any(|s| s.caller == op.caller && s.api == Some(op.api))
+            .any(|s| s.caller == op.caller && op.api.is(s.api.as_ref()))
         {
             problems.push(format!(
                 "{} never used {:?}, which OPERATIONS lists for it",
@@ -1312,7 +661,17 @@ async fn fake_answers_carry_what_the_description_requires() {
         .unwrap();
     fake.set_check_run(BRANCH, "ci", "success", "all green");
     fake.add_review(1, "APPROVED", "looks good");
-    let (seen, outcomes) = run_all(description, Answers::Fake(fake.url())).await;
+    fake.set_commit_status(BRANCH, "ci/legacy", "success", "the statuses API too");
+    let issues = fake.issues();
+    issues.add(
+        ISSUE,
+        "Add hello",
+        "Touches `hello.txt`.",
+        &["oxi", "good first issue"],
+    );
+    issues.set_milestone(ISSUE, Some(1));
+    issues.set_assignee(ISSUE, Some("octocat"));
+    let (seen, outcomes) = run_all(description, Answers::Forward(fake.url())).await;
     let mut problems = request_problems(&seen);
     for (caller, outcome) in &outcomes {
         if let Err(e) = outcome {

@@ -18,6 +18,47 @@ pub struct Repository {
     pub default_branch: Option<String>,
     #[serde(default)]
     pub permissions: Option<Permissions>,
+    /// The merge methods the repository allows (GitHub sends them to tokens with push
+    /// access; absent means GitHub's default, allowed).
+    #[serde(default)]
+    pub allow_squash_merge: Option<bool>,
+    #[serde(default)]
+    pub allow_merge_commit: Option<bool>,
+    #[serde(default)]
+    pub allow_rebase_merge: Option<bool>,
+}
+
+/// How a pull request is merged (`merge_method` of `PUT …/pulls/{n}/merge`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergeMethod {
+    Squash,
+    Merge,
+    Rebase,
+}
+
+impl MergeMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MergeMethod::Squash => "squash",
+            MergeMethod::Merge => "merge",
+            MergeMethod::Rebase => "rebase",
+        }
+    }
+}
+
+impl Repository {
+    /// The method oxi merges with: squash (one commit per task) when the repository allows
+    /// it, else a merge commit, else rebase; `None` when it allows none.
+    pub fn merge_method(&self) -> Option<MergeMethod> {
+        [
+            (self.allow_squash_merge, MergeMethod::Squash),
+            (self.allow_merge_commit, MergeMethod::Merge),
+            (self.allow_rebase_merge, MergeMethod::Rebase),
+        ]
+        .into_iter()
+        .find(|(allowed, _)| allowed.unwrap_or(true))
+        .map(|(_, method)| method)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -67,6 +108,9 @@ pub struct PullFile {
     pub filename: String,
     #[serde(default)]
     pub status: String,
+    /// The old path of a renamed file.
+    #[serde(default)]
+    pub previous_filename: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -80,10 +124,14 @@ pub struct Review {
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct CheckRun {
+    #[serde(default)]
+    pub id: u64,
     pub name: String,
     pub status: String,
     #[serde(default)]
     pub conclusion: Option<String>,
+    #[serde(default)]
+    pub started_at: Option<String>,
     #[serde(default)]
     pub output: Option<CheckOutput>,
 }
@@ -104,4 +152,26 @@ pub struct CheckRuns {
     pub total_count: u64,
     #[serde(default)]
     pub check_runs: Vec<CheckRun>,
+}
+
+/// One commit status (the statuses API: CI services that do not use checks report here).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct CommitStatus {
+    /// `error`, `failure`, `pending` or `success`.
+    pub state: String,
+    #[serde(default)]
+    pub context: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub target_url: Option<String>,
+}
+
+/// `GET …/commits/{ref}/status`: the latest status of each context.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct CombinedStatus {
+    #[serde(default)]
+    pub total_count: u64,
+    #[serde(default)]
+    pub statuses: Vec<CommitStatus>,
 }

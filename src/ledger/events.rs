@@ -142,6 +142,20 @@ event_kinds! {
     WorkerBlocked(WorkerBlock) = "worker_blocked",
     /// `oxi doctor` cleared a worker's block.
     WorkerUnblocked(WorkerUnblocked) = "worker_unblocked",
+    /// One sync of GitHub issues into tasks finished.
+    IssueSyncCompleted(IssueSyncCompleted) = "issue_sync_completed",
+    /// The GitHub issues sync could not read the issues (status and message); nothing changed.
+    IssueSyncFailed(IssueSyncFailed) = "issue_sync_failed",
+    /// Something in one issue was not taken as written (a truncated body, a tier label out of
+    /// range, a dependency that is not a task).
+    IssueWarning(IssueWarning) = "issue_warning",
+    /// Release mode: oxi wrote (created or edited) its comment on a task's issue.
+    IssueCommentWritten(IssueCommentWritten) = "issue_comment_written",
+    /// An inference-gateway provider could not be reached: the features routed to it are off
+    /// until it answers again.
+    GatewayUnavailable(GatewayUnavailable) = "gateway_unavailable",
+    /// A provider that was off answered again.
+    GatewayRestored(GatewayRestored) = "gateway_restored",
 }
 
 /// The `data` field names report SQL reads with `json_extract` / `json_type`, and the values
@@ -694,6 +708,72 @@ pub struct GithubError {
 pub struct WorkerUnblocked {
     pub worker: String,
     pub why: String,
+}
+
+/// `issue_sync_completed`: the issues read and what changed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IssueSyncCompleted {
+    /// `owner/name`.
+    pub repo: String,
+    /// Open issues that carry the labels and pass the filters.
+    pub issues: usize,
+    /// Pull requests the issues list returned (GitHub lists them there too); never tasks.
+    pub pull_requests_skipped: usize,
+    pub added: usize,
+    pub updated: usize,
+    pub reopened: usize,
+    pub cancelled: usize,
+    pub abandoned: usize,
+    pub warnings: usize,
+}
+
+/// `issue_sync_failed`: GitHub's status (none for a network error) and message.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IssueSyncFailed {
+    pub repo: String,
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+/// `issue_warning`: what in issue `number` was not taken as written.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IssueWarning {
+    pub number: u64,
+    pub message: String,
+}
+
+/// `issue_comment_written`: the comment on issue `number` now reports `stage`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IssueCommentWritten {
+    pub number: u64,
+    pub comment_id: u64,
+    pub stage: String,
+    /// True when the comment was created (once per issue), false when it was edited.
+    pub created: bool,
+}
+
+/// `gateway_unavailable`: a provider failed to answer; what it disables and until when.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewayUnavailable {
+    pub provider: String,
+    /// The role whose call found it down.
+    pub role: String,
+    /// The gateway features that are off while it is down (its roles).
+    pub disabled: Vec<String>,
+    pub reason: String,
+    pub until_ms: i64,
+}
+
+/// `gateway_restored`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewayRestored {
+    pub provider: String,
 }
 
 #[cfg(test)]

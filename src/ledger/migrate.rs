@@ -56,6 +56,26 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "hold_kind",
         sql: include_str!("migrations/0007_hold_kind.sql"),
     },
+    Migration {
+        version: 8,
+        name: "issue_tasks",
+        sql: include_str!("migrations/0008_issue_tasks.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "notifications",
+        sql: include_str!("migrations/0009_notifications.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "run_route",
+        sql: include_str!("migrations/0010_run_route.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "gateway_calls",
+        sql: include_str!("migrations/0011_gateway_calls.sql"),
+    },
 ];
 
 /// True when every applied migration's recorded checksum matches this binary's text.

@@ -10,8 +10,11 @@
 
 mod blocks;
 pub mod events;
+mod gateway;
+mod issues;
 mod kinds;
 mod migrate;
+mod notify;
 mod queries;
 mod report;
 mod runs;
@@ -27,8 +30,13 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use blocks::WorkerBlock;
 pub use events::{Event, EventKind};
+pub use gateway::{GatewayCallEnd, GatewayCallRow, NewGatewayCall};
+pub use issues::{IssueLink, IssueSeen};
 pub use kinds::{ApprovalKind, FailureClass, HoldKind};
 pub use migrate::MIGRATIONS;
+pub use notify::{
+    Attempt, AttemptStatus, NewOutbox, OutboxRow, OutboxState, SinkCounts, TrailEvent,
+};
 pub use queries::*;
 pub use report::*;
 pub use runs::*;

@@ -101,6 +101,10 @@ pub struct RunRow {
     pub retry_after_ms: Option<u64>,
     pub detail: Option<String>,
     pub supervisor_pid: Option<u32>,
+    /// The route that chose the worker (a rule's name or `default`); `None` outside the queue
+    /// (and left out of JSON then, as it was before routes were recorded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
 }
 
 /// A reservation as read back.
@@ -118,7 +122,7 @@ const RUN_COLUMNS: &str = "id, task_id, attempt, role, worker, worker_kind, mode
     classification, pid, pgid, lease_expires_at_ms, started_at_ms, ended_at_ms, exit_code, signal,
     stop_reason, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens,
     cost_microusd, run_dir, worktree, branch, cli_version, session_id, parse_failures, bytes_cut,
-    retry_after_ms, detail, supervisor_pid";
+    retry_after_ms, detail, supervisor_pid, route";
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -154,6 +158,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         retry_after_ms: row.get::<_, Option<i64>>(29)?.map(|v| v.max(0) as u64),
         detail: row.get(30)?,
         supervisor_pid: row.get(31)?,
+        route: row.get(32)?,
     })
 }
 
@@ -217,6 +222,14 @@ impl Queries<'_> {
                 run_dir: run.run_dir.to_owned(),
             }),
         })?;
+        Ok(())
+    }
+
+    /// Records the route that chose a run's worker (in the transaction that began the run).
+    pub fn record_run_route(&self, run_id: &str, route: &str) -> Result<()> {
+        self.conn
+            .prepare_cached("UPDATE runs SET route = ?2 WHERE id = ?1")?
+            .execute(params![run_id, route])?;
         Ok(())
     }
 

@@ -28,6 +28,7 @@ pub(super) fn write(job: &Job<'_>) {
         "failure_class": r.failure_class,
         "detail": r.detail,
         "worker": r.worker,
+        "route": job.spec.routes,
         "branch": r.branch,
         "commit": r.commit,
         "cost_usd": r.cost_usd,

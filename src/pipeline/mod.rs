@@ -40,6 +40,8 @@ pub struct JobSpec {
     /// The attempt number this run is (1-based).
     pub attempt: u32,
     pub worker: String,
+    /// The routes the claim chose (executor: `worker` and its model; the reviewer).
+    pub routes: crate::routing::JobRoutes,
     pub worktree: PathBuf,
     pub branch: String,
     /// `run.stack_on_delivered`: the commit (a delivered dependency's) to start from instead of
@@ -60,6 +62,8 @@ impl JobSpec {
     ) -> RunRequest<'a> {
         RunRequest {
             worker_name: &self.worker,
+            model: self.routes.executor.model.as_deref(),
+            route: Some(&self.routes.executor.route),
             prompt: &self.prompt,
             cwd: &self.worktree,
             role: WorkerRole::Executor,

@@ -254,8 +254,9 @@ fn approve_hint(job: &Job<'_>) -> String {
     )
 }
 
-/// Runs the first reviewer of `routing.reviewer` once the budget admits it; a reviewer run
-/// that did not succeed ends the job. Returns the reviewer and its run.
+/// Runs the first reviewer of the task's route (`routing.reviewer`, or a matching rule's) once
+/// the budget admits it; a reviewer run that did not succeed ends the job. Returns the reviewer
+/// and its run.
 async fn run_reviewer(
     job: &mut Job<'_>,
     verified: &Verified,
@@ -263,7 +264,7 @@ async fn run_reviewer(
 ) -> Result<(String, RunReport), Stop> {
     let config = job.ctx.config;
     let spec = job.spec;
-    let Some(reviewer) = config.config.routing.reviewer.0.first().cloned() else {
+    let Some(route) = spec.routes.reviewer.as_ref() else {
         return Err(Ending::hold(
             HoldKind::ReviewUnavailable,
             format!(
@@ -275,10 +276,13 @@ async fn run_reviewer(
         )
         .into());
     };
+    let reviewer = route.worker.clone();
     let text = reviewer_prompt(job, verified)?;
     let worktree = spec.worktree.display().to_string();
     let request = RunRequest {
         worker_name: &reviewer,
+        model: route.model.as_deref(),
+        route: Some(&route.route),
         prompt: &text,
         cwd: &spec.worktree,
         role: WorkerRole::Reviewer,

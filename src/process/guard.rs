@@ -29,7 +29,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// The argv[1] that makes `oxi` run as a guard instead of parsing a command line.
+/// The `argv[1]` that makes `oxi` run as a guard instead of parsing a command line.
 pub const ENTRY: &str = "__guard";
 
 static PROGRAM: OnceLock<PathBuf> = OnceLock::new();

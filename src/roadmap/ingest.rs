@@ -143,12 +143,19 @@ pub fn apply(
             let spec = spec_of(item, order);
             match existing.get(&item.id) {
                 None => ingest.add(item, &spec)?,
+                // The id belongs to a task of another source (an issue's `GH-<n>`).
+                Some(task) if task.spec.format == super::github_issues::FORMAT => {
+                    ingest.foreign(item, task)
+                }
                 Some(task) if task.state.is_in_flight() => ingest.keep_in_flight(task, &spec)?,
                 Some(task) => ingest.refresh(item, task, &spec)?,
             }
         }
         for (id, task) in &existing {
-            if present.contains(id.as_str()) || !task.in_roadmap {
+            if present.contains(id.as_str())
+                || !task.in_roadmap
+                || task.spec.format == super::github_issues::FORMAT
+            {
                 continue;
             }
             ingest.remove(id, task)?;
@@ -219,6 +226,17 @@ impl Ingest<'_, '_> {
             self.summary.marked_done.push(spec.id.clone());
         }
         Ok(())
+    }
+
+    /// A roadmap item whose id another source's task holds: skipped with a warning.
+    fn foreign(&mut self, item: &RoadmapItem, task: &TaskRow) {
+        self.summary.warnings.push(Warning {
+            line: item.line,
+            message: format!(
+                "{} is the id of a task made from a GitHub issue ({}); this item is skipped, give it another id",
+                item.id, task.spec.title
+            ),
+        });
     }
 
     /// An in-flight task keeps the brief it started with; only its position moves, and a

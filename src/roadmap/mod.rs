@@ -9,6 +9,7 @@
 //! An item's body is the text up to the next item or heading; it becomes the worker's brief.
 //! Parsing is a pure function of the bytes; `ingest` applies the result to the ledger.
 
+pub mod github_issues;
 pub mod ingest;
 
 use std::collections::HashMap;

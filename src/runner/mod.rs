@@ -66,6 +66,10 @@ pub enum RunnerError {
 /// What to run.
 pub struct RunRequest<'a> {
     pub worker_name: &'a str,
+    /// The model the route names for this run, over the worker's own (`None`: the worker's).
+    pub model: Option<&'a str>,
+    /// The route that chose the worker (a rule's name or `default`); `None` for `oxi run`.
+    pub route: Option<&'a str>,
     pub prompt: &'a str,
     pub cwd: &'a Path,
     /// What the run is for (`adhoc` for `oxi run`).
@@ -228,6 +232,9 @@ pub fn prepare<'a>(
     if request.role.is_read_only() {
         worker.kind.adapter().make_read_only(&mut worker);
     }
+    if let Some(model) = request.model {
+        worker.model = Some(model.to_owned());
+    }
     // Secrets are masked before the prompt leaves oxi.
     let argv = worker
         .kind
@@ -338,6 +345,9 @@ impl PreparedRun<'_> {
                 Ok(()) => {
                     claim(q)?;
                     q.begin_run(&new_run)?;
+                    if let Some(route) = self.request.route {
+                        q.record_run_route(new_run.id, route)?;
+                    }
                     Ok(Ok(()))
                 }
                 Err(refusal) => {

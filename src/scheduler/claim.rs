@@ -20,31 +20,38 @@ use crate::money::{MicroUsd, format_usd, usd_to_micro};
 use crate::pipeline::worktree::stacked_start;
 use crate::pipeline::{self as job, JobSpec};
 use crate::prompt::{self, ExecutorPrompt};
+use crate::routing::{Assignment, JobRoutes, RouteChoice, RouteRole, Router};
 use crate::worker::WorkerRole;
 
 /// The worker for a task's next attempt: the first in the role's chain, moving past workers
 /// whose last run for this task was rate-limited, transient or could not start (another worker may
 /// succeed where that one is throttled or broken; a chain of one retries the same worker).
-pub(crate) fn choose_worker(
-    chain: &[String],
+pub(crate) fn choose_worker<'c>(
+    chain: &[&'c RouteChoice],
     last_runs: &[crate::ledger::RunRow],
-) -> Option<String> {
+) -> Option<&'c RouteChoice> {
     let last = last_runs
         .iter()
         .rev()
         .find(|r| r.role == WorkerRole::Executor);
-    let skip = last.and_then(|run| {
-        let class = run.classification.as_deref()?;
-        ["rate_limited", "transient", "spawn_failed"]
-            .contains(&class)
-            .then(|| run.worker.clone())
+    let skip = last.filter(|run| {
+        run.classification
+            .as_deref()
+            .is_some_and(|class| ["rate_limited", "transient", "spawn_failed"].contains(&class))
     });
     match skip {
-        Some(worker) if chain.len() > 1 => {
-            let at = chain.iter().position(|w| *w == worker).unwrap_or(0);
-            chain.get((at + 1) % chain.len()).cloned()
+        Some(run) if chain.len() > 1 => {
+            // The choice that ran: its worker, and its model when it names one.
+            let at = chain
+                .iter()
+                .position(|c| {
+                    c.name() == run.worker
+                        && c.model().is_none_or(|m| run.model.as_deref() == Some(m))
+                })
+                .unwrap_or(0);
+            chain.get((at + 1) % chain.len()).copied()
         }
-        _ => chain.first().cloned(),
+        _ => chain.first().copied(),
     }
 }
 
@@ -137,8 +144,10 @@ struct Round<'a> {
     /// Files the tasks in flight (and those claimed this round) declare.
     in_flight_files: BTreeSet<String>,
     open_pulls: Result<OpenPulls, String>,
-    /// Executors not blocked (a worker whose CLI could not authenticate gets no new runs).
-    executors: Vec<String>,
+    /// `[routing]` compiled: each task's executor and reviewer chains.
+    router: Router,
+    /// Workers whose CLI could not authenticate: they get no new runs.
+    blocked: Vec<String>,
 }
 
 /// Claims up to `request.slots` tasks of `planned`: the iteration caps, the PR-overlap and
@@ -191,7 +200,7 @@ pub(crate) async fn claim(
 async fn open_pulls(request: &ClaimRequest<'_>) -> Result<OpenPulls, String> {
     let config = request.config;
     match request.github {
-        Some(client) => crate::pipeline::deliver::release::open_oxi_pulls(config, client)
+        Some(client) => crate::pipeline::deliver::release::open_pull_files(config, client)
             .await
             .map_err(|e| e.to_string()),
         None if config.release_mode().is_some() => Err(request
@@ -223,16 +232,7 @@ impl<'a> Round<'a> {
             .into_iter()
             .map(|b| b.worker)
             .collect();
-        let executors: Vec<String> = request
-            .config
-            .config
-            .routing
-            .executor
-            .0
-            .iter()
-            .filter(|w| !blocked.contains(w))
-            .cloned()
-            .collect();
+        let router = Router::new(&request.config.config)?;
         Ok(Self {
             request,
             now: now_ms(),
@@ -241,7 +241,8 @@ impl<'a> Round<'a> {
             by_id,
             in_flight_files,
             open_pulls,
-            executors,
+            router,
+            blocked,
         })
     }
 
@@ -269,9 +270,26 @@ impl<'a> Round<'a> {
             }));
         }
         let runs = ledger.read().runs_for_task(&id)?;
-        let Some(worker) = choose_worker(&self.executors, &runs) else {
+        let route = self.router.route(&task.spec);
+        let executors = route.pick(RouteRole::Executor);
+        let unblocked: Vec<&RouteChoice> = executors
+            .chain
+            .iter()
+            .filter(|c| !self.blocked.iter().any(|b| b == c.name()))
+            .collect();
+        let Some(choice) = choose_worker(&unblocked, &runs) else {
             return Ok(Gate::Skip);
         };
+        let config = &self.request.config.config;
+        let reviewers = route.pick(RouteRole::Reviewer);
+        let routes = JobRoutes {
+            executor: Assignment::resolve(&executors, choice, config),
+            reviewer: reviewers
+                .chain
+                .first()
+                .map(|c| Assignment::resolve(&reviewers, c, config)),
+        };
+        let worker = choice.name().to_owned();
         let estimate = ledger
             .read()
             .cost_p90(&worker, WorkerRole::Executor.as_str(), self.job_cap)?
@@ -280,7 +298,7 @@ impl<'a> Round<'a> {
         if estimate > self.job_cap && !operator_approved_over_estimate(ledger, &id) {
             return self.hold_over_estimate(ledger, task, &worker, estimate);
         }
-        let spec = self.job_spec(ledger, task, planned, worker, estimate)?;
+        let spec = self.job_spec(ledger, task, planned, routes, estimate)?;
         Ok(Gate::Go(Box::new(spec)))
     }
 
@@ -400,7 +418,7 @@ impl<'a> Round<'a> {
         ledger: &Ledger,
         task: &TaskRow,
         planned: &PlannedTask,
-        worker: String,
+        routes: JobRoutes,
         estimate: MicroUsd,
     ) -> Result<JobSpec, SchedulerError> {
         let config = self.request.config;
@@ -443,7 +461,8 @@ impl<'a> Round<'a> {
         Ok(JobSpec {
             task: task.clone(),
             attempt,
-            worker,
+            worker: routes.executor.worker.clone(),
+            routes,
             worktree,
             branch,
             start_from,

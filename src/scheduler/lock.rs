@@ -64,6 +64,22 @@ impl Holder {
     }
 }
 
+impl Holder {
+    /// The named holder ran on this host and has exited (signal 0 finds no such process).
+    /// Another host's process cannot be asked; a pid reused since only means no wait.
+    fn is_gone(&self) -> bool {
+        let this_host =
+            nix::unistd::gethostname().is_ok_and(|h| h.to_string_lossy() == self.host.as_str());
+        let Ok(pid) = i32::try_from(self.pid) else {
+            return false;
+        };
+        this_host
+            && pid > 0
+            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                == Err(nix::errno::Errno::ESRCH)
+    }
+}
+
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -110,6 +126,27 @@ fn command_line(args: impl Iterator<Item = String>) -> String {
         .join(" ")
 }
 
+/// How long a lock whose named holder is gone may stay held (by the holder's forked child
+/// on its way to exec or exit) before it is reported as held.
+const DEAD_HOLDER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+const DEAD_HOLDER_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Who the lock file names. The holder writes itself down right after locking; give it a
+/// moment if we raced it.
+fn read_holder(file: &mut File) -> Option<Holder> {
+    let mut text = String::new();
+    for _ in 0..20 {
+        text.clear();
+        let _ = file.rewind();
+        let _ = file.read_to_string(&mut text);
+        if let Some(holder) = Holder::parse(&text) {
+            return Some(holder);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    None
+}
+
 /// Held for as long as the value lives.
 #[derive(Debug)]
 pub struct TickLock {
@@ -131,29 +168,30 @@ pub fn acquire(path: &Path) -> Result<TickLock, LockError> {
         .truncate(false)
         .open(path)
         .map_err(io)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            // The holder writes itself down right after locking; give it a moment if we raced
-            // it.
-            let mut text = String::new();
-            let mut holder = None;
-            for _ in 0..20 {
-                text.clear();
-                let _ = file.rewind();
-                let _ = file.read_to_string(&mut text);
-                holder = Holder::parse(&text);
-                if holder.is_some() {
-                    break;
+    let mut waited_for_the_dead = std::time::Duration::ZERO;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) => {
+                let holder = read_holder(&mut file);
+                // A holder that is gone no longer holds the lock itself: what still does is a
+                // child it forked a moment before it died, between fork and exec (the lock's
+                // descriptor closes at exec or exit). Wait for that rather than skip a tick
+                // over a lock about to be released, or name a dead process as its holder.
+                if waited_for_the_dead < DEAD_HOLDER_GRACE
+                    && holder.as_ref().is_some_and(Holder::is_gone)
+                {
+                    std::thread::sleep(DEAD_HOLDER_POLL);
+                    waited_for_the_dead += DEAD_HOLDER_POLL;
+                    continue;
                 }
-                std::thread::sleep(std::time::Duration::from_millis(10));
+                return Err(LockError::Held {
+                    path: path.to_path_buf(),
+                    holder,
+                });
             }
-            return Err(LockError::Held {
-                path: path.to_path_buf(),
-                holder,
-            });
+            Err(TryLockError::Error(e)) => return Err(io(e)),
         }
-        Err(TryLockError::Error(e)) => return Err(io(e)),
     }
     let me = serde_json::to_string(&Holder::this_process()).unwrap_or_default();
     file.set_len(0).map_err(io)?;
@@ -180,6 +218,54 @@ mod tests {
         assert!(!holder.host.is_empty() && !holder.command.is_empty());
         drop(first);
         assert!(acquire(&path).is_ok());
+    }
+
+    /// The lock as a dead holder's forked child keeps it: another open file description
+    /// of the same file, locked, naming a process that has exited.
+    fn held_for_a_dead_holder(path: &std::path::Path) -> File {
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        dead.wait().unwrap();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .unwrap();
+        file.try_lock().unwrap();
+        let holder = Holder {
+            pid: dead.id(),
+            ..Holder::this_process()
+        };
+        writeln!(file, "{}", serde_json::to_string(&holder).unwrap()).unwrap();
+        file
+    }
+
+    #[test]
+    fn a_lock_still_held_for_a_holder_that_died_is_taken_once_it_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tick.lock");
+        let held = held_for_a_dead_holder(&path);
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        let lock = acquire(&path);
+        release.join().unwrap();
+        assert!(lock.is_ok(), "{lock:?}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(Holder::parse(&text).unwrap().pid, std::process::id());
+    }
+
+    #[test]
+    fn a_lock_a_dead_holder_never_releases_is_reported_held_in_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tick.lock");
+        let _held = held_for_a_dead_holder(&path);
+        let LockError::Held { holder, .. } = acquire(&path).unwrap_err() else {
+            panic!("not refused as held");
+        };
+        assert!(holder.unwrap().is_gone());
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub enum SchedulerError {
     /// Release mode: a delivery a person must unblock (the message says how).
     #[error(transparent)]
     ReleaseBlocked(crate::pipeline::deliver::release::ReleaseError),
+    /// `[routing]` does not compile (validation catches that when the config loads).
+    #[error("[routing]: {0}")]
+    Routing(#[from] crate::routing::RouteError),
 }
 
 /// Ends runs whose supervisor is gone or whose lease expired, and recovers tasks left in flight
@@ -67,6 +70,16 @@ pub(crate) fn refresh_roadmap(
     parent_env: &[(String, String)],
 ) -> Result<Option<IngestSummary>, SchedulerError> {
     pass::ingest(ledger, config, parent_env)
+}
+
+/// `[sources.github_issues]`: reads the issues and applies them (a GitHub failure is recorded
+/// and returned as `IssueSync::Failed`); `None` when the source is not configured.
+pub(crate) async fn sync_issues(
+    ledger: &mut Ledger,
+    config: &LoadedConfig,
+    parent_env: &[(String, String)],
+) -> Result<Option<roadmap::github_issues::IssueSync>, SchedulerError> {
+    Ok(roadmap::github_issues::sync(ledger, config, parent_env).await?)
 }
 
 /// Fast mode: delivered branches an operator merged into the base branch become `done`.

@@ -29,6 +29,8 @@ pub struct TickReport {
     pub mode: RunMode,
     pub reaped: Vec<Reaped>,
     pub ingest: Option<IngestSummary>,
+    /// `[sources.github_issues]`: what the issue sync did (or why GitHub could not be read).
+    pub issues: Option<roadmap::github_issues::IssueSync>,
     /// Fast mode: delivered branches found merged into the base branch (now `done`).
     pub landed: Vec<landed::Landed>,
     pub delivered_approved: Vec<String>,
@@ -78,6 +80,7 @@ impl TickReport {
             mode,
             reaped: Vec::new(),
             ingest: None,
+            issues: None,
             landed: Vec::new(),
             delivered_approved: Vec::new(),
             failed_at_claim: Vec::new(),
@@ -117,6 +120,10 @@ pub(crate) fn ingest(
     config: &LoadedConfig,
     parent_env: &[(String, String)],
 ) -> Result<Option<IngestSummary>, SchedulerError> {
+    // Issues alone may feed the queue: then a missing roadmap file is no roadmap, not an error.
+    if config.config.sources.github_issues.is_some() && !config.roadmap_path().exists() {
+        return Ok(None);
+    }
     let file = roadmap::ingest::RoadmapFile::read(&config.roadmap_path(), &config.repo_root)?;
     if ledger
         .read()
@@ -137,8 +144,23 @@ pub(crate) fn ingest(
     )?))
 }
 
-/// One pass. The caller holds the tick lock.
+/// One pass, then the notifier's (after the pass's writes committed; it never fails the
+/// pass). The caller holds the tick lock.
 pub async fn pass(
+    config: &LoadedConfig,
+    ledger: &mut Ledger,
+    parent_env: Vec<(String, String)>,
+    actor: &str,
+    shutdown: watch::Receiver<bool>,
+) -> Result<TickReport, SchedulerError> {
+    let started_ms = now_ms();
+    let env = parent_env.clone();
+    let report = pass_only(config, ledger, parent_env, actor, shutdown).await;
+    crate::notify::run_pass(config, ledger, &env, started_ms).await;
+    report
+}
+
+async fn pass_only(
     config: &LoadedConfig,
     ledger: &mut Ledger,
     parent_env: Vec<(String, String)>,
@@ -248,6 +270,7 @@ async fn settle(
 
     let t = Instant::now();
     report.ingest = ingest(ledger, config, parent_env)?;
+    report.issues = roadmap::github_issues::sync(ledger, config, parent_env).await?;
     report.phases_ms.ingest = t.elapsed().as_millis() as u64;
 
     // Delivered branches the operator merged: their dependents may start in this pass.

@@ -32,7 +32,7 @@ pub enum SaturateError {
     Scheduler(#[from] SchedulerError),
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerError),
-    /// Dispatch cannot start: the problems, joined (see [`super::dispatch_problems`]).
+    /// Dispatch cannot start: the problems, joined (see `dispatch_problems`).
     #[error("dispatch blocked: {0}")]
     Blocked(String),
     /// `oxi.toml` could not be loaded at start. Not a `#[source]`: saturate has always exited 1
@@ -195,6 +195,9 @@ const LANDED_EVERY: Duration = Duration::from_secs(5);
 
 /// How often release mode resumes deliveries and follows pull requests.
 const RELEASE_EVERY: Duration = Duration::from_secs(60);
+/// How often GitHub issues are read (`[sources.github_issues]`): one list call, well inside
+/// GitHub's hourly allowance.
+const ISSUES_EVERY: Duration = Duration::from_secs(60);
 
 /// Runs saturate until it has a reason to stop.
 pub fn run(
@@ -249,7 +252,9 @@ pub fn run(
         budget_wait: None,
         last_release: Instant::now() - Duration::from_secs(3600),
         last_landed: Instant::now() - Duration::from_secs(3600),
+        last_issues: Instant::now() - Duration::from_secs(3600),
         was_paused: false,
+        started_ms: now_ms(),
     };
     let reason = loop {
         saturator.collect_finished();
@@ -267,8 +272,10 @@ pub fn run(
             }
         }
         saturator.show_status()?;
+        saturator.notify();
         std::thread::sleep(Duration::from_millis(250));
     };
+    saturator.notify();
     let Saturator {
         mut status,
         budget_stop,
@@ -372,7 +379,10 @@ struct Saturator<'o> {
     budget_wait: Option<(usize, Instant)>,
     last_release: Instant,
     last_landed: Instant,
+    last_issues: Instant,
     was_paused: bool,
+    /// When saturate started (the notifier's first pass starts from there).
+    started_ms: i64,
 }
 
 impl Saturator<'_> {
@@ -500,6 +510,20 @@ impl Saturator<'_> {
                 ingest.added.len(),
                 ingest.updated.len()
             ));
+        }
+        if self.last_issues.elapsed() > ISSUES_EVERY {
+            self.last_issues = Instant::now();
+            let synced = self.runtime.block_on(super::sync_issues(
+                &mut self.ledger,
+                &self.config,
+                &self.parent_env,
+            ))?;
+            if let Some(line) = synced
+                .as_ref()
+                .and_then(crate::roadmap::github_issues::IssueSync::change_line)
+            {
+                self.status.log(&line);
+            }
         }
         // Delivered branches merged by the operator (a few git calls: every few seconds).
         if self.last_landed.elapsed() > LANDED_EVERY {
@@ -630,6 +654,16 @@ impl Saturator<'_> {
         self.budget_stop = Some(text);
         self.stopping = Some((Instant::now(), reason.to_owned()));
         Ok(Step::Again)
+    }
+
+    /// The notifier's pass over what this round recorded (never stops saturate).
+    fn notify(&mut self) {
+        self.runtime.block_on(crate::notify::run_pass(
+            &self.config,
+            &mut self.ledger,
+            &self.parent_env,
+            self.started_ms,
+        ));
     }
 
     /// The status block: slots, spend, queue, and each slot's run.

@@ -1,12 +1,15 @@
 //! Rules the type system cannot express, one validator per table.
 
 mod caps;
+mod gateway;
 mod github;
 mod governance;
+mod notify;
 mod project;
 mod rates;
 mod routing;
 mod run;
+mod sources;
 mod verify;
 mod workers;
 
@@ -47,6 +50,9 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     governance::check(config, &mut problems);
     github::check(config, &mut problems);
     project::check_allowed_repos(config, &mut problems);
+    sources::check(config, &mut problems);
+    notify::check(config, &mut problems);
+    gateway::check(config, &mut problems);
     problems
 }
 

@@ -3,7 +3,6 @@
 
 use super::{Problem, is_env_name, problem};
 use crate::config::{Config, WorkerConfig, WorkerKind};
-use crate::worker::WorkerRole;
 
 /// Every `[workers.NAME]` table.
 pub(super) fn check(config: &Config, problems: &mut Vec<Problem>) {
@@ -75,11 +74,7 @@ fn check_kind_keys(name: &str, worker: &WorkerConfig, problems: &mut Vec<Problem
 /// A routed worker whose CLI reports no cost must have a model with a rate card, or its spend
 /// is unknowable.
 pub(super) fn check_priced(config: &Config, problems: &mut Vec<Problem>) {
-    let routed: std::collections::BTreeSet<&String> = WorkerRole::ROUTED
-        .iter()
-        .filter_map(|role| config.routing.chain(*role))
-        .flat_map(|chain| &chain.0)
-        .collect();
+    let routed = config.routing.routed_workers();
     for name in routed {
         let Some(worker) = config.workers.get(name) else {
             continue;

@@ -171,5 +171,13 @@ pub async fn release_stage(
             Err(e) => return Err(classify(e)),
         }
     }
+    // Tasks made from issues: the one comment on each issue follows its task (after the sync,
+    // so a merge found there is reported in the same pass).
+    for id in crate::roadmap::github_issues::write_comments(ledger, writer)
+        .await
+        .map_err(ReleaseStop::Ledger)?
+    {
+        actions.push(release::action(&id, "issue_comment", None, None));
+    }
     Ok(actions)
 }

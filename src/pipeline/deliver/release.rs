@@ -11,7 +11,7 @@ use base64::Engine;
 use serde::Serialize;
 
 use crate::clock::now_ms;
-use crate::config::{LoadedConfig, MergePolicy};
+use crate::config::{LoadedConfig, MergePolicy, OverlapScope};
 use crate::github::{GithubClient, GithubError, GithubWriter};
 use crate::ledger::events::{GithubError as GithubErrorEvent, PrOpened};
 use crate::ledger::{
@@ -160,6 +160,7 @@ pub fn render_pr(
         "time": humantime::format_duration(std::time::Duration::from_secs(ms / 1000)).to_string(),
         "attempt": state["attempt"].as_u64().unwrap_or(u64::from(task.attempts)),
         "run_id": state["run_id"].as_str().unwrap_or("-"),
+        "route": crate::routing::describe_assignment(&state["route"]["executor"]),
         "branch": task.branch.as_deref().unwrap_or(""),
         "auto_merge": config.config.github.as_ref().is_some_and(|g| g.merge == MergePolicy::OnCriticApprove),
     });
@@ -240,7 +241,8 @@ pub async fn deliver_pending(
             }
             Err(
                 e @ (ReleaseError::Github(GithubError::Unauthorized { .. })
-                | ReleaseError::Github(GithubError::Forbidden { .. })),
+                | ReleaseError::Github(GithubError::Forbidden { .. })
+                | ReleaseError::Github(GithubError::Moved { .. })),
             ) => {
                 event(
                     ledger,
@@ -293,7 +295,10 @@ async fn deliver_one(
         .ok_or_else(|| ReleaseError::Template("no [github] table".into()))?;
     push(&config.repo_root, &github.remote, branch, token)?;
     let state = last_state(ledger, &task.spec.id);
-    let (title, body) = render_pr(config, task, &state, redactor)?;
+    let (title, mut body) = render_pr(config, task, &state, redactor)?;
+    if let Some(closes) = crate::roadmap::github_issues::closes_line(ledger, &task.spec.id)? {
+        body.push_str(&format!("\n{closes}\n"));
+    }
     let base = &config.config.project.base_branch;
     let existing = client.pulls("open", Some(branch)).await?;
     let pull = match existing.into_iter().find(|p| p.head.name == branch) {
@@ -334,31 +339,90 @@ async fn deliver_one(
     Ok(pull.number)
 }
 
-/// Open pull requests oxi opened (its label or branch prefix) and the files each touches.
-pub async fn open_oxi_pulls(
+/// The files of open pull requests as last read, by number, with the head and base commits
+/// they were read at: with every open pull request in scope, reading each one's files on every
+/// tick would spend the hourly rate limit on a busy repository, and a pull request's files
+/// change only with its head or base.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+struct PullFilesSeen {
+    pulls: std::collections::BTreeMap<u64, SeenFiles>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct SeenFiles {
+    head: String,
+    base: String,
+    files: BTreeSet<String>,
+}
+
+impl PullFilesSeen {
+    fn path(config: &LoadedConfig) -> std::path::PathBuf {
+        config.state_dir.join("pull-files.json")
+    }
+
+    /// Nothing when the file is gone or unreadable (every pull request is read again).
+    fn load(config: &LoadedConfig) -> Self {
+        std::fs::read(Self::path(config))
+            .ok()
+            .and_then(|text| serde_json::from_slice(&text).ok())
+            .unwrap_or_default()
+    }
+
+    /// Losing it (a full disk) costs only a re-read.
+    fn store(&self, config: &LoadedConfig) {
+        let Ok(text) = serde_json::to_vec(self) else {
+            return;
+        };
+        if let Err(e) = crate::runner::artifacts::write_atomic(&Self::path(config), &text) {
+            tracing::debug!("cannot keep {}: {e}", Self::path(config).display());
+        }
+    }
+}
+
+/// The open pull requests the overlap gate weighs and the files each touches (a renamed
+/// file under both its names): every open pull request (`github.overlap_scope = "all"`, the
+/// default: a person's pull request on the same file conflicts just the same), or only those
+/// oxi opened (its labels or the `oxi/` branch prefix) with `"oxi"`.
+pub async fn open_pull_files(
     config: &LoadedConfig,
     client: &GithubClient,
 ) -> Result<Vec<(u64, String, BTreeSet<String>)>, GithubError> {
-    let labels: Vec<String> = config
+    let (labels, scope) = config
         .config
         .github
         .as_ref()
-        .map(|g| g.labels.clone())
+        .map(|g| (g.labels.clone(), g.overlap_scope))
         .unwrap_or_default();
+    let seen = PullFilesSeen::load(config);
+    let mut now_seen = PullFilesSeen::default();
     let mut out = Vec::new();
     for pull in client.pulls("open", None).await? {
         let ours = pull.head.name.starts_with("oxi/")
             || pull.labels.iter().any(|l| labels.contains(&l.name));
-        if !ours {
+        if scope == OverlapScope::Oxi && !ours {
             continue;
         }
-        let files = client
-            .pull_files(pull.number)
-            .await?
-            .into_iter()
-            .map(|f| f.filename)
-            .collect();
+        let files = match seen.pulls.get(&pull.number) {
+            Some(known) if known.head == pull.head.sha && known.base == pull.base.sha => {
+                known.files.clone()
+            }
+            _ => client
+                .pull_files(pull.number)
+                .await?
+                .into_iter()
+                .flat_map(|f| std::iter::once(f.filename).chain(f.previous_filename))
+                .collect(),
+        };
+        now_seen.pulls.insert(
+            pull.number,
+            SeenFiles {
+                head: pull.head.sha.clone(),
+                base: pull.base.sha.clone(),
+                files: files.clone(),
+            },
+        );
         out.push((pull.number, pull.head.name.clone(), files));
     }
+    now_seen.store(config);
     Ok(out)
 }

@@ -1,15 +1,20 @@
 //! Release mode, after delivery: follow each delivered task's pull request (merged, closed,
 //! CI, reviews), send it back to work with the feedback, and merge only what a human (or, opted
-//! in, the critic) approved.
+//! in, the critic) approved. What GitHub refuses for one pull request is that task's problem:
+//! recorded, and the others go on.
+
+mod ci;
+mod merge;
 
 use super::release::{ReleaseAction, ReleaseError, action, event, transition};
 use crate::clock::now_ms;
-use crate::github::model::{CheckRun, PullRequest};
-use crate::github::{GithubClient, GithubWriter};
-use crate::ledger::events::{Check, CiResult, FollowUp, MergedBy, PrClosed, PrMerged, PrReviewed};
-use crate::ledger::{
-    ApprovalKind, Event, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition,
+use crate::github::model::PullRequest;
+use crate::github::{CiEntry, GithubClient, GithubError, GithubWriter};
+use crate::ledger::events::{
+    Check, CiResult, FollowUp, GithubError as GithubErrorEvent, MergedBy, PrClosed, PrMerged,
+    PrReviewed,
 };
+use crate::ledger::{Event, Ledger, LedgerError, NewEvent, TaskRow, TaskState, Transition};
 
 /// Follows every delivered task's pull request: merged → `merged` then `done`; closed →
 /// `rejected`; CI results recorded (first pass or not); a failed CI run or a "changes
@@ -31,20 +36,40 @@ pub async fn sync(
         let Some(number) = task.pr_number else {
             continue;
         };
-        let pull = match client.pull(number).await {
-            Ok(pull) => pull,
-            Err(e) if e.is_transient() => {
+        let followed = match client.pull(number).await {
+            Ok(pull) => follow(ledger, client, writer, &task, number, &pull).await,
+            Err(e) => Err(e.into()),
+        };
+        match followed {
+            Ok(act) => actions.extend(act),
+            Err(ReleaseError::Github(e)) if e.is_transient() => {
                 actions.push(action(
                     &id,
                     "sync_skipped",
                     Some(number),
                     Some(e.to_string()),
                 ));
-                continue;
             }
-            Err(e) => return Err(e.into()),
-        };
-        actions.extend(follow(ledger, client, writer, &task, number, &pull).await?);
+            // GitHub refused something about this one pull request: recorded, and the
+            // others are followed all the same.
+            Err(ReleaseError::Github(e @ GithubError::Rejected { .. })) => {
+                event(
+                    ledger,
+                    &id,
+                    Event::GithubError(GithubErrorEvent {
+                        step: "sync".to_owned(),
+                        error: e.to_string(),
+                    }),
+                )?;
+                actions.push(action(
+                    &id,
+                    "sync_failed",
+                    Some(number),
+                    Some(e.to_string()),
+                ));
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(actions)
 }
@@ -93,25 +118,17 @@ async fn follow(
     }
 
     let sha = pull.head.sha.clone();
-    let runs = client.check_runs(&sha).await?;
-    let completed = !runs.is_empty() && runs.iter().all(|r| r.status == "completed");
-    let failed: Vec<&CheckRun> = runs
-        .iter()
-        .filter(|r| {
-            matches!(
-                r.conclusion.as_deref(),
-                Some("failure" | "timed_out" | "cancelled" | "action_required")
-            )
-        })
-        .collect();
-    if completed && let Some(act) = ci_result(ledger, task, number, &sha, &runs, &failed)? {
+    let ci = ci::judge(ledger, number, &sha, client.ci(&sha).await?)?;
+    if let ci::Ci::Done(entries) = &ci
+        && let Some(act) = ci_result(ledger, task, number, &sha, entries)?
+    {
         return Ok(Some(act));
     }
     if let Some(act) = new_reviews(ledger, client, task, number).await? {
         return Ok(Some(act));
     }
-    if completed && failed.is_empty() {
-        return merge_if_approved(ledger, writer, task, number, pull, &sha).await;
+    if ci.passed() {
+        return merge::merge_if_approved(ledger, client, writer, task, number, pull, &sha).await;
     }
     Ok(None)
 }
@@ -123,9 +140,9 @@ fn ci_result(
     task: &TaskRow,
     number: u64,
     sha: &str,
-    runs: &[CheckRun],
-    failed: &[&CheckRun],
+    entries: &[CiEntry],
 ) -> Result<Option<ReleaseAction>, ReleaseError> {
+    let failed: Vec<&CiEntry> = entries.iter().filter(|e| e.failed).collect();
     let id = task.spec.id.clone();
     let seen_key = format!("ci:{number}:{sha}");
     if ledger.read().kv_get(&seen_key)?.is_some() {
@@ -150,11 +167,11 @@ fn ci_result(
                 sha: sha.to_string(),
                 green,
                 first_pass,
-                checks: runs
+                checks: entries
                     .iter()
-                    .map(|r| Check {
-                        name: r.name.clone(),
-                        conclusion: r.conclusion.clone(),
+                    .map(|e| Check {
+                        name: e.name.clone(),
+                        conclusion: e.conclusion.clone(),
                     })
                     .collect(),
             }),
@@ -166,14 +183,12 @@ fn ci_result(
     }
     let log: Vec<String> = failed
         .iter()
-        .map(|r| {
-            let out = r.output.clone().unwrap_or_default();
+        .map(|e| {
             format!(
-                "Check {:?} ended {}:\n{}\n{}",
-                r.name,
-                r.conclusion.as_deref().unwrap_or("?"),
-                out.summary.unwrap_or_default(),
-                out.text.unwrap_or_default()
+                "Check {:?} ended {}:\n{}",
+                e.name,
+                e.conclusion.as_deref().unwrap_or("?"),
+                e.report
             )
         })
         .collect();
@@ -234,64 +249,6 @@ async fn new_reviews(
         ),
     )?;
     Ok(Some(action(&id, "follow_up_review", Some(number), None)))
-}
-
-/// Merges a pull request whose checks are green, only with a merge approval (a person's, or
-/// the critic's under `github.merge = on_critic_approve`).
-async fn merge_if_approved(
-    ledger: &mut Ledger,
-    writer: &GithubWriter<'_>,
-    task: &TaskRow,
-    number: u64,
-    pull: &PullRequest,
-    sha: &str,
-) -> Result<Option<ReleaseAction>, ReleaseError> {
-    let id = task.spec.id.clone();
-    let approval = ledger
-        .read()
-        .approvals_for(&id)?
-        .into_iter()
-        .rev()
-        .find(|a| a.kind == Some(ApprovalKind::Merge));
-    let Some(approval) = approval else {
-        return Ok(None);
-    };
-    if pull.draft
-        && let Some(node) = &pull.node_id
-    {
-        writer.mark_ready(node).await?;
-    }
-    writer
-        .merge_pull(
-            number,
-            sha,
-            &format!("{}: {}", task.spec.id, task.spec.title),
-        )
-        .await?;
-    writer.delete_branch(&pull.head.name).await?;
-    transition(
-        ledger,
-        &id,
-        TaskState::Delivered,
-        TaskState::Merged,
-        "merged by oxi after approval",
-    )?;
-    transition(ledger, &id, TaskState::Merged, TaskState::Done, "merged")?;
-    event(
-        ledger,
-        &id,
-        Event::PrMerged(PrMerged {
-            number,
-            by: MergedBy::Oxi,
-            approved_by: Some(approval.approved_by.clone()),
-        }),
-    )?;
-    Ok(Some(action(
-        &id,
-        "merged_by_oxi",
-        Some(number),
-        Some(approval.approved_by),
-    )))
 }
 
 /// Sends a delivered task back to work on its branch with `feedback` in its next prompt

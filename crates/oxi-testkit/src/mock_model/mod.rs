@@ -19,6 +19,7 @@
 //! ```
 
 mod anthropic;
+mod chat;
 mod openai;
 pub mod sse;
 
@@ -37,6 +38,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use chat::ChatCost;
 pub use openai::add_file_patch;
 use sse::SseEvent;
 
@@ -155,11 +157,12 @@ impl Step {
 
 /// The answers to give, in order, one per model request (both APIs share the queue), then
 /// `fallback` for every request after that.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Script {
     steps: VecDeque<(Step, Option<Usage>)>,
     fallback: Step,
     usage: Usage,
+    chat_cost: ChatCost,
 }
 
 impl Default for Script {
@@ -175,6 +178,7 @@ impl Script {
             steps: VecDeque::new(),
             fallback: Step::Auto,
             usage: Usage::default(),
+            chat_cost: ChatCost::None,
         }
     }
 
@@ -211,6 +215,13 @@ impl Script {
         self
     }
 
+    /// Where chat-completion answers report their cost (default: nowhere).
+    #[must_use]
+    pub fn chat_cost(mut self, cost: ChatCost) -> Self {
+        self.chat_cost = cost;
+        self
+    }
+
     fn next(&mut self) -> (Step, Usage) {
         match self.steps.pop_front() {
             Some((step, usage)) => (step, usage.unwrap_or(self.usage)),
@@ -226,6 +237,9 @@ pub enum Api {
     Anthropic,
     /// OpenAI Responses API (`/v1/responses`), used by Codex.
     OpenAi,
+    /// OpenAI chat completions (`…/chat/completions`), non-streaming: oxi's inference
+    /// gateway, as LiteLLM, OpenRouter and xAI serve it.
+    ChatCompletions,
 }
 
 /// One request the server received, as tests inspect it.
@@ -272,7 +286,8 @@ impl RecordedRequest {
     pub fn is_model_request(&self) -> bool {
         self.method == "POST"
             && (self.route_path().ends_with("/messages")
-                || self.route_path().ends_with("/responses"))
+                || self.route_path().ends_with("/responses")
+                || self.route_path().ends_with("/chat/completions"))
     }
 
     fn route_path(&self) -> &str {
@@ -284,7 +299,7 @@ impl RecordedRequest {
         match self.api {
             Some(Api::Anthropic) => anthropic::tool_results(&self.body),
             Some(Api::OpenAi) => openai::tool_results(&self.body),
-            None => Vec::new(),
+            Some(Api::ChatCompletions) | None => Vec::new(),
         }
     }
 
@@ -293,7 +308,7 @@ impl RecordedRequest {
         match self.api {
             Some(Api::Anthropic) => anthropic::latest_is_tool_result(&self.body),
             Some(Api::OpenAi) => openai::latest_is_tool_result(&self.body),
-            None => false,
+            Some(Api::ChatCompletions) | None => false,
         }
     }
 
@@ -533,6 +548,8 @@ enum Route {
     Model(Api),
     CountTokens,
     Models(Api),
+    /// LiteLLM's `/health/readiness` and `/health/liveliness`.
+    Health,
     Root,
     NotFound(Api),
 }
@@ -553,6 +570,10 @@ impl Route {
             Route::Model(Api::Anthropic)
         } else if *method == Method::POST && path.ends_with("/responses") {
             Route::Model(Api::OpenAi)
+        } else if *method == Method::POST && path.ends_with("/chat/completions") {
+            Route::Model(Api::ChatCompletions)
+        } else if *method == Method::GET && path.starts_with("/health/") {
+            Route::Health
         } else if *method == Method::GET && (path.ends_with("/models") || path.contains("/models/"))
         {
             Route::Models(guess)
@@ -628,9 +649,14 @@ async fn handle(
             shared.record(record);
             let list = match api {
                 Api::Anthropic => anthropic::models(),
-                Api::OpenAi => openai::models(),
+                Api::OpenAi | Api::ChatCompletions => openai::models(),
             };
             json_response(StatusCode::OK, &list)
+        }
+        Route::Health => {
+            record.reply = "health".into();
+            shared.record(record);
+            json_response(StatusCode::OK, &chat::readiness())
         }
         Route::Root => {
             record.reply = "ok".into();
@@ -648,11 +674,16 @@ async fn handle(
 }
 
 async fn model_reply(shared: &Arc<Shared>, api: Api, mut record: RecordedRequest) -> Response {
-    let (scripted, usage) = lock(&shared.script).next();
+    let (scripted, usage, chat_cost) = {
+        let mut script = lock(&shared.script);
+        let (step, usage) = script.next();
+        (step, usage, script.chat_cost.clone())
+    };
     let step = match &scripted {
         Step::Auto => match api {
             Api::Anthropic => anthropic::auto(&record.body),
             Api::OpenAi => openai::auto(&record.body),
+            Api::ChatCompletions => Step::Auto,
         },
         other => other.clone(),
     };
@@ -664,6 +695,7 @@ async fn model_reply(shared: &Arc<Shared>, api: Api, mut record: RecordedRequest
     let (default_model, id_prefix) = match api {
         Api::Anthropic => ("claude-opus-5-5", "msg"),
         Api::OpenAi => ("gpt-5.5", "resp"),
+        Api::ChatCompletions => ("gpt-5.5", "chat"),
     };
     let ctx = ReplyContext {
         ids: Arc::clone(&shared.ids),
@@ -681,6 +713,9 @@ async fn model_reply(shared: &Arc<Shared>, api: Api, mut record: RecordedRequest
     };
     let request_id = shared.ids.next("req");
 
+    if api == Api::ChatCompletions {
+        return chat_reply(shared, &step, streaming, &ctx, &chat_cost, record).await;
+    }
     let response = match &step {
         Step::Status {
             code,
@@ -695,26 +730,93 @@ async fn model_reply(shared: &Arc<Shared>, api: Api, mut record: RecordedRequest
         Step::Stall => {
             let prefix = match api {
                 Api::Anthropic => anthropic::stall_prefix(&ctx),
-                Api::OpenAi => openai::stall_prefix(&ctx),
+                // Chat completions were answered above (chat_reply).
+                Api::OpenAi | Api::ChatCompletions => openai::stall_prefix(&ctx),
             };
             sse_response(shared, prefix, true, &request_id)
         }
         _ if streaming => {
             let events = match api {
                 Api::Anthropic => anthropic::stream(&step, &record.body, &ctx),
-                Api::OpenAi => openai::stream(&step, &record.body, &ctx),
+                Api::OpenAi | Api::ChatCompletions => openai::stream(&step, &record.body, &ctx),
             };
             sse_response(shared, events.unwrap_or_default(), false, &request_id)
         }
         _ => {
             let whole = match api {
                 Api::Anthropic => anthropic::message(&step, &record.body, &ctx),
-                Api::OpenAi => openai::response_json(&step, &record.body, &ctx),
+                Api::OpenAi | Api::ChatCompletions => {
+                    openai::response_json(&step, &record.body, &ctx)
+                }
             };
             let mut response = json_response(StatusCode::OK, &whole.unwrap_or(Value::Null));
             add_request_id(response.headers_mut(), &request_id);
             response
         }
+    };
+    shared.record(record);
+    response
+}
+
+/// A chat completion: whole answers only (a request that asks to stream is refused with
+/// 400), with the scripted provider's cost header or `usage.cost`.
+async fn chat_reply(
+    shared: &Arc<Shared>,
+    step: &Step,
+    streaming: bool,
+    ctx: &ReplyContext,
+    cost: &ChatCost,
+    mut record: RecordedRequest,
+) -> Response {
+    let request_id = shared.ids.next("req");
+    if streaming {
+        record.status = Some(400);
+        record.reply = "refused: stream true".into();
+        shared.record(record);
+        return json_response(StatusCode::BAD_REQUEST, &chat::streaming_refused());
+    }
+    let response = match step {
+        Step::Status {
+            code,
+            retry_after_secs,
+            body,
+        } => {
+            record.status = Some(*code);
+            error_response(
+                Api::ChatCompletions,
+                *code,
+                *retry_after_secs,
+                body.as_deref(),
+                &request_id,
+            )
+        }
+        Step::Hang | Step::Stall => return hang(shared, record).await,
+        _ => match chat::completion(step, ctx, cost) {
+            Some(whole) => {
+                let mut response = json_response(StatusCode::OK, &whole);
+                add_request_id(response.headers_mut(), &request_id);
+                if let ChatCost::LitellmHeader(usd) = cost
+                    && let Ok(value) = HeaderValue::from_str(usd)
+                {
+                    response
+                        .headers_mut()
+                        .insert(HeaderName::from_static("x-litellm-response-cost"), value);
+                }
+                response
+            }
+            None => {
+                record.status = Some(400);
+                error_response(
+                    Api::ChatCompletions,
+                    400,
+                    None,
+                    Some(
+                        r#"{"error":{"message":"oxi mock: this step has no chat-completion form","type":"invalid_request_error"}}"#,
+                    ),
+                    &request_id,
+                )
+            }
+        },
     };
     shared.record(record);
     response
@@ -763,7 +865,7 @@ fn error_response(
         Some(body) => body.to_owned(),
         None => match api {
             Api::Anthropic => anthropic::error_body(code, request_id),
-            Api::OpenAi => openai::error_body(code),
+            Api::OpenAi | Api::ChatCompletions => openai::error_body(code),
         }
         .to_string(),
     };

@@ -592,3 +592,63 @@ async fn huge_streams_through_http() {
     assert_eq!(texts(&events, "text").len(), 1_000_000);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn chat_completions_answer_whole_with_each_providers_cost() {
+    let chat = |stream: bool| json!({"model": "grok-4-fast", "messages": [{"role": "user", "content": "hi"}], "stream": stream});
+    let server = MockModelServer::start(
+        Script::steps([Step::text("first"), Step::status(429, Some(2))])
+            .chat_cost(ChatCost::LitellmHeader("0.00042".into())),
+    )
+    .await
+    .unwrap();
+    let reply = send(&server, "POST", "/v1/chat/completions", &[], &chat(false)).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-litellm-response-cost"), Some("0.00042"));
+    let body: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["model"], "grok-4-fast");
+    assert_eq!(body["choices"][0]["message"]["content"], "first");
+    // prompt_tokens counts the cached ones, as OpenAI reports them.
+    assert_eq!(body["usage"]["prompt_tokens"], 1400);
+    assert_eq!(body["usage"]["prompt_tokens_details"]["cached_tokens"], 200);
+    assert_eq!(body["usage"]["completion_tokens"], 50);
+    assert!(body["usage"].get("cost").is_none());
+    let reply = send(&server, "POST", "/v1/chat/completions", &[], &chat(false)).await;
+    assert_eq!(
+        (reply.status, reply.header("retry-after")),
+        (429, Some("2"))
+    );
+    let reply = send(&server, "POST", "/v1/chat/completions", &[], &chat(true)).await;
+    assert_eq!(reply.status, 400, "streaming is refused: {}", reply.body);
+    let reply = send(&server, "GET", "/health/readiness", &[], &Value::Null).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&reply.body).unwrap()["status"],
+        "healthy"
+    );
+    assert_eq!(server.model_requests().len(), 3);
+    assert_eq!(server.model_requests()[0].api, Some(Api::ChatCompletions));
+    server.shutdown().await.unwrap();
+
+    let server = MockModelServer::start(Script::new().chat_cost(ChatCost::OpenRouterBody(0.0042)))
+        .await
+        .unwrap();
+    let reply = send(
+        &server,
+        "POST",
+        "/api/v1/chat/completions",
+        &[],
+        &chat(false),
+    )
+    .await;
+    let body: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["usage"]["cost"], 0.0042);
+    assert_eq!(body["choices"][0]["message"]["content"], "ok");
+    assert!(reply.header("x-litellm-response-cost").is_none());
+    let reply = send(&server, "GET", "/api/v1/models", &[], &Value::Null).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&reply.body).unwrap()["object"],
+        "list"
+    );
+    server.shutdown().await.unwrap();
+}

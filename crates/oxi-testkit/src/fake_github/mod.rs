@@ -2,7 +2,14 @@
 //! GitHub's documented ones (status codes, `Link` pagination, rate-limit headers, error bodies),
 //! pull-request files computed from the real bare `origin` repository, and faults on cue
 //! (401, 403 rate limits, 500s). It records every request so a test can prove fast mode never
-//! writes.
+//! writes. The unhappy answers GitHub really gives (merge refusals, drafts a plan lacks,
+//! secondary rate limits, renamed repositories, commit statuses, renamed files, GitHub
+//! Enterprise's GraphQL path) are in `answers.rs` and `ci.rs`.
+
+mod answers;
+mod ci;
+
+pub use answers::RepoSettings;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -103,6 +110,9 @@ struct Inner {
     requests: Vec<SeenRequest>,
     page_size_cap: usize,
     push_permission: bool,
+    /// What [`answers`] and [`ci`] keep.
+    more: answers::More,
+    issues: crate::fake_github_issues::FakeIssues,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -152,6 +162,8 @@ impl FakeGithub {
             requests: Vec::new(),
             page_size_cap: 100,
             push_permission: true,
+            more: answers::More::default(),
+            issues: Default::default(),
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -174,8 +186,10 @@ impl FakeGithub {
         })
     }
 
+    /// The API base to configure (`github.api_url`): the root, or GitHub Enterprise's `/api/v3`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let prefix = self.with(|i| answers::prefix(&i.more));
+        format!("http://{}{prefix}", self.addr)
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
@@ -209,17 +223,37 @@ impl FakeGithub {
         self.with(|i| i.page_size_cap = n.max(1));
     }
 
+    /// The repository's issues (see `fake_github_issues`).
+    pub fn issues(&self) -> crate::fake_github_issues::FakeIssues {
+        self.with(|i| i.issues.clone())
+    }
+
     pub fn set_push_permission(&self, push: bool) {
         self.with(|i| i.push_permission = push);
     }
 
     /// Check runs for a commit (by sha or by the branch whose head it is).
     pub fn set_check_run(&self, sha_or_branch: &str, name: &str, conclusion: &str, summary: &str) {
-        let run = json!({
-            "id": 1, "name": name, "status": "completed", "conclusion": conclusion,
-            "output": { "title": format!("{name}: {conclusion}"), "summary": summary, "text": summary },
-        });
+        self.add_check_run(sha_or_branch, name, "completed", Some(conclusion), summary);
+    }
+
+    /// A check run in any state (`queued`, `in_progress`, `completed` with a conclusion); each
+    /// gets the next id, as GitHub's grow.
+    pub fn add_check_run(
+        &self,
+        sha_or_branch: &str,
+        name: &str,
+        status: &str,
+        conclusion: Option<&str>,
+        summary: &str,
+    ) {
         self.with(|i| {
+            i.more.next_id += 1;
+            let run = json!({
+                "id": i.more.next_id, "name": name, "status": status, "conclusion": conclusion,
+                "started_at": "2026-11-21T12:00:00Z",
+                "output": { "title": format!("{name}: {}", conclusion.unwrap_or(status)), "summary": summary, "text": summary },
+            });
             i.check_runs
                 .entry(sha_or_branch.to_owned())
                 .or_default()
@@ -291,7 +325,7 @@ fn pull_json(repo: &str, p: &Pull, bare: Option<&std::path::Path>) -> Value {
     pull
 }
 
-fn json_response(status: StatusCode, body: Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: Value) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
     let reset = unix_now_secs() + 3600;
     let headers = response.headers_mut();
@@ -310,14 +344,14 @@ fn json_response(status: StatusCode, body: Value) -> Response {
     response
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     json_response(
         status,
         json!({ "message": message, "documentation_url": "https://docs.github.com/rest", "status": status.as_u16().to_string() }),
     )
 }
 
-fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -326,7 +360,13 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// One page of `items`, with a `Link` header when more follow.
-fn paginate(base_url: &str, path: &str, query: &str, items: Vec<Value>, cap: usize) -> Response {
+pub(crate) fn paginate(
+    base_url: &str,
+    path: &str,
+    query: &str,
+    items: Vec<Value>,
+    cap: usize,
+) -> Response {
     let per_page = query_param(query, "per_page")
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(30)
@@ -359,22 +399,41 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let path = uri.path().to_owned();
+    let response = answer(&inner, &method, &uri, &headers, &body);
+    let mut state = inner
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    answers::after_applying(&mut state, &method, uri.path()).unwrap_or(response)
+}
+
+/// The fake's answer to one request (faults first, then the endpoint).
+fn answer(
+    inner: &Shared,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Response {
+    let method = method.clone();
     let query = uri.query().unwrap_or("").to_owned();
     let host = headers
         .get("host")
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1")
         .to_owned();
-    let base_url = format!("http://{host}");
     let mut state = inner
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     state.requests.push(SeenRequest {
         method: method.to_string(),
-        path: path.clone(),
+        path: uri.path().to_owned(),
         query: query.clone(),
     });
+    // GitHub Enterprise serves REST under /api/v3 (and GraphQL at /api/graphql).
+    let Some((base_url, path)) = answers::rest_path(&state, uri.path()) else {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let base_url = format!("http://{host}{base_url}");
     if let Some(fault) = state.faults.iter_mut().find(|f| {
         f.times > 0
             && f.method.as_deref().is_none_or(|m| m == method.as_str())
@@ -405,7 +464,7 @@ async fn handle(
     if token != state.token {
         return error(StatusCode::UNAUTHORIZED, "Bad credentials");
     }
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let repo = state.repo.clone();
     let bare = state.bare.clone();
     let cap = state.page_size_cap;
@@ -416,6 +475,10 @@ async fn handle(
             json!({ "login": "oxi-bot", "id": 1, "type": "User" }),
         );
     }
+    if let Some(response) = answers::moved(&state, &base_url, &path) {
+        return response;
+    }
+    let path = answers::unmoved(&state, &path);
     if path == "/graphql" && method == Method::POST {
         let query = body["query"].as_str().unwrap_or("");
         let id = body["variables"]["id"].as_str().unwrap_or("");
@@ -439,11 +502,27 @@ async fn handle(
         return error(StatusCode::NOT_FOUND, "Not Found");
     };
     let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    if let Some(response) = ci::route(&state, &method, &parts, &base_url, &path, &query) {
+        return response;
+    }
+    let request = crate::fake_github_issues::IssueRequest {
+        method: method.as_str(),
+        parts: &parts,
+        query: &query,
+        body: &body,
+        repo: &repo,
+        base_url: &base_url,
+        cap,
+    };
+    if let Some(response) = state.issues.route(&request) {
+        return response;
+    }
     match (method.as_str(), parts.as_slice()) {
-        ("GET", []) => json_response(
-            StatusCode::OK,
-            repository_json(&repo, state.push_permission),
-        ),
+        ("GET", []) => {
+            let mut repository = repository_json(&repo, state.push_permission);
+            answers::merge_settings(&state, &mut repository);
+            json_response(StatusCode::OK, repository)
+        }
         ("GET", ["pulls"]) => {
             let wanted = query_param(&query, "state").unwrap_or("open").to_owned();
             let head = query_param(&query, "head").map(|h| {
@@ -490,6 +569,9 @@ async fn handle(
                     json!({ "message": "Validation Failed", "errors": [{ "resource": "PullRequest", "code": "custom", "message": format!("A pull request already exists for {}:{head}.", repo.split('/').next().unwrap_or("")) }] }),
                 );
             }
+            if let Some(refusal) = answers::draft_refused(&state, &body) {
+                return refusal;
+            }
             let number = state.pulls.len() as u64 + 1;
             let pull = Pull {
                 number,
@@ -529,20 +611,14 @@ async fn handle(
                     let range = format!("refs/heads/{}...refs/heads/{}", pull.base, pull.head);
                     let head_sha = git(&bare, &["rev-parse", &format!("refs/heads/{}", pull.head)])
                         .unwrap_or_default();
-                    let listing = git(&bare, &["diff", "--name-status", "--no-renames", &range])
-                        .unwrap_or_default();
-                    let files: Vec<Value> = listing
-                        .lines()
-                        .filter_map(|l| l.split_once('\t'))
-                        .map(|(status, name)| {
-                            let status = match status {
-                                "A" => "added",
-                                "D" => "removed",
-                                _ => "modified",
-                            };
-                            diff_entry(&repo, &head_sha, name, status)
-                        })
-                        .collect();
+                    let listing =
+                        git(&bare, &["diff", "--name-status", "-M", &range]).unwrap_or_default();
+                    let mut files = answers::pull_files(&listing);
+                    for file in &mut files {
+                        let name = file["filename"].as_str().unwrap_or("").to_owned();
+                        let status = file["status"].as_str().unwrap_or("modified").to_owned();
+                        add_missing(file, diff_entry(&repo, &head_sha, &name, &status));
+                    }
                     paginate(&base_url, &path, &query, files, cap)
                 }
                 ("GET", ["reviews"]) => {
@@ -553,6 +629,13 @@ async fn handle(
                     paginate(&base_url, &path, &query, reviews, cap)
                 }
                 ("PUT", ["merge"]) => {
+                    let method = body["merge_method"].as_str().unwrap_or("merge").to_owned();
+                    if let Some(refusal) = answers::merge_refused(&state.more, &method) {
+                        return refusal;
+                    }
+                    let Some(pull) = state.pulls.iter_mut().find(|p| p.number == number) else {
+                        return error(StatusCode::NOT_FOUND, "Not Found");
+                    };
                     if pull.draft {
                         return error(
                             StatusCode::METHOD_NOT_ALLOWED,
@@ -576,6 +659,7 @@ async fn handle(
                     }
                     pull.state = "closed".into();
                     pull.merged = true;
+                    state.more.merges.push((number, method));
                     json_response(
                         StatusCode::OK,
                         json!({ "sha": head_sha, "merged": true, "message": "Pull Request successfully merged" }),
@@ -600,32 +684,6 @@ async fn handle(
             }
             let labels: Vec<Value> = pull.labels.iter().map(|l| label_json(&repo, l)).collect();
             json_response(StatusCode::OK, Value::Array(labels))
-        }
-        ("GET", ["commits", sha, "check-runs"]) => {
-            let mut runs = state.check_runs.get(*sha).cloned().unwrap_or_default();
-            for (key, value) in &state.check_runs {
-                if git(
-                    &bare,
-                    &[
-                        "rev-parse",
-                        "--verify",
-                        "--quiet",
-                        &format!("refs/heads/{key}"),
-                    ],
-                )
-                .as_deref()
-                    == Some(*sha)
-                {
-                    runs.extend(value.iter().cloned());
-                }
-            }
-            for run in &mut runs {
-                complete_check_run(&repo, sha, run);
-            }
-            json_response(
-                StatusCode::OK,
-                json!({ "total_count": runs.len(), "check_runs": runs }),
-            )
         }
         ("DELETE", ["git", "refs", "heads", branch @ ..]) => {
             let branch = branch.join("/");
@@ -659,7 +717,7 @@ fn add_missing(target: &mut Value, fields: Value) {
     }
 }
 
-fn user_json(login: &str, id: u64) -> Value {
+pub(crate) fn user_json(login: &str, id: u64) -> Value {
     let url = format!("https://api.github.com/users/{login}");
     json!({
         "login": login, "id": id, "node_id": format!("U_fake{id}"), "type": "User",
@@ -680,7 +738,7 @@ fn user_json(login: &str, id: u64) -> Value {
 
 /// A `full-repository` (what `GET /repos/{owner}/{repo}` answers; also a valid `repository`,
 /// what a pull request's head and base carry).
-fn repository_json(repo: &str, push: bool) -> Value {
+pub(super) fn repository_json(repo: &str, push: bool) -> Value {
     let (owner, name) = repo.split_once('/').unwrap_or((repo, repo));
     let api = format!("https://api.github.com/repos/{repo}");
     let mut value = json!({
@@ -849,7 +907,7 @@ fn complete_review(repo: &str, number: u64, review: &mut Value) {
 }
 
 /// The fields of a `check-run` the fake does not track, added to `run`.
-fn complete_check_run(repo: &str, sha: &str, run: &mut Value) {
+pub(super) fn complete_check_run(repo: &str, sha: &str, run: &mut Value) {
     let fields = json!({
         "node_id": "CR_fake1", "head_sha": sha, "external_id": "",
         "url": format!("https://api.github.com/repos/{repo}/check-runs/1"),

@@ -1,0 +1,157 @@
+//! The benchmark regression guard, shared by the benches that print ratios.
+//!
+//! Each ratio is oxi's time over a reference measured in the same run and the same minutes
+//! (`/bin/true`, `serde_json::Value`, splitting lines, an empty ledger), so a loaded or slower
+//! machine moves both sides and the ratio stays comparable where absolute times do not. Lower
+//! is better for every ratio. Absolute times are printed by the benches, never gated.
+//!
+//! - `--quick` (or `OXI_BENCH_QUICK=1`): smaller inputs and fewer iterations, as CI runs it;
+//! - after a bench has recorded its ratios, [`Guard::finish`] compares each with
+//!   benches/baseline.json (the entry for this mode and build profile) and exits 1 when one is
+//!   more than 20% above its baseline;
+//! - `--update-baseline` (or `OXI_BENCH_UPDATE_BASELINE=1`): write the ratios measured into
+//!   benches/baseline.json instead, leaving the other benches' entries as they are.
+//!
+//! `cargo bench --bench tick -- --quick --update-baseline` passes the flags to the bench's
+//! `main` (the benches have `harness = false`); the environment variables do the same for a
+//! `cargo bench` of several benches at once.
+
+// Each bench includes this file and uses what it needs of it.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How far above its baseline a ratio may go before the guard fails.
+pub const TOLERANCE: f64 = 1.20;
+
+fn flag(arg: &str, env: &str) -> bool {
+    std::env::args().any(|a| a == arg)
+        || std::env::var(env).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Whether the bench runs in quick mode (CI).
+pub fn quick() -> bool {
+    flag("--quick", "OXI_BENCH_QUICK")
+}
+
+/// The figure a bench reports from its samples: the median, or in quick mode the fastest. Quick
+/// mode runs in CI beside other work, and the fastest of a few samples is the one least moved
+/// by what else runs (noise only ever adds time), so the ratio of two minimums is steadier
+/// than the ratio of two medians of few samples.
+pub fn typical(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    if quick() {
+        samples[0]
+    } else {
+        samples[samples.len() / 2]
+    }
+}
+
+/// `full` when `quick` is false; quick mode's ratios differ (smaller inputs), so each mode has
+/// its own baseline. So does each build profile: a debug build's ratios are not a release
+/// build's.
+fn baseline_key() -> String {
+    let mode = if quick() { "quick" } else { "full" };
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    format!("{mode}-{profile}")
+}
+
+fn baseline_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/baseline.json")
+}
+
+/// The ratios one bench measured, by name (`<bench>/<ratio>`).
+pub struct Guard {
+    bench: &'static str,
+    ratios: BTreeMap<String, f64>,
+}
+
+impl Guard {
+    pub fn new(bench: &'static str) -> Self {
+        Guard {
+            bench,
+            ratios: BTreeMap::new(),
+        }
+    }
+
+    /// Records a ratio (lower is better) to compare with the baseline at the end.
+    pub fn ratio(&mut self, name: &str, value: f64) {
+        assert!(value.is_finite() && value > 0.0, "{name}: ratio {value}");
+        self.ratios.insert(format!("{}/{name}", self.bench), value);
+    }
+
+    /// Compares (or with `--update-baseline` stores) the ratios; exits 1 on a regression.
+    pub fn finish(self) {
+        let path = baseline_path();
+        let mut file: serde_json::Value = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_else(|| serde_json::json!({}));
+        let key = baseline_key();
+        if flag("--update-baseline", "OXI_BENCH_UPDATE_BASELINE") {
+            let entry = &mut file[&key];
+            for (name, value) in &self.ratios {
+                entry[name] = serde_json::json!((value * 1000.0).round() / 1000.0);
+            }
+            let text = serde_json::to_string_pretty(&file).unwrap() + "\n";
+            std::fs::write(&path, text).unwrap();
+            println!(
+                "\nbaseline {key}: {} ratios written to {}",
+                self.ratios.len(),
+                path.display()
+            );
+            return;
+        }
+        let failures = self.compare(&file[&key], &key);
+        if !failures.is_empty() {
+            println!(
+                "\nbench regression ({key}), more than {:.0}% above benches/baseline.json:\n  {}\n\
+                 If this is expected (a deliberate trade), refresh the baseline on purpose:\n  \
+                 cargo bench {}--bench {} -- {}--update-baseline",
+                (TOLERANCE - 1.0) * 100.0,
+                failures.join("\n  "),
+                if cfg!(debug_assertions) {
+                    "--profile dev "
+                } else {
+                    ""
+                },
+                self.bench,
+                if quick() { "--quick " } else { "" },
+            );
+            std::process::exit(1);
+        }
+    }
+
+    /// The ratios above their baseline × [`TOLERANCE`]; prints every comparison.
+    fn compare(&self, baseline: &serde_json::Value, key: &str) -> Vec<String> {
+        println!("\n## ratios against benches/baseline.json ({key}; lower is better)");
+        let mut failures = Vec::new();
+        for (name, &now) in &self.ratios {
+            let Some(base) = baseline[name].as_f64() else {
+                println!(
+                    "{name}: {now:.3} (no baseline: run with --update-baseline to record one)"
+                );
+                continue;
+            };
+            let change = now / base;
+            let verdict = if change > TOLERANCE {
+                failures.push(format!(
+                    "{name}: {now:.3} vs baseline {base:.3} ({change:.2}x)"
+                ));
+                "REGRESSED"
+            } else if change < 1.0 / TOLERANCE {
+                "improved (consider --update-baseline)"
+            } else {
+                "ok"
+            };
+            println!("{name}: {now:.3} vs baseline {base:.3} ({change:.2}x) {verdict}");
+        }
+        failures
+    }
+}
