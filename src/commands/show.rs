@@ -87,6 +87,7 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
     let runs = ledger.read().runs_for_task(&task.spec.id)?;
     let events = ledger.read().task_history(&task.spec.id)?;
     let issue = ledger.read().issue_link(&task.spec.id)?;
+    let hold = crate::pipeline::deliver::current_merge_hold(&ledger, &task)?;
     if ctx.global.format == Format::Json {
         let runs_json: Vec<serde_json::Value> = runs
             .iter()
@@ -100,6 +101,11 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
             serde_json::json!({ "task": task, "runs": runs_json, "events": events_json });
         if let Some(link) = &issue {
             shown["issue"] = serde_json::json!(link);
+        }
+        if let Some(hold) = &hold {
+            shown["merge_held"] = serde_json::json!({
+                "reason": hold.reason, "head": hold.sha, "since": crate::clock::rfc3339(hold.at_ms),
+            });
         }
         write_stdout(&json_string(&shown)?)?;
         return Ok(());
@@ -128,6 +134,15 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
             .map(|u| format!(" · {u}"))
             .unwrap_or_default(),
     );
+    if let Some(hold) = &hold {
+        let line = format!(
+            "merge held since {}: {}\nfix it on GitHub, then `oxi approve {} --merge`\n",
+            crate::clock::rfc3339(hold.at_ms),
+            hold.reason,
+            task.spec.id
+        );
+        out.push_str(&line);
+    }
     if let Some(link) = &issue {
         out.push_str(&format!(
             "source: GitHub issue #{} {} (outside text){}\n",

@@ -24,6 +24,36 @@ pub struct Status {
     pub events: i64,
     pub ledger: String,
     pub schema_version: i64,
+    /// Pull requests whose merge GitHub refused (branch protection, a conflict, a merge method
+    /// the repository does not allow), with GitHub's reason: they wait for a person.
+    pub(crate) held_merges: Vec<HeldMerge>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct HeldMerge {
+    task_id: String,
+    pr_number: u64,
+    reason: String,
+    since: String,
+}
+
+/// The held merges, read only when some task is delivered (status stays an aggregate read).
+fn held_merges(ledger: &Ledger, delivered: u64) -> Result<Vec<HeldMerge>> {
+    if delivered == 0 {
+        return Ok(Vec::new());
+    }
+    let mut held = Vec::new();
+    for task in ledger.read().tasks()? {
+        if let Some(hold) = crate::pipeline::deliver::current_merge_hold(ledger, &task)? {
+            held.push(HeldMerge {
+                pr_number: task.pr_number.unwrap_or_default(),
+                task_id: task.spec.id,
+                reason: hold.reason,
+                since: clock::rfc3339(hold.at_ms),
+            });
+        }
+    }
+    Ok(held)
 }
 
 #[derive(Debug, Serialize)]
@@ -74,6 +104,10 @@ pub fn collect(config: &LoadedConfig, ledger: &Ledger, now_ms: i64) -> Result<St
         events: q.event_count()?,
         ledger: ledger.path().display().to_string(),
         schema_version: q.schema_version()?,
+        held_merges: held_merges(
+            ledger,
+            counts.get(&TaskState::Delivered).copied().unwrap_or(0),
+        )?,
     })
 }
 
@@ -145,6 +179,15 @@ pub fn render(status: &Status, format: Format) -> String {
             format_usd(usd(s.monthly_cap_usd)),
         ),
     ]);
+    for held in &status.held_merges {
+        grid.row([
+            "merge held".to_owned(),
+            format!(
+                "{} #{} since {}: {} — fix it on GitHub, then `oxi approve {} --merge`",
+                held.task_id, held.pr_number, held.since, held.reason, held.task_id
+            ),
+        ]);
+    }
     grid.row(["events".to_owned(), status.events.to_string()]);
     grid.row(["ledger".to_owned(), status.ledger.clone()]);
     let mut text = grid.render(format);
