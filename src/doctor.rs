@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::config::{LoadedConfig, RunMode};
 use crate::runner::contract::{self, Verdict};
 
+mod issues;
 mod login;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -662,6 +663,7 @@ pub async fn run(
     reviewer_chain_check(config, parent_env, &mut out);
     worker_block_checks(config, actor, &mut out);
     github_checks(config, parent_env, &mut out).await;
+    issues::check_issues(config, parent_env, &mut out).await;
     gateway_checks(config, parent_env, &mut out).await;
     command_checks(config, parent_env, &mut out);
     template_checks(&mut out);

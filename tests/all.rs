@@ -25,6 +25,7 @@ mod followups;
 mod forecast;
 mod gateway;
 mod github_answers;
+mod github_contract;
 mod github_issues;
 mod hostile;
 mod ledger;

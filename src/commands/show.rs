@@ -104,6 +104,7 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
     let events = ledger.read().task_history(&task.spec.id)?;
     let issue = ledger.read().issue_link(&task.spec.id)?;
     let plan = ledger.read().latest_plan(&task.spec.id)?;
+    let hold = crate::pipeline::deliver::current_merge_hold(&ledger, &task)?;
     if ctx.global.format == Format::Json {
         let runs_json: Vec<serde_json::Value> = runs
             .iter()
@@ -120,6 +121,11 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
         }
         if let Some(plan) = &plan {
             shown["plan"] = serde_json::json!(plan);
+        }
+        if let Some(hold) = &hold {
+            shown["merge_held"] = serde_json::json!({
+                "reason": hold.reason, "head": hold.sha, "since": crate::clock::rfc3339(hold.at_ms),
+            });
         }
         write_stdout(&json_string(&shown)?)?;
         return Ok(());
@@ -148,6 +154,15 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
             .map(|u| format!(" · {u}"))
             .unwrap_or_default(),
     );
+    if let Some(hold) = &hold {
+        let line = format!(
+            "merge held since {}: {}\nfix it on GitHub, then `oxi approve {} --merge`\n",
+            crate::clock::rfc3339(hold.at_ms),
+            hold.reason,
+            task.spec.id
+        );
+        out.push_str(&line);
+    }
     if let Some(link) = &issue {
         out.push_str(&format!(
             "source: GitHub issue #{} {} (outside text){}\n",

@@ -30,6 +30,9 @@ pub struct Status {
     /// `--host`: the task counts are of the tasks whose latest run this host started.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_filter: Option<String>,
+    /// Pull requests whose merge GitHub refused (branch protection, a conflict, a merge method
+    /// the repository does not allow), with GitHub's reason: they wait for a person.
+    pub(crate) held_merges: Vec<HeldMerge>,
 }
 
 /// One host in `oxi status`.
@@ -39,6 +42,33 @@ pub(crate) struct HostStatus {
     pub(crate) live: bool,
     pub(crate) running_jobs: u32,
     pub(crate) last_heartbeat_ms: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct HeldMerge {
+    task_id: String,
+    pr_number: u64,
+    reason: String,
+    since: String,
+}
+
+/// The held merges, read only when some task is delivered (status stays an aggregate read).
+fn held_merges(ledger: &Ledger, delivered: u64) -> Result<Vec<HeldMerge>> {
+    if delivered == 0 {
+        return Ok(Vec::new());
+    }
+    let mut held = Vec::new();
+    for task in ledger.read().tasks()? {
+        if let Some(hold) = crate::pipeline::deliver::current_merge_hold(ledger, &task)? {
+            held.push(HeldMerge {
+                pr_number: task.pr_number.unwrap_or_default(),
+                task_id: task.spec.id,
+                reason: hold.reason,
+                since: clock::rfc3339(hold.at_ms),
+            });
+        }
+    }
+    Ok(held)
 }
 
 #[derive(Debug, Serialize)]
@@ -119,6 +149,10 @@ pub fn collect(
         schema_version: q.schema_version()?,
         hosts,
         host_filter: host.map(str::to_owned),
+        held_merges: held_merges(
+            ledger,
+            counts.get(&TaskState::Delivered).copied().unwrap_or(0),
+        )?,
     })
 }
 
@@ -217,6 +251,15 @@ pub fn render(status: &Status, format: Format) -> String {
             } else {
                 hosts.join(", ")
             },
+        ]);
+    }
+    for held in &status.held_merges {
+        grid.row([
+            "merge held".to_owned(),
+            format!(
+                "{} #{} since {}: {} — fix it on GitHub, then `oxi approve {} --merge`",
+                held.task_id, held.pr_number, held.since, held.reason, held.task_id
+            ),
         ]);
     }
     grid.row(["events".to_owned(), status.events.to_string()]);

@@ -10,6 +10,8 @@
 //! from a [`ReleaseMode`] proof: fast mode never holds one.
 
 mod ci;
+#[cfg(test)]
+mod contract;
 pub mod issues;
 pub mod model;
 

@@ -1,8 +1,11 @@
 //! Test doubles for oxi's tests and benchmarks, kept out of the shipped binary: a fake GitHub
 //! ([`fake_github`]), a scripted model API server for the real agent CLIs ([`mock_model`]),
-//! and a webhook receiver for notification sinks ([`receiver`]).
+//! a webhook receiver for notification sinks ([`receiver`]), and
+//! GitHub's published API descriptions with a proxy that checks traffic against them
+//! ([`github_contract`]).
 
 pub mod fake_github;
 pub mod fake_github_issues;
+pub mod github_contract;
 pub mod mock_model;
 pub mod receiver;
