@@ -149,6 +149,9 @@ pub enum HoldKind {
     /// Anything else (a hold set by hand, or one from before kinds were stored): approving
     /// queues it.
     Operator,
+    /// `[screen]` flagged the brief for prompt injection (or, failing closed, gave no
+    /// verdict): approving queues it, and it is not screened again.
+    Screened,
 }
 
 impl HoldKind {
@@ -159,6 +162,7 @@ impl HoldKind {
             HoldKind::ReviewUnavailable => "review_unavailable",
             HoldKind::ReviewOverBudget => "review_over_budget",
             HoldKind::Operator => "operator",
+            HoldKind::Screened => "screened",
         }
     }
 
@@ -169,6 +173,7 @@ impl HoldKind {
             HoldKind::ReviewUnavailable,
             HoldKind::ReviewOverBudget,
             HoldKind::Operator,
+            HoldKind::Screened,
         ]
         .into_iter()
         .find(|k| k.as_str() == text)
@@ -265,6 +270,7 @@ mod tests {
             HoldKind::ReviewUnavailable,
             HoldKind::ReviewOverBudget,
             HoldKind::Operator,
+            HoldKind::Screened,
         ] {
             assert_eq!(HoldKind::parse(kind.as_str()), Some(kind));
             assert_eq!(

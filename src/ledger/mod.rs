@@ -11,6 +11,7 @@
 mod blocks;
 pub mod events;
 mod gateway;
+mod inference;
 mod issues;
 mod kinds;
 mod migrate;
