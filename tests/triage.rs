@@ -23,6 +23,15 @@ const SUMMARY: &str = "The verification command exits 1 after printing its log; 
 /// A repository whose only task is edited fine but fails verification for good (one attempt),
 /// the verification log printing both secrets. `triage` is the `[triage]` table (or none).
 fn sandbox(base_url: &str, triage: &str, extra: &str) -> Sandbox {
+    sandbox_with(
+        base_url,
+        &format!("echo-env-edit:{SECRET_VAR}"),
+        triage,
+        extra,
+    )
+}
+
+fn sandbox_with(base_url: &str, scenario: &str, triage: &str, extra: &str) -> Sandbox {
     let s = Sandbox::git_repo();
     // The title carries both secrets: it reaches the request unmasked by anything but triage.
     s.write(
@@ -42,7 +51,7 @@ fn sandbox(base_url: &str, triage: &str, extra: &str) -> Sandbox {
             .worker(
                 Worker::fake("fake")
                     .env(SECRET_VAR)
-                    .scenario(&format!("echo-env-edit:{SECRET_VAR}")),
+                    .scenario(scenario),
             )
             .raw("[caps]\nmax_attempts = 1\n")
             .raw(&verify)
@@ -233,6 +242,65 @@ async fn a_cap_refuses_the_call_in_a_gateway_calls_words() {
         "{reason}"
     );
     assert!(!reason.contains("this run may cost"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reaped_run_is_summarised_as_reaped() {
+    use std::time::{Duration, Instant};
+    let server = MockModelServer::start(Script::new().fallback(Step::text(SUMMARY)))
+        .await
+        .unwrap();
+    let s = sandbox_with(
+        &server.base_url(),
+        "sleep",
+        "[triage]\nenabled = true\n",
+        "",
+    );
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_oxi"))
+        .args(["tick", "--format", "json"])
+        .current_dir(s.path())
+        .env("NO_COLOR", "1")
+        .env(KEY_VAR, KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        assert!(Instant::now() < deadline, "no run started");
+        if let Ok(ledger) = Ledger::open_existing(&s.file(".oxi/ledger.db"))
+            && let Some(run) = ledger
+                .read()
+                .running_runs()
+                .unwrap()
+                .into_iter()
+                .find(|r| r.pgid.is_some())
+        {
+            break run;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The supervisor dies mid-run; the next tick's reaper ends the run and (one attempt)
+    // fails the task, then asks why.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    first.wait().unwrap();
+    let out = tick(&s);
+    assert_eq!(
+        out.json()["reaped"][0]["run_id"],
+        run.id.as_str(),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(state(&s), "failed");
+    let summaries = events(&s, "triage_summary");
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    assert_eq!(summaries[0]["trigger"], "reaped");
+    let sent = server.model_requests()[0].body.to_string();
+    assert!(sent.contains("the run was stuck"), "{sent}");
 }
 
 #[test]

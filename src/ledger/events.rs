@@ -795,6 +795,7 @@ pub enum TriageTrigger {
 }
 
 impl TriageTrigger {
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             TriageTrigger::Reaped => "reaped",

@@ -99,7 +99,7 @@ pub(super) fn queue_new(
         {
             notification.triage = ledger.read().triage_after(task, row.id)?;
             if let Some(why) = &notification.triage {
-                notification.text.push_str(&format!(" Triage: {why}"));
+                notification.text = format!("{} Triage: {why}", notification.text);
             }
         }
         queue.extend(wanting(config, &topics).into_iter().map(|(sink, topic)| {

@@ -58,7 +58,7 @@ const MAX_REASON_CHARS: usize = 300;
 
 /// Screens the queued tasks `[screen]` covers and holds the flagged ones; how many it held.
 /// Never fails the pass: a ledger error is logged and the pass goes on.
-pub async fn screen_queued(
+pub(crate) async fn screen_queued(
     ledger: &mut Ledger,
     config: &LoadedConfig,
     parent_env: &[(String, String)],
