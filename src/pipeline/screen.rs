@@ -195,7 +195,7 @@ fn hold(ledger: &mut Ledger, id: &str, reason: &str) -> Result<bool, LedgerError
         )
     });
     match moved {
-        Ok(_) => Ok(true),
+        Ok(()) => Ok(true),
         // Moved by someone else meanwhile: left as they left it.
         Err(LedgerError::StateConflict { .. }) => Ok(false),
         Err(e) => Err(e),

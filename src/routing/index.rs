@@ -56,7 +56,7 @@ impl RegexKind {
             Some(set) => {
                 let mut found = vec![false; set.len()];
                 for text in texts {
-                    for i in set.matches(text).iter() {
+                    for i in &set.matches(text) {
                         if let Some(f) = found.get_mut(i) {
                             *f = true;
                         }
