@@ -89,6 +89,13 @@ fn summarize(kind: &str, data: &serde_json::Value) -> String {
                 b => b,
             }
         ),
+        Event::TriageSummary(e) => format!(
+            "why it {} ({}): {}",
+            e.trigger.as_str(),
+            e.choice,
+            e.summary
+        ),
+        Event::TriageSkipped(e) => format!("no triage summary: {}", e.reason),
         _ => raw(),
     }
 }

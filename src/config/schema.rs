@@ -64,6 +64,10 @@ pub struct Config {
     /// Shadow runs: a sampled share of executor runs also run on a cheaper choice, never
     /// delivered, to measure whether it would do (docs/shadow.md).
     pub shadow: ShadowConfig,
+    /// A gateway summary of why a run was reaped or a task failed for good.
+    pub triage: TriageConfig,
+    /// A gateway prompt-injection screen of briefs before they reach a worker.
+    pub screen: ScreenConfig,
 }
 
 /// Targets `oxi report` checks each KPI against: below them, unattended runs are not yet
@@ -262,6 +266,8 @@ impl Default for Config {
             host: HostConfig::default(),
             explore: ExploreConfig::default(),
             shadow: ShadowConfig::default(),
+            triage: TriageConfig::default(),
+            screen: ScreenConfig::default(),
         }
     }
 }
@@ -997,5 +1003,76 @@ impl ShadowConfig {
     #[must_use]
     pub fn enabled_worker(&self) -> Option<&str> {
         self.worker.as_deref().filter(|_| self.sample > 0.0)
+    }
+}
+
+/// `[triage]`: when the reaper ends a stuck run or a task fails for good, one gateway call
+/// (routing role `triage`) summarises why from the run's transcript tail, stderr and failing
+/// verification log. Off by default: it spends money.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TriageConfig {
+    pub enabled: bool,
+    /// At most this much of the run's text (after masking) is sent, split over its parts.
+    pub max_input: HumanSize,
+    /// The answer's `max_tokens`.
+    pub max_tokens: u32,
+}
+
+impl Default for TriageConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_input: HumanSize(bytesize::ByteSize::kb(16)),
+            max_tokens: 300,
+        }
+    }
+}
+
+/// Which briefs `[screen]` classifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScreenScope {
+    /// Only outside text (GitHub issue bodies): the repository's roadmap is the operator's.
+    Outside,
+    /// Every task's brief.
+    All,
+}
+
+/// What `[screen]` does with a task when the gateway gives no verdict (down, refused by a
+/// cap, or an answer that is not the verdict asked for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScreenOnError {
+    /// Fail closed: hold the task for `oxi approve`.
+    Hold,
+    /// Fail open: let the brief go to the worker unscreened.
+    Pass,
+}
+
+/// `[screen]`: before a task's brief reaches a worker, one gateway call (routing role
+/// `screen`) classifies it for prompt injection; a flagged brief is held for `oxi approve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScreenConfig {
+    pub enabled: bool,
+    pub scope: ScreenScope,
+    /// Unset: hold outside text, pass the roadmap's own (see docs/gateway.md).
+    pub on_error: Option<ScreenOnError>,
+    /// The verdict's `max_tokens`.
+    pub max_tokens: u32,
+    /// Briefs longer than this are cut (the cut is said in the request).
+    pub max_input: HumanSize,
+}
+
+impl Default for ScreenConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            scope: ScreenScope::Outside,
+            on_error: None,
+            max_tokens: 200,
+            max_input: HumanSize(bytesize::ByteSize::kb(32)),
+        }
     }
 }

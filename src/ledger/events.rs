@@ -166,6 +166,14 @@ event_kinds! {
     ShadowObserved(ShadowObserved) = "shadow_observed",
     /// A worker's CLI failed the live probe: routing skips it until a probe passes.
     WorkerQuarantined(WorkerQuarantined) = "worker_quarantined",
+    /// `[triage]`: the gateway's summary of why a run was reaped or a task failed for good.
+    TriageSummary(TriageSummary) = "triage_summary",
+    /// `[triage]` got no summary (provider down, a cap, an empty answer); nothing else changed.
+    TriageSkipped(TriageSkipped) = "triage_skipped",
+    /// `[screen]`'s verdict on a brief (also its cache, by the brief's digest).
+    ScreenVerdict(ScreenVerdict) = "screen_verdict",
+    /// `[screen]` got no verdict (provider down, a cap, an unparseable answer): what it did.
+    ScreenFailed(ScreenFailed) = "screen_failed",
 }
 
 /// The `data` field names report SQL reads with `json_extract` / `json_type`, and the values
@@ -880,6 +888,67 @@ pub struct WorkerQuarantined {
     pub worker: String,
     pub version: Option<String>,
     pub mismatch: String,
+}
+
+/// What `[triage]` was asked to explain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriageTrigger {
+    /// The reaper ended a stuck run (its task requeued or failed).
+    Reaped,
+    /// A task failed for good (no attempts left, or a failure no attempt fixes).
+    Failed,
+}
+
+impl TriageTrigger {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriageTrigger::Reaped => "reaped",
+            TriageTrigger::Failed => "failed",
+        }
+    }
+}
+
+/// `triage_summary`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriageSummary {
+    pub trigger: TriageTrigger,
+    /// The gateway's answer, masked, at most a few sentences.
+    pub summary: String,
+    /// `provider:model` that answered.
+    pub choice: String,
+    /// The `gateway_calls` row.
+    pub call_id: i64,
+}
+
+/// `triage_skipped`: why no summary was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriageSkipped {
+    pub trigger: TriageTrigger,
+    pub reason: String,
+}
+
+/// `screen_verdict`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScreenVerdict {
+    /// The brief's digest (title and text): the same brief is not screened twice.
+    pub digest: String,
+    pub flagged: bool,
+    /// The classifier's reason, masked.
+    pub reason: String,
+    /// `provider:model` that answered.
+    pub choice: String,
+    /// The `gateway_calls` row.
+    pub call_id: i64,
+}
+
+/// `screen_failed`: no verdict, and what was done (`held`: fail closed; else passed unscreened).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScreenFailed {
+    pub digest: String,
+    pub reason: String,
+    pub held: bool,
 }
 
 #[cfg(test)]

@@ -153,6 +153,9 @@ pub enum HoldKind {
     /// Anything else (a hold set by hand, or one from before kinds were stored): approving
     /// queues it.
     Operator,
+    /// `[screen]` flagged the brief for prompt injection (or, failing closed, gave no
+    /// verdict): approving queues it, and it is not screened again.
+    Screened,
 }
 
 impl HoldKind {
@@ -163,6 +166,7 @@ impl HoldKind {
             HoldKind::ReviewUnavailable => "review_unavailable",
             HoldKind::ReviewOverBudget => "review_over_budget",
             HoldKind::Operator => "operator",
+            HoldKind::Screened => "screened",
         }
     }
 
@@ -173,6 +177,7 @@ impl HoldKind {
             HoldKind::ReviewUnavailable,
             HoldKind::ReviewOverBudget,
             HoldKind::Operator,
+            HoldKind::Screened,
         ]
         .into_iter()
         .find(|k| k.as_str() == text)
@@ -269,6 +274,7 @@ mod tests {
             HoldKind::ReviewUnavailable,
             HoldKind::ReviewOverBudget,
             HoldKind::Operator,
+            HoldKind::Screened,
         ] {
             assert_eq!(HoldKind::parse(kind.as_str()), Some(kind));
             assert_eq!(

@@ -13,6 +13,7 @@ mod blocks;
 pub mod events;
 mod gateway;
 mod hosts;
+mod inference;
 mod issues;
 mod kinds;
 mod migrate;

@@ -131,7 +131,7 @@ impl Queries<'_> {
         &self,
         task_id: &str,
     ) -> Result<Vec<(i64, String, String, serde_json::Value)>> {
-        const HISTORY: [EventKind; 14] = [
+        const HISTORY: [EventKind; 16] = [
             EventKind::TaskStateChanged,
             EventKind::Verified,
             EventKind::ReviewDecided,
@@ -146,6 +146,8 @@ impl Queries<'_> {
             EventKind::BudgetBreach,
             EventKind::GithubError,
             EventKind::BranchMerged,
+            EventKind::TriageSummary,
+            EventKind::TriageSkipped,
         ];
         let kinds: Vec<String> = HISTORY
             .iter()

@@ -13,6 +13,8 @@ mod execute;
 pub(crate) mod explore;
 pub(crate) mod review;
 mod shadow;
+pub(crate) mod screen;
+pub(crate) mod triage;
 pub(crate) mod verify;
 pub(crate) mod worktree;
 
@@ -335,7 +337,17 @@ pub async fn run(
     };
     match job.end(ending) {
         // A conflict: an operator moved the task meanwhile; it stays as they left it.
-        Ok(()) | Err(LedgerError::StateConflict { .. }) => finish(job),
+        Ok(()) | Err(LedgerError::StateConflict { .. }) => {
+            if job.state == TaskState::Failed {
+                let subject = triage::Subject {
+                    task_id: &spec.task.spec.id,
+                    run_id: Some(&job.result.run_id),
+                    trigger: crate::ledger::events::TriageTrigger::Failed,
+                };
+                triage::summarise(&mut job.ledger, ctx.config, &ctx.parent_env, subject).await;
+            }
+            finish(job)
+        }
         Err(e) => Err(RunnerError::Ledger(e)),
     }
 }

@@ -11,7 +11,7 @@ use super::SchedulerError;
 use super::claim::{ClaimRequest, ClaimStop, Claimed};
 use super::landed;
 use super::outcome::Outcome;
-use super::reap::{self, Reaped};
+use super::reap::Reaped;
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, RunMode};
 use crate::github::{GithubClient, GithubWriter};
@@ -271,12 +271,14 @@ async fn settle(
     report: &mut TickReport,
 ) -> Result<(), SchedulerError> {
     let t = Instant::now();
-    report.reaped = reap::reap(ledger, config, &[]).await?;
+    report.reaped = super::reap(ledger, config, &[], parent_env).await?;
     report.phases_ms.reap = t.elapsed().as_millis() as u64;
 
     let t = Instant::now();
     report.ingest = ingest(ledger, config, parent_env)?;
     report.issues = roadmap::github_issues::sync(ledger, config, parent_env).await?;
+    // `[screen]`: every queued brief it covers is judged before a claim can hand it out.
+    crate::pipeline::screen::screen_queued(ledger, config, parent_env).await;
     report.phases_ms.ingest = t.elapsed().as_millis() as u64;
 
     // Delivered branches the operator merged: their dependents may start in this pass.

@@ -503,9 +503,12 @@ impl Saturator<'_> {
             }
         }
         let busy: Vec<String> = self.slots.iter().map(|s| s.task.clone()).collect();
-        let reaped = self
-            .runtime
-            .block_on(super::reap(&mut self.ledger, &self.config, &busy))?;
+        let reaped = self.runtime.block_on(super::reap(
+            &mut self.ledger,
+            &self.config,
+            &busy,
+            &self.parent_env,
+        ))?;
         for r in &reaped {
             self.status.log(&format!(
                 "reaped {}: {}",
@@ -535,6 +538,17 @@ impl Saturator<'_> {
             {
                 self.status.log(&line);
             }
+        }
+        // `[screen]`: queued briefs it covers are judged before this round's claims.
+        let held = self
+            .runtime
+            .block_on(crate::pipeline::screen::screen_queued(
+                &mut self.ledger,
+                &self.config,
+                &self.parent_env,
+            ));
+        if held > 0 {
+            self.status.log(&format!("screen: {held} task(s) held"));
         }
         // Delivered branches merged by the operator (a few git calls: every few seconds).
         if self.last_landed.elapsed() > LANDED_EVERY {

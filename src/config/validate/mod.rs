@@ -6,6 +6,7 @@ mod gateway;
 mod github;
 mod governance;
 mod host;
+mod inference;
 mod notify;
 mod project;
 mod rates;
@@ -59,6 +60,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     host::check(config, &mut problems);
     explore::check(config, &mut problems);
     shadow::check(config, &mut problems);
+    inference::check(config, &mut problems);
     problems
 }
 
