@@ -14,6 +14,7 @@ mod doctor;
 pub mod gateway;
 mod git;
 mod github;
+pub mod improve;
 pub mod ledger;
 mod money;
 pub mod notify;

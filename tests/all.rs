@@ -23,6 +23,7 @@ mod gateway;
 mod github_answers;
 mod github_issues;
 mod hostile;
+mod improve;
 mod ledger;
 mod ledger_protocols;
 mod mock_model;

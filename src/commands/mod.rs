@@ -3,6 +3,7 @@
 mod demo;
 mod doctor;
 mod gateway;
+mod improve;
 mod ingest;
 mod init;
 mod man;
@@ -116,6 +117,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Roadmap(crate::cli::RoadmapCommand::Prune(args)) => prune::run(ctx, args),
         Command::Notify(command) => notify::run(ctx, command),
         Command::Gateway(command) => gateway::run(ctx, command),
+        Command::Improve(command) => improve::run(ctx, command),
     }
 }
 

@@ -10,6 +10,7 @@
 //! from a [`ReleaseMode`] proof: fast mode never holds one.
 
 mod ci;
+mod discover;
 pub mod issues;
 pub mod model;
 

@@ -11,6 +11,7 @@
 mod blocks;
 pub mod events;
 mod gateway;
+mod improve;
 mod issues;
 mod kinds;
 mod migrate;
@@ -31,6 +32,9 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 pub use blocks::WorkerBlock;
 pub use events::{Event, EventKind};
 pub use gateway::{GatewayCallEnd, GatewayCallRow, NewGatewayCall};
+pub use improve::{
+    CandidateRow, NewCandidate, NewProposal, ProposalRow, ScanEnd, ScanRow, SourceFailureRow,
+};
 pub use issues::{IssueLink, IssueSeen};
 pub use kinds::{ApprovalKind, FailureClass, HoldKind};
 pub use migrate::MIGRATIONS;

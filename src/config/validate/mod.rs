@@ -4,6 +4,7 @@ mod caps;
 mod gateway;
 mod github;
 mod governance;
+mod improve;
 mod notify;
 mod project;
 mod rates;
@@ -53,6 +54,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     sources::check(config, &mut problems);
     notify::check(config, &mut problems);
     gateway::check(config, &mut problems);
+    improve::check(config, &mut problems);
     problems
 }
 
