@@ -114,6 +114,8 @@ fn status(ctx: &Context, improve: &ImproveConfig, ledger: &Ledger) -> Result<()>
             .find(|(s, _)| s == status)
             .map_or(0, |(_, n)| *n)
     };
+    // Two shapes only: JSON, or the text every other format shows.
+    #[allow(clippy::single_match_else)]
     let text = match ctx.global.format {
         Format::Json => json_string(&json!({
             "enabled": true,
@@ -273,6 +275,8 @@ fn decide(
         })?;
         decided.push(json!({ "id": proposal.id, "verdict": verdict, "task_id": task_id, "title": proposal.title }));
     }
+    // Two shapes only: JSON, or the text every other format shows.
+    #[allow(clippy::single_match_else)]
     let text = match ctx.global.format {
         Format::Json => json_string(&decided)?,
         _ => {

@@ -961,10 +961,10 @@ pub struct ImproveSource {
     /// Names the source in events and the digest (default: derived from kind and target).
     #[serde(default)]
     pub name: Option<String>,
-    /// github_releases: `owner/name` of each pinned repository.
+    /// `github_releases`: `owner/name` of each pinned repository.
     #[serde(default)]
     pub repos: Vec<String>,
-    /// github_search: GitHub topics (`topic:NAME` searches).
+    /// `github_search`: GitHub topics (`topic:NAME` searches).
     #[serde(default)]
     pub topics: Vec<String>,
     /// newsletter: the archive page's URL.

@@ -3,6 +3,7 @@
 //! roadmap may end with), with the next free `T<tier>-A<n>` id. What is written is what
 //! `oxi ingest` reads back: one bold item line and one paragraph of brief.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::ledger::ProposalRow;
@@ -52,11 +53,12 @@ pub fn accept_proposal(path: &Path, proposal: &ProposalRow) -> Result<String, Ac
         }
         out.push_str(HEADING);
     }
-    out.push_str(&format!(
+    let _ = write!(
+        out,
         "\n\n**{id} · {}**\n\n{}\n",
         one_line(&proposal.title).replace("**", ""),
         brief(&proposal.body)
-    ));
+    );
     let tmp = path.with_extension("md.oxi-tmp");
     std::fs::write(&tmp, &out)
         .and_then(|()| std::fs::rename(&tmp, path))

@@ -163,9 +163,11 @@ pub async fn scan(ctx: &ScanContext<'_>, ledger: &mut Ledger) -> Result<ScanRepo
     let (candidates, failed) = read_sources(ctx, ledger, scan_id, since_ms).await?;
     let pool = ledger.read().unproposed_improve_candidates(ctx.now_ms)?;
     let documents = context::collect(ctx.root, ctx.roadmap, ctx.now_ms)?;
-    let ranked = rank::bm25(&documents, &pool)?;
     let ranking = Ranking::Bm25;
-    let top: Vec<_> = ranked.into_iter().take(ctx.improve.top).collect();
+    let top: Vec<_> = rank::bm25(&documents, &pool)?
+        .into_iter()
+        .take(ctx.improve.top)
+        .collect();
     let proposed = top.len() as u64;
     let end = ScanEnd {
         candidates: to_i64(candidates),
@@ -205,24 +207,7 @@ pub async fn scan(ctx: &ScanContext<'_>, ledger: &mut Ledger) -> Result<ScanRepo
         })?;
         Ok(())
     })?;
-    let staged: Vec<_> = ledger
-        .read()
-        .improve_proposals(None)?
-        .into_iter()
-        .filter(|p| p.scan_id == scan_id)
-        .collect();
-    let digest = digest::write(
-        ctx.state_dir,
-        &day,
-        scan_id,
-        candidates,
-        &staged,
-        &failed,
-        ranking,
-    )
-    .map_err(|e| tracing::warn!("cannot write the auto-improve digest: {e}"))
-    .ok()
-    .map(|p| p.display().to_string());
+    let digest = write_digest(ctx, ledger, &day, scan_id, candidates, &failed, ranking)?;
     Ok(ScanReport {
         scan_id,
         day,
@@ -233,6 +218,37 @@ pub async fn scan(ctx: &ScanContext<'_>, ledger: &mut Ledger) -> Result<ScanRepo
         ranking,
         digest,
     })
+}
+
+/// Writes the day's digest of `scan_id`; a digest that cannot be written is a warning (the
+/// scan itself is already recorded).
+fn write_digest(
+    ctx: &ScanContext<'_>,
+    ledger: &Ledger,
+    day: &str,
+    scan_id: i64,
+    candidates: u64,
+    failed: &[FailedSource],
+    ranking: Ranking,
+) -> Result<Option<String>, LedgerError> {
+    let staged: Vec<_> = ledger
+        .read()
+        .improve_proposals(None)?
+        .into_iter()
+        .filter(|p| p.scan_id == scan_id)
+        .collect();
+    Ok(digest::write(
+        ctx.state_dir,
+        day,
+        scan_id,
+        candidates,
+        &staged,
+        failed,
+        ranking,
+    )
+    .map_err(|e| tracing::warn!("cannot write the auto-improve digest: {e}"))
+    .ok()
+    .map(|p| p.display().to_string()))
 }
 
 /// Reads every source in turn; a failure is recorded and the next source is read. Returns
@@ -262,7 +278,7 @@ async fn read_sources(
     Ok((candidates, failed))
 }
 
-/// A count as SQLite stores it.
+/// A count as the ledger stores it.
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }

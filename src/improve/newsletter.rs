@@ -114,7 +114,7 @@ fn article_url(href: &str, base: &Url) -> Option<Url> {
 }
 
 /// Pushes a link once per URL.
-fn push(items: &mut Vec<Found>, url: Url, title: String, summary: String, base: &Url) {
+fn push(items: &mut Vec<Found>, url: &Url, title: String, summary: String, base: &Url) {
     if items.len() >= MAX_ITEMS || items.iter().any(|f| f.url == url.as_str()) {
         return;
     }
@@ -139,7 +139,7 @@ fn links(html: &Html, base: &Url) -> Vec<Found> {
             continue;
         }
         if let Some(url) = a.value().attr("href").and_then(|h| article_url(h, base)) {
-            push(&mut items, url, title, String::new(), base);
+            push(&mut items, &url, title, String::new(), base);
         }
     }
     items
@@ -166,7 +166,7 @@ fn substack(html: &Html, base: &Url) -> Vec<Found> {
             .find_map(|block| block.select(&description).next())
             .map(text_of)
             .unwrap_or_default();
-        push(&mut items, url, text_of(a), summary, base);
+        push(&mut items, &url, text_of(a), summary, base);
     }
     items
 }
@@ -183,7 +183,7 @@ fn buttondown(html: &Html, base: &Url) -> Vec<Found> {
             continue;
         };
         if let Some(url) = a.value().attr("href").and_then(|h| article_url(h, base)) {
-            push(&mut items, url, title, String::new(), base);
+            push(&mut items, &url, title, String::new(), base);
         }
     }
     items

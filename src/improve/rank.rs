@@ -1,4 +1,4 @@
-//! Ranking candidates against the project's context with SQLite FTS5 (BM25). The context's
+//! Ranking candidates against the project's context with `SQLite` FTS5 (BM25). The context's
 //! vocabulary (FTS5's `fts5vocab` over an index of the context documents) gives the terms
 //! that say what the project is about, most widespread first; the candidates are indexed in
 //! turn and ranked by BM25 for those terms, so a candidate ranks by how much of the project's
@@ -70,7 +70,7 @@ pub struct Scored {
 ///
 /// # Errors
 ///
-/// SQLite could not build or query the in-memory indexes.
+/// The in-memory indexes could not be built or queried.
 pub fn bm25(
     documents: &[String],
     candidates: &[CandidateRow],
