@@ -112,6 +112,10 @@ pub enum Command {
     /// Replace the ledger with a backup: checked first, refused while runs are live, the
     /// replaced ledger kept aside
     Restore(RestoreArgs),
+    /// Auto-improve: scan outside sources for changes relevant to this repository, rank them,
+    /// and stage proposals a human accepts into the roadmap or rejects
+    #[command(subcommand)]
+    Improve(ImproveCommand),
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +137,47 @@ pub struct StatusArgs {
     /// Only this host: its tasks (those whose latest run it started) and its runs
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImproveCommand {
+    /// Read every [[improve.sources]] (each failing alone), rank what they found against the
+    /// project's context and stage the best as proposals; once per UTC day
+    Scan(ImproveScanArgs),
+    /// On or paused, the last scan (and its failed sources), proposals by status
+    Status,
+    /// The proposals waiting for a decision (with --all, every proposal)
+    Proposals(ImproveProposalsArgs),
+    /// Append proposals to the roadmap as new items (`oxi ingest` reads them in)
+    Accept(ImproveDecideArgs),
+    /// Reject proposals (they count against the acceptance ratio)
+    Reject(ImproveDecideArgs),
+    /// Resume auto-improve after it paused itself
+    Unpause,
+}
+
+#[derive(Debug, Args)]
+pub struct ImproveScanArgs {
+    /// Scan even if today's scan already ran
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImproveProposalsArgs {
+    /// Also list accepted and rejected proposals
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImproveDecideArgs {
+    /// Proposal ids, as `oxi improve proposals` shows them
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<i64>,
+    /// Why, recorded with the decision
+    #[arg(long)]
+    pub why: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -15,6 +15,7 @@ pub mod gateway;
 mod git;
 mod github;
 mod host;
+pub mod improve;
 pub mod ledger;
 mod money;
 pub mod notify;

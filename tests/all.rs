@@ -28,6 +28,7 @@ mod github_answers;
 mod github_contract;
 mod github_issues;
 mod hostile;
+mod improve;
 mod ledger;
 mod ledger_protocols;
 mod mock_model;

@@ -5,6 +5,7 @@ mod demo;
 mod doctor;
 mod gateway;
 mod hosts;
+mod improve;
 mod ingest;
 mod init;
 mod man;
@@ -122,6 +123,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Hosts => hosts::run(ctx),
         Command::Backup(args) => backup::backup(ctx, args),
         Command::Restore(args) => backup::restore(ctx, args),
+        Command::Improve(command) => improve::run(ctx, command),
     }
 }
 

@@ -68,6 +68,9 @@ pub struct Config {
     pub triage: TriageConfig,
     /// A gateway prompt-injection screen of briefs before they reach a worker.
     pub screen: ScreenConfig,
+    /// `[improve]`: oxi proposes its own roadmap items from outside sources (docs/improve.md).
+    /// Absent: nothing runs and nothing is fetched.
+    pub improve: Option<ImproveConfig>,
 }
 
 /// Targets `oxi report` checks each KPI against: below them, unattended runs are not yet
@@ -268,6 +271,7 @@ impl Default for Config {
             shadow: ShadowConfig::default(),
             triage: TriageConfig::default(),
             screen: ScreenConfig::default(),
+            improve: None,
         }
     }
 }
@@ -1074,5 +1078,138 @@ impl Default for ScreenConfig {
             max_tokens: 200,
             max_input: HumanSize(bytesize::ByteSize::kb(32)),
         }
+    }
+}
+
+/// `[improve]`: where oxi looks for changes relevant to this repository, how it ranks them and
+/// how many it proposes (docs/improve.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImproveConfig {
+    /// Accepted ÷ emitted proposals below this in each of the last two 7-day windows: the
+    /// next scan pauses auto-improve instead of running.
+    pub acceptance_ratio_threshold: f64,
+    /// How many ranked candidates a scan proposes.
+    pub top: usize,
+    /// GitHub prefilter: repositories with fewer stars per day of age (over at most 30
+    /// days) are dropped.
+    pub min_stars_per_day: f64,
+    /// GitHub prefilter: repositories without a push this recent are dropped.
+    pub max_commit_age: HumanDuration,
+    /// One source's time limit (a request, or the X command until it is killed).
+    pub source_timeout: HumanDuration,
+    /// The largest page or answer a source may send.
+    pub max_page_size: HumanSize,
+    /// `[[improve.sources]]`.
+    pub sources: Vec<ImproveSource>,
+}
+
+impl Default for ImproveConfig {
+    fn default() -> Self {
+        Self {
+            acceptance_ratio_threshold: 0.15,
+            top: 15,
+            min_stars_per_day: 1.0,
+            max_commit_age: HumanDuration::from_secs(14 * 24 * 3600),
+            source_timeout: HumanDuration::from_secs(30),
+            max_page_size: HumanSize::mib(2),
+            sources: Vec::new(),
+        }
+    }
+}
+
+/// What an `[[improve.sources]]` entry reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImproveSourceKind {
+    /// The latest releases of pinned repositories.
+    GithubReleases,
+    /// Repositories by topic, through GitHub's search.
+    GithubSearch,
+    /// A newsletter's archive page over HTTP(S).
+    Newsletter,
+    /// Posts from X, through an operator-configured command.
+    X,
+}
+
+impl ImproveSourceKind {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImproveSourceKind::GithubReleases => "github_releases",
+            ImproveSourceKind::GithubSearch => "github_search",
+            ImproveSourceKind::Newsletter => "newsletter",
+            ImproveSourceKind::X => "x",
+        }
+    }
+}
+
+/// How a newsletter page is read: `links` (every article link with its title) or a known
+/// archive's own layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NewsletterParser {
+    #[default]
+    Links,
+    /// A Substack archive (`/archive`): `a.post-preview-title` links.
+    Substack,
+    /// A Buttondown archive: `.email-list a` items with their `h2`/`h3` title.
+    Buttondown,
+}
+
+impl NewsletterParser {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NewsletterParser::Links => "links",
+            NewsletterParser::Substack => "substack",
+            NewsletterParser::Buttondown => "buttondown",
+        }
+    }
+}
+
+/// One `[[improve.sources]]` entry; which keys apply depends on `kind`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImproveSource {
+    pub kind: ImproveSourceKind,
+    /// Names the source in events and the digest (default: derived from kind and target).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `github_releases`: `owner/name` of each pinned repository.
+    #[serde(default)]
+    pub repos: Vec<String>,
+    /// `github_search`: GitHub topics (`topic:NAME` searches).
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// newsletter: the archive page's URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// newsletter: how the page is read.
+    #[serde(default)]
+    pub parser: NewsletterParser,
+    /// x: the program and its arguments (argv-form, no shell); oxi appends
+    /// `--since <RFC 3339>` and each account.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// x: the accounts to read.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+}
+
+impl ImproveSource {
+    /// The source's name: `name`, else its kind and target.
+    #[must_use]
+    pub fn name(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        let target = match self.kind {
+            ImproveSourceKind::GithubReleases => self.repos.join(","),
+            ImproveSourceKind::GithubSearch => self.topics.join(","),
+            ImproveSourceKind::Newsletter => self.url.clone().unwrap_or_default(),
+            ImproveSourceKind::X => self.accounts.join(","),
+        };
+        format!("{}:{target}", self.kind.as_str())
     }
 }

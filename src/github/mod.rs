@@ -12,6 +12,7 @@
 mod ci;
 #[cfg(test)]
 mod contract;
+mod discover;
 pub mod issues;
 pub mod model;
 

@@ -174,6 +174,16 @@ event_kinds! {
     ScreenVerdict(ScreenVerdict) = "screen_verdict",
     /// `[screen]` got no verdict (provider down, a cap, an unparseable answer): what it did.
     ScreenFailed(ScreenFailed) = "screen_failed",
+    /// One auto-improve source could not be read (its cause); the scan went on without it.
+    ImproveSourceFailed(ImproveSourceFailed) = "improve_source_failed",
+    /// An auto-improve scan finished: candidates found, proposals staged, sources failed.
+    ImproveScanCompleted(ImproveScanCompleted) = "improve_scan_completed",
+    /// The operator accepted or rejected an auto-improve proposal.
+    ImproveProposalDecided(ImproveProposalDecided) = "improve_proposal_decided",
+    /// Auto-improve paused itself: too few of its proposals were accepted (the figures).
+    ImprovePaused(ImprovePaused) = "improve_paused",
+    /// `oxi improve unpause` resumed auto-improve.
+    ImproveUnpaused(ImproveUnpaused) = "improve_unpaused",
 }
 
 /// The `data` field names report SQL reads with `json_extract` / `json_type`, and the values
@@ -949,6 +959,67 @@ pub struct ScreenFailed {
     pub digest: String,
     pub reason: String,
     pub held: bool,
+}
+
+/// `improve_source_failed`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImproveSourceFailed {
+    pub source_kind: String,
+    pub source: String,
+    pub cause: String,
+}
+
+/// `improve_scan_completed`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImproveScanCompleted {
+    pub scan_id: i64,
+    pub candidates: u64,
+    pub proposed: u64,
+    pub failed_sources: u64,
+    /// `bm25`, or `bm25+vector` when embeddings reranked.
+    pub ranking: String,
+}
+
+/// `improve_proposal_decided`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImproveProposalDecided {
+    pub proposal_id: i64,
+    /// `accepted` or `rejected`.
+    pub verdict: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+/// `improve_paused`: each 7-day window's figures, older first.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImprovePaused {
+    pub windows: Vec<AcceptanceWindow>,
+    pub threshold: f64,
+    pub reason: String,
+}
+
+/// Proposals emitted and accepted in one 7-day window.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AcceptanceWindow {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub emitted: u64,
+    pub accepted: u64,
+}
+
+/// `improve_unpaused`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImproveUnpaused {
+    /// Why it had paused.
+    pub was: String,
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod events;
 mod gateway;
 mod hosts;
 mod inference;
+mod improve;
 mod issues;
 mod kinds;
 mod migrate;
@@ -41,6 +42,9 @@ pub use blocks::WorkerBlock;
 pub use events::{Event, EventKind};
 pub use gateway::{GatewayCallEnd, GatewayCallRow, NewGatewayCall};
 pub use hosts::{HostBeat, HostRow, HostRunTotals};
+pub use improve::{
+    CandidateRow, NewCandidate, NewProposal, ProposalRow, ScanEnd, ScanRow, SourceFailureRow,
+};
 pub use issues::{IssueLink, IssueSeen};
 pub use kinds::{ApprovalKind, FailureClass, HoldKind};
 pub use migrate::MIGRATIONS;

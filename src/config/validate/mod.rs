@@ -7,6 +7,7 @@ mod github;
 mod governance;
 mod host;
 mod inference;
+mod improve;
 mod notify;
 mod project;
 mod rates;
@@ -61,6 +62,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     explore::check(config, &mut problems);
     shadow::check(config, &mut problems);
     inference::check(config, &mut problems);
+    improve::check(config, &mut problems);
     problems
 }
 

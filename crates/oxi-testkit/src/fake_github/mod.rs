@@ -8,8 +8,10 @@
 
 mod answers;
 mod ci;
+mod discovery;
 
 pub use answers::RepoSettings;
+pub use discovery::{FakeRelease, FakeRepository};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -113,6 +115,7 @@ struct Inner {
     /// What [`answers`] and [`ci`] keep.
     more: answers::More,
     issues: crate::fake_github_issues::FakeIssues,
+    discovery: discovery::Discovery,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -164,6 +167,7 @@ impl FakeGithub {
             push_permission: true,
             more: answers::More::default(),
             issues: Default::default(),
+            discovery: Default::default(),
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -474,6 +478,9 @@ fn answer(
             StatusCode::OK,
             json!({ "login": "oxi-bot", "id": 1, "type": "User" }),
         );
+    }
+    if let Some(response) = discovery::route(&state, &method, &path, &query) {
+        return response;
     }
     if let Some(response) = answers::moved(&state, &base_url, &path) {
         return response;
