@@ -28,6 +28,7 @@ use oxi_testkit::github_contract::{
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
+use super::discover::{Release, SearchPage};
 use super::issues::{Issue, IssueComment, IssueFilter};
 use super::model::{
     CheckRuns, CombinedStatus, MergeMethod, PullFile, PullRequest, Repository, Review,
@@ -119,6 +120,16 @@ static OPERATIONS: &[Operation] = &[
         caller: "GithubClient::issue",
         api: Api::Rest("issues/get"),
         reads: reads::<Issue>,
+    },
+    Operation {
+        caller: "GithubClient::releases_of",
+        api: Api::Rest("repos/list-releases"),
+        reads: reads::<Vec<Release>>,
+    },
+    Operation {
+        caller: "GithubClient::search_topic",
+        api: Api::Rest("search/repos"),
+        reads: reads::<SearchPage>,
     },
     Operation {
         caller: "GithubWriter::create_issue_comment",
@@ -289,6 +300,10 @@ async fn drive(
             drop(client.open_issues(&IssueFilter::default()).await?);
         }
         "GithubClient::issue" => drop(client.issue(ISSUE).await?),
+        "GithubClient::releases_of" => drop(client.releases_of(REPO, 5).await?),
+        "GithubClient::search_topic" => {
+            drop(client.search_topic("ai-agents", "2026-11-16", 30).await?);
+        }
         "GithubWriter::create_issue_comment" => {
             let comment = writer
                 .create_issue_comment(ISSUE, "oxi is working on this: #1")
@@ -671,6 +686,24 @@ async fn fake_answers_carry_what_the_description_requires() {
     );
     issues.set_milestone(ISSUE, Some(1));
     issues.set_assignee(ISSUE, Some("octocat"));
+    fake.add_release(
+        REPO,
+        oxi_testkit::fake_github::FakeRelease {
+            tag: "v1.2.0".to_owned(),
+            name: "v1.2.0".to_owned(),
+            body: "Adds streaming.".to_owned(),
+            published_at: "2026-11-20T10:00:00Z".to_owned(),
+            draft: false,
+        },
+    );
+    fake.add_repository(oxi_testkit::fake_github::FakeRepository {
+        full_name: "octo-org/agent-kit".to_owned(),
+        description: "Tools for coding agents".to_owned(),
+        stars: 420,
+        created_at: "2026-10-01T00:00:00Z".to_owned(),
+        pushed_at: "2026-11-25T00:00:00Z".to_owned(),
+        topics: vec!["ai-agents".to_owned()],
+    });
     let (seen, outcomes) = run_all(description, Answers::Forward(fake.url())).await;
     let mut problems = request_problems(&seen);
     for (caller, outcome) in &outcomes {

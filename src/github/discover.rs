@@ -36,7 +36,7 @@ pub(crate) struct FoundRepository {
 }
 
 #[derive(Deserialize)]
-struct SearchPage {
+pub(super) struct SearchPage {
     items: Vec<FoundRepository>,
 }
 

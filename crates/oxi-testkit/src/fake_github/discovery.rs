@@ -11,7 +11,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::{FakeGithub, Inner, error, json_response, query_param};
+use super::{FakeGithub, Inner, error, json_response, query_param, repository_json, user_json};
 
 /// One release a test adds.
 #[derive(Debug, Clone)]
@@ -100,8 +100,12 @@ fn release_json(repo: &str, i: usize, r: &FakeRelease) -> Value {
         "prerelease": false,
         "created_at": r.published_at,
         "published_at": if r.draft { Value::Null } else { Value::from(r.published_at.clone()) },
-        "author": { "login": "releaser", "id": 2 },
+        "author": user_json("releaser", 2),
         "assets": [],
+        "assets_url": format!("https://api.github.com/repos/{repo}/releases/{}/assets", i + 1),
+        "upload_url": format!("https://uploads.github.com/repos/{repo}/releases/{}/assets{{?name,label}}", i + 1),
+        "tarball_url": format!("https://api.github.com/repos/{repo}/tarball/{}", r.tag),
+        "zipball_url": format!("https://api.github.com/repos/{repo}/zipball/{}", r.tag),
     })
 }
 
@@ -150,20 +154,21 @@ fn search(state: &Inner, query: &str) -> Response {
         .take(per_page)
         .enumerate()
         .map(|(i, r)| {
-            json!({
+            // A whole `repo-search-result-item`: every field GitHub's description requires,
+            // then what this repository says.
+            let mut item = repository_json(&r.full_name, false);
+            let found = json!({
                 "id": 100 + i, "node_id": format!("R_fake{i}"),
-                "name": r.full_name.split('/').nth(1).unwrap_or(""),
-                "full_name": r.full_name,
-                "owner": { "login": r.full_name.split('/').next().unwrap_or(""), "id": 3 },
-                "private": false,
-                "html_url": format!("https://github.com/{}", r.full_name),
+                "private": false, "visibility": "public",
                 "description": r.description,
-                "fork": false,
                 "created_at": r.created_at, "updated_at": r.pushed_at, "pushed_at": r.pushed_at,
-                "stargazers_count": r.stars, "watchers_count": r.stars,
-                "language": "Rust", "forks_count": 0, "open_issues_count": 0,
-                "topics": r.topics, "default_branch": "main", "score": 1.0,
-            })
+                "stargazers_count": r.stars, "watchers_count": r.stars, "watchers": r.stars,
+                "language": "Rust", "topics": r.topics, "score": 1.0,
+            });
+            if let (Some(item), Value::Object(found)) = (item.as_object_mut(), found) {
+                item.extend(found);
+            }
+            item
         })
         .collect();
     json_response(
