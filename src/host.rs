@@ -64,6 +64,29 @@ fn hostname() -> String {
 
 /// Records this host's heartbeat: its labels, pid, oxi version and the CLI versions its runs
 /// last reported.
+/// [`heartbeat`], unless this host (same machine, labels and oxi) beat less than `fresh` ago:
+/// a tick every few seconds then pays one read, not a synced write (the live window is
+/// [`LIVE_WINDOW_MS`], so a beat `fresh` old still says everything a new one would).
+pub(crate) fn heartbeat_unless_fresh(
+    ledger: &mut Ledger,
+    me: &Identity,
+    fresh: std::time::Duration,
+) -> Result<(), LedgerError> {
+    let now = now_ms();
+    let fresh_ms = i64::try_from(fresh.as_millis()).unwrap_or(i64::MAX);
+    let recent = ledger.read().hosts()?.into_iter().any(|h| {
+        h.name == me.name
+            && h.machine_id == me.machine_id
+            && h.labels == me.labels
+            && h.oxi_version == env!("CARGO_PKG_VERSION")
+            && now.saturating_sub(h.last_heartbeat_ms) < fresh_ms
+    });
+    if recent {
+        return Ok(());
+    }
+    heartbeat(ledger, me)
+}
+
 pub(crate) fn heartbeat(ledger: &mut Ledger, me: &Identity) -> Result<(), LedgerError> {
     let cli_versions: BTreeMap<String, String> = ledger.read().host_cli_versions(&me.name)?;
     let at_ms = now_ms();

@@ -155,11 +155,21 @@ pub async fn pass(
 ) -> Result<TickReport, SchedulerError> {
     let started_ms = now_ms();
     let env = parent_env.clone();
-    // A tick heartbeats at both ends: its runs renew their leases in between.
+    // A tick heartbeats at both ends (its runs renew their leases in between). The start beat
+    // is skipped when the last is younger than saturate's interval (cron's ticks every minute
+    // still beat each time; a no-op tick run in a loop does not pay a synced write per run);
+    // the end beat is made when the pass ran jobs (it records the CLI versions they reported).
     let me = crate::host::Identity::of(config);
-    crate::host::heartbeat(ledger, &me)?;
+    let fresh = crate::host::SATURATE_BEAT_EVERY;
+    crate::host::heartbeat_unless_fresh(ledger, &me, fresh)?;
     let report = pass_only(config, ledger, parent_env, actor, shutdown).await;
-    if let Err(e) = crate::host::heartbeat(ledger, &me) {
+    let ran_jobs = report.as_ref().is_ok_and(|r| !r.jobs.is_empty());
+    let beat = if ran_jobs {
+        crate::host::heartbeat(ledger, &me)
+    } else {
+        crate::host::heartbeat_unless_fresh(ledger, &me, fresh)
+    };
+    if let Err(e) = beat {
         tracing::warn!("host heartbeat: {e}");
     }
     crate::notify::run_pass(config, ledger, &env, started_ms).await;
