@@ -172,6 +172,15 @@ pub struct CallRequest<'a> {
     pub task_id: Option<&'a str>,
 }
 
+/// What [`Gateway::complete_first`] asks of each gateway choice in a chain.
+#[derive(Debug, Clone, Copy)]
+pub struct ChainRequest<'a> {
+    pub role: GatewayRole,
+    pub messages: &'a [Message],
+    pub max_tokens: Option<u32>,
+    pub task_id: Option<&'a str>,
+}
+
 /// A call's answer and its accounting.
 #[derive(Debug, Clone)]
 pub struct Completion {
@@ -260,6 +269,40 @@ impl<'a> Gateway<'a> {
             config,
             secret,
         ))
+    }
+
+    /// Walks a routed chain: the first gateway choice that answers gives the answer (other
+    /// choice kinds are skipped). A cap refuses every provider alike, so it ends the walk; any
+    /// other failure tries the next choice, and the last one is returned. `None` when the
+    /// chain holds no gateway choice.
+    pub async fn complete_first<'c>(
+        &self,
+        ledger: &mut Ledger,
+        chain: &'c [crate::routing::RouteChoice],
+        request: ChainRequest<'_>,
+    ) -> Option<Result<(&'c crate::routing::RouteChoice, Completion), GatewayError>> {
+        let mut last = None;
+        for choice in chain {
+            let crate::routing::RouteChoice::Gateway { provider, model } = choice else {
+                continue;
+            };
+            let call = CallRequest {
+                role: request.role,
+                provider,
+                model,
+                messages: request.messages,
+                max_tokens: request.max_tokens,
+                task_id: request.task_id,
+            };
+            match self.complete(ledger, &call).await {
+                Ok(done) => return Some(Ok((choice, done))),
+                Err(e @ (GatewayError::Budget(_) | GatewayError::RoleCap { .. })) => {
+                    return Some(Err(e));
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        last.map(Err)
     }
 
     /// Makes one call under the caps and records it. A refused, unavailable or failed call

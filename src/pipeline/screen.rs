@@ -12,14 +12,14 @@
 use serde::Deserialize;
 
 use crate::config::{LoadedConfig, ScreenOnError, ScreenScope};
-use crate::gateway::{CallRequest, Gateway, GatewayError, GatewayRole, Message};
+use crate::gateway::{ChainRequest, Gateway, GatewayError, GatewayRole, Message};
 use crate::ledger::events::{ScreenFailed, ScreenVerdict};
 use crate::ledger::{
     ApprovalKind, Event, HoldKind, Ledger, LedgerError, TaskRow, TaskState, Transition,
     TransitionFields,
 };
 use crate::redact::Redactor;
-use crate::routing::{RouteChoice, RouteError, RouteRole, Router};
+use crate::routing::{RouteError, RouteRole, Router};
 
 /// Why a brief got no verdict.
 #[derive(Debug, thiserror::Error)]
@@ -237,50 +237,31 @@ async fn classify(
         )),
     ];
     let gateway = Gateway::new(&config.config, parent_env, "oxi")?;
-    let mut last = None;
-    for choice in &chain {
-        let RouteChoice::Gateway { provider, model } = choice else {
-            continue;
-        };
-        let request = CallRequest {
-            role: GatewayRole::Screen,
-            provider,
-            model,
-            messages: &messages,
-            max_tokens: Some(config.config.screen.max_tokens),
-            task_id: Some(&task.spec.id),
-        };
-        match gateway.complete(ledger, &request).await {
-            Ok(done) => {
-                let verdict =
-                    parse(&done.answer.text).map_err(|detail| ScreenError::Unparseable {
-                        choice: choice.to_string(),
-                        detail,
-                        answer: clip(&done.answer.text, 200),
-                    })?;
-                return Ok(ScreenVerdict {
-                    digest: String::new(),
-                    flagged: verdict.flagged,
-                    reason: clip(&redactor.redact(verdict.reason.trim()), MAX_REASON_CHARS),
-                    choice: choice.to_string(),
-                    call_id: done.call_id,
-                });
-            }
-            Err(e @ (GatewayError::Budget(_) | GatewayError::RoleCap { .. })) => {
-                return Err(e.into());
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.map_or_else(
-        || {
-            ScreenError::Route(RouteError::NoRoute {
-                role: RouteRole::Screen,
-                form: "\"provider:model\"",
-            })
-        },
-        ScreenError::from,
-    ))
+    let request = ChainRequest {
+        role: GatewayRole::Screen,
+        messages: &messages,
+        max_tokens: Some(config.config.screen.max_tokens),
+        task_id: Some(&task.spec.id),
+    };
+    let Some(answered) = gateway.complete_first(ledger, &chain, request).await else {
+        return Err(ScreenError::Route(RouteError::NoRoute {
+            role: RouteRole::Screen,
+            form: "\"provider:model\"",
+        }));
+    };
+    let (choice, done) = answered?;
+    let verdict = parse(&done.answer.text).map_err(|detail| ScreenError::Unparseable {
+        choice: choice.to_string(),
+        detail,
+        answer: clip(&done.answer.text, 200),
+    })?;
+    Ok(ScreenVerdict {
+        digest: String::new(),
+        flagged: verdict.flagged,
+        reason: clip(&redactor.redact(verdict.reason.trim()), MAX_REASON_CHARS),
+        choice: choice.to_string(),
+        call_id: done.call_id,
+    })
 }
 
 /// The verdict from an answer: one JSON object with exactly `flagged` and `reason` (a code

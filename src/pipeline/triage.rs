@@ -10,11 +10,11 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::config::LoadedConfig;
-use crate::gateway::{CallRequest, Gateway, GatewayError, GatewayRole, Message};
+use crate::gateway::{ChainRequest, Gateway, GatewayError, GatewayRole, Message};
 use crate::ledger::events::{TriageSkipped, TriageSummary, TriageTrigger};
 use crate::ledger::{Event, Ledger, LedgerError, RunRow};
 use crate::redact::Redactor;
-use crate::routing::{RouteChoice, RouteError, RouteRole, Router};
+use crate::routing::{RouteError, RouteRole, Router};
 
 /// What to explain.
 #[derive(Debug, Clone, Copy)]
@@ -101,50 +101,31 @@ async fn attempt(
         Message::user(material.render(&redactor, limit)),
     ];
     let gateway = Gateway::new(&config.config, parent_env, "oxi")?;
-    let mut last = None;
-    for choice in &chain {
-        let RouteChoice::Gateway { provider, model } = choice else {
-            continue;
-        };
-        let request = CallRequest {
-            role: GatewayRole::Triage,
-            provider,
-            model,
-            messages: &messages,
-            max_tokens: Some(config.config.triage.max_tokens),
-            task_id: Some(subject.task_id),
-        };
-        match gateway.complete(ledger, &request).await {
-            Ok(done) => {
-                let summary = clean(&redactor.redact(&done.answer.text));
-                if summary.is_empty() {
-                    return Err(TriageError::EmptyAnswer {
-                        choice: choice.to_string(),
-                    });
-                }
-                return Ok(TriageSummary {
-                    trigger: subject.trigger,
-                    summary,
-                    choice: choice.to_string(),
-                    call_id: done.call_id,
-                });
-            }
-            // A cap refuses every provider alike: no point asking the next.
-            Err(e @ (GatewayError::Budget(_) | GatewayError::RoleCap { .. })) => {
-                return Err(e.into());
-            }
-            Err(e) => last = Some(e),
-        }
+    let request = ChainRequest {
+        role: GatewayRole::Triage,
+        messages: &messages,
+        max_tokens: Some(config.config.triage.max_tokens),
+        task_id: Some(subject.task_id),
+    };
+    let Some(answered) = gateway.complete_first(ledger, &chain, request).await else {
+        return Err(TriageError::Route(RouteError::NoRoute {
+            role: RouteRole::Triage,
+            form: "\"provider:model\"",
+        }));
+    };
+    let (choice, done) = answered?;
+    let summary = clean(&redactor.redact(&done.answer.text));
+    if summary.is_empty() {
+        return Err(TriageError::EmptyAnswer {
+            choice: choice.to_string(),
+        });
     }
-    Err(last.map_or_else(
-        || {
-            TriageError::Route(RouteError::NoRoute {
-                role: RouteRole::Triage,
-                form: "\"provider:model\"",
-            })
-        },
-        TriageError::from,
-    ))
+    Ok(TriageSummary {
+        trigger: subject.trigger,
+        summary,
+        choice: choice.to_string(),
+        call_id: done.call_id,
+    })
 }
 
 /// The answer as recorded: trimmed, clipped.
