@@ -40,6 +40,7 @@ mod probe;
 mod process;
 mod release;
 mod report;
+mod resume;
 mod roadmap_ingest;
 mod routing;
 mod run_cmd;

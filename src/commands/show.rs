@@ -68,6 +68,11 @@ fn summarize(kind: &str, data: &serde_json::Value) -> String {
             e.prompt_bytes,
             e.full_prompt_bytes
         ),
+        Event::SessionResumed(e) => format!(
+            "continues the session {} of run {} (after {})",
+            e.session_id, e.from_run, e.after
+        ),
+        Event::SessionFresh(e) => format!("starts fresh: {}", e.detail),
         Event::PlanInvalid(e) => format!(
             "{}{}",
             e.error,

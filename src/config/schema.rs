@@ -171,6 +171,9 @@ pub struct RunConfig {
     /// Fast mode: a task whose dependency is delivered but not merged starts from that
     /// dependency's branch instead of waiting for the merge (off by default).
     pub stack_on_delivered: bool,
+    /// A retry after a stop that kept the work continues the agent's session (claude
+    /// `--resume`, codex `exec resume`) with the failure appended (on by default).
+    pub resume_sessions: bool,
 }
 
 impl Default for RunConfig {
@@ -179,6 +182,7 @@ impl Default for RunConfig {
             mode: RunMode::Fast,
             max_parallel_jobs: 1,
             stack_on_delivered: false,
+            resume_sessions: true,
         }
     }
 }

@@ -101,6 +101,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "improve",
         sql: include_str!("migrations/0016_improve.sql"),
     },
+    Migration {
+        version: 18,
+        name: "run_resume",
+        sql: include_str!("migrations/0018_run_resume.sql"),
+    },
 ];
 
 /// True when every applied migration's recorded checksum matches this binary's text.

@@ -131,7 +131,7 @@ impl Queries<'_> {
         &self,
         task_id: &str,
     ) -> Result<Vec<(i64, String, String, serde_json::Value)>> {
-        const HISTORY: [EventKind; 16] = [
+        const HISTORY: [EventKind; 18] = [
             EventKind::TaskStateChanged,
             EventKind::Verified,
             EventKind::ReviewDecided,
@@ -148,6 +148,8 @@ impl Queries<'_> {
             EventKind::BranchMerged,
             EventKind::TriageSummary,
             EventKind::TriageSkipped,
+            EventKind::SessionResumed,
+            EventKind::SessionFresh,
         ];
         let kinds: Vec<String> = HISTORY
             .iter()

@@ -209,6 +209,8 @@ pub struct PreparedRun<'a> {
     pub confine: crate::config::ConfineMode,
     /// `[host] name`, recorded on the run.
     pub host: String,
+    /// A resumed session's earlier figures, which the CLI reports again (zero when fresh).
+    pub session_base: worker::SessionBase,
 }
 
 /// Resolves the worker, argv, environment and limits for `request`.
@@ -279,6 +281,7 @@ pub fn prepare<'a>(
         lease: limits.stall + limits.grace + Duration::from_secs(30),
         confine: config.config.governance.confine,
         host: config.config.host.resolved_name(),
+        session_base: worker::SessionBase::default(),
         worker,
     })
 }
@@ -432,6 +435,7 @@ impl PreparedRun<'_> {
             },
             ledger,
         );
+        recorder.acc.session_base = self.session_base;
         self.write_header(&mut recorder, started_ms);
         let outcome = process::supervise(&spawn, &self.limits, &mut recorder, shutdown).await;
         recorder.flush();
