@@ -29,6 +29,7 @@ mod github_contract;
 mod github_issues;
 mod hostile;
 mod improve;
+mod kpi;
 mod ledger;
 mod ledger_protocols;
 mod mock_model;

@@ -59,6 +59,9 @@ struct Out {
     flavor: Flavor,
     out: BufWriter<std::io::Stdout>,
     session: String,
+    /// Runs in this session, this one included: a resumed session's result reports the
+    /// session's running totals, as the real CLIs do (claude's cost, codex's tokens).
+    session_runs: u32,
 }
 
 impl Out {
@@ -153,7 +156,7 @@ impl Out {
                 "type": "result", "subtype": "success", "is_error": is_error,
                 "duration_ms": 1234, "duration_api_ms": 1000, "num_turns": 2,
                 "result": text, "stop_reason": "end_turn", "session_id": self.session,
-                "total_cost_usd": reported_cost_usd(), "api_error_status": api_error_status,
+                "total_cost_usd": reported_cost_usd() * f64::from(self.session_runs), "api_error_status": api_error_status,
                 "terminal_reason": if api_error_status.is_some() { Some("api_error") } else { None },
                 "usage": {"input_tokens": 2400, "cache_creation_input_tokens": 200,
                           "cache_read_input_tokens": 400, "output_tokens": 100},
@@ -163,14 +166,35 @@ impl Out {
                 if is_error {
                     self.line(&json!({"type": "turn.failed", "error": {"message": text}}));
                 } else {
+                    let n = u64::from(self.session_runs);
                     self.line(&json!({"type": "turn.completed", "usage": {
-                        "input_tokens": 2400, "cached_input_tokens": 400,
-                        "cache_write_input_tokens": 0, "output_tokens": 100,
-                        "reasoning_output_tokens": 40}}));
+                        "input_tokens": 2400 * n, "cached_input_tokens": 400 * n,
+                        "cache_write_input_tokens": 0, "output_tokens": 100 * n,
+                        "reasoning_output_tokens": 40 * n}}));
                 }
             }
         }
     }
+}
+
+/// The session id and its number of runs. A fresh run starts `fake-<pid>`; a resumed one
+/// (claude `--resume ID`, codex `exec … resume ID`) continues ID. Without keeping state, the
+/// stand-in counts the session's runs in its id (`fake-<pid>-<runs>`), so that it can report
+/// the session's running totals as the real CLIs do.
+fn session(args: &[String]) -> (String, u32) {
+    let resumed = args
+        .windows(2)
+        .find(|w| w[0] == "--resume" || w[0] == "resume")
+        .map(|w| w[1].as_str());
+    let Some(id) = resumed else {
+        return (format!("fake-{}", std::process::id()), 1);
+    };
+    let (root, runs) = match id.rsplit_once('-') {
+        Some((root, n)) if root.starts_with("fake-") => (root, n.parse().unwrap_or(1)),
+        _ => (id, 1),
+    };
+    let runs: u32 = runs;
+    (format!("{root}-{}", runs + 1), runs + 1)
 }
 
 /// A random number without a dependency: every `RandomState` is seeded afresh by the OS.
@@ -334,10 +358,12 @@ impl Worker {
         let cwd = std::env::current_dir()
             .map(|d| d.display().to_string())
             .unwrap_or_default();
+        let (session, session_runs) = session(args);
         let out = Out {
             flavor,
             out: BufWriter::with_capacity(256 * 1024, std::io::stdout()),
-            session: format!("fake-{}", std::process::id()),
+            session,
+            session_runs,
         };
         Self { out, cwd, prompt }
     }

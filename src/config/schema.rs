@@ -92,6 +92,17 @@ pub struct KpiConfig {
     /// Operator actions per task worked on.
     pub max_human_intervention_rate: f64,
     pub max_governance_violations: u32,
+    /// External-value tasks (see `external_labels`) / tasks worked in the window.
+    pub min_external_value_share: f64,
+    /// A task is external when its brief's `labels:` line, its section or its milestone names
+    /// one of these (case-insensitive).
+    pub external_labels: Vec<String>,
+    /// Median and 90th percentile of the time from a task's first dispatch to its delivery.
+    pub max_time_per_task_median: HumanDuration,
+    pub max_time_per_task_p90: HumanDuration,
+    /// Median and 90th percentile of the worker calls (all roles) per task worked.
+    pub max_worker_calls_per_task_median: f64,
+    pub max_worker_calls_per_task_p90: f64,
 }
 
 impl Default for KpiConfig {
@@ -105,6 +116,12 @@ impl Default for KpiConfig {
             max_parse_failures_per_100_calls: 1.0,
             max_human_intervention_rate: 0.3,
             max_governance_violations: 0,
+            min_external_value_share: 0.8,
+            external_labels: vec!["external".to_owned()],
+            max_time_per_task_median: HumanDuration::from_secs(3 * 60),
+            max_time_per_task_p90: HumanDuration::from_secs(6 * 60),
+            max_worker_calls_per_task_median: 2.0,
+            max_worker_calls_per_task_p90: 4.0,
         }
     }
 }
