@@ -116,3 +116,45 @@ fn bad_kpi_values_are_refused_with_file_line_and_key() {
         );
     }
 }
+
+/// A job that ends during explore (the planner's answer was invalid twice) withdraws the
+/// executor run the claim had admitted: finished `withdrawn`, its reservation released, and
+/// left out of the job success rate's denominator and every other run count.
+#[test]
+fn an_executor_run_withdrawn_during_explore_is_not_a_failed_run() {
+    let s = Sandbox::git_repo();
+    s.write(
+        "roadmap.md",
+        "# Roadmap\n\n## Tier 0\n\n**T0-1 · Greet newcomers**\nMake the project friendlier.\n",
+    );
+    s.write(".gitignore", ".oxi/\n");
+    s.config(
+        &OxiToml::new()
+            .raw("[run]\nmode = \"fast\"\nmax_parallel_jobs = 1\n")
+            .worker(Worker::fake("exec").scenario("edit"))
+            .worker(Worker::fake("planner").scenario("plan-bad"))
+            .worker(Worker::fake("reviewer").scenario("review:approve"))
+            .raw("[routing]\nexecutor = [\"exec\"]\nreviewer = [\"reviewer\"]\nplanner = [\"planner\"]\n"),
+    );
+    git(s.path(), &["add", "-A"]);
+    git(s.path(), &["commit", "-q", "-m", "oxi setup"]);
+    s.oxi(&["tick"]).ok();
+    let mut ledger = oxi::ledger::Ledger::open_existing(&s.file(".oxi/ledger.db")).unwrap();
+    let (class, spend): (String, String) = ledger
+        .raw_connection()
+        .query_row(
+            "SELECT runs.classification, spend.status FROM runs JOIN spend ON spend.run_id = runs.id
+             WHERE runs.task_id = 'T0-1' AND runs.role = 'executor'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((class.as_str(), spend.as_str()), ("withdrawn", "released"));
+    let report = s.oxi(&["report", "--format", "json"]).json();
+    assert_eq!(report["executor_runs"], 0, "{report:#}");
+    assert!(report["job_success_rate"].is_null(), "{report:#}");
+    assert!(
+        report["failure_taxonomy"].get("worker_error").is_none(),
+        "{report:#}"
+    );
+}

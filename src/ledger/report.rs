@@ -29,7 +29,8 @@ impl Queries<'_> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT task_id, role, COALESCE(classification, ''), cost_microusd, input_tokens,
                     output_tokens, parse_failures, started_at_ms, COALESCE(ended_at_ms, started_at_ms)
-             FROM runs WHERE status = 'finished' AND started_at_ms >= ?1",
+             FROM runs WHERE status = 'finished' AND started_at_ms >= ?1
+               AND COALESCE(classification, '') <> 'withdrawn'",
         )?;
         let rows = stmt.query_map([since_ms], |r| {
             Ok(RunFact {

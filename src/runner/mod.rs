@@ -32,6 +32,9 @@ use artifacts::{ArtifactError, CappedFile};
 use env::WorkerEnv;
 use recorder::{Files, Recorder};
 
+/// The classification of a run withdrawn before it started ([`PreparedRun::withdraw`]).
+pub const WITHDRAWN: &str = "withdrawn";
+
 /// Longest line kept whole; longer lines are truncated, marked, and counted as parse failures.
 pub const LINE_CAP: usize = 1024 * 1024;
 /// How long oxi keeps reading pipes a worker's grandchildren hold open after it exits.
@@ -396,6 +399,30 @@ impl PreparedRun<'_> {
                     classification: Classification::WorkerError.as_str(),
                     detail: Some(detail),
                     summary: RunSummary::NotStarted,
+                    ..RunEnd::default()
+                },
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Withdraws an admitted run that never started because its job ended before it (the
+    /// explore phase stopped it): the row is finished as [`WITHDRAWN`] with `detail` and its
+    /// reservation released. Not a worker failure: the report leaves it out of every rate.
+    ///
+    /// # Errors
+    /// The ledger's, when the row cannot be written.
+    pub fn withdraw(&self, ledger: &mut Ledger, detail: &str) -> Result<(), RunnerError> {
+        let now = now_ms();
+        ledger.write(|q| {
+            q.finish_run(
+                &self.run_id,
+                &RunEnd {
+                    ended_at_ms: now,
+                    classification: WITHDRAWN,
+                    detail: Some(detail),
+                    summary: RunSummary::NotStarted,
+                    release: true,
                     ..RunEnd::default()
                 },
             )
