@@ -7,7 +7,7 @@ use super::Context;
 use crate::cli::EvalArgs;
 use crate::output::{Format, write_stdout};
 
-pub fn run(ctx: &Context, args: &EvalArgs) -> Result<()> {
+pub(crate) fn run(ctx: &Context, args: &EvalArgs) -> Result<()> {
     let suite = ctx.cwd.join(&args.suite);
     let config = ctx.global.config.as_ref().map(|c| ctx.cwd.join(c));
     let progress = |case: &str, repeat: u32, met: bool| {

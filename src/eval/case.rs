@@ -11,9 +11,8 @@ use toml::Spanned;
 use super::EvalError;
 
 /// How a case's tasks may end. One place maps each to the ledger's state text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Ending {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
     Delivered,
     FrameworkFixNeeded,
     Held,
@@ -21,7 +20,7 @@ pub enum Ending {
 }
 
 impl Ending {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Ending::Delivered => "delivered",
             Ending::FrameworkFixNeeded => "framework_fix_needed",
@@ -29,15 +28,17 @@ impl Ending {
             Ending::Failed => "failed",
         }
     }
-}
 
-/// One ending or a list of acceptable ones (a guard that refuses a write outright under
-/// Landlock lets the task deliver; without Landlock the post-run check stops it).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum Endings {
-    One(Ending),
-    Any(Vec<Ending>),
+    const ALL: [Ending; 4] = [
+        Ending::Delivered,
+        Ending::FrameworkFixNeeded,
+        Ending::Held,
+        Ending::Failed,
+    ];
+
+    fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.as_str() == text)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,7 +67,9 @@ struct Fake {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Expect {
-    ending: Spanned<Endings>,
+    /// One ending or a list of acceptable ones (a guard that refuses a write outright under
+    /// Landlock lets the task deliver; without Landlock the post-run check stops it).
+    ending: Spanned<toml::Value>,
     #[serde(default)]
     failure_class: Option<String>,
     #[serde(default)]
@@ -104,37 +107,37 @@ struct CaseFile {
 
 /// A validated case.
 #[derive(Debug)]
-pub struct Case {
-    pub name: String,
-    pub file: PathBuf,
-    pub description: String,
-    pub roadmap: String,
+pub(crate) struct Case {
+    pub(crate) name: String,
+    pub(crate) file: PathBuf,
+    pub(crate) description: String,
+    pub(crate) roadmap: String,
     /// Files copied into the repository before its first commit.
-    pub template: Option<PathBuf>,
+    pub(crate) template: Option<PathBuf>,
     /// `[verify] tier0` as TOML (empty: the suite config's own).
-    pub acceptance: Vec<(String, Vec<String>, Option<String>)>,
+    pub(crate) acceptance: Vec<(String, Vec<String>, Option<String>)>,
     /// Set in oxi's environment for the case and passed through to every worker (masked as
     /// secrets, as `[workers.*] env` values are).
-    pub env: BTreeMap<String, String>,
+    pub(crate) env: BTreeMap<String, String>,
     /// `OXI_FAKE_SCENARIO` per role for offline workers.
-    pub fake_scenarios: BTreeMap<&'static str, String>,
-    pub fake_env: BTreeMap<String, String>,
+    pub(crate) fake_scenarios: BTreeMap<&'static str, String>,
+    pub(crate) fake_env: BTreeMap<String, String>,
     /// Merged over the suite config (`[config.caps] max_worker_calls = 3`).
-    pub config: Option<toml::Table>,
-    pub expect: Expectation,
+    pub(crate) config: Option<toml::Table>,
+    pub(crate) expect: Expectation,
 }
 
 #[derive(Debug)]
-pub struct Expectation {
-    pub endings: Vec<Ending>,
-    pub failure_class: Option<String>,
-    pub files: Vec<String>,
-    pub absent: Vec<String>,
-    pub events: Vec<String>,
-    pub never_contains: Vec<String>,
-    pub planned: bool,
+pub(crate) struct Expectation {
+    pub(crate) endings: Vec<Ending>,
+    pub(crate) failure_class: Option<String>,
+    pub(crate) files: Vec<String>,
+    pub(crate) absent: Vec<String>,
+    pub(crate) events: Vec<String>,
+    pub(crate) never_contains: Vec<String>,
+    pub(crate) planned: bool,
     /// Each task made exactly this many worker calls (all roles).
-    pub worker_calls: Option<u32>,
+    pub(crate) worker_calls: Option<u32>,
 }
 
 /// 1-based line of a byte offset.
@@ -153,7 +156,7 @@ fn invalid(file: &Path, text: &str, offset: usize, key: &str, message: String) -
 }
 
 /// Reads and validates `case.toml`.
-pub fn load(file: &Path) -> Result<Case, EvalError> {
+pub(crate) fn load(file: &Path) -> Result<Case, EvalError> {
     let text = std::fs::read_to_string(file).map_err(|source| EvalError::Read {
         path: file.to_path_buf(),
         source,
@@ -248,10 +251,30 @@ pub fn load(file: &Path) -> Result<Case, EvalError> {
 }
 
 fn expectation(file: &Path, text: &str, raw: Expect) -> Result<Expectation, EvalError> {
-    let endings = match raw.ending.get_ref() {
-        Endings::One(e) => vec![*e],
-        Endings::Any(list) => list.clone(),
+    let bad = |message: String| {
+        invalid(
+            file,
+            text,
+            raw.ending.span().start,
+            "expect.ending",
+            message,
+        )
     };
+    let words: Vec<&toml::Value> = match raw.ending.get_ref() {
+        toml::Value::Array(list) => list.iter().collect(),
+        one => vec![one],
+    };
+    let mut endings = Vec::new();
+    for word in words {
+        let ending = word.as_str().and_then(Ending::parse).ok_or_else(|| {
+            let names: Vec<&str> = Ending::ALL.iter().map(|e| e.as_str()).collect();
+            bad(format!(
+                "{word} is not an ending; use one of {}",
+                names.join(", ")
+            ))
+        })?;
+        endings.push(ending);
+    }
     if endings.is_empty() {
         return Err(invalid(
             file,
@@ -301,7 +324,7 @@ fn key_in(message: &str) -> String {
 }
 
 /// The cases of a suite: every `*/case.toml` under it, by directory name.
-pub fn discover(suite: &Path) -> Result<Vec<PathBuf>, EvalError> {
+pub(crate) fn discover(suite: &Path) -> Result<Vec<PathBuf>, EvalError> {
     let entries = std::fs::read_dir(suite).map_err(|source| EvalError::Read {
         path: suite.to_path_buf(),
         source,

@@ -89,6 +89,11 @@ fn fake_worker() -> Result<PathBuf, EvalError> {
 }
 
 /// Runs every case `repeat` times and reports.
+///
+/// # Errors
+/// A case file or the suite config that cannot be read or is invalid, a case whose world
+/// cannot be set up, or a ledger or scheduler failure. A case that misses its expectation is
+/// in the report, not an error.
 pub fn run_suite(options: &Options<'_>) -> Result<SuiteReport, EvalError> {
     let files = case::discover(options.suite)?;
     let cases = files

@@ -2,6 +2,7 @@
 //! serde shape). The variance measures are defined in docs/eval.md.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use serde::Serialize;
 
@@ -88,6 +89,7 @@ pub struct Total {
 
 impl SuiteReport {
     /// Every case met its expectation in every repeat.
+    #[must_use]
     pub fn passed(&self) -> bool {
         self.cases.iter().all(|c| c.passed)
     }
@@ -272,8 +274,9 @@ pub fn markdown(report: &SuiteReport) -> String {
     for c in &report.cases {
         let mut endings: Vec<&str> = c.endings.iter().map(String::as_str).collect();
         endings.dedup();
-        out.push_str(&format!(
-            "| {} | {} {}/{} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} |\n",
+        let _ = writeln!(
+            out,
+            "| {} | {} {}/{} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} |",
             c.name,
             if c.passed { "pass" } else { "MISS" },
             c.repeats_passed,
@@ -287,11 +290,12 @@ pub fn markdown(report: &SuiteReport) -> String {
             c.retries,
             var(c.planned_path_variance),
             var(c.test_outcome_variance),
-        ));
+        );
     }
     let t = &report.total;
-    out.push_str(&format!(
-        "| **total** | {}/{} cases, {}/{} repeats | | {} | {} | {} | {} | {:.2} | {} | | |\n",
+    let _ = writeln!(
+        out,
+        "| **total** | {}/{} cases, {}/{} repeats | | {} | {} | {} | {} | {:.2} | {} | | |",
         t.cases_passed,
         t.cases,
         t.repeats_passed,
@@ -302,11 +306,11 @@ pub fn markdown(report: &SuiteReport) -> String {
         secs(t.time_per_task_ms.p90),
         t.parse_failures_per_100_calls,
         t.retries,
-    ));
+    );
     if !t.verify_ms_per_tier.is_empty() {
         out.push_str("\nVerification time per tier (one verification's commands of that tier):\n\n| tier | p50 | p90 |\n|---|---:|---:|\n");
         for (tier, s) in &t.verify_ms_per_tier {
-            out.push_str(&format!("| {tier} | {} | {} |\n", secs(s.p50), secs(s.p90)));
+            let _ = writeln!(out, "| {tier} | {} | {} |", secs(s.p50), secs(s.p90));
         }
     }
     let misses: Vec<String> = report
@@ -320,6 +324,28 @@ pub fn markdown(report: &SuiteReport) -> String {
     }
     #[allow(clippy::cast_precision_loss)]
     let wall = t.wall_ms as f64;
-    out.push_str(&format!("\nWall time: {}.\n", secs(wall)));
+    let _ = write!(out, "\nWall time: {}.\n", secs(wall));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Spread, variance};
+
+    #[test]
+    fn variance_is_the_share_of_repeats_that_disagree_with_the_most_common_answer() {
+        assert!(variance::<u8>(&[]).abs() < f64::EPSILON);
+        assert!(variance(&["a", "a", "a"]).abs() < f64::EPSILON);
+        assert!((variance(&["a", "b", "a"]) - 0.33).abs() < 1e-9);
+        assert!((variance(&[Some(1), None, Some(2), Some(3)]) - 0.75).abs() < 1e-9);
+    }
+
+    #[test]
+    fn spreads_take_the_nearest_rank() {
+        let s = Spread::of((1..=10).map(f64::from).collect());
+        assert_eq!((s.p50, s.p90), (5.0, 9.0));
+        let s = Spread::of(vec![7.0]);
+        assert_eq!((s.p50, s.p90), (7.0, 7.0));
+        assert_eq!(Spread::of(Vec::new()), Spread::default());
+    }
 }

@@ -17,34 +17,34 @@ const MAX_PASSES: u32 = 40;
 
 /// What one task did in one repeat.
 #[derive(Debug, Clone, Serialize)]
-pub struct TaskOutcome {
-    pub id: String,
-    pub state: String,
-    pub failure_class: Option<String>,
-    pub worker_calls: u64,
-    pub time_ms: u64,
-    pub retries: u64,
+pub(crate) struct TaskOutcome {
+    pub(crate) id: String,
+    pub(crate) state: String,
+    pub(crate) failure_class: Option<String>,
+    pub(crate) worker_calls: u64,
+    pub(crate) time_ms: u64,
+    pub(crate) retries: u64,
     /// The explore plan's `files_expected`, sorted (`None`: not explored).
-    pub planned_files: Option<Vec<String>>,
+    pub(crate) planned_files: Option<Vec<String>>,
     /// Each verification's `tier/name=status`, in order.
-    pub test_outcome: Vec<String>,
+    pub(crate) test_outcome: Vec<String>,
 }
 
 /// One repeat of one case.
 #[derive(Debug, Clone, Serialize)]
-pub struct Repeat {
-    pub tasks: Vec<TaskOutcome>,
-    pub worker_calls: u64,
-    pub parse_failures: u64,
+pub(crate) struct Repeat {
+    pub(crate) tasks: Vec<TaskOutcome>,
+    pub(crate) worker_calls: u64,
+    pub(crate) parse_failures: u64,
     /// Milliseconds of each verification, per tier.
-    pub tier_ms: BTreeMap<String, Vec<u64>>,
-    pub wall_ms: u64,
+    pub(crate) tier_ms: BTreeMap<String, Vec<u64>>,
+    pub(crate) wall_ms: u64,
     /// What missed the expectation (empty: met).
-    pub misses: Vec<String>,
+    pub(crate) misses: Vec<String>,
 }
 
 /// Runs one repeat in a fresh temporary directory (removed afterwards).
-pub fn run(case: &Case, base: &Base<'_>, fake: &Path) -> Result<Repeat, EvalError> {
+pub(crate) fn run(case: &Case, base: &Base<'_>, fake: &Path) -> Result<Repeat, EvalError> {
     let temp = tempfile::Builder::new()
         .prefix("oxi-eval-")
         .tempdir()
@@ -68,7 +68,7 @@ pub fn run(case: &Case, base: &Base<'_>, fake: &Path) -> Result<Repeat, EvalErro
     let mut ledger = Ledger::open(&config.ledger_path())?;
     let mut env = crate::commands::parent_env();
     env.extend(case.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    passes(&config, &mut ledger, env)?;
+    passes(&config, &mut ledger, &env)?;
     let wall_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let mut repeat = measure(&mut ledger, wall_ms)?;
     repeat.misses = check(case, &repeat, &root, &mut ledger)?;
@@ -78,7 +78,7 @@ pub fn run(case: &Case, base: &Base<'_>, fake: &Path) -> Result<Repeat, EvalErro
 fn passes(
     config: &crate::config::LoadedConfig,
     ledger: &mut Ledger,
-    env: Vec<(String, String)>,
+    env: &[(String, String)],
 ) -> Result<(), EvalError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -90,7 +90,7 @@ fn passes(
         let report = runtime.block_on(crate::scheduler::pass(
             config,
             ledger,
-            env.clone(),
+            env.to_vec(),
             "oxi-eval",
             shutdown.clone(),
         ))?;

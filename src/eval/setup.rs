@@ -10,13 +10,13 @@ use super::case::Case;
 
 /// The offline worker's name; a worker whose command starts with it runs the one installed
 /// beside this oxi, and takes the case's `[fake]` scenario for its role.
-pub const FAKE_WORKER: &str = "oxi-fake-worker";
+pub(crate) const FAKE_WORKER: &str = "oxi-fake-worker";
 
 /// What every case of a run shares: the suite config's text and the worker chosen by `--worker`.
-pub struct Base<'a> {
-    pub config_path: &'a Path,
-    pub config_text: &'a str,
-    pub worker: Option<&'a str>,
+pub(crate) struct Base<'a> {
+    pub(crate) config_path: &'a Path,
+    pub(crate) config_text: &'a str,
+    pub(crate) worker: Option<&'a str>,
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<(), EvalError> {
@@ -55,7 +55,12 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), EvalError> {
 
 /// Builds the case's repository in `root` (which must not exist) with its bare origin beside
 /// it, committed on `main` and pushed.
-pub fn make_repo(case: &Case, base: &Base<'_>, root: &Path, fake: &Path) -> Result<(), EvalError> {
+pub(crate) fn make_repo(
+    case: &Case,
+    base: &Base<'_>,
+    root: &Path,
+    fake: &Path,
+) -> Result<(), EvalError> {
     match &case.template {
         Some(template) => copy_tree(template, root)?,
         None => std::fs::create_dir_all(root).map_err(io(root))?,
@@ -79,7 +84,7 @@ pub fn make_repo(case: &Case, base: &Base<'_>, root: &Path, fake: &Path) -> Resu
     Ok(())
 }
 
-pub fn origin_of(root: &Path) -> PathBuf {
+pub(crate) fn origin_of(root: &Path) -> PathBuf {
     root.with_file_name("origin.git")
 }
 
@@ -93,7 +98,11 @@ fn bad_config(base: &Base<'_>, message: String) -> EvalError {
 /// The suite config with the case merged in: `[config]` over it, `--worker` as the executor,
 /// the acceptance commands as `[verify] tier0`, the case's variables passed through to every
 /// worker, and each offline worker's scenario for its role.
-pub fn render_config(case: &Case, base: &Base<'_>, fake: &Path) -> Result<String, EvalError> {
+pub(crate) fn render_config(
+    case: &Case,
+    base: &Base<'_>,
+    fake: &Path,
+) -> Result<String, EvalError> {
     let mut doc: DocumentMut = base
         .config_text
         .parse()
@@ -225,7 +234,7 @@ fn role_chains(doc: &DocumentMut) -> Vec<(String, Vec<String>)> {
 
 /// `extra` over `base`: tables merge key by key, anything else replaces.
 fn merge(base: &mut Table, extra: &Table) {
-    for (key, item) in extra.iter() {
+    for (key, item) in extra {
         match (base.get_mut(key), item) {
             (Some(Item::Table(into)), Item::Table(from)) => merge(into, from),
             _ => {
