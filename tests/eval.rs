@@ -248,3 +248,100 @@ fn a_suite_without_cases_or_config_and_an_unknown_worker_are_refused_with_the_fi
         "{err}"
     );
 }
+
+/// The golden suite with a live CLI in every role, offline against the mock model server,
+/// whose script answers each case's model calls in the order the cases run (by name):
+/// add-file, ambiguous-bootstrap (its read-only planner, then the executor), fix-failing-test,
+/// two-step (two tasks).
+async fn the_golden_suite_with_a_live_cli(cli: crate::support::live::Cli) {
+    use crate::support::live;
+    use oxi_testkit::mock_model::{MockModelServer, Script, Step};
+    let Some(bin) = live::require(cli) else {
+        return;
+    };
+    const DONE: &str = r#"OXI_RESULT {"status":"done"}"#;
+    let plan = r#"OXI_PLAN {"info_needs":[],"assumptions":["a README is where a newcomer starts"],"files_expected":["README.md"],"steps":["Write README.md with a title"],"risks":[]}"#;
+    let server = MockModelServer::start(Script::steps([
+        Step::write_file("notes/greeting.md", "# Greeting\n\nWelcome.\n"),
+        Step::text(format!("Wrote the note.\n{DONE}")),
+        Step::text(format!("I read the repository.\n{plan}")),
+        Step::write_file("README.md", "# Start here\n"),
+        Step::text(format!("Wrote the readme.\n{DONE}")),
+        // Claude's Write refuses a file it has not read: the fix is a shell command.
+        Step::shell("printf 'hi\\n' > hello.txt"),
+        Step::text(format!("Fixed the greeting.\n{DONE}")),
+        Step::write_file("notes/greeting.md", "# Greeting\n\nWelcome.\n"),
+        Step::text(format!("Wrote the note.\n{DONE}")),
+        Step::write_file("notes/farewell.md", "# Farewell\n\nThank you.\n"),
+        Step::text(format!("Wrote the note.\n{DONE}")),
+    ]))
+    .await
+    .unwrap();
+    let scratch = live::Scratch::new();
+    let config = crate::support::OxiToml::new()
+        .raw("[run]\nmode = \"fast\"\nstack_on_delivered = true\n\n[caps]\njob_runtime = \"2m\"\nstall_timeout = \"1m\"\nretry_backoff = \"1s\"\nretry_backoff_max = \"2s\"\n")
+        .worker(live::worker(cli, "live", &bin, &server).set_env("IS_SANDBOX", "1"))
+        .raw("[routing]\nexecutor = [\"live\"]\nreviewer = [\"live\"]\nplanner = [\"live\"]\n")
+        .text();
+    // The shell step needs claude to run Bash unasked (as root: IS_SANDBOX).
+    let config = if cli == live::Cli::Claude {
+        config.replace(
+            "[workers.live]\n",
+            "[workers.live]\npermission_mode = \"bypassPermissions\"\n",
+        )
+    } else {
+        config
+    };
+    std::fs::write(scratch.home.join("oxi.toml"), config).unwrap();
+    let suite = fixture("eval/golden");
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_oxi"));
+    command
+        .args(["--config"])
+        .arg(scratch.home.join("oxi.toml"))
+        .args(["eval"])
+        .arg(&suite)
+        .args(["--format", "json"])
+        .current_dir(&scratch.repo)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &scratch.home)
+        .env("LANG", "C.UTF-8")
+        .env("ANTHROPIC_API_KEY", "sk-test-live-key")
+        .env("MOCK_API_KEY", "sk-test-live-key")
+        .env("CODEX_HOME", &scratch.codex_home)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(std::time::Duration::from_secs(300), command.output())
+        .await
+        .expect("the suite finishes")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{report:#}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(report["total"]["cases_passed"], 4, "{report:#}");
+    assert_eq!(
+        case(&report, "ambiguous-bootstrap")["worker_calls_per_task"]["p50"],
+        2.0,
+        "explored, then built: {report:#}"
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_golden_suite_passes_with_live_claude() {
+    the_golden_suite_with_a_live_cli(crate::support::live::Cli::Claude).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_golden_suite_passes_with_live_codex() {
+    the_golden_suite_with_a_live_cli(crate::support::live::Cli::Codex).await;
+}

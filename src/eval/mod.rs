@@ -44,7 +44,7 @@ pub enum EvalError {
     NoSuiteConfig(PathBuf),
     #[error("{path}: {message}", path = path.display())]
     SuiteConfig { path: PathBuf, message: String },
-    #[error("{case}: the config this case runs with is invalid: {source}", case = case.display())]
+    #[error("{case}: the suite config with this case merged in is invalid: {source}", case = case.display())]
     CaseConfig {
         case: PathBuf,
         #[source]
