@@ -29,6 +29,7 @@ mod github_contract;
 mod github_issues;
 mod hostile;
 mod improve;
+mod improve_vectors;
 mod ledger;
 mod ledger_protocols;
 mod mock_model;

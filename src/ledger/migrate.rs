@@ -101,6 +101,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "improve",
         sql: include_str!("migrations/0016_improve.sql"),
     },
+    Migration {
+        version: 17,
+        name: "improve_embeddings",
+        sql: include_str!("migrations/0017_improve_embeddings.sql"),
+    },
 ];
 
 /// True when every applied migration's recorded checksum matches this binary's text.
