@@ -27,6 +27,7 @@ use crate::ledger::{Event, Ledger, LedgerError, NewCandidate, NewEvent, NewPropo
 
 pub use accept::{AcceptError, accept_proposal};
 pub use rank::Ranking;
+pub use vectors::{cache_vectors, cached_vectors, candidate_text};
 
 /// Why a scan (not one source) could not run.
 #[derive(Debug, thiserror::Error)]

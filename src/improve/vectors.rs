@@ -30,8 +30,9 @@ pub(super) enum VectorError {
     Ledger(#[from] LedgerError),
 }
 
-/// The text a candidate is embedded (and hashed) as.
-fn candidate_text(candidate: &CandidateRow) -> String {
+/// The text a candidate is embedded (and hashed) as: its title, a newline, its summary.
+#[must_use]
+pub fn candidate_text(candidate: &CandidateRow) -> String {
     format!("{}\n{}", candidate.title, candidate.summary)
 }
 
@@ -66,6 +67,41 @@ pub(super) async fn rerank(
         return Ok(bm25.to_vec());
     };
     Ok(rank::fuse(bm25, candidates, &project))
+}
+
+/// The vectors cached for `texts` under `model` (`provider:model`), in order; `None` where a
+/// text has none.
+///
+/// # Errors
+///
+/// The ledger could not be read.
+pub fn cached_vectors(
+    ledger: &Ledger,
+    model: &str,
+    texts: &[&str],
+) -> Result<Vec<Option<Vec<f32>>>, LedgerError> {
+    let hashes: Vec<String> = texts.iter().map(|t| text_hash(t)).collect();
+    ledger.read().improve_embeddings(model, &hashes)
+}
+
+/// Caches `vectors` of `texts` (same order) under `model`.
+///
+/// # Errors
+///
+/// The ledger could not be written.
+pub fn cache_vectors(
+    ledger: &mut Ledger,
+    model: &str,
+    texts: &[&str],
+    vectors: &[Vec<f32>],
+) -> Result<(), LedgerError> {
+    let rows: Vec<(String, Vec<f32>)> = texts
+        .iter()
+        .map(|t| text_hash(t))
+        .zip(vectors.iter().cloned())
+        .collect();
+    let at_ms = crate::clock::now_ms();
+    ledger.write(|q| q.put_improve_embeddings(model, &rows, at_ms))
 }
 
 /// A vector for every text, in order: the cached ones read, the others embedded in batches
