@@ -31,6 +31,7 @@ mod github_issues;
 mod hostile;
 mod improve;
 mod kpi;
+mod improve_vectors;
 mod ledger;
 mod ledger_protocols;
 mod mock_model;

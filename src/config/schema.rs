@@ -1123,7 +1123,16 @@ pub struct ImproveConfig {
     pub max_page_size: HumanSize,
     /// `[[improve.sources]]`.
     pub sources: Vec<ImproveSource>,
+    /// The day's cap on auto-improve's gateway calls (embeddings and judge), inside the
+    /// global caps.
+    pub daily_usd: f64,
+    /// `provider:model` of a gateway embeddings model: BM25's candidates are reranked by
+    /// cosine similarity to the project's context and the two ranks fused. Unset: BM25 alone.
+    pub embeddings: Option<String>,
 }
+
+/// `improve.daily_usd` when unset (and the improve role's cap without `[improve]`).
+pub const IMPROVE_DAILY_USD: f64 = 5.0;
 
 impl Default for ImproveConfig {
     fn default() -> Self {
@@ -1135,6 +1144,8 @@ impl Default for ImproveConfig {
             source_timeout: HumanDuration::from_secs(30),
             max_page_size: HumanSize::mib(2),
             sources: Vec::new(),
+            daily_usd: IMPROVE_DAILY_USD,
+            embeddings: None,
         }
     }
 }

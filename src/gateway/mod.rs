@@ -8,6 +8,7 @@
 
 mod client;
 mod cost;
+mod embed;
 mod health;
 mod rates;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 pub use client::{Answer, Message, ProviderClient, Usage};
 pub use cost::{CostSource, resolve_cost};
+pub use embed::{EmbedRequest, Embeddings};
 pub use health::{OFFLINE_ENV, Probe, probe_all};
 pub use rates::{builtin_models, card_for};
 
@@ -36,6 +38,8 @@ pub enum GatewayRole {
     Summary,
     /// `oxi gateway test`.
     Test,
+    /// Auto-improve's embeddings and judge, under `improve.daily_usd`.
+    Improve,
 }
 
 impl GatewayRole {
@@ -45,6 +49,7 @@ impl GatewayRole {
             GatewayRole::Screen => "screen",
             GatewayRole::Summary => "summary",
             GatewayRole::Test => "test",
+            GatewayRole::Improve => "improve",
         }
     }
 
@@ -56,6 +61,13 @@ impl GatewayRole {
             GatewayRole::Screen => (caps.screen_daily_usd, "gateway.caps.screen_daily_usd"),
             GatewayRole::Summary => (caps.summary_daily_usd, "gateway.caps.summary_daily_usd"),
             GatewayRole::Test => (caps.test_daily_usd, "gateway.caps.test_daily_usd"),
+            GatewayRole::Improve => (
+                config
+                    .improve
+                    .as_ref()
+                    .map_or(crate::config::IMPROVE_DAILY_USD, |i| i.daily_usd),
+                "improve.daily_usd",
+            ),
         };
         (usd_to_micro(usd), key)
     }

@@ -188,6 +188,9 @@ event_kinds! {
     SessionResumed(SessionResumed) = "session_resumed",
     /// A retry starts the agent from nothing, and why it could not continue the session.
     SessionFresh(SessionFresh) = "session_fresh",
+    /// Auto-improve's embeddings could not be had (the model, the cause): the scan ranked by
+    /// BM25 alone.
+    ImproveEmbeddingsFailed(ImproveEmbeddingsFailed) = "improve_embeddings_failed",
 }
 
 /// The `data` field names report SQL reads with `json_extract` / `json_type`, and the values
@@ -1024,6 +1027,15 @@ pub struct AcceptanceWindow {
 pub struct ImproveUnpaused {
     /// Why it had paused.
     pub was: String,
+}
+
+/// `improve_embeddings_failed`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImproveEmbeddingsFailed {
+    /// `provider:model`, as `improve.embeddings` names it.
+    pub model: String,
+    pub cause: String,
 }
 
 #[cfg(test)]
