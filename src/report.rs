@@ -11,7 +11,9 @@ use crate::ledger::{EventKind, Ledger, LedgerError, Queries, RunFact};
 use crate::money::micro_to_usd;
 use crate::worker::{Classification, WorkerRole};
 
+mod failures;
 mod shadow;
+pub use failures::FailedTask;
 pub use shadow::{ShadowGroup, ShadowPairLine, ShadowReport};
 
 /// Median and 90th/95th percentiles of a sample.
@@ -126,6 +128,8 @@ pub struct Report {
     /// calls' (`triage`, `screen`, ...).
     pub spend_by_role_usd: BTreeMap<String, f64>,
     pub shadow: ShadowReport,
+    /// Tasks that failed for good in the window, newest first, with their triage summaries.
+    pub failed_tasks: Vec<FailedTask>,
 }
 
 /// Parses `24h`, `7d`, `30d` or `all` into the window's start.
@@ -236,6 +240,7 @@ pub fn build(
         gateway_spend_usd: micro_to_usd(money.gateway),
         spend_by_role_usd: money.by_role,
         shadow: shadow::build(&q, from)?,
+        failed_tasks: failures::build(&q, &tasks, from)?,
     })
 }
 
@@ -637,6 +642,7 @@ pub fn rows(r: &Report) -> Vec<(String, String, String)> {
             format!("{} (target {}) {}", num(g.value), g.target, g.verdict),
         ));
     }
+    rows.extend(failures::rows(&r.failed_tasks));
     rows.extend(shadow::rows(&r.shadow));
     rows
 }
