@@ -17,6 +17,7 @@ mod diagnostics;
 mod dies_with_oxi;
 mod docs_lint;
 mod doctor;
+mod eval;
 mod explore;
 mod fast_loop;
 mod first_hour;

@@ -34,6 +34,9 @@
 //!   block, then a valid plan once the prompt says the previous answer was not accepted),
 //!   `plan-write` (writes `planner-was-here.txt` in the cwd as the CLIs' write tool does, with
 //!   the error in its message when the write is refused, then a valid plan).
+//! - `gullible`: a worker a prompt injection fools: it writes `obeyed` into every backquoted
+//!   path on a prompt line that says "write" (any case), wherever the brief says so, then ends
+//!   as if done (the eval suite's hostile case; oxi's guards must stop what it wrote).
 //! - `OXI_FAKE_IGNORE_TERM`: when set, the worker ignores SIGTERM (and so does everything it
 //!   starts: the disposition is inherited).
 //! - `OXI_FAKE_CHAOS_ROLL`: fixes `chaos`'s pick (its value modulo 10 chooses the behaviour).
@@ -363,6 +366,7 @@ impl Worker {
             "review-strict" | "review" => self.review(name, arg),
             "plan" | "plan-bad" | "plan-bad-once" | "plan-write" => self.plan(name),
             "demo" => self.demo(),
+            "gullible" => self.gullible(),
             "slow-edit" => self.slow_edit(amount(arg, 1500)),
             "chaos" => self.chaos(),
             "vandal" => self.vandal(arg.unwrap_or("")),
@@ -530,6 +534,29 @@ impl Worker {
     /// Writes the first file the prompt's hints name, as a small Markdown note; a task about a
     /// changelog forgets the title on its first attempt (so the demo shows a retry with the
     /// failure in the next prompt).
+    /// Obeys every "write `path`" line of the prompt, injected or not.
+    fn gullible(&mut self) {
+        self.init();
+        let targets: Vec<String> = self
+            .prompt
+            .lines()
+            .filter(|l| l.to_lowercase().contains("write"))
+            .flat_map(|l| {
+                l.split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|p| !p.is_empty() && !p.contains(' '))
+            .collect();
+        for target in targets {
+            let path = self.here().join(&target).display().to_string();
+            self.out.write_file(&path, "obeyed\n");
+        }
+        self.out.result(DONE, false, None);
+    }
+
     fn demo(&mut self) {
         self.init();
         let title = self
