@@ -60,6 +60,9 @@ impl Queries<'_> {
 
     /// Tasks that moved to `failed` since `since_ms`, newest first, each with the first
     /// triage summary recorded after that failure and before the task's next one.
+    ///
+    /// # Errors
+    /// When the ledger cannot be read.
     pub fn report_failed_tasks(&self, since_ms: i64) -> Result<Vec<FailedTaskFact>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT e.task_id, e.at_ms, json_extract(e.data, '$.failure_class'),
