@@ -11,8 +11,10 @@ use crate::ledger::{EventKind, Ledger, LedgerError, Queries, RunFact};
 use crate::money::micro_to_usd;
 use crate::worker::{Classification, WorkerRole};
 
+mod failures;
 mod kpi;
 mod shadow;
+pub use failures::FailedTask;
 pub use kpi::ValueKpis;
 pub use shadow::{ShadowGroup, ShadowPairLine, ShadowReport};
 
@@ -130,6 +132,8 @@ pub struct Report {
     pub shadow: ShadowReport,
     /// The external-value share and the cost per merged pull request.
     pub value: ValueKpis,
+    /// Tasks that failed for good in the window, newest first, with their triage summaries.
+    pub failed_tasks: Vec<FailedTask>,
 }
 
 /// Parses `24h`, `7d`, `30d` or `all` into the window's start.
@@ -243,6 +247,7 @@ pub fn build(
         spend_by_role_usd: money.by_role,
         shadow: shadow::build(&q, from)?,
         value,
+        failed_tasks: failures::build(&q, &tasks, from)?,
     })
 }
 
@@ -645,6 +650,7 @@ pub fn rows(r: &Report) -> Vec<(String, String, String)> {
             format!("{} (target {}) {}", num(g.value), g.target, g.verdict),
         ));
     }
+    rows.extend(failures::rows(&r.failed_tasks));
     rows.extend(shadow::rows(&r.shadow));
     rows
 }

@@ -191,6 +191,11 @@ event_kinds! {
     /// Auto-improve's embeddings could not be had (the model, the cause): the scan ranked by
     /// BM25 alone.
     ImproveEmbeddingsFailed(ImproveEmbeddingsFailed) = "improve_embeddings_failed",
+    /// `[routing] summary`: the gateway's summary of what a pull request changes and why.
+    PrSummary(PrSummary) = "pr_summary",
+    /// `[routing] summary` got no summary (provider down, a cap, an empty answer): the pull
+    /// request went out without one.
+    PrSummarySkipped(PrSummarySkipped) = "pr_summary_skipped",
 }
 
 /// The `data` field names report SQL reads with `json_extract` / `json_type`, and the values
@@ -943,6 +948,22 @@ pub struct TriageSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TriageSkipped {
     pub trigger: TriageTrigger,
+    pub reason: String,
+}
+
+/// `pr_summary`: the summary a pull request body carries and who wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrSummary {
+    pub summary: String,
+    /// `provider:model`.
+    pub choice: String,
+    /// The `gateway_calls` row.
+    pub call_id: i64,
+}
+
+/// `pr_summary_skipped`: why the pull request has no summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrSummarySkipped {
     pub reason: String,
 }
 
