@@ -189,25 +189,7 @@ impl Gateway<'_> {
                     cost_source: source,
                 })
             }
-            Err(failed) => {
-                let text = failed.error.to_string();
-                let end = GatewayCallEnd {
-                    outcome: failed.error.outcome(),
-                    cost_microusd: 0,
-                    cost_source: CostSource::None.as_str(),
-                    tokens_in: 0,
-                    tokens_out: 0,
-                    attempts: failed.attempts,
-                    latency_ms: None,
-                    error: Some(&text),
-                    at_ms: now_ms(),
-                };
-                ledger.write(|q| q.end_gateway_call(call_id, &end))?;
-                if failed.error.means_down() {
-                    self.mark_down(ledger, &as_call, &text)?;
-                }
-                Err(failed.error)
-            }
+            Err(failed) => Err(self.end_failed(ledger, call_id, &as_call, failed)?),
         }
     }
 

@@ -357,25 +357,7 @@ impl<'a> Gateway<'a> {
             .await
         {
             Ok(answer) => self.settle(ledger, call_id, request, answer, reserve),
-            Err(failed) => {
-                let text = failed.error.to_string();
-                let end = GatewayCallEnd {
-                    outcome: failed.error.outcome(),
-                    cost_microusd: 0,
-                    cost_source: CostSource::None.as_str(),
-                    tokens_in: 0,
-                    tokens_out: 0,
-                    attempts: failed.attempts,
-                    latency_ms: None,
-                    error: Some(&text),
-                    at_ms: now_ms(),
-                };
-                ledger.write(|q| q.end_gateway_call(call_id, &end))?;
-                if failed.error.means_down() {
-                    self.mark_down(ledger, request, &text)?;
-                }
-                Err(failed.error)
-            }
+            Err(failed) => Err(self.end_failed(ledger, call_id, request, failed)?),
         }
     }
 
@@ -496,6 +478,35 @@ impl<'a> Gateway<'a> {
             cost_microusd: cost,
             cost_source: source,
         })
+    }
+
+    /// Ends a call whose request failed: its row closed with nothing charged, and the
+    /// provider switched off when the failure says it is down. Returns the call's error, or
+    /// the ledger's when recording failed.
+    pub(super) fn end_failed(
+        &self,
+        ledger: &mut Ledger,
+        call_id: i64,
+        request: &CallRequest<'_>,
+        failed: client::Failed,
+    ) -> Result<GatewayError, GatewayError> {
+        let text = failed.error.to_string();
+        let end = GatewayCallEnd {
+            outcome: failed.error.outcome(),
+            cost_microusd: 0,
+            cost_source: CostSource::None.as_str(),
+            tokens_in: 0,
+            tokens_out: 0,
+            attempts: failed.attempts,
+            latency_ms: None,
+            error: Some(&text),
+            at_ms: now_ms(),
+        };
+        ledger.write(|q| q.end_gateway_call(call_id, &end))?;
+        if failed.error.means_down() {
+            self.mark_down(ledger, request, &text)?;
+        }
+        Ok(failed.error)
     }
 
     /// Switches `provider` off for `gateway.down_for` and records what that disables.
