@@ -30,6 +30,7 @@ mod github_contract;
 mod github_issues;
 mod hostile;
 mod improve;
+mod improve_judge;
 mod improve_vectors;
 mod kpi;
 mod ledger;

@@ -79,6 +79,7 @@ fn scan(
                 report.proposed,
                 report.ranking.describe()
             );
+            scan_decisions(&mut text, &report);
             for failed in &report.failed_sources {
                 let _ = writeln!(
                     text,
@@ -97,6 +98,29 @@ fn scan(
     };
     write_stdout(&text)?;
     Ok(())
+}
+
+/// The judge's and the dedup layers' figures of a scan, for its text output.
+fn scan_decisions(text: &mut String, report: &crate::improve::ScanReport) {
+    let d = &report.decisions;
+    match &report.judge {
+        Some(judge) => {
+            let _ = writeln!(
+                text,
+                "judge: {judge}: {} staged, {} declined, {} failed, {} held by the budget",
+                d.staged, d.declined, d.judge_failed, d.budget_held
+            );
+        }
+        None => text.push_str("judge: none; the ranking alone staged the proposals\n"),
+    }
+    let _ = writeln!(
+        text,
+        "skipped: {} identifier, {} temporal, {} semantic; {} rejected as fabricated",
+        d.skipped_identifier, d.skipped_temporal, d.skipped_semantic, d.fabricated
+    );
+    if let Some(cause) = &report.judge_capped {
+        let _ = writeln!(text, "judging stopped for the day: {cause}");
+    }
 }
 
 fn status(ctx: &Context, improve: &ImproveConfig, ledger: &Ledger) -> Result<()> {

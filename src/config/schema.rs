@@ -1129,6 +1129,24 @@ pub struct ImproveConfig {
     /// `provider:model` of a gateway embeddings model: BM25's candidates are reranked by
     /// cosine similarity to the project's context and the two ranks fused. Unset: BM25 alone.
     pub embeddings: Option<String>,
+    /// `provider:model` of a gateway chat model that judges the best-ranked candidates (one
+    /// call each, a strict JSON verdict); only those it accepts are staged. Unset: the ranking
+    /// alone stages proposals.
+    pub judge: Option<String>,
+    /// How many candidates (after dedup and the fabrication filter) the judge sees per scan.
+    pub judge_top: usize,
+    /// The judge's relevance (1–5) a candidate needs to be staged.
+    pub min_relevance: u8,
+    /// The judge's concreteness (1–5) a candidate needs to be staged.
+    pub min_concreteness: u8,
+    /// Semantic dedup: a candidate this similar (cosine of embeddings) to an open task or one
+    /// touched in the last 30 days is skipped. Needs `embeddings`.
+    pub similarity_threshold: f64,
+    /// Temporal dedup: a candidate of the same source kind and target as a proposal made this
+    /// recently is skipped.
+    pub temporal_window: HumanDuration,
+    /// `oxi doctor` and `oxi report` warn when no scan finished for this long.
+    pub stale_after: HumanDuration,
 }
 
 /// `improve.daily_usd` when unset (and the improve role's cap without `[improve]`).
@@ -1146,6 +1164,13 @@ impl Default for ImproveConfig {
             sources: Vec::new(),
             daily_usd: IMPROVE_DAILY_USD,
             embeddings: None,
+            judge: None,
+            judge_top: 30,
+            min_relevance: 3,
+            min_concreteness: 3,
+            similarity_threshold: 0.85,
+            temporal_window: HumanDuration::from_secs(14 * 24 * 3600),
+            stale_after: HumanDuration::from_secs(36 * 3600),
         }
     }
 }

@@ -9,24 +9,33 @@
 
 mod accept;
 mod context;
+mod dedup;
 mod digest;
 mod github;
 mod health;
+mod judge;
+mod names;
 mod newsletter;
 pub mod rank;
+mod select;
 mod vectors;
 mod x;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use crate::config::{Config, ImproveConfig, ImproveSource, ImproveSourceKind};
 use crate::github::GithubError;
 use crate::ledger::events::{ImproveEmbeddingsFailed, ImproveScanCompleted, ImproveSourceFailed};
-use crate::ledger::{Event, Ledger, LedgerError, NewCandidate, NewEvent, NewProposal, ScanEnd};
+use crate::ledger::{Event, Ledger, LedgerError, NewCandidate, NewEvent, ScanEnd};
 
 pub use accept::{AcceptError, accept_proposal};
+pub use dedup::Layer;
+pub use judge::Verdict;
+pub use names::RepoNames;
 pub use rank::Ranking;
+pub use select::Decisions;
 pub use vectors::{cache_vectors, cached_vectors, candidate_text};
 
 /// Why a scan (not one source) could not run.
@@ -104,6 +113,16 @@ pub struct ScanReport {
     /// Why the vector rerank did not happen although `improve.embeddings` is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub embeddings_failed: Option<String>,
+    /// `improve.judge` (`provider:model`), when a judge chose what was staged.
+    pub judge: Option<String>,
+    /// What happened to each candidate the scan considered.
+    pub decisions: Decisions,
+    /// Why judging stopped for the day (a cap), when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge_capped: Option<String>,
+    /// Why the semantic dedup layer did not run, when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub semantic_off: Option<String>,
     /// The day's Markdown digest (`.oxi/improve/YYYY-MM-DD.md`).
     pub digest: Option<String>,
 }
@@ -158,6 +177,10 @@ pub async fn scan(ctx: &ScanContext<'_>, ledger: &mut Ledger) -> Result<ScanRepo
             failed_sources: Vec::new(),
             ranking: Ranking::from_text(&done.ranking),
             embeddings_failed: None,
+            judge: ctx.improve.judge.clone(),
+            decisions: Decisions::default(),
+            judge_capped: None,
+            semantic_off: None,
             digest: None,
         });
     }
@@ -170,31 +193,90 @@ pub async fn scan(ctx: &ScanContext<'_>, ledger: &mut Ledger) -> Result<ScanRepo
     let pool = ledger.read().unproposed_improve_candidates(ctx.now_ms)?;
     let documents = context::collect(ctx.root, ctx.roadmap, ctx.now_ms)?;
     let bm25 = rank::bm25(&documents, &pool)?;
-    let (ranked, ranking, embeddings_failed) = rerank(ctx, ledger, &documents, &pool, bm25).await?;
-    let top: Vec<_> = ranked.into_iter().take(ctx.improve.top).collect();
-    let proposed = top.len() as u64;
+    let reranked = rerank(ctx, ledger, &documents, &pool, bm25).await?;
+    let (dedup, semantic_off) =
+        dedup_layers(ctx, ledger, reranked.embeddings_failed.as_deref()).await?;
+    let names = RepoNames::of_repo(ctx.root);
+    let judge = make_judge(ctx, ledger)?;
+    let inputs = select::Inputs {
+        dedup,
+        names,
+        judge,
+        vectors: reranked.vectors,
+    };
+    let selection = select::select(ctx, ledger, scan_id, &pool, &reranked.ranked, inputs).await?;
+    let ranking = reranked.ranking;
+    let proposed = selection.decisions.staged;
+    finish_scan(
+        ctx,
+        ledger,
+        scan_id,
+        candidates,
+        proposed,
+        failed.len() as u64,
+        ranking,
+    )?;
+    let mut report = ScanReport {
+        scan_id,
+        day,
+        already_ran: false,
+        candidates,
+        proposed,
+        failed_sources: failed,
+        ranking,
+        embeddings_failed: reranked.embeddings_failed,
+        judge: ctx.improve.judge.clone(),
+        decisions: selection.decisions,
+        judge_capped: selection.capped,
+        semantic_off,
+        digest: None,
+    };
+    report.digest = write_digest(ctx, ledger, &report)?;
+    Ok(report)
+}
+
+/// The judge of this scan, when `improve.judge` is set.
+fn make_judge<'a>(
+    ctx: &ScanContext<'a>,
+    ledger: &Ledger,
+) -> Result<Option<judge::Judge<'a>>, LedgerError> {
+    let Some(choice) = &ctx.improve.judge else {
+        return Ok(None);
+    };
+    let gateway = match crate::gateway::Gateway::new(ctx.config, ctx.env, ctx.actor) {
+        Ok(gateway) => gateway,
+        Err(e) => {
+            tracing::warn!("auto-improve runs without its judge: {e}");
+            return Ok(None);
+        }
+    };
+    // Open tasks only: none was touched after the end of time.
+    let tasks = ledger.read().improve_task_titles(Some(i64::MAX))?;
+    let modules: Vec<String> =
+        context::module_names(&crate::git::run(ctx.root, &["ls-files"]).unwrap_or_default())
+            .into_iter()
+            .collect();
+    Ok(judge::Judge::new(gateway, choice, &tasks, &modules))
+}
+
+/// Closes the scan's row and records `improve_scan_completed`.
+fn finish_scan(
+    ctx: &ScanContext<'_>,
+    ledger: &mut Ledger,
+    scan_id: i64,
+    candidates: u64,
+    proposed: u64,
+    failed_sources: u64,
+    ranking: Ranking,
+) -> Result<(), LedgerError> {
     let end = ScanEnd {
         candidates: to_i64(candidates),
         proposed: to_i64(proposed),
-        failed_sources: to_i64(failed.len() as u64),
+        failed_sources: to_i64(failed_sources),
         ranking: ranking.as_str(),
         at_ms: crate::clock::now_ms(),
     };
     ledger.write(|q| {
-        for (i, scored) in top.iter().enumerate() {
-            let candidate = &pool[scored.index];
-            let body = proposal_body(candidate);
-            q.insert_improve_proposal(&NewProposal {
-                scan_id,
-                candidate_id: candidate.id,
-                rank: to_i64(i as u64 + 1),
-                score: scored.score,
-                tier: 2,
-                title: &candidate.title,
-                body: &body,
-                at_ms: end.at_ms,
-            })?;
-        }
         q.finish_improve_scan(scan_id, &end)?;
         q.append_event(&NewEvent {
             at_ms: end.at_ms,
@@ -205,30 +287,76 @@ pub async fn scan(ctx: &ScanContext<'_>, ledger: &mut Ledger) -> Result<ScanRepo
                 scan_id,
                 candidates,
                 proposed,
-                failed_sources: failed.len() as u64,
+                failed_sources,
                 ranking: ranking.as_str().to_owned(),
             }),
         })?;
         Ok(())
-    })?;
-    let outcome = DigestInput {
-        candidates,
-        failed: &failed,
-        ranking,
-        embeddings_failed: embeddings_failed.as_deref(),
-    };
-    let digest = write_digest(ctx, ledger, &day, scan_id, &outcome)?;
-    Ok(ScanReport {
-        scan_id,
-        day,
-        already_ran: false,
-        candidates,
-        proposed,
-        failed_sources: failed,
-        ranking,
-        embeddings_failed,
-        digest,
     })
+}
+
+/// What ranking gave: the order, which ranking it was, why embeddings failed if they did,
+/// and the ranked candidates' vectors by index in the pool (none without embeddings).
+struct Reranked {
+    ranked: Vec<rank::Scored>,
+    ranking: Ranking,
+    embeddings_failed: Option<String>,
+    vectors: HashMap<usize, Vec<f32>>,
+}
+
+/// How far back a task touched still counts for the semantic dedup layer.
+const TOUCHED_DAYS: i64 = 30;
+
+/// The dedup layers for this scan; the semantic one only with embeddings (and the reason
+/// it is off otherwise).
+async fn dedup_layers(
+    ctx: &ScanContext<'_>,
+    ledger: &mut Ledger,
+    embeddings_failed: Option<&str>,
+) -> Result<(dedup::Dedup, Option<String>), LedgerError> {
+    let day_ms = 24 * 3600 * 1000;
+    let window_ms = i64::try_from(ctx.improve.temporal_window.0.as_millis()).unwrap_or(i64::MAX);
+    let dedup = dedup::Dedup::new(
+        &ledger.read().improve_known_proposals()?,
+        &ledger.read().improve_task_titles(None)?,
+        ctx.now_ms.saturating_sub(window_ms),
+        ctx.improve.similarity_threshold,
+    );
+    let Some(choice) = ctx.improve.embeddings.as_deref() else {
+        return Ok((dedup, Some("no improve.embeddings is set".to_owned())));
+    };
+    if let Some(cause) = embeddings_failed {
+        return Ok((
+            dedup,
+            Some(format!("the embeddings could not be had ({cause})")),
+        ));
+    }
+    let tasks = ledger
+        .read()
+        .improve_task_titles(Some(ctx.now_ms - TOUCHED_DAYS * day_ms))?;
+    let titles: Vec<String> = tasks.iter().map(|(_, t)| t.clone()).collect();
+    let texts: Vec<&String> = titles.iter().collect();
+    match vectors::embed_texts(ctx, ledger, choice, &texts).await {
+        Ok(vectors) => {
+            let references = tasks
+                .iter()
+                .zip(vectors)
+                .map(|((id, title), v)| (format!("task {id} ({title})"), v))
+                .collect();
+            Ok((dedup.with_references(references), None))
+        }
+        Err(vectors::VectorError::Ledger(e)) => Err(e),
+        Err(error) => {
+            let cause = error.to_string();
+            embeddings_failed_event(ctx, ledger, choice, &cause)?;
+            Ok((
+                dedup,
+                Some(format!(
+                    "the task titles' embeddings could not be had ({cause})"
+                )),
+            ))
+        }
+    }
 }
 
 /// BM25's order, reranked by embeddings when `improve.embeddings` is set and they can be
@@ -239,62 +367,79 @@ async fn rerank(
     documents: &[String],
     pool: &[crate::ledger::CandidateRow],
     bm25: Vec<rank::Scored>,
-) -> Result<(Vec<rank::Scored>, Ranking, Option<String>), LedgerError> {
+) -> Result<Reranked, LedgerError> {
+    let alone = |ranked, embeddings_failed| Reranked {
+        ranked,
+        ranking: Ranking::Bm25,
+        embeddings_failed,
+        vectors: HashMap::new(),
+    };
     let Some(choice) = ctx.improve.embeddings.as_deref() else {
-        return Ok((bm25, Ranking::Bm25, None));
+        return Ok(alone(bm25, None));
     };
     if bm25.is_empty() {
-        return Ok((bm25, Ranking::Bm25, None));
+        return Ok(alone(bm25, None));
     }
     match vectors::rerank(ctx, ledger, choice, documents, pool, &bm25).await {
-        Ok(fused) => Ok((fused, Ranking::Bm25Vector, None)),
+        Ok((ranked, vectors)) => Ok(Reranked {
+            ranked,
+            ranking: Ranking::Bm25Vector,
+            embeddings_failed: None,
+            vectors,
+        }),
         Err(vectors::VectorError::Ledger(e)) => Err(e),
         Err(error) => {
             let cause = error.to_string();
             tracing::warn!("auto-improve ranks by BM25 alone: embeddings failed: {cause}");
-            let at_ms = crate::clock::now_ms();
-            ledger.write(|q| {
-                q.append_event(&NewEvent {
-                    at_ms,
-                    task_id: None,
-                    run_id: None,
-                    actor: ctx.actor,
-                    event: Event::ImproveEmbeddingsFailed(ImproveEmbeddingsFailed {
-                        model: choice.to_owned(),
-                        cause: cause.clone(),
-                    }),
-                })?;
-                Ok(())
-            })?;
-            Ok((bm25, Ranking::Bm25, Some(cause)))
+            embeddings_failed_event(ctx, ledger, choice, &cause)?;
+            Ok(alone(bm25, Some(cause)))
         }
     }
 }
 
-/// What the digest says about a scan besides its proposals.
-struct DigestInput<'a> {
-    candidates: u64,
-    failed: &'a [FailedSource],
-    ranking: Ranking,
-    embeddings_failed: Option<&'a str>,
+fn embeddings_failed_event(
+    ctx: &ScanContext<'_>,
+    ledger: &mut Ledger,
+    choice: &str,
+    cause: &str,
+) -> Result<(), LedgerError> {
+    let at_ms = crate::clock::now_ms();
+    ledger.write(|q| {
+        q.append_event(&NewEvent {
+            at_ms,
+            task_id: None,
+            run_id: None,
+            actor: ctx.actor,
+            event: Event::ImproveEmbeddingsFailed(ImproveEmbeddingsFailed {
+                model: choice.to_owned(),
+                cause: cause.to_owned(),
+            }),
+        })?;
+        Ok(())
+    })
 }
 
-/// Writes the day's digest of `scan_id`; a digest that cannot be written is a warning (the
-/// scan itself is already recorded).
+/// Writes the day's digest of the scan `report` describes; a digest that cannot be written
+/// is a warning (the scan itself is already recorded).
 fn write_digest(
     ctx: &ScanContext<'_>,
     ledger: &Ledger,
-    day: &str,
-    scan_id: i64,
-    outcome: &DigestInput<'_>,
+    report: &ScanReport,
 ) -> Result<Option<String>, LedgerError> {
     let staged: Vec<_> = ledger
         .read()
         .improve_proposals(None)?
         .into_iter()
-        .filter(|p| p.scan_id == scan_id)
+        .filter(|p| p.scan_id == report.scan_id)
         .collect();
-    Ok(digest::write(ctx.state_dir, day, scan_id, &staged, outcome)
+    let decisions = ledger.read().improve_decisions(report.scan_id)?;
+    let page = digest::Page {
+        report,
+        staged: &staged,
+        decisions: &decisions,
+        improve: ctx.improve,
+    };
+    Ok(digest::write(ctx.state_dir, &page)
         .map_err(|e| tracing::warn!("cannot write the auto-improve digest: {e}"))
         .ok()
         .map(|p| p.display().to_string()))
@@ -328,12 +473,12 @@ async fn read_sources(
 }
 
 /// A count as the ledger stores it.
-fn to_i64(n: u64) -> i64 {
+pub(super) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// A proposal's brief: where it came from, and what the source said.
-fn proposal_body(candidate: &crate::ledger::CandidateRow) -> String {
+pub(super) fn proposal_body(candidate: &crate::ledger::CandidateRow) -> String {
     let mut body = format!(
         "Proposed by auto-improve from {} ({}): {}",
         candidate.source_name, candidate.source_kind, candidate.url

@@ -4,7 +4,7 @@
 //! (no `improve.embeddings`, the provider down, a cap, an answer of the wrong shape) the scan
 //! ranks by BM25 alone and says why: never a lost scan.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::ScanContext;
 use super::rank::{self, Scored};
@@ -40,7 +40,8 @@ fn text_hash(text: &str) -> String {
     crate::digest::sha256_hex(text.as_bytes(), 32)
 }
 
-/// BM25's order reranked by embeddings and fused; `Err` names why it could not be.
+/// BM25's order reranked by embeddings and fused, and each ranked candidate's vector by its
+/// index in `pool`; `Err` names why it could not be.
 pub(super) async fn rerank(
     ctx: &ScanContext<'_>,
     ledger: &mut Ledger,
@@ -48,25 +49,40 @@ pub(super) async fn rerank(
     documents: &[String],
     pool: &[CandidateRow],
     bm25: &[Scored],
-) -> Result<Vec<Scored>, VectorError> {
-    let Some(RouteChoice::Gateway { provider, model }) =
-        RouteChoice::parse(choice, ChoiceKind::Gateway)
-    else {
-        return Err(VectorError::Choice(choice.to_owned()));
-    };
-    let key = format!("{provider}:{model}");
+) -> Result<(Vec<Scored>, HashMap<usize, Vec<f32>>), VectorError> {
     let candidates: Vec<String> = bm25
         .iter()
         .filter_map(|s| pool.get(s.index))
         .map(candidate_text)
         .collect();
     let texts: Vec<&String> = documents.iter().chain(candidates.iter()).collect();
-    let vectors = embed_all(ctx, ledger, &provider, &model, &key, &texts).await?;
+    let vectors = embed_texts(ctx, ledger, choice, &texts).await?;
     let (context, candidates) = vectors.split_at(documents.len());
+    let by_index = bm25
+        .iter()
+        .map(|s| s.index)
+        .zip(candidates.iter().cloned())
+        .collect();
     let Some(project) = rank::centroid(context) else {
-        return Ok(bm25.to_vec());
+        return Ok((bm25.to_vec(), by_index));
     };
-    Ok(rank::fuse(bm25, candidates, &project))
+    Ok((rank::fuse(bm25, candidates, &project), by_index))
+}
+
+/// A vector for each of `texts` from `choice` (`provider:model`), through the cache.
+pub(super) async fn embed_texts(
+    ctx: &ScanContext<'_>,
+    ledger: &mut Ledger,
+    choice: &str,
+    texts: &[&String],
+) -> Result<Vec<Vec<f32>>, VectorError> {
+    let Some(RouteChoice::Gateway { provider, model }) =
+        RouteChoice::parse(choice, ChoiceKind::Gateway)
+    else {
+        return Err(VectorError::Choice(choice.to_owned()));
+    };
+    let key = format!("{provider}:{model}");
+    embed_all(ctx, ledger, &provider, &model, &key, texts).await
 }
 
 /// The vectors cached for `texts` under `model` (`provider:model`), in order; `None` where a

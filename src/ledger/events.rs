@@ -196,6 +196,16 @@ event_kinds! {
     /// `[routing] summary` got no summary (provider down, a cap, an empty answer): the pull
     /// request went out without one.
     PrSummarySkipped(PrSummarySkipped) = "pr_summary_skipped",
+    /// An auto-improve candidate was not proposed: a dedup layer (identifier, semantic or
+    /// temporal) found it already known.
+    ImproveCandidateSkipped(ImproveCandidateSkipped) = "improve_candidate_skipped",
+    /// An auto-improve candidate names files, modules or `oxi` commands the repository lacks:
+    /// rejected by oxi, whatever a judge would say.
+    ImproveFabricated(ImproveFabricated) = "improve_fabricated",
+    /// Auto-improve's judge gave no valid verdict on a candidate (the cause); it was not staged.
+    ImproveJudgeFailed(ImproveJudgeFailed) = "improve_judge_failed",
+    /// Auto-improve stopped judging for the day: a cap was reached (the rest held).
+    ImproveJudgeCapped(ImproveJudgeCapped) = "improve_judge_capped",
 }
 
 /// The `data` field names report SQL reads with `json_extract` / `json_type`, and the values
@@ -1057,6 +1067,50 @@ pub struct ImproveEmbeddingsFailed {
     /// `provider:model`, as `improve.embeddings` names it.
     pub model: String,
     pub cause: String,
+}
+
+/// `improve_candidate_skipped`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImproveCandidateSkipped {
+    pub candidate_id: i64,
+    /// `identifier`, `semantic` or `temporal`.
+    pub layer: String,
+    /// What it matched (a proposal, a task, a similarity).
+    pub detail: String,
+}
+
+/// `improve_fabricated`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImproveFabricated {
+    pub candidate_id: i64,
+    /// The names the repository lacks, as the text wrote them.
+    pub names: Vec<String>,
+}
+
+/// `improve_judge_failed`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImproveJudgeFailed {
+    pub candidate_id: i64,
+    /// `provider:model`, as `improve.judge` names it.
+    pub model: String,
+    pub cause: String,
+    /// The `gateway_calls` row, when the call was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<i64>,
+}
+
+/// `improve_judge_capped`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImproveJudgeCapped {
+    pub model: String,
+    /// The cap's refusal, in the gateway's words.
+    pub cause: String,
+    /// Candidates left unjudged (listed as budget held in the digest).
+    pub held: u64,
 }
 
 #[cfg(test)]

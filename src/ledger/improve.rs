@@ -1,6 +1,6 @@
-//! Auto-improve in the ledger (migrations 0016 and 0017): scans, the candidates they found, the
-//! proposals staged from them, the operator's verdicts, the sources that failed, and the
-//! pause switch, and the embeddings cache. The rules live in `crate::improve`; this is storage only.
+//! Auto-improve in the ledger (migrations 0016, 0017 and 0019): scans, the candidates they
+//! found, the proposals staged from them, the operator's verdicts, the sources that failed,
+//! the pause switch, the embeddings cache, and what each scan decided about each candidate. The rules live in `crate::improve`; this is storage only.
 
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
@@ -97,6 +97,47 @@ pub struct SourceFailureRow {
     pub source_name: String,
     pub cause: String,
     pub at_ms: i64,
+}
+
+/// What a scan decided about one candidate (`improve_decisions`).
+#[derive(Debug, Clone)]
+pub struct NewDecision<'a> {
+    pub scan_id: i64,
+    pub candidate_id: i64,
+    /// `staged`, `skipped`, `fabricated`, `declined`, `judge_failed` or `budget_held`.
+    pub outcome: &'a str,
+    /// The dedup layer of a `skipped` one.
+    pub layer: Option<&'a str>,
+    pub detail: &'a str,
+    /// The judge's verdict as JSON, when it gave one.
+    pub verdict: Option<&'a str>,
+    pub call_id: Option<i64>,
+    pub at_ms: i64,
+}
+
+/// A stored decision with its candidate's title, source and URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DecisionRow {
+    pub candidate_id: i64,
+    pub outcome: String,
+    pub layer: Option<String>,
+    pub detail: String,
+    pub verdict: Option<String>,
+    pub title: String,
+    pub url: String,
+    pub source_name: String,
+    pub source_kind: String,
+}
+
+/// An earlier proposal as the dedup layers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownProposal {
+    pub id: i64,
+    pub title: String,
+    pub url: String,
+    pub source_kind: String,
+    pub target: String,
+    pub created_at_ms: i64,
 }
 
 const PROPOSAL_COLUMNS: &str = "p.id, p.scan_id, p.rank, p.score, p.tier, p.title, p.body,
@@ -272,7 +313,8 @@ impl Queries<'_> {
         )?)
     }
 
-    /// Candidates seen at or after `since_ms` that no proposal was made from yet.
+    /// Candidates seen at or after `since_ms` that no proposal was made from yet, and that no
+    /// judge declined and no scan found fabricated (those are not judged twice).
     pub(crate) fn unproposed_improve_candidates(&self, since_ms: i64) -> Result<Vec<CandidateRow>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT c.id, c.source_kind, c.source_name, c.url, c.title, c.summary, c.target,
@@ -280,6 +322,8 @@ impl Queries<'_> {
              FROM improve_candidates c
              WHERE c.last_seen_ms >= ?1
                AND NOT EXISTS (SELECT 1 FROM improve_proposals p WHERE p.candidate_id = c.id)
+               AND NOT EXISTS (SELECT 1 FROM improve_decisions d WHERE d.candidate_id = c.id
+                               AND d.outcome IN ('declined', 'fabricated'))
              ORDER BY c.id",
         )?;
         let rows = stmt
@@ -297,6 +341,95 @@ impl Queries<'_> {
                     last_seen_ms: r.get(9)?,
                 })
             })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Records what a scan decided about a candidate.
+    pub(crate) fn insert_improve_decision(&self, d: &NewDecision<'_>) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO improve_decisions (scan_id, candidate_id, outcome, layer, detail,
+                 verdict, call_id, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                d.scan_id,
+                d.candidate_id,
+                d.outcome,
+                d.layer,
+                d.detail,
+                d.verdict,
+                d.call_id,
+                d.at_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// What `scan_id` decided, in the order it decided.
+    pub(crate) fn improve_decisions(&self, scan_id: i64) -> Result<Vec<DecisionRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT d.candidate_id, d.outcome, d.layer, d.detail, d.verdict, c.title, c.url,
+                    c.source_name, c.source_kind
+             FROM improve_decisions d JOIN improve_candidates c ON c.id = d.candidate_id
+             WHERE d.scan_id = ?1 ORDER BY d.id",
+        )?;
+        let rows = stmt
+            .query_map([scan_id], |r| {
+                Ok(DecisionRow {
+                    candidate_id: r.get(0)?,
+                    outcome: r.get(1)?,
+                    layer: r.get(2)?,
+                    detail: r.get(3)?,
+                    verdict: r.get(4)?,
+                    title: r.get(5)?,
+                    url: r.get(6)?,
+                    source_name: r.get(7)?,
+                    source_kind: r.get(8)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Every proposal made so far, for the identifier and temporal dedup layers.
+    pub(crate) fn improve_known_proposals(&self) -> Result<Vec<KnownProposal>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT p.id, p.title, c.url, c.source_kind, c.target, p.created_at_ms
+             FROM improve_proposals p JOIN improve_candidates c ON c.id = p.candidate_id
+             ORDER BY p.id",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(KnownProposal {
+                    id: r.get(0)?,
+                    title: r.get(1)?,
+                    url: r.get(2)?,
+                    source_kind: r.get(3)?,
+                    target: r.get(4)?,
+                    created_at_ms: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Roadmap tasks (id, title): every one when `touched_since_ms` is `None`; else the open
+    /// ones and those updated since then (the semantic dedup layer's reference).
+    pub(crate) fn improve_task_titles(
+        &self,
+        touched_since_ms: Option<i64>,
+    ) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, title FROM tasks
+             WHERE in_roadmap = 1
+               AND (?1 IS NULL
+                    OR state NOT IN ('merged', 'done', 'failed', 'rejected', 'cancelled',
+                                     'abandoned')
+                    OR updated_at_ms >= ?1)
+             ORDER BY roadmap_order, id",
+        )?;
+        let rows = stmt
+            .query_map([touched_since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }

@@ -111,6 +111,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "run_resume",
         sql: include_str!("migrations/0018_run_resume.sql"),
     },
+    Migration {
+        version: 19,
+        name: "improve_decisions",
+        sql: include_str!("migrations/0019_improve_decisions.sql"),
+    },
 ];
 
 /// True when every applied migration's recorded checksum matches this binary's text.

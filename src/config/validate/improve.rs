@@ -14,6 +14,10 @@ pub(super) fn check(config: &Config, problems: &mut Vec<Problem>) {
     if let Some(choice) = &improve.embeddings {
         check_gateway_choice(config, "embeddings", choice, problems);
     }
+    if let Some(choice) = &improve.judge {
+        check_gateway_choice(config, "judge", choice, problems);
+    }
+    check_judge_numbers(improve, problems);
     for (i, source) in improve.sources.iter().enumerate() {
         check_source(config, i, source, problems);
     }
@@ -55,6 +59,44 @@ fn check_numbers(improve: &ImproveConfig, problems: &mut Vec<Problem>) {
         ("source_timeout", improve.source_timeout.0.is_zero()),
         ("max_commit_age", improve.max_commit_age.0.is_zero()),
         ("max_page_size", improve.max_page_size.0.as_u64() == 0),
+    ] {
+        if zero {
+            problems.push(problem(&["improve", key], "must be more than zero"));
+        }
+    }
+}
+
+fn check_judge_numbers(improve: &ImproveConfig, problems: &mut Vec<Problem>) {
+    if improve.judge_top == 0 || improve.judge_top > 200 {
+        problems.push(problem(
+            &["improve", "judge_top"],
+            format!(
+                "must be between 1 and 200 (candidates judged per scan), not {}",
+                improve.judge_top
+            ),
+        ));
+    }
+    for (key, value) in [
+        ("min_relevance", improve.min_relevance),
+        ("min_concreteness", improve.min_concreteness),
+    ] {
+        if !(1..=5).contains(&value) {
+            problems.push(problem(
+                &["improve", key],
+                format!("must be between 1 and 5 (the judge's scale), not {value}"),
+            ));
+        }
+    }
+    let s = improve.similarity_threshold;
+    if !(s > 0.0 && s <= 1.0) {
+        problems.push(problem(
+            &["improve", "similarity_threshold"],
+            format!("must be more than 0 and at most 1 (a cosine similarity), not {s}"),
+        ));
+    }
+    for (key, zero) in [
+        ("temporal_window", improve.temporal_window.0.is_zero()),
+        ("stale_after", improve.stale_after.0.is_zero()),
     ] {
         if zero {
             problems.push(problem(&["improve", key], "must be more than zero"));
