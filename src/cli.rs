@@ -437,6 +437,8 @@ pub enum ScheduleKind {
     Launchd,
     /// `oxi saturate` in a tmux session
     Tmux,
+    /// `oxi improve scan` once a day: cron, systemd, launchd and a GitHub Actions workflow
+    Improve,
 }
 
 #[derive(Debug, Args)]

@@ -668,6 +668,7 @@ pub async fn run(
     command_checks(config, parent_env, &mut out);
     template_checks(&mut out);
     notify_checks(config, parent_env, &mut out);
+    improve_check(config, &mut out);
     for c in &mut out {
         if BLOCKING_CHECKS.contains(&c.name.as_str()) {
             c.blocks_dispatch = true;
@@ -675,6 +676,39 @@ pub async fn run(
     }
     out.push(dispatch_check(&out, blocking));
     out
+}
+
+/// With `[improve]`, a scan finished within `improve.stale_after` (a warning otherwise: the
+/// schedule may be missing or failing).
+fn improve_check(config: &LoadedConfig, out: &mut Vec<Check>) {
+    let Some(improve) = &config.config.improve else {
+        return;
+    };
+    let Ok(ledger) = crate::ledger::Ledger::open_existing(&config.ledger_path()) else {
+        return;
+    };
+    let Ok(last) = ledger.read().last_improve_scan() else {
+        return;
+    };
+    let last_ms = last.as_ref().and_then(|s| s.finished_at_ms);
+    let now = crate::clock::now_ms();
+    out.push(match crate::improve::staleness(improve, last_ms, now) {
+        Some(warning) => check(
+            "auto-improve",
+            Status::Warn,
+            warning,
+            Some("`oxi init --schedule improve` prints a daily schedule; `oxi improve scan` runs one now".to_owned()),
+        ),
+        None => check(
+            "auto-improve",
+            Status::Ok,
+            format!(
+                "last scan finished {}",
+                last_ms.map(crate::clock::rfc3339).unwrap_or_default()
+            ),
+            None,
+        ),
+    });
 }
 
 /// Each `[gateway.providers]` entry answers (docs/gateway.md); a failure disables only the

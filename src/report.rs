@@ -134,6 +134,9 @@ pub struct Report {
     pub value: ValueKpis,
     /// Tasks that failed for good in the window, newest first, with their triage summaries.
     pub failed_tasks: Vec<FailedTask>,
+    /// Auto-improve's proposals, acceptance and spend (only with `[improve]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub improve: Option<crate::improve::ImproveSection>,
 }
 
 /// Parses `24h`, `7d`, `30d` or `all` into the window's start.
@@ -248,6 +251,7 @@ pub fn build(
         shadow: shadow::build(&q, from)?,
         value,
         failed_tasks: failures::build(&q, &tasks, from)?,
+        improve: crate::improve::report_section(&config.config, &q, from, now_ms)?,
     })
 }
 
@@ -652,6 +656,7 @@ pub fn rows(r: &Report) -> Vec<(String, String, String)> {
     }
     rows.extend(failures::rows(&r.failed_tasks));
     rows.extend(shadow::rows(&r.shadow));
+    rows.extend(crate::improve::report_rows(r.improve.as_ref()));
     rows
 }
 

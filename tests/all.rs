@@ -31,6 +31,7 @@ mod github_issues;
 mod hostile;
 mod improve;
 mod improve_judge;
+mod improve_report;
 mod improve_vectors;
 mod kpi;
 mod ledger;

@@ -280,6 +280,10 @@ async fn the_judges_cap_stops_judging_for_the_day_and_holds_the_rest() {
         2,
         "{text}"
     );
+    // The report counts the judge's spend as auto-improve's.
+    let report = oxi(&s, &["report", "--format", "json"]).json();
+    assert_eq!(report["improve"]["spend_usd"], 0.05, "{report:#}");
+    assert_eq!(report["improve"]["emitted"], 1, "{report:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -149,11 +149,36 @@ pub fn schedule(
             "dev.oxi.tick.plist",
             include_str!("../../templates/schedule/launchd.plist"),
         )],
+        ScheduleKind::Improve => &[
+            (
+                "crontab line (auto-improve, daily)",
+                include_str!("../../templates/schedule/improve.cron"),
+            ),
+            (
+                "oxi-improve.service",
+                include_str!("../../templates/schedule/oxi-improve.service"),
+            ),
+            (
+                "oxi-improve.timer",
+                include_str!("../../templates/schedule/oxi-improve.timer"),
+            ),
+            (
+                "dev.oxi.improve.plist",
+                include_str!("../../templates/schedule/improve.plist"),
+            ),
+            (
+                ".github/workflows/oxi-improve.yml",
+                include_str!("../../templates/schedule/improve-workflow.yml"),
+            ),
+        ],
     };
     let oxi = std::env::current_exe()?.display().to_string();
     let home = std::env::var("HOME").unwrap_or_else(|_| "~".to_owned());
     let env_file = format!("{home}/.config/oxi/env");
-    if matches!(kind, ScheduleKind::Cron | ScheduleKind::Systemd) {
+    if matches!(
+        kind,
+        ScheduleKind::Cron | ScheduleKind::Systemd | ScheduleKind::Improve
+    ) {
         ensure_env_file(std::path::Path::new(&env_file), config)?;
     }
     let path = schedule_path(config, repo);

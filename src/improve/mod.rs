@@ -17,6 +17,7 @@ mod judge;
 mod names;
 mod newsletter;
 pub mod rank;
+mod report;
 mod select;
 mod vectors;
 mod x;
@@ -35,6 +36,7 @@ pub use dedup::Layer;
 pub use judge::Verdict;
 pub use names::RepoNames;
 pub use rank::Ranking;
+pub use report::{ImproveSection, report_rows, report_section, staleness};
 pub use select::Decisions;
 pub use vectors::{cache_vectors, cached_vectors, candidate_text};
 

@@ -140,6 +140,19 @@ pub struct KnownProposal {
     pub created_at_ms: i64,
 }
 
+/// Auto-improve's figures over a window, for `oxi report`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct ImproveTotals {
+    pub scans: u64,
+    pub emitted: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    /// The improve role's gateway spend (embeddings and judge), in micro-USD.
+    pub spend_microusd: i64,
+    /// When the latest scan finished, ever (not only in the window).
+    pub last_scan_ms: Option<i64>,
+}
+
 const PROPOSAL_COLUMNS: &str = "p.id, p.scan_id, p.rank, p.score, p.tier, p.title, p.body,
     p.status, p.task_id, c.source_kind, c.source_name, c.url, p.created_at_ms";
 
@@ -432,6 +445,38 @@ impl Queries<'_> {
             .query_map([touched_since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    /// Auto-improve's figures for proposals made and spend since `since_ms`.
+    pub(crate) fn improve_totals(&self, since_ms: i64) -> Result<ImproveTotals> {
+        let (scans, last_scan_ms): (i64, Option<i64>) = self.conn.query_row(
+            "SELECT COALESCE(SUM(started_at_ms >= ?1), 0), MAX(finished_at_ms)
+             FROM improve_scans WHERE finished_at_ms IS NOT NULL",
+            [since_ms],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let (emitted, accepted, rejected): (i64, i64, i64) = self.conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(status = 'accepted'), 0),
+                    COALESCE(SUM(status = 'rejected'), 0)
+             FROM improve_proposals WHERE created_at_ms >= ?1",
+            [since_ms],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let spend: i64 = self.conn.query_row(
+            "SELECT COALESCE(SUM(actual_microusd), 0) FROM gateway_calls
+             WHERE role = 'improve' AND created_at_ms >= ?1",
+            [since_ms],
+            |r| r.get(0),
+        )?;
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        Ok(ImproveTotals {
+            scans: count(scans),
+            emitted: count(emitted),
+            accepted: count(accepted),
+            rejected: count(rejected),
+            spend_microusd: spend,
+            last_scan_ms,
+        })
     }
 
     pub(crate) fn insert_improve_proposal(&self, p: &NewProposal<'_>) -> Result<i64> {

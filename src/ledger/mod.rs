@@ -43,8 +43,8 @@ pub use events::{Event, EventKind};
 pub use gateway::{GatewayCallEnd, GatewayCallRow, NewGatewayCall};
 pub use hosts::{HostBeat, HostRow, HostRunTotals};
 pub use improve::{
-    CandidateRow, DecisionRow, KnownProposal, NewCandidate, NewDecision, NewProposal, ProposalRow,
-    ScanEnd, ScanRow, SourceFailureRow,
+    CandidateRow, DecisionRow, ImproveTotals, KnownProposal, NewCandidate, NewDecision,
+    NewProposal, ProposalRow, ScanEnd, ScanRow, SourceFailureRow,
 };
 pub use issues::{IssueLink, IssueSeen};
 pub use kinds::{ApprovalKind, FailureClass, HoldKind};
