@@ -100,8 +100,17 @@ pub fn bm25(
         "CREATE VIRTUAL TABLE context USING fts5(body, tokenize = 'unicode61 remove_diacritics 2');
          CREATE VIRTUAL TABLE context_terms USING fts5vocab(context, 'row');
          CREATE VIRTUAL TABLE candidates USING fts5(title, summary,
-             tokenize = 'unicode61 remove_diacritics 2');",
+             tokenize = 'unicode61 remove_diacritics 2');
+         INSERT INTO context (context, rank) VALUES ('hashsize', 268435456);
+         INSERT INTO context (context, rank) VALUES ('automerge', 0);
+         INSERT INTO candidates (candidates, rank) VALUES ('hashsize', 268435456);
+         INSERT INTO candidates (candidates, rank) VALUES ('automerge', 0);",
     )?;
+    // Both indexes are written once and read once: FTS5's defaults (flush the pending terms
+    // every 1 MB into a new segment, merge segments as they pile up) suit an index that grows
+    // over time, and here made the inserts merge over and over and the query read many
+    // segments. One flush at commit (a 256 MB hash: the whole input stays far below it) and
+    // no automerge leave one segment per index.
     let tx = conn.unchecked_transaction()?;
     {
         let mut insert = tx.prepare("INSERT INTO context (body) VALUES (?1)")?;
