@@ -295,6 +295,77 @@ fn a_codex_planner_without_a_rollout_leaves_an_event_and_the_task_goes_on() {
     assert_eq!(state(&s, "T0-1").0, TaskState::Delivered);
 }
 
+/// Two vague tasks, each explored by its own planner (`plan_a` and `plan_b` are their plans'
+/// `files_expected`), run two at a time; each executor's first attempt fails (transient) so
+/// that both plans are stored when the next tick's claim round gates them.
+fn two_planned_tasks(plan_a: &str, plan_b: &str) -> Sandbox {
+    let second = "**T0-2 · Greet returning contributors**\nMake the project friendlier to people who come back after a while. Say welcome back somewhere sensible; nobody decided where yet.\n";
+    let planner_b = crate::support::OxiToml::new()
+        .worker(
+            Worker::fake("planner-b")
+                .scenario("plan")
+                .set_env("OXI_FAKE_PLAN_FILES", plan_b),
+        )
+        .text();
+    let s = repo(
+        &format!("{VAGUE}\n{second}"),
+        "edit-transient",
+        "plan",
+        plan_a,
+        &format!(
+            "[caps]\nretry_backoff = \"1ms\"\nretry_backoff_max = \"1ms\"\n\n{planner_b}\n[[routing.rules]]\nname = \"returning\"\nwhen = {{ title = \"returning\" }}\nplanner = [\"planner-b\"]\n"
+        ),
+    );
+    let text = s
+        .read("oxi.toml")
+        .replace("max_parallel_jobs = 1", "max_parallel_jobs = 2");
+    s.write("oxi.toml", text);
+    git(s.path(), &["commit", "-qam", "two at a time"]);
+    // Both claimed together (no hints yet), both planned, both executors fail once.
+    s.oxi(&["tick"]).ok();
+    for task in ["T0-1", "T0-2"] {
+        assert_eq!(roles(&s, task), ["executor", "planner"], "{task}");
+        assert_eq!(state(&s, task).0, TaskState::RetryWait, "{task}");
+    }
+    s
+}
+
+fn executor_runs(s: &Sandbox, task: &str) -> usize {
+    roles(s, task).iter().filter(|r| *r == "executor").count()
+}
+
+#[test]
+fn plans_that_expect_the_same_files_are_not_dispatched_together() {
+    // A directory in one plan holds the other plan's file: they overlap.
+    let s = two_planned_tasks("notes/", "notes/welcome.md");
+    s.oxi(&["tick"]).ok();
+    assert_eq!(executor_runs(&s, "T0-1"), 2);
+    assert_eq!(executor_runs(&s, "T0-2"), 1, "T0-2 waited for T0-1");
+    let deferred = events(&s, "T0-2", "task_deferred");
+    assert_eq!(deferred.len(), 1, "{deferred:?}");
+    assert_eq!(
+        deferred[0]["reason"], "file overlap with in-flight work: notes/welcome.md overlaps notes/",
+        "{deferred:?}"
+    );
+    assert!(events(&s, "T0-1", "task_deferred").is_empty());
+}
+
+#[test]
+fn plans_that_expect_other_files_are_dispatched_together() {
+    let s = two_planned_tasks("notes/welcome.md", "docs/welcome-back.md");
+    s.oxi(&["tick"]).ok();
+    assert_eq!(executor_runs(&s, "T0-1"), 2);
+    assert_eq!(executor_runs(&s, "T0-2"), 2);
+    for task in ["T0-1", "T0-2"] {
+        assert!(events(&s, task, "task_deferred").is_empty(), "{task}");
+        // The second attempt used the stored plan: no planner ran again.
+        assert_eq!(
+            roles(&s, task).iter().filter(|r| *r == "planner").count(),
+            1
+        );
+    }
+}
+
 #[test]
 fn a_bad_plan_is_retried_once_then_the_task_fails_as_plan_invalid() {
     let s = repo(VAGUE, "demo", "plan-bad", "notes/welcome.md", "");
