@@ -255,6 +255,117 @@ fn without_confinement_the_planners_write_is_found_in_the_worktree_and_discarded
     assert!(!tree.contains("planner-was-here"), "{tree}");
 }
 
+/// Codex prints nothing for a patch its read-only sandbox refuses, so oxi reads the thread's
+/// rollout after a codex planner run (the live test above); when there is none (the fake codex
+/// keeps no session record), that is an event, and the task goes on.
+#[test]
+fn a_codex_planner_without_a_rollout_leaves_an_event_and_the_task_goes_on() {
+    let s = repo(VAGUE, "demo", "plan", "notes/welcome.md", "");
+    let codex_home = s.file("codex-home");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    let text = s.read("oxi.toml").replace(
+        "[routing]",
+        &format!(
+            "{}\n[routing]",
+            crate::support::OxiToml::new()
+                .worker(
+                    Worker::fake_codex("codex-planner")
+                        .scenario("plan")
+                        .set_env("OXI_FAKE_PLAN_FILES", "notes/welcome.md")
+                        .set_env("CODEX_HOME", &codex_home.display().to_string()),
+                )
+                .text()
+        ),
+    );
+    s.write(
+        "oxi.toml",
+        text.replace("planner = [\"planner\"]", "planner = [\"codex-planner\"]"),
+    );
+    git(s.path(), &["commit", "-qam", "codex planner"]);
+    s.oxi(&["tick"]).ok();
+    let unreadable = events(&s, "T0-1", "rollout_unreadable");
+    assert_eq!(unreadable.len(), 1, "{unreadable:?}");
+    assert_eq!(unreadable[0]["worker"], "codex-planner");
+    let reason = unreadable[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("no rollout for thread ") && reason.contains("codex-home/sessions"),
+        "{reason}"
+    );
+    assert!(events(&s, "T0-1", "governance_memo").is_empty());
+    assert_eq!(state(&s, "T0-1").0, TaskState::Delivered);
+}
+
+/// Two vague tasks, each explored by its own planner (`plan_a` and `plan_b` are their plans'
+/// `files_expected`), run two at a time; each executor's first attempt fails (transient) so
+/// that both plans are stored when the next tick's claim round gates them.
+fn two_planned_tasks(plan_a: &str, plan_b: &str) -> Sandbox {
+    let second = "**T0-2 · Greet returning contributors**\nMake the project friendlier to people who come back after a while. Say welcome back somewhere sensible; nobody decided where yet.\n";
+    let planner_b = crate::support::OxiToml::new()
+        .worker(
+            Worker::fake("planner-b")
+                .scenario("plan")
+                .set_env("OXI_FAKE_PLAN_FILES", plan_b),
+        )
+        .text();
+    let s = repo(
+        &format!("{VAGUE}\n{second}"),
+        "edit-transient",
+        "plan",
+        plan_a,
+        &format!(
+            "[caps]\nretry_backoff = \"1ms\"\nretry_backoff_max = \"1ms\"\n\n{planner_b}\n[[routing.rules]]\nname = \"returning\"\nwhen = {{ title = \"returning\" }}\nplanner = [\"planner-b\"]\n"
+        ),
+    );
+    let text = s
+        .read("oxi.toml")
+        .replace("max_parallel_jobs = 1", "max_parallel_jobs = 2");
+    s.write("oxi.toml", text);
+    git(s.path(), &["commit", "-qam", "two at a time"]);
+    // Both claimed together (no hints yet), both planned, both executors fail once.
+    s.oxi(&["tick"]).ok();
+    for task in ["T0-1", "T0-2"] {
+        assert_eq!(roles(&s, task), ["executor", "planner"], "{task}");
+        assert_eq!(state(&s, task).0, TaskState::RetryWait, "{task}");
+    }
+    s
+}
+
+fn executor_runs(s: &Sandbox, task: &str) -> usize {
+    roles(s, task).iter().filter(|r| *r == "executor").count()
+}
+
+#[test]
+fn plans_that_expect_the_same_files_are_not_dispatched_together() {
+    // A directory in one plan holds the other plan's file: they overlap.
+    let s = two_planned_tasks("notes/", "notes/welcome.md");
+    s.oxi(&["tick"]).ok();
+    assert_eq!(executor_runs(&s, "T0-1"), 2);
+    assert_eq!(executor_runs(&s, "T0-2"), 1, "T0-2 waited for T0-1");
+    let deferred = events(&s, "T0-2", "task_deferred");
+    assert_eq!(deferred.len(), 1, "{deferred:?}");
+    assert_eq!(
+        deferred[0]["reason"], "file overlap with in-flight work: notes/welcome.md overlaps notes/",
+        "{deferred:?}"
+    );
+    assert!(events(&s, "T0-1", "task_deferred").is_empty());
+}
+
+#[test]
+fn plans_that_expect_other_files_are_dispatched_together() {
+    let s = two_planned_tasks("notes/welcome.md", "docs/welcome-back.md");
+    s.oxi(&["tick"]).ok();
+    assert_eq!(executor_runs(&s, "T0-1"), 2);
+    assert_eq!(executor_runs(&s, "T0-2"), 2);
+    for task in ["T0-1", "T0-2"] {
+        assert!(events(&s, task, "task_deferred").is_empty(), "{task}");
+        // The second attempt used the stored plan: no planner ran again.
+        assert_eq!(
+            roles(&s, task).iter().filter(|r| *r == "planner").count(),
+            1
+        );
+    }
+}
+
 #[test]
 fn a_bad_plan_is_retried_once_then_the_task_fails_as_plan_invalid() {
     let s = repo(VAGUE, "demo", "plan-bad", "notes/welcome.md", "");
@@ -407,16 +518,40 @@ async fn a_live_planner_is_read_only(cli: crate::support::live::Cli) {
     assert!(tree.contains("notes/plan.md"), "{tree}");
     assert!(!tree.contains("planner-was-here"), "{tree}");
     assert!(!scratch.repo.join("planner-was-here.txt").exists());
-    // Claude's refused attempt is a violation with its path (the Write tool call). Codex's
-    // sandbox refuses the patch without an event oxi reads as a write (docs/explore.md).
+    // The refused attempt is a violation with its path: claude's Write tool call on stdout;
+    // codex prints nothing for a patch its sandbox refuses, so oxi read the thread's rollout.
     let history = l.read().task_history("T0-7").unwrap();
     let memo = history
         .iter()
         .find(|(_, kind, _, _)| kind == "governance_memo")
-        .map(|(_, _, _, data)| data.to_string())
+        .map(|(_, _, _, data)| data.clone())
         .unwrap_or_default();
-    let recorded = memo.contains("read_only_write") && memo.contains("planner-was-here.txt");
-    assert_eq!(recorded, cli == live::Cli::Claude, "{history:?}");
+    assert_eq!(memo["trigger"], "read_only_write", "{history:?}");
+    assert_eq!(
+        memo["paths"],
+        serde_json::json!(["planner-was-here.txt"]),
+        "{history:?}"
+    );
+    let detector = match cli {
+        live::Cli::Claude => "write_events",
+        live::Cli::Codex => "codex_rollout",
+    };
+    assert_eq!(
+        memo["detectors"],
+        serde_json::json!([detector]),
+        "{history:?}"
+    );
+    assert_eq!(l.read().report_governance_violations(0).unwrap(), 1);
+    let mut l = l;
+    let unreadable: i64 = l
+        .raw_connection()
+        .query_row(
+            "SELECT COUNT(*) FROM events WHERE kind = 'rollout_unreadable'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(unreadable, 0);
     let stored = l
         .read()
         .latest_plan("T0-7")
@@ -432,6 +567,6 @@ async fn a_live_claude_planner_gets_plan_mode_and_cannot_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_live_codex_planner_gets_the_read_only_sandbox_and_cannot_write() {
+async fn a_live_codex_planner_gets_the_read_only_sandbox_and_its_refused_patch_is_recorded() {
     a_live_planner_is_read_only(crate::support::live::Cli::Codex).await;
 }

@@ -84,6 +84,23 @@ struct Expect {
     planned: bool,
     #[serde(default)]
     worker_calls: Option<u32>,
+    /// `[expect.when.<ending>]`: what a task that ended so must show besides.
+    #[serde(default)]
+    when: BTreeMap<Spanned<String>, WhenEnded>,
+}
+
+/// What a guard guarantees for one of the endings a case accepts: a case whose guard may end
+/// it two ways (Landlock refuses a write, or the post-run check stops the task) states what
+/// each way must leave.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WhenEnded {
+    #[serde(default)]
+    files: Vec<String>,
+    #[serde(default)]
+    absent: Vec<String>,
+    #[serde(default)]
+    events: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,6 +155,19 @@ pub(crate) struct Expectation {
     pub(crate) planned: bool,
     /// Each task made exactly this many worker calls (all roles).
     pub(crate) worker_calls: Option<u32>,
+    /// Per accepted ending, what a task that ended so must show besides.
+    pub(crate) when: Vec<(Ending, EndingChecks)>,
+}
+
+/// `[expect.when.<ending>]`, for the tasks that ended so.
+#[derive(Debug, Default)]
+pub(crate) struct EndingChecks {
+    /// Each path is in the task's branch.
+    pub(crate) files: Vec<String>,
+    /// Each path exists neither in the main checkout nor beside it.
+    pub(crate) absent: Vec<String>,
+    /// At least one event of each kind was recorded for the task.
+    pub(crate) events: Vec<String>,
 }
 
 /// 1-based line of a byte offset.
@@ -298,7 +328,39 @@ fn expectation(file: &Path, text: &str, raw: Expect) -> Result<Expectation, Eval
             ));
         }
     }
+    let mut when = Vec::new();
+    for (name, checks) in raw.when {
+        let at = |message: String| {
+            invalid(
+                file,
+                text,
+                name.span().start,
+                &format!("expect.when.{}", name.get_ref()),
+                message,
+            )
+        };
+        let ending = Ending::parse(name.get_ref()).ok_or_else(|| {
+            let names: Vec<&str> = Ending::ALL.iter().map(|e| e.as_str()).collect();
+            at(format!("is not an ending; use one of {}", names.join(", ")))
+        })?;
+        if !endings.contains(&ending) {
+            let accepted: Vec<&str> = endings.iter().map(|e| e.as_str()).collect();
+            return Err(at(format!(
+                "the case does not accept this ending (expect.ending: {}); add it there or drop this table",
+                accepted.join(", ")
+            )));
+        }
+        when.push((
+            ending,
+            EndingChecks {
+                files: checks.files,
+                absent: checks.absent,
+                events: checks.events,
+            },
+        ));
+    }
     Ok(Expectation {
+        when,
         endings,
         failure_class: raw.failure_class,
         files: raw.files,

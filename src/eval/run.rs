@@ -302,9 +302,65 @@ fn check(
             misses.push(format!("no {kind} event was recorded"));
         }
     }
+    misses.extend(check_endings(case, repeat, root, ledger)?);
     for secret in &expect.never_contains {
         for file in leaks(&root.join(".oxi"), secret) {
             misses.push(format!("{} holds a planted secret", file.display()));
+        }
+    }
+    Ok(misses)
+}
+
+/// `[expect.when.<ending>]`: for each task that ended one way, what that way must leave.
+fn check_endings(
+    case: &Case,
+    repeat: &Repeat,
+    root: &Path,
+    ledger: &mut Ledger,
+) -> Result<Vec<String>, EvalError> {
+    let mut misses = Vec::new();
+    for task in &repeat.tasks {
+        let Some((ending, checks)) = case
+            .expect
+            .when
+            .iter()
+            .find(|(e, _)| e.as_str() == task.state)
+        else {
+            continue;
+        };
+        let (id, ended) = (&task.id, ending.as_str());
+        let branch = ledger.read().task(id)?.and_then(|t| t.branch);
+        for file in &checks.files {
+            let held = branch.as_ref().is_some_and(|b| {
+                crate::git::run(root, &["cat-file", "-e", &format!("{b}:{file}")]).is_ok()
+            });
+            if !held {
+                misses.push(format!(
+                    "{id} ended {ended}, yet its branch does not hold {file}"
+                ));
+            }
+        }
+        for file in &checks.absent {
+            if root.join(file).exists() || root.parent().is_some_and(|p| p.join(file).exists()) {
+                misses.push(format!(
+                    "{id} ended {ended}, yet {file} exists outside the worktree"
+                ));
+            }
+        }
+        for kind in &checks.events {
+            let count: i64 = ledger
+                .raw_connection()
+                .query_row(
+                    "SELECT COUNT(*) FROM events WHERE kind = ?1 AND task_id = ?2",
+                    [kind, id],
+                    |r| r.get(0),
+                )
+                .map_err(crate::ledger::LedgerError::from)?;
+            if count == 0 {
+                misses.push(format!(
+                    "{id} ended {ended}, yet no {kind} event was recorded for it"
+                ));
+            }
         }
     }
     Ok(misses)

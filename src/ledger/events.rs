@@ -206,6 +206,9 @@ event_kinds! {
     ImproveJudgeFailed(ImproveJudgeFailed) = "improve_judge_failed",
     /// Auto-improve stopped judging for the day: a cap was reached (the rest held).
     ImproveJudgeCapped(ImproveJudgeCapped) = "improve_judge_capped",
+    /// A read-only run's session record (codex's rollout), where its refused writes are, could
+    /// not be read: refusals it holds are not recorded.
+    RolloutUnreadable(RolloutUnreadable) = "rollout_unreadable",
 }
 
 /// The `data` field names report SQL reads with `json_extract` / `json_type`, and the values
@@ -496,7 +499,8 @@ pub enum GovernanceMemo {
         #[serde(default)]
         paths: Vec<String>,
         /// What found them: `worktree_diff` (the worktree changed), `write_events` (the CLI
-        /// announced a write, refused or not).
+        /// announced a write, refused or not), `codex_rollout` (codex's session record holds
+        /// a patch its sandbox refused).
         #[serde(default)]
         detectors: Vec<String>,
     },
@@ -1265,4 +1269,14 @@ pub struct SessionFresh {
     /// The earlier run whose session was not continued, when there is one.
     #[serde(default)]
     pub from_run: Option<String>,
+}
+
+/// `rollout_unreadable`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutUnreadable {
+    pub worker: String,
+    /// The session (codex's thread) whose record was looked for, when the run reported one.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    pub reason: String,
 }

@@ -18,13 +18,13 @@ use super::ending::{Ending, Outcome, Stop};
 use super::{Job, attribution, worktree};
 use crate::clock::now_ms;
 use crate::config::{Config, ExploreMode, LoadedConfig};
-use crate::ledger::events::{GovernanceMemo, PlanInvalid, PlanRecorded};
+use crate::ledger::events::{GovernanceMemo, PlanInvalid, PlanRecorded, RolloutUnreadable};
 use crate::ledger::{Event, FailureClass, Ledger, TaskSpec, TaskState};
 use crate::money::usd_to_micro;
 use crate::prompt::{self, PlanBrief, PlannerPrompt};
 use crate::routing::{Assignment, RouteRole, Router, labels};
 use crate::runner::{self, PreparedRun, RunReport, RunRequest, RunnerError};
-use crate::worker::{Classification, WorkerRole};
+use crate::worker::{Classification, WorkerKind, WorkerRole};
 
 /// Most entries a plan's list may hold, and longest entry: a plan is a short brief, and every
 /// byte of it goes into the executor's prompt.
@@ -411,11 +411,13 @@ async fn run_planner(
     };
     let prepared = runner::prepare(config, request)?;
     admit(job, &prepared, &planner.worker)?;
+    let (kind, env) = (prepared.worker.kind, prepared.env.vars.clone());
     let anchor = attribution::WorktreeAnchor::take(&spec.worktree);
     let report = prepared.run(&mut job.ledger, job.shutdown.clone()).await?;
     job.note_cost(&report);
     worktree::untouched(job, &anchor, "planner", TaskState::FrameworkFixNeeded)?;
-    undo_writes(job, &report);
+    let refused = refused_writes(job, kind, &env, &report);
+    undo_writes(job, &report, &refused);
     if report.classification != Classification::Success {
         let class = report.classification.as_str();
         let detail = report.detail.clone().unwrap_or_else(|| class.to_owned());
@@ -459,10 +461,61 @@ fn admit(job: &mut Job<'_>, prepared: &PreparedRun<'_>, worker: &str) -> Result<
     }
 }
 
+/// The writes the planner's CLI refused without saying so on stdout, from its own session
+/// record (codex's rollout), relative to the worktree when inside it. A record that cannot be
+/// read is a `rollout_unreadable` event, and no refusals.
+fn refused_writes(
+    job: &mut Job<'_>,
+    kind: WorkerKind,
+    env: &[(String, String)],
+    report: &RunReport,
+) -> Vec<String> {
+    let ended = now_ms();
+    let started = ended - i64::try_from(report.elapsed_ms).unwrap_or(0);
+    let session = report.session_id.as_deref();
+    let read = crate::worker::adapter(kind).refused_writes(
+        env,
+        session.unwrap_or_default(),
+        started,
+        ended,
+    );
+    let reason = match (session, read) {
+        (_, None) => return Vec::new(),
+        (Some(_), Some(Ok(found))) => {
+            let tree = &job.spec.worktree;
+            return found
+                .paths
+                .iter()
+                .map(|p| {
+                    Path::new(p)
+                        .strip_prefix(tree)
+                        .map_or_else(|_| p.clone(), |r| r.display().to_string())
+                })
+                .collect();
+        }
+        (None, Some(_)) => "the run reported no session id".to_owned(),
+        (Some(_), Some(Err(e))) => e.to_string(),
+    };
+    tracing::warn!(
+        "task {}: the planner's refused writes are unknown: {reason}",
+        job.id()
+    );
+    job.event(
+        Some(&report.run_id),
+        Event::RolloutUnreadable(RolloutUnreadable {
+            worker: report.worker.clone(),
+            session_id: session.map(str::to_owned),
+            reason,
+        }),
+    );
+    Vec::new()
+}
+
 /// Finds what the read-only planner wrote or tried to write (the worktree's own changes, the
-/// writes its CLI announced, and the edit-tool calls its model made, refused or not), records them as a governance violation with
+/// writes its CLI announced, the edit-tool calls its model made, refused or not, and the
+/// `refused` writes its session record holds), records them as a governance violation with
 /// the paths, and discards them.
-fn undo_writes(job: &mut Job<'_>, report: &RunReport) {
+fn undo_writes(job: &mut Job<'_>, report: &RunReport, refused: &[String]) {
     let tree = &job.spec.worktree;
     let changed = changed_paths(tree);
     let mut detectors = Vec::new();
@@ -472,10 +525,14 @@ fn undo_writes(job: &mut Job<'_>, report: &RunReport) {
     if !report.files_changed.is_empty() || !report.write_attempts.is_empty() {
         detectors.push("write_events".to_owned());
     }
+    if !refused.is_empty() {
+        detectors.push("codex_rollout".to_owned());
+    }
     let paths: BTreeSet<String> = changed
         .into_iter()
         .chain(report.files_changed.iter().cloned())
         .chain(report.write_attempts.iter().cloned())
+        .chain(refused.iter().cloned())
         .collect();
     if paths.is_empty() {
         return;

@@ -8,8 +8,12 @@
 //!   only those rules' regexes or globs run;
 //! - labels: each configured label maps to the rules that name it.
 //!
-//! Each kind is looked up the first time a rule needs it, and a task's answers live in
-//! fixed-size bit sets: routing a task allocates nothing for up to 256 rules or literals.
+//! A task's candidates start as its tier's rules and are narrowed one kind at a time, cheapest
+//! text first (title, section, file hints, labels, body): a kind's text is searched only while
+//! a candidate rule still has a clause of that kind to rule out, so a brief is not read at all
+//! once no rule with a body or label clause can match. Only the rules left run their own
+//! regexes and globs, in order. A task's answers live in fixed-size bit sets: routing a task
+//! allocates nothing for up to 256 rules or literals.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
@@ -18,97 +22,158 @@ use std::collections::HashMap;
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use globset::Glob;
 use regex::Regex;
-use smallvec::{SmallVec, smallvec};
 
 use super::Rule;
 use super::literals::{self, Spellings};
 use super::when::{When, label_words};
 use crate::ledger::TaskSpec;
 
-/// A set of small numbers (rule or literal indexes), inline up to 256.
+/// Members held inline: the first 256 (a config's rules, a kind's literals) need no heap.
+const INLINE: usize = 4;
+
+/// A set of small numbers (rule or literal indexes): the first 256 in a fixed array, the rest
+/// (a config with more rules) in `spill`. A plain array rather than a small-vector: the set
+/// operations run for every task and rule kind, and stay a few word operations each.
 #[derive(Debug, Clone, Default)]
-struct Bits(SmallVec<[u64; 4]>);
+struct Bits {
+    inline: [u64; INLINE],
+    spill: Vec<u64>,
+}
 
 impl Bits {
     fn new(size: usize) -> Self {
-        Self(smallvec![0; size.div_ceil(64)])
+        Self {
+            inline: [0; INLINE],
+            spill: vec![0; size.div_ceil(64).saturating_sub(INLINE)],
+        }
+    }
+
+    fn word_mut(&mut self, word: usize) -> Option<&mut u64> {
+        match word.checked_sub(INLINE) {
+            None => self.inline.get_mut(word),
+            Some(w) => self.spill.get_mut(w),
+        }
     }
 
     fn set(&mut self, i: usize) {
-        if let Some(word) = self.0.get_mut(i / 64) {
+        if let Some(word) = self.word_mut(i / 64) {
             *word |= 1 << (i % 64);
         }
     }
 
     fn get(&self, i: usize) -> bool {
-        self.0.get(i / 64).is_some_and(|w| (w >> (i % 64)) & 1 == 1)
+        let word = match (i / 64).checked_sub(INLINE) {
+            None => self.inline.get(i / 64),
+            Some(w) => self.spill.get(w),
+        };
+        word.is_some_and(|w| (w >> (i % 64)) & 1 == 1)
+    }
+
+    /// Each word pair of `self` and `other`.
+    fn pairs<'s>(&'s mut self, other: &'s Bits) -> impl Iterator<Item = (&'s mut u64, &'s u64)> {
+        self.inline
+            .iter_mut()
+            .zip(&other.inline)
+            .chain(self.spill.iter_mut().zip(&other.spill))
     }
 
     fn union(&mut self, other: &Bits) {
-        for (a, b) in self.0.iter_mut().zip(&other.0) {
+        for (a, b) in self.pairs(other) {
             *a |= b;
         }
     }
 
+    fn intersect(&mut self, other: &Bits) {
+        for (a, b) in self.pairs(other) {
+            *a &= b;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.inline == [0; INLINE] && self.spill.iter().all(|w| *w == 0)
+    }
+
+    fn intersects(&self, other: &Bits) -> bool {
+        let [a0, a1, a2, a3] = self.inline;
+        let [b0, b1, b2, b3] = other.inline;
+        (a0 & b0) | (a1 & b1) | (a2 & b2) | (a3 & b3) != 0
+            || self.spill.iter().zip(&other.spill).any(|(a, b)| a & b != 0)
+    }
+
+    /// The numbers below `size` that are not members.
+    fn complement(&self, size: usize) -> Bits {
+        let mut out = Bits::new(size);
+        for i in 0..size {
+            if !self.get(i) {
+                out.set(i);
+            }
+        }
+        out
+    }
+
     /// The members, smallest first.
     fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.0.iter().enumerate().flat_map(|(w, &word)| {
-            let mut rest = word;
-            std::iter::from_fn(move || {
-                if rest == 0 {
-                    return None;
-                }
-                let bit = rest.trailing_zeros() as usize;
-                rest &= rest - 1;
-                Some(w * 64 + bit)
+        self.inline
+            .iter()
+            .chain(&self.spill)
+            .enumerate()
+            .flat_map(|(w, &word)| {
+                let mut rest = word;
+                std::iter::from_fn(move || {
+                    if rest == 0 {
+                        return None;
+                    }
+                    let bit = rest.trailing_zeros() as usize;
+                    rest &= rest - 1;
+                    Some(w * 64 + bit)
+                })
             })
-        })
     }
 }
 
 /// One clause kind's literals across the rules.
 #[derive(Debug, Clone)]
 struct LiteralKind {
-    /// Every literal's spellings; a match of spelling `i` is a hit for literal
-    /// `literal_of[i]`. `None` when no rule's clause needs a literal.
+    /// Every literal's spellings. `None` when no rule's clause needs a literal.
     search: Option<AhoCorasick>,
-    literal_of: Vec<usize>,
-    literals: usize,
-    /// Per rule: the literal its clause needs (`None`: the clause is always tried).
-    needs: Vec<Option<usize>>,
+    /// Per spelling (the automaton's pattern id): the rules whose clause needs its literal.
+    rules_of: Vec<Bits>,
+    /// The rules whose clause of this kind needs a literal: the ones a search can rule out.
+    gated: Bits,
+    /// The rules a search cannot rule out (the complement of `gated`).
+    ungated: Bits,
 }
 
 impl LiteralKind {
     /// `patterns(rule)`: the regexes of the rule's clause of this kind (any of which may
     /// match); a rule needs a literal only when each of its patterns needs the same one.
     fn build(rules: &[Rule], patterns: impl Fn(&When) -> Vec<String>) -> Self {
-        let mut ids: HashMap<Spellings, usize> = HashMap::new();
-        let needs = rules
-            .iter()
-            .map(|rule| {
-                let wanted: Vec<Option<Spellings>> = patterns(&rule.when)
-                    .iter()
-                    .map(|p| literals::best(p))
-                    .collect();
-                let literal = match wanted.as_slice() {
-                    [Some(only)] => only.clone(),
-                    // Several patterns (a rule's globs): their literals joined as spellings
-                    // of one, so a hit on any of them makes the rule possible.
-                    many if !many.is_empty() && many.iter().all(Option::is_some) => {
-                        many.iter().flatten().flatten().cloned().collect()
-                    }
-                    _ => return None,
-                };
-                let next = ids.len();
-                Some(*ids.entry(literal).or_insert(next))
-            })
-            .collect();
+        let mut needing: HashMap<Spellings, Bits> = HashMap::new();
+        for (i, rule) in rules.iter().enumerate() {
+            let wanted: Vec<Option<Spellings>> = patterns(&rule.when)
+                .iter()
+                .map(|p| literals::best(p))
+                .collect();
+            let literal = match wanted.as_slice() {
+                [Some(only)] => only.clone(),
+                // Several patterns (a rule's globs): their literals joined as spellings of
+                // one, so a hit on any of them makes the rule possible.
+                many if !many.is_empty() && many.iter().all(Option::is_some) => {
+                    many.iter().flatten().flatten().cloned().collect()
+                }
+                _ => continue,
+            };
+            needing
+                .entry(literal)
+                .or_insert_with(|| Bits::new(rules.len()))
+                .set(i);
+        }
         let mut spellings = Vec::new();
-        let mut literal_of = Vec::new();
-        for (literal, id) in &ids {
+        let mut rules_of = Vec::new();
+        for (literal, rules) in &needing {
             for spelling in literal {
                 spellings.push(spelling.as_slice());
-                literal_of.push(*id);
+                rules_of.push(rules.clone());
             }
         }
         // A DFA is the fastest to search and small for a few hundred short literals; a build
@@ -128,43 +193,36 @@ impl LiteralKind {
                     .ok()
             })
             .flatten();
-        match search {
-            Some(search) => Self {
-                search: Some(search),
-                literal_of,
-                literals: ids.len(),
-                needs,
-            },
-            None => Self {
-                search: None,
-                literal_of: Vec::new(),
-                literals: 0,
-                needs: vec![None; rules.len()],
-            },
+        let mut gated = Bits::new(rules.len());
+        if search.is_some() {
+            for rules in &rules_of {
+                gated.union(rules);
+            }
+        } else {
+            rules_of.clear();
+        }
+        Self {
+            search,
+            rules_of,
+            ungated: gated.complement(rules.len()),
+            gated,
         }
     }
 
-    /// The literals found in any of `texts`.
-    fn found<'t>(&self, texts: impl Iterator<Item = &'t str>) -> Bits {
-        let mut found = Bits::new(self.literals);
+    /// The rules whose clause of this kind can match given `texts`: those needing no literal,
+    /// and those whose literal one of the texts holds.
+    fn possible<'t>(&self, texts: impl Iterator<Item = &'t str>) -> Bits {
+        let mut possible = self.ungated.clone();
         if let Some(search) = &self.search {
             for text in texts {
                 for hit in search.find_overlapping_iter(text) {
-                    if let Some(literal) = self.literal_of.get(hit.pattern().as_usize()) {
-                        found.set(*literal);
+                    if let Some(rules) = self.rules_of.get(hit.pattern().as_usize()) {
+                        possible.union(rules);
                     }
                 }
             }
         }
-        found
-    }
-
-    /// Whether `rule`'s clause can match, given the literals `found`.
-    fn possible(&self, rule: usize, found: &Bits) -> bool {
-        match self.needs.get(rule) {
-            Some(Some(literal)) => found.get(*literal),
-            _ => true,
-        }
+        possible
     }
 }
 
@@ -173,23 +231,39 @@ impl LiteralKind {
 struct LabelKind {
     rules: HashMap<String, Bits>,
     count: usize,
+    /// The rules with a labels clause.
+    labelled: Bits,
+    /// The rules without one.
+    unlabelled: Bits,
 }
 
 impl LabelKind {
     fn build(rules: &[Rule]) -> Self {
         let mut by_label: HashMap<String, Bits> = HashMap::new();
+        let mut labelled = Bits::new(rules.len());
         for (i, rule) in rules.iter().enumerate() {
             for label in rule.when.labels() {
                 by_label
                     .entry(label.clone())
                     .or_insert_with(|| Bits::new(rules.len()))
                     .set(i);
+                labelled.set(i);
             }
         }
         Self {
             rules: by_label,
             count: rules.len(),
+            unlabelled: labelled.complement(rules.len()),
+            labelled,
         }
+    }
+
+    /// Narrows `candidates` to the rules without a labels clause and those whose label the
+    /// task carries (`hits`).
+    fn narrow(&self, candidates: &mut Bits, hits: &Bits) {
+        let mut possible = self.unlabelled.clone();
+        possible.union(hits);
+        candidates.intersect(&possible);
     }
 
     /// The rules one of whose labels the task's brief carries.
@@ -269,11 +343,29 @@ impl Index {
     /// The first of `rules` that `task` matches.
     pub(super) fn first_match(&self, rules: &[Rule], task: &TaskSpec) -> Option<usize> {
         let facts = Facts::of(task, self);
-        self.by_tier
-            .get(usize::from(task.priority_tier))?
+        let mut candidates = self.by_tier.get(usize::from(task.priority_tier))?.clone();
+        // The short texts, each only while a candidate can still be ruled out by it; then the
+        // brief's labels. The brief itself is searched only when a rule with a body clause is
+        // reached in the walk below with every other clause matched.
+        for kind in [Kind::Title, Kind::Section, Kind::Files, Kind::Labels] {
+            if candidates.is_empty() {
+                return None;
+            }
+            facts.narrow(kind, &mut candidates);
+        }
+        candidates
             .iter()
             .find(|&i| rules.get(i).is_some_and(|r| r.when.matches(i, &facts)))
     }
+}
+
+/// The clause kinds a task's candidates are narrowed by before the walk.
+#[derive(Clone, Copy)]
+enum Kind {
+    Title,
+    Section,
+    Files,
+    Labels,
 }
 
 /// What the rules match on for one task, each kind looked up the first time a rule needs it.
@@ -308,49 +400,116 @@ impl<'a> Facts<'a> {
             .flatten()
     }
 
-    /// Whether the task carries one of `rule`'s labels.
-    pub(crate) fn labels(&self, rule: usize) -> bool {
+    fn label_hits(&self) -> &Bits {
         self.labels
             .get_or_init(|| self.index.labels.hits(&self.spec.body))
-            .get(rule)
+    }
+
+    /// The rules whose title clause the title's literals leave possible.
+    fn title_possible(&self) -> &Bits {
+        let text = self.spec.title.as_str();
+        self.title
+            .get_or_init(|| self.index.title.possible(std::iter::once(text)))
+    }
+
+    fn body_possible(&self) -> &Bits {
+        let text = self.spec.body.as_str();
+        self.body
+            .get_or_init(|| self.index.body.possible(std::iter::once(text)))
+    }
+
+    fn section_possible(&self) -> &Bits {
+        self.section
+            .get_or_init(|| self.index.section.possible(self.section_texts()))
+    }
+
+    fn files_possible(&self) -> &Bits {
+        let hints = &self.spec.file_hints;
+        self.files
+            .get_or_init(|| self.index.files.possible(hints.iter().map(String::as_str)))
+    }
+
+    /// Drops from `candidates` the rules `kind`'s search rules out, searching the task's text
+    /// only when some candidate has a clause of that kind the search can rule out.
+    fn narrow(&self, kind: Kind, candidates: &mut Bits) {
+        let index = self.index;
+        match kind {
+            Kind::Labels if candidates.intersects(&index.labels.labelled) => {
+                index.labels.narrow(candidates, self.label_hits());
+            }
+            Kind::Title if candidates.intersects(&index.title.gated) => {
+                candidates.intersect(self.title_possible());
+            }
+            Kind::Section if candidates.intersects(&index.section.gated) => {
+                candidates.intersect(self.section_possible());
+            }
+            Kind::Files if candidates.intersects(&index.files.gated) => {
+                candidates.intersect(self.files_possible());
+            }
+            Kind::Title | Kind::Section | Kind::Files | Kind::Labels => {}
+        }
+    }
+
+    /// Whether the task carries one of `rule`'s labels.
+    pub(crate) fn labels(&self, rule: usize) -> bool {
+        self.label_hits().get(rule)
     }
 
     pub(crate) fn title(&self, rule: usize, re: &Regex) -> bool {
-        let kind = &self.index.title;
-        let text = self.spec.title.as_str();
-        let found = self.title.get_or_init(|| kind.found(std::iter::once(text)));
-        kind.possible(rule, found) && re.is_match(text)
+        self.title_possible().get(rule) && re.is_match(&self.spec.title)
     }
 
     pub(crate) fn body(&self, rule: usize, re: &Regex) -> bool {
-        let kind = &self.index.body;
-        let text = self.spec.body.as_str();
-        let found = self.body.get_or_init(|| kind.found(std::iter::once(text)));
-        kind.possible(rule, found) && re.is_match(text)
+        self.body_possible().get(rule) && re.is_match(&self.spec.body)
     }
 
     pub(crate) fn section(&self, rule: usize, re: &Regex) -> bool {
-        let kind = &self.index.section;
-        let found = self
-            .section
-            .get_or_init(|| kind.found(self.section_texts()));
-        kind.possible(rule, found) && self.section_texts().any(|t| re.is_match(t))
+        self.section_possible().get(rule) && self.section_texts().any(|t| re.is_match(t))
     }
 
     /// Whether one of the task's file hints matches one of `rule`'s globs (`set`).
     pub(crate) fn files(&self, rule: usize, set: &globset::GlobSet) -> bool {
-        let kind = &self.index.files;
-        let hints = &self.spec.file_hints;
-        let found = self
-            .files
-            .get_or_init(|| kind.found(hints.iter().map(String::as_str)));
-        kind.possible(rule, found) && hints.iter().any(|h| set.is_match(h.as_str()))
+        self.files_possible().get(rule)
+            && self
+                .spec
+                .file_hints
+                .iter()
+                .any(|h| set.is_match(h.as_str()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::Router;
+    use super::Bits;
+
+    /// Past 256 members (a config with more rules) the set spills to the heap and still
+    /// answers the same.
+    #[test]
+    fn a_set_past_the_inline_words_keeps_every_member() {
+        let size = 300;
+        let mut odd = Bits::new(size);
+        let mut high = Bits::new(size);
+        for i in (1..size).step_by(2) {
+            odd.set(i);
+        }
+        for i in [3, 255, 256, 299] {
+            high.set(i);
+        }
+        assert!(odd.get(299) && !odd.get(256) && !odd.get(300));
+        assert!(odd.intersects(&high));
+        let mut both = odd.clone();
+        both.intersect(&high);
+        assert_eq!(both.iter().collect::<Vec<_>>(), [3, 255, 299]);
+        let even = odd.complement(size);
+        assert_eq!(even.iter().count(), 150);
+        assert!(!even.intersects(&both) && even.get(256));
+        let mut all = even;
+        all.union(&odd);
+        assert_eq!(all.iter().count(), size);
+        both.intersect(&Bits::new(size));
+        assert!(both.is_empty());
+    }
     use crate::ledger::TaskSpec;
 
     const RULES: &str = r#"

@@ -6,6 +6,8 @@
 //! `output_tokens`; there is no cost, so oxi prices tokens with the rate card; retries show as
 //! `error` lines ("Reconnecting... n/5 (…)") and a failed turn as `turn.failed`.
 
+pub mod rollout;
+
 use serde::Deserialize;
 
 use super::event::{Event, Normalized, Tokens, UsageScope, clip};
@@ -543,6 +545,22 @@ impl Adapter for CodexAdapter {
     /// Codex's sandbox enforces it.
     fn make_read_only(&self, worker: &mut WorkerConfig) {
         worker.sandbox = Some("read-only".to_owned());
+    }
+    /// 0.169.0's sandbox refuses a patch silently on stdout; the thread's rollout records it.
+    fn refused_writes(
+        &self,
+        env: &[(String, String)],
+        session_id: &str,
+        started_ms: i64,
+        ended_ms: i64,
+    ) -> Option<Result<rollout::Refusals, rollout::RolloutError>> {
+        let home = state_paths(env).dirs.into_iter().next();
+        Some(rollout::read(
+            home.as_deref(),
+            session_id,
+            started_ms,
+            ended_ms,
+        ))
     }
     fn own_sandbox(&self, worker: &WorkerConfig) -> Option<String> {
         let mode = sandbox(worker);

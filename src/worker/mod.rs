@@ -76,6 +76,19 @@ pub trait Adapter: Send + Sync {
     /// Turns `worker` into one that may not edit, for a reviewer. A CLI with no such flag
     /// leaves it as it is: the critic discards whatever a reviewer changed after the run.
     fn make_read_only(&self, _worker: &mut WorkerConfig) {}
+    /// What a finished read-only run tried to write and the CLI refused, read from the CLI's
+    /// own session record, for a CLI whose stdout does not show such refusals (codex's
+    /// sandbox); `None` when stdout shows them. `env` is the run's environment, `session_id`
+    /// the session it reported, and it ran from `started_ms` to `ended_ms`.
+    fn refused_writes(
+        &self,
+        _env: &[(String, String)],
+        _session_id: &str,
+        _started_ms: i64,
+        _ended_ms: i64,
+    ) -> Option<Result<codex::rollout::Refusals, codex::rollout::RolloutError>> {
+        None
+    }
     /// The CLI's own sandbox mode when it confines itself (then oxi's Landlock must stay off:
     /// such a sandbox cannot start under it). `None`: oxi confines it.
     fn own_sandbox(&self, _worker: &WorkerConfig) -> Option<String> {
