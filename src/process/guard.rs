@@ -65,6 +65,7 @@ const PROFILE_RUNTIME_ENV: &str = "__LLVM_PROFILE_RT_INIT_ONCE";
 
 /// What the guard gets besides the worker's environment `worker_env`: the [`OWN_ENV`] variables
 /// set in oxi's environment and absent from the worker's, and the marker that names them.
+#[must_use]
 pub fn own_env(worker_env: &[(String, String)]) -> Vec<(String, OsString)> {
     let given: Vec<(String, OsString)> = OWN_ENV
         .iter()
