@@ -187,6 +187,25 @@ impl Writable {
         }
     }
 
+    /// Where a coverage build of oxi (scripts/coverage) writes its profiles: the directory of
+    /// `LLVM_PROFILE_FILE` when oxi's own environment sets one. A run's guard is oxi itself,
+    /// confined with its worker, and adds its counts there when it exits; without the rule it
+    /// would print LLVM's "Permission denied" into the worker's stderr. Empty on every
+    /// ordinary run (the variable is unset), so confinement is unchanged there.
+    #[must_use]
+    pub fn coverage_profiles() -> Self {
+        let dirs = std::env::var_os("LLVM_PROFILE_FILE")
+            .map(PathBuf::from)
+            .and_then(|file| file.parent().map(Path::to_path_buf))
+            .filter(|dir| dir.is_absolute() && dir.is_dir())
+            .into_iter()
+            .collect();
+        Self {
+            dirs,
+            files: Vec::new(),
+        }
+    }
+
     pub fn extend(&mut self, other: Writable) {
         self.dirs.extend(other.dirs);
         self.files.extend(other.files);

@@ -370,7 +370,11 @@ fn build_command(spawn: &Spawn) -> Result<tokio::process::Command, ProcessError>
     std_command
         .current_dir(&spawn.cwd)
         .env_clear()
-        .envs(spawn.env.iter().map(|(k, v)| (k, v)))
+        .envs(spawn.env.iter().map(|(k, v)| (k, v)));
+    if spawn.guard.is_some() {
+        std_command.envs(guard::own_env(&spawn.env));
+    }
+    std_command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -81,6 +81,7 @@ impl ScratchPaths {
             .args(args)
             .current_dir(&self.repo)
             .env_clear()
+            .envs(crate::support::kept_env())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &self.home)
             .env("LANG", "C.UTF-8")

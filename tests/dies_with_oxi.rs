@@ -307,6 +307,7 @@ async fn kill_9_of_oxi_ends_the_live_codex_waiting_on_a_stalled_model() {
         .args(["run", "--format", "json", "--", "create hello.txt"])
         .current_dir(&scratch.repo)
         .env_clear()
+        .envs(crate::support::kept_env())
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", &scratch.home)
         .env("LANG", "C.UTF-8")

@@ -401,6 +401,7 @@ async fn the_golden_suite_with_a_live_cli(cli: crate::support::live::Cli) {
         .args(["--format", "json"])
         .current_dir(&scratch.repo)
         .env_clear()
+        .envs(crate::support::kept_env())
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", &scratch.home)
         .env("LANG", "C.UTF-8")

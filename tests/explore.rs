@@ -478,6 +478,7 @@ async fn a_live_planner_is_read_only(cli: crate::support::live::Cli) {
         .args(["tick", "--format", "json"])
         .current_dir(&scratch.repo)
         .env_clear()
+        .envs(crate::support::kept_env())
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", &scratch.home)
         .env("LANG", "C.UTF-8")

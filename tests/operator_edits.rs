@@ -383,6 +383,7 @@ async fn a_live_cli_behind_an_escaping_script(cli: live::Cli) {
         .args(["tick", "--format", "json"])
         .current_dir(&scratch.repo)
         .env_clear()
+        .envs(crate::support::kept_env())
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", &scratch.home)
         .env("LANG", "C.UTF-8")

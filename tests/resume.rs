@@ -250,6 +250,7 @@ async fn tick(scratch: &Scratch) -> (Option<i32>, String) {
         .args(["tick", "--format", "json"])
         .current_dir(&scratch.repo)
         .env_clear()
+        .envs(crate::support::kept_env())
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", &scratch.home)
         .env("LANG", "C.UTF-8")

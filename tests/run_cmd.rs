@@ -432,6 +432,10 @@ fn secrets_never_reach_artifacts_ledger_or_output_and_github_tokens_never_reach_
     assert!(transcript.contains("[REDACTED]"), "{transcript}");
 
     let s = sandbox("env-names", "");
+    // oxi's guard keeps LLVM_PROFILE_FILE (a coverage build's profile path) for itself: the
+    // worker never sees it. Under scripts/coverage the measurement's own path is kept.
+    let profile = std::env::var("LLVM_PROFILE_FILE")
+        .unwrap_or_else(|_| "/nonexistent/oxi-%p.profraw".to_owned());
     let out = s.oxi_env(
         &["run", "--format", "json", "list your environment"],
         &[
@@ -439,6 +443,7 @@ fn secrets_never_reach_artifacts_ledger_or_output_and_github_tokens_never_reach_
             ("GITHUB_TOKEN", "ghp_x"),
             ("AWS_SECRET_ACCESS_KEY", "nope"),
             ("LC_ALL", "C.UTF-8"),
+            ("LLVM_PROFILE_FILE", profile.as_str()),
         ],
     );
     out.ok();

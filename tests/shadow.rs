@@ -535,6 +535,7 @@ async fn live_clis_run_the_shadow_in_a_sibling_worktree_and_are_paired() {
             .args(["tick", "--format", "json"])
             .current_dir(&scratch.repo)
             .env_clear()
+            .envs(crate::support::kept_env())
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &scratch.home)
             .env("LANG", "C.UTF-8")

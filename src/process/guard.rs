@@ -50,6 +50,41 @@ pub fn program() -> Option<PathBuf> {
     PROGRAM.get().cloned()
 }
 
+/// Variables of oxi's own environment that its guard keeps for itself and never hands the
+/// worker: `LLVM_PROFILE_FILE`, so that a coverage build of oxi (scripts/coverage) adds the
+/// guard's counts to the measurement instead of writing `default_*.profraw` into the worktree.
+const OWN_ENV: &[&str] = &["LLVM_PROFILE_FILE"];
+
+/// Names the variables [`own_env`] gave the guard, so it removes them again before the worker
+/// starts (a worker whose configuration sets one of them keeps its own value: it is not given).
+const OWN_ENV_MARKER: &str = "OXI_GUARD_OWN_ENV";
+
+/// Set by LLVM's profiling runtime in the environment of an instrumented process, here the
+/// guard's own (a coverage build); the worker must not inherit it.
+const PROFILE_RUNTIME_ENV: &str = "__LLVM_PROFILE_RT_INIT_ONCE";
+
+/// What the guard gets besides the worker's environment `worker_env`: the [`OWN_ENV`] variables
+/// set in oxi's environment and absent from the worker's, and the marker that names them.
+#[must_use]
+pub fn own_env(worker_env: &[(String, String)]) -> Vec<(String, OsString)> {
+    let given: Vec<(String, OsString)> = OWN_ENV
+        .iter()
+        .filter(|name| !worker_env.iter().any(|(k, _)| k == *name))
+        .filter_map(|name| std::env::var_os(name).map(|value| ((*name).to_owned(), value)))
+        .collect();
+    if given.is_empty() {
+        return given;
+    }
+    let names = given
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut env = given;
+    env.push((OWN_ENV_MARKER.to_owned(), OsString::from(names)));
+    env
+}
+
 /// The guard's argv after `oxi`, for a worker started by the oxi process `parent`.
 pub fn args(parent: u32, program: &std::path::Path, argv: &[String]) -> Vec<OsString> {
     let mut args = vec![
@@ -88,6 +123,8 @@ mod linux {
 
     use nix::errno::Errno;
     use nix::sys::signal::{SigSet, Signal, kill};
+
+    use super::{OWN_ENV_MARKER, PROFILE_RUNTIME_ENV};
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
     use nix::unistd::Pid;
 
@@ -255,6 +292,13 @@ mod linux {
 
         let mut command = std::process::Command::new(program);
         command.arg0(argv0).args(&args[3..]);
+        command.env_remove(PROFILE_RUNTIME_ENV);
+        if let Some(names) = std::env::var_os(OWN_ENV_MARKER) {
+            command.env_remove(OWN_ENV_MARKER);
+            for name in names.to_string_lossy().split(',') {
+                command.env_remove(name);
+            }
+        }
         #[allow(unsafe_code)]
         // SAFETY: runs in the forked child before exec and only calls sigprocmask(2), which is
         // async-signal-safe; `waited` is a plain bit set copied into the closure.

@@ -832,6 +832,7 @@ impl PreparedRun<'_> {
                     let _ = std::fs::create_dir_all(dir);
                 }
                 writable.extend(state);
+                writable.extend(Writable::coverage_profiles());
                 Confinement::build(&writable)?.map(std::sync::Arc::new)
             }
         };

@@ -193,6 +193,7 @@ fn clean_command(bin: &Path, scratch: &Scratch) -> Command {
     let mut command = Command::new(bin);
     command
         .env_clear()
+        .envs(super::kept_env())
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", &scratch.home)
         .env("LANG", "C.UTF-8")

@@ -57,6 +57,16 @@ impl Run {
     }
 }
 
+/// What a test passes to an `oxi` it starts with a cleared environment, besides its own
+/// variables: `LLVM_PROFILE_FILE` when `scripts/coverage` measures the run, so the instrumented
+/// binary adds its counts to the measurement instead of writing a `default_*.profraw` into the
+/// repository it works in.
+pub fn kept_env() -> impl Iterator<Item = (&'static str, std::ffi::OsString)> {
+    ["LLVM_PROFILE_FILE"]
+        .into_iter()
+        .filter_map(|name| std::env::var_os(name).map(|value| (name, value)))
+}
+
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")
