@@ -251,6 +251,51 @@ mod tests {
     }
 
     #[test]
+    fn when_spend_alone_crosses_both_caps_the_day_is_named() {
+        let totals = SpendTotals {
+            day_spent: 9_500_000,
+            day_reserved: 0,
+            month_spent: 99_500_000,
+            month_reserved: 0,
+        };
+        let refusal = admit(&totals, 1_000_000, &caps()).unwrap_err();
+        assert_eq!(refusal.limit, Limit::DailyUsd);
+        assert_eq!(refusal.period, "daily");
+    }
+
+    /// What a person reads when a run is refused: which setting to raise, or when the room
+    /// comes back, for each cap and for room that is only held.
+    #[test]
+    fn refusals_say_which_setting_to_raise_and_when_room_returns() {
+        let crossed = |limit, period: &'static str| Refusal {
+            period,
+            limit,
+            cap_microusd: 10_000_000,
+            spent_microusd: 9_500_000,
+            held_microusd: 0,
+            amount_microusd: 1_000_000,
+        };
+        let texts = [
+            crossed(Limit::DailyUsd, "daily"),
+            crossed(Limit::MaxCostPerDay, "daily"),
+            crossed(Limit::MonthlyUsd, "monthly"),
+            Refusal {
+                spent_microusd: 1_000_000,
+                held_microusd: 9_000_000,
+                ..crossed(Limit::DailyUsd, "daily")
+            },
+        ]
+        .map(|refusal| refusal.to_string())
+        .join("\n");
+        insta::assert_snapshot!(texts, @r"
+        daily spend cap $10.00 would be crossed: spent $9.50, held for running jobs $0.00, this run may cost up to $1.00 (caps.daily_usd); wait for the next UTC day, or raise caps.daily_usd in oxi.toml
+        daily spend cap $10.00 would be crossed: spent $9.50, held for running jobs $0.00, this run may cost up to $1.00 (--max-cost-per-day); wait for the next UTC day, or raise --max-cost-per-day
+        monthly spend cap $10.00 would be crossed: spent $9.50, held for running jobs $0.00, this run may cost up to $1.00 (caps.monthly_usd); wait for the next UTC month, or raise caps.monthly_usd in oxi.toml
+        daily spend cap $10.00 (caps.daily_usd) has no room now: spent $1.00, held for runs in flight $9.00, this run may cost up to $1.00; it fits once those runs settle at what they spent
+        ");
+    }
+
+    #[test]
     fn the_month_is_checked_too() {
         let totals = SpendTotals {
             day_spent: 0,

@@ -163,6 +163,30 @@ mod tests {
     }
 
     #[test]
+    fn bytes_are_masked_whether_or_not_they_are_utf8_and_borrowed_when_clean() {
+        let r = Redactor::new(["hunter2-secret-value"]);
+        assert_eq!(
+            r.redact_bytes(b"pw=hunter2-secret-value!").as_ref(),
+            b"pw=[REDACTED]!"
+        );
+        // Raw worker output need not be UTF-8: the secret is still masked, the bad byte kept
+        // as U+FFFD.
+        assert_eq!(
+            r.redact_bytes(b"\xff pw=hunter2-secret-value").as_ref(),
+            "\u{fffd} pw=[REDACTED]".as_bytes()
+        );
+        let clean = b"nothing here";
+        assert!(matches!(r.redact_bytes(clean), Cow::Borrowed(b) if b == clean));
+    }
+
+    #[test]
+    fn debug_output_counts_the_secrets_and_never_prints_them() {
+        let r = Redactor::new(["hunter2-secret-value", "another-secret-value"]);
+        let debug = format!("{r:?}");
+        assert_eq!(debug, "Redactor { secrets: 2 }");
+    }
+
+    #[test]
     fn masks_json_escaped_secrets_and_json_values() {
         let r = Redactor::new(["quote\"d-secret"]);
         let line = serde_json::json!({ "text": "x quote\"d-secret y" }).to_string();

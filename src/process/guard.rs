@@ -63,8 +63,9 @@ const OWN_ENV_MARKER: &str = "OXI_GUARD_OWN_ENV";
 /// guard's own (a coverage build); the worker must not inherit it.
 const PROFILE_RUNTIME_ENV: &str = "__LLVM_PROFILE_RT_INIT_ONCE";
 
-/// What the guard gets besides the worker's environment `worker_env`: the [`OWN_ENV`] variables
-/// set in oxi's environment and absent from the worker's, and the marker that names them.
+/// What the guard gets besides the worker's environment `worker_env`: oxi's own
+/// `LLVM_PROFILE_FILE` when set and absent from the worker's, and a marker naming it so the
+/// guard removes it again before the worker starts.
 #[must_use]
 pub fn own_env(worker_env: &[(String, String)]) -> Vec<(String, OsString)> {
     let given: Vec<(String, OsString)> = OWN_ENV
