@@ -30,6 +30,7 @@ mod money_and_delivery;
 mod notify;
 mod operator_edits;
 mod pipeline_stages;
+mod postgres;
 mod process;
 mod release;
 mod report;

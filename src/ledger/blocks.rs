@@ -39,7 +39,7 @@ impl WorkerBlock {
 impl Queries<'_> {
     /// Every blocked worker, by name.
     pub fn worker_blocks(&self) -> Result<Vec<WorkerBlock>> {
-        let mut statement = self.conn.prepare_cached(
+        let mut statement = self.sqlite()?.prepare_cached(
             "SELECT key, value FROM kv WHERE key LIKE 'worker_block:%' ORDER BY key",
         )?;
         let rows =
@@ -78,7 +78,7 @@ impl Queries<'_> {
         now_ms: i64,
     ) -> Result<bool> {
         let removed = self
-            .conn
+            .sqlite()?
             .prepare_cached("DELETE FROM kv WHERE key = ?1")?
             .execute([format!("{KEY_PREFIX}{worker}")])?;
         if removed > 0 {

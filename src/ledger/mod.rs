@@ -1,8 +1,9 @@
 //! The ledger: one SQLite file (`.oxi/ledger.db`) holding tasks, runs, the append-only event
-//! trail, spend reservations and settlements, approvals, and a small key/value table.
+//! trail, spend reservations and settlements, approvals, and a small key/value table; or one
+//! PostgreSQL database with the same tables, shared by several hosts (`pg`, docs/postgres.md).
 //!
-//! All SQL lives in this module behind typed functions, so a different backend (Postgres for
-//! several hosts) can replace it without touching the pipeline.
+//! All SQL lives in this module behind typed functions (`Queries`), which run on either
+//! backend, so the pipeline does not know which one it talks to.
 //!
 //! Durability: WAL with `synchronous=FULL`. In WAL mode `NORMAL` may lose the last commits on
 //! power loss; a task ledger must never roll back a committed claim (the worker would run twice
@@ -15,6 +16,7 @@ mod issues;
 mod kinds;
 mod migrate;
 mod notify;
+mod pg;
 mod queries;
 mod report;
 mod runs;
@@ -22,6 +24,7 @@ pub mod state;
 mod tick;
 mod writers;
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,6 +111,34 @@ pub enum LedgerError {
     Turn(#[from] TurnError),
     #[error("ledger: {0}")]
     Sqlite(rusqlite::Error),
+    /// A statement on a PostgreSQL ledger failed.
+    #[error("ledger: {}", pg_message(.0))]
+    Postgres(postgres::Error),
+    /// The PostgreSQL ledger's URL or credentials are unusable.
+    #[error("ledger {url}: {problem}")]
+    PgSetup { url: String, problem: String },
+    /// The PostgreSQL server could not be reached or refused the connection.
+    #[error("cannot connect to the ledger at {url}: {source}")]
+    PgConnect {
+        url: String,
+        #[source]
+        source: postgres::Error,
+    },
+    /// A ledger function this oxi runs only on SQLite so far (docs/postgres.md lists what is
+    /// ported).
+    #[error(
+        "this ledger operation (at {0}) does not run on a PostgreSQL ledger yet; unset [ledger] url to use the SQLite ledger"
+    )]
+    NotPorted(String),
+}
+
+/// A PostgreSQL error as its server message and code when it has one (the crate's own text is
+/// only "db error").
+fn pg_message(e: &postgres::Error) -> String {
+    e.as_db_error().map_or_else(
+        || e.to_string(),
+        |db| format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+    )
 }
 
 impl From<rusqlite::Error> for LedgerError {
@@ -125,11 +156,22 @@ pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
 
 /// An open ledger.
 pub struct Ledger {
-    conn: Connection,
+    backend: Backend,
+    /// The file, or the PostgreSQL URL (its password blanked).
     path: PathBuf,
-    /// This process's writers to the same file (one shared write connection, turns, shared
-    /// commits); `None` in memory, where each connection is its own database.
-    writers: Option<Arc<WriteGroup>>,
+}
+
+/// Which database a `Ledger` is open on.
+enum Backend {
+    Sqlite {
+        conn: Connection,
+        /// This process's writers to the same file (one shared write connection, turns, shared
+        /// commits); `None` in memory, where each connection is its own database.
+        writers: Option<Arc<WriteGroup>>,
+    },
+    /// One session per `Ledger`, as each SQLite `Ledger` has its own connection; writes are
+    /// transactions on it (PostgreSQL's own row locks order concurrent writers).
+    Pg(RefCell<postgres::Client>),
 }
 
 impl std::fmt::Debug for Ledger {
@@ -172,26 +214,46 @@ impl Ledger {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        let mut ledger = Ledger {
-            conn,
+        let mut conn = conn;
+        configure(&mut conn, path)?;
+        migrate::migrate(&mut conn, path, None)?;
+        Ok(Ledger {
+            backend: Backend::Sqlite {
+                conn,
+                writers: Some(WriteGroup::for_file(path)),
+            },
             path: path.to_path_buf(),
-            writers: Some(WriteGroup::for_file(path)),
+        })
+    }
+
+    /// Connects to the PostgreSQL ledger at `url` (a `postgres://` URL without a password; the
+    /// password, if the server asks for one, comes from the environment variable named by
+    /// `password_env`) and brings its schema up to date.
+    pub fn open_postgres(url: &str, password_env: Option<&str>) -> Result<Self> {
+        let secret = pg::Secret {
+            password_env: password_env.map(str::to_owned),
         };
-        ledger.configure()?;
-        migrate::migrate(&mut ledger.conn, path, None)?;
-        Ok(ledger)
+        let mut client = pg::connect(url, &secret)?;
+        let shown = pg::redact(url);
+        pg::migrate(&mut client, &shown)?;
+        Ok(Ledger {
+            backend: Backend::Pg(RefCell::new(client)),
+            path: PathBuf::from(shown),
+        })
     }
 
     /// An in-memory ledger for tests and benchmarks.
     pub fn open_in_memory() -> Result<Self> {
-        let mut ledger = Ledger {
-            conn: Connection::open_in_memory()?,
+        let mut conn = Connection::open_in_memory()?;
+        configure(&mut conn, Path::new(":memory:"))?;
+        migrate::migrate(&mut conn, Path::new(":memory:"), None)?;
+        Ok(Ledger {
+            backend: Backend::Sqlite {
+                conn,
+                writers: None,
+            },
             path: PathBuf::from(":memory:"),
-            writers: None,
-        };
-        ledger.configure()?;
-        migrate::migrate(&mut ledger.conn, Path::new(":memory:"), None)?;
-        Ok(ledger)
+        })
     }
 
     /// Opens a ledger and migrates it only up to `version` (tests of migrations).
@@ -202,18 +264,16 @@ impl Ledger {
                 source,
             })?;
         }
-        let mut ledger = Ledger {
-            conn: Connection::open(path)?,
+        let mut conn = Connection::open(path)?;
+        configure(&mut conn, path)?;
+        migrate::migrate(&mut conn, path, Some(version))?;
+        Ok(Ledger {
+            backend: Backend::Sqlite {
+                conn,
+                writers: Some(WriteGroup::for_file(path)),
+            },
             path: path.to_path_buf(),
-            writers: Some(WriteGroup::for_file(path)),
-        };
-        ledger.configure()?;
-        migrate::migrate(&mut ledger.conn, path, Some(version))?;
-        Ok(ledger)
-    }
-
-    fn configure(&mut self) -> Result<()> {
-        configure(&mut self.conn, &self.path)
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -222,7 +282,12 @@ impl Ledger {
 
     /// Read access (each statement is its own snapshot).
     pub fn read(&self) -> Queries<'_> {
-        Queries { conn: &self.conn }
+        match &self.backend {
+            Backend::Sqlite { conn, .. } => Queries::sqlite_conn(conn),
+            Backend::Pg(client) => Queries {
+                db: queries::Db::Pg(client),
+            },
+        }
     }
 
     /// Appends one event by oxi, now, in its own transaction.
@@ -253,12 +318,26 @@ impl Ledger {
     /// file: that inner write would wait for this one, so it fails at once with
     /// `TurnError::Nested`. `f` must pass SQLite's errors on (`?`): under some (a full disk)
     /// SQLite rolls the whole transaction back, and the write then fails even if `f` said Ok.
+    ///
+    /// On PostgreSQL, `f` runs in one transaction on this ledger's session; concurrent writers
+    /// on other sessions (other threads, processes, hosts) are ordered by the rows they lock.
     pub fn write<T>(&mut self, f: impl FnOnce(&Queries<'_>) -> Result<T>) -> Result<T> {
-        let Some(group) = &self.writers else {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let value = f(&Queries { conn: &tx })?;
+        let (conn, writers) = match &mut self.backend {
+            Backend::Sqlite { conn, writers } => (conn, writers),
+            Backend::Pg(client) => {
+                let mut client = client.borrow_mut();
+                let tx = RefCell::new(client.transaction()?);
+                // On an error `tx` is dropped unfinished, which rolls it back.
+                let value = f(&Queries {
+                    db: queries::Db::Pg(&tx),
+                })?;
+                tx.into_inner().commit()?;
+                return Ok(value);
+            }
+        };
+        let Some(group) = writers else {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&Queries::sqlite_conn(&tx))?;
             tx.commit()?;
             return Ok(value);
         };
@@ -267,17 +346,35 @@ impl Ledger {
 
     /// `PRAGMA integrity_check`: `Ok(())` or the problems SQLite lists.
     pub fn integrity_check(&self) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
+        let Backend::Sqlite { conn, .. } = &self.backend else {
+            return Err(LedgerError::NotPorted("Ledger::integrity_check".to_owned()));
+        };
+        let mut stmt = conn.prepare("PRAGMA integrity_check")?;
         let rows: Vec<String> = stmt
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         Ok(rows.into_iter().filter(|r| r != "ok").collect())
     }
 
+    /// This process's writers to the ledger's file (tests of `writers`).
+    #[cfg(test)]
+    fn write_group(&self) -> Option<&Arc<WriteGroup>> {
+        match &self.backend {
+            Backend::Sqlite { writers, .. } => writers.as_ref(),
+            Backend::Pg(_) => None,
+        }
+    }
+
     /// The raw connection, for benchmarks and tests that need to bypass the typed layer.
+    ///
+    /// # Panics
+    /// On a PostgreSQL ledger: this hook is for tests of the SQLite one.
     #[doc(hidden)]
     pub fn raw_connection(&mut self) -> &mut Connection {
-        &mut self.conn
+        match &mut self.backend {
+            Backend::Sqlite { conn, .. } => conn,
+            Backend::Pg(_) => panic!("raw_connection is a test hook of SQLite ledgers"),
+        }
     }
 }
 

@@ -125,7 +125,7 @@ impl Queries<'_> {
     /// The last event the notifier has looked at; `None` before its first pass.
     pub fn notify_cursor(&self) -> Result<Option<i64>> {
         Ok(self
-            .conn
+            .sqlite()?
             .query_row(
                 "SELECT last_event_id FROM notify_cursor WHERE id = 1",
                 [],
@@ -135,7 +135,7 @@ impl Queries<'_> {
     }
 
     pub fn set_notify_cursor(&self, last_event_id: i64, now_ms: i64) -> Result<()> {
-        self.conn.execute(
+        self.sqlite()?.execute(
             "INSERT INTO notify_cursor (id, last_event_id, updated_at_ms) VALUES (1, ?1, ?2)
              ON CONFLICT (id) DO UPDATE SET last_event_id = ?1, updated_at_ms = ?2",
             params![last_event_id, now_ms],
@@ -145,7 +145,7 @@ impl Queries<'_> {
 
     /// The id of the last event recorded before `at_ms` (0 when none).
     pub fn last_event_before(&self, at_ms: i64) -> Result<i64> {
-        Ok(self.conn.query_row(
+        Ok(self.sqlite()?.query_row(
             "SELECT COALESCE(MAX(id), 0) FROM events WHERE at_ms < ?1",
             [at_ms],
             |r| r.get(0),
@@ -154,7 +154,7 @@ impl Queries<'_> {
 
     /// Up to `limit` events after `after`, oldest first.
     pub fn events_after(&self, after: i64, limit: u32) -> Result<Vec<TrailEvent>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT id, at_ms, kind, task_id, data FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![after, limit], |r| {
@@ -176,7 +176,7 @@ impl Queries<'_> {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<std::collections::BTreeMap<String, u64>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT kind, COUNT(*) FROM events WHERE at_ms >= ?1 AND at_ms < ?2 GROUP BY kind",
         )?;
         let rows = stmt.query_map(params![from_ms, to_ms], |r| {
@@ -191,7 +191,7 @@ impl Queries<'_> {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<std::collections::BTreeMap<String, u64>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT json_extract(data, '$.to'), COUNT(*) FROM events
              WHERE kind = 'task_state_changed' AND at_ms >= ?1 AND at_ms < ?2
              GROUP BY 1",
@@ -207,7 +207,7 @@ impl Queries<'_> {
 
     /// Queues a notification; false when this sink already has this topic (never twice).
     pub fn queue_notification(&self, row: &NewOutbox<'_>) -> Result<bool> {
-        let inserted = self.conn.execute(
+        let inserted = self.sqlite()?.execute(
             "INSERT OR IGNORE INTO notify_outbox
                  (sink, topic, event_id, what, payload, next_at_ms, created_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
@@ -226,7 +226,7 @@ impl Queries<'_> {
     /// True when this sink has this topic queued (whatever its state).
     pub fn notification_queued(&self, sink: &str, topic: &str) -> Result<bool> {
         Ok(self
-            .conn
+            .sqlite()?
             .query_row(
                 "SELECT 1 FROM notify_outbox WHERE sink = ?1 AND topic = ?2",
                 params![sink, topic],
@@ -238,7 +238,7 @@ impl Queries<'_> {
 
     /// Pending notifications due at `now_ms`, oldest first.
     pub fn due_notifications(&self, now_ms: i64, limit: u32) -> Result<Vec<OutboxRow>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT id, sink, topic, event_id, what, payload, state, attempts FROM notify_outbox
              WHERE state = 'pending' AND next_at_ms <= ?1 ORDER BY id LIMIT ?2",
         )?;
@@ -265,7 +265,7 @@ impl Queries<'_> {
         attempt: &Attempt,
         next_at_ms: i64,
     ) -> Result<()> {
-        self.conn.execute(
+        self.sqlite()?.execute(
             "INSERT INTO notifications
                  (outbox_id, event_id, sink, topic, attempt, status, http_status, exit_code,
                   error, ms, at_ms)
@@ -290,7 +290,7 @@ impl Queries<'_> {
                 AttemptStatus::GaveUp => OutboxState::GaveUp,
                 AttemptStatus::Failed => OutboxState::Pending,
             };
-            self.conn.execute(
+            self.sqlite()?.execute(
                 "UPDATE notify_outbox SET state = ?2, attempts = ?3, next_at_ms = ?4 WHERE id = ?1",
                 params![id, state.as_str(), attempt.attempt, next_at_ms],
             )?;
@@ -300,7 +300,7 @@ impl Queries<'_> {
 
     /// The latest attempts, newest first; only `sink`'s when given.
     pub fn notification_attempts(&self, sink: Option<&str>, limit: u32) -> Result<Vec<Attempt>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT sink, topic, event_id, attempt, status, http_status, exit_code, error, ms, at_ms
              FROM notifications WHERE ?1 IS NULL OR sink = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
@@ -323,7 +323,7 @@ impl Queries<'_> {
 
     /// A sink's outbox rows counted by state.
     pub fn notification_counts(&self, sink: &str) -> Result<SinkCounts> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT state, COUNT(*) FROM notify_outbox WHERE sink = ?1 GROUP BY state",
         )?;
         let mut counts = SinkCounts::default();

@@ -26,7 +26,7 @@ pub struct RunFact {
 
 impl Queries<'_> {
     pub fn report_runs(&self, since_ms: i64) -> Result<Vec<RunFact>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT task_id, role, COALESCE(classification, ''), cost_microusd, input_tokens,
                     output_tokens, parse_failures, started_at_ms, COALESCE(ended_at_ms, started_at_ms)
              FROM runs WHERE status = 'finished' AND started_at_ms >= ?1",
@@ -50,7 +50,7 @@ impl Queries<'_> {
     /// How many events of `kind` since `since_ms` (an index-only count: no row is read).
     pub fn report_count(&self, kind: EventKind, since_ms: i64) -> Result<usize> {
         let mut stmt = self
-            .conn
+            .sqlite()?
             .prepare_cached("SELECT COUNT(*) FROM events WHERE kind = ?1 AND at_ms >= ?2")?;
         let n: i64 = stmt.query_row(params![kind.as_str(), since_ms], |r| r.get(0))?;
         Ok(usize::try_from(n).unwrap_or(0))
@@ -59,7 +59,7 @@ impl Queries<'_> {
     /// `(at_ms, task_id)` of events of `kind` with a task since `since_ms`, oldest first: the
     /// report's delivery times, which need no event data.
     pub fn report_event_times(&self, kind: EventKind, since_ms: i64) -> Result<Vec<(i64, String)>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT at_ms, task_id FROM events
              WHERE kind = ?1 AND at_ms >= ?2 AND task_id IS NOT NULL ORDER BY id",
         )?;
@@ -72,7 +72,7 @@ impl Queries<'_> {
     /// Governance memos since `since_ms` that are violations, not holds for approval (a memo
     /// with no trigger, or data that is not JSON, counts as a violation).
     pub fn report_governance_violations(&self, since_ms: i64) -> Result<usize> {
-        let mut stmt = self.conn.prepare_cached(&format!(
+        let mut stmt = self.sqlite()?.prepare_cached(&format!(
             "SELECT COUNT(*) FROM events WHERE kind = ?1 AND at_ms >= ?2
                AND (NOT json_valid(data) OR json_extract(data, '$.{TRIGGER}') IS NOT ?3)"
         ))?;
@@ -89,7 +89,7 @@ impl Queries<'_> {
 
     /// First CI results since `since_ms`: `(how many, how many green)`.
     pub fn report_first_ci(&self, since_ms: i64) -> Result<(usize, usize)> {
-        let mut stmt = self.conn.prepare_cached(&format!(
+        let mut stmt = self.sqlite()?.prepare_cached(&format!(
             // json_type, not json_extract: the latter reads JSON `true` and `1` alike.
             "SELECT COUNT(*), COALESCE(SUM(json_type(data, '$.{GREEN}') = 'true'), 0) FROM events
              WHERE kind = '{}' AND at_ms >= ?1 AND json_valid(data)
@@ -107,7 +107,7 @@ impl Queries<'_> {
     /// Reviews skipped by auto-approval since `since_ms`: `(reason, how many)`; a missing
     /// reason is `None`.
     pub fn report_review_skips(&self, since_ms: i64) -> Result<Vec<(Option<String>, usize)>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
+        let mut stmt = self.sqlite()?.prepare_cached(&format!(
             "SELECT json_extract(data, '$.{REVIEW_SKIPPED_REASON}'), COUNT(*) FROM events
              WHERE kind = '{}' AND at_ms >= ?1 AND json_valid(data)
                AND json_extract(data, '$.{DECISION}') = '{DECISION_AUTO_APPROVE}'
@@ -151,7 +151,7 @@ impl Queries<'_> {
             .iter()
             .map(|k| format!("'{}'", k.as_str()))
             .collect();
-        let mut stmt = self.conn.prepare_cached(&format!(
+        let mut stmt = self.sqlite()?.prepare_cached(&format!(
             "SELECT at_ms, kind, actor, data FROM events WHERE task_id = ?1 AND kind IN ({})
              ORDER BY id",
             kinds.join(", ")
@@ -180,7 +180,7 @@ impl Queries<'_> {
     /// Verification durations by tier since `since_ms`.
     pub fn report_verify_times(&self, since_ms: i64) -> Result<BTreeMap<String, Vec<i64>>> {
         let mut stmt = self
-            .conn
+            .sqlite()?
             .prepare_cached("SELECT tier, duration_ms FROM verify_results WHERE at_ms >= ?1")?;
         let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         for row in stmt.query_map([since_ms], |r| {
@@ -194,7 +194,7 @@ impl Queries<'_> {
 
     /// Settled spend per UTC day since `since_day` (inclusive).
     pub fn report_spend_by_day(&self, since_day: &str) -> Result<Vec<(String, i64)>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT day, SUM(actual_microusd) FROM spend WHERE day >= ?1 GROUP BY day ORDER BY day",
         )?;
         let rows = stmt.query_map([since_day], |r| Ok((r.get(0)?, r.get(1)?)))?;

@@ -175,7 +175,7 @@ impl Queries<'_> {
     /// Creates a running run, reserves its budget and records `run_started`. Call it inside the
     /// same `Ledger::write` that checked the caps, so no other claimer sees stale totals.
     pub fn begin_run(&self, run: &NewRun<'_>) -> Result<()> {
-        self.conn
+        self.sqlite()?
             .prepare_cached(
                 "INSERT INTO runs (id, task_id, attempt, role, worker, worker_kind, model, status,
                      started_at_ms, run_dir, worktree, branch, supervisor_pid)
@@ -195,7 +195,7 @@ impl Queries<'_> {
                 run.branch,
                 run.supervisor_pid,
             ])?;
-        self.conn
+        self.sqlite()?
             .prepare_cached(
                 "INSERT INTO spend (run_id, day, month, reserved_microusd, status, created_at_ms)
                  VALUES (?1, ?2, ?3, ?4, 'reserved', ?5)",
@@ -227,7 +227,7 @@ impl Queries<'_> {
 
     /// Records the route that chose a run's worker (in the transaction that began the run).
     pub fn record_run_route(&self, run_id: &str, route: &str) -> Result<()> {
-        self.conn
+        self.sqlite()?
             .prepare_cached("UPDATE runs SET route = ?2 WHERE id = ?1")?
             .execute(params![run_id, route])?;
         Ok(())
@@ -236,7 +236,7 @@ impl Queries<'_> {
     /// Stores the process id and group of a started run and its first lease.
     pub fn record_run_process(&self, run_id: &str, pid: u32, lease_until_ms: i64) -> Result<()> {
         let changed = self
-            .conn
+            .sqlite()?
             .prepare_cached(
                 "UPDATE runs SET pid = ?2, pgid = ?2, lease_expires_at_ms = ?3
                  WHERE id = ?1 AND status = 'running'",
@@ -253,13 +253,13 @@ impl Queries<'_> {
     /// Extends a running run's lease and publishes its running cost into its reservation, so
     /// `oxi status` and other claimers see money as it is spent.
     pub fn renew_run(&self, run_id: &str, lease_until_ms: i64, running: MicroUsd) -> Result<()> {
-        self.conn
+        self.sqlite()?
             .prepare_cached(
                 "UPDATE runs SET lease_expires_at_ms = ?2, cost_microusd = MAX(cost_microusd, ?3)
                  WHERE id = ?1 AND status = 'running'",
             )?
             .execute(params![run_id, lease_until_ms, running])?;
-        self.conn
+        self.sqlite()?
             .prepare_cached(
                 "UPDATE spend SET actual_microusd = MAX(actual_microusd, ?2)
                  WHERE run_id = ?1 AND status = 'reserved'",
@@ -275,7 +275,7 @@ impl Queries<'_> {
         run_id: &str,
     ) -> Result<Option<(String, String, MicroUsd, MicroUsd)>> {
         Ok(self
-            .conn
+            .sqlite()?
             .prepare_cached(
                 "SELECT day, month, reserved_microusd, actual_microusd FROM spend
                  WHERE run_id = ?1 AND status = 'reserved'",
@@ -289,7 +289,7 @@ impl Queries<'_> {
     /// Raises a live run's reservation to `to` (never lowers it). The caller has checked the
     /// caps in the same transaction.
     pub fn raise_reservation(&self, run_id: &str, to: MicroUsd) -> Result<()> {
-        self.conn
+        self.sqlite()?
             .prepare_cached(
                 "UPDATE spend SET reserved_microusd = MAX(reserved_microusd, ?2)
                  WHERE run_id = ?1 AND status = 'reserved'",
@@ -303,7 +303,7 @@ impl Queries<'_> {
     pub fn finish_run(&self, run_id: &str, end: &RunEnd<'_>) -> Result<bool> {
         // RETURNING hands back the task id for the event instead of a second read of the row.
         let finished: Option<Option<String>> = self
-            .conn
+            .sqlite()?
             .prepare_cached(
                 "UPDATE runs SET status = 'finished', classification = ?2, ended_at_ms = ?3,
                      exit_code = ?4, signal = ?5, stop_reason = ?6, input_tokens = ?7,
@@ -340,7 +340,7 @@ impl Queries<'_> {
         let Some(task_id) = finished else {
             return Ok(false);
         };
-        self.conn
+        self.sqlite()?
             .prepare_cached(
                 "UPDATE spend SET status = ?4, settled_at_ms = ?3,
                      actual_microusd = CASE WHEN ?4 = 'settled' THEN ?2
@@ -382,7 +382,7 @@ impl Queries<'_> {
 
     pub fn run(&self, run_id: &str) -> Result<Option<RunRow>> {
         Ok(self
-            .conn
+            .sqlite()?
             .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?
             .query_row([run_id], run_from_row)
             .optional()?)
@@ -390,7 +390,7 @@ impl Queries<'_> {
 
     /// Runs still marked running (live, or orphaned by a supervisor that died).
     pub fn running_runs(&self) -> Result<Vec<RunRow>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
+        let mut stmt = self.sqlite()?.prepare_cached(&format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' ORDER BY started_at_ms"
         ))?;
         let rows = stmt.query_map([], run_from_row)?;
@@ -399,7 +399,7 @@ impl Queries<'_> {
 
     pub fn spend_for_run(&self, run_id: &str) -> Result<Option<SpendRow>> {
         Ok(self
-            .conn
+            .sqlite()?
             .prepare_cached(
                 "SELECT run_id, day, month, reserved_microusd, actual_microusd, status
                  FROM spend WHERE run_id = ?1",

@@ -32,7 +32,7 @@ pub struct VerifyRecord<'a> {
 impl Queries<'_> {
     /// One more attempt (and worker call) for a task being claimed.
     pub fn count_attempt(&self, task_id: &str, now_ms: i64) -> Result<()> {
-        self.conn
+        self.sqlite()?
             .prepare_cached(
                 "UPDATE tasks SET attempts = attempts + 1, worker_calls = worker_calls + 1,
                      updated_at_ms = ?2 WHERE id = ?1",
@@ -43,7 +43,7 @@ impl Queries<'_> {
 
     /// One more worker call (a reviewer run) for a task.
     pub fn count_worker_call(&self, task_id: &str, now_ms: i64) -> Result<()> {
-        self.conn
+        self.sqlite()?
             .prepare_cached(
                 "UPDATE tasks SET worker_calls = worker_calls + 1, updated_at_ms = ?2 WHERE id = ?1",
             )?
@@ -53,7 +53,7 @@ impl Queries<'_> {
 
     /// Resets a task's counters (an operator's `oxi retry`).
     pub fn reset_task_counters(&self, task_id: &str, now_ms: i64) -> Result<()> {
-        self.conn
+        self.sqlite()?
             .prepare_cached(
                 "UPDATE tasks SET attempts = 0, worker_calls = 0, updated_at_ms = ?2 WHERE id = ?1",
             )?
@@ -62,14 +62,14 @@ impl Queries<'_> {
     }
 
     pub fn set_task_branch(&self, task_id: &str, branch: &str, base_commit: &str) -> Result<()> {
-        self.conn
+        self.sqlite()?
             .prepare_cached("UPDATE tasks SET branch = ?2, base_commit = ?3 WHERE id = ?1")?
             .execute(params![task_id, branch, base_commit])?;
         Ok(())
     }
 
     pub fn set_task_pr(&self, task_id: &str, number: u64, url: Option<&str>) -> Result<()> {
-        self.conn
+        self.sqlite()?
             .prepare_cached("UPDATE tasks SET pr_number = ?2, pr_url = ?3 WHERE id = ?1")?
             .execute(params![
                 task_id,
@@ -80,7 +80,7 @@ impl Queries<'_> {
     }
 
     pub fn set_task_failure(&self, task_id: &str, failure: Option<&str>) -> Result<()> {
-        self.conn
+        self.sqlite()?
             .prepare_cached("UPDATE tasks SET last_failure = ?2 WHERE id = ?1")?
             .execute(params![task_id, failure])?;
         Ok(())
@@ -88,7 +88,7 @@ impl Queries<'_> {
 
     /// Records that a runnable task waited this pass, and why.
     pub fn defer_task(&self, task_id: &str, reason: &str, now_ms: i64) -> Result<()> {
-        self.conn
+        self.sqlite()?
             .prepare_cached("UPDATE tasks SET last_deferred_at_ms = ?2 WHERE id = ?1")?
             .execute(params![task_id, now_ms])?;
         self.append_event(&super::NewEvent {
@@ -114,7 +114,7 @@ impl Queries<'_> {
         role: &str,
         job_cap: MicroUsd,
     ) -> Result<Option<MicroUsd>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT CASE WHEN classification = 'budget_exceeded'
                          THEN MIN(cost_microusd, ?3) ELSE cost_microusd END
              FROM runs
@@ -134,7 +134,7 @@ impl Queries<'_> {
     }
 
     pub fn insert_verify_result(&self, record: &VerifyRecord<'_>) -> Result<()> {
-        self.conn
+        self.sqlite()?
             .prepare_cached(
                 "INSERT INTO verify_results (run_id, task_id, tier, name, status, exit_code,
                      duration_ms, log_path, at_ms)
@@ -159,7 +159,7 @@ impl Queries<'_> {
         if n == 0 {
             return Ok(false);
         }
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT run_id, SUM(status != 'passed') FROM verify_results
              GROUP BY run_id ORDER BY MAX(id) DESC LIMIT ?1",
         )?;
@@ -173,7 +173,7 @@ impl Queries<'_> {
     /// event).
     pub fn last_attempt_paths(&self, task_id: &str) -> Result<Vec<String>> {
         let data: Option<String> = self
-            .conn
+            .sqlite()?
             .prepare_cached(&format!(
                 "SELECT data FROM events WHERE task_id = ?1 AND kind = '{}'
                  ORDER BY id DESC LIMIT 1",
@@ -193,7 +193,7 @@ impl Queries<'_> {
     /// for a delivery that recorded no commit (delivered after an approval).
     pub fn delivered_commit(&self, task_id: &str) -> Result<Option<String>> {
         let data: Option<String> = self
-            .conn
+            .sqlite()?
             .prepare_cached(&format!(
                 "SELECT data FROM events WHERE task_id = ?1 AND kind = '{}'
                  ORDER BY id DESC LIMIT 1",
@@ -209,7 +209,7 @@ impl Queries<'_> {
     /// What every task's runs add up to, by task id: cost, and the worker of its latest
     /// executor run (one pass over the runs, for `oxi tasks`).
     pub fn task_run_totals(&self) -> Result<std::collections::HashMap<String, TaskRunTotals>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT task_id, SUM(cost_microusd),
                     (SELECT worker FROM runs AS last
                       WHERE last.task_id = runs.task_id AND last.role = 'executor'
@@ -230,7 +230,7 @@ impl Queries<'_> {
 
     pub fn runs_for_task(&self, task_id: &str) -> Result<Vec<RunRow>> {
         let ids: Vec<String> = self
-            .conn
+            .sqlite()?
             .prepare_cached("SELECT id FROM runs WHERE task_id = ?1 ORDER BY started_at_ms")?
             .query_map([task_id], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
@@ -266,7 +266,7 @@ impl Queries<'_> {
         note: Option<&str>,
         at_ms: i64,
     ) -> Result<()> {
-        self.conn
+        self.sqlite()?
             .prepare_cached(
                 "INSERT INTO approvals (task_id, kind, approved_by, note, at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -276,7 +276,7 @@ impl Queries<'_> {
     }
 
     pub fn approvals_for(&self, task_id: &str) -> Result<Vec<ApprovalRow>> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT id, task_id, kind, approved_by, note, at_ms, used_by_run
              FROM approvals WHERE task_id = ?1 ORDER BY id",
         )?;
@@ -296,7 +296,7 @@ impl Queries<'_> {
 
     /// Consumes an unused over-estimate approval (one approval, one run).
     pub fn mark_over_estimate_used(&self, task_id: &str, run_id: &str) -> Result<()> {
-        self.conn
+        self.sqlite()?
             .prepare_cached(
                 "UPDATE approvals SET used_by_run = ?2
                  WHERE task_id = ?1 AND kind = ?3 AND used_by_run IS NULL",

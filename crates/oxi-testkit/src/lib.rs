@@ -1,8 +1,10 @@
 //! Test doubles for oxi's tests and benchmarks, kept out of the shipped binary: a fake GitHub
 //! ([`fake_github`]), a scripted model API server for the real agent CLIs ([`mock_model`]),
-//! and a webhook receiver for notification sinks ([`receiver`]).
+//! a webhook receiver for notification sinks ([`receiver`]), and a throwaway PostgreSQL cluster
+//! ([`pg`]).
 
 pub mod fake_github;
 pub mod fake_github_issues;
 pub mod mock_model;
+pub mod pg;
 pub mod receiver;

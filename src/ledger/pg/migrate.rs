@@ -1,0 +1,105 @@
+//! The PostgreSQL ledger's migrations: numbered like their SQLite twins (the first one, 0011,
+//! is the SQLite schema through 0011 in one step), checksummed in `schema_migrations`, and
+//! refused when the database was migrated by a newer oxi.
+//!
+//! Several hosts may open the ledger at once: the whole migration runs in one transaction
+//! (PostgreSQL's DDL is transactional) under a transaction-scoped advisory lock, so one host
+//! migrates and the others then find the work done.
+
+use std::path::PathBuf;
+
+use postgres::Client;
+
+use crate::ledger::migrate::{Migration, checksum};
+use crate::ledger::{LedgerError, Result};
+
+/// Every PostgreSQL migration this binary knows, oldest first.
+pub(in crate::ledger) const PG_MIGRATIONS: &[Migration] = &[Migration {
+    version: 11,
+    name: "baseline",
+    sql: include_str!("migrations/0011_baseline.sql"),
+}];
+
+/// The advisory lock key migrations hold (`oxi` + "mig" in ASCII, so no other user of advisory
+/// locks on the database is likely to pick it).
+const MIGRATION_LOCK: i64 = 0x6f78_6900_6d69_67;
+
+/// Brings the schema of the database behind `client` to the newest migration. `url` names it
+/// in errors.
+pub(in crate::ledger) fn migrate(client: &mut Client, url: &str) -> Result<()> {
+    let latest = PG_MIGRATIONS.last().map_or(0, |m| m.version);
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version BIGINT PRIMARY KEY,
+            name TEXT NOT NULL,
+            checksum TEXT NOT NULL,
+            applied_at_ms BIGINT NOT NULL
+        )",
+    )?;
+    let recorded: Vec<(i64, String)> = tx
+        .query("SELECT version, checksum FROM schema_migrations", &[])?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, postgres::Error>>()?;
+    let current = recorded.iter().map(|(v, _)| *v).max().unwrap_or(0);
+    if current > latest {
+        return Err(LedgerError::TooNew {
+            path: PathBuf::from(url),
+            found: current,
+            supported: latest,
+        });
+    }
+    for migration in PG_MIGRATIONS {
+        if let Some((_, sum)) = recorded.iter().find(|(v, _)| *v == migration.version) {
+            if *sum != checksum(migration.sql) {
+                return Err(LedgerError::MigrationChanged {
+                    version: migration.version,
+                    name: migration.name.to_owned(),
+                });
+            }
+            continue;
+        }
+        tx.batch_execute(migration.sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, checksum, applied_at_ms)
+             VALUES ($1, $2, $3, $4)",
+            &[
+                &migration.version,
+                &migration.name,
+                &checksum(migration.sql),
+                &crate::clock::now_ms(),
+            ],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The schema version: the newest migration applied.
+pub(in crate::ledger) fn schema_version(pg: super::Pg<'_>) -> Result<i64> {
+    let row = super::query_one(
+        pg,
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        &[],
+    )?;
+    Ok(row.try_get(0)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PG_MIGRATIONS;
+
+    #[test]
+    fn versions_increase_and_start_at_the_sqlite_baseline() {
+        assert_eq!(PG_MIGRATIONS.first().map(|m| m.version), Some(11));
+        for pair in PG_MIGRATIONS.windows(2) {
+            assert_eq!(pair[1].version, pair[0].version + 1);
+        }
+        // Every PostgreSQL migration has a SQLite twin of the same number, so both backends
+        // report the same version for the same schema.
+        let sqlite_latest = crate::ledger::MIGRATIONS.last().map(|m| m.version);
+        assert_eq!(PG_MIGRATIONS.last().map(|m| m.version), sqlite_latest);
+    }
+}

@@ -1,0 +1,176 @@
+//! The PostgreSQL backend of the ledger, for several hosts sharing one queue.
+//!
+//! Same tables, same meaning, same guarantees as the SQLite ledger, by PostgreSQL's means (see
+//! docs/postgres.md): the task state machine and append-only events are triggers, the spend
+//! rollup is kept by triggers, every commit is synced (`synchronous_commit = on` for the
+//! session, whatever the server's default).
+//!
+//! The client is the `postgres` crate, the synchronous wrapper over tokio-postgres: the ledger's
+//! API is synchronous (every caller holds a `Ledger` on its own thread), so a blocking client
+//! keeps it so without an async runtime at each call site.
+
+mod migrate;
+mod queries;
+
+use std::cell::RefCell;
+
+use postgres::types::ToSql;
+use postgres::{Client, NoTls, Row, Transaction};
+
+pub(super) use migrate::{migrate, schema_version};
+pub(super) use queries::*;
+
+use super::{BUSY_TIMEOUT, LedgerError, Result};
+
+/// The parameters of one statement.
+pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// A session or a transaction: what a ledger function runs its statements on. Object-safe (the
+/// crate's own `GenericClient` is not), so `Queries` can hold either behind one reference.
+pub(super) trait PgExec {
+    fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, postgres::Error>;
+    fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, postgres::Error>;
+}
+
+impl PgExec for Client {
+    fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, postgres::Error> {
+        Client::query(self, sql, params)
+    }
+    fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, postgres::Error> {
+        Client::execute(self, sql, params)
+    }
+}
+
+impl PgExec for Transaction<'_> {
+    fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, postgres::Error> {
+        Transaction::query(self, sql, params)
+    }
+    fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, postgres::Error> {
+        Transaction::execute(self, sql, params)
+    }
+}
+
+/// What `Queries` holds for a PostgreSQL ledger.
+pub(super) type Pg<'c> = &'c RefCell<dyn PgExec + 'c>;
+
+/// Rows of one statement.
+pub(super) fn query(pg: Pg<'_>, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+    Ok(pg.borrow_mut().query(sql, params)?)
+}
+
+/// At most one row of one statement.
+pub(super) fn query_opt(pg: Pg<'_>, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
+    let mut rows = query(pg, sql, params)?;
+    if rows.len() > 1 {
+        return Err(LedgerError::Corrupt(format!(
+            "expected at most one row, got {}: {sql}",
+            rows.len()
+        )));
+    }
+    Ok(rows.pop())
+}
+
+/// The one row of one statement.
+pub(super) fn query_one(pg: Pg<'_>, sql: &str, params: Params<'_>) -> Result<Row> {
+    query_opt(pg, sql, params)?
+        .ok_or_else(|| LedgerError::Corrupt(format!("expected a row: {sql}")))
+}
+
+/// How many rows one statement changed.
+pub(super) fn execute(pg: Pg<'_>, sql: &str, params: Params<'_>) -> Result<u64> {
+    Ok(pg.borrow_mut().execute(sql, params)?)
+}
+
+/// Where the password comes from: never the URL (it would sit in oxi.toml and in logs).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Secret {
+    /// The name of an environment variable holding the password.
+    pub(crate) password_env: Option<String>,
+}
+
+/// Connects to the database at `url` and sets the session up for the ledger.
+pub(super) fn connect(url: &str, secret: &Secret) -> Result<Client> {
+    let setup = |problem: String| LedgerError::PgSetup {
+        url: redact(url),
+        problem,
+    };
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|e: postgres::Error| setup(e.to_string()))?;
+    if config.get_password().is_some() {
+        return Err(setup(
+            "a password in the URL is refused; name an environment variable in [ledger] password_env instead".to_owned(),
+        ));
+    }
+    if let Some(var) = &secret.password_env {
+        let password = std::env::var(var).map_err(|_| {
+            setup(format!(
+                "[ledger] password_env names {var}, which is not set in oxi's environment"
+            ))
+        })?;
+        config.password(password);
+    }
+    config.application_name("oxi");
+    let mut client = config
+        .connect(NoTls)
+        .map_err(|source| LedgerError::PgConnect {
+            url: redact(url),
+            source,
+        })?;
+    // Every commit durable whatever the server's default; a lock held by another host longer
+    // than the SQLite ledger's busy timeout is the same `Busy` error.
+    client.batch_execute(&format!(
+        "SET synchronous_commit = on; SET lock_timeout = '{}ms'",
+        BUSY_TIMEOUT.as_millis()
+    ))?;
+    Ok(client)
+}
+
+/// The URL with any password blanked, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{host}{tail}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl From<postgres::Error> for LedgerError {
+    fn from(e: postgres::Error) -> Self {
+        use postgres::error::SqlState;
+        match e.code() {
+            Some(code)
+                if *code == SqlState::LOCK_NOT_AVAILABLE
+                    || *code == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *code == SqlState::T_R_DEADLOCK_DETECTED =>
+            {
+                LedgerError::Busy
+            }
+            _ => LedgerError::Postgres(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_blanks_only_a_password() {
+        assert_eq!(
+            redact("postgres://oxi:hunter2@db/oxi"),
+            "postgres://oxi:***@db/oxi"
+        );
+        assert_eq!(
+            redact("postgres://oxi@/oxi?host=/run/pg"),
+            "postgres://oxi@/oxi?host=/run/pg"
+        );
+    }
+}
