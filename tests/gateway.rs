@@ -536,3 +536,36 @@ async fn a_refused_key_is_not_retried_and_never_echoed() {
     assert!(events(&s, "gateway_unavailable").is_empty());
     server.shutdown().await.unwrap();
 }
+
+#[test]
+fn with_nothing_recorded_calls_and_notify_status_say_so_instead_of_an_empty_table() {
+    let s = Sandbox::git_repo();
+    s.write("roadmap.md", "- [ ] something\n");
+    s.config(&OxiToml::new().project());
+    s.oxi(&["ingest"]).ok();
+    let run = s.oxi(&["gateway", "calls"]);
+    run.ok();
+    assert_eq!(
+        run.stdout,
+        "no gateway calls: no [gateway.providers.*] in oxi.toml; docs/gateway.md shows how to add one\n"
+    );
+    let run = s.oxi(&["notify", "status"]);
+    run.ok();
+    assert_eq!(
+        run.stdout,
+        "no [[notify.sinks]] in oxi.toml; docs/notifications.md shows how to add one\n"
+    );
+    // JSON readers still get the (empty) document, not prose.
+    let run = s.oxi(&["gateway", "calls", "--format", "json"]);
+    run.ok();
+    assert_eq!(run.json(), serde_json::json!([]));
+
+    let with_provider = provider("lite", "litellm", "http://127.0.0.1:9", "");
+    s.config(&OxiToml::new().project().raw(&with_provider));
+    let run = s.oxi(&["gateway", "calls"]);
+    run.ok();
+    assert_eq!(
+        run.stdout,
+        "no gateway calls recorded yet (`oxi gateway test` makes one per provider)\n"
+    );
+}

@@ -454,3 +454,28 @@ fn a_worker_that_repoints_its_worktree_head_at_main_is_stopped_before_oxi_commit
     );
     assert_eq!(git(r.path(), &["rev-parse", "main"]), main_before);
 }
+
+#[test]
+fn read_commands_say_when_roadmap_md_changed_since_the_last_ingest() {
+    let s = repo(FAKE, "succeed", "");
+    s.oxi(&["ingest"]).ok();
+    const STALE: &str = "roadmap.md changed since the last ingest";
+    for args in [&["plan"][..], &["tasks"], &["status"], &["route", "T0-1"]] {
+        let run = s.oxi(args);
+        run.ok();
+        assert!(!run.stderr.contains(STALE), "{args:?}: {}", run.stderr);
+    }
+    s.write(
+        "roadmap.md",
+        format!("{ROADMAP}\n**T0-2 · Part**\nCreate `bye.txt`.\n"),
+    );
+    for args in [&["plan"][..], &["tasks"], &["status"], &["route", "T0-1"]] {
+        let run = s.oxi(args);
+        run.ok();
+        assert!(run.stderr.contains(STALE), "{args:?}: {}", run.stderr);
+    }
+    s.oxi(&["ingest"]).ok();
+    let run = s.oxi(&["plan"]);
+    assert!(!run.stderr.contains(STALE), "{}", run.stderr);
+    assert!(run.stdout.contains("T0-2"), "{}", run.stdout);
+}

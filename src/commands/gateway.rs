@@ -114,12 +114,23 @@ fn test(ctx: &Context, args: &GatewayTestArgs) -> Result<()> {
     Ok(())
 }
 
+/// What `oxi gateway calls` says when the ledger holds none, instead of an empty table.
+fn no_calls_yet(config: &crate::config::LoadedConfig) -> String {
+    if config.config.gateway.providers.is_empty() {
+        "no gateway calls: no [gateway.providers.*] in oxi.toml; docs/gateway.md shows how to add one\n"
+            .to_owned()
+    } else {
+        "no gateway calls recorded yet (`oxi gateway test` makes one per provider)\n".to_owned()
+    }
+}
+
 fn calls(ctx: &Context, args: &GatewayCallsArgs) -> Result<()> {
     let config = ctx.config()?;
     let ledger = ctx.ledger(&config)?;
     let rows = ledger.read().gateway_calls(args.limit)?;
     let text = match ctx.global.format {
         Format::Json => json_string(&rows)?,
+        _ if rows.is_empty() => no_calls_yet(&config),
         format => {
             let mut grid = Grid::new([
                 "id", "at", "role", "provider", "model", "outcome", "tokens", "cost", "source",

@@ -136,6 +136,28 @@ pub fn status_for_bench(config: &LoadedConfig, ledger: &Ledger, now_ms: i64) -> 
 }
 
 /// oxi's environment as UTF-8 pairs (a variable that is not UTF-8 is not passed on).
+/// Read commands show the ledger, which holds the roadmap as of the last ingest. When
+/// roadmap.md changed since (an operator just edited it), say so on stderr, or a new item
+/// would seem to be missing and an edited one unchanged. Reading the file is the whole cost;
+/// an unreadable roadmap says nothing here (the next tick reports it with its path).
+pub(crate) fn warn_if_roadmap_changed(config: &LoadedConfig, ledger: &Ledger) {
+    let path = config.roadmap_path();
+    let Ok(file) = crate::roadmap::ingest::RoadmapFile::read(&path, &config.repo_root) else {
+        return;
+    };
+    let ingested = ledger
+        .read()
+        .kv_get(crate::roadmap::ingest::ROADMAP_HASH_KEY)
+        .ok()
+        .flatten();
+    if ingested.is_some_and(|hash| hash != file.sha256) {
+        tracing::warn!(
+            "{} changed since the last ingest: this shows the ledger as of that ingest (`oxi ingest` or the next tick reads the change)",
+            file.label
+        );
+    }
+}
+
 pub(crate) fn parent_env() -> Vec<(String, String)> {
     std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))

@@ -108,12 +108,13 @@ fn status(ctx: &Context, args: &NotifyStatusArgs) -> Result<()> {
     };
     let text = match ctx.global.format {
         Format::Json => json_string(&report)?,
+        // An empty table says nothing: say what is missing instead (attempts outlive a
+        // removed sink, so they are still listed).
+        _ if report.sinks.is_empty() && report.attempts.is_empty() => NO_SINKS.to_owned(),
+        format if report.sinks.is_empty() => format!("{NO_SINKS}\n{}", render(&report, format)),
         format => render(&report, format),
     };
     write_stdout(&text)?;
-    if report.sinks.is_empty() && ctx.global.format != Format::Json {
-        write_stdout(NO_SINKS)?;
-    }
     Ok(())
 }
 

@@ -33,6 +33,7 @@ struct PlanRow<'a> {
 pub fn run(ctx: &Context, args: &PlanArgs) -> Result<()> {
     let config = ctx.config()?;
     let ledger = Ledger::open_existing(&config.ledger_path())?;
+    super::warn_if_roadmap_changed(&config, &ledger);
     let tasks = ledger.read().tasks()?;
     let mut planned: Vec<PlannedTask> =
         plan_with(&tasks, crate::clock::now_ms(), config.stacks_on_delivered());

@@ -34,6 +34,7 @@ struct RoleChain<'a> {
 pub fn run(ctx: &Context, args: &RouteArgs) -> Result<()> {
     let config = ctx.config()?;
     let ledger = Ledger::open_existing(&config.ledger_path())?;
+    super::warn_if_roadmap_changed(&config, &ledger);
     let task = ledger
         .read()
         .find_task(&args.task)?

@@ -80,6 +80,7 @@ pub fn collect(config: &LoadedConfig, ledger: &Ledger, now_ms: i64) -> Result<St
 pub fn run(ctx: &Context) -> Result<()> {
     let config = ctx.config()?;
     let ledger = Ledger::open_existing(&config.ledger_path())?;
+    super::warn_if_roadmap_changed(&config, &ledger);
     let status = collect(&config, &ledger, clock::now_ms())?;
     let text = match ctx.global.format {
         Format::Json => json_string(&status)?,

@@ -194,6 +194,7 @@ fn render(lines: &[TaskLine<'_>], format: Format, with_route: bool) -> String {
 pub fn run(ctx: &Context, args: &TasksArgs) -> Result<()> {
     let config = ctx.config()?;
     let ledger = Ledger::open_existing(&config.ledger_path())?;
+    super::warn_if_roadmap_changed(&config, &ledger);
     let tasks = ledger.read().tasks()?;
     let totals = ledger.read().task_run_totals()?;
     let plan = crate::scheduler::plan::plan_with(

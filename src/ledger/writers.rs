@@ -25,7 +25,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,11 @@ const MAX_GROUP: usize = 64;
 /// ...and stays open at most this long before the next turn commits it (another process may
 /// be waiting for the lock, and the first writer of the group for its commit).
 const MAX_GROUP_AGE: Duration = Duration::from_millis(20);
+/// `d` in whole microseconds, saturating (no group lives for 584,000 years).
+fn duration_us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// How often a writer waiting for its group's commit checks that someone will make it.
 const RESCUE_INTERVAL: Duration = Duration::from_millis(5);
 
@@ -105,6 +110,12 @@ pub(super) struct WriteGroup {
     conn: FairMutex<Option<Connection>>,
     /// Threads queued for a turn: a turn ending with others queued leaves the group open.
     queued: AtomicUsize,
+    /// `MAX_GROUP_AGE` and `RESCUE_INTERVAL` in microseconds. Tests that hold a group open on
+    /// purpose while others queue raise both: on a slow machine the group would otherwise be
+    /// committed (by age, or by a rescue while the next writer is not yet parked on the lock)
+    /// before the others join it.
+    max_group_age_us: AtomicU64,
+    rescue_interval_us: AtomicU64,
     state: Mutex<GroupState>,
     ended: Condvar,
 }
@@ -125,6 +136,8 @@ impl WriteGroup {
             path: path.to_path_buf(),
             conn: FairMutex::new(None),
             queued: AtomicUsize::new(0),
+            max_group_age_us: AtomicU64::new(duration_us(MAX_GROUP_AGE)),
+            rescue_interval_us: AtomicU64::new(duration_us(RESCUE_INTERVAL)),
             state: Mutex::new(GroupState::default()),
             ended: Condvar::new(),
         });
@@ -265,7 +278,8 @@ impl WriteGroup {
             let pass_on = writers > 0
                 && self.queued.load(Ordering::SeqCst) > 0
                 && writers < MAX_GROUP
-                && open.started.elapsed() < MAX_GROUP_AGE;
+                && duration_us(open.started.elapsed())
+                    < self.max_group_age_us.load(Ordering::Relaxed);
             if pass_on {
                 drop(state);
                 drop(turn);
@@ -323,7 +337,8 @@ impl WriteGroup {
             if state.ended_through >= id {
                 return Self::take_outcome(&mut state, id);
             }
-            if !self.ended.wait_for(&mut state, RESCUE_INTERVAL).timed_out() {
+            let rescue = Duration::from_micros(self.rescue_interval_us.load(Ordering::Relaxed));
+            if !self.ended.wait_for(&mut state, rescue).timed_out() {
                 continue;
             }
             drop(state);
@@ -501,6 +516,11 @@ mod tests {
     ) -> (Result<()>, Vec<Result<()>>) {
         let path = dir.join("ledger.db");
         let group = Arc::clone(Ledger::open(&path).unwrap().write_group().unwrap());
+        // The first writer's group must still be open when the others join, however long the
+        // machine takes to start their threads: that is what these tests are about.
+        for knob in [&group.max_group_age_us, &group.rescue_interval_us] {
+            knob.store(duration_us(Duration::from_secs(60)), Ordering::Relaxed);
+        }
         let queued = others.len();
         std::thread::scope(|s| {
             let first = s.spawn(|| {
