@@ -229,6 +229,10 @@ impl Ledger {
     /// Connects to the PostgreSQL ledger at `url` (a `postgres://` URL without a password; the
     /// password, if the server asks for one, comes from the environment variable named by
     /// `password_env`) and brings its schema up to date.
+    ///
+    /// # Errors
+    /// `PgSetup` for an unusable URL or password variable, `PgConnect` when the server cannot
+    /// be reached or refuses, `TooNew`/`MigrationChanged` as for SQLite.
     pub fn open_postgres(url: &str, password_env: Option<&str>) -> Result<Self> {
         let secret = pg::Secret {
             password_env: password_env.map(str::to_owned),

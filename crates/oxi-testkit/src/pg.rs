@@ -60,6 +60,7 @@ static CLUSTER: OnceLock<Result<PgCluster, String>> = OnceLock::new();
     clippy::print_stderr,
     reason = "a skipped test says why and how to run it, on the test's own output"
 )]
+#[must_use]
 pub fn cluster_or_skip(test: &str) -> Option<&'static PgCluster> {
     let cluster = CLUSTER.get_or_init(|| match PgCluster::start() {
         Ok(cluster) => Ok(cluster),
@@ -129,6 +130,7 @@ impl PgCluster {
     }
 
     /// The directory holding the cluster's socket (a URL's `host`).
+    #[must_use]
     pub fn socket_dir(&self) -> &Path {
         &self.dir
     }
@@ -163,6 +165,7 @@ impl PgCluster {
     }
 
     /// The URL of database `name` in this cluster.
+    #[must_use]
     pub fn url(&self, name: &str) -> String {
         format!(
             "postgres://postgres@/{name}?host={}&port={PORT}",
