@@ -337,7 +337,6 @@ fn postgres_keeps_the_spend_rollup_in_the_database() {
     // The scan over `spend` alone (no gateway calls) is the rollup's definition for runs.
     let scan = q.spend_totals_by_scan("2026-11-30", "2026-11").unwrap();
     assert_eq!((scan.day_spent, scan.day_reserved), (350, 400));
-    drop(q);
     assert!(ledger.write(|q| q.kv_set("still", "writable", 1)).is_ok());
 }
 

@@ -1,6 +1,6 @@
 //! The ledger: one SQLite file (`.oxi/ledger.db`) holding tasks, runs, the append-only event
 //! trail, spend reservations and settlements, approvals, and a small key/value table; or one
-//! PostgreSQL database with the same tables, shared by several hosts (`pg`, docs/postgres.md).
+//! Postgres database with the same tables, shared by several hosts (`pg`, docs/postgres.md).
 //!
 //! All SQL lives in this module behind typed functions (`Queries`), which run on either
 //! backend, so the pipeline does not know which one it talks to.
@@ -111,20 +111,20 @@ pub enum LedgerError {
     Turn(#[from] TurnError),
     #[error("ledger: {0}")]
     Sqlite(rusqlite::Error),
-    /// A statement on a PostgreSQL ledger failed.
+    /// A statement on a Postgres ledger failed.
     #[error("ledger: {}", pg_message(.0))]
     Postgres(postgres::Error),
-    /// The PostgreSQL ledger's URL or credentials are unusable.
+    /// The Postgres ledger's URL or credentials are unusable.
     #[error("ledger {url}: {problem}")]
     PgSetup { url: String, problem: String },
-    /// The PostgreSQL server could not be reached or refused the connection.
+    /// The Postgres server could not be reached or refused the connection.
     #[error("cannot connect to the ledger at {url}: {source}")]
     PgConnect {
         url: String,
         #[source]
         source: postgres::Error,
     },
-    /// A ledger function this oxi runs only on SQLite so far (docs/postgres.md lists what is
+    /// A ledger function this oxi runs only on sqlite so far (docs/postgres.md lists what is
     /// ported).
     #[error(
         "this ledger operation (at {0}) does not run on a PostgreSQL ledger yet; unset [ledger] url to use the SQLite ledger"
@@ -132,7 +132,7 @@ pub enum LedgerError {
     NotPorted(String),
 }
 
-/// A PostgreSQL error as its server message and code when it has one (the crate's own text is
+/// A Postgres error as its server message and code when it has one (the crate's own text is
 /// only "db error").
 fn pg_message(e: &postgres::Error) -> String {
     e.as_db_error().map_or_else(
@@ -157,7 +157,7 @@ pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
 /// An open ledger.
 pub struct Ledger {
     backend: Backend,
-    /// The file, or the PostgreSQL URL (its password blanked).
+    /// The file, or the Postgres URL (its password blanked).
     path: PathBuf,
 }
 
@@ -169,8 +169,8 @@ enum Backend {
         /// commits); `None` in memory, where each connection is its own database.
         writers: Option<Arc<WriteGroup>>,
     },
-    /// One session per `Ledger`, as each SQLite `Ledger` has its own connection; writes are
-    /// transactions on it (PostgreSQL's own row locks order concurrent writers).
+    /// One session per `Ledger`, as each sqlite `Ledger` has its own connection; writes are
+    /// transactions on it (Postgres's own row locks order concurrent writers).
     Pg(RefCell<postgres::Client>),
 }
 
@@ -226,13 +226,13 @@ impl Ledger {
         })
     }
 
-    /// Connects to the PostgreSQL ledger at `url` (a `postgres://` URL without a password; the
+    /// Connects to the Postgres ledger at `url` (a `postgres://` URL without a password; the
     /// password, if the server asks for one, comes from the environment variable named by
     /// `password_env`) and brings its schema up to date.
     ///
     /// # Errors
     /// `PgSetup` for an unusable URL or password variable, `PgConnect` when the server cannot
-    /// be reached or refuses, `TooNew`/`MigrationChanged` as for SQLite.
+    /// be reached or refuses, `TooNew`/`MigrationChanged` as for sqlite.
     pub fn open_postgres(url: &str, password_env: Option<&str>) -> Result<Self> {
         let secret = pg::Secret {
             password_env: password_env.map(str::to_owned),
@@ -323,7 +323,7 @@ impl Ledger {
     /// `TurnError::Nested`. `f` must pass SQLite's errors on (`?`): under some (a full disk)
     /// SQLite rolls the whole transaction back, and the write then fails even if `f` said Ok.
     ///
-    /// On PostgreSQL, `f` runs in one transaction on this ledger's session; concurrent writers
+    /// On Postgres, `f` runs in one transaction on this ledger's session; concurrent writers
     /// on other sessions (other threads, processes, hosts) are ordered by the rows they lock.
     pub fn write<T>(&mut self, f: impl FnOnce(&Queries<'_>) -> Result<T>) -> Result<T> {
         let (conn, writers) = match &mut self.backend {
@@ -372,7 +372,7 @@ impl Ledger {
     /// The raw connection, for benchmarks and tests that need to bypass the typed layer.
     ///
     /// # Panics
-    /// On a PostgreSQL ledger: this hook is for tests of the SQLite one.
+    /// On a Postgres ledger: this hook is for tests of the SQLite one.
     #[doc(hidden)]
     pub fn raw_connection(&mut self) -> &mut Connection {
         match &mut self.backend {

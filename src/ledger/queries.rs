@@ -28,8 +28,8 @@ impl<'c> Queries<'c> {
         }
     }
 
-    /// The SQLite connection, for a function not yet ported to PostgreSQL (docs/postgres.md
-    /// lists them): on a PostgreSQL ledger it fails with `NotPorted`, naming the caller.
+    /// The sqlite connection, for a function not yet ported to Postgres (docs/postgres.md
+    /// lists them): on a Postgres ledger it fails with `NotPorted`, naming the caller.
     #[track_caller]
     pub(super) fn sqlite(&self) -> Result<&'c Connection> {
         match self.db {

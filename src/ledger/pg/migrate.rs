@@ -1,9 +1,9 @@
-//! The PostgreSQL ledger's migrations: numbered like their SQLite twins (the first one, 0011,
-//! is the SQLite schema through 0011 in one step), checksummed in `schema_migrations`, and
+//! The Postgres ledger's migrations: numbered like their sqlite twins (the first one, 0011,
+//! is the sqlite schema through 0011 in one step), checksummed in `schema_migrations`, and
 //! refused when the database was migrated by a newer oxi.
 //!
 //! Several hosts may open the ledger at once: the whole migration runs in one transaction
-//! (PostgreSQL's DDL is transactional) under a transaction-scoped advisory lock, so one host
+//! (Postgres's DDL is transactional) under a transaction-scoped advisory lock, so one host
 //! migrates and the others then find the work done.
 
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ use postgres::Client;
 use crate::ledger::migrate::{Migration, checksum};
 use crate::ledger::{LedgerError, Result};
 
-/// Every PostgreSQL migration this binary knows, oldest first.
+/// Every Postgres migration this binary knows, oldest first.
 pub(in crate::ledger) const PG_MIGRATIONS: &[Migration] = &[Migration {
     version: 11,
     name: "baseline",
@@ -22,7 +22,7 @@ pub(in crate::ledger) const PG_MIGRATIONS: &[Migration] = &[Migration {
 
 /// The advisory lock key migrations hold (`oxi` + "mig" in ASCII, so no other user of advisory
 /// locks on the database is likely to pick it).
-const MIGRATION_LOCK: i64 = 0x6f78_6900_6d69_67;
+const MIGRATION_LOCK: i64 = 0x006f_7869_006d_6967;
 
 /// Brings the schema of the database behind `client` to the newest migration. `url` names it
 /// in errors.

@@ -1,6 +1,6 @@
-//! The PostgreSQL backend of the ledger, for several hosts sharing one queue.
+//! The Postgres backend of the ledger, for several hosts sharing one queue.
 //!
-//! Same tables, same meaning, same guarantees as the SQLite ledger, by PostgreSQL's means (see
+//! Same tables, same meaning, same guarantees as the sqlite ledger, by Postgres's means (see
 //! docs/postgres.md): the task state machine and append-only events are triggers, the spend
 //! rollup is kept by triggers, every commit is synced (`synchronous_commit = on` for the
 //! session, whatever the server's default).
@@ -50,7 +50,7 @@ impl PgExec for Transaction<'_> {
     }
 }
 
-/// What `Queries` holds for a PostgreSQL ledger.
+/// What `Queries` holds for a Postgres ledger.
 pub(super) type Pg<'c> = &'c RefCell<dyn PgExec + 'c>;
 
 /// Rows of one statement.

@@ -1,5 +1,5 @@
-//! The ledger functions on PostgreSQL, one per `Queries` method that runs SQL; each keeps the
-//! SQLite version's contract (errors included), and a test body runs on both backends.
+//! The ledger functions on Postgres, one per `Queries` method that runs SQL; each keeps the
+//! sqlite version's contract (errors included), and a test body runs on both backends.
 
 use std::collections::BTreeMap;
 
@@ -257,7 +257,7 @@ pub(in crate::ledger) fn append_event(pg: Pg<'_>, event: &NewEvent<'_>) -> Resul
     Ok(row.try_get(0)?)
 }
 
-/// The number of events ever recorded: the largest id. Unlike SQLite's AUTOINCREMENT, an
+/// The number of events ever recorded: the largest id. Unlike sqlite's AUTOINCREMENT, an
 /// identity column can skip ids a rolled-back insert took, so this counts rows (an index-only
 /// scan on the primary key).
 pub(in crate::ledger) fn event_count(pg: Pg<'_>) -> Result<i64> {
