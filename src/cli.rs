@@ -46,7 +46,7 @@ pub enum Command {
     /// Show the queue in dispatch order, with the reason each held task waits
     Plan(PlanArgs),
     /// Task counts by state, spend today and this month against the caps, and the killswitch
-    Status,
+    Status(StatusArgs),
     /// Every task: state, attempts, worker, branch, cost, and why it waits or stopped
     Tasks(TasksArgs),
     /// Engage the killswitch: no new dispatch until `oxi resume` (running work finishes)
@@ -56,7 +56,8 @@ pub enum Command {
     /// Run one worker outside the queue, in a directory, under every cap; stream its transcript
     Run(RunArgs),
     /// Check each configured worker: binary found, version tested, recorded output still parses
-    Workers,
+    /// (with --probe, also run each CLI for real against oxi's own model server)
+    Workers(WorkersArgs),
     /// One bounded pass: reap, ingest, plan, claim, dispatch, verify, critic, deliver; then exit
     Tick,
     /// Keep N slots busy continuously (under tmux or a service): refill a slot as soon as it
@@ -103,6 +104,80 @@ pub enum Command {
     /// The inference gateway: try a provider, list the calls it made
     #[command(subcommand)]
     Gateway(GatewayCommand),
+    /// The hosts working this ledger: live or not, last heartbeat, running jobs, labels, oxi
+    /// and CLI versions
+    Hosts,
+    /// Write a consistent copy of the ledger (safe while oxi runs)
+    Backup(BackupArgs),
+    /// Replace the ledger with a backup: checked first, refused while runs are live, the
+    /// replaced ledger kept aside
+    Restore(RestoreArgs),
+    /// Auto-improve: scan outside sources for changes relevant to this repository, rank them,
+    /// and stage proposals a human accepts into the roadmap or rejects
+    #[command(subcommand)]
+    Improve(ImproveCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Where to write it (must not exist) [default: .oxi/backups/ledger-YYYYMMDDTHHMMSSZ.db]
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A file `oxi backup` wrote
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this host: its tasks (those whose latest run it started) and its runs
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImproveCommand {
+    /// Read every [[improve.sources]] (each failing alone), rank what they found against the
+    /// project's context and stage the best as proposals; once per UTC day
+    Scan(ImproveScanArgs),
+    /// On or paused, the last scan (and its failed sources), proposals by status
+    Status,
+    /// The proposals waiting for a decision (with --all, every proposal)
+    Proposals(ImproveProposalsArgs),
+    /// Append proposals to the roadmap as new items (`oxi ingest` reads them in)
+    Accept(ImproveDecideArgs),
+    /// Reject proposals (they count against the acceptance ratio)
+    Reject(ImproveDecideArgs),
+    /// Resume auto-improve after it paused itself
+    Unpause,
+}
+
+#[derive(Debug, Args)]
+pub struct ImproveScanArgs {
+    /// Scan even if today's scan already ran
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImproveProposalsArgs {
+    /// Also list accepted and rejected proposals
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImproveDecideArgs {
+    /// Proposal ids, as `oxi improve proposals` shows them
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<i64>,
+    /// Why, recorded with the decision
+    #[arg(long)]
+    pub why: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,6 +277,9 @@ pub struct ReportArgs {
     /// Write the report to this file instead of stdout
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Only this host in the per-host section (runs, success, spend); the KPIs stay fleet-wide
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -290,6 +368,9 @@ pub struct TasksArgs {
     /// framework_fix_needed, rejected, cancelled, abandoned
     #[arg(long = "state", value_name = "STATE", value_parser = parse_state)]
     pub states: Vec<TaskState>,
+    /// Only tasks whose latest run this host started
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
 }
 
 fn parse_state(text: &str) -> Result<TaskState, String> {
@@ -349,6 +430,15 @@ pub struct IngestArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct WorkersArgs {
+    /// Run each configured CLI for real against oxi's own loopback model server (a scripted
+    /// edit, shell command and usage, in a throwaway repository), check its output still maps
+    /// to oxi's events, and record the verdict; a failing version is quarantined
+    #[arg(long)]
+    pub probe: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct PlanArgs {
     /// Only show the plan (oxi plan never changes the ledger; the flag is accepted for scripts
     /// that want to say so)
@@ -357,6 +447,14 @@ pub struct PlanArgs {
     /// Include only tasks that are eligible now
     #[arg(long)]
     pub eligible: bool,
+    /// The plan as this host sees it: tasks whose routing rule requires labels it lacks wait
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// Instead of the queue: p50 and p90 cost and time to finish the open roadmap, from the
+    /// ledger's finished tasks per rule and worker, at the caps and concurrency, and the date
+    /// the daily cap allows
+    #[arg(long, conflicts_with = "eligible")]
+    pub forecast: bool,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,9 @@
 //! its CLI's state directory (`~/.claude`, `CODEX_HOME`); and the terminal-ish devices
 //! (`/dev/null`, `/dev/tty`, ptys). Where Landlock is missing (older kernels, macOS) nothing is
 //! confined and the post-run check (`crate::pipeline::attribution`) attributes what changed.
+//!
+//! A read-only run (the planner) gets only its temp directory, its CLI's state and the
+//! devices: nothing of the worktree ([`Writable::read_only`]).
 
 use std::path::{Path, PathBuf};
 
@@ -140,6 +143,31 @@ impl Writable {
             dirs.push(common.join("objects"));
         }
         dirs
+    }
+
+    /// An executor's: its worktree and the git metadata that needs, its temp directory, and
+    /// the devices.
+    #[must_use]
+    pub fn worktree(worktree: &Path, temp: &Path) -> Self {
+        let mut writable = Self {
+            dirs: vec![worktree.to_path_buf(), temp.to_path_buf()],
+            files: Vec::new(),
+        };
+        writable.dirs.extend(Self::git_for_worktree(worktree));
+        writable.extend(Self::devices());
+        writable
+    }
+
+    /// A read-only run's (the planner's): its own temp directory and the devices, nothing of
+    /// the worktree or its git metadata; the CLI's state directory is added by the caller.
+    #[must_use]
+    pub fn read_only(temp: &Path) -> Self {
+        let mut writable = Self {
+            dirs: vec![temp.to_path_buf()],
+            files: Vec::new(),
+        };
+        writable.extend(Self::devices());
+        writable
     }
 
     /// Devices every program writes to: the null sinks and terminals.

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::config::{LoadedConfig, RunMode};
 use crate::runner::contract::{self, Verdict};
 
+mod issues;
 mod login;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -90,6 +91,7 @@ fn ledger_checks(config: &LoadedConfig, out: &mut Vec<Check>) {
                 )),
                 Err(e) => out.push(check("ledger", Status::Fail, e.to_string(), None)),
             }
+            host_check(config, &ledger, out);
             let mode = std::fs::metadata(&path)
                 .map(|m| m.permissions().mode() & 0o777)
                 .unwrap_or(0);
@@ -105,6 +107,54 @@ fn ledger_checks(config: &LoadedConfig, out: &mut Vec<Check>) {
             });
         }
     }
+}
+
+/// `[host] name` must tell this host apart: another live host with the same name on another
+/// machine fails (their runs, heartbeats and label routing would mix). Shown once another
+/// host has used the ledger; alone, there is nothing to compare.
+fn host_check(config: &LoadedConfig, ledger: &crate::ledger::Ledger, out: &mut Vec<Check>) {
+    let me = crate::host::Identity::of(config);
+    let Ok(hosts) = ledger.read().hosts() else {
+        return;
+    };
+    let others: Vec<_> = hosts
+        .iter()
+        .filter(|h| !(h.name == me.name && h.machine_id == me.machine_id))
+        .collect();
+    if others.is_empty() {
+        return;
+    }
+    let now = crate::clock::now_ms();
+    let clash = others
+        .iter()
+        .find(|h| h.name == me.name && h.is_live(now, crate::host::LIVE_WINDOW_MS));
+    out.push(match clash {
+        Some(other) => check(
+            "host",
+            Status::Fail,
+            format!(
+                "host name {:?} is also used by a live host on another machine (machine id {}, oxi pid {}, last heartbeat {})",
+                me.name,
+                other.machine_id,
+                other.pid,
+                crate::clock::rfc3339(other.last_heartbeat_ms)
+            ),
+            Some(format!(
+                "give each host its own name: set [host] name in {}",
+                config.display_path()
+            )),
+        ),
+        None => check(
+            "host",
+            Status::Ok,
+            format!(
+                "{} (unique among {} other host(s) in the ledger)",
+                me.name,
+                others.len()
+            ),
+            None,
+        ),
+    });
 }
 
 fn git_checks(config: &LoadedConfig, out: &mut Vec<Check>) {
@@ -240,6 +290,77 @@ async fn worker_checks(
                     "export {names} before oxi runs (cron and systemd start with an empty environment; use an EnvironmentFile)"
                 )),
             ));
+        }
+    }
+}
+
+/// Each worker's live probe (src/worker/probe): re-run when the installed version changed; a
+/// quarantined worker fails with the version to pin. A version that passed is no longer
+/// warned about as untested.
+async fn probe_checks(
+    config: &LoadedConfig,
+    parent_env: &[(String, String)],
+    out: &mut Vec<Check>,
+) {
+    use crate::worker::probe::{self, Standing};
+    let path = config.ledger_path();
+    let Some(mut ledger) = path
+        .exists()
+        .then(|| crate::ledger::Ledger::open_existing(&path).ok())
+        .flatten()
+    else {
+        return; // the ledger check reports it
+    };
+    let token_env = config.config.github.as_ref().map(|g| g.token_env.as_str());
+    for (name, worker) in &config.config.workers {
+        let env = crate::runner::env::worker_env(worker, parent_env.iter().cloned(), token_env);
+        let Ok(output) =
+            contract::probe_version(&worker.command, &env.vars, &config.repo_root, None).await
+        else {
+            continue; // the worker check above reports it
+        };
+        let version = worker.kind.adapter().parse_version(&output);
+        let label = format!("worker {name} probe");
+        match probe::doctor_standing(
+            name,
+            worker,
+            &env.vars,
+            version,
+            &config.state_dir,
+            &mut ledger,
+        )
+        .await
+        {
+            Ok(None) => {}
+            Ok(Some(Standing::ProbedGood { version, at_ms })) => {
+                // Once a version was read, the contract check's only warning is that it is
+                // untested; a version that passed the probe is no longer in doubt.
+                let untested = format!("{version} is not a version oxi was tested with");
+                if let Some(c) = out.iter_mut().find(|c| {
+                    c.name == format!("worker {name}")
+                        && c.status == Status::Warn
+                        && c.fix.as_deref().is_some_and(|f| f.contains(&untested))
+                }) {
+                    c.status = Status::Ok;
+                    c.fix = None;
+                }
+                let when = crate::clock::rfc3339(at_ms);
+                out.push(check(
+                    &label,
+                    Status::Ok,
+                    format!("{version} passed the live probe at {when}"),
+                    None,
+                ));
+            }
+            Ok(Some(Standing::Quarantined { detail, fix })) => {
+                out.push(check(&label, Status::Fail, detail, Some(fix)));
+            }
+            Err(e) => out.push(check(
+                &label,
+                Status::Fail,
+                format!("the live probe could not run: {e}"),
+                Some("fix what it says, then run `oxi workers --probe`".to_owned()),
+            )),
         }
     }
 }
@@ -441,6 +562,7 @@ fn template_checks(out: &mut Vec<Check>) {
         attempt: 2,
         max_attempts: 3,
         last_failure: Some("x".into()),
+        plan: None,
     });
     let reviewer = crate::prompt::reviewer(&crate::prompt::ReviewerPrompt {
         id: "T0-1",
@@ -535,11 +657,13 @@ pub async fn run(
     git_checks(config, &mut out);
     out.push(confinement_check(config));
     worker_checks(config, parent_env, &mut out).await;
+    probe_checks(config, parent_env, &mut out).await;
     price_checks(config, &mut out);
     login::checks(config, parent_env, &mut out).await;
     reviewer_chain_check(config, parent_env, &mut out);
     worker_block_checks(config, actor, &mut out);
     github_checks(config, parent_env, &mut out).await;
+    issues::check_issues(config, parent_env, &mut out).await;
     gateway_checks(config, parent_env, &mut out).await;
     command_checks(config, parent_env, &mut out);
     template_checks(&mut out);

@@ -14,6 +14,8 @@ mod doctor;
 pub mod gateway;
 mod git;
 mod github;
+mod host;
+pub mod improve;
 pub mod ledger;
 mod money;
 pub mod notify;

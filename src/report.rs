@@ -11,6 +11,9 @@ use crate::ledger::{EventKind, Ledger, LedgerError, Queries, RunFact};
 use crate::money::micro_to_usd;
 use crate::worker::{Classification, WorkerRole};
 
+mod shadow;
+pub use shadow::{ShadowGroup, ShadowPairLine, ShadowReport};
+
 /// Median and 90th/95th percentiles of a sample.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
 pub struct Spread {
@@ -100,6 +103,8 @@ pub struct Report {
     pub human_interventions: usize,
     pub human_intervention_rate: Option<f64>,
     pub governance_violations: usize,
+    /// Bytes of prompt per executor call (the explore phase trims them to the plan).
+    pub executor_prompt_bytes: crate::ledger::PromptBytes,
     pub review_skips: BTreeMap<String, usize>,
     pub first_pass_ci_green_rate: Option<f64>,
     pub spend_usd: f64,
@@ -115,6 +120,12 @@ pub struct Report {
     pub failure_taxonomy: BTreeMap<String, usize>,
     pub outcomes_by_day: BTreeMap<String, BTreeMap<String, usize>>,
     pub gates: Vec<Gate>,
+    /// Of `spend_usd`, what inference-gateway calls cost.
+    pub gateway_spend_usd: f64,
+    /// `spend_usd` per role: the runs' (`executor`, `reviewer`, `shadow`, ...) and the gateway
+    /// calls' (`triage`, `screen`, ...).
+    pub spend_by_role_usd: BTreeMap<String, f64>,
+    pub shadow: ShadowReport,
 }
 
 /// Parses `24h`, `7d`, `30d` or `all` into the window's start.
@@ -136,7 +147,13 @@ pub fn build(
 ) -> Result<Report, ReportError> {
     let from = since_ms(since, now_ms).map_err(ReportError::Since)?;
     let q = ledger.read();
-    let runs: Vec<RunFact> = q.report_runs(from)?;
+    let all_runs: Vec<RunFact> = q.report_runs(from)?;
+    let money = Money::of(&q, &all_runs, from)?;
+    // Shadow runs are observations, not the task's work: they count in spend only.
+    let runs: Vec<RunFact> = all_runs
+        .into_iter()
+        .filter(|r| r.role != WorkerRole::Shadow)
+        .collect();
     let executor: Vec<&RunFact> = runs
         .iter()
         .filter(|r| r.role == WorkerRole::Executor)
@@ -157,7 +174,7 @@ pub fn build(
     let calls_per_task = spread(per_task.calls.values().map(|c| *c as f64).collect());
     let verify = verify_spreads(&q, from)?;
     let counts = Counts::read(&q, from)?;
-    let spend: i64 = runs.iter().map(|r| r.cost_microusd).sum();
+    let spend = money.total;
     let spend_by_day = spend_by_day(&q, from)?;
     let outcomes = Outcomes::of(&executor);
     let worker_calls = runs.len();
@@ -200,6 +217,7 @@ pub fn build(
         human_interventions: counts.interventions,
         human_intervention_rate: rates.intervention,
         governance_violations: counts.governance,
+        executor_prompt_bytes: q.report_prompt_bytes(WorkerRole::Executor.as_str(), from)?,
         review_skips: counts.review_skips,
         first_pass_ci_green_rate: rates.first_pass,
         spend_usd: micro_to_usd(spend),
@@ -215,7 +233,39 @@ pub fn build(
         failure_taxonomy: outcomes.taxonomy,
         outcomes_by_day: outcomes.by_day,
         gates,
+        gateway_spend_usd: micro_to_usd(money.gateway),
+        spend_by_role_usd: money.by_role,
+        shadow: shadow::build(&q, from)?,
     })
+}
+
+/// The window's spend: runs' (shadow runs too) and gateway calls', in all and per role.
+struct Money {
+    total: i64,
+    gateway: i64,
+    by_role: BTreeMap<String, f64>,
+}
+
+impl Money {
+    fn of(q: &Queries<'_>, runs: &[RunFact], from: i64) -> Result<Self, ReportError> {
+        let mut by_role: BTreeMap<String, i64> = BTreeMap::new();
+        for run in runs {
+            *by_role.entry(run.role.clone()).or_default() += run.cost_microusd;
+        }
+        let mut gateway = 0;
+        for (role, micro) in q.report_gateway_spend(from)? {
+            gateway += micro;
+            *by_role.entry(role).or_default() += micro;
+        }
+        Ok(Self {
+            total: by_role.values().sum(),
+            gateway,
+            by_role: by_role
+                .into_iter()
+                .map(|(role, micro)| (role, micro_to_usd(micro)))
+                .collect(),
+        })
+    }
 }
 
 /// Per task: its first dispatch, its number of worker calls and of executor attempts.
@@ -500,6 +550,17 @@ pub fn rows(r: &Report) -> Vec<(String, String, String)> {
         ),
         ("runs", "retry rate", pct(r.retry_rate)),
         (
+            "runs",
+            "prompt bytes per executor call",
+            match (r.executor_prompt_bytes.median, r.executor_prompt_bytes.p90) {
+                (Some(median), Some(p90)) => format!(
+                    "median {median} · p90 {p90} ({} calls)",
+                    r.executor_prompt_bytes.calls
+                ),
+                _ => "-".to_owned(),
+            },
+        ),
+        (
             "humans",
             "interventions",
             format!(
@@ -533,6 +594,19 @@ pub fn rows(r: &Report) -> Vec<(String, String, String)> {
             r.cost_per_delivered_task_usd
                 .map_or("-".to_owned(), |c| format!("${c:.2}")),
         ),
+        (
+            "money",
+            "spend by role",
+            if r.spend_by_role_usd.is_empty() {
+                "-".to_owned()
+            } else {
+                r.spend_by_role_usd
+                    .iter()
+                    .map(|(role, usd)| format!("{role} ${usd:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" · ")
+            },
+        ),
         ("money", "budget breaches", r.budget_breaches.to_string()),
         (
             "money",
@@ -563,6 +637,7 @@ pub fn rows(r: &Report) -> Vec<(String, String, String)> {
             format!("{} (target {}) {}", num(g.value), g.target, g.verdict),
         ));
     }
+    rows.extend(shadow::rows(&r.shadow));
     rows
 }
 
@@ -728,6 +803,17 @@ pub fn html(r: &Report) -> String {
         ("p90".to_owned(), s.p90),
         ("p95".to_owned(), s.p95),
     ];
+    let agreement = shadow::agreement_bars(&r.shadow);
+    let shadow_chart = if agreement.is_empty() {
+        String::new()
+    } else {
+        bar_chart(
+            "Shadow agreement (shape match) per rule and shadow choice (%)",
+            &agreement,
+            None,
+            Unit::Percent,
+        )
+    };
     let mut rows_html = String::new();
     for (section, metric, value) in rows(r) {
         let class = if value.ends_with(" fail") {
@@ -747,7 +833,7 @@ pub fn html(r: &Report) -> String {
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:60em;color:#111}}\
 table{{border-collapse:collapse;width:100%}}td{{border-bottom:1px solid #ddd;padding:.3em .6em}}\
 tr.fail td{{color:#b91c1c;font-weight:600}}figure{{margin:1.5em 0}}figcaption{{font-weight:600}}</style>\
-</head><body><h1>oxi report</h1><p>Since {} · generated {}</p>{}{}{}<h2>KPIs</h2><table>{rows_html}</table></body></html>\n",
+</head><body><h1>oxi report</h1><p>Since {} · generated {}</p>{}{}{}{shadow_chart}<h2>KPIs</h2><table>{rows_html}</table></body></html>\n",
         escape(&r.since),
         escape(&r.generated_at),
         bar_chart(

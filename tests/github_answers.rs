@@ -297,8 +297,38 @@ async fn a_refused_merge_holds_that_task_and_the_tick_goes_on() {
     w.tick().await;
     assert_eq!(w.requests("PUT", &format!("/pulls/{held}/merge")), puts);
     assert_eq!(w.task("T0-1").state, TaskState::Delivered);
-    // A new approval (the review was given) tries again.
+    // A person sees the hold, with GitHub's reason, in `oxi status` and `oxi show`.
+    let status = w.s.oxi(&["status"]);
+    let text = status.ok();
+    assert!(
+        text.contains(&format!("T0-1 #{held}"))
+            && text.contains(REFUSAL)
+            && text.contains("oxi approve T0-1 --merge"),
+        "{text}"
+    );
+    let status = w.s.oxi(&["status", "--format", "json"]).json();
+    assert_eq!(status["held_merges"][0]["task_id"], "T0-1", "{status:#}");
+    assert_eq!(status["held_merges"][0]["pr_number"], held);
+    assert_eq!(status["held_merges"].as_array().unwrap().len(), 1);
+    let shown = w.s.oxi(&["show", "T0-1"]);
+    let text = shown.ok();
+    assert!(
+        text.contains("merge held since") && text.contains(REFUSAL),
+        "{text}"
+    );
+    let shown = w.s.oxi(&["show", "T0-1", "--format", "json"]).json();
+    assert!(
+        shown["merge_held"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(REFUSAL),
+        "{shown:#}"
+    );
+    assert!(w.s.oxi(&["show", "T0-3", "--format", "json"]).json()["merge_held"].is_null());
+    // A new approval (the review was given) tries again, and the hold is no longer shown.
     w.approve_merge("T0-1");
+    let status = w.s.oxi(&["status", "--format", "json"]).json();
+    assert_eq!(status["held_merges"], serde_json::json!([]), "{status:#}");
     w.tick().await;
     assert_eq!(w.task("T0-1").state, TaskState::Done);
     w.github.shutdown().await;

@@ -633,3 +633,88 @@ fn a_source_without_a_github_table_or_labels_is_a_config_error_naming_the_key() 
     assert!(err.contains("sources.github_issues.labels"), "{err}");
     assert!(err.contains("[github]"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saturate_syncs_the_issues_and_runs_them() {
+    let w = world("fast", Worker::fake("fake").scenario("edit"), None, "").await;
+    let issues = w.github.issues();
+    issues.add(
+        801,
+        "Add a greeting file",
+        "Create `hello.txt` saying hi.",
+        &["oxi", "tier-0"],
+    );
+    issues.add(802, "Not for oxi", "Create `other.txt`.", &["question"]);
+    let out = w.oxi(&["saturate", "--until-empty"]).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    // The sync ran inside saturate (its first pass), and the issue's task ran to delivery.
+    assert!(
+        w.github
+            .requests()
+            .iter()
+            .any(|r| r.path == format!("/repos/{REPO}/issues")),
+        "saturate never listed the issues: {:?}",
+        w.github.requests()
+    );
+    assert_eq!(w.state("GH-801"), TaskState::Delivered, "{}", out.stderr);
+    assert!(w.task("GH-802").is_none(), "an issue without the label");
+    let added = w.events("task_added");
+    assert!(
+        added
+            .iter()
+            .any(|(task, _)| task.as_deref() == Some("GH-801")),
+        "{added:?}"
+    );
+    // Fast mode reads issues but writes nothing back.
+    assert_eq!(w.github.writes(), vec![], "fast mode wrote to GitHub");
+    w.github.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_token_can_read_the_issues_and_names_the_permission() {
+    let w = world("release", Worker::fake("fake"), None, "").await;
+    w.github.issues().add(901, "Something", "Do it.", &["oxi"]);
+    let row = |out: &Out| -> Value {
+        out.json()["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "github issues")
+            .cloned()
+            .unwrap_or_else(|| panic!("no `github issues` check:\n{}", out.stdout))
+    };
+    let out = w.oxi(&["doctor", "--format", "json"]).await;
+    let ok = row(&out);
+    assert_eq!(ok["status"], "ok", "{ok:#}");
+    let detail = ok["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("1 open issue(s)") && detail.contains("issue write access"),
+        "{detail}"
+    );
+    // A token that can push but lacks the issues permission (GitHub's answer to a fine-grained
+    // token without it).
+    w.github.add_fault(Fault::refused(
+        Some("GET"),
+        "/issues",
+        403,
+        "Resource not accessible by personal access token",
+        1,
+    ));
+    let out = w.oxi(&["doctor", "--format", "json"]).await;
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let failed = row(&out);
+    assert_eq!(failed["status"], "fail", "{failed:#}");
+    assert!(
+        failed["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Resource not accessible by personal access token"),
+        "{failed:#}"
+    );
+    let fix = failed["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("\"Issues: Read and write\"") && fix.contains("`repo` scope"),
+        "{fix}"
+    );
+    w.github.shutdown().await;
+}

@@ -551,7 +551,7 @@ fn saturate_sends_the_soft_budget_warning_and_its_stop() {
 }
 
 #[test]
-fn a_worker_held_back_is_sent_as_quarantined() {
+fn a_quarantined_worker_is_sent_as_quarantined() {
     let t = setup(
         EMPTY_ROADMAP,
         "[[notify.sinks]]\nkind = \"webhook\"\nurl_env = \"HOOK_URL\"\nevents = [\"quarantined\"]\n",
@@ -562,13 +562,10 @@ fn a_worker_held_back_is_sent_as_quarantined() {
         .record(
             None,
             None,
-            Event::WorkerBlocked(oxi::ledger::WorkerBlock {
+            Event::WorkerQuarantined(oxi::ledger::events::WorkerQuarantined {
                 worker: "fake".into(),
-                class: "auth_failed".into(),
-                message: "Invalid API key".into(),
-                run_id: None,
-                task_id: None,
-                at_ms: 0,
+                version: Some("0.170.0".into()),
+                mismatch: "session_started: no session_started event among unknown×2".into(),
             }),
         )
         .unwrap();
@@ -577,8 +574,8 @@ fn a_worker_held_back_is_sent_as_quarantined() {
     assert_eq!(got.len(), 1);
     let body = got[0].json();
     assert_eq!(body["event"], "quarantined");
-    assert_eq!(body["ledger_kind"], "worker_blocked");
-    assert_eq!(body["title"], "Worker fake is held back from new runs");
+    assert_eq!(body["ledger_kind"], "worker_quarantined");
+    assert_eq!(body["title"], "Worker fake is quarantined");
 }
 
 #[test]

@@ -22,7 +22,13 @@ fn the_test_doubles_and_their_http_server_are_dev_dependencies_only() {
     let shipped = names(&oxi, "dependencies");
     assert!(names(&oxi, "dev-dependencies").contains(&"oxi-testkit".to_owned()));
     // The testkit's own dependencies that oxi does not need at run time.
-    for only_test in ["oxi-testkit", "axum", "futures-util"] {
+    for only_test in [
+        "oxi-testkit",
+        "axum",
+        "futures-util",
+        "jsonschema",
+        "apollo-compiler",
+    ] {
         assert!(
             !shipped.contains(&only_test.to_owned()),
             "{only_test} is a shipped dependency"

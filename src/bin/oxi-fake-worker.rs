@@ -28,6 +28,12 @@
 //!   message when the write is refused); `symlink`: adds a link to /etc/passwd; `workflow`: edits
 //!   `.github/workflows/ci.yml`; `delete`: deletes every file of the worktree; `move-main`:
 //!   commits and points `main` at it with `git update-ref`).
+//! - Planner scenarios (a `planner`-role worker; docs/explore.md): `plan` (reads, then ends with
+//!   a valid `OXI_PLAN` line whose `files_expected` is `OXI_FAKE_PLAN_FILES`, comma-separated,
+//!   default `hello.txt`), `plan-bad` (a block without `steps`, every time), `plan-bad-once` (that
+//!   block, then a valid plan once the prompt says the previous answer was not accepted),
+//!   `plan-write` (writes `planner-was-here.txt` in the cwd as the CLIs' write tool does, with
+//!   the error in its message when the write is refused, then a valid plan).
 //! - `OXI_FAKE_IGNORE_TERM`: when set, the worker ignores SIGTERM (and so does everything it
 //!   starts: the disposition is inherited).
 //! - `OXI_FAKE_CHAOS_ROLL`: fixes `chaos`'s pick (its value modulo 10 chooses the behaviour).
@@ -355,6 +361,7 @@ impl Worker {
                 sleep();
             }
             "review-strict" | "review" => self.review(name, arg),
+            "plan" | "plan-bad" | "plan-bad-once" | "plan-write" => self.plan(name),
             "demo" => self.demo(),
             "slow-edit" => self.slow_edit(amount(arg, 1500)),
             "chaos" => self.chaos(),
@@ -473,6 +480,50 @@ impl Worker {
             json!({"verdict": verdict, "comments": ["say hi in capitals"], "confidence": 0.9});
         let text = format!("Reviewed.\nOXI_REVIEW {block}");
         self.out.message("msg_review", &text, 10);
+        self.out.result(&text, false, None);
+    }
+
+    /// A planner's answer: a valid `OXI_PLAN` line, or (`plan-bad`, and `plan-bad-once` until
+    /// told) one without `steps`; `plan-write` first writes into the worktree it may not write.
+    fn plan(&mut self, name: &str) {
+        self.init();
+        let mut notes = Vec::new();
+        if name == "plan-write" {
+            let path = self
+                .here()
+                .join("planner-was-here.txt")
+                .display()
+                .to_string();
+            match std::fs::write(&path, "planned\n") {
+                Ok(()) => notes.push(format!("wrote {path}")),
+                Err(e) => notes.push(format!("cannot write {path}: {e}")),
+            }
+            self.out.announce_write(&path, "planned\n");
+        }
+        let files: Vec<String> = std::env::var("OXI_FAKE_PLAN_FILES")
+            .unwrap_or_else(|_| "hello.txt".to_owned())
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        let told = self
+            .prompt
+            .contains("Your previous answer was not accepted");
+        let bad = name == "plan-bad" || (name == "plan-bad-once" && !told);
+        let mut block = json!({
+            "info_needs": ["who reads it"], "assumptions": ["plain text is fine"],
+            "files_expected": files, "risks": [],
+        });
+        if !bad {
+            block["steps"] = json!(
+                files
+                    .iter()
+                    .map(|f| format!("Write {f}"))
+                    .collect::<Vec<_>>()
+            );
+        }
+        notes.push(format!("I read the repository.\nOXI_PLAN {block}"));
+        let text = notes.join("\n");
+        self.out.message("msg_plan", &text, 10);
         self.out.result(&text, false, None);
     }
 

@@ -1,14 +1,18 @@
 //! One file per subcommand: glue between the CLI, the config, the ledger and the output.
 
+mod backup;
 mod demo;
 mod doctor;
 mod gateway;
+mod hosts;
+mod improve;
 mod ingest;
 mod init;
 mod man;
 mod notify;
 mod pause;
 mod plan;
+mod plan_forecast;
 mod prune;
 mod report;
 mod route;
@@ -85,12 +89,12 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Init(args) => init::run(ctx, args),
         Command::Ingest(args) => ingest::run(ctx, args),
         Command::Plan(args) => plan::run(ctx, args),
-        Command::Status => status::run(ctx),
+        Command::Status(args) => status::run(ctx, args),
         Command::Tasks(args) => tasks::run(ctx, args),
         Command::Pause(args) => pause::pause(ctx, args),
         Command::Resume => pause::resume(ctx),
         Command::Run(args) => run::run(ctx, args),
-        Command::Workers => workers::run(ctx),
+        Command::Workers(args) => workers::run(ctx, args),
         Command::Tick => tick::run(ctx),
         Command::Saturate(args) => saturate::run(ctx, args),
         Command::Doctor => doctor::run(ctx),
@@ -116,6 +120,10 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Roadmap(crate::cli::RoadmapCommand::Prune(args)) => prune::run(ctx, args),
         Command::Notify(command) => notify::run(ctx, command),
         Command::Gateway(command) => gateway::run(ctx, command),
+        Command::Hosts => hosts::run(ctx),
+        Command::Backup(args) => backup::backup(ctx, args),
+        Command::Restore(args) => backup::restore(ctx, args),
+        Command::Improve(command) => improve::run(ctx, command),
     }
 }
 
@@ -132,7 +140,7 @@ pub fn render_config_for_tests(
 /// `oxi status`'s data, for the benchmark (the command itself adds only printing).
 #[doc(hidden)]
 pub fn status_for_bench(config: &LoadedConfig, ledger: &Ledger, now_ms: i64) -> usize {
-    status::collect(config, ledger, now_ms).map_or(0, |s| s.tasks.len())
+    status::collect(config, ledger, now_ms, None).map_or(0, |s| s.tasks.len())
 }
 
 /// oxi's environment as UTF-8 pairs (a variable that is not UTF-8 is not passed on).

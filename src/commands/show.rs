@@ -61,6 +61,22 @@ fn summarize(kind: &str, data: &serde_json::Value) -> String {
             serde_json::to_string(&e.decision).unwrap_or_default()
         ),
         Event::GovernanceMemo(e) => format!("{}: {}", e.trigger(), e.memo()),
+        Event::PlanRecorded(e) => format!(
+            "{} step(s), files expected {}; executor prompt {} bytes (whole brief: {})",
+            e.steps,
+            e.files_expected.join(", "),
+            e.prompt_bytes,
+            e.full_prompt_bytes
+        ),
+        Event::PlanInvalid(e) => format!(
+            "{}{}",
+            e.error,
+            if e.retry {
+                "; the planner runs again"
+            } else {
+                ""
+            }
+        ),
         Event::BranchMerged(e) => format!(
             "{} ({}) is in {}",
             e.branch.as_deref().unwrap_or("its branch"),
@@ -73,6 +89,13 @@ fn summarize(kind: &str, data: &serde_json::Value) -> String {
                 b => b,
             }
         ),
+        Event::TriageSummary(e) => format!(
+            "why it {} ({}): {}",
+            e.trigger.as_str(),
+            e.choice,
+            e.summary
+        ),
+        Event::TriageSkipped(e) => format!("no triage summary: {}", e.reason),
         _ => raw(),
     }
 }
@@ -87,6 +110,8 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
     let runs = ledger.read().runs_for_task(&task.spec.id)?;
     let events = ledger.read().task_history(&task.spec.id)?;
     let issue = ledger.read().issue_link(&task.spec.id)?;
+    let plan = ledger.read().latest_plan(&task.spec.id)?;
+    let hold = crate::pipeline::deliver::current_merge_hold(&ledger, &task)?;
     if ctx.global.format == Format::Json {
         let runs_json: Vec<serde_json::Value> = runs
             .iter()
@@ -100,6 +125,14 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
             serde_json::json!({ "task": task, "runs": runs_json, "events": events_json });
         if let Some(link) = &issue {
             shown["issue"] = serde_json::json!(link);
+        }
+        if let Some(plan) = &plan {
+            shown["plan"] = serde_json::json!(plan);
+        }
+        if let Some(hold) = &hold {
+            shown["merge_held"] = serde_json::json!({
+                "reason": hold.reason, "head": hold.sha, "since": crate::clock::rfc3339(hold.at_ms),
+            });
         }
         write_stdout(&json_string(&shown)?)?;
         return Ok(());
@@ -128,6 +161,15 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
             .map(|u| format!(" · {u}"))
             .unwrap_or_default(),
     );
+    if let Some(hold) = &hold {
+        let line = format!(
+            "merge held since {}: {}\nfix it on GitHub, then `oxi approve {} --merge`\n",
+            crate::clock::rfc3339(hold.at_ms),
+            hold.reason,
+            task.spec.id
+        );
+        out.push_str(&line);
+    }
     if let Some(link) = &issue {
         out.push_str(&format!(
             "source: GitHub issue #{} {} (outside text){}\n",
@@ -139,6 +181,9 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
                 " · no longer open with the labels"
             }
         ));
+    }
+    if let Some(plan) = &plan {
+        out.push_str(&plan_text(plan));
     }
     if !runs.is_empty() {
         // Runs recorded before routes were have none: no column then.
@@ -199,6 +244,42 @@ pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
     }
     write_stdout(&out)?;
     Ok(())
+}
+
+/// The task's latest plan (the explore phase's), as `oxi show` prints it.
+fn plan_text(row: &crate::ledger::PlanRow) -> String {
+    use std::fmt::Write as _;
+    let list = |field: &str| -> Vec<String> {
+        row.plan[field]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut out = format!(
+        "\nplan (run {}, attempt {}):\n  files expected: {}\n  steps:\n",
+        row.run_id,
+        row.attempt,
+        list("files_expected").join(", ")
+    );
+    for (i, step) in list("steps").iter().enumerate() {
+        let _ = writeln!(out, "    {}. {step}", i + 1);
+    }
+    for (field, label) in [
+        ("assumptions", "assumptions"),
+        ("info_needs", "info needs"),
+        ("risks", "risks"),
+    ] {
+        let items = list(field);
+        if !items.is_empty() {
+            let _ = writeln!(out, "  {label}: {}", items.join("; "));
+        }
+    }
+    out
 }
 
 /// The run `target` names, or a task's latest run. Following a task that has no run yet waits

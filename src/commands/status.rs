@@ -5,6 +5,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::Context;
+use crate::cli::StatusArgs;
 use crate::clock;
 use crate::config::LoadedConfig;
 use crate::ledger::{Killswitch, Ledger, TaskState};
@@ -24,6 +25,50 @@ pub struct Status {
     pub events: i64,
     pub ledger: String,
     pub schema_version: i64,
+    /// The hosts that heartbeat into this ledger (only `--host`'s with the flag).
+    pub(crate) hosts: Vec<HostStatus>,
+    /// `--host`: the task counts are of the tasks whose latest run this host started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_filter: Option<String>,
+    /// Pull requests whose merge GitHub refused (branch protection, a conflict, a merge method
+    /// the repository does not allow), with GitHub's reason: they wait for a person.
+    pub(crate) held_merges: Vec<HeldMerge>,
+}
+
+/// One host in `oxi status`.
+#[derive(Debug, Serialize)]
+pub(crate) struct HostStatus {
+    pub(crate) name: String,
+    pub(crate) live: bool,
+    pub(crate) running_jobs: u32,
+    pub(crate) last_heartbeat_ms: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct HeldMerge {
+    task_id: String,
+    pr_number: u64,
+    reason: String,
+    since: String,
+}
+
+/// The held merges, read only when some task is delivered (status stays an aggregate read).
+fn held_merges(ledger: &Ledger, delivered: u64) -> Result<Vec<HeldMerge>> {
+    if delivered == 0 {
+        return Ok(Vec::new());
+    }
+    let mut held = Vec::new();
+    for task in ledger.read().tasks()? {
+        if let Some(hold) = crate::pipeline::deliver::current_merge_hold(ledger, &task)? {
+            held.push(HeldMerge {
+                pr_number: task.pr_number.unwrap_or_default(),
+                task_id: task.spec.id,
+                reason: hold.reason,
+                since: clock::rfc3339(hold.at_ms),
+            });
+        }
+    }
+    Ok(held)
 }
 
 #[derive(Debug, Serialize)]
@@ -40,9 +85,37 @@ pub struct SpendStatus {
     pub monthly_cap_usd: f64,
 }
 
-pub fn collect(config: &LoadedConfig, ledger: &Ledger, now_ms: i64) -> Result<Status> {
+pub fn collect(
+    config: &LoadedConfig,
+    ledger: &Ledger,
+    now_ms: i64,
+    host: Option<&str>,
+) -> Result<Status> {
     let q = ledger.read();
-    let counts = q.task_counts()?;
+    let counts = match host {
+        None => q.task_counts()?,
+        Some(name) => {
+            let hosts = q.task_hosts()?;
+            let mut counts = std::collections::BTreeMap::new();
+            for task in q.tasks()? {
+                if hosts.get(&task.spec.id).is_some_and(|h| h == name) {
+                    *counts.entry(task.state).or_insert(0) += 1;
+                }
+            }
+            counts
+        }
+    };
+    let hosts = q
+        .hosts()?
+        .into_iter()
+        .filter(|h| host.is_none_or(|name| h.name == name))
+        .map(|h| HostStatus {
+            live: h.is_live(now_ms, crate::host::LIVE_WINDOW_MS),
+            running_jobs: h.running_jobs,
+            last_heartbeat_ms: h.last_heartbeat_ms,
+            name: h.name,
+        })
+        .collect();
     let day = clock::day_of(now_ms);
     let month = clock::month_of(now_ms);
     let spend = q.spend_totals(&day, &month)?;
@@ -74,14 +147,20 @@ pub fn collect(config: &LoadedConfig, ledger: &Ledger, now_ms: i64) -> Result<St
         events: q.event_count()?,
         ledger: ledger.path().display().to_string(),
         schema_version: q.schema_version()?,
+        hosts,
+        host_filter: host.map(str::to_owned),
+        held_merges: held_merges(
+            ledger,
+            counts.get(&TaskState::Delivered).copied().unwrap_or(0),
+        )?,
     })
 }
 
-pub fn run(ctx: &Context) -> Result<()> {
+pub fn run(ctx: &Context, args: &StatusArgs) -> Result<()> {
     let config = ctx.config()?;
     let ledger = Ledger::open_existing(&config.ledger_path())?;
     super::warn_if_roadmap_changed(&config, &ledger);
-    let status = collect(&config, &ledger, clock::now_ms())?;
+    let status = collect(&config, &ledger, clock::now_ms(), args.host.as_deref())?;
     let text = match ctx.global.format {
         Format::Json => json_string(&status)?,
         format => render(&status, format),
@@ -115,10 +194,16 @@ pub fn render(status: &Status, format: Format) -> String {
         .filter_map(|s| status.tasks.get(s.as_str()).map(|n| format!("{s} {n}")))
         .collect();
     if tasks.is_empty() {
-        tasks.push("none (run `oxi ingest`)".to_owned());
+        tasks.push(match &status.host_filter {
+            Some(host) => format!("none has run on {host}"),
+            None => "none (run `oxi ingest`)".to_owned(),
+        });
     }
     grid.row([
-        "tasks".to_owned(),
+        match &status.host_filter {
+            Some(host) => format!("tasks on {host}"),
+            None => "tasks".to_owned(),
+        },
         format!("{} total: {}", status.tasks_total, tasks.join(", ")),
     ]);
     let s = &status.spend;
@@ -146,6 +231,37 @@ pub fn render(status: &Status, format: Format) -> String {
             format_usd(usd(s.monthly_cap_usd)),
         ),
     ]);
+    if !status.hosts.is_empty() || status.host_filter.is_some() {
+        let hosts: Vec<String> = status
+            .hosts
+            .iter()
+            .map(|h| {
+                format!(
+                    "{} ({}, {} running)",
+                    h.name,
+                    if h.live { "live" } else { "not seen lately" },
+                    h.running_jobs
+                )
+            })
+            .collect();
+        grid.row([
+            "hosts".to_owned(),
+            if hosts.is_empty() {
+                "none by that name (`oxi hosts` lists them)".to_owned()
+            } else {
+                hosts.join(", ")
+            },
+        ]);
+    }
+    for held in &status.held_merges {
+        grid.row([
+            "merge held".to_owned(),
+            format!(
+                "{} #{} since {}: {} — fix it on GitHub, then `oxi approve {} --merge`",
+                held.task_id, held.pr_number, held.since, held.reason, held.task_id
+            ),
+        ]);
+    }
     grid.row(["events".to_owned(), status.events.to_string()]);
     grid.row(["ledger".to_owned(), status.ledger.clone()]);
     let mut text = grid.render(format);

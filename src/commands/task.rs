@@ -170,6 +170,11 @@ pub fn approve(ctx: &Context, approve: &ApproveArgs) -> Result<()> {
             TaskState::DeliverPending,
             "the next tick delivers it without the reviewer",
         ),
+        HoldKind::Screened => (
+            ApprovalKind::Held,
+            TaskState::Queued,
+            "the next tick may claim it; its brief is not screened again",
+        ),
         HoldKind::ReviewUnavailable | HoldKind::Operator => (
             ApprovalKind::Held,
             TaskState::Queued,

@@ -40,6 +40,10 @@ struct TaskLine<'a> {
     issue_url: Option<&'a str>,
     /// The `[[routing.rules]]` rule the task routes by now, or `default`.
     route: &'a str,
+    /// The host its latest run started on; present once more than one host shares the ledger
+    /// (or with `--host`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<&'a str>,
 }
 
 /// Why a task waits or stopped, in one line.
@@ -121,13 +125,15 @@ fn lines<'a>(
                 },
                 issue_url: issues.get(&t.spec.id).map(|l| l.url.as_str()),
                 route: router.route(&t.spec).name(),
+                host: None,
             }
         })
         .collect()
 }
 
 /// `with_route`: a ROUTE column (when `[[routing.rules]]` exist; else every task is `default`).
-fn render(lines: &[TaskLine<'_>], format: Format, with_route: bool) -> String {
+/// `with_host`: a HOST column (when several hosts share the ledger, or with `--host`).
+fn render(lines: &[TaskLine<'_>], format: Format, with_route: bool, with_host: bool) -> String {
     if lines.is_empty() {
         return "no tasks (`oxi ingest` reads the roadmap)\n".to_owned();
     }
@@ -141,6 +147,9 @@ fn render(lines: &[TaskLine<'_>], format: Format, with_route: bool) -> String {
     header.extend(["STATE", "ATTEMPTS", "WORKER"]);
     if with_route {
         header.push("ROUTE");
+    }
+    if with_host {
+        header.push("HOST");
     }
     header.extend(["COST", "BRANCH", "WHY"]);
     let mut grid = Grid::new(header);
@@ -156,6 +165,9 @@ fn render(lines: &[TaskLine<'_>], format: Format, with_route: bool) -> String {
         ]);
         if with_route {
             cells.push(line.route.to_owned());
+        }
+        if with_host {
+            cells.push(line.host.unwrap_or("-").to_owned());
         }
         cells.extend([
             format_usd(crate::money::usd_to_micro(line.cost_usd)),
@@ -205,7 +217,14 @@ pub fn run(ctx: &Context, args: &TasksArgs) -> Result<()> {
     let planned: HashMap<&str, &PlannedTask> = plan.iter().map(|p| (p.id.as_str(), p)).collect();
     let issues = ledger.read().issue_links()?;
     let router = Router::new(&config.config)?;
-    let lines = lines(
+    // One host: the column would say the same on every row.
+    let with_host = args.host.is_some() || ledger.read().hosts()?.len() > 1;
+    let task_hosts = if with_host {
+        Some(ledger.read().task_hosts()?)
+    } else {
+        None
+    };
+    let mut lines = lines(
         &tasks,
         &totals,
         &issues,
@@ -214,9 +233,22 @@ pub fn run(ctx: &Context, args: &TasksArgs) -> Result<()> {
         &args.states,
         &router,
     );
+    if let Some(hosts) = &task_hosts {
+        for line in &mut lines {
+            line.host = hosts.get(line.id).map(String::as_str);
+        }
+    }
+    if let Some(host) = &args.host {
+        lines.retain(|l| l.host == Some(host.as_str()));
+    }
     let text = match ctx.global.format {
         Format::Json => json_string(&lines)?,
-        format => render(&lines, format, !config.config.routing.rules.is_empty()),
+        format => render(
+            &lines,
+            format,
+            !config.config.routing.rules.is_empty(),
+            with_host,
+        ),
     };
     write_stdout(&text)?;
     Ok(())

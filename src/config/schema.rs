@@ -57,6 +57,20 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// OpenAI-compatible inference providers for the gateway roles (docs/gateway.md).
     pub gateway: GatewayConfig,
+    /// This oxi host: its name in the ledger and the labels routing rules may require.
+    pub host: HostConfig,
+    /// The read-only planning run before the executor (docs/explore.md).
+    pub explore: ExploreConfig,
+    /// Shadow runs: a sampled share of executor runs also run on a cheaper choice, never
+    /// delivered, to measure whether it would do (docs/shadow.md).
+    pub shadow: ShadowConfig,
+    /// A gateway summary of why a run was reaped or a task failed for good.
+    pub triage: TriageConfig,
+    /// A gateway prompt-injection screen of briefs before they reach a worker.
+    pub screen: ScreenConfig,
+    /// `[improve]`: oxi proposes its own roadmap items from outside sources (docs/improve.md).
+    /// Absent: nothing runs and nothing is fetched.
+    pub improve: Option<ImproveConfig>,
 }
 
 /// Targets `oxi report` checks each KPI against: below them, unattended runs are not yet
@@ -252,6 +266,12 @@ impl Default for Config {
             sources: SourcesConfig::default(),
             notify: NotifyConfig::default(),
             gateway: GatewayConfig::default(),
+            host: HostConfig::default(),
+            explore: ExploreConfig::default(),
+            shadow: ShadowConfig::default(),
+            triage: TriageConfig::default(),
+            screen: ScreenConfig::default(),
+            improve: None,
         }
     }
 }
@@ -389,6 +409,13 @@ pub struct RoutingRule {
     pub triage: Option<WorkerChain>,
     pub screen: Option<WorkerChain>,
     pub summary: Option<WorkerChain>,
+    /// Host labels (`[host] labels`) a host must have, all of them, to run the tasks this rule
+    /// matches; a task no live host can take waits with that reason.
+    #[serde(default)]
+    pub requires: Vec<String>,
+    /// Whether the tasks this rule matches get a read-only planner run before the executor
+    /// (over `[explore] mode`); needs a planner chain.
+    pub explore: Option<bool>,
 }
 
 /// A rule's clauses; a task matches when every clause given matches (none given: every task).
@@ -437,7 +464,7 @@ impl RoutingConfig {
             WorkerRole::Planner => Some(&self.planner),
             WorkerRole::Executor => Some(&self.executor),
             WorkerRole::Reviewer => Some(&self.reviewer),
-            WorkerRole::Adhoc => None,
+            WorkerRole::Adhoc | WorkerRole::Shadow => None,
         }
     }
 
@@ -859,5 +886,330 @@ impl Default for GatewayCapsConfig {
             summary_daily_usd: 1.0,
             test_daily_usd: 0.5,
         }
+    }
+}
+
+/// `[host]`: who this oxi is among the hosts sharing a ledger.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostConfig {
+    /// Unique among the hosts sharing the ledger (default: the machine's hostname).
+    pub name: Option<String>,
+    /// What this host offers (`macos`, `gpu`, `codex`); `requires` in a routing rule names them.
+    pub labels: Vec<String>,
+}
+
+impl HostConfig {
+    /// `name`, else the machine's hostname, else `localhost`.
+    #[must_use]
+    pub fn resolved_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".to_owned())
+        })
+    }
+
+    /// The labels lower-cased, as routing compares them.
+    #[must_use]
+    pub fn normalized_labels(&self) -> Vec<String> {
+        let mut labels: Vec<String> = self
+            .labels
+            .iter()
+            .map(|l| l.trim().to_lowercase())
+            .collect();
+        labels.sort();
+        labels.dedup();
+        labels
+    }
+}
+
+/// `[explore] mode`: when a task gets a read-only planner run before its executor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ExploreMode {
+    /// Tasks with no file hints, or labelled or sectioned as one of `[explore] labels`.
+    #[default]
+    Auto,
+    /// Every task (that has a planner route).
+    Always,
+    /// No task, unless a routing rule says `explore = true`.
+    Never,
+}
+
+impl ExploreMode {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExploreMode::Auto => "auto",
+            ExploreMode::Always => "always",
+            ExploreMode::Never => "never",
+        }
+    }
+}
+
+/// `[explore]`: the planner run before the executor (docs/explore.md). A task is explored only
+/// when its route has a planner chain (`routing.planner` or its rule's).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExploreConfig {
+    pub mode: ExploreMode,
+    /// `auto` explores a task with one of these labels (its `Labels:` line), or whose roadmap
+    /// section or milestone names one of them (case-insensitive).
+    pub labels: Vec<String>,
+}
+
+impl Default for ExploreConfig {
+    fn default() -> Self {
+        Self {
+            mode: ExploreMode::Auto,
+            labels: vec!["greenfield".to_owned(), "ambiguous".to_owned()],
+        }
+    }
+}
+/// `[shadow]`: which executor runs also run on the shadow choice, and its own daily cap. Off
+/// unless `worker` is set and `sample` is above 0.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShadowConfig {
+    /// The worker (a `[workers]` name) the shadow runs on.
+    pub worker: Option<String>,
+    /// The model it runs with (`None`: the worker's own).
+    pub model: Option<String>,
+    /// The share of executor runs shadowed, 0 to 1; chosen by task id and attempt, so the same
+    /// attempt is always sampled the same way.
+    pub sample: f64,
+    /// What shadow runs may spend per UTC day, on top of (and within) `[caps]`.
+    pub daily_usd: f64,
+    /// Only runs routed by these rules (`default` for the default chain); empty: every rule.
+    pub rules: Vec<String>,
+    /// Never runs routed by these rules.
+    pub skip_rules: Vec<String>,
+}
+
+impl Default for ShadowConfig {
+    fn default() -> Self {
+        Self {
+            worker: None,
+            model: None,
+            sample: 0.0,
+            daily_usd: 1.0,
+            rules: Vec::new(),
+            skip_rules: Vec::new(),
+        }
+    }
+}
+
+impl ShadowConfig {
+    /// The shadow worker, when shadow runs are on.
+    #[must_use]
+    pub fn enabled_worker(&self) -> Option<&str> {
+        self.worker.as_deref().filter(|_| self.sample > 0.0)
+    }
+}
+
+/// `[triage]`: when the reaper ends a stuck run or a task fails for good, one gateway call
+/// (routing role `triage`) summarises why from the run's transcript tail, stderr and failing
+/// verification log. Off by default: it spends money.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TriageConfig {
+    pub enabled: bool,
+    /// At most this much of the run's text (after masking) is sent, split over its parts.
+    pub max_input: HumanSize,
+    /// The answer's `max_tokens`.
+    pub max_tokens: u32,
+}
+
+impl Default for TriageConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_input: HumanSize(bytesize::ByteSize::kb(16)),
+            max_tokens: 300,
+        }
+    }
+}
+
+/// Which briefs `[screen]` classifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScreenScope {
+    /// Only outside text (GitHub issue bodies): the repository's roadmap is the operator's.
+    Outside,
+    /// Every task's brief.
+    All,
+}
+
+/// What `[screen]` does with a task when the gateway gives no verdict (down, refused by a
+/// cap, or an answer that is not the verdict asked for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScreenOnError {
+    /// Fail closed: hold the task for `oxi approve`.
+    Hold,
+    /// Fail open: let the brief go to the worker unscreened.
+    Pass,
+}
+
+/// `[screen]`: before a task's brief reaches a worker, one gateway call (routing role
+/// `screen`) classifies it for prompt injection; a flagged brief is held for `oxi approve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScreenConfig {
+    pub enabled: bool,
+    pub scope: ScreenScope,
+    /// Unset: hold outside text, pass the roadmap's own (see docs/gateway.md).
+    pub on_error: Option<ScreenOnError>,
+    /// The verdict's `max_tokens`.
+    pub max_tokens: u32,
+    /// Briefs longer than this are cut (the cut is said in the request).
+    pub max_input: HumanSize,
+}
+
+impl Default for ScreenConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            scope: ScreenScope::Outside,
+            on_error: None,
+            max_tokens: 200,
+            max_input: HumanSize(bytesize::ByteSize::kb(32)),
+        }
+    }
+}
+
+/// `[improve]`: where oxi looks for changes relevant to this repository, how it ranks them and
+/// how many it proposes (docs/improve.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImproveConfig {
+    /// Accepted ÷ emitted proposals below this in each of the last two 7-day windows: the
+    /// next scan pauses auto-improve instead of running.
+    pub acceptance_ratio_threshold: f64,
+    /// How many ranked candidates a scan proposes.
+    pub top: usize,
+    /// GitHub prefilter: repositories with fewer stars per day of age (over at most 30
+    /// days) are dropped.
+    pub min_stars_per_day: f64,
+    /// GitHub prefilter: repositories without a push this recent are dropped.
+    pub max_commit_age: HumanDuration,
+    /// One source's time limit (a request, or the X command until it is killed).
+    pub source_timeout: HumanDuration,
+    /// The largest page or answer a source may send.
+    pub max_page_size: HumanSize,
+    /// `[[improve.sources]]`.
+    pub sources: Vec<ImproveSource>,
+}
+
+impl Default for ImproveConfig {
+    fn default() -> Self {
+        Self {
+            acceptance_ratio_threshold: 0.15,
+            top: 15,
+            min_stars_per_day: 1.0,
+            max_commit_age: HumanDuration::from_secs(14 * 24 * 3600),
+            source_timeout: HumanDuration::from_secs(30),
+            max_page_size: HumanSize::mib(2),
+            sources: Vec::new(),
+        }
+    }
+}
+
+/// What an `[[improve.sources]]` entry reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImproveSourceKind {
+    /// The latest releases of pinned repositories.
+    GithubReleases,
+    /// Repositories by topic, through GitHub's search.
+    GithubSearch,
+    /// A newsletter's archive page over HTTP(S).
+    Newsletter,
+    /// Posts from X, through an operator-configured command.
+    X,
+}
+
+impl ImproveSourceKind {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImproveSourceKind::GithubReleases => "github_releases",
+            ImproveSourceKind::GithubSearch => "github_search",
+            ImproveSourceKind::Newsletter => "newsletter",
+            ImproveSourceKind::X => "x",
+        }
+    }
+}
+
+/// How a newsletter page is read: `links` (every article link with its title) or a known
+/// archive's own layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NewsletterParser {
+    #[default]
+    Links,
+    /// A Substack archive (`/archive`): `a.post-preview-title` links.
+    Substack,
+    /// A Buttondown archive: `.email-list a` items with their `h2`/`h3` title.
+    Buttondown,
+}
+
+impl NewsletterParser {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NewsletterParser::Links => "links",
+            NewsletterParser::Substack => "substack",
+            NewsletterParser::Buttondown => "buttondown",
+        }
+    }
+}
+
+/// One `[[improve.sources]]` entry; which keys apply depends on `kind`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImproveSource {
+    pub kind: ImproveSourceKind,
+    /// Names the source in events and the digest (default: derived from kind and target).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `github_releases`: `owner/name` of each pinned repository.
+    #[serde(default)]
+    pub repos: Vec<String>,
+    /// `github_search`: GitHub topics (`topic:NAME` searches).
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// newsletter: the archive page's URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// newsletter: how the page is read.
+    #[serde(default)]
+    pub parser: NewsletterParser,
+    /// x: the program and its arguments (argv-form, no shell); oxi appends
+    /// `--since <RFC 3339>` and each account.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// x: the accounts to read.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+}
+
+impl ImproveSource {
+    /// The source's name: `name`, else its kind and target.
+    #[must_use]
+    pub fn name(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        let target = match self.kind {
+            ImproveSourceKind::GithubReleases => self.repos.join(","),
+            ImproveSourceKind::GithubSearch => self.topics.join(","),
+            ImproveSourceKind::Newsletter => self.url.clone().unwrap_or_default(),
+            ImproveSourceKind::X => self.accounts.join(","),
+        };
+        format!("{}:{target}", self.kind.as_str())
     }
 }

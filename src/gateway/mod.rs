@@ -92,7 +92,7 @@ pub enum GatewayError {
         reason: String,
     },
     /// The day's or month's cap has no room for the call's reservation.
-    #[error("gateway call refused: {0}")]
+    #[error("gateway call refused: {}", refusal_text(.0))]
     Budget(#[source] Refusal),
     /// The role's own daily cap has no room.
     #[error(
@@ -167,6 +167,15 @@ pub struct CallRequest<'a> {
     pub role: GatewayRole,
     pub provider: &'a str,
     pub model: &'a str,
+    pub messages: &'a [Message],
+    pub max_tokens: Option<u32>,
+    pub task_id: Option<&'a str>,
+}
+
+/// What [`Gateway::complete_first`] asks of each gateway choice in a chain.
+#[derive(Debug, Clone, Copy)]
+pub struct ChainRequest<'a> {
+    pub role: GatewayRole,
     pub messages: &'a [Message],
     pub max_tokens: Option<u32>,
     pub task_id: Option<&'a str>,
@@ -260,6 +269,40 @@ impl<'a> Gateway<'a> {
             config,
             secret,
         ))
+    }
+
+    /// Walks a routed chain: the first gateway choice that answers gives the answer (other
+    /// choice kinds are skipped). A cap refuses every provider alike, so it ends the walk; any
+    /// other failure tries the next choice, and the last one is returned. `None` when the
+    /// chain holds no gateway choice.
+    pub async fn complete_first<'c>(
+        &self,
+        ledger: &mut Ledger,
+        chain: &'c [crate::routing::RouteChoice],
+        request: ChainRequest<'_>,
+    ) -> Option<Result<(&'c crate::routing::RouteChoice, Completion), GatewayError>> {
+        let mut last = None;
+        for choice in chain {
+            let crate::routing::RouteChoice::Gateway { provider, model } = choice else {
+                continue;
+            };
+            let call = CallRequest {
+                role: request.role,
+                provider,
+                model,
+                messages: request.messages,
+                max_tokens: request.max_tokens,
+                task_id: request.task_id,
+            };
+            match self.complete(ledger, &call).await {
+                Ok(done) => return Some(Ok((choice, done))),
+                Err(e @ (GatewayError::Budget(_) | GatewayError::RoleCap { .. })) => {
+                    return Some(Err(e));
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        last.map(Err)
     }
 
     /// Makes one call under the caps and records it. A refused, unavailable or failed call
@@ -495,6 +538,34 @@ impl<'a> Gateway<'a> {
     }
 }
 
+/// A cap refusal in a gateway call's terms: what one call holds (`gateway.caps.call_reserve_usd`),
+/// not what a worker run may cost.
+fn refusal_text(refusal: &Refusal) -> String {
+    let (period, cap, limit) = (
+        refusal.period,
+        format_usd(refusal.cap_microusd),
+        refusal.limit,
+    );
+    let (spent, held) = (
+        format_usd(refusal.spent_microusd),
+        format_usd(refusal.held_microusd),
+    );
+    let amount = format_usd(refusal.amount_microusd);
+    if refusal.waits_for_runs_in_flight() {
+        return format!(
+            "{period} spend cap {cap} ({limit}) has no room now: spent {spent}, held for runs and calls in flight {held}, this gateway call holds {amount} (gateway.caps.call_reserve_usd); it fits once those settle at what they spent"
+        );
+    }
+    let next = if period == "daily" {
+        "UTC day"
+    } else {
+        "UTC month"
+    };
+    format!(
+        "{period} spend cap {cap} ({limit}) would be crossed: spent {spent}, held for runs and calls in flight {held}, this gateway call holds {amount} (gateway.caps.call_reserve_usd); wait for the next {next}, or raise {limit}"
+    )
+}
+
 /// The reason recorded when `provider` was last switched off.
 fn last_down_reason(ledger: &Ledger, provider: &str) -> String {
     ledger
@@ -515,4 +586,37 @@ pub fn reports_cost(kind: GatewayProviderKind) -> bool {
         kind,
         GatewayProviderKind::Litellm | GatewayProviderKind::Openrouter
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cap_refusal_speaks_of_the_call_not_of_a_run() {
+        let refusal = Refusal {
+            period: "daily",
+            limit: budget::Limit::DailyUsd,
+            cap_microusd: 1_000_000,
+            spent_microusd: 990_000,
+            held_microusd: 0,
+            amount_microusd: 50_000,
+        };
+        let text = GatewayError::Budget(refusal).to_string();
+        assert!(
+            text.starts_with("gateway call refused: daily spend cap")
+                && text.contains("this gateway call holds")
+                && text.contains("(gateway.caps.call_reserve_usd)")
+                && text.contains("raise caps.daily_usd"),
+            "{text}"
+        );
+        assert!(!text.contains("this run may cost"), "{text}");
+        let waiting = GatewayError::Budget(Refusal {
+            held_microusd: 20_000,
+            spent_microusd: 900_000,
+            ..refusal
+        })
+        .to_string();
+        assert!(waiting.contains("it fits once those settle"), "{waiting}");
+    }
 }

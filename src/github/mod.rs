@@ -10,6 +10,9 @@
 //! from a [`ReleaseMode`] proof: fast mode never holds one.
 
 mod ci;
+#[cfg(test)]
+mod contract;
+mod discover;
 pub mod issues;
 pub mod model;
 

@@ -156,6 +156,34 @@ event_kinds! {
     GatewayUnavailable(GatewayUnavailable) = "gateway_unavailable",
     /// A provider that was off answered again.
     GatewayRestored(GatewayRestored) = "gateway_restored",
+    /// `oxi restore` replaced the ledger with a backup (recorded in the restored ledger).
+    LedgerRestored(LedgerRestored) = "ledger_restored",
+    /// The planner's `OXI_PLAN` block was stored: what the executor's prompt now carries.
+    PlanRecorded(PlanRecorded) = "plan_recorded",
+    /// The planner's answer had no valid `OXI_PLAN` block (the field and what is wrong).
+    PlanInvalid(PlanInvalid) = "plan_invalid",
+    /// An executor run and its shadow both ended: each side's outcome and the comparison.
+    ShadowObserved(ShadowObserved) = "shadow_observed",
+    /// A worker's CLI failed the live probe: routing skips it until a probe passes.
+    WorkerQuarantined(WorkerQuarantined) = "worker_quarantined",
+    /// `[triage]`: the gateway's summary of why a run was reaped or a task failed for good.
+    TriageSummary(TriageSummary) = "triage_summary",
+    /// `[triage]` got no summary (provider down, a cap, an empty answer); nothing else changed.
+    TriageSkipped(TriageSkipped) = "triage_skipped",
+    /// `[screen]`'s verdict on a brief (also its cache, by the brief's digest).
+    ScreenVerdict(ScreenVerdict) = "screen_verdict",
+    /// `[screen]` got no verdict (provider down, a cap, an unparseable answer): what it did.
+    ScreenFailed(ScreenFailed) = "screen_failed",
+    /// One auto-improve source could not be read (its cause); the scan went on without it.
+    ImproveSourceFailed(ImproveSourceFailed) = "improve_source_failed",
+    /// An auto-improve scan finished: candidates found, proposals staged, sources failed.
+    ImproveScanCompleted(ImproveScanCompleted) = "improve_scan_completed",
+    /// The operator accepted or rejected an auto-improve proposal.
+    ImproveProposalDecided(ImproveProposalDecided) = "improve_proposal_decided",
+    /// Auto-improve paused itself: too few of its proposals were accepted (the figures).
+    ImprovePaused(ImprovePaused) = "improve_paused",
+    /// `oxi improve unpause` resumed auto-improve.
+    ImproveUnpaused(ImproveUnpaused) = "improve_unpaused",
 }
 
 /// The `data` field names report SQL reads with `json_extract` / `json_type`, and the values
@@ -350,6 +378,20 @@ pub struct BudgetRefused {
     pub refusal: Value,
 }
 
+/// `ledger_restored`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LedgerRestored {
+    /// The backup file restored.
+    pub from: String,
+    /// Where the replaced ledger was kept, if there was one.
+    pub kept_aside: Option<String>,
+    /// The backup's schema version (the ledger was then brought up to date).
+    pub schema_version: i64,
+    /// Runs the backup had marked running (the next tick reaps or requeues them).
+    pub running_runs: Vec<String>,
+}
+
 /// `task_deferred`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -424,6 +466,18 @@ pub enum GovernanceMemo {
         #[serde(default)]
         places: Vec<String>,
     },
+    /// A read-only run (the planner) wrote, or tried to write, these paths; what it wrote was
+    /// discarded.
+    ReadOnlyWrite {
+        #[serde(default)]
+        memo: String,
+        #[serde(default)]
+        paths: Vec<String>,
+        /// What found them: `worktree_diff` (the worktree changed), `write_events` (the CLI
+        /// announced a write, refused or not).
+        #[serde(default)]
+        detectors: Vec<String>,
+    },
     /// Paths that need an operator's approval; the verified work is committed.
     NeedsApproval {
         #[serde(default)]
@@ -441,6 +495,7 @@ impl GovernanceMemo {
             GovernanceMemo::WorktreeMetadata { .. } => "worktree_metadata",
             GovernanceMemo::Governance { .. } => "governance",
             GovernanceMemo::SecretInDiff { .. } => "secret_in_diff",
+            GovernanceMemo::ReadOnlyWrite { .. } => "read_only_write",
             GovernanceMemo::NeedsApproval { .. } => fields::TRIGGER_NEEDS_APPROVAL,
         }
     }
@@ -450,6 +505,7 @@ impl GovernanceMemo {
             GovernanceMemo::WorktreeMetadata { memo, .. }
             | GovernanceMemo::Governance { memo, .. }
             | GovernanceMemo::SecretInDiff { memo, .. }
+            | GovernanceMemo::ReadOnlyWrite { memo, .. }
             | GovernanceMemo::NeedsApproval { memo, .. } => memo,
         }
     }
@@ -774,6 +830,196 @@ pub struct GatewayUnavailable {
 #[serde(default)]
 pub struct GatewayRestored {
     pub provider: String,
+}
+
+/// `plan_recorded`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanRecorded {
+    pub files_expected: Vec<String>,
+    pub steps: usize,
+    /// The executor's prompt with the whole brief, and the one it is sent (with the plan).
+    pub full_prompt_bytes: u64,
+    pub prompt_bytes: u64,
+    /// `false` when a retry reuses the plan an earlier attempt's planner gave.
+    #[serde(default)]
+    pub fresh: bool,
+}
+
+/// `plan_invalid`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanInvalid {
+    pub error: String,
+    /// Whether the planner runs once more.
+    pub retry: bool,
+}
+
+/// `shadow_observed`: one shadow pair (also a `shadow_pairs` row; docs/shadow.md).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShadowObserved {
+    /// The routing rule (or `default`) the primary ran by.
+    pub rule: String,
+    pub primary: ShadowSide,
+    pub shadow: ShadowSide,
+    /// Files both sides touched.
+    pub overlap: Vec<String>,
+    /// Both verified green or both not, and the same set of files touched.
+    pub shape_match: bool,
+    /// Shadow minus primary.
+    pub cost_delta_microusd: i64,
+    pub duration_delta_ms: i64,
+}
+
+/// One side of a shadow pair.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShadowSide {
+    /// `None`: the side never ran (the shadow's cap was reached, say).
+    pub run_id: Option<String>,
+    pub worker: String,
+    pub model: Option<String>,
+    /// The run's classification, or why it never ran (`shadow_cap`, `budget_refused`,
+    /// `not_started`).
+    pub outcome: String,
+    /// It succeeded, changed files, and every acceptance command of tiers 0 and 1 passed.
+    pub green: bool,
+    pub files: Vec<String>,
+    pub lines_changed: u64,
+    pub tokens: u64,
+    pub cost_microusd: i64,
+    pub duration_ms: u64,
+}
+
+/// `worker_quarantined`: the version that failed the probe and the first expectation it
+/// missed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerQuarantined {
+    pub worker: String,
+    pub version: Option<String>,
+    pub mismatch: String,
+}
+
+/// What `[triage]` was asked to explain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriageTrigger {
+    /// The reaper ended a stuck run (its task requeued or failed).
+    Reaped,
+    /// A task failed for good (no attempts left, or a failure no attempt fixes).
+    Failed,
+}
+
+impl TriageTrigger {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriageTrigger::Reaped => "reaped",
+            TriageTrigger::Failed => "failed",
+        }
+    }
+}
+
+/// `triage_summary`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriageSummary {
+    pub trigger: TriageTrigger,
+    /// The gateway's answer, masked, at most a few sentences.
+    pub summary: String,
+    /// `provider:model` that answered.
+    pub choice: String,
+    /// The `gateway_calls` row.
+    pub call_id: i64,
+}
+
+/// `triage_skipped`: why no summary was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriageSkipped {
+    pub trigger: TriageTrigger,
+    pub reason: String,
+}
+
+/// `screen_verdict`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScreenVerdict {
+    /// The brief's digest (title and text): the same brief is not screened twice.
+    pub digest: String,
+    pub flagged: bool,
+    /// The classifier's reason, masked.
+    pub reason: String,
+    /// `provider:model` that answered.
+    pub choice: String,
+    /// The `gateway_calls` row.
+    pub call_id: i64,
+}
+
+/// `screen_failed`: no verdict, and what was done (`held`: fail closed; else passed unscreened).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScreenFailed {
+    pub digest: String,
+    pub reason: String,
+    pub held: bool,
+}
+
+/// `improve_source_failed`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImproveSourceFailed {
+    pub source_kind: String,
+    pub source: String,
+    pub cause: String,
+}
+
+/// `improve_scan_completed`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImproveScanCompleted {
+    pub scan_id: i64,
+    pub candidates: u64,
+    pub proposed: u64,
+    pub failed_sources: u64,
+    /// `bm25`, or `bm25+vector` when embeddings reranked.
+    pub ranking: String,
+}
+
+/// `improve_proposal_decided`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImproveProposalDecided {
+    pub proposal_id: i64,
+    /// `accepted` or `rejected`.
+    pub verdict: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+/// `improve_paused`: each 7-day window's figures, older first.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImprovePaused {
+    pub windows: Vec<AcceptanceWindow>,
+    pub threshold: f64,
+    pub reason: String,
+}
+
+/// Proposals emitted and accepted in one 7-day window.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AcceptanceWindow {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub emitted: u64,
+    pub accepted: u64,
+}
+
+/// `improve_unpaused`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImproveUnpaused {
+    /// Why it had paused.
+    pub was: String,
 }
 
 #[cfg(test)]

@@ -40,6 +40,8 @@ pub enum FailureClass {
     NoChanges,
     /// The verified work could not be committed.
     DeliverFailed,
+    /// The planner's `OXI_PLAN` block was missing or invalid twice (the run and its retry).
+    PlanInvalid,
     /// Text this version does not know, kept as it is.
     Other(String),
 }
@@ -75,13 +77,14 @@ impl FailureClass {
             FailureClass::VerifyFailed => "verify_failed",
             FailureClass::NoChanges => "no_changes",
             FailureClass::DeliverFailed => "deliver_failed",
+            FailureClass::PlanInvalid => "plan_invalid",
             FailureClass::Other(text) => text,
         }
     }
 
     /// Reads stored text; unknown text is kept as `Other`.
     pub fn parse(text: &str) -> FailureClass {
-        const OWN: [FailureClass; 13] = [
+        const OWN: [FailureClass; 14] = [
             FailureClass::Governance,
             FailureClass::SecretInDiff,
             FailureClass::BudgetRefused,
@@ -95,6 +98,7 @@ impl FailureClass {
             FailureClass::VerifyFailed,
             FailureClass::NoChanges,
             FailureClass::DeliverFailed,
+            FailureClass::PlanInvalid,
         ];
         if let Some(class) = RUN_CLASSES.iter().find(|c| c.as_str() == text) {
             return FailureClass::Run(*class);
@@ -149,6 +153,9 @@ pub enum HoldKind {
     /// Anything else (a hold set by hand, or one from before kinds were stored): approving
     /// queues it.
     Operator,
+    /// `[screen]` flagged the brief for prompt injection (or, failing closed, gave no
+    /// verdict): approving queues it, and it is not screened again.
+    Screened,
 }
 
 impl HoldKind {
@@ -159,6 +166,7 @@ impl HoldKind {
             HoldKind::ReviewUnavailable => "review_unavailable",
             HoldKind::ReviewOverBudget => "review_over_budget",
             HoldKind::Operator => "operator",
+            HoldKind::Screened => "screened",
         }
     }
 
@@ -169,6 +177,7 @@ impl HoldKind {
             HoldKind::ReviewUnavailable,
             HoldKind::ReviewOverBudget,
             HoldKind::Operator,
+            HoldKind::Screened,
         ]
         .into_iter()
         .find(|k| k.as_str() == text)
@@ -265,6 +274,7 @@ mod tests {
             HoldKind::ReviewUnavailable,
             HoldKind::ReviewOverBudget,
             HoldKind::Operator,
+            HoldKind::Screened,
         ] {
             assert_eq!(HoldKind::parse(kind.as_str()), Some(kind));
             assert_eq!(

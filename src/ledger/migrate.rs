@@ -76,6 +76,31 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "gateway_calls",
         sql: include_str!("migrations/0011_gateway_calls.sql"),
     },
+    Migration {
+        version: 12,
+        name: "hosts",
+        sql: include_str!("migrations/0012_hosts.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "plans",
+        sql: include_str!("migrations/0013_plans.sql"),
+    },
+    Migration {
+        version: 14,
+        name: "shadow_pairs",
+        sql: include_str!("migrations/0014_shadow_pairs.sql"),
+    },
+    Migration {
+        version: 15,
+        name: "worker_probes",
+        sql: include_str!("migrations/0015_worker_probes.sql"),
+    },
+    Migration {
+        version: 16,
+        name: "improve",
+        sql: include_str!("migrations/0016_improve.sql"),
+    },
 ];
 
 /// True when every applied migration's recorded checksum matches this binary's text.
@@ -164,9 +189,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn versions_are_dense_and_increasing() {
-        for (i, m) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(m.version, i as i64 + 1, "migration {} out of order", m.name);
+    fn versions_are_increasing() {
+        // Numbers are assigned to branches ahead of time, so a branch may carry a gap until
+        // the ones before it merge; order is what the runner relies on.
+        for pair in MIGRATIONS.windows(2) {
+            assert!(
+                pair[0].version < pair[1].version,
+                "migration {} out of order",
+                pair[1].name
+            );
         }
     }
 }

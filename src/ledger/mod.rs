@@ -9,17 +9,24 @@
 //! power loss; a task ledger must never roll back a committed claim (the worker would run twice
 //! and the money be spent twice), so every commit is synced.
 
+mod backup;
 mod blocks;
 pub mod events;
 mod gateway;
+mod hosts;
+mod improve;
+mod inference;
 mod issues;
 mod kinds;
 mod migrate;
 mod notify;
 mod pg;
+mod plans;
+mod probes;
 mod queries;
 mod report;
 mod runs;
+mod shadow;
 pub mod state;
 mod tick;
 mod writers;
@@ -31,18 +38,28 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
+pub use backup::{
+    BackupError, BackupInfo, BackupSummary, RestoreSummary, RunningRun, inspect_backup, restore,
+};
 pub use blocks::WorkerBlock;
 pub use events::{Event, EventKind};
 pub use gateway::{GatewayCallEnd, GatewayCallRow, NewGatewayCall};
+pub use hosts::{HostBeat, HostRow, HostRunTotals};
+pub use improve::{
+    CandidateRow, NewCandidate, NewProposal, ProposalRow, ScanEnd, ScanRow, SourceFailureRow,
+};
 pub use issues::{IssueLink, IssueSeen};
 pub use kinds::{ApprovalKind, FailureClass, HoldKind};
 pub use migrate::MIGRATIONS;
 pub use notify::{
     Attempt, AttemptStatus, NewOutbox, OutboxRow, OutboxState, SinkCounts, TrailEvent,
 };
+pub use plans::{PlanRow, PromptBytes};
+pub use probes::ProbeRow;
 pub use queries::*;
 pub use report::*;
 pub use runs::*;
+pub(crate) use shadow::ShadowPairRow;
 pub use state::TaskState;
 pub use tick::*;
 pub use writers::TurnError;

@@ -527,7 +527,8 @@ impl Queries<'_> {
         })
     }
 
-    /// `spend_totals` computed by summing `spend` (the definition the rollup must match).
+    /// `spend_totals` computed by summing `spend` and `gateway_calls` (the definition the rollup
+    /// must match: both tables' triggers feed it).
     pub fn spend_totals_by_scan(&self, day: &str, month: &str) -> Result<SpendTotals> {
         if let Db::Pg(pg) = self.db {
             return pg::spend_totals_by_scan(pg, day, month);
@@ -536,14 +537,20 @@ impl Queries<'_> {
             "SELECT COALESCE(SUM(actual_microusd), 0),
                     COALESCE(SUM(CASE WHEN status = 'reserved'
                         THEN MAX(reserved_microusd - actual_microusd, 0) ELSE 0 END), 0)
-             FROM spend WHERE day = ?1",
+             FROM (SELECT day, month, status, reserved_microusd, actual_microusd FROM spend
+                   UNION ALL
+                   SELECT day, month, status, reserved_microusd, actual_microusd FROM gateway_calls)
+             WHERE day = ?1",
         )?;
         let (day_spent, day_reserved) = stmt.query_row([day], |r| Ok((r.get(0)?, r.get(1)?)))?;
         let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT COALESCE(SUM(actual_microusd), 0),
                     COALESCE(SUM(CASE WHEN status = 'reserved'
                         THEN MAX(reserved_microusd - actual_microusd, 0) ELSE 0 END), 0)
-             FROM spend WHERE month = ?1",
+             FROM (SELECT day, month, status, reserved_microusd, actual_microusd FROM spend
+                   UNION ALL
+                   SELECT day, month, status, reserved_microusd, actual_microusd FROM gateway_calls)
+             WHERE month = ?1",
         )?;
         let (month_spent, month_reserved) =
             stmt.query_row([month], |r| Ok((r.get(0)?, r.get(1)?)))?;

@@ -131,7 +131,7 @@ impl Queries<'_> {
         &self,
         task_id: &str,
     ) -> Result<Vec<(i64, String, String, serde_json::Value)>> {
-        const HISTORY: [EventKind; 14] = [
+        const HISTORY: [EventKind; 16] = [
             EventKind::TaskStateChanged,
             EventKind::Verified,
             EventKind::ReviewDecided,
@@ -146,6 +146,8 @@ impl Queries<'_> {
             EventKind::BudgetBreach,
             EventKind::GithubError,
             EventKind::BranchMerged,
+            EventKind::TriageSummary,
+            EventKind::TriageSkipped,
         ];
         let kinds: Vec<String> = HISTORY
             .iter()
@@ -192,12 +194,25 @@ impl Queries<'_> {
         Ok(out)
     }
 
-    /// Settled spend per UTC day since `since_day` (inclusive).
+    /// Spend per UTC day since `since_day` (inclusive): runs' and gateway calls'.
     pub fn report_spend_by_day(&self, since_day: &str) -> Result<Vec<(String, i64)>> {
         let mut stmt = self.sqlite()?.prepare_cached(
-            "SELECT day, SUM(actual_microusd) FROM spend WHERE day >= ?1 GROUP BY day ORDER BY day",
+            "SELECT day, SUM(actual_microusd) FROM
+                 (SELECT day, actual_microusd FROM spend
+                  UNION ALL SELECT day, actual_microusd FROM gateway_calls)
+             WHERE day >= ?1 GROUP BY day ORDER BY day",
         )?;
         let rows = stmt.query_map([since_day], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// What gateway calls made since `since_ms` cost, per role.
+    pub(crate) fn report_gateway_spend(&self, since_ms: i64) -> Result<Vec<(String, i64)>> {
+        let mut stmt = self.sqlite()?.prepare_cached(
+            "SELECT role, SUM(actual_microusd) FROM gateway_calls WHERE created_at_ms >= ?1
+             GROUP BY role ORDER BY role",
+        )?;
+        let rows = stmt.query_map([since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }

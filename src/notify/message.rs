@@ -33,6 +33,9 @@ pub struct Notification {
     pub at: String,
     /// The event's own data, or the digest's figures.
     pub details: Value,
+    /// `failed`: the `[triage]` summary of why, when one was recorded before it was queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triage: Option<String>,
 }
 
 /// A notification to queue for one sink: about a ledger event, or a daily one (`event_id`
@@ -55,7 +58,7 @@ pub(super) fn topics_of(event: &Event) -> Vec<Topic> {
         },
         Event::BudgetBreach(_) => vec![Topic::Budget],
         Event::DailyBudgetReached(_) => vec![Topic::Budget, Topic::SaturateStopped],
-        Event::WorkerBlocked(_) => vec![Topic::Quarantined],
+        Event::WorkerQuarantined(_) => vec![Topic::Quarantined],
         _ => Vec::new(),
     }
 }
@@ -90,7 +93,15 @@ pub(super) fn queue_new(
             .as_deref()
             .and_then(|id| ledger.read().task(id).ok().flatten())
             .map(|t| t.spec.title);
-        let notification = for_event(config, row, &event, title.as_deref());
+        let mut notification = for_event(config, row, &event, title.as_deref());
+        if topics.contains(&Topic::Failed)
+            && let Some(task) = row.task_id.as_deref()
+        {
+            notification.triage = ledger.read().triage_after(task, row.id)?;
+            if let Some(why) = &notification.triage {
+                notification.text = format!("{} Triage: {why}", notification.text);
+            }
+        }
         queue.extend(wanting(config, &topics).into_iter().map(|(sink, topic)| {
             let mut n = notification.clone();
             n.event = topic.as_str().to_owned();
@@ -191,6 +202,7 @@ fn base(config: &LoadedConfig, topic: &str, title: String, text: String) -> Noti
         ledger_kind: None,
         at: rfc3339(now_ms()),
         details: Value::Null,
+        triage: None,
     }
 }
 
@@ -270,6 +282,14 @@ fn for_event(
         Event::WorkerBlocked(block) => (
             format!("Worker {} is held back from new runs", block.worker),
             block.reason(),
+        ),
+        Event::WorkerQuarantined(q) => (
+            format!("Worker {} is quarantined", q.worker),
+            format!(
+                "its CLI {} failed the live probe: {}. Routing skips it; `oxi doctor` names the version to pin.",
+                q.version.as_deref().unwrap_or("(version unknown)"),
+                q.mismatch
+            ),
         ),
         _ => (row.kind.clone(), String::new()),
     };

@@ -66,7 +66,7 @@ pub enum Topic {
     FrameworkFixNeeded,
     /// The day's soft warning was passed, or a cap was crossed or reached.
     Budget,
-    /// A worker gets no new runs until a person fixes it (today: `worker_blocked`).
+    /// A worker's CLI failed the live probe and gets no new runs (`worker_quarantined`).
     Quarantined,
     /// `oxi saturate` stopped claiming (today: the day's cap reached).
     SaturateStopped,

@@ -1,5 +1,5 @@
 //! One claimed task through the pipeline, a stage per file: [`worktree`] (prepare the attempt's
-//! worktree) → [`execute`] (the executor run) → [`verify`] (diff, governance, secrets,
+//! worktree) → `explore` (the read-only planner, for the tasks that get one) → [`execute`] (the executor run) → [`verify`] (diff, governance, secrets,
 //! acceptance tiers) → [`review`] (auto-approve or the reviewer's verdict) → [`deliver`] (the
 //! commit on the task branch; release mode pushes it and opens the pull request later). Each
 //! stage either hands the next one what it found or stops with an [`ending::Ending`]; the driver
@@ -10,7 +10,11 @@ pub(crate) mod attribution;
 pub(crate) mod deliver;
 mod ending;
 mod execute;
+pub(crate) mod explore;
 pub(crate) mod review;
+pub(crate) mod screen;
+mod shadow;
+pub(crate) mod triage;
 pub(crate) mod verify;
 pub(crate) mod worktree;
 
@@ -172,6 +176,8 @@ struct Job<'a> {
     redactor: Redactor,
     cost: MicroUsd,
     shutdown: watch::Receiver<bool>,
+    /// The planner's plan, when the task was explored (the critic reads its expected files).
+    plan: Option<explore::Plan>,
 }
 
 impl Job<'_> {
@@ -271,9 +277,11 @@ pub fn start_job(
     if let Some(warning) = prepared.unpriced_warning() {
         tracing::warn!("task {}: {warning}", spec.task.spec.id);
     }
-    runtime
-        .block_on(run(ctx, spec, prepared, shutdown))
-        .map_err(task_error)
+    let watch = shutdown.clone();
+    shadow::beside(ctx, spec, &watch, || {
+        runtime.block_on(run(ctx, spec, prepared, shutdown))
+    })
+    .map_err(task_error)
 }
 
 /// Runs one claimed task to a recorded stop. `prepared` was admitted by the claim.
@@ -294,6 +302,7 @@ pub async fn run(
         redactor,
         cost: 0,
         shutdown: shutdown.clone(),
+        plan: None,
         result: JobResult {
             task_id: spec.task.spec.id.clone(),
             attempt: spec.attempt,
@@ -328,7 +337,17 @@ pub async fn run(
     };
     match job.end(ending) {
         // A conflict: an operator moved the task meanwhile; it stays as they left it.
-        Ok(()) | Err(LedgerError::StateConflict { .. }) => finish(job),
+        Ok(()) | Err(LedgerError::StateConflict { .. }) => {
+            if job.state == TaskState::Failed {
+                let subject = triage::Subject {
+                    task_id: &spec.task.spec.id,
+                    run_id: Some(&job.result.run_id),
+                    trigger: crate::ledger::events::TriageTrigger::Failed,
+                };
+                triage::summarise(&mut job.ledger, ctx.config, &ctx.parent_env, subject).await;
+            }
+            finish(job)
+        }
         Err(e) => Err(RunnerError::Ledger(e)),
     }
 }
@@ -342,6 +361,15 @@ fn finish(job: Job<'_>) -> Result<JobResult, RunnerError> {
 /// (`Stop::End`); a delivered job ends with the deliver stage's ending.
 async fn stages(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<Ending, Stop> {
     let tree = worktree::stage(job, &prepared)?;
+    let (plan, planned_prompt) = explore::stage(job, &prepared)
+        .await?
+        .map(|e| (e.plan, e.prompt))
+        .unzip();
+    job.plan = plan;
+    let prepared = match planned_prompt.as_deref() {
+        Some(text) => explore::reprepare(job.ctx.config, &mut job.ledger, prepared, text)?,
+        None => prepared,
+    };
     let executed = execute::stage(job, prepared, &tree).await?;
     let verified = verify::stage(job, &tree, &executed).await?;
     deliver::commit(job, &tree, &verified)?;

@@ -217,12 +217,28 @@ pub(super) async fn stage(job: &mut Job<'_>, verified: &Verified) -> Result<(), 
         None,
     )?;
     // Verification was green, or the job would have ended before the review.
-    let gate = gate(
+    let mut gate = gate(
         &config.config.critic,
         &verified.diff,
         true,
         &job.spec.task.spec.file_hints,
     );
+    // An explored task's diff that strays outside the plan's expected files is for a reviewer.
+    if let Some(stray) = job
+        .plan
+        .as_ref()
+        .and_then(|plan| super::explore::strays(&verified.diff.paths(), plan))
+    {
+        gate = match gate {
+            Gate::AutoApprove { .. } => Gate::Review {
+                reasons: vec![stray],
+            },
+            Gate::Review { mut reasons } => {
+                reasons.push(stray);
+                Gate::Review { reasons }
+            }
+        };
+    }
     match gate {
         Gate::AutoApprove {
             review_skipped_reason,

@@ -259,6 +259,35 @@ pub fn retire(repo: &Path, path: &Path, message: &str) -> Result<(), WorktreeErr
     Ok(())
 }
 
+/// Adds a worktree at `path` with `commit` checked out and no branch (a shadow run's sibling:
+/// nothing it does can reach a branch). A directory left there by a crash is discarded first.
+pub(crate) fn add_detached(repo: &Path, path: &Path, commit: &str) -> Result<(), WorktreeError> {
+    if path.exists() {
+        discard(repo, path);
+    }
+    let _guard = repo_lock();
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| WorktreeError::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    git::run(
+        repo,
+        &["worktree", "add", "--detach", &path_str(path), commit],
+    )?;
+    Ok(())
+}
+
+/// Removes a detached worktree and everything in it, unsaved: its work is never delivered.
+pub(crate) fn discard(repo: &Path, path: &Path) {
+    let _guard = repo_lock();
+    if git::run(repo, &["worktree", "remove", "--force", &path_str(path)]).is_err() {
+        let _ = std::fs::remove_dir_all(path);
+        let _ = git::run(repo, &["worktree", "prune"]);
+    }
+}
+
 /// Removes a worktree whose work is all committed (no dirtiness check needed).
 pub fn remove_clean(repo: &Path, path: &Path) -> Result<(), GitError> {
     let _guard = repo_lock();

@@ -3,6 +3,7 @@
 //! match first. Compiled once per command or claim round ([`Router::new`]), then pure.
 
 mod choice;
+mod index;
 mod when;
 
 use std::collections::BTreeSet;
@@ -11,8 +12,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use choice::{ChoiceKind, RouteChoice};
+use index::{Facts, Index};
+use when::When;
 pub use when::{Clause, labels};
-use when::{Facts, When};
 
 use crate::config::{Config, RoutingConfig, RoutingRule, WorkerChain};
 use crate::ledger::TaskSpec;
@@ -71,8 +73,8 @@ impl RouteRole {
         self as usize
     }
 
-    /// The role's chain as `[routing]` writes it.
-    fn written(self, routing: &RoutingConfig) -> &WorkerChain {
+    /// The role's default chain as `[routing]` writes it.
+    pub(crate) fn default_chain(self, routing: &RoutingConfig) -> &WorkerChain {
         match self {
             RouteRole::Executor => &routing.executor,
             RouteRole::Reviewer => &routing.reviewer,
@@ -103,7 +105,7 @@ impl RouteRole {
             WorkerRole::Executor => Some(RouteRole::Executor),
             WorkerRole::Reviewer => Some(RouteRole::Reviewer),
             WorkerRole::Planner => Some(RouteRole::Planner),
-            WorkerRole::Adhoc => None,
+            WorkerRole::Adhoc | WorkerRole::Shadow => None,
         }
     }
 }
@@ -213,6 +215,8 @@ struct Rule {
     name: String,
     when: When,
     chains: RuleChains,
+    /// Host labels a host needs to run the tasks the rule matches (`requires`).
+    requires: Vec<String>,
 }
 
 /// `[routing]` compiled: the rules' regexes and globs, every chain parsed.
@@ -220,7 +224,7 @@ struct Rule {
 pub struct Router {
     rules: Vec<Rule>,
     default: Chains,
-    with_labels: bool,
+    index: Index,
 }
 
 /// The chain one role routes to for a task, and where it came from.
@@ -244,6 +248,14 @@ impl<'r> Route<'r> {
         self.rule
             .and_then(|i| self.router.rules.get(i))
             .map_or(DEFAULT_ROUTE, |r| r.name.as_str())
+    }
+
+    /// The host labels the matching rule requires (none without a rule).
+    #[must_use]
+    pub fn requires(&self) -> &'r [String] {
+        self.rule
+            .and_then(|i| self.router.rules.get(i))
+            .map_or(&[][..], |r| r.requires.as_slice())
     }
 
     /// `role`'s chain: the rule's when it names one, else the default.
@@ -319,6 +331,16 @@ impl fmt::Display for Assignment {
     }
 }
 
+/// The entries of `chain` whose worker is not held back (blocked after a failed login, or
+/// quarantined after a failed probe), in chain order: routing falls to the next of them.
+#[must_use]
+pub fn runnable<'a>(chain: &'a [RouteChoice], held_back: &[String]) -> Vec<&'a RouteChoice> {
+    chain
+        .iter()
+        .filter(|c| !held_back.iter().any(|h| h == c.name()))
+        .collect()
+}
+
 /// An [`Assignment`] as `state.json` stores it, written as its `Display` does; `None` for a
 /// `state.json` from before routes were recorded.
 pub fn describe_assignment(stored: &serde_json::Value) -> Option<String> {
@@ -371,7 +393,7 @@ impl Router {
         let mut errors = Vec::new();
         let default: Chains = RouteRole::ALL.map(|role| {
             let key = ["routing".to_owned(), role.as_str().to_owned()];
-            parser.parse(role, role.written(&config.routing), &key, &mut errors)
+            parser.parse(role, role.default_chain(&config.routing), &key, &mut errors)
         });
         let mut rules = Vec::new();
         let mut names = BTreeSet::new();
@@ -397,6 +419,7 @@ impl Router {
                     name: rule.name.clone(),
                     when,
                     chains,
+                    requires: rule.requires.iter().map(|l| l.to_lowercase()).collect(),
                 }),
                 Err(mut found) => errors.append(&mut found),
             }
@@ -405,7 +428,7 @@ impl Router {
             return Err(errors);
         }
         Ok(Self {
-            with_labels: rules.iter().any(|r| r.when.uses_labels()),
+            index: Index::build(&rules),
             rules,
             default,
         })
@@ -413,16 +436,17 @@ impl Router {
 
     /// The first rule `task` matches, else the default.
     pub fn route(&self, task: &TaskSpec) -> Route<'_> {
-        let facts = Facts::of(task, self.with_labels);
+        let facts = Facts::of(task, &self.rules, &self.index);
         Route {
             router: self,
-            rule: self.rules.iter().position(|r| r.when.matches(&facts)),
+            rule: (0..self.rules.len())
+                .find(|&i| self.rules.get(i).is_some_and(|r| r.when.matches(i, &facts))),
         }
     }
 
     /// [`route`](Self::route), with the clauses that decided it.
     pub fn explain(&self, task: &TaskSpec) -> (Route<'_>, Explanation) {
-        let facts = Facts::of(task, self.with_labels);
+        let facts = Facts::of(task, &self.rules, &self.index);
         let mut skipped = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {
             match rule.when.explain(&facts) {

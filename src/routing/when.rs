@@ -6,28 +6,8 @@ use regex::Regex;
 use serde::Serialize;
 
 use super::RouteError;
+use super::index::Facts;
 use crate::config::RuleWhen;
-use crate::ledger::TaskSpec;
-
-/// What rules match on, drawn from a task once per routing.
-pub(crate) struct Facts<'a> {
-    pub(crate) spec: &'a TaskSpec,
-    /// Lower-cased; read only when some rule has a `labels` clause.
-    pub(crate) labels: Vec<String>,
-}
-
-impl<'a> Facts<'a> {
-    pub(crate) fn of(spec: &'a TaskSpec, with_labels: bool) -> Self {
-        Self {
-            spec,
-            labels: if with_labels {
-                labels(&spec.body)
-            } else {
-                Vec::new()
-            },
-        }
-    }
-}
 
 /// A task's labels: the comma-separated words of a `Labels:` line in its brief (roadmap items
 /// carry no other place for them).
@@ -121,32 +101,34 @@ impl When {
         })
     }
 
-    pub(crate) fn uses_labels(&self) -> bool {
-        !self.labels.is_empty()
+    pub(crate) fn title(&self) -> Option<&Regex> {
+        self.title.as_ref()
     }
 
-    /// True when every clause given matches; the cheap clauses are tried first.
-    pub(crate) fn matches(&self, facts: &Facts<'_>) -> bool {
-        let spec = facts.spec;
+    pub(crate) fn body(&self) -> Option<&Regex> {
+        self.body.as_ref()
+    }
+
+    pub(crate) fn section(&self) -> Option<&Regex> {
+        self.section.as_ref()
+    }
+
+    /// The `files` globs as configured.
+    pub(crate) fn file_patterns(&self) -> &[String] {
+        self.files.as_ref().map_or(&[], |(_, patterns)| patterns)
+    }
+
+    /// True when every clause given matches; the cheap clauses are tried first. `rule` is
+    /// this rule's index, by which `facts` answers for the clause kinds searched together.
+    pub(crate) fn matches(&self, rule: usize, facts: &Facts<'_>) -> bool {
         self.tiers
             .as_ref()
-            .is_none_or(|t| t.contains(&spec.priority_tier))
-            && (self.labels.is_empty() || self.labels.iter().any(|l| facts.labels.contains(l)))
-            && self
-                .files
-                .as_ref()
-                .is_none_or(|(set, _)| spec.file_hints.iter().any(|f| set.is_match(f)))
-            && self.section.as_ref().is_none_or(|re| {
-                [&spec.section, &spec.milestone]
-                    .into_iter()
-                    .flatten()
-                    .any(|s| re.is_match(s))
-            })
-            && self
-                .title
-                .as_ref()
-                .is_none_or(|re| re.is_match(&spec.title))
-            && self.body.as_ref().is_none_or(|re| re.is_match(&spec.body))
+            .is_none_or(|t| t.contains(&facts.spec.priority_tier))
+            && (self.labels.is_empty() || self.labels.iter().any(|l| facts.labels().contains(l)))
+            && (self.files.is_none() || facts.files(rule))
+            && (self.section.is_none() || facts.section(rule))
+            && (self.title.is_none() || facts.title(rule))
+            && (self.body.is_none() || facts.body(rule))
     }
 
     /// Every clause and what it matched (`Ok`), or the first clause that did not (`Err`).
@@ -168,10 +150,10 @@ impl When {
             )?;
         }
         if !self.labels.is_empty() {
-            let hit = self.labels.iter().find(|l| facts.labels.contains(l));
+            let hit = self.labels.iter().find(|l| facts.labels().contains(l));
             let found = hit
                 .cloned()
-                .unwrap_or_else(|| none_if_empty(facts.labels.join(", ")));
+                .unwrap_or_else(|| none_if_empty(facts.labels().join(", ")));
             check(
                 &mut matched,
                 "labels",

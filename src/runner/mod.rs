@@ -120,6 +120,14 @@ pub struct RunReport {
     pub retry_after_ms: Option<u64>,
     /// The worker's `OXI_RESULT {json}` block, when it printed one.
     pub result: Option<serde_json::Value>,
+    /// What followed the planner's last `OXI_PLAN` marker, as written (not masked: it is
+    /// validated, then stored masked).
+    #[serde(skip)]
+    pub plan_line: Option<String>,
+    /// Paths the model asked an edit tool to write, carried out or refused (relative to the
+    /// working directory when inside it).
+    #[serde(skip)]
+    pub write_attempts: Vec<String>,
     /// The worker's last message (clipped), for a reader.
     pub last_message: Option<String>,
     /// Why it ended so, in one line, when it did not succeed.
@@ -199,6 +207,8 @@ pub struct PreparedRun<'a> {
     pub lease: Duration,
     /// `governance.confine`.
     pub confine: crate::config::ConfineMode,
+    /// `[host] name`, recorded on the run.
+    pub host: String,
 }
 
 /// Resolves the worker, argv, environment and limits for `request`.
@@ -268,6 +278,7 @@ pub fn prepare<'a>(
         raw_cap: caps_config.raw_log_per_run.bytes(),
         lease: limits.stall + limits.grace + Duration::from_secs(30),
         confine: config.config.governance.confine,
+        host: config.config.host.resolved_name(),
         worker,
     })
 }
@@ -345,9 +356,11 @@ impl PreparedRun<'_> {
                 Ok(()) => {
                     claim(q)?;
                     q.begin_run(&new_run)?;
+                    q.record_run_host(new_run.id, &self.host)?;
                     if let Some(route) = self.request.route {
                         q.record_run_route(new_run.id, route)?;
                     }
+                    q.record_prompt_bytes(new_run.id, self.request.prompt.len())?;
                     Ok(Ok(()))
                 }
                 Err(refusal) => {
@@ -641,6 +654,16 @@ impl PreparedRun<'_> {
             lines_truncated: recorder.lines_truncated,
             retry_after_ms: acc.retry_after_ms,
             result: acc.result_block.clone(),
+            plan_line: acc.plan_line.clone(),
+            write_attempts: acc
+                .write_attempts
+                .iter()
+                .map(|p| {
+                    Path::new(p)
+                        .strip_prefix(self.request.cwd)
+                        .map_or_else(|_| p.clone(), |r| r.display().to_string())
+                })
+                .collect(),
             last_message: acc.last_message.as_deref().map(|m| {
                 self.redactor
                     .redact(&worker::event::clip(m, 2000))
@@ -766,14 +789,11 @@ impl PreparedRun<'_> {
             // may not do: it would fail every command. It confines itself instead.
             (ConfineMode::Off, _) | (ConfineMode::Auto, Some(_)) => None,
             (ConfineMode::Auto, None) => {
-                let mut writable = Writable {
-                    dirs: vec![self.request.cwd.to_path_buf(), temp.path().to_path_buf()],
-                    files: Vec::new(),
+                let mut writable = if self.request.role.writes_nothing() {
+                    Writable::read_only(temp.path())
+                } else {
+                    Writable::worktree(self.request.cwd, temp.path())
                 };
-                writable
-                    .dirs
-                    .extend(Writable::git_for_worktree(self.request.cwd));
-                writable.extend(Writable::devices());
                 let state = worker::adapter(self.worker.kind).state_paths(&self.env.vars);
                 // A first run's state directory does not exist yet: made now, or no rule could
                 // name it and the CLI could not create it either.

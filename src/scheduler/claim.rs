@@ -19,7 +19,7 @@ use crate::ledger::{
 use crate::money::{MicroUsd, format_usd, usd_to_micro};
 use crate::pipeline::worktree::stacked_start;
 use crate::pipeline::{self as job, JobSpec};
-use crate::prompt::{self, ExecutorPrompt};
+use crate::prompt;
 use crate::routing::{Assignment, JobRoutes, RouteChoice, RouteRole, Router};
 use crate::worker::WorkerRole;
 
@@ -148,6 +148,9 @@ struct Round<'a> {
     router: Router,
     /// Workers whose CLI could not authenticate: they get no new runs.
     blocked: Vec<String>,
+    /// This host, and the hosts alive now (for rules that require host labels).
+    me: crate::host::Identity,
+    live_hosts: Vec<crate::ledger::HostRow>,
 }
 
 /// Claims up to `request.slots` tasks of `planned`: the iteration caps, the PR-overlap and
@@ -180,9 +183,7 @@ pub(crate) async fn claim(
         };
         match round.gate(ledger, task, planned)? {
             Gate::Go(spec) => {
-                round
-                    .in_flight_files
-                    .extend(task.spec.file_hints.iter().cloned());
+                round.in_flight_files.extend(hints(ledger, task));
                 specs.push(*spec);
             }
             Gate::Failed(stop) => claimed.failed.push(stop),
@@ -193,6 +194,17 @@ pub(crate) async fn claim(
     }
     super::admission::admit(ledger, request, &specs, &mut claimed)?;
     Ok(claimed)
+}
+
+/// A task's file hints for the overlap gate: its own, and the files its latest plan expects
+/// (the explore phase's `files_expected`).
+fn hints(ledger: &Ledger, task: &TaskRow) -> Vec<String> {
+    let mut hints = task.spec.file_hints.clone();
+    hints.extend(crate::pipeline::explore::planned_files(
+        ledger,
+        &task.spec.id,
+    ));
+    hints
 }
 
 /// The PR-overlap gate's input: files that open oxi pull requests touch. When GitHub cannot be
@@ -223,17 +235,28 @@ impl<'a> Round<'a> {
             tasks.iter().map(|t| (t.spec.id.as_str(), t)).collect();
         let mut in_flight_files: BTreeSet<String> = BTreeSet::new();
         for task in tasks.iter().filter(|t| t.state.is_in_flight()) {
-            in_flight_files.extend(task.spec.file_hints.iter().cloned());
+            in_flight_files.extend(hints(ledger, task));
         }
-        // Blocked workers (their CLI could not authenticate) get no new runs.
-        let blocked: Vec<String> = ledger
+        // Blocked workers (their CLI could not authenticate) and quarantined ones (their CLI
+        // failed the live probe) get no new runs.
+        let mut blocked: Vec<String> = ledger
             .read()
             .worker_blocks()?
             .into_iter()
             .map(|b| b.worker)
             .collect();
+        blocked.extend(
+            ledger
+                .read()
+                .quarantined_workers()?
+                .into_iter()
+                .map(|q| q.worker),
+        );
         let router = Router::new(&request.config.config)?;
+        let live_hosts = crate::host::live_hosts(ledger)?;
         Ok(Self {
+            me: crate::host::Identity::of(request.config),
+            live_hosts,
             request,
             now: now_ms(),
             job_cap: usd_to_micro(caps.job_usd),
@@ -259,7 +282,7 @@ impl<'a> Round<'a> {
         let id = task.spec.id.clone();
         let overlap = match self.pr_overlap(ledger, task)? {
             Some(reason) => Some(reason),
-            None => overlaps(&task.spec.file_hints, &self.in_flight_files)
+            None => overlaps(&hints(ledger, task), &self.in_flight_files)
                 .map(|reason| format!("file overlap with in-flight work: {reason}")),
         };
         if let Some(reason) = overlap {
@@ -271,12 +294,20 @@ impl<'a> Round<'a> {
         }
         let runs = ledger.read().runs_for_task(&id)?;
         let route = self.router.route(&task.spec);
+        match crate::host::place(&self.me, &self.live_hosts, route.name(), route.requires()) {
+            crate::host::Placement::Here => {}
+            // Left to the live host that has the labels.
+            crate::host::Placement::Elsewhere(_) => return Ok(Gate::Skip),
+            crate::host::Placement::Nowhere(reason) => {
+                ledger.write(|q| q.defer_task(&id, &reason, self.now))?;
+                return Ok(Gate::Deferred(ClaimStop {
+                    task_id: id,
+                    reason,
+                }));
+            }
+        }
         let executors = route.pick(RouteRole::Executor);
-        let unblocked: Vec<&RouteChoice> = executors
-            .chain
-            .iter()
-            .filter(|c| !self.blocked.iter().any(|b| b == c.name()))
-            .collect();
+        let unblocked = crate::routing::runnable(executors.chain, &self.blocked);
         let Some(choice) = choose_worker(&unblocked, &runs) else {
             return Ok(Gate::Skip);
         };
@@ -433,31 +464,7 @@ impl<'a> Round<'a> {
             .branch
             .clone()
             .unwrap_or_else(|| crate::pipeline::worktree::branch_name(&id, &task.spec.title));
-        let acceptance: Vec<String> = config
-            .config
-            .verify
-            .tier0
-            .iter()
-            .chain(&config.config.verify.tier1)
-            .chain(&config.config.verify.tier2)
-            .map(|c| prompt::shell_words(&c.argv))
-            .collect();
-        let text = prompt::executor(&ExecutorPrompt {
-            id: &id,
-            title: &task.spec.title,
-            subtitle: task.spec.subtitle.as_deref(),
-            brief: &task.spec.body,
-            file_hints: &task.spec.file_hints,
-            acceptance,
-            worktree: worktree.display().to_string(),
-            protected: &config.config.governance.protected,
-            attempt,
-            max_attempts: config.config.caps.max_attempts,
-            last_failure: task
-                .last_failure
-                .as_deref()
-                .map(|f| prompt::clip_tail(f, prompt::FAILURE_CLIP)),
-        })?;
+        let text = prompt::executor_for(&config.config, task, attempt, &worktree, None)?;
         Ok(JobSpec {
             task: task.clone(),
             attempt,

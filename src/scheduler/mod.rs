@@ -59,8 +59,22 @@ pub(crate) async fn reap(
     ledger: &mut Ledger,
     config: &LoadedConfig,
     busy: &[String],
+    parent_env: &[(String, String)],
 ) -> Result<Vec<Reaped>, SchedulerError> {
-    Ok(reap::reap(ledger, config, busy).await?)
+    let reaped = reap::reap(ledger, config, busy).await?;
+    // `[triage]`: why each recovered task's run was stuck (after the task moved: it never
+    // waits on the gateway).
+    for r in &reaped {
+        if let (Some(task_id), Some(_)) = (r.task_id.as_deref(), r.task_state) {
+            let subject = crate::pipeline::triage::Subject {
+                task_id,
+                run_id: r.run_id.as_deref(),
+                trigger: crate::ledger::events::TriageTrigger::Reaped,
+            };
+            crate::pipeline::triage::summarise(ledger, config, parent_env, subject).await;
+        }
+    }
+    Ok(reaped)
 }
 
 /// Ingests the roadmap when it changed since the last ingest; `None` when it did not.

@@ -11,7 +11,7 @@ use super::SchedulerError;
 use super::claim::{ClaimRequest, ClaimStop, Claimed};
 use super::landed;
 use super::outcome::Outcome;
-use super::reap::{self, Reaped};
+use super::reap::Reaped;
 use crate::clock::now_ms;
 use crate::config::{LoadedConfig, RunMode};
 use crate::github::{GithubClient, GithubWriter};
@@ -155,7 +155,23 @@ pub async fn pass(
 ) -> Result<TickReport, SchedulerError> {
     let started_ms = now_ms();
     let env = parent_env.clone();
+    // A tick heartbeats at both ends (its runs renew their leases in between). The start beat
+    // is skipped when the last is younger than saturate's interval (cron's ticks every minute
+    // still beat each time; a no-op tick run in a loop does not pay a synced write per run);
+    // the end beat is made when the pass ran jobs (it records the CLI versions they reported).
+    let me = crate::host::Identity::of(config);
+    let fresh = crate::host::SATURATE_BEAT_EVERY;
+    crate::host::heartbeat_unless_fresh(ledger, &me, fresh)?;
     let report = pass_only(config, ledger, parent_env, actor, shutdown).await;
+    let ran_jobs = report.as_ref().is_ok_and(|r| !r.jobs.is_empty());
+    let beat = if ran_jobs {
+        crate::host::heartbeat(ledger, &me)
+    } else {
+        crate::host::heartbeat_unless_fresh(ledger, &me, fresh)
+    };
+    if let Err(e) = beat {
+        tracing::warn!("host heartbeat: {e}");
+    }
     crate::notify::run_pass(config, ledger, &env, started_ms).await;
     report
 }
@@ -265,12 +281,14 @@ async fn settle(
     report: &mut TickReport,
 ) -> Result<(), SchedulerError> {
     let t = Instant::now();
-    report.reaped = reap::reap(ledger, config, &[]).await?;
+    report.reaped = super::reap(ledger, config, &[], parent_env).await?;
     report.phases_ms.reap = t.elapsed().as_millis() as u64;
 
     let t = Instant::now();
     report.ingest = ingest(ledger, config, parent_env)?;
     report.issues = roadmap::github_issues::sync(ledger, config, parent_env).await?;
+    // `[screen]`: every queued brief it covers is judged before a claim can hand it out.
+    crate::pipeline::screen::screen_queued(ledger, config, parent_env).await;
     report.phases_ms.ingest = t.elapsed().as_millis() as u64;
 
     // Delivered branches the operator merged: their dependents may start in this pass.

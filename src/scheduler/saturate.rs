@@ -253,6 +253,7 @@ pub fn run(
         last_release: Instant::now() - Duration::from_secs(3600),
         last_landed: Instant::now() - Duration::from_secs(3600),
         last_issues: Instant::now() - Duration::from_secs(3600),
+        last_beat: None,
         was_paused: false,
         started_ms: now_ms(),
     };
@@ -380,6 +381,8 @@ struct Saturator<'o> {
     last_release: Instant,
     last_landed: Instant,
     last_issues: Instant,
+    /// This host's last heartbeat (see [`crate::host::SATURATE_BEAT_EVERY`]).
+    last_beat: Option<Instant>,
     was_paused: bool,
     /// When saturate started (the notifier's first pass starts from there).
     started_ms: i64,
@@ -478,6 +481,14 @@ impl Saturator<'_> {
 
     /// Release follow-up, reaping, ingest, landed branches and the killswitch; true when paused.
     fn upkeep(&mut self) -> Result<bool, SaturateError> {
+        if self
+            .last_beat
+            .is_none_or(|t| t.elapsed() >= crate::host::SATURATE_BEAT_EVERY)
+        {
+            self.last_beat = Some(Instant::now());
+            let me = crate::host::Identity::of(&self.config);
+            crate::host::heartbeat(&mut self.ledger, &me)?;
+        }
         if self.config.config.run.mode == RunMode::Release
             && self.last_release.elapsed() > RELEASE_EVERY
         {
@@ -492,9 +503,12 @@ impl Saturator<'_> {
             }
         }
         let busy: Vec<String> = self.slots.iter().map(|s| s.task.clone()).collect();
-        let reaped = self
-            .runtime
-            .block_on(super::reap(&mut self.ledger, &self.config, &busy))?;
+        let reaped = self.runtime.block_on(super::reap(
+            &mut self.ledger,
+            &self.config,
+            &busy,
+            &self.parent_env,
+        ))?;
         for r in &reaped {
             self.status.log(&format!(
                 "reaped {}: {}",
@@ -524,6 +538,17 @@ impl Saturator<'_> {
             {
                 self.status.log(&line);
             }
+        }
+        // `[screen]`: queued briefs it covers are judged before this round's claims.
+        let held = self
+            .runtime
+            .block_on(crate::pipeline::screen::screen_queued(
+                &mut self.ledger,
+                &self.config,
+                &self.parent_env,
+            ));
+        if held > 0 {
+            self.status.log(&format!("screen: {held} task(s) held"));
         }
         // Delivered branches merged by the operator (a few git calls: every few seconds).
         if self.last_landed.elapsed() > LANDED_EVERY {

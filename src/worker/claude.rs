@@ -488,7 +488,12 @@ impl Adapter for ClaudeAdapter {
     fn argv(&self, worker: &WorkerConfig, prompt: &str) -> Vec<String> {
         argv(worker, prompt)
     }
-    // No read-only flag: a reviewer's edits, if any, are discarded by the critic after the run.
+    /// `--permission-mode plan` (claude 2.1.328's `--help` lists it): the CLI reads and
+    /// plans but runs no edit tool. A reviewer's or planner's edits, if any slipped through,
+    /// are still found and discarded after the run.
+    fn make_read_only(&self, worker: &mut WorkerConfig) {
+        worker.permission_mode = Some("plan".to_owned());
+    }
     fn reports_cost(&self) -> bool {
         // `total_cost_usd` on the result line.
         true

@@ -10,6 +10,7 @@ pub mod event;
 mod kind;
 mod login;
 mod price;
+pub mod probe;
 mod role;
 mod settings;
 
@@ -188,6 +189,23 @@ pub fn extract_result_block(text: &str) -> Option<serde_json::Value> {
         .last()
 }
 
+#[allow(clippy::expect_used)] // A constant pattern.
+static PLAN_LINE: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"(?m)^\s*OXI_PLAN\b[ \t]*(.*?)\s*$").expect("constant regex")
+});
+
+/// The text after the last `OXI_PLAN` marker in `text`, parseable or not (the planner's block
+/// is validated by `crate::pipeline::explore`, which names what is wrong with it).
+pub fn extract_plan_line(text: &str) -> Option<String> {
+    PLAN_LINE
+        .captures_iter(text)
+        .last()
+        .map(|c| c[1].to_owned())
+}
+
+/// The edit tools of the CLIs (claude 2.1.328's names): a call to one is a write attempt.
+const EDIT_TOOLS: &[&str] = &["Write", "Edit", "MultiEdit", "NotebookEdit"];
+
 /// Everything a run's events add up to.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Accumulator {
@@ -206,10 +224,15 @@ pub struct Accumulator {
     pub result: Option<Event>,
     pub last_message: Option<String>,
     pub result_block: Option<serde_json::Value>,
+    /// What follows the last `OXI_PLAN` marker (a planner's answer), as written.
+    pub plan_line: Option<String>,
     pub rate_limited: bool,
     pub retry_after_ms: Option<u64>,
     pub errors: Vec<String>,
     pub files_changed: Vec<String>,
+    /// Paths the model asked an edit tool to write (claude's `Write`, `Edit`, `MultiEdit`,
+    /// `NotebookEdit`), carried out or refused: a read-only run's write attempts.
+    pub write_attempts: Vec<String>,
     pub event_counts: std::collections::BTreeMap<String, u64>,
     pub unknown_types: std::collections::BTreeMap<String, u64>,
     pub parse_failures: u64,
@@ -236,7 +259,21 @@ impl Accumulator {
                 if let Some(block) = extract_result_block(text) {
                     self.result_block = Some(block);
                 }
+                if let Some(plan) = extract_plan_line(text) {
+                    self.plan_line = Some(plan);
+                }
                 self.last_message = Some(text.clone());
+            }
+            Event::ToolCall { name, input, .. } if EDIT_TOOLS.contains(&name.as_str()) => {
+                let path = input
+                    .get("file_path")
+                    .or_else(|| input.get("notebook_path"))
+                    .and_then(|p| p.as_str());
+                if let Some(path) = path
+                    && !self.write_attempts.iter().any(|p| p == path)
+                {
+                    self.write_attempts.push(path.to_owned());
+                }
             }
             Event::FileChange { path, .. } if !self.files_changed.contains(path) => {
                 self.files_changed.push(path.clone());
@@ -285,6 +322,9 @@ impl Accumulator {
                     && let Some(block) = extract_result_block(text)
                 {
                     self.result_block = Some(block);
+                }
+                if let Some(plan) = text.as_deref().and_then(extract_plan_line) {
+                    self.plan_line = Some(plan);
                 }
                 self.result = Some(event.clone());
             }

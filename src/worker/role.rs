@@ -17,6 +17,8 @@ pub enum WorkerRole {
     Reviewer,
     /// `oxi run`: one run outside the queue.
     Adhoc,
+    /// `[shadow]`: an executor run's prompt again on the shadow choice, never delivered.
+    Shadow,
 }
 
 impl WorkerRole {
@@ -33,20 +35,29 @@ impl WorkerRole {
             WorkerRole::Executor => "executor",
             WorkerRole::Reviewer => "reviewer",
             WorkerRole::Adhoc => "adhoc",
+            WorkerRole::Shadow => "shadow",
         }
     }
 
     /// The role stored as `text` (`runs.role`), if oxi knows it.
     pub fn from_stored(text: &str) -> Option<Self> {
-        [Self::Adhoc]
+        [Self::Adhoc, Self::Shadow]
             .into_iter()
             .chain(Self::ROUTED)
             .find(|r| r.as_str() == text)
     }
 
-    /// A run of this role must leave its worktree as it found it.
+    /// A run of this role must leave its worktree as it found it: the CLI gets its own
+    /// read-only flags.
     pub fn is_read_only(self) -> bool {
-        self == WorkerRole::Reviewer
+        matches!(self, WorkerRole::Reviewer | WorkerRole::Planner)
+    }
+
+    /// A run of this role may write nowhere but its own temp directory (and its CLI's state):
+    /// oxi's confinement leaves the worktree and its git metadata out.
+    #[must_use]
+    pub fn writes_nothing(self) -> bool {
+        self == WorkerRole::Planner
     }
 }
 
@@ -74,7 +85,10 @@ mod tests {
 
     #[test]
     fn stored_text_round_trips_and_matches_serde() {
-        for role in [WorkerRole::Adhoc].into_iter().chain(WorkerRole::ROUTED) {
+        for role in [WorkerRole::Adhoc, WorkerRole::Shadow]
+            .into_iter()
+            .chain(WorkerRole::ROUTED)
+        {
             assert_eq!(WorkerRole::from_stored(role.as_str()), Some(role));
             assert_eq!(serde_json::to_value(role).unwrap(), role.as_str());
         }

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod live;
+pub mod release_world;
 
 pub use config::{FAKE, OxiToml, Worker};
 

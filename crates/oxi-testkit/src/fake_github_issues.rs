@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::fake_github::{error, json_response, paginate, query_param};
+use crate::fake_github::{error, json_response, paginate, query_param, user_json};
 
 /// One issue (or a pull request as the issues endpoints list it).
 #[derive(Debug, Clone)]
@@ -294,7 +294,20 @@ fn decode(value: &str) -> String {
 }
 
 fn user() -> Value {
-    json!({ "login": "octocat", "id": 1, "node_id": "MDQ6VXNlcjE=", "type": "User", "site_admin": false })
+    user_json("octocat", 1)
+}
+
+/// A `milestone` as GitHub's REST description has it (every required field).
+fn milestone_json(repo: &str, number: u64) -> Value {
+    let api = format!("https://api.github.com/repos/{repo}/milestones/{number}");
+    json!({
+        "url": api, "html_url": format!("https://github.com/{repo}/milestone/{number}"),
+        "labels_url": format!("{api}/labels"), "id": number, "node_id": format!("MI_fake{number}"),
+        "number": number, "state": "open", "title": format!("M{number}"), "description": null,
+        "creator": user(), "open_issues": 1, "closed_issues": 0,
+        "created_at": "2026-11-20T12:00:00Z", "updated_at": "2026-11-21T12:00:00Z",
+        "closed_at": null, "due_on": null,
+    })
 }
 
 fn issue_json(repo: &str, i: &FakeIssue) -> Value {
@@ -318,9 +331,9 @@ fn issue_json(repo: &str, i: &FakeIssue) -> Value {
             "id": n + 1, "node_id": format!("LA_{n}"), "url": format!("https://api.github.com/repos/{repo}/labels/{l}"),
             "name": l, "description": null, "color": "ededed", "default": false,
         })).collect::<Vec<_>>(),
-        "assignee": i.assignee.as_ref().map(|login| json!({ "login": login, "id": 2, "type": "User" })),
-        "assignees": i.assignee.iter().map(|login| json!({ "login": login, "id": 2, "type": "User" })).collect::<Vec<_>>(),
-        "milestone": i.milestone.map(|n| json!({ "number": n, "title": format!("M{n}"), "state": "open", "id": n })),
+        "assignee": i.assignee.as_ref().map(|login| user_json(login, 2)),
+        "assignees": i.assignee.iter().map(|login| user_json(login, 2)).collect::<Vec<_>>(),
+        "milestone": i.milestone.map(|n| milestone_json(repo, n)),
         "locked": false,
         "active_lock_reason": null,
         "comments": 0,

@@ -1,14 +1,19 @@
 //! Rules the type system cannot express, one validator per table.
 
 mod caps;
+mod explore;
 mod gateway;
 mod github;
 mod governance;
+mod host;
+mod improve;
+mod inference;
 mod notify;
 mod project;
 mod rates;
 mod routing;
 mod run;
+mod shadow;
 mod sources;
 mod verify;
 mod workers;
@@ -53,6 +58,11 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     sources::check(config, &mut problems);
     notify::check(config, &mut problems);
     gateway::check(config, &mut problems);
+    host::check(config, &mut problems);
+    explore::check(config, &mut problems);
+    shadow::check(config, &mut problems);
+    inference::check(config, &mut problems);
+    improve::check(config, &mut problems);
     problems
 }
 

@@ -22,7 +22,8 @@ pub(super) fn check(config: &Config, problems: &mut Vec<Problem>) {
             .into_iter()
             .filter_map(|role| role.written_in(rule).map(|chain| (role, chain)))
             .collect();
-        if written.is_empty() {
+        // A rule may only switch the explore phase (`explore = false`) and route nothing.
+        if written.is_empty() && rule.explore.is_none() {
             problems.push(problem(
                 &["routing", "rules", &index, "name"],
                 format!(

@@ -8,6 +8,8 @@
 pub(crate) mod release;
 mod sync;
 
+pub(crate) use sync::current_hold as current_merge_hold;
+
 use std::time::Instant;
 
 use super::ending::{Ending, Outcome, Stop};

@@ -6,6 +6,8 @@
 mod ci;
 mod merge;
 
+pub(crate) use merge::current_hold;
+
 use super::release::{ReleaseAction, ReleaseError, action, event, transition};
 use crate::clock::now_ms;
 use crate::github::model::PullRequest;

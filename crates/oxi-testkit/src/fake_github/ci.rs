@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::{Inner, git, json_response, query_param};
+use super::{Inner, complete_check_run, git, json_response, query_param, repository_json};
 
 /// The CI endpoints; `None` for any other request.
 pub(super) fn route(
@@ -27,7 +27,10 @@ pub(super) fn route(
     let cap = state.page_size_cap;
     match what {
         "check-runs" => {
-            let runs = for_commit(state, &state.check_runs, sha);
+            let mut runs = for_commit(state, &state.check_runs, sha);
+            for run in &mut runs {
+                complete_check_run(&state.repo, sha, run);
+            }
             let total = runs.len();
             let (page, next) = page_of(query, runs, cap);
             Some(with_next(
@@ -57,7 +60,7 @@ pub(super) fn route(
                         "state": combined, "sha": sha, "total_count": total, "statuses": page,
                         "commit_url": format!("https://api.github.com/repos/{}/commits/{sha}", state.repo),
                         "url": format!("https://api.github.com/repos/{}/commits/{sha}/status", state.repo),
-                        "repository": { "id": 1, "full_name": state.repo },
+                        "repository": repository_json(&state.repo, true),
                     }),
                 ),
                 base_url,

@@ -8,8 +8,10 @@
 
 mod answers;
 mod ci;
+mod discovery;
 
 pub use answers::RepoSettings;
+pub use discovery::{FakeRelease, FakeRepository};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -113,6 +115,7 @@ struct Inner {
     /// What [`answers`] and [`ci`] keep.
     more: answers::More,
     issues: crate::fake_github_issues::FakeIssues,
+    discovery: discovery::Discovery,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -164,6 +167,7 @@ impl FakeGithub {
             push_permission: true,
             more: answers::More::default(),
             issues: Default::default(),
+            discovery: Default::default(),
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -303,7 +307,7 @@ fn pull_json(repo: &str, p: &Pull, bare: Option<&std::path::Path>) -> Value {
         bare.and_then(|b| git(b, &["rev-parse", &format!("refs/heads/{branch}")]))
             .unwrap_or_else(|| "0".repeat(40))
     };
-    json!({
+    let mut pull = json!({
         "url": format!("https://api.github.com/repos/{repo}/pulls/{}", p.number),
         "html_url": format!("https://github.com/{repo}/pull/{}", p.number),
         "id": p.number * 1000,
@@ -320,7 +324,9 @@ fn pull_json(repo: &str, p: &Pull, bare: Option<&std::path::Path>) -> Value {
         "labels": p.labels.iter().map(|l| json!({ "name": l, "color": "ededed" })).collect::<Vec<_>>(),
         "head": { "ref": p.head, "sha": sha(&p.head), "label": format!("{}:{}", repo.split('/').next().unwrap_or(""), p.head) },
         "base": { "ref": p.base, "sha": sha(&p.base) },
-    })
+    });
+    complete_pull(repo, &mut pull);
+    pull
 }
 
 pub(crate) fn json_response(status: StatusCode, body: Value) -> Response {
@@ -473,6 +479,9 @@ fn answer(
             json!({ "login": "oxi-bot", "id": 1, "type": "User" }),
         );
     }
+    if let Some(response) = discovery::route(&state, &method, &path, &query) {
+        return response;
+    }
     if let Some(response) = answers::moved(&state, &base_url, &path) {
         return response;
     }
@@ -517,10 +526,7 @@ fn answer(
     }
     match (method.as_str(), parts.as_slice()) {
         ("GET", []) => {
-            let mut repository = json!({
-                "id": 1, "full_name": repo, "private": true, "default_branch": "main",
-                "permissions": { "admin": false, "maintain": false, "push": state.push_permission, "triage": true, "pull": true },
-            });
+            let mut repository = repository_json(&repo, state.push_permission);
             answers::merge_settings(&state, &mut repository);
             json_response(StatusCode::OK, repository)
         }
@@ -610,12 +616,25 @@ fn answer(
                 }
                 ("GET", ["files"]) => {
                     let range = format!("refs/heads/{}...refs/heads/{}", pull.base, pull.head);
+                    let head_sha = git(&bare, &["rev-parse", &format!("refs/heads/{}", pull.head)])
+                        .unwrap_or_default();
                     let listing =
                         git(&bare, &["diff", "--name-status", "-M", &range]).unwrap_or_default();
-                    let files = answers::pull_files(&listing);
+                    let mut files = answers::pull_files(&listing);
+                    for file in &mut files {
+                        let name = file["filename"].as_str().unwrap_or("").to_owned();
+                        let status = file["status"].as_str().unwrap_or("modified").to_owned();
+                        add_missing(file, diff_entry(&repo, &head_sha, &name, &status));
+                    }
                     paginate(&base_url, &path, &query, files, cap)
                 }
-                ("GET", ["reviews"]) => paginate(&base_url, &path, &query, reviews, cap),
+                ("GET", ["reviews"]) => {
+                    let mut reviews = reviews;
+                    for review in &mut reviews {
+                        complete_review(&repo, number, review);
+                    }
+                    paginate(&base_url, &path, &query, reviews, cap)
+                }
                 ("PUT", ["merge"]) => {
                     let method = body["merge_method"].as_str().unwrap_or("merge").to_owned();
                     if let Some(refusal) = answers::merge_refused(&state.more, &method) {
@@ -670,11 +689,7 @@ fn answer(
                     pull.labels.push(name.to_owned());
                 }
             }
-            let labels: Vec<Value> = pull
-                .labels
-                .iter()
-                .map(|l| json!({ "name": l, "color": "ededed" }))
-                .collect();
+            let labels: Vec<Value> = pull.labels.iter().map(|l| label_json(&repo, l)).collect();
             json_response(StatusCode::OK, Value::Array(labels))
         }
         ("DELETE", ["git", "refs", "heads", branch @ ..]) => {
@@ -691,5 +706,230 @@ fn answer(
             }
         }
         _ => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+// GitHub's answers carry many fields oxi never reads. The REST description requires them, and
+// the contract tests (`src/github/contract.rs` in oxi) hold the fake's answers to it, so the
+// helpers below complete each answer with the documented required fields.
+
+const FAKE_TIME: &str = "2026-11-21T12:00:00Z";
+
+/// Adds to the object `target` each field of `fields` it does not have yet.
+fn add_missing(target: &mut Value, fields: Value) {
+    if let (Some(target), Value::Object(fields)) = (target.as_object_mut(), fields) {
+        for (key, value) in fields {
+            target.entry(key).or_insert(value);
+        }
+    }
+}
+
+pub(crate) fn user_json(login: &str, id: u64) -> Value {
+    let url = format!("https://api.github.com/users/{login}");
+    json!({
+        "login": login, "id": id, "node_id": format!("U_fake{id}"), "type": "User",
+        "site_admin": false, "gravatar_id": "",
+        "avatar_url": format!("https://avatars.githubusercontent.com/u/{id}"),
+        "url": url, "html_url": format!("https://github.com/{login}"),
+        "events_url": format!("{url}/events{{/privacy}}"),
+        "followers_url": format!("{url}/followers"),
+        "following_url": format!("{url}/following{{/other_user}}"),
+        "gists_url": format!("{url}/gists{{/gist_id}}"),
+        "organizations_url": format!("{url}/orgs"),
+        "received_events_url": format!("{url}/received_events"),
+        "repos_url": format!("{url}/repos"),
+        "starred_url": format!("{url}/starred{{/owner}}{{/repo}}"),
+        "subscriptions_url": format!("{url}/subscriptions"),
+    })
+}
+
+/// A `full-repository` (what `GET /repos/{owner}/{repo}` answers; also a valid `repository`,
+/// what a pull request's head and base carry).
+pub(super) fn repository_json(repo: &str, push: bool) -> Value {
+    let (owner, name) = repo.split_once('/').unwrap_or((repo, repo));
+    let api = format!("https://api.github.com/repos/{repo}");
+    let mut value = json!({
+        "id": 1, "node_id": "R_fake1", "name": name, "full_name": repo,
+        "owner": user_json(owner, 2), "private": true, "visibility": "private",
+        "description": Value::Null, "fork": false, "homepage": Value::Null,
+        "language": Value::Null, "mirror_url": Value::Null, "license": Value::Null,
+        "permissions": { "admin": false, "maintain": false, "push": push, "triage": true, "pull": true },
+    });
+    add_missing(
+        &mut value,
+        json!({
+            "html_url": format!("https://github.com/{repo}"),
+            "clone_url": format!("https://github.com/{repo}.git"),
+            "git_url": format!("git://github.com/{repo}.git"),
+            "ssh_url": format!("git@github.com:{repo}.git"),
+            "svn_url": format!("https://github.com/{repo}"),
+            "default_branch": "main", "archived": false, "disabled": false,
+            "has_issues": true, "has_projects": true, "has_wiki": true, "has_pages": false,
+            "has_downloads": true, "has_discussions": false,
+            "forks": 0, "forks_count": 0, "open_issues": 0, "open_issues_count": 0, "size": 0,
+            "stargazers_count": 0, "watchers": 0, "watchers_count": 0, "network_count": 0,
+            "subscribers_count": 0,
+            "pushed_at": FAKE_TIME, "created_at": FAKE_TIME, "updated_at": FAKE_TIME,
+        }),
+    );
+    for (key, rest) in [
+        ("url", ""),
+        ("archive_url", "/{archive_format}{/ref}"),
+        ("assignees_url", "/assignees{/user}"),
+        ("blobs_url", "/git/blobs{/sha}"),
+        ("branches_url", "/branches{/branch}"),
+        ("collaborators_url", "/collaborators{/collaborator}"),
+        ("comments_url", "/comments{/number}"),
+        ("commits_url", "/commits{/sha}"),
+        ("compare_url", "/compare/{base}...{head}"),
+        ("contents_url", "/contents/{+path}"),
+        ("contributors_url", "/contributors"),
+        ("deployments_url", "/deployments"),
+        ("downloads_url", "/downloads"),
+        ("events_url", "/events"),
+        ("forks_url", "/forks"),
+        ("git_commits_url", "/git/commits{/sha}"),
+        ("git_refs_url", "/git/refs{/sha}"),
+        ("git_tags_url", "/git/tags{/sha}"),
+        ("hooks_url", "/hooks"),
+        ("issue_comment_url", "/issues/comments{/number}"),
+        ("issue_events_url", "/issues/events{/number}"),
+        ("issues_url", "/issues{/number}"),
+        ("keys_url", "/keys{/key_id}"),
+        ("labels_url", "/labels{/name}"),
+        ("languages_url", "/languages"),
+        ("merges_url", "/merges"),
+        ("milestones_url", "/milestones{/number}"),
+        (
+            "notifications_url",
+            "/notifications{?since,all,participating}",
+        ),
+        ("pulls_url", "/pulls{/number}"),
+        ("releases_url", "/releases{/id}"),
+        ("stargazers_url", "/stargazers"),
+        ("statuses_url", "/statuses/{sha}"),
+        ("subscribers_url", "/subscribers"),
+        ("subscription_url", "/subscription"),
+        ("tags_url", "/tags"),
+        ("teams_url", "/teams"),
+        ("trees_url", "/git/trees{/sha}"),
+    ] {
+        value[key] = Value::from(format!("{api}{rest}"));
+    }
+    value
+}
+
+fn label_json(repo: &str, name: &str) -> Value {
+    json!({
+        "id": 1, "node_id": format!("LA_fake_{name}"), "name": name, "color": "ededed",
+        "description": Value::Null, "default": false,
+        "url": format!("https://api.github.com/repos/{repo}/labels/{name}"),
+    })
+}
+
+/// The fields of a `pull-request` the fake does not track, added to `pull`.
+fn complete_pull(repo: &str, pull: &mut Value) {
+    let number = pull["number"].as_u64().unwrap_or(0);
+    let api = format!("https://api.github.com/repos/{repo}");
+    let html = format!("https://github.com/{repo}/pull/{number}");
+    let fields = json!({
+        "diff_url": format!("{html}.diff"), "patch_url": format!("{html}.patch"),
+        "issue_url": format!("{api}/issues/{number}"),
+        "commits_url": format!("{api}/pulls/{number}/commits"),
+        "review_comments_url": format!("{api}/pulls/{number}/comments"),
+        "review_comment_url": format!("{api}/pulls/comments{{/number}}"),
+        "comments_url": format!("{api}/issues/{number}/comments"),
+        "statuses_url": format!("{api}/statuses/{}", pull["head"]["sha"].as_str().unwrap_or("")),
+        "_links": {
+            "self": { "href": format!("{api}/pulls/{number}") },
+            "html": { "href": html },
+            "issue": { "href": format!("{api}/issues/{number}") },
+            "comments": { "href": format!("{api}/issues/{number}/comments") },
+            "review_comments": { "href": format!("{api}/pulls/{number}/comments") },
+            "review_comment": { "href": format!("{api}/pulls/comments{{/number}}") },
+            "commits": { "href": format!("{api}/pulls/{number}/commits") },
+            "statuses": { "href": format!("{api}/statuses/{}", pull["head"]["sha"].as_str().unwrap_or("")) },
+        },
+    });
+    add_missing(pull, fields);
+    pull["user"] = user_json("oxi-bot", 1);
+    let fields = json!({
+        "assignee": Value::Null, "assignees": [], "requested_reviewers": [], "requested_teams": [],
+        "milestone": Value::Null, "auto_merge": Value::Null, "active_lock_reason": Value::Null,
+        "author_association": "OWNER",
+        "created_at": FAKE_TIME, "updated_at": FAKE_TIME,
+        "closed_at": if pull["state"] == "closed" { Value::from(FAKE_TIME) } else { Value::Null },
+        "merge_commit_sha": Value::Null, "merged_by": Value::Null,
+        "mergeable": Value::Null, "rebaseable": Value::Null, "mergeable_state": "unknown",
+        "maintainer_can_modify": false,
+        "comments": 0, "review_comments": 0, "commits": 1, "additions": 1, "deletions": 0,
+        "changed_files": 1,
+    });
+    add_missing(pull, fields);
+    let owner = repo.split('/').next().unwrap_or("");
+    for side in ["head", "base"] {
+        let branch = pull[side]["ref"].as_str().unwrap_or("").to_owned();
+        pull[side]["label"] = Value::from(format!("{owner}:{branch}"));
+        pull[side]["user"] = user_json(owner, 2);
+        pull[side]["repo"] = repository_json(repo, true);
+    }
+    if let Some(labels) = pull["labels"].as_array_mut() {
+        for label in labels {
+            let name = label["name"].as_str().unwrap_or("").to_owned();
+            *label = label_json(repo, &name);
+        }
+    }
+}
+
+/// A `diff-entry` of a pull request's files.
+fn diff_entry(repo: &str, head_sha: &str, name: &str, status: &str) -> Value {
+    json!({
+        "sha": "0".repeat(40), "filename": name, "status": status,
+        "additions": 1, "deletions": 0, "changes": 1,
+        "blob_url": format!("https://github.com/{repo}/blob/{head_sha}/{name}"),
+        "raw_url": format!("https://github.com/{repo}/raw/{head_sha}/{name}"),
+        "contents_url": format!("https://api.github.com/repos/{repo}/contents/{name}?ref={head_sha}"),
+    })
+}
+
+/// The fields of a `pull-request-review` the fake does not track, added to `review`.
+fn complete_review(repo: &str, number: u64, review: &mut Value) {
+    let html = format!("https://github.com/{repo}/pull/{number}");
+    let fields = json!({
+        "node_id": "PRR_fake1", "commit_id": "0".repeat(40),
+        "html_url": format!("{html}#pullrequestreview-1"),
+        "pull_request_url": format!("https://api.github.com/repos/{repo}/pulls/{number}"),
+        "_links": {
+            "html": { "href": format!("{html}#pullrequestreview-1") },
+            "pull_request": { "href": format!("https://api.github.com/repos/{repo}/pulls/{number}") },
+        },
+        "author_association": "COLLABORATOR",
+    });
+    add_missing(review, fields);
+    let login = review["user"]["login"]
+        .as_str()
+        .unwrap_or("maintainer")
+        .to_owned();
+    review["user"] = user_json(&login, 3);
+}
+
+/// The fields of a `check-run` the fake does not track, added to `run`.
+pub(super) fn complete_check_run(repo: &str, sha: &str, run: &mut Value) {
+    let fields = json!({
+        "node_id": "CR_fake1", "head_sha": sha, "external_id": "",
+        "url": format!("https://api.github.com/repos/{repo}/check-runs/1"),
+        "html_url": format!("https://github.com/{repo}/runs/1"),
+        "details_url": format!("https://github.com/{repo}/runs/1"),
+        "started_at": FAKE_TIME, "completed_at": FAKE_TIME,
+        "check_suite": { "id": 1 }, "app": Value::Null, "pull_requests": [],
+    });
+    add_missing(run, fields);
+    if let Some(output) = run["output"].as_object_mut() {
+        output.entry("annotations_count").or_insert(Value::from(0));
+        output
+            .entry("annotations_url")
+            .or_insert(Value::from(format!(
+                "https://api.github.com/repos/{repo}/check-runs/1/annotations"
+            )));
     }
 }

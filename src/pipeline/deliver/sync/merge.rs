@@ -12,10 +12,12 @@ use crate::ledger::events::{GithubError as GithubErrorEvent, MergedBy, PrMerged}
 use crate::ledger::{ApprovalKind, Event, Ledger, LedgerError, TaskRow, TaskState};
 
 /// A merge GitHub refused on a head, until a newer approval.
-struct Hold {
-    sha: String,
-    at_ms: i64,
-    reason: String,
+pub(crate) struct Hold {
+    /// The head GitHub refused to merge.
+    pub(crate) sha: String,
+    pub(crate) at_ms: i64,
+    /// GitHub's answer.
+    pub(crate) reason: String,
 }
 
 fn hold_key(number: u64) -> String {
@@ -31,6 +33,26 @@ fn read_hold(ledger: &Ledger, number: u64) -> Result<Option<Hold>, LedgerError> 
             reason: parts.next()?.to_owned(),
         })
     }))
+}
+
+/// The hold on `task`'s pull request that still stands (what `oxi status` and `oxi show`
+/// print): the task is delivered and no merge approval came after GitHub's refusal.
+pub(crate) fn current_hold(ledger: &Ledger, task: &TaskRow) -> Result<Option<Hold>, LedgerError> {
+    let Some(number) = task
+        .pr_number
+        .filter(|_| task.state == TaskState::Delivered)
+    else {
+        return Ok(None);
+    };
+    let Some(hold) = read_hold(ledger, number)? else {
+        return Ok(None);
+    };
+    let approved_since = ledger
+        .read()
+        .approvals_for(&task.spec.id)?
+        .iter()
+        .any(|a| a.kind == Some(ApprovalKind::Merge) && a.at_ms > hold.at_ms);
+    Ok((!approved_since).then_some(hold))
 }
 
 /// What one merge attempt came to.

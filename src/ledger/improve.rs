@@ -1,0 +1,408 @@
+//! Auto-improve in the ledger (migration 0016): scans, the candidates they found, the
+//! proposals staged from them, the operator's verdicts, the sources that failed, and the
+//! pause switch. The rules live in `crate::improve`; this is storage only.
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use super::{Queries, Result};
+
+/// A candidate as a source found it.
+#[derive(Debug, Clone)]
+pub struct NewCandidate<'a> {
+    pub source_kind: &'a str,
+    pub source_name: &'a str,
+    pub url: &'a str,
+    pub title: &'a str,
+    pub summary: &'a str,
+    pub target: &'a str,
+    pub published_at_ms: Option<i64>,
+    pub at_ms: i64,
+}
+
+/// A stored candidate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CandidateRow {
+    pub id: i64,
+    pub source_kind: String,
+    pub source_name: String,
+    pub url: String,
+    pub title: String,
+    pub summary: String,
+    pub target: String,
+    pub published_at_ms: Option<i64>,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+}
+
+/// A scan, finished or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScanRow {
+    pub id: i64,
+    pub day: String,
+    pub started_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+    pub candidates: i64,
+    pub proposed: i64,
+    pub failed_sources: i64,
+    pub ranking: String,
+}
+
+/// How a scan ended.
+#[derive(Debug, Clone)]
+pub struct ScanEnd<'a> {
+    pub candidates: i64,
+    pub proposed: i64,
+    pub failed_sources: i64,
+    pub ranking: &'a str,
+    pub at_ms: i64,
+}
+
+/// A proposal to stage.
+#[derive(Debug, Clone)]
+pub struct NewProposal<'a> {
+    pub scan_id: i64,
+    pub candidate_id: i64,
+    pub rank: i64,
+    pub score: f64,
+    pub tier: u8,
+    pub title: &'a str,
+    pub body: &'a str,
+    pub at_ms: i64,
+}
+
+/// A proposal with what it came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProposalRow {
+    pub id: i64,
+    pub scan_id: i64,
+    pub rank: i64,
+    pub score: f64,
+    pub tier: i64,
+    pub title: String,
+    pub body: String,
+    pub status: String,
+    pub task_id: Option<String>,
+    pub source_kind: String,
+    pub source_name: String,
+    pub url: String,
+    pub created_at_ms: i64,
+}
+
+/// A source that failed during a scan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SourceFailureRow {
+    pub scan_id: i64,
+    pub source_kind: String,
+    pub source_name: String,
+    pub cause: String,
+    pub at_ms: i64,
+}
+
+const PROPOSAL_COLUMNS: &str = "p.id, p.scan_id, p.rank, p.score, p.tier, p.title, p.body,
+    p.status, p.task_id, c.source_kind, c.source_name, c.url, p.created_at_ms";
+
+fn proposal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProposalRow> {
+    Ok(ProposalRow {
+        id: r.get(0)?,
+        scan_id: r.get(1)?,
+        rank: r.get(2)?,
+        score: r.get(3)?,
+        tier: r.get(4)?,
+        title: r.get(5)?,
+        body: r.get(6)?,
+        status: r.get(7)?,
+        task_id: r.get(8)?,
+        source_kind: r.get(9)?,
+        source_name: r.get(10)?,
+        url: r.get(11)?,
+        created_at_ms: r.get(12)?,
+    })
+}
+
+fn scan_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ScanRow> {
+    Ok(ScanRow {
+        id: r.get(0)?,
+        day: r.get(1)?,
+        started_at_ms: r.get(2)?,
+        finished_at_ms: r.get(3)?,
+        candidates: r.get(4)?,
+        proposed: r.get(5)?,
+        failed_sources: r.get(6)?,
+        ranking: r.get(7)?,
+    })
+}
+
+const SCAN_COLUMNS: &str =
+    "id, day, started_at_ms, finished_at_ms, candidates, proposed, failed_sources, ranking";
+
+impl Queries<'_> {
+    pub(crate) fn begin_improve_scan(&self, day: &str, at_ms: i64) -> Result<i64> {
+        self.sqlite()?.execute(
+            "INSERT INTO improve_scans (day, started_at_ms) VALUES (?1, ?2)",
+            params![day, at_ms],
+        )?;
+        Ok(self.sqlite()?.last_insert_rowid())
+    }
+
+    pub(crate) fn finish_improve_scan(&self, id: i64, end: &ScanEnd<'_>) -> Result<()> {
+        self.sqlite()?.execute(
+            "UPDATE improve_scans SET finished_at_ms = ?2, candidates = ?3, proposed = ?4,
+                 failed_sources = ?5, ranking = ?6 WHERE id = ?1",
+            params![
+                id,
+                end.at_ms,
+                end.candidates,
+                end.proposed,
+                end.failed_sources,
+                end.ranking
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The finished scan of `day`, if one ran.
+    pub(crate) fn improve_scan_on(&self, day: &str) -> Result<Option<ScanRow>> {
+        Ok(self
+            .sqlite()?
+            .query_row(
+                &format!(
+                    "SELECT {SCAN_COLUMNS} FROM improve_scans
+                     WHERE day = ?1 AND finished_at_ms IS NOT NULL ORDER BY id DESC LIMIT 1"
+                ),
+                [day],
+                scan_row,
+            )
+            .optional()?)
+    }
+
+    /// The latest finished scan.
+    pub(crate) fn last_improve_scan(&self) -> Result<Option<ScanRow>> {
+        Ok(self
+            .sqlite()?
+            .query_row(
+                &format!(
+                    "SELECT {SCAN_COLUMNS} FROM improve_scans
+                     WHERE finished_at_ms IS NOT NULL ORDER BY id DESC LIMIT 1"
+                ),
+                [],
+                scan_row,
+            )
+            .optional()?)
+    }
+
+    /// Stores a candidate, or refreshes the one already found at its url; returns its id.
+    pub(crate) fn upsert_improve_candidate(&self, c: &NewCandidate<'_>) -> Result<i64> {
+        Ok(self.sqlite()?.query_row(
+            "INSERT INTO improve_candidates (source_kind, source_name, url, title, summary,
+                 target, published_at_ms, first_seen_ms, last_seen_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+             ON CONFLICT (source_kind, url) DO UPDATE SET
+                 title = excluded.title, summary = excluded.summary,
+                 last_seen_ms = excluded.last_seen_ms
+             RETURNING id",
+            params![
+                c.source_kind,
+                c.source_name,
+                c.url,
+                c.title,
+                c.summary,
+                c.target,
+                c.published_at_ms,
+                c.at_ms
+            ],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Candidates seen at or after `since_ms` that no proposal was made from yet.
+    pub(crate) fn unproposed_improve_candidates(&self, since_ms: i64) -> Result<Vec<CandidateRow>> {
+        let mut stmt = self.sqlite()?.prepare_cached(
+            "SELECT c.id, c.source_kind, c.source_name, c.url, c.title, c.summary, c.target,
+                    c.published_at_ms, c.first_seen_ms, c.last_seen_ms
+             FROM improve_candidates c
+             WHERE c.last_seen_ms >= ?1
+               AND NOT EXISTS (SELECT 1 FROM improve_proposals p WHERE p.candidate_id = c.id)
+             ORDER BY c.id",
+        )?;
+        let rows = stmt
+            .query_map([since_ms], |r| {
+                Ok(CandidateRow {
+                    id: r.get(0)?,
+                    source_kind: r.get(1)?,
+                    source_name: r.get(2)?,
+                    url: r.get(3)?,
+                    title: r.get(4)?,
+                    summary: r.get(5)?,
+                    target: r.get(6)?,
+                    published_at_ms: r.get(7)?,
+                    first_seen_ms: r.get(8)?,
+                    last_seen_ms: r.get(9)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    pub(crate) fn insert_improve_proposal(&self, p: &NewProposal<'_>) -> Result<i64> {
+        self.sqlite()?.execute(
+            "INSERT INTO improve_proposals (scan_id, candidate_id, rank, score, tier, title,
+                 body, created_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                p.scan_id,
+                p.candidate_id,
+                p.rank,
+                p.score,
+                p.tier,
+                p.title,
+                p.body,
+                p.at_ms
+            ],
+        )?;
+        Ok(self.sqlite()?.last_insert_rowid())
+    }
+
+    /// Proposals, newest scan first and best rank first; only `status` when given.
+    pub(crate) fn improve_proposals(&self, status: Option<&str>) -> Result<Vec<ProposalRow>> {
+        let mut stmt = self.sqlite()?.prepare_cached(&format!(
+            "SELECT {PROPOSAL_COLUMNS} FROM improve_proposals p
+             JOIN improve_candidates c ON c.id = p.candidate_id
+             WHERE ?1 IS NULL OR p.status = ?1
+             ORDER BY p.scan_id DESC, p.rank"
+        ))?;
+        let rows = stmt
+            .query_map([status], proposal_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    pub(crate) fn improve_proposal(&self, id: i64) -> Result<Option<ProposalRow>> {
+        Ok(self
+            .sqlite()?
+            .query_row(
+                &format!(
+                    "SELECT {PROPOSAL_COLUMNS} FROM improve_proposals p
+                     JOIN improve_candidates c ON c.id = p.candidate_id WHERE p.id = ?1"
+                ),
+                [id],
+                proposal_row,
+            )
+            .optional()?)
+    }
+
+    /// Records the operator's verdict on a proposal.
+    pub(crate) fn decide_improve_proposal(
+        &self,
+        id: i64,
+        verdict: &str,
+        task_id: Option<&str>,
+        actor: &str,
+        why: Option<&str>,
+        at_ms: i64,
+    ) -> Result<()> {
+        self.sqlite()?.execute(
+            "UPDATE improve_proposals SET status = ?2, task_id = ?3 WHERE id = ?1",
+            params![id, verdict, task_id],
+        )?;
+        self.sqlite()?.execute(
+            "INSERT INTO improve_verdicts (proposal_id, verdict, actor, why, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, verdict, actor, why, at_ms],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn record_improve_source_failure(&self, f: &SourceFailureRow) -> Result<()> {
+        self.sqlite()?.execute(
+            "INSERT INTO improve_source_failures (scan_id, source_kind, source_name, cause, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![f.scan_id, f.source_kind, f.source_name, f.cause, f.at_ms],
+        )?;
+        Ok(())
+    }
+
+    pub(crate) fn improve_source_failures(&self, scan_id: i64) -> Result<Vec<SourceFailureRow>> {
+        let mut stmt = self.sqlite()?.prepare_cached(
+            "SELECT scan_id, source_kind, source_name, cause, at_ms
+             FROM improve_source_failures WHERE scan_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt
+            .query_map([scan_id], |r| {
+                Ok(SourceFailureRow {
+                    scan_id: r.get(0)?,
+                    source_kind: r.get(1)?,
+                    source_name: r.get(2)?,
+                    cause: r.get(3)?,
+                    at_ms: r.get(4)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Proposal counts by status.
+    pub(crate) fn improve_proposal_counts(&self) -> Result<Vec<(String, i64)>> {
+        let mut stmt = self.sqlite()?.prepare_cached(
+            "SELECT status, COUNT(*) FROM improve_proposals GROUP BY status ORDER BY status",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Proposals emitted in `[from_ms, to_ms)`, and how many of them were accepted.
+    pub(crate) fn improve_window(&self, from_ms: i64, to_ms: i64) -> Result<(u64, u64)> {
+        let (emitted, accepted): (i64, i64) = self.sqlite()?.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(status = 'accepted'), 0) FROM improve_proposals
+             WHERE created_at_ms >= ?1 AND created_at_ms < ?2",
+            params![from_ms, to_ms],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((
+            u64::try_from(emitted).unwrap_or(0),
+            u64::try_from(accepted).unwrap_or(0),
+        ))
+    }
+
+    /// The last time the pause switch was released (`oxi improve unpause`), if ever.
+    pub(crate) fn improve_unpaused_at(&self) -> Result<Option<i64>> {
+        Ok(self
+            .sqlite()?
+            .query_row(
+                "SELECT MAX(at_ms) FROM improve_pauses WHERE paused = 0",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// The pause switch: `Some(reason)` while paused.
+    pub(crate) fn improve_paused(&self) -> Result<Option<String>> {
+        let latest: Option<(bool, String)> = self
+            .sqlite()?
+            .query_row(
+                "SELECT paused, reason FROM improve_pauses ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(latest.and_then(|(paused, reason)| paused.then_some(reason)))
+    }
+
+    pub(crate) fn set_improve_paused(
+        &self,
+        paused: bool,
+        reason: &str,
+        actor: &str,
+        at_ms: i64,
+    ) -> Result<()> {
+        self.sqlite()?.execute(
+            "INSERT INTO improve_pauses (paused, reason, actor, at_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![paused, reason, actor, at_ms],
+        )?;
+        Ok(())
+    }
+}
