@@ -14,11 +14,38 @@ use crate::ledger::migrate::{Migration, checksum};
 use crate::ledger::{LedgerError, Result};
 
 /// Every Postgres migration this binary knows, oldest first.
-pub(in crate::ledger) const PG_MIGRATIONS: &[Migration] = &[Migration {
-    version: 11,
-    name: "baseline",
-    sql: include_str!("migrations/0011_baseline.sql"),
-}];
+pub(in crate::ledger) const PG_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 11,
+        name: "baseline",
+        sql: include_str!("migrations/0011_baseline.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "hosts",
+        sql: include_str!("migrations/0012_hosts.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "plans",
+        sql: include_str!("migrations/0013_plans.sql"),
+    },
+    Migration {
+        version: 14,
+        name: "shadow_pairs",
+        sql: include_str!("migrations/0014_shadow_pairs.sql"),
+    },
+    Migration {
+        version: 15,
+        name: "worker_probes",
+        sql: include_str!("migrations/0015_worker_probes.sql"),
+    },
+    Migration {
+        version: 16,
+        name: "improve",
+        sql: include_str!("migrations/0016_improve.sql"),
+    },
+];
 
 /// The advisory lock key migrations hold (`oxi` + "mig" in ASCII, so no other user of advisory
 /// locks on the database is likely to pick it).
@@ -103,3 +130,4 @@ mod tests {
         assert_eq!(PG_MIGRATIONS.last().map(|m| m.version), sqlite_latest);
     }
 }
+
