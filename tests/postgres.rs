@@ -6,9 +6,10 @@
 //! Without PostgreSQL installed the PostgreSQL half skips, printing the command that enables
 //! it; under `CI=true` it fails instead.
 
+use oxi::budget::Caps;
 use oxi::ledger::{
-    Event, Killswitch, Ledger, LedgerError, MIGRATIONS, NewEvent, TaskSpec, TaskState, Transition,
-    TransitionFields,
+    ApprovalKind, Event, Killswitch, Ledger, LedgerError, MIGRATIONS, NewEvent, NewRun, RunEnd,
+    TaskSpec, TaskState, Transition, TransitionFields,
 };
 use oxi_testkit::pg::cluster_or_skip;
 
@@ -364,6 +365,433 @@ fn postgres_url_rules() {
     assert!(matches!(err, LedgerError::PgConnect { .. }), "{err}");
     // Functions not ported yet say so instead of touching anything.
     let ledger = Ledger::open_postgres(&url, None).unwrap();
-    let err = ledger.read().running_runs().unwrap_err();
+    let err = ledger.read().worker_blocks().unwrap_err();
     assert!(matches!(err, LedgerError::NotPorted(_)), "{err}");
+}
+
+// --- Runs and the claim ------------------------------------------------------------------
+
+fn new_run<'a>(id: &'a str, task: &'a str, reserve: i64) -> NewRun<'a> {
+    NewRun {
+        id,
+        task_id: Some(task),
+        attempt: 1,
+        role: "executor",
+        worker: "codex",
+        worker_kind: "codex",
+        model: Some("gpt-5"),
+        run_dir: "/tmp/runs/r",
+        worktree: Some("/tmp/wt"),
+        branch: Some("oxi/t"),
+        started_at_ms: 1_000,
+        reserve_microusd: reserve,
+        day: "2026-11-30",
+        month: "2026-11",
+        actor: "oxi",
+        supervisor_pid: 4242,
+    }
+}
+
+#[test]
+fn runs_and_their_reservations_on_both_backends() {
+    on_both_backends("runs_round_trip", |ledger| {
+        ledger
+            .write(|q| {
+                q.insert_task(&spec("T1-1", 0), TaskState::Queued, 1)?;
+                q.begin_run(&new_run("r1", "T1-1", 1_000))?;
+                q.record_run_route("r1", "default")?;
+                q.begin_run(&new_run("r2", "T1-1", 700))
+            })
+            .unwrap();
+        let events = ledger.read().event_count().unwrap();
+        ledger
+            .write(|q| {
+                q.record_run_process("r1", 77, 5_000)?;
+                q.renew_run("r1", 9_000, 300)?;
+                q.raise_reservation("r1", 2_000)?;
+                // Never lowered.
+                q.raise_reservation("r1", 10)
+            })
+            .unwrap();
+        let gone = ledger.write(|q| q.record_run_process("nope", 1, 1));
+        assert!(matches!(gone, Err(LedgerError::Corrupt(_))), "{gone:?}");
+        let q = ledger.read();
+        let r1 = q.run("r1").unwrap().unwrap();
+        assert_eq!((r1.pid, r1.pgid), (Some(77), Some(77)));
+        assert_eq!(r1.lease_expires_at_ms, Some(9_000));
+        assert_eq!(r1.cost_microusd, 300);
+        assert_eq!(r1.route.as_deref(), Some("default"));
+        assert_eq!((r1.status.as_str(), r1.attempt), ("running", 1));
+        assert_eq!(r1.supervisor_pid, Some(4242));
+        assert_eq!(q.run("r9").unwrap(), None);
+        let running: Vec<String> = q
+            .running_runs()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(running, ["r1", "r2"]);
+        assert_eq!(
+            q.live_reservation("r1").unwrap(),
+            Some(("2026-11-30".into(), "2026-11".into(), 2_000, 300))
+        );
+        let totals = q.spend_totals("2026-11-30", "2026-11").unwrap();
+        assert_eq!((totals.day_spent, totals.day_reserved), (300, 1_700 + 700));
+        assert_eq!(
+            totals,
+            q.spend_totals_by_scan("2026-11-30", "2026-11").unwrap()
+        );
+        assert_eq!(totals, q.admission_totals("2026-11-30", "2026-11").unwrap());
+
+        let end = RunEnd {
+            ended_at_ms: 20_000,
+            classification: "success",
+            exit_code: Some(0),
+            input_tokens: 10,
+            output_tokens: 5,
+            cost_microusd: 500,
+            cli_version: Some("1.2.3"),
+            retry_after_ms: Some(60_000),
+            ..RunEnd::default()
+        };
+        assert!(ledger.write(|q| q.finish_run("r1", &end)).unwrap());
+        // A second finish (the reaper after the runner, say) changes nothing.
+        assert!(!ledger.write(|q| q.finish_run("r1", &end)).unwrap());
+        let released = RunEnd {
+            ended_at_ms: 21_000,
+            classification: "reaped",
+            release: true,
+            ..RunEnd::default()
+        };
+        assert!(ledger.write(|q| q.finish_run("r2", &released)).unwrap());
+        let q = ledger.read();
+        let r1 = q.run("r1").unwrap().unwrap();
+        assert_eq!(r1.status, "finished");
+        assert_eq!((r1.exit_code, r1.ended_at_ms), (Some(0), Some(20_000)));
+        assert_eq!((r1.input_tokens, r1.output_tokens), (10, 5));
+        assert_eq!(r1.retry_after_ms, Some(60_000));
+        assert_eq!(r1.lease_expires_at_ms, None);
+        assert!(q.running_runs().unwrap().is_empty());
+        assert_eq!(q.live_reservation("r1").unwrap(), None);
+        let spend = q.spend_for_run("r1").unwrap().unwrap();
+        assert_eq!(
+            (
+                spend.status.as_str(),
+                spend.reserved_microusd,
+                spend.actual_microusd
+            ),
+            ("settled", 2_000, 500)
+        );
+        let spend = q.spend_for_run("r2").unwrap().unwrap();
+        assert_eq!(
+            (spend.status.as_str(), spend.actual_microusd),
+            ("released", 0)
+        );
+        assert_eq!(q.spend_for_run("r9").unwrap(), None);
+        let totals = q.spend_totals("2026-11-30", "2026-11").unwrap();
+        assert_eq!((totals.day_spent, totals.day_reserved), (500, 0));
+        assert_eq!(
+            totals,
+            q.spend_totals_by_scan("2026-11-30", "2026-11").unwrap()
+        );
+        // run_started twice before, then run_finished twice (not for the repeated finish).
+        assert_eq!(q.event_count().unwrap(), events + 2);
+    });
+}
+
+/// One claim as the runner's admission makes it, in one write: the candidate, the caps with
+/// the rollup rows held, the transition, the run and its reservation. `None`: the caps are
+/// full; `Some(false)`: another claimer holds or took the task.
+fn claim_one(ledger: &mut Ledger, task: &str, run_id: &str, caps: &Caps) -> Option<bool> {
+    ledger
+        .write(|q| {
+            let totals = q.admission_totals("2026-11-30", "2026-11")?;
+            if oxi::budget::admit(&totals, 100, caps).is_err() {
+                return Ok(None);
+            }
+            if !q.lock_claim_candidate(task, TaskState::Queued)? {
+                return Ok(Some(false));
+            }
+            q.transition_task(
+                task,
+                &Transition::by_oxi(TaskState::Queued, TaskState::Dispatched, "claimed"),
+                1_000,
+            )?;
+            q.begin_run(&new_run(run_id, task, 100))?;
+            Ok(Some(true))
+        })
+        .unwrap()
+}
+
+/// Two ledgers on one database (two sessions, as two hosts) claim the same 20 tasks in the
+/// same order at once: no task is claimed twice, and the cap (7 claims' worth) is filled
+/// exactly, never crossed.
+fn claim_race(open: impl Fn() -> Ledger + Sync) {
+    let mut setup = open();
+    setup
+        .write(|q| {
+            for i in 0..20 {
+                q.insert_task(&spec(&format!("T1-{i}"), i), TaskState::Queued, 1)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let caps = Caps {
+        job: 100,
+        daily: 700,
+        monthly: 10_000,
+        daily_limit: oxi::budget::Limit::DailyUsd,
+    };
+    let claimed: Vec<Vec<String>> = std::thread::scope(|s| {
+        let claimers: Vec<_> = ["a", "b"]
+            .into_iter()
+            .map(|host| {
+                let (open, caps) = (&open, &caps);
+                s.spawn(move || {
+                    let mut ledger = open();
+                    let mut mine = Vec::new();
+                    for i in 0..20 {
+                        let task = format!("T1-{i}");
+                        match claim_one(&mut ledger, &task, &format!("{host}-{i}"), caps) {
+                            None => break,
+                            Some(true) => mine.push(task),
+                            Some(false) => {}
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        claimers.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let mut all: Vec<&String> = claimed.iter().flatten().collect();
+    all.sort();
+    let total = all.len();
+    all.dedup();
+    assert_eq!(all.len(), total, "a task claimed twice: {claimed:?}");
+    assert_eq!(total, 7, "the cap holds exactly 7 claims: {claimed:?}");
+    let q = setup.read();
+    let totals = q.spend_totals("2026-11-30", "2026-11").unwrap();
+    assert_eq!(totals.day_reserved, 700);
+    assert_eq!(
+        totals,
+        q.spend_totals_by_scan("2026-11-30", "2026-11").unwrap()
+    );
+    let runs = q.running_runs().unwrap();
+    assert_eq!(runs.len(), 7);
+    let counts = q.task_counts().unwrap();
+    assert_eq!(counts.get(&TaskState::Dispatched), Some(&7));
+}
+
+#[test]
+fn two_claimers_never_take_one_task_twice_nor_cross_a_cap_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    claim_race(|| Ledger::open(&path).unwrap());
+    if let Some(url) = pg_url("claim_race") {
+        claim_race(|| Ledger::open_postgres(&url, None).unwrap());
+    }
+}
+
+#[test]
+fn postgres_claim_passes_over_a_task_another_host_is_claiming() {
+    let Some(url) = pg_url("claim_skip_locked") else {
+        return;
+    };
+    let mut ledger = Ledger::open_postgres(&url, None).unwrap();
+    ledger
+        .write(|q| q.insert_task(&spec("T1-1", 0), TaskState::Queued, 1))
+        .unwrap();
+    // Another host's claim holds the task's row in its open transaction.
+    let mut other = raw(&url);
+    let mut tx = other.transaction().unwrap();
+    tx.execute("SELECT 1 FROM tasks WHERE id = 'T1-1' FOR UPDATE", &[])
+        .unwrap();
+    // Passed over at once, not waited for (a wait would end in `Busy` after the lock timeout).
+    let taken = ledger.write(|q| q.lock_claim_candidate("T1-1", TaskState::Queued));
+    assert!(matches!(taken, Ok(false)), "{taken:?}");
+    tx.rollback().unwrap();
+    let free = ledger.write(|q| q.lock_claim_candidate("T1-1", TaskState::Queued));
+    assert!(matches!(free, Ok(true)), "{free:?}");
+    let moved = ledger.write(|q| q.lock_claim_candidate("T1-1", TaskState::Held));
+    assert!(matches!(moved, Ok(false)), "{moved:?}");
+}
+
+// --- The tick's reads and writes -------------------------------------------------------------
+
+fn finish(ledger: &mut Ledger, run: &str, classification: &str, cost: i64) {
+    let end = RunEnd {
+        ended_at_ms: 2_000,
+        classification,
+        cost_microusd: cost,
+        ..RunEnd::default()
+    };
+    assert!(ledger.write(|q| q.finish_run(run, &end)).unwrap());
+}
+
+#[test]
+fn task_counters_setters_and_deferrals_on_both_backends() {
+    on_both_backends("tick_setters", |ledger| {
+        ledger
+            .write(|q| {
+                q.insert_task(&spec("T1-1", 0), TaskState::Queued, 1)?;
+                q.count_attempt("T1-1", 10)?;
+                q.count_attempt("T1-1", 11)?;
+                q.count_worker_call("T1-1", 12)?;
+                q.set_task_branch("T1-1", "oxi/T1-1", "abc123")?;
+                q.set_task_pr("T1-1", 42, Some("https://example.test/pr/42"))?;
+                q.set_task_failure("T1-1", Some("tests failed"))
+            })
+            .unwrap();
+        let t = ledger.read().task("T1-1").unwrap().unwrap();
+        assert_eq!((t.attempts, t.worker_calls, t.updated_at_ms), (2, 3, 12));
+        assert_eq!(t.branch.as_deref(), Some("oxi/T1-1"));
+        assert_eq!(t.base_commit.as_deref(), Some("abc123"));
+        assert_eq!(t.pr_number, Some(42));
+        assert_eq!(t.pr_url.as_deref(), Some("https://example.test/pr/42"));
+        assert_eq!(t.last_failure.as_deref(), Some("tests failed"));
+
+        let events = ledger.read().event_count().unwrap();
+        ledger
+            .write(|q| {
+                q.reset_task_counters("T1-1", 20)?;
+                q.set_task_failure("T1-1", None)?;
+                q.defer_task("T1-1", "overlaps T1-2", 30)
+            })
+            .unwrap();
+        let t = ledger.read().task("T1-1").unwrap().unwrap();
+        assert_eq!((t.attempts, t.worker_calls), (0, 0));
+        assert_eq!(t.last_failure, None);
+        assert_eq!(t.last_deferred_at_ms, Some(30));
+        assert_eq!(ledger.read().event_count().unwrap(), events + 1);
+    });
+}
+
+#[test]
+fn cost_estimates_run_totals_and_verify_results_on_both_backends() {
+    on_both_backends("tick_costs", |ledger| {
+        ledger
+            .write(|q| q.insert_task(&spec("T1-1", 0), TaskState::Queued, 1))
+            .unwrap();
+        let ids: Vec<String> = (1..=12).map(|i| format!("r{i:02}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let mut run = new_run(id, "T1-1", 0);
+            run.started_at_ms = 1_000 + i as i64;
+            ledger.write(|q| q.begin_run(&run)).unwrap();
+        }
+        // Ten runs of 100..1000, one stopped at the cap (counted at the cap), one reaped (left out).
+        for (i, id) in ids.iter().take(10).enumerate() {
+            finish(ledger, id, "success", 100 * (i as i64 + 1));
+        }
+        finish(ledger, &ids[10], "budget_exceeded", 5_000);
+        finish(ledger, &ids[11], "reaped", 9_000);
+        let q = ledger.read();
+        assert_eq!(q.cost_p90("codex", "executor", 1_050).unwrap(), Some(1_000));
+        assert_eq!(q.cost_p90("codex", "executor", 950).unwrap(), Some(950));
+        assert_eq!(q.cost_p90("codex", "reviewer", 1_000).unwrap(), None);
+        let totals = q.task_run_totals().unwrap();
+        let t = &totals["T1-1"];
+        assert_eq!(t.cost_microusd, 5_500 + 5_000 + 9_000);
+        assert_eq!(t.last_worker.as_deref(), Some("codex"));
+        let runs: Vec<String> = q
+            .runs_for_task("T1-1")
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(runs, ids);
+        assert!(q.runs_for_task("T9-9").unwrap().is_empty());
+        assert!(q.last_attempt_paths("T1-1").unwrap().is_empty());
+        assert_eq!(q.delivered_commit("T1-1").unwrap(), None);
+
+        let record = |run_id: &'static str, name: &'static str, status: &'static str| {
+            oxi::ledger::VerifyRecord {
+                run_id,
+                task_id: Some("T1-1"),
+                tier: "tier1",
+                name,
+                status,
+                exit_code: Some(i32::from(status != "passed")),
+                duration_ms: 5,
+                log_path: None,
+                at_ms: 3_000,
+            }
+        };
+        ledger
+            .write(|q| {
+                q.insert_verify_result(&record("r01", "test", "failed"))?;
+                q.insert_verify_result(&record("r02", "test", "passed"))?;
+                q.insert_verify_result(&record("r02", "lint", "passed"))?;
+                q.insert_verify_result(&record("r03", "test", "passed"))
+            })
+            .unwrap();
+        let q = ledger.read();
+        assert!(q.last_runs_green(2).unwrap());
+        assert!(!q.last_runs_green(3).unwrap(), "r01 failed");
+        assert!(!q.last_runs_green(4).unwrap(), "only three runs verified");
+        assert!(!q.last_runs_green(0).unwrap());
+    });
+}
+
+#[test]
+fn approvals_on_both_backends() {
+    on_both_backends("tick_approvals", |ledger| {
+        ledger
+            .write(|q| {
+                q.insert_task(&spec("T1-1", 0), TaskState::Queued, 1)?;
+                q.begin_run(&new_run("r1", "T1-1", 0))?;
+                q.insert_approval("T1-1", ApprovalKind::OverEstimate, "ada", Some("ok"), 5)?;
+                q.mark_over_estimate_used("T1-1", "r1")?;
+                q.insert_approval("T1-1", ApprovalKind::OverEstimate, "bob", None, 6)
+            })
+            .unwrap();
+        let approvals = ledger.read().approvals_for("T1-1").unwrap();
+        let seen: Vec<(&str, Option<&str>, Option<&str>)> = approvals
+            .iter()
+            .map(|a| {
+                (
+                    a.approved_by.as_str(),
+                    a.note.as_deref(),
+                    a.used_by_run.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(seen, [("ada", Some("ok"), Some("r1")), ("bob", None, None)]);
+        assert!(
+            approvals
+                .iter()
+                .all(|a| a.kind == Some(ApprovalKind::OverEstimate) && a.task_id == "T1-1")
+        );
+        assert!(ledger.read().approvals_for("T9-9").unwrap().is_empty());
+    });
+}
+
+#[test]
+fn postgres_integrity_check_finds_a_disabled_trigger_and_a_drifted_rollup() {
+    let Some(url) = pg_url("integrity") else {
+        return;
+    };
+    let mut ledger = Ledger::open_postgres(&url, None).unwrap();
+    ledger
+        .write(|q| {
+            q.insert_task(&spec("T1-1", 0), TaskState::Queued, 1)?;
+            q.begin_run(&new_run("r1", "T1-1", 500))
+        })
+        .unwrap();
+    assert_eq!(ledger.integrity_check().unwrap(), Vec::<String>::new());
+    let mut db = raw(&url);
+    db.batch_execute(
+        "ALTER TABLE events DISABLE TRIGGER events_no_update;
+         DROP TRIGGER tasks_legal_transition ON tasks;
+         UPDATE spend_rollup SET held = held + 1 WHERE period = '2026-11';",
+    )
+    .unwrap();
+    assert_eq!(
+        ledger.integrity_check().unwrap(),
+        [
+            "trigger tasks_legal_transition on tasks is missing",
+            "trigger events_no_update on events is disabled",
+            "spend_rollup for 2026-11 differs from the reservations it sums",
+        ]
+    );
 }

@@ -365,10 +365,13 @@ impl Ledger {
         group.write(open_writer, f)
     }
 
-    /// `PRAGMA integrity_check`: `Ok(())` or the problems SQLite lists.
+    /// `PRAGMA integrity_check`: empty, or the problems SQLite lists. On Postgres, whose
+    /// server keeps its own pages consistent: the triggers the guarantees rest on are present
+    /// and enabled, and the spend rollup equals its sums (`pg::integrity_problems`).
     pub fn integrity_check(&self) -> Result<Vec<String>> {
-        let Backend::Sqlite { conn, .. } = &self.backend else {
-            return Err(LedgerError::NotPorted("Ledger::integrity_check".to_owned()));
+        let conn = match &self.backend {
+            Backend::Sqlite { conn, .. } => conn,
+            Backend::Pg(client) => return pg::integrity_problems(client),
         };
         let mut stmt = conn.prepare("PRAGMA integrity_check")?;
         let rows: Vec<String> = stmt

@@ -114,6 +114,67 @@ pub(in crate::ledger) fn schema_version(pg: super::Pg<'_>) -> Result<i64> {
     Ok(row.try_get(0)?)
 }
 
+/// The triggers the ledger's guarantees rest on: (table, trigger).
+const GUARD_TRIGGERS: &[(&str, &str)] = &[
+    ("tasks", "tasks_legal_transition"),
+    ("events", "events_no_update"),
+    ("events", "events_no_truncate"),
+    ("spend", "spend_rollup"),
+    ("gateway_calls", "gateway_calls_rollup_insert"),
+    ("gateway_calls", "gateway_calls_rollup_update"),
+];
+
+/// What `oxi doctor`'s integrity check means on Postgres. The server keeps its own pages
+/// consistent (there is no `PRAGMA integrity_check` to run), so this checks what oxi adds on
+/// top: each trigger that keeps the state machine, the append-only trail and the spend rollup
+/// is present and enabled (an operator's `ALTER TABLE … DISABLE TRIGGER` would silently drop a
+/// guarantee), and the rollup equals the sums it stands for. Empty: all holds.
+pub(in crate::ledger) fn integrity_problems(pg: super::Pg<'_>) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    for (table, trigger) in GUARD_TRIGGERS {
+        let enabled: Option<String> = super::query_opt(
+            pg,
+            "SELECT tgenabled::text FROM pg_trigger
+             WHERE tgrelid = to_regclass($1) AND tgname = $2",
+            &[table, trigger],
+        )?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+        match enabled.as_deref() {
+            None => problems.push(format!("trigger {trigger} on {table} is missing")),
+            Some("D") => problems.push(format!("trigger {trigger} on {table} is disabled")),
+            Some(_) => {}
+        }
+    }
+    // Every period a reservation or gateway call names, with the rollup's row beside the sums.
+    let drift = super::query(
+        pg,
+        "WITH money AS (
+             SELECT day, month, reserved_microusd AS r, actual_microusd AS a, status FROM spend
+             UNION ALL
+             SELECT day, month, reserved_microusd, actual_microusd, status FROM gateway_calls
+         ), sums AS (
+             SELECT period, SUM(a)::BIGINT AS spent, SUM(spend_held(status, r, a))::BIGINT AS held
+             FROM (SELECT day AS period, r, a, status FROM money
+                   UNION ALL SELECT month, r, a, status FROM money) AS p
+             GROUP BY period
+         )
+         SELECT COALESCE(s.period, r.period) FROM sums s
+         FULL JOIN spend_rollup r ON r.period = s.period
+         WHERE COALESCE(s.spent, 0) <> COALESCE(r.spent, 0)
+            OR COALESCE(s.held, 0) <> COALESCE(r.held, 0)
+         ORDER BY 1",
+        &[],
+    )?;
+    for row in drift {
+        let period: String = row.try_get(0)?;
+        problems.push(format!(
+            "spend_rollup for {period} differs from the reservations it sums"
+        ));
+    }
+    Ok(problems)
+}
+
 #[cfg(test)]
 mod tests {
     use super::PG_MIGRATIONS;
@@ -130,4 +191,3 @@ mod tests {
         assert_eq!(PG_MIGRATIONS.last().map(|m| m.version), sqlite_latest);
     }
 }
-

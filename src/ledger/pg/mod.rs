@@ -11,14 +11,18 @@
 
 mod migrate;
 mod queries;
+mod runs;
+mod tick;
 
 use std::cell::RefCell;
 
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Transaction};
 
-pub(super) use migrate::{migrate, schema_version};
+pub(super) use migrate::{integrity_problems, migrate, schema_version};
 pub(super) use queries::*;
+pub(super) use runs::*;
+pub(super) use tick::*;
 
 use super::{BUSY_TIMEOUT, LedgerError, Result};
 
