@@ -116,6 +116,9 @@ pub enum Command {
     /// and stage proposals a human accepts into the roadmap or rejects
     #[command(subcommand)]
     Improve(ImproveCommand),
+    /// Run an eval suite (docs/eval.md): each case in a fresh repository through the tick
+    /// pipeline in fast mode; success, calls and time per task, variance over repeats
+    Eval(EvalArgs),
 }
 
 #[derive(Debug, Args)]
@@ -287,6 +290,20 @@ pub struct ShowArgs {
     /// The task id, as `oxi tasks` shows it (any case)
     #[arg(value_name = "TASK")]
     pub task: String,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The suite: a directory of cases (each a directory with a case.toml) and its oxi.toml
+    /// (`--config FILE` runs the cases with another config)
+    #[arg(value_name = "SUITE")]
+    pub suite: PathBuf,
+    /// Route the executor role to this worker of the config
+    #[arg(long, value_name = "W")]
+    pub worker: Option<String>,
+    /// Run every case this many times (the variance figures need at least 2)
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub repeat: u32,
 }
 
 #[derive(Debug, Args)]

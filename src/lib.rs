@@ -11,6 +11,7 @@ pub mod config;
 pub mod confine;
 mod digest;
 mod doctor;
+pub mod eval;
 pub mod gateway;
 mod git;
 mod github;

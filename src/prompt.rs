@@ -11,6 +11,7 @@ use serde::Serialize;
 const EXECUTOR: &str = include_str!("../templates/executor.md.j2");
 const REVIEWER: &str = include_str!("../templates/reviewer.md.j2");
 const PLANNER: &str = include_str!("../templates/planner.md.j2");
+const RESUME: &str = include_str!("../templates/resume.md.j2");
 
 /// Longest goal (the brief's first sentence) a planned executor prompt carries.
 pub(crate) const GOAL_CLIP: usize = 300;
@@ -150,6 +151,12 @@ pub fn reviewer(ctx: &ReviewerPrompt<'_>) -> Result<String, PromptError> {
 
 pub(crate) fn planner(ctx: &PlannerPrompt<'_>) -> Result<String, PromptError> {
     render("planner.md.j2", PLANNER, ctx)
+}
+
+/// A retry's prompt when it continues the agent's session: the session holds the brief, so
+/// only the attempt, the new directory and the failure are sent.
+pub(crate) fn resume(ctx: &ExecutorPrompt<'_>) -> Result<String, PromptError> {
+    render("resume.md.j2", RESUME, ctx)
 }
 
 /// The acceptance commands of every tier, as a person would type them.

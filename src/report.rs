@@ -11,7 +11,11 @@ use crate::ledger::{EventKind, Ledger, LedgerError, Queries, RunFact};
 use crate::money::micro_to_usd;
 use crate::worker::{Classification, WorkerRole};
 
+mod failures;
+mod kpi;
 mod shadow;
+pub use failures::FailedTask;
+pub use kpi::ValueKpis;
 pub use shadow::{ShadowGroup, ShadowPairLine, ShadowReport};
 
 /// Median and 90th/95th percentiles of a sample.
@@ -126,6 +130,10 @@ pub struct Report {
     /// calls' (`triage`, `screen`, ...).
     pub spend_by_role_usd: BTreeMap<String, f64>,
     pub shadow: ShadowReport,
+    /// The external-value share and the cost per merged pull request.
+    pub value: ValueKpis,
+    /// Tasks that failed for good in the window, newest first, with their triage summaries.
+    pub failed_tasks: Vec<FailedTask>,
 }
 
 /// Parses `24h`, `7d`, `30d` or `all` into the window's start.
@@ -190,6 +198,8 @@ pub fn build(
         intervention: ratio(counts.interventions, worked),
     };
     let gates = gates(&config.config.kpi, &rates, &queue_wait, &counts);
+    let value = kpi::build(config, &tasks, &per_task, spend, counts.merged);
+    let gates = kpi::gated(gates, config, &value, &time_per_task, &calls_per_task);
     let current = q.spend_totals(
         &crate::clock::day_of(now_ms),
         &crate::clock::month_of(now_ms),
@@ -236,6 +246,8 @@ pub fn build(
         gateway_spend_usd: micro_to_usd(money.gateway),
         spend_by_role_usd: money.by_role,
         shadow: shadow::build(&q, from)?,
+        value,
+        failed_tasks: failures::build(&q, &tasks, from)?,
     })
 }
 
@@ -630,6 +642,7 @@ pub fn rows(r: &Report) -> Vec<(String, String, String)> {
     for (class, n) in &r.failure_taxonomy {
         rows.push(("outcomes".into(), class.clone(), n.to_string()));
     }
+    rows.extend(kpi::rows(&r.value));
     for g in &r.gates {
         rows.push((
             "gates".into(),
@@ -637,6 +650,7 @@ pub fn rows(r: &Report) -> Vec<(String, String, String)> {
             format!("{} (target {}) {}", num(g.value), g.target, g.verdict),
         ));
     }
+    rows.extend(failures::rows(&r.failed_tasks));
     rows.extend(shadow::rows(&r.shadow));
     rows
 }

@@ -3,16 +3,11 @@
 //! renamed repositories and files, commit statuses, late checks, lost answers to writes, GitHub
 //! Enterprise's GraphQL path).
 
-use std::path::PathBuf;
+use oxi::ledger::TaskState;
+use oxi_testkit::fake_github::{Fault, RepoSettings};
 
-use oxi::ledger::{Ledger, TaskState};
-use oxi_testkit::fake_github::{FakeGithub, Fault, RepoSettings};
-use serde_json::Value;
-
-use crate::support::{OxiToml, Sandbox, Worker, git};
-
-const TOKEN: &str = "ghp_faketokenfortests000000000000000000";
-const REPO: &str = "acme/widgets";
+use crate::support::Sandbox;
+use crate::support::release_world::{Setup, World};
 const BRANCH: &str = "oxi/t0-1-add-a-greeting-file";
 
 const ROADMAP: &str = "# Roadmap\n\n## Tier 0\n\n**T0-1 · Add a greeting file**\nCreate `hello.txt` saying hi.\n\n**T0-2 · Shout the greeting**\nChange `hello.txt` to HI.\n";
@@ -20,198 +15,14 @@ const ROADMAP: &str = "# Roadmap\n\n## Tier 0\n\n**T0-1 · Add a greeting file**
 /// Two tasks whose hints do not overlap (the fake worker writes hello.txt for both).
 const TWO_APART: &str = "# Roadmap\n\n## Tier 0\n\n**T0-1 · Add a greeting file**\nCreate `hello.txt` saying hi.\n\n**T0-3 · Write notes**\nCreate `notes.txt`.\n";
 
-struct World {
-    s: Sandbox,
-    bare: PathBuf,
-    _bare_dir: tempfile::TempDir,
-    github: FakeGithub,
-}
-
-struct Setup<'a> {
-    roadmap: &'a str,
-    run: &'a str,
-    github: &'a str,
-    enterprise: bool,
-}
-
-impl Default for Setup<'_> {
-    fn default() -> Self {
-        Self {
-            roadmap: ROADMAP,
-            run: "",
-            github: "",
-            enterprise: false,
-        }
-    }
-}
-
+/// The shared release world (tests/support/release_world.rs), with [`ROADMAP`] unless the test
+/// names another.
 async fn world(setup: Setup<'_>) -> World {
-    let s = Sandbox::git_repo();
-    let bare_dir = tempfile::tempdir().unwrap();
-    let bare = bare_dir.path().join("origin.git");
-    git(
-        bare_dir.path(),
-        &["init", "-q", "--bare", "-b", "main", "origin.git"],
-    );
-    s.write("roadmap.md", setup.roadmap);
-    s.write(".gitignore", ".oxi/\n");
-    let github = if setup.enterprise {
-        FakeGithub::start_enterprise(REPO, TOKEN, bare.clone()).await
-    } else {
-        FakeGithub::start(REPO, TOKEN, bare.clone()).await
-    }
-    .unwrap();
-    s.config(
-        &OxiToml::new()
-            .raw("[project]\nbase_branch = \"main\"\n")
-            .raw(&format!("[run]\nmode = \"release\"\n{}\n", setup.run))
-            .worker(Worker::fake("fake").scenario("edit"))
-            .worker(Worker::fake("critic").scenario("review:approve"))
-            .routing(&["fake"], &["critic"])
-            .raw("[verify]\ntier0 = [{ name = \"says hi\", argv = [\"grep\", \"-qix\", \"hi\", \"hello.txt\"], timeout = \"30s\" }]\n")
-            .raw(&format!(
-                "[github]\nrepo = \"{REPO}\"\napi_url = \"{}\"\ntoken_env = \"OXI_TEST_GH_TOKEN\"\nmax_rate_limit_wait = \"20s\"\nretry_backoff = \"50ms\"\n{}\n",
-                github.url(),
-                setup.github
-            )),
-    );
-    git(s.path(), &["add", "-A"]);
-    git(s.path(), &["commit", "-q", "-m", "oxi setup"]);
-    git(
-        s.path(),
-        &["remote", "add", "origin", bare.to_str().unwrap()],
-    );
-    git(s.path(), &["push", "-q", "origin", "main"]);
-    World {
-        s,
-        bare,
-        _bare_dir: bare_dir,
-        github,
-    }
-}
-
-struct Tick {
-    code: i32,
-    report: Value,
-    stderr: String,
-}
-
-impl Tick {
-    /// The release actions named `name`.
-    fn actions(&self, name: &str) -> Vec<Value> {
-        self.report["release"]
-            .as_array()
-            .map(|a| a.iter().filter(|x| x["action"] == name).cloned().collect())
-            .unwrap_or_default()
-    }
-}
-
-impl World {
-    async fn tick(&self) -> Tick {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_oxi"))
-            .args(["tick", "--format", "json"])
-            .current_dir(self.s.path())
-            .env("NO_COLOR", "1")
-            .env("OXI_TEST_GH_TOKEN", TOKEN)
-            .env_remove("GITHUB_TOKEN")
-            .env_remove("GH_TOKEN")
-            .output()
-            .await
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let report = serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("tick output is not JSON ({e}):\n{stdout}\n{stderr}"));
-        Tick {
-            code: out.status.code().unwrap_or(-1),
-            report,
-            stderr,
-        }
-    }
-
-    fn ledger(&self) -> Ledger {
-        Ledger::open_existing(&self.s.file(".oxi/ledger.db")).unwrap()
-    }
-
-    fn task(&self, id: &str) -> oxi::ledger::TaskRow {
-        self.ledger().read().task(id).unwrap().unwrap()
-    }
-
-    fn pr(&self, id: &str) -> u64 {
-        self.task(id).pr_number.unwrap()
-    }
-
-    fn events(&self, kind: &str) -> Vec<Value> {
-        let mut ledger = self.ledger();
-        let conn = ledger.raw_connection();
-        let mut stmt = conn
-            .prepare("SELECT data FROM events WHERE kind = ?1 ORDER BY id")
-            .unwrap();
-        stmt.query_map([kind], |r| r.get::<_, String>(0))
-            .unwrap()
-            .map(|d| serde_json::from_str(&d.unwrap()).unwrap())
-            .collect()
-    }
-
-    fn approve_merge(&self, id: &str) {
-        self.s.oxi(&["approve", id, "--merge"]).ok();
-    }
-
-    /// The commit `branch` points at on origin.
-    fn head(&self, branch: &str) -> String {
-        git(&self.bare, &["rev-parse", &format!("refs/heads/{branch}")])
-    }
-
-    fn bare_has(&self, branch: &str) -> bool {
-        std::process::Command::new("git")
-            .args([
-                "-C",
-                self.bare.to_str().unwrap(),
-                "rev-parse",
-                "--verify",
-                "--quiet",
-            ])
-            .arg(format!("refs/heads/{branch}"))
-            .output()
-            .unwrap()
-            .status
-            .success()
-    }
-
-    /// Someone else's branch on origin: `change` run in a clone of main, committed, pushed.
-    fn push_branch(&self, branch: &str, change: &[&[&str]]) {
-        let dir = tempfile::tempdir().unwrap();
-        let clone = dir.path().join("c");
-        git(
-            dir.path(),
-            &["clone", "-q", self.bare.to_str().unwrap(), "c"],
-        );
-        git(&clone, &["checkout", "-q", "-b", branch]);
-        for args in change {
-            if args[0] == "write" {
-                std::fs::write(clone.join(args[1]), args[2]).unwrap();
-            } else {
-                git(&clone, args);
-            }
-        }
-        git(&clone, &["add", "-A"]);
-        git(&clone, &["commit", "-q", "-m", "someone's change"]);
-        git(&clone, &["push", "-q", "origin", branch]);
-    }
-
-    fn requests(&self, method: &str, path_end: &str) -> usize {
-        self.github
-            .requests()
-            .iter()
-            .filter(|r| r.method == method && r.path.ends_with(path_end))
-            .count()
-    }
-
-    fn set_toml(&self, from: &str, to: &str) {
-        let config = self.s.read("oxi.toml");
-        assert!(config.contains(from), "{config}");
-        self.s.write("oxi.toml", config.replace(from, to));
-    }
+    World::start(Setup {
+        roadmap: Some(setup.roadmap.unwrap_or(ROADMAP)),
+        ..setup
+    })
+    .await
 }
 
 /// Item 1: GitHub Enterprise Server serves GraphQL at `/api/graphql`, not under `/api/v3`.
@@ -223,7 +34,7 @@ async fn on_github_enterprise_the_draft_is_marked_ready_through_api_graphql() {
     })
     .await;
     assert!(w.github.url().ends_with("/api/v3"));
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(
         w.task("T0-1").state,
         TaskState::Delivered,
@@ -232,7 +43,7 @@ async fn on_github_enterprise_the_draft_is_marked_ready_through_api_graphql() {
     );
     w.approve_merge("T0-1");
     w.github.set_check_run(BRANCH, "ci", "success", "green");
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(
         tick.actions("merged_by_oxi").len(),
         1,
@@ -251,12 +62,12 @@ async fn on_github_enterprise_the_draft_is_marked_ready_through_api_graphql() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_merge_holds_that_task_and_the_tick_goes_on() {
     let w = world(Setup {
-        roadmap: TWO_APART,
+        roadmap: Some(TWO_APART),
         run: "max_parallel_jobs = 2",
         ..Setup::default()
     })
     .await;
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     for id in ["T0-1", "T0-3"] {
         assert_eq!(w.task(id).state, TaskState::Delivered, "{:#}", tick.report);
         w.approve_merge(id);
@@ -274,7 +85,7 @@ async fn a_refused_merge_holds_that_task_and_the_tick_goes_on() {
         REFUSAL,
         1,
     ));
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(tick.code, 0, "{:#}\n{}", tick.report, tick.stderr);
     assert_eq!(w.task("T0-3").state, TaskState::Done, "{:#}", tick.report);
     assert_eq!(w.task("T0-1").state, TaskState::Delivered);
@@ -294,7 +105,7 @@ async fn a_refused_merge_holds_that_task_and_the_tick_goes_on() {
     );
     // Held: the next tick does not send the same merge again.
     let puts = w.requests("PUT", &format!("/pulls/{held}/merge"));
-    w.tick().await;
+    w.tick_full().await;
     assert_eq!(w.requests("PUT", &format!("/pulls/{held}/merge")), puts);
     assert_eq!(w.task("T0-1").state, TaskState::Delivered);
     // A person sees the hold, with GitHub's reason, in `oxi status` and `oxi show`.
@@ -329,7 +140,7 @@ async fn a_refused_merge_holds_that_task_and_the_tick_goes_on() {
     w.approve_merge("T0-1");
     let status = w.s.oxi(&["status", "--format", "json"]).json();
     assert_eq!(status["held_merges"], serde_json::json!([]), "{status:#}");
-    w.tick().await;
+    w.tick_full().await;
     assert_eq!(w.task("T0-1").state, TaskState::Done);
     w.github.shutdown().await;
 }
@@ -344,7 +155,7 @@ async fn the_merge_uses_a_method_the_repository_allows_and_survives_a_409() {
         allow_rebase_merge: false,
         ..RepoSettings::default()
     });
-    w.tick().await;
+    w.tick_full().await;
     w.approve_merge("T0-1");
     w.github.set_check_run(BRANCH, "ci", "success", "ok");
     w.github.add_fault(Fault::refused(
@@ -354,7 +165,7 @@ async fn the_merge_uses_a_method_the_repository_allows_and_survives_a_409() {
         "Head branch was modified. Review and try the merge again.",
         1,
     ));
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(
         w.task("T0-1").state,
         TaskState::Done,
@@ -375,7 +186,7 @@ async fn a_plan_without_drafts_gets_a_ready_pull_request() {
         drafts: false,
         ..RepoSettings::default()
     });
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(
         w.task("T0-1").state,
         TaskState::Delivered,
@@ -400,7 +211,7 @@ async fn a_secondary_rate_limit_waits_as_github_documents() {
         None,
         1,
     ));
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(
         w.task("T0-1").state,
         TaskState::DeliverPending,
@@ -422,7 +233,7 @@ async fn a_secondary_rate_limit_waits_as_github_documents() {
         Some(1),
         1,
     ));
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(
         w.task("T0-1").state,
         TaskState::Delivered,
@@ -436,7 +247,7 @@ async fn a_secondary_rate_limit_waits_as_github_documents() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renamed_file_in_an_open_pull_request_overlaps_by_its_old_name() {
     let w = world(Setup {
-        roadmap: "# Roadmap\n\n## Tier 0\n\n**T0-1 · Add a greeting file**\nCreate `hello.txt` saying hi; see `README.md`.\n",
+        roadmap: Some("# Roadmap\n\n## Tier 0\n\n**T0-1 · Add a greeting file**\nCreate `hello.txt` saying hi; see `README.md`.\n"),
         ..Setup::default()
     })
     .await;
@@ -444,7 +255,7 @@ async fn a_renamed_file_in_an_open_pull_request_overlaps_by_its_old_name() {
     let number = w
         .github
         .open_pull("oxi/rename-readme", "main", "Rename the readme", &["oxi"]);
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     let deferred = &tick.report["deferred"][0];
     assert_eq!(deferred["task_id"], "T0-1", "{:#}", tick.report);
     assert!(
@@ -468,7 +279,7 @@ async fn an_error_answer_to_a_list_is_reported_as_github_gave_it() {
         "Validation Failed",
         1,
     ));
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     let reason = tick.report["deferred"][0]["reason"].as_str().unwrap_or("");
     assert!(
         reason.contains("422") && reason.contains("Validation Failed"),
@@ -484,12 +295,12 @@ async fn an_error_answer_to_a_list_is_reported_as_github_gave_it() {
 async fn ci_reads_every_page_and_the_latest_run_of_each_check() {
     // A re-run that passed replaces the failure before it.
     let w = world(Setup::default()).await;
-    w.tick().await;
+    w.tick_full().await;
     w.approve_merge("T0-1");
     w.github.set_check_run(BRANCH, "unit", "failure", "flaky");
     w.github
         .set_check_run(BRANCH, "unit", "success", "re-run passed");
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(w.task("T0-1").state, TaskState::Done, "{:#}", tick.report);
     assert_eq!(w.events("ci_result")[0]["green"], true);
     w.github.shutdown().await;
@@ -497,11 +308,11 @@ async fn ci_reads_every_page_and_the_latest_run_of_each_check() {
     // A failure on the second page is seen.
     let w = world(Setup::default()).await;
     w.github.set_page_size(1);
-    w.tick().await;
+    w.tick_full().await;
     w.github.set_check_run(BRANCH, "lint", "success", "clean");
     w.github
         .set_check_run(BRANCH, "unit", "failure", "test_greeting failed");
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(tick.actions("follow_up_ci").len(), 1, "{:#}", tick.report);
     assert_eq!(w.events("ci_result")[0]["green"], false);
     w.github.shutdown().await;
@@ -511,11 +322,11 @@ async fn ci_reads_every_page_and_the_latest_run_of_each_check() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_statuses_count_as_ci() {
     let w = world(Setup::default()).await;
-    w.tick().await;
+    w.tick_full().await;
     w.approve_merge("T0-1");
     w.github
         .set_commit_status(BRANCH, "ci/jenkins", "pending", "build started");
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(
         w.task("T0-1").state,
         TaskState::Delivered,
@@ -525,7 +336,7 @@ async fn commit_statuses_count_as_ci() {
     assert!(w.events("ci_result").is_empty());
     w.github
         .set_commit_status(BRANCH, "ci/jenkins", "failure", "3 tests failed");
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(tick.actions("follow_up_ci").len(), 1, "{:#}", tick.report);
     let ci = w.events("ci_result");
     assert_eq!(ci[0]["green"], false);
@@ -537,19 +348,19 @@ async fn commit_statuses_count_as_ci() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_check_that_registers_late_is_awaited() {
     let w = world(Setup::default()).await;
-    w.tick().await;
+    w.tick_full().await;
     let first = w.head(BRANCH);
     w.github.set_check_run(&first, "lint", "success", "clean");
     w.github
         .set_check_run(&first, "unit", "failure", "expected HI");
     // Red: the follow-up runs in the same tick and pushes a new head.
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(tick.actions("follow_up_ci").len(), 1, "{:#}", tick.report);
     let second = w.head(BRANCH);
     assert_ne!(first, second);
     w.approve_merge("T0-1");
     w.github.set_check_run(&second, "lint", "success", "clean");
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(
         w.task("T0-1").state,
         TaskState::Delivered,
@@ -558,7 +369,7 @@ async fn a_check_that_registers_late_is_awaited() {
     );
     w.github
         .set_check_run(&second, "unit", "success", "all green");
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(w.task("T0-1").state, TaskState::Done, "{:#}", tick.report);
     w.github.shutdown().await;
 }
@@ -568,9 +379,9 @@ async fn a_check_that_registers_late_is_awaited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_any_ci_the_approved_merge_waits_for_checks_to_register_then_goes_ahead() {
     let w = world(Setup::default()).await;
-    w.tick().await;
+    w.tick_full().await;
     w.approve_merge("T0-1");
-    w.tick().await;
+    w.tick_full().await;
     assert_eq!(w.task("T0-1").state, TaskState::Delivered);
     // As if the head had been waiting for checks for a long time.
     let updated = w
@@ -579,7 +390,7 @@ async fn without_any_ci_the_approved_merge_waits_for_checks_to_register_then_goe
         .execute("UPDATE kv SET value = '0' WHERE key LIKE 'ci_wait:%'", [])
         .unwrap();
     assert_eq!(updated, 1);
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(w.task("T0-1").state, TaskState::Done, "{:#}", tick.report);
     w.github.shutdown().await;
 }
@@ -590,7 +401,7 @@ async fn a_write_whose_answer_was_lost_is_not_sent_twice() {
     let w = world(Setup::default()).await;
     w.github
         .add_fault_after_applying(Fault::status(Some("POST"), "/pulls", 502, 1));
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(
         w.task("T0-1").state,
         TaskState::Delivered,
@@ -605,7 +416,7 @@ async fn a_write_whose_answer_was_lost_is_not_sent_twice() {
     w.github.set_check_run(BRANCH, "ci", "success", "ok");
     w.github
         .add_fault_after_applying(Fault::status(Some("PUT"), "/merge", 502, 1));
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(
         w.task("T0-1").state,
         TaskState::Done,
@@ -622,7 +433,7 @@ async fn a_write_whose_answer_was_lost_is_not_sent_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_branch_github_refuses_to_delete_is_reported() {
     let w = world(Setup::default()).await;
-    w.tick().await;
+    w.tick_full().await;
     w.approve_merge("T0-1");
     w.github.set_check_run(BRANCH, "ci", "success", "ok");
     w.github.add_fault(Fault::refused(
@@ -632,7 +443,7 @@ async fn a_branch_github_refuses_to_delete_is_reported() {
         "Cannot delete this protected branch",
         1,
     ));
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(w.task("T0-1").state, TaskState::Done, "{:#}", tick.report);
     assert!(w.bare_has(BRANCH));
     let errors = w.events("github_error");
@@ -652,7 +463,7 @@ async fn a_branch_github_refuses_to_delete_is_reported() {
 async fn a_renamed_repository_is_reported_with_its_new_name() {
     let w = world(Setup::default()).await;
     w.github.rename_repo("acme/gadgets");
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(tick.code, 8, "{:#}\n{}", tick.report, tick.stderr);
     let blocked = tick.report["blocked"][0].as_str().unwrap();
     assert!(
@@ -660,7 +471,7 @@ async fn a_renamed_repository_is_reported_with_its_new_name() {
         "{blocked}"
     );
     w.set_toml("repo = \"acme/widgets\"", "repo = \"acme/gadgets\"");
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(
         w.task("T0-1").state,
         TaskState::Delivered,
@@ -680,7 +491,7 @@ async fn the_overlap_gate_counts_every_open_pull_request_unless_told_otherwise()
     let number = w
         .github
         .open_pull("feature/greet", "main", "A person's greeting", &[]);
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     let deferred = &tick.report["deferred"][0];
     assert_eq!(deferred["task_id"], "T0-1", "{:#}", tick.report);
     assert!(
@@ -692,14 +503,14 @@ async fn the_overlap_gate_counts_every_open_pull_request_unless_told_otherwise()
     );
     // Its files are read once while its head and base stay put.
     let listed = w.requests("GET", "/repos/acme/widgets/pulls");
-    w.tick().await;
+    w.tick_full().await;
     assert!(w.requests("GET", "/repos/acme/widgets/pulls") > listed);
     assert_eq!(w.requests("GET", &format!("/pulls/{number}/files")), 1);
     w.set_toml(
         "retry_backoff = \"50ms\"",
         "retry_backoff = \"50ms\"\noverlap_scope = \"oxi\"",
     );
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(
         tick.report["jobs"][0]["task_id"], "T0-1",
         "{:#}",

@@ -3,135 +3,26 @@
 
 use std::path::PathBuf;
 
-use oxi::ledger::{Ledger, TaskState};
-use oxi_testkit::fake_github::{FakeGithub, Fault};
+use oxi::ledger::TaskState;
+use oxi_testkit::fake_github::Fault;
 use serde_json::Value;
 
-use crate::support::{OxiToml, Sandbox, Worker, git};
-
-const TOKEN: &str = "ghp_faketokenfortests000000000000000000";
-const REPO: &str = "acme/widgets";
+use crate::support::release_world::{Setup, TOKEN, World};
+use crate::support::{Sandbox, git};
 
 const ROADMAP: &str = "# Roadmap\n\n## Tier 0\n\n**T0-1 · Add a greeting file**\nCreate `hello.txt` saying hi.\n\n**T0-2 · Shout the greeting**\nChange `hello.txt` to HI.\n";
 
-struct World {
-    s: Sandbox,
-    bare: PathBuf,
-    _bare_dir: tempfile::TempDir,
-    github: FakeGithub,
-}
-
+/// The shared release world (tests/support/release_world.rs) in `mode`, the executor its own
+/// reviewer, `extra` appended to `[github]`.
 async fn world(mode: &str, extra: &str) -> World {
-    let s = Sandbox::git_repo();
-    let bare_dir = tempfile::tempdir().unwrap();
-    let bare = bare_dir.path().join("origin.git");
-    git(
-        bare_dir.path(),
-        &["init", "-q", "--bare", "-b", "main", "origin.git"],
-    );
-    s.write("roadmap.md", ROADMAP);
-    s.write(".gitignore", ".oxi/\n");
-    let github = FakeGithub::start(REPO, TOKEN, bare.clone()).await.unwrap();
-    s.config(
-        &OxiToml::new()
-            .raw("[project]\nbase_branch = \"main\"\n")
-            .raw(&format!("[run]\nmode = \"{mode}\"\n"))
-            .worker(Worker::fake("fake").scenario("edit"))
-            .routing(&["fake"], &["fake"])
-            .raw("[verify]\ntier0 = [{ name = \"says hi\", argv = [\"grep\", \"-qix\", \"hi\", \"hello.txt\"], timeout = \"30s\" }]\n")
-            .raw(&format!(
-                "[github]\nrepo = \"{REPO}\"\napi_url = \"{}\"\ntoken_env = \"OXI_TEST_GH_TOKEN\"\nmax_rate_limit_wait = \"20s\"\nretry_backoff = \"50ms\"\n{extra}\n",
-                github.url()
-            )),
-    );
-    git(s.path(), &["add", "-A"]);
-    git(s.path(), &["commit", "-q", "-m", "oxi setup"]);
-    git(
-        s.path(),
-        &["remote", "add", "origin", bare.to_str().unwrap()],
-    );
-    git(s.path(), &["push", "-q", "origin", "main"]);
-    World {
-        s,
-        bare,
-        _bare_dir: bare_dir,
-        github,
-    }
-}
-
-struct Tick {
-    code: i32,
-    report: Value,
-    stderr: String,
-}
-
-impl World {
-    async fn tick_with_token(&self, token: &str) -> Tick {
-        self.tick_with(token, &[]).await
-    }
-
-    async fn tick_with(&self, token: &str, env: &[(&str, &str)]) -> Tick {
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_oxi"))
-            .args(["tick", "--format", "json"])
-            .current_dir(self.s.path())
-            .env("NO_COLOR", "1")
-            .env("OXI_TEST_GH_TOKEN", token)
-            .env_remove("GITHUB_TOKEN")
-            .env_remove("GH_TOKEN")
-            .envs(env.iter().copied())
-            .output()
-            .await
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let report = serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("tick output is not JSON ({e}):\n{stdout}\n{stderr}"));
-        Tick {
-            code: out.status.code().unwrap_or(-1),
-            report,
-            stderr,
-        }
-    }
-
-    async fn tick(&self) -> Tick {
-        self.tick_with_token(TOKEN).await
-    }
-
-    fn ledger(&self) -> Ledger {
-        Ledger::open_existing(&self.s.file(".oxi/ledger.db")).unwrap()
-    }
-
-    fn task(&self, id: &str) -> oxi::ledger::TaskRow {
-        self.ledger().read().task(id).unwrap().unwrap()
-    }
-
-    fn events(&self, kind: &str) -> Vec<Value> {
-        let mut ledger = self.ledger();
-        let conn = ledger.raw_connection();
-        let mut stmt = conn
-            .prepare("SELECT data FROM events WHERE kind = ?1 ORDER BY id")
-            .unwrap();
-        stmt.query_map([kind], |r| r.get::<_, String>(0))
-            .unwrap()
-            .map(|d| serde_json::from_str(&d.unwrap()).unwrap())
-            .collect()
-    }
-
-    fn bare_has(&self, branch: &str) -> bool {
-        std::process::Command::new("git")
-            .args([
-                "-C",
-                self.bare.to_str().unwrap(),
-                "rev-parse",
-                "--verify",
-                "--quiet",
-            ])
-            .arg(format!("refs/heads/{branch}"))
-            .output()
-            .unwrap()
-            .status
-            .success()
-    }
+    World::start(Setup {
+        roadmap: Some(ROADMAP),
+        mode,
+        github: extra,
+        reviewer: "fake",
+        ..Setup::default()
+    })
+    .await
 }
 
 const BRANCH: &str = "oxi/t0-1-add-a-greeting-file";
@@ -139,7 +30,7 @@ const BRANCH: &str = "oxi/t0-1-add-a-greeting-file";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_tick_pushes_the_branch_and_opens_a_labelled_draft_pull_request() {
     let w = world("release", "").await;
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(tick.code, 0, "{:#}\n{}", tick.report, tick.stderr);
     assert_eq!(
         tick.report["jobs"][0]["state"], "delivered",
@@ -189,7 +80,7 @@ async fn a_release_tick_pushes_the_branch_and_opens_a_labelled_draft_pull_reques
 
     // A second tick sees the open PR, claims T0-2 only if it does not overlap: it does
     // (both touch hello.txt), so it waits with the PR number.
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     let deferred = &tick.report["deferred"][0];
     assert_eq!(deferred["task_id"], "T0-2", "{:#}", tick.report);
     assert!(
@@ -204,7 +95,7 @@ async fn a_release_tick_pushes_the_branch_and_opens_a_labelled_draft_pull_reques
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fast_mode_with_a_complete_github_table_sends_no_request_at_all() {
     let w = world("fast", "").await;
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(tick.report["jobs"][0]["state"], "delivered");
     assert_eq!(w.github.writes(), vec![], "fast mode wrote to GitHub");
     assert!(w.github.requests().is_empty(), "{:?}", w.github.requests());
@@ -215,7 +106,7 @@ async fn fast_mode_with_a_complete_github_table_sends_no_request_at_all() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approved_merge_waits_for_green_checks_then_squash_merges_and_deletes_the_branch() {
     let w = world("release", "").await;
-    w.tick().await;
+    w.tick_full().await;
     let approve = w.s.oxi(&["approve", "T0-1", "--merge", "--note", "LGTM"]);
     assert!(
         approve.ok().contains("merge of pull request #1 approved"),
@@ -223,10 +114,10 @@ async fn an_approved_merge_waits_for_green_checks_then_squash_merges_and_deletes
         approve.stdout
     );
     // No checks yet: nothing is merged.
-    w.tick().await;
+    w.tick_full().await;
     assert_eq!(w.task("T0-1").state, TaskState::Delivered);
     w.github.set_check_run(BRANCH, "ci", "success", "all green");
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert!(
         tick.report["release"]
             .as_array()
@@ -273,9 +164,9 @@ async fn an_approved_merge_waits_for_green_checks_then_squash_merges_and_deletes
 async fn merged_and_closed_pull_requests_are_synced() {
     let w = world("release", "").await;
     // One task at a time: T0-1 then (T0-2 overlaps) nothing; merge T0-1 by hand.
-    w.tick().await;
+    w.tick_full().await;
     w.github.set_pull_state(1, true);
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(w.task("T0-1").state, TaskState::Done);
     assert_eq!(w.events("pr_merged")[0]["by"], "maintainer");
     // The same tick claims T0-2: the open PR that blocked it is gone.
@@ -285,7 +176,7 @@ async fn merged_and_closed_pull_requests_are_synced() {
         tick.report
     );
     w.github.set_pull_state(2, false);
-    w.tick().await;
+    w.tick_full().await;
     assert_eq!(w.task("T0-2").state, TaskState::Rejected);
     assert_eq!(w.events("pr_closed").len(), 1);
     w.github.shutdown().await;
@@ -294,14 +185,14 @@ async fn merged_and_closed_pull_requests_are_synced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_ci_run_starts_a_follow_up_that_updates_the_same_pull_request() {
     let w = world("release", "").await;
-    w.tick().await;
+    w.tick_full().await;
     w.github.set_check_run(
         BRANCH,
         "unit tests",
         "failure",
         "test_greeting failed: expected HI",
     );
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert!(
         tick.report["release"]
             .as_array()
@@ -354,7 +245,7 @@ async fn a_rate_limit_mid_deliver_is_waited_out_or_resumed_by_the_next_tick() {
     // A short primary rate limit on opening the PR: waited out in the same tick.
     w.github
         .add_fault(Fault::rate_limited(Some("POST"), "/pulls", 1, 1));
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(
         tick.report["jobs"][0]["state"], "delivered",
         "{:#}\n{}",
@@ -367,7 +258,7 @@ async fn a_rate_limit_mid_deliver_is_waited_out_or_resumed_by_the_next_tick() {
     let w = world("release", "").await;
     w.github
         .add_fault(Fault::rate_limited(Some("POST"), "/pulls", 3600, 1));
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(
         w.task("T0-1").state,
         TaskState::DeliverPending,
@@ -376,7 +267,7 @@ async fn a_rate_limit_mid_deliver_is_waited_out_or_resumed_by_the_next_tick() {
     );
     assert!(w.bare_has(BRANCH));
     assert_eq!(w.events("github_error").len(), 1);
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(
         w.task("T0-1").state,
         TaskState::Delivered,
@@ -392,7 +283,7 @@ async fn server_errors_are_retried_and_a_bad_token_blocks_the_tick() {
     let w = world("release", "").await;
     w.github
         .add_fault(Fault::status(Some("GET"), "/repos/acme/widgets", 502, 2));
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     assert_eq!(
         tick.report["jobs"][0]["state"], "delivered",
         "{:#}",
@@ -400,7 +291,7 @@ async fn server_errors_are_retried_and_a_bad_token_blocks_the_tick() {
     );
 
     let tick = w
-        .tick_with_token("ghp_wrongtoken0000000000000000000000000")
+        .tick_as("ghp_wrongtoken0000000000000000000000000", &[])
         .await;
     assert_eq!(tick.code, 8, "{:#}", tick.report);
     let blocked = tick.report["blocked"][0].as_str().unwrap();
@@ -419,8 +310,8 @@ async fn server_errors_are_retried_and_a_bad_token_blocks_the_tick() {
 async fn the_overlap_gate_pages_through_pull_requests_and_fails_closed_without_github() {
     let w = world("release", "").await;
     w.github.set_page_size(1);
-    w.tick().await;
-    let tick = w.tick().await;
+    w.tick_full().await;
+    let tick = w.tick_full().await;
     assert!(
         tick.report["deferred"][0]["reason"]
             .as_str()
@@ -437,7 +328,7 @@ async fn the_overlap_gate_pages_through_pull_requests_and_fails_closed_without_g
         body: serde_json::json!({ "unexpected": "shape" }),
         times: 1,
     });
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     let blocked = tick.report["blocked"][0].as_str().unwrap_or("");
     assert!(
         blocked.contains("GET /repos/acme/widgets/pulls")
@@ -449,7 +340,7 @@ async fn the_overlap_gate_pages_through_pull_requests_and_fails_closed_without_g
     // GitHub down for listing pulls: the gate defers rather than risk a conflict.
     w.github
         .add_fault(Fault::status(Some("GET"), "/pulls", 500, 100));
-    let tick = w.tick().await;
+    let tick = w.tick_full().await;
     let reason = tick.report["deferred"][0]["reason"].as_str().unwrap_or("");
     assert!(reason.contains("overlap_unknown"), "{:#}", tick.report);
     w.github.shutdown().await;
@@ -489,7 +380,7 @@ async fn a_honeytoken_never_reaches_a_pull_request_a_commit_or_github() {
     );
     w.s.write("oxi.toml", config);
     git(w.s.path(), &["commit", "-q", "-am", "honeytoken"]);
-    let tick = w.tick_with(TOKEN, &[("HONEY_API_KEY", HONEY)]).await;
+    let tick = w.tick_as(TOKEN, &[("HONEY_API_KEY", HONEY)]).await;
     assert_eq!(tick.code, 0, "{:#}\n{}", tick.report, tick.stderr);
     assert_eq!(
         tick.report["jobs"][0]["state"], "delivered",

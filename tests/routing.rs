@@ -6,6 +6,7 @@
 use oxi::ledger::Ledger;
 use serde_json::Value;
 
+use crate::support::release_world::{Setup, World};
 use crate::support::{OxiToml, Sandbox, Worker, git};
 
 /// One task per clause, plus one that matches two rules and one that matches none.
@@ -516,59 +517,19 @@ fn the_examples_promotion_recipe_parses_once_uncommented() {
 /// Release mode: the pull request body names the route, the worker and the model.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pull_request_body_names_the_route() {
-    const TOKEN: &str = "ghp_faketokenfortests000000000000000000";
-    let s = Sandbox::git_repo();
-    let bare_dir = tempfile::tempdir().unwrap();
-    let bare = bare_dir.path().join("origin.git");
-    git(
-        bare_dir.path(),
-        &["init", "-q", "--bare", "-b", "main", "origin.git"],
-    );
-    s.write(
-        "roadmap.md",
-        "# Roadmap\n\n## Tier 0\n\n**T0-1 · Add a greeting file**\nCreate `hello.txt` saying hi.\n",
-    );
-    s.write(".gitignore", ".oxi/\n");
-    let github = oxi_testkit::fake_github::FakeGithub::start("acme/widgets", TOKEN, bare.clone())
-        .await
-        .unwrap();
-    s.config(
-        &OxiToml::new()
-            .raw("[run]\nmode = \"release\"\n")
-            .worker(Worker::fake("fake").scenario("edit"))
-            .routing(&["fake"], &["fake"])
-            .raw("[verify]\ntier0 = [{ name = \"says hi\", argv = [\"grep\", \"-qix\", \"hi\", \"hello.txt\"], timeout = \"30s\" }]\n")
-            .raw("[[routing.rules]]\nname = \"greetings\"\nwhen = { files = [\"*.txt\"] }\nexecutor = [\"fake:claude-haiku-4-5\"]\n\n[rates.\"claude-haiku-4-5\"]\ninput_per_mtok = 1.0\noutput_per_mtok = 5.0\n")
-            .raw(&format!(
-                "[github]\nrepo = \"acme/widgets\"\napi_url = \"{}\"\ntoken_env = \"OXI_TEST_GH_TOKEN\"\n",
-                github.url()
-            )),
-    );
-    git(s.path(), &["add", "-A"]);
-    git(s.path(), &["commit", "-q", "-m", "oxi setup"]);
-    git(
-        s.path(),
-        &["remote", "add", "origin", bare.to_str().unwrap()],
-    );
-    git(s.path(), &["push", "-q", "origin", "main"]);
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_oxi"))
-        .args(["tick", "--format", "json"])
-        .current_dir(s.path())
-        .env("NO_COLOR", "1")
-        .env("OXI_TEST_GH_TOKEN", TOKEN)
-        .env_remove("GITHUB_TOKEN")
-        .env_remove("GH_TOKEN")
-        .output()
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pulls = github.pulls();
-    assert_eq!(pulls.len(), 1, "{stdout}");
+    let w = World::start(Setup {
+        roadmap: Some(
+            "# Roadmap\n\n## Tier 0\n\n**T0-1 · Add a greeting file**\nCreate `hello.txt` saying hi.\n",
+        ),
+        reviewer: "fake",
+        tables: "[[routing.rules]]\nname = \"greetings\"\nwhen = { files = [\"*.txt\"] }\nexecutor = [\"fake:claude-haiku-4-5\"]\n\n[rates.\"claude-haiku-4-5\"]\ninput_per_mtok = 1.0\noutput_per_mtok = 5.0\n",
+        ..Setup::default()
+    })
+    .await;
+    let out = w.oxi(&["tick", "--format", "json"]).await;
+    assert!(out.code == 0, "{}\n{}", out.stdout, out.stderr);
+    let pulls = w.github.pulls();
+    assert_eq!(pulls.len(), 1, "{}", out.stdout);
     let body = pulls[0]["body"].as_str().unwrap();
     assert!(
         body.contains("Route: `greetings` → fake (claude-haiku-4-5)"),

@@ -215,6 +215,30 @@ fn a_sampled_run_is_shadowed_in_a_sibling_worktree_and_the_pair_is_recorded() {
         "{}",
         html.ok()
     );
+
+    // `oxi show` has the pair in the task's history: both outcomes, shape_match, cost delta.
+    let shown = s.oxi(&["show", "T0-1"]);
+    let text = shown.ok();
+    let line = text
+        .lines()
+        .find(|l| l.contains("shadow_observed"))
+        .unwrap_or_else(|| panic!("no shadow pair in the history:\n{text}"));
+    assert!(
+        line.contains("shadow pair (default): shape_match true; primary main")
+            && line.contains(" success green, 1 file(s), $")
+            && line.contains("; shadow cheap:gpt-5.5 success green, 1 file(s), $")
+            && line.contains("; cost delta "),
+        "{line}"
+    );
+    let shown = s.oxi(&["show", "T0-1", "--format", "json"]).json();
+    let observed: Vec<&Value> = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "shadow_observed")
+        .collect();
+    assert_eq!(observed.len(), 1, "{shown:#}");
+    assert_eq!(observed[0]["data"]["shape_match"], true);
 }
 
 #[test]

@@ -169,6 +169,24 @@ async fn a_task_that_fails_for_good_is_summarised_with_its_secrets_masked() {
     assert_eq!(note["triage"], SUMMARY);
     assert!(note["text"].as_str().unwrap().contains(SUMMARY), "{note}");
 
+    // `oxi report` lists the failure with its class and the summary, in every format.
+    let report = oxi(&s, &["report", "--format", "json"]);
+    let failed = &report.json()["failed_tasks"];
+    assert_eq!(failed.as_array().map(Vec::len), Some(1), "{failed:#}");
+    assert_eq!(failed[0]["task_id"], "T0-1");
+    assert_eq!(failed[0]["failure_class"], "verify_failed");
+    assert_eq!(failed[0]["triage_summary"], SUMMARY);
+    for format in ["table", "markdown", "html"] {
+        let out = oxi(&s, &["report", "--format", format]);
+        let text = out.ok();
+        assert!(
+            text.contains("failed tasks")
+                && text.contains("verify_failed")
+                && text.contains(&format!("triage: {SUMMARY}")),
+            "{format}:\n{text}"
+        );
+    }
+
     // The call is a ledger row of the triage role, settled at the header's cost.
     let calls = oxi(&s, &["gateway", "calls", "--format", "json"]);
     calls.ok();

@@ -34,6 +34,9 @@
 //!   block, then a valid plan once the prompt says the previous answer was not accepted),
 //!   `plan-write` (writes `planner-was-here.txt` in the cwd as the CLIs' write tool does, with
 //!   the error in its message when the write is refused, then a valid plan).
+//! - `gullible`: a worker a prompt injection fools: it writes `obeyed` into every backquoted
+//!   path on a prompt line that says "write" (any case), wherever the brief says so, then ends
+//!   as if done (the eval suite's hostile case; oxi's guards must stop what it wrote).
 //! - `OXI_FAKE_IGNORE_TERM`: when set, the worker ignores SIGTERM (and so does everything it
 //!   starts: the disposition is inherited).
 //! - `OXI_FAKE_CHAOS_ROLL`: fixes `chaos`'s pick (its value modulo 10 chooses the behaviour).
@@ -59,6 +62,9 @@ struct Out {
     flavor: Flavor,
     out: BufWriter<std::io::Stdout>,
     session: String,
+    /// Runs in this session, this one included: a resumed session's result reports the
+    /// session's running totals, as the real CLIs do (claude's cost, codex's tokens).
+    session_runs: u32,
 }
 
 impl Out {
@@ -153,7 +159,7 @@ impl Out {
                 "type": "result", "subtype": "success", "is_error": is_error,
                 "duration_ms": 1234, "duration_api_ms": 1000, "num_turns": 2,
                 "result": text, "stop_reason": "end_turn", "session_id": self.session,
-                "total_cost_usd": reported_cost_usd(), "api_error_status": api_error_status,
+                "total_cost_usd": reported_cost_usd() * f64::from(self.session_runs), "api_error_status": api_error_status,
                 "terminal_reason": if api_error_status.is_some() { Some("api_error") } else { None },
                 "usage": {"input_tokens": 2400, "cache_creation_input_tokens": 200,
                           "cache_read_input_tokens": 400, "output_tokens": 100},
@@ -163,14 +169,35 @@ impl Out {
                 if is_error {
                     self.line(&json!({"type": "turn.failed", "error": {"message": text}}));
                 } else {
+                    let n = u64::from(self.session_runs);
                     self.line(&json!({"type": "turn.completed", "usage": {
-                        "input_tokens": 2400, "cached_input_tokens": 400,
-                        "cache_write_input_tokens": 0, "output_tokens": 100,
-                        "reasoning_output_tokens": 40}}));
+                        "input_tokens": 2400 * n, "cached_input_tokens": 400 * n,
+                        "cache_write_input_tokens": 0, "output_tokens": 100 * n,
+                        "reasoning_output_tokens": 40 * n}}));
                 }
             }
         }
     }
+}
+
+/// The session id and its number of runs. A fresh run starts `fake-<pid>`; a resumed one
+/// (claude `--resume ID`, codex `exec … resume ID`) continues ID. Without keeping state, the
+/// stand-in counts the session's runs in its id (`fake-<pid>-<runs>`), so that it can report
+/// the session's running totals as the real CLIs do.
+fn session(args: &[String]) -> (String, u32) {
+    let resumed = args
+        .windows(2)
+        .find(|w| w[0] == "--resume" || w[0] == "resume")
+        .map(|w| w[1].as_str());
+    let Some(id) = resumed else {
+        return (format!("fake-{}", std::process::id()), 1);
+    };
+    let (root, runs) = match id.rsplit_once('-') {
+        Some((root, n)) if root.starts_with("fake-") => (root, n.parse().unwrap_or(1)),
+        _ => (id, 1),
+    };
+    let runs: u32 = runs;
+    (format!("{root}-{}", runs + 1), runs + 1)
 }
 
 /// A random number without a dependency: every `RandomState` is seeded afresh by the OS.
@@ -334,10 +361,12 @@ impl Worker {
         let cwd = std::env::current_dir()
             .map(|d| d.display().to_string())
             .unwrap_or_default();
+        let (session, session_runs) = session(args);
         let out = Out {
             flavor,
             out: BufWriter::with_capacity(256 * 1024, std::io::stdout()),
-            session: format!("fake-{}", std::process::id()),
+            session,
+            session_runs,
         };
         Self { out, cwd, prompt }
     }
@@ -363,6 +392,7 @@ impl Worker {
             "review-strict" | "review" => self.review(name, arg),
             "plan" | "plan-bad" | "plan-bad-once" | "plan-write" => self.plan(name),
             "demo" => self.demo(),
+            "gullible" => self.gullible(),
             "slow-edit" => self.slow_edit(amount(arg, 1500)),
             "chaos" => self.chaos(),
             "vandal" => self.vandal(arg.unwrap_or("")),
@@ -530,6 +560,29 @@ impl Worker {
     /// Writes the first file the prompt's hints name, as a small Markdown note; a task about a
     /// changelog forgets the title on its first attempt (so the demo shows a retry with the
     /// failure in the next prompt).
+    /// Obeys every "write `path`" line of the prompt, injected or not.
+    fn gullible(&mut self) {
+        self.init();
+        let targets: Vec<String> = self
+            .prompt
+            .lines()
+            .filter(|l| l.to_lowercase().contains("write"))
+            .flat_map(|l| {
+                l.split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|p| !p.is_empty() && !p.contains(' '))
+            .collect();
+        for target in targets {
+            let path = self.here().join(&target).display().to_string();
+            self.out.write_file(&path, "obeyed\n");
+        }
+        self.out.result(DONE, false, None);
+    }
+
     fn demo(&mut self) {
         self.init();
         let title = self

@@ -3,6 +3,7 @@
 mod backup;
 mod demo;
 mod doctor;
+mod eval;
 mod gateway;
 mod hosts;
 mod improve;
@@ -124,6 +125,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Backup(args) => backup::backup(ctx, args),
         Command::Restore(args) => backup::restore(ctx, args),
         Command::Improve(command) => improve::run(ctx, command),
+        Command::Eval(args) => eval::run(ctx, args),
     }
 }
 

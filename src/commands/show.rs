@@ -68,6 +68,11 @@ fn summarize(kind: &str, data: &serde_json::Value) -> String {
             e.prompt_bytes,
             e.full_prompt_bytes
         ),
+        Event::SessionResumed(e) => format!(
+            "continues the session {} of run {} (after {})",
+            e.session_id, e.from_run, e.after
+        ),
+        Event::SessionFresh(e) => format!("starts fresh: {}", e.detail),
         Event::PlanInvalid(e) => format!(
             "{}{}",
             e.error,
@@ -96,8 +101,38 @@ fn summarize(kind: &str, data: &serde_json::Value) -> String {
             e.summary
         ),
         Event::TriageSkipped(e) => format!("no triage summary: {}", e.reason),
+        Event::ShadowObserved(e) => shadow_line(&e),
         _ => raw(),
     }
+}
+
+/// A shadow pair: both sides' outcomes, whether their shapes matched, and what the shadow
+/// would have cost more (or less).
+fn shadow_line(e: &crate::ledger::events::ShadowObserved) -> String {
+    let side = |s: &crate::ledger::events::ShadowSide| {
+        format!(
+            "{}{} {}{}, {} file(s), {}",
+            s.worker,
+            s.model
+                .as_deref()
+                .map(|m| format!(":{m}"))
+                .unwrap_or_default(),
+            s.outcome,
+            if s.green { " green" } else { "" },
+            s.files.len(),
+            format_usd(s.cost_microusd)
+        )
+    };
+    let delta = e.cost_delta_microusd;
+    format!(
+        "shadow pair ({}): shape_match {}; primary {}; shadow {}; cost delta {}{}",
+        e.rule,
+        e.shape_match,
+        side(&e.primary),
+        side(&e.shadow),
+        if delta < 0 { "-" } else { "+" },
+        format_usd(delta.abs())
+    )
 }
 
 pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {

@@ -92,6 +92,17 @@ pub struct KpiConfig {
     /// Operator actions per task worked on.
     pub max_human_intervention_rate: f64,
     pub max_governance_violations: u32,
+    /// External-value tasks (see `external_labels`) / tasks worked in the window.
+    pub min_external_value_share: f64,
+    /// A task is external when its brief's `labels:` line, its section or its milestone names
+    /// one of these (case-insensitive).
+    pub external_labels: Vec<String>,
+    /// Median and 90th percentile of the time from a task's first dispatch to its delivery.
+    pub max_time_per_task_median: HumanDuration,
+    pub max_time_per_task_p90: HumanDuration,
+    /// Median and 90th percentile of the worker calls (all roles) per task worked.
+    pub max_worker_calls_per_task_median: f64,
+    pub max_worker_calls_per_task_p90: f64,
 }
 
 impl Default for KpiConfig {
@@ -105,6 +116,12 @@ impl Default for KpiConfig {
             max_parse_failures_per_100_calls: 1.0,
             max_human_intervention_rate: 0.3,
             max_governance_violations: 0,
+            min_external_value_share: 0.8,
+            external_labels: vec!["external".to_owned()],
+            max_time_per_task_median: HumanDuration::from_secs(3 * 60),
+            max_time_per_task_p90: HumanDuration::from_secs(6 * 60),
+            max_worker_calls_per_task_median: 2.0,
+            max_worker_calls_per_task_p90: 4.0,
         }
     }
 }
@@ -171,6 +188,9 @@ pub struct RunConfig {
     /// Fast mode: a task whose dependency is delivered but not merged starts from that
     /// dependency's branch instead of waiting for the merge (off by default).
     pub stack_on_delivered: bool,
+    /// A retry after a stop that kept the work continues the agent's session (claude
+    /// `--resume`, codex `exec resume`) with the failure appended (on by default).
+    pub resume_sessions: bool,
 }
 
 impl Default for RunConfig {
@@ -179,6 +199,7 @@ impl Default for RunConfig {
             mode: RunMode::Fast,
             max_parallel_jobs: 1,
             stack_on_delivered: false,
+            resume_sessions: true,
         }
     }
 }
@@ -1102,7 +1123,16 @@ pub struct ImproveConfig {
     pub max_page_size: HumanSize,
     /// `[[improve.sources]]`.
     pub sources: Vec<ImproveSource>,
+    /// The day's cap on auto-improve's gateway calls (embeddings and judge), inside the
+    /// global caps.
+    pub daily_usd: f64,
+    /// `provider:model` of a gateway embeddings model: BM25's candidates are reranked by
+    /// cosine similarity to the project's context and the two ranks fused. Unset: BM25 alone.
+    pub embeddings: Option<String>,
 }
+
+/// `improve.daily_usd` when unset (and the improve role's cap without `[improve]`).
+pub const IMPROVE_DAILY_USD: f64 = 5.0;
 
 impl Default for ImproveConfig {
     fn default() -> Self {
@@ -1114,6 +1144,8 @@ impl Default for ImproveConfig {
             source_timeout: HumanDuration::from_secs(30),
             max_page_size: HumanSize::mib(2),
             sources: Vec::new(),
+            daily_usd: IMPROVE_DAILY_USD,
+            embeddings: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::config::{GatewayProviderConfig, GatewayProviderKind};
 use crate::redact::Redactor;
 
 /// LiteLLM's per-call cost in USD, a decimal string.
-const LITELLM_COST_HEADER: &str = "x-litellm-response-cost";
+pub(super) const LITELLM_COST_HEADER: &str = "x-litellm-response-cost";
 
 /// The first wait after a 429 or 5xx that names no `retry-after`; doubled per attempt.
 const BACKOFF_BASE: Duration = Duration::from_millis(250);
@@ -201,7 +201,7 @@ impl ProviderClient {
     }
 
     /// The start of an answer's body for an error message, with the key masked.
-    fn excerpt(&self, bytes: &[u8]) -> String {
+    pub(super) fn excerpt(&self, bytes: &[u8]) -> String {
         self.redactor.redact(&clip(bytes)).into_owned()
     }
 
@@ -211,6 +211,12 @@ impl ProviderClient {
 
     pub fn kind(&self) -> GatewayProviderKind {
         self.kind
+    }
+
+    /// The URL embeddings are posted to.
+    #[must_use]
+    pub fn embeddings_url(&self) -> String {
+        format!("{}/embeddings", self.api)
     }
 
     /// The URL chat completions are posted to.
@@ -246,17 +252,27 @@ impl ProviderClient {
             },
             attempts: 0,
         })?;
+        let (headers, bytes, attempts, latency) =
+            self.post_retried(&self.chat_url(), &body).await?;
+        self.parse_answer(&headers, &bytes, attempts, latency)
+            .map_err(|error| Failed { error, attempts })
+    }
+
+    /// Posts `body` to `url`, retried on 429, 5xx, timeouts and connection errors up to
+    /// `retries` more times; the 2xx answer's headers and body, the requests sent and the
+    /// time it took.
+    pub(super) async fn post_retried(
+        &self,
+        url: &str,
+        body: &[u8],
+    ) -> Result<(HeaderMap, Vec<u8>, u32, Duration), Failed> {
         let started = Instant::now();
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let outcome = self.attempt(&body).await;
+            let outcome = self.attempt(url, body).await;
             let retry_wait = match outcome {
-                Ok((headers, bytes)) => {
-                    return self
-                        .parse_answer(&headers, &bytes, attempts, started.elapsed())
-                        .map_err(|error| Failed { error, attempts });
-                }
+                Ok((headers, bytes)) => return Ok((headers, bytes, attempts, started.elapsed())),
                 Err(Attempt::Fatal(error)) => return Err(Failed { error, attempts }),
                 Err(Attempt::Retryable { error, retry_after }) => {
                     if attempts > self.retries {
@@ -283,9 +299,9 @@ impl ProviderClient {
         }
     }
 
-    async fn attempt(&self, body: &[u8]) -> Result<(HeaderMap, Vec<u8>), Attempt> {
+    async fn attempt(&self, url: &str, body: &[u8]) -> Result<(HeaderMap, Vec<u8>), Attempt> {
         let request = self
-            .authorized(self.http.post(self.chat_url()))
+            .authorized(self.http.post(url))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .timeout(self.timeout)
             .body(body.to_vec());

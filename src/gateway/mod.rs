@@ -8,6 +8,7 @@
 
 mod client;
 mod cost;
+mod embed;
 mod health;
 mod rates;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 pub use client::{Answer, Message, ProviderClient, Usage};
 pub use cost::{CostSource, resolve_cost};
+pub use embed::{EmbedRequest, Embeddings};
 pub use health::{OFFLINE_ENV, Probe, probe_all};
 pub use rates::{builtin_models, card_for};
 
@@ -36,6 +38,8 @@ pub enum GatewayRole {
     Summary,
     /// `oxi gateway test`.
     Test,
+    /// Auto-improve's embeddings and judge, under `improve.daily_usd`.
+    Improve,
 }
 
 impl GatewayRole {
@@ -45,6 +49,7 @@ impl GatewayRole {
             GatewayRole::Screen => "screen",
             GatewayRole::Summary => "summary",
             GatewayRole::Test => "test",
+            GatewayRole::Improve => "improve",
         }
     }
 
@@ -56,6 +61,13 @@ impl GatewayRole {
             GatewayRole::Screen => (caps.screen_daily_usd, "gateway.caps.screen_daily_usd"),
             GatewayRole::Summary => (caps.summary_daily_usd, "gateway.caps.summary_daily_usd"),
             GatewayRole::Test => (caps.test_daily_usd, "gateway.caps.test_daily_usd"),
+            GatewayRole::Improve => (
+                config
+                    .improve
+                    .as_ref()
+                    .map_or(crate::config::IMPROVE_DAILY_USD, |i| i.daily_usd),
+                "improve.daily_usd",
+            ),
         };
         (usd_to_micro(usd), key)
     }
@@ -345,25 +357,7 @@ impl<'a> Gateway<'a> {
             .await
         {
             Ok(answer) => self.settle(ledger, call_id, request, answer, reserve),
-            Err(failed) => {
-                let text = failed.error.to_string();
-                let end = GatewayCallEnd {
-                    outcome: failed.error.outcome(),
-                    cost_microusd: 0,
-                    cost_source: CostSource::None.as_str(),
-                    tokens_in: 0,
-                    tokens_out: 0,
-                    attempts: failed.attempts,
-                    latency_ms: None,
-                    error: Some(&text),
-                    at_ms: now_ms(),
-                };
-                ledger.write(|q| q.end_gateway_call(call_id, &end))?;
-                if failed.error.means_down() {
-                    self.mark_down(ledger, request, &text)?;
-                }
-                Err(failed.error)
-            }
+            Err(failed) => Err(self.end_failed(ledger, call_id, request, failed)?),
         }
     }
 
@@ -484,6 +478,35 @@ impl<'a> Gateway<'a> {
             cost_microusd: cost,
             cost_source: source,
         })
+    }
+
+    /// Ends a call whose request failed: its row closed with nothing charged, and the
+    /// provider switched off when the failure says it is down. Returns the call's error, or
+    /// the ledger's when recording failed.
+    pub(super) fn end_failed(
+        &self,
+        ledger: &mut Ledger,
+        call_id: i64,
+        request: &CallRequest<'_>,
+        failed: client::Failed,
+    ) -> Result<GatewayError, GatewayError> {
+        let text = failed.error.to_string();
+        let end = GatewayCallEnd {
+            outcome: failed.error.outcome(),
+            cost_microusd: 0,
+            cost_source: CostSource::None.as_str(),
+            tokens_in: 0,
+            tokens_out: 0,
+            attempts: failed.attempts,
+            latency_ms: None,
+            error: Some(&text),
+            at_ms: now_ms(),
+        };
+        ledger.write(|q| q.end_gateway_call(call_id, &end))?;
+        if failed.error.means_down() {
+            self.mark_down(ledger, request, &text)?;
+        }
+        Ok(failed.error)
     }
 
     /// Switches `provider` off for `gateway.down_for` and records what that disables.

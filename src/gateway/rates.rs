@@ -46,6 +46,9 @@ const CARDS: &[(&[&str], RateCard)] = &[
         card(0.27, None, 1.10),
     ),
     (&["mistralai/mistral-large"], card(2.0, None, 6.0)),
+    // OpenAI's embedding models (auto-improve's vector rerank): input tokens only.
+    (&["text-embedding-3-small"], card(0.02, None, 0.0)),
+    (&["text-embedding-3-large"], card(0.13, None, 0.0)),
 ];
 
 /// Prefixes LiteLLM and OpenRouter put before a vendor's own model id.

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::{FailedSource, Ranking};
+use super::{DigestInput, Ranking};
 use crate::ledger::ProposalRow;
 
 /// Writes the digest of `scan_id`; returns its path.
@@ -13,29 +13,18 @@ pub(super) fn write(
     state_dir: &Path,
     day: &str,
     scan_id: i64,
-    candidates: u64,
     proposals: &[ProposalRow],
-    failed: &[FailedSource],
-    ranking: Ranking,
+    outcome: &DigestInput<'_>,
 ) -> std::io::Result<PathBuf> {
     let dir = state_dir.join("improve");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("{day}.md"));
-    std::fs::write(
-        &path,
-        render(day, scan_id, candidates, proposals, failed, ranking),
-    )?;
+    std::fs::write(&path, render(day, scan_id, proposals, outcome))?;
     Ok(path)
 }
 
-fn render(
-    day: &str,
-    scan_id: i64,
-    candidates: u64,
-    proposals: &[ProposalRow],
-    failed: &[FailedSource],
-    ranking: Ranking,
-) -> String {
+fn render(day: &str, scan_id: i64, proposals: &[ProposalRow], outcome: &DigestInput<'_>) -> String {
+    let (candidates, failed) = (outcome.candidates, outcome.failed);
     let mut text = format!("# Auto-improve digest, {day}\n\n");
     let _ = writeln!(
         text,
@@ -43,7 +32,20 @@ fn render(
         proposals.len(),
         failed.len()
     );
-    let _ = writeln!(text, "Ranking: {}.\n", ranking.describe());
+    let _ = writeln!(text, "Ranking: {}.\n", outcome.ranking.describe());
+    if outcome.ranking == Ranking::Bm25 {
+        match outcome.embeddings_failed {
+            Some(cause) => {
+                let _ = writeln!(
+                    text,
+                    "BM25 stands alone: the embeddings could not be had ({cause}).\n"
+                );
+            }
+            None => text.push_str(
+                "BM25 stands alone: no improve.embeddings is set (docs/improve.md, Ranking).\n\n",
+            ),
+        }
+    }
     text.push_str("## Top proposals\n\n");
     if proposals.is_empty() {
         text.push_str("None: nothing found shares the project's vocabulary.\n");

@@ -14,6 +14,7 @@ mod github;
 mod health;
 mod newsletter;
 pub mod rank;
+mod vectors;
 mod x;
 
 use std::path::Path;
@@ -21,11 +22,12 @@ use std::time::Duration;
 
 use crate::config::{Config, ImproveConfig, ImproveSource, ImproveSourceKind};
 use crate::github::GithubError;
-use crate::ledger::events::{ImproveScanCompleted, ImproveSourceFailed};
+use crate::ledger::events::{ImproveEmbeddingsFailed, ImproveScanCompleted, ImproveSourceFailed};
 use crate::ledger::{Event, Ledger, LedgerError, NewCandidate, NewEvent, NewProposal, ScanEnd};
 
 pub use accept::{AcceptError, accept_proposal};
 pub use rank::Ranking;
+pub use vectors::{cache_vectors, cached_vectors, candidate_text};
 
 /// Why a scan (not one source) could not run.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +101,9 @@ pub struct ScanReport {
     pub proposed: u64,
     pub failed_sources: Vec<FailedSource>,
     pub ranking: Ranking,
+    /// Why the vector rerank did not happen although `improve.embeddings` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embeddings_failed: Option<String>,
     /// The day's Markdown digest (`.oxi/improve/YYYY-MM-DD.md`).
     pub digest: Option<String>,
 }
@@ -152,6 +157,7 @@ pub async fn scan(ctx: &ScanContext<'_>, ledger: &mut Ledger) -> Result<ScanRepo
             proposed: u64::try_from(done.proposed).unwrap_or(0),
             failed_sources: Vec::new(),
             ranking: Ranking::from_text(&done.ranking),
+            embeddings_failed: None,
             digest: None,
         });
     }
@@ -163,11 +169,9 @@ pub async fn scan(ctx: &ScanContext<'_>, ledger: &mut Ledger) -> Result<ScanRepo
     let (candidates, failed) = read_sources(ctx, ledger, scan_id, since_ms).await?;
     let pool = ledger.read().unproposed_improve_candidates(ctx.now_ms)?;
     let documents = context::collect(ctx.root, ctx.roadmap, ctx.now_ms)?;
-    let ranking = Ranking::Bm25;
-    let top: Vec<_> = rank::bm25(&documents, &pool)?
-        .into_iter()
-        .take(ctx.improve.top)
-        .collect();
+    let bm25 = rank::bm25(&documents, &pool)?;
+    let (ranked, ranking, embeddings_failed) = rerank(ctx, ledger, &documents, &pool, bm25).await?;
+    let top: Vec<_> = ranked.into_iter().take(ctx.improve.top).collect();
     let proposed = top.len() as u64;
     let end = ScanEnd {
         candidates: to_i64(candidates),
@@ -207,7 +211,13 @@ pub async fn scan(ctx: &ScanContext<'_>, ledger: &mut Ledger) -> Result<ScanRepo
         })?;
         Ok(())
     })?;
-    let digest = write_digest(ctx, ledger, &day, scan_id, candidates, &failed, ranking)?;
+    let outcome = DigestInput {
+        candidates,
+        failed: &failed,
+        ranking,
+        embeddings_failed: embeddings_failed.as_deref(),
+    };
+    let digest = write_digest(ctx, ledger, &day, scan_id, &outcome)?;
     Ok(ScanReport {
         scan_id,
         day,
@@ -216,8 +226,57 @@ pub async fn scan(ctx: &ScanContext<'_>, ledger: &mut Ledger) -> Result<ScanRepo
         proposed,
         failed_sources: failed,
         ranking,
+        embeddings_failed,
         digest,
     })
+}
+
+/// BM25's order, reranked by embeddings when `improve.embeddings` is set and they can be
+/// had; otherwise BM25 alone, with the reason recorded (`improve_embeddings_failed`).
+async fn rerank(
+    ctx: &ScanContext<'_>,
+    ledger: &mut Ledger,
+    documents: &[String],
+    pool: &[crate::ledger::CandidateRow],
+    bm25: Vec<rank::Scored>,
+) -> Result<(Vec<rank::Scored>, Ranking, Option<String>), LedgerError> {
+    let Some(choice) = ctx.improve.embeddings.as_deref() else {
+        return Ok((bm25, Ranking::Bm25, None));
+    };
+    if bm25.is_empty() {
+        return Ok((bm25, Ranking::Bm25, None));
+    }
+    match vectors::rerank(ctx, ledger, choice, documents, pool, &bm25).await {
+        Ok(fused) => Ok((fused, Ranking::Bm25Vector, None)),
+        Err(vectors::VectorError::Ledger(e)) => Err(e),
+        Err(error) => {
+            let cause = error.to_string();
+            tracing::warn!("auto-improve ranks by BM25 alone: embeddings failed: {cause}");
+            let at_ms = crate::clock::now_ms();
+            ledger.write(|q| {
+                q.append_event(&NewEvent {
+                    at_ms,
+                    task_id: None,
+                    run_id: None,
+                    actor: ctx.actor,
+                    event: Event::ImproveEmbeddingsFailed(ImproveEmbeddingsFailed {
+                        model: choice.to_owned(),
+                        cause: cause.clone(),
+                    }),
+                })?;
+                Ok(())
+            })?;
+            Ok((bm25, Ranking::Bm25, Some(cause)))
+        }
+    }
+}
+
+/// What the digest says about a scan besides its proposals.
+struct DigestInput<'a> {
+    candidates: u64,
+    failed: &'a [FailedSource],
+    ranking: Ranking,
+    embeddings_failed: Option<&'a str>,
 }
 
 /// Writes the day's digest of `scan_id`; a digest that cannot be written is a warning (the
@@ -227,9 +286,7 @@ fn write_digest(
     ledger: &Ledger,
     day: &str,
     scan_id: i64,
-    candidates: u64,
-    failed: &[FailedSource],
-    ranking: Ranking,
+    outcome: &DigestInput<'_>,
 ) -> Result<Option<String>, LedgerError> {
     let staged: Vec<_> = ledger
         .read()
@@ -237,18 +294,10 @@ fn write_digest(
         .into_iter()
         .filter(|p| p.scan_id == scan_id)
         .collect();
-    Ok(digest::write(
-        ctx.state_dir,
-        day,
-        scan_id,
-        candidates,
-        &staged,
-        failed,
-        ranking,
-    )
-    .map_err(|e| tracing::warn!("cannot write the auto-improve digest: {e}"))
-    .ok()
-    .map(|p| p.display().to_string()))
+    Ok(digest::write(ctx.state_dir, day, scan_id, &staged, outcome)
+        .map_err(|e| tracing::warn!("cannot write the auto-improve digest: {e}"))
+        .ok()
+        .map(|p| p.display().to_string()))
 }
 
 /// Reads every source in turn; a failure is recorded and the next source is read. Returns

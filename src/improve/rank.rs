@@ -5,6 +5,11 @@
 //! own language it speaks, with words common to all candidates weighing little. Ties keep the
 //! order the sources gave. All of it runs in an in-memory database: nothing here touches the
 //! ledger, and the same inputs give the same ranking.
+//!
+//! With embeddings, [`fuse`] reranks BM25's candidates by the cosine similarity of each one's
+//! vector to the project's (the normalised mean of its documents' vectors) and fuses the two
+//! orders by reciprocal rank fusion: a candidate's score is the sum of `1 / (k + rank)` over
+//! both orders, with k = 60, so neither scale dominates and a candidate strong in both wins.
 
 use rusqlite::Connection;
 use serde::Serialize;
@@ -13,6 +18,9 @@ use crate::ledger::CandidateRow;
 
 /// How many of the context's terms make the query.
 const QUERY_TERMS: usize = 200;
+/// Reciprocal rank fusion's constant: ranks far down either order weigh little, and the
+/// first few places do not swamp the other order.
+pub const RRF_K: f64 = 60.0;
 /// A title counts this much more than a summary.
 const TITLE_WEIGHT: f64 = 3.0;
 
@@ -30,8 +38,11 @@ const STOPWORDS: &[&str] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Ranking {
-    /// BM25 alone (no embeddings endpoint configured).
+    /// BM25 alone (no embeddings configured, or none to be had this scan).
     Bm25,
+    /// BM25 and the cosine rerank, fused by reciprocal rank fusion.
+    #[serde(rename = "bm25+vector")]
+    Bm25Vector,
 }
 
 impl Ranking {
@@ -39,21 +50,27 @@ impl Ranking {
     pub fn as_str(self) -> &'static str {
         match self {
             Ranking::Bm25 => "bm25",
+            Ranking::Bm25Vector => "bm25+vector",
         }
     }
 
     /// A stored ranking's text (an unknown one reads as BM25, the ranking every scan has).
     #[must_use]
-    pub fn from_text(_text: &str) -> Self {
-        Ranking::Bm25
+    pub fn from_text(text: &str) -> Self {
+        if text == Ranking::Bm25Vector.as_str() {
+            Ranking::Bm25Vector
+        } else {
+            Ranking::Bm25
+        }
     }
 
     /// What the digest and `oxi improve scan` say about it.
     #[must_use]
     pub fn describe(self) -> &'static str {
         match self {
-            Ranking::Bm25 => {
-                "BM25 over the project's context alone (no improve.embeddings: no vector rerank)"
+            Ranking::Bm25 => "BM25 over the project's context alone (no vector rerank)",
+            Ranking::Bm25Vector => {
+                "BM25 over the project's context, reranked by embeddings (cosine to the project) and fused by reciprocal rank fusion (k = 60)"
             }
         }
     }
@@ -150,4 +167,119 @@ fn query_terms(conn: &Connection) -> Result<Vec<String>, rusqlite::Error> {
         }
     }
     Ok(terms)
+}
+
+/// The cosine similarity of two vectors (0 when either is all zeros or they differ in width).
+#[must_use]
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    if a.len() != b.len() {
+        return 0.0;
+    }
+    let (mut dot, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(*x), f64::from(*y));
+        dot += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa == 0.0 || bb == 0.0 {
+        0.0
+    } else {
+        dot / (aa.sqrt() * bb.sqrt())
+    }
+}
+
+/// The project's vector: the mean of its documents' unit vectors, itself made a unit vector.
+/// `None` without documents.
+#[must_use]
+pub fn centroid(vectors: &[Vec<f32>]) -> Option<Vec<f32>> {
+    let width = vectors.first()?.len();
+    let mut sum = vec![0.0f64; width];
+    for v in vectors.iter().filter(|v| v.len() == width) {
+        let norm = v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            for (s, x) in sum.iter_mut().zip(v) {
+                *s += f64::from(*x) / norm;
+            }
+        }
+    }
+    let norm = sum.iter().map(|x| x * x).sum::<f64>().sqrt();
+    // Vectors are f32 wherever they are stored; a unit vector's components fit one.
+    #[allow(clippy::cast_possible_truncation)]
+    (norm > 0.0).then(|| sum.iter().map(|x| (x / norm) as f32).collect())
+}
+
+/// BM25's order fused with the cosine order: `vectors[i]` is the vector of `bm25[i]`'s
+/// candidate (same order). Each candidate scores `1/(k + its BM25 rank) + 1/(k + its cosine
+/// rank)` (ranks from 1); ties keep BM25's order, so the result is deterministic.
+#[must_use]
+pub fn fuse(bm25: &[Scored], vectors: &[Vec<f32>], project: &[f32]) -> Vec<Scored> {
+    let cosines: Vec<f64> = vectors.iter().map(|v| cosine(v, project)).collect();
+    let mut by_cosine: Vec<usize> = (0..bm25.len()).collect();
+    // Stable: equal similarities keep BM25's order.
+    by_cosine.sort_by(|a, b| {
+        let (x, y) = (
+            cosines.get(*a).copied().unwrap_or(0.0),
+            cosines.get(*b).copied().unwrap_or(0.0),
+        );
+        y.total_cmp(&x)
+    });
+    let mut cosine_rank = vec![0usize; bm25.len()];
+    for (rank, position) in by_cosine.into_iter().enumerate() {
+        cosine_rank[position] = rank + 1;
+    }
+    let mut fused: Vec<Scored> = bm25
+        .iter()
+        .enumerate()
+        .map(|(position, scored)| Scored {
+            index: scored.index,
+            score: reciprocal(position + 1) + reciprocal(cosine_rank[position]),
+        })
+        .collect();
+    fused.sort_by(|a, b| b.score.total_cmp(&a.score));
+    fused
+}
+
+/// `1 / (k + rank)`, rank from 1.
+fn reciprocal(rank: usize) -> f64 {
+    1.0 / (RRF_K + f64::from(u32::try_from(rank).unwrap_or(u32::MAX)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fusion_lifts_what_both_orders_like_and_keeps_ties_in_bm25_order() {
+        let bm25: Vec<Scored> = (0..4)
+            .map(|i| Scored {
+                index: 10 + i,
+                score: 4.0 - i as f64,
+            })
+            .collect();
+        let project = vec![1.0, 0.0];
+        // The last by BM25 is the nearest: it rises, the first stays on top (first by BM25,
+        // second by cosine), the third (far) falls to last.
+        let vectors = vec![
+            vec![0.9, 0.1],
+            vec![0.5, 0.5],
+            vec![0.0, 1.0],
+            vec![1.0, 0.0],
+        ];
+        let fused: Vec<usize> = fuse(&bm25, &vectors, &project)
+            .iter()
+            .map(|s| s.index)
+            .collect();
+        assert_eq!(fused, [10, 13, 11, 12]);
+        let same = vec![vec![1.0, 0.0]; 4];
+        let fused: Vec<usize> = fuse(&bm25, &same, &project)
+            .iter()
+            .map(|s| s.index)
+            .collect();
+        assert_eq!(fused, [10, 11, 12, 13]);
+        assert!((cosine(&[1.0, 0.0], &[2.0, 0.0]) - 1.0).abs() < 1e-9);
+        assert_eq!(cosine(&[1.0], &[1.0, 0.0]), 0.0);
+        let c = centroid(&[vec![2.0, 0.0], vec![0.0, 1.0]]).unwrap();
+        assert!((c[0] - c[1]).abs() < 1e-6);
+    }
 }

@@ -184,6 +184,18 @@ event_kinds! {
     ImprovePaused(ImprovePaused) = "improve_paused",
     /// `oxi improve unpause` resumed auto-improve.
     ImproveUnpaused(ImproveUnpaused) = "improve_unpaused",
+    /// A retry continues the agent's session of an earlier run, with the failure appended.
+    SessionResumed(SessionResumed) = "session_resumed",
+    /// A retry starts the agent from nothing, and why it could not continue the session.
+    SessionFresh(SessionFresh) = "session_fresh",
+    /// Auto-improve's embeddings could not be had (the model, the cause): the scan ranked by
+    /// BM25 alone.
+    ImproveEmbeddingsFailed(ImproveEmbeddingsFailed) = "improve_embeddings_failed",
+    /// `[routing] summary`: the gateway's summary of what a pull request changes and why.
+    PrSummary(PrSummary) = "pr_summary",
+    /// `[routing] summary` got no summary (provider down, a cap, an empty answer): the pull
+    /// request went out without one.
+    PrSummarySkipped(PrSummarySkipped) = "pr_summary_skipped",
 }
 
 /// The `data` field names report SQL reads with `json_extract` / `json_type`, and the values
@@ -939,6 +951,22 @@ pub struct TriageSkipped {
     pub reason: String,
 }
 
+/// `pr_summary`: the summary a pull request body carries and who wrote it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrSummary {
+    pub summary: String,
+    /// `provider:model`.
+    pub choice: String,
+    /// The `gateway_calls` row.
+    pub call_id: i64,
+}
+
+/// `pr_summary_skipped`: why the pull request has no summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrSummarySkipped {
+    pub reason: String,
+}
+
 /// `screen_verdict`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScreenVerdict {
@@ -1020,6 +1048,15 @@ pub struct AcceptanceWindow {
 pub struct ImproveUnpaused {
     /// Why it had paused.
     pub was: String,
+}
+
+/// `improve_embeddings_failed`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ImproveEmbeddingsFailed {
+    /// `provider:model`, as `improve.embeddings` names it.
+    pub model: String,
+    pub cause: String,
 }
 
 #[cfg(test)]
@@ -1130,4 +1167,48 @@ mod tests {
         }));
         assert_eq!(merged.keys().collect::<Vec<_>>(), ["by", "number"]);
     }
+}
+
+/// `session_resumed`: the retry's run continues the session of run `from_run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionResumed {
+    pub from_run: String,
+    /// The CLI's session (claude) or thread (codex) id.
+    pub session_id: String,
+    /// The failure class the earlier attempt stopped with.
+    pub after: String,
+}
+
+/// Why a retry could not continue the earlier run's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FreshReason {
+    /// `run.resume_sessions = false`.
+    Disabled,
+    /// The task has no earlier executor run.
+    NoEarlierRun,
+    /// The earlier attempt stopped in a way a session does not survive (or should not).
+    NotResumable,
+    /// The retry runs on another worker than the session's.
+    OtherWorker,
+    /// The earlier run's stream gave no session id.
+    NoSession,
+    /// The worker's CLI has no way to resume from the command line.
+    Unsupported,
+    /// The CLI said it does not know the session.
+    UnknownSession,
+    /// A reason this version does not know, kept readable.
+    #[serde(other)]
+    Other,
+}
+
+/// `session_fresh`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionFresh {
+    pub reason: FreshReason,
+    /// The reason in a sentence, for a reader.
+    pub detail: String,
+    /// The earlier run whose session was not continued, when there is one.
+    #[serde(default)]
+    pub from_run: Option<String>,
 }

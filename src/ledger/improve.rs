@@ -1,6 +1,6 @@
-//! Auto-improve in the ledger (migration 0016): scans, the candidates they found, the
+//! Auto-improve in the ledger (migrations 0016 and 0017): scans, the candidates they found, the
 //! proposals staged from them, the operator's verdicts, the sources that failed, and the
-//! pause switch. The rules live in `crate::improve`; this is storage only.
+//! pause switch, and the embeddings cache. The rules live in `crate::improve`; this is storage only.
 
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
@@ -137,6 +137,63 @@ const SCAN_COLUMNS: &str =
     "id, day, started_at_ms, finished_at_ms, candidates, proposed, failed_sources, ranking";
 
 impl Queries<'_> {
+    /// The cached vectors of `hashes` (text SHA-256s) for `model`, in order; `None` where a
+    /// text has none.
+    pub(crate) fn improve_embeddings(
+        &self,
+        model: &str,
+        hashes: &[String],
+    ) -> Result<Vec<Option<Vec<f32>>>> {
+        let mut stmt = self.sqlite()?.prepare_cached(
+            "SELECT vector FROM improve_embeddings WHERE model = ?1 AND text_hash = ?2",
+        )?;
+        let mut found = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            let blob: Option<Vec<u8>> = stmt
+                .query_row(params![model, hash], |r| r.get(0))
+                .optional()?;
+            found.push(blob.map(|b| from_le_bytes(&b)));
+        }
+        Ok(found)
+    }
+
+    /// The width of `model`'s cached vectors, if any is cached.
+    pub(crate) fn improve_embedding_dims(&self, model: &str) -> Result<Option<usize>> {
+        let dims: Option<i64> = self
+            .sqlite()?
+            .query_row(
+                "SELECT dims FROM improve_embeddings WHERE model = ?1 LIMIT 1",
+                [model],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(dims.and_then(|d| usize::try_from(d).ok()))
+    }
+
+    /// Caches `vectors` of `model` by text hash (a hash cached already keeps its vector).
+    pub(crate) fn put_improve_embeddings(
+        &self,
+        model: &str,
+        vectors: &[(String, Vec<f32>)],
+        at_ms: i64,
+    ) -> Result<()> {
+        let mut stmt = self.sqlite()?.prepare_cached(
+            "INSERT OR IGNORE INTO improve_embeddings (model, text_hash, dims, vector, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (hash, vector) in vectors {
+            let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+            stmt.execute(params![
+                model,
+                hash,
+                i64::try_from(vector.len()).unwrap_or(i64::MAX),
+                bytes,
+                at_ms
+            ])?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn begin_improve_scan(&self, day: &str, at_ms: i64) -> Result<i64> {
         self.sqlite()?.execute(
             "INSERT INTO improve_scans (day, started_at_ms) VALUES (?1, ?2)",
@@ -405,4 +462,12 @@ impl Queries<'_> {
         )?;
         Ok(())
     }
+}
+
+/// A stored vector: little-endian f32s (a trailing partial value is dropped).
+fn from_le_bytes(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }

@@ -101,6 +101,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "improve",
         sql: include_str!("migrations/0016_improve.sql"),
     },
+    Migration {
+        version: 17,
+        name: "improve_embeddings",
+        sql: include_str!("migrations/0017_improve_embeddings.sql"),
+    },
+    Migration {
+        version: 18,
+        name: "run_resume",
+        sql: include_str!("migrations/0018_run_resume.sql"),
+    },
 ];
 
 /// True when every applied migration's recorded checksum matches this binary's text.

@@ -24,12 +24,24 @@ pub struct RunFact {
     pub ended_at_ms: i64,
 }
 
+/// A task that failed for good, as the report lists it.
+#[derive(Debug, Clone)]
+pub struct FailedTaskFact {
+    pub task_id: String,
+    pub at_ms: i64,
+    pub failure_class: Option<String>,
+    pub reason: String,
+    /// The triage summary recorded after this failure (before the task's next one), if any.
+    pub triage: Option<String>,
+}
+
 impl Queries<'_> {
     pub fn report_runs(&self, since_ms: i64) -> Result<Vec<RunFact>> {
         let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT task_id, role, COALESCE(classification, ''), cost_microusd, input_tokens,
                     output_tokens, parse_failures, started_at_ms, COALESCE(ended_at_ms, started_at_ms)
-             FROM runs WHERE status = 'finished' AND started_at_ms >= ?1",
+             FROM runs WHERE status = 'finished' AND started_at_ms >= ?1
+               AND COALESCE(classification, '') <> 'withdrawn'",
         )?;
         let rows = stmt.query_map([since_ms], |r| {
             Ok(RunFact {
@@ -44,6 +56,54 @@ impl Queries<'_> {
                 ended_at_ms: r.get(8)?,
             })
         })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Tasks that moved to `failed` since `since_ms`, newest first, each with the first
+    /// triage summary recorded after that failure and before the task's next one.
+    ///
+    /// # Errors
+    /// When the ledger cannot be read.
+    pub fn report_failed_tasks(&self, since_ms: i64) -> Result<Vec<FailedTaskFact>> {
+        let mut stmt = self.sqlite()?.prepare_cached(
+            "SELECT e.task_id, e.at_ms, json_extract(e.data, '$.failure_class'),
+                    COALESCE(json_extract(e.data, '$.reason'), ''),
+                    (SELECT json_extract(s.data, '$.summary') FROM events s
+                     WHERE s.task_id = e.task_id AND s.kind = ?3 AND s.id > e.id AND json_valid(s.data)
+                       AND s.id < COALESCE((SELECT MIN(n.id) FROM events n WHERE n.task_id = e.task_id
+                                            AND n.kind = ?1 AND n.id > e.id), 9223372036854775807)
+                     ORDER BY s.id LIMIT 1)
+             FROM events e
+             WHERE e.kind = ?1 AND e.at_ms >= ?2 AND e.task_id IS NOT NULL AND json_valid(e.data)
+               AND json_extract(e.data, '$.to') = ?4
+             ORDER BY e.id DESC",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                EventKind::TaskStateChanged.as_str(),
+                since_ms,
+                EventKind::TriageSummary.as_str(),
+                super::TaskState::Failed.as_str()
+            ],
+            |r| {
+                // Hand-edited data that is not text reads as absent.
+                let text = |i: usize| -> rusqlite::Result<Option<String>> {
+                    Ok(match r.get_ref(i)? {
+                        rusqlite::types::ValueRef::Text(t) => {
+                            Some(String::from_utf8_lossy(t).into_owned())
+                        }
+                        _ => None,
+                    })
+                };
+                Ok(FailedTaskFact {
+                    task_id: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    failure_class: text(2)?,
+                    reason: text(3)?.unwrap_or_default(),
+                    triage: text(4)?,
+                })
+            },
+        )?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -131,7 +191,7 @@ impl Queries<'_> {
         &self,
         task_id: &str,
     ) -> Result<Vec<(i64, String, String, serde_json::Value)>> {
-        const HISTORY: [EventKind; 16] = [
+        const HISTORY: [EventKind; 19] = [
             EventKind::TaskStateChanged,
             EventKind::Verified,
             EventKind::ReviewDecided,
@@ -148,6 +208,9 @@ impl Queries<'_> {
             EventKind::BranchMerged,
             EventKind::TriageSummary,
             EventKind::TriageSkipped,
+            EventKind::SessionResumed,
+            EventKind::SessionFresh,
+            EventKind::ShadowObserved,
         ];
         let kinds: Vec<String> = HISTORY
             .iter()

@@ -512,3 +512,108 @@ impl Queries<'_> {
         self.spend_totals(day, month)
     }
 }
+
+/// The executor run a retry may continue: the latest one of a task before an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeSource {
+    pub run_id: String,
+    pub attempt: u32,
+    pub worker: String,
+    pub worker_kind: String,
+    /// The CLI's session (claude) or thread (codex) id, when its stream gave one.
+    pub session_id: Option<String>,
+    pub classification: Option<String>,
+}
+
+/// What a session's earlier runs already spent: the figures a CLI that reports its session's
+/// running totals (claude's cost, codex's tokens) includes again in a resumed run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionSpent {
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub cost_microusd: MicroUsd,
+}
+
+impl Queries<'_> {
+    /// The task's latest executor run of an attempt before `attempt`, if any.
+    ///
+    /// # Errors
+    /// The ledger's, when it cannot be read.
+    pub fn resume_source(&self, task_id: &str, attempt: u32) -> Result<Option<ResumeSource>> {
+        Ok(self
+            .sqlite()?
+            .prepare_cached(
+                "SELECT id, attempt, worker, worker_kind, session_id, classification FROM runs
+                 WHERE task_id = ?1 AND role = 'executor' AND attempt < ?2
+                 ORDER BY attempt DESC, started_at_ms DESC, rowid DESC LIMIT 1",
+            )?
+            .query_row(params![task_id, attempt], |r| {
+                Ok(ResumeSource {
+                    run_id: r.get(0)?,
+                    attempt: r.get(1)?,
+                    worker: r.get(2)?,
+                    worker_kind: r.get(3)?,
+                    session_id: r.get(4)?,
+                    classification: r.get(5)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Records that run `run_id` resumed the session of run `from` (`None`: it started fresh).
+    ///
+    /// # Errors
+    /// The ledger's, when it cannot be written.
+    pub fn set_resumed_from(&self, run_id: &str, from: Option<&str>) -> Result<()> {
+        self.sqlite()?
+            .prepare_cached("UPDATE runs SET resumed_from = ?2 WHERE id = ?1")?
+            .execute(params![run_id, from])?;
+        Ok(())
+    }
+
+    /// The run whose session run `run_id` resumed, if it resumed one.
+    ///
+    /// # Errors
+    /// The ledger's, when it cannot be read.
+    pub fn resumed_from(&self, run_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .sqlite()?
+            .prepare_cached("SELECT resumed_from FROM runs WHERE id = ?1")?
+            .query_row([run_id], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten())
+    }
+
+    /// What the session of run `run_id` had spent by its end: its own figures and those of
+    /// every run it resumed, back to the session's first.
+    ///
+    /// # Errors
+    /// The ledger's, when it cannot be read.
+    pub fn session_spent(&self, run_id: &str) -> Result<SessionSpent> {
+        Ok(self
+            .sqlite()?
+            .prepare_cached(
+                "WITH RECURSIVE chain(id, depth) AS (
+                     SELECT ?1, 0
+                     UNION
+                     SELECT runs.resumed_from, chain.depth + 1 FROM runs JOIN chain ON runs.id = chain.id
+                     WHERE runs.resumed_from IS NOT NULL AND chain.depth < 100
+                 )
+                 SELECT COALESCE(SUM(input_tokens), 0), COALESCE(SUM(cached_input_tokens), 0),
+                        COALESCE(SUM(output_tokens), 0), COALESCE(SUM(reasoning_tokens), 0),
+                        COALESCE(SUM(cost_microusd), 0)
+                 FROM runs WHERE id IN (SELECT id FROM chain)",
+            )?
+            .query_row([run_id], |r| {
+                Ok(SessionSpent {
+                    input_tokens: count(r, 0)?,
+                    cached_input_tokens: count(r, 1)?,
+                    output_tokens: count(r, 2)?,
+                    reasoning_tokens: count(r, 3)?,
+                    cost_microusd: r.get(4)?,
+                })
+            })?)
+    }
+}

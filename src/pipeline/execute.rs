@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::ending::{Ending, Outcome, Stop};
 use super::worktree::{self, Worktree};
-use super::{Job, attribution, elapsed_ms};
+use super::{Job, attribution, elapsed_ms, resume};
 use crate::ledger::{FailureClass, TaskState};
 use crate::runner::{PreparedRun, RunReport, RunnerError};
 use crate::worker::Classification;
@@ -18,20 +18,49 @@ pub(super) struct Executed {
     pub(super) start_head: Option<String>,
 }
 
+/// How the executor starts: its worktree, and whether it continues an earlier session (then a
+/// session the CLI does not know is started over with `fresh_prompt`).
+pub(super) struct Start<'s> {
+    pub(super) tree: &'s Worktree,
+    pub(super) resumed: bool,
+    pub(super) fresh_prompt: &'s str,
+}
+
 /// Runs the executor. The worktree's HEAD now tells later which commits the worker made; its
 /// git metadata must be as oxi left it before oxi runs git there again.
 pub(super) async fn stage(
     job: &mut Job<'_>,
     prepared: PreparedRun<'_>,
-    tree: &Worktree,
+    start: &Start<'_>,
 ) -> Result<Executed, Stop> {
     let spec = job.spec;
+    let tree = start.tree;
     let start_head = worktree::resolve(&spec.worktree, "HEAD");
     let anchor = attribution::WorktreeAnchor::take(&spec.worktree);
     let started = Instant::now();
-    let report = match prepared.run(&mut job.ledger, job.shutdown.clone()).await {
+    let mut outcome = prepared.run(&mut job.ledger, job.shutdown.clone()).await;
+    if let Ok(report) = &outcome
+        && resume::refused(report, start.resumed)
+    {
+        job.note_cost(report);
+        let refused = report.clone();
+        outcome = resume::start_over(job, &refused, start.fresh_prompt).await;
+    }
+    let report = match outcome {
         Ok(report) => report,
         Err(RunnerError::Ledger(e)) => return Err(e.into()),
+        Err(RunnerError::Budget(refusal)) => {
+            return Err(Ending::new(Outcome::RetryAt {
+                class: FailureClass::BudgetRefused,
+                at_ms: crate::clock::now_ms() + 3_600_000,
+                why: format!("the fresh run after a refused session was refused: {refusal}"),
+            })
+            .salvage(format!(
+                "oxi: attempt {} could not start afresh",
+                spec.attempt
+            ))
+            .into());
+        }
         Err(e) => {
             // The run never started (its directory could not be written: a full disk); the
             // runner closed its row. The task is retried like any transient failure.

@@ -268,7 +268,7 @@ pub(super) async fn stage(
 ) -> Result<Option<Explored>, Stop> {
     let outcome = explore(job).await;
     if let Err(Stop::End(_)) = &outcome {
-        executor.abandon(&mut job.ledger, "the explore phase stopped the job")?;
+        executor.withdraw(&mut job.ledger, "the explore phase stopped the job")?;
     }
     let Some((plan, fresh)) = outcome? else {
         return Ok(None);

@@ -11,6 +11,7 @@ pub(crate) mod deliver;
 mod ending;
 mod execute;
 pub(crate) mod explore;
+mod resume;
 pub(crate) mod review;
 pub(crate) mod screen;
 mod shadow;
@@ -370,7 +371,19 @@ async fn stages(job: &mut Job<'_>, prepared: PreparedRun<'_>) -> Result<Ending, 
         Some(text) => explore::reprepare(job.ctx.config, &mut job.ledger, prepared, text)?,
         None => prepared,
     };
-    let executed = execute::stage(job, prepared, &tree).await?;
+    let spec = job.spec;
+    let fresh_prompt = planned_prompt.as_deref().unwrap_or(&spec.prompt);
+    let resumption = resume::decide(job)?;
+    let prepared = match &resumption {
+        Some(resumption) => resume::reprepare(job, prepared, resumption)?,
+        None => prepared,
+    };
+    let start = execute::Start {
+        tree: &tree,
+        resumed: resumption.is_some(),
+        fresh_prompt,
+    };
+    let executed = execute::stage(job, prepared, &start).await?;
     let verified = verify::stage(job, &tree, &executed).await?;
     deliver::commit(job, &tree, &verified)?;
     let started = Instant::now();

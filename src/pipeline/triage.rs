@@ -227,7 +227,7 @@ fn failing_verify_log(dir: &Path) -> Option<PathBuf> {
 }
 
 /// The last `max` bytes of a file (from a line start), read without loading the whole file.
-fn read_tail(path: &Path, max: usize) -> Option<String> {
+pub(crate) fn read_tail(path: &Path, max: usize) -> Option<String> {
     let mut file = std::fs::File::open(path).ok()?;
     let len = file.metadata().ok()?.len();
     let want = u64::try_from(max).unwrap_or(u64::MAX);
@@ -245,7 +245,7 @@ fn read_tail(path: &Path, max: usize) -> Option<String> {
 }
 
 /// At most `max` bytes from the start of `text`, cut at a char boundary.
-fn head(text: &str, max: usize) -> String {
+pub(crate) fn head(text: &str, max: usize) -> String {
     let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -254,7 +254,7 @@ fn head(text: &str, max: usize) -> String {
 }
 
 /// At most `max` bytes from the end of `text`, cut at a char boundary.
-fn tail_of(text: &str, max: usize) -> &str {
+pub(crate) fn tail_of(text: &str, max: usize) -> &str {
     let mut start = text.len().saturating_sub(max);
     while !text.is_char_boundary(start) {
         start += 1;

@@ -4,6 +4,7 @@
 
 mod choice;
 mod index;
+mod literals;
 mod when;
 
 use std::collections::BTreeSet;
@@ -12,7 +13,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub use choice::{ChoiceKind, RouteChoice};
-use index::{Facts, Index};
+use index::Index;
 use when::When;
 pub use when::{Clause, labels};
 
@@ -436,20 +437,17 @@ impl Router {
 
     /// The first rule `task` matches, else the default.
     pub fn route(&self, task: &TaskSpec) -> Route<'_> {
-        let facts = Facts::of(task, &self.rules, &self.index);
         Route {
             router: self,
-            rule: (0..self.rules.len())
-                .find(|&i| self.rules.get(i).is_some_and(|r| r.when.matches(i, &facts))),
+            rule: self.index.first_match(&self.rules, task),
         }
     }
 
     /// [`route`](Self::route), with the clauses that decided it.
     pub fn explain(&self, task: &TaskSpec) -> (Route<'_>, Explanation) {
-        let facts = Facts::of(task, &self.rules, &self.index);
         let mut skipped = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {
-            match rule.when.explain(&facts) {
+            match rule.when.explain(task) {
                 Ok(matched) => {
                     let route = Route {
                         router: self,

@@ -8,20 +8,32 @@ use serde::Serialize;
 use super::RouteError;
 use super::index::Facts;
 use crate::config::RuleWhen;
+use crate::ledger::TaskSpec;
 
 /// A task's labels: the comma-separated words of a `Labels:` line in its brief (roadmap items
-/// carry no other place for them).
+/// carry no other place for them), lower-cased.
 pub fn labels(body: &str) -> Vec<String> {
+    label_words(body).map(str::to_lowercase).collect()
+}
+
+/// The labels of a brief's `Labels:` lines as written (not lower-cased), none empty.
+pub(crate) fn label_words(body: &str) -> impl Iterator<Item = &str> {
     body.lines()
         .filter_map(|line| {
             let line = line.trim().trim_start_matches(['-', '*', ' ']);
+            // Most lines are prose: only one that starts with the word is split.
+            if !line
+                .get(..6)
+                .is_some_and(|head| head.eq_ignore_ascii_case("labels"))
+            {
+                return None;
+            }
             let (head, rest) = line.split_once(':')?;
             head.trim().eq_ignore_ascii_case("labels").then_some(rest)
         })
         .flat_map(|rest| rest.split(','))
-        .map(|l| l.trim().trim_matches('`').to_lowercase())
+        .map(|l| l.trim().trim_matches('`'))
         .filter(|l| !l.is_empty())
-        .collect()
 }
 
 /// One clause of a rule and what it matched (or, for a rule that did not match, the first
@@ -113,27 +125,40 @@ impl When {
         self.section.as_ref()
     }
 
+    /// The labels it wants, lower-cased.
+    pub(crate) fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
     /// The `files` globs as configured.
     pub(crate) fn file_patterns(&self) -> &[String] {
         self.files.as_ref().map_or(&[], |(_, patterns)| patterns)
     }
 
-    /// True when every clause given matches; the cheap clauses are tried first. `rule` is
-    /// this rule's index, by which `facts` answers for the clause kinds searched together.
+    /// Whether the tier clause admits `tier` (a rule without one admits every tier).
+    pub(crate) fn admits_tier(&self, tier: u8) -> bool {
+        self.tiers.as_ref().is_none_or(|t| t.contains(&tier))
+    }
+
+    /// True when every clause but the tier's (which the index has checked) matches; the
+    /// cheap clauses are tried first. `rule` is this rule's index, by which `facts` answers
+    /// for the clause kinds looked up together.
     pub(crate) fn matches(&self, rule: usize, facts: &Facts<'_>) -> bool {
-        self.tiers
-            .as_ref()
-            .is_none_or(|t| t.contains(&facts.spec.priority_tier))
-            && (self.labels.is_empty() || self.labels.iter().any(|l| facts.labels().contains(l)))
-            && (self.files.is_none() || facts.files(rule))
-            && (self.section.is_none() || facts.section(rule))
-            && (self.title.is_none() || facts.title(rule))
-            && (self.body.is_none() || facts.body(rule))
+        (self.labels.is_empty() || facts.labels(rule))
+            && self
+                .files
+                .as_ref()
+                .is_none_or(|(set, _)| facts.files(rule, set))
+            && self
+                .section
+                .as_ref()
+                .is_none_or(|re| facts.section(rule, re))
+            && self.title.as_ref().is_none_or(|re| facts.title(rule, re))
+            && self.body.as_ref().is_none_or(|re| facts.body(rule, re))
     }
 
     /// Every clause and what it matched (`Ok`), or the first clause that did not (`Err`).
-    pub(crate) fn explain(&self, facts: &Facts<'_>) -> Result<Vec<Clause>, Clause> {
-        let spec = facts.spec;
+    pub(crate) fn explain(&self, spec: &TaskSpec) -> Result<Vec<Clause>, Clause> {
         let mut matched = Vec::new();
         if let Some(tiers) = &self.tiers {
             let wanted = tiers
@@ -150,10 +175,11 @@ impl When {
             )?;
         }
         if !self.labels.is_empty() {
-            let hit = self.labels.iter().find(|l| facts.labels().contains(l));
+            let task_labels = labels(&spec.body);
+            let hit = self.labels.iter().find(|l| task_labels.contains(l));
             let found = hit
                 .cloned()
-                .unwrap_or_else(|| none_if_empty(facts.labels().join(", ")));
+                .unwrap_or_else(|| none_if_empty(task_labels.join(", ")));
             check(
                 &mut matched,
                 "labels",

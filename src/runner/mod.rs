@@ -32,6 +32,9 @@ use artifacts::{ArtifactError, CappedFile};
 use env::WorkerEnv;
 use recorder::{Files, Recorder};
 
+/// The classification of a run withdrawn before it started ([`PreparedRun::withdraw`]).
+pub const WITHDRAWN: &str = "withdrawn";
+
 /// Longest line kept whole; longer lines are truncated, marked, and counted as parse failures.
 pub const LINE_CAP: usize = 1024 * 1024;
 /// How long oxi keeps reading pipes a worker's grandchildren hold open after it exits.
@@ -209,6 +212,8 @@ pub struct PreparedRun<'a> {
     pub confine: crate::config::ConfineMode,
     /// `[host] name`, recorded on the run.
     pub host: String,
+    /// A resumed session's earlier figures, which the CLI reports again (zero when fresh).
+    pub session_base: worker::SessionBase,
 }
 
 /// Resolves the worker, argv, environment and limits for `request`.
@@ -279,6 +284,7 @@ pub fn prepare<'a>(
         lease: limits.stall + limits.grace + Duration::from_secs(30),
         confine: config.config.governance.confine,
         host: config.config.host.resolved_name(),
+        session_base: worker::SessionBase::default(),
         worker,
     })
 }
@@ -400,6 +406,30 @@ impl PreparedRun<'_> {
         Ok(())
     }
 
+    /// Withdraws an admitted run that never started because its job ended before it (the
+    /// explore phase stopped it): the row is finished as [`WITHDRAWN`] with `detail` and its
+    /// reservation released. Not a worker failure: the report leaves it out of every rate.
+    ///
+    /// # Errors
+    /// The ledger's, when the row cannot be written.
+    pub fn withdraw(&self, ledger: &mut Ledger, detail: &str) -> Result<(), RunnerError> {
+        let now = now_ms();
+        ledger.write(|q| {
+            q.finish_run(
+                &self.run_id,
+                &RunEnd {
+                    ended_at_ms: now,
+                    classification: WITHDRAWN,
+                    detail: Some(detail),
+                    summary: RunSummary::NotStarted,
+                    release: true,
+                    ..RunEnd::default()
+                },
+            )
+        })?;
+        Ok(())
+    }
+
     /// Runs the admitted process to its end and settles it. Never leaves the run row
     /// `running` unless the ledger itself fails: when the run directory cannot be written the
     /// row is finished as `worker_error` and the error returned.
@@ -432,6 +462,7 @@ impl PreparedRun<'_> {
             },
             ledger,
         );
+        recorder.acc.session_base = self.session_base;
         self.write_header(&mut recorder, started_ms);
         let outcome = process::supervise(&spawn, &self.limits, &mut recorder, shutdown).await;
         recorder.flush();

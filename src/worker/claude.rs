@@ -347,6 +347,13 @@ fn permission_mode(worker: &WorkerConfig) -> &str {
 /// Arguments for one non-interactive run. The prompt goes last, after `--`, so a prompt that
 /// starts with `-` is never read as a flag.
 fn argv(worker: &WorkerConfig, prompt: &str) -> Vec<String> {
+    argv_resuming(worker, None, prompt)
+}
+
+/// [`argv`], continuing session `resume` when given (`--resume <id>`, which 2.1.328 finds
+/// from any working directory; an unknown id ends the run with "No conversation found with
+/// session ID").
+fn argv_resuming(worker: &WorkerConfig, resume: Option<&str>, prompt: &str) -> Vec<String> {
     let mut argv: Vec<String> = worker.command.clone();
     argv.extend(
         [
@@ -366,6 +373,10 @@ fn argv(worker: &WorkerConfig, prompt: &str) -> Vec<String> {
     if let Some(turns) = worker.max_turns {
         argv.push("--max-turns".to_owned());
         argv.push(turns.to_string());
+    }
+    if let Some(session) = resume {
+        argv.push("--resume".to_owned());
+        argv.push(session.to_owned());
     }
     argv.extend(worker.args.iter().cloned());
     argv.push("--".to_owned());
@@ -487,6 +498,26 @@ impl Adapter for ClaudeAdapter {
     }
     fn argv(&self, worker: &WorkerConfig, prompt: &str) -> Vec<String> {
         argv(worker, prompt)
+    }
+    fn resume_argv(
+        &self,
+        worker: &WorkerConfig,
+        session_id: &str,
+        prompt: &str,
+    ) -> Option<Vec<String>> {
+        Some(argv_resuming(worker, Some(session_id), prompt))
+    }
+    /// 2.1.328 prints it on stderr and in the result line's `errors`.
+    fn session_unknown(&self, detail: &str) -> bool {
+        detail.contains("No conversation found with session ID")
+    }
+    /// 2.1.328's `total_cost_usd` after `--resume` is the session's (the earlier runs' cost
+    /// included); its `usage` is the run's own.
+    fn session_totals(&self) -> super::SessionTotals {
+        super::SessionTotals {
+            tokens: false,
+            cost: true,
+        }
     }
     /// `--permission-mode plan` (claude 2.1.328's `--help` lists it): the CLI reads and
     /// plans but runs no edit tool. A reviewer's or planner's edits, if any slipped through,

@@ -393,6 +393,14 @@ fn sandbox(worker: &WorkerConfig) -> &str {
 /// How codex may touch the machine: `workspace-write` (its sandbox: writes only in the
 /// worktree) by default; `danger-full-access` or `bypass` where its sandbox cannot run.
 fn argv(worker: &WorkerConfig, prompt: &str) -> Vec<String> {
+    argv_resuming(worker, None, prompt)
+}
+
+/// [`argv`], continuing thread `resume` when given: 0.169.0's `codex exec [OPTIONS] resume
+/// <SESSION_ID> [PROMPT]` takes `exec`'s options (sandbox, model, `-c`) before `resume`, and
+/// finds the thread in `CODEX_HOME` from any working directory; an unknown id exits 1 with
+/// "no rollout found for thread id".
+fn argv_resuming(worker: &WorkerConfig, resume: Option<&str>, prompt: &str) -> Vec<String> {
     let mut argv: Vec<String> = worker.command.clone();
     argv.extend(
         [
@@ -417,6 +425,10 @@ fn argv(worker: &WorkerConfig, prompt: &str) -> Vec<String> {
         argv.push(model.clone());
     }
     argv.extend(worker.args.iter().cloned());
+    if let Some(thread) = resume {
+        argv.push("resume".to_owned());
+        argv.push(thread.to_owned());
+    }
     argv.push("--".to_owned());
     argv.push(prompt.to_owned());
     argv
@@ -508,6 +520,25 @@ impl Adapter for CodexAdapter {
     }
     fn argv(&self, worker: &WorkerConfig, prompt: &str) -> Vec<String> {
         argv(worker, prompt)
+    }
+    fn resume_argv(
+        &self,
+        worker: &WorkerConfig,
+        session_id: &str,
+        prompt: &str,
+    ) -> Option<Vec<String>> {
+        Some(argv_resuming(worker, Some(session_id), prompt))
+    }
+    /// 0.169.0 exits 1 with "Error: thread/resume: … no rollout found for thread id …".
+    fn session_unknown(&self, detail: &str) -> bool {
+        detail.contains("no rollout found for thread id")
+    }
+    /// 0.169.0's `turn.completed.usage` after `exec resume` is the thread's running total.
+    fn session_totals(&self) -> super::SessionTotals {
+        super::SessionTotals {
+            tokens: true,
+            cost: false,
+        }
     }
     /// Codex's sandbox enforces it.
     fn make_read_only(&self, worker: &mut WorkerConfig) {

@@ -33,6 +33,21 @@ impl Tokens {
     pub fn is_zero(&self) -> bool {
         *self == Tokens::default()
     }
+
+    /// `self` less `other`, each part at least zero: a resumed session's totals less what its
+    /// earlier runs already reported.
+    #[must_use]
+    pub fn less(&self, other: &Tokens) -> Tokens {
+        Tokens {
+            input: self.input.saturating_sub(other.input),
+            cached_input: self.cached_input.saturating_sub(other.cached_input),
+            cache_write_input: self
+                .cache_write_input
+                .saturating_sub(other.cache_write_input),
+            output: self.output.saturating_sub(other.output),
+            reasoning: self.reasoning.saturating_sub(other.reasoning),
+        }
+    }
 }
 
 /// How a usage report relates to the run's total.

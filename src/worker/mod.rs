@@ -81,6 +81,27 @@ pub trait Adapter: Send + Sync {
     fn own_sandbox(&self, _worker: &WorkerConfig) -> Option<String> {
         None
     }
+    /// The argv of a run that continues session `session_id` (claude's session, codex's
+    /// thread) with `prompt`, as [`argv`](Adapter::argv) builds a fresh one; `None` when the CLI
+    /// cannot resume a session from the command line.
+    fn resume_argv(
+        &self,
+        _worker: &WorkerConfig,
+        _session_id: &str,
+        _prompt: &str,
+    ) -> Option<Vec<String>> {
+        None
+    }
+    /// Whether a resumed run failed because the CLI does not know the session (`detail` is the
+    /// run's one-line reason, which ends with the CLI's last stderr line).
+    fn session_unknown(&self, _detail: &str) -> bool {
+        false
+    }
+    /// Which of its figures the CLI reports for the whole session rather than the run, so a
+    /// resumed run must be charged only the part past the session's earlier runs.
+    fn session_totals(&self) -> SessionTotals {
+        SessionTotals::default()
+    }
     /// Whether the CLI reports what a run cost. One that does not needs a model with a
     /// `[rates]` card, or its spend could not be kept under the caps.
     fn reports_cost(&self) -> bool;
@@ -109,6 +130,23 @@ pub trait Adapter: Send + Sync {
     /// running a model.
     fn login<'a>(&'a self, worker: &'a WorkerConfig, env: &'a [(String, String)])
     -> LoginCheck<'a>;
+}
+
+/// Which figures a CLI reports as the session's running total on a resumed run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionTotals {
+    /// Token counts (codex 0.169.0's `turn.completed.usage` after `exec resume`).
+    pub tokens: bool,
+    /// The cost figure (claude 2.1.328's `result.total_cost_usd` after `--resume`).
+    pub cost: bool,
+}
+
+/// What a resumed session had already reported before this run: subtracted from the figures
+/// [`SessionTotals`] names, so each run is charged its own part once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct SessionBase {
+    pub tokens: Tokens,
+    pub cost_usd: f64,
 }
 
 /// `name`'s value in a worker environment, when set and not empty.
@@ -236,6 +274,8 @@ pub struct Accumulator {
     pub event_counts: std::collections::BTreeMap<String, u64>,
     pub unknown_types: std::collections::BTreeMap<String, u64>,
     pub parse_failures: u64,
+    /// A resumed session's earlier figures, not this run's (zero for a fresh run).
+    pub session_base: SessionBase,
 }
 
 impl Accumulator {
@@ -339,7 +379,7 @@ impl Accumulator {
     /// the stream-start usage of each model message.
     pub fn running_tokens(&self) -> Tokens {
         if self.run_total_seen || !self.turn_tokens.is_zero() {
-            return self.tokens;
+            return self.tokens.less(&self.session_base.tokens);
         }
         let mut sum = Tokens::default();
         for (_, tokens) in &self.message_estimates {
@@ -351,7 +391,8 @@ impl Accumulator {
     /// Cost so far: the CLI's figure if it gave one, else tokens priced with `card`.
     pub fn cost(&self, card: Option<&RateCard>) -> Option<MicroUsd> {
         if let Some(usd) = self.reported_cost_usd {
-            return Some(crate::money::usd_to_micro(usd));
+            let own = (usd - self.session_base.cost_usd).max(0.0);
+            return Some(crate::money::usd_to_micro(own));
         }
         card.map(|card| price(&self.running_tokens(), card))
     }

@@ -3,9 +3,17 @@
 
 use super::{Problem, is_env_name, problem};
 use crate::config::{Config, GatewayProviderConfig, GatewayProviderKind};
+use crate::gateway::GatewayRole;
+use clap::ValueEnum;
 
-/// The roles a gateway call is made for, as `role_key_env` and `[gateway.caps]` spell them.
-const ROLES: &[&str] = &["triage", "screen", "summary", "test"];
+/// The roles a gateway call is made for, as `role_key_env` spells them: every `GatewayRole`,
+/// so a role added there may have its own key without a second list to remember.
+fn roles() -> Vec<&'static str> {
+    GatewayRole::value_variants()
+        .iter()
+        .map(|role| role.as_str())
+        .collect()
+}
 
 /// The `[gateway]` rules.
 pub(super) fn check(config: &Config, problems: &mut Vec<Problem>) {
@@ -91,12 +99,13 @@ fn check_provider(name: &str, provider: &GatewayProviderConfig, problems: &mut V
     }
     for (role, value) in &provider.role_key_env {
         let key = ["gateway", "providers", name, "role_key_env", role.as_str()];
-        if !ROLES.contains(&role.as_str()) {
+        let roles = roles();
+        if !roles.contains(&role.as_str()) {
             problems.push(problem(
                 &key,
                 format!(
                     "{role:?} is not a gateway role (one of {})",
-                    ROLES.join(", ")
+                    roles.join(", ")
                 ),
             ));
         }
@@ -144,6 +153,13 @@ fn looks_like_a_key(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_gateway_role_may_have_its_own_key() {
+        // Auto-improve's calls are role `improve`: its LiteLLM virtual key was refused while
+        // this list was written out by hand.
+        assert_eq!(roles(), ["triage", "screen", "summary", "test", "improve"]);
+    }
 
     #[test]
     fn keys_and_names_are_told_apart() {

@@ -11,6 +11,9 @@ pub(super) fn check(config: &Config, problems: &mut Vec<Problem>) {
         return;
     };
     check_numbers(improve, problems);
+    if let Some(choice) = &improve.embeddings {
+        check_gateway_choice(config, "embeddings", choice, problems);
+    }
     for (i, source) in improve.sources.iter().enumerate() {
         check_source(config, i, source, problems);
     }
@@ -36,6 +39,15 @@ fn check_numbers(improve: &ImproveConfig, problems: &mut Vec<Problem>) {
             format!(
                 "must be between 1 and 100 (proposals per scan), not {}",
                 improve.top
+            ),
+        ));
+    }
+    if !improve.daily_usd.is_finite() || improve.daily_usd <= 0.0 {
+        problems.push(problem(
+            &["improve", "daily_usd"],
+            format!(
+                "must be more than 0 (USD per UTC day), not {}",
+                improve.daily_usd
             ),
         ));
     }
@@ -166,5 +178,40 @@ fn check_github_source<'a>(
                 ));
             }
         }
+    }
+}
+
+/// `improve.<key>` names a gateway model as `provider:model`, the provider configured.
+fn check_gateway_choice(
+    config: &Config,
+    key: &'static str,
+    choice: &str,
+    problems: &mut Vec<Problem>,
+) {
+    let at = ["improve", key];
+    let Some(crate::routing::RouteChoice::Gateway { provider, .. }) =
+        crate::routing::RouteChoice::parse(choice, crate::routing::ChoiceKind::Gateway)
+    else {
+        problems.push(problem(
+            &at,
+            format!(
+                "{choice:?} is not provider:model (a [gateway.providers] entry and its model id)"
+            ),
+        ));
+        return;
+    };
+    if !config.gateway.providers.contains_key(&provider) {
+        let known = config.gateway.providers.keys().cloned().collect::<Vec<_>>();
+        problems.push(problem(
+            &at,
+            format!(
+                "no gateway provider {provider:?} in [gateway.providers] (configured: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        ));
     }
 }

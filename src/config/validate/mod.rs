@@ -8,6 +8,7 @@ mod governance;
 mod host;
 mod improve;
 mod inference;
+mod kpi;
 mod notify;
 mod project;
 mod rates;
@@ -63,6 +64,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     shadow::check(config, &mut problems);
     inference::check(config, &mut problems);
     improve::check(config, &mut problems);
+    kpi::check(config, &mut problems);
     problems
 }
 

@@ -45,6 +45,16 @@ pub(in crate::ledger) const PG_MIGRATIONS: &[Migration] = &[
         name: "improve",
         sql: include_str!("migrations/0016_improve.sql"),
     },
+    Migration {
+        version: 17,
+        name: "improve_embeddings",
+        sql: include_str!("migrations/0017_improve_embeddings.sql"),
+    },
+    Migration {
+        version: 18,
+        name: "run_resume",
+        sql: include_str!("migrations/0018_run_resume.sql"),
+    },
 ];
 
 /// The advisory lock key migrations hold (`oxi` + "mig" in ASCII, so no other user of advisory

@@ -20,6 +20,8 @@ use crate::ledger::{
 use crate::redact::Redactor;
 use crate::worker::WorkerRole;
 
+mod summary;
+
 const PR_TEMPLATE: &str = include_str!("../../../templates/pr.md.j2");
 
 #[derive(Debug, thiserror::Error)]
@@ -118,11 +120,13 @@ fn last_state(ledger: &Ledger, task: &str) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
-/// The pull request's title and body for a task.
+/// The pull request's title and body for a task; `summary` is what `[routing] summary`
+/// wrote, if anything.
 pub fn render_pr(
     config: &LoadedConfig,
     task: &TaskRow,
     state: &serde_json::Value,
+    summary: Option<&str>,
     redactor: &Redactor,
 ) -> Result<(String, String), ReleaseError> {
     let title = format!("{}: {}", task.spec.id, task.spec.title);
@@ -145,6 +149,7 @@ pub fn render_pr(
     let ctx = serde_json::json!({
         "id": task.spec.id,
         "brief": task.spec.body,
+        "summary": summary,
         "files": delivery["files"].as_u64().unwrap_or(0),
         "lines_added": delivery["lines_added"].as_u64().unwrap_or(0),
         "lines_removed": delivery["lines_removed"].as_u64().unwrap_or(0),
@@ -295,7 +300,8 @@ async fn deliver_one(
         .ok_or_else(|| ReleaseError::Template("no [github] table".into()))?;
     push(&config.repo_root, &github.remote, branch, token)?;
     let state = last_state(ledger, &task.spec.id);
-    let (title, mut body) = render_pr(config, task, &state, redactor)?;
+    let summary = summary::write(config, ledger, redactor, task, &state).await;
+    let (title, mut body) = render_pr(config, task, &state, summary.as_deref(), redactor)?;
     if let Some(closes) = crate::roadmap::github_issues::closes_line(ledger, &task.spec.id)? {
         body.push_str(&format!("\n{closes}\n"));
     }

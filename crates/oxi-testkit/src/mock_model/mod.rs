@@ -20,6 +20,7 @@
 
 mod anthropic;
 mod chat;
+mod embeddings;
 mod openai;
 pub mod sse;
 
@@ -39,6 +40,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use chat::ChatCost;
+pub use embeddings::{EmbedStep, vector as embedding_vector};
 pub use openai::add_file_patch;
 use sse::SseEvent;
 
@@ -163,7 +165,13 @@ pub struct Script {
     fallback: Step,
     usage: Usage,
     chat_cost: ChatCost,
+    embed_steps: VecDeque<EmbedStep>,
+    embed_fallback: EmbedStep,
+    embed_dimensions: usize,
 }
+
+/// The width of the mock's embeddings unless [`Script::embed_dimensions`] says otherwise.
+pub const EMBED_DIMENSIONS: usize = 64;
 
 impl Default for Script {
     fn default() -> Self {
@@ -179,6 +187,9 @@ impl Script {
             fallback: Step::Auto,
             usage: Usage::default(),
             chat_cost: ChatCost::None,
+            embed_steps: VecDeque::new(),
+            embed_fallback: EmbedStep::Auto,
+            embed_dimensions: EMBED_DIMENSIONS,
         }
     }
 
@@ -220,6 +231,35 @@ impl Script {
     pub fn chat_cost(mut self, cost: ChatCost) -> Self {
         self.chat_cost = cost;
         self
+    }
+
+    /// Appends an answer to the embeddings queue (separate from the model steps).
+    #[must_use]
+    pub fn then_embed(mut self, step: EmbedStep) -> Self {
+        self.embed_steps.push_back(step);
+        self
+    }
+
+    /// What embeddings requests get once their queue is used up (default [`EmbedStep::Auto`]).
+    #[must_use]
+    pub fn embed_fallback(mut self, step: EmbedStep) -> Self {
+        self.embed_fallback = step;
+        self
+    }
+
+    /// The width of [`EmbedStep::Auto`] vectors (default [`EMBED_DIMENSIONS`]).
+    #[must_use]
+    pub fn embed_dimensions(mut self, dimensions: usize) -> Self {
+        self.embed_dimensions = dimensions;
+        self
+    }
+
+    fn next_embed(&mut self) -> (EmbedStep, usize) {
+        let step = self
+            .embed_steps
+            .pop_front()
+            .unwrap_or_else(|| self.embed_fallback.clone());
+        (step, self.embed_dimensions)
     }
 
     fn next(&mut self) -> (Step, Usage) {
@@ -496,6 +536,20 @@ impl MockModelServer {
             .collect()
     }
 
+    /// The embeddings requests so far.
+    pub fn embeddings_requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.requests)
+            .iter()
+            .filter(|r| r.method == "POST" && r.route_path().ends_with("/embeddings"))
+            .cloned()
+            .collect()
+    }
+
+    /// Appends an answer to the running script's embeddings queue.
+    pub fn push_embed_step(&self, step: EmbedStep) {
+        lock(&self.shared.script).embed_steps.push_back(step);
+    }
+
     /// Appends a step to the running script.
     pub fn push_step(&self, step: Step) {
         lock(&self.shared.script).steps.push_back((step, None));
@@ -548,6 +602,8 @@ enum Route {
     Model(Api),
     CountTokens,
     Models(Api),
+    /// OpenAI embeddings: consumes an embeddings step, not a model step.
+    Embeddings,
     /// LiteLLM's `/health/readiness` and `/health/liveliness`.
     Health,
     Root,
@@ -572,6 +628,8 @@ impl Route {
             Route::Model(Api::OpenAi)
         } else if *method == Method::POST && path.ends_with("/chat/completions") {
             Route::Model(Api::ChatCompletions)
+        } else if *method == Method::POST && path.ends_with("/embeddings") {
+            Route::Embeddings
         } else if *method == Method::GET && path.starts_with("/health/") {
             Route::Health
         } else if *method == Method::GET && (path.ends_with("/models") || path.contains("/models/"))
@@ -652,6 +710,10 @@ async fn handle(
                 Api::OpenAi | Api::ChatCompletions => openai::models(),
             };
             json_response(StatusCode::OK, &list)
+        }
+        Route::Embeddings => {
+            record.api = Some(Api::ChatCompletions);
+            embeddings_reply(&shared, record).await
         }
         Route::Health => {
             record.reply = "health".into();
@@ -817,6 +879,51 @@ async fn chat_reply(
                 )
             }
         },
+    };
+    shared.record(record);
+    response
+}
+
+/// An embeddings answer for the next [`EmbedStep`].
+async fn embeddings_reply(shared: &Arc<Shared>, mut record: RecordedRequest) -> Response {
+    let (step, dimensions) = lock(&shared.script).next_embed();
+    record.reply = step.describe();
+    let model = record
+        .body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("text-embedding-3-small")
+        .to_owned();
+    let request_id = shared.ids.next("req");
+    let Some(inputs) = embeddings::inputs(&record.body) else {
+        record.status = Some(400);
+        shared.record(record);
+        return json_response(StatusCode::BAD_REQUEST, &embeddings::bad_input());
+    };
+    let response = match &step {
+        EmbedStep::Hang => return hang(shared, record).await,
+        EmbedStep::Status(code) => {
+            record.status = Some(*code);
+            error_response(Api::ChatCompletions, *code, None, None, &request_id)
+        }
+        EmbedStep::Raw(body) => {
+            let mut response = (StatusCode::OK, body.clone()).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        EmbedStep::Auto | EmbedStep::Dimensions(_) | EmbedStep::MissingOne => {
+            let width = match step {
+                EmbedStep::Dimensions(n) => n,
+                _ => dimensions,
+            };
+            let body = embeddings::answer(&inputs, &model, width, step == EmbedStep::MissingOne);
+            let mut response = json_response(StatusCode::OK, &body);
+            add_request_id(response.headers_mut(), &request_id);
+            response
+        }
     };
     shared.record(record);
     response

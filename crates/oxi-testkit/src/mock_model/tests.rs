@@ -652,3 +652,66 @@ async fn chat_completions_answer_whole_with_each_providers_cost() {
     );
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn embeddings_are_deterministic_near_for_shared_words_and_scripted_faults_answer() {
+    let server = MockModelServer::start(
+        Script::new()
+            .embed_dimensions(32)
+            .then_embed(EmbedStep::Auto)
+            .then_embed(EmbedStep::Dimensions(8))
+            .then_embed(EmbedStep::MissingOne)
+            .then_embed(EmbedStep::Status(503))
+            .then_embed(EmbedStep::Auto),
+    )
+    .await
+    .unwrap();
+    let request = json!({"model": "text-embedding-3-small", "input": [
+        "supervisor budget caps", "budget caps for a supervisor", "gardening recipes"]});
+    let reply = send(&server, "POST", "/v1/embeddings", &[], &request).await;
+    assert_eq!(reply.status, 200);
+    let body: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["object"], "list");
+    assert_eq!(body["model"], "text-embedding-3-small");
+    assert_eq!(body["usage"]["prompt_tokens"], 10);
+    let vectors: Vec<Vec<f64>> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            assert_eq!(d["index"], i);
+            assert_eq!(d["object"], "embedding");
+            serde_json::from_value(d["embedding"].clone()).unwrap()
+        })
+        .collect();
+    assert_eq!(vectors.len(), 3);
+    assert!(vectors.iter().all(|v| v.len() == 32));
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    assert!(dot(&vectors[0], &vectors[1]) > dot(&vectors[0], &vectors[2]));
+    assert!((dot(&vectors[0], &vectors[0]) - 1.0).abs() < 1e-5);
+    let expected: Vec<f64> = embedding_vector("supervisor budget caps", 32)
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    assert!(dot(&vectors[0], &expected) > 0.9999);
+
+    let reply = send(&server, "POST", "/v1/embeddings", &[], &request).await;
+    let body: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["data"][0]["embedding"].as_array().unwrap().len(), 8);
+    let reply = send(&server, "POST", "/v1/embeddings", &[], &request).await;
+    let body: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["data"].as_array().unwrap().len(), 2);
+    let reply = send(&server, "POST", "/v1/embeddings", &[], &request).await;
+    assert_eq!(reply.status, 503);
+    let single = json!({"model": "m", "input": "one text"});
+    let reply = send(&server, "POST", "/v1/embeddings", &[], &single).await;
+    let body: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["data"].as_array().unwrap().len(), 1);
+    let reply = send(&server, "POST", "/v1/embeddings", &[], &json!({"input": 7})).await;
+    assert_eq!(reply.status, 400);
+    // Embeddings never consume a model step.
+    assert!(server.model_requests().is_empty());
+    assert_eq!(server.embeddings_requests().len(), 6);
+    server.shutdown().await.unwrap();
+}
