@@ -8,8 +8,8 @@
 
 use oxi::budget::Caps;
 use oxi::ledger::{
-    ApprovalKind, Event, Killswitch, Ledger, LedgerError, MIGRATIONS, NewEvent, NewRun, RunEnd,
-    TaskSpec, TaskState, Transition, TransitionFields,
+    ApprovalKind, Event, HostBeat, Killswitch, Ledger, LedgerError, MIGRATIONS, NewEvent, NewRun,
+    RunEnd, TaskSpec, TaskState, TickLockAttempt, Transition, TransitionFields,
 };
 use oxi_testkit::pg::cluster_or_skip;
 
@@ -794,4 +794,195 @@ fn postgres_integrity_check_finds_a_disabled_trigger_and_a_drifted_rollup() {
             "spend_rollup for 2026-11 differs from the reservations it sums",
         ]
     );
+}
+
+// --- Resumed sessions, hosts and the tick lock ------------------------------------------------
+
+#[test]
+fn resumed_sessions_on_both_backends() {
+    on_both_backends("resume", |ledger| {
+        ledger
+            .write(|q| q.insert_task(&spec("T1-1", 0), TaskState::Queued, 1))
+            .unwrap();
+        assert_eq!(ledger.read().resume_source("T1-1", 1).unwrap(), None);
+        let runs = [("r1", 1, 100), ("r2", 2, 250), ("r3", 3, 400)];
+        for (id, attempt, cost) in runs {
+            let run = NewRun {
+                attempt,
+                started_at_ms: 1_000 * i64::from(attempt),
+                ..new_run(id, "T1-1", 1_000)
+            };
+            ledger.write(|q| q.begin_run(&run)).unwrap();
+            let end = RunEnd {
+                ended_at_ms: 1_000 * i64::from(attempt) + 500,
+                classification: "timeout",
+                input_tokens: 10 * u64::from(attempt),
+                cached_input_tokens: 1,
+                output_tokens: 2,
+                reasoning_tokens: 3,
+                cost_microusd: cost,
+                session_id: Some("sess-1"),
+                ..RunEnd::default()
+            };
+            assert!(ledger.write(|q| q.finish_run(id, &end)).unwrap());
+        }
+        let source = ledger.read().resume_source("T1-1", 3).unwrap().unwrap();
+        assert_eq!(
+            (
+                source.run_id.as_str(),
+                source.attempt,
+                source.session_id.as_deref()
+            ),
+            ("r2", 2, Some("sess-1"))
+        );
+        assert_eq!(source.classification.as_deref(), Some("timeout"));
+        ledger
+            .write(|q| {
+                q.set_resumed_from("r2", Some("r1"))?;
+                q.set_resumed_from("r3", Some("r2"))
+            })
+            .unwrap();
+        let q = ledger.read();
+        assert_eq!(q.resumed_from("r3").unwrap().as_deref(), Some("r2"));
+        assert_eq!(q.resumed_from("r1").unwrap(), None);
+        assert_eq!(q.resumed_from("nope").unwrap(), None);
+        let spent = q.session_spent("r3").unwrap();
+        assert_eq!(
+            (
+                spent.input_tokens,
+                spent.cached_input_tokens,
+                spent.cost_microusd
+            ),
+            (60, 3, 750)
+        );
+        assert_eq!(q.session_spent("r1").unwrap().cost_microusd, 100);
+        ledger.write(|q| q.set_resumed_from("r3", None)).unwrap();
+        assert_eq!(
+            ledger.read().session_spent("r3").unwrap().cost_microusd,
+            400
+        );
+    });
+}
+
+#[test]
+fn hosts_heartbeats_and_run_hosts_on_both_backends() {
+    on_both_backends("hosts", |ledger| {
+        let labels = vec!["gpu".to_owned(), "linux".to_owned()];
+        let mut versions = std::collections::BTreeMap::new();
+        versions.insert("codex".to_owned(), "0.169.0".to_owned());
+        let beat = |at_ms| HostBeat {
+            name: "box-a",
+            machine_id: "m-1",
+            labels: &labels,
+            pid: 77,
+            oxi_version: "0.1.0",
+            cli_versions: &versions,
+            at_ms,
+        };
+        ledger.write(|q| q.host_heartbeat(&beat(5_000))).unwrap();
+        // An older beat arriving late never moves the heartbeat back.
+        ledger.write(|q| q.host_heartbeat(&beat(4_000))).unwrap();
+        ledger
+            .write(|q| {
+                q.insert_task(&spec("T1-1", 0), TaskState::Queued, 1)?;
+                q.insert_task(&spec("T1-2", 1), TaskState::Queued, 1)?;
+                q.begin_run(&new_run("r1", "T1-1", 10))?;
+                q.record_run_host("r1", "box-a")?;
+                q.begin_run(&NewRun {
+                    started_at_ms: 1_500,
+                    ..new_run("r2", "T1-2", 10)
+                })?;
+                q.record_run_host("r2", "box-b")?;
+                q.renew_run("r1", 9_000, 3)
+            })
+            .unwrap();
+        let hosts = ledger.read().hosts().unwrap();
+        assert_eq!(hosts.len(), 1);
+        let h = &hosts[0];
+        assert_eq!((h.name.as_str(), h.machine_id.as_str()), ("box-a", "m-1"));
+        assert_eq!(h.labels, labels);
+        assert_eq!(h.cli_versions, versions);
+        assert_eq!(
+            (h.pid, h.first_seen_ms, h.last_heartbeat_ms),
+            (77, 5_000, 5_000)
+        );
+        assert_eq!((h.running_jobs, h.lease_until_ms), (1, Some(9_000)));
+        let task_hosts = ledger.read().task_hosts().unwrap();
+        assert_eq!(task_hosts.get("T1-1").map(String::as_str), Some("box-a"));
+        assert_eq!(task_hosts.get("T1-2").map(String::as_str), Some("box-b"));
+        let end = RunEnd {
+            ended_at_ms: 2_000,
+            classification: "success",
+            cost_microusd: 5,
+            cli_version: Some("0.170.0"),
+            ..RunEnd::default()
+        };
+        ledger.write(|q| q.finish_run("r1", &end)).unwrap();
+        let totals = ledger.read().host_run_totals(0).unwrap();
+        let by_host: Vec<(&str, u32, u32, i64)> = totals
+            .iter()
+            .map(|t| {
+                (
+                    t.host.as_str(),
+                    t.executor_runs,
+                    t.succeeded,
+                    t.cost_microusd,
+                )
+            })
+            .collect();
+        assert_eq!(by_host, [("box-a", 1, 1, 5), ("box-b", 0, 0, 0)]);
+        assert!(
+            ledger
+                .read()
+                .host_run_totals(1_200)
+                .unwrap()
+                .iter()
+                .all(|t| t.host == "box-b")
+        );
+        let cli = ledger.read().host_cli_versions("box-a").unwrap();
+        assert_eq!(cli.get("codex").map(String::as_str), Some("0.170.0"));
+        assert!(ledger.read().host_cli_versions("box-b").unwrap().is_empty());
+    });
+}
+
+#[test]
+fn postgres_tick_lock_is_per_host_and_repository_across_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Ledger::open(&dir.path().join("ledger.db")).unwrap();
+    assert!(matches!(
+        sqlite.try_tick_lock("box-a", "/repo", "{}").unwrap(),
+        TickLockAttempt::Sqlite
+    ));
+    let Some(url) = pg_url("tick_lock") else {
+        return;
+    };
+    // Two sessions, as two processes (or two hosts) would have.
+    let first = Ledger::open_postgres(&url, None).unwrap();
+    let second = Ledger::open_postgres(&url, None).unwrap();
+    let TickLockAttempt::Taken(lock_a) = first.try_tick_lock("box-a", "/repo", "holder a").unwrap()
+    else {
+        panic!("the first tick of box-a takes the lock");
+    };
+    // The same host again, from another session: refused, naming the holder.
+    match second.try_tick_lock("box-a", "/repo", "holder a2").unwrap() {
+        TickLockAttempt::Held(holder) => assert_eq!(holder.as_deref(), Some("holder a")),
+        other => panic!("one host never ticks twice: {other:?}"),
+    }
+    // Another host, or the same host on another repository, ticks at once.
+    let TickLockAttempt::Taken(lock_b) =
+        second.try_tick_lock("box-b", "/repo", "holder b").unwrap()
+    else {
+        panic!("two hosts tick at once");
+    };
+    assert!(matches!(
+        second.try_tick_lock("box-a", "/other", "x").unwrap(),
+        TickLockAttempt::Taken(_)
+    ));
+    // Dropping the lock ends its session, and the server releases the lock with it.
+    drop(lock_a);
+    assert!(matches!(
+        second.try_tick_lock("box-a", "/repo", "holder a3").unwrap(),
+        TickLockAttempt::Taken(_)
+    ));
+    drop(lock_b);
 }

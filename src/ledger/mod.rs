@@ -188,7 +188,12 @@ enum Backend {
     },
     /// One session per `Ledger`, as each sqlite `Ledger` has its own connection; writes are
     /// transactions on it (Postgres's own row locks order concurrent writers).
-    Pg(RefCell<postgres::Client>),
+    Pg {
+        client: RefCell<postgres::Client>,
+        /// Where it connected, for the sessions of its own a tick lock or a copy opens (boxed:
+        /// the variant stays the size of the sqlite one).
+        target: Box<pg::Target>,
+    },
 }
 
 impl std::fmt::Debug for Ledger {
@@ -258,7 +263,13 @@ impl Ledger {
         let shown = pg::redact(url);
         pg::migrate(&mut client, &shown)?;
         Ok(Ledger {
-            backend: Backend::Pg(RefCell::new(client)),
+            backend: Backend::Pg {
+                client: RefCell::new(client),
+                target: Box::new(pg::Target {
+                    url: url.to_owned(),
+                    secret,
+                }),
+            },
             path: PathBuf::from(shown),
         })
     }
@@ -305,7 +316,7 @@ impl Ledger {
     pub fn read(&self) -> Queries<'_> {
         match &self.backend {
             Backend::Sqlite { conn, .. } => Queries::sqlite_conn(conn),
-            Backend::Pg(client) => Queries {
+            Backend::Pg { client, .. } => Queries {
                 db: queries::Db::Pg(client),
             },
         }
@@ -345,7 +356,7 @@ impl Ledger {
     pub fn write<T>(&mut self, f: impl FnOnce(&Queries<'_>) -> Result<T>) -> Result<T> {
         let (conn, writers) = match &mut self.backend {
             Backend::Sqlite { conn, writers } => (conn, writers),
-            Backend::Pg(client) => {
+            Backend::Pg { client, .. } => {
                 let mut client = client.borrow_mut();
                 let tx = RefCell::new(client.transaction()?);
                 // On an error `tx` is dropped unfinished, which rolls it back.
@@ -371,7 +382,7 @@ impl Ledger {
     pub fn integrity_check(&self) -> Result<Vec<String>> {
         let conn = match &self.backend {
             Backend::Sqlite { conn, .. } => conn,
-            Backend::Pg(client) => return pg::integrity_problems(client),
+            Backend::Pg { client, .. } => return pg::integrity_problems(client),
         };
         let mut stmt = conn.prepare("PRAGMA integrity_check")?;
         let rows: Vec<String> = stmt
@@ -385,7 +396,7 @@ impl Ledger {
     fn write_group(&self) -> Option<&Arc<WriteGroup>> {
         match &self.backend {
             Backend::Sqlite { writers, .. } => writers.as_ref(),
-            Backend::Pg(_) => None,
+            Backend::Pg { .. } => None,
         }
     }
 
@@ -397,7 +408,7 @@ impl Ledger {
     pub fn raw_connection(&mut self) -> &mut Connection {
         match &mut self.backend {
             Backend::Sqlite { conn, .. } => conn,
-            Backend::Pg(_) => panic!("raw_connection is a test hook of SQLite ledgers"),
+            Backend::Pg { .. } => panic!("raw_connection is a test hook of SQLite ledgers"),
         }
     }
 }

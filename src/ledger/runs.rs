@@ -542,6 +542,9 @@ impl Queries<'_> {
     /// # Errors
     /// The ledger's, when it cannot be read.
     pub fn resume_source(&self, task_id: &str, attempt: u32) -> Result<Option<ResumeSource>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::resume_source(pg, task_id, attempt);
+        }
         Ok(self
             .sqlite()?
             .prepare_cached(
@@ -567,6 +570,9 @@ impl Queries<'_> {
     /// # Errors
     /// The ledger's, when it cannot be written.
     pub fn set_resumed_from(&self, run_id: &str, from: Option<&str>) -> Result<()> {
+        if let Db::Pg(pg) = self.db {
+            return pg::set_resumed_from(pg, run_id, from);
+        }
         self.sqlite()?
             .prepare_cached("UPDATE runs SET resumed_from = ?2 WHERE id = ?1")?
             .execute(params![run_id, from])?;
@@ -578,6 +584,9 @@ impl Queries<'_> {
     /// # Errors
     /// The ledger's, when it cannot be read.
     pub fn resumed_from(&self, run_id: &str) -> Result<Option<String>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::resumed_from(pg, run_id);
+        }
         Ok(self
             .sqlite()?
             .prepare_cached("SELECT resumed_from FROM runs WHERE id = ?1")?
@@ -592,6 +601,9 @@ impl Queries<'_> {
     /// # Errors
     /// The ledger's, when it cannot be read.
     pub fn session_spent(&self, run_id: &str) -> Result<SessionSpent> {
+        if let Db::Pg(pg) = self.db {
+            return pg::session_spent(pg, run_id);
+        }
         Ok(self
             .sqlite()?
             .prepare_cached(

@@ -364,3 +364,80 @@ impl Queries<'_> {
         Ok(())
     }
 }
+
+/// The tick lock on a shared (Postgres) ledger: held for as long as the value lives, by a
+/// session of its own holding a session-level advisory lock. The server drops it when that
+/// session ends, so a host that dies (even by SIGKILL, or with its network) never wedges the
+/// queue.
+pub struct PgTickLock {
+    _session: Box<postgres::Client>,
+}
+
+impl std::fmt::Debug for PgTickLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgTickLock")
+    }
+}
+
+/// What asking for the tick lock of a host and repository gave.
+#[derive(Debug)]
+pub enum TickLockAttempt {
+    /// A ledger in a file: the tick lock is the file lock beside it (`scheduler::lock`).
+    Sqlite,
+    /// Taken: no other tick or saturate of this host on this repository runs until it drops.
+    Taken(PgTickLock),
+    /// Another process of this host holds it; what it wrote about itself, if it did yet.
+    Held(Option<String>),
+}
+
+/// The advisory lock key of a host's ticks on a repository: the first 8 bytes of a SHA-256
+/// of both, so different hosts (and one host's different repositories) never share one.
+fn tick_lock_key(host: &str, repository: &str) -> i64 {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("oxi tick lock\0{host}\0{repository}"));
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
+
+impl super::Ledger {
+    /// Takes the tick lock of `host` on `repository` on a Postgres ledger, without waiting:
+    /// two hosts tick at once, one host never twice. `holder` (the holder's description, as
+    /// `scheduler::lock` writes it) is kept in the ledger while the lock is held, so a refused
+    /// process can name it.
+    ///
+    /// # Errors
+    /// When the lock's own session cannot connect or the ledger cannot be written.
+    pub fn try_tick_lock(
+        &self,
+        host: &str,
+        repository: &str,
+        holder: &str,
+    ) -> Result<TickLockAttempt> {
+        let super::Backend::Pg { target, .. } = &self.backend else {
+            return Ok(TickLockAttempt::Sqlite);
+        };
+        let key = tick_lock_key(host, repository);
+        let holder_key = format!("tick_lock_holder:{key:016x}");
+        let mut session = pg::connect(&target.url, &target.secret)?;
+        let taken: bool = session
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])?
+            .try_get(0)?;
+        if !taken {
+            let held_by = session
+                .query_opt("SELECT value FROM kv WHERE key = $1", &[&holder_key])?
+                .map(|r| r.try_get(0))
+                .transpose()?;
+            return Ok(TickLockAttempt::Held(held_by));
+        }
+        session.execute(
+            "INSERT INTO kv (key, value, updated_at_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value,
+                updated_at_ms = excluded.updated_at_ms",
+            &[&holder_key, &holder, &crate::clock::now_ms()],
+        )?;
+        Ok(TickLockAttempt::Taken(PgTickLock {
+            _session: Box::new(session),
+        }))
+    }
+}

@@ -9,6 +9,7 @@
 //! API is synchronous (every caller holds a `Ledger` on its own thread), so a blocking client
 //! keeps it so without an async runtime at each call site.
 
+mod hosts;
 mod migrate;
 mod queries;
 mod runs;
@@ -19,6 +20,7 @@ use std::cell::RefCell;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Transaction};
 
+pub(super) use hosts::*;
 pub(super) use migrate::{integrity_problems, migrate, schema_version};
 pub(super) use queries::*;
 pub(super) use runs::*;
@@ -90,6 +92,13 @@ pub(super) fn execute(pg: Pg<'_>, sql: &str, params: Params<'_>) -> Result<u64> 
 pub(crate) struct Secret {
     /// The name of an environment variable holding the password.
     pub(crate) password_env: Option<String>,
+}
+
+/// A database to connect to, again: the URL (password-free) and where its password comes from.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) url: String,
+    pub(crate) secret: Secret,
 }
 
 /// Connects to the database at `url` and sets the session up for the ledger.

@@ -4,10 +4,11 @@
 
 use postgres::Row;
 
-use super::{Pg, execute, query, query_opt};
+use super::{Pg, execute, query, query_one, query_opt};
 use crate::ledger::runs::{Ended, RUN_COLUMNS};
 use crate::ledger::{
-    LedgerError, NewRun, Result, RunEnd, RunRow, SpendRow, SpendTotals, TaskState,
+    LedgerError, NewRun, Result, ResumeSource, RunEnd, RunRow, SessionSpent, SpendRow, SpendTotals,
+    TaskState,
 };
 use crate::money::MicroUsd;
 
@@ -321,4 +322,86 @@ pub(in crate::ledger) fn admission_totals(
         }
     }
     Ok(totals)
+}
+
+/// The twin of `Queries::resume_source`. The sqlite query breaks a tie of attempt and start
+/// time by insertion order (its `rowid`); a Postgres table has none, so the run id breaks it
+/// (two executor runs of one attempt never start in the same millisecond: an attempt runs one
+/// executor).
+pub(in crate::ledger) fn resume_source(
+    pg: Pg<'_>,
+    task_id: &str,
+    attempt: u32,
+) -> Result<Option<ResumeSource>> {
+    query_opt(
+        pg,
+        "SELECT id, attempt, worker, worker_kind, session_id, classification FROM runs
+         WHERE task_id = $1 AND role = 'executor' AND attempt < $2
+         ORDER BY attempt DESC, started_at_ms DESC, id DESC LIMIT 1",
+        &[&task_id, &i64::from(attempt)],
+    )?
+    .map(|r| {
+        let attempt: Option<u32> = narrow(&r, 1, "attempt")?;
+        Ok(ResumeSource {
+            run_id: r.try_get(0)?,
+            attempt: attempt.unwrap_or(0),
+            worker: r.try_get(2)?,
+            worker_kind: r.try_get(3)?,
+            session_id: r.try_get(4)?,
+            classification: r.try_get(5)?,
+        })
+    })
+    .transpose()
+}
+
+pub(in crate::ledger) fn set_resumed_from(
+    pg: Pg<'_>,
+    run_id: &str,
+    from: Option<&str>,
+) -> Result<()> {
+    execute(
+        pg,
+        "UPDATE runs SET resumed_from = $2 WHERE id = $1",
+        &[&run_id, &from],
+    )?;
+    Ok(())
+}
+
+pub(in crate::ledger) fn resumed_from(pg: Pg<'_>, run_id: &str) -> Result<Option<String>> {
+    Ok(query_opt(
+        pg,
+        "SELECT resumed_from FROM runs WHERE id = $1",
+        &[&run_id],
+    )?
+    .map(|r| r.try_get::<_, Option<String>>(0))
+    .transpose()?
+    .flatten())
+}
+
+/// The twin of `Queries::session_spent`: the same recursive walk back along `resumed_from`,
+/// bounded at 100 links so a hand-made cycle cannot loop.
+pub(in crate::ledger) fn session_spent(pg: Pg<'_>, run_id: &str) -> Result<SessionSpent> {
+    let row = query_one(
+        pg,
+        "WITH RECURSIVE chain(id, depth) AS (
+             SELECT $1::TEXT, 0
+             UNION
+             SELECT runs.resumed_from, chain.depth + 1 FROM runs JOIN chain ON runs.id = chain.id
+             WHERE runs.resumed_from IS NOT NULL AND chain.depth < 100
+         )
+         SELECT COALESCE(SUM(input_tokens), 0)::BIGINT,
+                COALESCE(SUM(cached_input_tokens), 0)::BIGINT,
+                COALESCE(SUM(output_tokens), 0)::BIGINT,
+                COALESCE(SUM(reasoning_tokens), 0)::BIGINT,
+                COALESCE(SUM(cost_microusd), 0)::BIGINT
+         FROM runs WHERE id IN (SELECT id FROM chain)",
+        &[&run_id],
+    )?;
+    Ok(SessionSpent {
+        input_tokens: count(&row, 0)?,
+        cached_input_tokens: count(&row, 1)?,
+        output_tokens: count(&row, 2)?,
+        reasoning_tokens: count(&row, 3)?,
+        cost_microusd: row.try_get(4)?,
+    })
 }
