@@ -986,3 +986,269 @@ fn postgres_tick_lock_is_per_host_and_repository_across_sessions() {
     ));
     drop(lock_b);
 }
+
+// --- Moving a ledger between backends ----------------------------------------------------------
+
+/// Every event kind's text, from the one table that declares them (so a kind added later is
+/// covered without touching this test).
+fn every_event_kind() -> Vec<String> {
+    let source = include_str!("../src/ledger/events.rs");
+    let start = source
+        .find("event_kinds! {")
+        .expect("the event_kinds! table");
+    let kinds: Vec<String> = source[start..]
+        .lines()
+        .take_while(|l| l.trim() != "}")
+        .filter_map(|l| {
+            let (_, text) = l.trim().split_once(") = \"")?;
+            Some(text.trim_end_matches("\",").to_owned())
+        })
+        .collect();
+    assert!(kinds.len() > 40, "found only {kinds:?}");
+    kinds
+}
+
+/// A value for column `column` (declared `decl`) of `table` in the filler row: the fixed ids
+/// of the parent rows, a legal word for each CHECKed column, else one of the declared type.
+fn filler_value(table: &str, column: &str, decl: &str) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    let text = |s: &str| Value::Text(s.to_owned());
+    match (table, column) {
+        ("tasks", "id") | (_, "task_id") => return text("T1-1"),
+        ("runs", "id") | (_, "run_id" | "primary_run_id" | "shadow_run_id" | "used_by_run") => {
+            return text("r1");
+        }
+        ("tasks", "state") => return text("queued"),
+        ("runs", "status") => return text("finished"),
+        ("spend" | "gateway_calls", "status") => return text("reserved"),
+        ("verify_results", "status") => return text("passed"),
+        ("notify_outbox", "state") => return text("pending"),
+        ("notifications", "status") => return text("delivered"),
+        ("improve_proposals", "status") => return text("proposed"),
+        ("worker_probes", "verdict") => return text("pass"),
+        ("improve_verdicts", "verdict") => return text("accepted"),
+        ("events", "kind") => return text("paused"),
+        _ => {}
+    }
+    let decl = decl.to_ascii_uppercase();
+    if decl.contains("INT") {
+        Value::Integer(1)
+    } else if decl.contains("REAL") {
+        Value::Real(0.25)
+    } else if decl.contains("BLOB") {
+        Value::Blob(vec![0, 1, 2, 255])
+    } else {
+        Value::Text(format!("{table}.{column} \u{2713} 'q'"))
+    }
+}
+
+/// A SQLite ledger with a row in every table (all columns set), rows with NULLs from the typed
+/// layer, and an event of every kind.
+fn full_sqlite_ledger(path: &std::path::Path) -> Ledger {
+    let mut ledger = Ledger::open(path).unwrap();
+    let conn = ledger.raw_connection();
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let derived = [
+        "schema_migrations",
+        "task_states",
+        "task_transitions",
+        "spend_rollup",
+    ];
+    for table in tables.iter().filter(|t| !derived.contains(&t.as_str())) {
+        let columns: Vec<(String, String)> = conn
+            .prepare(&format!("PRAGMA table_info({table})"))
+            .unwrap()
+            .query_map([], |r| Ok((r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+        let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+        let values: Vec<rusqlite::types::Value> = columns
+            .iter()
+            .map(|(n, d)| filler_value(table, n, d))
+            .collect();
+        conn.execute(
+            &format!(
+                "INSERT INTO {table} ({}) VALUES ({})",
+                names.join(", "),
+                marks.join(", ")
+            ),
+            rusqlite::params_from_iter(values),
+        )
+        .unwrap_or_else(|e| panic!("filler row of {table}: {e}"));
+    }
+    for (i, kind) in every_event_kind().iter().enumerate() {
+        conn.execute(
+            "INSERT INTO events (at_ms, kind, task_id, run_id, actor, data)
+             VALUES (?1, ?2, NULL, NULL, 'oxi', ?3)",
+            rusqlite::params![100 + i as i64, kind, format!("{{\"n\":{i}}}")],
+        )
+        .unwrap();
+    }
+    // Rows the typed layer writes, with their NULLs, a settled run and a released one.
+    ledger
+        .write(|q| {
+            q.insert_task(&spec("T2-1", 1), TaskState::Queued, 1)?;
+            q.begin_run(&new_run("r2", "T2-1", 500))?;
+            q.begin_run(&NewRun {
+                role: "reviewer",
+                ..new_run("r3", "T2-1", 300)
+            })
+        })
+        .unwrap();
+    finish(&mut ledger, "r2", "success", 120);
+    let released = RunEnd {
+        ended_at_ms: 2_500,
+        classification: "reaped",
+        release: true,
+        ..RunEnd::default()
+    };
+    ledger.write(|q| q.finish_run("r3", &released)).unwrap();
+    ledger
+}
+
+#[test]
+fn postgres_ledger_migrate_round_trips_every_table_and_event_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = full_sqlite_ledger(&dir.path().join("ledger.db"));
+    let before = source.contents().unwrap();
+    for (table, rows) in &before {
+        assert!(!rows.is_empty(), "the source ledger has no row in {table}");
+    }
+    let Some(url) = pg_url("ledger_migrate") else {
+        return;
+    };
+    let mut pg = Ledger::open_postgres(&url, None).unwrap();
+    let copied = source.copy_into(&mut pg).unwrap();
+    assert_eq!(
+        copied.rows(),
+        before
+            .iter()
+            .filter(|(t, _)| *t != "spend_rollup")
+            .map(|(_, r)| r.len() as u64)
+            .sum::<u64>()
+    );
+    let on_pg = pg.contents().unwrap();
+    for (table, rows) in &before {
+        assert_eq!(
+            on_pg.get(table),
+            Some(rows),
+            "table {table} after SQLite -> PostgreSQL"
+        );
+    }
+    assert_eq!(pg.integrity_check().unwrap(), Vec::<String>::new());
+    // A second copy into a ledger that is not empty is refused, and changes nothing.
+    let again = source.copy_into(&mut pg).unwrap_err();
+    assert!(
+        matches!(&again, LedgerError::NotEmpty { table, .. } if table == "tasks"),
+        "{again}"
+    );
+    assert_eq!(pg.contents().unwrap(), on_pg);
+    // And back into a new SQLite ledger: the same rows again.
+    let mut back = Ledger::open(&dir.path().join("back.db")).unwrap();
+    pg.copy_into(&mut back).unwrap();
+    assert_eq!(
+        back.contents().unwrap(),
+        before,
+        "SQLite -> PostgreSQL -> SQLite"
+    );
+    assert_eq!(back.integrity_check().unwrap(), Vec::<String>::new());
+    // The copies go on working: ids continue after the copied ones on both.
+    let next = |ledger: &mut Ledger| {
+        ledger
+            .write(|q| {
+                q.append_event(&NewEvent {
+                    at_ms: 9,
+                    task_id: None,
+                    run_id: None,
+                    actor: "oxi",
+                    event: Event::Paused(oxi::ledger::events::Killswitched { reason: None }),
+                })
+            })
+            .unwrap()
+    };
+    let max_id = before["events"].len() as i64;
+    assert!(next(&mut pg) > max_id);
+    assert!(next(&mut back) > max_id);
+}
+
+#[test]
+fn postgres_backup_is_a_snapshot_file_and_restore_replaces_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = full_sqlite_ledger(&dir.path().join("ledger.db"));
+    let Some(url) = pg_url("pg_backup") else {
+        return;
+    };
+    let mut pg = Ledger::open_postgres(&url, None).unwrap();
+    source.copy_into(&mut pg).unwrap();
+    let original = pg.contents().unwrap();
+    assert!(pg.running_runs_brief().unwrap().is_empty());
+
+    let file = dir.path().join("backups/pg.db");
+    let summary = pg.backup_to(&file).unwrap();
+    assert_eq!(summary.tasks, original["tasks"].len() as i64);
+    assert_eq!(summary.events, original["events"].len() as i64);
+    // The backup is an SQLite ledger with the same rows.
+    assert_eq!(Ledger::open(&file).unwrap().contents().unwrap(), original);
+    let exists = pg.backup_to(&file).unwrap_err();
+    assert!(
+        matches!(exists, oxi::ledger::BackupError::Exists { .. }),
+        "{exists}"
+    );
+
+    // Changes after the backup: a task and a live run.
+    pg.write(|q| {
+        q.insert_task(&spec("T3-1", 3), TaskState::Queued, 5)?;
+        q.begin_run(&new_run("r9", "T3-1", 10))
+    })
+    .unwrap();
+    let running = pg.running_runs_brief().unwrap();
+    assert_eq!(running.len(), 1);
+    assert_eq!(
+        (running[0].id.as_str(), running[0].supervisor_pid),
+        ("r9", Some(4242))
+    );
+
+    let aside = dir.path().join("backups/replaced.db");
+    let restored = pg.restore_postgres(&file, &aside).unwrap();
+    assert_eq!(restored.kept_aside.as_deref(), Some(aside.as_path()));
+    let now = pg.contents().unwrap();
+    for (table, rows) in &original {
+        if table == "events" {
+            // The restore itself is recorded: one `ledger_restored` more.
+            assert_eq!(now[table].len(), rows.len() + 1);
+            assert!(
+                now[table]
+                    .iter()
+                    .any(|r| r.iter().any(|c| c.contains("ledger_restored")))
+            );
+        } else {
+            assert_eq!(&now[table], rows, "table {table} after the restore");
+        }
+    }
+    assert_eq!(pg.integrity_check().unwrap(), Vec::<String>::new());
+    // What was replaced is kept aside, the later task in it.
+    let kept = Ledger::open(&aside).unwrap();
+    assert!(kept.read().task("T3-1").unwrap().is_some());
+    // The append-only trail is still guarded after the restore.
+    let mut client = raw(&url);
+    assert!(client.batch_execute("TRUNCATE events CASCADE").is_err());
+    assert!(client.batch_execute("DELETE FROM events").is_err());
+
+    // A file that is not a ledger replaces nothing.
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, b"not a database").unwrap();
+    let before = pg.contents().unwrap();
+    assert!(
+        pg.restore_postgres(&junk, &dir.path().join("aside2.db"))
+            .is_err()
+    );
+    assert_eq!(pg.contents().unwrap(), before);
+}

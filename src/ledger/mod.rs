@@ -54,6 +54,7 @@ pub use migrate::MIGRATIONS;
 pub use notify::{
     Attempt, AttemptStatus, NewOutbox, OutboxRow, OutboxState, SinkCounts, TrailEvent,
 };
+pub use pg::CopySummary;
 pub use plans::{PlanRow, PromptBytes};
 pub use probes::ProbeRow;
 pub use queries::*;
@@ -141,6 +142,19 @@ pub enum LedgerError {
         #[source]
         source: postgres::Error,
     },
+    /// A copy's destination already holds rows (`oxi ledger migrate` copies only into an empty
+    /// ledger, so nothing is ever merged or overwritten).
+    #[error(
+        "ledger {ledger} is not empty (table {table} has {rows} row(s)); a copy goes only into an empty ledger, so nothing was copied"
+    )]
+    NotEmpty {
+        ledger: String,
+        table: String,
+        rows: i64,
+    },
+    /// A table or a value of one ledger does not fit the other's schema.
+    #[error("copying the ledger: table {table}: {problem}")]
+    CopyMismatch { table: String, problem: String },
     /// A ledger function this oxi runs only on sqlite so far (docs/postgres.md lists what is
     /// ported).
     #[error(

@@ -9,6 +9,7 @@
 //! API is synchronous (every caller holds a `Ledger` on its own thread), so a blocking client
 //! keeps it so without an async runtime at each call site.
 
+mod copy;
 mod hosts;
 mod migrate;
 mod queries;
@@ -20,6 +21,8 @@ use std::cell::RefCell;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Transaction};
 
+pub use copy::CopySummary;
+pub(super) use copy::replace_all;
 pub(super) use hosts::*;
 pub(super) use migrate::{integrity_problems, migrate, schema_version};
 pub(super) use queries::*;

@@ -293,7 +293,11 @@ pub(in crate::ledger) fn spend_totals_by_scan(
             &format!(
                 "SELECT COALESCE(SUM(actual_microusd), 0)::BIGINT,
                         COALESCE(SUM(spend_held(status, reserved_microusd, actual_microusd)), 0)::BIGINT
-                 FROM spend WHERE {column} = $1"
+                 FROM (SELECT day, month, status, reserved_microusd, actual_microusd FROM spend
+                       UNION ALL
+                       SELECT day, month, status, reserved_microusd, actual_microusd
+                       FROM gateway_calls) AS money
+                 WHERE {column} = $1"
             ),
             &[&period],
         )?;

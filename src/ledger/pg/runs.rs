@@ -405,3 +405,24 @@ pub(in crate::ledger) fn session_spent(pg: Pg<'_>, run_id: &str) -> Result<Sessi
         cost_microusd: row.try_get(4)?,
     })
 }
+
+/// The runs marked running, as a restore checks them (the twin of `backup.rs`'s `running`).
+pub(in crate::ledger) fn running_brief(pg: Pg<'_>) -> Result<Vec<crate::ledger::RunningRun>> {
+    query(
+        pg,
+        "SELECT id, task_id, supervisor_pid, host, lease_expires_at_ms FROM runs
+         WHERE status = 'running' ORDER BY started_at_ms, id",
+        &[],
+    )?
+    .iter()
+    .map(|r| {
+        Ok(crate::ledger::RunningRun {
+            id: r.try_get(0)?,
+            task_id: r.try_get(1)?,
+            supervisor_pid: narrow(r, 2, "supervisor_pid")?,
+            host: r.try_get(3)?,
+            lease_expires_at_ms: r.try_get(4)?,
+        })
+    })
+    .collect()
+}
