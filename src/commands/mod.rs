@@ -9,6 +9,7 @@ mod hosts;
 mod improve;
 mod ingest;
 mod init;
+mod ledger;
 mod man;
 mod notify;
 mod pause;
@@ -124,6 +125,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Hosts => hosts::run(ctx),
         Command::Backup(args) => backup::backup(ctx, args),
         Command::Restore(args) => backup::restore(ctx, args),
+        Command::Ledger(crate::cli::LedgerCommand::Migrate(args)) => ledger::migrate(ctx, args),
         Command::Improve(command) => improve::run(ctx, command),
         Command::Eval(args) => eval::run(ctx, args),
     }

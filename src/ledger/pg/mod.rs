@@ -134,9 +134,10 @@ pub(super) fn connect(url: &str, secret: &Secret) -> Result<Client> {
             source,
         })?;
     // Every commit durable whatever the server's default; a lock held by another host longer
-    // than the SQLite ledger's busy timeout is the same `Busy` error.
+    // than the SQLite ledger's busy timeout is the same `Busy` error; the server's notices
+    // ("already exists, skipping" of a migration another host ran) stay out of oxi's log.
     client.batch_execute(&format!(
-        "SET synchronous_commit = on; SET lock_timeout = '{}ms'",
+        "SET synchronous_commit = on; SET lock_timeout = '{}ms'; SET client_min_messages = warning",
         BUSY_TIMEOUT.as_millis()
     ))?;
     Ok(client)
