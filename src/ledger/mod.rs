@@ -163,6 +163,12 @@ pub enum LedgerError {
     NotPorted(String),
 }
 
+/// A database URL with any password blanked, for messages.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    pg::redact(url)
+}
+
 /// A Postgres error as its server message and code when it has one (the crate's own text is
 /// only "db error").
 fn pg_message(e: &postgres::Error) -> String {
