@@ -365,7 +365,7 @@ fn postgres_url_rules() {
     assert!(matches!(err, LedgerError::PgConnect { .. }), "{err}");
     // Functions not ported yet say so instead of touching anything.
     let ledger = Ledger::open_postgres(&url, None).unwrap();
-    let err = ledger.read().worker_blocks().unwrap_err();
+    let err = ledger.running_runs_brief().unwrap_err();
     assert!(matches!(err, LedgerError::NotPorted(_)), "{err}");
 }
 

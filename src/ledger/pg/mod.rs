@@ -9,8 +9,16 @@
 //! API is synchronous (every caller holds a `Ledger` on its own thread), so a blocking client
 //! keeps it so without an async runtime at each call site.
 
+mod blocks;
+mod gateway;
+mod inference;
+mod issues;
 mod migrate;
+mod notify;
+mod plans;
+mod probes;
 mod queries;
+mod report;
 mod runs;
 mod tick;
 
@@ -19,8 +27,16 @@ use std::cell::RefCell;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Transaction};
 
+pub(super) use blocks::*;
+pub(super) use gateway::*;
+pub(super) use inference::*;
+pub(super) use issues::*;
 pub(super) use migrate::{integrity_problems, migrate, schema_version};
+pub(super) use notify::*;
+pub(super) use plans::*;
+pub(super) use probes::*;
 pub(super) use queries::*;
+pub(super) use report::*;
 pub(super) use runs::*;
 pub(super) use tick::*;
 
@@ -159,6 +175,20 @@ impl From<postgres::Error> for LedgerError {
             }
             _ => LedgerError::Postgres(e),
         }
+    }
+}
+
+/// Runs `body` on a fresh sqlite ledger, then on a fresh Postgres one unless the Postgres
+/// tests skip here: the unit tests of the crate-private ledger functions (the public ones are
+/// tested the same way in tests/postgres_read.rs).
+#[cfg(test)]
+fn on_both_backends(test: &str, body: impl Fn(&mut super::Ledger)) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sqlite = super::Ledger::open(&dir.path().join("ledger.db")).unwrap();
+    body(&mut sqlite);
+    if let Some(cluster) = oxi_testkit::pg::cluster_or_skip(test) {
+        let url = cluster.database(test).unwrap();
+        body(&mut super::Ledger::open_postgres(&url, None).unwrap());
     }
 }
 
