@@ -11,6 +11,7 @@
 
 mod blocks;
 mod gateway;
+mod improve;
 mod inference;
 mod issues;
 mod migrate;
@@ -20,6 +21,7 @@ mod probes;
 mod queries;
 mod report;
 mod runs;
+mod shadow;
 mod tick;
 
 use std::cell::RefCell;
@@ -29,6 +31,7 @@ use postgres::{Client, NoTls, Row, Transaction};
 
 pub(super) use blocks::*;
 pub(super) use gateway::*;
+pub(super) use improve::*;
 pub(super) use inference::*;
 pub(super) use issues::*;
 pub(super) use migrate::{integrity_problems, migrate, schema_version};
@@ -38,6 +41,7 @@ pub(super) use probes::*;
 pub(super) use queries::*;
 pub(super) use report::*;
 pub(super) use runs::*;
+pub(super) use shadow::*;
 pub(super) use tick::*;
 
 use super::{BUSY_TIMEOUT, LedgerError, Result};
