@@ -1034,3 +1034,200 @@ fn cli_probes_and_quarantine_on_both_backends() {
         assert_eq!(quarantined, ["Alpha", "codex", "zeta"], "byte order");
     });
 }
+
+// --- oxi report, end to end ---------------------------------------------------------------
+
+/// 2026-11-20T00:00:00Z.
+const T0: i64 = 1_795_132_800_000;
+const HOUR: i64 = 3_600_000;
+
+fn typed_event(ledger: &mut Ledger, at: i64, kind: EventKind, task: &str, data: serde_json::Value) {
+    ledger
+        .write(|q| {
+            q.append_event(&oxi::ledger::NewEvent {
+                at_ms: at,
+                task_id: Some(task),
+                run_id: None,
+                actor: "oxi",
+                event: oxi::ledger::Event::parse(kind.as_str(), &data)
+                    .unwrap_or_else(|| panic!("{} does not fit {data}", kind.as_str())),
+            })
+        })
+        .unwrap();
+}
+
+/// Runs of every role and outcome, verification, pull requests, CI, reviews, governance, a
+/// failure with its triage, gateway calls and prompt sizes: what `oxi report` reads.
+fn seed_report(ledger: &mut Ledger) {
+    ledger
+        .write(|q| {
+            for (i, id) in ["T0-1", "T0-2", "T0-3"].into_iter().enumerate() {
+                q.insert_task(&spec(id, i as u32), TaskState::Queued, T0 - 2 * HOUR)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let runs = [
+        ("r1", "T0-1", "planner", 0, "success", 50_000),
+        ("r2", "T0-1", "executor", 1, "success", 1_200_000),
+        ("r3", "T0-2", "executor", 2, "verify_failed_run", 400_000),
+        ("r4", "T0-2", "executor", 3, "success", 600_000),
+        ("r5", "T0-2", "reviewer", 4, "success", 100_000),
+        ("r6", "T0-3", "executor", 5, "parse_failure", 300_000),
+        ("r7", "T0-3", "shadow", 6, "success", 70_000),
+    ];
+    for (id, task, role, hour, class, cost) in runs {
+        let at = T0 + hour * HOUR;
+        let day = oxi::clock::day_of(at);
+        let month = oxi::clock::month_of(at);
+        let mut run = new_run(id, task, role, at);
+        run.day = &day;
+        run.month = &month;
+        ledger
+            .write(|q| {
+                q.begin_run(&run)?;
+                q.record_prompt_bytes(id, 1_000 * usize::try_from(hour + 1).unwrap())?;
+                q.finish_run(
+                    id,
+                    &RunEnd {
+                        ended_at_ms: at + 600_000,
+                        classification: class,
+                        cost_microusd: cost,
+                        input_tokens: 1_000,
+                        output_tokens: 100,
+                        parse_failures: u64::from(class == "parse_failure"),
+                        ..RunEnd::default()
+                    },
+                )
+                .map(|_| ())
+            })
+            .unwrap();
+    }
+    ledger
+        .write(|q| {
+            for (run_id, tier, ms, status) in [
+                ("r2", "tier0", 4_000, "passed"),
+                ("r3", "tier0", 5_000, "failed"),
+                ("r4", "tier0", 5_500, "passed"),
+                ("r4", "tier1", 60_000, "passed"),
+            ] {
+                q.insert_verify_result(&VerifyRecord {
+                    run_id,
+                    task_id: None,
+                    tier,
+                    name: "unit",
+                    status,
+                    exit_code: Some(i32::from(status != "passed")),
+                    duration_ms: ms,
+                    log_path: None,
+                    at_ms: T0 + HOUR,
+                })?;
+            }
+            let mut call = gateway_call("triage", T0 + 7 * HOUR);
+            call.task_id = Some("T0-3");
+            call.day = "2026-11-20";
+            let id = q.begin_gateway_call(&call)?;
+            q.end_gateway_call(id, &call_end(9_000, T0 + 7 * HOUR))
+        })
+        .unwrap();
+    use serde_json::json;
+    let events = [
+        (1, EventKind::PrOpened, "T0-1", json!({ "number": 1 })),
+        (
+            2,
+            EventKind::ReviewDecided,
+            "T0-1",
+            json!({ "decision": "auto_approve", "review_skipped_reason": "auto-approved: green, 1 file(s)" }),
+        ),
+        (
+            2,
+            EventKind::CiResult,
+            "T0-1",
+            json!({ "first_pass": true, "green": true }),
+        ),
+        (3, EventKind::PrOpened, "T0-2", json!({ "number": 2 })),
+        (
+            4,
+            EventKind::CiResult,
+            "T0-2",
+            json!({ "first_pass": true, "green": false }),
+        ),
+        (
+            5,
+            EventKind::PrMerged,
+            "T0-1",
+            json!({ "number": 1, "by": "maintainer" }),
+        ),
+        (5, EventKind::PrClosed, "T0-2", json!({ "number": 2 })),
+        (
+            6,
+            EventKind::OperatorAction,
+            "T0-3",
+            json!({ "action": "retry" }),
+        ),
+        (
+            6,
+            EventKind::GovernanceMemo,
+            "T0-3",
+            json!({ "trigger": "governance", "memo": "protected path" }),
+        ),
+        (
+            6,
+            EventKind::BudgetBreach,
+            "T0-2",
+            json!({ "scope": "job" }),
+        ),
+        (
+            7,
+            EventKind::TaskStateChanged,
+            "T0-3",
+            json!({ "from": "dispatched", "to": "failed", "reason": "parse failures", "failure_class": "attempts_exhausted" }),
+        ),
+        (
+            7,
+            EventKind::TriageSummary,
+            "T0-3",
+            json!({ "trigger": "failed", "summary": "the worker's output never parsed", "choice": "local:m1", "call_id": 1 }),
+        ),
+    ];
+    for (hour, kind, task, data) in events {
+        typed_event(ledger, T0 + hour * HOUR + 1_000, kind, task, data);
+    }
+}
+
+#[test]
+fn oxi_report_is_the_same_on_both_backends() {
+    let sandbox = crate::support::Sandbox::git_repo();
+    sandbox.write("roadmap.md", "- [ ] x\n");
+    sandbox.write(
+        "oxi.toml",
+        "[caps]\ndaily_usd = 5.0\ndaily_soft_warn_usd = 2.0\n",
+    );
+    let config = oxi::config::load(&sandbox.file("oxi.toml"), None).unwrap();
+    let reports = std::cell::RefCell::new(Vec::new());
+    on_both_backends("report_end_to_end", |ledger| {
+        seed_report(ledger);
+        for since in ["all", "24h"] {
+            let report = oxi::report::build(&config, ledger, since, T0 + 2 * 86_400_000).unwrap();
+            reports.borrow_mut().push((
+                since,
+                serde_json::to_value(&report).unwrap(),
+                oxi::report::html(&report),
+            ));
+        }
+    });
+    let reports = reports.into_inner();
+    let (_, all, _) = &reports[0];
+    assert_eq!(all["merged"], 1, "{all:#}");
+    assert_eq!(all["rejected"], 1, "{all:#}");
+    assert_eq!(
+        all["failed_tasks"][0]["triage_summary"], "the worker's output never parsed",
+        "{all:#}"
+    );
+    if reports.len() == 4 {
+        for (sqlite, pg) in reports[..2].iter().zip(&reports[2..]) {
+            assert_eq!(sqlite.1, pg.1, "`oxi report --since {}` as JSON", sqlite.0);
+            assert_eq!(sqlite.2, pg.2, "`oxi report --since {}` as HTML", sqlite.0);
+        }
+    }
+}
