@@ -86,9 +86,11 @@ impl Queries<'_> {
         let removed = if let Db::Pg(pg) = self.db {
             pg::remove_kv(pg, &key)?
         } else {
-            self.sqlite()?
+            let n = self
+                .sqlite()?
                 .prepare_cached("DELETE FROM kv WHERE key = ?1")?
-                .execute([&key])? as u64
+                .execute([&key])?;
+            u64::try_from(n).unwrap_or(u64::MAX)
         };
         if removed > 0 {
             self.append_event(&NewEvent {

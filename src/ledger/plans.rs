@@ -63,7 +63,7 @@ impl Queries<'_> {
             self.sqlite()?
                 .prepare_cached(
                     "SELECT run_id, attempt, plan, created_at_ms FROM plans
-                 WHERE task_id = ?1 ORDER BY id DESC LIMIT 1",
+                     WHERE task_id = ?1 ORDER BY id DESC LIMIT 1",
                 )?
                 .query_row([task_id], |r| {
                     Ok((
