@@ -40,6 +40,7 @@ mod notify;
 mod operator_edits;
 mod pipeline_stages;
 mod postgres;
+mod postgres_read;
 mod pr_summary;
 mod probe;
 mod process;

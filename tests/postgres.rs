@@ -363,10 +363,6 @@ fn postgres_url_rules() {
     let missing = url.replacen("/t", "/no_such_db_", 1);
     let err = Ledger::open_postgres(&missing, None).unwrap_err();
     assert!(matches!(err, LedgerError::PgConnect { .. }), "{err}");
-    // Functions not ported yet say so instead of touching anything.
-    let ledger = Ledger::open_postgres(&url, None).unwrap();
-    let err = ledger.read().worker_blocks().unwrap_err();
-    assert!(matches!(err, LedgerError::NotPorted(_)), "{err}");
 }
 
 // --- Runs and the claim ------------------------------------------------------------------

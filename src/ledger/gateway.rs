@@ -2,10 +2,11 @@
 //! same transaction that checked the caps, and settles at its cost or is released when it
 //! fails; triggers keep `spend_rollup`, and so the day's and month's caps, in step.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 use serde::Serialize;
 
-use super::{Queries, Result};
+use super::queries::Db;
+use super::{Queries, Result, pg};
 use crate::money::MicroUsd;
 
 /// A call about to be sent, with what it holds.
@@ -61,6 +62,9 @@ pub struct GatewayCallRow {
 impl Queries<'_> {
     /// What `role`'s calls spent and still hold on `day`.
     pub fn gateway_role_spend(&self, role: &str, day: &str) -> Result<MicroUsd> {
+        if let Db::Pg(pg) = self.db {
+            return pg::gateway_role_spend(pg, role, day);
+        }
         Ok(self
             .sqlite()?
             .prepare_cached(
@@ -74,6 +78,9 @@ impl Queries<'_> {
 
     /// Records a call and holds its reservation; returns its id.
     pub fn begin_gateway_call(&self, call: &NewGatewayCall<'_>) -> Result<i64> {
+        if let Db::Pg(pg) = self.db {
+            return pg::begin_gateway_call(pg, call);
+        }
         self.sqlite()?
             .prepare_cached(
                 "INSERT INTO gateway_calls (role, provider, model, task_id, day, month,
@@ -100,6 +107,9 @@ impl Queries<'_> {
         outcome: &str,
         error: &str,
     ) -> Result<i64> {
+        if let Db::Pg(pg) = self.db {
+            return pg::record_unsent_gateway_call(pg, call, outcome, error);
+        }
         self.sqlite()?
             .prepare_cached(
                 "INSERT INTO gateway_calls (role, provider, model, task_id, day, month,
@@ -129,6 +139,9 @@ impl Queries<'_> {
         } else {
             "released"
         };
+        if let Db::Pg(pg) = self.db {
+            return pg::end_gateway_call(pg, id, status, end);
+        }
         self.sqlite()?
             .prepare_cached(
                 "UPDATE gateway_calls SET status = ?2, actual_microusd = ?3, outcome = ?4,
@@ -154,6 +167,9 @@ impl Queries<'_> {
 
     /// The newest `limit` calls, newest first.
     pub fn gateway_calls(&self, limit: usize) -> Result<Vec<GatewayCallRow>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::gateway_calls(pg, limit);
+        }
         let mut statement = self.sqlite()?.prepare_cached(
             "SELECT id, role, provider, model, task_id, status, outcome, reserved_microusd,
                     actual_microusd, cost_source, tokens_in, tokens_out, attempts, latency_ms,
@@ -186,10 +202,7 @@ impl Queries<'_> {
     /// Until when `provider` is off (epoch ms), if it is.
     pub fn gateway_down_until(&self, provider: &str) -> Result<Option<i64>> {
         Ok(self
-            .sqlite()?
-            .prepare_cached("SELECT value FROM kv WHERE key = ?1")?
-            .query_row([down_key(provider)], |r| r.get::<_, String>(0))
-            .optional()?
+            .kv_get(&down_key(provider))?
             .and_then(|v| v.parse().ok()))
     }
 
@@ -200,6 +213,10 @@ impl Queries<'_> {
 
     /// Marks `provider` on again.
     pub fn clear_gateway_down(&self, provider: &str) -> Result<()> {
+        if let Db::Pg(pg) = self.db {
+            pg::remove_kv(pg, &down_key(provider))?;
+            return Ok(());
+        }
         self.sqlite()?
             .prepare_cached("DELETE FROM kv WHERE key = ?1")?
             .execute([down_key(provider)])?;

@@ -5,7 +5,8 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Queries, Result};
+use super::queries::Db;
+use super::{Queries, Result, pg};
 
 /// A candidate as a source found it.
 #[derive(Debug, Clone)]
@@ -99,7 +100,8 @@ pub struct SourceFailureRow {
     pub at_ms: i64,
 }
 
-const PROPOSAL_COLUMNS: &str = "p.id, p.scan_id, p.rank, p.score, p.tier, p.title, p.body,
+pub(super) const PROPOSAL_COLUMNS: &str =
+    "p.id, p.scan_id, p.rank, p.score, p.tier, p.title, p.body,
     p.status, p.task_id, c.source_kind, c.source_name, c.url, p.created_at_ms";
 
 fn proposal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProposalRow> {
@@ -133,7 +135,7 @@ fn scan_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ScanRow> {
     })
 }
 
-const SCAN_COLUMNS: &str =
+pub(super) const SCAN_COLUMNS: &str =
     "id, day, started_at_ms, finished_at_ms, candidates, proposed, failed_sources, ranking";
 
 impl Queries<'_> {
@@ -144,6 +146,9 @@ impl Queries<'_> {
         model: &str,
         hashes: &[String],
     ) -> Result<Vec<Option<Vec<f32>>>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_embeddings(pg, model, hashes);
+        }
         let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT vector FROM improve_embeddings WHERE model = ?1 AND text_hash = ?2",
         )?;
@@ -159,6 +164,9 @@ impl Queries<'_> {
 
     /// The width of `model`'s cached vectors, if any is cached.
     pub(crate) fn improve_embedding_dims(&self, model: &str) -> Result<Option<usize>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_embedding_dims(pg, model);
+        }
         let dims: Option<i64> = self
             .sqlite()?
             .query_row(
@@ -177,6 +185,9 @@ impl Queries<'_> {
         vectors: &[(String, Vec<f32>)],
         at_ms: i64,
     ) -> Result<()> {
+        if let Db::Pg(pg) = self.db {
+            return pg::put_improve_embeddings(pg, model, vectors, at_ms);
+        }
         let mut stmt = self.sqlite()?.prepare_cached(
             "INSERT OR IGNORE INTO improve_embeddings (model, text_hash, dims, vector, at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -195,6 +206,9 @@ impl Queries<'_> {
     }
 
     pub(crate) fn begin_improve_scan(&self, day: &str, at_ms: i64) -> Result<i64> {
+        if let Db::Pg(pg) = self.db {
+            return pg::begin_improve_scan(pg, day, at_ms);
+        }
         self.sqlite()?.execute(
             "INSERT INTO improve_scans (day, started_at_ms) VALUES (?1, ?2)",
             params![day, at_ms],
@@ -203,6 +217,9 @@ impl Queries<'_> {
     }
 
     pub(crate) fn finish_improve_scan(&self, id: i64, end: &ScanEnd<'_>) -> Result<()> {
+        if let Db::Pg(pg) = self.db {
+            return pg::finish_improve_scan(pg, id, end);
+        }
         self.sqlite()?.execute(
             "UPDATE improve_scans SET finished_at_ms = ?2, candidates = ?3, proposed = ?4,
                  failed_sources = ?5, ranking = ?6 WHERE id = ?1",
@@ -220,6 +237,9 @@ impl Queries<'_> {
 
     /// The finished scan of `day`, if one ran.
     pub(crate) fn improve_scan_on(&self, day: &str) -> Result<Option<ScanRow>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_scan_on(pg, day);
+        }
         Ok(self
             .sqlite()?
             .query_row(
@@ -235,6 +255,9 @@ impl Queries<'_> {
 
     /// The latest finished scan.
     pub(crate) fn last_improve_scan(&self) -> Result<Option<ScanRow>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::last_improve_scan(pg);
+        }
         Ok(self
             .sqlite()?
             .query_row(
@@ -250,6 +273,9 @@ impl Queries<'_> {
 
     /// Stores a candidate, or refreshes the one already found at its url; returns its id.
     pub(crate) fn upsert_improve_candidate(&self, c: &NewCandidate<'_>) -> Result<i64> {
+        if let Db::Pg(pg) = self.db {
+            return pg::upsert_improve_candidate(pg, c);
+        }
         Ok(self.sqlite()?.query_row(
             "INSERT INTO improve_candidates (source_kind, source_name, url, title, summary,
                  target, published_at_ms, first_seen_ms, last_seen_ms)
@@ -274,6 +300,9 @@ impl Queries<'_> {
 
     /// Candidates seen at or after `since_ms` that no proposal was made from yet.
     pub(crate) fn unproposed_improve_candidates(&self, since_ms: i64) -> Result<Vec<CandidateRow>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::unproposed_improve_candidates(pg, since_ms);
+        }
         let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT c.id, c.source_kind, c.source_name, c.url, c.title, c.summary, c.target,
                     c.published_at_ms, c.first_seen_ms, c.last_seen_ms
@@ -302,6 +331,9 @@ impl Queries<'_> {
     }
 
     pub(crate) fn insert_improve_proposal(&self, p: &NewProposal<'_>) -> Result<i64> {
+        if let Db::Pg(pg) = self.db {
+            return pg::insert_improve_proposal(pg, p);
+        }
         self.sqlite()?.execute(
             "INSERT INTO improve_proposals (scan_id, candidate_id, rank, score, tier, title,
                  body, created_at_ms)
@@ -322,6 +354,9 @@ impl Queries<'_> {
 
     /// Proposals, newest scan first and best rank first; only `status` when given.
     pub(crate) fn improve_proposals(&self, status: Option<&str>) -> Result<Vec<ProposalRow>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_proposals(pg, status);
+        }
         let mut stmt = self.sqlite()?.prepare_cached(&format!(
             "SELECT {PROPOSAL_COLUMNS} FROM improve_proposals p
              JOIN improve_candidates c ON c.id = p.candidate_id
@@ -335,6 +370,9 @@ impl Queries<'_> {
     }
 
     pub(crate) fn improve_proposal(&self, id: i64) -> Result<Option<ProposalRow>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_proposal(pg, id);
+        }
         Ok(self
             .sqlite()?
             .query_row(
@@ -358,6 +396,9 @@ impl Queries<'_> {
         why: Option<&str>,
         at_ms: i64,
     ) -> Result<()> {
+        if let Db::Pg(pg) = self.db {
+            return pg::decide_improve_proposal(pg, id, verdict, task_id, actor, why, at_ms);
+        }
         self.sqlite()?.execute(
             "UPDATE improve_proposals SET status = ?2, task_id = ?3 WHERE id = ?1",
             params![id, verdict, task_id],
@@ -371,6 +412,9 @@ impl Queries<'_> {
     }
 
     pub(crate) fn record_improve_source_failure(&self, f: &SourceFailureRow) -> Result<()> {
+        if let Db::Pg(pg) = self.db {
+            return pg::record_improve_source_failure(pg, f);
+        }
         self.sqlite()?.execute(
             "INSERT INTO improve_source_failures (scan_id, source_kind, source_name, cause, at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -380,6 +424,9 @@ impl Queries<'_> {
     }
 
     pub(crate) fn improve_source_failures(&self, scan_id: i64) -> Result<Vec<SourceFailureRow>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_source_failures(pg, scan_id);
+        }
         let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT scan_id, source_kind, source_name, cause, at_ms
              FROM improve_source_failures WHERE scan_id = ?1 ORDER BY id",
@@ -400,6 +447,9 @@ impl Queries<'_> {
 
     /// Proposal counts by status.
     pub(crate) fn improve_proposal_counts(&self) -> Result<Vec<(String, i64)>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_proposal_counts(pg);
+        }
         let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT status, COUNT(*) FROM improve_proposals GROUP BY status ORDER BY status",
         )?;
@@ -411,6 +461,9 @@ impl Queries<'_> {
 
     /// Proposals emitted in `[from_ms, to_ms)`, and how many of them were accepted.
     pub(crate) fn improve_window(&self, from_ms: i64, to_ms: i64) -> Result<(u64, u64)> {
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_window(pg, from_ms, to_ms);
+        }
         let (emitted, accepted): (i64, i64) = self.sqlite()?.query_row(
             "SELECT COUNT(*), COALESCE(SUM(status = 'accepted'), 0) FROM improve_proposals
              WHERE created_at_ms >= ?1 AND created_at_ms < ?2",
@@ -425,6 +478,9 @@ impl Queries<'_> {
 
     /// The last time the pause switch was released (`oxi improve unpause`), if ever.
     pub(crate) fn improve_unpaused_at(&self) -> Result<Option<i64>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_unpaused_at(pg);
+        }
         Ok(self
             .sqlite()?
             .query_row(
@@ -438,6 +494,9 @@ impl Queries<'_> {
 
     /// The pause switch: `Some(reason)` while paused.
     pub(crate) fn improve_paused(&self) -> Result<Option<String>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_paused(pg);
+        }
         let latest: Option<(bool, String)> = self
             .sqlite()?
             .query_row(
@@ -456,6 +515,9 @@ impl Queries<'_> {
         actor: &str,
         at_ms: i64,
     ) -> Result<()> {
+        if let Db::Pg(pg) = self.db {
+            return pg::set_improve_paused(pg, paused, reason, actor, at_ms);
+        }
         self.sqlite()?.execute(
             "INSERT INTO improve_pauses (paused, reason, actor, at_ms) VALUES (?1, ?2, ?3, ?4)",
             params![paused, reason, actor, at_ms],
@@ -465,7 +527,7 @@ impl Queries<'_> {
 }
 
 /// A stored vector: little-endian f32s (a trailing partial value is dropped).
-fn from_le_bytes(bytes: &[u8]) -> Vec<f32> {
+pub(super) fn from_le_bytes(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
-use super::{Queries, Result};
+use super::queries::Db;
+use super::{Queries, Result, pg};
 
 /// Where a task made from an issue came from, and what oxi last wrote back to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,6 +67,9 @@ pub struct IssueSeen<'a> {
 impl Queries<'_> {
     /// Every task made from an issue, by task id.
     pub fn issue_links(&self) -> Result<HashMap<String, IssueLink>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::issue_links(pg);
+        }
         let mut stmt = self
             .sqlite()?
             .prepare_cached(&format!("SELECT {LINK_COLUMNS} FROM issue_tasks"))?;
@@ -80,6 +84,9 @@ impl Queries<'_> {
 
     /// The issue a task was made from, if it was.
     pub fn issue_link(&self, task_id: &str) -> Result<Option<IssueLink>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::issue_link(pg, task_id);
+        }
         Ok(self
             .sqlite()?
             .prepare_cached(&format!(
@@ -91,6 +98,9 @@ impl Queries<'_> {
 
     /// Records what a sync saw of an issue (the comment columns are left as they are).
     pub fn upsert_issue_link(&self, seen: &IssueSeen<'_>, now_ms: i64) -> Result<()> {
+        if let Db::Pg(pg) = self.db {
+            return pg::upsert_issue_link(pg, seen, now_ms);
+        }
         self.sqlite()?
             .prepare_cached(
                 "INSERT INTO issue_tasks (task_id, repo, number, url, issue_state, matches,
@@ -119,6 +129,9 @@ impl Queries<'_> {
         issue_state: &str,
         matches: bool,
     ) -> Result<()> {
+        if let Db::Pg(pg) = self.db {
+            return pg::set_issue_presence(pg, task_id, issue_state, matches);
+        }
         self.sqlite()?
             .prepare_cached(
                 "UPDATE issue_tasks SET issue_state = ?2, matches = ?3
@@ -136,6 +149,9 @@ impl Queries<'_> {
         stage: &str,
         sha: &str,
     ) -> Result<()> {
+        if let Db::Pg(pg) = self.db {
+            return pg::set_issue_comment(pg, task_id, comment_id, stage, sha);
+        }
         self.sqlite()?
             .prepare_cached(
                 "UPDATE issue_tasks SET comment_id = ?2, comment_stage = ?3, comment_sha = ?4
@@ -152,6 +168,9 @@ impl Queries<'_> {
 
     /// Marks a task's brief as outside text (or not).
     pub fn set_outside_text(&self, task_id: &str, outside: bool) -> Result<()> {
+        if let Db::Pg(pg) = self.db {
+            return pg::set_outside_text(pg, task_id, outside);
+        }
         self.sqlite()?
             .prepare_cached(
                 "UPDATE tasks SET outside_text = ?2 WHERE id = ?1 AND outside_text <> ?2",
@@ -162,6 +181,9 @@ impl Queries<'_> {
 
     /// True when the task's brief is outside text (an issue body): what a screening step reads.
     pub fn is_outside_text(&self, task_id: &str) -> Result<bool> {
+        if let Db::Pg(pg) = self.db {
+            return pg::is_outside_text(pg, task_id);
+        }
         Ok(self
             .sqlite()?
             .prepare_cached("SELECT outside_text FROM tasks WHERE id = ?1")?

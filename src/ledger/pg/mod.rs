@@ -9,11 +9,21 @@
 //! API is synchronous (every caller holds a `Ledger` on its own thread), so a blocking client
 //! keeps it so without an async runtime at each call site.
 
+mod blocks;
 mod copy;
+mod gateway;
 mod hosts;
+mod improve;
+mod inference;
+mod issues;
 mod migrate;
+mod notify;
+mod plans;
+mod probes;
 mod queries;
+mod report;
 mod runs;
+mod shadow;
 mod tick;
 
 use std::cell::RefCell;
@@ -21,12 +31,22 @@ use std::cell::RefCell;
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Transaction};
 
+pub(super) use blocks::*;
 pub use copy::CopySummary;
 pub(super) use copy::replace_all;
+pub(super) use gateway::*;
 pub(super) use hosts::*;
+pub(super) use improve::*;
+pub(super) use inference::*;
+pub(super) use issues::*;
 pub(super) use migrate::{integrity_problems, migrate, schema_version};
+pub(super) use notify::*;
+pub(super) use plans::*;
+pub(super) use probes::*;
 pub(super) use queries::*;
+pub(super) use report::*;
 pub(super) use runs::*;
+pub(super) use shadow::*;
 pub(super) use tick::*;
 
 use super::{BUSY_TIMEOUT, LedgerError, Result};
@@ -172,6 +192,20 @@ impl From<postgres::Error> for LedgerError {
             }
             _ => LedgerError::Postgres(e),
         }
+    }
+}
+
+/// Runs `body` on a fresh sqlite ledger, then on a fresh Postgres one unless the Postgres
+/// tests skip here: the unit tests of the crate-private ledger functions (the public ones are
+/// tested the same way in tests/postgres_read.rs).
+#[cfg(test)]
+fn on_both_backends(test: &str, body: impl Fn(&mut super::Ledger)) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sqlite = super::Ledger::open(&dir.path().join("ledger.db")).unwrap();
+    body(&mut sqlite);
+    if let Some(cluster) = oxi_testkit::pg::cluster_or_skip(test) {
+        let url = cluster.database(test).unwrap();
+        body(&mut super::Ledger::open_postgres(&url, None).unwrap());
     }
 }
 
