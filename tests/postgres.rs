@@ -1303,3 +1303,145 @@ fn oxi_ledger_migrate_copies_to_postgres_and_back_through_the_binary() {
     let copy = Ledger::open_existing(&repo.file("copy.db")).unwrap();
     assert_eq!(copy.contents().unwrap(), source.contents().unwrap());
 }
+
+// --- oxi on a PostgreSQL ledger, through the binary ------------------------------------------
+
+/// A repository whose `oxi.toml` puts the ledger at `url`, with the fake worker.
+fn pg_repo(url: &str) -> crate::support::Sandbox {
+    use crate::support::{OxiToml, Sandbox, Worker, git};
+    let s = Sandbox::git_repo();
+    s.write(
+        "roadmap.md",
+        "# Roadmap\n\n## Tier 0\n\n**T0-1 · Add a greeting file**\nSay hi.\n",
+    );
+    s.write(".gitignore", ".oxi/\n");
+    s.config(
+        &OxiToml::new()
+            .project()
+            .raw(&format!("[ledger]\nurl = \"{url}\"\n"))
+            .raw("[host]\nname = \"box-a\"\nlabels = [\"linux\"]\n")
+            .worker(Worker::fake("fake"))
+            .routing(&["fake"], &[]),
+    );
+    git(s.path(), &["add", "-A"]);
+    git(s.path(), &["commit", "-q", "-m", "oxi setup"]);
+    s
+}
+
+#[test]
+fn oxi_ingests_ticks_and_reports_on_a_postgres_ledger() {
+    let Some(url) = pg_url("e2e_tick") else {
+        return;
+    };
+    let s = pg_repo(&url);
+    s.oxi(&["ingest"]).ok();
+    let tick = s.oxi(&["tick"]);
+    tick.ok();
+    // Everything went to PostgreSQL: no SQLite ledger beside the config.
+    assert!(!s.file(".oxi/ledger.db").exists());
+    let ledger = Ledger::open_postgres(&url, None).unwrap();
+    let task = ledger
+        .read()
+        .task("T0-1")
+        .unwrap()
+        .expect("ingested into PostgreSQL");
+    assert_ne!(
+        task.state,
+        TaskState::Queued,
+        "the tick dispatched it: {task:?}"
+    );
+    let runs = ledger.read().runs_for_task("T0-1").unwrap();
+    assert!(!runs.is_empty());
+    assert_eq!(
+        ledger
+            .read()
+            .task_hosts()
+            .unwrap()
+            .get("T0-1")
+            .map(String::as_str),
+        Some("box-a")
+    );
+    let status = s.oxi(&["status", "--format", "json"]).json();
+    assert!(
+        status.to_string().contains("T0-1") || status["tasks"].is_object(),
+        "{status}"
+    );
+    let hosts = s.oxi(&["hosts"]).ok().to_owned();
+    assert!(hosts.contains("box-a"), "{hosts}");
+    // doctor checks the connection, the schema, this host's name and the clock.
+    let doctor = s.oxi(&["doctor", "--format", "json"]).json();
+    let checks = doctor["checks"].as_array().cloned().unwrap_or_default();
+    let status_of = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["status"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(status_of("ledger").as_deref(), Some("ok"), "{doctor}");
+    assert_eq!(status_of("clock").as_deref(), Some("ok"), "{doctor}");
+    // A backup of the shared ledger is a file.
+    let out = s.oxi(&["backup", "-o", "b.db"]).ok().to_owned();
+    assert!(out.contains("b.db"), "{out}");
+    assert!(
+        Ledger::open(&s.file("b.db"))
+            .unwrap()
+            .read()
+            .task("T0-1")
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[test]
+fn postgres_tick_lock_keeps_one_host_to_one_tick_through_the_binary() {
+    let Some(url) = pg_url("e2e_lock") else {
+        return;
+    };
+    let s = pg_repo(&url);
+    s.oxi(&["ingest"]).ok();
+    // Another process of the same host holds the advisory lock of this repository.
+    let other = Ledger::open_postgres(&url, None).unwrap();
+    let repo = s.path().canonicalize().unwrap();
+    let held = other
+        .try_tick_lock(
+            "box-a",
+            &repo.display().to_string(),
+            "{\"pid\":1,\"host\":\"box-a\",\"started_at\":\"then\",\"command\":\"oxi saturate\"}",
+        )
+        .unwrap();
+    assert!(matches!(held, TickLockAttempt::Taken(_)));
+    let out = s.oxi(&["tick"]).ok().to_owned();
+    assert!(out.contains("tick already running"), "{out}");
+    assert!(out.contains("oxi saturate"), "{out}");
+    drop(held);
+    let out = s.oxi(&["tick"]).ok().to_owned();
+    assert!(!out.contains("tick already running"), "{out}");
+}
+
+#[test]
+fn ledger_config_errors_name_the_file_line_and_key() {
+    use crate::support::{OxiToml, Sandbox};
+    let s = Sandbox::git_repo();
+    s.write("roadmap.md", "# Roadmap\n");
+    s.config(
+        &OxiToml::new()
+            .project()
+            .raw("[ledger]\nurl = \"postgres://oxi:hunter2@db/oxi\"\n"),
+    );
+    let err = s.oxi(&["status"]);
+    let text = format!("{}{}", err.stdout, err.stderr);
+    assert_ne!(err.code, 0);
+    assert!(text.contains("ledger.url"), "{text}");
+    assert!(text.contains("oxi.toml:"), "{text}");
+    assert!(text.contains("has a password in it"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    s.config(
+        &OxiToml::new()
+            .project()
+            .raw("[ledger]\npassword_env = \"OXI_PW\"\n"),
+    );
+    let err = s.oxi(&["status"]);
+    let text = format!("{}{}", err.stdout, err.stderr);
+    assert!(text.contains("ledger.password_env"), "{text}");
+    assert!(text.contains("set [ledger] url too"), "{text}");
+}

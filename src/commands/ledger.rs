@@ -74,7 +74,7 @@ pub(crate) fn migrate(ctx: &Context, args: &LedgerMigrateArgs) -> Result<()> {
     let target = Target::parse(&args.to, ctx)?;
     // No tick or saturate writes to the source meanwhile: what it wrote after the snapshot
     // would not be in the copy.
-    let _lock = match lock::acquire(&config.state_dir.join("tick.lock")) {
+    let _lock = match lock::acquire_for(&config) {
         Ok(lock) => lock,
         Err(lock::LockError::Held { holder, .. }) => bail!(
             "refusing to copy the ledger: {} is running on it; stop it first (nothing was copied)",
@@ -82,7 +82,7 @@ pub(crate) fn migrate(ctx: &Context, args: &LedgerMigrateArgs) -> Result<()> {
         ),
         Err(e) => return Err(e.into()),
     };
-    let source = Ledger::open_existing(&config.ledger_path())?;
+    let source = Ledger::open_existing_at(&config.ledger_at())?;
     let mut dest = match &target {
         Target::Postgres(url) => Ledger::open_postgres(url, args.password_env.as_deref())?,
         Target::Sqlite(path) => {

@@ -59,7 +59,7 @@ impl Context {
 
     /// Opens (creating if needed) the ledger beside the config.
     pub fn ledger(&self, config: &LoadedConfig) -> Result<Ledger, crate::ledger::LedgerError> {
-        Ledger::open(&config.ledger_path())
+        Ledger::open_at(&config.ledger_at())
     }
 
     /// Who is at the keyboard, for events that record an operator action: `USER`, else

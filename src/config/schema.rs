@@ -1249,13 +1249,13 @@ impl ImproveSource {
     }
 }
 
-/// `[ledger]`: a PostgreSQL database several hosts share, instead of the SQLite file
+/// `[ledger]`: a Postgres database several hosts share, instead of the sqlite file
 /// `.oxi/ledger.db` (docs/postgres.md).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LedgerConfig {
     /// `postgres://USER@HOST/DB` (or `postgres://USER@/DB?host=/run/postgresql` for a Unix
-    /// socket); never with a password in it. Unset: the SQLite ledger.
+    /// socket); never with a password in it. Unset: the sqlite ledger.
     pub url: Option<String>,
     /// The NAME of the environment variable holding the password, when the server asks for one.
     pub password_env: Option<String>,

@@ -155,12 +155,13 @@ pub enum LedgerError {
     /// A table or a value of one ledger does not fit the other's schema.
     #[error("copying the ledger: table {table}: {problem}")]
     CopyMismatch { table: String, problem: String },
-    /// A ledger function this oxi runs only on sqlite so far (docs/postgres.md lists what is
-    /// ported).
+    /// A statement written for sqlite reached a Postgres ledger: every `Queries` method
+    /// dispatches on its backend first, so this is a bug in oxi (a method that lost its
+    /// Postgres body), reported with where it happened rather than sent to the wrong server.
     #[error(
-        "this ledger operation (at {0}) does not run on a PostgreSQL ledger yet; unset [ledger] url to use the SQLite ledger"
+        "internal error: the ledger statement at {0} is for SQLite but this ledger is PostgreSQL; please report it"
     )]
-    NotPorted(String),
+    WrongBackend(String),
 }
 
 /// A database URL with any password blanked, for messages.
@@ -191,6 +192,34 @@ impl From<rusqlite::Error> for LedgerError {
 
 pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
 
+/// Where a ledger is: the sqlite file, or a Postgres database (`[ledger] url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerAt {
+    File(PathBuf),
+    Postgres {
+        url: String,
+        /// The name of the environment variable holding the password.
+        password_env: Option<String>,
+    },
+}
+
+impl LedgerAt {
+    /// Whether this is a shared (Postgres) ledger.
+    #[must_use]
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Self::Postgres { .. })
+    }
+}
+
+impl std::fmt::Display for LedgerAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Postgres { url, .. } => f.write_str(&pg::redact(url)),
+        }
+    }
+}
+
 /// An open ledger.
 pub struct Ledger {
     backend: Backend,
@@ -209,7 +238,7 @@ enum Backend {
     /// One session per `Ledger`, as each sqlite `Ledger` has its own connection; writes are
     /// transactions on it (Postgres's own row locks order concurrent writers).
     Pg {
-        client: RefCell<postgres::Client>,
+        client: RefCell<pg::Session>,
         /// Where it connected, for the sessions of its own a tick lock or a copy opens (boxed:
         /// the variant stays the size of the sqlite one).
         target: Box<pg::Target>,
@@ -226,6 +255,32 @@ impl Ledger {
     /// Opens (creating if needed) the ledger at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
         Self::open_with(path, true)
+    }
+
+    /// Opens (creating if needed) the ledger `at` a file or a Postgres database.
+    ///
+    /// # Errors
+    /// As [`Ledger::open`] or [`Ledger::open_postgres`].
+    pub fn open_at(at: &LedgerAt) -> Result<Self> {
+        match at {
+            LedgerAt::File(path) => Self::open(path),
+            LedgerAt::Postgres { url, password_env } => {
+                Self::open_postgres(url, password_env.as_deref())
+            }
+        }
+    }
+
+    /// Opens the existing ledger `at` a file or a Postgres database: a file is not created;
+    /// a database is (a Postgres ledger exists once its database does, and its schema is
+    /// brought up to date as on opening any ledger).
+    ///
+    /// # Errors
+    /// As [`Ledger::open_existing`] or [`Ledger::open_postgres`].
+    pub fn open_existing_at(at: &LedgerAt) -> Result<Self> {
+        match at {
+            LedgerAt::File(path) => Self::open_existing(path),
+            LedgerAt::Postgres { .. } => Self::open_at(at),
+        }
     }
 
     /// Opens an existing ledger without creating it. Used by read-only commands so a typo'd
@@ -377,13 +432,19 @@ impl Ledger {
         let (conn, writers) = match &mut self.backend {
             Backend::Sqlite { conn, writers } => (conn, writers),
             Backend::Pg { client, .. } => {
-                let mut client = client.borrow_mut();
-                let tx = RefCell::new(client.transaction()?);
-                // On an error `tx` is dropped unfinished, which rolls it back.
-                let value = f(&Queries {
-                    db: queries::Db::Pg(&tx),
-                })?;
-                tx.into_inner().commit()?;
+                // BEGIN and COMMIT as statements, not the crate's `Transaction`, whose drop
+                // would block on its runtime wherever the write ends (see `pg::blocking`).
+                client.borrow_mut().batch("BEGIN")?;
+                let value = match f(&Queries {
+                    db: queries::Db::Pg(client),
+                }) {
+                    Ok(value) => value,
+                    Err(e) => {
+                        client.borrow_mut().batch("ROLLBACK")?;
+                        return Err(e);
+                    }
+                };
+                client.borrow_mut().batch("COMMIT")?;
                 return Ok(value);
             }
         };
@@ -409,6 +470,27 @@ impl Ledger {
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         Ok(rows.into_iter().filter(|r| r != "ok").collect())
+    }
+
+    /// How far this host's clock is ahead of the database server's (negative: behind), in
+    /// milliseconds, measured at the middle of one round trip; 0 for a sqlite ledger, whose
+    /// clock is this host's.
+    ///
+    /// # Errors
+    /// The server cannot be asked.
+    pub fn clock_skew_ms(&self) -> Result<i64> {
+        let Backend::Pg { client, .. } = &self.backend else {
+            return Ok(0);
+        };
+        let before = crate::clock::now_ms();
+        let server: i64 = pg::query_one(
+            client,
+            "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
+            &[],
+        )?
+        .try_get(0)?;
+        let after = crate::clock::now_ms();
+        Ok(before + (after - before) / 2 - server)
     }
 
     /// This process's writers to the ledger's file (tests of `writers`).

@@ -28,13 +28,15 @@ impl<'c> Queries<'c> {
         }
     }
 
-    /// The sqlite connection, for a function not yet ported to Postgres (docs/postgres.md
-    /// lists them): on a Postgres ledger it fails with `NotPorted`, naming the caller.
+    /// The sqlite connection, for a method's sqlite body (below its Postgres branch). On a
+    /// Postgres ledger it fails with `WrongBackend`, naming the caller, instead of sending
+    /// sqlite's SQL to the wrong server (a method that lost its Postgres branch; a unit test
+    /// checks every method has one).
     #[track_caller]
     pub(super) fn sqlite(&self) -> Result<&'c Connection> {
         match self.db {
             Db::Sqlite(conn) => Ok(conn),
-            Db::Pg(_) => Err(LedgerError::NotPorted(
+            Db::Pg(_) => Err(LedgerError::WrongBackend(
                 std::panic::Location::caller().to_string(),
             )),
         }

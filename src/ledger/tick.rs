@@ -370,7 +370,7 @@ impl Queries<'_> {
 /// session ends, so a host that dies (even by SIGKILL, or with its network) never wedges the
 /// queue.
 pub struct PgTickLock {
-    _session: Box<postgres::Client>,
+    _session: Box<pg::Session>,
 }
 
 impl std::fmt::Debug for PgTickLock {
@@ -419,23 +419,27 @@ impl super::Ledger {
         };
         let key = tick_lock_key(host, repository);
         let holder_key = format!("tick_lock_holder:{key:016x}");
-        let mut session = pg::connect(&target.url, &target.secret)?;
-        let taken: bool = session
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])?
-            .try_get(0)?;
+        let session = std::cell::RefCell::new(pg::connect(&target.url, &target.secret)?);
+        let taken: bool =
+            pg::query_one(&session, "SELECT pg_try_advisory_lock($1)", &[&key])?.try_get(0)?;
         if !taken {
-            let held_by = session
-                .query_opt("SELECT value FROM kv WHERE key = $1", &[&holder_key])?
-                .map(|r| r.try_get(0))
-                .transpose()?;
+            let held_by = pg::query_opt(
+                &session,
+                "SELECT value FROM kv WHERE key = $1",
+                &[&holder_key],
+            )?
+            .map(|r| r.try_get(0))
+            .transpose()?;
             return Ok(TickLockAttempt::Held(held_by));
         }
-        session.execute(
+        pg::execute(
+            &session,
             "INSERT INTO kv (key, value, updated_at_ms) VALUES ($1, $2, $3)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value,
                 updated_at_ms = excluded.updated_at_ms",
             &[&holder_key, &holder, &crate::clock::now_ms()],
         )?;
+        let session = session.into_inner();
         Ok(TickLockAttempt::Taken(PgTickLock {
             _session: Box::new(session),
         }))

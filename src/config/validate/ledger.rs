@@ -1,4 +1,4 @@
-//! `[ledger]`: a PostgreSQL URL oxi can connect with, and a password that never sits in
+//! `[ledger]`: a Postgres URL oxi can connect with, and a password that never sits in
 //! oxi.toml.
 
 use super::{Problem, is_env_name, problem};
@@ -29,7 +29,7 @@ pub(super) fn check(config: &Config, problems: &mut Vec<Problem>) {
     }
 }
 
-/// What is wrong with `url` as a PostgreSQL ledger's URL, if anything.
+/// What is wrong with `url` as a Postgres ledger's URL, if anything.
 fn url_problem(url: &str) -> Option<String> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Some(format!(
@@ -37,7 +37,10 @@ fn url_problem(url: &str) -> Option<String> {
         ));
     }
     match url.parse::<postgres::Config>() {
-        Err(e) => Some(format!("{} is not a usable PostgreSQL URL: {e}", shown(url))),
+        Err(e) => Some(format!(
+            "{} is not a usable PostgreSQL URL: {e}",
+            shown(url)
+        )),
         Ok(parsed) if parsed.get_password().is_some() => Some(format!(
             "{} has a password in it; remove it from the URL and name the environment variable holding it in [ledger] password_env (or use a .pgpass file)",
             shown(url)

@@ -358,19 +358,22 @@ fn read_all(ledger: &Ledger) -> Result<Vec<(&'static str, Table)>> {
             Ok(tables)
         }
         Backend::Pg { client, .. } => {
-            let mut client = client.borrow_mut();
-            let mut tx = client
-                .build_transaction()
-                .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()?;
-            check_known(&pg_tables(&mut tx)?)?;
-            let tables = COPIED_TABLES
-                .iter()
-                .map(|t| Ok((*t, pg_read(&mut tx, t)?)))
-                .collect::<Result<Vec<_>>>()?;
-            tx.commit()?;
-            Ok(tables)
+            let mut session = client.borrow_mut();
+            let client = session.client();
+            super::blocking(|| {
+                let mut tx = client
+                    .build_transaction()
+                    .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()?;
+                check_known(&pg_tables(&mut tx)?)?;
+                let tables = COPIED_TABLES
+                    .iter()
+                    .map(|t| Ok((*t, pg_read(&mut tx, t)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                tx.commit()?;
+                Ok(tables)
+            })
         }
     }
 }
@@ -392,10 +395,13 @@ fn write_all(ledger: &mut Ledger, tables: &[(&'static str, Table)]) -> Result<()
             tx.commit()?;
         }
         Backend::Pg { client, .. } => {
-            let mut client = client.borrow_mut();
-            let mut tx = client.transaction()?;
-            pg_write_all(&mut tx, &shown, tables)?;
-            tx.commit()?;
+            let mut session = client.borrow_mut();
+            let client = session.client();
+            super::blocking(|| {
+                let mut tx = client.transaction()?;
+                pg_write_all(&mut tx, &shown, tables)?;
+                Ok::<_, LedgerError>(tx.commit()?)
+            })?;
         }
     }
     Ok(())
@@ -438,21 +444,24 @@ pub(in crate::ledger) fn replace_all(from: &Ledger, to: &mut Ledger) -> Result<C
                 .to_owned(),
         ));
     };
-    let mut client = client.borrow_mut();
-    let mut tx = client.transaction()?;
+    let mut session = client.borrow_mut();
+    let client = session.client();
     let all = COPIED_TABLES
         .iter()
         .chain(&["spend_rollup"])
         .map(|t| format!("\"{t}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    tx.batch_execute(&format!(
-        "ALTER TABLE events DISABLE TRIGGER events_no_truncate;
-         TRUNCATE {all} RESTART IDENTITY;
-         ALTER TABLE events ENABLE TRIGGER events_no_truncate;"
-    ))?;
-    pg_write_all(&mut tx, &shown, &tables)?;
-    tx.commit()?;
+    super::blocking(|| {
+        let mut tx = client.transaction()?;
+        tx.batch_execute(&format!(
+            "ALTER TABLE events DISABLE TRIGGER events_no_truncate;
+             TRUNCATE {all} RESTART IDENTITY;
+             ALTER TABLE events ENABLE TRIGGER events_no_truncate;"
+        ))?;
+        pg_write_all(&mut tx, &shown, &tables)?;
+        Ok::<_, LedgerError>(tx.commit()?)
+    })?;
     Ok(summary(&tables))
 }
 
@@ -489,7 +498,11 @@ impl Ledger {
         let mut tables = read_all(self)?;
         let rollup = match &self.backend {
             Backend::Sqlite { conn, .. } => sqlite_read(conn, "spend_rollup")?,
-            Backend::Pg { client, .. } => pg_read(&mut *client.borrow_mut(), "spend_rollup")?,
+            Backend::Pg { client, .. } => {
+                let mut session = client.borrow_mut();
+                let client = session.client();
+                super::blocking(|| pg_read(client, "spend_rollup"))?
+            }
         };
         tables.push(("spend_rollup", rollup));
         Ok(tables

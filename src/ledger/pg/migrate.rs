@@ -63,7 +63,12 @@ const MIGRATION_LOCK: i64 = 0x006f_7869_006d_6967;
 
 /// Brings the schema of the database behind `client` to the newest migration. `url` names it
 /// in errors.
-pub(in crate::ledger) fn migrate(client: &mut Client, url: &str) -> Result<()> {
+pub(in crate::ledger) fn migrate(session: &mut super::Session, url: &str) -> Result<()> {
+    let client = session.client();
+    super::blocking(|| migrate_here(client, url))
+}
+
+fn migrate_here(client: &mut Client, url: &str) -> Result<()> {
     let latest = PG_MIGRATIONS.last().map_or(0, |m| m.version);
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;

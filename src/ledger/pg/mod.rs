@@ -51,6 +51,8 @@ pub(super) use tick::*;
 
 use super::{BUSY_TIMEOUT, LedgerError, Result};
 
+// `Transaction` stays a `PgExec` for the migration, which runs inside one.
+
 /// The parameters of one statement.
 pub(super) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
@@ -61,12 +63,65 @@ pub(super) trait PgExec {
     fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, postgres::Error>;
 }
 
-impl PgExec for Client {
+/// Runs `f`, which blocks on the `postgres` crate's own runtime, where that is allowed: on this
+/// thread, or when this thread is driving a tokio runtime (the tick's pipeline, saturate's
+/// slots, most commands), on a scoped thread of its own, since a runtime cannot be started or
+/// dropped from within another.
+pub(crate) fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|scope| match scope.spawn(f).join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
+}
+
+/// One session: a client whose every blocking call, closing included, goes through
+/// [`blocking`].
+pub(crate) struct Session {
+    /// `None` only while being dropped.
+    client: Option<Client>,
+}
+
+impl Session {
+    pub(super) fn new(client: Client) -> Self {
+        Self {
+            client: Some(client),
+        }
+    }
+
+    /// The client, for a call made inside [`blocking`].
+    pub(super) fn client(&mut self) -> &mut Client {
+        match self.client.as_mut() {
+            Some(client) => client,
+            None => unreachable!("a session's client is taken only by its drop"),
+        }
+    }
+
+    /// A statement with no parameters and no rows (`BEGIN`, `COMMIT`, `SET`).
+    pub(super) fn batch(&mut self, sql: &str) -> Result<(), postgres::Error> {
+        let client = self.client();
+        blocking(|| client.batch_execute(sql))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            blocking(move || drop(client));
+        }
+    }
+}
+
+impl PgExec for Session {
     fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, postgres::Error> {
-        Client::query(self, sql, params)
+        let client = self.client();
+        blocking(|| client.query(sql, params))
     }
     fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, postgres::Error> {
-        Client::execute(self, sql, params)
+        let client = self.client();
+        blocking(|| client.execute(sql, params))
     }
 }
 
@@ -125,7 +180,11 @@ pub(crate) struct Target {
 }
 
 /// Connects to the database at `url` and sets the session up for the ledger.
-pub(super) fn connect(url: &str, secret: &Secret) -> Result<Client> {
+pub(super) fn connect(url: &str, secret: &Secret) -> Result<Session> {
+    blocking(|| connect_here(url, secret).map(Session::new))
+}
+
+fn connect_here(url: &str, secret: &Secret) -> Result<Client> {
     let setup = |problem: String| LedgerError::PgSetup {
         url: redact(url),
         problem,
