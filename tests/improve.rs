@@ -546,8 +546,9 @@ fn candidate(id: i64, title: &str, summary: &str) -> CandidateRow {
     }
 }
 
-#[test]
-fn ranking_a_fixed_corpus_gives_the_same_top_fifteen_every_time() {
+/// A fixed corpus of 50 candidates (every third speaks only of the weekend) and a project
+/// context of three documents: the ranking tests' input, with and without embeddings.
+pub(crate) fn fixed_corpus() -> (Vec<CandidateRow>, Vec<String>) {
     let topics = [
         "supervisor",
         "budget",
@@ -583,6 +584,12 @@ fn ranking_a_fixed_corpus_gives_the_same_top_fifteen_every_time() {
         "the gateway counts tokens and the roadmap drives review".to_owned(),
         "sqlite ledger supervisor gateway".to_owned(),
     ];
+    (corpus, context)
+}
+
+#[test]
+fn ranking_a_fixed_corpus_gives_the_same_top_fifteen_every_time() {
+    let (corpus, context) = fixed_corpus();
     let first = oxi::improve::rank::bm25(&context, &corpus).unwrap();
     assert!(first.len() >= 15, "{}", first.len());
     let top: Vec<usize> = first.iter().take(15).map(|s| s.index).collect();

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use oxi::ledger::{CandidateRow, Ledger};
+use oxi::ledger::Ledger;
 use oxi_testkit::mock_model::{EmbedStep, MockModelServer, Script, embedding_vector};
 use serde_json::Value;
 
@@ -294,60 +294,11 @@ fn without_embeddings_the_digest_says_bm25_stands_alone_and_a_bad_choice_is_a_co
     );
 }
 
-fn candidate(id: i64, title: &str, summary: &str) -> CandidateRow {
-    CandidateRow {
-        id,
-        source_kind: "newsletter".into(),
-        source_name: "corpus".into(),
-        url: format!("https://corpus.example/{id}"),
-        title: title.into(),
-        summary: summary.into(),
-        target: "corpus.example".into(),
-        published_at_ms: None,
-        first_seen_ms: 0,
-        last_seen_ms: 0,
-    }
-}
-
 /// The fixed 50-candidate corpus of `improve::ranking_a_fixed_corpus…`, ranked with the mock
 /// server's vectors: the same top 15 every time, and the rerank moves something.
 #[test]
 fn a_fixed_corpus_with_embeddings_gives_the_same_top_fifteen_every_time() {
-    let topics = [
-        "supervisor",
-        "budget",
-        "caps",
-        "ledger",
-        "gateway",
-        "roadmap",
-        "agents",
-        "review",
-        "sqlite",
-        "tokens",
-    ];
-    let noise = ["gardening", "recipes", "football", "travel", "weather"];
-    let corpus: Vec<CandidateRow> = (0..50)
-        .map(|i| {
-            let words: Vec<&str> = if i % 3 == 0 {
-                vec![noise[i % 5], noise[(i + 1) % 5], "weekend"]
-            } else {
-                (0..(1 + i % 4))
-                    .map(|k| topics[(i + k * 3) % 10])
-                    .chain([noise[i % 5]])
-                    .collect()
-            };
-            candidate(
-                i as i64 + 1,
-                &format!("Item {i}: {}", words.join(" ")),
-                &words.join(" and "),
-            )
-        })
-        .collect();
-    let context = vec![
-        "supervisor budget caps for coding agents under a ledger".to_owned(),
-        "the gateway counts tokens and the roadmap drives review".to_owned(),
-        "sqlite ledger supervisor gateway".to_owned(),
-    ];
+    let (corpus, context) = crate::improve::fixed_corpus();
     let rank = || {
         let bm25 = oxi::improve::rank::bm25(&context, &corpus).unwrap();
         let vectors: Vec<Vec<f32>> = bm25
