@@ -112,6 +112,9 @@ pub enum Command {
     /// Replace the ledger with a backup: checked first, refused while runs are live, the
     /// replaced ledger kept aside
     Restore(RestoreArgs),
+    /// The ledger itself: copy it to the other backend (the sqlite file into postgres, and back)
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
     /// Auto-improve: scan outside sources for changes relevant to this repository, rank them,
     /// and stage proposals a human accepts into the roadmap or rejects
     #[command(subcommand)]
@@ -133,6 +136,23 @@ pub struct RestoreArgs {
     /// A file `oxi backup` wrote
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Copy every row of this ledger into an empty one, losslessly, and check the copy table
+    /// by table: `--to postgres://USER@HOST/DB` or `--to sqlite:PATH`
+    Migrate(LedgerMigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LedgerMigrateArgs {
+    /// Where to: a `postgres://` URL (no password in it) or `sqlite:PATH` (a new file)
+    #[arg(long, value_name = "TARGET")]
+    pub to: String,
+    /// The environment variable holding the database's password, if the server asks for one
+    #[arg(long, value_name = "NAME")]
+    pub password_env: Option<String>,
 }
 
 #[derive(Debug, Args)]

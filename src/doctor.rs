@@ -54,7 +54,72 @@ fn free_bytes(path: &Path) -> Option<u64> {
     Some(stat.blocks_available() as u64 * stat.fragment_size() as u64)
 }
 
+/// The configured ledger if it exists and opens (the ledger check reports why not).
+fn open_ledger(config: &LoadedConfig) -> Option<crate::ledger::Ledger> {
+    let at = config.ledger_at();
+    if let crate::ledger::LedgerAt::File(path) = &at
+        && !path.exists()
+    {
+        return None;
+    }
+    crate::ledger::Ledger::open_existing_at(&at).ok()
+}
+
+/// A Postgres ledger (`[ledger] url`): the connection, the schema version and the guard
+/// triggers, this host's name among the live hosts, and the clock against the database's (a
+/// lease is a time: a host whose clock runs ahead reaps others' runs early).
+fn shared_ledger_checks(config: &LoadedConfig, out: &mut Vec<Check>) {
+    let at = config.ledger_at();
+    let ledger = match crate::ledger::Ledger::open_existing_at(&at) {
+        Ok(ledger) => ledger,
+        Err(e) => {
+            let fix = "check [ledger] url and password_env, and that the server is reachable";
+            out.push(check(
+                "ledger",
+                Status::Fail,
+                e.to_string(),
+                Some(fix.into()),
+            ));
+            return;
+        }
+    };
+    let version = ledger.read().schema_version().unwrap_or(0);
+    out.push(match ledger.integrity_check() {
+        Ok(problems) if problems.is_empty() => check(
+            "ledger",
+            Status::Ok,
+            format!("{at} (PostgreSQL, schema v{version}, guard triggers and rollup ok)"),
+            None,
+        ),
+        Ok(problems) => check("ledger", Status::Fail, problems.join("; "), None),
+        Err(e) => check("ledger", Status::Fail, e.to_string(), None),
+    });
+    host_check(config, &ledger, out);
+    out.push(match ledger.clock_skew_ms() {
+        Ok(skew) if skew.abs() <= 1_000 => check(
+            "clock",
+            Status::Ok,
+            format!("{skew} ms from the database's"),
+            None,
+        ),
+        Ok(skew) => check(
+            "clock",
+            if skew.abs() <= 10_000 {
+                Status::Warn
+            } else {
+                Status::Fail
+            },
+            format!("{skew} ms from the database's: leases are times, so hosts must agree on it"),
+            Some("run an NTP client (chrony, systemd-timesyncd) on this host".into()),
+        ),
+        Err(e) => check("clock", Status::Fail, e.to_string(), None),
+    });
+}
+
 fn ledger_checks(config: &LoadedConfig, out: &mut Vec<Check>) {
+    if config.ledger_at().is_shared() {
+        return shared_ledger_checks(config, out);
+    }
     let path = config.ledger_path();
     if !path.exists() {
         out.push(check(
@@ -303,12 +368,7 @@ async fn probe_checks(
     out: &mut Vec<Check>,
 ) {
     use crate::worker::probe::{self, Standing};
-    let path = config.ledger_path();
-    let Some(mut ledger) = path
-        .exists()
-        .then(|| crate::ledger::Ledger::open_existing(&path).ok())
-        .flatten()
-    else {
+    let Some(mut ledger) = open_ledger(config) else {
         return; // the ledger check reports it
     };
     let token_env = config.config.github.as_ref().map(|g| g.token_env.as_str());
@@ -831,11 +891,7 @@ fn reviewer_chain_check(
 /// Workers blocked after a failed login: cleared when the worker's checks above pass, a
 /// failure otherwise (one that stops dispatch when every executor is blocked).
 fn worker_block_checks(config: &LoadedConfig, actor: &str, out: &mut Vec<Check>) {
-    let path = config.ledger_path();
-    if !path.exists() {
-        return;
-    }
-    let Ok(mut ledger) = crate::ledger::Ledger::open_existing(&path) else {
+    let Some(mut ledger) = open_ledger(config) else {
         return; // the ledger check reports it
     };
     let Ok(blocks) = ledger.read().worker_blocks() else {
@@ -899,11 +955,7 @@ fn worker_block_checks(config: &LoadedConfig, actor: &str, out: &mut Vec<Check>)
 /// failing its last attempts (a warning with the last error). Never blocks dispatch.
 fn notify_checks(config: &LoadedConfig, parent_env: &[(String, String)], out: &mut Vec<Check>) {
     use crate::notify::SinkHealth;
-    let path = config.ledger_path();
-    let ledger = path
-        .exists()
-        .then(|| crate::ledger::Ledger::open_existing(&path).ok())
-        .flatten();
+    let ledger = open_ledger(config);
     for (sink, health) in crate::notify::sink_problems(config, ledger.as_ref(), parent_env) {
         let name = format!("notify {sink}");
         out.push(match health {

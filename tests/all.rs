@@ -41,6 +41,8 @@ mod money_and_delivery;
 mod notify;
 mod operator_edits;
 mod pipeline_stages;
+mod postgres;
+mod postgres_read;
 mod pr_summary;
 mod probe;
 mod process;

@@ -22,6 +22,16 @@ fn default_output(state_dir: &Path) -> PathBuf {
     state_dir.join("backups").join(format!("ledger-{stamp}.db"))
 }
 
+/// `.oxi/backups/ledger-replaced-<UTC time>.db`: a shared ledger's rows before a restore.
+fn replaced_output(state_dir: &Path) -> PathBuf {
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%S%.3fZ")
+        .to_string();
+    state_dir
+        .join("backups")
+        .join(format!("ledger-replaced-{stamp}.db"))
+}
+
 fn in_flight_note(runs: &[RunningRun]) -> String {
     if runs.is_empty() {
         return String::new();
@@ -54,7 +64,7 @@ fn render_backup(s: &BackupSummary) -> String {
 
 pub(crate) fn backup(ctx: &Context, args: &BackupArgs) -> Result<()> {
     let config = ctx.config()?;
-    let ledger = Ledger::open_existing(&config.ledger_path())?;
+    let ledger = Ledger::open_existing_at(&config.ledger_at())?;
     let dest = match &args.output {
         Some(path) => ctx.cwd.join(path),
         None => default_output(&config.state_dir),
@@ -122,7 +132,7 @@ pub(crate) fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     // The file first: a bad backup replaces nothing.
     let info = crate::ledger::inspect_backup(&file)?;
     // No tick or saturate may write meanwhile (the lock is held until the restore is done).
-    let _lock = match lock::acquire(&config.state_dir.join("tick.lock")) {
+    let _lock = match lock::acquire_for(&config) {
         Ok(lock) => lock,
         Err(lock::LockError::Held { holder, .. }) => bail!(
             "refusing to restore: {} is running on this ledger; stop it first (nothing was replaced)",
@@ -132,9 +142,15 @@ pub(crate) fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
     };
     let me = Identity::of(&config);
     let now = crate::clock::now_ms();
+    let ledger_at = config.ledger_at();
     let ledger_path = config.ledger_path();
     let mut current: Vec<RunningRun> = Vec::new();
-    if ledger_path.exists() {
+    let mut shared = None;
+    if ledger_at.is_shared() {
+        let ledger = Ledger::open_existing_at(&ledger_at)?;
+        current = ledger.running_runs_brief()?;
+        shared = Some(ledger);
+    } else if ledger_path.exists() {
         current = Ledger::open_existing(&ledger_path)?.running_runs_brief()?;
     }
     let mut live: Vec<&RunningRun> = current
@@ -150,7 +166,11 @@ pub(crate) fn restore(ctx: &Context, args: &RestoreArgs) -> Result<()> {
             describe_live(&live)
         );
     }
-    let summary = crate::ledger::restore(&ledger_path, &file)?;
+    let summary = match shared.as_mut() {
+        // The rows it holds now are kept as a backup file beside the others.
+        Some(ledger) => ledger.restore_postgres(&file, &replaced_output(&config.state_dir))?,
+        None => crate::ledger::restore(&ledger_path, &file)?,
+    };
     let text = match ctx.global.format {
         Format::Json => json_string(&summary)?,
         _ => render_restore(&summary),

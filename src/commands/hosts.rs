@@ -89,7 +89,7 @@ fn render(lines: &[HostLine<'_>], format: Format, now_ms: i64) -> String {
 
 pub(crate) fn run(ctx: &Context) -> Result<()> {
     let config = ctx.config()?;
-    let ledger = Ledger::open_existing(&config.ledger_path())?;
+    let ledger = Ledger::open_existing_at(&config.ledger_at())?;
     let me = Identity::of(&config);
     let hosts: Vec<HostRow> = ledger.read().hosts()?;
     let now = crate::clock::now_ms();

@@ -9,6 +9,7 @@ mod hosts;
 mod improve;
 mod ingest;
 mod init;
+mod ledger;
 mod man;
 mod notify;
 mod pause;
@@ -58,7 +59,7 @@ impl Context {
 
     /// Opens (creating if needed) the ledger beside the config.
     pub fn ledger(&self, config: &LoadedConfig) -> Result<Ledger, crate::ledger::LedgerError> {
-        Ledger::open(&config.ledger_path())
+        Ledger::open_at(&config.ledger_at())
     }
 
     /// Who is at the keyboard, for events that record an operator action: `USER`, else
@@ -124,6 +125,7 @@ pub fn dispatch(ctx: &Context, command: &Command) -> Result<()> {
         Command::Hosts => hosts::run(ctx),
         Command::Backup(args) => backup::backup(ctx, args),
         Command::Restore(args) => backup::restore(ctx, args),
+        Command::Ledger(crate::cli::LedgerCommand::Migrate(args)) => ledger::migrate(ctx, args),
         Command::Improve(command) => improve::run(ctx, command),
         Command::Eval(args) => eval::run(ctx, args),
     }

@@ -91,7 +91,7 @@ struct StatusReport {
 
 fn status(ctx: &Context, args: &NotifyStatusArgs) -> Result<()> {
     let config = ctx.config()?;
-    let ledger = crate::ledger::Ledger::open_existing(&config.ledger_path())?;
+    let ledger = crate::ledger::Ledger::open_existing_at(&config.ledger_at())?;
     let read = ledger.read();
     let mut sinks = Vec::new();
     for sink in &config.config.notify.sinks {

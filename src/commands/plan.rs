@@ -91,7 +91,7 @@ fn hold_for_labels(
 
 pub fn run(ctx: &Context, args: &PlanArgs) -> Result<()> {
     let config = ctx.config()?;
-    let ledger = Ledger::open_existing(&config.ledger_path())?;
+    let ledger = Ledger::open_existing_at(&config.ledger_at())?;
     super::warn_if_roadmap_changed(&config, &ledger);
     if args.forecast {
         write_stdout(&super::plan_forecast::render(

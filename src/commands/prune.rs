@@ -16,7 +16,7 @@ pub fn run(ctx: &Context, args: &PruneArgs) -> Result<()> {
     let path = config.roadmap_path();
     let file = RoadmapFile::read(&path, &config.repo_root)?;
     let parsed = file.parse(config.config.project.default_priority_tier)?;
-    let ledger = crate::ledger::Ledger::open_existing(&config.ledger_path())?;
+    let ledger = crate::ledger::Ledger::open_existing_at(&config.ledger_at())?;
     let done: HashSet<String> = ledger
         .read()
         .tasks()?

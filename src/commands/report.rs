@@ -43,7 +43,7 @@ fn render_hosts(totals: &[HostRunTotals], format: Format) -> String {
 
 pub fn run(ctx: &Context, args: &ReportArgs) -> Result<()> {
     let config = ctx.config()?;
-    let ledger = crate::ledger::Ledger::open_existing(&config.ledger_path())?;
+    let ledger = crate::ledger::Ledger::open_existing_at(&config.ledger_at())?;
     let now = crate::clock::now_ms();
     let r = report::build(&config, &ledger, &args.since, now)?;
     let hosts = host_section(&ledger, args, now)?;

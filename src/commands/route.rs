@@ -33,7 +33,7 @@ struct RoleChain<'a> {
 
 pub fn run(ctx: &Context, args: &RouteArgs) -> Result<()> {
     let config = ctx.config()?;
-    let ledger = Ledger::open_existing(&config.ledger_path())?;
+    let ledger = Ledger::open_existing_at(&config.ledger_at())?;
     super::warn_if_roadmap_changed(&config, &ledger);
     let task = ledger
         .read()

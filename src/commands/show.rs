@@ -137,7 +137,7 @@ fn shadow_line(e: &crate::ledger::events::ShadowObserved) -> String {
 
 pub fn show(ctx: &Context, args: &ShowArgs) -> Result<()> {
     let config = ctx.config()?;
-    let ledger = Ledger::open_existing(&config.ledger_path())?;
+    let ledger = Ledger::open_existing_at(&config.ledger_at())?;
     let task = ledger
         .read()
         .find_task(&args.task)?
@@ -369,7 +369,7 @@ fn print_from(path: &Path, offset: u64, to_end: bool) -> Result<u64> {
 
 pub fn logs(ctx: &Context, args: &LogsArgs) -> Result<()> {
     let config = ctx.config()?;
-    let ledger = Ledger::open_existing(&config.ledger_path())?;
+    let ledger = Ledger::open_existing_at(&config.ledger_at())?;
     let mut run = resolve_run(&ledger, &args.target, args.follow)?;
     if !args.follow {
         print_from(&transcript(&run)?, 0, true)?;

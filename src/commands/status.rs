@@ -158,7 +158,7 @@ pub fn collect(
 
 pub fn run(ctx: &Context, args: &StatusArgs) -> Result<()> {
     let config = ctx.config()?;
-    let ledger = Ledger::open_existing(&config.ledger_path())?;
+    let ledger = Ledger::open_existing_at(&config.ledger_at())?;
     super::warn_if_roadmap_changed(&config, &ledger);
     let status = collect(&config, &ledger, clock::now_ms(), args.host.as_deref())?;
     let text = match ctx.global.format {

@@ -205,7 +205,7 @@ fn render(lines: &[TaskLine<'_>], format: Format, with_route: bool, with_host: b
 
 pub fn run(ctx: &Context, args: &TasksArgs) -> Result<()> {
     let config = ctx.config()?;
-    let ledger = Ledger::open_existing(&config.ledger_path())?;
+    let ledger = Ledger::open_existing_at(&config.ledger_at())?;
     super::warn_if_roadmap_changed(&config, &ledger);
     let tasks = ledger.read().tasks()?;
     let totals = ledger.read().task_run_totals()?;

@@ -114,7 +114,7 @@ fn render(report: &TickReport) -> String {
 
 pub fn run(ctx: &Context) -> Result<()> {
     let config = ctx.config()?;
-    let _lock = match lock::acquire(&config.state_dir.join("tick.lock")) {
+    let _lock = match lock::acquire_for(&config) {
         Ok(lock) => lock,
         Err(lock::LockError::Held { holder, .. }) => {
             // Not an error: a scheduled tick that finds one running leaves the work to it.

@@ -91,7 +91,7 @@ fn run_probes(
     reports: &[ContractReport],
 ) -> Result<()> {
     let token_env = config.config.github.as_ref().map(|g| g.token_env.as_str());
-    let mut ledger = Ledger::open(&config.ledger_path())?;
+    let mut ledger = Ledger::open_at(&config.ledger_at())?;
     let mut lines = Vec::new();
     for report in reports {
         let Some(worker) = config.config.workers.get(&report.worker) else {

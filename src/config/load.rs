@@ -52,6 +52,18 @@ impl LoadedConfig {
         self.state_dir.join("ledger.db")
     }
 
+    /// Where the ledger is: `[ledger] url`, else `ledger_path`.
+    #[must_use]
+    pub fn ledger_at(&self) -> crate::ledger::LedgerAt {
+        match &self.config.ledger.url {
+            Some(url) => crate::ledger::LedgerAt::Postgres {
+                url: url.clone(),
+                password_env: self.config.ledger.password_env.clone(),
+            },
+            None => crate::ledger::LedgerAt::File(self.ledger_path()),
+        }
+    }
+
     pub fn runs_dir(&self) -> PathBuf {
         self.state_dir.join("runs")
     }

@@ -71,6 +71,8 @@ pub struct Config {
     /// `[improve]`: oxi proposes its own roadmap items from outside sources (docs/improve.md).
     /// Absent: nothing runs and nothing is fetched.
     pub improve: Option<ImproveConfig>,
+    /// `[ledger]`: where the ledger is. Absent: `.oxi/ledger.db` beside the config.
+    pub ledger: LedgerConfig,
 }
 
 /// Targets `oxi report` checks each KPI against: below them, unattended runs are not yet
@@ -293,6 +295,7 @@ impl Default for Config {
             triage: TriageConfig::default(),
             screen: ScreenConfig::default(),
             improve: None,
+            ledger: LedgerConfig::default(),
         }
     }
 }
@@ -1269,4 +1272,16 @@ impl ImproveSource {
         };
         format!("{}:{target}", self.kind.as_str())
     }
+}
+
+/// `[ledger]`: a Postgres database several hosts share, instead of the sqlite file
+/// `.oxi/ledger.db` (docs/postgres.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// `postgres://USER@HOST/DB` (or `postgres://USER@/DB?host=/run/postgresql` for a Unix
+    /// socket); never with a password in it. Unset: the sqlite ledger.
+    pub url: Option<String>,
+    /// The NAME of the environment variable holding the password, when the server asks for one.
+    pub password_env: Option<String>,
 }

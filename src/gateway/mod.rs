@@ -393,7 +393,7 @@ impl<'a> Gateway<'a> {
         let (role_cap, role_key) = role.daily_cap(self.config);
         let actor = self.actor;
         ledger.write(|q| {
-            let totals = q.spend_totals(call.day, call.month)?;
+            let totals = q.admission_totals(call.day, call.month)?;
             let refusal = match budget::admit(&totals, call.reserve_microusd, &caps) {
                 Err(refusal) => {
                     q.append_event(&NewEvent {

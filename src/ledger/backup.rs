@@ -1,7 +1,10 @@
-//! Backing up and restoring the SQLite ledger.
+//! Backing up and restoring the ledger.
 //!
 //! A backup goes through SQLite's online backup API in one step: it reads one consistent
-//! snapshot (in WAL mode writers go on meanwhile), so it is safe while oxi ticks. A restore
+//! snapshot (in WAL mode writers go on meanwhile), so it is safe while oxi ticks. A Postgres
+//! ledger's backup is the same kind of file: its rows, read in one `REPEATABLE READ` snapshot,
+//! copied into an SQLite ledger (`pg::copy`), so one restore path and one file format serve
+//! both backends, and a backup of either can be opened, inspected or restored into either. A restore
 //! checks the file first (`PRAGMA integrity_check`, an oxi ledger, a schema this binary knows),
 //! then keeps the current ledger aside (itself backed up the same way) and only then replaces
 //! it. Refusing while runs are live is the caller's part (it knows which processes are alive);
@@ -246,7 +249,15 @@ impl Ledger {
     ///
     /// [`BackupError::Exists`] when `dest` exists; otherwise I/O, SQLite or busy errors.
     pub fn backup_to(&self, dest: &Path) -> Result<BackupSummary, BackupError> {
-        snapshot(&self.conn, dest)?;
+        if let super::Backend::Pg { .. } = self.backend {
+            // The snapshot's rows into an SQLite ledger in memory, then that to the file the
+            // way an SQLite ledger is backed up.
+            let mut file = Ledger::open_in_memory()?;
+            self.copy_into(&mut file)?;
+            snapshot(file.read().sqlite()?, dest)?;
+        } else {
+            snapshot(self.read().sqlite()?, dest)?;
+        }
         let info = inspect_backup(dest)?;
         let bytes = std::fs::metadata(dest).map_err(io(dest))?.len();
         Ok(BackupSummary {
@@ -267,8 +278,11 @@ impl Ledger {
     ///
     /// When the ledger cannot be read.
     pub fn running_runs_brief(&self) -> Result<Vec<RunningRun>, LedgerError> {
+        if let super::queries::Db::Pg(pg) = self.read().db {
+            return super::pg::running_brief(pg);
+        }
         let version = self.read().schema_version()?;
-        Ok(running(&self.conn, version)?)
+        Ok(running(self.read().sqlite()?, version)?)
     }
 }
 
@@ -408,6 +422,66 @@ pub fn restore(ledger: &Path, file: &Path) -> Result<RestoreSummary, BackupError
         ledger: ledger.to_path_buf(),
         kept_aside,
         schema_version,
+    })
+}
+
+impl Ledger {
+    /// Replaces every row of this Postgres ledger with the backup `file`, after
+    /// [`inspect_backup`] passed: the current rows are first written to `aside` (a backup like
+    /// any other), the backup is brought up to this oxi's schema in memory (an older backup's
+    /// migrations never run on the shared database), and the rows are swapped in one
+    /// transaction, which ends with all of the backup or with the ledger as it was. The caller
+    /// holds the tick lock and checked that no run is live on any host.
+    ///
+    /// # Errors
+    ///
+    /// What [`inspect_backup`] refuses (then nothing was replaced), or a copy or I/O error.
+    pub fn restore_postgres(
+        &mut self,
+        file: &Path,
+        aside: &Path,
+    ) -> Result<RestoreSummary, BackupError> {
+        let info = inspect_backup(file)?;
+        let staged = load_into_memory(file)?;
+        self.backup_to(aside)?;
+        super::pg::replace_all(&staged, self)?;
+        let schema_version = self.read().schema_version()?;
+        self.record(
+            None,
+            None,
+            super::Event::LedgerRestored(super::events::LedgerRestored {
+                from: file.display().to_string(),
+                kept_aside: Some(aside.display().to_string()),
+                schema_version: info.schema_version,
+                running_runs: info.running_runs.iter().map(|r| r.id.clone()).collect(),
+            }),
+        )?;
+        Ok(RestoreSummary {
+            restored: info,
+            ledger: self.path.clone(),
+            kept_aside: Some(aside.to_path_buf()),
+            schema_version,
+        })
+    }
+}
+
+/// A backup file copied into an SQLite ledger in memory and migrated there to this oxi's
+/// schema; the file itself is only read.
+fn load_into_memory(file: &Path) -> Result<Ledger, BackupError> {
+    let from = Connection::open_with_flags(
+        file,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let mut conn = Connection::open_in_memory()?;
+    copy(&from, &mut conn)?;
+    super::configure(&mut conn, Path::new(":memory:"))?;
+    super::migrate::migrate(&mut conn, file, None)?;
+    Ok(Ledger {
+        backend: super::Backend::Sqlite {
+            conn,
+            writers: None,
+        },
+        path: file.to_path_buf(),
     })
 }
 

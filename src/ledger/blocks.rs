@@ -6,7 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::events::{Event, WorkerUnblocked};
-use super::{LedgerError, NewEvent, Queries, Result};
+use super::queries::Db;
+use super::{LedgerError, NewEvent, Queries, Result, pg};
 
 const KEY_PREFIX: &str = "worker_block:";
 
@@ -39,14 +40,18 @@ impl WorkerBlock {
 impl Queries<'_> {
     /// Every blocked worker, by name.
     pub fn worker_blocks(&self) -> Result<Vec<WorkerBlock>> {
-        let mut statement = self.conn.prepare_cached(
-            "SELECT key, value FROM kv WHERE key LIKE 'worker_block:%' ORDER BY key",
-        )?;
-        let rows =
-            statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let rows = if let Db::Pg(pg) = self.db {
+            pg::kv_with_prefix(pg, KEY_PREFIX)?
+        } else {
+            let mut statement = self.sqlite()?.prepare_cached(
+                "SELECT key, value FROM kv WHERE key LIKE 'worker_block:%' ORDER BY key",
+            )?;
+            statement
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+        };
         let mut blocks = Vec::new();
-        for row in rows {
-            let (key, value) = row?;
+        for (key, value) in rows {
             let block = serde_json::from_str(&value)
                 .map_err(|e| LedgerError::Corrupt(format!("kv {key}: {e}")))?;
             blocks.push(block);
@@ -77,10 +82,16 @@ impl Queries<'_> {
         why: &str,
         now_ms: i64,
     ) -> Result<bool> {
-        let removed = self
-            .conn
-            .prepare_cached("DELETE FROM kv WHERE key = ?1")?
-            .execute([format!("{KEY_PREFIX}{worker}")])?;
+        let key = format!("{KEY_PREFIX}{worker}");
+        let removed = if let Db::Pg(pg) = self.db {
+            pg::remove_kv(pg, &key)?
+        } else {
+            let n = self
+                .sqlite()?
+                .prepare_cached("DELETE FROM kv WHERE key = ?1")?
+                .execute([&key])?;
+            u64::try_from(n).unwrap_or(u64::MAX)
+        };
         if removed > 0 {
             self.append_event(&NewEvent {
                 at_ms: now_ms,

@@ -2,10 +2,11 @@
 //! same transaction that checked the caps, and settles at its cost or is released when it
 //! fails; triggers keep `spend_rollup`, and so the day's and month's caps, in step.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 use serde::Serialize;
 
-use super::{Queries, Result};
+use super::queries::Db;
+use super::{Queries, Result, pg};
 use crate::money::MicroUsd;
 
 /// A call about to be sent, with what it holds.
@@ -61,8 +62,11 @@ pub struct GatewayCallRow {
 impl Queries<'_> {
     /// What `role`'s calls spent and still hold on `day`.
     pub fn gateway_role_spend(&self, role: &str, day: &str) -> Result<MicroUsd> {
+        if let Db::Pg(pg) = self.db {
+            return pg::gateway_role_spend(pg, role, day);
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .prepare_cached(
                 "SELECT COALESCE(SUM(actual_microusd
                     + CASE WHEN status = 'reserved'
@@ -74,7 +78,10 @@ impl Queries<'_> {
 
     /// Records a call and holds its reservation; returns its id.
     pub fn begin_gateway_call(&self, call: &NewGatewayCall<'_>) -> Result<i64> {
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            return pg::begin_gateway_call(pg, call);
+        }
+        self.sqlite()?
             .prepare_cached(
                 "INSERT INTO gateway_calls (role, provider, model, task_id, day, month,
                      reserved_microusd, status, created_at_ms)
@@ -90,7 +97,7 @@ impl Queries<'_> {
                 call.reserve_microusd,
                 call.at_ms
             ])?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.sqlite()?.last_insert_rowid())
     }
 
     /// Records a call that never held money (refused by a cap, or its provider is off).
@@ -100,7 +107,10 @@ impl Queries<'_> {
         outcome: &str,
         error: &str,
     ) -> Result<i64> {
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            return pg::record_unsent_gateway_call(pg, call, outcome, error);
+        }
+        self.sqlite()?
             .prepare_cached(
                 "INSERT INTO gateway_calls (role, provider, model, task_id, day, month,
                      reserved_microusd, status, outcome, cost_source, error, created_at_ms,
@@ -118,7 +128,7 @@ impl Queries<'_> {
                 error,
                 call.at_ms
             ])?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.sqlite()?.last_insert_rowid())
     }
 
     /// Settles a call at its cost (or releases it when it cost nothing) and records how it
@@ -129,7 +139,10 @@ impl Queries<'_> {
         } else {
             "released"
         };
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            return pg::end_gateway_call(pg, id, status, end);
+        }
+        self.sqlite()?
             .prepare_cached(
                 "UPDATE gateway_calls SET status = ?2, actual_microusd = ?3, outcome = ?4,
                      cost_source = ?5, tokens_in = ?6, tokens_out = ?7, attempts = ?8,
@@ -154,7 +167,10 @@ impl Queries<'_> {
 
     /// The newest `limit` calls, newest first.
     pub fn gateway_calls(&self, limit: usize) -> Result<Vec<GatewayCallRow>> {
-        let mut statement = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::gateway_calls(pg, limit);
+        }
+        let mut statement = self.sqlite()?.prepare_cached(
             "SELECT id, role, provider, model, task_id, status, outcome, reserved_microusd,
                     actual_microusd, cost_source, tokens_in, tokens_out, attempts, latency_ms,
                     error, created_at_ms
@@ -186,10 +202,7 @@ impl Queries<'_> {
     /// Until when `provider` is off (epoch ms), if it is.
     pub fn gateway_down_until(&self, provider: &str) -> Result<Option<i64>> {
         Ok(self
-            .conn
-            .prepare_cached("SELECT value FROM kv WHERE key = ?1")?
-            .query_row([down_key(provider)], |r| r.get::<_, String>(0))
-            .optional()?
+            .kv_get(&down_key(provider))?
             .and_then(|v| v.parse().ok()))
     }
 
@@ -200,7 +213,11 @@ impl Queries<'_> {
 
     /// Marks `provider` on again.
     pub fn clear_gateway_down(&self, provider: &str) -> Result<()> {
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            pg::remove_kv(pg, &down_key(provider))?;
+            return Ok(());
+        }
+        self.sqlite()?
             .prepare_cached("DELETE FROM kv WHERE key = ?1")?
             .execute([down_key(provider)])?;
         Ok(())

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use rusqlite::{Row, params};
 use serde::Serialize;
 
-use super::{LedgerError, Queries, Result};
+use super::queries::Db;
+use super::{LedgerError, Queries, Result, pg};
 
 /// What a host says about itself at each heartbeat.
 #[derive(Debug, Clone)]
@@ -95,7 +96,10 @@ impl Queries<'_> {
             .map_err(|e| LedgerError::Corrupt(format!("host labels: {e}")))?;
         let versions = serde_json::to_string(beat.cli_versions)
             .map_err(|e| LedgerError::Corrupt(format!("host CLI versions: {e}")))?;
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            return pg::host_heartbeat(pg, beat, &labels, &versions);
+        }
+        self.sqlite()?
             .prepare_cached(
                 "INSERT INTO hosts (name, machine_id, labels, pid, oxi_version, cli_versions,
                      first_seen_ms, last_heartbeat_ms)
@@ -119,12 +123,16 @@ impl Queries<'_> {
 
     /// Every host that ever heartbeat, by name, with its runs in flight.
     pub fn hosts(&self) -> Result<Vec<HostRow>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {HOST_COLUMNS} FROM hosts h ORDER BY h.name, h.machine_id"
-        ))?;
-        let raw = stmt
-            .query_map([], host_from_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let raw = if let Db::Pg(pg) = self.db {
+            pg::hosts(pg)?
+        } else {
+            self.sqlite()?
+                .prepare_cached(&format!(
+                    "SELECT {HOST_COLUMNS} FROM hosts h ORDER BY h.name, h.machine_id"
+                ))?
+                .query_map([], host_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+        };
         raw.into_iter()
             .map(|(mut host, labels, versions)| {
                 host.labels = serde_json::from_str(&labels).map_err(|e| {
@@ -140,7 +148,10 @@ impl Queries<'_> {
 
     /// Records the host a run started on (in the transaction that began the run).
     pub fn record_run_host(&self, run_id: &str, host: &str) -> Result<()> {
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            return pg::record_run_host(pg, run_id, host);
+        }
+        self.sqlite()?
             .prepare_cached("UPDATE runs SET host = ?2 WHERE id = ?1")?
             .execute(params![run_id, host])?;
         Ok(())
@@ -148,7 +159,10 @@ impl Queries<'_> {
 
     /// Each task's host: the one its latest run started on.
     pub fn task_hosts(&self) -> Result<HashMap<String, String>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::task_hosts(pg);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT task_id, host FROM runs r
              WHERE task_id IS NOT NULL AND host IS NOT NULL
                AND started_at_ms = (SELECT MAX(started_at_ms) FROM runs
@@ -160,7 +174,10 @@ impl Queries<'_> {
 
     /// Each host's finished runs started at or after `from_ms`, by host name.
     pub fn host_run_totals(&self, from_ms: i64) -> Result<Vec<HostRunTotals>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::host_run_totals(pg, from_ms);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT host,
                     SUM(role = 'executor' AND status = 'finished'),
                     SUM(role = 'executor' AND status = 'finished' AND classification = 'success'),
@@ -181,7 +198,10 @@ impl Queries<'_> {
 
     /// The CLI version each worker's latest run on `host` reported.
     pub fn host_cli_versions(&self, host: &str) -> Result<BTreeMap<String, String>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::host_cli_versions(pg, host);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT worker, cli_version FROM runs r
              WHERE host = ?1 AND cli_version IS NOT NULL
                AND started_at_ms = (SELECT MAX(started_at_ms) FROM runs

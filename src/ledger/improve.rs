@@ -5,7 +5,8 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Queries, Result};
+use super::queries::Db;
+use super::{Queries, Result, pg};
 
 /// A candidate as a source found it.
 #[derive(Debug, Clone)]
@@ -153,7 +154,8 @@ pub struct ImproveTotals {
     pub last_scan_ms: Option<i64>,
 }
 
-const PROPOSAL_COLUMNS: &str = "p.id, p.scan_id, p.rank, p.score, p.tier, p.title, p.body,
+pub(super) const PROPOSAL_COLUMNS: &str =
+    "p.id, p.scan_id, p.rank, p.score, p.tier, p.title, p.body,
     p.status, p.task_id, c.source_kind, c.source_name, c.url, p.created_at_ms";
 
 fn proposal_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProposalRow> {
@@ -187,7 +189,7 @@ fn scan_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ScanRow> {
     })
 }
 
-const SCAN_COLUMNS: &str =
+pub(super) const SCAN_COLUMNS: &str =
     "id, day, started_at_ms, finished_at_ms, candidates, proposed, failed_sources, ranking";
 
 impl Queries<'_> {
@@ -199,12 +201,15 @@ impl Queries<'_> {
         model: &str,
         hashes: &[String],
     ) -> Result<Vec<Option<Vec<f32>>>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_embeddings(pg, model, hashes);
+        }
         const CHUNK: usize = 500;
         let mut found: std::collections::HashMap<String, Vec<f32>> =
             std::collections::HashMap::with_capacity(hashes.len());
         for chunk in hashes.chunks(CHUNK) {
             let marks = vec!["?"; chunk.len()].join(", ");
-            let mut stmt = self.conn.prepare_cached(&format!(
+            let mut stmt = self.sqlite()?.prepare_cached(&format!(
                 "SELECT text_hash, vector FROM improve_embeddings
                  WHERE model = ? AND text_hash IN ({marks})"
             ))?;
@@ -221,8 +226,11 @@ impl Queries<'_> {
 
     /// The width of `model`'s cached vectors, if any is cached.
     pub(crate) fn improve_embedding_dims(&self, model: &str) -> Result<Option<usize>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_embedding_dims(pg, model);
+        }
         let dims: Option<i64> = self
-            .conn
+            .sqlite()?
             .query_row(
                 "SELECT dims FROM improve_embeddings WHERE model = ?1 LIMIT 1",
                 [model],
@@ -239,7 +247,10 @@ impl Queries<'_> {
         vectors: &[(String, Vec<f32>)],
         at_ms: i64,
     ) -> Result<()> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::put_improve_embeddings(pg, model, vectors, at_ms);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "INSERT OR IGNORE INTO improve_embeddings (model, text_hash, dims, vector, at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
@@ -257,15 +268,21 @@ impl Queries<'_> {
     }
 
     pub(crate) fn begin_improve_scan(&self, day: &str, at_ms: i64) -> Result<i64> {
-        self.conn.execute(
+        if let Db::Pg(pg) = self.db {
+            return pg::begin_improve_scan(pg, day, at_ms);
+        }
+        self.sqlite()?.execute(
             "INSERT INTO improve_scans (day, started_at_ms) VALUES (?1, ?2)",
             params![day, at_ms],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.sqlite()?.last_insert_rowid())
     }
 
     pub(crate) fn finish_improve_scan(&self, id: i64, end: &ScanEnd<'_>) -> Result<()> {
-        self.conn.execute(
+        if let Db::Pg(pg) = self.db {
+            return pg::finish_improve_scan(pg, id, end);
+        }
+        self.sqlite()?.execute(
             "UPDATE improve_scans SET finished_at_ms = ?2, candidates = ?3, proposed = ?4,
                  failed_sources = ?5, ranking = ?6 WHERE id = ?1",
             params![
@@ -282,8 +299,11 @@ impl Queries<'_> {
 
     /// The finished scan of `day`, if one ran.
     pub(crate) fn improve_scan_on(&self, day: &str) -> Result<Option<ScanRow>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_scan_on(pg, day);
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .query_row(
                 &format!(
                     "SELECT {SCAN_COLUMNS} FROM improve_scans
@@ -297,8 +317,11 @@ impl Queries<'_> {
 
     /// The latest finished scan.
     pub(crate) fn last_improve_scan(&self) -> Result<Option<ScanRow>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::last_improve_scan(pg);
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .query_row(
                 &format!(
                     "SELECT {SCAN_COLUMNS} FROM improve_scans
@@ -312,7 +335,10 @@ impl Queries<'_> {
 
     /// Stores a candidate, or refreshes the one already found at its url; returns its id.
     pub(crate) fn upsert_improve_candidate(&self, c: &NewCandidate<'_>) -> Result<i64> {
-        Ok(self.conn.query_row(
+        if let Db::Pg(pg) = self.db {
+            return pg::upsert_improve_candidate(pg, c);
+        }
+        Ok(self.sqlite()?.query_row(
             "INSERT INTO improve_candidates (source_kind, source_name, url, title, summary,
                  target, published_at_ms, first_seen_ms, last_seen_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
@@ -337,7 +363,10 @@ impl Queries<'_> {
     /// Candidates seen at or after `since_ms` that no proposal was made from yet, and that no
     /// judge declined and no scan found fabricated (those are not judged twice).
     pub(crate) fn unproposed_improve_candidates(&self, since_ms: i64) -> Result<Vec<CandidateRow>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::unproposed_improve_candidates(pg, since_ms);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT c.id, c.source_kind, c.source_name, c.url, c.title, c.summary, c.target,
                     c.published_at_ms, c.first_seen_ms, c.last_seen_ms
              FROM improve_candidates c
@@ -368,7 +397,10 @@ impl Queries<'_> {
 
     /// Records what a scan decided about a candidate.
     pub(crate) fn insert_improve_decision(&self, d: &NewDecision<'_>) -> Result<()> {
-        self.conn.execute(
+        if let Db::Pg(pg) = self.db {
+            return pg::insert_improve_decision(pg, d);
+        }
+        self.sqlite()?.execute(
             "INSERT INTO improve_decisions (scan_id, candidate_id, outcome, layer, detail,
                  verdict, call_id, at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -388,7 +420,10 @@ impl Queries<'_> {
 
     /// What `scan_id` decided, in the order it decided.
     pub(crate) fn improve_decisions(&self, scan_id: i64) -> Result<Vec<DecisionRow>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_decisions(pg, scan_id);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT d.candidate_id, d.outcome, d.layer, d.detail, d.verdict, c.title, c.url,
                     c.source_name, c.source_kind
              FROM improve_decisions d JOIN improve_candidates c ON c.id = d.candidate_id
@@ -414,7 +449,10 @@ impl Queries<'_> {
 
     /// Every proposal made so far, for the identifier and temporal dedup layers.
     pub(crate) fn improve_known_proposals(&self) -> Result<Vec<KnownProposal>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_known_proposals(pg);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT p.id, p.title, c.url, c.source_kind, c.target, p.created_at_ms
              FROM improve_proposals p JOIN improve_candidates c ON c.id = p.candidate_id
              ORDER BY p.id",
@@ -440,7 +478,10 @@ impl Queries<'_> {
         &self,
         touched_since_ms: Option<i64>,
     ) -> Result<Vec<(String, String)>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_task_titles(pg, touched_since_ms);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT id, title FROM tasks
              WHERE in_roadmap = 1
                AND (?1 IS NULL
@@ -457,20 +498,24 @@ impl Queries<'_> {
 
     /// Auto-improve's figures for proposals made and spend since `since_ms`.
     pub(crate) fn improve_totals(&self, since_ms: i64) -> Result<ImproveTotals> {
-        let (scans, last_scan_ms): (i64, Option<i64>) = self.conn.query_row(
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_totals(pg, since_ms);
+        }
+        let conn = self.sqlite()?;
+        let (scans, last_scan_ms): (i64, Option<i64>) = conn.query_row(
             "SELECT COALESCE(SUM(started_at_ms >= ?1), 0), MAX(finished_at_ms)
              FROM improve_scans WHERE finished_at_ms IS NOT NULL",
             [since_ms],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        let (emitted, accepted, rejected): (i64, i64, i64) = self.conn.query_row(
+        let (emitted, accepted, rejected): (i64, i64, i64) = conn.query_row(
             "SELECT COUNT(*), COALESCE(SUM(status = 'accepted'), 0),
                     COALESCE(SUM(status = 'rejected'), 0)
              FROM improve_proposals WHERE created_at_ms >= ?1",
             [since_ms],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
-        let spend: i64 = self.conn.query_row(
+        let spend: i64 = conn.query_row(
             "SELECT COALESCE(SUM(actual_microusd), 0) FROM gateway_calls
              WHERE role = 'improve' AND created_at_ms >= ?1",
             [since_ms],
@@ -488,7 +533,10 @@ impl Queries<'_> {
     }
 
     pub(crate) fn insert_improve_proposal(&self, p: &NewProposal<'_>) -> Result<i64> {
-        self.conn.execute(
+        if let Db::Pg(pg) = self.db {
+            return pg::insert_improve_proposal(pg, p);
+        }
+        self.sqlite()?.execute(
             "INSERT INTO improve_proposals (scan_id, candidate_id, rank, score, tier, title,
                  body, created_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -503,12 +551,15 @@ impl Queries<'_> {
                 p.at_ms
             ],
         )?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.sqlite()?.last_insert_rowid())
     }
 
     /// Proposals, newest scan first and best rank first; only `status` when given.
     pub(crate) fn improve_proposals(&self, status: Option<&str>) -> Result<Vec<ProposalRow>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_proposals(pg, status);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(&format!(
             "SELECT {PROPOSAL_COLUMNS} FROM improve_proposals p
              JOIN improve_candidates c ON c.id = p.candidate_id
              WHERE ?1 IS NULL OR p.status = ?1
@@ -521,8 +572,11 @@ impl Queries<'_> {
     }
 
     pub(crate) fn improve_proposal(&self, id: i64) -> Result<Option<ProposalRow>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_proposal(pg, id);
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .query_row(
                 &format!(
                     "SELECT {PROPOSAL_COLUMNS} FROM improve_proposals p
@@ -544,11 +598,14 @@ impl Queries<'_> {
         why: Option<&str>,
         at_ms: i64,
     ) -> Result<()> {
-        self.conn.execute(
+        if let Db::Pg(pg) = self.db {
+            return pg::decide_improve_proposal(pg, id, verdict, task_id, actor, why, at_ms);
+        }
+        self.sqlite()?.execute(
             "UPDATE improve_proposals SET status = ?2, task_id = ?3 WHERE id = ?1",
             params![id, verdict, task_id],
         )?;
-        self.conn.execute(
+        self.sqlite()?.execute(
             "INSERT INTO improve_verdicts (proposal_id, verdict, actor, why, at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id, verdict, actor, why, at_ms],
@@ -557,7 +614,10 @@ impl Queries<'_> {
     }
 
     pub(crate) fn record_improve_source_failure(&self, f: &SourceFailureRow) -> Result<()> {
-        self.conn.execute(
+        if let Db::Pg(pg) = self.db {
+            return pg::record_improve_source_failure(pg, f);
+        }
+        self.sqlite()?.execute(
             "INSERT INTO improve_source_failures (scan_id, source_kind, source_name, cause, at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![f.scan_id, f.source_kind, f.source_name, f.cause, f.at_ms],
@@ -566,7 +626,10 @@ impl Queries<'_> {
     }
 
     pub(crate) fn improve_source_failures(&self, scan_id: i64) -> Result<Vec<SourceFailureRow>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_source_failures(pg, scan_id);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT scan_id, source_kind, source_name, cause, at_ms
              FROM improve_source_failures WHERE scan_id = ?1 ORDER BY id",
         )?;
@@ -586,7 +649,10 @@ impl Queries<'_> {
 
     /// Proposal counts by status.
     pub(crate) fn improve_proposal_counts(&self) -> Result<Vec<(String, i64)>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_proposal_counts(pg);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT status, COUNT(*) FROM improve_proposals GROUP BY status ORDER BY status",
         )?;
         let rows = stmt
@@ -597,7 +663,10 @@ impl Queries<'_> {
 
     /// Proposals emitted in `[from_ms, to_ms)`, and how many of them were accepted.
     pub(crate) fn improve_window(&self, from_ms: i64, to_ms: i64) -> Result<(u64, u64)> {
-        let (emitted, accepted): (i64, i64) = self.conn.query_row(
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_window(pg, from_ms, to_ms);
+        }
+        let (emitted, accepted): (i64, i64) = self.sqlite()?.query_row(
             "SELECT COUNT(*), COALESCE(SUM(status = 'accepted'), 0) FROM improve_proposals
              WHERE created_at_ms >= ?1 AND created_at_ms < ?2",
             params![from_ms, to_ms],
@@ -611,8 +680,11 @@ impl Queries<'_> {
 
     /// The last time the pause switch was released (`oxi improve unpause`), if ever.
     pub(crate) fn improve_unpaused_at(&self) -> Result<Option<i64>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_unpaused_at(pg);
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .query_row(
                 "SELECT MAX(at_ms) FROM improve_pauses WHERE paused = 0",
                 [],
@@ -624,8 +696,11 @@ impl Queries<'_> {
 
     /// The pause switch: `Some(reason)` while paused.
     pub(crate) fn improve_paused(&self) -> Result<Option<String>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::improve_paused(pg);
+        }
         let latest: Option<(bool, String)> = self
-            .conn
+            .sqlite()?
             .query_row(
                 "SELECT paused, reason FROM improve_pauses ORDER BY id DESC LIMIT 1",
                 [],
@@ -642,7 +717,10 @@ impl Queries<'_> {
         actor: &str,
         at_ms: i64,
     ) -> Result<()> {
-        self.conn.execute(
+        if let Db::Pg(pg) = self.db {
+            return pg::set_improve_paused(pg, paused, reason, actor, at_ms);
+        }
+        self.sqlite()?.execute(
             "INSERT INTO improve_pauses (paused, reason, actor, at_ms) VALUES (?1, ?2, ?3, ?4)",
             params![paused, reason, actor, at_ms],
         )?;
@@ -651,7 +729,7 @@ impl Queries<'_> {
 }
 
 /// A stored vector: little-endian f32s (a trailing partial value is dropped).
-fn from_le_bytes(bytes: &[u8]) -> Vec<f32> {
+pub(super) fn from_le_bytes(bytes: &[u8]) -> Vec<f32> {
     bytes
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))

@@ -4,7 +4,8 @@
 use rusqlite::params;
 
 use super::events::ScreenVerdict;
-use super::{EventKind, Queries, Result};
+use super::queries::Db;
+use super::{EventKind, Queries, Result, pg};
 
 impl Queries<'_> {
     /// The `[triage]` summary recorded for `task_id` after event `after` (a `failed` state
@@ -13,7 +14,10 @@ impl Queries<'_> {
     /// # Errors
     /// The ledger cannot be read.
     pub fn triage_after(&self, task_id: &str, after: i64) -> Result<Option<String>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::triage_after(pg, task_id, after);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT json_extract(data, '$.summary') FROM events \
              WHERE task_id = ?1 AND id > ?2 AND kind = ?3 ORDER BY id LIMIT 1",
         )?;
@@ -27,7 +31,11 @@ impl Queries<'_> {
     /// # Errors
     /// The ledger cannot be read.
     pub fn screen_verdict(&self, digest: &str) -> Result<Option<(ScreenVerdict, i64)>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return Ok(pg::screen_verdict(pg, digest)?
+                .and_then(|(data, at)| serde_json::from_str(&data).ok().map(|v| (v, at))));
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT data, at_ms FROM events \
              WHERE kind = ?1 AND json_extract(data, '$.digest') = ?2 ORDER BY id DESC LIMIT 1",
         )?;
@@ -46,7 +54,10 @@ impl Queries<'_> {
     /// # Errors
     /// The ledger cannot be read.
     pub fn last_screen(&self, task_id: &str) -> Result<Option<(i64, String)>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::last_screen(pg, task_id);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT at_ms, json_extract(data, '$.digest') FROM events \
              WHERE task_id = ?1 AND kind IN (?2, ?3) ORDER BY id DESC LIMIT 1",
         )?;

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
-use super::{Queries, Result};
+use super::queries::Db;
+use super::{Queries, Result, pg};
 
 /// Where a task made from an issue came from, and what oxi last wrote back to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,8 +67,11 @@ pub struct IssueSeen<'a> {
 impl Queries<'_> {
     /// Every task made from an issue, by task id.
     pub fn issue_links(&self) -> Result<HashMap<String, IssueLink>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::issue_links(pg);
+        }
         let mut stmt = self
-            .conn
+            .sqlite()?
             .prepare_cached(&format!("SELECT {LINK_COLUMNS} FROM issue_tasks"))?;
         let rows = stmt.query_map([], link_from_row)?;
         let mut links = HashMap::new();
@@ -80,8 +84,11 @@ impl Queries<'_> {
 
     /// The issue a task was made from, if it was.
     pub fn issue_link(&self, task_id: &str) -> Result<Option<IssueLink>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::issue_link(pg, task_id);
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .prepare_cached(&format!(
                 "SELECT {LINK_COLUMNS} FROM issue_tasks WHERE task_id = ?1"
             ))?
@@ -91,7 +98,10 @@ impl Queries<'_> {
 
     /// Records what a sync saw of an issue (the comment columns are left as they are).
     pub fn upsert_issue_link(&self, seen: &IssueSeen<'_>, now_ms: i64) -> Result<()> {
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            return pg::upsert_issue_link(pg, seen, now_ms);
+        }
+        self.sqlite()?
             .prepare_cached(
                 "INSERT INTO issue_tasks (task_id, repo, number, url, issue_state, matches,
                     body_bytes, synced_at_ms)
@@ -119,7 +129,10 @@ impl Queries<'_> {
         issue_state: &str,
         matches: bool,
     ) -> Result<()> {
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            return pg::set_issue_presence(pg, task_id, issue_state, matches);
+        }
+        self.sqlite()?
             .prepare_cached(
                 "UPDATE issue_tasks SET issue_state = ?2, matches = ?3
                  WHERE task_id = ?1 AND (issue_state <> ?2 OR matches <> ?3)",
@@ -136,7 +149,10 @@ impl Queries<'_> {
         stage: &str,
         sha: &str,
     ) -> Result<()> {
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            return pg::set_issue_comment(pg, task_id, comment_id, stage, sha);
+        }
+        self.sqlite()?
             .prepare_cached(
                 "UPDATE issue_tasks SET comment_id = ?2, comment_stage = ?3, comment_sha = ?4
                  WHERE task_id = ?1",
@@ -152,7 +168,10 @@ impl Queries<'_> {
 
     /// Marks a task's brief as outside text (or not).
     pub fn set_outside_text(&self, task_id: &str, outside: bool) -> Result<()> {
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            return pg::set_outside_text(pg, task_id, outside);
+        }
+        self.sqlite()?
             .prepare_cached(
                 "UPDATE tasks SET outside_text = ?2 WHERE id = ?1 AND outside_text <> ?2",
             )?
@@ -162,8 +181,11 @@ impl Queries<'_> {
 
     /// True when the task's brief is outside text (an issue body): what a screening step reads.
     pub fn is_outside_text(&self, task_id: &str) -> Result<bool> {
+        if let Db::Pg(pg) = self.db {
+            return pg::is_outside_text(pg, task_id);
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .prepare_cached("SELECT outside_text FROM tasks WHERE id = ?1")?
             .query_row([task_id], |r| r.get::<_, bool>(0))
             .optional()?

@@ -131,7 +131,7 @@ fn checksums_match(conn: &Connection) -> Result<bool> {
     }))
 }
 
-fn checksum(sql: &str) -> String {
+pub(super) fn checksum(sql: &str) -> String {
     crate::digest::sha256_hex(sql.as_bytes(), 32)
 }
 

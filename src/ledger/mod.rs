@@ -1,8 +1,9 @@
 //! The ledger: one SQLite file (`.oxi/ledger.db`) holding tasks, runs, the append-only event
-//! trail, spend reservations and settlements, approvals, and a small key/value table.
+//! trail, spend reservations and settlements, approvals, and a small key/value table; or one
+//! Postgres database with the same tables, shared by several hosts (`pg`, docs/postgres.md).
 //!
-//! All SQL lives in this module behind typed functions, so a different backend (Postgres for
-//! several hosts) can replace it without touching the pipeline.
+//! All SQL lives in this module behind typed functions (`Queries`), which run on either
+//! backend, so the pipeline does not know which one it talks to.
 //!
 //! Durability: WAL with `synchronous=FULL`. In WAL mode `NORMAL` may lose the last commits on
 //! power loss; a task ledger must never roll back a committed claim (the worker would run twice
@@ -19,6 +20,7 @@ mod issues;
 mod kinds;
 mod migrate;
 mod notify;
+mod pg;
 mod plans;
 mod probes;
 mod queries;
@@ -29,6 +31,7 @@ pub mod state;
 mod tick;
 mod writers;
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +55,7 @@ pub use migrate::MIGRATIONS;
 pub use notify::{
     Attempt, AttemptStatus, NewOutbox, OutboxRow, OutboxState, SinkCounts, TrailEvent,
 };
+pub use pg::CopySummary;
 pub use plans::{PlanRow, PromptBytes};
 pub use probes::ProbeRow;
 pub use queries::*;
@@ -126,6 +130,54 @@ pub enum LedgerError {
     Turn(#[from] TurnError),
     #[error("ledger: {0}")]
     Sqlite(rusqlite::Error),
+    /// A statement on a Postgres ledger failed.
+    #[error("ledger: {}", pg_message(.0))]
+    Postgres(postgres::Error),
+    /// The Postgres ledger's URL or credentials are unusable.
+    #[error("ledger {url}: {problem}")]
+    PgSetup { url: String, problem: String },
+    /// The Postgres server could not be reached or refused the connection.
+    #[error("cannot connect to the ledger at {url}: {source}")]
+    PgConnect {
+        url: String,
+        #[source]
+        source: postgres::Error,
+    },
+    /// A copy's destination already holds rows (`oxi ledger migrate` copies only into an empty
+    /// ledger, so nothing is ever merged or overwritten).
+    #[error(
+        "ledger {ledger} is not empty (table {table} has {rows} row(s)); a copy goes only into an empty ledger, so nothing was copied"
+    )]
+    NotEmpty {
+        ledger: String,
+        table: String,
+        rows: i64,
+    },
+    /// A table or a value of one ledger does not fit the other's schema.
+    #[error("copying the ledger: table {table}: {problem}")]
+    CopyMismatch { table: String, problem: String },
+    /// A statement written for sqlite reached a Postgres ledger: every `Queries` method
+    /// dispatches on its backend first, so this is a bug in oxi (a method that lost its
+    /// Postgres body), reported with where it happened rather than sent to the wrong server.
+    #[error(
+        "internal error: the ledger statement at {0} is for SQLite but this ledger is PostgreSQL; please report it"
+    )]
+    WrongBackend(String),
+}
+
+/// A database URL with any password blanked, for messages.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    pg::redact(url)
+}
+
+/// A Postgres error as its server message and code when it has one (the crate's own text is
+/// only "db error").
+fn pg_message(e: &postgres::Error) -> String {
+    e.as_db_error().map_or_else(
+        || e.to_string(),
+        |db| format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+    )
 }
 
 impl From<rusqlite::Error> for LedgerError {
@@ -141,13 +193,57 @@ impl From<rusqlite::Error> for LedgerError {
 
 pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
 
+/// Where a ledger is: the sqlite file, or a Postgres database (`[ledger] url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerAt {
+    File(PathBuf),
+    Postgres {
+        url: String,
+        /// The name of the environment variable holding the password.
+        password_env: Option<String>,
+    },
+}
+
+impl LedgerAt {
+    /// Whether this is a shared (Postgres) ledger.
+    #[must_use]
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Self::Postgres { .. })
+    }
+}
+
+impl std::fmt::Display for LedgerAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Postgres { url, .. } => f.write_str(&pg::redact(url)),
+        }
+    }
+}
+
 /// An open ledger.
 pub struct Ledger {
-    conn: Connection,
+    backend: Backend,
+    /// The file, or the Postgres URL (its password blanked).
     path: PathBuf,
-    /// This process's writers to the same file (one shared write connection, turns, shared
-    /// commits); `None` in memory, where each connection is its own database.
-    writers: Option<Arc<WriteGroup>>,
+}
+
+/// Which database a `Ledger` is open on.
+enum Backend {
+    Sqlite {
+        conn: Connection,
+        /// This process's writers to the same file (one shared write connection, turns, shared
+        /// commits); `None` in memory, where each connection is its own database.
+        writers: Option<Arc<WriteGroup>>,
+    },
+    /// One session per `Ledger`, as each sqlite `Ledger` has its own connection; writes are
+    /// transactions on it (Postgres's own row locks order concurrent writers).
+    Pg {
+        client: RefCell<pg::Session>,
+        /// Where it connected, for the sessions of its own a tick lock or a copy opens (boxed:
+        /// the variant stays the size of the sqlite one).
+        target: Box<pg::Target>,
+    },
 }
 
 impl std::fmt::Debug for Ledger {
@@ -160,6 +256,32 @@ impl Ledger {
     /// Opens (creating if needed) the ledger at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Self> {
         Self::open_with(path, true)
+    }
+
+    /// Opens (creating if needed) the ledger `at` a file or a Postgres database.
+    ///
+    /// # Errors
+    /// As [`Ledger::open`] or [`Ledger::open_postgres`].
+    pub fn open_at(at: &LedgerAt) -> Result<Self> {
+        match at {
+            LedgerAt::File(path) => Self::open(path),
+            LedgerAt::Postgres { url, password_env } => {
+                Self::open_postgres(url, password_env.as_deref())
+            }
+        }
+    }
+
+    /// Opens the existing ledger `at` a file or a Postgres database: a file is not created;
+    /// a database is (a Postgres ledger exists once its database does, and its schema is
+    /// brought up to date as on opening any ledger).
+    ///
+    /// # Errors
+    /// As [`Ledger::open_existing`] or [`Ledger::open_postgres`].
+    pub fn open_existing_at(at: &LedgerAt) -> Result<Self> {
+        match at {
+            LedgerAt::File(path) => Self::open_existing(path),
+            LedgerAt::Postgres { .. } => Self::open_at(at),
+        }
     }
 
     /// Opens an existing ledger without creating it. Used by read-only commands so a typo'd
@@ -190,26 +312,56 @@ impl Ledger {
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        let mut ledger = Ledger {
-            conn,
+        let mut conn = conn;
+        configure(&mut conn, path)?;
+        migrate::migrate(&mut conn, path, None)?;
+        Ok(Ledger {
+            backend: Backend::Sqlite {
+                conn,
+                writers: Some(WriteGroup::for_file(path)),
+            },
             path: path.to_path_buf(),
-            writers: Some(WriteGroup::for_file(path)),
+        })
+    }
+
+    /// Connects to the Postgres ledger at `url` (a `postgres://` URL without a password; the
+    /// password, if the server asks for one, comes from the environment variable named by
+    /// `password_env`) and brings its schema up to date.
+    ///
+    /// # Errors
+    /// `PgSetup` for an unusable URL or password variable, `PgConnect` when the server cannot
+    /// be reached or refuses, `TooNew`/`MigrationChanged` as for sqlite.
+    pub fn open_postgres(url: &str, password_env: Option<&str>) -> Result<Self> {
+        let secret = pg::Secret {
+            password_env: password_env.map(str::to_owned),
         };
-        ledger.configure()?;
-        migrate::migrate(&mut ledger.conn, path, None)?;
-        Ok(ledger)
+        let mut client = pg::connect(url, &secret)?;
+        let shown = pg::redact(url);
+        pg::migrate(&mut client, &shown)?;
+        Ok(Ledger {
+            backend: Backend::Pg {
+                client: RefCell::new(client),
+                target: Box::new(pg::Target {
+                    url: url.to_owned(),
+                    secret,
+                }),
+            },
+            path: PathBuf::from(shown),
+        })
     }
 
     /// An in-memory ledger for tests and benchmarks.
     pub fn open_in_memory() -> Result<Self> {
-        let mut ledger = Ledger {
-            conn: Connection::open_in_memory()?,
+        let mut conn = Connection::open_in_memory()?;
+        configure(&mut conn, Path::new(":memory:"))?;
+        migrate::migrate(&mut conn, Path::new(":memory:"), None)?;
+        Ok(Ledger {
+            backend: Backend::Sqlite {
+                conn,
+                writers: None,
+            },
             path: PathBuf::from(":memory:"),
-            writers: None,
-        };
-        ledger.configure()?;
-        migrate::migrate(&mut ledger.conn, Path::new(":memory:"), None)?;
-        Ok(ledger)
+        })
     }
 
     /// Opens a ledger and migrates it only up to `version` (tests of migrations).
@@ -220,18 +372,16 @@ impl Ledger {
                 source,
             })?;
         }
-        let mut ledger = Ledger {
-            conn: Connection::open(path)?,
+        let mut conn = Connection::open(path)?;
+        configure(&mut conn, path)?;
+        migrate::migrate(&mut conn, path, Some(version))?;
+        Ok(Ledger {
+            backend: Backend::Sqlite {
+                conn,
+                writers: Some(WriteGroup::for_file(path)),
+            },
             path: path.to_path_buf(),
-            writers: Some(WriteGroup::for_file(path)),
-        };
-        ledger.configure()?;
-        migrate::migrate(&mut ledger.conn, path, Some(version))?;
-        Ok(ledger)
-    }
-
-    fn configure(&mut self) -> Result<()> {
-        configure(&mut self.conn, &self.path)
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -240,7 +390,12 @@ impl Ledger {
 
     /// Read access (each statement is its own snapshot).
     pub fn read(&self) -> Queries<'_> {
-        Queries { conn: &self.conn }
+        match &self.backend {
+            Backend::Sqlite { conn, .. } => Queries::sqlite_conn(conn),
+            Backend::Pg { client, .. } => Queries {
+                db: queries::Db::Pg(client),
+            },
+        }
     }
 
     /// Appends one event by oxi, now, in its own transaction.
@@ -271,31 +426,93 @@ impl Ledger {
     /// file: that inner write would wait for this one, so it fails at once with
     /// `TurnError::Nested`. `f` must pass SQLite's errors on (`?`): under some (a full disk)
     /// SQLite rolls the whole transaction back, and the write then fails even if `f` said Ok.
+    ///
+    /// On Postgres, `f` runs in one transaction on this ledger's session; concurrent writers
+    /// on other sessions (other threads, processes, hosts) are ordered by the rows they lock.
     pub fn write<T>(&mut self, f: impl FnOnce(&Queries<'_>) -> Result<T>) -> Result<T> {
-        let Some(group) = &self.writers else {
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let value = f(&Queries { conn: &tx })?;
+        let (conn, writers) = match &mut self.backend {
+            Backend::Sqlite { conn, writers } => (conn, writers),
+            Backend::Pg { client, .. } => {
+                // BEGIN and COMMIT as statements, not the crate's `Transaction`, whose drop
+                // would block on its runtime wherever the write ends (see `pg::blocking`).
+                client.borrow_mut().batch("BEGIN")?;
+                let value = match f(&Queries {
+                    db: queries::Db::Pg(client),
+                }) {
+                    Ok(value) => value,
+                    Err(e) => {
+                        client.borrow_mut().batch("ROLLBACK")?;
+                        return Err(e);
+                    }
+                };
+                client.borrow_mut().batch("COMMIT")?;
+                return Ok(value);
+            }
+        };
+        let Some(group) = writers else {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&Queries::sqlite_conn(&tx))?;
             tx.commit()?;
             return Ok(value);
         };
         group.write(open_writer, f)
     }
 
-    /// `PRAGMA integrity_check`: `Ok(())` or the problems SQLite lists.
+    /// `PRAGMA integrity_check`: empty, or the problems SQLite lists. On Postgres, whose
+    /// server keeps its own pages consistent: the triggers the guarantees rest on are present
+    /// and enabled, and the spend rollup equals its sums (`pg::integrity_problems`).
     pub fn integrity_check(&self) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
+        let conn = match &self.backend {
+            Backend::Sqlite { conn, .. } => conn,
+            Backend::Pg { client, .. } => return pg::integrity_problems(client),
+        };
+        let mut stmt = conn.prepare("PRAGMA integrity_check")?;
         let rows: Vec<String> = stmt
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         Ok(rows.into_iter().filter(|r| r != "ok").collect())
     }
 
+    /// How far this host's clock is ahead of the database server's (negative: behind), in
+    /// milliseconds, measured at the middle of one round trip; 0 for a sqlite ledger, whose
+    /// clock is this host's.
+    ///
+    /// # Errors
+    /// The server cannot be asked.
+    pub fn clock_skew_ms(&self) -> Result<i64> {
+        let Backend::Pg { client, .. } = &self.backend else {
+            return Ok(0);
+        };
+        let before = crate::clock::now_ms();
+        let server: i64 = pg::query_one(
+            client,
+            "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
+            &[],
+        )?
+        .try_get(0)?;
+        let after = crate::clock::now_ms();
+        Ok(before + (after - before) / 2 - server)
+    }
+
+    /// This process's writers to the ledger's file (tests of `writers`).
+    #[cfg(test)]
+    fn write_group(&self) -> Option<&Arc<WriteGroup>> {
+        match &self.backend {
+            Backend::Sqlite { writers, .. } => writers.as_ref(),
+            Backend::Pg { .. } => None,
+        }
+    }
+
     /// The raw connection, for benchmarks and tests that need to bypass the typed layer.
+    ///
+    /// # Panics
+    /// On a Postgres ledger: this hook is for tests of the SQLite one.
     #[doc(hidden)]
     pub fn raw_connection(&mut self) -> &mut Connection {
-        &mut self.conn
+        match &mut self.backend {
+            Backend::Sqlite { conn, .. } => conn,
+            Backend::Pg { .. } => panic!("raw_connection is a test hook of SQLite ledgers"),
+        }
     }
 }
 

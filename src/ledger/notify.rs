@@ -4,7 +4,8 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Queries, Result};
+use super::queries::Db;
+use super::{Queries, Result, pg};
 
 /// Where an outbox row stands, as stored in `notify_outbox.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -26,7 +27,7 @@ impl OutboxState {
         }
     }
 
-    fn parse(text: &str) -> OutboxState {
+    pub(super) fn parse(text: &str) -> OutboxState {
         match text {
             "delivered" => OutboxState::Delivered,
             "gave_up" => OutboxState::GaveUp,
@@ -55,7 +56,7 @@ impl AttemptStatus {
         }
     }
 
-    fn parse(text: &str) -> AttemptStatus {
+    pub(super) fn parse(text: &str) -> AttemptStatus {
         match text {
             "delivered" => AttemptStatus::Delivered,
             "gave_up" => AttemptStatus::GaveUp,
@@ -124,8 +125,11 @@ pub struct TrailEvent {
 impl Queries<'_> {
     /// The last event the notifier has looked at; `None` before its first pass.
     pub fn notify_cursor(&self) -> Result<Option<i64>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::notify_cursor(pg);
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .query_row(
                 "SELECT last_event_id FROM notify_cursor WHERE id = 1",
                 [],
@@ -135,7 +139,10 @@ impl Queries<'_> {
     }
 
     pub fn set_notify_cursor(&self, last_event_id: i64, now_ms: i64) -> Result<()> {
-        self.conn.execute(
+        if let Db::Pg(pg) = self.db {
+            return pg::set_notify_cursor(pg, last_event_id, now_ms);
+        }
+        self.sqlite()?.execute(
             "INSERT INTO notify_cursor (id, last_event_id, updated_at_ms) VALUES (1, ?1, ?2)
              ON CONFLICT (id) DO UPDATE SET last_event_id = ?1, updated_at_ms = ?2",
             params![last_event_id, now_ms],
@@ -145,7 +152,10 @@ impl Queries<'_> {
 
     /// The id of the last event recorded before `at_ms` (0 when none).
     pub fn last_event_before(&self, at_ms: i64) -> Result<i64> {
-        Ok(self.conn.query_row(
+        if let Db::Pg(pg) = self.db {
+            return pg::last_event_before(pg, at_ms);
+        }
+        Ok(self.sqlite()?.query_row(
             "SELECT COALESCE(MAX(id), 0) FROM events WHERE at_ms < ?1",
             [at_ms],
             |r| r.get(0),
@@ -154,7 +164,10 @@ impl Queries<'_> {
 
     /// Up to `limit` events after `after`, oldest first.
     pub fn events_after(&self, after: i64, limit: u32) -> Result<Vec<TrailEvent>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::events_after(pg, after, limit);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT id, at_ms, kind, task_id, data FROM events WHERE id > ?1 ORDER BY id LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![after, limit], |r| {
@@ -176,7 +189,10 @@ impl Queries<'_> {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<std::collections::BTreeMap<String, u64>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::event_kind_counts(pg, from_ms, to_ms);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT kind, COUNT(*) FROM events WHERE at_ms >= ?1 AND at_ms < ?2 GROUP BY kind",
         )?;
         let rows = stmt.query_map(params![from_ms, to_ms], |r| {
@@ -191,7 +207,10 @@ impl Queries<'_> {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<std::collections::BTreeMap<String, u64>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::transitions_to_counts(pg, from_ms, to_ms);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT json_extract(data, '$.to'), COUNT(*) FROM events
              WHERE kind = 'task_state_changed' AND at_ms >= ?1 AND at_ms < ?2
              GROUP BY 1",
@@ -207,7 +226,10 @@ impl Queries<'_> {
 
     /// Queues a notification; false when this sink already has this topic (never twice).
     pub fn queue_notification(&self, row: &NewOutbox<'_>) -> Result<bool> {
-        let inserted = self.conn.execute(
+        if let Db::Pg(pg) = self.db {
+            return pg::queue_notification(pg, row);
+        }
+        let inserted = self.sqlite()?.execute(
             "INSERT OR IGNORE INTO notify_outbox
                  (sink, topic, event_id, what, payload, next_at_ms, created_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
@@ -225,8 +247,11 @@ impl Queries<'_> {
 
     /// True when this sink has this topic queued (whatever its state).
     pub fn notification_queued(&self, sink: &str, topic: &str) -> Result<bool> {
+        if let Db::Pg(pg) = self.db {
+            return pg::notification_queued(pg, sink, topic);
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .query_row(
                 "SELECT 1 FROM notify_outbox WHERE sink = ?1 AND topic = ?2",
                 params![sink, topic],
@@ -238,7 +263,10 @@ impl Queries<'_> {
 
     /// Pending notifications due at `now_ms`, oldest first.
     pub fn due_notifications(&self, now_ms: i64, limit: u32) -> Result<Vec<OutboxRow>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::due_notifications(pg, now_ms, limit);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT id, sink, topic, event_id, what, payload, state, attempts FROM notify_outbox
              WHERE state = 'pending' AND next_at_ms <= ?1 ORDER BY id LIMIT ?2",
         )?;
@@ -265,7 +293,10 @@ impl Queries<'_> {
         attempt: &Attempt,
         next_at_ms: i64,
     ) -> Result<()> {
-        self.conn.execute(
+        if let Db::Pg(pg) = self.db {
+            return pg::record_attempt(pg, outbox_id, attempt, next_at_ms);
+        }
+        self.sqlite()?.execute(
             "INSERT INTO notifications
                  (outbox_id, event_id, sink, topic, attempt, status, http_status, exit_code,
                   error, ms, at_ms)
@@ -290,7 +321,7 @@ impl Queries<'_> {
                 AttemptStatus::GaveUp => OutboxState::GaveUp,
                 AttemptStatus::Failed => OutboxState::Pending,
             };
-            self.conn.execute(
+            self.sqlite()?.execute(
                 "UPDATE notify_outbox SET state = ?2, attempts = ?3, next_at_ms = ?4 WHERE id = ?1",
                 params![id, state.as_str(), attempt.attempt, next_at_ms],
             )?;
@@ -300,7 +331,10 @@ impl Queries<'_> {
 
     /// The latest attempts, newest first; only `sink`'s when given.
     pub fn notification_attempts(&self, sink: Option<&str>, limit: u32) -> Result<Vec<Attempt>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::notification_attempts(pg, sink, limit);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT sink, topic, event_id, attempt, status, http_status, exit_code, error, ms, at_ms
              FROM notifications WHERE ?1 IS NULL OR sink = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
@@ -323,7 +357,10 @@ impl Queries<'_> {
 
     /// A sink's outbox rows counted by state.
     pub fn notification_counts(&self, sink: &str) -> Result<SinkCounts> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::notification_counts(pg, sink);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT state, COUNT(*) FROM notify_outbox WHERE sink = ?1 GROUP BY state",
         )?;
         let mut counts = SinkCounts::default();

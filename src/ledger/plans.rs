@@ -5,7 +5,8 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use super::{Queries, Result};
+use super::queries::Db;
+use super::{Queries, Result, pg};
 
 /// One stored plan.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -39,7 +40,10 @@ impl Queries<'_> {
         plan: &serde_json::Value,
         at_ms: i64,
     ) -> Result<()> {
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            return pg::record_plan(pg, task_id, run_id, attempt, plan, at_ms);
+        }
+        self.sqlite()?
             .prepare_cached(
                 "INSERT INTO plans (task_id, run_id, attempt, plan, created_at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -53,21 +57,24 @@ impl Queries<'_> {
     /// # Errors
     /// The ledger's, when it cannot be read.
     pub fn latest_plan(&self, task_id: &str) -> Result<Option<PlanRow>> {
-        let row = self
-            .conn
-            .prepare_cached(
-                "SELECT run_id, attempt, plan, created_at_ms FROM plans
-                 WHERE task_id = ?1 ORDER BY id DESC LIMIT 1",
-            )?
-            .query_row([task_id], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, u32>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })
-            .optional()?;
+        let row = if let Db::Pg(pg) = self.db {
+            pg::latest_plan(pg, task_id)?
+        } else {
+            self.sqlite()?
+                .prepare_cached(
+                    "SELECT run_id, attempt, plan, created_at_ms FROM plans
+                     WHERE task_id = ?1 ORDER BY id DESC LIMIT 1",
+                )?
+                .query_row([task_id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, u32>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                })
+                .optional()?
+        };
         Ok(row.map(|(run_id, attempt, plan, created_at_ms)| PlanRow {
             run_id,
             attempt,
@@ -82,7 +89,10 @@ impl Queries<'_> {
     /// # Errors
     /// The ledger's, when the row cannot be written.
     pub fn record_prompt_bytes(&self, run_id: &str, bytes: usize) -> Result<()> {
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            return pg::record_prompt_bytes(pg, run_id, bytes);
+        }
+        self.sqlite()?
             .prepare_cached("UPDATE runs SET prompt_bytes = ?2 WHERE id = ?1")?
             .execute(params![run_id, i64::try_from(bytes).unwrap_or(i64::MAX)])?;
         Ok(())
@@ -93,8 +103,11 @@ impl Queries<'_> {
     /// # Errors
     /// The ledger's, when it cannot be read.
     pub fn prompt_bytes(&self, run_id: &str) -> Result<Option<u64>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::prompt_bytes(pg, run_id);
+        }
         let bytes: Option<Option<i64>> = self
-            .conn
+            .sqlite()?
             .prepare_cached("SELECT prompt_bytes FROM runs WHERE id = ?1")?
             .query_row([run_id], |r| r.get(0))
             .optional()?;
@@ -106,14 +119,18 @@ impl Queries<'_> {
     /// # Errors
     /// The ledger's, when it cannot be read.
     pub fn report_prompt_bytes(&self, role: &str, since_ms: i64) -> Result<PromptBytes> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT prompt_bytes FROM runs
-             WHERE role = ?1 AND started_at_ms >= ?2 AND prompt_bytes IS NOT NULL
-             ORDER BY prompt_bytes",
-        )?;
-        let sizes: Vec<u64> = stmt
-            .query_map(params![role, since_ms], |r| r.get::<_, i64>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?
+        let sizes = if let Db::Pg(pg) = self.db {
+            pg::prompt_sizes(pg, role, since_ms)?
+        } else {
+            let mut stmt = self.sqlite()?.prepare_cached(
+                "SELECT prompt_bytes FROM runs
+                 WHERE role = ?1 AND started_at_ms >= ?2 AND prompt_bytes IS NOT NULL
+                 ORDER BY prompt_bytes",
+            )?;
+            stmt.query_map(params![role, since_ms], |r| r.get::<_, i64>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        let sizes: Vec<u64> = sizes
             .into_iter()
             .filter_map(|b| u64::try_from(b).ok())
             .collect();

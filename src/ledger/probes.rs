@@ -4,7 +4,8 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::events::{Event, WorkerQuarantined};
-use super::{NewEvent, Queries, Result};
+use super::queries::Db;
+use super::{NewEvent, Queries, Result, pg};
 
 /// One stored probe.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -46,19 +47,23 @@ impl Queries<'_> {
     /// # Errors
     /// When the ledger cannot be read or written.
     pub fn record_probe(&self, probe: &ProbeRow) -> Result<()> {
-        self.conn
-            .prepare_cached(&format!(
-                "INSERT INTO worker_probes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-            ))?
-            .execute(params![
-                probe.worker,
-                probe.kind,
-                probe.cli_version,
-                probe.verdict,
-                probe.first_mismatch,
-                probe.duration_ms,
-                probe.at_ms
-            ])?;
+        if let Db::Pg(pg) = self.db {
+            pg::insert_probe(pg, probe)?;
+        } else {
+            self.sqlite()?
+                .prepare_cached(&format!(
+                    "INSERT INTO worker_probes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                ))?
+                .execute(params![
+                    probe.worker,
+                    probe.kind,
+                    probe.cli_version,
+                    probe.verdict,
+                    probe.first_mismatch,
+                    probe.duration_ms,
+                    probe.at_ms
+                ])?;
+        }
         if !probe.passed() {
             self.append_event(&NewEvent {
                 at_ms: probe.at_ms,
@@ -80,8 +85,11 @@ impl Queries<'_> {
     /// # Errors
     /// When the ledger cannot be read or written.
     pub fn latest_probe(&self, worker: &str) -> Result<Option<ProbeRow>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::latest_probe(pg, worker);
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM worker_probes WHERE worker = ?1 ORDER BY id DESC LIMIT 1"
             ))?
@@ -94,8 +102,11 @@ impl Queries<'_> {
     /// # Errors
     /// When the ledger cannot be read or written.
     pub fn last_good_probe(&self, worker: &str) -> Result<Option<ProbeRow>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::last_good_probe(pg, worker);
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM worker_probes
                  WHERE worker = ?1 AND verdict = 'pass' AND cli_version IS NOT NULL
@@ -110,7 +121,10 @@ impl Queries<'_> {
     /// # Errors
     /// When the ledger cannot be read or written.
     pub fn quarantined_workers(&self) -> Result<Vec<ProbeRow>> {
-        let mut statement = self.conn.prepare_cached(&format!(
+        if let Db::Pg(pg) = self.db {
+            return pg::quarantined_workers(pg);
+        }
+        let mut statement = self.sqlite()?.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM worker_probes p
              WHERE id = (SELECT MAX(id) FROM worker_probes q WHERE q.worker = p.worker)
                AND verdict = 'fail'

@@ -7,12 +7,40 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 
 use super::events::{Event, Killswitched, TaskStateChanged};
-use super::{FailureClass, HoldKind, LedgerError, Result, TaskState};
+use super::{FailureClass, HoldKind, LedgerError, Result, TaskState, pg};
 use crate::money::MicroUsd;
 
-/// Typed access over a connection or a transaction.
+/// Typed access over a connection or a transaction, of either backend.
 pub struct Queries<'c> {
-    pub(super) conn: &'c Connection,
+    pub(super) db: Db<'c>,
+}
+
+/// The backend a `Queries` runs its statements on.
+pub(super) enum Db<'c> {
+    Sqlite(&'c Connection),
+    Pg(super::pg::Pg<'c>),
+}
+
+impl<'c> Queries<'c> {
+    pub(super) fn sqlite_conn(conn: &'c Connection) -> Self {
+        Queries {
+            db: Db::Sqlite(conn),
+        }
+    }
+
+    /// The sqlite connection, for a method's sqlite body (below its Postgres branch). On a
+    /// Postgres ledger it fails with `WrongBackend`, naming the caller, instead of sending
+    /// sqlite's SQL to the wrong server (a method that lost its Postgres branch; a unit test
+    /// checks every method has one).
+    #[track_caller]
+    pub(super) fn sqlite(&self) -> Result<&'c Connection> {
+        match self.db {
+            Db::Sqlite(conn) => Ok(conn),
+            Db::Pg(_) => Err(LedgerError::WrongBackend(
+                std::panic::Location::caller().to_string(),
+            )),
+        }
+    }
 }
 
 /// What the roadmap says about a task: everything ingest may write.
@@ -128,17 +156,18 @@ pub struct Killswitch {
 
 pub const KILLSWITCH_KEY: &str = "killswitch";
 
-const TASK_COLUMNS: &str = "id, priority_tier, title, subtitle, body, section, format, depends_on,
+pub(super) const TASK_COLUMNS: &str =
+    "id, priority_tier, title, subtitle, body, section, format, depends_on,
     file_hints, source_line, roadmap_order, content_hash, in_roadmap, state, held_reason,
     failure_class, attempts, worker_calls, retry_at_ms, last_deferred_at_ms, created_at_ms,
     updated_at_ms, milestone, roadmap_done, branch, base_commit, last_failure, pr_number, pr_url,
     hold_kind";
 
-fn json_list(text: &str) -> Vec<String> {
+pub(super) fn json_list(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
 }
 
-fn to_json_list(items: &[String]) -> String {
+pub(super) fn to_json_list(items: &[String]) -> String {
     serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
 }
 
@@ -198,14 +227,20 @@ fn finish_task(pair: (TaskRow, String)) -> Result<TaskRow> {
 impl Queries<'_> {
     /// The schema version (`PRAGMA user_version`).
     pub fn schema_version(&self) -> Result<i64> {
+        if let Db::Pg(pg) = self.db {
+            return pg::schema_version(pg);
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 
     /// Every task, in roadmap order (tasks no longer in the roadmap last).
     pub fn tasks(&self) -> Result<Vec<TaskRow>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
+        if let Db::Pg(pg) = self.db {
+            return pg::tasks(pg);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(&format!(
             "SELECT {TASK_COLUMNS} FROM tasks ORDER BY in_roadmap DESC, roadmap_order, id"
         ))?;
         let rows = stmt.query_map([], task_from_row)?;
@@ -213,8 +248,11 @@ impl Queries<'_> {
     }
 
     pub fn task(&self, id: &str) -> Result<Option<TaskRow>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::task(pg, id);
+        }
         let mut stmt = self
-            .conn
+            .sqlite()?
             .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?;
         stmt.query_row([id], task_from_row)
             .optional()?
@@ -228,11 +266,14 @@ impl Queries<'_> {
         if let Some(task) = self.task(id)? {
             return Ok(Some(task));
         }
-        let ids: Vec<String> = self
-            .conn
-            .prepare_cached("SELECT id FROM tasks WHERE id = ?1 COLLATE NOCASE LIMIT 2")?
-            .query_map([id], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+        let ids: Vec<String> = if let Db::Pg(pg) = self.db {
+            pg::task_ids_nocase(pg, id)?
+        } else {
+            self.sqlite()?
+                .prepare_cached("SELECT id FROM tasks WHERE id = ?1 COLLATE NOCASE LIMIT 2")?
+                .query_map([id], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?
+        };
         match ids.as_slice() {
             [one] => self.task(one),
             _ => Ok(None),
@@ -241,8 +282,11 @@ impl Queries<'_> {
 
     /// How many tasks are in each state (states with none are left out). Uses the state index.
     pub fn task_counts(&self) -> Result<BTreeMap<TaskState, u64>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::task_counts(pg);
+        }
         let mut stmt = self
-            .conn
+            .sqlite()?
             .prepare_cached("SELECT state, COUNT(*) FROM tasks GROUP BY state")?;
         let mut counts = BTreeMap::new();
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
@@ -256,7 +300,10 @@ impl Queries<'_> {
 
     /// Inserts a task from the roadmap in `state` (queued, or done for checked-off items).
     pub fn insert_task(&self, spec: &TaskSpec, state: TaskState, now_ms: i64) -> Result<()> {
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            return pg::insert_task(pg, spec, state, now_ms);
+        }
+        self.sqlite()?
             .prepare_cached(
                 "INSERT INTO tasks (id, priority_tier, title, subtitle, body, section, format,
                     depends_on, file_hints, source_line, roadmap_order, content_hash, in_roadmap,
@@ -287,8 +334,11 @@ impl Queries<'_> {
 
     /// Rewrites a task's roadmap fields (text, tier, dependencies, position) and marks it present.
     pub fn update_task_spec(&self, spec: &TaskSpec, now_ms: i64) -> Result<()> {
+        if let Db::Pg(pg) = self.db {
+            return pg::update_task_spec(pg, spec, now_ms);
+        }
         let changed = self
-            .conn
+            .sqlite()?
             .prepare_cached(
                 "UPDATE tasks SET priority_tier = ?2, title = ?3, subtitle = ?4, body = ?5,
                     section = ?6, format = ?7, depends_on = ?8, file_hints = ?9,
@@ -328,7 +378,14 @@ impl Queries<'_> {
         in_roadmap: bool,
         roadmap_done: bool,
     ) -> Result<()> {
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            return pg::update_task_position(
+                pg,
+                id,
+                (source_line, roadmap_order, in_roadmap, roadmap_done),
+            );
+        }
+        self.sqlite()?
             .prepare_cached(
                 "UPDATE tasks SET source_line = ?2, roadmap_order = ?3, in_roadmap = ?4,
                     roadmap_done = ?5
@@ -363,36 +420,40 @@ impl Queries<'_> {
                 to,
             });
         }
-        let changed = self
-            .conn
-            .prepare_cached(
-                "UPDATE tasks SET state = ?3, held_reason = ?4, failure_class = ?5,
+        if let Db::Pg(pg) = self.db {
+            pg::change_task_state(pg, id, change, now_ms)?;
+        } else {
+            let changed = self
+                .sqlite()?
+                .prepare_cached(
+                    "UPDATE tasks SET state = ?3, held_reason = ?4, failure_class = ?5,
                     retry_at_ms = ?6, updated_at_ms = ?7, hold_kind = ?8
                  WHERE id = ?1 AND state = ?2",
-            )?
-            .execute(params![
-                id,
-                from.as_str(),
-                to.as_str(),
-                fields.held_reason,
-                fields.failure_class.as_ref().map(FailureClass::as_str),
-                fields.retry_at_ms,
-                now_ms,
-                fields.hold_kind.map(HoldKind::as_str),
-            ])?;
-        if changed == 0 {
-            let found: Option<String> = self
-                .conn
-                .query_row("SELECT state FROM tasks WHERE id = ?1", [id], |r| r.get(0))
-                .optional()?;
-            return Err(match found {
-                None => LedgerError::NoSuchTask(id.to_owned()),
-                Some(found) => LedgerError::StateConflict {
-                    task: id.to_owned(),
-                    expected: from,
-                    found,
-                },
-            });
+                )?
+                .execute(params![
+                    id,
+                    from.as_str(),
+                    to.as_str(),
+                    fields.held_reason,
+                    fields.failure_class.as_ref().map(FailureClass::as_str),
+                    fields.retry_at_ms,
+                    now_ms,
+                    fields.hold_kind.map(HoldKind::as_str),
+                ])?;
+            if changed == 0 {
+                let found: Option<String> = self
+                    .sqlite()?
+                    .query_row("SELECT state FROM tasks WHERE id = ?1", [id], |r| r.get(0))
+                    .optional()?;
+                return Err(match found {
+                    None => LedgerError::NoSuchTask(id.to_owned()),
+                    Some(found) => LedgerError::StateConflict {
+                        task: id.to_owned(),
+                        expected: from,
+                        found,
+                    },
+                });
+            }
         }
         self.append_event(&NewEvent {
             at_ms: now_ms,
@@ -412,7 +473,10 @@ impl Queries<'_> {
 
     /// Appends one row to the audit trail and returns its id.
     pub fn append_event(&self, event: &NewEvent<'_>) -> Result<i64> {
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            return pg::append_event(pg, event);
+        }
+        self.sqlite()?
             .prepare_cached(
                 "INSERT INTO events (at_ms, kind, task_id, run_id, actor, data)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -425,14 +489,17 @@ impl Queries<'_> {
                 event.actor,
                 event.event.data().to_string(),
             ])?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.sqlite()?.last_insert_rowid())
     }
 
     /// The number of events ever recorded. The trail is append-only with AUTOINCREMENT ids, so
     /// the largest id is the count; reading it is one index probe, not a scan.
     pub fn event_count(&self) -> Result<i64> {
+        if let Db::Pg(pg) = self.db {
+            return pg::event_count(pg);
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
     }
 
@@ -440,8 +507,11 @@ impl Queries<'_> {
     /// Two primary-key reads of `spend_rollup`, which triggers keep equal to the sums over
     /// `spend` (migration 0005; `spend_totals_by_scan` is the reference the tests compare).
     pub fn spend_totals(&self, day: &str, month: &str) -> Result<SpendTotals> {
+        if let Db::Pg(pg) = self.db {
+            return pg::spend_totals(pg, day, month);
+        }
         let mut stmt = self
-            .conn
+            .sqlite()?
             .prepare_cached("SELECT spent, held FROM spend_rollup WHERE period = ?1")?;
         let mut read = |period: &str| -> Result<(MicroUsd, MicroUsd)> {
             Ok(stmt
@@ -462,7 +532,10 @@ impl Queries<'_> {
     /// `spend_totals` computed by summing `spend` and `gateway_calls` (the definition the rollup
     /// must match: both tables' triggers feed it).
     pub fn spend_totals_by_scan(&self, day: &str, month: &str) -> Result<SpendTotals> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::spend_totals_by_scan(pg, day, month);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT COALESCE(SUM(actual_microusd), 0),
                     COALESCE(SUM(CASE WHEN status = 'reserved'
                         THEN MAX(reserved_microusd - actual_microusd, 0) ELSE 0 END), 0)
@@ -472,7 +545,7 @@ impl Queries<'_> {
              WHERE day = ?1",
         )?;
         let (day_spent, day_reserved) = stmt.query_row([day], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        let mut stmt = self.conn.prepare_cached(
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT COALESCE(SUM(actual_microusd), 0),
                     COALESCE(SUM(CASE WHEN status = 'reserved'
                         THEN MAX(reserved_microusd - actual_microusd, 0) ELSE 0 END), 0)
@@ -492,15 +565,21 @@ impl Queries<'_> {
     }
 
     pub fn kv_get(&self, key: &str) -> Result<Option<String>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::kv_get(pg, key);
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .prepare_cached("SELECT value FROM kv WHERE key = ?1")?
             .query_row([key], |r| r.get(0))
             .optional()?)
     }
 
     pub fn kv_set(&self, key: &str, value: &str, now_ms: i64) -> Result<()> {
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            return pg::kv_set(pg, key, value, now_ms);
+        }
+        self.sqlite()?
             .prepare_cached(
                 "INSERT INTO kv (key, value, updated_at_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value,
@@ -542,5 +621,52 @@ impl Queries<'_> {
             },
         })?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod backend_tests {
+    /// The ledger's sources whose methods run SQL.
+    const SOURCES: &[(&str, &str)] = &[
+        ("queries.rs", include_str!("queries.rs")),
+        ("runs.rs", include_str!("runs.rs")),
+        ("tick.rs", include_str!("tick.rs")),
+        ("hosts.rs", include_str!("hosts.rs")),
+        ("backup.rs", include_str!("backup.rs")),
+        ("report.rs", include_str!("report.rs")),
+        ("notify.rs", include_str!("notify.rs")),
+        ("issues.rs", include_str!("issues.rs")),
+        ("gateway.rs", include_str!("gateway.rs")),
+        ("inference.rs", include_str!("inference.rs")),
+        ("blocks.rs", include_str!("blocks.rs")),
+        ("plans.rs", include_str!("plans.rs")),
+        ("probes.rs", include_str!("probes.rs")),
+        ("shadow.rs", include_str!("shadow.rs")),
+        ("improve.rs", include_str!("improve.rs")),
+    ];
+
+    /// Every method that reaches the sqlite connection has a Postgres branch first (or is a
+    /// sqlite-only helper, named so), so `WrongBackend` stays a bug nobody meets.
+    #[test]
+    fn every_method_with_sqlite_sql_has_a_postgres_branch() {
+        let mut missing = Vec::new();
+        for (file, text) in SOURCES {
+            for chunk in text.split("\n    pub fn ").skip(1).chain(
+                text.split("\n    pub(crate) fn ")
+                    .skip(1)
+                    .chain(text.split("\n    pub(super) fn ").skip(1)),
+            ) {
+                let body = chunk.split("\n    }\n").next().unwrap_or_default();
+                let name = body.split(['(', '<']).next().unwrap_or_default();
+                let uses_sqlite = body.contains("sqlite()");
+                let dispatches = ["Db::Pg", "pg::", "Backend::Pg"]
+                    .iter()
+                    .any(|m| body.contains(m));
+                if uses_sqlite && !dispatches && !name.contains("sqlite") {
+                    missing.push(format!("{file}: {name}"));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no Postgres branch: {missing:?}");
     }
 }

@@ -8,7 +8,8 @@ use super::events::fields::{
     DECISION, DECISION_AUTO_APPROVE, FIRST_PASS, GREEN, REVIEW_SKIPPED_REASON, TRIGGER,
     TRIGGER_NEEDS_APPROVAL,
 };
-use super::{EventKind, Queries, Result};
+use super::queries::Db;
+use super::{EventKind, Queries, Result, pg};
 
 /// A finished run, as the report sees it.
 #[derive(Debug, Clone)]
@@ -37,7 +38,10 @@ pub struct FailedTaskFact {
 
 impl Queries<'_> {
     pub fn report_runs(&self, since_ms: i64) -> Result<Vec<RunFact>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::report_runs(pg, since_ms);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT task_id, role, COALESCE(classification, ''), cost_microusd, input_tokens,
                     output_tokens, parse_failures, started_at_ms, COALESCE(ended_at_ms, started_at_ms)
              FROM runs WHERE status = 'finished' AND started_at_ms >= ?1
@@ -65,7 +69,10 @@ impl Queries<'_> {
     /// # Errors
     /// When the ledger cannot be read.
     pub fn report_failed_tasks(&self, since_ms: i64) -> Result<Vec<FailedTaskFact>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::report_failed_tasks(pg, since_ms);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT e.task_id, e.at_ms, json_extract(e.data, '$.failure_class'),
                     COALESCE(json_extract(e.data, '$.reason'), ''),
                     (SELECT json_extract(s.data, '$.summary') FROM events s
@@ -109,8 +116,11 @@ impl Queries<'_> {
 
     /// How many events of `kind` since `since_ms` (an index-only count: no row is read).
     pub fn report_count(&self, kind: EventKind, since_ms: i64) -> Result<usize> {
+        if let Db::Pg(pg) = self.db {
+            return pg::report_count(pg, kind, since_ms);
+        }
         let mut stmt = self
-            .conn
+            .sqlite()?
             .prepare_cached("SELECT COUNT(*) FROM events WHERE kind = ?1 AND at_ms >= ?2")?;
         let n: i64 = stmt.query_row(params![kind.as_str(), since_ms], |r| r.get(0))?;
         Ok(usize::try_from(n).unwrap_or(0))
@@ -119,7 +129,10 @@ impl Queries<'_> {
     /// `(at_ms, task_id)` of events of `kind` with a task since `since_ms`, oldest first: the
     /// report's delivery times, which need no event data.
     pub fn report_event_times(&self, kind: EventKind, since_ms: i64) -> Result<Vec<(i64, String)>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::report_event_times(pg, kind, since_ms);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT at_ms, task_id FROM events
              WHERE kind = ?1 AND at_ms >= ?2 AND task_id IS NOT NULL ORDER BY id",
         )?;
@@ -132,7 +145,10 @@ impl Queries<'_> {
     /// Governance memos since `since_ms` that are violations, not holds for approval (a memo
     /// with no trigger, or data that is not JSON, counts as a violation).
     pub fn report_governance_violations(&self, since_ms: i64) -> Result<usize> {
-        let mut stmt = self.conn.prepare_cached(&format!(
+        if let Db::Pg(pg) = self.db {
+            return pg::report_governance_violations(pg, since_ms);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(&format!(
             "SELECT COUNT(*) FROM events WHERE kind = ?1 AND at_ms >= ?2
                AND (NOT json_valid(data) OR json_extract(data, '$.{TRIGGER}') IS NOT ?3)"
         ))?;
@@ -149,7 +165,10 @@ impl Queries<'_> {
 
     /// First CI results since `since_ms`: `(how many, how many green)`.
     pub fn report_first_ci(&self, since_ms: i64) -> Result<(usize, usize)> {
-        let mut stmt = self.conn.prepare_cached(&format!(
+        if let Db::Pg(pg) = self.db {
+            return pg::report_first_ci(pg, since_ms);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(&format!(
             // json_type, not json_extract: the latter reads JSON `true` and `1` alike.
             "SELECT COUNT(*), COALESCE(SUM(json_type(data, '$.{GREEN}') = 'true'), 0) FROM events
              WHERE kind = '{}' AND at_ms >= ?1 AND json_valid(data)
@@ -167,7 +186,10 @@ impl Queries<'_> {
     /// Reviews skipped by auto-approval since `since_ms`: `(reason, how many)`; a missing
     /// reason is `None`.
     pub fn report_review_skips(&self, since_ms: i64) -> Result<Vec<(Option<String>, usize)>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
+        if let Db::Pg(pg) = self.db {
+            return pg::report_review_skips(pg, since_ms);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(&format!(
             "SELECT json_extract(data, '$.{REVIEW_SKIPPED_REASON}'), COUNT(*) FROM events
              WHERE kind = '{}' AND at_ms >= ?1 AND json_valid(data)
                AND json_extract(data, '$.{DECISION}') = '{DECISION_AUTO_APPROVE}'
@@ -212,11 +234,15 @@ impl Queries<'_> {
             EventKind::SessionFresh,
             EventKind::ShadowObserved,
         ];
+        if let Db::Pg(pg) = self.db {
+            let kinds: Vec<&str> = HISTORY.iter().map(|k| k.as_str()).collect();
+            return pg::task_history(pg, task_id, &kinds);
+        }
         let kinds: Vec<String> = HISTORY
             .iter()
             .map(|k| format!("'{}'", k.as_str()))
             .collect();
-        let mut stmt = self.conn.prepare_cached(&format!(
+        let mut stmt = self.sqlite()?.prepare_cached(&format!(
             "SELECT at_ms, kind, actor, data FROM events WHERE task_id = ?1 AND kind IN ({})
              ORDER BY id",
             kinds.join(", ")
@@ -244,8 +270,11 @@ impl Queries<'_> {
 
     /// Verification durations by tier since `since_ms`.
     pub fn report_verify_times(&self, since_ms: i64) -> Result<BTreeMap<String, Vec<i64>>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::report_verify_times(pg, since_ms);
+        }
         let mut stmt = self
-            .conn
+            .sqlite()?
             .prepare_cached("SELECT tier, duration_ms FROM verify_results WHERE at_ms >= ?1")?;
         let mut out: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         for row in stmt.query_map([since_ms], |r| {
@@ -259,7 +288,10 @@ impl Queries<'_> {
 
     /// Spend per UTC day since `since_day` (inclusive): runs' and gateway calls'.
     pub fn report_spend_by_day(&self, since_day: &str) -> Result<Vec<(String, i64)>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::report_spend_by_day(pg, since_day);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT day, SUM(actual_microusd) FROM
                  (SELECT day, actual_microusd FROM spend
                   UNION ALL SELECT day, actual_microusd FROM gateway_calls)
@@ -271,7 +303,10 @@ impl Queries<'_> {
 
     /// What gateway calls made since `since_ms` cost, per role.
     pub(crate) fn report_gateway_spend(&self, since_ms: i64) -> Result<Vec<(String, i64)>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::report_gateway_spend(pg, since_ms);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT role, SUM(actual_microusd) FROM gateway_calls WHERE created_at_ms >= ?1
              GROUP BY role ORDER BY role",
         )?;

@@ -10,7 +10,8 @@ use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::events::{Event, RunFinished, RunStarted, Tokens};
-use super::{LedgerError, NewEvent, Queries, Result};
+use super::queries::Db;
+use super::{LedgerError, NewEvent, Queries, Result, SpendTotals, TaskState, pg};
 use crate::money::MicroUsd;
 
 /// Everything known about a run when it is created.
@@ -118,7 +119,8 @@ pub struct SpendRow {
     pub status: String,
 }
 
-const RUN_COLUMNS: &str = "id, task_id, attempt, role, worker, worker_kind, model, status,
+pub(super) const RUN_COLUMNS: &str =
+    "id, task_id, attempt, role, worker, worker_kind, model, status,
     classification, pid, pgid, lease_expires_at_ms, started_at_ms, ended_at_ms, exit_code, signal,
     stop_reason, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens,
     cost_microusd, run_dir, worktree, branch, cli_version, session_id, parse_failures, bytes_cut,
@@ -162,6 +164,11 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
     })
 }
 
+/// A run `finish_run` ended: its task, for the `run_finished` event (`None` outside the queue).
+pub(super) struct Ended {
+    pub(super) task_id: Option<String>,
+}
+
 /// SQLite integers are signed; counts are stored as non-negative i64.
 fn count(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
     Ok(row.get::<_, i64>(index)?.max(0) as u64)
@@ -175,7 +182,11 @@ impl Queries<'_> {
     /// Creates a running run, reserves its budget and records `run_started`. Call it inside the
     /// same `Ledger::write` that checked the caps, so no other claimer sees stale totals.
     pub fn begin_run(&self, run: &NewRun<'_>) -> Result<()> {
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            pg::insert_run(pg, run)?;
+            return self.run_started(run);
+        }
+        self.sqlite()?
             .prepare_cached(
                 "INSERT INTO runs (id, task_id, attempt, role, worker, worker_kind, model, status,
                      started_at_ms, run_dir, worktree, branch, supervisor_pid)
@@ -195,7 +206,7 @@ impl Queries<'_> {
                 run.branch,
                 run.supervisor_pid,
             ])?;
-        self.conn
+        self.sqlite()?
             .prepare_cached(
                 "INSERT INTO spend (run_id, day, month, reserved_microusd, status, created_at_ms)
                  VALUES (?1, ?2, ?3, ?4, 'reserved', ?5)",
@@ -207,6 +218,11 @@ impl Queries<'_> {
                 run.reserve_microusd,
                 run.started_at_ms
             ])?;
+        self.run_started(run)
+    }
+
+    /// `run_started` for a run `begin_run` just created.
+    fn run_started(&self, run: &NewRun<'_>) -> Result<()> {
         self.append_event(&NewEvent {
             at_ms: run.started_at_ms,
             task_id: run.task_id,
@@ -227,7 +243,10 @@ impl Queries<'_> {
 
     /// Records the route that chose a run's worker (in the transaction that began the run).
     pub fn record_run_route(&self, run_id: &str, route: &str) -> Result<()> {
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            return pg::record_run_route(pg, run_id, route);
+        }
+        self.sqlite()?
             .prepare_cached("UPDATE runs SET route = ?2 WHERE id = ?1")?
             .execute(params![run_id, route])?;
         Ok(())
@@ -235,14 +254,18 @@ impl Queries<'_> {
 
     /// Stores the process id and group of a started run and its first lease.
     pub fn record_run_process(&self, run_id: &str, pid: u32, lease_until_ms: i64) -> Result<()> {
-        let changed = self
-            .conn
-            .prepare_cached(
-                "UPDATE runs SET pid = ?2, pgid = ?2, lease_expires_at_ms = ?3
-                 WHERE id = ?1 AND status = 'running'",
-            )?
-            .execute(params![run_id, pid, lease_until_ms])?;
-        if changed == 0 {
+        let changed = if let Db::Pg(pg) = self.db {
+            pg::record_run_process(pg, run_id, pid, lease_until_ms)?
+        } else {
+            self.sqlite()?
+                .prepare_cached(
+                    "UPDATE runs SET pid = ?2, pgid = ?2, lease_expires_at_ms = ?3
+                     WHERE id = ?1 AND status = 'running'",
+                )?
+                .execute(params![run_id, pid, lease_until_ms])?
+                > 0
+        };
+        if !changed {
             return Err(LedgerError::Corrupt(format!(
                 "run {run_id} is not running; cannot record its process"
             )));
@@ -253,13 +276,16 @@ impl Queries<'_> {
     /// Extends a running run's lease and publishes its running cost into its reservation, so
     /// `oxi status` and other claimers see money as it is spent.
     pub fn renew_run(&self, run_id: &str, lease_until_ms: i64, running: MicroUsd) -> Result<()> {
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            return pg::renew_run(pg, run_id, lease_until_ms, running);
+        }
+        self.sqlite()?
             .prepare_cached(
                 "UPDATE runs SET lease_expires_at_ms = ?2, cost_microusd = MAX(cost_microusd, ?3)
                  WHERE id = ?1 AND status = 'running'",
             )?
             .execute(params![run_id, lease_until_ms, running])?;
-        self.conn
+        self.sqlite()?
             .prepare_cached(
                 "UPDATE spend SET actual_microusd = MAX(actual_microusd, ?2)
                  WHERE run_id = ?1 AND status = 'reserved'",
@@ -274,8 +300,11 @@ impl Queries<'_> {
         &self,
         run_id: &str,
     ) -> Result<Option<(String, String, MicroUsd, MicroUsd)>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::live_reservation(pg, run_id);
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .prepare_cached(
                 "SELECT day, month, reserved_microusd, actual_microusd FROM spend
                  WHERE run_id = ?1 AND status = 'reserved'",
@@ -289,7 +318,10 @@ impl Queries<'_> {
     /// Raises a live run's reservation to `to` (never lowers it). The caller has checked the
     /// caps in the same transaction.
     pub fn raise_reservation(&self, run_id: &str, to: MicroUsd) -> Result<()> {
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            return pg::raise_reservation(pg, run_id, to);
+        }
+        self.sqlite()?
             .prepare_cached(
                 "UPDATE spend SET reserved_microusd = MAX(reserved_microusd, ?2)
                  WHERE run_id = ?1 AND status = 'reserved'",
@@ -302,8 +334,23 @@ impl Queries<'_> {
     /// `run_finished`. A run already finished (by the reaper, say) is left as it is.
     pub fn finish_run(&self, run_id: &str, end: &RunEnd<'_>) -> Result<bool> {
         // RETURNING hands back the task id for the event instead of a second read of the row.
+        let finished = if let Db::Pg(pg) = self.db {
+            pg::end_run(pg, run_id, end)?
+        } else {
+            self.settle_sqlite(run_id, end)?
+        };
+        let Some(Ended { task_id }) = finished else {
+            return Ok(false);
+        };
+        self.run_finished(run_id, task_id.as_deref(), end)?;
+        Ok(true)
+    }
+
+    /// The row and reservation half of `finish_run` on `SQLite`: the run's task id, or `None`
+    /// when it was not running.
+    fn settle_sqlite(&self, run_id: &str, end: &RunEnd<'_>) -> Result<Option<Ended>> {
         let finished: Option<Option<String>> = self
-            .conn
+            .sqlite()?
             .prepare_cached(
                 "UPDATE runs SET status = 'finished', classification = ?2, ended_at_ms = ?3,
                      exit_code = ?4, signal = ?5, stop_reason = ?6, input_tokens = ?7,
@@ -338,9 +385,9 @@ impl Queries<'_> {
             )
             .optional()?;
         let Some(task_id) = finished else {
-            return Ok(false);
+            return Ok(None);
         };
-        self.conn
+        self.sqlite()?
             .prepare_cached(
                 "UPDATE spend SET status = ?4, settled_at_ms = ?3,
                      actual_microusd = CASE WHEN ?4 = 'settled' THEN ?2
@@ -353,6 +400,11 @@ impl Queries<'_> {
                 end.ended_at_ms,
                 if end.release { "released" } else { "settled" }
             ])?;
+        Ok(Some(Ended { task_id }))
+    }
+
+    /// `run_finished` for a run `finish_run` just ended.
+    fn run_finished(&self, run_id: &str, task_id: Option<&str>, end: &RunEnd<'_>) -> Result<()> {
         let finished = RunFinished {
             classification: end.classification.to_owned(),
             exit_code: end.exit_code,
@@ -372,17 +424,20 @@ impl Queries<'_> {
         };
         self.append_event(&NewEvent {
             at_ms: end.ended_at_ms,
-            task_id: task_id.as_deref(),
+            task_id,
             run_id: Some(run_id),
             actor: "oxi",
             event: Event::RunFinished(finished),
         })?;
-        Ok(true)
+        Ok(())
     }
 
     pub fn run(&self, run_id: &str) -> Result<Option<RunRow>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::run(pg, run_id);
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?
             .query_row([run_id], run_from_row)
             .optional()?)
@@ -390,7 +445,10 @@ impl Queries<'_> {
 
     /// Runs still marked running (live, or orphaned by a supervisor that died).
     pub fn running_runs(&self) -> Result<Vec<RunRow>> {
-        let mut stmt = self.conn.prepare_cached(&format!(
+        if let Db::Pg(pg) = self.db {
+            return pg::running_runs(pg);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(&format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' ORDER BY started_at_ms"
         ))?;
         let rows = stmt.query_map([], run_from_row)?;
@@ -398,8 +456,11 @@ impl Queries<'_> {
     }
 
     pub fn spend_for_run(&self, run_id: &str) -> Result<Option<SpendRow>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::spend_for_run(pg, run_id);
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .prepare_cached(
                 "SELECT run_id, day, month, reserved_microusd, actual_microusd, status
                  FROM spend WHERE run_id = ?1",
@@ -415,6 +476,40 @@ impl Queries<'_> {
                 })
             })
             .optional()?)
+    }
+
+    /// Takes a claim's candidate task in this write: `true` when it is still in `from` and no
+    /// other claimer holds it. On Postgres the row stays locked until the write ends and a row
+    /// another host is claiming is passed over without waiting (`FOR UPDATE SKIP LOCKED`); on
+    /// `SQLite` the write already excludes every other writer, so this is a plain read.
+    ///
+    /// # Errors
+    /// The ledger could not be read.
+    pub fn lock_claim_candidate(&self, task_id: &str, from: TaskState) -> Result<bool> {
+        if let Db::Pg(pg) = self.db {
+            return pg::lock_claim_candidate(pg, task_id, from);
+        }
+        Ok(self
+            .sqlite()?
+            .prepare_cached("SELECT 1 FROM tasks WHERE id = ?1 AND state = ?2")?
+            .query_row(params![task_id, from.as_str()], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// `spend_totals` for admission, inside the write that reserves: on Postgres the day's and
+    /// month's rollup rows stay locked until that write ends, so admissions on every host
+    /// check the caps one after another (fleet-wide); on `SQLite` the write already excludes
+    /// every other writer.
+    ///
+    /// # Errors
+    /// The ledger could not be read, or `Busy` when another claimer held the rows past the
+    /// lock timeout.
+    pub fn admission_totals(&self, day: &str, month: &str) -> Result<SpendTotals> {
+        if let Db::Pg(pg) = self.db {
+            return pg::admission_totals(pg, day, month);
+        }
+        self.spend_totals(day, month)
     }
 }
 
@@ -447,8 +542,11 @@ impl Queries<'_> {
     /// # Errors
     /// The ledger's, when it cannot be read.
     pub fn resume_source(&self, task_id: &str, attempt: u32) -> Result<Option<ResumeSource>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::resume_source(pg, task_id, attempt);
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .prepare_cached(
                 "SELECT id, attempt, worker, worker_kind, session_id, classification FROM runs
                  WHERE task_id = ?1 AND role = 'executor' AND attempt < ?2
@@ -472,7 +570,10 @@ impl Queries<'_> {
     /// # Errors
     /// The ledger's, when it cannot be written.
     pub fn set_resumed_from(&self, run_id: &str, from: Option<&str>) -> Result<()> {
-        self.conn
+        if let Db::Pg(pg) = self.db {
+            return pg::set_resumed_from(pg, run_id, from);
+        }
+        self.sqlite()?
             .prepare_cached("UPDATE runs SET resumed_from = ?2 WHERE id = ?1")?
             .execute(params![run_id, from])?;
         Ok(())
@@ -483,8 +584,11 @@ impl Queries<'_> {
     /// # Errors
     /// The ledger's, when it cannot be read.
     pub fn resumed_from(&self, run_id: &str) -> Result<Option<String>> {
+        if let Db::Pg(pg) = self.db {
+            return pg::resumed_from(pg, run_id);
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .prepare_cached("SELECT resumed_from FROM runs WHERE id = ?1")?
             .query_row([run_id], |r| r.get::<_, Option<String>>(0))
             .optional()?
@@ -497,8 +601,11 @@ impl Queries<'_> {
     /// # Errors
     /// The ledger's, when it cannot be read.
     pub fn session_spent(&self, run_id: &str) -> Result<SessionSpent> {
+        if let Db::Pg(pg) = self.db {
+            return pg::session_spent(pg, run_id);
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .prepare_cached(
                 "WITH RECURSIVE chain(id, depth) AS (
                      SELECT ?1, 0

@@ -4,7 +4,8 @@
 use rusqlite::params;
 
 use super::events::{ShadowObserved, ShadowSide};
-use super::{Event, NewEvent, Queries, Result};
+use super::queries::Db;
+use super::{Event, NewEvent, Queries, Result, pg};
 use crate::money::MicroUsd;
 use crate::worker::WorkerRole;
 
@@ -18,15 +19,15 @@ pub(crate) struct ShadowPairRow {
 }
 
 /// A count for an `INTEGER` column (signed in the database; none of these come near the limit).
-fn int(n: u64) -> i64 {
+pub(super) fn int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn files_json(files: &[String]) -> String {
+pub(super) fn files_json(files: &[String]) -> String {
     serde_json::to_string(files).unwrap_or_else(|_| "[]".to_owned())
 }
 
-fn side(
+pub(super) fn side(
     run_id: Option<String>,
     worker: String,
     model: Option<String>,
@@ -59,8 +60,31 @@ impl Queries<'_> {
         pair: &ShadowObserved,
         at_ms: i64,
     ) -> Result<()> {
+        if let Db::Pg(pg) = self.db {
+            pg::insert_shadow_pair(pg, task_id, attempt, pair, at_ms)?;
+        } else {
+            self.sqlite_shadow_pair(task_id, attempt, pair, at_ms)?;
+        }
+        self.append_event(&NewEvent {
+            at_ms,
+            task_id: Some(task_id),
+            run_id: pair.primary.run_id.as_deref(),
+            actor: "oxi",
+            event: Event::ShadowObserved(pair.clone()),
+        })?;
+        Ok(())
+    }
+
+    /// The sqlite half of `record_shadow_pair`: the pair's row.
+    fn sqlite_shadow_pair(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        pair: &ShadowObserved,
+        at_ms: i64,
+    ) -> Result<()> {
         let (p, s) = (&pair.primary, &pair.shadow);
-        self.conn
+        self.sqlite()?
             .prepare_cached(
                 "INSERT INTO shadow_pairs (task_id, attempt, rule, primary_run_id, shadow_run_id,
                      primary_worker, primary_model, shadow_worker, shadow_model, primary_outcome,
@@ -99,21 +123,17 @@ impl Queries<'_> {
                 pair.shape_match,
                 at_ms,
             ])?;
-        self.append_event(&NewEvent {
-            at_ms,
-            task_id: Some(task_id),
-            run_id: p.run_id.as_deref(),
-            actor: "oxi",
-            event: Event::ShadowObserved(pair.clone()),
-        })?;
         Ok(())
     }
 
     /// What shadow runs spent and hold on `day` (settled, running and reserved), for
     /// `shadow.daily_usd`.
     pub(crate) fn shadow_spend(&self, day: &str) -> Result<MicroUsd> {
+        if let Db::Pg(pg) = self.db {
+            return pg::role_spend_on(pg, day, WorkerRole::Shadow.as_str());
+        }
         Ok(self
-            .conn
+            .sqlite()?
             .prepare_cached(
                 "SELECT COALESCE(SUM(s.actual_microusd + CASE WHEN s.status = 'reserved'
                         THEN MAX(s.reserved_microusd - s.actual_microusd, 0) ELSE 0 END), 0)
@@ -125,7 +145,10 @@ impl Queries<'_> {
 
     /// The statuses of a run's tier 0 and 1 acceptance commands.
     pub(crate) fn run_verify_statuses(&self, run_id: &str) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::run_verify_statuses(pg, run_id);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT status FROM verify_results WHERE run_id = ?1 AND tier IN ('tier0', 'tier1')",
         )?;
         let rows = stmt.query_map([run_id], |r| r.get(0))?;
@@ -134,7 +157,10 @@ impl Queries<'_> {
 
     /// Pairs recorded since `since_ms`, newest first.
     pub(crate) fn shadow_pairs(&self, since_ms: i64) -> Result<Vec<ShadowPairRow>> {
-        let mut stmt = self.conn.prepare_cached(
+        if let Db::Pg(pg) = self.db {
+            return pg::shadow_pairs(pg, since_ms);
+        }
+        let mut stmt = self.sqlite()?.prepare_cached(
             "SELECT task_id, attempt, rule, primary_run_id, shadow_run_id, primary_worker,
                     primary_model, shadow_worker, shadow_model, primary_outcome, shadow_outcome,
                     primary_green, shadow_green, primary_files, shadow_files, primary_lines,

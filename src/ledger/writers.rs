@@ -185,8 +185,9 @@ impl WriteGroup {
             }
             let conn = turn.conn();
             let mut savepoint = Savepoint::begun(conn);
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&Queries { conn })));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                f(&Queries::sqlite_conn(conn))
+            }));
             match result {
                 Ok(Ok(value)) => match savepoint.release() {
                     Ok(()) => (Ok(value), true),
@@ -487,7 +488,8 @@ mod tests {
     }
 
     fn insert_child(q: &Queries<'_>, id: i64, parent: i64) -> Result<()> {
-        q.conn
+        q.sqlite()
+            .unwrap()
             .execute("INSERT INTO child VALUES (?1, ?2)", [id, parent])?;
         Ok(())
     }
@@ -495,7 +497,8 @@ mod tests {
     fn children(ledger: &Ledger) -> Vec<i64> {
         let mut stmt = ledger
             .read()
-            .conn
+            .sqlite()
+            .unwrap()
             .prepare("SELECT id FROM child ORDER BY id")
             .unwrap();
         stmt.query_map([], |r| r.get(0))
@@ -512,7 +515,7 @@ mod tests {
         others: Vec<Write>,
     ) -> (Result<()>, Vec<Result<()>>) {
         let path = dir.join("ledger.db");
-        let group = Ledger::open(&path).unwrap().writers.unwrap();
+        let group = Arc::clone(Ledger::open(&path).unwrap().write_group().unwrap());
         // The first writer's group must still be open when the others join, however long the
         // machine takes to start their threads: that is what these tests are about.
         for knob in [&group.max_group_age_us, &group.rescue_interval_us] {
@@ -563,7 +566,7 @@ mod tests {
         let a = Ledger::open(&path).unwrap();
         let b = Ledger::open(&dir.path().join(".").join("ledger.db")).unwrap();
         let other = Ledger::open(&dir.path().join("other.db")).unwrap();
-        let group = |l: &Ledger| Arc::clone(l.writers.as_ref().unwrap());
+        let group = |l: &Ledger| Arc::clone(l.write_group().unwrap());
         assert!(Arc::ptr_eq(&group(&a), &group(&b)));
         assert!(!Arc::ptr_eq(&group(&a), &group(&other)));
     }
@@ -572,7 +575,7 @@ mod tests {
     fn the_shared_connection_is_opened_by_the_first_write_only() {
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = Ledger::open(&dir.path().join("ledger.db")).unwrap();
-        let group = Arc::clone(ledger.writers.as_ref().unwrap());
+        let group = Arc::clone(ledger.write_group().unwrap());
         ledger.read().tasks().unwrap();
         assert!(
             group.conn.lock().is_none(),
@@ -615,7 +618,8 @@ mod tests {
         let ledger = ledger_with_table(dir.path());
         let commits_before: i64 = ledger
             .read()
-            .conn
+            .sqlite()
+            .unwrap()
             .query_row("PRAGMA data_version", [], |r| r.get(0))
             .unwrap();
         let (first, others) = grouped(
@@ -638,7 +642,8 @@ mod tests {
         // Another connection saw exactly one change to the file: one commit for all of them.
         let commits_after: i64 = ledger
             .read()
-            .conn
+            .sqlite()
+            .unwrap()
             .query_row("PRAGMA data_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(commits_after - commits_before, 1);
@@ -677,7 +682,7 @@ mod tests {
             // What SQLite does under some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM in
             // some statements): the whole transaction is rolled back. The closure carries on as
             // if nothing happened, as it must not.
-            q.conn.execute_batch("ROLLBACK").unwrap();
+            q.sqlite().unwrap().execute_batch("ROLLBACK").unwrap();
             Ok(())
         });
         let err = result.unwrap_err();
@@ -695,7 +700,7 @@ mod tests {
     fn a_failed_write_never_leaves_an_empty_group_holding_the_lock() {
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = ledger_with_table(dir.path());
-        let group = Arc::clone(ledger.writers.as_ref().unwrap());
+        let group = Arc::clone(ledger.write_group().unwrap());
         // A writer counted as queued that gives up before taking its turn (its wait timed out).
         group.queued.fetch_add(1, Ordering::SeqCst);
         let failed = ledger.write(|q| {

@@ -292,7 +292,7 @@ pub async fn run(
     prepared: PreparedRun<'_>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<JobResult, RunnerError> {
-    let ledger = Ledger::open(&ctx.config.ledger_path())?;
+    let ledger = Ledger::open_at(&ctx.config.ledger_at())?;
     let run_dir = prepared.run_dir.clone();
     let redactor = prepared.redactor.clone();
     let mut job = Job {

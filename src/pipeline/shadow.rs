@@ -181,7 +181,7 @@ fn shadow_thread(
             return;
         }
     };
-    let mut ledger = match Ledger::open(&ctx.config.ledger_path()) {
+    let mut ledger = match Ledger::open_at(&ctx.config.ledger_at()) {
         Ok(ledger) => ledger,
         Err(e) => {
             tracing::warn!("task {id}: the shadow run could not open the ledger: {e}");

@@ -357,7 +357,7 @@ impl PreparedRun<'_> {
         };
         let caps = self.caps;
         let outcome = ledger.write(|q| {
-            let totals = q.spend_totals(&day, &month)?;
+            let totals = q.admission_totals(&day, &month)?;
             match budget::admit(&totals, reserve, &caps) {
                 Ok(()) => {
                     claim(q)?;

@@ -307,7 +307,7 @@ fn raise_within_caps(
     let Some((day, month, reserved, published)) = q.live_reservation(run_id)? else {
         return Ok(None);
     };
-    let totals = q.spend_totals(&day, &month)?;
+    let totals = q.admission_totals(&day, &month)?;
     // What the run holds now counts once: max(reserved, published cost).
     let holds = reserved.max(published);
     // Saturating: a hand-edited ledger must not be able to overflow the arithmetic.

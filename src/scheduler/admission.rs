@@ -6,7 +6,7 @@
 use super::SchedulerError;
 use super::claim::{ClaimRequest, Claimed};
 use crate::clock::now_ms;
-use crate::ledger::{Ledger, TaskState, Transition, TransitionFields};
+use crate::ledger::{Ledger, LedgerError, TaskState, Transition, TransitionFields};
 use crate::pipeline::JobSpec;
 use crate::runner::{self, RunnerError};
 
@@ -28,6 +28,14 @@ pub(super) fn admit(
         let now = now_ms();
         let worker = spec.worker.clone();
         let result = prepared.admit_with(ledger, spec.estimate, |q| {
+            // Another claimer (another host) holds or took the task: pass over it unwaited.
+            if !q.lock_claim_candidate(&id, from)? {
+                return Err(LedgerError::StateConflict {
+                    task: id.clone(),
+                    expected: from,
+                    found: "claimed elsewhere".to_owned(),
+                });
+            }
             q.transition_task(
                 &id,
                 &Transition {
@@ -47,6 +55,7 @@ pub(super) fn admit(
                 ledger.write(|q| q.mark_over_estimate_used(&id, &run_id))?;
                 claimed.admitted.push((spec.clone(), run_id));
             }
+            Err(RunnerError::Ledger(LedgerError::StateConflict { task, .. })) if task == id => {}
             Err(RunnerError::Budget(refusal)) => {
                 claimed.budget_refusal = Some(refusal);
                 break;

@@ -151,6 +151,46 @@ fn read_holder(file: &mut File) -> Option<Holder> {
 #[derive(Debug)]
 pub struct TickLock {
     _file: File,
+    /// On a shared ledger (`[ledger] url`), this host's advisory lock on the repository too.
+    shared: Option<crate::ledger::PgTickLock>,
+}
+
+/// The tick lock of `config`'s repository: the file lock, and on a shared ledger also the
+/// ledger's advisory lock of this host on this repository (two hosts tick at once, one host
+/// never twice, even from two clones).
+///
+/// # Errors
+/// `Held` naming the holder when another process has either lock; `Io` when the file or the
+/// shared ledger cannot be reached.
+pub fn acquire_for(config: &crate::config::LoadedConfig) -> Result<TickLock, LockError> {
+    let path = config.state_dir.join("tick.lock");
+    let mut lock = acquire(&path)?;
+    let at = config.ledger_at();
+    if !at.is_shared() {
+        return Ok(lock);
+    }
+    let shared_error = |e: crate::ledger::LedgerError| LockError::Io {
+        path: PathBuf::from(at.to_string()),
+        source: std::io::Error::other(e),
+    };
+    let ledger = crate::ledger::Ledger::open_at(&at).map_err(shared_error)?;
+    let host = config.config.host.resolved_name();
+    let me = serde_json::to_string(&Holder::this_process()).unwrap_or_default();
+    let repository = config.repo_root.display().to_string();
+    match ledger
+        .try_tick_lock(&host, &repository, &me)
+        .map_err(shared_error)?
+    {
+        crate::ledger::TickLockAttempt::Taken(shared) => {
+            lock.shared = Some(shared);
+            Ok(lock)
+        }
+        crate::ledger::TickLockAttempt::Held(holder) => Err(LockError::Held {
+            path: PathBuf::from(format!("the tick lock of host {host} on {at}")),
+            holder: holder.as_deref().and_then(Holder::parse),
+        }),
+        crate::ledger::TickLockAttempt::Sqlite => Ok(lock),
+    }
 }
 
 pub fn acquire(path: &Path) -> Result<TickLock, LockError> {
@@ -198,7 +238,10 @@ pub fn acquire(path: &Path) -> Result<TickLock, LockError> {
     file.rewind().map_err(io)?;
     writeln!(file, "{me}").map_err(io)?;
     file.flush().map_err(io)?;
-    Ok(TickLock { _file: file })
+    Ok(TickLock {
+        _file: file,
+        shared: None,
+    })
 }
 
 #[cfg(test)]

@@ -208,7 +208,7 @@ pub fn run(
 ) -> Result<Summary, SaturateError> {
     let load = |path: &Path| load_config(path, env_mode, options);
     let config = Arc::new(load(config_path).map_err(SaturateError::Config)?);
-    let _lock = lock::acquire(&config.state_dir.join("tick.lock"))?;
+    let _lock = lock::acquire_for(&config)?;
     let _pid = PidFile::claim(&config.state_dir.join("saturate.pid"))?;
     let (concurrency, concurrency_reason) = match options.concurrency {
         Concurrency::Fixed(n) => (n.max(1), format!("--concurrency {n}")),
@@ -233,7 +233,7 @@ pub fn run(
         })?;
     let signals = Signals::watch(&runtime);
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let ledger = Ledger::open(&config.ledger_path())?;
+    let ledger = Ledger::open_at(&config.ledger_at())?;
     let mut saturator = Saturator {
         options,
         config,

@@ -9,6 +9,7 @@ mod host;
 mod improve;
 mod inference;
 mod kpi;
+mod ledger;
 mod notify;
 mod project;
 mod rates;
@@ -65,6 +66,7 @@ pub(super) fn validate(config: &Config) -> Vec<Problem> {
     inference::check(config, &mut problems);
     improve::check(config, &mut problems);
     kpi::check(config, &mut problems);
+    ledger::check(config, &mut problems);
     problems
 }
 
