@@ -187,6 +187,23 @@ mod tests {
     }
 
     #[test]
+    fn caps_come_from_the_config_in_micro_dollars_with_the_days_source() {
+        let mut config = CapsConfig {
+            job_usd: 2.5,
+            daily_usd: 10.0,
+            monthly_usd: 100.0,
+            ..CapsConfig::default()
+        };
+        let caps = Caps::from_config(&config);
+        assert_eq!(
+            (caps.job, caps.daily, caps.monthly, caps.daily_limit),
+            (2_500_000, 10_000_000, 100_000_000, Limit::DailyUsd)
+        );
+        config.daily_source = DailyCapSource::MaxCostPerDay;
+        assert_eq!(Caps::from_config(&config).daily_limit, Limit::MaxCostPerDay);
+    }
+
+    #[test]
     fn admits_up_to_the_cap_and_not_a_micro_dollar_past_it() {
         let totals = SpendTotals {
             day_spent: 6_000_000,

@@ -193,6 +193,26 @@ mod tests {
         assert!("running".parse::<TaskState>().is_err());
     }
 
+    /// Which states are in flight (the reaper and the overlap gate look at these) and which
+    /// are unstarted (ingest may rewrite their text): exactly these, no other.
+    #[test]
+    fn in_flight_and_unstarted_are_exactly_these_states() {
+        use TaskState::*;
+        let in_flight: Vec<_> = TaskState::ALL
+            .into_iter()
+            .filter(|s| s.is_in_flight())
+            .collect();
+        assert_eq!(
+            in_flight,
+            [Dispatched, Verifying, Reviewing, DeliverPending]
+        );
+        let unstarted: Vec<_> = TaskState::ALL
+            .into_iter()
+            .filter(|s| s.is_unstarted())
+            .collect();
+        assert_eq!(unstarted, [Queued, Held, Abandoned]);
+    }
+
     #[test]
     fn no_state_transitions_to_itself() {
         for state in TaskState::ALL {
