@@ -201,10 +201,10 @@ impl Queries<'_> {
         model: &str,
         hashes: &[String],
     ) -> Result<Vec<Option<Vec<f32>>>> {
+        const CHUNK: usize = 500;
         if let Db::Pg(pg) = self.db {
             return pg::improve_embeddings(pg, model, hashes);
         }
-        const CHUNK: usize = 500;
         let mut found: std::collections::HashMap<String, Vec<f32>> =
             std::collections::HashMap::with_capacity(hashes.len());
         for chunk in hashes.chunks(CHUNK) {
