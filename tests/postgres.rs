@@ -1023,6 +1023,9 @@ fn filler_value(table: &str, column: &str, decl: &str) -> rusqlite::types::Value
         ("improve_proposals", "status") => return text("proposed"),
         ("worker_probes", "verdict") => return text("pass"),
         ("improve_verdicts", "verdict") => return text("accepted"),
+        // A skip names its layer (the table's CHECK ties the two).
+        ("improve_decisions", "outcome") => return text("skipped"),
+        ("improve_decisions", "layer") => return text("semantic"),
         ("events", "kind") => return text("paused"),
         _ => {}
     }

@@ -49,6 +49,7 @@ pub(in crate::ledger) const COPIED_TABLES: &[&str] = &[
     "improve_source_failures",
     "improve_pauses",
     "improve_embeddings",
+    "improve_decisions",
 ];
 
 /// Tables each backend derives or writes itself (see the module's documentation).
