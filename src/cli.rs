@@ -444,6 +444,14 @@ pub struct InitArgs {
     /// Roadmap path to write into oxi.toml, relative to the repository root
     #[arg(long, value_name = "PATH")]
     pub roadmap: Option<PathBuf>,
+    /// A ledger database several hosts share (`postgres://USER@HOST/DB`, no password in it),
+    /// written as `[ledger] url`; its schema is created, or the queue joined, now
+    #[arg(long, value_name = "URL")]
+    pub ledger_url: Option<String>,
+    /// The environment variable holding that database's password, written as
+    /// `[ledger] password_env` (else ~/.pgpass or a service file, as for psql)
+    #[arg(long, value_name = "NAME")]
+    pub password_env: Option<String>,
     /// Print the files that run `oxi tick` on a schedule for this repository (nothing else is
     /// done)
     #[arg(long, value_enum, value_name = "KIND")]

@@ -73,7 +73,7 @@ fn shared_ledger_checks(config: &LoadedConfig, out: &mut Vec<Check>) {
     let ledger = match crate::ledger::Ledger::open_existing_at(&at) {
         Ok(ledger) => ledger,
         Err(e) => {
-            let fix = "check [ledger] url and password_env, and that the server is reachable";
+            let fix = "check [ledger] url, its password (password_env or ~/.pgpass) and that the server is reachable";
             out.push(check(
                 "ledger",
                 Status::Fail,

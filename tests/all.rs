@@ -42,6 +42,7 @@ mod notify;
 mod operator_edits;
 mod pipeline_stages;
 mod postgres;
+mod postgres_conninfo;
 mod postgres_read;
 mod pr_summary;
 mod probe;

@@ -6,24 +6,35 @@ use super::Context;
 use crate::cli::InitArgs;
 use crate::config::{self, CONFIG_FILE_NAME, STATE_DIR_NAME};
 use crate::git;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LedgerAt};
 use crate::output::{Format, json_string, write_stdout};
 
 /// The starter config `oxi init` renders.
 const CONFIG_TEMPLATE: &str = include_str!("../../templates/oxi.toml");
 
+/// The `[ledger]` table `oxi init --ledger-url` writes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SharedLedger<'a> {
+    pub(crate) url: &'a str,
+    pub(crate) password_env: Option<&'a str>,
+}
+
 /// Renders the starter config for a repository at `dir`.
-pub fn render_config(
+pub(crate) fn render_config(
     roadmap: &str,
     base_branch: &str,
     github_repo: Option<&str>,
+    ledger: Option<SharedLedger<'_>>,
 ) -> Result<String> {
+    let toml_string = |text: &str| text.replace('\\', "\\\\").replace('"', "\\\"");
     let mut env = minijinja::Environment::new();
     env.add_template("oxi.toml", CONFIG_TEMPLATE)?;
     let text = env.get_template("oxi.toml")?.render(minijinja::context! {
-        roadmap => roadmap.replace('\\', "\\\\").replace('"', "\\\""),
+        roadmap => toml_string(roadmap),
         base_branch => base_branch,
         github_repo => github_repo,
+        ledger_url => ledger.map(|l| toml_string(l.url)),
+        password_env => ledger.and_then(|l| l.password_env).map(toml_string),
     })?;
     // minijinja drops the template's final newline; files end with one.
     Ok(format!("{}\n", text.trim_end()))
@@ -218,29 +229,7 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<()> {
         return Ok(());
     }
     let config_path = dir.join(CONFIG_FILE_NAME);
-    let existed = config_path.exists();
-    if existed && !args.force {
-        tracing::info!("{CONFIG_FILE_NAME} already exists; keeping it (use --force to overwrite)");
-    } else {
-        let in_git = git::toplevel(dir).is_some();
-        if !in_git {
-            tracing::warn!(
-                "{} is not inside a git repository; oxi needs one to create worktrees (`git init` first)",
-                dir.display()
-            );
-        }
-        let base_branch = git::default_branch(dir).unwrap_or_else(|| "main".to_owned());
-        let roadmap = args
-            .roadmap
-            .as_ref()
-            .map_or_else(|| "roadmap.md".to_owned(), |p| p.display().to_string());
-        let github_repo = git::github_repo(dir);
-        let text = render_config(&roadmap, &base_branch, github_repo.as_deref())?;
-        // The rendered file must load; a template bug must not leave a broken config behind.
-        config::parse(&text, CONFIG_FILE_NAME).context("the generated oxi.toml does not load")?;
-        std::fs::write(&config_path, text)
-            .with_context(|| format!("cannot write {}", config_path.display()))?;
-    }
+    let written = write_config(dir, &config_path, args)?;
 
     let state_dir = dir.join(STATE_DIR_NAME);
     if state_dir.exists() && !state_dir.is_dir() {
@@ -250,40 +239,127 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<()> {
         .with_context(|| format!("cannot create {}", state_dir.display()))?;
     // Keep oxi's state out of the user's commits without touching their .gitignore.
     std::fs::write(state_dir.join(".gitignore"), "*\n")?;
-    let ledger = Ledger::open(&state_dir.join("ledger.db"))?;
-    let version = ledger.read().schema_version()?;
-
-    let roadmap_exists = config::load(&config_path, None)
-        .map(|c| c.roadmap_path().exists())
-        .unwrap_or(false);
+    // The ledger the config names: a shared one is created (its schema) or joined here, so a
+    // wrong URL or password shows now rather than at the first tick.
+    let loaded = match config::load(&config_path, None) {
+        Ok(loaded) => Some(loaded),
+        Err(e) => {
+            tracing::warn!(
+                "{CONFIG_FILE_NAME} does not load, so the SQLite ledger is set up: {e:#} (`oxi doctor` checks it)"
+            );
+            None
+        }
+    };
+    let at = loaded.as_ref().map_or_else(
+        || LedgerAt::File(state_dir.join("ledger.db")),
+        config::LoadedConfig::ledger_at,
+    );
+    let ledger = Ledger::open_at(&at)?;
+    let set_up = SetUp {
+        config_written: written,
+        schema_version: ledger.read().schema_version()?,
+        shared_tasks: if at.is_shared() {
+            Some(ledger.read().tasks()?.len())
+        } else {
+            None
+        },
+        roadmap_exists: loaded.is_some_and(|c| c.roadmap_path().exists()),
+        at,
+    };
     let text = match ctx.global.format {
         Format::Json => json_string(&serde_json::json!({
             "config": config_path.display().to_string(),
-            "config_written": !existed || args.force,
+            "config_written": written,
             "state_dir": state_dir.display().to_string(),
-            "ledger_schema_version": version,
+            "ledger": set_up.at.to_string(),
+            "ledger_schema_version": set_up.schema_version,
         }))?,
-        _ => {
-            let mut out = String::new();
-            if existed && !args.force {
-                out.push_str(&format!("kept     {CONFIG_FILE_NAME}\n"));
-            } else {
-                out.push_str(&format!("wrote    {CONFIG_FILE_NAME}\n"));
-            }
-            out.push_str(&format!(
-                "created  {STATE_DIR_NAME}/ (ledger schema v{version}, runs/)\n"
-            ));
-            out.push_str("next:    ");
-            if roadmap_exists {
-                out.push_str("oxi ingest && oxi plan --dry-run\n");
-            } else {
-                out.push_str(
-                    "write roadmap.md (see docs/roadmap-formats.md), then oxi ingest && oxi plan --dry-run\n",
-                );
-            }
-            out
-        }
+        _ => set_up.text(),
     };
     write_stdout(&text)?;
     Ok(())
+}
+
+/// Writes oxi.toml unless it exists (and `--force` is not given): whether it was written.
+/// A shared ledger named by `--ledger-url` is opened first, so a wrong URL or a missing
+/// password leaves no oxi.toml behind and the next attempt needs no `--force`.
+fn write_config(
+    dir: &std::path::Path,
+    config_path: &std::path::Path,
+    args: &InitArgs,
+) -> Result<bool> {
+    let shared = args.ledger_url.as_deref().map(|url| SharedLedger {
+        url,
+        password_env: args.password_env.as_deref(),
+    });
+    if args.password_env.is_some() && shared.is_none() {
+        bail!("--password-env is for a PostgreSQL ledger: give --ledger-url too");
+    }
+    if config_path.exists() && !args.force {
+        if shared.is_some() {
+            bail!(
+                "{CONFIG_FILE_NAME} already exists and --ledger-url would change it: add [ledger] url to it yourself (oxi.toml.example documents it), or use --force to overwrite it"
+            );
+        }
+        tracing::info!("{CONFIG_FILE_NAME} already exists; keeping it (use --force to overwrite)");
+        return Ok(false);
+    }
+    if git::toplevel(dir).is_none() {
+        tracing::warn!(
+            "{} is not inside a git repository; oxi needs one to create worktrees (`git init` first)",
+            dir.display()
+        );
+    }
+    let base_branch = git::default_branch(dir).unwrap_or_else(|| "main".to_owned());
+    let roadmap = args
+        .roadmap
+        .as_ref()
+        .map_or_else(|| "roadmap.md".to_owned(), |p| p.display().to_string());
+    let github_repo = git::github_repo(dir);
+    let text = render_config(&roadmap, &base_branch, github_repo.as_deref(), shared)?;
+    // The rendered file must load; a template bug must not leave a broken config behind.
+    config::parse(&text, CONFIG_FILE_NAME).context("the generated oxi.toml does not load")?;
+    if let Some(shared) = shared {
+        Ledger::open_at(&LedgerAt::Postgres {
+            url: shared.url.to_owned(),
+            password_env: shared.password_env.map(str::to_owned),
+        })?;
+    }
+    std::fs::write(config_path, text)
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    Ok(true)
+}
+
+/// What `oxi init` set up, for its text summary.
+struct SetUp {
+    config_written: bool,
+    at: LedgerAt,
+    schema_version: i64,
+    /// The tasks already in a shared ledger; `None` for the file ledger.
+    shared_tasks: Option<usize>,
+    roadmap_exists: bool,
+}
+
+impl SetUp {
+    fn text(&self) -> String {
+        let config = if self.config_written {
+            "wrote"
+        } else {
+            "kept "
+        };
+        let version = self.schema_version;
+        let ledger = match self.shared_tasks {
+            None => format!("created  {STATE_DIR_NAME}/ (ledger schema v{version}, runs/)"),
+            Some(tasks) => format!(
+                "created  {STATE_DIR_NAME}/ (runs/)\nledger   {} (schema v{version}, shared; {tasks} tasks in it)",
+                self.at
+            ),
+        };
+        let next = if self.roadmap_exists {
+            "oxi ingest && oxi plan --dry-run"
+        } else {
+            "write roadmap.md (see docs/roadmap-formats.md), then oxi ingest && oxi plan --dry-run"
+        };
+        format!("{config}    {CONFIG_FILE_NAME}\n{ledger}\nnext:    {next}\n")
+    }
 }

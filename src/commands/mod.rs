@@ -138,7 +138,7 @@ pub fn render_config_for_tests(
     base_branch: &str,
     github_repo: Option<&str>,
 ) -> String {
-    init::render_config(roadmap, base_branch, github_repo).unwrap_or_default()
+    init::render_config(roadmap, base_branch, github_repo, None).unwrap_or_default()
 }
 
 /// `oxi status`'s data, for the benchmark (the command itself adds only printing).

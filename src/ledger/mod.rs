@@ -55,7 +55,8 @@ pub use migrate::MIGRATIONS;
 pub use notify::{
     Attempt, AttemptStatus, NewOutbox, OutboxRow, OutboxState, SinkCounts, TrailEvent,
 };
-pub use pg::CopySummary;
+pub(crate) use pg::conninfo::{split_service, with_cause as client_error_with_cause};
+pub use pg::{ConnInfoError, CopySummary};
 pub use plans::{PlanRow, PromptBytes};
 pub use probes::ProbeRow;
 pub use queries::*;
@@ -133,15 +134,25 @@ pub enum LedgerError {
     /// A statement on a Postgres ledger failed.
     #[error("ledger: {}", pg_message(.0))]
     Postgres(postgres::Error),
-    /// The Postgres ledger's URL or credentials are unusable.
-    #[error("ledger {url}: {problem}")]
-    PgSetup { url: String, problem: String },
+    /// The Postgres ledger's connection settings (its URL, service file or password file) are
+    /// unusable.
+    #[error("ledger {url}: {source}")]
+    PgConnInfo {
+        url: String,
+        #[source]
+        source: pg::ConnInfoError,
+    },
     /// The Postgres server could not be reached or refused the connection.
-    #[error("cannot connect to the ledger at {url}: {source}")]
+    #[error(
+        "cannot connect to the ledger at {url}: {source}{}",
+        if *without_password { " (oxi found no password for it: name the variable holding it in [ledger] password_env, or add a line to ~/.pgpass, chmod 0600)" } else { "" }
+    )]
     PgConnect {
         url: String,
         #[source]
         source: postgres::Error,
+        /// Neither `password_env`, the service nor the password file gave a password.
+        without_password: bool,
     },
     /// A copy's destination already holds rows (`oxi ledger migrate` copies only into an empty
     /// ledger, so nothing is ever merged or overwritten).
@@ -324,13 +335,15 @@ impl Ledger {
         })
     }
 
-    /// Connects to the Postgres ledger at `url` (a `postgres://` URL without a password; the
-    /// password, if the server asks for one, comes from the environment variable named by
-    /// `password_env`) and brings its schema up to date.
+    /// Connects to the Postgres ledger at `url` (a `postgres://` URL without a password,
+    /// completed by the connection service it names; the password, if the server asks for
+    /// one, comes from the environment variable named by `password_env`, else from the service
+    /// or the password file) and brings its schema up to date.
     ///
     /// # Errors
-    /// `PgSetup` for an unusable URL or password variable, `PgConnect` when the server cannot
-    /// be reached or refuses, `TooNew`/`MigrationChanged` as for sqlite.
+    /// `PgConnInfo` for an unusable URL, service file, password file or password variable,
+    /// `PgConnect` when the server cannot be reached or refuses, `TooNew`/`MigrationChanged`
+    /// as for sqlite.
     pub fn open_postgres(url: &str, password_env: Option<&str>) -> Result<Self> {
         let secret = pg::Secret {
             password_env: password_env.map(str::to_owned),

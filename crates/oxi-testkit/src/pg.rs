@@ -206,6 +206,58 @@ impl PgCluster {
         })
     }
 
+    /// A new superuser `role` that must give `password` (SCRAM) on the cluster's socket, while
+    /// every other role stays trusted: its line goes first in `pg_hba.conf`, then the server
+    /// reloads. For the tests of how oxi finds a password (`~/.pgpass`, a service file).
+    ///
+    /// # Errors
+    /// When the role cannot be created or the server cannot reload.
+    pub fn require_password(&self, role: &str, password: &str) -> Result<(), PgError> {
+        static HBA: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let socket = self.dir.display().to_string();
+        let port = PORT.to_string();
+        let sql = format!("CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{password}'");
+        self.run(
+            "psql",
+            &[
+                "-h",
+                &socket,
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                &sql,
+            ],
+            None,
+        )?;
+        let _one_editor = HBA
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let hba = self.data_dir().join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba)?;
+        std::fs::write(&hba, format!("local all {role} scram-sha-256\n{rules}"))?;
+        self.run("pg_ctl", &["reload", "-D"], Some(&self.data_dir()))?;
+        // The reload is a signal: wait (bounded) until the role is asked for its password.
+        let no_password = [
+            "-h", &socket, "-p", &port, "-U", role, "-d", "postgres", "-w", "-c", "SELECT 1",
+        ];
+        for _ in 0..100 {
+            if self.run("psql", &no_password, None).is_err() {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Err(PgError::Command {
+            what: "pg_ctl reload".to_owned(),
+            detail: format!("{role} still connects without a password after 5 s"),
+        })
+    }
+
     /// Starts the process that stops the cluster and removes its directory once this test
     /// process is gone. As the cluster's user, `kill -0` on a root test process fails for want
     /// of permission, so `/proc` is asked too.

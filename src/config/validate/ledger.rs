@@ -36,17 +36,26 @@ fn url_problem(url: &str) -> Option<String> {
             "{url:?} is not a PostgreSQL URL: write postgres://USER@HOST/DB (or postgres://USER@/DB?host=/run/postgresql for a Unix socket), or remove [ledger] url for the SQLite ledger .oxi/ledger.db"
         ));
     }
-    match url.parse::<postgres::Config>() {
-        Err(e) => Some(format!(
-            "{} is not a usable PostgreSQL URL: {e}",
+    // `service` is libpq's, not the client crate's: the service may name the database.
+    let (without_service, service) = crate::ledger::split_service(url);
+    if service.as_deref() == Some("") {
+        return Some(format!(
+            "{} names an empty service: write ?service=NAME (a section of ~/.pg_service.conf)",
             shown(url)
+        ));
+    }
+    match without_service.parse::<postgres::Config>() {
+        Err(e) => Some(format!(
+            "{} is not a usable PostgreSQL URL: {}",
+            shown(url),
+            crate::ledger::client_error_with_cause(&e)
         )),
         Ok(parsed) if parsed.get_password().is_some() => Some(format!(
-            "{} has a password in it; remove it from the URL and name the environment variable holding it in [ledger] password_env (or use a .pgpass file)",
+            "{} has a password in it; remove it from the URL and name the environment variable holding it in [ledger] password_env (or use ~/.pgpass or a service file)",
             shown(url)
         )),
-        Ok(parsed) if parsed.get_dbname().is_none() => Some(format!(
-            "{} names no database: add /DB after the host, e.g. postgres://oxi@db.internal/oxi",
+        Ok(parsed) if parsed.get_dbname().is_none() && service.is_none() => Some(format!(
+            "{} names no database: add /DB after the host, e.g. postgres://oxi@db.internal/oxi, or name a connection service that does (postgres:///?service=oxi)",
             shown(url)
         )),
         Ok(_) => None,
@@ -72,5 +81,11 @@ mod tests {
         assert!(!password.contains("hunter2"), "{password}");
         assert!(url_problem("mysql://db/oxi").is_some());
         assert!(url_problem("postgres://oxi@db").is_some_and(|m| m.contains("names no database")));
+        assert_eq!(url_problem("postgres:///?service=oxi"), None);
+        assert_eq!(
+            url_problem("postgres://oxi@/oxi?host=/run/pg&service=a%20b"),
+            None
+        );
+        assert!(url_problem("postgres:///?service=").is_some_and(|m| m.contains("empty service")));
     }
 }

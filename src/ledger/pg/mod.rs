@@ -10,6 +10,7 @@
 //! keeps it so without an async runtime at each call site.
 
 mod blocks;
+pub(crate) mod conninfo;
 mod copy;
 mod gateway;
 mod hosts;
@@ -32,6 +33,7 @@ use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row, Transaction};
 
 pub(super) use blocks::*;
+pub use conninfo::ConnInfoError;
 pub use copy::CopySummary;
 pub(super) use copy::replace_all;
 pub(super) use gateway::*;
@@ -185,32 +187,19 @@ pub(super) fn connect(url: &str, secret: &Secret) -> Result<Session> {
 }
 
 fn connect_here(url: &str, secret: &Secret) -> Result<Client> {
-    let setup = |problem: String| LedgerError::PgSetup {
-        url: redact(url),
-        problem,
-    };
-    let mut config: postgres::Config = url
-        .parse()
-        .map_err(|e: postgres::Error| setup(e.to_string()))?;
-    if config.get_password().is_some() {
-        return Err(setup(
-            "a password in the URL is refused; name an environment variable in [ledger] password_env instead".to_owned(),
-        ));
-    }
-    if let Some(var) = &secret.password_env {
-        let password = std::env::var(var).map_err(|_| {
-            setup(format!(
-                "[ledger] password_env names {var}, which is not set in oxi's environment"
-            ))
+    let mut config = conninfo::resolve(url, secret.password_env.as_deref(), &conninfo::ProcessEnv)
+        .map_err(|source| LedgerError::PgConnInfo {
+            url: redact(url),
+            source,
         })?;
-        config.password(password);
-    }
     config.application_name("oxi");
+    let without_password = config.get_password().is_none();
     let mut client = config
         .connect(NoTls)
         .map_err(|source| LedgerError::PgConnect {
             url: redact(url),
             source,
+            without_password,
         })?;
     // Every commit durable whatever the server's default; a lock held by another host longer
     // than the SQLite ledger's busy timeout is the same `Busy` error; the server's notices
