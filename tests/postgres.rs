@@ -1448,3 +1448,35 @@ fn ledger_config_errors_name_the_file_line_and_key() {
     assert!(text.contains("ledger.password_env"), "{text}");
     assert!(text.contains("set [ledger] url too"), "{text}");
 }
+
+#[test]
+fn a_write_that_panics_commits_nothing_with_the_next_one() {
+    let Some(url) = pg_url("panicking_write") else {
+        return;
+    };
+    let mut ledger = Ledger::open_postgres(&url, None).unwrap();
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ledger.write(|q| -> Result<(), LedgerError> {
+            q.insert_task(&spec("T1-1", 0), TaskState::Queued, 1)?;
+            panic!("a bug inside a write");
+        })
+    }));
+    assert!(panicked.is_err());
+    // The same session goes on: its next write commits only itself.
+    ledger
+        .write(|q| q.insert_task(&spec("T1-2", 1), TaskState::Queued, 1))
+        .unwrap();
+    let ids: Vec<String> = ledger
+        .read()
+        .tasks()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.spec.id)
+        .collect();
+    assert_eq!(ids, ["T1-2"]);
+    let seen_elsewhere: i64 = raw(&url)
+        .query_one("SELECT COUNT(*) FROM tasks", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(seen_elsewhere, 1);
+}

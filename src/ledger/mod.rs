@@ -449,15 +449,18 @@ impl Ledger {
                 // BEGIN and COMMIT as statements, not the crate's `Transaction`, whose drop
                 // would block on its runtime wherever the write ends (see `pg::blocking`).
                 client.borrow_mut().batch("BEGIN")?;
+                let open = pg::OpenTransaction::new(client);
                 let value = match f(&Queries {
                     db: queries::Db::Pg(client),
                 }) {
                     Ok(value) => value,
                     Err(e) => {
+                        open.end();
                         client.borrow_mut().batch("ROLLBACK")?;
                         return Err(e);
                     }
                 };
+                open.end();
                 client.borrow_mut().batch("COMMIT")?;
                 return Ok(value);
             }

@@ -181,6 +181,46 @@ pub(crate) struct Target {
     pub(crate) secret: Secret,
 }
 
+/// A transaction `Ledger::write` has begun and not yet ended. Dropped without [`end`] — `f`
+/// panicked — it rolls the transaction back, so a session that outlives the panic never
+/// commits half a write with the next one (`PostgreSQL` would take the next `BEGIN` as a
+/// warning and go on in the same transaction).
+///
+/// [`end`]: OpenTransaction::end
+pub(crate) struct OpenTransaction<'a> {
+    session: &'a RefCell<Session>,
+    ended: bool,
+}
+
+impl<'a> OpenTransaction<'a> {
+    pub(crate) fn new(session: &'a RefCell<Session>) -> Self {
+        Self {
+            session,
+            ended: false,
+        }
+    }
+
+    /// The write ends normally: its caller commits or rolls back.
+    pub(crate) fn end(mut self) {
+        self.ended = true;
+    }
+}
+
+impl Drop for OpenTransaction<'_> {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        // A panic while the session was borrowed leaves it borrowed; the session is then
+        // unusable anyway, and its drop closes the connection, which ends the transaction.
+        if let Ok(mut session) = self.session.try_borrow_mut()
+            && let Err(e) = session.batch("ROLLBACK")
+        {
+            tracing::warn!("rolling back a ledger write that panicked failed: {e}");
+        }
+    }
+}
+
 /// Connects to the database at `url` and sets the session up for the ledger.
 pub(super) fn connect(url: &str, secret: &Secret) -> Result<Session> {
     blocking(|| connect_here(url, secret).map(Session::new))
