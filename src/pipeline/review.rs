@@ -627,6 +627,25 @@ mod tests {
     }
 
     #[test]
+    fn only_removed_tests_and_new_files_outside_the_hints_are_risks() {
+        // Adding tests, touching a file's `---` header and modifying (not adding) a file
+        // outside the hints are ordinary work: no trigger.
+        let d = diff(
+            &[("docs/guide.md", 'M', 4, 1), ("src/lib.rs", 'M', 3, 0)],
+            "--- a/src/lib.rs\n+++ b/src/lib.rs\n+#[test]\n+fn it_works() {}\n-// old comment\n",
+        );
+        assert_eq!(risk_triggers(&d, &["src/**".into()]), Vec::<String>::new());
+        let d = diff(
+            &[("src/lib.rs", 'M', 0, 2)],
+            "--- a/src/lib.rs\n+++ b/src/lib.rs\n-#[test]\n-fn it_works() {}\n",
+        );
+        assert_eq!(
+            risk_triggers(&d, &["src/**".into()]),
+            ["removes 1 test line(s)"]
+        );
+    }
+
+    #[test]
     fn the_last_review_block_wins() {
         let text = "looks fine\nOXI_REVIEW {\"verdict\":\"request_changes\",\"comments\":[\"x\"]}\nOXI_REVIEW {\"verdict\":\"approve\"}";
         assert_eq!(parse_review(text).unwrap().verdict, Verdict::Approve);
