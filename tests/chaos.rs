@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -24,11 +24,9 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::support::chaos::{
     JOB_CAP_USD, Rng, chaos_toml, check_caps, check_settled, check_single_live_run, env_number,
-    fake_workers_under, roadmap_items, seed_from_env, wait_bounded,
+    fake_workers_under, print_last_logs, roadmap_items, seed_from_env, spawn_logged, wait_bounded,
 };
 use crate::support::{Sandbox, Tmpfs, git};
-
-const OXI: &str = env!("CARGO_BIN_EXE_oxi");
 
 const DAY_CAP_STEP_USD: f64 = 8.0;
 
@@ -130,22 +128,6 @@ impl Harness {
         );
     }
 
-    /// Prints the last `n` oxi logs of this harness to stderr.
-    fn print_last_logs(&self, n: usize) {
-        let mut logs: Vec<PathBuf> = std::fs::read_dir(self.logs.path())
-            .map(|dir| dir.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
-        logs.sort();
-        for log in logs.iter().rev().take(n).rev() {
-            eprintln!(
-                "chaos: {}:\n{}",
-                log.display(),
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-    }
-
     fn ledger_path(&self) -> PathBuf {
         self.s.file(".oxi/ledger.db")
     }
@@ -161,19 +143,7 @@ impl Harness {
             .logs
             .path()
             .join(format!("{:05}-{}.log", self.seq, args[0]));
-        let out = File::create(&log).unwrap();
-        let child = Command::new(OXI)
-            .args(args)
-            .current_dir(self.s.path())
-            .env_remove("OXI_CONFIG")
-            .env_remove("OXI_RUN_MODE")
-            .env("NO_COLOR", "1")
-            .env("OXI_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
+        let child = spawn_logged(self.s.path(), &log, args);
         (child, log)
     }
 
@@ -469,7 +439,7 @@ fn chaos_rounds_keep_every_invariant() {
         }
         // What the last oxi processes said (the fault's and the checked tick's), so a failure
         // in CI, where nothing is kept, can still be read.
-        h.print_last_logs(3);
+        print_last_logs(h.logs.path(), 3, "chaos");
         // A failed round is worth a look: keep what it left when asked to.
         if std::env::var_os("OXI_CHAOS_KEEP").is_some() {
             h.keep();

@@ -23,7 +23,6 @@
 //! bounds the time, default 20, `OXI_FLEET_CHAOS_KEEP=1` keeps the clones and the logs).
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,8 +33,8 @@ use oxi_testkit::pg::{PrivateCluster, private_cluster_or_skip};
 
 use crate::support::chaos::{
     Cell, JOB_CAP_USD, LedgerSql, Rng, chaos_toml, check_caps, check_settled,
-    check_single_live_run, env_number, fake_workers_under, roadmap_items, seed_from_env,
-    wait_bounded,
+    check_single_live_run, env_number, fake_workers_under, print_last_logs, roadmap_items,
+    seed_from_env, spawn_logged, wait_bounded,
 };
 use crate::support::{Sandbox, git};
 
@@ -172,19 +171,7 @@ impl Fleet {
             "{:05}-{}-{}.log",
             self.seq, self.hosts[i].name, args[0]
         ));
-        let out = File::create(&log).unwrap();
-        let child = Command::new(OXI)
-            .args(args)
-            .current_dir(&self.hosts[i].dir)
-            .env_remove("OXI_CONFIG")
-            .env_remove("OXI_RUN_MODE")
-            .env("NO_COLOR", "1")
-            .env("OXI_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
+        let child = spawn_logged(&self.hosts[i].dir, &log, args);
         (child, log)
     }
 
@@ -427,21 +414,6 @@ impl Fleet {
         }
     }
 
-    /// Prints the last `n` oxi logs to stderr (CI keeps nothing else).
-    fn print_last_logs(&self, n: usize) {
-        let mut logs: Vec<PathBuf> = std::fs::read_dir(self.logs())
-            .map(|dir| dir.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        logs.sort();
-        for log in logs.iter().rev().take(n).rev() {
-            eprintln!(
-                "fleet chaos: {}:\n{}",
-                log.display(),
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-    }
-
     fn summary(&self, started: Instant) -> String {
         let mut db = self.db();
         let pairs = |db: &mut postgres::Client, sql: &str| -> String {
@@ -579,7 +551,7 @@ fn fleet_chaos_three_hosts_on_postgres_keep_every_invariant() {
     let keep = std::env::var_os("OXI_FLEET_CHAOS_KEEP").is_some();
     if let Err(failure) = outcome {
         fleet.kill_all();
-        fleet.print_last_logs(4);
+        print_last_logs(&fleet.logs(), 4, "fleet chaos");
         if keep {
             fleet.keep();
         }
@@ -605,27 +577,47 @@ fn fleet_chaos_three_hosts_on_postgres_keep_every_invariant() {
 
 // --- What the fleet chaos test found, each pinned by a test of its own ----------------------
 
-/// A repository of host `alpha` with two tasks, ingested, and the ledger open beside it.
-fn alpha_repo() -> (Sandbox, oxi::ledger::Ledger) {
-    use crate::support::{OxiToml, Worker};
+/// A repository of host `alpha` working `roadmap` with `worker`, its ledger at `ledger_url`
+/// (else the SQLite file).
+fn alpha_repo_with(
+    roadmap: &str,
+    worker: crate::support::Worker,
+    ledger_url: Option<&str>,
+) -> Sandbox {
     let s = Sandbox::git_repo();
-    s.write(
-        "roadmap.md",
-        "# Roadmap\n\n## Tier 0\n\n**T0-1 · Add a greeting file**\nSay hi.\n\n**T0-2 · Add a farewell file**\nSay goodbye.\n",
-    );
+    s.write("roadmap.md", format!("# Roadmap\n\n## Tier 0\n\n{roadmap}"));
     s.write(".gitignore", ".oxi/\n");
+    let ledger =
+        ledger_url.map_or_else(String::new, |url| format!("[ledger]\nurl = \"{url}\"\n\n"));
     s.config(
-        &OxiToml::new()
+        &crate::support::OxiToml::new()
             .project()
-            .worker(Worker::fake("fake").scenario("edit"))
+            .worker(worker)
             .routing(&["fake"], &[])
-            .raw("[host]\nname = \"alpha\"\n"),
+            .raw(&format!("{ledger}[host]\nname = \"alpha\"\n")),
     );
     git(s.path(), &["add", "-A"]);
     git(s.path(), &["commit", "-q", "-m", "oxi setup"]);
+    s
+}
+
+const TWO_TASKS: &str =
+    "**T0-1 · Add a greeting file**\nSay hi.\n\n**T0-2 · Add a farewell file**\nSay goodbye.\n";
+
+/// A repository of host `alpha` with two tasks, ingested into its SQLite ledger (or into the
+/// database at `ledger_url`), and that ledger open.
+fn alpha_repo(ledger_url: Option<&str>) -> (Sandbox, oxi::ledger::Ledger) {
+    let s = alpha_repo_with(
+        TWO_TASKS,
+        crate::support::Worker::fake("fake").scenario("edit"),
+        ledger_url,
+    );
     s.oxi(&["ingest"]).ok();
-    let ledger = oxi::ledger::Ledger::open_existing(&s.file(".oxi/ledger.db")).unwrap();
-    (s, ledger)
+    let ledger = match ledger_url {
+        Some(url) => oxi::ledger::Ledger::open_postgres(url, None),
+        None => oxi::ledger::Ledger::open_existing(&s.file(".oxi/ledger.db")),
+    };
+    (s, ledger.unwrap())
 }
 
 /// Host `beta`'s heartbeat, now.
@@ -707,7 +699,7 @@ fn dead_pid() -> u32 {
 fn a_host_never_reaps_a_live_hosts_runs_or_tasks_nor_signals_another_hosts_processes() {
     use oxi::ledger::{RunEnd, TaskState, Transition};
     use std::os::unix::process::CommandExt;
-    let (s, mut ledger) = alpha_repo();
+    let (s, mut ledger) = alpha_repo(None);
     // A process group standing in for beta's worker: the number is beta's, the process ours.
     let mut stand_in = Command::new("sleep")
         .arg("60")
@@ -790,14 +782,22 @@ fn a_host_ingesting_while_another_host_ingests_the_same_roadmap_waits_and_adds_n
         return;
     };
     let url = cluster.database("fleet_ingest").unwrap();
-    let (s, _) = alpha_repo();
-    let text = s
-        .read("oxi.toml")
-        .replace("[host]", &format!("[ledger]\nurl = \"{url}\"\n\n[host]"));
-    s.write("oxi.toml", text);
+    // The tasks exactly as an ingest makes them: ingested into a scratch SQLite ledger first.
+    let (_, scratch) = alpha_repo(None);
+    let specs: Vec<oxi::ledger::TaskSpec> = scratch
+        .read()
+        .tasks()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.spec)
+        .collect();
+    let s = alpha_repo_with(
+        TWO_TASKS,
+        crate::support::Worker::fake("fake").scenario("edit"),
+        Some(&url),
+    );
     // Another host ingests the same roadmap and holds its transaction open a while.
     let mut other = oxi::ledger::Ledger::open_postgres(&url, None).unwrap();
-    let roadmap = oxi::roadmap::load(&s.file("roadmap.md"), 1).unwrap();
     let (inserted, release) = (
         std::sync::mpsc::channel::<()>(),
         std::sync::mpsc::channel::<()>(),
@@ -808,24 +808,8 @@ fn a_host_ingesting_while_another_host_ingests_the_same_roadmap_waits_and_adds_n
         other
             .write(|q| {
                 q.lock_for_ingest()?;
-                for (order, item) in roadmap.items.iter().enumerate() {
-                    let spec = oxi::ledger::TaskSpec {
-                        id: item.id.clone(),
-                        priority_tier: 0,
-                        title: item.title.clone(),
-                        subtitle: None,
-                        body: String::new(),
-                        section: None,
-                        milestone: None,
-                        format: "oxi".into(),
-                        depends_on: vec![],
-                        file_hints: vec![],
-                        source_line: 1,
-                        roadmap_order: order as u32,
-                        content_hash: "x".into(),
-                        roadmap_done: false,
-                    };
-                    q.insert_task(&spec, oxi::ledger::TaskState::Queued, 1)?;
+                for spec in &specs {
+                    q.insert_task(spec, oxi::ledger::TaskState::Queued, 1)?;
                 }
                 inserted_tx.send(()).unwrap();
                 let _ = release_rx.recv_timeout(Duration::from_secs(3));
@@ -867,40 +851,18 @@ fn a_host_ingesting_while_another_host_ingests_the_same_roadmap_waits_and_adds_n
 /// worker dies with it, and the next tick takes the interrupted run back and finishes the task.
 #[test]
 fn a_saturate_whose_postgres_restarts_exits_saying_so_and_the_next_tick_recovers() {
-    use crate::support::{OxiToml, Worker};
+    use crate::support::Worker;
     let Some(pg) = private_cluster_or_skip("fleet_pg_restart") else {
         return;
     };
     let url = pg.database("fleet_pg_restart").unwrap();
-    let s = Sandbox::git_repo();
-    s.write(
-        "roadmap.md",
-        "# Roadmap\n\n## Tier 0\n\n**T0-1 · Add a greeting file**\nSay hi.\n",
+    let s = alpha_repo_with(
+        "**T0-1 · Add a greeting file**\nSay hi.\n",
+        Worker::fake("fake").scenario("slow-edit:4000"),
+        Some(&url),
     );
-    s.write(".gitignore", ".oxi/\n");
-    s.config(
-        &OxiToml::new()
-            .project()
-            .worker(Worker::fake("fake").scenario("slow-edit:4000"))
-            .routing(&["fake"], &[])
-            .raw(&format!(
-                "[ledger]\nurl = \"{url}\"\n\n[host]\nname = \"alpha\"\n"
-            )),
-    );
-    git(s.path(), &["add", "-A"]);
-    git(s.path(), &["commit", "-q", "-m", "oxi setup"]);
     let log = s.file("saturate.log");
-    let out = File::create(&log).unwrap();
-    let mut saturate = Command::new(OXI)
-        .args(["saturate", "--concurrency", "1"])
-        .current_dir(s.path())
-        .env_remove("OXI_CONFIG")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
+    let mut saturate = spawn_logged(s.path(), &log, &["saturate", "--concurrency", "1"]);
     // Once its run is in flight, the server restarts.
     let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -92,6 +92,41 @@ pub fn seed_from_env(name: &str) -> u64 {
     })
 }
 
+/// Starts `oxi <args>` in `dir`, its stdout and stderr in `log`: no `OXI_CONFIG` or
+/// `OXI_RUN_MODE` from the test's environment, no colour, logging at info.
+pub fn spawn_logged(dir: &Path, log: &Path, args: &[&str]) -> Child {
+    let out = std::fs::File::create(log).unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_oxi"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("OXI_CONFIG")
+        .env_remove("OXI_RUN_MODE")
+        .env("NO_COLOR", "1")
+        .env("OXI_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap()
+}
+
+/// Prints the last `n` oxi logs (`*.log`) of `dir` to stderr, so a failure in CI, where
+/// nothing is kept, can still be read.
+pub fn print_last_logs(dir: &Path, n: usize, harness: &str) {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|dir| dir.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    logs.retain(|p| p.extension().is_some_and(|e| e == "log"));
+    logs.sort();
+    for log in logs.iter().rev().take(n).rev() {
+        eprintln!(
+            "{harness}: {}:\n{}",
+            log.display(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+}
+
 /// Waits for an oxi process with a bound (oxi must never hang) and returns its exit code
 /// (128 + the signal when a signal ended it). Fails on a panic in its log.
 pub fn wait_bounded(child: &mut Child, log: &Path, within: Duration) -> i32 {
