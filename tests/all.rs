@@ -22,6 +22,7 @@ mod explore;
 mod fast_loop;
 mod first_hour;
 mod fleet;
+mod fleet_chaos;
 mod followups;
 mod forecast;
 mod gateway;

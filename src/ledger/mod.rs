@@ -183,12 +183,32 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// A Postgres error as its server message and code when it has one (the crate's own text is
-/// only "db error").
+/// only "db error"), and what happened when the session itself is gone: the crate says only
+/// "connection closed" or "error communicating with the server".
 fn pg_message(e: &postgres::Error) -> String {
-    e.as_db_error().map_or_else(
+    let message = e.as_db_error().map_or_else(
         || e.to_string(),
         |db| format!("{} (SQLSTATE {})", db.message(), db.code().code()),
-    )
+    );
+    if pg_connection_lost(e) {
+        return format!(
+            "{message}: the connection to the PostgreSQL ledger was lost (the server restarted or stopped, or the network cut it); every write committed before is kept and the one cut short is committed whole or not at all; run oxi again once the server is back (the next tick takes back this host's interrupted runs)"
+        );
+    }
+    message
+}
+
+/// The session to the server is gone: closed, cut at the socket, or ended by the server's
+/// shutdown or crash recovery (SQLSTATE class 57P, "operator intervention").
+fn pg_connection_lost(e: &postgres::Error) -> bool {
+    let cut_at_the_socket = std::error::Error::source(e)
+        .and_then(<dyn std::error::Error>::downcast_ref::<std::io::Error>)
+        .is_some();
+    e.is_closed()
+        || cut_at_the_socket
+        || e.code()
+            .map(postgres::error::SqlState::code)
+            .is_some_and(|c| c.starts_with("57P"))
 }
 
 impl From<rusqlite::Error> for LedgerError {

@@ -298,6 +298,21 @@ impl Queries<'_> {
         Ok(counts)
     }
 
+    /// Called first in a write that reads the tasks and then adds or changes them (the
+    /// roadmap's ingest): such writes run one at a time, so two hosts ingesting the same new
+    /// roadmap at once never both insert its tasks. On Postgres a transaction-scoped advisory
+    /// lock, waited for, so the second writer's reads see what the first committed; on `SQLite`
+    /// the write already excludes every other writer.
+    ///
+    /// # Errors
+    /// `Busy` when another host held the lock past the lock timeout.
+    pub fn lock_for_ingest(&self) -> Result<()> {
+        if let Db::Pg(pg) = self.db {
+            return pg::lock_for_ingest(pg);
+        }
+        self.sqlite().map(|_| ())
+    }
+
     /// Inserts a task from the roadmap in `state` (queued, or done for checked-off items).
     pub fn insert_task(&self, spec: &TaskSpec, state: TaskState, now_ms: i64) -> Result<()> {
         if let Db::Pg(pg) = self.db {

@@ -106,6 +106,11 @@ pub struct RunRow {
     /// (and left out of JSON then, as it was before routes were recorded).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
+    /// The host that started it (`[host] name`; `None` for runs before hosts were recorded):
+    /// the reaper touches only its own host's process groups. Left out of JSON, where a run's
+    /// host is reported beside it (`task_hosts`), as before.
+    #[serde(skip)]
+    pub host: Option<String>,
 }
 
 /// A reservation as read back.
@@ -124,7 +129,7 @@ pub(super) const RUN_COLUMNS: &str =
     classification, pid, pgid, lease_expires_at_ms, started_at_ms, ended_at_ms, exit_code, signal,
     stop_reason, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens,
     cost_microusd, run_dir, worktree, branch, cli_version, session_id, parse_failures, bytes_cut,
-    retry_after_ms, detail, supervisor_pid, route";
+    retry_after_ms, detail, supervisor_pid, route, host";
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -161,6 +166,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         detail: row.get(30)?,
         supervisor_pid: row.get(31)?,
         route: row.get(32)?,
+        host: row.get(33)?,
     })
 }
 

@@ -127,6 +127,9 @@ pub fn apply(
 ) -> Result<IngestSummary, LedgerError> {
     let mut summary = IngestSummary::of(roadmap, roadmap_label);
     ledger.write(|q| {
+        // Another host may be ingesting the same roadmap: one at a time, each reading what
+        // the one before it wrote.
+        q.lock_for_ingest()?;
         let existing: HashMap<String, TaskRow> = q
             .tasks()?
             .into_iter()

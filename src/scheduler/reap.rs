@@ -4,6 +4,12 @@
 //! their task requeued or failed. A run whose supervisor lives and
 //! whose lease is current is never touched. Tasks left in flight with no run (their tick died
 //! between runs) are recovered the same way.
+//!
+//! On a ledger shared by several hosts, a host reaps only its own runs and tasks by their
+//! processes: another host's pids mean nothing here, and its task between runs (verifying,
+//! say) is that host's business. Another host's runs and tasks are taken back only once that
+//! host is no longer live (no heartbeat within the live window and no lease running), and
+//! then without touching any process: they ran on another machine.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,7 +51,48 @@ pub fn pid_alive(pid: u32) -> bool {
     }
 }
 
-fn orphan_reason(run: &RunRow, now: i64, busy: &[String]) -> Option<String> {
+/// The hosts of a shared ledger, as the reaper sees them: this one and those alive now.
+struct Fleet {
+    me: String,
+    live: std::collections::HashSet<String>,
+}
+
+impl Fleet {
+    fn read(ledger: &Ledger, config: &LoadedConfig) -> Result<Self, LedgerError> {
+        Ok(Self {
+            me: config.config.host.resolved_name(),
+            live: crate::host::live_hosts(ledger)?
+                .into_iter()
+                .map(|h| h.name)
+                .collect(),
+        })
+    }
+
+    /// The other host `host` names, if it is one (`None`: runs before hosts were recorded,
+    /// which are this host's as they always were).
+    fn other<'a>(&self, host: Option<&'a str>) -> Option<&'a str> {
+        host.filter(|h| *h != self.me)
+    }
+}
+
+/// Why another host's run may be taken back: only once its host stopped (no heartbeat within
+/// the live window, no lease running) and its own lease expired.
+fn other_host_orphan_reason(run: &RunRow, host: &str, now: i64, fleet: &Fleet) -> Option<String> {
+    if fleet.live.contains(host) {
+        return None;
+    }
+    match run.lease_expires_at_ms {
+        Some(until) if until >= now => None,
+        _ => Some(format!(
+            "its host {host} stopped heartbeating and its lease expired"
+        )),
+    }
+}
+
+fn orphan_reason(run: &RunRow, now: i64, busy: &[String], fleet: &Fleet) -> Option<String> {
+    if let Some(host) = fleet.other(run.host.as_deref()) {
+        return other_host_orphan_reason(run, host, now, fleet);
+    }
     let me = std::process::id();
     if run.supervisor_pid == Some(me) {
         // Ours: live while a job of ours works on its task. A job that ended without closing
@@ -243,12 +290,16 @@ pub async fn reap(
     let grace = config.config.caps.kill_grace.as_duration();
     let mut reaped = Vec::new();
     let now = now_ms();
+    let fleet = Fleet::read(ledger, config)?;
     for run in ledger.read().running_runs()? {
-        let Some(reason) = orphan_reason(&run, now, busy) else {
+        let Some(reason) = orphan_reason(&run, now, busy, &fleet) else {
             continue;
         };
+        // Another host's processes, worktree and temporary files are on that host.
+        let ours = fleet.other(run.host.as_deref()).is_none();
         let mut group_ended = false;
-        if let Some(pgid) = run.pgid
+        if ours
+            && let Some(pgid) = run.pgid
             && process::group_alive(pgid)
         {
             process::terminate_group(pgid, grace).await;
@@ -306,8 +357,10 @@ pub async fn reap(
         if let Some(charged) = charged {
             close_transcript(&run, charged, &detail);
         }
-        salvage(&config.repo_root, run.worktree.as_deref());
-        crate::confine::RunTemp::remove_leftovers(&run.id);
+        if ours {
+            salvage(&config.repo_root, run.worktree.as_deref());
+            crate::confine::RunTemp::remove_leftovers(&run.id);
+        }
         let task_state = match &run.task_id {
             Some(task) => recover_task(ledger, config, task, &detail)?,
             None => None,
@@ -321,16 +374,19 @@ pub async fn reap(
         });
     }
 
-    // Tasks in flight with no live run: their tick died between runs (verifying, say).
+    // Tasks in flight with no live run: their tick died between runs (verifying, say). Read
+    // in this order so that a claim another host commits meanwhile (its task's transition and
+    // its run are one write) shows its run and its host: the task is never seen in flight
+    // without them.
+    let tasks = ledger.read().tasks()?;
+    let holders = ledger.read().task_hosts()?;
     let live: std::collections::HashSet<String> = ledger
         .read()
         .running_runs()?
         .into_iter()
         .filter_map(|r| r.task_id)
         .collect();
-    let stranded: Vec<_> = ledger
-        .read()
-        .tasks()?
+    let stranded: Vec<_> = tasks
         .into_iter()
         .filter(|t| {
             matches!(
@@ -338,14 +394,20 @@ pub async fn reap(
                 TaskState::Dispatched | TaskState::Verifying | TaskState::Reviewing
             ) && !live.contains(&t.spec.id)
                 && !busy.contains(&t.spec.id)
+                // Another live host's task between runs is that host's to finish.
+                && fleet
+                    .other(holders.get(&t.spec.id).map(String::as_str))
+                    .is_none_or(|host| !fleet.live.contains(host))
         })
         .collect();
     for task in stranded {
+        // Only a worktree of this host's: another's is on that host.
         let last_worktree = ledger
             .read()
             .runs_for_task(&task.spec.id)?
             .into_iter()
             .rev()
+            .filter(|r| fleet.other(r.host.as_deref()).is_none())
             .find_map(|r| r.worktree);
         salvage(&config.repo_root, last_worktree.as_deref());
         let why = format!("the tick that was {} it stopped", task.state);

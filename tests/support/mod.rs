@@ -1,6 +1,7 @@
 //! A small builder for tests: a temporary directory (optionally a git repository with a bare
 //! `origin`), files in it, and the real `oxi` binary run inside it.
 
+pub mod chaos;
 pub mod config;
 pub mod live;
 pub mod release_world;

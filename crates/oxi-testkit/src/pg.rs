@@ -11,6 +11,9 @@
 //! (statics are never dropped, and a test process may be killed), so no server outlives its
 //! tests.
 //!
+//! A test that restarts or stops the server gets a cluster of its own
+//! ([`private_cluster_or_skip`]), so the tests sharing the process's cluster never see it go.
+//!
 //! Where PostgreSQL is not installed, [`cluster_or_skip`] skips the test with the command that
 //! enables it; under `CI=true` it fails the test instead, so CI can never skip them silently.
 
@@ -56,10 +59,6 @@ static CLUSTER: OnceLock<Result<PgCluster, String>> = OnceLock::new();
 ///
 /// # Panics
 /// When the cluster cannot start, or PostgreSQL is missing under `CI=true`.
-#[expect(
-    clippy::print_stderr,
-    reason = "a skipped test says why and how to run it, on the test's own output"
-)]
 #[must_use]
 pub fn cluster_or_skip(test: &str) -> Option<&'static PgCluster> {
     let cluster = CLUSTER.get_or_init(|| match PgCluster::start() {
@@ -69,13 +68,75 @@ pub fn cluster_or_skip(test: &str) -> Option<&'static PgCluster> {
     });
     match cluster {
         Ok(cluster) => Some(cluster),
-        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{test}: CI=true requires the PostgreSQL tests to run, but {why}")
-        }
-        Err(why) => {
-            eprintln!("skipping {test}: {why}");
-            None
-        }
+        Err(why) => skip(test, why),
+    }
+}
+
+/// A cluster of `test`'s own, for a test that stops or restarts the server (the shared one
+/// must stay up for the tests running beside it): started now, stopped and deleted when
+/// dropped (or by its watcher, if the test process dies first). `None` (after saying how to
+/// enable the test) when PostgreSQL is not installed and `CI` is not `true`.
+///
+/// # Panics
+/// When the cluster cannot start, or PostgreSQL is missing under `CI=true`.
+#[must_use]
+pub fn private_cluster_or_skip(test: &str) -> Option<PrivateCluster> {
+    match PgCluster::start() {
+        Ok(cluster) => Some(PrivateCluster(cluster)),
+        Err(PgError::NotInstalled) => skip(test, &PgError::NotInstalled.to_string()),
+        Err(e) => panic!("{test}: cannot start a PostgreSQL cluster: {e}"),
+    }
+}
+
+#[expect(
+    clippy::print_stderr,
+    reason = "a skipped test says why and how to run it, on the test's own output"
+)]
+fn skip<T>(test: &str, why: &str) -> Option<T> {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: CI=true requires the PostgreSQL tests to run, but {why}")
+    }
+    eprintln!("skipping {test}: {why}");
+    None
+}
+
+/// A cluster owned by one test (see [`private_cluster_or_skip`]); derefs to [`PgCluster`].
+#[derive(Debug)]
+pub struct PrivateCluster(PgCluster);
+
+impl std::ops::Deref for PrivateCluster {
+    type Target = PgCluster;
+
+    fn deref(&self) -> &PgCluster {
+        &self.0
+    }
+}
+
+impl PrivateCluster {
+    /// `pg_ctl restart -m immediate`: the server is killed without a checkpoint (as a crash
+    /// or a power cut would) and starts again through crash recovery; every session is cut.
+    /// Returns once the server accepts connections again.
+    ///
+    /// # Errors
+    /// When `pg_ctl` fails.
+    pub fn restart_immediate(&self) -> Result<(), PgError> {
+        let log = self.dir.join("server.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &["restart", "-m", "immediate", "-w", "-l", &log, "-D"],
+            Some(&self.data_dir()),
+        )
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = self.run(
+            "pg_ctl",
+            &["stop", "-m", "immediate", "-D"],
+            Some(&self.data_dir()),
+        );
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -109,6 +109,15 @@ pub(in crate::ledger) fn task_counts(pg: Pg<'_>) -> Result<BTreeMap<TaskState, u
     Ok(counts)
 }
 
+/// The advisory lock key of the roadmap's ingest (`oxi` + "ing" in ASCII, beside the
+/// migrations' `oxi` + "mig").
+const INGEST_LOCK: i64 = 0x006f_7869_0069_6e67;
+
+/// Holds the ingest's advisory lock until the transaction ends.
+pub(in crate::ledger) fn lock_for_ingest(pg: Pg<'_>) -> Result<()> {
+    query(pg, "SELECT pg_advisory_xact_lock($1)", &[&INGEST_LOCK]).map(|_| ())
+}
+
 pub(in crate::ledger) fn insert_task(
     pg: Pg<'_>,
     spec: &TaskSpec,

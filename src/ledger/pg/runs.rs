@@ -68,6 +68,7 @@ fn run_from_row(row: &Row) -> Result<RunRow> {
         detail: row.try_get(30)?,
         supervisor_pid: narrow(row, 31, "supervisor_pid")?,
         route: row.try_get(32)?,
+        host: row.try_get(33)?,
     })
 }
 
