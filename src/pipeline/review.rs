@@ -626,6 +626,74 @@ mod tests {
         assert_eq!(triggers.len(), 4, "{triggers:?}");
     }
 
+    fn limits(max_files: u32, max_changed_lines: u32) -> CriticConfig {
+        CriticConfig {
+            max_files,
+            max_changed_lines,
+            tier0_fast_after: 5,
+            ..CriticConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_critic_limits_are_inclusive() {
+        let config = limits(2, 10);
+        let at_limits = diff(&[("src/a.rs", 'M', 4, 2), ("src/b.rs", 'M', 3, 1)], "");
+        assert!(matches!(
+            gate(&config, &at_limits, true, &[]),
+            Gate::AutoApprove { .. }
+        ));
+        let files = diff(
+            &[
+                ("src/a.rs", 'M', 1, 0),
+                ("src/b.rs", 'M', 1, 0),
+                ("src/c.rs", 'M', 1, 0),
+            ],
+            "",
+        );
+        let Gate::Review { reasons } = gate(&config, &files, true, &[]) else {
+            panic!("three files are over critic.max_files = 2");
+        };
+        assert_eq!(reasons, ["3 files changed (critic.max_files = 2)"]);
+        let lines = diff(&[("src/a.rs", 'M', 6, 5)], "");
+        let Gate::Review { reasons } = gate(&config, &lines, true, &[]) else {
+            panic!("eleven lines are over critic.max_changed_lines = 10");
+        };
+        assert_eq!(
+            reasons,
+            ["11 lines changed (critic.max_changed_lines = 10)"]
+        );
+    }
+
+    #[test]
+    fn tier0_fast_needs_green_runs_a_small_diff_and_the_setting_on() {
+        let config = limits(2, 10);
+        let at_limits = diff(&[("src/a.rs", 'M', 4, 2), ("src/b.rs", 'M', 3, 1)], "");
+        assert_eq!(
+            tier0_fast(&config, true, &at_limits).as_deref(),
+            Some(
+                "tier0_fast: the last 5 verifications were green and the diff is small (2 files, 10 lines); tier1 skipped"
+            )
+        );
+        assert_eq!(tier0_fast(&config, false, &at_limits), None);
+        let off = CriticConfig {
+            tier0_fast_after: 0,
+            ..config.clone()
+        };
+        assert_eq!(tier0_fast(&off, true, &at_limits), None);
+        let files = diff(
+            &[
+                ("src/a.rs", 'M', 1, 0),
+                ("src/b.rs", 'M', 1, 0),
+                ("src/c.rs", 'M', 1, 0),
+            ],
+            "",
+        );
+        assert_eq!(tier0_fast(&config, true, &files), None);
+        let lines = diff(&[("src/a.rs", 'M', 6, 5)], "");
+        assert_eq!(tier0_fast(&config, true, &lines), None);
+    }
+
     #[test]
     fn only_removed_tests_and_new_files_outside_the_hints_are_risks() {
         // Adding tests, touching a file's `---` header and modifying (not adding) a file
