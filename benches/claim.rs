@@ -16,7 +16,9 @@
 //!   the plan's order once and walks them from its own starting point (claimer i of C at
 //!   i·N/C), claiming one after the other; a task another claimer holds or took is a lost race,
 //!   counted. `-- --head` starts every claimer at the head of the list instead: the worst case,
-//!   every claimer racing for the same task.
+//!   every claimer racing for the same task. `-- --no-runtime` runs the claimers outside a
+//!   tokio runtime, which oxi never does: the difference is what `pg::blocking`'s thread per
+//!   statement costs. `-- sqlite` or `-- postgres`: that backend only.
 //! - Caps exact: the daily cap fits exactly K of the N tasks (reserve = cost = $0.01). The
 //!   claimers run until refused; the bench then requires K admitted (not K+1, not K-1 while
 //!   tasks remained queued), K dispatched and N-K queued tasks, and spent + reserved equal to
@@ -81,6 +83,16 @@ impl Backend {
     }
 }
 
+/// How the claimers work (the command line's flags, passed on to the children).
+#[derive(Clone, Copy)]
+struct Options {
+    /// `--head`: every claimer starts at the head of the plan.
+    head: bool,
+    /// Inside a tokio runtime, as in oxi (`--no-runtime`: outside one, to price what
+    /// `pg::blocking`'s thread per statement costs).
+    runtime: bool,
+}
+
 /// One claimer process's figures (a JSON line on its stdout).
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Report {
@@ -136,7 +148,10 @@ fn child() {
     let claimers: usize = env("OXI_BENCH_CLAIM_CLAIMERS").parse().unwrap();
     let first: usize = env("OXI_BENCH_CLAIM_FIRST").parse().unwrap();
     let total: usize = env("OXI_BENCH_CLAIM_TOTAL").parse().unwrap();
-    let head = env("OXI_BENCH_CLAIM_HEAD") == "1";
+    let options = Options {
+        head: env("OXI_BENCH_CLAIM_HEAD") == "1",
+        runtime: env("OXI_BENCH_CLAIM_RUNTIME") == "1",
+    };
     let ready = Arc::new(Barrier::new(claimers + 1));
     let go = Arc::new(Barrier::new(claimers + 1));
     let threads: Vec<_> = (0..claimers)
@@ -144,7 +159,7 @@ fn child() {
             let (backend, config) = (backend.clone(), Arc::clone(&config));
             let (ready, go) = (Arc::clone(&ready), Arc::clone(&go));
             std::thread::spawn(move || {
-                claimer(&backend, &config, first + i, total, head, &ready, &go)
+                claimer(&backend, &config, first + i, total, options, &ready, &go)
             })
         })
         .collect();
@@ -169,7 +184,7 @@ fn claimer(
     config: &oxi::config::LoadedConfig,
     index: usize,
     total: usize,
-    head: bool,
+    options: Options,
     ready: &Barrier,
     go: &Barrier,
 ) -> Report {
@@ -178,17 +193,27 @@ fn claimer(
         .enable_all()
         .build()
         .unwrap();
-    let mut ledger = runtime.block_on(async { backend.open() });
-    let candidates: Vec<TaskRow> = runtime.block_on(async {
-        ledger
+    let inside = |f: &mut dyn FnMut()| {
+        if options.runtime {
+            runtime.block_on(async { f() });
+        } else {
+            f();
+        }
+    };
+    let mut ledger = None;
+    inside(&mut || ledger = Some(backend.open()));
+    let mut ledger = ledger.unwrap();
+    let mut candidates = Vec::new();
+    inside(&mut || {
+        candidates = ledger
             .read()
             .tasks()
             .unwrap()
             .into_iter()
-            .filter(|t| t.state == TaskState::Queued)
-            .collect()
+            .filter(|t: &TaskRow| t.state == TaskState::Queued)
+            .collect();
     });
-    let start = if head {
+    let start = if options.head {
         0
     } else {
         index * candidates.len() / total
@@ -199,7 +224,7 @@ fn claimer(
         start_us: epoch_us(),
         ..Report::default()
     };
-    runtime.block_on(async {
+    inside(&mut || {
         let mut looking = Instant::now();
         let mut tried = 0;
         while tried < candidates.len() {
@@ -311,7 +336,7 @@ fn spawn_child(
     claimers: usize,
     first: usize,
     total: usize,
-    head: bool,
+    options: Options,
 ) -> (Child, BufReader<std::process::ChildStdout>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .env(CHILD, "1")
@@ -320,7 +345,11 @@ fn spawn_child(
         .env("OXI_BENCH_CLAIM_CLAIMERS", claimers.to_string())
         .env("OXI_BENCH_CLAIM_FIRST", first.to_string())
         .env("OXI_BENCH_CLAIM_TOTAL", total.to_string())
-        .env("OXI_BENCH_CLAIM_HEAD", if head { "1" } else { "0" })
+        .env("OXI_BENCH_CLAIM_HEAD", if options.head { "1" } else { "0" })
+        .env(
+            "OXI_BENCH_CLAIM_RUNTIME",
+            if options.runtime { "1" } else { "0" },
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -351,7 +380,13 @@ fn percentile_ms(samples: &mut [u64], p: f64) -> f64 {
 
 /// Fills a fresh ledger with `tasks` queued tasks, runs `claimers` over it until the cap (which
 /// fits `fit`) refuses them, checks the cap held exactly, and returns the figures.
-fn measure(backend: &Backend, claimers: usize, tasks: usize, fit: usize, head: bool) -> Figures {
+fn measure(
+    backend: &Backend,
+    claimers: usize,
+    tasks: usize,
+    fit: usize,
+    options: Options,
+) -> Figures {
     let dir = config_dir(fit);
     let config = dir.path().join("oxi.toml");
     // Here first, so a config the children would refuse fails with its message.
@@ -366,7 +401,7 @@ fn measure(backend: &Backend, claimers: usize, tasks: usize, fit: usize, head: b
     let mut first = 0;
     let mut children = Vec::new();
     for n in spread(claimers) {
-        children.push(spawn_child(backend, &config, n, first, claimers, head));
+        children.push(spawn_child(backend, &config, n, first, claimers, options));
         first += n;
     }
     for (child, _) in &mut children {
@@ -565,7 +600,10 @@ fn main() {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let head = std::env::args().any(|a| a == "--head");
+    let options = Options {
+        head: std::env::args().any(|a| a == "--head"),
+        runtime: !std::env::args().any(|a| a == "--no-runtime"),
+    };
     let (tasks, fit) = if support::quick() {
         (240, 200)
     } else {
@@ -573,19 +611,31 @@ fn main() {
     };
     println!(
         "{fit} of {tasks} queued tasks fit the daily cap; claimers start {}",
-        if head {
+        if options.head {
             "at the head of the plan (--head)"
         } else {
             "at their own offsets in the plan"
         }
     );
+    if !options.runtime {
+        println!("claimers outside a tokio runtime (--no-runtime): not as oxi runs them");
+    }
     let dir = tempfile::tempdir().unwrap();
+    // `cargo bench --bench claim -- postgres` (or `sqlite`): that backend only.
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |backend: &str| named.is_empty() || named.iter().any(|a| a == backend);
     // Each backend's label, and where each configuration gets a fresh ledger.
-    let mut backends = vec![(
-        "sqlite (WAL, synchronous=FULL)".to_owned(),
-        Fresh::Sqlite(dir.path().to_path_buf()),
-    )];
-    if let Some(server) = PgServer::find() {
+    let mut backends = Vec::new();
+    if wanted("sqlite") {
+        backends.push((
+            "sqlite (WAL, synchronous=FULL)".to_owned(),
+            Fresh::Sqlite(dir.path().to_path_buf()),
+        ));
+    }
+    if let Some(server) = wanted("postgres").then(PgServer::find).flatten() {
         let label = PgServer::describe(&server.admin_or_probe());
         backends.push((label, Fresh::Postgres(server)));
     }
@@ -605,7 +655,7 @@ fn main() {
     for (label, fresh) in &mut backends {
         for claimers in [1, 4, 16] {
             let backend = fresh.ledger(claimers);
-            let f = measure(&backend, claimers, tasks, fit, head);
+            let f = measure(&backend, claimers, tasks, fit, options);
             println!(
                 "{label:<40} {claimers:>8} {:>9.0} {:>7.2} ms {:>7.2} ms {:>8.2} ms {:>8.2} ms {:>6} {:>5}",
                 f.pairs_per_s,
