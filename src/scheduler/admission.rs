@@ -79,10 +79,10 @@ pub enum BenchClaim {
 }
 
 /// The claim benchmark's way in (benches/claim.rs): claims `task` for its next attempt on
-/// `worker` with `estimate` reserved, through [`admit`], so the benchmark prices the writes a
-/// claim round makes (the caps, the candidate's lock, the state change, the attempt count, the
-/// run row, then the over-estimate mark) and not a copy of them. The gates before admission
-/// (plan, overlap, estimate) are not part of it.
+/// `worker` with `estimate` reserved, through the claim round's own `admit`, so the benchmark
+/// prices the writes a claim round makes (the caps, the candidate's lock, the state change,
+/// the attempt count, the run row, then the over-estimate mark) and not a copy of them. The
+/// gates before admission (plan, overlap, estimate) are not part of it.
 ///
 /// # Errors
 /// As a claim round's admission: the ledger's, or a run that cannot be prepared.
