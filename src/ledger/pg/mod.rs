@@ -81,7 +81,7 @@ pub(crate) fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 /// One session: a client whose every blocking call, closing included, goes through
 /// [`blocking`].
 pub(crate) struct Session {
-    /// `None` only while being dropped. Boxed: a `Ledger` stays near the size of an SQLite one.
+    /// `None` only while being dropped. Boxed: a `Ledger` stays near the size of an `SQLite` one.
     open: Option<Box<Open>>,
 }
 
@@ -126,16 +126,15 @@ impl Session {
     ) -> Result<T, postgres::Error> {
         let Open { client, statements } = self.open();
         blocking(|| {
-            let statement = match statements.get(sql) {
-                Some(statement) => statement.clone(),
-                None => {
-                    let statement = client.prepare(sql)?;
-                    if statements.len() >= STATEMENTS_KEPT {
-                        statements.clear();
-                    }
-                    statements.insert(sql.to_owned(), statement.clone());
-                    statement
+            let statement = if let Some(statement) = statements.get(sql) {
+                statement.clone()
+            } else {
+                let statement = client.prepare(sql)?;
+                if statements.len() >= STATEMENTS_KEPT {
+                    statements.clear();
                 }
+                statements.insert(sql.to_owned(), statement.clone());
+                statement
             };
             f(client, &statement)
         })

@@ -302,7 +302,7 @@ const RUN_PERIODS: &str = "SELECT day FROM spend WHERE run_id = $1 AND status = 
 /// [`admission_totals`] does, before a statement whose rollup trigger updates them. The
 /// trigger takes them in its plan's order (the day's row first as a rule): a settle holding the
 /// day's row while it waits for the month's, beside a claim holding the month's while it waits
-/// for the day's, is a deadlock PostgreSQL breaks by failing one of them. Taken here in key
+/// for the day's, is a deadlock the server breaks by failing one of them. Taken here in key
 /// order first, every writer of the rollup waits its turn instead.
 pub(super) fn lock_rollup(pg: Pg<'_>, periods: &str, params: super::Params<'_>) -> Result<()> {
     query(
