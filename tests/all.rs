@@ -52,6 +52,7 @@ mod release;
 mod report;
 mod resume;
 mod roadmap_ingest;
+mod rollup_locks;
 mod routing;
 mod run_cmd;
 mod run_live;

@@ -65,3 +65,68 @@ pub(super) fn admit(
     }
     Ok(())
 }
+
+/// What one claim of the claim benchmark came to.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum BenchClaim {
+    /// Admitted: the id of the task's new run, holding its reservation.
+    Admitted(String),
+    /// Another claimer holds or took the task (a lost race, not an error).
+    Lost,
+    /// A cap refused the reservation.
+    Refused(crate::budget::Refusal),
+}
+
+/// The claim benchmark's way in (benches/claim.rs): claims `task` for its next attempt on
+/// `worker` with `estimate` reserved, through the claim round's own `admit`, so the benchmark
+/// prices the writes a claim round makes (the caps, the candidate's lock, the state change,
+/// the attempt count, the run row, then the over-estimate mark) and not a copy of them. The
+/// gates before admission (plan, overlap, estimate) are not part of it.
+///
+/// # Errors
+/// As a claim round's admission: the ledger's, or a run that cannot be prepared.
+#[doc(hidden)]
+pub fn claim_for_bench(
+    ledger: &mut Ledger,
+    config: &crate::config::LoadedConfig,
+    task: &crate::ledger::TaskRow,
+    worker: &str,
+    estimate: i64,
+) -> Result<BenchClaim, SchedulerError> {
+    let attempt = task.attempts + 1;
+    let id = &task.spec.id;
+    let spec = JobSpec {
+        task: task.clone(),
+        attempt,
+        worker: worker.to_owned(),
+        routes: crate::routing::JobRoutes {
+            executor: crate::routing::Assignment {
+                route: crate::routing::DEFAULT_ROUTE.to_owned(),
+                worker: worker.to_owned(),
+                model: None,
+            },
+            reviewer: None,
+        },
+        worktree: crate::pipeline::worktree_path(&config.state_dir, id, attempt),
+        branch: crate::pipeline::worktree::branch_name(id, &task.spec.title),
+        start_from: None,
+        prompt: format!("Do {id}: {}", task.spec.title),
+        estimate,
+    };
+    let request = ClaimRequest {
+        config,
+        parent_env: &[],
+        actor: "oxi",
+        slots: Some(1),
+        github: None,
+        github_unavailable: None,
+    };
+    let mut claimed = Claimed::default();
+    admit(ledger, &request, std::slice::from_ref(&spec), &mut claimed)?;
+    Ok(match (claimed.admitted.pop(), claimed.budget_refusal) {
+        (Some((_, run_id)), _) => BenchClaim::Admitted(run_id),
+        (None, Some(refusal)) => BenchClaim::Refused(refusal),
+        (None, None) => BenchClaim::Lost,
+    })
+}

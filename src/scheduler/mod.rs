@@ -20,6 +20,8 @@ use crate::ledger::{Ledger, LedgerError, TaskRow};
 use crate::roadmap::{self, ingest::IngestSummary};
 use crate::runner::RunnerError;
 
+#[doc(hidden)]
+pub use admission::{BenchClaim, claim_for_bench};
 pub use claim::ClaimStop;
 pub(crate) use claim::{ClaimRequest, Claimed};
 pub use landed::Landed;

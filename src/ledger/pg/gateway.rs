@@ -44,6 +44,8 @@ pub(in crate::ledger) fn record_unsent_gateway_call(
     outcome: &str,
     error: &str,
 ) -> Result<i64> {
+    // Its rollup rows first, in key order (see `lock_rollup`).
+    super::lock_rollup(pg, "$1, $2", &[&call.day, &call.month])?;
     Ok(query_one(
         pg,
         "INSERT INTO gateway_calls (role, provider, model, task_id, day, month,
@@ -74,6 +76,13 @@ pub(in crate::ledger) fn end_gateway_call(
     end: &GatewayCallEnd<'_>,
 ) -> Result<()> {
     let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    // Its rollup rows first, in key order (see `lock_rollup`).
+    super::lock_rollup(
+        pg,
+        "SELECT day FROM gateway_calls WHERE id = $1 AND status = 'reserved'
+         UNION ALL SELECT month FROM gateway_calls WHERE id = $1 AND status = 'reserved'",
+        &[&id],
+    )?;
     execute(
         pg,
         "UPDATE gateway_calls SET status = $2, actual_microusd = $3, outcome = $4,

@@ -28,9 +28,10 @@ mod shadow;
 mod tick;
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Row, Transaction};
+use postgres::{Client, NoTls, Row, Statement, Transaction};
 
 pub(super) use blocks::*;
 pub use conninfo::ConnInfoError;
@@ -82,23 +83,68 @@ pub(crate) fn blocking<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 /// One session: a client whose every blocking call, closing included, goes through
 /// [`blocking`].
 pub(crate) struct Session {
-    /// `None` only while being dropped.
-    client: Option<Client>,
+    /// `None` only while being dropped. Boxed: a `Ledger` stays near the size of an `SQLite` one.
+    open: Option<Box<Open>>,
 }
+
+/// A session's client and what it keeps.
+struct Open {
+    client: Client,
+    /// The statements this session has prepared, by their text. The client prepares a statement
+    /// given as text on every call (a round trip to the server before the one that runs it);
+    /// the ledger's statements are few and run again and again, so each is prepared once per
+    /// session. A claim's transaction holds the spend rollup rows every claimer waits for, so
+    /// each round trip saved inside it is saved for every claimer on every host.
+    statements: HashMap<String, Statement>,
+}
+
+/// At most this many prepared statements per session; past it the cache starts again, so SQL
+/// built at run time cannot grow it without bound.
+const STATEMENTS_KEPT: usize = 512;
 
 impl Session {
     pub(super) fn new(client: Client) -> Self {
         Self {
-            client: Some(client),
+            open: Some(Box::new(Open {
+                client,
+                statements: HashMap::new(),
+            })),
         }
+    }
+
+    fn open(&mut self) -> &mut Open {
+        match self.open.as_deref_mut() {
+            Some(open) => open,
+            None => unreachable!("a session's client is taken only by its drop"),
+        }
+    }
+
+    /// Runs `f` with `sql` prepared on this session (from the cache, or prepared now), on the
+    /// thread [`blocking`] picks: one hop per call, the prepare included.
+    fn with_statement<T: Send>(
+        &mut self,
+        sql: &str,
+        f: impl FnOnce(&mut Client, &Statement) -> Result<T, postgres::Error> + Send,
+    ) -> Result<T, postgres::Error> {
+        let Open { client, statements } = self.open();
+        blocking(|| {
+            let statement = if let Some(statement) = statements.get(sql) {
+                statement.clone()
+            } else {
+                let statement = client.prepare(sql)?;
+                if statements.len() >= STATEMENTS_KEPT {
+                    statements.clear();
+                }
+                statements.insert(sql.to_owned(), statement.clone());
+                statement
+            };
+            f(client, &statement)
+        })
     }
 
     /// The client, for a call made inside [`blocking`].
     pub(super) fn client(&mut self) -> &mut Client {
-        match self.client.as_mut() {
-            Some(client) => client,
-            None => unreachable!("a session's client is taken only by its drop"),
-        }
+        &mut self.open().client
     }
 
     /// A statement with no parameters and no rows (`BEGIN`, `COMMIT`, `SET`).
@@ -110,20 +156,18 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
-            blocking(move || drop(client));
+        if let Some(open) = self.open.take() {
+            blocking(move || drop(open));
         }
     }
 }
 
 impl PgExec for Session {
     fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, postgres::Error> {
-        let client = self.client();
-        blocking(|| client.query(sql, params))
+        self.with_statement(sql, |client, statement| client.query(statement, params))
     }
     fn execute(&mut self, sql: &str, params: Params<'_>) -> Result<u64, postgres::Error> {
-        let client = self.client();
-        blocking(|| client.execute(sql, params))
+        self.with_statement(sql, |client, statement| client.execute(statement, params))
     }
 }
 

@@ -147,6 +147,7 @@ pub(in crate::ledger) fn renew_run(
          WHERE id = $1 AND status = 'running'",
         &[&run_id, &lease_until_ms, &running],
     )?;
+    lock_rollup(pg, RUN_PERIODS, &[&run_id])?;
     execute(
         pg,
         "UPDATE spend SET actual_microusd = GREATEST(actual_microusd, $2)
@@ -222,6 +223,7 @@ pub(in crate::ledger) fn end_run(
     };
     let task_id: Option<String> = row.try_get(0)?;
     let status = if end.release { "released" } else { "settled" };
+    lock_rollup(pg, RUN_PERIODS, &[&run_id])?;
     execute(
         pg,
         "UPDATE spend SET status = $4, settled_at_ms = $3,
@@ -291,6 +293,28 @@ pub(in crate::ledger) fn lock_claim_candidate(
         &[&task_id, &from.as_str()],
     )?
     .is_some())
+}
+
+/// The day and month of a run's live reservation (`$1`: the run's id), for [`lock_rollup`].
+const RUN_PERIODS: &str = "SELECT day FROM spend WHERE run_id = $1 AND status = 'reserved'
+     UNION ALL SELECT month FROM spend WHERE run_id = $1 AND status = 'reserved'";
+
+/// Locks the spend rollup rows of `periods` (a query of period keys) in key order, as
+/// [`admission_totals`] does, before a statement whose rollup trigger updates them. The
+/// trigger takes them in its plan's order (the day's row first as a rule): a settle holding the
+/// day's row while it waits for the month's, beside a claim holding the month's while it waits
+/// for the day's, is a deadlock the server breaks by failing one of them. Taken here in key
+/// order first, every writer of the rollup waits its turn instead.
+pub(super) fn lock_rollup(pg: Pg<'_>, periods: &str, params: super::Params<'_>) -> Result<()> {
+    query(
+        pg,
+        &format!(
+            "SELECT period FROM spend_rollup WHERE period IN ({periods})
+             ORDER BY period FOR UPDATE"
+        ),
+        params,
+    )?;
+    Ok(())
 }
 
 /// The spend totals admission checks, with the day's and month's rollup rows locked (created

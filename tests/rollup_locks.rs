@@ -1,0 +1,199 @@
+//! The order in which PostgreSQL ledger writers take the spend rollup rows. A claim locks the
+//! month's and the day's rows in key order (the month's first) for its admission; the rollup
+//! trigger of a settle updates them in its plan's order (the day's first, as a rule). A settle
+//! holding the day's row while it waits for the month's, beside a claim holding the month's
+//! while it waits for the day's, is a deadlock PostgreSQL breaks by failing one of them — which
+//! the claim benchmark (benches/claim.rs) hit with 4 claimers. So every writer of the rollup
+//! takes its rows in key order before the trigger runs.
+//!
+//! Without PostgreSQL installed these skip, printing the command that enables them; under
+//! `CI=true` they fail instead.
+
+use std::time::{Duration, Instant};
+
+use oxi::ledger::{GatewayCallEnd, Ledger, NewGatewayCall, NewRun, RunEnd, TaskSpec, TaskState};
+use oxi_testkit::pg::cluster_or_skip;
+
+const DAY: &str = "2026-11-30";
+const MONTH: &str = "2026-11";
+
+fn spec(id: &str) -> TaskSpec {
+    TaskSpec {
+        id: id.to_owned(),
+        priority_tier: 1,
+        title: format!("title of {id}"),
+        subtitle: None,
+        body: "body".into(),
+        section: None,
+        milestone: None,
+        format: "oxi".into(),
+        depends_on: Vec::new(),
+        file_hints: Vec::new(),
+        source_line: 1,
+        roadmap_order: 1,
+        content_hash: format!("hash-{id}"),
+        roadmap_done: false,
+    }
+}
+
+/// Waits until another session of this database waits for a lock.
+fn until_someone_waits(client: &mut postgres::Client) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the settle never waited for the month's rollup row"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A ledger holding a task and a run with its reservation, and a gateway call reserved.
+fn seeded(test: &str) -> Option<(String, Ledger, i64)> {
+    let cluster = cluster_or_skip(test)?;
+    let url = cluster.database(test).unwrap();
+    let mut ledger = Ledger::open_postgres(&url, None).unwrap();
+    let call = ledger
+        .write(|q| {
+            q.insert_task(&spec("T1-1"), TaskState::Queued, 1_000)?;
+            q.admission_totals(DAY, MONTH)?;
+            q.begin_run(&NewRun {
+                id: "r1",
+                task_id: Some("T1-1"),
+                attempt: 1,
+                role: "executor",
+                worker: "codex",
+                worker_kind: "codex",
+                model: None,
+                run_dir: "/tmp/runs/r1",
+                worktree: None,
+                branch: None,
+                started_at_ms: 1_000,
+                reserve_microusd: 2_000,
+                day: DAY,
+                month: MONTH,
+                actor: "oxi",
+                supervisor_pid: 4242,
+            })?;
+            q.begin_gateway_call(&gateway_call())
+        })
+        .unwrap();
+    Some((url, ledger, call))
+}
+
+fn gateway_call() -> NewGatewayCall<'static> {
+    NewGatewayCall {
+        role: "triage",
+        provider: "mock",
+        model: "m",
+        task_id: None,
+        day: DAY,
+        month: MONTH,
+        reserve_microusd: 300,
+        at_ms: 1_000,
+    }
+}
+
+/// Runs `write` on the ledger's session while another host's claim sits between its two row
+/// locks (the month's taken, the day's next), and requires that the writer, waiting for the
+/// month's row, holds not the day's: else that claim and this writer deadlock.
+fn waits_in_key_order(
+    test: &str,
+    write: impl FnOnce(&oxi::ledger::Queries<'_>, i64) -> oxi::ledger::Result<()> + Send + 'static,
+) -> Option<Ledger> {
+    let (url, mut ledger, call) = seeded(test)?;
+    let mut claim = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    claim.batch_execute("BEGIN").unwrap();
+    claim
+        .query(
+            "SELECT 1 FROM spend_rollup WHERE period = $1 FOR UPDATE",
+            &[&MONTH],
+        )
+        .unwrap();
+    let writer = std::thread::spawn(move || {
+        let written = ledger.write(|q| write(q, call));
+        (ledger, written)
+    });
+    until_someone_waits(&mut claim);
+    let day = claim.query(
+        "SELECT 1 FROM spend_rollup WHERE period = $1 FOR UPDATE NOWAIT",
+        &[&DAY],
+    );
+    claim.batch_execute("ROLLBACK").unwrap();
+    assert!(
+        day.is_ok(),
+        "{test}: the writer holds the day's rollup row while it waits for the month's, so a \
+         claim that took the month's first would deadlock with it: {:?}",
+        day.err()
+    );
+    let (ledger, written) = writer.join().unwrap();
+    written.unwrap();
+    Some(ledger)
+}
+
+#[test]
+fn a_settle_waiting_for_the_months_rollup_row_holds_not_the_days() {
+    let end = RunEnd {
+        ended_at_ms: 2_000,
+        classification: "success",
+        cost_microusd: 1_500,
+        ..RunEnd::default()
+    };
+    let Some(ledger) = waits_in_key_order("rollup_locks_settle", move |q, _| {
+        assert!(q.finish_run("r1", &end)?, "the run was running");
+        Ok(())
+    }) else {
+        return;
+    };
+    let totals = ledger.read().spend_totals(DAY, MONTH).unwrap();
+    // The run's 1,500 spent, its reservation gone; the gateway call's 300 still held.
+    assert_eq!(
+        (totals.day_spent, totals.day_reserved, totals.month_spent),
+        (1_500, 300, 1_500)
+    );
+}
+
+#[test]
+fn a_lease_renewal_and_gateway_call_ends_take_the_rollup_rows_in_key_order() {
+    let Some(ledger) =
+        waits_in_key_order("rollup_locks_renew", |q, _| q.renew_run("r1", 9_000, 700))
+    else {
+        return;
+    };
+    let totals = ledger.read().spend_totals(DAY, MONTH).unwrap();
+    assert_eq!(
+        (totals.day_spent, totals.day_reserved),
+        (700, 2_000 - 700 + 300)
+    );
+    waits_in_key_order("rollup_locks_gateway_end", |q, call| {
+        q.end_gateway_call(
+            call,
+            &GatewayCallEnd {
+                outcome: "ok",
+                cost_microusd: 250,
+                cost_source: "header",
+                tokens_in: 10,
+                tokens_out: 5,
+                attempts: 1,
+                latency_ms: Some(12),
+                error: None,
+                at_ms: 2_000,
+            },
+        )
+    });
+    waits_in_key_order("rollup_locks_gateway_unsent", |q, _| {
+        q.record_unsent_gateway_call(&gateway_call(), "refused", "over the cap")
+            .map(|_| ())
+    });
+}
