@@ -839,6 +839,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_of_outside_protected_and_main_checkout_is_a_violation_alone() {
+        let clean = GovernanceReport::default();
+        assert!(!clean.is_violation());
+        // Needing approval holds the task for a person; it is not a violation.
+        let approval = GovernanceReport {
+            needs_approval: vec!["migrations/0001.sql".into()],
+            ..GovernanceReport::default()
+        };
+        assert!(!approval.is_violation());
+        for report in [
+            GovernanceReport {
+                outside: vec!["../etc/passwd".into()],
+                ..GovernanceReport::default()
+            },
+            GovernanceReport {
+                protected: vec![".github/workflows/ci.yml".into()],
+                ..GovernanceReport::default()
+            },
+            GovernanceReport {
+                main_checkout: vec!["README.md changed in the main checkout".into()],
+                ..GovernanceReport::default()
+            },
+        ] {
+            assert!(report.is_violation(), "{report:?}");
+        }
+    }
+
+    #[test]
+    fn a_diff_counts_added_and_removed_lines_and_lists_its_paths_in_order() {
+        let file = |path: &str| ChangedFile {
+            path: path.into(),
+            status: 'M',
+            added: 0,
+            removed: 0,
+        };
+        let d = Diff {
+            files: vec![file("src/b.rs"), file("docs/a.md")],
+            lines_added: 7,
+            lines_removed: 3,
+            patch: String::new(),
+        };
+        assert_eq!(d.changed_lines(), 10);
+        assert_eq!(d.paths(), ["src/b.rs", "docs/a.md"]);
+    }
+
+    #[test]
     fn secret_hits_name_file_and_line_only() {
         let patch = "diff --git a/src/x.rs b/src/x.rs\n--- a/src/x.rs\n+++ b/src/x.rs\n@@ -3,0 +4,2 @@\n+let a = 1;\n+let key = \"my-honeytoken-value\";\n";
         let r = Redactor::new(["my-honeytoken-value"]);
