@@ -547,8 +547,8 @@ impl Queries<'_> {
     /// passes. On `SQLite` the totals are read first, then `claim` runs if they pass: the write
     /// excludes every other writer, so the order costs nothing.
     ///
-    /// On Postgres `claim` runs first and the rollup rows are locked last ([`Self::
-    /// admission_totals`]), so they are held for the statements after the check only, and a
+    /// On Postgres `claim` runs first and the rollup rows are locked last
+    /// ([`Self::admission_totals`]), so they are held for the statements after the check, and a
     /// claim that lost its race (`claim` fails) never queues for them. A refusal rolls back to
     /// a savepoint taken before `claim`: the task is left as it was (and its row and the rollup
     /// rows unlocked) while the transaction goes on, so the caller records the refusal in the
