@@ -6,12 +6,20 @@
 //! the claim benchmark (benches/claim.rs) hit with 4 claimers. So every writer of the rollup
 //! takes its rows in key order before the trigger runs.
 //!
+//! A claim takes its task row first and the rollup rows last (`Queries::admit_claim`): a claim
+//! that lost its race never queues for the rollup rows, a refusal leaves the task as it was,
+//! and the task lock does not block what a settle holding the rollup rows takes of a task row
+//! (a foreign key check's `KEY SHARE`).
+//!
 //! Without PostgreSQL installed these skip, printing the command that enables them; under
 //! `CI=true` they fail instead.
 
 use std::time::{Duration, Instant};
 
-use oxi::ledger::{GatewayCallEnd, Ledger, NewGatewayCall, NewRun, RunEnd, TaskSpec, TaskState};
+use oxi::ledger::{
+    GatewayCallEnd, Ledger, LedgerError, NewGatewayCall, NewRun, Queries, RunEnd, TaskSpec,
+    TaskState, Transition, TransitionFields,
+};
 use oxi_testkit::pg::cluster_or_skip;
 
 const DAY: &str = "2026-11-30";
@@ -196,4 +204,162 @@ fn a_lease_renewal_and_gateway_call_ends_take_the_rollup_rows_in_key_order() {
         q.record_unsent_gateway_call(&gateway_call(), "refused", "over the cap")
             .map(|_| ())
     });
+}
+
+/// A ledger with queued tasks T1-1 and T1-2 and the day's and month's rollup rows, and a second
+/// session on the same database (another host).
+fn two_sessions(test: &str) -> Option<(Ledger, postgres::Client)> {
+    let cluster = cluster_or_skip(test)?;
+    let url = cluster.database(test).unwrap();
+    let mut ledger = Ledger::open_postgres(&url, None).unwrap();
+    ledger
+        .write(|q| {
+            q.insert_task(&spec("T1-1"), TaskState::Queued, 1_000)?;
+            q.insert_task(&spec("T1-2"), TaskState::Queued, 1_000)?;
+            q.admission_totals(DAY, MONTH).map(|_| ())
+        })
+        .unwrap();
+    let other = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    Some((ledger, other))
+}
+
+/// A claim's own writes, as the scheduler's claim round makes them.
+fn claim_task(q: &Queries<'_>, id: &str) -> oxi::ledger::Result<()> {
+    if !q.lock_claim_candidate(id, TaskState::Queued)? {
+        return Err(LedgerError::StateConflict {
+            task: id.to_owned(),
+            expected: TaskState::Queued,
+            found: "claimed elsewhere".to_owned(),
+        });
+    }
+    q.transition_task(
+        id,
+        &Transition {
+            from: TaskState::Queued,
+            to: TaskState::Dispatched,
+            fields: TransitionFields::default(),
+            actor: "oxi",
+            reason: "claimed",
+        },
+        2_000,
+    )?;
+    q.count_attempt(id, 2_000)
+}
+
+/// Whether `sql` (a `NOWAIT` lock) gets its row at once, inside a transaction rolled back.
+fn locks_at_once(other: &mut postgres::Client, sql: &str, param: &str) -> bool {
+    other.batch_execute("BEGIN").unwrap();
+    let got = other.query(sql, &[&param]).is_ok();
+    other.batch_execute("ROLLBACK").unwrap();
+    got
+}
+
+#[test]
+fn a_refused_claim_leaves_its_task_and_the_rollup_rows_as_they_were() {
+    let Some((mut ledger, mut other)) = two_sessions("rollup_locks_refused") else {
+        return;
+    };
+    let refused = ledger
+        .write(|q| {
+            let refused = q.admit_claim(DAY, MONTH, |q| claim_task(q, "T1-1"), |_| Err("cap"))?;
+            // Before this write commits: the savepoint's rollback let go of the task's row
+            // and the rollup rows, and undid the state change and the attempt count.
+            let task = q.task("T1-1")?.unwrap();
+            assert_eq!((task.state, task.attempts), (TaskState::Queued, 0));
+            for (sql, param) in [
+                (
+                    "SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE NOWAIT",
+                    "T1-1",
+                ),
+                (
+                    "SELECT 1 FROM spend_rollup WHERE period = $1 FOR UPDATE NOWAIT",
+                    DAY,
+                ),
+                (
+                    "SELECT 1 FROM spend_rollup WHERE period = $1 FOR UPDATE NOWAIT",
+                    MONTH,
+                ),
+            ] {
+                assert!(
+                    locks_at_once(&mut other, sql, param),
+                    "still locked after the refusal: {sql} ({param})"
+                );
+            }
+            Ok(refused)
+        })
+        .unwrap();
+    assert_eq!(refused, Err("cap"));
+    let task = ledger.read().task("T1-1").unwrap().unwrap();
+    assert_eq!((task.state, task.attempts), (TaskState::Queued, 0));
+    // Admitted, the claim's writes stay.
+    let admitted = ledger
+        .write(|q| q.admit_claim(DAY, MONTH, |q| claim_task(q, "T1-1"), |_| Ok::<(), ()>(())))
+        .unwrap();
+    assert_eq!(admitted, Ok(()));
+    let task = ledger.read().task("T1-1").unwrap().unwrap();
+    assert_eq!((task.state, task.attempts), (TaskState::Dispatched, 1));
+}
+
+#[test]
+fn a_claim_that_lost_its_race_never_waits_for_the_rollup_rows() {
+    let Some((mut ledger, mut other)) = two_sessions("rollup_locks_lost_race") else {
+        return;
+    };
+    // Another host mid-claim of T1-1: its task row and both rollup rows held.
+    other.batch_execute("BEGIN").unwrap();
+    other
+        .query(
+            "SELECT 1 FROM tasks WHERE id = $1 FOR NO KEY UPDATE",
+            &[&"T1-1"],
+        )
+        .unwrap();
+    other
+        .query(
+            "SELECT 1 FROM spend_rollup WHERE period IN ($1, $2) ORDER BY period FOR UPDATE",
+            &[&DAY, &MONTH],
+        )
+        .unwrap();
+    // Had the claim locked the rollup rows first, it would wait for them until the lock
+    // timeout and fail `Busy`; it finds its task taken instead.
+    let lost = ledger
+        .write(|q| q.admit_claim(DAY, MONTH, |q| claim_task(q, "T1-1"), |_| Ok::<(), ()>(())));
+    other.batch_execute("ROLLBACK").unwrap();
+    assert!(
+        matches!(lost, Err(LedgerError::StateConflict { ref task, .. }) if task == "T1-1"),
+        "{lost:?}"
+    );
+}
+
+#[test]
+fn a_claim_waiting_for_the_rollup_rows_blocks_no_foreign_key_check_on_its_task() {
+    let Some((mut ledger, mut other)) = two_sessions("rollup_locks_claim_waits") else {
+        return;
+    };
+    // A settle's write, holding the rollup rows.
+    other.batch_execute("BEGIN").unwrap();
+    other
+        .query(
+            "SELECT 1 FROM spend_rollup WHERE period IN ($1, $2) ORDER BY period FOR UPDATE",
+            &[&DAY, &MONTH],
+        )
+        .unwrap();
+    let claim = std::thread::spawn(move || {
+        let claimed = ledger
+            .write(|q| q.admit_claim(DAY, MONTH, |q| claim_task(q, "T1-2"), |_| Ok::<(), ()>(())));
+        (ledger, claimed)
+    });
+    until_someone_waits(&mut other);
+    // The claim holds T1-2 and waits for the rollup rows. The settle appending an event that
+    // names T1-2 checks its foreign key with `KEY SHARE` on T1-2's row: were the claim's lock
+    // `FOR UPDATE`, that check would wait for the claim, which waits for the settle.
+    let key_share = other.query(
+        "SELECT 1 FROM tasks WHERE id = $1 FOR KEY SHARE NOWAIT",
+        &[&"T1-2"],
+    );
+    other.batch_execute("COMMIT").unwrap();
+    assert!(key_share.is_ok(), "{:?}", key_share.err());
+    let (ledger, claimed) = claim.join().unwrap();
+    assert_eq!(claimed.unwrap(), Ok(()));
+    let task = ledger.read().task("T1-2").unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Dispatched);
 }

@@ -41,6 +41,18 @@ pub struct NewRun<'a> {
     pub supervisor_pid: u32,
 }
 
+/// What `begin_labelled_run` writes on a new run's row beside [`NewRun`]: each `None` leaves
+/// its column empty, as `begin_run` does.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunLabels<'a> {
+    /// The host the run starts on.
+    pub host: Option<&'a str>,
+    /// The route that chose its worker.
+    pub route: Option<&'a str>,
+    /// How many bytes of prompt it is sent.
+    pub prompt_bytes: Option<usize>,
+}
+
 /// How a run ended, as recorded on its row.
 #[derive(Debug, Clone, Default)]
 pub struct RunEnd<'a> {
@@ -188,15 +200,30 @@ impl Queries<'_> {
     /// Creates a running run, reserves its budget and records `run_started`. Call it inside the
     /// same `Ledger::write` that checked the caps, so no other claimer sees stale totals.
     pub fn begin_run(&self, run: &NewRun<'_>) -> Result<()> {
+        self.begin_labelled_run(run, &RunLabels::default())
+    }
+
+    /// `begin_run`, with the run's host, route and prompt size written by its `INSERT` (one
+    /// statement instead of an `UPDATE` each, which on Postgres would run while the claim
+    /// holds the rollup rows).
+    ///
+    /// # Errors
+    /// The ledger's, when the rows cannot be written.
+    pub fn begin_labelled_run(&self, run: &NewRun<'_>, labels: &RunLabels<'_>) -> Result<()> {
         if let Db::Pg(pg) = self.db {
-            pg::insert_run(pg, run)?;
+            pg::insert_run(pg, run, labels)?;
             return self.run_started(run);
         }
+        let prompt_bytes = labels
+            .prompt_bytes
+            .map(|b| i64::try_from(b).unwrap_or(i64::MAX));
         self.sqlite()?
             .prepare_cached(
                 "INSERT INTO runs (id, task_id, attempt, role, worker, worker_kind, model, status,
-                     started_at_ms, run_dir, worktree, branch, supervisor_pid)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?11, ?12)",
+                     started_at_ms, run_dir, worktree, branch, supervisor_pid, host, route,
+                     prompt_bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9, ?10, ?11, ?12, ?13, ?14,
+                     ?15)",
             )?
             .execute(params![
                 run.id,
@@ -211,6 +238,9 @@ impl Queries<'_> {
                 run.worktree,
                 run.branch,
                 run.supervisor_pid,
+                labels.host,
+                labels.route,
+                prompt_bytes,
             ])?;
         self.sqlite()?
             .prepare_cached(
@@ -516,6 +546,56 @@ impl Queries<'_> {
             return pg::admission_totals(pg, day, month);
         }
         self.spend_totals(day, month)
+    }
+
+    /// A claim's admission in one step of its transaction: `claim` (the task's own writes) and
+    /// `check` (the caps against the day's and month's totals), `claim` kept only when `check`
+    /// passes. On `SQLite` the totals are read first, then `claim` runs if they pass: the write
+    /// excludes every other writer, so the order costs nothing.
+    ///
+    /// On Postgres `claim` runs first and the rollup rows are locked last
+    /// ([`Self::admission_totals`]), so they are held for the statements after the check, and a
+    /// claim that lost its race (`claim` fails) never queues for them. A refusal rolls back to
+    /// a savepoint taken before `claim`: the task is left as it was (and its row and the rollup
+    /// rows unlocked) while the transaction goes on, so the caller records the refusal in the
+    /// same transaction, as on `SQLite`.
+    ///
+    /// Lock order: the task row (taken without waiting, `FOR NO KEY UPDATE SKIP LOCKED`), then
+    /// the rollup rows in key order. No writer holds a rollup row while it waits for a task
+    /// row's update lock: settles, lease renewals and gateway calls lock the rollup rows
+    /// (`lock_rollup`) and then touch a task row only through a foreign key check (`FOR KEY
+    /// SHARE`, which the candidate's lock does not block), and every claim takes its task
+    /// first. So a claim waiting for the rollup rows while holding its task waits on writers
+    /// that wait on nobody it holds: no cycle.
+    ///
+    /// # Errors
+    /// `claim`'s, the ledger's, or `Busy` when another writer held the rows past the lock
+    /// timeout.
+    pub fn admit_claim<E>(
+        &self,
+        day: &str,
+        month: &str,
+        claim: impl FnOnce(&Queries<'_>) -> Result<()>,
+        check: impl FnOnce(&SpendTotals) -> std::result::Result<(), E>,
+    ) -> Result<std::result::Result<(), E>> {
+        if let Db::Pg(pg) = self.db {
+            pg::savepoint(pg, pg::Savepoint::Take)?;
+            claim(self)?;
+            let totals = pg::admission_totals(pg, day, month)?;
+            return match check(&totals) {
+                Ok(()) => Ok(Ok(())),
+                Err(refusal) => {
+                    pg::savepoint(pg, pg::Savepoint::RollBack)?;
+                    Ok(Err(refusal))
+                }
+            };
+        }
+        let totals = self.spend_totals(day, month)?;
+        if let Err(refusal) = check(&totals) {
+            return Ok(Err(refusal));
+        }
+        claim(self)?;
+        Ok(Ok(()))
     }
 }
 

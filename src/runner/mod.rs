@@ -23,7 +23,7 @@ use crate::config::{ConfineMode, LoadedConfig, RateCard, WorkerConfig, WorkerKin
 use crate::confine::{Confinement, Protection, RunTemp, Writable};
 use crate::git::TreeSnapshot;
 use crate::ledger::events::{BudgetRefused, RunSummary};
-use crate::ledger::{Event, Ledger, LedgerError, NewEvent, NewRun, RunEnd};
+use crate::ledger::{Event, Ledger, LedgerError, NewEvent, NewRun, RunEnd, RunLabels};
 use crate::money::{MicroUsd, micro_to_usd};
 use crate::process::{self, Limits, ProcessError, Spawn};
 use crate::redact::Redactor;
@@ -356,17 +356,21 @@ impl PreparedRun<'_> {
             supervisor_pid: std::process::id(),
         };
         let caps = self.caps;
+        let labels = RunLabels {
+            host: Some(&self.host),
+            route: self.request.route,
+            prompt_bytes: Some(self.request.prompt.len()),
+        };
         let outcome = ledger.write(|q| {
-            let totals = q.admission_totals(&day, &month)?;
-            match budget::admit(&totals, reserve, &caps) {
+            // The caps checked and the reservation made in the claim's own transaction: on
+            // Postgres the rollup rows are locked after `claim`'s writes and held to the
+            // commit (lock order and refusal: `Queries::admit_claim`).
+            let admitted = q.admit_claim(&day, &month, claim, |totals| {
+                budget::admit(totals, reserve, &caps)
+            })?;
+            match admitted {
                 Ok(()) => {
-                    claim(q)?;
-                    q.begin_run(&new_run)?;
-                    q.record_run_host(new_run.id, &self.host)?;
-                    if let Some(route) = self.request.route {
-                        q.record_run_route(new_run.id, route)?;
-                    }
-                    q.record_prompt_bytes(new_run.id, self.request.prompt.len())?;
+                    q.begin_labelled_run(&new_run, &labels)?;
                     Ok(Ok(()))
                 }
                 Err(refusal) => {

@@ -7,8 +7,8 @@ use postgres::Row;
 use super::{Pg, execute, query, query_one, query_opt};
 use crate::ledger::runs::{Ended, RUN_COLUMNS};
 use crate::ledger::{
-    LedgerError, NewRun, Result, ResumeSource, RunEnd, RunRow, SessionSpent, SpendRow, SpendTotals,
-    TaskState,
+    LedgerError, NewRun, Result, ResumeSource, RunEnd, RunLabels, RunRow, SessionSpent, SpendRow,
+    SpendTotals, TaskState,
 };
 use crate::money::MicroUsd;
 
@@ -74,12 +74,19 @@ fn run_from_row(row: &Row) -> Result<RunRow> {
 
 /// The run row and its reservation of `begin_run` (its `run_started` event is appended by the
 /// caller, on either backend alike).
-pub(in crate::ledger) fn insert_run(pg: Pg<'_>, run: &NewRun<'_>) -> Result<()> {
+pub(in crate::ledger) fn insert_run(
+    pg: Pg<'_>,
+    run: &NewRun<'_>,
+    labels: &RunLabels<'_>,
+) -> Result<()> {
+    let prompt_bytes = labels
+        .prompt_bytes
+        .map(|b| i64::try_from(b).unwrap_or(i64::MAX));
     execute(
         pg,
         "INSERT INTO runs (id, task_id, attempt, role, worker, worker_kind, model, status,
-             started_at_ms, run_dir, worktree, branch, supervisor_pid)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8, $9, $10, $11, $12)",
+             started_at_ms, run_dir, worktree, branch, supervisor_pid, host, route, prompt_bytes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8, $9, $10, $11, $12, $13, $14, $15)",
         &[
             &run.id,
             &run.task_id,
@@ -93,6 +100,9 @@ pub(in crate::ledger) fn insert_run(pg: Pg<'_>, run: &NewRun<'_>) -> Result<()> 
             &run.worktree,
             &run.branch,
             &i64::from(run.supervisor_pid),
+            &labels.host,
+            &labels.route,
+            &prompt_bytes,
         ],
     )?;
     execute(
@@ -282,6 +292,9 @@ pub(in crate::ledger) fn spend_for_run(pg: Pg<'_>, run_id: &str) -> Result<Optio
 /// Takes the claim's candidate: the task row, locked for this transaction if it is still in
 /// `from` and no other claimer holds it. `SKIP LOCKED`: a task another host is claiming right
 /// now is passed over at once instead of waited for (its claim will move it out of `from`).
+/// `NO KEY UPDATE`, the lock the claim's own `UPDATE` takes: it excludes every other claimer
+/// but not the `KEY SHARE` lock of a foreign key check (an event or run row naming the task),
+/// so a settle holding the rollup rows never waits for a claim waiting for them.
 pub(in crate::ledger) fn lock_claim_candidate(
     pg: Pg<'_>,
     task_id: &str,
@@ -289,10 +302,27 @@ pub(in crate::ledger) fn lock_claim_candidate(
 ) -> Result<bool> {
     Ok(query_opt(
         pg,
-        "SELECT id FROM tasks WHERE id = $1 AND state = $2 FOR UPDATE SKIP LOCKED",
+        "SELECT id FROM tasks WHERE id = $1 AND state = $2 FOR NO KEY UPDATE SKIP LOCKED",
         &[&task_id, &from.as_str()],
     )?
     .is_some())
+}
+
+/// A claim's savepoint (`Queries::admit_claim`): taken before the claim's writes, rolled back
+/// to when the caps refuse it.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::ledger) enum Savepoint {
+    Take,
+    RollBack,
+}
+
+pub(in crate::ledger) fn savepoint(pg: Pg<'_>, step: Savepoint) -> Result<()> {
+    let sql = match step {
+        Savepoint::Take => "SAVEPOINT oxi_claim",
+        Savepoint::RollBack => "ROLLBACK TO SAVEPOINT oxi_claim",
+    };
+    execute(pg, sql, &[])?;
+    Ok(())
 }
 
 /// The day and month of a run's live reservation (`$1`: the run's id), for [`lock_rollup`].
