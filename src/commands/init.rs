@@ -229,7 +229,10 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<()> {
         return Ok(());
     }
     let config_path = dir.join(CONFIG_FILE_NAME);
-    let written = write_config(dir, &config_path, args)?;
+    let (written, opened) = match write_config(dir, &config_path, args)? {
+        ConfigFile::Kept => (false, None),
+        ConfigFile::Written { shared_ledger } => (true, shared_ledger),
+    };
 
     let state_dir = dir.join(STATE_DIR_NAME);
     if state_dir.exists() && !state_dir.is_dir() {
@@ -254,7 +257,11 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<()> {
         || LedgerAt::File(state_dir.join("ledger.db")),
         config::LoadedConfig::ledger_at,
     );
-    let ledger = Ledger::open_at(&at)?;
+    // The shared ledger `--ledger-url` named is already open (and its schema current).
+    let ledger = match opened {
+        Some(ledger) => ledger,
+        None => Ledger::open_at(&at)?,
+    };
     let set_up = SetUp {
         config_written: written,
         schema_version: ledger.read().schema_version()?,
@@ -280,14 +287,22 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes oxi.toml unless it exists (and `--force` is not given): whether it was written.
-/// A shared ledger named by `--ledger-url` is opened first, so a wrong URL or a missing
-/// password leaves no oxi.toml behind and the next attempt needs no `--force`.
+/// What became of oxi.toml.
+enum ConfigFile {
+    /// It existed and `--force` was not given.
+    Kept,
+    /// Written; with `--ledger-url`, the shared ledger it names, opened before the write.
+    Written { shared_ledger: Option<Ledger> },
+}
+
+/// Writes oxi.toml unless it exists (and `--force` is not given). A shared ledger named by
+/// `--ledger-url` is opened first, so a wrong URL or a missing password leaves no oxi.toml
+/// behind and the next attempt needs no `--force`.
 fn write_config(
     dir: &std::path::Path,
     config_path: &std::path::Path,
     args: &InitArgs,
-) -> Result<bool> {
+) -> Result<ConfigFile> {
     let shared = args.ledger_url.as_deref().map(|url| SharedLedger {
         url,
         password_env: args.password_env.as_deref(),
@@ -302,7 +317,7 @@ fn write_config(
             );
         }
         tracing::info!("{CONFIG_FILE_NAME} already exists; keeping it (use --force to overwrite)");
-        return Ok(false);
+        return Ok(ConfigFile::Kept);
     }
     if git::toplevel(dir).is_none() {
         tracing::warn!(
@@ -319,15 +334,17 @@ fn write_config(
     let text = render_config(&roadmap, &base_branch, github_repo.as_deref(), shared)?;
     // The rendered file must load; a template bug must not leave a broken config behind.
     config::parse(&text, CONFIG_FILE_NAME).context("the generated oxi.toml does not load")?;
-    if let Some(shared) = shared {
-        Ledger::open_at(&LedgerAt::Postgres {
-            url: shared.url.to_owned(),
-            password_env: shared.password_env.map(str::to_owned),
-        })?;
-    }
+    let shared_ledger = shared
+        .map(|shared| {
+            Ledger::open_at(&LedgerAt::Postgres {
+                url: shared.url.to_owned(),
+                password_env: shared.password_env.map(str::to_owned),
+            })
+        })
+        .transpose()?;
     std::fs::write(config_path, text)
         .with_context(|| format!("cannot write {}", config_path.display()))?;
-    Ok(true)
+    Ok(ConfigFile::Written { shared_ledger })
 }
 
 /// What `oxi init` set up, for its text summary.

@@ -274,12 +274,21 @@ pub(in crate::ledger) fn event_count(pg: Pg<'_>) -> Result<i64> {
 }
 
 pub(in crate::ledger) fn spend_totals(pg: Pg<'_>, day: &str, month: &str) -> Result<SpendTotals> {
+    totals_of_rollup_rows(
+        &query(
+            pg,
+            "SELECT period, spent, held FROM spend_rollup WHERE period IN ($1, $2)",
+            &[&day, &month],
+        )?,
+        day,
+    )
+}
+
+/// The day's and the month's totals from their `spend_rollup` rows (`period, spent, held`):
+/// the row named `day` is the day's, the other the month's; a missing row is nothing spent.
+pub(super) fn totals_of_rollup_rows(rows: &[Row], day: &str) -> Result<SpendTotals> {
     let mut totals = SpendTotals::default();
-    for row in query(
-        pg,
-        "SELECT period, spent, held FROM spend_rollup WHERE period IN ($1, $2)",
-        &[&day, &month],
-    )? {
+    for row in rows {
         let period: &str = row.try_get(0)?;
         let (spent, held): (i64, i64) = (row.try_get(1)?, row.try_get(2)?);
         if period == day {

@@ -360,23 +360,14 @@ pub(in crate::ledger) fn admission_totals(
         "INSERT INTO spend_rollup (period) VALUES ($1), ($2) ON CONFLICT (period) DO NOTHING",
         &[&day, &month],
     )?;
-    let mut totals = SpendTotals::default();
     // One statement, rows in key order: two admissions lock them in the same order.
-    for row in query(
+    let rows = query(
         pg,
         "SELECT period, spent, held FROM spend_rollup WHERE period IN ($1, $2)
          ORDER BY period FOR UPDATE",
         &[&day, &month],
-    )? {
-        let period: &str = row.try_get(0)?;
-        let (spent, held): (i64, i64) = (row.try_get(1)?, row.try_get(2)?);
-        if period == day {
-            (totals.day_spent, totals.day_reserved) = (spent, held);
-        } else {
-            (totals.month_spent, totals.month_reserved) = (spent, held);
-        }
-    }
-    Ok(totals)
+    )?;
+    super::queries::totals_of_rollup_rows(&rows, day)
 }
 
 /// The twin of `Queries::resume_source`. The sqlite query breaks a tie of attempt and start
