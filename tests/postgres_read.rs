@@ -10,29 +10,12 @@
 
 use oxi::ledger::{
     Attempt, AttemptStatus, EventKind, GatewayCallEnd, IssueSeen, Ledger, NewGatewayCall,
-    NewOutbox, NewRun, OutboxState, ProbeRow, RunEnd, TaskSpec, TaskState, Transition,
-    VerifyRecord, WorkerBlock,
+    NewOutbox, NewRun, OutboxState, ProbeRow, RunEnd, TaskState, Transition, VerifyRecord,
+    WorkerBlock,
 };
 use oxi_testkit::pg::cluster_or_skip;
 
-fn spec(id: &str, order: u32) -> TaskSpec {
-    TaskSpec {
-        id: id.to_owned(),
-        priority_tier: 1,
-        title: format!("title of {id}"),
-        subtitle: None,
-        body: "body".into(),
-        section: None,
-        milestone: None,
-        format: "oxi".into(),
-        depends_on: vec![],
-        file_hints: vec![],
-        source_line: 10 + order,
-        roadmap_order: order,
-        content_hash: format!("hash-{id}"),
-        roadmap_done: false,
-    }
-}
+use crate::support::plain_task as spec;
 
 /// Runs `body` on a fresh SQLite ledger, then on a fresh PostgreSQL one (unless skipped).
 fn on_both_backends(test: &str, body: impl Fn(&mut Ledger)) {

@@ -22,27 +22,14 @@ use oxi::ledger::{
 };
 use oxi_testkit::pg::cluster_or_skip;
 
-const DAY: &str = "2026-11-30";
-const MONTH: &str = "2026-11";
+use crate::support::plain_task;
 
 fn spec(id: &str) -> TaskSpec {
-    TaskSpec {
-        id: id.to_owned(),
-        priority_tier: 1,
-        title: format!("title of {id}"),
-        subtitle: None,
-        body: "body".into(),
-        section: None,
-        milestone: None,
-        format: "oxi".into(),
-        depends_on: Vec::new(),
-        file_hints: Vec::new(),
-        source_line: 1,
-        roadmap_order: 1,
-        content_hash: format!("hash-{id}"),
-        roadmap_done: false,
-    }
+    plain_task(id, 1)
 }
+
+const DAY: &str = "2026-11-30";
+const MONTH: &str = "2026-11";
 
 /// Waits until another session of this database waits for a lock.
 fn until_someone_waits(client: &mut postgres::Client) {

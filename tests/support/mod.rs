@@ -287,3 +287,24 @@ extern "C" fn report_skips() {
     }
     let _ = std::io::stderr().write_all(text.as_bytes());
 }
+
+/// A plain roadmap task for ledger tests: its id, its place in the roadmap, and the rest
+/// filled so that tasks differ only where they must.
+pub fn plain_task(id: &str, order: u32) -> oxi::ledger::TaskSpec {
+    oxi::ledger::TaskSpec {
+        id: id.to_owned(),
+        priority_tier: 1,
+        title: format!("title of {id}"),
+        subtitle: None,
+        body: "body".into(),
+        section: None,
+        milestone: None,
+        format: "oxi".into(),
+        depends_on: vec![],
+        file_hints: vec![],
+        source_line: 10 + order,
+        roadmap_order: order,
+        content_hash: format!("hash-{id}"),
+        roadmap_done: false,
+    }
+}

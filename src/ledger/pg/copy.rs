@@ -134,20 +134,23 @@ fn sqlite_read(conn: &rusqlite::Connection, table: &str) -> Result<Table> {
     Ok(Table { columns, rows })
 }
 
-fn sqlite_write(conn: &rusqlite::Connection, table: &str, data: &Table) -> Result<()> {
-    let names = data
-        .columns
+/// `INSERT INTO "table" ("a", "b") VALUES (?1, ?2)`, the numbered parameters marked by
+/// `mark`: `?` for SQLite, `$` for PostgreSQL.
+fn insert_sql(table: &str, columns: &[String], mark: char) -> String {
+    let names = columns
         .iter()
         .map(|c| format!("\"{c}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    let marks = (1..=data.columns.len())
-        .map(|i| format!("?{i}"))
+    let marks = (1..=columns.len())
+        .map(|i| format!("{mark}{i}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut stmt = conn.prepare(&format!(
-        "INSERT INTO \"{table}\" ({names}) VALUES ({marks})"
-    ))?;
+    format!("INSERT INTO \"{table}\" ({names}) VALUES ({marks})")
+}
+
+fn sqlite_write(conn: &rusqlite::Connection, table: &str, data: &Table) -> Result<()> {
+    let mut stmt = conn.prepare(&insert_sql(table, &data.columns, '?'))?;
     for row in &data.rows {
         let values: Vec<Value> = row
             .iter()
@@ -284,20 +287,8 @@ fn pg_write(client: &mut impl postgres::GenericClient, table: &str, data: &Table
                 .ok_or_else(|| mismatch(table, format!("the destination has no column {c}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let names = data
-        .columns
-        .iter()
-        .map(|c| format!("\"{c}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let marks = (1..=data.columns.len())
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
     // Ids come from the source: an identity column takes them as given (BY DEFAULT).
-    let stmt = client.prepare(&format!(
-        "INSERT INTO \"{table}\" ({names}) VALUES ({marks})"
-    ))?;
+    let stmt = client.prepare(&insert_sql(table, &data.columns, '$'))?;
     for row in &data.rows {
         let params = row
             .iter()
