@@ -259,30 +259,29 @@ fn claimer(
     report
 }
 
-/// The run's end as the runner records it: its cost settled, the reservation with it.
+/// The run's end as the runner records it (`Ledger::finish_run`, a transaction of its own): its
+/// cost settled, the reservation with it.
 fn settle(ledger: &mut Ledger, run_id: &str) {
     let finished = ledger
-        .write(|q| {
-            q.finish_run(
-                run_id,
-                &RunEnd {
-                    ended_at_ms: oxi::clock::now_ms(),
-                    classification: "success",
-                    exit_code: Some(0),
-                    cost_microusd: AMOUNT,
-                    input_tokens: 1_000,
-                    output_tokens: 100,
-                    summary: oxi::ledger::events::RunSummary::Ran {
-                        files_changed: vec!["src/m0.rs".to_owned()],
-                        elapsed_ms: 1,
-                        cost_source: "reported".to_owned(),
-                        ledger_errors: Vec::new(),
-                        protection: serde_json::Value::Null,
-                    },
-                    ..RunEnd::default()
+        .finish_run(
+            run_id,
+            &RunEnd {
+                ended_at_ms: oxi::clock::now_ms(),
+                classification: "success",
+                exit_code: Some(0),
+                cost_microusd: AMOUNT,
+                input_tokens: 1_000,
+                output_tokens: 100,
+                summary: oxi::ledger::events::RunSummary::Ran {
+                    files_changed: vec!["src/m0.rs".to_owned()],
+                    elapsed_ms: 1,
+                    cost_source: "reported".to_owned(),
+                    ledger_errors: Vec::new(),
+                    protection: serde_json::Value::Null,
                 },
-            )
-        })
+                ..RunEnd::default()
+            },
+        )
         .unwrap();
     assert!(finished, "run {run_id} was not running at its settle");
 }

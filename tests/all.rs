@@ -10,6 +10,7 @@ mod support;
 
 mod backup;
 mod chaos;
+mod claim_step;
 mod cli_basics;
 mod cli_docs;
 mod config_errors;

@@ -116,6 +116,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "improve_decisions",
         sql: include_str!("migrations/0019_improve_decisions.sql"),
     },
+    Migration {
+        version: 20,
+        name: "claim_in_one_step",
+        sql: include_str!("migrations/0020_claim_in_one_step.sql"),
+    },
 ];
 
 /// True when every applied migration's recorded checksum matches this binary's text.

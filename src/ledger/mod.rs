@@ -11,6 +11,7 @@
 
 mod backup;
 mod blocks;
+mod claim;
 pub mod events;
 mod gateway;
 mod hosts;
@@ -42,6 +43,7 @@ pub use backup::{
     BackupError, BackupInfo, BackupSummary, RestoreSummary, RunningRun, inspect_backup, restore,
 };
 pub use blocks::WorkerBlock;
+pub use claim::{ClaimCaps, OneStepClaim, TaskClaim};
 pub use events::{Event, EventKind};
 pub use gateway::{GatewayCallEnd, GatewayCallRow, NewGatewayCall};
 pub use hosts::{HostBeat, HostRow, HostRunTotals};

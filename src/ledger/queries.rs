@@ -426,7 +426,7 @@ impl Queries<'_> {
             to,
             ref fields,
             actor,
-            reason,
+            ..
         } = *change;
         if !from.can_transition_to(to) {
             return Err(LedgerError::IllegalTransition {
@@ -475,13 +475,7 @@ impl Queries<'_> {
             task_id: Some(id),
             run_id: None,
             actor,
-            event: Event::TaskStateChanged(TaskStateChanged {
-                from,
-                to,
-                reason: reason.to_owned(),
-                held_reason: fields.held_reason.clone(),
-                failure_class: fields.failure_class.clone(),
-            }),
+            event: state_changed_event(change),
         })?;
         Ok(())
     }
@@ -637,6 +631,17 @@ impl Queries<'_> {
         })?;
         Ok(())
     }
+}
+
+/// The `task_state_changed` event of a transition (one builder for both backends' claims).
+pub(super) fn state_changed_event(change: &Transition<'_>) -> Event {
+    Event::TaskStateChanged(TaskStateChanged {
+        from: change.from,
+        to: change.to,
+        reason: change.reason.to_owned(),
+        held_reason: change.fields.held_reason.clone(),
+        failure_class: change.fields.failure_class.clone(),
+    })
 }
 
 #[cfg(test)]

@@ -264,15 +264,7 @@ impl Queries<'_> {
             task_id: run.task_id,
             run_id: Some(run.id),
             actor: run.actor,
-            event: Event::RunStarted(RunStarted {
-                role: run.role.to_owned(),
-                worker: run.worker.to_owned(),
-                worker_kind: run.worker_kind.to_owned(),
-                model: run.model.map(str::to_owned),
-                attempt: run.attempt,
-                reserved_microusd: run.reserve_microusd,
-                run_dir: run.run_dir.to_owned(),
-            }),
+            event: run_started_event(run),
         })?;
         Ok(())
     }
@@ -368,17 +360,25 @@ impl Queries<'_> {
 
     /// Records how a run ended, settles its reservation to the real cost and appends
     /// `run_finished`. A run already finished (by the reaper, say) is left as it is.
+    ///
+    /// On Postgres it is one statement (`oxi_finish_run`, migration 0020), event included: the
+    /// rollup rows it locks are held for no round trip but the commit's, and
+    /// [`Ledger::finish_run`] runs it as a transaction of its own.
     pub fn finish_run(&self, run_id: &str, end: &RunEnd<'_>) -> Result<bool> {
+        if let Db::Pg(pg) = self.db {
+            return pg::finish_run(pg, run_id, end, &run_finished_event(end));
+        }
         // RETURNING hands back the task id for the event instead of a second read of the row.
-        let finished = if let Db::Pg(pg) = self.db {
-            pg::end_run(pg, run_id, end)?
-        } else {
-            self.settle_sqlite(run_id, end)?
-        };
-        let Some(Ended { task_id }) = finished else {
+        let Some(Ended { task_id }) = self.settle_sqlite(run_id, end)? else {
             return Ok(false);
         };
-        self.run_finished(run_id, task_id.as_deref(), end)?;
+        self.append_event(&NewEvent {
+            at_ms: end.ended_at_ms,
+            task_id: task_id.as_deref(),
+            run_id: Some(run_id),
+            actor: RUN_FINISHED_ACTOR,
+            event: run_finished_event(end),
+        })?;
         Ok(true)
     }
 
@@ -437,35 +437,6 @@ impl Queries<'_> {
                 if end.release { "released" } else { "settled" }
             ])?;
         Ok(Some(Ended { task_id }))
-    }
-
-    /// `run_finished` for a run `finish_run` just ended.
-    fn run_finished(&self, run_id: &str, task_id: Option<&str>, end: &RunEnd<'_>) -> Result<()> {
-        let finished = RunFinished {
-            classification: end.classification.to_owned(),
-            exit_code: end.exit_code,
-            signal: end.signal,
-            stop_reason: end.stop_reason.map(str::to_owned),
-            cost_microusd: end.cost_microusd,
-            tokens: Tokens {
-                input: end.input_tokens,
-                cached_input: end.cached_input_tokens,
-                output: end.output_tokens,
-                reasoning: end.reasoning_tokens,
-            },
-            parse_failures: end.parse_failures,
-            bytes_cut: end.bytes_cut,
-            detail: end.detail.map(str::to_owned),
-            summary: end.summary.clone().into_fields(),
-        };
-        self.append_event(&NewEvent {
-            at_ms: end.ended_at_ms,
-            task_id,
-            run_id: Some(run_id),
-            actor: "oxi",
-            event: Event::RunFinished(finished),
-        })?;
-        Ok(())
     }
 
     pub fn run(&self, run_id: &str) -> Result<Option<RunRow>> {
@@ -597,6 +568,43 @@ impl Queries<'_> {
         claim(self)?;
         Ok(Ok(()))
     }
+}
+
+/// The actor of every `run_finished`: oxi ends runs, whoever started them.
+pub(super) const RUN_FINISHED_ACTOR: &str = "oxi";
+
+/// The `run_started` event of a new run (one builder for both backends' claims).
+pub(super) fn run_started_event(run: &NewRun<'_>) -> Event {
+    Event::RunStarted(RunStarted {
+        role: run.role.to_owned(),
+        worker: run.worker.to_owned(),
+        worker_kind: run.worker_kind.to_owned(),
+        model: run.model.map(str::to_owned),
+        attempt: run.attempt,
+        reserved_microusd: run.reserve_microusd,
+        run_dir: run.run_dir.to_owned(),
+    })
+}
+
+/// The `run_finished` event of a run's end (one builder for both backends).
+fn run_finished_event(end: &RunEnd<'_>) -> Event {
+    Event::RunFinished(RunFinished {
+        classification: end.classification.to_owned(),
+        exit_code: end.exit_code,
+        signal: end.signal,
+        stop_reason: end.stop_reason.map(str::to_owned),
+        cost_microusd: end.cost_microusd,
+        tokens: Tokens {
+            input: end.input_tokens,
+            cached_input: end.cached_input_tokens,
+            output: end.output_tokens,
+            reasoning: end.reasoning_tokens,
+        },
+        parse_failures: end.parse_failures,
+        bytes_cut: end.bytes_cut,
+        detail: end.detail.map(str::to_owned),
+        summary: end.summary.clone().into_fields(),
+    })
 }
 
 /// The executor run a retry may continue: the latest one of a task before an attempt.

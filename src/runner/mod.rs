@@ -23,7 +23,10 @@ use crate::config::{ConfineMode, LoadedConfig, RateCard, WorkerConfig, WorkerKin
 use crate::confine::{Confinement, Protection, RunTemp, Writable};
 use crate::git::TreeSnapshot;
 use crate::ledger::events::{BudgetRefused, RunSummary};
-use crate::ledger::{Event, Ledger, LedgerError, NewEvent, NewRun, RunEnd, RunLabels};
+use crate::ledger::{
+    ClaimCaps, Event, Ledger, LedgerError, NewEvent, NewRun, OneStepClaim, RunEnd, RunLabels,
+    TaskClaim,
+};
 use crate::money::{MicroUsd, micro_to_usd};
 use crate::process::{self, Limits, ProcessError, Spawn};
 use crate::redact::Redactor;
@@ -289,6 +292,27 @@ pub fn prepare<'a>(
     })
 }
 
+/// A run's admission time, its budget day and month, and its directory as text: what its row
+/// borrows.
+struct RunParts {
+    now: i64,
+    day: String,
+    month: String,
+    run_dir: String,
+}
+
+impl RunParts {
+    fn now(run_dir: &Path) -> Self {
+        let now = now_ms();
+        Self {
+            now,
+            day: day_of(now),
+            month: month_of(now),
+            run_dir: run_dir.display().to_string(),
+        }
+    }
+}
+
 impl PreparedRun<'_> {
     /// argv as recorded: secrets masked, the prompt replaced by a pointer to prompt.md.
     pub fn recorded_argv(&self) -> Vec<String> {
@@ -334,9 +358,54 @@ impl PreparedRun<'_> {
         reserve: MicroUsd,
         claim: impl FnOnce(&crate::ledger::Queries<'_>) -> Result<(), LedgerError>,
     ) -> Result<(), RunnerError> {
-        let now = now_ms();
-        let (day, month) = (day_of(now), month_of(now));
-        let run_dir = self.run_dir.display().to_string();
+        self.admit_in_write(ledger, reserve, claim, None)
+    }
+
+    /// The scheduler's claim of `task` for this run, admitted under the caps: on a Postgres
+    /// ledger in one statement (`Ledger::claim_in_one_step`), else (and to record a refusal,
+    /// which checks the caps again) in one write with [`TaskClaim::apply`]. Either way the
+    /// task's unused over-estimate approval is marked used by this run in the same step.
+    ///
+    /// # Errors
+    /// `RunnerError::Budget` when a cap refuses (recorded as `budget_refused`); the ledger's
+    /// `StateConflict` ([`TaskClaim::lost`]) when another claimer holds or took the task.
+    pub fn admit_task(
+        &self,
+        ledger: &mut Ledger,
+        reserve: MicroUsd,
+        task: &TaskClaim<'_>,
+    ) -> Result<(), RunnerError> {
+        let parts = RunParts::now(&self.run_dir);
+        let (new_run, labels) = self.new_run(&parts, reserve);
+        let caps = ClaimCaps {
+            day: self.caps.daily,
+            month: self.caps.monthly,
+        };
+        match ledger.claim_in_one_step(task, &new_run, &labels, caps)? {
+            Some(OneStepClaim::Admitted(before)) => {
+                // The function's arithmetic is `budget::admit`'s; a test pins them together,
+                // and debug builds check every claim.
+                debug_assert!(
+                    budget::admit(&before, reserve, &self.caps).is_ok(),
+                    "oxi_claim_task admitted what budget::admit refuses: {before:?}"
+                );
+                Ok(())
+            }
+            Some(OneStepClaim::Lost) => Err(RunnerError::Ledger(task.lost())),
+            // The refusal is recorded by the write below, which checks the caps again (room
+            // may have come back since) under the same locks.
+            Some(OneStepClaim::Refused(_)) | None => {
+                self.admit_in_write(ledger, reserve, |q| task.apply(q), Some(task.task_id))
+            }
+        }
+    }
+
+    /// The run row and its labels, from `parts` (its time, budget periods and directory).
+    fn new_run<'a>(
+        &'a self,
+        parts: &'a RunParts,
+        reserve: MicroUsd,
+    ) -> (NewRun<'a>, RunLabels<'a>) {
         let new_run = NewRun {
             id: &self.run_id,
             task_id: self.request.task_id,
@@ -345,37 +414,54 @@ impl PreparedRun<'_> {
             worker: self.request.worker_name,
             worker_kind: self.worker.kind.as_str(),
             model: self.worker.model.as_deref(),
-            run_dir: &run_dir,
+            run_dir: &parts.run_dir,
             worktree: self.request.worktree,
             branch: self.request.branch,
-            started_at_ms: now,
+            started_at_ms: parts.now,
             reserve_microusd: reserve,
-            day: &day,
-            month: &month,
+            day: &parts.day,
+            month: &parts.month,
             actor: self.request.actor,
             supervisor_pid: std::process::id(),
         };
-        let caps = self.caps;
         let labels = RunLabels {
             host: Some(&self.host),
             route: self.request.route,
             prompt_bytes: Some(self.request.prompt.len()),
         };
+        (new_run, labels)
+    }
+
+    /// Admission in one write: `claim`, the caps, the run row; with `over_estimate_of`, that
+    /// task's unused over-estimate approval marked used by the run (one approval, one run).
+    fn admit_in_write(
+        &self,
+        ledger: &mut Ledger,
+        reserve: MicroUsd,
+        claim: impl FnOnce(&crate::ledger::Queries<'_>) -> Result<(), LedgerError>,
+        over_estimate_of: Option<&str>,
+    ) -> Result<(), RunnerError> {
+        let parts = RunParts::now(&self.run_dir);
+        let (new_run, labels) = self.new_run(&parts, reserve);
+        let caps = self.caps;
         let outcome = ledger.write(|q| {
             // The caps checked and the reservation made in the claim's own transaction: on
             // Postgres the rollup rows are locked after `claim`'s writes and held to the
             // commit (lock order and refusal: `Queries::admit_claim`).
-            let admitted = q.admit_claim(&day, &month, claim, |totals| {
+            let admitted = q.admit_claim(&parts.day, &parts.month, claim, |totals| {
                 budget::admit(totals, reserve, &caps)
             })?;
             match admitted {
                 Ok(()) => {
                     q.begin_labelled_run(&new_run, &labels)?;
+                    if let Some(task) = over_estimate_of {
+                        q.mark_over_estimate_used(task, new_run.id)?;
+                    }
                     Ok(Ok(()))
                 }
                 Err(refusal) => {
                     q.append_event(&NewEvent {
-                        at_ms: now,
+                        at_ms: parts.now,
                         task_id: new_run.task_id,
                         run_id: None,
                         actor: new_run.actor,
@@ -395,18 +481,16 @@ impl PreparedRun<'_> {
     /// is finished as `worker_error` with `detail`, the reservation settled at zero.
     pub fn abandon(&self, ledger: &mut Ledger, detail: &str) -> Result<(), RunnerError> {
         let now = now_ms();
-        ledger.write(|q| {
-            q.finish_run(
-                &self.run_id,
-                &RunEnd {
-                    ended_at_ms: now,
-                    classification: Classification::WorkerError.as_str(),
-                    detail: Some(detail),
-                    summary: RunSummary::NotStarted,
-                    ..RunEnd::default()
-                },
-            )
-        })?;
+        ledger.finish_run(
+            &self.run_id,
+            &RunEnd {
+                ended_at_ms: now,
+                classification: Classification::WorkerError.as_str(),
+                detail: Some(detail),
+                summary: RunSummary::NotStarted,
+                ..RunEnd::default()
+            },
+        )?;
         Ok(())
     }
 
@@ -418,19 +502,17 @@ impl PreparedRun<'_> {
     /// The ledger's, when the row cannot be written.
     pub fn withdraw(&self, ledger: &mut Ledger, detail: &str) -> Result<(), RunnerError> {
         let now = now_ms();
-        ledger.write(|q| {
-            q.finish_run(
-                &self.run_id,
-                &RunEnd {
-                    ended_at_ms: now,
-                    classification: WITHDRAWN,
-                    detail: Some(detail),
-                    summary: RunSummary::NotStarted,
-                    release: true,
-                    ..RunEnd::default()
-                },
-            )
-        })?;
+        ledger.finish_run(
+            &self.run_id,
+            &RunEnd {
+                ended_at_ms: now,
+                classification: WITHDRAWN,
+                detail: Some(detail),
+                summary: RunSummary::NotStarted,
+                release: true,
+                ..RunEnd::default()
+            },
+        )?;
         Ok(())
     }
 
@@ -762,44 +844,44 @@ impl PreparedRun<'_> {
         let meta = self.meta(&report, &recorder, finished, started_ms, ended_ms);
         let ledger_errors = recorder.ledger_errors.clone();
         let Recorder { ledger, .. } = recorder;
-        ledger.write(|q| {
-            q.finish_run(
-                &report.run_id,
-                &RunEnd {
-                    ended_at_ms: ended_ms,
-                    classification: report.classification.as_str(),
-                    exit_code: report.exit_code,
-                    signal: report.signal,
-                    stop_reason: report.stop_reason.map(stop_reason_str),
-                    input_tokens: report.tokens.input,
-                    cached_input_tokens: report.tokens.cached_input,
-                    output_tokens: report.tokens.output,
-                    reasoning_tokens: report.tokens.reasoning,
-                    cost_microusd: report.cost_microusd,
-                    cli_version: report.cli_version.as_deref(),
-                    session_id: report.session_id.as_deref(),
-                    parse_failures: report.parse_failures,
-                    bytes_cut: report.bytes_cut,
-                    retry_after_ms: report.retry_after_ms,
-                    detail: report.detail.as_deref(),
-                    release: false,
-                    summary: RunSummary::Ran {
-                        files_changed: report.files_changed.clone(),
-                        elapsed_ms: report.elapsed_ms,
-                        cost_source: report.cost_source.to_owned(),
-                        ledger_errors: ledger_errors.clone(),
-                        protection: serde_json::to_value(&report.protection)
-                            .unwrap_or(serde_json::Value::Null),
-                    },
-                },
-            )?;
+        let end = RunEnd {
+            ended_at_ms: ended_ms,
+            classification: report.classification.as_str(),
+            exit_code: report.exit_code,
+            signal: report.signal,
+            stop_reason: report.stop_reason.map(stop_reason_str),
+            input_tokens: report.tokens.input,
+            cached_input_tokens: report.tokens.cached_input,
+            output_tokens: report.tokens.output,
+            reasoning_tokens: report.tokens.reasoning,
+            cost_microusd: report.cost_microusd,
+            cli_version: report.cli_version.as_deref(),
+            session_id: report.session_id.as_deref(),
+            parse_failures: report.parse_failures,
+            bytes_cut: report.bytes_cut,
+            retry_after_ms: report.retry_after_ms,
+            detail: report.detail.as_deref(),
+            release: false,
+            summary: RunSummary::Ran {
+                files_changed: report.files_changed.clone(),
+                elapsed_ms: report.elapsed_ms,
+                cost_source: report.cost_source.to_owned(),
+                ledger_errors: ledger_errors.clone(),
+                protection: serde_json::to_value(&report.protection)
+                    .unwrap_or(serde_json::Value::Null),
+            },
+        };
+        match &auth_block {
+            None => {
+                ledger.finish_run(&report.run_id, &end)?;
+            }
             // A CLI that cannot authenticate fails every run alike: no more runs on it until a
             // person fixes the login and `oxi doctor` passes it.
-            if let Some(block) = &auth_block {
-                q.block_worker(block)?;
-            }
-            Ok(())
-        })?;
+            Some(block) => ledger.write(|q| {
+                q.finish_run(&report.run_id, &end)?;
+                q.block_worker(block)
+            })?,
+        }
         let mut meta_text = serde_json::to_vec_pretty(&meta).unwrap_or_default();
         meta_text.push(b'\n');
         // The ledger already holds the run's record; a missing meta.json (a full disk) costs a

@@ -6,7 +6,7 @@
 use super::SchedulerError;
 use super::claim::{ClaimRequest, Claimed};
 use crate::clock::now_ms;
-use crate::ledger::{Ledger, LedgerError, TaskState, Transition, TransitionFields};
+use crate::ledger::{Ledger, LedgerError, TaskClaim};
 use crate::pipeline::JobSpec;
 use crate::runner::{self, RunnerError};
 
@@ -24,36 +24,19 @@ pub(super) fn admit(
             spec.executor_request(&worktree, request.actor, request.parent_env.to_vec(), None);
         let prepared = runner::prepare(request.config, request_for_run)?;
         let id = spec.task.spec.id.clone();
-        let from = spec.task.state;
-        let now = now_ms();
-        let worker = spec.worker.clone();
-        let result = prepared.admit_with(ledger, spec.estimate, |q| {
-            // Another claimer (another host) holds or took the task: pass over it unwaited.
-            if !q.lock_claim_candidate(&id, from)? {
-                return Err(LedgerError::StateConflict {
-                    task: id.clone(),
-                    expected: from,
-                    found: "claimed elsewhere".to_owned(),
-                });
-            }
-            q.transition_task(
-                &id,
-                &Transition {
-                    from,
-                    to: TaskState::Dispatched,
-                    fields: TransitionFields::default(),
-                    actor: "oxi",
-                    reason: &format!("claimed for attempt {} on {worker}", spec.attempt),
-                },
-                now,
-            )?;
-            q.count_attempt(&id, now)
-        });
-        match result {
+        let reason = format!("claimed for attempt {} on {}", spec.attempt, spec.worker);
+        let claim = TaskClaim {
+            task_id: &id,
+            from: spec.task.state,
+            actor: "oxi",
+            reason: &reason,
+            at_ms: now_ms(),
+        };
+        match prepared.admit_task(ledger, spec.estimate, &claim) {
             Ok(()) => {
-                let run_id = prepared.run_id.clone();
-                ledger.write(|q| q.mark_over_estimate_used(&id, &run_id))?;
-                claimed.admitted.push((spec.clone(), run_id));
+                claimed
+                    .admitted
+                    .push((spec.clone(), prepared.run_id.clone()));
             }
             Err(RunnerError::Ledger(LedgerError::StateConflict { task, .. })) if task == id => {}
             Err(RunnerError::Budget(refusal)) => {

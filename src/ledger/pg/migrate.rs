@@ -60,6 +60,11 @@ pub(in crate::ledger) const PG_MIGRATIONS: &[Migration] = &[
         name: "improve_decisions",
         sql: include_str!("migrations/0019_improve_decisions.sql"),
     },
+    Migration {
+        version: 20,
+        name: "claim_in_one_step",
+        sql: include_str!("migrations/0020_claim_in_one_step.sql"),
+    },
 ];
 
 /// The advisory lock key migrations hold (`oxi` + "mig" in ASCII, so no other user of advisory

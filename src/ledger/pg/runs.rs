@@ -5,10 +5,12 @@
 use postgres::Row;
 
 use super::{Pg, execute, query, query_one, query_opt};
-use crate::ledger::runs::{Ended, RUN_COLUMNS};
+use crate::ledger::claim::{ClaimCaps, OneStepClaim, TaskClaim};
+use crate::ledger::events::Event;
+use crate::ledger::runs::{RUN_COLUMNS, RUN_FINISHED_ACTOR};
 use crate::ledger::{
-    LedgerError, NewRun, Result, ResumeSource, RunEnd, RunLabels, RunRow, SessionSpent, SpendRow,
-    SpendTotals, TaskState,
+    ApprovalKind, LedgerError, NewRun, Result, ResumeSource, RunEnd, RunLabels, RunRow,
+    SessionSpent, SpendRow, SpendTotals, TaskState,
 };
 use crate::money::MicroUsd;
 
@@ -191,23 +193,20 @@ pub(in crate::ledger) fn raise_reservation(pg: Pg<'_>, run_id: &str, to: MicroUs
     Ok(())
 }
 
-/// The row and reservation half of `finish_run`: `None` when the run was not running (already
-/// finished, by the reaper say), else its task id for the event the caller appends.
-pub(in crate::ledger) fn end_run(
+/// `Queries::finish_run` in one statement (`oxi_finish_run`, migration 0020): the row finished
+/// if it was still running, its reservation settled (or released) under its rollup rows'
+/// locks taken in key order, and `finished` appended. `false` when the run was not running
+/// (already finished, by the reaper say): nothing is written.
+pub(in crate::ledger) fn finish_run(
     pg: Pg<'_>,
     run_id: &str,
     end: &RunEnd<'_>,
-) -> Result<Option<Ended>> {
-    let finished = query_opt(
+    finished: &Event,
+) -> Result<bool> {
+    let row = query_one(
         pg,
-        "UPDATE runs SET status = 'finished', classification = $2, ended_at_ms = $3,
-             exit_code = $4, signal = $5, stop_reason = $6, input_tokens = $7,
-             cached_input_tokens = $8, output_tokens = $9, reasoning_tokens = $10,
-             cost_microusd = $11, cli_version = $12, session_id = $13,
-             parse_failures = $14, bytes_cut = $15, retry_after_ms = $16, detail = $17,
-             lease_expires_at_ms = NULL
-         WHERE id = $1 AND status = 'running'
-         RETURNING task_id",
+        "SELECT oxi_finish_run($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+             $16, $17, $18, $19, $20, $21)",
         &[
             &run_id,
             &end.classification,
@@ -226,23 +225,13 @@ pub(in crate::ledger) fn end_run(
             &to_i64(end.bytes_cut),
             &end.retry_after_ms.map(to_i64),
             &end.detail,
+            &end.release,
+            &RUN_FINISHED_ACTOR,
+            &finished.kind().as_str(),
+            &finished.data().to_string(),
         ],
     )?;
-    let Some(row) = finished else {
-        return Ok(None);
-    };
-    let task_id: Option<String> = row.try_get(0)?;
-    let status = if end.release { "released" } else { "settled" };
-    lock_rollup(pg, RUN_PERIODS, &[&run_id])?;
-    execute(
-        pg,
-        "UPDATE spend SET status = $4, settled_at_ms = $3,
-             actual_microusd = CASE WHEN $4 = 'settled' THEN $2
-                                    ELSE GREATEST(actual_microusd, $2) END
-         WHERE run_id = $1 AND status = 'reserved'",
-        &[&run_id, &end.cost_microusd, &end.ended_at_ms, &status],
-    )?;
-    Ok(Some(Ended { task_id }))
+    Ok(row.try_get(0)?)
 }
 
 pub(in crate::ledger) fn run(pg: Pg<'_>, run_id: &str) -> Result<Option<RunRow>> {
@@ -471,4 +460,80 @@ pub(in crate::ledger) fn running_brief(pg: Pg<'_>) -> Result<Vec<crate::ledger::
         })
     })
     .collect()
+}
+
+/// The two events a claim appends, built by the caller (one builder for both backends).
+pub(in crate::ledger) struct ClaimEvents {
+    pub(in crate::ledger) state_changed: Event,
+    pub(in crate::ledger) run_started: Event,
+}
+
+/// `Ledger::claim_in_one_step` on Postgres: one statement (`oxi_claim_task`, migration 0020),
+/// so the rollup rows it locks are held only while the server runs it, committed before it
+/// returns.
+pub(in crate::ledger) fn claim_task(
+    pg: Pg<'_>,
+    claim: &TaskClaim<'_>,
+    run: &NewRun<'_>,
+    labels: &RunLabels<'_>,
+    caps: ClaimCaps,
+    events: &ClaimEvents,
+) -> Result<OneStepClaim> {
+    let prompt_bytes = labels
+        .prompt_bytes
+        .map(|b| i64::try_from(b).unwrap_or(i64::MAX));
+    let row = query_one(
+        pg,
+        "SELECT outcome, day_spent, day_held, month_spent, month_held FROM oxi_claim_task(
+             $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+             $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)",
+        &[
+            &claim.task_id,
+            &claim.from.as_str(),
+            &TaskState::Dispatched.as_str(),
+            &claim.at_ms,
+            &claim.actor,
+            &events.state_changed.kind().as_str(),
+            &events.state_changed.data().to_string(),
+            &run.id,
+            &i64::from(run.attempt),
+            &run.role,
+            &run.worker,
+            &run.worker_kind,
+            &run.model,
+            &run.started_at_ms,
+            &run.run_dir,
+            &run.worktree,
+            &run.branch,
+            &i64::from(run.supervisor_pid),
+            &labels.host,
+            &labels.route,
+            &prompt_bytes,
+            &run.actor,
+            &events.run_started.kind().as_str(),
+            &events.run_started.data().to_string(),
+            &run.day,
+            &run.month,
+            &run.reserve_microusd,
+            &caps.day,
+            &caps.month,
+            &ApprovalKind::OverEstimate.as_str(),
+        ],
+    )?;
+    let totals = SpendTotals {
+        day_spent: row.try_get(1)?,
+        day_reserved: row.try_get(2)?,
+        month_spent: row.try_get(3)?,
+        month_reserved: row.try_get(4)?,
+    };
+    let outcome: &str = row.try_get(0)?;
+    match outcome {
+        "admitted" => Ok(OneStepClaim::Admitted(totals)),
+        "lost" => Ok(OneStepClaim::Lost),
+        "refused" => Ok(OneStepClaim::Refused(totals)),
+        other => Err(LedgerError::Corrupt(format!(
+            "oxi_claim_task answered {other:?} for task {}; expected admitted, lost or refused",
+            claim.task_id
+        ))),
+    }
 }
