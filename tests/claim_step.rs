@@ -120,13 +120,25 @@ fn written(ledger: &Ledger) -> serde_json::Value {
 /// write path for the refusal): the same rows and events.
 #[test]
 fn a_claim_in_one_statement_writes_what_the_write_path_writes() {
-    let Some(mut pg) = pg_ledger("claim_step_same_rows") else {
+    let Some(url) = cluster_or_skip("claim_step_same_rows")
+        .map(|cluster| cluster.database("claim_step_same_rows").unwrap())
+    else {
         return;
     };
+    let mut pg = Ledger::open_postgres(&url, None).unwrap();
     let (_dir, config) = config(2, 100);
     let sqlite_dir = tempfile::tempdir().unwrap();
     let mut sqlite = Ledger::open(&sqlite_dir.path().join("ledger.db")).unwrap();
     let mut outcomes = Vec::new();
+    // Which statement moved each task: the write path's own UPDATE, or `oxi_claim_task`.
+    let mut raw = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    raw.batch_execute(
+        "CREATE TABLE spy (query TEXT);
+         CREATE FUNCTION spy() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN INSERT INTO spy VALUES (current_query()); RETURN NULL; END $$;
+         CREATE TRIGGER spy AFTER UPDATE OF state ON tasks FOR EACH ROW EXECUTE FUNCTION spy();",
+    )
+    .unwrap();
     for ledger in [&mut sqlite, &mut pg] {
         let tasks = ingest(ledger, 4);
         ledger
@@ -144,6 +156,18 @@ fn a_claim_in_one_statement_writes_what_the_write_path_writes() {
     }
     assert_eq!(outcomes[0], ["admitted", "admitted", "refused: daily"]);
     assert_eq!(outcomes[1], outcomes[0]);
+    let moved_by: Vec<String> = raw
+        .query("SELECT query FROM spy", &[])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(moved_by.len(), 2, "{moved_by:?}");
+    assert!(
+        moved_by.iter().all(|q| q.contains("oxi_claim_task")),
+        "a claim took the write path: {moved_by:?}"
+    );
+    raw.batch_execute("DROP TRIGGER spy ON tasks").unwrap();
     let (on_sqlite, on_pg) = (written(&sqlite), written(&pg));
     assert_eq!(on_pg, on_sqlite);
     // And what the comparison stands on: the approval used, the refusal recorded.
