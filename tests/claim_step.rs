@@ -235,7 +235,7 @@ fn a_claim_in_one_statement_fills_each_cap_exactly() {
             if n < fit {
                 assert_eq!(step, OneStepClaim::Admitted(before), "{period}: claim {n}");
             } else {
-                assert_eq!(step, OneStepClaim::Refused(before), "{period}: claim {n}");
+                assert_eq!(step, OneStepClaim::Refused, "{period}: claim {n}");
                 assert_eq!(pg.read().event_count().unwrap(), events, "a refusal wrote");
             }
         }

@@ -40,9 +40,9 @@ pub enum OneStepClaim {
     Admitted(SpendTotals),
     /// Another claimer holds or took the task (a lost race, not an error): nothing written.
     Lost,
-    /// A cap has no room for the reservation: nothing written, and the refusal is the
-    /// caller's to record (in a write that checks the caps again).
-    Refused(SpendTotals),
+    /// A cap has no room for the reservation: nothing written (the statement is undone), and
+    /// the refusal is the caller's to record, in a write that checks the caps again.
+    Refused,
 }
 
 /// The day's and month's caps a claim is admitted under, in micro-dollars.
@@ -90,11 +90,11 @@ impl TaskClaim<'_> {
 
 impl Ledger {
     /// The claim of `claim.task_id` for `run`, made in one statement on a Postgres ledger
-    /// (`oxi_claim_task`): the candidate's lock, the caps under the rollup rows' locks, then
-    /// [`TaskClaim::apply`]'s writes, the run row with `labels`, its reservation,
-    /// `run_started` and the task's unused over-estimate approval marked used, in that order
-    /// and with those locks, as the write path does. `None` on `SQLite`, where the write path is
-    /// already one step in this process.
+    /// (`oxi_claim_task`): the candidate's lock, [`TaskClaim::apply`]'s writes, the run row with
+    /// `labels`, `run_started` and the task's unused over-estimate approval marked used, then
+    /// the caps under the rollup rows' locks and the reservation: the rows the write path
+    /// writes, its locks in its order, the rollup rows held for the reservation and the commit
+    /// only. `None` on `SQLite`, where the write path is already one step in this process.
     ///
     /// # Errors
     /// The ledger's; an illegal transition from `claim.from`.

@@ -394,7 +394,7 @@ impl PreparedRun<'_> {
             Some(OneStepClaim::Lost) => Err(RunnerError::Ledger(task.lost())),
             // The refusal is recorded by the write below, which checks the caps again (room
             // may have come back since) under the same locks.
-            Some(OneStepClaim::Refused(_)) | None => {
+            Some(OneStepClaim::Refused) | None => {
                 self.admit_in_write(ledger, reserve, |q| task.apply(q), Some(task.task_id))
             }
         }

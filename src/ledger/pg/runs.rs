@@ -468,9 +468,12 @@ pub(in crate::ledger) struct ClaimEvents {
     pub(in crate::ledger) run_started: Event,
 }
 
+/// The SQLSTATE `oxi_claim_task` raises when the caps have no room for the reservation.
+const NO_ROOM: &str = "OXCAP";
+
 /// `Ledger::claim_in_one_step` on Postgres: one statement (`oxi_claim_task`, migration 0020),
-/// so the rollup rows it locks are held only while the server runs it, committed before it
-/// returns.
+/// so the rollup rows it locks last are held only while the server writes the reservation and
+/// commits, before it returns.
 pub(in crate::ledger) fn claim_task(
     pg: Pg<'_>,
     claim: &TaskClaim<'_>,
@@ -482,8 +485,7 @@ pub(in crate::ledger) fn claim_task(
     let prompt_bytes = labels
         .prompt_bytes
         .map(|b| i64::try_from(b).unwrap_or(i64::MAX));
-    let row = query_one(
-        pg,
+    let answer = pg.borrow_mut().query(
         "SELECT outcome, day_spent, day_held, month_spent, month_held FROM oxi_claim_task(
              $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
              $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)",
@@ -519,7 +521,21 @@ pub(in crate::ledger) fn claim_task(
             &caps.month,
             &ApprovalKind::OverEstimate.as_str(),
         ],
-    )?;
+    );
+    let rows = match answer {
+        Ok(rows) => rows,
+        // The caps had no room: the statement, and every write of it, undone.
+        Err(e) if e.code().map(postgres::error::SqlState::code) == Some(NO_ROOM) => {
+            return Ok(OneStepClaim::Refused);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let row = rows.first().ok_or_else(|| {
+        LedgerError::Corrupt(format!(
+            "oxi_claim_task gave no row for task {}",
+            claim.task_id
+        ))
+    })?;
     let totals = SpendTotals {
         day_spent: row.try_get(1)?,
         day_reserved: row.try_get(2)?,
@@ -530,9 +546,8 @@ pub(in crate::ledger) fn claim_task(
     match outcome {
         "admitted" => Ok(OneStepClaim::Admitted(totals)),
         "lost" => Ok(OneStepClaim::Lost),
-        "refused" => Ok(OneStepClaim::Refused(totals)),
         other => Err(LedgerError::Corrupt(format!(
-            "oxi_claim_task answered {other:?} for task {}; expected admitted, lost or refused",
+            "oxi_claim_task answered {other:?} for task {}; expected admitted or lost",
             claim.task_id
         ))),
     }

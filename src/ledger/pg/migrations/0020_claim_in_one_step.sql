@@ -37,17 +37,20 @@ END $$;
 
 -- 2. A claim of a task in one statement: the scheduler's claim, which it otherwise makes in a
 --    transaction of a dozen statements (`Queries::admit_claim` and the writes around it). The
---    same statements in the same order, the same locks in the same order:
---      the candidate task row, FOR NO KEY UPDATE SKIP LOCKED (taken: 'lost' when another
---        claimer holds it or it left p_from);
+--    same rows, the same locks in the same order (the task row, then the rollup rows in key
+--    order), and the rollup rows taken last, so they are held for the reservation's insert
+--    and the commit only:
+--      the candidate task row, FOR NO KEY UPDATE SKIP LOCKED: 'lost', nothing written, when
+--        another claimer holds it or it left p_from;
+--      the task's state change and attempt count, its task_state_changed event, the run row,
+--        run_started, the task's unused over-estimate approval marked used by the run;
 --      the day's and the month's rollup rows, created if missing, in key order, FOR UPDATE;
---      the caps: spent + held + p_reserve above either cap is 'refused', and nothing is
---        written (the caller then records the refusal: `PreparedRun::admit_task`);
---      else the task's state change and attempt count, its task_state_changed event, the run
---        row, its reservation (the rollup trigger adds it), run_started, and the task's unused
---        over-estimate approval marked as used by the run: 'admitted'.
---    The caller builds each event's kind and data (one place for their text, in Rust); the
---    totals come back for the caller's own check of the same caps.
+--      the caps: spent + held + p_reserve above either cap raises SQLSTATE OXCAP, which
+--        undoes the statement, every write above included (the caller then records the
+--        refusal in a write that checks the caps again: `PreparedRun::admit_task`);
+--      else the reservation (the rollup trigger adds it): 'admitted', with the totals before
+--        it, for the caller's own check of the same caps.
+--    The caller builds each event's kind and data (one place for their text, in Rust).
 
 CREATE FUNCTION oxi_claim_task(
     p_task TEXT, p_from TEXT, p_to TEXT, p_at BIGINT, p_actor TEXT,
@@ -70,6 +73,21 @@ BEGIN
         outcome := 'lost';
         RETURN;
     END IF;
+    UPDATE tasks SET state = p_to, held_reason = NULL, failure_class = NULL,
+        retry_at_ms = NULL, hold_kind = NULL, attempts = attempts + 1,
+        worker_calls = worker_calls + 1, updated_at_ms = p_at
+    WHERE id = p_task AND state = p_from;
+    INSERT INTO events (at_ms, kind, task_id, run_id, actor, data)
+        VALUES (p_at, p_state_kind, p_task, NULL, p_actor, p_state_data);
+    INSERT INTO runs (id, task_id, attempt, role, worker, worker_kind, model, status,
+            started_at_ms, run_dir, worktree, branch, supervisor_pid, host, route, prompt_bytes)
+        VALUES (p_run, p_task, p_attempt, p_role, p_worker, p_worker_kind, p_model, 'running',
+            p_started_at, p_run_dir, p_worktree, p_branch, p_supervisor_pid, p_host, p_route,
+            p_prompt_bytes);
+    INSERT INTO events (at_ms, kind, task_id, run_id, actor, data)
+        VALUES (p_started_at, p_started_kind, p_task, p_run, p_run_actor, p_started_data);
+    UPDATE approvals SET used_by_run = p_run
+        WHERE task_id = p_task AND kind = p_over_estimate_kind AND used_by_run IS NULL;
     INSERT INTO spend_rollup (period) VALUES (p_day), (p_month) ON CONFLICT (period) DO NOTHING;
     FOR rollup IN SELECT period, spent, held FROM spend_rollup WHERE period IN (p_day, p_month)
                   ORDER BY period FOR UPDATE LOOP
@@ -84,34 +102,18 @@ BEGIN
     IF LEAST(day_spent::NUMERIC + day_held + p_reserve, 9223372036854775807) > p_day_cap
        OR LEAST(month_spent::NUMERIC + month_held + p_reserve, 9223372036854775807) > p_month_cap
     THEN
-        outcome := 'refused';
-        RETURN;
+        RAISE EXCEPTION 'no room under the caps for task %', p_task USING ERRCODE = 'OXCAP';
     END IF;
-    UPDATE tasks SET state = p_to, held_reason = NULL, failure_class = NULL,
-        retry_at_ms = NULL, hold_kind = NULL, attempts = attempts + 1,
-        worker_calls = worker_calls + 1, updated_at_ms = p_at
-    WHERE id = p_task AND state = p_from;
-    INSERT INTO events (at_ms, kind, task_id, run_id, actor, data)
-        VALUES (p_at, p_state_kind, p_task, NULL, p_actor, p_state_data);
-    INSERT INTO runs (id, task_id, attempt, role, worker, worker_kind, model, status,
-            started_at_ms, run_dir, worktree, branch, supervisor_pid, host, route, prompt_bytes)
-        VALUES (p_run, p_task, p_attempt, p_role, p_worker, p_worker_kind, p_model, 'running',
-            p_started_at, p_run_dir, p_worktree, p_branch, p_supervisor_pid, p_host, p_route,
-            p_prompt_bytes);
     INSERT INTO spend (run_id, day, month, reserved_microusd, status, created_at_ms)
         VALUES (p_run, p_day, p_month, p_reserve, 'reserved', p_started_at);
-    INSERT INTO events (at_ms, kind, task_id, run_id, actor, data)
-        VALUES (p_started_at, p_started_kind, p_task, p_run, p_run_actor, p_started_data);
-    UPDATE approvals SET used_by_run = p_run
-        WHERE task_id = p_task AND kind = p_over_estimate_kind AND used_by_run IS NULL;
     outcome := 'admitted';
 END $$;
 
 -- 3. A run's end in one statement (`Queries::finish_run`): the row finished if it was still
---    running (FALSE otherwise, and nothing written), its reservation's rollup rows locked in
---    key order (as every other writer of them), the reservation settled (p_release: released,
---    the money it held given back) and the run_finished event, whose kind and data the caller
---    builds.
+--    running (FALSE otherwise, and nothing written) and its run_finished event, whose kind
+--    and data the caller builds; then, last, its reservation's rollup rows locked in key order
+--    (as every other writer of them) and the reservation settled (p_release: released, the
+--    money it held given back).
 
 CREATE FUNCTION oxi_finish_run(
     p_run TEXT, p_classification TEXT, p_ended_at BIGINT, p_exit_code BIGINT,
@@ -137,6 +139,8 @@ BEGIN
     IF NOT FOUND THEN
         RETURN FALSE;
     END IF;
+    INSERT INTO events (at_ms, kind, task_id, run_id, actor, data)
+        VALUES (p_ended_at, p_finished_kind, run_task, p_run, p_actor, p_finished_data);
     PERFORM 1 FROM spend_rollup WHERE period IN (
             SELECT day FROM spend WHERE run_id = p_run AND status = 'reserved'
             UNION ALL SELECT month FROM spend WHERE run_id = p_run AND status = 'reserved')
@@ -146,7 +150,5 @@ BEGIN
         actual_microusd = CASE WHEN p_release THEN GREATEST(actual_microusd, p_cost)
                                ELSE p_cost END
     WHERE run_id = p_run AND status = 'reserved';
-    INSERT INTO events (at_ms, kind, task_id, run_id, actor, data)
-        VALUES (p_ended_at, p_finished_kind, run_task, p_run, p_actor, p_finished_data);
     RETURN TRUE;
 END $$;
