@@ -31,6 +31,7 @@ pub mod roadmap;
 pub mod routing;
 pub mod runner;
 pub mod scheduler;
+mod stop_signals;
 pub mod worker;
 
 use tracing_subscriber::EnvFilter;

@@ -423,6 +423,38 @@ fn a_second_concurrent_tick_exits_at_once_and_sigterm_ends_the_first_cleanly() {
     assert!(!oxi::process::group_alive(run.pgid.unwrap()));
 }
 
+/// `timeout 1h oxi tick` signals oxi and then its whole process group: one stop, delivered
+/// twice. The copy used to count as a person's second Ctrl-C, ending the tick at once with its
+/// run left running for the next tick to reap; it is one stop, and the run is recorded.
+#[test]
+fn a_stop_signal_delivered_twice_at_once_ends_the_tick_cleanly() {
+    let r = repo(
+        "hang",
+        "[caps]\nstall_timeout = \"5m\"\nkill_grace = \"1s\"\n",
+    );
+    let first = spawn_tick(&r);
+    let run = wait_for_live_run(&r);
+    let pid = nix::unistd::Pid::from_raw(first.id() as i32);
+    let sent = Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    // Long enough for oxi to have taken the first one (the kernel would merge two pending
+    // copies), well inside the 250 ms within which a copy is the same stop.
+    std::thread::sleep(Duration::from_millis(10));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(
+        sent.elapsed() < Duration::from_millis(200),
+        "the copies were not sent at once"
+    );
+    let out = first.wait_with_output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(job(&report, "T0-1")["classification"], "killed");
+    assert_eq!(r.state("T0-1"), TaskState::Queued);
+    let ledger = Ledger::open_existing(&r.s.file(".oxi/ledger.db")).unwrap();
+    assert!(ledger.read().running_runs().unwrap().is_empty());
+    assert!(!oxi::process::group_alive(run.pgid.unwrap()));
+}
+
 #[test]
 fn a_tick_killed_mid_run_is_reaped_by_the_next_which_finishes_the_task() {
     let r = repo("hang-family", "");

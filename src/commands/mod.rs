@@ -177,27 +177,18 @@ pub(crate) fn parent_env() -> Vec<(String, String)> {
 }
 
 /// Sends `true` on the first SIGINT/SIGTERM so the run is stopped cleanly (TERM, grace, KILL
-/// of its whole group) and recorded as `killed`; a second signal exits at once.
+/// of its whole group) and recorded as `killed`; a second stop request exits at once (a copy
+/// of the first, as `timeout` sends, is not one: [`crate::stop_signals`]).
 pub(crate) fn watch_signals() -> tokio::sync::watch::Receiver<bool> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
+        let Ok(mut stops) = crate::stop_signals::StopSignals::listen() else {
             return;
         };
-        tokio::select! {
-            _ = int.recv() => {},
-            _ = term.recv() => {},
-        }
+        stops.next().await;
         tracing::warn!("stopping the run (signal); a second signal exits at once");
         let _ = tx.send(true);
-        tokio::select! {
-            _ = int.recv() => {},
-            _ = term.recv() => {},
-        }
+        stops.next().await;
         std::process::exit(crate::exit::INTERRUPTED);
     });
     rx

@@ -328,17 +328,16 @@ impl Signals {
         let (task_stops, task_reload) = (Arc::clone(&stops), Arc::clone(&reload));
         runtime.spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
+            // A stop that arrives twice at once (`timeout`, a group's signal) counts once.
+            let (Ok(mut stops), Ok(mut hup)) = (
+                crate::stop_signals::StopSignals::listen(),
                 signal(SignalKind::hangup()),
             ) else {
                 return;
             };
             loop {
                 tokio::select! {
-                    _ = int.recv() => { task_stops.fetch_add(1, Ordering::SeqCst); }
-                    _ = term.recv() => { task_stops.fetch_add(1, Ordering::SeqCst); }
+                    () = stops.next() => { task_stops.fetch_add(1, Ordering::SeqCst); }
                     _ = hup.recv() => task_reload.store(true, Ordering::SeqCst),
                 }
             }
