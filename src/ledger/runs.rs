@@ -363,7 +363,7 @@ impl Queries<'_> {
     ///
     /// On Postgres it is one statement (`oxi_finish_run`, migration 0020), event included: the
     /// rollup rows it locks are held for no round trip but the commit's, and
-    /// [`Ledger::finish_run`] runs it as a transaction of its own.
+    /// [`Ledger::finish_run`](super::Ledger::finish_run) runs it as a transaction of its own.
     pub fn finish_run(&self, run_id: &str, end: &RunEnd<'_>) -> Result<bool> {
         if let Db::Pg(pg) = self.db {
             return pg::finish_run(pg, run_id, end, &run_finished_event(end));
