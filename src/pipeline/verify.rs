@@ -903,4 +903,122 @@ mod tests {
         assert_eq!(normalize("../b"), None);
         assert_eq!(normalize("/etc/passwd"), None);
     }
+
+    #[test]
+    fn a_symlink_escapes_when_its_target_leaves_the_worktree() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let wt = dir.path();
+        std::fs::create_dir_all(wt.join("src/deep")).unwrap();
+        std::fs::write(wt.join("src/a.rs"), "a").unwrap();
+        symlink("a.rs", wt.join("src/rel_in")).unwrap();
+        symlink("../../README.md", wt.join("src/deep/rel_up_in")).unwrap();
+        symlink("../../x", wt.join("src/rel_out")).unwrap();
+        symlink(wt.join("src/a.rs"), wt.join("src/abs_in")).unwrap();
+        symlink(outside.path().join("x"), wt.join("src/abs_out")).unwrap();
+        symlink("/etc/passwd", wt.join("src/etc")).unwrap();
+        for (path, escapes) in [
+            ("src/a.rs", false),
+            ("src/missing.rs", false),
+            ("src/rel_in", false),
+            ("src/deep/rel_up_in", false),
+            ("src/abs_in", false),
+            ("src/rel_out", true),
+            ("src/abs_out", true),
+            ("src/etc", true),
+        ] {
+            assert_eq!(symlink_escapes(wt, path), escapes, "{path}");
+        }
+    }
+
+    fn changed(paths: &[&str]) -> Diff {
+        Diff {
+            files: paths
+                .iter()
+                .map(|p| ChangedFile {
+                    path: (*p).into(),
+                    status: 'M',
+                    added: 1,
+                    removed: 0,
+                })
+                .collect(),
+            lines_added: paths.len() as u64,
+            lines_removed: 0,
+            patch: String::new(),
+        }
+    }
+
+    fn rules(roots: &[&str], protected: &[&str], approval: &[&str]) -> GovernanceConfig {
+        let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        GovernanceConfig {
+            allowed_roots: owned(roots),
+            protected: owned(protected),
+            needs_approval: owned(approval),
+            ..GovernanceConfig::default()
+        }
+    }
+
+    #[test]
+    fn governance_sorts_each_path_into_outside_protected_and_needs_approval() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("src")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("src/link")).unwrap();
+        let diff = changed(&[
+            "src/a.rs",
+            "src/../docs/b.md",
+            "../escape.rs",
+            "src/link",
+            "src/ci/deploy.yml",
+            "src/db/migrations/0001.sql",
+        ]);
+        let config = rules(
+            &["src/", "./tests"],
+            &["src/ci/**"],
+            &["src/db/migrations/**"],
+        );
+        let report = governance(dir.path(), &diff, &config, Vec::new()).unwrap();
+        assert_eq!(
+            report.outside,
+            ["src/../docs/b.md", "../escape.rs", "src/link"]
+        );
+        assert_eq!(report.protected, ["src/ci/deploy.yml"]);
+        assert_eq!(report.needs_approval, ["src/db/migrations/0001.sql"]);
+        assert!(report.main_checkout.is_empty());
+        assert!(report.is_violation());
+    }
+
+    #[test]
+    fn the_whole_repository_as_root_lets_every_relative_path_in_and_main_checkout_changes_through()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let diff = changed(&["src/a.rs", "README.md", "/etc/passwd"]);
+        let report = governance(dir.path(), &diff, &rules(&["."], &[], &[]), Vec::new()).unwrap();
+        assert_eq!(report.outside, ["/etc/passwd"]);
+        let clean = changed(&["src/a.rs", "README.md"]);
+        let report = governance(dir.path(), &clean, &rules(&["."], &[], &[]), Vec::new()).unwrap();
+        assert!(!report.is_violation(), "{report:?}");
+        let moved = vec!["main moved: git update-ref refs/heads/main abc".to_owned()];
+        let report =
+            governance(dir.path(), &clean, &rules(&["."], &[], &[]), moved.clone()).unwrap();
+        assert_eq!(report.main_checkout, moved);
+        assert!(report.is_violation());
+    }
+
+    #[test]
+    fn a_bad_governance_glob_is_an_error_naming_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = governance(
+            dir.path(),
+            &changed(&["a"]),
+            &rules(&["."], &["src/[a"], &[]),
+            Vec::new(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("governance.protected: bad glob \"src/[a\""),
+            "{err}"
+        );
+    }
 }

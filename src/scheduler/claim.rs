@@ -478,3 +478,459 @@ impl<'a> Round<'a> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, GithubConfig, ModeSource};
+    use crate::ledger::{NewRun, RunRow, TaskSpec};
+    use crate::routing::ChoiceKind;
+
+    fn choice(text: &str) -> RouteChoice {
+        RouteChoice::parse(text, ChoiceKind::Worker).unwrap()
+    }
+
+    fn run(role: WorkerRole, worker: &str, model: Option<&str>, class: Option<&str>) -> RunRow {
+        RunRow {
+            id: format!("run-{worker}"),
+            task_id: Some("T1".to_owned()),
+            attempt: 1,
+            role: role.as_str().to_owned(),
+            worker: worker.to_owned(),
+            worker_kind: worker.to_owned(),
+            model: model.map(str::to_owned),
+            status: "finished".to_owned(),
+            classification: class.map(str::to_owned),
+            pid: None,
+            pgid: None,
+            lease_expires_at_ms: None,
+            started_at_ms: 0,
+            ended_at_ms: None,
+            exit_code: None,
+            signal: None,
+            stop_reason: None,
+            input_tokens: 0,
+            cached_input_tokens: 0,
+            output_tokens: 0,
+            reasoning_tokens: 0,
+            cost_microusd: 0,
+            run_dir: None,
+            worktree: None,
+            branch: None,
+            cli_version: None,
+            session_id: None,
+            parse_failures: 0,
+            bytes_cut: 0,
+            retry_after_ms: None,
+            detail: None,
+            supervisor_pid: None,
+            route: None,
+            host: None,
+        }
+    }
+
+    fn name(chosen: Option<&RouteChoice>) -> Option<String> {
+        chosen.map(ToString::to_string)
+    }
+
+    #[test]
+    fn a_throttled_or_broken_worker_hands_the_next_attempt_to_the_next_in_the_chain() {
+        let (a, b, c) = (choice("codex"), choice("claude"), choice("gemini"));
+        let chain = [&a, &b, &c];
+        for class in ["rate_limited", "transient", "spawn_failed"] {
+            let last = [run(WorkerRole::Executor, "codex", None, Some(class))];
+            assert_eq!(
+                name(choose_worker(&chain, &last)),
+                Some("claude".into()),
+                "{class}"
+            );
+        }
+        let last = [run(
+            WorkerRole::Executor,
+            "claude",
+            None,
+            Some("rate_limited"),
+        )];
+        assert_eq!(name(choose_worker(&chain, &last)), Some("gemini".into()));
+        // Past the end of the chain it wraps to the first.
+        let last = [run(
+            WorkerRole::Executor,
+            "gemini",
+            None,
+            Some("rate_limited"),
+        )];
+        assert_eq!(name(choose_worker(&chain, &last)), Some("codex".into()));
+        let two = [&a, &b];
+        let last = [run(WorkerRole::Executor, "claude", None, Some("transient"))];
+        assert_eq!(name(choose_worker(&two, &last)), Some("codex".into()));
+    }
+
+    #[test]
+    fn any_other_ending_or_no_run_starts_from_the_first_in_the_chain() {
+        let (a, b) = (choice("codex"), choice("claude"));
+        let chain = [&a, &b];
+        assert_eq!(name(choose_worker(&chain, &[])), Some("codex".into()));
+        for class in [None, Some("failed"), Some("budget_exceeded")] {
+            let last = [run(WorkerRole::Executor, "claude", None, class)];
+            assert_eq!(
+                name(choose_worker(&chain, &last)),
+                Some("codex".into()),
+                "{class:?}"
+            );
+        }
+        // Only the latest executor run counts: not an older one, nor a later reviewer run.
+        let last = [
+            run(WorkerRole::Executor, "codex", None, Some("rate_limited")),
+            run(WorkerRole::Executor, "codex", None, Some("failed")),
+        ];
+        assert_eq!(name(choose_worker(&chain, &last)), Some("codex".into()));
+        let last = [
+            run(WorkerRole::Executor, "codex", None, Some("rate_limited")),
+            run(WorkerRole::Reviewer, "claude", None, None),
+        ];
+        assert_eq!(name(choose_worker(&chain, &last)), Some("claude".into()));
+    }
+
+    #[test]
+    fn a_chain_of_one_retries_its_worker_and_an_empty_chain_has_none() {
+        let a = choice("codex");
+        let last = [run(
+            WorkerRole::Executor,
+            "codex",
+            None,
+            Some("rate_limited"),
+        )];
+        assert_eq!(name(choose_worker(&[&a], &last)), Some("codex".into()));
+        assert_eq!(choose_worker(&[], &last), None);
+        assert_eq!(choose_worker(&[], &[]), None);
+    }
+
+    #[test]
+    fn the_choice_that_ran_is_found_by_worker_and_model() {
+        let (m1, m2, other) = (choice("codex:m1"), choice("codex:m2"), choice("claude"));
+        let chain = [&m1, &m2, &other];
+        let last = [run(
+            WorkerRole::Executor,
+            "codex",
+            Some("m2"),
+            Some("rate_limited"),
+        )];
+        assert_eq!(name(choose_worker(&chain, &last)), Some("claude".into()));
+        let last = [run(
+            WorkerRole::Executor,
+            "codex",
+            Some("m1"),
+            Some("rate_limited"),
+        )];
+        assert_eq!(name(choose_worker(&chain, &last)), Some("codex:m2".into()));
+        // A worker the chain no longer holds: the position of the first, so the second next.
+        let last = [run(
+            WorkerRole::Executor,
+            "gone",
+            None,
+            Some("rate_limited"),
+        )];
+        assert_eq!(name(choose_worker(&chain, &last)), Some("codex:m2".into()));
+    }
+
+    fn set(paths: &[&str]) -> BTreeSet<String> {
+        paths.iter().map(|p| (*p).to_owned()).collect()
+    }
+
+    fn owned(paths: &[&str]) -> Vec<String> {
+        paths.iter().map(|p| (*p).to_owned()).collect()
+    }
+
+    #[test]
+    fn paths_overlap_when_equal_nested_either_way_or_matched_by_a_glob_either_way() {
+        for (a, b) in [
+            ("src/a.rs", "src/a.rs"),
+            ("src/", "src"),
+            ("src/a.rs", "src"),
+            ("src", "src/a.rs"),
+            ("src/a.rs", "src/*.rs"),
+            ("src/*.rs", "src/a.rs"),
+        ] {
+            assert_eq!(
+                overlaps(&owned(&[a]), &set(&[b])),
+                Some(format!("{a} overlaps {b}")),
+                "{a} / {b}"
+            );
+        }
+        // The first pair that overlaps is named.
+        assert_eq!(
+            overlaps(&owned(&["docs/x.md", "src/b.rs"]), &set(&["lib", "src"])),
+            Some("src/b.rs overlaps src".to_owned())
+        );
+    }
+
+    #[test]
+    fn disjoint_paths_and_siblings_with_a_common_prefix_do_not_overlap() {
+        for (a, b) in [
+            ("src/a.rs", "src/ab.rs"),
+            ("src/a", "src/ab/c.rs"),
+            ("docs", "src"),
+            ("src/*.md", "src/a.rs"),
+        ] {
+            assert_eq!(overlaps(&owned(&[a]), &set(&[b])), None, "{a} / {b}");
+        }
+        assert_eq!(overlaps(&[], &set(&["src"])), None);
+        assert_eq!(overlaps(&owned(&["src"]), &BTreeSet::new()), None);
+    }
+
+    /// A ledger and a config in a temporary directory, for one claim round's gates.
+    struct Bench {
+        _dir: tempfile::TempDir,
+        ledger: Ledger,
+        config: LoadedConfig,
+    }
+
+    impl Bench {
+        fn new(edit: impl FnOnce(&mut Config)) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().to_path_buf();
+            let ledger = Ledger::open(&root.join(".oxi/ledger.db")).unwrap();
+            let mut config = Config::default();
+            edit(&mut config);
+            let config = LoadedConfig {
+                config,
+                path: root.join("oxi.toml"),
+                repo_root: root.clone(),
+                state_dir: root.join(".oxi"),
+                mode_source: ModeSource::File,
+            };
+            Self {
+                _dir: dir,
+                ledger,
+                config,
+            }
+        }
+
+        fn add(&mut self, id: &str, hints: &[&str], state: TaskState) {
+            let spec = TaskSpec {
+                id: id.to_owned(),
+                priority_tier: 1,
+                title: format!("task {id}"),
+                subtitle: None,
+                body: String::new(),
+                section: None,
+                milestone: None,
+                format: "oxi".to_owned(),
+                depends_on: Vec::new(),
+                file_hints: owned(hints),
+                source_line: 1,
+                roadmap_order: 0,
+                content_hash: String::new(),
+                roadmap_done: false,
+            };
+            self.ledger
+                .write(|q| q.insert_task(&spec, state, 0))
+                .unwrap();
+        }
+
+        fn task(&self, id: &str) -> TaskRow {
+            self.ledger.read().task(id).unwrap().unwrap()
+        }
+
+        /// The gates for `id` (after `edit` on its row), with `pulls` as the open pull requests.
+        fn gate(
+            &mut self,
+            id: &str,
+            pulls: Result<OpenPulls, String>,
+            edit: impl FnOnce(&mut TaskRow),
+        ) -> Gate {
+            let tasks = self.ledger.read().tasks().unwrap();
+            let request = ClaimRequest {
+                config: &self.config,
+                parent_env: &[],
+                actor: "oxi",
+                slots: None,
+                github: None,
+                github_unavailable: None,
+            };
+            let round = Round::new(&self.ledger, &request, &tasks, pulls).unwrap();
+            let planned = super::super::plan::plan_with(&tasks, 0, false)
+                .into_iter()
+                .find(|p| p.id == id)
+                .unwrap();
+            let mut task = round.by_id[id].clone();
+            edit(&mut task);
+            round.gate(&mut self.ledger, &task, &planned).unwrap()
+        }
+    }
+
+    /// What a gate decided, as `go`, `failed: …`, `held: …`, `deferred: …` or `skip`.
+    fn said(gate: &Gate) -> String {
+        match gate {
+            Gate::Go(spec) => format!("go {}", spec.task.spec.id),
+            Gate::Failed(stop) => format!("failed: {}", stop.reason),
+            Gate::Held(stop) => format!("held: {}", stop.reason),
+            Gate::Deferred(stop) => format!("deferred: {}", stop.reason),
+            Gate::Skip => "skip".to_owned(),
+        }
+    }
+
+    fn pull(number: u64, head: &str, files: &[&str]) -> (u64, String, BTreeSet<String>) {
+        (number, head.to_owned(), set(files))
+    }
+
+    #[test]
+    fn an_open_pull_request_of_another_branch_touching_the_tasks_files_defers_it() {
+        let mut bench = Bench::new(|_| {});
+        bench.add("T1", &["src/a.rs"], TaskState::Queued);
+        let pulls = || {
+            Ok(vec![
+                pull(6, "oxi/t9", &["docs/x.md"]),
+                pull(7, "oxi/t8", &["src/a.rs"]),
+            ])
+        };
+        let gate = bench.gate("T1", pulls(), |_| {});
+        assert_eq!(
+            said(&gate),
+            "deferred: open pull request #7: src/a.rs overlaps src/a.rs"
+        );
+        assert!(bench.task("T1").last_deferred_at_ms.is_some());
+        // The task's own pull request (its branch) is not in its way.
+        let gate = bench.gate("T1", pulls(), |t| t.branch = Some("oxi/t8".to_owned()));
+        assert_eq!(said(&gate), "go T1");
+        // Nor are pull requests on other files, or none at all.
+        let other = Ok(vec![pull(6, "oxi/t9", &["docs/x.md"])]);
+        assert_eq!(said(&bench.gate("T1", other, |_| {})), "go T1");
+        assert_eq!(said(&bench.gate("T1", Ok(Vec::new()), |_| {})), "go T1");
+    }
+
+    #[test]
+    fn when_pull_requests_cannot_be_listed_the_task_waits_unless_overlap_unknown_is_allow() {
+        let mut bench = Bench::new(|_| {});
+        bench.add("T1", &["src/a.rs"], TaskState::Queued);
+        let gate = bench.gate("T1", Err("GitHub is not reachable".to_owned()), |_| {});
+        assert_eq!(
+            said(&gate),
+            "deferred: overlap_unknown: open pull requests could not be listed (GitHub is not reachable); github.overlap_unknown = \"defer\""
+        );
+        let mut bench = Bench::new(|c| {
+            let github: GithubConfig =
+                toml::from_str("repo = \"o/n\"\noverlap_unknown = \"allow\"").unwrap();
+            c.github = Some(github);
+        });
+        bench.add("T1", &["src/a.rs"], TaskState::Queued);
+        let gate = bench.gate("T1", Err("GitHub is not reachable".to_owned()), |_| {});
+        assert_eq!(said(&gate), "go T1");
+    }
+
+    #[test]
+    fn files_of_work_in_flight_defer_a_task_that_names_them_and_no_other() {
+        let mut bench = Bench::new(|_| {});
+        bench.add("T0", &["src/a.rs"], TaskState::Dispatched);
+        bench.add("T1", &["src"], TaskState::Queued);
+        bench.add("T2", &["docs/b.md"], TaskState::Queued);
+        assert_eq!(
+            said(&bench.gate("T1", Ok(Vec::new()), |_| {})),
+            "deferred: file overlap with in-flight work: src overlaps src/a.rs"
+        );
+        assert_eq!(said(&bench.gate("T2", Ok(Vec::new()), |_| {})), "go T2");
+    }
+
+    #[test]
+    fn a_task_out_of_attempts_fails_as_attempts_exhausted() {
+        let mut bench = Bench::new(|_| {});
+        bench.add("T1", &[], TaskState::Queued);
+        let gate = bench.gate("T1", Ok(Vec::new()), |t| t.attempts = 3);
+        assert_eq!(
+            said(&gate),
+            "failed: attempts_exhausted: 3 attempts (caps.max_attempts 3), 0 worker calls (caps.max_worker_calls 6)"
+        );
+        let task = bench.task("T1");
+        assert_eq!(task.state, TaskState::Failed);
+        assert_eq!(task.failure_class, Some(FailureClass::AttemptsExhausted));
+    }
+
+    fn decide(bench: &mut Bench, id: &str) -> String {
+        said(&bench.gate(id, Ok(Vec::new()), |_| {}))
+    }
+
+    #[test]
+    fn an_estimate_over_the_job_cap_holds_the_task_until_an_operator_approves_it() {
+        // No past runs: the estimate is the floor.
+        let mut bench = Bench::new(|c| {
+            c.caps.job_usd = 2.0;
+            c.caps.estimate_floor_usd = 2.5;
+        });
+        bench.add("T1", &[], TaskState::Queued);
+        assert_eq!(
+            decide(&mut bench, "T1"),
+            "held: estimated cost $2.50 (p90 of claude's past runs) exceeds caps.job_usd $2.00; `oxi approve T1` runs it anyway"
+        );
+        let task = bench.task("T1");
+        assert_eq!(task.state, TaskState::Held);
+        assert_eq!(task.hold_kind, Some(HoldKind::OverEstimate));
+        assert!(
+            task.held_reason
+                .unwrap()
+                .starts_with("estimated cost $2.50")
+        );
+    }
+
+    #[test]
+    fn an_estimate_at_or_under_the_job_cap_runs() {
+        for floor in [2.0, 1.0] {
+            let mut bench = Bench::new(|c| {
+                c.caps.job_usd = 2.0;
+                c.caps.estimate_floor_usd = floor;
+            });
+            bench.add("T1", &[], TaskState::Queued);
+            assert_eq!(decide(&mut bench, "T1"), "go T1", "floor {floor}");
+        }
+    }
+
+    #[test]
+    fn only_an_unused_over_estimate_approval_lets_an_estimate_over_the_cap_run() {
+        let mut bench = Bench::new(|c| {
+            c.caps.job_usd = 2.0;
+            c.caps.estimate_floor_usd = 2.5;
+        });
+        for id in ["T1", "T2", "T3"] {
+            bench.add(id, &[], TaskState::Queued);
+        }
+        let approve = |bench: &mut Bench, id: &str, kind| {
+            bench
+                .ledger
+                .write(|q| q.insert_approval(id, kind, "op", None, 0))
+                .unwrap();
+        };
+        approve(&mut bench, "T1", ApprovalKind::NeedsApproval);
+        assert!(
+            decide(&mut bench, "T1").starts_with("held: "),
+            "another kind"
+        );
+        approve(&mut bench, "T2", ApprovalKind::OverEstimate);
+        assert_eq!(decide(&mut bench, "T2"), "go T2");
+        // One approval, one run: used by a run, it no longer counts.
+        approve(&mut bench, "T3", ApprovalKind::OverEstimate);
+        bench
+            .ledger
+            .write(|q| {
+                q.begin_run(&NewRun {
+                    id: "r1",
+                    task_id: Some("T3"),
+                    attempt: 1,
+                    role: "executor",
+                    worker: "claude",
+                    worker_kind: "claude",
+                    model: None,
+                    run_dir: "runs/r1",
+                    worktree: None,
+                    branch: None,
+                    started_at_ms: 0,
+                    reserve_microusd: 0,
+                    day: "1970-01-01",
+                    month: "1970-01",
+                    actor: "oxi",
+                    supervisor_pid: 1,
+                })?;
+                q.mark_over_estimate_used("T3", "r1")
+            })
+            .unwrap();
+        assert!(decide(&mut bench, "T3").starts_with("held: "), "used");
+    }
+}
