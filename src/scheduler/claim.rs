@@ -832,9 +832,11 @@ mod tests {
     }
 
     #[test]
-    fn a_task_out_of_attempts_fails_as_attempts_exhausted() {
+    fn a_task_out_of_attempts_or_worker_calls_fails_as_attempts_exhausted() {
         let mut bench = Bench::new(|_| {});
-        bench.add("T1", &[], TaskState::Queued);
+        for id in ["T1", "T2", "T3"] {
+            bench.add(id, &[], TaskState::Queued);
+        }
         let gate = bench.gate("T1", Ok(Vec::new()), |t| t.attempts = 3);
         assert_eq!(
             said(&gate),
@@ -843,6 +845,48 @@ mod tests {
         let task = bench.task("T1");
         assert_eq!(task.state, TaskState::Failed);
         assert_eq!(task.failure_class, Some(FailureClass::AttemptsExhausted));
+        let gate = bench.gate("T2", Ok(Vec::new()), |t| {
+            t.attempts = 1;
+            t.worker_calls = 6;
+        });
+        assert_eq!(
+            said(&gate),
+            "failed: attempts_exhausted: 1 attempts (caps.max_attempts 3), 6 worker calls (caps.max_worker_calls 6)"
+        );
+        assert_eq!(bench.task("T2").state, TaskState::Failed);
+        // One below either cap still runs.
+        let gate = bench.gate("T3", Ok(Vec::new()), |t| {
+            t.attempts = 2;
+            t.worker_calls = 5;
+        });
+        assert_eq!(said(&gate), "go T3");
+    }
+
+    #[test]
+    fn a_task_through_every_gate_runs_its_next_attempt_on_its_branch_at_the_estimate() {
+        let mut bench = Bench::new(|c| c.caps.estimate_floor_usd = 0.5);
+        bench.add("T1", &["src/a.rs"], TaskState::Queued);
+        let spec = match bench.gate("T1", Ok(Vec::new()), |t| t.attempts = 1) {
+            Gate::Go(spec) => spec,
+            other => panic!("{}", said(&other)),
+        };
+        assert_eq!(spec.attempt, 2);
+        assert_eq!(spec.worker, "claude");
+        assert_eq!(spec.estimate, 500_000);
+        assert_eq!(spec.branch, "oxi/t1-task-t1");
+        assert!(
+            spec.worktree.ends_with(".oxi/worktrees/t1-a2"),
+            "{:?}",
+            spec.worktree
+        );
+        assert_eq!(spec.start_from, None);
+        assert!(spec.prompt.contains("src/a.rs"));
+        // A task that has a branch keeps it.
+        let spec = match bench.gate("T1", Ok(Vec::new()), |t| t.branch = Some("oxi/kept".into())) {
+            Gate::Go(spec) => spec,
+            other => panic!("{}", said(&other)),
+        };
+        assert_eq!((spec.attempt, spec.branch.as_str()), (1, "oxi/kept"));
     }
 
     fn decide(bench: &mut Bench, id: &str) -> String {
