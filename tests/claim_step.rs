@@ -259,12 +259,7 @@ fn a_claim_in_one_statement_fills_each_cap_exactly() {
         assert_eq!((left.state, left.attempts), (TaskState::Queued, 0));
         let totals = q.spend_totals(&day, &month).unwrap();
         assert_eq!(totals.day_reserved, AMOUNT * fit as i64);
-        let refusals = q
-            .events_after(0, 1_000)
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.kind == "budget_refused")
-            .count();
+        let refusals = events_of(&q, "budget_refused");
         assert_eq!(refusals, 1);
     }
 }
@@ -399,12 +394,16 @@ fn a_runs_end_in_one_statement_settles_or_releases_once() {
         q.spend_for_run(&runs[1]).unwrap().unwrap().status,
         "released"
     );
-    let finished = q
-        .events_after(0, 1_000)
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == "run_finished")
-        .count();
+    let finished = events_of(&q, "run_finished");
     assert_eq!(finished, 2);
     assert!(pg.integrity_check().unwrap().is_empty());
+}
+
+/// How many events of `kind` the ledger holds.
+fn events_of(q: &oxi::ledger::Queries<'_>, kind: &str) -> usize {
+    q.events_after(0, 1_000)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == kind)
+        .count()
 }

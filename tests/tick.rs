@@ -415,11 +415,19 @@ fn a_second_concurrent_tick_exits_at_once_and_sigterm_ends_the_first_cleanly() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let out = first.wait_with_output().unwrap();
+    ends_stopped_cleanly(&r, first, &run);
+}
+
+/// The stopped tick's report records its run `killed`, the task is back in the queue, no run
+/// is left running and the worker's group is gone.
+fn ends_stopped_cleanly(r: &Repo, tick: std::process::Child, run: &oxi::ledger::RunRow) {
+    let out = tick.wait_with_output().unwrap();
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(job(&report, "T0-1")["classification"], "killed");
     assert_eq!(r.state("T0-1"), TaskState::Queued);
+    let ledger = Ledger::open_existing(&r.s.file(".oxi/ledger.db")).unwrap();
+    assert!(ledger.read().running_runs().unwrap().is_empty());
     assert!(!oxi::process::group_alive(run.pgid.unwrap()));
 }
 
@@ -445,14 +453,7 @@ fn a_stop_signal_delivered_twice_at_once_ends_the_tick_cleanly() {
         sent.elapsed() < Duration::from_millis(200),
         "the copies were not sent at once"
     );
-    let out = first.wait_with_output().unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    assert_eq!(job(&report, "T0-1")["classification"], "killed");
-    assert_eq!(r.state("T0-1"), TaskState::Queued);
-    let ledger = Ledger::open_existing(&r.s.file(".oxi/ledger.db")).unwrap();
-    assert!(ledger.read().running_runs().unwrap().is_empty());
-    assert!(!oxi::process::group_alive(run.pgid.unwrap()));
+    ends_stopped_cleanly(&r, first, &run);
 }
 
 #[test]

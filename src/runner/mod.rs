@@ -358,7 +358,7 @@ impl PreparedRun<'_> {
         reserve: MicroUsd,
         claim: impl FnOnce(&crate::ledger::Queries<'_>) -> Result<(), LedgerError>,
     ) -> Result<(), RunnerError> {
-        self.admit_in_write(ledger, reserve, claim, None)
+        self.admit_in_write(ledger, &RunParts::now(&self.run_dir), reserve, claim, None)
     }
 
     /// The scheduler's claim of `task` for this run, admitted under the caps: on a Postgres
@@ -394,9 +394,13 @@ impl PreparedRun<'_> {
             Some(OneStepClaim::Lost) => Err(RunnerError::Ledger(task.lost())),
             // The refusal is recorded by the write below, which checks the caps again (room
             // may have come back since) under the same locks.
-            Some(OneStepClaim::Refused) | None => {
-                self.admit_in_write(ledger, reserve, |q| task.apply(q), Some(task.task_id))
-            }
+            Some(OneStepClaim::Refused) | None => self.admit_in_write(
+                ledger,
+                &parts,
+                reserve,
+                |q| task.apply(q),
+                Some(task.task_id),
+            ),
         }
     }
 
@@ -432,17 +436,18 @@ impl PreparedRun<'_> {
         (new_run, labels)
     }
 
-    /// Admission in one write: `claim`, the caps, the run row; with `over_estimate_of`, that
-    /// task's unused over-estimate approval marked used by the run (one approval, one run).
+    /// Admission in one write at `parts`' time: `claim`, the caps, the run row; with
+    /// `over_estimate_of`, that task's unused over-estimate approval marked used by the run
+    /// (one approval, one run).
     fn admit_in_write(
         &self,
         ledger: &mut Ledger,
+        parts: &RunParts,
         reserve: MicroUsd,
         claim: impl FnOnce(&crate::ledger::Queries<'_>) -> Result<(), LedgerError>,
         over_estimate_of: Option<&str>,
     ) -> Result<(), RunnerError> {
-        let parts = RunParts::now(&self.run_dir);
-        let (new_run, labels) = self.new_run(&parts, reserve);
+        let (new_run, labels) = self.new_run(parts, reserve);
         let caps = self.caps;
         let outcome = ledger.write(|q| {
             // The caps checked and the reservation made in the claim's own transaction: on
