@@ -265,6 +265,17 @@ fn parse_github_url(url: &str) -> Option<String> {
         .then(|| format!("{owner}/{name}"))
 }
 
+/// Runs git in `dir` as a throwaway identity (tests' commits need one), panicking on failure.
+#[cfg(test)]
+pub(crate) fn run_as_tester(dir: &Path, args: &[&str]) -> String {
+    #[allow(clippy::unwrap_used)] // A test's setup.
+    run(
+        dir,
+        &[&["-c", "user.name=t", "-c", "user.email=t@t"], args].concat(),
+    )
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -268,11 +268,7 @@ mod tests {
     use super::*;
 
     fn git_in(dir: &Path, args: &[&str]) -> String {
-        git::run(
-            dir,
-            &[&["-c", "user.name=t", "-c", "user.email=t@t"], args].concat(),
-        )
-        .unwrap()
+        git::run_as_tester(dir, args)
     }
 
     #[test]

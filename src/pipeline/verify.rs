@@ -152,7 +152,7 @@ pub fn secrets_in_patch(patch: &str, redactor: &Redactor) -> Vec<SecretHit> {
     let mut line_no = 0u64;
     for line in patch.lines() {
         if let Some(rest) = line.strip_prefix("+++ ") {
-            path = rest.strip_prefix("b/").unwrap_or(rest).to_owned();
+            path = patch_path(rest);
         } else if let Some(rest) = line.strip_prefix("@@ ") {
             // @@ -a,b +c,d @@
             line_no = rest
@@ -172,6 +172,50 @@ pub fn secrets_in_patch(patch: &str, redactor: &Redactor) -> Vec<SecretHit> {
         }
     }
     hits
+}
+
+/// The path of a patch's `+++ b/<path>` header as the diff's file list names it. Git ends a
+/// name holding a space with a tab, and writes one holding a quote, a backslash, a control or
+/// (with `core.quotePath`, the default) a non-ASCII byte C-quoted: `"b/caf\303\251.rs"`.
+fn patch_path(header: &str) -> String {
+    let header = header.strip_suffix('\t').unwrap_or(header);
+    let name = match header.strip_prefix('"').and_then(|h| h.strip_suffix('"')) {
+        Some(quoted) => unquote_c(quoted),
+        None => header.to_owned(),
+    };
+    match name.strip_prefix("b/") {
+        Some(path) => path.to_owned(),
+        None => name,
+    }
+}
+
+/// Undoes git's C-style quoting of a path (`\"`, `\\`, `\t`, `\n`, octal bytes).
+fn unquote_c(quoted: &str) -> String {
+    let mut bytes = Vec::with_capacity(quoted.len());
+    let mut rest = quoted.bytes().peekable();
+    while let Some(b) = rest.next() {
+        if b != b'\\' {
+            bytes.push(b);
+            continue;
+        }
+        match rest.next() {
+            Some(b't') => bytes.push(b'\t'),
+            Some(b'n') => bytes.push(b'\n'),
+            Some(digit @ b'0'..=b'7') => {
+                let mut value = u32::from(digit - b'0');
+                for _ in 0..2 {
+                    if let Some(next @ b'0'..=b'7') = rest.peek().copied() {
+                        value = value * 8 + u32::from(next - b'0');
+                        rest.next();
+                    }
+                }
+                bytes.push(u8::try_from(value).unwrap_or(b'?'));
+            }
+            Some(other) => bytes.push(other),
+            None => bytes.push(b'\\'),
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// What governance found.
@@ -898,6 +942,26 @@ mod tests {
     }
 
     #[test]
+    fn secret_hits_name_paths_with_spaces_quotes_and_non_ascii_as_the_file_list_does() {
+        let patch = "+++ b/new file.rs\t\n@@ -0,0 +1 @@\n+k = \"my-honeytoken-value\"\n\
+                     +++ \"b/caf\\303\\251 \\\"q\\\".rs\"\n@@ -0,0 +7 @@\n+my-honeytoken-value\n\
+                     +++ /dev/null\n";
+        let r = Redactor::new(["my-honeytoken-value"]);
+        let paths: Vec<(String, u64)> = secrets_in_patch(patch, &r)
+            .into_iter()
+            .map(|h| (h.path, h.line))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("new file.rs".to_owned(), 1),
+                ("caf\u{e9} \"q\".rs".to_owned(), 7)
+            ]
+        );
+        assert_eq!(unquote_c("a\\tb\\nc\\\\d\\7"), "a\tb\nc\\d\u{7}");
+    }
+
+    #[test]
     fn parent_dirs_that_climb_out_are_outside() {
         assert_eq!(normalize("a/../b"), Some(PathBuf::from("b")));
         assert_eq!(normalize("../b"), None);
@@ -1003,6 +1067,336 @@ mod tests {
             governance(dir.path(), &clean, &rules(&["."], &[], &[]), moved.clone()).unwrap();
         assert_eq!(report.main_checkout, moved);
         assert!(report.is_violation());
+    }
+
+    #[test]
+    fn the_diff_stages_everything_and_reads_status_counts_and_patch_against_the_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let git = |args: &[&str]| git::run_as_tester(&root, args);
+        git(&["init", "-q", "-b", "main"]);
+        std::fs::write(root.join("kept.txt"), "one\ntwo\nthree\n").unwrap();
+        std::fs::write(root.join("gone.txt"), "a\nb\n").unwrap();
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "base"]);
+        let base = git(&["rev-parse", "HEAD"]).trim().to_owned();
+        // A committed change, then a deletion, a file never added and a binary file.
+        std::fs::write(root.join("kept.txt"), "one\n2\nthree\nfour\n").unwrap();
+        git(&["commit", "-q", "-am", "work"]);
+        std::fs::remove_file(root.join("gone.txt")).unwrap();
+        std::fs::write(
+            root.join("new file.rs"),
+            "fn a() {}\nfn b() {}\nfn c() {}\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("blob.bin"), [0u8, 1, 2, 0, 255]).unwrap();
+        std::fs::write(root.join("caf\u{e9}.rs"), "my-honeytoken-value\n").unwrap();
+
+        let d = diff(&root, &base).unwrap();
+        let files: Vec<(&str, char, u64, u64)> = d
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.status, f.added, f.removed))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                ("blob.bin", 'A', 0, 0),
+                ("caf\u{e9}.rs", 'A', 1, 0),
+                ("gone.txt", 'D', 0, 2),
+                ("kept.txt", 'M', 2, 1),
+                ("new file.rs", 'A', 3, 0),
+            ]
+        );
+        assert_eq!((d.lines_added, d.lines_removed), (6, 3));
+        // The secret scan names the file as the file list does, though git quotes it.
+        let hits = secrets_in_patch(&d.patch, &Redactor::new(["my-honeytoken-value"]));
+        assert_eq!(
+            hits,
+            [SecretHit {
+                path: "caf\u{e9}.rs".into(),
+                line: 1
+            }]
+        );
+        assert!(
+            d.patch
+                .contains("+++ b/new file.rs\t\n@@ -0,0 +1,3 @@\n+fn a() {}\n"),
+            "{}",
+            d.patch
+        );
+        assert!(
+            d.patch
+                .contains("@@ -2 +2 @@ one\n-two\n+2\n@@ -3,0 +4 @@ three\n+four\n"),
+            "no context lines: {}",
+            d.patch
+        );
+        assert!(diff(&root, "no-such-base").is_err());
+    }
+
+    #[test]
+    fn the_memo_names_each_trigger_with_its_paths_in_a_fixed_order() {
+        assert_eq!(GovernanceReport::default().memo(), "");
+        let every = GovernanceReport {
+            outside: vec!["../x".into(), "/etc/y".into()],
+            protected: vec![".github/ci.yml".into()],
+            needs_approval: vec!["db/1.sql".into()],
+            main_checkout: vec!["README.md changed".into()],
+        };
+        assert_eq!(
+            every.memo(),
+            "outside governance.allowed_roots: ../x, /etc/y; \
+             protected (governance.protected): .github/ci.yml; \
+             the worker changed the main checkout or its refs: README.md changed; \
+             needs approval (governance.needs_approval): db/1.sql"
+        );
+        let approval = GovernanceReport {
+            needs_approval: vec!["db/1.sql".into()],
+            ..GovernanceReport::default()
+        };
+        assert_eq!(
+            approval.memo(),
+            "needs approval (governance.needs_approval): db/1.sql"
+        );
+    }
+
+    #[test]
+    fn acceptance_commands_never_get_githubs_tokens_or_the_workers_secrets() {
+        let parent: Vec<(String, String)> = [
+            ("PATH", "/bin"),
+            ("GITHUB_TOKEN", "g"),
+            ("GH_TOKEN", "h"),
+            ("GH_ENTERPRISE_TOKEN", "e"),
+            ("ANTHROPIC_API_KEY", "k"),
+            ("MY_GITHUB_PAT", "p"),
+            ("HOME", "/h"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let withheld = ["ANTHROPIC_API_KEY".to_owned(), "MY_GITHUB_PAT".to_owned()];
+        let env = command_env(&parent, &withheld);
+        let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["PATH", "HOME"]);
+        assert_eq!(env[0].1, "/bin");
+    }
+
+    fn result(tier: &str, name: &str, status: &'static str, code: Option<i32>) -> CommandResult {
+        CommandResult {
+            tier: tier.into(),
+            name: name.into(),
+            status,
+            exit_code: code,
+            duration_ms: 5,
+            log_path: PathBuf::from("run/verify.log"),
+            tail: format!("{name} said why"),
+        }
+    }
+
+    #[test]
+    fn the_next_attempt_reads_each_failed_command_with_its_tier_status_exit_and_tail() {
+        let results = [
+            result("tier0", "fmt", "passed", Some(0)),
+            result("tier0", "test", "failed", Some(101)),
+            result("tier1", "slow", "timed_out", None),
+        ];
+        assert!(results[0].passed());
+        assert!(!results[1].passed() && !results[2].passed());
+        assert_eq!(
+            failure_text(&results),
+            "Acceptance command \"test\" (tier0) failed (exit 101):\ntest said why\n\n\
+             Acceptance command \"slow\" (tier1) timed out (exit -):\nslow said why"
+        );
+        assert_eq!(failure_text(&results[..1]), "");
+    }
+
+    #[test]
+    fn a_tier_that_could_not_run_is_an_error_result_saying_why() {
+        let error = VerifyError::Io {
+            path: PathBuf::from("/run/verify-tier1-0-x.log"),
+            source: std::io::Error::other("disk full"),
+        };
+        let r = CommandResult::could_not_run("tier1", &error);
+        assert_eq!(
+            (r.tier.as_str(), r.name.as_str(), r.status, r.exit_code),
+            ("tier1", "(tier1)", "error", None)
+        );
+        assert_eq!(
+            (r.duration_ms, r.log_path.as_os_str().is_empty()),
+            (0, true)
+        );
+        assert_eq!(r.tail, "cannot write /run/verify-tier1-0-x.log: disk full");
+        assert!(!r.passed());
+    }
+
+    #[test]
+    fn a_commands_log_is_masked_and_capped_and_its_tail_keeps_the_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("verify.log");
+        let first = "key s3cret-value";
+        // The cap falls exactly after the first two lines: a line starts only below it.
+        let cap = ("key [REDACTED]\n".len() + "line 1\n".len()) as u64;
+        let mut sink = LogSink {
+            file: Some(std::io::BufWriter::new(
+                std::fs::File::create(&path).unwrap(),
+            )),
+            written: 0,
+            cap,
+            tail: VecDeque::new(),
+            redactor: Redactor::new(["s3cret-value"]),
+        };
+        assert_eq!(sink.spawned(7), Ok(()));
+        assert!(matches!(
+            sink.line(Stream::Stdout, first.as_bytes(), false),
+            Control::Continue
+        ));
+        for i in 1..45 {
+            let line = format!("line {i}");
+            assert!(matches!(
+                sink.line(Stream::Stderr, line.as_bytes(), false),
+                Control::Continue
+            ));
+        }
+        assert_eq!(sink.written, cap);
+        drop(sink.file.take());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "key [REDACTED]\nline 1\n"
+        );
+        let tail: Vec<String> = sink.tail.into_iter().collect();
+        assert_eq!(tail.len(), TAIL_LINES);
+        assert_eq!(tail[0], "line 5");
+        assert_eq!(tail[TAIL_LINES - 1], "line 44");
+    }
+
+    fn sh(name: &str, script: &str, timeout: Duration) -> AcceptanceCommand {
+        AcceptanceCommand {
+            name: name.into(),
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            timeout: crate::config::HumanDuration(timeout),
+        }
+    }
+
+    /// Runs `commands` as tier0 in `dir`, logs in `dir/logs`, with `GREETING` set.
+    async fn run_in(
+        dir: &Path,
+        commands: &[AcceptanceCommand],
+    ) -> Result<Vec<CommandResult>, VerifyError> {
+        let env = vec![
+            ("PATH".to_owned(), std::env::var("PATH").unwrap_or_default()),
+            ("GREETING".to_owned(), "hello".to_owned()),
+        ];
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let redactor = Redactor::new(["s3cret-value"]);
+        let run = CommandRun {
+            cwd: dir,
+            env: &env,
+            log_dir: &dir.join("logs"),
+            grace: Duration::from_millis(200),
+            redactor: &redactor,
+            shutdown: &shutdown,
+        };
+        run_commands("tier0", commands, &run).await
+    }
+
+    #[tokio::test]
+    async fn commands_run_in_order_until_the_first_failure_each_with_its_log_status_and_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(root.join("logs")).unwrap();
+        let minute = Duration::from_secs(60);
+        let results = run_in(
+            &root,
+            &[
+                sh(
+                    "say hi",
+                    "echo $GREETING from $(pwd); echo s3cret-value",
+                    minute,
+                ),
+                sh("fail/fast", "echo broke >&2; exit 3", minute),
+                sh("never", "touch never-ran", minute),
+            ],
+        )
+        .await
+        .unwrap();
+        let seen: Vec<(&str, &str, &str, Option<i32>)> = results
+            .iter()
+            .map(|r| (r.tier.as_str(), r.name.as_str(), r.status, r.exit_code))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("tier0", "say hi", "passed", Some(0)),
+                ("tier0", "fail/fast", "failed", Some(3)),
+            ]
+        );
+        assert!(!root.join("never-ran").exists());
+        assert_eq!(
+            results[0].log_path,
+            root.join("logs/verify-tier0-0-say-hi.log")
+        );
+        assert_eq!(
+            std::fs::read_to_string(&results[0].log_path).unwrap(),
+            format!("hello from {}\n[REDACTED]\n", root.display())
+        );
+        assert_eq!(
+            results[1].log_path,
+            root.join("logs/verify-tier0-1-fail-fast.log")
+        );
+        assert_eq!(results[1].tail, "broke");
+    }
+
+    #[tokio::test]
+    async fn a_command_past_its_timeout_is_stopped_and_one_that_cannot_start_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(root.join("logs")).unwrap();
+        let hung = run_in(
+            &root,
+            &[sh(
+                "hang",
+                "echo started; exec sleep 30",
+                Duration::from_secs(1),
+            )],
+        )
+        .await
+        .unwrap();
+        assert_eq!((hung[0].status, hung[0].exit_code), ("timed_out", None));
+        assert_eq!(hung[0].tail, "started\n(stopped after its timeout of 1s)");
+        assert!(hung[0].duration_ms < 30_000, "{}", hung[0].duration_ms);
+
+        let missing = AcceptanceCommand {
+            name: "missing".into(),
+            argv: vec!["/no/such/program".into()],
+            timeout: crate::config::HumanDuration(Duration::from_secs(60)),
+        };
+        let error = run_in(
+            &root,
+            &[
+                missing.clone(),
+                sh("after", "true", Duration::from_secs(60)),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(error.len(), 1, "the first error stops the tier");
+        assert_eq!((error[0].status, error[0].exit_code), ("error", None));
+        assert!(
+            error[0]
+                .tail
+                .starts_with("cannot run [\"/no/such/program\"]: "),
+            "{}",
+            error[0].tail
+        );
+
+        let unwritable = run_in(&root.join("nowhere"), &[missing]).await.unwrap_err();
+        assert!(
+            unwritable.to_string().starts_with(&format!(
+                "cannot write {}",
+                root.join("nowhere/logs/verify-tier0-0-missing.log")
+                    .display()
+            )),
+            "{unwritable}"
+        );
     }
 
     #[test]
