@@ -346,6 +346,34 @@ async fn the_overlap_gate_pages_through_pull_requests_and_fails_closed_without_g
     w.github.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_down_from_the_start_of_a_release_tick_defers_every_task_as_overlap_unknown() {
+    let w = world("release", "").await;
+    // Every retry of the preflight's read of the repository fails: GitHub is unavailable for
+    // the whole pass, so the pull requests a task might overlap cannot be listed.
+    w.github.add_fault(Fault::status(
+        Some("GET"),
+        "/repos/acme/widgets",
+        502,
+        1_000,
+    ));
+    let tick = w.tick_full().await;
+    assert!(
+        tick.report["jobs"].as_array().unwrap().is_empty(),
+        "{:#}",
+        tick.report
+    );
+    let reason = tick.report["deferred"][0]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("overlap_unknown") && reason.contains("502"),
+        "{:#}",
+        tick.report
+    );
+    assert_eq!(w.task("T0-1").state, TaskState::Queued);
+    assert!(w.github.pulls().is_empty());
+    w.github.shutdown().await;
+}
+
 #[test]
 fn unattended_merge_needs_its_acknowledgement() {
     let s = Sandbox::git_repo();
