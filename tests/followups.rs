@@ -12,7 +12,7 @@ use std::io::Read as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oxi::ledger::{Ledger, TaskState};
+use oxi::ledger::{FailureClass, HoldKind, Ledger, TaskState};
 use serde_json::Value;
 
 use crate::support::{OxiToml, Sandbox, Worker, git};
@@ -308,4 +308,61 @@ fn logs_follow_of_a_task_follows_it_to_its_retry_and_stops_when_it_is_delivered(
         "attempt 2's run is followed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("nothing to change"), "{stdout}");
+}
+
+/// A review whose estimate crosses the daily cap on spend alone (nothing in flight to wait
+/// for): the task waits an hour in `retry_wait`, its verified work committed on the branch.
+#[test]
+fn a_review_the_daily_cap_can_never_fit_waits_an_hour_as_budget_refused() {
+    let s = repo(
+        ONE_TASK,
+        Worker::fake("fake").cost_usd("0.3"),
+        "[critic]\nauto_approve = false\n\n[caps]\njob_usd = 0.5\ndaily_usd = 0.5\ndaily_soft_warn_usd = 0.5\nestimate_floor_usd = 0.25\n",
+    );
+    let before = oxi::clock::now_ms();
+    let out = s.oxi(&["tick", "--format", "json"]);
+    let after = oxi::clock::now_ms();
+    let report = out.json();
+    let task = ledger(&s).read().task("T0-1").unwrap().unwrap();
+    assert_eq!(task.state, TaskState::RetryWait, "{report:#}");
+    assert_eq!(task.failure_class, Some(FailureClass::BudgetRefused));
+    let at = task.retry_at_ms.unwrap();
+    assert!(
+        (before + 3_600_000..=after + 3_600_000).contains(&at),
+        "retry at {at}, tick from {before} to {after}"
+    );
+    let runs = ledger(&s).read().runs_for_task("T0-1").unwrap();
+    assert_eq!(runs.iter().filter(|r| r.role == "reviewer").count(), 0);
+}
+
+/// A reviewer that ends without an `OXI_REVIEW` verdict: the verified work is held for a
+/// person, the reason saying which branch to read and that `oxi approve` delivers it, which it
+/// does.
+#[test]
+fn a_review_without_a_verdict_holds_the_work_saying_how_to_deliver_it() {
+    let s = repo(
+        ONE_TASK,
+        Worker::fake("fake"),
+        "[critic]\nauto_approve = false\n",
+    );
+    let toml = s
+        .read("oxi.toml")
+        .replace("\"review:approve\"", "\"no-result\"");
+    s.write("oxi.toml", toml);
+    let report = s.oxi(&["tick", "--format", "json"]).json();
+    let task = ledger(&s).read().task("T0-1").unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Held, "{report:#}");
+    assert_eq!(task.hold_kind, Some(HoldKind::ReviewUnavailable));
+    let reason = task.held_reason.unwrap_or_default();
+    let branch = task.branch.unwrap_or_default();
+    assert!(
+        reason.ends_with(&format!("; review branch {branch} and `oxi approve T0-1`")),
+        "{reason}"
+    );
+    s.oxi(&["approve", "T0-1"]).ok();
+    s.oxi(&["tick"]).ok();
+    assert_eq!(
+        ledger(&s).read().task("T0-1").unwrap().unwrap().state,
+        TaskState::Delivered
+    );
 }
