@@ -169,6 +169,11 @@ fn a_review_refused_only_for_room_held_by_runs_in_flight_waits_and_never_reruns_
     assert_eq!(runs.iter().filter(|r| r.role == "reviewer").count(), 1);
     assert_eq!(event_count(&s, "budget_refused", "T0-1"), 1, "one refusal");
     assert_eq!(
+        stderr.matches("the review waits for budget room").count(),
+        1,
+        "said once, not at every look: {stderr}"
+    );
+    assert_eq!(
         ledger(&s).read().task("T0-1").unwrap().unwrap().state,
         TaskState::Delivered
     );

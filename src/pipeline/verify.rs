@@ -1309,7 +1309,7 @@ mod tests {
             &[
                 sh(
                     "say hi",
-                    "echo $GREETING from $(pwd); echo s3cret-value",
+                    "echo $GREETING from $(pwd); echo s3cret-value; printf '%02000d\\n' 0",
                     minute,
                 ),
                 sh("fail/fast", "echo broke >&2; exit 3", minute),
@@ -1336,7 +1336,12 @@ mod tests {
         );
         assert_eq!(
             std::fs::read_to_string(&results[0].log_path).unwrap(),
-            format!("hello from {}\n[REDACTED]\n", root.display())
+            // A long line (a stack trace, a minified file) reaches the log whole.
+            format!(
+                "hello from {}\n[REDACTED]\n{}\n",
+                root.display(),
+                "0".repeat(2000)
+            )
         );
         assert_eq!(
             results[1].log_path,
