@@ -156,6 +156,9 @@ fn a_review_refused_only_for_room_held_by_runs_in_flight_waits_and_never_reruns_
     wait_for("the review's refusal", || {
         event_count(&s, "budget_refused", "T0-1") >= 1
     });
+    // Past the review's one-second recheck, so it looks again while the room is still held:
+    // a look only reads; it neither records another refusal nor gives up.
+    std::thread::sleep(Duration::from_millis(2500));
     release_room(holder);
     let (code, stdout, stderr) = finish(tick, "oxi tick");
     assert_eq!(code, 0, "{stdout}\n{stderr}");
