@@ -343,6 +343,40 @@ fn a_review_the_daily_cap_can_never_fit_waits_an_hour_as_budget_refused() {
     assert_eq!(runs.iter().filter(|r| r.role == "reviewer").count(), 0);
 }
 
+/// (a) The same wait, but the holding run settles at what leaves no room: it spent $0.49 of
+/// the $0.50 it held, so once it ends spend alone ($0.30 + $0.49 + the review's $0.25) crosses
+/// the $1.00 cap. The review stops waiting and the task waits an hour as `budget_refused`; it
+/// is not held as though the room had never come back.
+#[test]
+fn a_review_waiting_for_room_that_settles_past_the_cap_waits_an_hour_as_budget_refused() {
+    let s = repo(
+        ONE_TASK,
+        Worker::fake("fake").cost_usd("0.3"),
+        "[run]\nmax_parallel_jobs = 2\n\n[critic]\nauto_approve = false\n\n[caps]\njob_usd = 0.5\ndaily_usd = 1.0\ndaily_soft_warn_usd = 1.0\nestimate_floor_usd = 0.25\nstall_timeout = \"10m\"\n",
+    );
+    // 163,334 input tokens at claude-sonnet-4-5's $3 per million: $0.49.
+    let toml = s
+        .read("oxi.toml")
+        .replacen("\"sleep\"", "\"spend-then-sleep:163334\"", 1);
+    s.write("oxi.toml", toml);
+    let holder = hold_room(&s);
+    let tick = oxi(&s, &["tick", "--format", "json"]).spawn().unwrap();
+    wait_for("the review's refusal", || {
+        event_count(&s, "budget_refused", "T0-1") >= 1
+    });
+    release_room(holder);
+    let (code, stdout, stderr) = finish(tick, "oxi tick");
+    let task = ledger(&s).read().task("T0-1").unwrap().unwrap();
+    assert_eq!(
+        task.state,
+        TaskState::RetryWait,
+        "{code}\n{stdout}\n{stderr}"
+    );
+    assert_eq!(task.failure_class, Some(FailureClass::BudgetRefused));
+    let runs = ledger(&s).read().runs_for_task("T0-1").unwrap();
+    assert_eq!(runs.iter().filter(|r| r.role == "reviewer").count(), 0);
+}
+
 /// A reviewer that ends without an `OXI_REVIEW` verdict: the verified work is held for a
 /// person, the reason saying which branch to read and that `oxi approve` delivers it, which it
 /// does.

@@ -10,7 +10,8 @@
 //! Environment:
 //! - `OXI_FAKE_SCENARIO`: `edit` (default), `flood:<bytes>`, `garbage`, `long-line:<bytes>`,
 //!   `hang`, `silent-then-hang`, `ignore-term`, `grandchild`, `grandchild-escape`, `exit130`,
-//!   `spend`, `rate-limited`, `echo-env:<NAME>` (and `echo-env-edit:<NAME>`, which writes
+//!   `spend`, `spend-then-sleep:<input tokens>` (one message carrying that usage, then
+//!   sleeps: a run in flight that has spent part of its reservation), `rate-limited`, `echo-env:<NAME>` (and `echo-env-edit:<NAME>`, which writes
 //!   hello.txt instead of the value), `env-names`, `no-result`, `fail`,
 //!   `edit-fix` (writes "bye", or "hi" once the prompt says a previous attempt failed),
 //!   `edit-transient` (writes the file, then ends with an API 500 — a retryable `transient`
@@ -375,6 +376,12 @@ impl Worker {
     fn play(&mut self, name: &str, arg: Option<&str>) {
         match name {
             "sleep" | "silent-then-hang" => sleep(),
+            "spend-then-sleep" => {
+                self.init();
+                self.out
+                    .message("msg_spent", "spent some", amount(arg, 100_000));
+                sleep();
+            }
             "edit-fix" => self.edit_fix(),
             "edit-transient" => self.edit_transient(),
             "hang-family" => {

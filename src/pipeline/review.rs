@@ -547,6 +547,8 @@ async fn admit_review(
                     why: "oxi was stopped",
                 });
             }
+            // Which runs are live, then the totals: a run that settles between the two reads
+            // shows in the totals, so "nothing live" below never hides room it just freed.
             let now = now_ms();
             let live = job
                 .ledger
@@ -554,6 +556,15 @@ async fn admit_review(
                 .running_runs()?
                 .iter()
                 .any(|r| r.lease_expires_at_ms.is_none_or(|at| at > now));
+            let totals = job
+                .ledger
+                .read()
+                .spend_totals(&crate::clock::day_of(now), &crate::clock::month_of(now))?;
+            match crate::budget::admit(&totals, estimate, &prepared.caps) {
+                Err(again) if again.waits_for_runs_in_flight() => {}
+                // It fits, or it never will: the admission decides (and records a refusal).
+                _ => break,
+            }
             if !live {
                 return Ok(ReviewRoom::NotFreed {
                     refusal,
@@ -564,16 +575,6 @@ async fn admit_review(
             tokio::select! {
                 () = tokio::time::sleep(REVIEW_ROOM_RECHECK) => {}
                 Ok(()) = shutdown.changed() => {}
-            }
-            let now = now_ms();
-            let totals = job
-                .ledger
-                .read()
-                .spend_totals(&crate::clock::day_of(now), &crate::clock::month_of(now))?;
-            match crate::budget::admit(&totals, estimate, &prepared.caps) {
-                Err(again) if again.waits_for_runs_in_flight() => {}
-                // It fits, or it never will: the admission decides (and records a refusal).
-                _ => break,
             }
         }
     }
