@@ -138,6 +138,29 @@ fn event_count(s: &Sandbox, kind: &str, task: &str) -> i64 {
         .unwrap()
 }
 
+/// The review waits' setup: an executor costing $0.30 (estimated at $0.25) beside a run
+/// holding $0.50 of the day's $1.00, so that the review's $0.25 estimate fits only once that
+/// run settles. Returns once the review's refusal is recorded and the tick waits: the
+/// repository, the holding `oxi run` (its fake's scenario `holder`) and the tick.
+fn a_review_waiting_for_room(holder: &str) -> (Sandbox, Child, Child) {
+    let s = repo(
+        ONE_TASK,
+        Worker::fake("fake").cost_usd("0.3"),
+        "[run]\nmax_parallel_jobs = 2\n\n[critic]\nauto_approve = false\n\n[caps]\njob_usd = 0.5\ndaily_usd = 1.0\ndaily_soft_warn_usd = 1.0\nestimate_floor_usd = 0.25\nstall_timeout = \"10m\"\n",
+    );
+    let toml = s
+        .read("oxi.toml")
+        .replacen("\"sleep\"", &format!("{holder:?}"), 1);
+    s.write("oxi.toml", toml);
+    let holder = hold_room(&s);
+    let tick = oxi(&s, &["tick", "--format", "json"]).spawn().unwrap();
+    // The review's admission was refused once (recorded), and the tick goes on waiting.
+    wait_for("the review's refusal", || {
+        event_count(&s, "budget_refused", "T0-1") >= 1
+    });
+    (s, holder, tick)
+}
+
 /// (a) The executor fits beside the holding run ($0.50 held + $0.25 estimate under $1.00) and
 /// costs $0.30; the review's $0.25 estimate then does not fit beside the $0.50 held, but would
 /// once it settles ($0.30 + $0.25). The review waits for the room instead of putting the task
@@ -145,17 +168,7 @@ fn event_count(s: &Sandbox, kind: &str, task: &str) -> i64 {
 /// run ends, the review runs and the task is delivered with one executor run.
 #[test]
 fn a_review_refused_only_for_room_held_by_runs_in_flight_waits_and_never_reruns_the_executor() {
-    let s = repo(
-        ONE_TASK,
-        Worker::fake("fake").cost_usd("0.3"),
-        "[run]\nmax_parallel_jobs = 2\n\n[critic]\nauto_approve = false\n\n[caps]\njob_usd = 0.5\ndaily_usd = 1.0\ndaily_soft_warn_usd = 1.0\nestimate_floor_usd = 0.25\nstall_timeout = \"10m\"\n",
-    );
-    let holder = hold_room(&s);
-    let tick = oxi(&s, &["tick", "--format", "json"]).spawn().unwrap();
-    // The review's admission was refused once (recorded), and the tick goes on waiting.
-    wait_for("the review's refusal", || {
-        event_count(&s, "budget_refused", "T0-1") >= 1
-    });
+    let (s, holder, tick) = a_review_waiting_for_room("sleep");
     // Past the review's one-second recheck, so it looks again while the room is still held:
     // a look only reads; it neither records another refusal nor gives up.
     std::thread::sleep(Duration::from_millis(2500));
@@ -187,16 +200,7 @@ fn a_review_refused_only_for_room_held_by_runs_in_flight_waits_and_never_reruns_
 /// next attempt would run the executor again — and `oxi approve` delivers it.
 #[test]
 fn a_review_waiting_for_room_when_oxi_is_stopped_holds_the_verified_work() {
-    let s = repo(
-        ONE_TASK,
-        Worker::fake("fake").cost_usd("0.3"),
-        "[run]\nmax_parallel_jobs = 2\n\n[critic]\nauto_approve = false\n\n[caps]\njob_usd = 0.5\ndaily_usd = 1.0\ndaily_soft_warn_usd = 1.0\nestimate_floor_usd = 0.25\nstall_timeout = \"10m\"\n",
-    );
-    let holder = hold_room(&s);
-    let tick = oxi(&s, &["tick", "--format", "json"]).spawn().unwrap();
-    wait_for("the review's refusal", || {
-        event_count(&s, "budget_refused", "T0-1") >= 1
-    });
+    let (s, holder, tick) = a_review_waiting_for_room("sleep");
     let pid = nix::unistd::Pid::from_raw(tick.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let (_, stdout, stderr) = finish(tick, "oxi tick");
@@ -349,21 +353,8 @@ fn a_review_the_daily_cap_can_never_fit_waits_an_hour_as_budget_refused() {
 /// is not held as though the room had never come back.
 #[test]
 fn a_review_waiting_for_room_that_settles_past_the_cap_waits_an_hour_as_budget_refused() {
-    let s = repo(
-        ONE_TASK,
-        Worker::fake("fake").cost_usd("0.3"),
-        "[run]\nmax_parallel_jobs = 2\n\n[critic]\nauto_approve = false\n\n[caps]\njob_usd = 0.5\ndaily_usd = 1.0\ndaily_soft_warn_usd = 1.0\nestimate_floor_usd = 0.25\nstall_timeout = \"10m\"\n",
-    );
     // 163,334 input tokens at claude-sonnet-4-5's $3 per million: $0.49.
-    let toml = s
-        .read("oxi.toml")
-        .replacen("\"sleep\"", "\"spend-then-sleep:163334\"", 1);
-    s.write("oxi.toml", toml);
-    let holder = hold_room(&s);
-    let tick = oxi(&s, &["tick", "--format", "json"]).spawn().unwrap();
-    wait_for("the review's refusal", || {
-        event_count(&s, "budget_refused", "T0-1") >= 1
-    });
+    let (s, holder, tick) = a_review_waiting_for_room("spend-then-sleep:163334");
     release_room(holder);
     let (code, stdout, stderr) = finish(tick, "oxi tick");
     let task = ledger(&s).read().task("T0-1").unwrap().unwrap();
