@@ -176,46 +176,18 @@ pub fn secrets_in_patch(patch: &str, redactor: &Redactor) -> Vec<SecretHit> {
 
 /// The path of a patch's `+++ b/<path>` header as the diff's file list names it. Git ends a
 /// name holding a space with a tab, and writes one holding a quote, a backslash, a control or
-/// (with `core.quotePath`, the default) a non-ASCII byte C-quoted: `"b/caf\303\251.rs"`.
+/// (with `core.quotePath`, the default) a non-ASCII byte C-quoted: `"b/caf\303\251.rs"`
+/// (undone by gitoxide's `gix-quote`).
 fn patch_path(header: &str) -> String {
     let header = header.strip_suffix('\t').unwrap_or(header);
-    let name = match header.strip_prefix('"').and_then(|h| h.strip_suffix('"')) {
-        Some(quoted) => unquote_c(quoted),
-        None => header.to_owned(),
+    let name = match gix_quote::ansi_c::undo(header.as_bytes().into()) {
+        Ok((name, _)) => String::from_utf8_lossy(&name).into_owned(),
+        Err(_) => header.to_owned(),
     };
     match name.strip_prefix("b/") {
         Some(path) => path.to_owned(),
         None => name,
     }
-}
-
-/// Undoes git's C-style quoting of a path (`\"`, `\\`, `\t`, `\n`, octal bytes).
-fn unquote_c(quoted: &str) -> String {
-    let mut bytes = Vec::with_capacity(quoted.len());
-    let mut rest = quoted.bytes().peekable();
-    while let Some(b) = rest.next() {
-        if b != b'\\' {
-            bytes.push(b);
-            continue;
-        }
-        match rest.next() {
-            Some(b't') => bytes.push(b'\t'),
-            Some(b'n') => bytes.push(b'\n'),
-            Some(digit @ b'0'..=b'7') => {
-                let mut value = u32::from(digit - b'0');
-                for _ in 0..2 {
-                    if let Some(next @ b'0'..=b'7') = rest.peek().copied() {
-                        value = value * 8 + u32::from(next - b'0');
-                        rest.next();
-                    }
-                }
-                bytes.push(u8::try_from(value).unwrap_or(b'?'));
-            }
-            Some(other) => bytes.push(other),
-            None => bytes.push(b'\\'),
-        }
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// What governance found.
@@ -958,7 +930,10 @@ mod tests {
                 ("caf\u{e9} \"q\".rs".to_owned(), 7)
             ]
         );
-        assert_eq!(unquote_c("a\\tb\\nc\\\\d\\7"), "a\tb\nc\\d\u{7}");
+        assert_eq!(
+            patch_path("\"b/a\\tb\\nc\\\\d\\re\\007\""),
+            "a\tb\nc\\d\re\u{7}"
+        );
     }
 
     #[test]
