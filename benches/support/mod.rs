@@ -1,9 +1,11 @@
 //! The benchmark regression guard, shared by the benches that print ratios.
 //!
-//! Each ratio is oxi's time over a reference measured in the same run and the same minutes
-//! (`/bin/true`, `serde_json::Value`, splitting lines, an empty ledger), so a loaded or slower
-//! machine moves both sides and the ratio stays comparable where absolute times do not. Lower
-//! is better for every ratio. Absolute times are printed by the benches, never gated.
+//! Each ratio is oxi's CPU time over a reference's measured in the same run (`oxi --version`,
+//! `serde_json::Value`, splitting lines, an empty ledger), so a loaded or slower machine moves
+//! both sides and the ratio stays comparable where absolute times do not. CPU time, not wall
+//! time: waiting for a core is what a loaded machine adds, and it fell unevenly on the two
+//! sides ([`thread_cpu`], [`children_cpu`]). Lower is better for every ratio. Absolute times
+//! are printed by the benches, never gated.
 //!
 //! - `--quick` (or `OXI_BENCH_QUICK=1`): smaller inputs and fewer iterations, as CI runs it;
 //! - after a bench has recorded its ratios, [`Guard::finish`] compares each with
@@ -47,6 +49,31 @@ pub fn typical(mut samples: Vec<Duration>) -> Duration {
     } else {
         samples[samples.len() / 2]
     }
+}
+
+/// CPU time the calling thread has used. The in-process benches time with it rather than the
+/// wall clock: a loaded machine preempts a 50 ms parse several times and a 1 ms reference
+/// rarely, so wall-time ratios rose with the load (`ledger/parse_vs_line_split` measured 35 to
+/// 133 on one machine) where CPU time leaves the time spent waiting for a core out.
+pub fn thread_cpu() -> Duration {
+    use nix::time::{ClockId, clock_gettime};
+    let now = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).unwrap();
+    Duration::new(
+        now.tv_sec().try_into().unwrap(),
+        now.tv_nsec().try_into().unwrap(),
+    )
+}
+
+/// User plus system time of every child process this bench has waited for so far: what the
+/// benches that spawn `oxi` time, for the same reason as [`thread_cpu`].
+pub fn children_cpu() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN).unwrap();
+    let time = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec().try_into().unwrap())
+            + Duration::from_micros(t.tv_usec().try_into().unwrap())
+    };
+    time(usage.user_time()) + time(usage.system_time())
 }
 
 /// `full` when `quick` is false; quick mode's ratios differ (smaller inputs), so each mode has
