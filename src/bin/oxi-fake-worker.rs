@@ -11,8 +11,9 @@
 //! - `OXI_FAKE_SCENARIO`: `edit` (default), `flood:<bytes>`, `garbage`, `long-line:<bytes>`,
 //!   `hang`, `silent-then-hang`, `ignore-term`, `grandchild`, `grandchild-escape`, `exit130`,
 //!   `spend`, `spend-then-sleep:<input tokens>` (one message carrying that usage, then
-//!   sleeps: a run in flight that has spent part of its reservation), `rate-limited`, `echo-env:<NAME>` (and `echo-env-edit:<NAME>`, which writes
-//!   hello.txt instead of the value), `env-names`, `no-result`, `fail`,
+//!   sleeps: a run in flight that has spent part of its reservation), `rate-limited`,
+//!   `echo-env:<NAME>` (and `echo-env-edit:<NAME>`, which writes hello.txt instead of the
+//!   value), `env-names`, `no-result`, `fail`,
 //!   `edit-fix` (writes "bye", or "hi" once the prompt says a previous attempt failed),
 //!   `edit-transient` (writes the file, then ends with an API 500 — a retryable `transient`
 //!   failure that leaves its edit behind; once the prompt says a previous attempt failed it
